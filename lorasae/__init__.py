@@ -1,0 +1,1 @@
+"""lorasae: Low-Rank Adapting Models for Sparse Autoencoders."""
