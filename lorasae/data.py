@@ -1,0 +1,181 @@
+"""Text sources, GPT-style packing into fixed-length token chunks, and the deterministic
+validation/train split shared by every script (SPEC §3.1).
+
+Sources: `builtin` (the generated corpus), a hub dataset (streamed, shuffled with the seed), or a local
+`.txt` / `.jsonl` / `.parquet` file or a folder of them. Chunks start with BOS when the tokenizer has one
+(Gemma-2 misbehaves without it); documents are separated by EOS.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+# RedPajama-V2's own `sample-10B` config needs a loading script, which datasets >= 4 no longer runs;
+# this parquet sample of RedPajama-V2 documents is the closest loadable equivalent.
+DATASET_ALIASES: dict[str, str] = {
+    "redpajama": "sade-adrien/redpajama_v2_sample_10M",
+    "pile": "monology/pile-uncopyrighted",
+}
+DEFAULT_HUB_DATASET = "redpajama"
+LOCAL_SUFFIXES = (".txt", ".jsonl", ".json", ".parquet")
+
+
+def default_dataset(model_name: str) -> str:
+    """The built-in corpus for the built-in model, RedPajama otherwise (the paper's choice)."""
+    return "builtin" if model_name == "tiny" else DEFAULT_HUB_DATASET
+
+
+def _local_texts(path: Path, text_field: str) -> Iterator[str]:
+    files = sorted(p for p in path.rglob("*") if p.suffix in LOCAL_SUFFIXES) if path.is_dir() else [path]
+    if not files:
+        raise FileNotFoundError(f"No {'/'.join(LOCAL_SUFFIXES)} files under {path}.")
+    for file in files:
+        if file.suffix == ".txt":
+            # documents are separated by blank lines
+            block: list[str] = []
+            for line in file.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    block.append(line)
+                elif block:
+                    yield "\n".join(block)
+                    block = []
+            if block:
+                yield "\n".join(block)
+        elif file.suffix in (".jsonl", ".json"):
+            with open(file, encoding="utf-8") as handle:
+                for number, line in enumerate(handle, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        record = json.loads(line)
+                    except json.JSONDecodeError as err:
+                        raise ValueError(f"{file}:{number} is not valid JSON: {err}") from err
+                    if text_field not in record:
+                        raise KeyError(f"{file}:{number} has no {text_field!r} field (use --text_field).")
+                    yield record[text_field]
+        else:
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(file, columns=[text_field])
+            yield from table.column(text_field).to_pylist()
+
+
+def load_texts(source: str, split: str = "train", text_field: str = "text", seed: int = 42) -> Iterator[str]:
+    """Documents of `source` in a deterministic (seeded) order."""
+    if source == "builtin":
+        from lorasae.world.corpus import iter_texts
+
+        return iter_texts(seed=seed)
+    path = Path(source).expanduser()
+    if path.exists():
+        return _local_texts(path, text_field)
+    if source.endswith(LOCAL_SUFFIXES):
+        raise FileNotFoundError(f"Dataset file {source} does not exist.")
+    from datasets import load_dataset
+
+    name = DATASET_ALIASES.get(source, source)
+    dataset = load_dataset(name, split=split, streaming=True)
+    dataset = dataset.shuffle(seed=seed, buffer_size=10_000)
+    return (row[text_field] for row in dataset)
+
+
+def pack_chunks(
+    texts: Iterable[str], tokenizer, ctx_len: int, batch_docs: int = 64, prepend_bos: bool = True
+) -> Iterator[torch.Tensor]:
+    """Concatenate documents separated by EOS and cut into `ctx_len`-token chunks (BOS first)."""
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise ValueError("The tokenizer has no EOS token, which packing needs as the document separator.")
+    bos = tokenizer.bos_token_id if prepend_bos else None
+    body = ctx_len - (1 if bos is not None else 0)
+    buffer: list[int] = []
+    iterator = iter(texts)
+    while True:
+        docs = list(itertools.islice(iterator, batch_docs))
+        if not docs:
+            return
+        for ids in tokenizer(docs, add_special_tokens=False)["input_ids"]:
+            buffer.extend(ids)
+            buffer.append(eos)
+        start = 0
+        while len(buffer) - start >= body:
+            piece = buffer[start : start + body]
+            start += body
+            yield torch.tensor(([bos] if bos is not None else []) + piece, dtype=torch.long)
+        buffer = buffer[start:]
+
+
+@dataclass
+class TokenSplit:
+    """Validation = the first `num_val_chunks` chunks of the packed stream; train = the chunks after them.
+    Training chunks are streamed again from the source on demand, so resuming can skip to any position."""
+
+    source: str
+    tokenizer: object
+    ctx_len: int
+    seed: int
+    val: torch.Tensor
+    text_field: str = "text"
+
+    @property
+    def num_val_chunks(self) -> int:
+        return len(self.val)
+
+    def _stream(self) -> Iterator[torch.Tensor]:
+        return pack_chunks(
+            load_texts(self.source, text_field=self.text_field, seed=self.seed), self.tokenizer, self.ctx_len
+        )
+
+    def train_chunks(self, skip: int = 0) -> Iterator[torch.Tensor]:
+        """Train chunks from position `skip` on; cycles (with a warning) when the source runs out."""
+        epoch = 0
+        while True:
+            stream = itertools.islice(self._stream(), self.num_val_chunks, None)
+            produced = 0
+            for chunk in stream:
+                produced += 1
+                if skip > 0:
+                    skip -= 1
+                    continue
+                yield chunk
+            if produced == 0:
+                raise ValueError(
+                    f"Dataset {self.source!r} has no training chunks after the validation split."
+                )
+            epoch += 1
+            warnings.warn(f"{self.source}: training data exhausted, starting epoch {epoch + 1}", stacklevel=2)
+
+    def train_batches(self, batch_size: int, skip_chunks: int = 0) -> Iterator[torch.Tensor]:
+        chunks = self.train_chunks(skip_chunks)
+        while True:
+            yield torch.stack([next(chunks) for _ in range(batch_size)])
+
+
+def load_token_split(
+    source: str,
+    tokenizer,
+    ctx_len: int = 1024,
+    num_val_tokens: int = 1_000_000,
+    seed: int = 42,
+    text_field: str = "text",
+) -> TokenSplit:
+    """The split every script shares: same arguments → same validation and train chunks."""
+    num_val_chunks = max(1, -(-num_val_tokens // ctx_len))
+    split = TokenSplit(
+        source, tokenizer, ctx_len, seed, torch.empty(0, ctx_len, dtype=torch.long), text_field
+    )
+    val = list(itertools.islice(split._stream(), num_val_chunks))
+    if len(val) < num_val_chunks:
+        raise ValueError(
+            f"Dataset {source!r} holds only {len(val)} chunks of {ctx_len} tokens, fewer than the "
+            f"{num_val_chunks} needed for validation; lower --num_val_tokens."
+        )
+    split.val = torch.stack(val)
+    return split

@@ -1,0 +1,153 @@
+"""Model registry and loading, and uniform access to the decoder layers of any causal LM
+(Llama, Gemma-2, GPT-2, GPT-NeoX), seen through PEFT wrappers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lorasae.runtime import parse_device, parse_dtype
+
+MODEL_REGISTRY: dict[str, str] = {
+    "gemma": "google/gemma-2-2b",
+    "gemma-2b": "google/gemma-2-2b",
+    "gemma-9b": "google/gemma-2-9b",
+    "llama": "meta-llama/Llama-3.2-1B",
+    "tiny": "builtin:tiny",
+}
+
+
+class UnknownModelError(ValueError):
+    pass
+
+
+class LayerOutOfRangeError(ValueError):
+    pass
+
+
+def resolve_model_name(name: str) -> str:
+    """Registry key → hub id; `tiny` → the built-in model's folder (built on first use); local paths and
+    hub ids (`org/name`) pass through. Anything else raises `UnknownModelError`."""
+    key = name.strip()
+    if key in MODEL_REGISTRY:
+        target = MODEL_REGISTRY[key]
+        if target == "builtin:tiny":
+            from lorasae.world.tiny_model import ensure_tiny_model
+
+            return str(ensure_tiny_model())
+        return target
+    if Path(key).expanduser().exists():
+        return str(Path(key).expanduser())
+    parts = key.split("/")
+    if len(parts) == 2 and all(parts):
+        return key
+    raise UnknownModelError(
+        f"Unknown model {name!r}: use one of {sorted(MODEL_REGISTRY)}, a Hugging Face id like "
+        "'google/gemma-2-2b', or a local folder saved with save_pretrained."
+    )
+
+
+def model_key(name: str) -> str:
+    """The short name used in output paths: registry keys as is, `org/name` → `name`, folders → basename."""
+    key = name.strip().rstrip("/")
+    if key in MODEL_REGISTRY:
+        return "gemma" if key == "gemma-2b" else key
+    return key.split("/")[-1]
+
+
+def load_model(
+    name: str,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype = torch.float32,
+    attn_implementation: str | None = None,
+):
+    """Load `(model, tokenizer)` through the Auto classes, in eval mode, on `device`."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model_name(name)
+    device = parse_device(device)
+    dtype = parse_dtype(dtype)
+    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    try:
+        config = AutoConfig.from_pretrained(path, token=token)
+        if attn_implementation is None and getattr(config, "model_type", "") == "gemma2":
+            attn_implementation = "eager"  # Gemma-2's logit soft-capping is only exact in eager attention
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=dtype, token=token, attn_implementation=attn_implementation
+        )
+        tokenizer = AutoTokenizer.from_pretrained(path, token=token)
+    except OSError as err:
+        raise UnknownModelError(
+            f"Could not load model {name!r} ({path}): {err}\n"
+            "Check the name, set HF_TOKEN (in the environment or .env) for gated models such as Gemma "
+            "and Llama, and check network access; offline, use --model_type tiny."
+        ) from err
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(device).eval()
+    return model, tokenizer
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The underlying transformers model of a PeftModel (or the model itself)."""
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
+
+
+_LAYER_PATHS = ("model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers", "layers", "h")
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    base = unwrap(model)
+    for path in _LAYER_PATHS:
+        module: object = base
+        for attr in path.split("."):
+            module = getattr(module, attr, None)
+            if module is None:
+                break
+        if isinstance(module, nn.ModuleList):
+            return module
+    raise TypeError(
+        f"Cannot find the decoder layers of {type(base).__name__}: tried {', '.join(_LAYER_PATHS)}."
+    )
+
+
+def layer_module_name(model: nn.Module, layer: int) -> str:
+    """Fully qualified name of decoder layer `layer` within `unwrap(model)`, e.g. `model.layers.12`."""
+    target = decoder_layers(model)[layer]
+    for name, module in unwrap(model).named_modules():
+        if module is target:
+            return name
+    raise LookupError(f"layer {layer} not found by name")
+
+
+def num_layers(model: nn.Module) -> int:
+    return len(decoder_layers(model))
+
+
+def d_model(model: nn.Module) -> int:
+    config = unwrap(model).config
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for attr in ("hidden_size", "n_embd", "d_model"):
+        value = getattr(text_config, attr, None)
+        if value:
+            return int(value)
+    raise TypeError(f"Cannot find the residual width of {type(config).__name__}.")
+
+
+def check_layer(model: nn.Module, layer: int) -> int:
+    n = num_layers(model)
+    if not 0 <= layer < n:
+        raise LayerOutOfRangeError(
+            f"Layer {layer} is out of range: this model has {n} decoder layers (0 … {n - 1})."
+        )
+    return layer
+
+
+def special_token_ids(tokenizer) -> list[int]:
+    """BOS/EOS/PAD ids: the positions Gemma Scope SAEs leave unspliced."""
+    ids = {tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id}
+    return sorted(i for i in ids if i is not None)

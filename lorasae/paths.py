@@ -1,0 +1,133 @@
+"""Output path conventions of SPEC §3.4, in one place. Plots and the notebook read these paths.
+
+The root is `$LORASAE_ROOT` if set, else the repository (the folder holding `train_sae.py`), else the
+current directory. Tests point `LORASAE_ROOT` at a temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+_PACKAGE_PARENT = Path(__file__).resolve().parent.parent
+
+
+def root() -> Path:
+    env = os.environ.get("LORASAE_ROOT")
+    if env:
+        return Path(env)
+    if (_PACKAGE_PARENT / "train_sae.py").exists():
+        return _PACKAGE_PARENT
+    return Path.cwd()
+
+
+def _root(base: Path | None) -> Path:
+    return Path(base) if base is not None else root()
+
+
+def sanitize(name: str) -> str:
+    """Make a model name or SAE source safe as one path component (`org/name` → `org--name`)."""
+    return re.sub(r"[^A-Za-z0-9._+-]+", "--", name.strip("/")).strip("-") or "unnamed"
+
+
+def examples_label(num_examples: int) -> str:
+    """The original's `<N/1000>k` label: 15000 → `15`, 300 → `0.3`."""
+    value = num_examples / 1000
+    return str(int(value)) if value == int(value) else f"{value:g}"
+
+
+# --- SAEs -----------------------------------------------------------------------------------------
+
+
+def sae_tag(expansion_factor: int, k: int, pct: int | None = None) -> str:
+    """`expansion_<E>_L0_<k>` for the final SAE, `expansion_<E>_L0_<k>-<pct>pct` for a checkpoint."""
+    tag = f"expansion_{expansion_factor}_L0_{k}"
+    return tag if pct is None else f"{tag}-{pct}pct"
+
+
+def sae_dir(
+    model: str,
+    kind: str,
+    expansion_factor: int,
+    k: int,
+    layer: int,
+    pct: int | None = None,
+    base: Path | None = None,
+) -> Path:
+    """`saved_saes/<model>/<normal|e2e>/expansion_<E>_L0_<k>[-<pct>pct]/model.layers.<L>/`"""
+    if kind not in ("normal", "e2e"):
+        raise ValueError(f"SAE kind must be 'normal' or 'e2e', got {kind!r}")
+    return (
+        _root(base)
+        / "saved_saes"
+        / sanitize(model)
+        / kind
+        / sae_tag(expansion_factor, k, pct)
+        / f"model.layers.{layer}"
+    )
+
+
+def sae_curve_path(quantity: str, model: str, kind: str, base: Path | None = None) -> Path:
+    """`data/TopK/{time,val_loss}/<model>/<normal|e2e>_SAE.json`"""
+    if quantity not in ("time", "val_loss"):
+        raise ValueError(f"curve quantity must be 'time' or 'val_loss', got {quantity!r}")
+    return _root(base) / "data" / "TopK" / quantity / sanitize(model) / f"{kind}_SAE.json"
+
+
+# --- LoRA -----------------------------------------------------------------------------------------
+
+_LORA_SUFFIX = {"CE_increase": "CE_increase", "val_loss": "val_losses", "time": "time"}
+
+
+def lora_span(lora_layers: list[int]) -> str:
+    """`<a>-<b>`: the first and last adapted layer."""
+    return f"{min(lora_layers)}-{max(lora_layers)}"
+
+
+def lora_json_path(
+    quantity: str,
+    model: str,
+    sae_tag_: str,
+    lora_layers: list[int],
+    rank: int,
+    num_examples: int,
+    base: Path | None = None,
+) -> Path:
+    """`data/TopK/<quantity>/<model>/<sae_tag>/peft_<a>-<b>_rank_<r>_<suffix>_<N/1000>k.json`"""
+    if quantity not in _LORA_SUFFIX:
+        raise ValueError(f"quantity must be one of {sorted(_LORA_SUFFIX)}, got {quantity!r}")
+    name = f"peft_{lora_span(lora_layers)}_rank_{rank}_{_LORA_SUFFIX[quantity]}_{examples_label(num_examples)}k.json"
+    return _root(base) / "data" / "TopK" / quantity / sanitize(model) / sanitize(sae_tag_) / name
+
+
+def adapter_dir(
+    model: str, sae_tag_: str, lora_layers: list[int], rank: int, base: Path | None = None
+) -> Path:
+    """`saved_models/<model>/<sae_tag>/peft_<a>-<b>/rank_<r>/` (PEFT format)."""
+    return (
+        _root(base)
+        / "saved_models"
+        / sanitize(model)
+        / sanitize(sae_tag_)
+        / f"peft_{lora_span(lora_layers)}"
+        / f"rank_{rank}"
+    )
+
+
+def results_csv(base: Path | None = None) -> Path:
+    return _root(base) / "data" / "results.csv"
+
+
+def plots_dir(base: Path | None = None) -> Path:
+    return _root(base) / "plots"
+
+
+def eval_dir(suite: str, base: Path | None = None) -> Path:
+    """`eval/<suite>/` (suite: `SAE-Bench`, `steering`, `benchmarks`)."""
+    return _root(base) / "eval" / suite
+
+
+def tiny_model_root(base: Path | None = None) -> Path:
+    """Folder holding the built-in model at `<this>/tiny/`."""
+    return _root(base) / "saved_models"

@@ -1,0 +1,76 @@
+"""Shared fixtures: tiny random Llama / Gemma-2 models, a small character tokenizer, an isolated output root.
+Tests never touch the network."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ["WANDB_MODE"] = "disabled"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+VOCAB = 96
+
+
+def make_tiny_model(arch: str = "llama", n_layers: int = 3, d: int = 32, vocab: int = VOCAB, seed: int = 0):
+    """A randomly initialised causal LM of the given architecture (no download)."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    common = dict(
+        vocab_size=vocab,
+        hidden_size=d,
+        intermediate_size=2 * d,
+        num_hidden_layers=n_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=d // 4,
+        max_position_embeddings=128,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
+    if arch == "llama":
+        model = LlamaForCausalLM(LlamaConfig(**common))
+    elif arch == "gemma2":
+        model = Gemma2ForCausalLM(Gemma2Config(**common, sliding_window=16, attn_implementation="eager"))
+    else:
+        raise ValueError(arch)
+    return model.eval()
+
+
+def make_char_tokenizer():
+    """A character-level fast tokenizer with BOS/EOS/PAD, built in memory."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    chars = [chr(c) for c in range(32, 32 + VOCAB - 4)]
+    vocab = {"<pad>": 0, "<bos>": 1, "<eos>": 2, "<unk>": 3} | {c: i + 4 for i, c in enumerate(chars)}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
+    )
+
+
+@pytest.fixture(params=["llama", "gemma2"])
+def tiny_model(request):
+    return make_tiny_model(request.param)
+
+
+@pytest.fixture
+def char_tokenizer():
+    return make_char_tokenizer()
+
+
+@pytest.fixture
+def out_root(tmp_path, monkeypatch):
+    """Point every output path (saved_saes/, data/, plots/, ...) at a temporary folder."""
+    monkeypatch.setenv("LORASAE_ROOT", str(tmp_path))
+    return tmp_path
