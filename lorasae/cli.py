@@ -1,0 +1,55 @@
+"""Command-line plumbing shared by every script: the common flags and one `parse` call.
+
+Configs are `@dataclass`es parsed by simple-parsing; each field's docstring is its `--help` text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeVar
+
+import simple_parsing
+from simple_parsing import field
+
+from lorasae.runtime import parse_count  # noqa: F401  (re-exported for `field(type=parse_count)`)
+
+T = TypeVar("T")
+
+
+@dataclass
+class CommonArgs:
+    """Flags every script takes."""
+
+    device: str | None = None
+    """'cpu', a GPU index (0) or 'cuda:N'. Default: the first GPU if any, else the CPU."""
+
+    model_type: str = "gemma"
+    """Registered model: gemma (google/gemma-2-2b), llama (meta-llama/Llama-3.2-1B) or tiny (built-in)."""
+
+    model: str | None = None
+    """Any Hugging Face causal LM id or local folder; overrides --model_type."""
+
+    dataset: str | None = None
+    """Text source: 'builtin', a hub dataset ('redpajama', 'pile', or an id) or a local txt/jsonl/parquet
+    file or folder. Default: builtin for the tiny model, RedPajama otherwise."""
+
+    dtype: str = "float32"
+    """Model dtype: float32 or bfloat16."""
+
+    seed: int = 42
+    """Random seed (data order and initialisation)."""
+
+    wandb: bool = False
+    """Log to Weights & Biases (off by default)."""
+
+    @property
+    def model_name(self) -> str:
+        return self.model or self.model_type
+
+
+def parse(config_class: type[T], argv: list[str] | None = None) -> T:
+    """Parse `argv` (default: sys.argv) into `config_class`."""
+    return simple_parsing.parse(config_class, args=argv, add_config_path_arg=False)
+
+
+__all__ = ["CommonArgs", "field", "parse", "parse_count"]
