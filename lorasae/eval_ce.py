@@ -1,0 +1,69 @@
+"""Mean next-token cross-entropy over validation chunks, optionally with functions (SAEs) spliced into
+the residual stream. Shared by `train_sae.py`, `train_lora.py` and the evals, so every CE in the project
+is computed the same way: logits at positions 0…T-2 score tokens 1…T-1 of each chunk, summed in float64
+over all scored tokens of all chunks and divided by their count (a token-weighted mean)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lorasae.hooks import SpliceFn, splice
+
+# either fixed functions per layer, or a factory that builds them from each batch's input ids (needed
+# when special positions such as BOS keep the original activation)
+SpliceFns = Mapping[int, SpliceFn] | Callable[[torch.Tensor], Mapping[int, SpliceFn]]
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+@torch.no_grad()
+def ce_sum_and_count(
+    model: nn.Module,
+    chunks: torch.Tensor,
+    batch_size: int,
+    splice_fns: SpliceFns | None = None,
+) -> tuple[float, int]:
+    """(Σ next-token CE in nats, number of scored tokens) over `chunks` [N, T]. The model is evaluated in
+    eval mode and put back in the mode it was in."""
+    if chunks.ndim != 2 or chunks.shape[1] < 2:
+        raise ValueError(f"chunks must be [N, T] with T ≥ 2, got {tuple(chunks.shape)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+    device = _model_device(model)
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    try:
+        for start in range(0, len(chunks), batch_size):
+            ids = chunks[start : start + batch_size].to(device)
+            fns = splice_fns(ids) if callable(splice_fns) else (splice_fns or {})
+            with splice(model, fns):
+                logits = model(input_ids=ids, use_cache=False).logits
+            for row in range(len(ids)):  # one row at a time: a single [T, V] log-softmax in memory
+                total += F.cross_entropy(logits[row, :-1].float(), ids[row, 1:], reduction="sum").item()
+            count += ids[:, 1:].numel()
+            del logits
+    finally:
+        model.train(was_training)
+    return total, count
+
+
+def mean_ce(
+    model: nn.Module,
+    chunks: torch.Tensor,
+    batch_size: int,
+    splice_fns: SpliceFns | None = None,
+) -> float:
+    """Mean next-token CE (nats per token) of `model` on `chunks` [N, T], with `splice_fns` spliced in:
+    `{layer: fn}` or a callable `input_ids -> {layer: fn}` (see `lorasae.hooks.splice`)."""
+    total, count = ce_sum_and_count(model, chunks, batch_size, splice_fns)
+    return total / count

@@ -1,0 +1,1 @@
+"""SAE training (`train_sae.py`): config, schedule, optimiser, distributed helpers, state, logging, loop."""

@@ -1,0 +1,237 @@
+"""`train_sae.py`'s flags (SPEC §3.1): the paper's settings are the defaults. Field docstrings are `--help`.
+
+Some defaults depend on the model and are filled in by `TrainSaeConfig.resolved(d_model, max_positions)`:
+- `k`: 64 (the paper's) for models with d_model ≥ 1024; smaller models (the built-in tiny one, d=128)
+  keep the paper's sparsity ratio k/d = 64/2304 ≈ 2.8 %, i.e. k = round(64·d/2304) (tiny: 4).
+- `ctx_len`: 1024 (the paper's), capped at the model's `max_position_embeddings`.
+- `num_val_tokens`: 1,000,000 (the paper's) for models with d_model ≥ 1024; 32,768 for smaller ones, so
+  that the ~101 validations of a short run on the tiny model cost seconds, not minutes.
+- `lr`: 2e-4 / sqrt(m / 2^14) with m the SAE width (Gao et al.'s scaling law, the paper's choice).
+- warm-up: `lr_warmup_steps` (1000), but never more than 10 % of the run (a 300-step run would otherwise
+  never leave the warm-up); the paper's 2B-token runs are unaffected.
+- `dead_after_tokens`: 10M (sparsify's), but at most 10 % of the training tokens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from lorasae.cli import CommonArgs, field, parse_count
+from lorasae.data import default_dataset
+from lorasae.models import model_key
+
+PAPER_K = 64
+PAPER_D_MODEL = 2304  # Gemma-2-2B, where the paper's k = 64 was chosen
+SMALL_MODEL_D = 1024  # below this residual width the "small model" defaults apply
+PAPER_VAL_TOKENS = 1_000_000
+SMALL_MODEL_VAL_TOKENS = 32_768
+PAPER_CTX_LEN = 1024
+
+
+def default_k(d_model: int) -> int:
+    """64 for d_model ≥ 1024, else the paper's sparsity ratio kept: round(64·d/2304), at least 1."""
+    return PAPER_K if d_model >= SMALL_MODEL_D else max(1, round(PAPER_K * d_model / PAPER_D_MODEL))
+
+
+def default_num_val_tokens(d_model: int) -> int:
+    """1M validation tokens (the paper's) for d_model ≥ 1024, 32,768 for small models. `train_lora.py`
+    must use the same value for the same model so that both scripts share one validation/train split."""
+    return PAPER_VAL_TOKENS if d_model >= SMALL_MODEL_D else SMALL_MODEL_VAL_TOKENS
+
+
+def default_ctx_len(max_positions: int | None) -> int:
+    """1024, capped at the model's context window."""
+    return min(PAPER_CTX_LEN, max_positions) if max_positions else PAPER_CTX_LEN
+
+
+def default_lr(d_sae: int) -> float:
+    """Gao et al.'s scaling: 2e-4 / sqrt(m / 2^14)."""
+    return 2e-4 / math.sqrt(d_sae / 2**14)
+
+
+@dataclass
+class TrainSaeConfig(CommonArgs):
+    """Train a TopK SAE (or an end-to-end one with --e2e) on the residual stream after decoder layer L."""
+
+    layer: int = 12
+    """Decoder layer whose output (the residual stream after block L) the SAE reconstructs."""
+
+    num_train_tokens: int = field(default=2_000_000_000, type=parse_count)
+    """Training tokens (2B for Gemma, 4B for Llama in the paper); `300_000`, `2e9`, `15k` accepted."""
+
+    num_val_tokens: int | None = field(default=None, type=parse_count)
+    """Validation tokens (the first chunks of the data). Default: 1M; 32,768 for small models (d < 1024)."""
+
+    ctx_len: int | None = None
+    """Tokens per training sequence. Default: 1024, capped at the model's context window."""
+
+    batch_size: int = 1
+    """Sequences per optimiser step, over all ranks together (the paper: one 1024-token sequence)."""
+
+    expansion_factor: int = 8
+    """SAE width = d_model × expansion_factor."""
+
+    k: int | None = None
+    """Active latents per token. Default: 64; for small models (d < 1024) round(64·d/2304)."""
+
+    e2e: bool = False
+    """End-to-end SAE: train on KL(p_original ‖ p_spliced) only, instead of reconstruction (FVU)."""
+
+    auxk_alpha: float = 0.0
+    """Weight of the AuxK dead-latent loss (Gao et al.); 0 = off, the paper's setting."""
+
+    lr: float | None = None
+    """Peak learning rate. Default: 2e-4 / sqrt(width / 2^14)."""
+
+    lr_warmup_steps: int = 1000
+    """Linear warm-up steps (capped at 10% of the run), then linear decay to 0."""
+
+    max_grad_norm: float = 1.0
+    """Gradient-norm clipping threshold."""
+
+    optimizer: str = "auto"
+    """adam | adam8bit | auto (8-bit Adam from bitsandbytes on CUDA when installed, else torch Adam)."""
+
+    dead_after_tokens: int | None = field(default=None, type=parse_count)
+    """A latent is dead when it has not fired in this many tokens. Default: 10M, at most 10% of training."""
+
+    eval_every_pct: float = 1.0
+    """Validate (spliced CE) before training and every this many percent of training."""
+
+    val_batch_size: int = 8
+    """Sequences per forward pass during validation."""
+
+    checkpoint_every_pct: int = 10
+    """Save an SAE checkpoint every this many percent of training (labelled with its percentage)."""
+
+    save_every_steps: int = 0
+    """Also save the resumable training state every N steps (0 = only at checkpoints)."""
+
+    resume: bool = False
+    """Continue the run with these settings from its latest training state."""
+
+    init_sae: str | None = None
+    """Start from the weights of this SAE folder (SAELens format) instead of a fresh initialisation."""
+
+    text_field: str = "text"
+    """Field holding the text in jsonl/parquet datasets."""
+
+    log_every_steps: int = 10
+    """Refresh the progress-bar metrics (and wandb) every N steps."""
+
+    wandb_project: str = "lorasae"
+    """Weights & Biases project (with --wandb)."""
+
+    # --- filled in by `resolved()` ---------------------------------------------------------------------
+    def resolved(self, d_model: int, max_positions: int | None = None) -> TrainSaeConfig:
+        """A copy with every model-dependent default filled in, validated."""
+        cfg = dataclasses.replace(self)
+        cfg.dataset = cfg.dataset or default_dataset(cfg.model_name)
+        cfg.k = cfg.k if cfg.k is not None else default_k(d_model)
+        cfg.ctx_len = cfg.ctx_len if cfg.ctx_len is not None else default_ctx_len(max_positions)
+        if cfg.num_val_tokens is None:
+            cfg.num_val_tokens = default_num_val_tokens(d_model)
+        d_sae = d_model * cfg.expansion_factor
+        cfg.lr = cfg.lr if cfg.lr is not None else default_lr(d_sae)
+        if cfg.dead_after_tokens is None:
+            cfg.dead_after_tokens = max(1, min(10_000_000, cfg.num_train_tokens // 10))
+        cfg.validate(d_model, max_positions)
+        return cfg
+
+    def validate(self, d_model: int, max_positions: int | None = None) -> None:
+        problems = []
+        if self.expansion_factor < 1:
+            problems.append(f"--expansion_factor must be ≥ 1, got {self.expansion_factor}")
+        d_sae = d_model * self.expansion_factor
+        if self.k is not None and not 1 <= self.k <= d_sae:
+            problems.append(f"--k must be between 1 and the SAE width {d_sae}, got {self.k}")
+        if self.ctx_len is not None and self.ctx_len < 2:
+            problems.append(f"--ctx_len must be ≥ 2, got {self.ctx_len}")
+        if self.ctx_len is not None and max_positions and self.ctx_len > max_positions:
+            problems.append(f"--ctx_len {self.ctx_len} exceeds the model's context window of {max_positions}")
+        if self.batch_size < 1:
+            problems.append(f"--batch_size must be ≥ 1, got {self.batch_size}")
+        if self.val_batch_size < 1:
+            problems.append(f"--val_batch_size must be ≥ 1, got {self.val_batch_size}")
+        if not 0 < self.eval_every_pct <= 100:
+            problems.append(f"--eval_every_pct must be in (0, 100], got {self.eval_every_pct}")
+        if not 1 <= self.checkpoint_every_pct <= 100 or 100 % self.checkpoint_every_pct:
+            problems.append(f"--checkpoint_every_pct must divide 100, got {self.checkpoint_every_pct}")
+        if self.lr is not None and not self.lr > 0:
+            problems.append(f"--lr must be > 0, got {self.lr}")
+        if self.auxk_alpha < 0:
+            problems.append(f"--auxk_alpha must be ≥ 0, got {self.auxk_alpha}")
+        if self.max_grad_norm <= 0:
+            problems.append(f"--max_grad_norm must be > 0, got {self.max_grad_norm}")
+        if self.save_every_steps < 0:
+            problems.append(f"--save_every_steps must be ≥ 0, got {self.save_every_steps}")
+        if self.optimizer not in ("auto", "adam", "adam8bit"):
+            problems.append(f"--optimizer must be auto, adam or adam8bit, got {self.optimizer!r}")
+        if self.resume and self.init_sae:
+            problems.append("--resume and --init_sae exclude each other")
+        if problems:
+            raise ValueError("Invalid train_sae settings:\n  " + "\n  ".join(problems))
+
+    # --- derived quantities ----------------------------------------------------------------------------
+    @property
+    def kind(self) -> str:
+        """`e2e` or `normal`: the SAE kind in output paths."""
+        return "e2e" if self.e2e else "normal"
+
+    @property
+    def model_key(self) -> str:
+        """Short model name used in output paths (`tiny`, `gemma`, `llama`, ...)."""
+        return model_key(self.model_name)
+
+    @property
+    def tokens_per_step(self) -> int:
+        assert self.ctx_len is not None
+        return self.batch_size * self.ctx_len
+
+    @property
+    def total_steps(self) -> int:
+        """Optimiser steps: enough global batches to cover `num_train_tokens` (at least one)."""
+        return max(1, math.ceil(self.num_train_tokens / self.tokens_per_step))
+
+    @property
+    def warmup_steps(self) -> int:
+        return max(1, min(self.lr_warmup_steps, self.total_steps // 10))
+
+    @property
+    def num_evals(self) -> int:
+        """Evaluation intervals: the curve has `num_evals + 1` points (first before training, last at 100%)."""
+        return max(1, round(100 / self.eval_every_pct))
+
+    def eval_steps(self) -> list[int]:
+        """Step after which curve point i is taken: round(i/n · total) for i = 0..n (0 = before training)."""
+        n = self.num_evals
+        return [round(i * self.total_steps / n) for i in range(n + 1)]
+
+    def checkpoint_steps(self) -> dict[int, int]:
+        """{percentage: step after which that checkpoint is saved} for 10%, 20%, …, 100%."""
+        pcts = range(self.checkpoint_every_pct, 101, self.checkpoint_every_pct)
+        return {pct: max(1, round(pct * self.total_steps / 100)) for pct in pcts}
+
+    # fields whose change makes a saved training state incompatible with this run
+    RESUME_KEYS = (
+        "layer",
+        "num_train_tokens",
+        "num_val_tokens",
+        "ctx_len",
+        "batch_size",
+        "expansion_factor",
+        "k",
+        "e2e",
+        "auxk_alpha",
+        "lr",
+        "lr_warmup_steps",
+        "max_grad_norm",
+        "dead_after_tokens",
+        "eval_every_pct",
+        "checkpoint_every_pct",
+        "dataset",
+        "seed",
+        "text_field",
+    )
