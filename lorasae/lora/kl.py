@@ -1,0 +1,190 @@
+"""The LoRA objective: full-vocabulary KL(p_base ‖ p_student) per position, summed over positions and
+divided by the batch size (PyTorch's `kl_div(..., reduction="batchmean")` on [B, T, V], as the paper).
+
+Gemma's vocabulary has 256k entries, so a [B, T, V] fp32 tensor for one 1024-token sequence is 1 GiB and
+the naive computation keeps several of them (two softmaxes, the log-probabilities saved for backward, the
+gradient). Here the KL is computed in chunks of positions by a custom autograd function:
+
+- `fused` (default): the inputs are the final hidden states [B, T, d] of the student and of the base
+  model; each chunk is projected through the (frozen) LM head, both log-softmaxes and the KL are taken,
+  and the gradient with respect to the student's hidden states, (softmax(z_s) − p_base) W / B, is formed
+  on the spot. No [B, T, V] tensor exists at any time; peak extra memory is a few [chunk, V] tensors.
+- `chunked`: the inputs are the full logits (for architectures whose head is not a plain linear layer);
+  the KL and its gradient are formed per chunk, so no probability tensor is materialised twice.
+- `naive`: the original's formula, kept as the reference for tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lorasae.models import unwrap
+
+KL_IMPLS = ("fused", "chunked", "naive")
+DEFAULT_CHUNK_BYTES = 256 * 2**20
+
+
+def auto_chunk_size(vocab_size: int, budget_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
+    """Positions per chunk so that one fp32 [chunk, V] tensor takes about `budget_bytes`."""
+    return max(1, budget_bytes // (4 * max(1, vocab_size)))
+
+
+@dataclass
+class LogitHead:
+    """The LM head as a function of the final hidden states: `softcap(h @ W.T + b)`."""
+
+    weight: Tensor
+    bias: Tensor | None = None
+    softcap: float | None = None
+
+    def __call__(self, hidden: Tensor) -> Tensor:
+        logits = F.linear(hidden, self.weight, self.bias)
+        if self.softcap:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        return logits
+
+    @property
+    def vocab_size(self) -> int:
+        return self.weight.shape[0]
+
+    @classmethod
+    def from_model(cls, model: nn.Module) -> LogitHead | None:
+        """The head of a transformers causal LM (Llama, Gemma-2 with its final logit soft-capping, GPT-2,
+        ...), or None when it is not a plain linear layer. `verify_head` checks it against the model."""
+        base = unwrap(model)
+        get_head = getattr(base, "get_output_embeddings", None)
+        head = get_head() if callable(get_head) else None
+        head = getattr(head, "base_layer", head)  # a LoRA-wrapped head: the frozen base layer
+        if not isinstance(head, nn.Linear):
+            return None
+        config = base.config
+        text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        softcap = getattr(text_config, "final_logit_softcapping", None)
+        return cls(head.weight, head.bias, float(softcap) if softcap else None)
+
+
+def body_module(model: nn.Module) -> nn.Module | None:
+    """The decoder stack of a transformers causal LM (`model.model` for Llama/Gemma), which returns the
+    final (normed) hidden states; None if the model has no such attribute."""
+    base = unwrap(model)
+    prefix = getattr(base, "base_model_prefix", None)
+    body = getattr(base, prefix, None) if prefix else None
+    return body if isinstance(body, nn.Module) and body is not base else None
+
+
+def final_hidden(model: nn.Module, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+    """Final hidden states [B, T, d] (after the final norm, before the LM head)."""
+    body = body_module(model)
+    if body is None:
+        raise TypeError(f"{type(unwrap(model)).__name__} has no decoder stack attribute to call.")
+    out = body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+
+
+@torch.no_grad()
+def verify_head(model: nn.Module, head: LogitHead | None, input_ids: Tensor, atol: float = 1e-3) -> bool:
+    """True if `head(final_hidden(model, ids))` reproduces `model(ids).logits` on `input_ids`."""
+    if head is None or body_module(model) is None:
+        return False
+    try:
+        reference = model(input_ids=input_ids, use_cache=False).logits.float()
+        mine = head(final_hidden(model, input_ids)).float()
+    except (TypeError, AttributeError):
+        return False
+    if reference.shape != mine.shape:
+        return False
+    scale = max(1.0, reference.abs().max().item())
+    return bool(((reference - mine).abs().max() <= atol * scale).item())
+
+
+def _chunk_kl_and_grad(
+    z_student: Tensor, z_base: Tensor, softcap: float | None, want_grad: bool
+) -> tuple[Tensor, Tensor | None]:
+    """KL summed over the rows of one chunk of raw logits (before soft-capping), and d KL / d z_student."""
+    z_base = z_base.float()
+    if softcap:
+        z_base = torch.tanh(z_base / softcap).mul_(softcap)
+    log_p = torch.log_softmax(z_base, dim=-1)
+    del z_base
+    z_student = z_student.float()
+    tanh_s = None
+    if softcap:
+        tanh_s = torch.tanh(z_student / softcap)
+        z_student = tanh_s * softcap
+    log_q = torch.log_softmax(z_student, dim=-1)
+    del z_student
+    p = log_p.exp()
+    kl = (p * (log_p - log_q)).sum()
+    if not want_grad:
+        return kl, None
+    grad = log_q.exp_().sub_(p)  # d/dz [-Σ p log_softmax(z)] = softmax(z) − p
+    if tanh_s is not None:
+        grad.mul_(1 - tanh_s.square())
+    return kl, grad
+
+
+class _ChunkedKL(torch.autograd.Function):
+    """KL(p_base ‖ p_student) summed over rows × `scale`; rows processed `chunk` at a time. With a head
+    weight, the inputs are hidden states [N, d] and the head is applied per chunk; without, they are raw
+    logits [N, V]. The gradient for the student input is computed in the forward pass."""
+
+    @staticmethod
+    def forward(ctx, student, base, weight, bias, softcap, chunk, scale):  # noqa: D401
+        want_grad = student.requires_grad
+        rows = student.shape[0]
+        total = torch.zeros((), dtype=torch.float64, device=student.device)
+        grad_in = torch.empty_like(student) if want_grad else None
+        for start in range(0, rows, chunk):
+            s, b = student[start : start + chunk], base[start : start + chunk]
+            if weight is not None:
+                s, b = F.linear(s, weight, bias), F.linear(b, weight, bias)
+            kl, grad = _chunk_kl_and_grad(s, b, softcap, want_grad)
+            total += kl.double()
+            if grad is not None:
+                grad.mul_(scale)
+                if weight is not None:
+                    grad = grad.to(weight.dtype) @ weight
+                grad_in[start : start + chunk] = grad.to(student.dtype)
+        if grad_in is not None:
+            ctx.save_for_backward(grad_in)
+        return (total * scale).to(torch.float32)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (grad_in,) = ctx.saved_tensors
+        return grad_in * grad_output.to(grad_in.dtype), None, None, None, None, None, None
+
+
+def chunked_kl(
+    student: Tensor,
+    base: Tensor,
+    head: LogitHead | None = None,
+    chunk_size: int | None = None,
+) -> Tensor:
+    """KL(p_base ‖ p_student), summed over positions and divided by the batch size B.
+
+    With `head`, `student` and `base` are final hidden states [B, T, d] (the head — including Gemma's
+    soft-capping — is applied chunk by chunk); without, they are raw logits [B, T, V] (already
+    soft-capped). `base` carries no gradient. `chunk_size` = positions per chunk (default: about 256 MiB
+    of fp32 logits per chunk)."""
+    if student.shape != base.shape:
+        raise ValueError(f"student {tuple(student.shape)} and base {tuple(base.shape)} shapes differ")
+    batch = student.shape[0]
+    vocab = head.vocab_size if head is not None else student.shape[-1]
+    chunk = int(chunk_size) if chunk_size else auto_chunk_size(vocab)
+    flat_s = student.reshape(-1, student.shape[-1])
+    flat_b = base.detach().reshape(-1, base.shape[-1])
+    if head is None:
+        return _ChunkedKL.apply(flat_s, flat_b, None, None, None, chunk, 1.0 / batch)
+    return _ChunkedKL.apply(flat_s, flat_b, head.weight.detach(), head.bias, head.softcap, chunk, 1.0 / batch)
+
+
+def naive_kl(student_logits: Tensor, base_logits: Tensor) -> Tensor:
+    """The original's full-tensor formula: `kl_div(log_softmax(student), softmax(base), "batchmean")`."""
+    log_q = torch.log_softmax(student_logits.float(), dim=-1)
+    p = torch.softmax(base_logits.float(), dim=-1)
+    return F.kl_div(log_q, p, reduction="batchmean", log_target=False)

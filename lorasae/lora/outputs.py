@@ -1,0 +1,132 @@
+"""What a LoRA run leaves behind (SPEC §3.4), all written atomically:
+- `data/TopK/CE_increase/<model>/<sae_tag>/peft_<a>-<b>_rank_<r>_CE_increase_<N/1000>k.json`
+  `{"initial": L_SAE, "converged": L_LoRA, "difference": L_SAE − L_LoRA, "base": L_base}`;
+- `data/TopK/val_loss/.../..._val_losses_<N/1000>k.json`: spliced CE list, first = before training;
+- `data/TopK/time/.../..._time_<N/1000>k.json`: cumulative training minutes, first = 0;
+- one row in `data/results.csv` (columns `RESULTS_COLUMNS`, read by `lorasae.results`);
+- with --save_model, the adapter in PEFT format at `saved_models/<model>/<sae_tag>/peft_<a>-<b>/rank_<r>/`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from lorasae.atomic import append_csv_row, atomic_dir, atomic_write_json
+from lorasae.lora.adapters import format_layers
+from lorasae.lora.trainer import LoraRunResult
+from lorasae.paths import adapter_dir, lora_json_path, results_csv
+
+RESULTS_COLUMNS: tuple[str, ...] = (
+    "model",
+    "sae_tag",
+    "sae_source",
+    "sae_layers",
+    "lora_layers",
+    "rank",
+    "num_examples",
+    "sae_width",
+    "sae_l0",
+    "checkpoint_pct",
+    "L_base",
+    "L_SAE",
+    "L_LoRA",
+    "ce_gap",
+    "ce_improvement",
+    "frac_gap_closed",
+    "minutes",
+    "timestamp",
+)
+
+
+@dataclass(frozen=True)
+class RunId:
+    """What names a run's output files."""
+
+    model: str
+    sae_tag: str
+    lora_layers: tuple[int, ...]
+    rank: int
+    num_examples: int
+
+    def json_path(self, quantity: str, base: Path | None = None) -> Path:
+        return lora_json_path(
+            quantity, self.model, self.sae_tag, list(self.lora_layers), self.rank, self.num_examples, base
+        )
+
+    def adapter_path(self, base: Path | None = None) -> Path:
+        return adapter_dir(self.model, self.sae_tag, list(self.lora_layers), self.rank, base)
+
+
+def ce_increase(result: LoraRunResult) -> dict[str, float]:
+    return {
+        "initial": result.L_SAE,
+        "converged": result.L_LoRA,
+        "difference": result.L_SAE - result.L_LoRA,
+        "base": result.L_base,
+    }
+
+
+def write_curves(run: RunId, result: LoraRunResult, base: Path | None = None) -> dict[str, Path]:
+    """The three JSONs; returns their paths by quantity."""
+    return {
+        "CE_increase": atomic_write_json(run.json_path("CE_increase", base), ce_increase(result)),
+        "val_loss": atomic_write_json(run.json_path("val_loss", base), result.val_losses),
+        "time": atomic_write_json(run.json_path("time", base), result.minutes),
+    }
+
+
+def _number(value: float | None, digits: int = 6) -> Any:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return round(float(value), digits)
+
+
+def results_row(
+    run: RunId,
+    result: LoraRunResult,
+    sae_sources: Sequence[str],
+    sae_layers: Sequence[int],
+    sae_width: float | None,
+    sae_l0: float | None,
+    checkpoint_pct: int | None,
+) -> dict[str, Any]:
+    row = {
+        "model": run.model,
+        "sae_tag": run.sae_tag,
+        "sae_source": ";".join(sae_sources),
+        "sae_layers": format_layers(sae_layers),
+        "lora_layers": format_layers(run.lora_layers),
+        "rank": run.rank,
+        "num_examples": run.num_examples,
+        "sae_width": _number(sae_width, 2) if sae_width is not None else "",
+        "sae_l0": _number(sae_l0, 3) if sae_l0 is not None else "",
+        "checkpoint_pct": checkpoint_pct if checkpoint_pct is not None else "",
+        "L_base": _number(result.L_base),
+        "L_SAE": _number(result.L_SAE),
+        "L_LoRA": _number(result.L_LoRA),
+        "ce_gap": _number(result.ce_gap),
+        "ce_improvement": _number(result.ce_improvement),
+        "frac_gap_closed": _number(result.frac_gap_closed),
+        "minutes": _number(result.total_minutes, 4),
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    assert tuple(row) == RESULTS_COLUMNS
+    return row
+
+
+def append_result(row: dict[str, Any], base: Path | None = None) -> Path:
+    return append_csv_row(results_csv(base), row)
+
+
+def save_adapter(peft_model: nn.Module, path: Path) -> Path:
+    """`peft_model.save_pretrained` into a temporary sibling, renamed onto `path`."""
+    with atomic_dir(path) as tmp:
+        peft_model.save_pretrained(str(tmp))
+    return path

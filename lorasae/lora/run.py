@@ -1,0 +1,252 @@
+"""`train_lora.py`'s pipeline: load the model once, resolve the SAEs (our checkpoints — one run each — or
+`--sae` sources), and for each run attach fresh adapters, train, write the outputs and print a summary."""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from lorasae.data import load_token_split
+from lorasae.hooks import residual_at
+from lorasae.lora.adapters import attach_lora, format_layers, lora_layer_list, parse_layer_spec
+from lorasae.lora.config import TrainLoraConfig
+from lorasae.lora.outputs import RunId, append_result, results_row, save_adapter, write_curves
+from lorasae.lora.sae_refs import SaeRun, external_run, our_sae_runs
+from lorasae.lora.trainer import LoraRunResult, TrainSettings, sae_splices, train_lora, validation_ce
+from lorasae.models import (
+    check_layer,
+    d_model,
+    load_model,
+    num_layers,
+    special_token_ids,
+    unwrap,
+)
+from lorasae.runtime import parse_device, seed_everything, setup_environment
+from lorasae.train import distributed
+
+
+class SaeMismatchError(ValueError):
+    """An SAE does not fit the model (wrong width) or names no usable layer."""
+
+
+@dataclass
+class RunSummary:
+    run: RunId
+    result: LoraRunResult
+    sae_layers: list[int]
+    checkpoint_pct: int | None
+    paths: dict[str, str]
+    skipped: bool = False
+
+    def line(self) -> str:
+        r = self.result
+        pct = f" ({self.checkpoint_pct}%)" if self.checkpoint_pct is not None else ""
+        return (
+            f"[{self.run.model} {self.run.sae_tag}{pct}] SAE@{format_layers(self.sae_layers)} "
+            f"LoRA {format_layers(self.run.lora_layers)} r{self.run.rank}, {self.run.num_examples} seq: "
+            f"L_base {r.L_base:.4f}  L_SAE {r.L_SAE:.4f} → L_LoRA {r.L_LoRA:.4f}  "
+            f"gap closed {100 * r.frac_gap_closed:.1f}%  ({r.total_minutes:.2f} train min)"
+        )
+
+
+def max_positions(model: nn.Module) -> int | None:
+    config = unwrap(model).config
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    value = getattr(text_config, "max_position_embeddings", None) or getattr(text_config, "n_positions", None)
+    return int(value) if value else None
+
+
+def load_saes(run: SaeRun, model: nn.Module, device: torch.device, dtype: torch.dtype) -> dict[int, object]:
+    """`{layer: SaeLike}` for a run, checked against the model (width, layer range)."""
+    from lorasae.sae.sources import load_sae
+
+    saes: dict[int, object] = {}
+    width = d_model(model)
+    for ref in run.refs:
+        sae = load_sae(ref.source, device=device, dtype=dtype)
+        layer = ref.layer if ref.layer is not None else getattr(sae, "hook_layer", None)
+        if layer is None:
+            raise SaeMismatchError(f"SAE {ref.source} does not say which layer it reads: pass --sae_layer.")
+        check_layer(model, layer)
+        if int(sae.cfg.d_in) != width:
+            raise SaeMismatchError(
+                f"SAE {ref.source} reads {sae.cfg.d_in}-dimensional activations but the model's residual "
+                f"stream has d_model = {width}: it was trained on another model."
+            )
+        hook = getattr(sae, "hook_layer", None)
+        if hook is not None and hook != layer:
+            print(
+                f"Note: SAE {ref.source} was trained on layer {hook}; splicing it at layer {layer} as asked."
+            )
+        if layer in saes:
+            raise SaeMismatchError(f"Two SAEs for layer {layer}: give one SAE per layer.")
+        if hasattr(sae, "requires_grad_"):
+            sae.requires_grad_(False)
+        if hasattr(sae, "eval"):
+            sae.eval()
+        saes[layer] = sae
+    return saes
+
+
+@torch.no_grad()
+def sae_l0(sae: object, model: nn.Module, layer: int, chunks: torch.Tensor) -> float:
+    """The SAE's L0: `k` for TopK SAEs, else the mean number of active latents per token on `chunks`."""
+    k = getattr(sae.cfg, "k", None)
+    if k:
+        return float(k)
+    device = next(model.parameters()).device
+    x = residual_at(model, chunks.to(device), layer)
+    return float((sae.encode(x) != 0).sum(-1).float().mean())
+
+
+def resolve_runs(cfg: TrainLoraConfig, n_layers: int) -> list[SaeRun]:
+    layers = parse_layer_spec(cfg.sae_layer) if cfg.sae_layer is not None else None
+    if cfg.sae:
+        return [external_run(cfg.sae, layers)]
+    assert layers is not None
+    return our_sae_runs(
+        cfg.model_key, layers, cfg.sae_kind, cfg.expansion_factor, cfg.k, cfg.checkpoint_percent
+    )
+
+
+def _wandb_logger(cfg: TrainLoraConfig, run_name: str):
+    if not cfg.wandb:
+        return None, None
+    import wandb
+
+    handle = wandb.init(project="lorasae-lora", name=run_name, config=vars(cfg), reinit=True)
+    return handle, lambda record: wandb.log(record)
+
+
+def main(cfg: TrainLoraConfig) -> list[RunSummary]:
+    """Run every LoRA run `cfg` asks for; returns their summaries (rank 0 writes the outputs)."""
+    setup_environment(wandb=cfg.wandb)
+    info, device = distributed.setup(parse_device(cfg.device))
+    try:
+        return _main(cfg, info, device)
+    finally:
+        distributed.teardown()
+
+
+def _main(cfg: TrainLoraConfig, info: distributed.DistInfo, device: torch.device) -> list[RunSummary]:
+    seed_everything(cfg.seed)
+    started = time.perf_counter()
+    model, tokenizer = load_model(cfg.model_name, device, cfg.dtype)
+    model.requires_grad_(False)
+    n_layers = num_layers(model)
+    cfg = cfg.resolved(d_model(model), n_layers, max_positions(model))
+    runs = resolve_runs(cfg, n_layers)
+    split = load_token_split(
+        cfg.dataset, tokenizer, cfg.ctx_len, cfg.num_val_tokens, cfg.seed, text_field=cfg.text_field
+    )
+    special_ids = special_token_ids(tokenizer)
+    dtype = next(model.parameters()).dtype
+    if info.is_main:
+        print(
+            f"{cfg.model_key}: {n_layers} layers, d_model {d_model(model)}; {len(runs)} run(s); "
+            f"{len(split.val)} validation chunks of {cfg.ctx_len} tokens; lr {cfg.lr:g}, "
+            f"{cfg.num_train_examples} sequences, validation every {cfg.eval_every}."
+        )
+    base_ce = validation_ce(model, split.val, cfg.val_batch_size, None, info=info)
+    summaries: list[RunSummary] = []
+    for run in runs:
+        saes = load_saes(run, model, device, dtype)
+        sae_layers = sorted(saes)
+        # the SAEs' width and L0 (measured on the original model for non-TopK SAEs), for results.csv
+        widths = [float(s.cfg.d_sae) for s in saes.values()]
+        l0s = [sae_l0(s, model, layer, split.val[:4]) for layer, s in saes.items()] if info.is_main else [0.0]
+        lora_layers = lora_layer_list(cfg.LoRA_layers, sae_layers, n_layers)
+        run_id = RunId(
+            cfg.model_key, run.tag(sae_layers), tuple(lora_layers), cfg.rank, cfg.num_train_examples
+        )
+        if cfg.skip_existing and run_id.json_path("CE_increase").exists():
+            if info.is_main:
+                print(f"Skipping {run_id.sae_tag}: {run_id.json_path('CE_increase')} exists.")
+            continue
+        seed_everything(cfg.seed)  # same adapter init and data order for every checkpoint
+        peft_model = attach_lora(model, lora_layers, cfg.rank, cfg.lora_alpha, cfg.lora_dropout)
+        wandb_run, log_fn = (
+            _wandb_logger(cfg, f"{run_id.sae_tag}_r{cfg.rank}") if info.is_main else (None, None)
+        )
+        settings = TrainSettings(
+            num_train_examples=cfg.num_train_examples,
+            batch_size=cfg.batch_size,
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            max_grad_norm=cfg.max_grad_norm,
+            eval_every=cfg.eval_every,
+            val_batch_size=cfg.val_batch_size,
+            kl_impl=cfg.kl_impl,
+            kl_chunk_size=cfg.kl_chunk_size,
+            progress=cfg.progress,
+            desc=f"LoRA {run_id.sae_tag}",
+            log_fn=log_fn,
+        )
+        try:
+            result = train_lora(
+                peft_model,
+                sae_splices(saes, special_ids),
+                split.train_batches(cfg.batch_size),
+                split.val,
+                settings,
+                base_ce=base_ce,
+                info=info,
+            )
+            paths: dict[str, str] = {}
+            if info.is_main:
+                paths = {k: str(v) for k, v in write_curves(run_id, result).items()}
+                row = results_row(
+                    run_id,
+                    result,
+                    run.sources,
+                    sae_layers,
+                    sum(widths) / len(widths),
+                    sum(l0s) / len(l0s),
+                    run.checkpoint_pct,
+                )
+                paths["results"] = str(append_result(row))
+                if cfg.save_model:
+                    paths["adapter"] = str(save_adapter(peft_model, run_id.adapter_path()))
+            distributed.barrier()
+        finally:
+            if wandb_run is not None:
+                wandb_run.finish()
+            model = peft_model.unload()  # the plain model back, for the next run
+            del saes
+            gc.collect()
+        summary = RunSummary(run_id, result, sae_layers, run.checkpoint_pct, paths)
+        summaries.append(summary)
+        if info.is_main:
+            print(summary.line())
+            for name, path in paths.items():
+                print(f"  {name}: {path}")
+    if info.is_main and summaries:
+        print_table(summaries, time.perf_counter() - started)
+    return summaries
+
+
+def print_table(summaries: Sequence[RunSummary], seconds: float) -> None:
+    from tabulate import tabulate
+
+    rows = [
+        [
+            s.run.sae_tag,
+            format_layers(s.sae_layers),
+            format_layers(s.run.lora_layers),
+            s.run.rank,
+            f"{s.result.L_base:.4f}",
+            f"{s.result.L_SAE:.4f}",
+            f"{s.result.L_LoRA:.4f}",
+            f"{100 * s.result.frac_gap_closed:.1f}",
+            f"{s.result.total_minutes:.2f}",
+        ]
+        for s in summaries
+    ]
+    headers = ["SAE", "SAE layers", "LoRA layers", "rank", "L_base", "L_SAE", "L_LoRA", "gap closed %", "min"]
+    print(tabulate(rows, headers=headers))
+    print(f"{len(summaries)} run(s) in {seconds / 60:.1f} min wall time.")
