@@ -1,0 +1,67 @@
+"""The paper's figures (SPEC §4.4), drawn from the output files that the trainers and evals write.
+
+One module per figure family: `timing` (spliced CE vs training time for TopK SAE, e2e SAE and TopK +
+LoRA from each checkpoint), `scaling` (CE improvement, absolute and % of the gap closed, vs SAE L0,
+width, layer and model size, one line per rank), `layers` (a LoRA on one layer at a time) and
+`steering` (histograms of steering Δs). Every figure function takes the output root (default
+`$LORASAE_ROOT`, else the repository; see `lorasae.results`), writes `<name>.png` and `<name>.pdf` under
+`out_dir` (default `<root>/plots`) and returns their paths; figures render headless (no pyplot state).
+`plot_all` draws every figure the available files allow and says why it skipped the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from lorasae.plotting.layers import plot_single_layer_lora
+from lorasae.plotting.scaling import (
+    X_VARS,
+    improvement_table,
+    plot_improvement_vs,
+    plot_improvement_vs_model_size,
+    plot_scaling_grid,
+)
+from lorasae.plotting.steering import plot_steering_histograms
+from lorasae.plotting.timing import plot_timing
+from lorasae.results import MissingResultsError, find_steering_results, load_steering_deltas, resolve_root
+
+__all__ = [
+    "X_VARS",
+    "find_steering_results",
+    "improvement_table",
+    "plot_all",
+    "plot_improvement_vs",
+    "plot_improvement_vs_model_size",
+    "plot_scaling_grid",
+    "plot_single_layer_lora",
+    "plot_steering_histograms",
+    "plot_timing",
+    "try_plot",
+]
+
+
+def try_plot(fn: Callable[..., list[Path]], *args, **kwargs) -> list[Path]:
+    """Call a figure function; if its input files are missing, print why and return []."""
+    try:
+        return fn(*args, **kwargs)
+    except MissingResultsError as e:
+        print(f"skipped {fn.__name__}: {e}")
+        return []
+
+
+def plot_all(root: str | Path | None, model: str, out_dir: str | Path | None = None) -> dict[str, list[Path]]:
+    """Every figure of `model` its files allow (plus model size across all models and any steering
+    deltas found); figures whose inputs are missing are skipped with a printed reason."""
+    out: dict[str, list[Path]] = {
+        "timing": try_plot(plot_timing, root, model, out_dir=out_dir),
+        "scaling": try_plot(plot_scaling_grid, root, model, out_dir=out_dir),
+        "single_layer": try_plot(plot_single_layer_lora, root, model, out_dir=out_dir),
+        "model_size": try_plot(plot_improvement_vs_model_size, root, out_dir=out_dir),
+    }
+    target = Path(out_dir) if out_dir is not None else resolve_root(root) / "plots"
+    for path in find_steering_results(root):
+        out[f"steering:{path.stem}"] = plot_steering_histograms(
+            load_steering_deltas(path), target / f"steering_{path.stem}", title=path.stem
+        )
+    return out

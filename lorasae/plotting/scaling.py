@@ -1,0 +1,224 @@
+"""Scaling figures: CE improvement (absolute and % of the CE gap closed) vs SAE L0, width, layer and
+model size, one line per LoRA rank, read from `data/results.csv`.
+
+Each sweep varies one quantity while the others are held fixed, as in the paper: for the L0 sweep the
+SAE width and layer, for the width sweep the layer (Gemma Scope widths come with different L0s), for
+the layer sweep the width, and always the number of training examples and the kind of LoRA layer
+set (`after` the SAE / `all` / ...; single-layer runs belong to the one-layer-at-a-time figure).
+Unless given in `where`, each held quantity is fixed at its most common value among the runs, only
+runs on a final (not intermediate-checkpoint) single SAE are used when there are any, and reruns of
+the same point keep the latest row. `improvement_table` returns the selected rows, so a notebook can
+show exactly what a figure plots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.ticker import NullFormatter
+
+from lorasae.plotting._common import (
+    examples_label,
+    grid,
+    new_figure,
+    no_data,
+    plots_dir,
+    rank_colors,
+    save_figure,
+    width_label,
+)
+from lorasae.results import MissingResultsError, load_results_csv, sanitize, select_model
+
+
+@dataclass(frozen=True)
+class XVar:
+    column: str
+    label: str
+    log: bool
+    held: tuple[str, ...]
+
+
+X_VARS: dict[str, XVar] = {
+    "l0": XVar("sae_l0", "SAE L0 (active latents per token)", False, ("sae_width", "sae_layer")),
+    "width": XVar("sae_width", "SAE width (latents; log scale)", True, ("sae_layer",)),
+    "layer": XVar("sae_layer", "SAE layer", False, ("sae_width",)),
+    "model_size": XVar("model_size_b", "Model size (billions of parameters)", False, ()),
+}
+NAMES = {"l0": "L0", "width": "width", "layer": "layer", "model_size": "model size"}
+ALWAYS_HELD = ("num_examples", "lora_kind")
+SHOWN = ["model", "sae_tag", "lora_layers", "num_examples", "L_base", "L_SAE", "L_LoRA"]
+
+
+def _mode(series: pd.Series) -> Any:
+    values = series.dropna()
+    return values.mode().iloc[0] if len(values) else None
+
+
+def improvement_table(
+    df: pd.DataFrame,
+    x: str,
+    *,
+    where: Mapping[str, Any] | None = None,
+    ranks: Sequence[int] | None = None,
+) -> pd.DataFrame:
+    """The rows a sweep over `x` (`l0`, `width`, `layer`, `model_size`) plots: columns `x` (the value),
+    `rank`, `ce_improvement`, `pct_gap_closed` and identifying columns; sorted by rank then x."""
+    if x not in X_VARS:
+        raise ValueError(f"x must be one of {sorted(X_VARS)}, got {x!r}")
+    xv, where = X_VARS[x], dict(where or {})
+    rows = df.copy()
+    for col, value in where.items():
+        rows = rows[(rows[col] == value) | ((col == "model") & (rows["model_dir"] == sanitize(str(value))))]
+    improvement = rows["L_SAE"] - rows["L_LoRA"]
+    rows["ce_improvement"] = rows["ce_improvement"].fillna(improvement)
+    rows["frac_gap_closed"] = rows["frac_gap_closed"].fillna(improvement / (rows["L_SAE"] - rows["L_base"]))
+    rows = rows[rows[xv.column].notna() & rows["ce_improvement"].notna() & rows["rank"].notna()]
+    if "n_sae_layers" not in where:
+        rows = rows[rows["n_sae_layers"] <= 1]
+    if "checkpoint_pct" not in where:
+        final = rows[rows["checkpoint_pct"].isna() | (rows["checkpoint_pct"] == 100)]
+        rows = final if len(final) else rows
+    if "lora_kind" not in where:
+        multi = rows[rows["lora_kind"] != "single"]
+        rows = multi if len(multi) else rows
+    for col in (*xv.held, *ALWAYS_HELD):
+        if col not in where and len(rows) and (value := _mode(rows[col])) is not None:
+            rows = rows[rows[col] == value]
+    if x == "model_size" and "sae_tag" not in where and len(rows):  # one SAE per model
+        keep = rows.groupby("model")["sae_tag"].agg(lambda s: s.mode().iloc[0])
+        rows = rows[rows["sae_tag"] == rows["model"].map(keep)]
+    if ranks is not None:
+        rows = rows[rows["rank"].isin(list(ranks))]
+    rows = rows.sort_values("timestamp_parsed", na_position="first", kind="stable")
+    key = [xv.column, "rank"] if x != "model_size" else ["model", "rank"]
+    rows = rows.drop_duplicates(key, keep="last")
+    out = rows.assign(x=rows[xv.column], pct_gap_closed=100 * rows["frac_gap_closed"])
+    cols = ["x", "rank", "ce_improvement", "pct_gap_closed", *SHOWN, "sae_width", "sae_l0", "sae_layer"]
+    return out[cols].sort_values(["rank", "x"]).reset_index(drop=True)
+
+
+def _describe(table: pd.DataFrame, x: str) -> str:
+    parts = []
+    for col, fmt in (("sae_width", "width {}"), ("sae_layer", "layer {:g}"), ("sae_l0", "L0 {:g}")):
+        if X_VARS[x].column != col and table[col].nunique() == 1:
+            value = table[col].iloc[0]
+            parts.append(fmt.format(width_label(value) if col == "sae_width" else value))
+    if table["num_examples"].nunique() == 1:
+        parts.append(f"{examples_label(table['num_examples'].iloc[0])} examples")
+    return ", ".join(parts)
+
+
+def _draw(ax_abs: Axes, ax_pct: Axes, table: pd.DataFrame, x: str) -> None:
+    xv = X_VARS[x]
+    colors = rank_colors(table["rank"].tolist())
+    for rank, sub in table.groupby("rank"):
+        xs = sub["x"]
+        kw = dict(marker="o", ms=4, lw=1.2, color=colors[rank], label=f"Rank {rank:g}")
+        ax_abs.plot(xs, sub["ce_improvement"], **kw)
+        ax_pct.plot(xs, sub["pct_gap_closed"], **kw)
+    for ax in (ax_abs, ax_pct):
+        grid(ax)
+        if xv.log:
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_xticks(sorted(set(table["x"])), [width_label(v) for v in sorted(set(table["x"]))])
+    ax_abs.set_ylabel("CE improvement (nats/token)")
+    ax_pct.set_ylabel("CE gap closed (%)")
+    ax_pct.set_xlabel(xv.label)
+    ax_abs.legend(fontsize=7, framealpha=1)
+
+
+def plot_improvement_vs(
+    root: str | Path | None,
+    model: str,
+    x: str,
+    *,
+    where: Mapping[str, Any] | None = None,
+    ranks: Sequence[int] | None = None,
+    out_dir: str | Path | None = None,
+) -> list[Path]:
+    """CE improvement (top) and % of the gap closed (bottom) vs `x` in `l0|width|layer`, one line per
+    rank; writes `<model>_improvement_vs_<x>.{png,pdf}`."""
+    df = select_model(load_results_csv(root), model)
+    table = improvement_table(df, x, where=where, ranks=ranks)
+    if table.empty:
+        raise MissingResultsError(f"No LoRA runs in data/results.csv to plot against {x} for {model!r}")
+    fig, (ax_abs, ax_pct) = new_figure(2, 1, figsize=(5.0, 5.0), sharex=True)
+    _draw(ax_abs, ax_pct, table, x)
+    ax_abs.set_title(f"{model}: LoRA CE improvement vs SAE {NAMES[x]}\n{_describe(table, x)}", fontsize=10)
+    return save_figure(fig, plots_dir(root, out_dir), f"{sanitize(model)}_improvement_vs_{x}")
+
+
+def plot_scaling_grid(
+    root: str | Path | None,
+    model: str,
+    *,
+    where: Mapping[str, Any] | None = None,
+    ranks: Sequence[int] | None = None,
+    out_dir: str | Path | None = None,
+) -> list[Path]:
+    """The paper's 2×3 scaling figure (columns: L0, width, layer; rows: absolute, %); a sweep without
+    runs shows "no runs"; writes `<model>_scaling.{png,pdf}`."""
+    df = select_model(load_results_csv(root), model)
+    fig, axes = new_figure(2, 3, figsize=(11.0, 5.5), sharey="row")
+    drawn = 0
+    for j, x in enumerate(("l0", "width", "layer")):
+        table = improvement_table(df, x, where=where, ranks=ranks)
+        if table.empty or table["x"].nunique() < 1:
+            no_data(axes[0, j], f"no runs for the {x} sweep")
+            axes[1, j].set_xlabel(X_VARS[x].label)
+            continue
+        _draw(axes[0, j], axes[1, j], table, x)
+        axes[0, j].set_title(f"vs {NAMES[x]}: {_describe(table, x)}", fontsize=9)
+        if j:
+            axes[0, j].set_ylabel("")
+            axes[1, j].set_ylabel("")
+            axes[0, j].get_legend().remove()
+        drawn += 1
+    if not drawn:
+        raise MissingResultsError(f"No LoRA runs in data/results.csv for a scaling plot of {model!r}")
+    fig.suptitle(f"{model}: CE improvement from LoRA vs SAE sparsity, width and layer")
+    return save_figure(fig, plots_dir(root, out_dir), f"{sanitize(model)}_scaling")
+
+
+def plot_improvement_vs_model_size(
+    root: str | Path | None,
+    models: Sequence[str] | None = None,
+    *,
+    where: Mapping[str, Any] | None = None,
+    ranks: Sequence[int] | None = None,
+    out_dir: str | Path | None = None,
+) -> list[Path]:
+    """CE improvement vs model size across `models` (default: every model in results.csv), one SAE per
+    model (the one with the most runs unless `where` picks); model sizes come from the names (`2b`),
+    and models whose name has no size are placed in order on a categorical axis; writes
+    `model_size_scaling.{png,pdf}`."""
+    df = load_results_csv(root)
+    if models is not None:
+        df = pd.concat([select_model(df, m) for m in models])
+    df = df.assign(model_size_b=df["model_size_b"].fillna(-1.0))  # placeholder for "unknown size"
+    table = improvement_table(df, "model_size", where=where, ranks=ranks)
+    if table.empty:
+        raise MissingResultsError("No LoRA runs in data/results.csv for the model-size figure")
+    categorical = bool((table["x"] < 0).any())
+    if categorical:  # some size unknown: a categorical axis in the given (else sorted) order
+        present = set(table["model"])
+        seen = df["model"] if models is not None else sorted(present, key=str)
+        order = [m for m in dict.fromkeys(seen) if m in present]
+        table = table.assign(x=table["model"].map({m: float(i) for i, m in enumerate(order)}))
+    fig, (ax_abs, ax_pct) = new_figure(2, 1, figsize=(5.0, 5.0), sharex=True)
+    _draw(ax_abs, ax_pct, table, "model_size")
+    ticks = table.drop_duplicates("model").sort_values("x")
+    ax_pct.set_xticks(ticks["x"].to_numpy(dtype=float))
+    if categorical:
+        ax_pct.set_xticklabels(ticks["model"].tolist(), rotation=20)
+        ax_pct.set_xlabel("Model")
+    else:
+        ax_pct.set_xticklabels([f"{v:g}B" for v in ticks["x"]])
+    ax_abs.set_title(f"CE improvement from LoRA vs model size\n{_describe(table, 'model_size')}", fontsize=10)
+    return save_figure(fig, plots_dir(root, out_dir), "model_size_scaling")

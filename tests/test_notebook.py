@@ -1,0 +1,74 @@
+"""plot.ipynb is committed without outputs and executes headless against synthetic output files."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # works under any pytest import mode
+from test_plotting import write_fake_outputs  # noqa: E402 (after the import guards)
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOK = REPO / "plot.ipynb"
+
+
+def test_notebook_committed_without_outputs():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nbformat.validate(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, "clear the notebook's outputs"
+
+
+def test_notebook_executes_headless(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    root = tmp_path / "root"
+    root.mkdir()
+    write_fake_outputs(root)
+    # A kernel spec for this interpreter in a private Jupyter path: no install into the venv or $HOME.
+    spec = tmp_path / "jupyter" / "kernels" / "lorasae-test"
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (spec / "kernel.json").write_text(
+        json.dumps({"argv": argv, "display_name": "lorasae", "language": "python"})
+    )
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("LORASAE_ROOT", str(root))
+    monkeypatch.setenv("LORASAE_MODEL", "tiny")
+
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    client = nbclient.NotebookClient(
+        nb, timeout=120, kernel_name="lorasae-test", resources={"metadata": {"path": str(REPO)}}
+    )
+    client.execute()  # raises CellExecutionError on any failing cell
+
+    text = "\n".join(
+        out.get("text", "") + json.dumps(out.get("data", {}).get("text/plain", ""))
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.outputs
+    )
+    assert "skipped" not in text, text
+    assert "faster than the e2e SAE" in text
+    images = sum(
+        "image/png" in out.get("data", {}) for c in nb.cells if c.cell_type == "code" for out in c.outputs
+    )
+    assert images == 5
+    for stem in (
+        "tiny_timing",
+        "tiny_scaling",
+        "model_size_scaling",
+        "tiny_single_layer_lora",
+        "steering_latent_5",
+    ):
+        for ext in ("png", "pdf"):
+            path = root / "plots" / f"{stem}.{ext}"
+            assert path.is_file() and path.stat().st_size > 1000, path
