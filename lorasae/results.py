@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import warnings
 from collections import Counter
@@ -27,6 +26,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from lorasae import paths
+from lorasae.paths import sanitize
 
 SAE_KINDS = ("normal", "e2e")
 RESULTS_COLUMNS = (
@@ -63,7 +65,6 @@ _NUMERIC_COLUMNS = (
     "frac_gap_closed",
     "minutes",
 )
-_PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 # Model keys of `lorasae.models.MODEL_REGISTRY` whose names do not say their size (billions, as the
 # paper labels them).
 REGISTRY_SIZES_B = {"gemma": 2.0, "llama": 1.0}
@@ -77,18 +78,12 @@ class MissingResultsError(FileNotFoundError):
 
 
 def default_root() -> Path:
-    """`$LORASAE_ROOT` if set, else the repository root (the folder holding the `lorasae` package)."""
-    env = os.environ.get("LORASAE_ROOT")
-    return Path(env) if env else _PACKAGE_PARENT
+    """`$LORASAE_ROOT` if set, else the repository root (see `lorasae.paths.root`)."""
+    return paths.root()
 
 
 def resolve_root(root: str | Path | None) -> Path:
     return Path(root) if root is not None else default_root()
-
-
-def sanitize(name: str) -> str:
-    """One path component from a model name or tag (`org/name` → `org--name`), as the producers do."""
-    return re.sub(r"[^A-Za-z0-9._+-]+", "--", str(name).strip("/")).strip("-") or "unnamed"
 
 
 def topk_dir(root: str | Path | None, quantity: str, model: str) -> Path:
