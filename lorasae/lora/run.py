@@ -31,7 +31,7 @@ from lorasae.train import distributed
 
 
 class SaeMismatchError(ValueError):
-    """An SAE does not fit the model (wrong width) or names no usable layer."""
+    """An SAE names no usable layer, or two SAEs claim the same layer."""
 
 
 @dataclass
@@ -62,34 +62,26 @@ def max_positions(model: nn.Module) -> int | None:
 
 
 def load_saes(run: SaeRun, model: nn.Module, device: torch.device, dtype: torch.dtype) -> dict[int, object]:
-    """`{layer: SaeLike}` for a run, checked against the model (width, layer range)."""
-    from lorasae.sae.sources import load_sae
+    """`{layer: SaeLike}` for a run, checked against the model (width, layer range), frozen."""
+    from lorasae.sae.sources import check_sae_fits, load_sae, sae_hook_layer
 
     saes: dict[int, object] = {}
-    width = d_model(model)
     for ref in run.refs:
-        sae = load_sae(ref.source, device=device, dtype=dtype)
-        layer = ref.layer if ref.layer is not None else getattr(sae, "hook_layer", None)
+        sae = load_sae(ref.source, device=device, dtype=dtype, layer=ref.layer)
+        hook = sae_hook_layer(sae)
+        layer = ref.layer if ref.layer is not None else hook
         if layer is None:
             raise SaeMismatchError(f"SAE {ref.source} does not say which layer it reads: pass --sae_layer.")
         check_layer(model, layer)
-        if int(sae.cfg.d_in) != width:
-            raise SaeMismatchError(
-                f"SAE {ref.source} reads {sae.cfg.d_in}-dimensional activations but the model's residual "
-                f"stream has d_model = {width}: it was trained on another model."
-            )
-        hook = getattr(sae, "hook_layer", None)
+        check_sae_fits(sae, d_model(model), f"SAE {ref.source}")
         if hook is not None and hook != layer:
             print(
                 f"Note: SAE {ref.source} was trained on layer {hook}; splicing it at layer {layer} as asked."
             )
         if layer in saes:
             raise SaeMismatchError(f"Two SAEs for layer {layer}: give one SAE per layer.")
-        if hasattr(sae, "requires_grad_"):
-            sae.requires_grad_(False)
-        if hasattr(sae, "eval"):
-            sae.eval()
-        saes[layer] = sae
+        sae.requires_grad_(False)
+        saes[layer] = sae.eval()
     return saes
 
 

@@ -94,7 +94,9 @@ def external_run(sources: Sequence[str], layers: Sequence[int] | None) -> SaeRun
     refs = []
     for i, source in enumerate(sources):
         layer = layers[i] if layers is not None else layer_from_path(source)
-        refs.append(SaeRef(source, layer, source_tag(source)))
+        tag = source_tag(source)
+        m = _FAMILY.match(tag)
+        refs.append(SaeRef(source, layer, tag, int(m.group("pct")) if m and m.group("pct") else None))
     return SaeRun(tuple(refs))
 
 
