@@ -1,0 +1,48 @@
+"""The steering evaluation (SPEC §4.2) → eval/steering/results/latent_<N>.json and
+eval/steering/distributions/<N>/*.png.
+
+    python eval/steering/run_eval.py --device 0 --neuron N --alpha A
+    python eval/steering/run_eval.py --device cpu --model tiny          (offline; alpha from tune_alpha.py)
+
+The latent's unit decoder direction d steers the residual stream after the SAE's layer on every position
+(h ← h + α (h·d) d; `--mode additive`: h ← h + α d), with no SAE spliced, in the base model and in the
+model with the rank-1 `after` LoRA adapter. Per example: mean next-token log-likelihood, min-max
+normalised per (model, set) on the unsteered values; Δ = steered − unsteered. The table gives each
+model's mean Δ per set and the LoRA-minus-base Δ with a t-interval; histograms compare the two models.
+"""
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from lorasae.cli import parse  # noqa: E402
+from lorasae.steering.runner import (  # noqa: E402
+    SteeringArgs,
+    llm_from_env,
+    load_context,
+    resolve_latent,
+    run_steering_eval,
+)
+
+
+@dataclass
+class Config(SteeringArgs):
+    """Evaluate steering on the test split."""
+
+    alpha: float | None = None
+    """Steering strength. Default: the alpha chosen by tune_alpha.py on the tuning split."""
+
+    confidence: float = 0.90
+    """Confidence level of the t-intervals."""
+
+
+def main(config: Config) -> None:
+    ctx = load_context(config, with_adapter=True)
+    resolve_latent(ctx, config.neuron, config.seed)
+    run_steering_eval(ctx, config, alpha=config.alpha, confidence=config.confidence, llm=llm_from_env())
+
+
+if __name__ == "__main__":
+    main(parse(Config))

@@ -1,0 +1,49 @@
+"""Tune the steering strength alpha (SPEC §4.2) → eval/steering/results/latent_<N>_alpha.json.
+
+    python eval/steering/tune_alpha.py --device 0 --neuron N --tuning --alpha A   (evaluate one alpha)
+    python eval/steering/tune_alpha.py --device 0 --neuron N --tuning             (sweep a grid, choose)
+    python eval/steering/tune_alpha.py --device cpu --model tiny                  (offline)
+
+Each alpha is evaluated on the tuning split (the medical negatives plus a share of the positives) with
+the base and the rank-1 LoRA model. The choice rule (printed, and stored in the record): the alpha with
+the largest selectivity mean Δ(positives) − mean Δ(negatives), averaged over both models, among those
+that raise the positives; ties go to the smaller |alpha|. Every recorded alpha of the split counts, so
+single evaluations (--alpha) accumulate as the original's manual tuning did.
+"""
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from lorasae.cli import parse  # noqa: E402
+from lorasae.steering.runner import SteeringArgs, llm_from_env, load_context, resolve_latent, tune_alpha  # noqa: E402
+from lorasae.steering.tuning import parse_grid  # noqa: E402
+
+
+@dataclass
+class Config(SteeringArgs):
+    """Evaluate one alpha or sweep a grid and choose one."""
+
+    tuning: bool = True
+    """Use the tuning split (default). `--tuning false` evaluates on the test split instead (for
+    inspection only: choosing alpha there leaks the test set)."""
+
+    alpha: float | None = None
+    """Evaluate this alpha only (recorded with the others). Default: sweep the grid."""
+
+    grid: str | None = None
+    """Alphas to sweep, e.g. '0.5,1,2,4'. Default: 0.25 … 32 (doubling) for multiplicative steering;
+    0.125 … 4 × the residual RMS norm for additive."""
+
+
+def main(config: Config) -> None:
+    ctx = load_context(config, with_adapter=True)
+    resolve_latent(ctx, config.neuron, config.seed)
+    grid = parse_grid(config.grid) if config.grid else None
+    tune_alpha(ctx, config, alpha=config.alpha, grid=grid, tuning=config.tuning, llm=llm_from_env())
+
+
+if __name__ == "__main__":
+    main(parse(Config))
