@@ -1,0 +1,36 @@
+"""``splice_fn``: the function given to ``lorasae.hooks.splice`` to replace a layer's output by an
+SAE's reconstruction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import Tensor
+
+
+def splice_fn(
+    sae: object, input_ids: Tensor | None = None, special_ids: Iterable[int] = ()
+) -> Callable[[Tensor], Tensor]:
+    """``h -> reconstruction of h`` (no error term), computed in the SAE's dtype and device and returned
+    in h's. If ``sae.skip_special_tokens`` (Gemma Scope), positions whose id in ``input_ids`` [B, T] is
+    in ``special_ids`` keep the original h. Gradients flow to h (and to the SAE if it is trainable)."""
+    w = sae.W_dec  # type: ignore[attr-defined]
+    reconstruct = getattr(sae, "reconstruct", None) or (lambda x: sae.decode(sae.encode(x)))  # type: ignore[attr-defined]
+    special = sorted({int(i) for i in special_ids})
+    keep = None
+    if getattr(sae, "skip_special_tokens", False) and input_ids is not None and special:
+        keep = torch.isin(input_ids, torch.tensor(special, device=input_ids.device))
+
+    def fn(h: Tensor) -> Tensor:
+        out = reconstruct(h.to(device=w.device, dtype=w.dtype)).to(device=h.device, dtype=h.dtype)
+        if keep is None:
+            return out
+        if keep.shape != h.shape[:-1]:
+            raise ValueError(
+                f"splice_fn: input_ids have shape {tuple(keep.shape)} but the hidden state is "
+                f"{tuple(h.shape)}; build the splice function from the same batch's input_ids."
+            )
+        return torch.where(keep.to(h.device).unsqueeze(-1), h, out)
+
+    return fn
