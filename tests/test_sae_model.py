@@ -185,3 +185,26 @@ def test_geometric_median() -> None:
     assert gm.norm() < 1.0 < x.mean(0).norm()
     for _ in range(20):
         assert cost(gm) <= cost(gm + 1e-2 * torch.randn(3, dtype=torch.float64)) + 1e-9
+
+
+@pytest.mark.parametrize("aux", [False, True])
+def test_fast_path_under_autocast(aux: bool) -> None:
+    sae = make_sae(dtype=torch.float32)
+    x = torch.randn(2, 6, 16, requires_grad=True)
+    dead = torch.ones(64, dtype=torch.bool) if aux else None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = sae(x, dead_mask=dead)
+        (out.fvu + out.auxk_loss).backward()
+    assert x.grad is not None and x.grad.dtype == torch.float32
+    for name, p in sae.named_parameters():
+        assert p.grad is not None and p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all(), name
+
+
+def test_frozen_sae_passes_gradient_to_input() -> None:
+    sae = make_sae().requires_grad_(False)
+    x = torch.randn(5, 16, dtype=torch.float64, requires_grad=True)
+    sae.reconstruct(x).pow(2).sum().backward()
+    sae.fast = False
+    x_ref = x.detach().clone().requires_grad_(True)
+    sae.reconstruct(x_ref).pow(2).sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad)

@@ -82,15 +82,24 @@ class _TopKEncode(torch.autograd.Function):
     def backward(ctx, g_acts: Tensor | None, _g_idx: None, g_z: Tensor | None):
         x, weight, acts, idx = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        g = None if g_acts is None else g_acts * (acts > 0)  # ReLU gate (a selected latent may be 0)
+        # gradients are computed in the parameters' dtype (under autocast, z and acts may be lower precision)
+        wdt = weight.dtype
+        g = None if g_acts is None else (g_acts * (acts > 0)).to(wdt)  # ReLU gate: a selected latent may be 0
+        xw = x.to(wdt)
         if g_z is not None:  # the dense pre-activations were used (AuxK): dense backward
-            gz = g_z.clone() if g is None else g_z.scatter_add(1, idx, g)
-            return (gz @ weight if need_x else None, gz.t() @ x if need_w else None,
-                    gz.sum(0) if need_b else None, None)  # fmt: skip
+            gz = g_z.to(wdt) if g is None else g_z.to(wdt).scatter_add(1, idx, g)
+            return (
+                (gz @ weight).to(x.dtype) if need_x else None,
+                gz.t() @ xw if need_w else None,
+                gz.sum(0) if need_b else None,
+                None,
+            )
         if g is None:
             return None, None, None, None
-        grad_x = F.embedding_bag(idx, weight, mode="sum", per_sample_weights=g) if need_x else None
-        grad_w = scatter_rows(idx, g, x, weight.shape[0]) if need_w else None
+        grad_x = (
+            F.embedding_bag(idx, weight, mode="sum", per_sample_weights=g).to(x.dtype) if need_x else None
+        )
+        grad_w = scatter_rows(idx, g, xw, weight.shape[0]) if need_w else None
         grad_b = (
             g.new_zeros(weight.shape[0]).index_add_(0, idx.reshape(-1), g.reshape(-1)) if need_b else None
         )
