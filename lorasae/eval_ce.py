@@ -40,7 +40,8 @@ def ce_sum_and_count(
         raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
     device = _model_device(model)
     was_training = model.training
-    model.eval()
+    if was_training:
+        model.eval()
     total, count = 0.0, 0
     try:
         for start in range(0, len(chunks), batch_size):
@@ -53,7 +54,8 @@ def ce_sum_and_count(
             count += ids[:, 1:].numel()
             del logits
     finally:
-        model.train(was_training)
+        if was_training:
+            model.train()
     return total, count
 
 

@@ -1,0 +1,117 @@
+"""The two SAE training objectives, one function each (SPEC §3.1).
+
+- `reconstruction_step`: FVU (+ optional AuxK) on the residual stream after layer L, read with the
+  truncated forward (`lorasae.hooks.residual_at`, no layer after L runs) under no_grad.
+- `e2e_step`: KL(p_original ‖ p_spliced) summed over positions / batch size. The original distribution
+  comes from a plain forward under no_grad; the spliced forward replaces layer L's output by the SAE
+  reconstruction, and gradients reach only the SAE (the model's parameters are frozen).
+
+Both return the loss to back-propagate and a `StepStats` of sums that add up over data-parallel ranks.
+In data-parallel training DDP averages gradients over the W ranks, so each rank's loss is scaled to make
+that average the gradient of the global batch's loss: FVU uses the global batch's total variance as
+denominator (times W), and the KL's division by the local batch size is already the right scale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from lorasae.hooks import residual_at, splice
+from lorasae.losses import kl_next_token, squared_error, total_variance
+from lorasae.sae import SaeOutput
+from lorasae.train.distributed import global_total_variance, is_distributed
+
+
+@dataclass
+class StepStats:
+    """Per-rank sums for logging: reduce with `as_tensor` + all-reduce."""
+
+    loss: Tensor  # this rank's contribution to the global loss (global loss = sum over ranks)
+    squared_error: Tensor  # ‖x̂ − x‖² summed over this rank's tokens
+    total_variance: Tensor  # Σ‖x − mean‖² with the global mean (the same value on every rank)
+    active: Tensor  # Σ over tokens of the number of non-zero latents
+    tokens: int
+
+    def as_tensor(self, world_size: int) -> Tensor:
+        """[loss, squared error, active, tokens] for an all-reduce sum; the total variance is already global."""
+        return torch.stack(
+            [
+                self.loss.detach().double() / world_size,
+                self.squared_error.detach().double(),
+                self.active.detach().double(),
+                torch.tensor(float(self.tokens), dtype=torch.float64, device=self.loss.device),
+            ]
+        )
+
+
+def _variance_denominator(x: Tensor) -> tuple[Tensor, Tensor, int]:
+    """(local total variance, global total variance, world size) of activations x [N, d]."""
+    local = total_variance(x)
+    if not is_distributed():
+        return local, local, 1
+    return local, global_total_variance(x), torch.distributed.get_world_size()
+
+
+def _sae_losses(x: Tensor, out: SaeOutput, auxk_alpha: float) -> tuple[Tensor, StepStats]:
+    """FVU of the reconstruction (+ weighted AuxK), scaled for data parallelism, and the step's sums."""
+    local_var, global_var, world = _variance_denominator(x)
+    err = squared_error(x, out.x_hat)
+    fvu = out.fvu if world == 1 else err / global_var
+    loss = fvu * world
+    if auxk_alpha > 0:
+        loss = loss + auxk_alpha * out.auxk_loss * (local_var / global_var) * world
+    active = (out.top_acts > 0).sum()
+    return loss, StepStats(loss.detach(), err.detach(), global_var.detach(), active, x.shape[0])
+
+
+def reconstruction_step(
+    model: nn.Module,
+    sae: nn.Module,
+    input_ids: Tensor,
+    layer: int,
+    auxk_alpha: float,
+    dead_mask: Tensor | None,
+) -> tuple[Tensor, SaeOutput, StepStats]:
+    """Local (TopK) objective: FVU of the SAE on layer `layer`'s residual stream."""
+    with torch.no_grad():
+        hidden = residual_at(model, input_ids, layer)
+    x = hidden.reshape(-1, hidden.shape[-1]).float()
+    out: SaeOutput = sae(x, dead_mask)
+    loss, stats = _sae_losses(x, out, auxk_alpha)
+    return loss, out, stats
+
+
+def e2e_step(
+    model: nn.Module,
+    sae: nn.Module,
+    input_ids: Tensor,
+    layer: int,
+    auxk_alpha: float,
+    dead_mask: Tensor | None,
+) -> tuple[Tensor, SaeOutput, StepStats]:
+    """End-to-end objective: KL(p_original ‖ p_spliced), summed over positions / batch size."""
+    with torch.no_grad():
+        original = model(input_ids=input_ids, use_cache=False).logits
+    seen: dict[str, object] = {}
+
+    def reconstruct(hidden: Tensor) -> Tensor:
+        x = hidden.reshape(-1, hidden.shape[-1]).float()
+        out = sae(x, dead_mask)
+        seen["x"], seen["out"] = x, out
+        return out.x_hat.reshape(hidden.shape).to(hidden.dtype)
+
+    with splice(model, {layer: reconstruct}):
+        spliced = model(input_ids=input_ids, use_cache=False).logits
+    loss = kl_next_token(original, spliced)
+    x, out = seen["x"], seen["out"]
+    assert isinstance(x, Tensor) and isinstance(out, SaeOutput)
+    with torch.no_grad():
+        _, stats = _sae_losses(x, out, 0.0)
+    if auxk_alpha > 0:
+        local_var, global_var, world = _variance_denominator(x)
+        loss = loss + auxk_alpha * out.auxk_loss * (local_var / global_var) * world
+    stats.loss = loss.detach()
+    return loss, out, stats

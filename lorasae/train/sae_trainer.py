@@ -1,0 +1,435 @@
+"""The SAE training loop (SPEC §3.1): TopK or e2e objective, warm-up + linear decay, clipping, unit-norm
+decoder with the parallel gradient removed, validation curve, labelled checkpoints, exact resume, DDP.
+
+`train_sae(cfg)` loads the model and data and runs `SaeTrainer(...).fit()`; tests build the trainer
+directly on an in-memory model.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from lorasae.atomic import atomic_write_json
+from lorasae.data import TokenSplit, load_token_split
+from lorasae.eval_ce import ce_sum_and_count
+from lorasae.hooks import residual_at
+from lorasae.models import check_layer, d_model, load_model, special_token_ids, unwrap
+from lorasae.paths import sae_curve_path
+from lorasae.runtime import parse_device, seed_everything, setup_environment
+from lorasae.sae import SaeConfig, TopKSAE, geometric_median
+from lorasae.sae.splice import splice_fn
+from lorasae.train import distributed as dist_utils
+from lorasae.train.config import TrainSaeConfig
+from lorasae.train.distributed import DistInfo
+from lorasae.train.logger import TrainLogger, start_wandb
+from lorasae.train.objectives import e2e_step, reconstruction_step
+from lorasae.train.optim import make_optimizer
+from lorasae.train.schedule import make_scheduler
+from lorasae.train.state import (
+    TrainingState,
+    capture_rng,
+    check_compatible,
+    checkpoint_dir,
+    load_state,
+    restore_rng,
+    resume_settings,
+    save_state,
+    state_path,
+)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss or gradient became NaN/inf; the weights were not updated and nothing was written."""
+
+
+class SaeShapeError(ValueError):
+    """An SAE to start from does not fit this model."""
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    tokens: int
+    base_ce: float | None
+    val_loss: list[float]
+    minutes: list[float]
+    val_fvu: float
+    val_l0: float
+    val_dead_fraction: float  # latents that never fired on the validation tokens
+    train_dead_fraction: float  # latents that did not fire in the last `dead_after_tokens` training tokens
+    final_dir: Path
+    checkpoint_dirs: dict[int, Path] = field(default_factory=dict)
+    state_path: Path | None = None
+
+
+def max_positions(model: nn.Module) -> int | None:
+    config = unwrap(model).config
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    value = getattr(text_config, "max_position_embeddings", None) or getattr(text_config, "n_positions", None)
+    return int(value) if value else None
+
+
+class SaeTrainer:
+    """Trains one SAE on `model`'s layer `cfg.layer` with the (resolved) settings `cfg`."""
+
+    def __init__(
+        self,
+        cfg: TrainSaeConfig,
+        model: nn.Module,
+        tokenizer,
+        split: TokenSplit,
+        info: DistInfo | None = None,
+    ):
+        check_layer(model, cfg.layer)
+        self.d_model = d_model(model)
+        cfg = cfg.resolved(self.d_model, max_positions(model))  # a no-op for an already resolved config
+        self.cfg, self.model, self.split = cfg, model, split
+        self.info = info or dist_utils.env_info()
+        self.device = next(model.parameters()).device
+        for param in model.parameters():
+            param.requires_grad_(False)
+        self.special_ids = special_token_ids(tokenizer)
+        d_sae = self.d_model * cfg.expansion_factor
+        torch.manual_seed(cfg.seed)  # the same initial SAE on every rank and in every run with this seed
+        self.sae = TopKSAE(
+            SaeConfig(
+                d_in=self.d_model, d_sae=d_sae, k=cfg.k, model_name=cfg.model_name, hook_layer=cfg.layer
+            ),
+            device=self.device,
+        )
+        self.optimizer, self.optimizer_kind = make_optimizer(
+            self.sae.parameters(), cfg.lr, self.device, cfg.optimizer
+        )
+        self.scheduler = make_scheduler(self.optimizer, cfg.warmup_steps, cfg.total_steps)
+        self.step = 0
+        self.val_loss: list[float] = []
+        self.minutes: list[float] = []
+        self.train_minutes = 0.0
+        self.tokens_since_fired = torch.zeros(d_sae, dtype=torch.long, device=self.device)
+        self.base_ce: float | None = None
+        self.needs_b_dec_init = True
+        self.state_file = state_path(cfg)
+        self.eval_points = Counter(cfg.eval_steps())  # step -> number of curve points taken after it
+        self.checkpoints = cfg.checkpoint_steps()
+        self._clock: float | None = None
+
+    # --- starting points ---------------------------------------------------------------------------
+    def restore(self) -> bool:
+        """Load the latest training state (with --resume); False if there is none."""
+        if not self.state_file.exists():
+            return False
+        state = load_state(self.state_file)
+        check_compatible(state, self.cfg, self.d_model, self.state_file)
+        self.sae.load_state_dict(state.sae)
+        self.optimizer.load_state_dict(state.optimizer)
+        self.scheduler.load_state_dict(state.scheduler)
+        self.step, self.train_minutes, self.base_ce = state.step, state.train_minutes, state.base_ce
+        self.val_loss, self.minutes = list(state.val_loss), list(state.minutes)
+        self.tokens_since_fired = state.tokens_since_fired.to(self.device)
+        restore_rng(state.rng)
+        self.needs_b_dec_init = False
+        expected = sum(n for s, n in self.eval_points.items() if s <= self.step)
+        if len(self.val_loss) != expected:
+            raise ValueError(
+                f"{self.state_file}: {len(self.val_loss)} curve points at step {self.step}, expected {expected}"
+            )
+        return True
+
+    def init_from(self, folder: str | Path) -> None:
+        """Start from the weights of an existing SAE (SAELens-format folder)."""
+        other = TopKSAE.load(folder, device=self.device)
+        d_in, d_sae = other.cfg.d_in, other.cfg.d_sae
+        if d_in != self.d_model:
+            raise SaeShapeError(
+                f"The SAE in {folder} reads {d_in}-dimensional activations, but this model's d_model is "
+                f"{self.d_model}: it was trained on another model."
+            )
+        if d_sae != self.sae.cfg.d_sae:
+            raise SaeShapeError(
+                f"The SAE in {folder} has {d_sae} latents, but --expansion_factor "
+                f"{self.cfg.expansion_factor} gives {self.sae.cfg.d_sae}: pass --expansion_factor "
+                f"{d_sae // d_in if d_sae % d_in == 0 else '(a width that divides d_model)'}."
+            )
+        self.sae.load_state_dict({name: other.state_dict()[name] for name in self.sae.state_dict()})
+        self.needs_b_dec_init = False
+
+    @torch.no_grad()
+    def init_b_dec(self, first_local_batch: torch.Tensor) -> None:
+        """b_dec = geometric median of the first global batch's activations (gathered over ranks)."""
+        hidden = residual_at(self.model, first_local_batch.to(self.device), self.cfg.layer)
+        acts = dist_utils.all_gather_cat(hidden.reshape(-1, self.d_model).float())
+        self.sae.b_dec.data.copy_(geometric_median(acts).to(self.sae.dtype))
+        self.needs_b_dec_init = False
+
+    # --- evaluation --------------------------------------------------------------------------------
+    def _val_shard(self) -> torch.Tensor:
+        return torch.tensor_split(self.split.val, self.info.world_size)[self.info.rank]
+
+    def spliced_ce(self, with_sae: bool = True) -> float:
+        """Mean validation CE with the SAE spliced at the layer (or of the original model), over all ranks."""
+        chunks = self._val_shard()
+        fns = (lambda ids: {self.cfg.layer: splice_fn(self.sae, ids, self.special_ids)}) if with_sae else None
+        total, count = (
+            ce_sum_and_count(self.model, chunks, self.cfg.val_batch_size, fns) if len(chunks) else (0.0, 0)
+        )
+        sums = dist_utils.all_reduce_sum(
+            torch.tensor([total, float(count)], dtype=torch.float64, device=self.device)
+        )
+        return float(sums[0] / sums[1])
+
+    @torch.no_grad()
+    def val_reconstruction(self) -> tuple[float, float, float]:
+        """(FVU, L0, fraction of latents never active) of the SAE on the validation tokens."""
+        sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # squared error, active, tokens
+        x_sum = torch.zeros(self.d_model, dtype=torch.float64, device=self.device)
+        sq_sum = torch.zeros(1, dtype=torch.float64, device=self.device)
+        fired = torch.zeros(self.sae.cfg.d_sae, dtype=torch.int32, device=self.device)
+        for ids in self._val_shard().split(self.cfg.val_batch_size):
+            x = residual_at(self.model, ids.to(self.device), self.cfg.layer).reshape(-1, self.d_model).float()
+            acts, idx = self.sae.encode_topk(x)
+            x_hat = self.sae.decode_topk(acts, idx)
+            sums += torch.stack(
+                [(x_hat - x).double().pow(2).sum(), (acts > 0).sum().double(), torch.tensor(len(x)).double()]
+            )
+            x_sum += x.double().sum(0)
+            sq_sum += x.double().pow(2).sum()
+            fired.index_fill_(0, idx[acts > 0], 1)
+        packed = dist_utils.all_reduce_sum(torch.cat([sums, x_sum, sq_sum]))
+        dist_utils.all_reduce_max(fired)
+        sq_err, active, tokens = packed[:3].tolist()
+        mean = packed[3:-1] / tokens
+        variance = float(packed[-1] - tokens * mean.pow(2).sum())
+        return sq_err / variance, active / tokens, 1.0 - float(fired.float().mean())
+
+    # --- timing (training minutes exclude evaluation and checkpoint writing) -----------------------
+    def _pause_clock(self) -> None:
+        if self._clock is not None:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.train_minutes += (time.perf_counter() - self._clock) / 60
+            self._clock = None
+
+    def _start_clock(self) -> None:
+        self._clock = time.perf_counter()
+
+    # --- outputs (main rank) -----------------------------------------------------------------------
+    def _record_curve_points(self, count: int, logger: TrainLogger | None) -> None:
+        value = self.spliced_ce()
+        self.val_loss += [value] * count
+        self.minutes += [self.train_minutes] * count
+        if self.info.is_main:
+            atomic_write_json(sae_curve_path("val_loss", self.cfg.model_key, self.cfg.kind), self.val_loss)
+            atomic_write_json(sae_curve_path("time", self.cfg.model_key, self.cfg.kind), self.minutes)
+        if logger is not None:
+            logger.eval(self.step, value, self.train_minutes)
+
+    def _save_checkpoint(self, pct: int | None) -> Path:
+        folder = checkpoint_dir(self.cfg, pct)
+        if self.info.is_main:
+            self.sae.save(
+                folder,
+                checkpoint_pct=100 if pct is None else pct,
+                step=self.step,
+                total_steps=self.cfg.total_steps,
+                train_tokens=self.step * self.cfg.tokens_per_step,
+                train_minutes=self.train_minutes,
+                spliced_val_ce=self.val_loss[-1] if self.val_loss else None,
+                base_val_ce=self.base_ce,
+                sae_kind=self.cfg.kind,
+                expansion_factor=self.cfg.expansion_factor,
+                lr=self.cfg.lr,
+                dataset=self.cfg.dataset,
+                ctx_len=self.cfg.ctx_len,
+                num_val_tokens=self.cfg.num_val_tokens,
+            )
+        return folder
+
+    def _save_state(self) -> None:
+        if not self.info.is_main:
+            return
+        state = TrainingState(
+            step=self.step,
+            sae={k: v.detach().cpu() for k, v in self.sae.state_dict().items()},
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            val_loss=list(self.val_loss),
+            minutes=list(self.minutes),
+            train_minutes=self.train_minutes,
+            tokens_since_fired=self.tokens_since_fired.cpu(),
+            base_ce=self.base_ce,
+            config=resume_settings(self.cfg),
+            rng=capture_rng(),
+        )
+        save_state(self.state_file, state)
+
+    def _after_step(self, logger: TrainLogger) -> None:
+        """Curve points, checkpoints and the training state due after `self.step` steps."""
+        due_points = self.eval_points.get(self.step, 0)
+        due_pcts = [pct for pct, step in self.checkpoints.items() if step == self.step]
+        periodic = self.cfg.save_every_steps and self.step % self.cfg.save_every_steps == 0
+        if not (due_points or due_pcts or periodic):
+            return
+        self._pause_clock()
+        if due_points:
+            self._record_curve_points(due_points, logger)
+        for pct in due_pcts:
+            folder = self._save_checkpoint(pct)
+            if pct == 100:
+                self._save_checkpoint(None)
+            logger.message(
+                f"checkpoint {pct:3d}% (step {self.step}/{self.cfg.total_steps}, "
+                f"{self.train_minutes:.2f} train min, val CE {self.val_loss[-1]:.4f}) -> {folder}"
+            )
+        if due_pcts or periodic:
+            self._save_state()
+        self._start_clock()
+
+    # --- one optimiser step ------------------------------------------------------------------------
+    def _train_step(self, sae: nn.Module, input_ids: torch.Tensor) -> dict[str, float]:
+        cfg = self.cfg
+        dead_mask = self.tokens_since_fired >= cfg.dead_after_tokens if cfg.auxk_alpha > 0 else None
+        objective = e2e_step if cfg.e2e else reconstruction_step
+        loss, out, stats = objective(self.model, sae, input_ids, cfg.layer, cfg.auxk_alpha, dead_mask)
+        totals = dist_utils.all_reduce_sum(stats.as_tensor(self.info.world_size))
+        global_loss = float(totals[0])
+        if not math.isfinite(global_loss):
+            self._fail(f"the loss became {global_loss}")
+        loss.backward()
+        self.sae.remove_gradient_parallel_to_decoder_directions()
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.sae.parameters(), cfg.max_grad_norm))
+        if not math.isfinite(grad_norm):
+            self._fail(f"the gradient norm became {grad_norm}")
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.sae.set_decoder_norm_to_unit_norm()
+        self._update_dead(out.top_acts, out.top_idx, int(totals[3]))
+        return {
+            "loss": global_loss,
+            "fvu": float(totals[1] / stats.total_variance),
+            "l0": float(totals[2] / totals[3]),
+            "dead_frac": float((self.tokens_since_fired >= cfg.dead_after_tokens).float().mean()),
+            "lr": lr,
+            "grad_norm": grad_norm,
+        }
+
+    @torch.no_grad()
+    def _update_dead(self, top_acts: torch.Tensor, top_idx: torch.Tensor, tokens: int) -> None:
+        fired = torch.zeros_like(self.tokens_since_fired, dtype=torch.int32)
+        fired.index_fill_(0, top_idx[top_acts > 0], 1)
+        dist_utils.all_reduce_max(fired)
+        self.tokens_since_fired += tokens
+        self.tokens_since_fired[fired.bool()] = 0
+
+    def _fail(self, what: str) -> None:
+        saved = (
+            f"the training state at step {load_state(self.state_file).step} ({self.state_file})"
+            if self.state_file.exists()
+            else "no training state yet"
+        )
+        raise NonFiniteLossError(
+            f"Stopped at step {self.step + 1}: {what}. The weights were not updated and nothing was written; "
+            f"the last good checkpoint is {saved}. Lower --lr (now {self.cfg.lr:.3g}), use --dtype float32, "
+            f"or check the data, then continue with --resume."
+        )
+
+    # --- the loop ----------------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        cfg, info = self.cfg, self.info
+        if cfg.resume and self.restore() and info.is_main:
+            print(f"Resuming from step {self.step}/{cfg.total_steps} ({self.state_file})")
+        elif cfg.resume and info.is_main:
+            print(f"No training state at {self.state_file}: starting a new run.")
+        elif cfg.init_sae:
+            self.init_from(cfg.init_sae)
+        batches = self.split.train_batches(cfg.batch_size, skip_chunks=self.step * cfg.batch_size)
+        if self.needs_b_dec_init:
+            first = next(batches)
+            self.init_b_dec(dist_utils.shard(first, info))
+            batches = itertools.chain([first], batches)
+        sae: nn.Module = self.sae
+        if info.enabled:
+            sae = DistributedDataParallel(self.sae, broadcast_buffers=False)
+        wandb_run = start_wandb(
+            cfg.wandb and info.is_main,
+            cfg.wandb_project,
+            f"{cfg.model_key}-L{cfg.layer}-{cfg.kind}",
+            asdict(cfg),
+        )
+        logger = TrainLogger(
+            cfg.total_steps, self.step, cfg.log_every_steps, info.is_main, wandb_run,
+            desc=f"{cfg.kind} SAE {cfg.model_key} L{cfg.layer}",
+        )  # fmt: skip
+        try:
+            if self.step == 0:
+                if self.base_ce is None:
+                    self.base_ce = self.spliced_ce(with_sae=False)
+                self._record_curve_points(self.eval_points.get(0, 0), logger)
+            self._start_clock()
+            for _ in range(self.step, cfg.total_steps):
+                ids = dist_utils.shard(next(batches), info).to(self.device)
+                metrics = self._train_step(sae, ids)
+                self.step += 1
+                logger.step(self.step, metrics)
+                self._after_step(logger)
+            self._pause_clock()
+        finally:
+            logger.close()
+        return self._result()
+
+    def _result(self) -> TrainResult:
+        val_fvu, val_l0, val_dead = self.val_reconstruction()
+        result = TrainResult(
+            steps=self.step,
+            tokens=self.step * self.cfg.tokens_per_step,
+            base_ce=self.base_ce,
+            val_loss=list(self.val_loss),
+            minutes=list(self.minutes),
+            val_fvu=val_fvu,
+            val_l0=val_l0,
+            val_dead_fraction=val_dead,
+            train_dead_fraction=float((self.tokens_since_fired >= self.cfg.dead_after_tokens).float().mean()),
+            final_dir=checkpoint_dir(self.cfg),
+            checkpoint_dirs={pct: checkpoint_dir(self.cfg, pct) for pct in self.checkpoints},
+            state_path=self.state_file,
+        )
+        if self.info.is_main:
+            print(summary_line(self.cfg, result))
+        return result
+
+
+def summary_line(cfg: TrainSaeConfig, r: TrainResult) -> str:
+    ce = f"spliced val CE {r.val_loss[0]:.4f} -> {r.val_loss[-1]:.4f}" if r.val_loss else "no curve"
+    return (
+        f"{cfg.kind} SAE {cfg.model_key} layer {cfg.layer} (k={cfg.k}, width {cfg.expansion_factor}x): "
+        f"{r.steps} steps, {r.tokens:,} tokens, {r.minutes[-1] if r.minutes else 0:.2f} train min; {ce} "
+        f"(original model {r.base_ce:.4f}); val FVU {r.val_fvu:.4f}, L0 {r.val_l0:.2f}, "
+        f"dead {100 * r.train_dead_fraction:.1f}% -> {r.final_dir}"
+    )
+
+
+def train_sae(cfg: TrainSaeConfig) -> TrainResult:
+    """Load the model and the data split, train, and write the SAE checkpoints and curves."""
+    setup_environment(cfg.wandb)
+    info, device = dist_utils.setup(parse_device(cfg.device))
+    try:
+        seed_everything(cfg.seed)
+        model, tokenizer = load_model(cfg.model_name, device, cfg.dtype)
+        check_layer(model, cfg.layer)
+        cfg = cfg.resolved(d_model(model), max_positions(model))
+        split = load_token_split(
+            cfg.dataset, tokenizer, cfg.ctx_len, cfg.num_val_tokens, cfg.seed, cfg.text_field
+        )
+        return SaeTrainer(cfg, model, tokenizer, split, info).fit()
+    finally:
+        dist_utils.teardown()

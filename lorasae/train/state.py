@@ -1,0 +1,146 @@
+"""Checkpoints and the resumable training state.
+
+- SAE checkpoints (SAELens on-disk format, `cfg.json` + `sae_weights.safetensors`) at
+  `saved_saes/<model>/<normal|e2e>/expansion_<E>_L0_<k>[-<pct>pct]/model.layers.<L>/`; the training
+  position (step, tokens, minutes, validation CE) goes into the cfg's metadata.
+- The training state (SAE weights, optimiser, scheduler, step, curve, dead-latent counters, RNG) is one
+  file, `saved_saes/<model>/<kind>/expansion_<E>_L0_<k>/training_state.model.layers.<L>.pt`, beside the
+  final SAE's folder (not inside it, so no folder ever holds a half-finished SAE). It is replaced
+  atomically at every checkpoint and, with `--save_every_steps N`, every N steps.
+"""
+
+from __future__ import annotations
+
+import random
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lorasae.atomic import atomic_save_file
+from lorasae.paths import sae_dir
+from lorasae.train.config import TrainSaeConfig
+
+STATE_VERSION = 1
+
+
+class ResumeError(ValueError):
+    """The saved training state cannot continue this run (different settings or model)."""
+
+
+def checkpoint_dir(cfg: TrainSaeConfig, pct: int | None = None) -> Path:
+    """Folder of the SAE checkpoint at `pct` percent (None: the final SAE)."""
+    assert cfg.k is not None
+    return sae_dir(cfg.model_key, cfg.kind, cfg.expansion_factor, cfg.k, cfg.layer, pct)
+
+
+def state_path(cfg: TrainSaeConfig) -> Path:
+    final = checkpoint_dir(cfg)
+    return final.parent / f"training_state.{final.name}.pt"
+
+
+@dataclass
+class TrainingState:
+    """Everything needed to continue a run exactly where it stopped."""
+
+    step: int  # optimiser steps completed
+    sae: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    val_loss: list[float]  # curve points so far (first = before training)
+    minutes: list[float]  # cumulative training minutes at each point (evaluation excluded)
+    train_minutes: float  # cumulative training minutes at `step`
+    tokens_since_fired: torch.Tensor  # [d_sae] int64
+    base_ce: float | None
+    config: dict[str, Any]
+    rng: dict[str, Any] = field(default_factory=dict)
+    version: int = STATE_VERSION
+
+
+def capture_rng() -> dict[str, Any]:
+    """RNG states of Python, NumPy and torch (CPU and CUDA) in a form `torch.load(weights_only=True)` reads."""
+    np_state = np.random.get_state()
+    rng: dict[str, Any] = {
+        "python": _to_plain(random.getstate()),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return rng
+
+
+def restore_rng(rng: dict[str, Any]) -> None:
+    if not rng:
+        return
+    random.setstate(_to_tuple(rng["python"]))
+    name, keys, *rest = rng["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and torch.cuda.is_available():
+        try:
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        except RuntimeError as err:  # fewer GPUs than when saved
+            warnings.warn(f"CUDA RNG state not restored: {err}", stacklevel=2)
+
+
+def _to_plain(obj: Any) -> Any:
+    return [_to_plain(o) for o in obj] if isinstance(obj, tuple | list) else obj
+
+
+def _to_tuple(obj: Any) -> Any:
+    return tuple(_to_tuple(o) for o in obj) if isinstance(obj, list) else obj
+
+
+def save_state(path: Path, state: TrainingState) -> Path:
+    """Write the state atomically (temp file + rename): a kill mid-write leaves the previous state."""
+    payload = asdict(state)
+    return atomic_save_file(path, lambda tmp: torch.save(payload, tmp))
+
+
+def load_state(path: Path) -> TrainingState:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ResumeError(
+            f"Cannot read the training state {path} ({err}); delete it and start without --resume."
+        ) from err
+    if payload.get("version") != STATE_VERSION:
+        raise ResumeError(
+            f"{path} is a version {payload.get('version')} training state; this code reads version "
+            f"{STATE_VERSION}. Start without --resume."
+        )
+    return TrainingState(**payload)
+
+
+def resume_settings(cfg: TrainSaeConfig) -> dict[str, Any]:
+    """The settings a saved state must share with the run resuming it."""
+    return {key: getattr(cfg, key) for key in TrainSaeConfig.RESUME_KEYS} | {"model": cfg.model_key}
+
+
+def check_compatible(state: TrainingState, cfg: TrainSaeConfig, d_model: int, path: Path) -> None:
+    """Raise `ResumeError` naming every setting that differs from the saved run, and check that the saved
+    SAE's width matches this model."""
+    saved, now = state.config, resume_settings(cfg)
+    diffs = [
+        f"--{key}: saved {saved.get(key)!r}, now {value!r}"
+        for key, value in now.items()
+        if saved.get(key) != value
+    ]
+    if diffs:
+        raise ResumeError(
+            f"The training state {path} was saved with different settings:\n  "
+            + "\n  ".join(diffs)
+            + "\nRerun with the saved settings, or start a new run without --resume."
+        )
+    d_in = state.sae["W_dec"].shape[1]
+    d_sae = state.sae["W_dec"].shape[0]
+    assert cfg.expansion_factor is not None
+    if d_in != d_model or d_sae != d_model * cfg.expansion_factor:
+        raise ResumeError(
+            f"The training state {path} holds an SAE of width {d_in}→{d_sae}, but this model's d_model is "
+            f"{d_model} (expected {d_model}→{d_model * cfg.expansion_factor}): it belongs to another model."
+        )

@@ -1,0 +1,16 @@
+"""Train a TopK SAE (or an e2e SAE with --e2e) on the residual stream after decoder layer L (SPEC §3.1).
+
+    python train_sae.py --device 0 --model_type gemma --layer 12 --num_train_tokens 2_000_000_000 [--e2e]
+    python train_sae.py --device cpu --model_type tiny --layer 1 --num_train_tokens 300_000
+    torchrun --nproc_per_node 2 train_sae.py ...   (data-parallel; --batch_size counts all ranks)
+
+Writes saved_saes/<model>/<normal|e2e>/expansion_<E>_L0_<k>[-<pct>pct]/model.layers.<L>/ and
+data/TopK/{time,val_loss}/<model>/<normal|e2e>_SAE.json. `--help` lists every flag.
+"""
+
+from lorasae.cli import parse
+from lorasae.train.config import TrainSaeConfig
+from lorasae.train.sae_trainer import train_sae
+
+if __name__ == "__main__":
+    train_sae(parse(TrainSaeConfig))
