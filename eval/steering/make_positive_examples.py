@@ -70,7 +70,7 @@ class Config(SteeringArgs):
 
 def main(config: Config) -> None:
     ctx = load_context(config, with_adapter=False)
-    resolve_latent(ctx, config.neuron, config.seed)
+    resolve_latent(ctx, config.neuron)
     settings = LLMSettings.from_env(
         model=config.llm_model, base_url=config.llm_base_url, max_retries=config.max_retries
     )

@@ -40,7 +40,7 @@ class Config(SteeringArgs):
 
 def main(config: Config) -> None:
     ctx = load_context(config, with_adapter=True)
-    resolve_latent(ctx, config.neuron, config.seed)
+    resolve_latent(ctx, config.neuron)
     run_steering_eval(ctx, config, alpha=config.alpha, confidence=config.confidence, llm=llm_from_env())
 
 

@@ -40,7 +40,7 @@ class Config(SteeringArgs):
 
 def main(config: Config) -> None:
     ctx = load_context(config, with_adapter=True)
-    resolve_latent(ctx, config.neuron, config.seed)
+    resolve_latent(ctx, config.neuron)
     grid = parse_grid(config.grid) if config.grid else None
     tune_alpha(ctx, config, alpha=config.alpha, grid=grid, tuning=config.tuning, llm=llm_from_env())
 

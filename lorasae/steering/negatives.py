@@ -98,26 +98,39 @@ def take_examples(texts: Iterable[str], count: int, min_words: int = 5, max_word
     return out
 
 
-def builtin_sets(count: int, seed: int, categories: Sequence[str] = CATEGORIES) -> dict[str, list[str]]:
-    """Offline negatives: snippets of the built-in world's documents in each category's stand-in domain.
-    The corpus is generated with `seed + 2`, away from the training documents' seed."""
-    from lorasae.world.corpus import generate_corpus
+# Disjoint windows of `lorasae.world.corpus.domain_documents` (fresh documents of the model's world, not
+# verbatim training text): the concept-latent choice, corpus mining and the negative sets never share one.
+CONCEPT_WINDOW = (0, 60)
+MINING_WINDOW = (100, 250)
+NEGATIVE_WINDOW_START = 400
 
-    wanted = {BUILTIN_STANDINS[c]: c for c in categories}
-    found: dict[str, list[str]] = {c: [] for c in categories}
-    for doc in generate_corpus(seed + 2):
-        category = wanted.get(doc.domain)
-        if category is None or len(found[category]) >= count:
-            continue
-        for snippet in split_snippets(doc.text):
-            if len(found[category]) < count and dedup([snippet], found[category]):
-                found[category].append(snippet)
-        if all(len(v) >= count for v in found.values()):
-            break
-    missing = [c for c, v in found.items() if not v]
-    if missing:
-        raise ValueError(f"the built-in corpus has no documents for {missing} (domains {wanted})")
-    return {BUILTIN_STANDINS[c]: found[c] for c in categories}
+
+def builtin_documents(domain: str, start: int, stop: int, seed: int) -> list[str]:
+    """Texts of documents `start … stop-1` of the built-in world's fresh `domain` documents."""
+    from lorasae.world.corpus import domain_texts
+
+    return domain_texts(domain, stop, seed)[start:stop]
+
+
+def builtin_sets(
+    count: int, seed: int, categories: Sequence[str] = CATEGORIES, docs_per_set: int | None = None
+) -> dict[str, list[str]]:
+    """Offline negatives: `count` sentence snippets of each category's stand-in domain, from fresh
+    documents of world `seed` (after `NEGATIVE_WINDOW_START`)."""
+    start = NEGATIVE_WINDOW_START
+    stop = start + (docs_per_set or max(count, 20))
+    out: dict[str, list[str]] = {}
+    for category in categories:
+        domain = BUILTIN_STANDINS[category]
+        snippets: list[str] = []
+        for text in builtin_documents(domain, start, stop, seed):
+            for snippet in split_snippets(text):
+                if dedup([snippet], snippets):
+                    snippets.append(snippet)
+        # spread the picks over the documents rather than taking the first document's sentences
+        random.Random(f"{seed}-{domain}").shuffle(snippets)
+        out[domain] = snippets[:count]
+    return out
 
 
 def hub_sets(
@@ -155,8 +168,9 @@ def load_negative_sets(
     llm: LLMClient | None = None,
     refresh: bool = False,
 ) -> dict[str, list[str]]:
-    """Negative sets by name (the tuning set first), built on first use and cached as JSON.
-    `kind`: `builtin` (offline stand-ins) or `hub` (the original's datasets)."""
+    """Negative sets by name (the tuning set first), built on first use and cached as JSON (rebuilt when
+    the cache holds fewer examples or another seed). `kind`: `builtin` (offline stand-ins; `seed` is the
+    world's) or `hub` (the original's datasets; `seed` shuffles them)."""
     if kind not in ("builtin", "hub"):
         raise ValueError(f"negative sets must be 'builtin' or 'hub', got {kind!r}")
     folder = negatives_dir(kind)
@@ -167,7 +181,8 @@ def load_negative_sets(
             path = folder / f"{name}.json"
             if path.exists():
                 data = read_json(path)
-                if len(data.get("examples", [])) >= count or data.get("requested", 0) >= count:
+                enough = len(data.get("examples", [])) >= count or data.get("requested", 0) >= count
+                if enough and data.get("seed", seed) == seed:
                     cached[name] = list(data["examples"])[:count]
     todo = [c for c, name in zip(CATEGORIES, names) if name not in cached]
     if todo:
@@ -175,7 +190,8 @@ def load_negative_sets(
         for name, examples in built.items():
             source = f"built-in domain '{name}'" if kind == "builtin" else _describe_hub(name)
             atomic_write_json(
-                folder / f"{name}.json", {"examples": examples, "source": source, "requested": count}
+                folder / f"{name}.json",
+                {"examples": examples, "source": source, "requested": count, "seed": seed},
             )
             cached[name] = examples
     tuning_name = BUILTIN_STANDINS[TUNING_SET] if kind == "builtin" else TUNING_SET

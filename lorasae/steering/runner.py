@@ -10,6 +10,7 @@ Outputs (under `eval/steering/`): `datasets/latent_<N>.json` (positives), `datas
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -27,7 +28,7 @@ from lorasae.atomic import atomic_write_json, read_json
 from lorasae.cli import CommonArgs
 from lorasae.data import default_dataset, load_texts
 from lorasae.hooks import residual_at
-from lorasae.models import check_layer, d_model, load_model, model_key, num_layers
+from lorasae.models import check_layer, d_model, load_model, model_key, num_layers, unwrap
 from lorasae.paths import eval_dir, root, sanitize
 from lorasae.runtime import parse_device, seed_everything, setup_environment
 from lorasae.steering.concept import ConceptChoice, choose_concept_latent, mean_activations
@@ -42,7 +43,10 @@ from lorasae.steering.intervention import check_mode, steer, unit_direction
 from lorasae.steering.loglik import encode_texts, mean_logliks, pad_batch
 from lorasae.steering.negatives import (
     CONCEPT_DOMAIN,
+    CONCEPT_WINDOW,
+    MINING_WINDOW,
     EvalSets,
+    builtin_documents,
     load_negative_sets,
     split_sets,
     tuning_set_name,
@@ -125,18 +129,25 @@ def distributions_dir(latent: int, base: Path | None = None) -> Path:
 # --- model, SAE, adapter --------------------------------------------------------------------------
 
 
+_PCT = re.compile(r"-(\d+)pct$")
+
+
 def default_sae_source(model_name: str) -> str:
-    """The newest final (not a `-<pct>pct` checkpoint) TopK SAE saved for the model; Gemma Scope for
-    Gemma when none is saved."""
+    """The newest final TopK SAE saved for the model (failing that, its latest checkpoint); Gemma Scope
+    for Gemma when none is saved."""
     key = model_key(model_name)
     folder = root() / "saved_saes" / sanitize(key) / "normal"
-    candidates = [
-        p
-        for p in folder.glob("*/model.layers.*")
-        if (p / "cfg.json").exists() and not p.parent.name.endswith("pct")
-    ]
-    if candidates:
-        return str(max(candidates, key=lambda p: (p / "cfg.json").stat().st_mtime))
+    found = [p for p in folder.glob("*/model.layers.*") if (p / "cfg.json").exists()]
+    final = [p for p in found if not _PCT.search(p.parent.name)]
+    if final:
+        return str(max(final, key=lambda p: (p / "cfg.json").stat().st_mtime))
+    if found:
+        return str(
+            max(
+                found,
+                key=lambda p: (int(_PCT.search(p.parent.name).group(1)), (p / "cfg.json").stat().st_mtime),
+            )
+        )
     if key == "gemma":
         return GEMMA_SCOPE_DEFAULT
     raise FileNotFoundError(
@@ -145,29 +156,34 @@ def default_sae_source(model_name: str) -> str:
     )
 
 
-def _sae_layer(sae) -> int | None:
-    layer = getattr(sae, "hook_layer", None)
-    if layer is None:
-        layer = getattr(getattr(sae, "cfg", None), "hook_layer", None)
-    return None if layer is None else int(layer)
-
-
 def default_adapter(model_name: str, sae_source: str, layer: int, n_layers: int) -> Path:
-    """The newest rank-1 adapter on layers L+1 … n−1 (`--LoRA_layers after`) trained for this SAE."""
+    """The newest rank-1 adapter on layers L+1 … n−1 (`--LoRA_layers after`) trained for this SAE (for a
+    final SAE, one trained on its 100% checkpoint also counts: the weights are the same)."""
     from lorasae.lora.adapters import find_adapter
+    from lorasae.lora.sae_refs import source_tag
 
-    folder = Path(sae_source)
-    sae_tag = folder.parent.name if folder.is_dir() and folder.name.startswith("model.layers.") else None
-    try:
-        return find_adapter(
-            model_key(model_name), sae_tag=sae_tag, rank=1, lora_span=f"{layer + 1}-{n_layers - 1}"
-        )
-    except FileNotFoundError as err:
-        raise FileNotFoundError(
-            f"{err}\nThe steering eval compares the base model with a rank-1 adapter on the layers after the "
-            f"SAE: `python train_lora.py --model_type {model_name} --sae_layer {layer} --rank 1 "
-            "--LoRA_layers after --save_model`, or pass --adapter."
-        ) from None
+    tag = source_tag(sae_source)
+    tags = [tag] if _PCT.search(tag) else [tag, f"{tag}-100pct"]
+    span = f"{layer + 1}-{n_layers - 1}"
+    for candidate in tags:
+        try:
+            return find_adapter(model_key(model_name), sae_tag=candidate, rank=1, lora_span=span)
+        except FileNotFoundError as err:
+            error = err
+    raise FileNotFoundError(
+        f"{error}\nThe steering eval compares the base model with a rank-1 adapter on the layers after the "
+        f"SAE: `python train_lora.py --model_type {model_name} --sae_layer {layer} --rank 1 "
+        "--LoRA_layers after --save_model`, or pass --adapter."
+    ) from None
+
+
+def model_world_seed(model: nn.Module) -> int:
+    """The `seed` in `world.json` beside the model's weights (the built-in model records it), else 0."""
+    folder = Path(str(getattr(unwrap(model), "name_or_path", "") or ""))
+    info = folder / "world.json"
+    if folder.parts and info.is_file():
+        return int(read_json(info).get("seed", 0))
+    return 0
 
 
 @dataclass
@@ -184,8 +200,13 @@ class SteeringContext:
     adapter: Path | None = None
     latent: int | None = None
     concept: ConceptChoice | None = None
+    world_seed: int | None = None
+    """Seed of the built-in world the model was trained on (from the model folder's world.json; 0, the
+    built-in default, for other models): concept documents, mining corpus and offline negatives use it."""
 
     def __post_init__(self) -> None:
+        if self.world_seed is None:
+            self.world_seed = model_world_seed(self.model)
         check_layer(self.model, self.layer)
         width = int(self.sae.W_dec.shape[1])
         if width != d_model(self.model):
@@ -230,7 +251,7 @@ class SteeringContext:
 
 def load_context(args: SteeringArgs, with_adapter: bool = True) -> SteeringContext:
     """Load the model, tokenizer, SAE (and the adapter) named by `args`."""
-    from lorasae.sae import load_sae
+    from lorasae.sae.sources import load_sae, sae_hook_layer
 
     setup_environment(wandb=args.wandb)
     seed_everything(args.seed)
@@ -238,8 +259,8 @@ def load_context(args: SteeringArgs, with_adapter: bool = True) -> SteeringConte
     device = parse_device(args.device)
     model, tokenizer = load_model(args.model_name, device, args.dtype)
     source = args.sae or default_sae_source(args.model_name)
-    sae = load_sae(source, device=device, dtype=torch.float32)
-    layer = args.layer if args.layer is not None else _sae_layer(sae)
+    sae = load_sae(source, device=device, dtype=torch.float32, layer=args.layer)
+    layer = args.layer if args.layer is not None else sae_hook_layer(sae)
     if layer is None:
         raise ValueError(f"The SAE {source} does not say which layer it reads: pass --layer.")
     adapter = None
@@ -263,31 +284,32 @@ def load_context(args: SteeringArgs, with_adapter: bool = True) -> SteeringConte
 # --- the latent -----------------------------------------------------------------------------------
 
 
-def concept_texts(seed: int, per_domain: int = 60) -> tuple[list[str], list[str]]:
-    """Up to `per_domain` documents of every built-in domain (corpus seed `seed + 1`, not the training
-    documents): (texts, domains)."""
-    from lorasae.world.corpus import generate_corpus
+def concept_texts(seed: int, per_domain: int | None = None) -> tuple[list[str], list[str]]:
+    """Fresh documents of every built-in domain (`CONCEPT_WINDOW` of world `seed`): (texts, domains)."""
+    from lorasae.world.corpus import DOMAINS
 
+    start, stop = CONCEPT_WINDOW
+    if per_domain is not None:
+        stop = start + per_domain
     texts: list[str] = []
     domains: list[str] = []
-    counts: dict[str, int] = {}
-    for doc in generate_corpus(seed + 1):
-        if counts.get(doc.domain, 0) >= per_domain:
-            continue
-        counts[doc.domain] = counts.get(doc.domain, 0) + 1
-        texts.append(doc.text)
-        domains.append(doc.domain)
-    if CONCEPT_DOMAIN not in counts:
-        raise ValueError(f"the built-in corpus has no '{CONCEPT_DOMAIN}' documents")
+    for domain in DOMAINS:
+        docs = builtin_documents(domain, start, stop, seed)
+        texts += docs
+        domains += [domain] * len(docs)
     return texts, domains
 
 
 def choose_latent(
-    ctx: SteeringContext, seed: int = 42, per_domain: int = 60, batch_size: int = 16, max_length: int = 128
+    ctx: SteeringContext,
+    per_domain: int | None = None,
+    batch_size: int = 16,
+    max_length: int = 128,
 ) -> ConceptChoice:
     """The latent that best separates the concept domain (science) from the other built-in domains, by d'
     of per-document mean activations; sets `ctx.latent`."""
-    texts, domains = concept_texts(seed, per_domain)
+    assert ctx.world_seed is not None
+    texts, domains = concept_texts(ctx.world_seed, per_domain)
     with ctx.variant("base"):
         features = mean_activations(
             ctx.model, ctx.tokenizer, ctx.sae, ctx.layer, texts, batch_size, max_length
@@ -298,9 +320,10 @@ def choose_latent(
     return choice
 
 
-def resolve_latent(ctx: SteeringContext, neuron: int | None, seed: int = 42) -> int:
+def resolve_latent(ctx: SteeringContext, neuron: int | None) -> int:
+    """`neuron` (checked against the SAE's width), or the concept latent when None; sets `ctx.latent`."""
     if neuron is None:
-        return choose_latent(ctx, seed).latent
+        return choose_latent(ctx).latent
     if not 0 <= neuron < ctx.num_latents:
         raise ValueError(f"--neuron {neuron} is out of range: the SAE has {ctx.num_latents} latents.")
     ctx.latent = neuron
@@ -311,12 +334,14 @@ def resolve_latent(ctx: SteeringContext, neuron: int | None, seed: int = 42) -> 
 
 
 def corpus_texts(dataset: str, seed: int) -> Iterable[str]:
-    """Texts to mine: the built-in corpus generated with `seed + 1` (not the training documents), or
-    any other source of `lorasae.data.load_texts`."""
+    """Texts to mine: for `builtin`, fresh documents of every built-in domain (`MINING_WINDOW` of world
+    `seed`, interleaved); otherwise the texts of `lorasae.data.load_texts`."""
     if dataset == "builtin":
-        from lorasae.world.corpus import generate_corpus
+        from lorasae.world.corpus import DOMAINS
 
-        return (doc.text for doc in generate_corpus(seed + 1))
+        start, stop = MINING_WINDOW
+        per_domain = [builtin_documents(d, start, stop, seed) for d in DOMAINS]
+        return [doc for group in zip(*per_domain) for doc in group]
     return load_texts(dataset, seed=seed)
 
 
@@ -357,7 +382,7 @@ def make_positive_examples(
                 ctx.sae,
                 ctx.layer,
                 ctx.latent,
-                corpus_texts(dataset, seed),
+                corpus_texts(dataset, ctx.world_seed if dataset == "builtin" else seed),
                 num_examples=num_examples if use_corpus else 10,
                 max_snippets=max_snippets,
                 batch_size=batch_size,
@@ -508,7 +533,8 @@ def build_splits(
     if ctx.latent is None:
         raise ValueError("choose the latent first")
     kind = args.negatives_kind
-    negatives = load_negative_sets(kind, args.num_negatives, args.seed, llm)
+    seed = ctx.world_seed if kind == "builtin" and ctx.world_seed is not None else args.seed
+    negatives = load_negative_sets(kind, args.num_negatives, seed, llm)
     return split_sets(
         load_positives(ctx.latent), negatives, tuning_set_name(kind), args.tuning_fraction, args.seed
     )
