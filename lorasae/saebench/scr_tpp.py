@@ -1,0 +1,360 @@
+"""SAEBench's Spurious Correlation Removal (SCR) and Targeted Probe Perturbation (TPP)
+(`evals/scr_and_tpp/main.py`), natively.
+
+Both train linear probes (SAEBench's torch probe: AdamW, batch 16, L1 penalty) on mean-pooled residuals,
+rank SAE latents by their effect on a probe, zero-ablate the top N latents in the residual stream (keeping
+the SAE error term: x' = decode(f with f_ablated = 0) + (x − decode(f))), and re-test the probes.
+
+- Effect of latent i for class c: (mean latent over positives − mean over negatives)_i × (w_probe · W_dec[i]);
+  TPP clamps the mean difference at 0 (positive-class effects only); SCR takes |effect|.
+- SCR, for one profession pair (e.g. professor / nurse) and the gender column: a probe trained on the
+  perfectly biased set (male professors vs female nurses) is tested on profession data and on gender
+  data. dir1 ablates the top-N latents of the gender probe and measures the biased probe on the
+  profession data; dir2 ablates profession latents and measures on the gender data.
+  SCR = (acc_ablated − acc_biased) / (acc_clean_probe − acc_biased), with acc_clean_probe the accuracy of a
+  probe trained on that concept alone (undefined, written as null, when the two accuracies are equal). `scr_metric_threshold_N` picks dir1 when the biased probe's
+  accuracy on the profession data is below its accuracy on gender data, else dir2.
+- TPP: for each class c, ablate its top-N latents; intended diff = drop of c's probe accuracy, unintended
+  diff = mean drop of the other classes' probes; `tpp_threshold_N_total_metric` = intended − unintended.
+"""
+
+from __future__ import annotations
+
+import warnings
+import zlib
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from lorasae.saebench.activations import (
+    collect_class_activations,
+    d_sae_of,
+    meaned_activations,
+    sae_device_dtype,
+    sae_encode,
+)
+from lorasae.saebench.probing import (
+    NEGATIVE_CLASS_LABEL,
+    POSITIVE_CLASS_LABEL,
+    Probe,
+    prepare_probe_data,
+    probe_accuracy,
+    train_probes_on_activations,
+)
+from lorasae.saebench.schema import EVAL_TYPE_SCR, EVAL_TYPE_TPP, eval_output
+
+# The class keys are fixed names, as in SAEBench: "male" / "professor" stand for the first value of the
+# column pair, "female" / "nurse" for the second, whatever the dataset.
+PAIRED_CLASS_KEYS = {
+    "male / female": "female_data_only",
+    "professor / nurse": "nurse_data_only",
+    "male_professor / female_nurse": "female_nurse_data_only",
+}
+BIASED_PROBE = "male_professor / female_nurse"
+
+
+# --- effects, selection, ablation ----------------------------------------------------------------
+
+
+def _probe_weight(probe: Probe) -> Tensor:
+    return probe.net.weight.detach().float().reshape(-1)
+
+
+@torch.no_grad()
+def node_effects(
+    sae: Any,
+    probe: Probe,
+    class_name: str,
+    acts_bld: dict[str, Tensor],
+    perform_scr: bool,
+    sae_batch_size: int,
+    seed: int,
+) -> Tensor:
+    """Effect of each latent on `class_name`'s probe ([d_sae]), SAEBench's `get_effects_per_class_precomputed_acts`."""
+    generator = torch.Generator().manual_seed(seed)
+    paired = _paired_lookup() if perform_scr else None
+    x_bld, labels = prepare_probe_data(acts_bld, class_name, generator, paired)
+    d_sae = d_sae_of(sae)
+    sums = {
+        POSITIVE_CLASS_LABEL: torch.zeros(d_sae, dtype=torch.float64),
+        NEGATIVE_CLASS_LABEL: torch.zeros(d_sae, dtype=torch.float64),
+    }
+    counts = {POSITIVE_CLASS_LABEL: 0, NEGATIVE_CLASS_LABEL: 0}
+    for i in range(0, len(x_bld), sae_batch_size):
+        acts = x_bld[i : i + sae_batch_size].float()
+        lab = labels[i : i + sae_batch_size]
+        nonzero = (acts.sum(-1) != 0).float()
+        f = sae_encode(sae, acts) * nonzero[..., None]
+        mean_f = f.sum(1) / (nonzero.sum(1)[:, None] + 1e-12)
+        for label in (POSITIVE_CLASS_LABEL, NEGATIVE_CLASS_LABEL):
+            rows = lab == label
+            sums[label] += mean_f[rows].sum(0).double()
+            counts[label] += int(rows.sum())
+    mean_pos = sums[POSITIVE_CLASS_LABEL] / max(counts[POSITIVE_CLASS_LABEL], 1)
+    mean_neg = sums[NEGATIVE_CLASS_LABEL] / max(counts[NEGATIVE_CLASS_LABEL], 1)
+    diff = (mean_pos - mean_neg).float()
+    if not perform_scr:
+        diff = diff.clamp(min=0.0)
+    dot = sae.W_dec.detach().float().cpu() @ _probe_weight(probe)
+    effects = diff * dot
+    return effects.abs() if perform_scr else effects
+
+
+def select_top_n(effects: Tensor, n: int) -> Tensor:
+    """Boolean mask of the top-n latents by effect among those with a non-zero effect."""
+    mask = torch.zeros_like(effects, dtype=torch.bool)
+    k = min(n, int((effects != 0).sum()))
+    if k > 0:
+        mask[torch.topk(effects, k).indices] = True
+    return mask
+
+
+@torch.no_grad()
+def ablated_meaned_activations(acts_bld: Tensor, sae: Any, to_ablate: Tensor, sae_batch_size: int) -> Tensor:
+    """Mean-pooled residuals with the `to_ablate` latents zeroed and the SAE error kept ([B, D]).
+    Masked (zeroed) positions stay out of the mean."""
+    device, dtype = sae_device_dtype(sae)
+    out = []
+    for i in range(0, len(acts_bld), sae_batch_size):
+        acts = acts_bld[i : i + sae_batch_size].float()
+        nonzero = (acts.sum(-1) != 0).float()
+        f = sae.encode(acts.to(device=device, dtype=dtype))
+        if getattr(f, "is_sparse", False):
+            f = f.to_dense()
+        x_hat = sae.decode(f).float().cpu()
+        error = acts - x_hat
+        f = f.clone()
+        f[..., to_ablate.to(f.device)] = 0.0
+        modified = (sae.decode(f).float().cpu() + error) * nonzero[..., None]
+        out.append(modified.sum(1) / nonzero.sum(1).clamp_min(1.0)[:, None])
+    return torch.cat(out)
+
+
+def _paired_lookup() -> dict[str, str]:
+    lookup = dict(PAIRED_CLASS_KEYS)
+    lookup.update({v: k for k, v in PAIRED_CLASS_KEYS.items()})
+    return lookup
+
+
+def _class_seed(seed: int, name: str) -> int:
+    return seed * 1_000_003 + zlib.crc32(name.encode())
+
+
+def probe_test_accuracies(
+    probes: dict[str, Probe], classes: list[str], acts_bd: dict[str, Tensor], perform_scr: bool, seed: int
+) -> dict[str, float]:
+    """Each class's probe on its own test task; for SCR also every other probe on each class's data,
+    keyed `"{probe} probe on {class} data"` (SAEBench's `get_probe_test_accuracy`). The negatives drawn for
+    a class are the same for every call with the same seed, so clean and ablated runs see the same rows."""
+    paired = _paired_lookup() if perform_scr else None
+    accs: dict[str, float] = {}
+    for name in classes:
+        x, y = prepare_probe_data(
+            acts_bd, name, torch.Generator().manual_seed(_class_seed(seed, name)), paired
+        )
+        accs[name] = probe_accuracy(probes[name], x, y)
+        if perform_scr:
+            for other in PAIRED_CLASS_KEYS:
+                if other != name and name in PAIRED_CLASS_KEYS:
+                    accs[f"{other} probe on {name} data"] = probe_accuracy(probes[other], x, y)
+    return accs
+
+
+# --- metric formulas -----------------------------------------------------------------------------
+
+
+def nanmean(values: list[float]) -> float:
+    """Mean of the defined values (NaN when none is)."""
+    defined = [v for v in values if not np.isnan(v)]
+    return float(np.mean(defined)) if defined else float("nan")
+
+
+def scr_scores(
+    class_accuracies: dict[str, dict[int, dict[str, float]]], llm_clean_accs: dict[str, float]
+) -> dict[str, float]:
+    """SAEBench's `get_scr_plotting_dict`."""
+    results: dict[str, float] = {}
+    dir1_acc = llm_clean_accs[f"{BIASED_PROBE} probe on professor / nurse data"]
+    dir2_acc = llm_clean_accs[f"{BIASED_PROBE} probe on male / female data"]
+    for direction, (ablated, data) in enumerate(
+        (("male / female", "professor / nurse"), ("professor / nurse", "male / female")), start=1
+    ):
+        for threshold, accs in class_accuracies[ablated].items():
+            combined = f"{BIASED_PROBE} probe on {data} data"
+            clean_acc = llm_clean_accs[data]
+            original_acc = llm_clean_accs[combined]
+            changed_acc = accs[combined]
+            gap = clean_acc - original_acc
+            score = (changed_acc - original_acc) / gap if gap != 0 else float("nan")
+            results[f"scr_dir{direction}_threshold_{threshold}"] = score
+            if (direction == 1 and dir1_acc < dir2_acc) or (direction == 2 and dir1_acc > dir2_acc):
+                results[f"scr_metric_threshold_{threshold}"] = score
+    return results
+
+
+def tpp_scores(
+    class_accuracies: dict[str, dict[int, dict[str, float]]], llm_clean_accs: dict[str, float]
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """SAEBench's `create_tpp_plotting_dict`: (class-averaged metrics, per-class metrics)."""
+    per_class: dict[str, dict[str, float]] = {}
+    classes = list(llm_clean_accs)
+    for name in classes:
+        metrics: dict[str, float] = {}
+        for threshold, accs in class_accuracies[name].items():
+            intended = llm_clean_accs[name] - accs[name]
+            unintended = float(np.mean([llm_clean_accs[o] - accs[o] for o in classes if o != name]))
+            metrics[f"tpp_threshold_{threshold}_total_metric"] = intended - unintended
+            metrics[f"tpp_threshold_{threshold}_intended_diff_only"] = intended
+            metrics[f"tpp_threshold_{threshold}_unintended_diff_only"] = unintended
+        per_class[name] = metrics
+    keys = next(iter(per_class.values())).keys()
+    overall = {k: float(np.mean([m[k] for m in per_class.values()])) for k in keys}
+    return overall, per_class
+
+
+# --- the eval ------------------------------------------------------------------------------------
+
+
+@dataclass
+class ScrAndTppEvalConfig:
+    """SAEBench's ScrAndTppEvalConfig fields (values for one run)."""
+
+    random_seed: int = 42
+    dataset_names: list[str] = field(default_factory=list)
+    perform_scr: bool = True
+    early_stopping_patience: int = 20
+    train_set_size: int = 4000
+    test_set_size: int = 1000
+    context_length: int = 128
+    probe_train_batch_size: int = 16
+    probe_test_batch_size: int = 500
+    probe_epochs: int = 20
+    probe_lr: float = 1e-3
+    probe_l1_penalty: float = 1e-3
+    sae_batch_size: int = 125
+    llm_batch_size: int = 32
+    llm_dtype: str = "float32"
+    lower_vram_usage: bool = False
+    model_name: str = ""
+    n_values: list[int] = field(default_factory=lambda: [2, 5, 10, 20, 50, 100, 500])
+    column1_vals_lookup: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+
+
+def _usable_n_values(n_values: list[int], d_sae: int) -> list[int]:
+    usable = [n for n in n_values if n <= d_sae]
+    if len(usable) < len(n_values):
+        warnings.warn(f"SCR/TPP: dropping N values above the SAE width {d_sae}", stacklevel=3)
+    return usable
+
+
+def run_scr_tpp_dataset(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    sae: Any,
+    layer: int,
+    train_texts: dict[str, list[str]],
+    test_texts: dict[str, list[str]],
+    config: ScrAndTppEvalConfig,
+    classes: list[str],
+) -> tuple[dict[str, dict[int, dict[str, float]]], dict[str, float]]:
+    """Train the LLM probes, rank latents, ablate: (accuracies[ablated class][N][measured], clean accuracies)."""
+    train_bld = collect_class_activations(
+        model, tokenizer, train_texts, layer, config.context_length, config.llm_batch_size
+    )
+    test_bld = collect_class_activations(
+        model, tokenizer, test_texts, layer, config.context_length, config.llm_batch_size
+    )
+    train_bd = {k: meaned_activations(v) for k, v in train_bld.items()}
+    test_bd = {k: meaned_activations(v) for k, v in test_bld.items()}
+    seed = config.random_seed
+    torch.manual_seed(seed)
+    probes, _ = train_probes_on_activations(
+        train_bd,
+        test_bd,
+        None,
+        seed,
+        use_sklearn=False,
+        torch_kwargs={
+            "epochs": config.probe_epochs,
+            "lr": config.probe_lr,
+            "batch_size": config.probe_train_batch_size,
+            "l1_penalty": config.probe_l1_penalty,
+            "early_stopping_patience": config.early_stopping_patience,
+        },
+        paired_classes=_paired_lookup() if config.perform_scr else None,
+        classes=classes,
+    )
+    clean = probe_test_accuracies(probes, classes, test_bd, config.perform_scr, seed)
+    effects = {
+        c: node_effects(sae, probes[c], c, train_bld, config.perform_scr, config.sae_batch_size, seed)
+        for c in classes
+    }
+    n_values = _usable_n_values(config.n_values, d_sae_of(sae))
+    accuracies: dict[str, dict[int, dict[str, float]]] = {}
+    for ablated in classes:
+        accuracies[ablated] = {}
+        for n in n_values:
+            mask = select_top_n(effects[ablated], n)
+            ablated_bd = {
+                k: ablated_meaned_activations(v, sae, mask, config.sae_batch_size)
+                for k, v in test_bld.items()
+            }
+            accuracies[ablated][n] = probe_test_accuracies(
+                probes, classes, ablated_bd, config.perform_scr, seed
+            )
+    return accuracies, clean
+
+
+def run_scr(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    sae: Any,
+    layer: int,
+    runs: dict[str, tuple[dict[str, list[str]], dict[str, list[str]]]],
+    config: ScrAndTppEvalConfig,
+    sae_id: str,
+    release_id: str | None = None,
+) -> dict[str, Any]:
+    """SCR over `runs` {run name: (train, test)} whose dicts hold the six keys of `PAIRED_CLASS_KEYS`."""
+    config.perform_scr = True
+    results: dict[str, dict[str, float]] = {}
+    raw: dict[str, Any] = {}
+    for name, (train, test) in runs.items():
+        accuracies, clean = run_scr_tpp_dataset(
+            model, tokenizer, sae, layer, train, test, config, list(PAIRED_CLASS_KEYS)
+        )
+        results[name] = scr_scores(accuracies, clean)
+        raw[f"{name}_results"] = {"llm_clean_accs": clean, "ablated_accs": accuracies}
+    keys = list(dict.fromkeys(k for r in results.values() for k in r))
+    metrics = {"scr_metrics": {k: nanmean([r.get(k, float("nan")) for r in results.values()]) for k in keys}}
+    details = [{"dataset_name": f"{name}_results", **r} for name, r in results.items()]
+    return eval_output(EVAL_TYPE_SCR, asdict(config), metrics, details, sae, sae_id, release_id, raw)
+
+
+def run_tpp(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    sae: Any,
+    layer: int,
+    datasets: dict[str, tuple[dict[str, list[str]], dict[str, list[str]]]],
+    config: ScrAndTppEvalConfig,
+    sae_id: str,
+    release_id: str | None = None,
+) -> dict[str, Any]:
+    """TPP over `datasets` {name: (train texts by class, test texts by class)}."""
+    config.perform_scr = False
+    config.dataset_names = list(datasets)
+    results: dict[str, dict[str, float]] = {}
+    per_class: dict[str, Any] = {}
+    for name, (train, test) in datasets.items():
+        accuracies, clean = run_scr_tpp_dataset(
+            model, tokenizer, sae, layer, train, test, config, list(train)
+        )
+        results[name], per_class[f"{name}_tpp_results"] = tpp_scores(accuracies, clean)
+    keys = list(next(iter(results.values())))
+    metrics = {"tpp_metrics": {k: float(np.mean([r[k] for r in results.values()])) for k in keys}}
+    details = [{"dataset_name": f"{name}_tpp_results", **r} for name, r in results.items()]
+    return eval_output(EVAL_TYPE_TPP, asdict(config), metrics, details, sae, sae_id, release_id, per_class)
