@@ -126,8 +126,10 @@ def test_load_sae_our_folder_and_parent_folder(tmp_path: Path) -> None:
         torch.testing.assert_close(loaded.reconstruct(x).float(), sae.reconstruct(x))
 
     make_sae(layer=5).save(tmp_path / "expansion_4_L0_4" / "model.layers.5")
-    with pytest.raises(SaeNotFoundError, match=r"several layers \(model\.layers\.3, model\.layers\.5\)"):
+    with pytest.raises(SaeNotFoundError, match=r"layers \[3, 5\] \(model\.layers\.3, model\.layers\.5\)"):
         load_sae(tmp_path / "expansion_4_L0_4")
+    with pytest.raises(SaeNotFoundError, match="none is for layer 4"):
+        load_sae(tmp_path / "expansion_4_L0_4", layer=4)
     assert load_sae(tmp_path / "expansion_4_L0_4", layer=5).hook_layer == 5
 
 

@@ -187,7 +187,7 @@ def _resolve_folder(folder: Path, layer: int | None) -> Path:
     if subs:
         which = f"none is for layer {layer}" if layer is not None else "pass one of them (or the layer)"
         listing = ", ".join(p.name for p in subs.values())
-        raise SaeNotFoundError(f"{folder} holds SAEs for several layers ({listing}); {which}.")
+        raise SaeNotFoundError(f"{folder} holds SAEs for layers {list(subs)} ({listing}); {which}.")
     raise SaeNotFoundError(
         f"No SAE in {folder}: expected cfg.json with sae_weights.safetensors (SAELens) or sae.safetensors "
         f"(sparsify), or model.layers.<L> subfolders holding them. {_nearby(folder)}."
@@ -288,8 +288,8 @@ def load_release(release: str, sae_id: str, device: str, dtype: torch.dtype) -> 
     except Exception as err:  # network / hub errors: say what was attempted
         raise RuntimeError(
             f"Could not load sae-lens release {release!r}, sae_id {sae_id!r} ({type(err).__name__}: {err}). "
-            "The first use downloads it from the Hugging Face hub: check network access (HF_HUB_OFFLINE "
-            "must be unset) and, for gated models, HF_TOKEN."
+            "The first use downloads it from the Hugging Face hub: check network access and HF_TOKEN; "
+            "with HF_HUB_OFFLINE=1 it must already be in the Hugging Face cache."
         ) from err
     skip = release.startswith("gemma-scope") or bool(
         getattr(sae.cfg.metadata, "exclude_special_tokens", False)
