@@ -15,6 +15,8 @@ from lorasae.hooks import SpliceFn, splice
 
 # either fixed functions per layer, or a factory that builds them from each batch's input ids (needed
 # when special positions such as BOS keep the original activation)
+_CE_CHUNK_ELEMENTS = 2**26
+
 SpliceFns = Mapping[int, SpliceFn] | Callable[[torch.Tensor], Mapping[int, SpliceFn]]
 
 
@@ -49,8 +51,15 @@ def ce_sum_and_count(
             fns = splice_fns(ids) if callable(splice_fns) else (splice_fns or {})
             with splice(model, fns):
                 logits = model(input_ids=ids, use_cache=False).logits
-            for row in range(len(ids)):  # one row at a time: a single [T, V] log-softmax in memory
-                total += F.cross_entropy(logits[row, :-1].float(), ids[row, 1:], reduction="sum").item()
+            # a few rows at a time: at most ~256 MiB of float32 log-probabilities in memory
+            rows = max(1, _CE_CHUNK_ELEMENTS // (logits.shape[1] * logits.shape[2]))
+            for row in range(0, len(ids), rows):
+                scored = logits[row : row + rows, :-1]
+                total += F.cross_entropy(
+                    scored.reshape(-1, scored.shape[-1]).float(),
+                    ids[row : row + rows, 1:].reshape(-1),
+                    reduction="sum",
+                ).item()
             count += ids[:, 1:].numel()
             del logits
     finally:

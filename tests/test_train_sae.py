@@ -33,19 +33,16 @@ def world(tmp_path_factory) -> tuple[Path, Path]:
 
 def test_paper_defaults_and_small_model_scaling():
     cfg = parse(TrainSaeConfig, ["--model_type", "gemma"])
-    assert (cfg.layer, cfg.num_train_tokens, cfg.batch_size, cfg.expansion_factor) == (
-        12,
-        2_000_000_000,
-        1,
-        8,
-    )
+    assert (cfg.layer, cfg.num_train_tokens, cfg.expansion_factor) == (12, 2_000_000_000, 8)
     assert (cfg.eval_every_pct, cfg.auxk_alpha, cfg.e2e, cfg.max_grad_norm) == (1.0, 0.0, False, 1.0)
     gemma = cfg.resolved(d_model=2304, max_positions=8192)
+    assert gemma.batch_size == 1 and gemma.val_batch_size == 4
     assert (gemma.k, gemma.ctx_len, gemma.num_val_tokens) == (64, 1024, 1_000_000)
     assert gemma.lr == pytest.approx(2e-4 / math.sqrt(18432 / 2**14))
     assert gemma.warmup_steps == 1000 and gemma.total_steps == 1_953_125
-    tiny = parse(TrainSaeConfig, ["--model_type", "tiny", "--num_train_tokens", "300_000"]).resolved(128, 256)
-    assert (tiny.k, tiny.ctx_len, tiny.num_val_tokens, tiny.dataset) == (4, 256, 32_768, "builtin")
+    tiny = parse(TrainSaeConfig, ["--model_type", "tiny", "--num_train_tokens", "300_000"]).resolved(128, 128)
+    assert (tiny.k, tiny.ctx_len, tiny.num_val_tokens, tiny.dataset) == (4, 128, 32_768, "builtin")
+    assert tiny.batch_size == 8 and tiny.total_steps == 293  # the paper's 1024 tokens per step
     assert tiny.warmup_steps == tiny.total_steps // 10  # a 1000-step warm-up would outlast the run
     assert default_k(2048) == 64 and default_k(512) == 14
 
@@ -252,3 +249,23 @@ def test_failed_state_write_leaves_no_partial_file(world, out_root, monkeypatch)
     assert path.read_bytes() == before
     leftovers = [name for name in os.listdir(path.parent) if name.endswith(".tmp")]
     assert leftovers == []
+
+
+def test_e2e_run_writes_e2e_outputs(world, out_root):
+    from lorasae.train.sae_trainer import train_sae
+
+    result = train_sae(fast_config(*world, e2e=True, num_train_tokens=640))
+    assert (paths.sae_dir("model", "e2e", 4, 4, 1) / "cfg.json").exists()
+    assert json.loads(paths.sae_curve_path("val_loss", "model", "e2e").read_text()) == result.val_loss
+    assert not paths.sae_curve_path("val_loss", "model", "normal").exists()
+
+
+def test_auxk_loss_is_added_when_asked(world, out_root):
+    from lorasae.train.sae_trainer import train_sae
+
+    common = {"dead_after_tokens": 256, "num_train_tokens": 1280}
+    plain = train_sae(fast_config(*world, **common))
+    auxk = train_sae(fast_config(*world, auxk_alpha=1.0, **common))
+    assert plain.train_metrics["loss"] == pytest.approx(plain.train_metrics["fvu"], rel=1e-4)
+    assert plain.train_dead_fraction > 0  # dead latents exist after 256 tokens, so AuxK has work to do
+    assert auxk.train_metrics["loss"] > auxk.train_metrics["fvu"] * 1.01

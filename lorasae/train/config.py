@@ -4,6 +4,7 @@ Some defaults depend on the model and are filled in by `TrainSaeConfig.resolved(
 - `k`: 64 (the paper's) for models with d_model ≥ 1024; smaller models (the built-in tiny one, d=128)
   keep the paper's sparsity ratio k/d = 64/2304 ≈ 2.8 %, i.e. k = round(64·d/2304) (tiny: 4).
 - `ctx_len`: 1024 (the paper's), capped at the model's `max_position_embeddings`.
+- `batch_size`: the paper's 1024 tokens per step: 1 sequence of 1024 tokens; 8 of the tiny model's 128.
 - `num_val_tokens`: 1,000,000 (the paper's) for models with d_model ≥ 1024; 32,768 for smaller ones, so
   that the ~101 validations of a short run on the tiny model cost seconds, not minutes.
 - `lr`: 2e-4 / sqrt(m / 2^14) with m the SAE width (Gao et al.'s scaling law, the paper's choice).
@@ -28,6 +29,7 @@ SMALL_MODEL_D = 1024  # below this residual width the "small model" defaults app
 PAPER_VAL_TOKENS = 1_000_000
 SMALL_MODEL_VAL_TOKENS = 32_768
 PAPER_CTX_LEN = 1024
+VAL_BATCH_TOKENS = 4096  # tokens per validation forward pass (Gemma-2-2B's fp32 logits: 4 GiB)
 
 
 def default_k(d_model: int) -> int:
@@ -44,6 +46,11 @@ def default_num_val_tokens(d_model: int) -> int:
 def default_ctx_len(max_positions: int | None) -> int:
     """1024, capped at the model's context window."""
     return min(PAPER_CTX_LEN, max_positions) if max_positions else PAPER_CTX_LEN
+
+
+def default_batch_size(ctx_len: int) -> int:
+    """Sequences per step giving the paper's 1024 tokens per step (at least one sequence)."""
+    return max(1, PAPER_CTX_LEN // ctx_len)
 
 
 def default_lr(d_sae: int) -> float:
@@ -67,8 +74,9 @@ class TrainSaeConfig(CommonArgs):
     ctx_len: int | None = None
     """Tokens per training sequence. Default: 1024, capped at the model's context window."""
 
-    batch_size: int = 1
-    """Sequences per optimiser step, over all ranks together (the paper: one 1024-token sequence)."""
+    batch_size: int | None = None
+    """Sequences per optimiser step, over all ranks together. Default: 1024 tokens per step as in the paper
+    (one 1024-token sequence; 8 sequences of the tiny model's 128 tokens)."""
 
     expansion_factor: int = 8
     """SAE width = d_model × expansion_factor."""
@@ -100,8 +108,8 @@ class TrainSaeConfig(CommonArgs):
     eval_every_pct: float = 1.0
     """Validate (spliced CE) before training and every this many percent of training."""
 
-    val_batch_size: int = 8
-    """Sequences per forward pass during validation."""
+    val_batch_size: int | None = None
+    """Sequences per forward pass during validation. Default: 4096 tokens' worth (4 of 1024 tokens)."""
 
     checkpoint_every_pct: int = 10
     """Save an SAE checkpoint every this many percent of training (labelled with its percentage)."""
@@ -131,6 +139,9 @@ class TrainSaeConfig(CommonArgs):
         cfg.dataset = cfg.dataset or default_dataset(cfg.model_name)
         cfg.k = cfg.k if cfg.k is not None else default_k(d_model)
         cfg.ctx_len = cfg.ctx_len if cfg.ctx_len is not None else default_ctx_len(max_positions)
+        cfg.batch_size = cfg.batch_size if cfg.batch_size is not None else default_batch_size(cfg.ctx_len)
+        if cfg.val_batch_size is None:
+            cfg.val_batch_size = max(1, VAL_BATCH_TOKENS // cfg.ctx_len)
         if cfg.num_val_tokens is None:
             cfg.num_val_tokens = default_num_val_tokens(d_model)
         d_sae = d_model * cfg.expansion_factor
@@ -151,9 +162,9 @@ class TrainSaeConfig(CommonArgs):
             problems.append(f"--ctx_len must be ≥ 2, got {self.ctx_len}")
         if self.ctx_len is not None and max_positions and self.ctx_len > max_positions:
             problems.append(f"--ctx_len {self.ctx_len} exceeds the model's context window of {max_positions}")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             problems.append(f"--batch_size must be ≥ 1, got {self.batch_size}")
-        if self.val_batch_size < 1:
+        if self.val_batch_size is not None and self.val_batch_size < 1:
             problems.append(f"--val_batch_size must be ≥ 1, got {self.val_batch_size}")
         if not 0 < self.eval_every_pct <= 100:
             problems.append(f"--eval_every_pct must be in (0, 100], got {self.eval_every_pct}")
@@ -187,7 +198,7 @@ class TrainSaeConfig(CommonArgs):
 
     @property
     def tokens_per_step(self) -> int:
-        assert self.ctx_len is not None
+        assert self.ctx_len is not None and self.batch_size is not None, "call resolved() first"
         return self.batch_size * self.ctx_len
 
     @property

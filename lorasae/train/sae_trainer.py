@@ -20,13 +20,11 @@ from torch.nn.parallel import DistributedDataParallel
 
 from lorasae.atomic import atomic_write_json
 from lorasae.data import TokenSplit, load_token_split
-from lorasae.eval_ce import ce_sum_and_count
 from lorasae.hooks import residual_at
 from lorasae.models import check_layer, d_model, load_model, special_token_ids, unwrap
 from lorasae.paths import sae_curve_path
 from lorasae.runtime import parse_device, seed_everything, setup_environment
 from lorasae.sae import SaeConfig, TopKSAE, geometric_median
-from lorasae.sae.splice import splice_fn
 from lorasae.train import distributed as dist_utils
 from lorasae.train.config import TrainSaeConfig
 from lorasae.train.distributed import DistInfo
@@ -45,6 +43,7 @@ from lorasae.train.state import (
     save_state,
     state_path,
 )
+from lorasae.train.validation import reconstruction_stats, spliced_ce
 
 
 class NonFiniteLossError(RuntimeError):
@@ -67,6 +66,7 @@ class TrainResult:
     val_dead_fraction: float  # latents that never fired on the validation tokens
     train_dead_fraction: float  # latents that did not fire in the last `dead_after_tokens` training tokens
     final_dir: Path
+    train_metrics: dict[str, float] = field(default_factory=dict)  # means over the last logging window
     checkpoint_dirs: dict[int, Path] = field(default_factory=dict)
     state_path: Path | None = None
 
@@ -171,44 +171,13 @@ class SaeTrainer:
         self.needs_b_dec_init = False
 
     # --- evaluation --------------------------------------------------------------------------------
-    def _val_shard(self) -> torch.Tensor:
-        return torch.tensor_split(self.split.val, self.info.world_size)[self.info.rank]
-
     def spliced_ce(self, with_sae: bool = True) -> float:
-        """Mean validation CE with the SAE spliced at the layer (or of the original model), over all ranks."""
-        chunks = self._val_shard()
-        fns = (lambda ids: {self.cfg.layer: splice_fn(self.sae, ids, self.special_ids)}) if with_sae else None
-        total, count = (
-            ce_sum_and_count(self.model, chunks, self.cfg.val_batch_size, fns) if len(chunks) else (0.0, 0)
+        """Mean validation CE with the SAE spliced (or of the original model), over all ranks."""
+        cfg = self.cfg
+        sae = self.sae if with_sae else None
+        return spliced_ce(
+            self.model, sae, cfg.layer, self.split.val, cfg.val_batch_size, self.special_ids, self.info
         )
-        sums = dist_utils.all_reduce_sum(
-            torch.tensor([total, float(count)], dtype=torch.float64, device=self.device)
-        )
-        return float(sums[0] / sums[1])
-
-    @torch.no_grad()
-    def val_reconstruction(self) -> tuple[float, float, float]:
-        """(FVU, L0, fraction of latents never active) of the SAE on the validation tokens."""
-        sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # squared error, active, tokens
-        x_sum = torch.zeros(self.d_model, dtype=torch.float64, device=self.device)
-        sq_sum = torch.zeros(1, dtype=torch.float64, device=self.device)
-        fired = torch.zeros(self.sae.cfg.d_sae, dtype=torch.int32, device=self.device)
-        for ids in self._val_shard().split(self.cfg.val_batch_size):
-            x = residual_at(self.model, ids.to(self.device), self.cfg.layer).reshape(-1, self.d_model).float()
-            acts, idx = self.sae.encode_topk(x)
-            x_hat = self.sae.decode_topk(acts, idx)
-            sums += torch.stack(
-                [(x_hat - x).double().pow(2).sum(), (acts > 0).sum().double(), torch.tensor(len(x)).double()]
-            )
-            x_sum += x.double().sum(0)
-            sq_sum += x.double().pow(2).sum()
-            fired.index_fill_(0, idx[acts > 0], 1)
-        packed = dist_utils.all_reduce_sum(torch.cat([sums, x_sum, sq_sum]))
-        dist_utils.all_reduce_max(fired)
-        sq_err, active, tokens = packed[:3].tolist()
-        mean = packed[3:-1] / tokens
-        variance = float(packed[-1] - tokens * mean.pow(2).sum())
-        return sq_err / variance, active / tokens, 1.0 - float(fired.float().mean())
 
     # --- timing (training minutes exclude evaluation and checkpoint writing) -----------------------
     def _pause_clock(self) -> None:
@@ -385,21 +354,24 @@ class SaeTrainer:
             self._pause_clock()
         finally:
             logger.close()
-        return self._result()
+        return self._result(logger.last)
 
-    def _result(self) -> TrainResult:
-        val_fvu, val_l0, val_dead = self.val_reconstruction()
+    def _result(self, train_metrics: dict[str, float]) -> TrainResult:
+        stats = reconstruction_stats(
+            self.model, self.sae, self.cfg.layer, self.split.val, self.cfg.val_batch_size, self.info
+        )
         result = TrainResult(
             steps=self.step,
             tokens=self.step * self.cfg.tokens_per_step,
             base_ce=self.base_ce,
             val_loss=list(self.val_loss),
             minutes=list(self.minutes),
-            val_fvu=val_fvu,
-            val_l0=val_l0,
-            val_dead_fraction=val_dead,
+            val_fvu=stats.fvu,
+            val_l0=stats.l0,
+            val_dead_fraction=stats.never_active,
             train_dead_fraction=float((self.tokens_since_fired >= self.cfg.dead_after_tokens).float().mean()),
             final_dir=checkpoint_dir(self.cfg),
+            train_metrics=dict(train_metrics),
             checkpoint_dirs={pct: checkpoint_dir(self.cfg, pct) for pct in self.checkpoints},
             state_path=self.state_file,
         )

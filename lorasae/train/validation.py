@@ -1,0 +1,82 @@
+"""Validation during and after SAE training, over the validation chunks shared by every rank:
+the spliced CE of the curve (or the original model's CE), and the SAE's FVU, L0 and never-active latents."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from lorasae.eval_ce import ce_sum_and_count
+from lorasae.hooks import residual_at
+from lorasae.sae import TopKSAE
+from lorasae.sae.splice import splice_fn
+from lorasae.train import distributed as dist_utils
+from lorasae.train.distributed import DistInfo
+
+
+def rank_share(chunks: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """This rank's contiguous share of the validation chunks (all of them in one process)."""
+    return torch.tensor_split(chunks, info.world_size)[info.rank]
+
+
+def spliced_ce(
+    model: nn.Module,
+    sae: TopKSAE | None,
+    layer: int,
+    chunks: torch.Tensor,
+    batch_size: int,
+    special_ids: Sequence[int] = (),
+    info: DistInfo | None = None,
+) -> float:
+    """Mean next-token CE on `chunks` with `sae` spliced after `layer` (None: the original model), summed
+    over the ranks' shares."""
+    info = info or DistInfo()
+    mine = rank_share(chunks, info)
+    fns = (lambda ids: {layer: splice_fn(sae, ids, special_ids)}) if sae is not None else None
+    total, count = ce_sum_and_count(model, mine, batch_size, fns) if len(mine) else (0.0, 0)
+    device = next(model.parameters()).device
+    sums = dist_utils.all_reduce_sum(torch.tensor([total, float(count)], dtype=torch.float64, device=device))
+    return float(sums[0] / sums[1])
+
+
+@dataclass(frozen=True)
+class ReconstructionStats:
+    fvu: float  # ‖x̂ − x‖² / Σ‖x − mean‖² over all validation tokens
+    l0: float  # mean number of non-zero latents per token (≤ k; == k means every token has k)
+    never_active: float  # fraction of latents that never fired on the validation tokens
+
+
+@torch.no_grad()
+def reconstruction_stats(
+    model: nn.Module,
+    sae: TopKSAE,
+    layer: int,
+    chunks: torch.Tensor,
+    batch_size: int,
+    info: DistInfo | None = None,
+) -> ReconstructionStats:
+    info = info or DistInfo()
+    device = sae.device
+    d_in = sae.cfg.d_in
+    sums = torch.zeros(3 + d_in + 1, dtype=torch.float64, device=device)  # err, active, tokens, Σx, Σ‖x‖²
+    fired = torch.zeros(sae.cfg.d_sae, dtype=torch.int32, device=device)
+    for ids in rank_share(chunks, info).split(batch_size):
+        x = residual_at(model, ids.to(device), layer).reshape(-1, d_in).float()
+        acts, idx = sae.encode_topk(x)
+        x_hat = sae.decode_topk(acts, idx)
+        xd = x.double()
+        sums[0] += (x_hat.double() - xd).pow(2).sum()
+        sums[1] += (acts > 0).sum()
+        sums[2] += len(x)
+        sums[3:-1] += xd.sum(0)
+        sums[-1] += xd.pow(2).sum()
+        fired.index_fill_(0, idx[acts > 0], 1)
+    dist_utils.all_reduce_sum(sums)
+    dist_utils.all_reduce_max(fired)
+    err, active, tokens = sums[:3].tolist()
+    mean = sums[3:-1] / tokens
+    variance = float(sums[-1] - tokens * mean.pow(2).sum())
+    return ReconstructionStats(err / variance, active / tokens, 1.0 - float(fired.float().mean()))
