@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from sklearn.exceptions import ConvergenceWarning, UndefinedMetricWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
+from threadpoolctl import threadpool_limits
 from torch import Tensor, nn
 
 from lorasae.saebench.activations import collect_residuals, d_sae_of, sae_encode
@@ -231,7 +232,7 @@ def train_k_sparse_probes(
     for k in ks:
         for letter in letters:
             ids = l1_probe.weights[letter].detach().topk(k).indices
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), threadpool_limits(1):  # tiny fits: one BLAS thread is fastest
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 lr = LogisticRegression(max_iter=500, class_weight="balanced").fit(
                     train_latents[:, ids].numpy(), (y == letter).astype(np.int64)
@@ -332,6 +333,9 @@ class AbsorptionEvalConfig:
     k_sparse_probe_batch_size: int = 4096
     k_sparse_probe_num_epochs: int = 50
     gt_probe_num_epochs: int = 50
+    gt_probe_batch_size: int = 4096
+    """SAEBench trains the ground-truth probe in batches of 4096 prompts; a small vocabulary gives it only a
+    few steps per epoch, so small runs use smaller batches."""
     min_GT_probe_f1: float = 0.6
     min_feats_for_eval: int = 20
     max_icl_examples: int = 10
@@ -419,6 +423,7 @@ def run_absorption(
         x_train,
         F.one_hot(y_train, 26),
         num_epochs=config.gt_probe_num_epochs,
+        batch_size=config.gt_probe_batch_size,
         weight_decay=1e-4,
         seed=config.random_seed,
     )

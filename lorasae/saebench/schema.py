@@ -83,6 +83,8 @@ def sae_cfg_dict(sae: Any) -> dict[str, Any]:
         raw = dataclasses.asdict(cfg)
     elif hasattr(cfg, "to_dict") and callable(cfg.to_dict):
         raw = cfg.to_dict()
+    elif isinstance(cfg, Mapping):
+        raw = dict(cfg)
     else:
         raw = {k: v for k, v in vars(cfg).items() if not k.startswith("_")}
     return to_jsonable(raw)

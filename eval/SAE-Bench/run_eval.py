@@ -1,0 +1,23 @@
+"""SAEBench-style evaluation of one SAE on the base model or on the LoRA-merged model (SPEC §4.1).
+
+    python eval/SAE-Bench/run_eval.py --device 0 --model_type peft
+    python eval/SAE-Bench/run_eval.py --device 0 --model_type base          (also --MODEL_TYPE base)
+    python eval/SAE-Bench/run_eval.py --device cpu --model tiny --model_type base
+    python eval/SAE-Bench/run_eval.py --device cpu --model tiny --model_type peft --evals core,sparse_probing
+
+Writes SAEBench's JSON schema per eval to eval/SAE-Bench/results/<model>_<base|peft>/<eval>.json, prints
+the base-vs-peft table and, once both exist, draws plots/saebench_<model>.png. Autointerp needs an
+OpenAI-compatible judge (--judge_model, --judge_base_url, key in $OPENAI_API_KEY); without a key it is
+skipped with a message.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from lorasae.cli import parse  # noqa: E402
+from lorasae.saebench.runner import SaeBenchArgs, run  # noqa: E402
+
+if __name__ == "__main__":
+    run(parse(SaeBenchArgs, sys.argv[1:]))

@@ -1,0 +1,365 @@
+"""lorasae.saebench end to end on tiny random models: the core eval against SAEs whose scores are known
+exactly, absorption on a model built to represent first letters, autointerp against a local stand-in
+judge server, every offline eval writing SAEBench's schema, and `run_eval.py`'s base and peft runs
+(plus `get_peft_dict.py`) through the real loading path."""
+
+from __future__ import annotations
+
+import json
+import string
+import threading
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import make_char_tokenizer, make_tiny_model
+
+from lorasae.cli import parse
+from lorasae.saebench import runner
+from lorasae.saebench.absorption import AbsorptionEvalConfig, run_absorption
+from lorasae.saebench.autointerp import AutoInterpEvalConfig, run_autointerp
+from lorasae.saebench.core import CoreEvalConfig, run_core
+from lorasae.saebench.datasets import token_chunks
+from lorasae.saebench.schema import validate_eval_output
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These tests run many tiny matmuls: one thread is far faster than two contending ones."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class IdentitySae:
+    """encode = identity, decode = identity: a perfect reconstruction."""
+
+    def __init__(self, d: int):
+        self.W_dec = torch.eye(d)
+        self.cfg = {"d_in": d, "d_sae": d}
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return z
+
+
+class ZeroSae(IdentitySae):
+    """decode = 0: the same as zero-ablating the layer."""
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(z)
+
+
+def _corpus_file(tmp_path: Path) -> str:
+    path = tmp_path / "corpus.txt"
+    path.write_text(
+        "\n\n".join(
+            f"document {i}: the {w} sat on the mat." for i, w in enumerate(string.ascii_lowercase * 8)
+        )
+    )
+    return str(path)
+
+
+def test_core_scores_are_exact_for_perfect_and_zero_saes(tmp_path, char_tokenizer):
+    model = make_tiny_model("llama")
+    tokens = token_chunks(_corpus_file(tmp_path), char_tokenizer, 32, 8, seed=0)
+    cfg = CoreEvalConfig(
+        batch_size_prompts=4, n_eval_reconstruction_batches=2, n_eval_sparsity_variance_batches=2
+    )
+    perfect = run_core(model, char_tokenizer, IdentitySae(32), 1, tokens, cfg, "identity")
+    validate_eval_output(perfect)
+    m = perfect["eval_result_metrics"]
+    assert m["model_performance_preservation"]["ce_loss_score"] == pytest.approx(1.0, abs=1e-4)
+    assert m["model_behavior_preservation"]["kl_div_score"] == pytest.approx(1.0, abs=1e-4)
+    assert m["reconstruction_quality"]["explained_variance"] == pytest.approx(1.0, abs=1e-6)
+    assert m["reconstruction_quality"]["cossim"] == pytest.approx(1.0, abs=1e-5)
+    assert m["sparsity"]["l0"] == pytest.approx(32.0)
+    assert m["token_stats"]["total_tokens_eval_reconstruction"] == 4 * 2 * 32
+    assert len(perfect["eval_result_details"]) == 32
+    cfg.exclude_special_tokens_from_reconstruction = False  # zero every position, as zero ablation does
+    zero = run_core(model, char_tokenizer, ZeroSae(32), 1, tokens, cfg, "zero")["eval_result_metrics"]
+    assert zero["model_performance_preservation"]["ce_loss_score"] == pytest.approx(0.0, abs=1e-4)
+    assert zero["model_behavior_preservation"]["kl_div_score"] == pytest.approx(0.0, abs=1e-4)
+    assert zero["reconstruction_quality"]["explained_variance"] < 0
+
+
+# --- absorption on a model that represents first letters -----------------------------------------
+
+
+def _word_tokenizer():
+    """A whitespace/punctuation word-level tokenizer over 10 made-up words per letter, the single capital
+    letters and the prompt's words (built in memory)."""
+    import random
+
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    rng = random.Random(0)
+    words = {
+        c + "".join(rng.choices(string.ascii_lowercase, k=3))
+        for c in string.ascii_lowercase
+        for _ in range(10)
+    }
+    vocab_words = [
+        "<pad>",
+        "<bos>",
+        "<eos>",
+        "<unk>",
+        ":",
+        *string.ascii_uppercase,
+        "has",
+        "the",
+        "first",
+        "letter",
+    ]
+    vocab_words += sorted(words - set(vocab_words))
+    tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(vocab_words)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
+    )
+
+
+def _spelling_model_and_sae(tokenizer):
+    """Decoder layer 0 passes the embedding through unchanged and every alphabetic token embeds along its
+    first letter's direction, so layer 0's residual holds the first letter linearly. The SAE's first 26
+    latents are those directions."""
+    from lorasae.sae import SaeConfig, TopKSAE
+
+    torch.manual_seed(0)
+    model = make_tiny_model("llama", n_layers=2, d=32, vocab=len(tokenizer))
+    letter_dirs = torch.nn.functional.normalize(torch.randn(26, 32), dim=-1)
+    with torch.no_grad():
+        layer0 = model.model.layers[0]
+        layer0.self_attn.o_proj.weight.zero_()
+        layer0.mlp.down_proj.weight.zero_()
+        emb = model.model.embed_tokens.weight
+        noise = 0.1 * torch.randn(emb.shape)
+        for token, idx in tokenizer.get_vocab().items():
+            if token.isalpha():
+                emb[idx] = 3 * letter_dirs[string.ascii_lowercase.index(token[0].lower())] + noise[idx]
+    sae = TopKSAE(SaeConfig(d_in=32, d_sae=64, k=4))
+    with torch.no_grad():
+        sae.encoder.weight[:26] = letter_dirs
+        sae.encoder.weight[26:] *= 0.1
+        sae.W_dec[:26] = letter_dirs
+    return model, sae
+
+
+def test_absorption_scores_a_model_that_spells():
+    tokenizer = _word_tokenizer()
+    model, sae = _spelling_model_and_sae(tokenizer)
+    # ~230 training words: small batches and more epochs give the probes enough steps; k ≤ 3 keeps fits few
+    cfg = AbsorptionEvalConfig(
+        gt_probe_batch_size=32, gt_probe_num_epochs=200, k_sparse_probe_batch_size=32, max_k_value=3
+    )
+    out = run_absorption(model, tokenizer, sae, 0, cfg, "letters")
+    validate_eval_output(out)
+    assert out["eval_result_unstructured"]["status"] == "ok", out["eval_result_unstructured"]
+    assert len(out["eval_result_details"]) >= 20  # SAEBench's min_feats_for_eval
+    for detail in out["eval_result_details"]:
+        assert detail["num_probe_true_positives"] >= 1
+        split = out["eval_result_unstructured"]["per_letter"][detail["first_letter"]]["split_feats"]
+        assert string.ascii_lowercase.index(detail["first_letter"]) in split  # its letter latent was found
+    # the letter latents always fire on their letter: nothing is absorbed
+    mean = out["eval_result_metrics"]["mean"]
+    assert mean["mean_absorption_fraction_score"] == pytest.approx(0.0)
+    assert mean["mean_full_absorption_score"] == pytest.approx(0.0)
+    assert 1.0 <= mean["mean_num_split_features"] < 2.0
+
+
+def test_absorption_reports_a_weak_probe(char_tokenizer):
+    from lorasae.sae import SaeConfig, TopKSAE
+
+    model = make_tiny_model("llama")  # random: no first-letter direction at all
+    out = run_absorption(
+        model, char_tokenizer, TopKSAE(SaeConfig(32, 64, 4)), 1, AbsorptionEvalConfig(), "rand"
+    )
+    validate_eval_output(out)
+    assert out["eval_result_unstructured"]["status"] == "probe_too_weak"
+    assert "Cannot evaluate absorption" in out["eval_result_unstructured"]["message"]
+    assert all(v is None for v in out["eval_result_metrics"]["mean"].values())
+
+
+# --- autointerp against a local OpenAI-compatible server ------------------------------------------
+
+
+@contextmanager
+def judge_server():
+    """A deterministic /v1/chat/completions: explanations name one letter; predictions list 1 and 2."""
+    requests: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's naming)
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            requests.append({"path": self.path, "auth": self.headers.get("Authorization"), **body})
+            system = body["messages"][0]["content"]
+            reply = "This neuron activates on the letter e." if "summarize" in system else "1, 2"
+            payload = json.dumps(
+                {
+                    "id": f"cmpl-{len(requests)}",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": body["model"],
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": reply},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                }
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1", requests
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_autointerp_against_a_local_judge(tmp_path, char_tokenizer, monkeypatch):
+    from lorasae.sae import SaeConfig, TopKSAE
+
+    model = make_tiny_model("llama")
+    sae = TopKSAE(SaeConfig(32, 64, 4))
+    tokens = token_chunks(_corpus_file(tmp_path), char_tokenizer, 48, 40, seed=0)
+    with judge_server() as (url, requests):
+        cfg = AutoInterpEvalConfig(
+            n_latents=4, llm_context_size=48, buffer=3, dead_latent_threshold=2, base_url=url,
+            judge_model="stand-in", api_key_env="SAEBENCH_TEST_KEY", max_workers=2, max_retries=0, request_timeout=10,
+        )  # fmt: skip
+        monkeypatch.delenv("SAEBENCH_TEST_KEY", raising=False)
+        assert run_autointerp(model, char_tokenizer, sae, 1, tokens, cfg, "sae") is None  # no key: skipped
+        assert requests == []
+        monkeypatch.setenv("SAEBENCH_TEST_KEY", "test-key")
+        out = run_autointerp(model, char_tokenizer, sae, 1, tokens, cfg, "sae")
+    validate_eval_output(out)
+    scored = out["eval_result_unstructured"]["num_latents_scored"]
+    assert 1 <= scored <= 4
+    assert len(requests) == 2 * scored  # one generation and one scoring request per latent, no more
+    assert {r["path"] for r in requests} == {"/v1/chat/completions"}
+    assert all(r["auth"] == "Bearer test-key" and r["model"] == "stand-in" for r in requests)
+    for result in out["eval_result_unstructured"]["results"].values():
+        assert result["explanation"] == "the letter e"
+        assert result["predictions"] == [1, 2]
+        n_ex = cfg.n_ex_for_scoring
+        expected = sum((i in (1, 2)) == (i in result["correct seqs"]) for i in range(1, n_ex + 1)) / n_ex
+        assert result["score"] == pytest.approx(expected)
+    assert 0 <= out["eval_result_metrics"]["autointerp"]["autointerp_score"] <= 1
+    assert "test-key" not in json.dumps(out)
+
+
+# --- run_eval.py / get_peft_dict.py end to end -----------------------------------------------------
+
+
+@pytest.fixture
+def saved_setup(tmp_path, out_root):
+    """A saved tiny model + tokenizer, a TopK SAE for its layer 1 and a LoRA adapter with non-zero B."""
+    from lorasae.lora.adapters import attach_lora
+    from lorasae.sae import SaeConfig, TopKSAE
+
+    model_dir = tmp_path / "tinyrand"
+    make_tiny_model("llama").save_pretrained(model_dir)
+    make_char_tokenizer().save_pretrained(model_dir)
+    sae_dir = TopKSAE(SaeConfig(32, 64, 4, hook_layer=1)).save(tmp_path / "sae" / "model.layers.1")
+    peft_model = attach_lora(make_tiny_model("llama"), [1, 2], rank=2)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5, generator=torch.Generator().manual_seed(len(name)))
+    adapter_dir = tmp_path / "adapter" / "peft_1-2" / "rank_2"
+    peft_model.save_pretrained(adapter_dir)
+    return {
+        "model": str(model_dir),
+        "sae": str(sae_dir),
+        "adapter": str(adapter_dir),
+        "corpus": _corpus_file(tmp_path),
+    }
+
+
+def _args(setup: dict, model_type: str, evals: str) -> runner.SaeBenchArgs:
+    return parse(
+        runner.SaeBenchArgs,
+        [
+            "--device", "cpu", "--model", setup["model"], "--MODEL_TYPE", model_type, "--sae", setup["sae"],
+            "--adapter", setup["adapter"], "--evals", evals, "--dataset", setup["corpus"],
+            "--labelled_data", "builtin", "--train_set_size", "40", "--test_set_size", "20",
+        ],
+    )  # fmt: skip
+
+
+def test_run_eval_base_and_peft(saved_setup, out_root, capsys):
+    evals = "core,sparse_probing,scr,tpp,absorption"
+    base = runner.run(_args(saved_setup, "base", evals))
+    peft = runner.run(_args(saved_setup, "peft", evals))
+    for written, kind in ((base, "base"), (peft, "peft")):
+        assert set(written) == set(evals.split(","))
+        for name, path in written.items():
+            assert path == out_root / "eval" / "SAE-Bench" / "results" / f"tinyrand_{kind}" / f"{name}.json"
+            result = json.loads(path.read_text())
+            validate_eval_output(result)
+            assert result["sae_lens_id"] == saved_setup["sae"]
+    core_base = json.loads(base["core"].read_text())["eval_result_metrics"]["model_performance_preservation"]
+    core_peft = json.loads(peft["core"].read_text())["eval_result_metrics"]["model_performance_preservation"]
+    assert core_base["ce_loss_without_sae"] != pytest.approx(
+        core_peft["ce_loss_without_sae"]
+    )  # merged weights
+    printed = capsys.readouterr().out
+    assert "peft − base" in printed and "CE loss score" in printed
+    assert (out_root / "plots" / "saebench_tinyrand.png").exists()
+    rows = runner.comparison_rows(runner.load_results(saved_setup["model"]))
+    core_row = next(r for r in rows if r[1] == "CE clean")
+    assert core_row[4] == pytest.approx(core_peft["ce_loss_without_sae"] - core_base["ce_loss_without_sae"])
+
+
+def test_get_peft_dict_matches_merging_in_memory(saved_setup, out_root):
+    from lorasae.lora.adapters import merge_adapter
+    from lorasae.models import load_model
+
+    out = runner.save_peft_dict(saved_setup["model"], saved_setup["adapter"], None)
+    assert out == out_root / "eval" / "SAE-Bench" / "peft_dicts" / "tinyrand_adapter_peft_1-2_rank_2.pt"
+    ids = torch.randint(4, 90, (2, 16), generator=torch.Generator().manual_seed(0))
+    merged, _ = load_model(saved_setup["model"], "cpu")
+    merged = merge_adapter(merged, saved_setup["adapter"])
+    fresh, _ = load_model(saved_setup["model"], "cpu")
+    loaded, how = runner.merged_model(fresh, Path(saved_setup["adapter"]), out)
+    assert "state dict" in how
+    with torch.no_grad():
+        assert torch.allclose(loaded(ids).logits, merged(ids).logits, atol=1e-5)
+    # run_eval picks the saved dict up by default when it is newer than the adapter
+    loaded_eval = runner.load_for_eval(_args(saved_setup, "peft", "core"))
+    assert str(out) in loaded_eval.description
+
+
+def test_cli_flags_and_errors():
+    args = parse(runner.SaeBenchArgs, ["--MODEL_TYPE", "base", "--model", "tiny", "--evals", "core,tpp"])
+    assert args.model_type == "base" and args.model_name == "tiny"
+    assert runner.selected_evals(args.evals) == ["core", "tpp"]
+    assert runner.selected_evals("all") == list(runner.EVALS)
+    with pytest.raises(ValueError, match="unknown evals"):
+        runner.selected_evals("core,ravel")
+    assert parse(runner.SaeBenchArgs, []).model_name == "gemma"
+    assert runner.sae_identifier("gemma-scope-2b-pt-res/layer_12/width_16k/average_l0_82") == (
+        "layer_12/width_16k/average_l0_82",
+        "gemma-scope-2b-pt-res",
+    )
