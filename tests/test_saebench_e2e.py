@@ -363,3 +363,24 @@ def test_cli_flags_and_errors():
         "layer_12/width_16k/average_l0_82",
         "gemma-scope-2b-pt-res",
     )
+
+
+def test_default_sae_and_adapter_resolution(out_root):
+    from lorasae.sae import SaeConfig, TopKSAE
+
+    with pytest.raises(FileNotFoundError, match="train_sae.py"):
+        runner.default_sae_source("tinyrand")
+    assert runner.default_sae_source("gemma") == runner.GEMMA_SCOPE_DEFAULT
+    folder = out_root / "saved_saes" / "tinyrand" / "normal" / "expansion_2_L0_4" / "model.layers.1"
+    TopKSAE(SaeConfig(32, 64, 4, hook_layer=1)).save(folder)
+    TopKSAE(SaeConfig(32, 64, 4, hook_layer=1)).save(
+        folder.parent.with_name("expansion_2_L0_4-50pct") / folder.name
+    )
+    assert runner.default_sae_source("tinyrand") == str(folder)  # the final SAE, not a checkpoint
+    with pytest.raises(FileNotFoundError, match="train_lora.py"):
+        runner.default_adapter("tinyrand", str(folder))
+    # an adapter trained on the final SAE's 100% checkpoint counts for the final SAE
+    adapter = out_root / "saved_models" / "tinyrand" / "expansion_2_L0_4-100pct" / "peft_0-2" / "rank_4"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text("{}")
+    assert runner.default_adapter("tinyrand", str(folder)) == adapter

@@ -7,6 +7,7 @@ Also `get_peft_dict.py`'s logic: merge a saved adapter into the base weights and
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -172,18 +173,25 @@ def sae_hook_layer(sae: Any) -> int | None:
     return None if layer is None else int(layer)
 
 
-def sae_tag_of(source: str) -> str | None:
-    """Our SAE folder `.../<sae_tag>/model.layers.<L>` → `<sae_tag>` (the adapter folders are keyed by it)."""
-    path = Path(source)
-    if path.is_dir() and path.name.startswith("model.layers."):
-        return path.parent.name
-    return None
-
-
 def default_adapter(model_name: str, sae_source: str) -> Path:
+    """The newest adapter saved for this SAE (`find_adapter`); for a final SAE, one trained on its 100%
+    checkpoint also counts (the weights are the same)."""
     from lorasae.lora.adapters import find_adapter
+    from lorasae.lora.sae_refs import source_tag
 
-    return find_adapter(model_key(model_name), sae_tag=sae_tag_of(sae_source))
+    tag = source_tag(sae_source)
+    tags = [tag] if re.search(r"-\d+pct$", tag) else [tag, f"{tag}-100pct"]
+    error: FileNotFoundError | None = None
+    for candidate in tags:
+        try:
+            return find_adapter(model_key(model_name), sae_tag=candidate)
+        except FileNotFoundError as err:
+            error = err
+    raise FileNotFoundError(
+        f"{error}\n`run_eval.py --model_type peft` evaluates the SAE on the model with its LoRA adapter merged "
+        f"in: train one with `python train_lora.py --model_type {model_name} --sae_layer <L> --rank <r> "
+        "--save_model`, or pass --adapter."
+    )
 
 
 def merged_model(model: nn.Module, adapter: Path, peft_dict: Path | None) -> tuple[nn.Module, str]:
