@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+from typing import Any
 
 import numpy as np
 import pytest
@@ -306,3 +307,49 @@ def test_schema_fields_and_json_values():
     assert out["eval_result_details"] == [{"i": 3}]
     with pytest.raises(ValueError, match="missing"):
         schema.validate_eval_output({k: v for k, v in out.items() if k != "sae_cfg_dict"})
+
+
+# --- dataset selection ---------------------------------------------------------------------------
+
+
+def _bios_frame() -> Any:
+    import pandas as pd
+
+    rows = []
+    for prof, gender, n in [(0, 0, 12), (0, 1, 5), (1, 0, 6), (1, 1, 11), (2, 0, 2), (2, 1, 9)]:
+        rows += [{"text": f"p{prof} g{gender} #{i}", "profession": prof, "gender": gender} for i in range(n)]
+    return pd.DataFrame(rows)
+
+
+def test_balanced_selection_by_column2():
+    from lorasae.saebench.datasets import balanced_by_column2
+
+    data = balanced_by_column2(_bios_frame(), "text", "profession", "gender", per_quadrant=4, seed=0)
+    assert set(data) == {"0", "1"}  # profession 2 has only 2 male rows
+    for prof, texts in data.items():
+        assert len(texts) == 8 and len(set(texts)) == 8
+        assert sum(t.startswith(f"p{prof} g0") for t in texts) == 4  # 4 per gender
+
+
+def test_spurious_correlation_sets():
+    from lorasae.saebench.datasets import max_scr_per_quadrant, spurious_corr_data
+
+    df = _bios_frame()
+    assert (
+        max_scr_per_quadrant(df, "profession", "gender", (0, 1), (0, 1)) == 5
+    )  # min(6, 5, 12 // 2, 11 // 2)
+    sets = spurious_corr_data(df, "text", "profession", "gender", (0, 1), (0, 1), per_quadrant=3, seed=0)
+    assert set(sets) == set(scr_tpp.PAIRED_CLASS_KEYS) | set(scr_tpp.PAIRED_CLASS_KEYS.values())
+    assert all(len(v) == 6 for v in sets.values())
+    # the biased pair: first-column-first-value × first gender vs the opposite corner only
+    assert all(t.startswith("p0 g0") for t in sets["male_professor / female_nurse"])
+    assert all(t.startswith("p1 g1") for t in sets["female_nurse_data_only"])
+    # the gender sets mix both professions, the profession sets both genders
+    assert {t[:2] for t in sets["male / female"]} == {"p0", "p1"} and all(
+        " g0" in t for t in sets["male / female"]
+    )
+    assert {t[3:5] for t in sets["nurse_data_only"]} == {"g0", "g1"} and all(
+        t.startswith("p1") for t in sets["nurse_data_only"]
+    )
+    with pytest.raises(ValueError, match="too few rows"):
+        spurious_corr_data(df, "text", "profession", "gender", (0, 1), (0, 1), per_quadrant=6, seed=0)
