@@ -41,8 +41,9 @@ def test_paper_defaults_and_small_model_scaling():
     assert gemma.lr == pytest.approx(2e-4 / math.sqrt(18432 / 2**14))
     assert gemma.warmup_steps == 1000 and gemma.total_steps == 1_953_125
     tiny = parse(TrainSaeConfig, ["--model_type", "tiny", "--num_train_tokens", "300_000"]).resolved(128, 128)
-    assert (tiny.k, tiny.ctx_len, tiny.num_val_tokens, tiny.dataset) == (4, 128, 32_768, "builtin")
+    assert (tiny.k, tiny.ctx_len, tiny.num_val_tokens, tiny.dataset) == (4, 128, 8_192, "builtin")
     assert tiny.batch_size == 8 and tiny.total_steps == 293  # the paper's 1024 tokens per step
+    assert tiny.val_batch_size == 8
     assert tiny.warmup_steps == tiny.total_steps // 10  # a 1000-step warm-up would outlast the run
     assert default_k(2048) == 64 and default_k(512) == 14
 

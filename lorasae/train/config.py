@@ -5,8 +5,11 @@ Some defaults depend on the model and are filled in by `TrainSaeConfig.resolved(
   keep the paper's sparsity ratio k/d = 64/2304 ≈ 2.8 %, i.e. k = round(64·d/2304) (tiny: 4).
 - `ctx_len`: 1024 (the paper's), capped at the model's `max_position_embeddings`.
 - `batch_size`: the paper's 1024 tokens per step: 1 sequence of 1024 tokens; 8 of the tiny model's 128.
-- `num_val_tokens`: 1,000,000 (the paper's) for models with d_model ≥ 1024; 32,768 for smaller ones, so
-  that the ~101 validations of a short run on the tiny model cost seconds, not minutes.
+- `num_val_tokens`: 1,000,000 (the paper's) for models with d_model ≥ 1024; 8,192 (64 sequences of 128
+  tokens) for smaller ones. A run validates 101 times; on the tiny model each validation is a full forward
+  over these tokens, so 8,192 keeps validation to about as much compute as a 300k-token run's training
+  (with 1M tokens validation would be ~300× the training). Validation CE differences between SAEs and
+  checkpoints are paired (same tokens), so 8k tokens resolve them to a few thousandths of a nat.
 - `lr`: 2e-4 / sqrt(m / 2^14) with m the SAE width (Gao et al.'s scaling law, the paper's choice).
 - warm-up: `lr_warmup_steps` (1000), but never more than 10 % of the run (a 300-step run would otherwise
   never leave the warm-up); the paper's 2B-token runs are unaffected.
@@ -27,9 +30,10 @@ PAPER_K = 64
 PAPER_D_MODEL = 2304  # Gemma-2-2B, where the paper's k = 64 was chosen
 SMALL_MODEL_D = 1024  # below this residual width the "small model" defaults apply
 PAPER_VAL_TOKENS = 1_000_000
-SMALL_MODEL_VAL_TOKENS = 32_768
+SMALL_MODEL_VAL_TOKENS = 8_192
 PAPER_CTX_LEN = 1024
 VAL_BATCH_TOKENS = 4096  # tokens per validation forward pass (Gemma-2-2B's fp32 logits: 4 GiB)
+SMALL_MODEL_VAL_BATCH_TOKENS = 1024  # small models run on CPUs, where small batches are faster
 
 
 def default_k(d_model: int) -> int:
@@ -38,7 +42,7 @@ def default_k(d_model: int) -> int:
 
 
 def default_num_val_tokens(d_model: int) -> int:
-    """1M validation tokens (the paper's) for d_model ≥ 1024, 32,768 for small models. `train_lora.py`
+    """1M validation tokens (the paper's) for d_model ≥ 1024, 8,192 for small models. `train_lora.py`
     must use the same value for the same model so that both scripts share one validation/train split."""
     return PAPER_VAL_TOKENS if d_model >= SMALL_MODEL_D else SMALL_MODEL_VAL_TOKENS
 
@@ -51,6 +55,12 @@ def default_ctx_len(max_positions: int | None) -> int:
 def default_batch_size(ctx_len: int) -> int:
     """Sequences per step giving the paper's 1024 tokens per step (at least one sequence)."""
     return max(1, PAPER_CTX_LEN // ctx_len)
+
+
+def default_val_batch_size(d_model: int, ctx_len: int) -> int:
+    """Sequences per validation forward: 4096 tokens' worth, 1024 for small models."""
+    tokens = VAL_BATCH_TOKENS if d_model >= SMALL_MODEL_D else SMALL_MODEL_VAL_BATCH_TOKENS
+    return max(1, tokens // ctx_len)
 
 
 def default_lr(d_sae: int) -> float:
@@ -69,7 +79,7 @@ class TrainSaeConfig(CommonArgs):
     """Training tokens (2B for Gemma, 4B for Llama in the paper); `300_000`, `2e9`, `15k` accepted."""
 
     num_val_tokens: int | None = field(default=None, type=parse_count)
-    """Validation tokens (the first chunks of the data). Default: 1M; 32,768 for small models (d < 1024)."""
+    """Validation tokens (the first chunks of the data). Default: 1M; 8,192 for small models (d < 1024)."""
 
     ctx_len: int | None = None
     """Tokens per training sequence. Default: 1024, capped at the model's context window."""
@@ -109,7 +119,8 @@ class TrainSaeConfig(CommonArgs):
     """Validate (spliced CE) before training and every this many percent of training."""
 
     val_batch_size: int | None = None
-    """Sequences per forward pass during validation. Default: 4096 tokens' worth (4 of 1024 tokens)."""
+    """Sequences per forward pass during validation. Default: 4096 tokens' worth (4 of 1024 tokens);
+    1024 tokens' worth for small models (d < 1024)."""
 
     checkpoint_every_pct: int = 10
     """Save an SAE checkpoint every this many percent of training (labelled with its percentage)."""
@@ -141,7 +152,7 @@ class TrainSaeConfig(CommonArgs):
         cfg.ctx_len = cfg.ctx_len if cfg.ctx_len is not None else default_ctx_len(max_positions)
         cfg.batch_size = cfg.batch_size if cfg.batch_size is not None else default_batch_size(cfg.ctx_len)
         if cfg.val_batch_size is None:
-            cfg.val_batch_size = max(1, VAL_BATCH_TOKENS // cfg.ctx_len)
+            cfg.val_batch_size = default_val_batch_size(d_model, cfg.ctx_len)
         if cfg.num_val_tokens is None:
             cfg.num_val_tokens = default_num_val_tokens(d_model)
         d_sae = d_model * cfg.expansion_factor
