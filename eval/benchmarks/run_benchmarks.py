@@ -1,0 +1,23 @@
+"""lm-eval-harness benchmarks on the base or LoRA model, with or without the SAE spliced in (SPEC §4.3).
+
+    python eval/benchmarks/run_benchmarks.py --device 0 --model_type base --model_size 2
+    python eval/benchmarks/run_benchmarks.py --device 0 --model_type peft --model_size 9 --sae
+    python eval/benchmarks/run_benchmarks.py --device cpu --model tiny --all_four          (offline)
+    python eval/benchmarks/run_benchmarks.py --model tiny --model_type peft --sae --limit 50
+
+Default tasks: MMLU, HellaSwag, TruthfulQA (mc1, mc2); for --model tiny the built-in tasks of the same
+formats. Writes eval/benchmarks/results/<model>_<peft|base>_<sae|no_sae>.json and prints the table
+comparing the four combinations found there.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from lorasae.benchmarks.config import BenchmarkConfig  # noqa: E402
+from lorasae.benchmarks.runner import run_benchmarks  # noqa: E402
+from lorasae.cli import parse  # noqa: E402
+
+if __name__ == "__main__":
+    run_benchmarks(parse(BenchmarkConfig, sys.argv[1:]))
