@@ -27,6 +27,15 @@ from lorasae.models import LayerOutOfRangeError
 from lorasae.sae import SaeConfig, TopKSAE
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, and a busy shared machine makes multi-thread spinning slow."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def random_sae(d: int = 32, expansion: int = 4, k: int = 4, layer: int = 1, seed: int = 0) -> TopKSAE:
     torch.manual_seed(seed)
     sae = TopKSAE(SaeConfig.from_expansion(d, expansion, k, hook_layer=layer))
