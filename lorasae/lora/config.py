@@ -72,7 +72,7 @@ class TrainLoraConfig(CommonArgs):
 
     checkpoint_percent: int | None = None
     """Adapt this checkpoint (percent of SAE training) of our SAE. Default: every checkpoint that exists
-    (10%, 20%, …, 100%), one run each; the final SAE when there are no checkpoints."""
+    (10, 20, …, 100 percent), one run each; the final SAE when there are no checkpoints."""
 
     sae: list[str] = field(default_factory=list, action="append")
     """SAE source, instead of our own saved_saes/ checkpoints: a folder (ours, SAELens or sparsify format)
