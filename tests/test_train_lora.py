@@ -245,3 +245,42 @@ def test_training_reduces_kl_and_restores_training_mode():
     assert result.train_kl[-1] < result.train_kl[0]
     assert result.L_SAE == result.val_losses[0] and result.L_LoRA == result.val_losses[-1]
     assert result.L_base == pytest.approx(mean_ce(make_tiny_model("llama"), val, 4))
+
+
+# --- settings ---------------------------------------------------------------------------------------
+
+
+def test_paper_defaults_small_model_defaults_and_help(capsys):
+    from lorasae.cli import parse
+    from lorasae.lora.config import TrainLoraConfig
+    from lorasae.train.config import TrainSaeConfig
+
+    gemma = parse(TrainLoraConfig, ["--model_type", "gemma"]).resolved(2304, 26, 8192)
+    assert (gemma.rank, gemma.num_train_examples, gemma.LoRA_layers, gemma.sae_layer) == (
+        64,
+        15000,
+        "all",
+        "12",
+    )
+    assert (gemma.lr, gemma.ctx_len, gemma.num_val_tokens, gemma.eval_every) == (5e-5, 1024, 1_000_000, 1000)
+    assert (gemma.batch_size, gemma.weight_decay, gemma.max_grad_norm) == (1, 0.01, 1.0)
+    assert (gemma.lora_alpha, gemma.lora_dropout, gemma.dataset) == (32, 0.1, "redpajama")
+    argv = ["--model_type", "tiny", "--num_train_examples", "300", "--save_model", "--LoRA_layers", "after"]
+    tiny = parse(TrainLoraConfig, argv).resolved(128, 4, 128)
+    assert (tiny.lr, tiny.ctx_len, tiny.eval_every, tiny.batch_size) == (1e-3, 128, 30, 1)
+    # the same validation/train split and validation batches as train_sae.py
+    sae_cfg = parse(TrainSaeConfig, ["--model_type", "tiny"]).resolved(128, 128)
+    assert (tiny.num_val_tokens, tiny.val_batch_size) == (sae_cfg.num_val_tokens, sae_cfg.val_batch_size)
+    assert (
+        tiny.save_model
+        and tiny.sae_layer == "1"
+        and tiny.dataset == "builtin"
+        and tiny.LoRA_layers == "after"
+    )
+    joint = parse(TrainLoraConfig, ["--sae", "a", "--sae", "b", "c"]).resolved(128, 4)
+    assert joint.sae == ["a", "b", "c"] and joint.sae_layer is None
+    with pytest.raises(ValueError, match="--checkpoint_percent"):
+        parse(TrainLoraConfig, ["--sae", "a", "--checkpoint_percent", "50"]).resolved(128, 4)
+    with pytest.raises(SystemExit) as exit_info:
+        parse(TrainLoraConfig, ["--help"])
+    assert exit_info.value.code == 0 and "--LoRA_layers" in capsys.readouterr().out

@@ -4,7 +4,10 @@ default; field docstrings are the `--help` text.
 Defaults that depend on the model are filled in by `TrainLoraConfig.resolved(d_model, n_layers, max_positions)`, using
 the same rules as `train_sae.py` so both scripts share one validation/train split:
 - `ctx_len`: 1024 (the paper's), capped at the model's context window (the built-in tiny model: 256).
-- `num_val_tokens`: 1M (the paper's) for models with d_model ≥ 1024; 32,768 for smaller ones.
+- `num_val_tokens`: 1M (the paper's) for models with d_model ≥ 1024, fewer for small ones (train_sae.py's
+  `default_num_val_tokens`); `val_batch_size` likewise follows train_sae.py.
+- `batch_size`: 1 sequence per step (the paper's), also for the tiny model: a short run then has as many
+  optimiser steps as sequences.
 - `lr`: 5e-5 (the paper's) for models with d_model ≥ 1024. Small models (the built-in tiny one, d=128)
   get 1e-3: a short CPU run (300 sequences) at 5e-5 barely moves a rank-16 adapter, while 1e-3 closes a
   clear part of the gap in a few hundred steps (measured: see the report of `tests/test_train_lora_world.py`).
@@ -110,14 +113,15 @@ class TrainLoraConfig(CommonArgs):
     """Dropout on the LoRA input."""
 
     num_val_tokens: int | None = field(default=None, type=parse_count)
-    """Validation tokens (the first chunks of the data, shared with train_sae.py). Default: 1M; 32,768 for
-    small models (d_model < 1024)."""
+    """Validation tokens (the first chunks of the data, shared with train_sae.py). Default: 1M; fewer for
+    small models (d_model < 1024), as train_sae.py."""
 
     eval_every: int | None = field(default=None, type=parse_count)
     """Validate (spliced CE) every this many sequences. Default: 1000; ⌈N/10⌉ for runs shorter than 10k."""
 
-    val_batch_size: int = 8
-    """Sequences per forward pass during validation."""
+    val_batch_size: int | None = None
+    """Sequences per forward pass during validation. Default: 4096 tokens' worth (1024 for small models),
+    as train_sae.py."""
 
     kl_impl: str = "fused"
     """KL implementation: fused (LM head applied per chunk of positions, no [B,T,V] tensor), chunked (full
@@ -138,13 +142,15 @@ class TrainLoraConfig(CommonArgs):
     # --- filled in by `resolved()` ---------------------------------------------------------------------
     def resolved(self, d_model: int, n_layers: int, max_positions: int | None = None) -> TrainLoraConfig:
         """A copy with every model-dependent default filled in, validated."""
-        from lorasae.train.config import default_ctx_len, default_num_val_tokens
+        from lorasae.train.config import default_ctx_len, default_num_val_tokens, default_val_batch_size
 
         cfg = dataclasses.replace(self, sae=[s for group in self.sae for s in _flatten(group)])
         cfg.dataset = cfg.dataset or default_dataset(cfg.model_name)
         cfg.ctx_len = cfg.ctx_len if cfg.ctx_len is not None else default_ctx_len(max_positions)
         if cfg.num_val_tokens is None:
             cfg.num_val_tokens = default_num_val_tokens(d_model)
+        if cfg.val_batch_size is None:
+            cfg.val_batch_size = default_val_batch_size(d_model, cfg.ctx_len)
         cfg.lr = cfg.lr if cfg.lr is not None else default_lr(d_model)
         if cfg.eval_every is None:
             cfg.eval_every = default_eval_every(cfg.num_train_examples)
@@ -159,7 +165,7 @@ class TrainLoraConfig(CommonArgs):
             problems.append(f"--rank must be ≥ 1, got {self.rank}")
         if self.batch_size < 1:
             problems.append(f"--batch_size must be ≥ 1, got {self.batch_size}")
-        if self.val_batch_size < 1:
+        if self.val_batch_size is not None and self.val_batch_size < 1:
             problems.append(f"--val_batch_size must be ≥ 1, got {self.val_batch_size}")
         if self.ctx_len is not None and self.ctx_len < 2:
             problems.append(f"--ctx_len must be ≥ 2, got {self.ctx_len}")
