@@ -270,3 +270,11 @@ def test_auxk_loss_is_added_when_asked(world, out_root):
     assert plain.train_metrics["loss"] == pytest.approx(plain.train_metrics["fvu"], rel=1e-4)
     assert plain.train_dead_fraction > 0  # dead latents exist after 256 tokens, so AuxK has work to do
     assert auxk.train_metrics["loss"] > auxk.train_metrics["fvu"] * 1.01
+
+
+def test_help_lists_the_flags(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse(TrainSaeConfig, ["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "--num_train_tokens" in text and "--e2e" in text and "--auxk_alpha" in text and "--resume" in text

@@ -104,7 +104,7 @@ class TrainSaeConfig(CommonArgs):
     """Peak learning rate. Default: 2e-4 / sqrt(width / 2^14)."""
 
     lr_warmup_steps: int = 1000
-    """Linear warm-up steps (capped at 10% of the run), then linear decay to 0."""
+    """Linear warm-up steps (capped at a tenth of the run), then linear decay to 0."""
 
     max_grad_norm: float = 1.0
     """Gradient-norm clipping threshold."""
@@ -113,7 +113,7 @@ class TrainSaeConfig(CommonArgs):
     """adam | adam8bit | auto (8-bit Adam from bitsandbytes on CUDA when installed, else torch Adam)."""
 
     dead_after_tokens: int | None = field(default=None, type=parse_count)
-    """A latent is dead when it has not fired in this many tokens. Default: 10M, at most 10% of training."""
+    """A latent is dead when it has not fired in this many tokens. Default: 10M, at most a tenth of training."""
 
     eval_every_pct: float = 1.0
     """Validate (spliced CE) before training and every this many percent of training."""
