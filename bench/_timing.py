@@ -30,9 +30,16 @@ def median_seconds(
 
 
 def alternate(
-    fns: dict[str, Callable[[], object]], device: torch.device, repeats: int = 7, warmup: int = 2
+    fns: dict[str, Callable[[], object]],
+    device: torch.device,
+    repeats: int = 7,
+    warmup: int = 2,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, float]:
-    """Median seconds of each function, the runs interleaved so drift affects all alike."""
+    """Median seconds of each function, the runs interleaved so drift affects all alike.
+
+    ``clock=time.process_time`` measures CPU time instead of wall time (steadier on a shared machine).
+    """
     for fn in fns.values():
         for _ in range(warmup):
             fn()
@@ -40,10 +47,10 @@ def alternate(
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start = clock()
             fn()
             sync(device)
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
     return {name: statistics.median(values) for name, values in times.items()}
 
 

@@ -1,16 +1,32 @@
-"""TopK SAE training step: lorasae's TopKSAE (sparse kernels) vs EleutherAI sparsify's SparseCoder.
+"""One full TopK SAE training step: ours vs EleutherAI sparsify's SparseCoder vs a dense reference.
 
-Target (SPEC §6): at d=512, m=8192, k=32, 4096 tokens, fp32 on CPU, >= 1.5x sparsify's throughput
-(goal 2x). The floor is the dense encoder GEMM, which every TopK SAE must compute: the last column is
-the fraction of the step taken by that GEMM alone (1.0 = nothing but the GEMM).
+A step is forward, FVU loss, backward, removal of the decoder-gradient component parallel to each decoder
+row, an Adam step, zero_grad and the decoder-row renormalisation, identically for every variant: the
+same shapes, dtype, thread count, data and initial weights, and the same optimiser (our trainer's
+``make_optimizer(kind="adam")``, i.e. ``torch.optim.Adam``, built the same way for each). sparsify runs as
+it ships: ``SparseCoder.forward`` (its ``FusedEncoder`` autograd function; without Triton its decoder is
+the eager ``embedding_bag``), its own ``remove_gradient_parallel_to_decoder_directions`` and
+``set_decoder_norm_to_unit_norm``. The dense encoder GEMM alone (``F.linear(x, W_enc, b_enc)``, the
+floor of any exact TopK step) is timed in the same interleaved runs.
 
-    python bench/sae_step.py
-    python bench/sae_step.py --device 0 --tokens 16384
+SPEC §6 target: >= 1.5x sparsify's throughput (aim 2x) at d=512, m=8192, k=32, 4096 tokens, fp32, CPU.
+
+    python bench/sae_step.py                                  # the SPEC shape, fp32, CPU
+    python bench/sae_step.py --clock cpu --threads 1          # CPU time: steadier on a busy machine
+    python bench/sae_step.py --device 0 --dtype bfloat16      # GPU (sparsify autocasts to bf16 there)
+
+Needs the benchmark-only dependencies: ``pip install -r requirements-bench.txt --no-deps``.
+The last line reads ``sae_step: <ratio>x sparsify (<ours> tok/s vs <theirs> tok/s, <pct>% of encoder-GEMM
+limit)``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import statistics
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,77 +35,195 @@ import torch.nn.functional as F
 from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import alternate, machine  # noqa: E402
+from _timing import alternate, machine, sync  # noqa: E402
 
 from lorasae.cli import parse  # noqa: E402
-from lorasae.runtime import parse_device  # noqa: E402
+from lorasae.runtime import parse_device, parse_dtype  # noqa: E402
 from lorasae.sae import SaeConfig, TopKSAE  # noqa: E402
+from lorasae.train.optim import make_optimizer  # noqa: E402
 
 
 @dataclass
 class SaeStepBench:
-    device: str | None = "cpu"
-    """cpu, GPU index or cuda:N."""
+    device: str = "cpu"
+    """cpu, a GPU index or cuda:N."""
+    dtype: str = "float32"
+    """Parameter dtype: float32 or bfloat16."""
     d_in: int = 512
-    """Activation width."""
+    """Input width d."""
     d_sae: int = 8192
-    """Number of latents."""
+    """Number of latents m."""
     k: int = 32
     """Active latents per token."""
     tokens: int = 4096
     """Tokens per step."""
     repeats: int = 7
-    """Timed repetitions (median reported)."""
-    dense_reference: bool = True
-    """Also time our dense reference path (fast=False)."""
+    """Timed steps per variant (median reported; variants interleaved)."""
+    warmup: int = 2
+    """Untimed steps per variant first."""
+    threads: int | None = None
+    """torch CPU threads for every variant (default: torch's default)."""
+    clock: str = "wall"
+    """wall (throughput) or cpu (process CPU time, summed over threads; steadier on a shared machine)."""
+    autocast: bool = True
+    """On CUDA, run our forward under bf16 autocast as sparsify's SparseCoder.forward does by itself."""
+    skip_dense: bool = False
+    """Leave out the dense reference (it is the slowest)."""
+    breakdown: bool = False
+    """Also print per-phase times (forward, backward, optimiser) of ours and sparsify."""
+    seed: int = 0
+    """Seed for data and weights."""
 
 
-def step_fn(sae: torch.nn.Module, x: torch.Tensor):
-    opt = torch.optim.Adam(sae.parameters(), lr=1e-4)
+class Variant:
+    """A model plus its optimiser; ``step()`` is one full training step."""
 
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        out = sae(x)
-        out.fvu.backward()
-        sae.remove_gradient_parallel_to_decoder_directions()
-        opt.step()
-        sae.set_decoder_norm_to_unit_norm()
+    def __init__(self, name: str, sae: torch.nn.Module, lr: float, device: torch.device, ctx) -> None:
+        self.name, self.sae, self.ctx = name, sae, ctx
+        self.opt, _ = make_optimizer(sae.parameters(), lr, device, kind="adam")
 
-    return step
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        with self.ctx():
+            return self.sae(x).fvu
+
+    def post_backward(self) -> None:
+        self.sae.remove_gradient_parallel_to_decoder_directions()
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.sae.set_decoder_norm_to_unit_norm()
+
+    def step(self, x: torch.Tensor) -> None:
+        self.loss(x).backward()
+        self.post_backward()
+
+
+def build(cfg: SaeStepBench, device: torch.device, dtype: torch.dtype) -> tuple[dict[str, Variant], object]:
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # sparsify prints which decoder it uses on import
+            from sparsify import SparseCoder, SparseCoderConfig
+    except ImportError as err:
+        raise SystemExit(
+            f"{err}: install the benchmark-only dependencies: pip install --no-deps -r requirements-bench.txt"
+        ) from err
+
+    torch.manual_seed(cfg.seed)
+    sae_cfg = SaeConfig(d_in=cfg.d_in, d_sae=cfg.d_sae, k=cfg.k)
+    ours = TopKSAE(sae_cfg, device=device, dtype=dtype)
+    theirs = SparseCoder(
+        cfg.d_in, SparseCoderConfig(num_latents=cfg.d_sae, k=cfg.k), device=device, dtype=dtype
+    )
+    theirs.load_state_dict(
+        {"encoder.weight": ours.encoder.weight, "encoder.bias": ours.encoder.bias,
+         "W_dec": ours.W_dec, "b_dec": ours.b_dec}
+    )  # fmt: skip
+    lr = 2e-4 / (cfg.d_sae / 2**14) ** 0.5
+    use_autocast = cfg.autocast and device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+    def ours_ctx():
+        return torch.autocast("cuda", torch.bfloat16) if use_autocast else contextlib.nullcontext()
+
+    variants = {
+        "lorasae TopKSAE": Variant("lorasae TopKSAE", ours, lr, device, ours_ctx),
+        "sparsify SparseCoder": Variant("sparsify SparseCoder", theirs, lr, device, contextlib.nullcontext),
+    }
+    if not cfg.skip_dense:
+        dense = TopKSAE(sae_cfg, device=device, dtype=dtype, fast=False)
+        dense.load_state_dict(ours.state_dict())
+        variants["dense reference"] = Variant("dense reference", dense, lr, device, ours_ctx)
+    return variants, ours_ctx
+
+
+def check_parity(variants: dict[str, Variant], x: torch.Tensor) -> None:
+    """Same weights, same batch: the losses and parameter gradients must agree before anything is timed."""
+    grads = {}
+    for name, v in variants.items():
+        v.sae.zero_grad(set_to_none=True)
+        loss = v.loss(x)
+        loss.backward()
+        v.sae.remove_gradient_parallel_to_decoder_directions()
+        grads[name] = (float(loss.detach()), {n: p.grad.float() for n, p in v.sae.named_parameters()})
+        v.sae.zero_grad(set_to_none=True)
+    ref_loss, ref = grads["lorasae TopKSAE"]
+    tol = 1e-3 if x.dtype == torch.float32 and x.device.type == "cpu" else 5e-2
+    for name, (loss, g) in grads.items():
+        if abs(loss - ref_loss) > tol * abs(ref_loss):
+            raise RuntimeError(f"{name}: loss {loss} differs from ours {ref_loss}")
+        for pname, grad in g.items():
+            err = float((grad - ref[pname]).norm() / ref[pname].norm().clamp_min(1e-30))
+            if err > tol:
+                raise RuntimeError(
+                    f"{name}: gradient of {pname} differs from ours (relative error {err:.2e})"
+                )
+
+
+def breakdown(variants: dict[str, Variant], x: torch.Tensor, cfg: SaeStepBench, clock, device) -> list:
+    rows = []
+    for name in ("lorasae TopKSAE", "sparsify SparseCoder"):
+        v = variants[name]
+        phases: dict[str, list[float]] = {"forward": [], "backward": [], "optimiser etc.": []}
+        for i in range(cfg.warmup + cfg.repeats):
+            t0 = clock()
+            loss = v.loss(x)
+            sync(device)
+            t1 = clock()
+            loss.backward()
+            sync(device)
+            t2 = clock()
+            v.post_backward()
+            sync(device)
+            t3 = clock()
+            if i >= cfg.warmup:
+                for key, t in zip(phases, (t1 - t0, t2 - t1, t3 - t2)):
+                    phases[key].append(t)
+        rows.append([name] + [1e3 * statistics.median(t) for t in phases.values()])
+    return rows
 
 
 def main(cfg: SaeStepBench) -> None:
     device = parse_device(cfg.device)
-    torch.manual_seed(0)
-    x = torch.randn(cfg.tokens, cfg.d_in, device=device)
-    ours = TopKSAE(SaeConfig(cfg.d_in, cfg.d_sae, cfg.k), device=device)
-    fns = {"lorasae TopKSAE": step_fn(ours, x)}
-    if cfg.dense_reference:
-        dense = TopKSAE(SaeConfig(cfg.d_in, cfg.d_sae, cfg.k), device=device, fast=False)
-        fns["lorasae dense reference"] = step_fn(dense, x)
-    try:
-        from sparsify import SparseCoder, SparseCoderConfig
+    dtype = parse_dtype(cfg.dtype)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.clock not in ("wall", "cpu"):
+        raise ValueError("--clock is wall or cpu")
+    clock: Callable[[], float] = time.perf_counter if cfg.clock == "wall" else time.process_time
+    variants, ours_ctx = build(cfg, device, dtype)
+    torch.manual_seed(cfg.seed + 1)
+    x = torch.randn(cfg.tokens, cfg.d_in, device=device, dtype=dtype)
+    check_parity(variants, x)
 
-        theirs = SparseCoder(cfg.d_in, SparseCoderConfig(num_latents=cfg.d_sae, k=cfg.k), device=device)
-        fns["sparsify SparseCoder"] = step_fn(theirs, x)
-    except ImportError:
-        print("sparsify is not installed (pip install eai-sparsify): comparing against our dense path only")
-    w, b = ours.encoder.weight.detach(), ours.encoder.bias.detach()
-    fns["encoder GEMM alone"] = lambda: F.linear(x, w, b)
+    ours = variants["lorasae TopKSAE"].sae
+    W_enc, b_enc = ours.encoder.weight.detach().clone(), ours.encoder.bias.detach().clone()
 
-    times = alternate(fns, device, repeats=cfg.repeats)
-    gemm = times.pop("encoder GEMM alone")
-    base = times.get("sparsify SparseCoder", times.get("lorasae dense reference"))
+    @torch.no_grad()
+    def gemm() -> None:
+        with ours_ctx():
+            F.linear(x, W_enc, b_enc)
+
+    fns: dict[str, Callable[[], object]] = {n: (lambda v=v: v.step(x)) for n, v in variants.items()}
+    fns["encoder GEMM alone"] = gemm
+    secs = alternate(fns, device, repeats=cfg.repeats, warmup=cfg.warmup, clock=clock)
+
+    theirs_s, gemm_s = secs["sparsify SparseCoder"], secs["encoder GEMM alone"]
     rows = [
-        [name, cfg.tokens / t, t * 1e3, base / t if base else float("nan"), gemm / t]
-        for name, t in times.items()
+        [name, 1e3 * s, cfg.tokens / s, theirs_s / s, gemm_s / s if name != "encoder GEMM alone" else None]
+        for name, s in secs.items()
     ]
     print(
-        f"machine: {machine()}; d={cfg.d_in}, m={cfg.d_sae}, k={cfg.k}, {cfg.tokens} tokens, fp32; "
-        f"encoder GEMM alone {gemm * 1e3:.1f} ms"
+        f"machine: {machine()}, device {device}, dtype {cfg.dtype}, d={cfg.d_in} m={cfg.d_sae} k={cfg.k}, "
+        f"{cfg.tokens} tokens, {cfg.clock} clock, median of {cfg.repeats} interleaved steps"
     )
-    headers = ["implementation", "tokens/s", "ms/step", "x sparsify", "GEMM fraction"]
-    print(tabulate(rows, headers=headers, floatfmt=".3g"))
+    print(
+        tabulate(rows, headers=["variant", "ms/step", "tok/s", "x sparsify", "of GEMM limit"], floatfmt=".3g")
+    )
+    if cfg.breakdown:
+        print(tabulate(breakdown(variants, x, cfg, clock, device), headers=["ms", "forward", "backward",
+                                                                            "optimiser etc."], floatfmt=".1f"))  # fmt: skip
+    ours_s = secs["lorasae TopKSAE"]
+    print(
+        f"sae_step: {theirs_s / ours_s:.2f}x sparsify ({cfg.tokens / ours_s:.0f} tok/s vs "
+        f"{cfg.tokens / theirs_s:.0f} tok/s, {100 * gemm_s / ours_s:.0f}% of encoder-GEMM limit)"
+    )
 
 
 if __name__ == "__main__":

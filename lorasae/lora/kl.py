@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lorasae.lora.kl_lean import lean_chunk_kl
 from lorasae.models import unwrap
 
 KL_IMPLS = ("fused", "chunked", "naive")
@@ -140,14 +141,13 @@ class _ChunkedKL(torch.autograd.Function):
         grad_in = torch.empty_like(student) if want_grad else None
         for start in range(0, rows, chunk):
             s, b = student[start : start + chunk], base[start : start + chunk]
-            if weight is not None:
-                s, b = F.linear(s, weight, bias), F.linear(b, weight, bias)
-            kl, grad = _chunk_kl_and_grad(s, b, softcap, want_grad)
+            if weight is not None:  # head applied here; the gradient comes back per hidden state
+                kl, grad = lean_chunk_kl(s, b, weight, bias, softcap, want_grad)
+            else:
+                kl, grad = _chunk_kl_and_grad(s, b, softcap, want_grad)
             total += kl.double()
             if grad is not None:
                 grad.mul_(scale)
-                if weight is not None:
-                    grad = grad.to(weight.dtype) @ weight
                 grad_in[start : start + chunk] = grad.to(student.dtype)
         if grad_in is not None:
             ctx.save_for_backward(grad_in)

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lorasae.sae.select import topk_select
+
 __all__ = ["topk_encode", "sparse_decode", "scatter_rows", "sampled_rowdot"]
 
 
@@ -71,7 +73,7 @@ class _TopKEncode(torch.autograd.Function):
         z = F.linear(x, weight, bias)
         # top k of the pre-activations, then ReLU: the same latents and values as top k of ReLU(z),
         # up to which zero-valued latents fill the slots when fewer than k are positive
-        vals, idx = z.topk(k, dim=-1, sorted=False)
+        vals, idx = topk_select(z, k)  # == z.topk(k, sorted=False) up to order and ties (select.py)
         acts = vals.relu()
         ctx.set_materialize_grads(False)
         ctx.mark_non_differentiable(idx)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lorasae.sae.fused_sae import fused_topk_sae
 from lorasae.sae.kernels import sparse_decode, topk_encode
 
 _DTYPES = {
@@ -197,8 +198,14 @@ class TopKSAE(nn.Module):
         """Reconstruct x [..., d_in] and compute FVU (and AuxK if ``dead_mask`` [d_sae] bool is given)."""
         x = x.to(self.dtype)
         want_aux = dead_mask is not None and bool(dead_mask.any())
-        acts, idx, pre = self._encode(x, want_pre=want_aux)
-        x_hat = self.decode_topk(acts, idx)
+        if self.fast and not want_aux:  # one fused function, latent-grouped backward (fused_sae.py)
+            x_hat, acts, idx = fused_topk_sae(
+                x, self.b_dec, self.encoder.weight, self.encoder.bias, self.W_dec, self.cfg.k
+            )
+            pre = None
+        else:
+            acts, idx, pre = self._encode(x, want_pre=want_aux)
+            x_hat = self.decode_topk(acts, idx)
         flat_x = x.reshape(-1, self.cfg.d_in)
         resid = flat_x - x_hat.reshape(-1, self.cfg.d_in)
         total_var = (flat_x - flat_x.mean(0)).pow(2).sum()
