@@ -325,11 +325,18 @@ def test_run_eval_base_and_peft(saved_setup, out_root, capsys):
         core_peft["ce_loss_without_sae"]
     )  # merged weights
     printed = capsys.readouterr().out
-    assert "peft − base" in printed and "CE loss score" in printed
+    assert (
+        "peft − base" in printed and "CE loss score" in printed and "CE gap closed by the adapter" in printed
+    )
     assert (out_root / "plots" / "saebench_tinyrand.png").exists()
     rows = runner.comparison_rows(runner.load_results(saved_setup["model"]))
     core_row = next(r for r in rows if r[1] == "CE clean")
     assert core_row[4] == pytest.approx(core_peft["ce_loss_without_sae"] - core_base["ce_loss_without_sae"])
+    gap = runner.gap_closed(runner.load_results(saved_setup["model"]))
+    expected = (core_base["ce_loss_with_sae"] - core_peft["ce_loss_with_sae"]) / (
+        core_base["ce_loss_with_sae"] - core_base["ce_loss_without_sae"]
+    )
+    assert gap is not None and gap["fraction"] == pytest.approx(expected)
 
 
 def test_get_peft_dict_matches_merging_in_memory(saved_setup, out_root):

@@ -569,12 +569,42 @@ def comparison_table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
             and (absorption.get("eval_result_unstructured") or {}).get("status") == "probe_too_weak"
         ):
             notes.append(f"absorption ({kind}): {absorption['eval_result_unstructured']['message']}")
+    gap = gap_closed(results)
+    if gap is not None:
+        notes.insert(
+            0,
+            f"CE gap closed by the adapter: {100 * gap['fraction']:.1f}% "
+            f"(L_base {gap['L_base']:.4f}, L_SAE {gap['L_SAE']:.4f}, L_LoRA {gap['L_LoRA']:.4f})",
+        )
     table = tabulate(
         [[e, label, _fmt(b), _fmt(p), _fmt(d, signed=True)] for e, label, b, p, d in rows],
         headers=["eval", "metric", "base", "peft", "peft − base"],
         tablefmt="simple_outline",
     )
     return table + ("\n" + "\n".join(notes) if notes else "")
+
+
+def gap_closed(results: dict[str, dict[str, dict[str, Any]]]) -> dict[str, float] | None:
+    """SPEC §3.3 from the two core results: L_base = the base model's CE, L_SAE = its CE with the SAE
+    spliced, L_LoRA = the merged model's CE with the SAE; fraction = (L_SAE − L_LoRA) / (L_SAE − L_base)."""
+    try:
+        base = results["base"]["core"]["eval_result_metrics"]["model_performance_preservation"]
+        peft = results["peft"]["core"]["eval_result_metrics"]["model_performance_preservation"]
+        l_base, l_sae, l_lora = (
+            base["ce_loss_without_sae"],
+            base["ce_loss_with_sae"],
+            peft["ce_loss_with_sae"],
+        )
+    except (KeyError, TypeError):
+        return None
+    if None in (l_base, l_sae, l_lora) or l_sae == l_base:
+        return None
+    return {
+        "L_base": l_base,
+        "L_SAE": l_sae,
+        "L_LoRA": l_lora,
+        "fraction": (l_sae - l_lora) / (l_sae - l_base),
+    }
 
 
 def _fmt(value: Any, signed: bool = False) -> str:
