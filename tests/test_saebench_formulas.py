@@ -353,3 +353,52 @@ def test_spurious_correlation_sets():
     )
     with pytest.raises(ValueError, match="too few rows"):
         spurious_corr_data(df, "text", "profession", "gender", (0, 1), (0, 1), per_quadrant=6, seed=0)
+
+
+def test_hub_selection_on_stand_in_tables(monkeypatch):
+    """The hub loaders' selection logic (bias-in-bios class sets, Amazon sentiment, SCR pairs) on tables
+    shaped like SAEBench's datasets (the download itself needs the network)."""
+    import pandas as pd
+
+    from lorasae.saebench import datasets as data
+
+    def frames(name: str):
+        rows = []
+        if name == "LabHC/bias_in_bios":
+            for prof in range(28):
+                for gender in (0, 1):
+                    rows += [
+                        {"hard_text": f"bio {prof} {gender} {i}", "profession": prof, "gender": gender}
+                        for i in range(12)
+                    ]
+        else:
+            for cat in range(34):
+                for rating in (1.0, 5.0):
+                    rows += [
+                        {"text": f"review {cat} {rating} {i}", "category": cat, "rating": rating}
+                        for i in range(12)
+                    ]
+        df = pd.DataFrame(rows)
+        return df, df.copy()
+
+    monkeypatch.setattr(data, "_hub_frames", frames)
+    train, test = data.hub_probing_dataset("LabHC/bias_in_bios_class_set1", 40, 20, seed=0)
+    assert list(train) == ["0", "1", "2", "6", "9"] and list(test) == list(train)
+    assert all(len(v) == 20 for v in train.values()) and all(len(v) == 10 for v in test.values())
+    assert sum(t.startswith("bio 6 1") for t in train["6"]) == 10  # balanced by gender
+    train, _ = data.hub_probing_dataset("canrager/amazon_reviews_mcauley_1and5_sentiment", 16, 8, seed=0)
+    assert list(train) == ["1.0", "5.0"] and all(len(v) == 8 for v in train.values())
+    runs = data.hub_scr_runs("LabHC/bias_in_bios_class_set1", 16, 8, seed=0)
+    assert list(runs) == [
+        f"LabHC/bias_in_bios_class_set1_scr_{a}_{b}"
+        for a, b in data.SCR_COLUMN1_VALS["LabHC/bias_in_bios_class_set1"]
+    ]
+    professor, nurse = data.PROFESSIONS.index("professor"), data.PROFESSIONS.index("nurse")
+    biased = runs["LabHC/bias_in_bios_class_set1_scr_professor_nurse"][0]["male_professor / female_nurse"]
+    assert len(biased) == 8 and all(t.startswith(f"bio {professor} 0") for t in biased)
+    assert all(
+        t.startswith(f"bio {nurse} 1")
+        for t in runs["LabHC/bias_in_bios_class_set1_scr_professor_nurse"][0]["female_nurse_data_only"]
+    )
+    with pytest.raises(ValueError, match="unsupported"):
+        data.hub_probing_dataset("codeparrot/github-code", 16, 8, seed=0)

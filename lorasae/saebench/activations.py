@@ -1,30 +1,19 @@
 """Residual-stream and SAE-latent collection shared by the evals, following SAEBench's
 `sae_bench_utils/activation_collection.py`: BOS/PAD/EOS positions are zeroed in the collected
 activations, and a sequence's mean-pooled activation averages over its remaining (non-zero) positions.
+An SAE here is anything with `encode`, `decode` and `W_dec` [d_sae, d_in] (`lorasae.sae.SaeLike`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from lorasae.hooks import residual_at
 from lorasae.models import special_token_ids
-
-
-@runtime_checkable
-class SaeLike(Protocol):
-    """What the evals need from an SAE (our TopKSAE, a SAELens SAE, or a wrapper)."""
-
-    W_dec: Tensor
-    cfg: Any
-
-    def encode(self, x: Tensor) -> Tensor: ...
-
-    def decode(self, z: Tensor) -> Tensor: ...
 
 
 def sae_device_dtype(sae: Any) -> tuple[torch.device, torch.dtype]:
@@ -51,12 +40,6 @@ def sae_encode(sae: Any, x: Tensor, batch_size: int = 4096) -> Tensor:
     if not out:
         return x.new_zeros(*lead, d_sae_of(sae), dtype=torch.float32)
     return torch.cat(out).reshape(*lead, -1)
-
-
-@torch.no_grad()
-def sae_reconstruct(sae: Any, x: Tensor) -> Tensor:
-    device, dtype = sae_device_dtype(sae)
-    return sae.decode(sae.encode(x.to(device=device, dtype=dtype))).to(x.dtype).to(x.device)
 
 
 def keep_mask(tokens: Tensor, tokenizer: Any) -> Tensor:
@@ -156,8 +139,3 @@ def collect_class_activations(
         tokens = tokenize_texts(texts, tokenizer, ctx_len)
         result[name] = collect_residuals(model, tokens, layer, batch_size, keep=keep_mask(tokens, tokenizer))
     return result
-
-
-def batched(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]

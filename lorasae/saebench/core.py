@@ -19,7 +19,7 @@ Sparsity and reconstruction quality on the residual stream itself:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -138,10 +138,9 @@ def max_cosine_sim(vectors: Tensor, chunk: int = 1024) -> Tensor:
 
 def encoder_matrix(sae: Any) -> Tensor | None:
     """Encoder directions as [d_sae, d_in] (SAELens `W_enc` is [d_in, d_sae]; an `encoder` Linear is [d_sae, d_in])."""
-    d_sae = d_sae_of(sae)
     w = getattr(sae, "W_enc", None)
     if isinstance(w, Tensor):
-        return w.T if w.shape[-1] == d_sae and w.shape[0] != d_sae else w
+        return w.T
     enc = getattr(sae, "encoder", None)
     if isinstance(enc, nn.Linear):
         return enc.weight
@@ -182,7 +181,6 @@ class CoreEvalConfig:
     dense_threshold: float = 0.1
     llm_dtype: str = "float32"
     verbose: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _recon_fn(sae: Any, keep: Tensor | None):

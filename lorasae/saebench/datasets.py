@@ -192,6 +192,10 @@ def _by_label(
 
 def hub_probing_dataset(dataset_name: str, train_size: int, test_size: int, seed: int) -> TrainTest:
     """SAEBench's `get_multi_label_train_test_data` + `filter_dataset` for one of its probing datasets."""
+    if dataset_name not in CHOSEN_CLASSES_PER_DATASET:
+        raise ValueError(
+            f"unsupported probing dataset {dataset_name!r}; choose from {HUB_SPARSE_PROBING_DATASETS}"
+        )
     chosen = CHOSEN_CLASSES_PER_DATASET[dataset_name]
     if "bias_in_bios" in dataset_name or dataset_name == "canrager/amazon_reviews_mcauley_1and5":
         base, meta = _meta_for(dataset_name)
@@ -209,12 +213,8 @@ def hub_probing_dataset(dataset_name: str, train_size: int, test_size: int, seed
         labels = [int(c) for c in chosen]
         train = _by_label(train_df, "label", "text", labels, train_size // 2, seed)
         test = _by_label(test_df, "label", "text", labels, test_size // 2, seed)
-    elif dataset_name == "Helsinki-NLP/europarl":
+    else:  # Helsinki-NLP/europarl
         train, test = _europarl(chosen, train_size // 2, test_size // 2, seed)
-    else:
-        raise ValueError(
-            f"unsupported probing dataset {dataset_name!r}; choose from {HUB_SPARSE_PROBING_DATASETS}"
-        )
     train, test = ensure_shared_keys(train, test)
     return {c: train[c] for c in chosen if c in train}, {c: test[c] for c in chosen if c in test}
 
