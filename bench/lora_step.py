@@ -86,6 +86,8 @@ class LoraStepBench:
     """Untimed steps per variant first."""
     threads: int | None = None
     """torch CPU threads (default: torch's default)."""
+    clock: str = "wall"
+    """wall (throughput) or cpu (process CPU time, summed over threads; steadier on a shared machine)."""
     memory: bool = True
     """Measure peak memory (one fresh subprocess per variant)."""
     seed: int = 0
@@ -219,7 +221,8 @@ def main(cfg: LoraStepBench) -> None:
     steps, device, _ = build(cfg)
     tokens = cfg.batch_size * cfg.ctx_len
     t0 = time.perf_counter()
-    secs = alternate(steps, device, repeats=cfg.repeats, warmup=cfg.warmup)
+    clock = {"wall": time.perf_counter, "cpu": time.process_time}[cfg.clock]
+    secs = alternate(steps, device, repeats=cfg.repeats, warmup=cfg.warmup, clock=clock)
     del steps
     gc.collect()
     mem = {"KL (ours)": run_worker(cfg, "kl"), "CE (plain)": run_worker(cfg, "ce")} if cfg.memory else {}
@@ -235,7 +238,7 @@ def main(cfg: LoraStepBench) -> None:
         f"machine: {machine()}, device {device}, dtype {cfg.dtype}; Gemma-2-like: vocab {cfg.vocab_size}, "
         f"d={cfg.d_model}, {cfg.layers} layers, SAE at layer {cfg.sae_layer} (x{cfg.expansion}, k={cfg.k}), "
         f"LoRA rank {cfg.rank} on all layers; batch {cfg.batch_size}x{cfg.ctx_len}; KL impl {cfg.kl_impl}; "
-        f"median of {cfg.repeats} alternating steps ({time.perf_counter() - t0:.0f} s in all)"
+        f"{cfg.clock} clock, median of {cfg.repeats} alternating steps ({time.perf_counter() - t0:.0f} s in all)"
     )
     print(tabulate(rows, headers=headers, floatfmt=".4g"))
     speed = secs["CE (plain)"] / secs["KL (ours)"]

@@ -3,7 +3,8 @@ few full-vocabulary passes and [chunk, V] allocations as possible.
 
 With soft-capping ``logits = c tanh(h W^T / c)`` (Gemma-2; c = 1 and no tanh otherwise):
 
-- the 1/c goes into the (tiny) hidden states before the head GEMM, and tanh runs in place on its output t;
+- the 1/c goes into the (tiny) fp32 hidden states before the head GEMM, and tanh runs in place on its
+  output t;
 - with ``m = max t``, ``e = exp(c (t - m))``, ``S = sum e``: ``p = e / S`` and ``lse = c m + log S``, so no
   log-probability tensor is formed; ``KL = c sum p_b (t_b - t_s) - lse_b + lse_s`` per position;
 - ``d KL / d h_s = ((q - p) (1 - t_s^2)) W`` (the c's cancel), formed in place.
@@ -26,12 +27,13 @@ def _capped_probs(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(t, p, lse): t = tanh(logits / cap) (raw logits when cap == 0), p = softmax, lse = log-partition."""
     scale = cap if cap else 1.0
-    if cap:
+    prescale = cap and hidden.dtype in (torch.float32, torch.float64)  # half precision: divide after
+    if prescale:
         hidden = hidden / cap
         bias = None if bias is None else bias / cap
     t = F.linear(hidden, weight, bias).float()
     if cap:
-        t.tanh_()
+        (t if prescale else t.div_(cap)).tanh_()
     shift = t.amax(-1, keepdim=True).mul_(-scale)  # -c m
     p = torch.add(shift, t, alpha=scale).exp_()  # exp(c t - c m)
     total = p.sum(-1, keepdim=True)

@@ -17,6 +17,7 @@ Small rows and GPUs use ``torch.topk`` directly.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 __all__ = ["topk_select"]
@@ -39,9 +40,8 @@ def topk_select(z: Tensor, k: int) -> tuple[Tensor, Tensor]:
     if s == 1:
         return z.topk(k, dim=-1, sorted=False)
     g = m // s
-    zv = z.view(n, s, g)  # group j = {j, j + g, j + 2g, ...}
-    top_groups = topk_select(zv.amax(1), k)[1]  # [n, k]; the same pruning again on the group maxima
-    cand = zv.gather(2, top_groups[:, None, :].expand(n, s, k))  # [n, s, k]
-    vals, j = cand.view(n, s * k).topk(k, dim=-1, sorted=False)
-    idx = top_groups.gather(1, j % k).add_(j // k * g)
-    return vals, idx
+    top_groups = topk_select(z.view(n, s, g).amax(1), k)[1]  # [n, k]; pruned the same way while rows are long
+    # the candidates: every member of the k best groups (group j = {j, j + g, j + 2g, ...})
+    cand = (top_groups.unsqueeze(1) + torch.arange(0, m, g, device=z.device).view(1, s, 1)).view(n, s * k)
+    vals, j = z.gather(1, cand).topk(k, dim=-1, sorted=False)
+    return vals, cand.gather(1, j)
