@@ -219,6 +219,25 @@ def test_node_effects_selection_and_ablation():
     assert torch.allclose(scr_tpp.ablated_meaned_activations(pos, lossy, only0, 2), expected)
 
 
+def test_ablation_from_means_equals_ablating_every_position():
+    from lorasae.sae import SaeConfig, TopKSAE
+
+    torch.manual_seed(0)
+    sae = TopKSAE(SaeConfig(d_in=6, d_sae=24, k=3))
+    with torch.no_grad():
+        sae.b_dec.normal_()
+    acts = torch.randn(5, 7, 6)
+    acts[:, 0] = 0.0  # masked positions (BOS) are zero and stay out of the mean
+    acts[2, 5:] = 0.0
+    mask = torch.zeros(24, dtype=torch.bool)
+    mask[[1, 4, 9, 17]] = True
+    direct = scr_tpp.ablated_meaned_activations(acts, sae, mask, sae_batch_size=2)
+    fast = scr_tpp.ablated_from_means(
+        meaned_activations(acts), sae_meaned_activations(acts, sae, 3), sae, mask
+    )
+    assert torch.allclose(direct, fast, atol=1e-5)
+
+
 # --- absorption ----------------------------------------------------------------------------------
 
 

@@ -35,6 +35,7 @@ from lorasae.saebench.activations import (
     meaned_activations,
     sae_device_dtype,
     sae_encode,
+    sae_meaned_activations,
 )
 from lorasae.saebench.probing import (
     NEGATIVE_CLASS_LABEL,
@@ -131,6 +132,19 @@ def ablated_meaned_activations(acts_bld: Tensor, sae: Any, to_ablate: Tensor, sa
         modified = (sae.decode(f).float().cpu() + error) * nonzero[..., None]
         out.append(modified.sum(1) / nonzero.sum(1).clamp_min(1.0)[:, None])
     return torch.cat(out)
+
+
+@torch.no_grad()
+def ablated_from_means(mean_acts: Tensor, mean_latents: Tensor, sae: Any, to_ablate: Tensor) -> Tensor:
+    """`ablated_meaned_activations` from the mean-pooled residuals [B, D] and mean-pooled latents [B, F]:
+    x' = x − (decode(f ⊙ m) − decode(0)) for an affine decoder (every SAEBench architecture), and mean-pooling
+    commutes with it, so one small decode per ablation replaces re-encoding every sequence."""
+    device, dtype = sae_device_dtype(sae)
+    kept = torch.zeros_like(mean_latents)
+    kept[:, to_ablate] = mean_latents[:, to_ablate]
+    delta = sae.decode(kept.to(device=device, dtype=dtype)).float().cpu()
+    delta = delta - sae.decode(torch.zeros_like(kept[:1]).to(device=device, dtype=dtype)).float().cpu()
+    return mean_acts - delta
 
 
 def _paired_lookup() -> dict[str, str]:
@@ -293,15 +307,13 @@ def run_scr_tpp_dataset(
         for c in classes
     }
     n_values = _usable_n_values(config.n_values, d_sae_of(sae))
+    test_latents = {k: sae_meaned_activations(v, sae, config.sae_batch_size) for k, v in test_bld.items()}
     accuracies: dict[str, dict[int, dict[str, float]]] = {}
     for ablated in classes:
         accuracies[ablated] = {}
         for n in n_values:
             mask = select_top_n(effects[ablated], n)
-            ablated_bd = {
-                k: ablated_meaned_activations(v, sae, mask, config.sae_batch_size)
-                for k, v in test_bld.items()
-            }
+            ablated_bd = {k: ablated_from_means(test_bd[k], test_latents[k], sae, mask) for k in test_bld}
             accuracies[ablated][n] = probe_test_accuracies(
                 probes, classes, ablated_bd, config.perform_scr, seed
             )
