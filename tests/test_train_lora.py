@@ -267,7 +267,7 @@ def test_paper_defaults_small_model_defaults_and_help(capsys):
     assert (gemma.lora_alpha, gemma.lora_dropout, gemma.dataset) == (32, 0.1, "redpajama")
     argv = ["--model_type", "tiny", "--num_train_examples", "300", "--save_model", "--LoRA_layers", "after"]
     tiny = parse(TrainLoraConfig, argv).resolved(128, 4, 128)
-    assert (tiny.lr, tiny.ctx_len, tiny.eval_every, tiny.batch_size) == (1e-3, 128, 30, 1)
+    assert (tiny.lr, tiny.ctx_len, tiny.eval_every, tiny.batch_size) == (5e-4, 128, 30, 1)
     # the same validation/train split and validation batches as train_sae.py
     sae_cfg = parse(TrainSaeConfig, ["--model_type", "tiny"]).resolved(128, 128)
     assert (tiny.num_val_tokens, tiny.val_batch_size) == (sae_cfg.num_val_tokens, sae_cfg.val_batch_size)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -32,7 +33,9 @@ SpliceFactory = Callable[[Tensor], Mapping[int, SpliceFn]]
 
 @dataclass
 class TrainSettings:
-    """Optimisation and validation settings of one LoRA run (defaults: the paper's)."""
+    """Optimisation and validation settings of one LoRA run (defaults: the paper's). `batch_size` counts
+    sequences per step over all ranks; a run takes whole steps, so it ends at the first multiple of
+    `batch_size` ≥ `num_train_examples`."""
 
     num_train_examples: int
     batch_size: int = 1
@@ -103,8 +106,6 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
 def dist_info() -> DistInfo:
     """Rank and world size of the initialised process group (one process when there is none)."""
     if dist.is_available() and dist.is_initialized():
-        import os
-
         return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
     return DistInfo()
 
