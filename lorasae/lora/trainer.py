@@ -213,7 +213,7 @@ def train_lora(
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [device.index] if device.type == "cuda" else None
-        step_module = DistributedDataParallel(objective, device_ids=ids, broadcast_buffers=False)
+        step_module = DistributedDataParallel(objective, device_ids=ids)
 
     def evaluate() -> float:
         value = validation_ce(model, val_chunks, settings.val_batch_size, splices, info=info)
