@@ -75,7 +75,7 @@ class LatentGroups:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
                 pattern = torch.sparse_csr_tensor(
-                    self.crow, self.tokens, a.new_empty(self.tokens.shape[0]), (self.num_latents, n),
+                    self.crow, self.tokens, a.new_zeros(self.tokens.shape[0]), (self.num_latents, n),
                     check_invariants=False,
                 )  # fmt: skip
                 return torch.sparse.sampled_addmm(pattern, rows.contiguous(), a.t(), beta=0.0).values()
