@@ -580,6 +580,8 @@ def comparison_table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
         [[e, label, _fmt(b), _fmt(p), _fmt(d, signed=True)] for e, label, b, p, d in rows],
         headers=["eval", "metric", "base", "peft", "peft − base"],
         tablefmt="simple_outline",
+        disable_numparse=True,
+        colalign=("left", "left", "right", "right", "right"),
     )
     return table + ("\n" + "\n".join(notes) if notes else "")
 
