@@ -1,0 +1,301 @@
+"""The built-in tiny Llama: pretrained on the built-in corpus on first use, cached in `saved_models/tiny/`.
+
+`ensure_tiny_model()` returns a folder that `AutoModelForCausalLM.from_pretrained` and
+`AutoTokenizer.from_pretrained` load. A build generates the corpus, trains the tokenizer, pretrains a
+`LlamaForCausalLM` on CPU (a few minutes by default) and writes everything into a temporary sibling
+folder that is renamed into place at the end: an interrupted build never leaves a half-written `tiny/`.
+`world.json` in the folder records the config, the split, train/val CE, unigram entropy and timings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from filelock import FileLock
+from tqdm.auto import tqdm
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from .corpus import Document, split_corpus
+from .prose import prose_fingerprint
+from .tokenizer import train_tokenizer
+
+__all__ = ["TinyWorldConfig", "ensure_tiny_model", "build_tiny_model", "default_root", "TINY_DIRNAME"]
+
+TINY_DIRNAME = "tiny"
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+@dataclass(frozen=True)
+class TinyWorldConfig:
+    """Everything that determines the built-in world (defaults: ~3 minutes on 2 CPU cores)."""
+
+    seed: int = 0
+    """The world seed (entities, facts, documents); `corpus.split_corpus(seed)` gives the held-out set."""
+    n_docs: int | None = None
+    """Generated documents in the corpus (None: `corpus.DEFAULT_N_DOCS`); stdlib prose comes on top."""
+    vocab_size: int = 4096
+    d_model: int = 128
+    n_layers: int = 4
+    n_heads: int = 4
+    d_ff: int = 512
+    ctx_len: int = 128
+    tie_embeddings: bool = True
+    train_tokens: int = 1_600_000
+    """Tokens of pretraining (steps = train_tokens // (batch_size * ctx_len))."""
+    batch_size: int = 32
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 30
+    weight_decay: float = 0.1
+    num_threads: int | None = None
+    """torch CPU threads while building (None: all cores available to this process)."""
+
+    @classmethod
+    def for_tests(cls, seed: int = 0) -> TinyWorldConfig:
+        """A very small, fast world (seconds) for unit tests: same pipeline, tiny sizes."""
+        return cls(
+            seed=seed,
+            n_docs=800,
+            vocab_size=512,
+            d_model=32,
+            n_layers=2,
+            n_heads=2,
+            d_ff=64,
+            ctx_len=64,
+            train_tokens=160_000,
+            batch_size=8,
+            lr=1e-2,
+            warmup_steps=10,
+            num_threads=1,
+        )
+
+    def llama_config(self, vocab_size: int) -> LlamaConfig:
+        return LlamaConfig(
+            vocab_size=vocab_size,
+            hidden_size=self.d_model,
+            intermediate_size=self.d_ff,
+            num_hidden_layers=self.n_layers,
+            num_attention_heads=self.n_heads,
+            num_key_value_heads=self.n_heads,
+            max_position_embeddings=self.ctx_len,
+            tie_word_embeddings=self.tie_embeddings,
+            rms_norm_eps=1e-5,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=2,
+        )
+
+
+def default_root() -> Path:
+    """`<repo>/saved_models`, where the repo root is env `LORASAE_ROOT` or the folder holding `lorasae/`."""
+    repo = os.environ.get("LORASAE_ROOT") or Path(__file__).resolve().parents[2]
+    return Path(repo) / "saved_models"
+
+
+def _is_complete(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and any((folder / f).is_file() for f in _WEIGHT_FILES)
+
+
+def ensure_tiny_model(
+    root: Path | str | None = None, config: TinyWorldConfig | None = None, progress: bool = True
+) -> Path:
+    """Return `<root>/tiny`, building it first if it has no config and weights (see module docstring).
+
+    An existing folder is returned as is, whatever `config` says (delete it to rebuild). Concurrent
+    callers wait on a file lock, so only one of them builds; temp folders of killed builds are removed."""
+    target = Path(root or default_root()) / TINY_DIRNAME
+    if _is_complete(target):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target.parent / f".{TINY_DIRNAME}.lock")):
+        if not _is_complete(target):
+            for stale in target.parent.glob(f".{TINY_DIRNAME}.tmp-*"):  # left by killed builds
+                shutil.rmtree(stale, ignore_errors=True)
+            build_tiny_model(target, config or TinyWorldConfig(), progress=progress)
+    return target
+
+
+def build_tiny_model(target: Path, config: TinyWorldConfig, progress: bool = True) -> dict:
+    """Build the world into `target` atomically (temp sibling folder, then rename); return world.json."""
+    target = Path(target)
+    if target.exists() and not _is_complete(target):
+        shutil.rmtree(target)  # a stale partial folder from outside this module: replace it
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        info = _build(tmp, config, progress)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return info
+
+
+# ----------------------------------------------------------------------------------------------------
+def _pack(ids_per_doc: list[list[int]], ctx_len: int, bos: int, eos: int) -> torch.Tensor:
+    """GPT-style packing: a stream of documents separated by EOS, cut into chunks that start with BOS."""
+    stream = [t for ids in ids_per_doc for t in (*ids, eos)]
+    width = ctx_len - 1
+    n = len(stream) // width
+    body = torch.tensor(stream[: n * width], dtype=torch.long).view(n, width)
+    return torch.cat([torch.full((n, 1), bos, dtype=torch.long), body], dim=1)
+
+
+def _unigram_entropy(chunks: torch.Tensor, vocab_size: int) -> float:
+    """Entropy (nats) of the next-token targets' unigram distribution."""
+    counts = torch.bincount(chunks[:, 1:].reshape(-1), minlength=vocab_size).double()
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * p.log()).sum())
+
+
+@torch.no_grad()
+def _mean_ce(model: LlamaForCausalLM, chunks: torch.Tensor, batch_size: int) -> float:
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(0, len(chunks), batch_size):
+        batch = chunks[i : i + batch_size]
+        logits = model(input_ids=batch).logits[:, :-1].float()
+        total += torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1), reduction="sum"
+        ).item()
+        count += batch[:, 1:].numel()
+    model.train()
+    return total / max(count, 1)
+
+
+def _lr_at(step: int, total: int, cfg: TinyWorldConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    frac = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def _pretrain(
+    model: LlamaForCausalLM, train: torch.Tensor, cfg: TinyWorldConfig, progress: bool
+) -> list[float]:
+    steps = max(1, cfg.train_tokens // (cfg.batch_size * cfg.ctx_len))
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.95),
+    )
+    gen = torch.Generator().manual_seed(cfg.seed)
+    order, pos, losses = torch.randperm(len(train), generator=gen), 0, []
+    model.train()
+    bar = tqdm(range(steps), desc="pretraining tiny model", disable=not progress, unit="step")
+    for step in bar:
+        if pos + cfg.batch_size > len(order):  # next epoch
+            order, pos = torch.randperm(len(train), generator=gen), 0
+        batch = train[order[pos : pos + cfg.batch_size]]
+        pos += cfg.batch_size
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(step, steps, cfg)
+        loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{sum(losses[-10:]) / len(losses[-10:]):.3f}")
+    return losses
+
+
+def _save_world(
+    folder: Path, model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, info: dict
+) -> None:
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / "world.json").write_text(json.dumps(info, indent=2) + "\n")
+
+
+def _build(folder: Path, cfg: TinyWorldConfig, progress: bool) -> dict:
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.num_threads or _available_cpus())
+    try:
+        val_docs, train_docs = split_corpus(cfg.seed, cfg.n_docs)
+        order = random.Random(f"lorasae-pretrain-{cfg.seed}")
+        order.shuffle(val_docs)  # pack a mix of domains into each chunk, as a shuffled data stream does
+        order.shuffle(train_docs)
+        t_corpus = time.perf_counter()
+        tokenizer = train_tokenizer(
+            (d.text for d in train_docs), cfg.vocab_size, model_max_length=cfg.ctx_len
+        )
+
+        def encode(ds: list[Document]) -> list[list[int]]:
+            texts = [d.text for d in ds]
+            return [e.ids for e in tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)]
+
+        bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+        train = _pack(encode(train_docs), cfg.ctx_len, bos, eos)
+        val = _pack(encode(val_docs), cfg.ctx_len, bos, eos)
+        t_tok = time.perf_counter()
+
+        torch.manual_seed(cfg.seed)
+        model = LlamaForCausalLM(cfg.llama_config(len(tokenizer)))
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+        losses = _pretrain(model, train, cfg, progress)
+        t_train = time.perf_counter()
+
+        sample = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(1))[: len(val)]]
+        val_ce = _mean_ce(model, val, cfg.batch_size)
+        train_ce = _mean_ce(model, sample, cfg.batch_size)
+        unigram = _unigram_entropy(train, len(tokenizer))
+        info = {
+            "config": dataclasses.asdict(cfg),
+            "seed": cfg.seed,
+            "n_params": sum(p.numel() for p in model.parameters()),
+            "corpus_docs": len(val_docs) + len(train_docs),
+            "heldout_docs": len(val_docs),
+            "train_chunks": len(train),
+            "val_chunks": len(val),
+            "train_tokens_seen": len(losses) * cfg.batch_size * cfg.ctx_len,
+            "epochs": len(losses) * cfg.batch_size / len(train),
+            "val_ce": val_ce,
+            "train_ce": train_ce,
+            "final_train_loss": sum(losses[-20:]) / len(losses[-20:]),
+            "unigram_entropy": unigram,
+            "prose_fingerprint": prose_fingerprint(),
+            "threads": torch.get_num_threads(),
+            "seconds": {
+                "corpus": t_corpus - t0,
+                "tokenizer_and_packing": t_tok - t_corpus,
+                "pretraining": t_train - t_tok,
+                "total": time.perf_counter() - t0,
+                "cpu_total": time.process_time() - cpu0,
+            },
+            "versions": {"torch": torch.__version__, "transformers": _transformers_version()},
+        }
+        _save_world(folder, model, tokenizer, info)
+    finally:
+        torch.set_num_threads(old_threads)
+    print(
+        f"tiny world: val CE {val_ce:.3f} nats/token (train {train_ce:.3f}) vs unigram entropy "
+        f"{unigram:.3f} nats/token; {info['n_params'] / 1e6:.2f}M params, "
+        f"{info['train_tokens_seen'] / 1e6:.2f}M tokens, built in {info['seconds']['total']:.0f} s"
+    )
+    return info
+
+
+def _available_cpus() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def _transformers_version() -> str:
+    import transformers
+
+    return transformers.__version__
