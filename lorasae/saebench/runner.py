@@ -50,6 +50,10 @@ class SaeBenchArgs(CommonArgs):
     """Model: gemma (google/gemma-2-2b, the original's), llama, tiny (built-in) or any Hugging Face causal LM
     id or local folder. Default: gemma."""
 
+    dataset: str | None = None
+    """Text for core and autointerp: 'builtin', a hub dataset or a local txt/jsonl/parquet file or folder.
+    Default: builtin for the tiny model, else SAEBench's (openwebtext for core, the Pile for autointerp)."""
+
     sae: str | None = None
     """SAE: a folder (ours, SAELens or sparsify format) or a sae-lens release `release/sae_id`. Default: the
     newest final TopK SAE saved for the model under saved_saes/ (Gemma: Gemma Scope layer 12 if none)."""
