@@ -328,7 +328,8 @@ class SaeTrainer:
             batches = itertools.chain([first], batches)
         sae: nn.Module = self.sae
         if info.enabled:
-            sae = DistributedDataParallel(self.sae, broadcast_buffers=False)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            sae = DistributedDataParallel(self.sae, device_ids=ids)  # the SAE has no buffers to sync
         wandb_run = start_wandb(
             cfg.wandb and info.is_main,
             cfg.wandb_project,
