@@ -74,3 +74,23 @@ def out_root(tmp_path, monkeypatch):
     """Point every output path (saved_saes/, data/, plots/, ...) at a temporary folder."""
     monkeypatch.setenv("LORASAE_ROOT", str(tmp_path))
     return tmp_path
+
+
+SMALL_WORLD_TOKENS = 400_000  # below ~300k the test world stays near unigram level (no features to find)
+
+
+@pytest.fixture(scope="session")
+def small_world():
+    """Folder of a small built-in world (tokenizer + Llama model), built once and cached under
+    `.cache/test_world-<config hash>/` (git-ignored), so later sessions reuse it."""
+    import dataclasses
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from lorasae.world.tiny_model import TinyWorldConfig, ensure_tiny_model
+
+    config = dataclasses.replace(TinyWorldConfig.for_tests(), train_tokens=SMALL_WORLD_TOKENS)
+    digest = hashlib.sha1(json.dumps(dataclasses.asdict(config), sort_keys=True).encode()).hexdigest()[:10]
+    root = Path(__file__).resolve().parent.parent / ".cache" / f"test_world-{digest}"
+    return ensure_tiny_model(root=root, config=config, progress=False)
