@@ -63,7 +63,7 @@ class BenchmarkConfig(CommonArgs):
     tasks: str | None = None
     """Comma-separated lm-eval task, group or tag names. Default: mmlu, hellaswag, truthfulqa_mc1,
     truthfulqa_mc2 for hub models; the built-in tasks (tiny_facts, tiny_domains, tiny_truthful_mc1,
-    tiny_truthful_mc2) for --model tiny."""
+    tiny_truthful_mc2) for --model tiny (or any model folder of the built-in world)."""
 
     limit: float | None = None
     """At most this many documents per task (a fraction < 1 means that share of each task): quick runs only."""

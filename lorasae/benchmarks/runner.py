@@ -82,8 +82,14 @@ def world_of(model_name: str) -> tuple[int, int | None]:
     return int(config.get("seed", 0)), (int(n_docs) if n_docs is not None else None)
 
 
+def is_builtin_world_model(model_name: str) -> bool:
+    """The built-in model, or a folder of a model pretrained on the built-in world (has `world.json`)."""
+    return model_name == "tiny" or (Path(model_name).expanduser() / "world.json").is_file()
+
+
 def default_tasks(model_name: str) -> list[str]:
-    return list(BUILTIN_TASKS) if model_name == "tiny" else list(HUB_TASKS)
+    """The built-in tasks for models of the built-in world, MMLU/HellaSwag/TruthfulQA otherwise."""
+    return list(BUILTIN_TASKS) if is_builtin_world_model(model_name) else list(HUB_TASKS)
 
 
 # --- SAE and adapter lookup -----------------------------------------------------------------------

@@ -37,8 +37,8 @@ FEWSHOT_DOCS = 5
 """Documents held out of each task for few-shot examples (`--num_fewshot`), as MMLU's `dev` split."""
 DOMAIN_TASK_DOMAINS: tuple[str, ...] = ("facts", "biography", "recipes", "medical", "law", "verse", "science")
 DOCS_PER_DOMAIN = 40
-MAX_CTX_CHARS = 240
-MAX_END_CHARS = 120
+MAX_CTX_CHARS = 200
+MAX_END_CHARS = 80
 """Longest `tiny_domains` context and ending: together they stay inside the tiny model's 128 positions."""
 TRUTHFUL_PREAMBLE = 3
 MANIFEST = "manifest.json"

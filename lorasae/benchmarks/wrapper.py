@@ -77,14 +77,20 @@ def sae_spliced(
     special = list(special_ids)
     recorder = InputIdsRecorder(model)
 
-    def layer_fn(sae: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+    def layer_fn(layer: int, sae: Any) -> Callable[[torch.Tensor], torch.Tensor]:
         def fn(hidden: torch.Tensor) -> torch.Tensor:
-            return build(sae, recorder.ids_for(hidden), special)(hidden)
+            out = build(sae, recorder.ids_for(hidden), special)(hidden)
+            # lm-eval would silently score NaN log-likelihoods (argmax picks the first choice)
+            if not bool(torch.isfinite(out).all()):
+                raise FloatingPointError(
+                    f"The SAE spliced at layer {layer} returned non-finite values: check its weights."
+                )
+            return out
 
         return fn
 
     try:
-        with splice(model, {layer: layer_fn(sae) for layer, sae in saes.items()}):
+        with splice(model, {layer: layer_fn(layer, sae) for layer, sae in saes.items()}):
             yield
     finally:
         recorder.remove()
