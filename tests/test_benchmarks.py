@@ -3,6 +3,8 @@ direct computation; results files and the comparison table; the command-line con
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from conftest import make_char_tokenizer, make_tiny_model
@@ -146,6 +148,17 @@ def test_bos_kept_for_skip_special_sae():
     assert max(abs(a - b) for a, b in zip(keep, every)) > 1e-3
     clean = direct_logliks(model, tokenizer, PAIRS[:3])
     assert harness_logliks(model, tokenizer, PAIRS[:3]) == pytest.approx(clean, abs=1e-4)
+
+
+def test_bf16_model_with_float32_sae():
+    """The Gemma settings run the model in bfloat16 with the SAE in float32 (as the original)."""
+    model = make_tiny_model("gemma2").to(torch.bfloat16)
+    tokenizer = bos_char_tokenizer()
+    sae = random_sae(32, skip_special_tokens=True)
+    got = harness_logliks(model, tokenizer, PAIRS, sae=sae, batch_size=1)
+    expected = direct_logliks(model, tokenizer, PAIRS, sae=sae)
+    assert all(math.isfinite(x) for x in got)
+    assert got == pytest.approx(expected, rel=2e-2, abs=2e-2)
 
 
 def _fake_out(acc: float) -> dict:

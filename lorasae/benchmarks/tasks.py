@@ -42,6 +42,7 @@ MAX_END_CHARS = 80
 """Longest `tiny_domains` context and ending: together they stay inside the tiny model's 128 positions."""
 TRUTHFUL_PREAMBLE = 3
 MANIFEST = "manifest.json"
+DATASETS_CACHE = ".datasets_cache"
 
 # The question the corpus asks about each quizzed country attribute ("Question: … / Answer: …").
 QUESTIONS: dict[str, str] = {
@@ -226,9 +227,12 @@ def _yaml(
     metrics: Sequence[str] = ("acc",),
 ) -> str:
     files = "".join(f"    {split}: {json.dumps(str(path))}\n" for split, path in splits.items())
+    # the `datasets` cache of these files stays in the task folder, not in the user's hub cache
+    cache = json.dumps(str(next(iter(splits.values())).parent / DATASETS_CACHE))
     return (
         f"task: {task}\ntag:\n  - {BUILTIN_TAG}\ndataset_path: json\ndataset_name: null\n"
-        f"dataset_kwargs:\n  data_files:\n{files}output_type: multiple_choice\n{body}"
+        f"dataset_kwargs:\n  cache_dir: {cache}\n  data_files:\n{files}"
+        f"output_type: multiple_choice\n{body}"
         "metric_list:\n" + "".join(_METRIC.format(name=m) for m in metrics) + "metadata:\n  version: 1.0\n"
     )
 
