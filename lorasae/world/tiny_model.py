@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import transformers
 from filelock import FileLock
 from tqdm.auto import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -58,7 +59,7 @@ class TinyWorldConfig:
     warmup_steps: int = 30
     weight_decay: float = 0.1
     num_threads: int | None = None
-    """torch CPU threads while building (None: all cores available to this process)."""
+    """torch CPU threads while building (None: the cores available to this process, at most 8)."""
 
     @classmethod
     def for_tests(cls, seed: int = 0) -> TinyWorldConfig:
@@ -261,6 +262,7 @@ def _build(folder: Path, cfg: TinyWorldConfig, progress: bool) -> dict:
             "heldout_docs": len(val_docs),
             "train_chunks": len(train),
             "val_chunks": len(val),
+            "heldout_tokens": val.numel(),
             "train_tokens_seen": len(losses) * cfg.batch_size * cfg.ctx_len,
             "epochs": len(losses) * cfg.batch_size / len(train),
             "val_ce": val_ce,
@@ -276,7 +278,7 @@ def _build(folder: Path, cfg: TinyWorldConfig, progress: bool) -> dict:
                 "total": time.perf_counter() - t0,
                 "cpu_total": time.process_time() - cpu0,
             },
-            "versions": {"torch": torch.__version__, "transformers": _transformers_version()},
+            "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
         }
         _save_world(folder, model, tokenizer, info)
     finally:
@@ -290,12 +292,6 @@ def _build(folder: Path, cfg: TinyWorldConfig, progress: bool) -> dict:
 
 
 def _available_cpus() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
-
-
-def _transformers_version() -> str:
-    import transformers
-
-    return transformers.__version__
+    """CPUs this process may use, capped at 8 (the tiny model's matrices gain nothing from more)."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(8, n))
