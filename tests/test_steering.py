@@ -214,12 +214,18 @@ def test_score_and_choose_alpha():
     def mk(alpha, pos, neg):
         return AlphaScore(alpha, {"base": pos, "lora": pos}, {"base": neg, "lora": neg})
 
-    # the destructive alpha (everything falls, negatives more) is not chosen: positives must rise
-    scores = [mk(1, 2.0, 0.5), mk(4, 6.0, 1.0), mk(8, 6.0, 1.0), mk(32, -40.0, -90.0)]
-    choice = choose_alpha(scores)
+    # a destructive alpha (everything collapses, the negatives faster) is outside the side-effect budget
+    scores = [mk(1, 2.0, 0.5), mk(4, 6.0, -1.0), mk(8, 6.0, -1.0), mk(32, -40.0, -90.0)]
+    choice = choose_alpha(scores, max_negative_drop=5.0)
     assert choice.alpha == 4 and choice.warning is None  # tie with 8 → smaller |alpha|
-    fallback = choose_alpha([mk(1, -1.0, 0.0), mk(2, -3.0, -9.0)])
-    assert fallback.alpha == 1 and "no alpha raised" in fallback.warning
+    assert choose_alpha(scores, max_negative_drop=100.0).alpha == 32
+    relative = choose_alpha([mk(1, -1.0, -2.0), mk(2, -3.0, -9.0)], max_negative_drop=5.0)
+    assert relative.alpha == 1 and "does not raise the positives" in relative.warning
+    gentlest = choose_alpha([mk(1, -6.0, -7.0), mk(2, -3.0, -9.0)], max_negative_drop=5.0)
+    assert gentlest.alpha == 1 and "gentlest" in gentlest.warning
+    # the side effect counts for the worse-off model
+    mixed = AlphaScore(3, {"base": 5.0, "lora": 5.0}, {"base": -1.0, "lora": -6.0})
+    assert mixed.worst_negative == -6.0 and choose_alpha([mixed, mk(1, 1.0, 0.0)]).alpha == 1
     assert parse_grid("0.5, 1 2") == [0.5, 1.0, 2.0]
 
 

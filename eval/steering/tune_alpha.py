@@ -7,8 +7,9 @@
 Each alpha is evaluated on the tuning split (the medical negatives plus a share of the positives) with
 the base and the rank-1 LoRA model. The choice rule (printed, and stored in the record): the alpha with
 the largest selectivity mean Δ(positives) − mean Δ(negatives), averaged over both models, among those
-that raise the positives; ties go to the smaller |alpha|. Every recorded alpha of the split counts, so
-single evaluations (--alpha) accumulate as the original's manual tuning did.
+whose side effect stays within budget (the negatives' mean Δ ≥ −max_negative_drop for each model); ties
+go to the smaller |alpha|. Every recorded alpha of the split counts, so single evaluations (--alpha)
+accumulate as the original's manual tuning did.
 """
 
 import sys
@@ -33,6 +34,10 @@ class Config(SteeringArgs):
     alpha: float | None = None
     """Evaluate this alpha only (recorded with the others). Default: sweep the grid."""
 
+    max_negative_drop: float = 5.0
+    """Side-effect budget of the choice: the negatives' mean Δ may not fall below minus this (normalised
+    log-likelihood, % of the unsteered range), for either model."""
+
     grid: str | None = None
     """Alphas to sweep, e.g. '0.5,1,2,4'. Default: 0.25 … 32 (doubling) for multiplicative steering;
     0.125 … 4 × the residual RMS norm for additive."""
@@ -42,7 +47,15 @@ def main(config: Config) -> None:
     ctx = load_context(config, with_adapter=True)
     resolve_latent(ctx, config.neuron)
     grid = parse_grid(config.grid) if config.grid else None
-    tune_alpha(ctx, config, alpha=config.alpha, grid=grid, tuning=config.tuning, llm=llm_from_env())
+    tune_alpha(
+        ctx,
+        config,
+        alpha=config.alpha,
+        grid=grid,
+        tuning=config.tuning,
+        llm=llm_from_env(),
+        max_negative_drop=config.max_negative_drop,
+    )
 
 
 if __name__ == "__main__":

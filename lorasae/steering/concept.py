@@ -72,22 +72,26 @@ def mean_activations(
 
 @dataclass(frozen=True)
 class ConceptChoice:
-    """The latent that best separates concept texts from the rest, and the runners-up."""
+    """The latent that best marks concept texts, and the runners-up."""
 
     latent: int
     score: float
-    """Separation d' = (mean_concept − mean_other) / sqrt((var_concept + var_other) / 2)."""
+    """Youden's J of "the latent fires somewhere in the text" as a concept detector:
+    P(fires | concept text) − P(fires | other text)."""
+    rate_concept: float
+    rate_other: float
+    dprime: float
+    """(mean_concept − mean_other) / sqrt((var_concept + var_other) / 2) of per-text mean activations."""
     auroc: float
-    """Probability that a random concept text has a higher mean activation than a random other text."""
-    mean_concept: float
-    mean_other: float
+    """P(a random concept text has a higher mean activation than a random other text)."""
     ranking: list[tuple[int, float]]
     """The ten best latents with their scores."""
 
     def describe(self, concept: str) -> str:
         return (
-            f"latent {self.latent} separates '{concept}' best: d'={self.score:.2f}, AUROC={self.auroc:.3f}, "
-            f"mean activation {self.mean_concept:.3f} on {concept} vs {self.mean_other:.3f} elsewhere"
+            f"latent {self.latent} marks '{concept}' best: it fires in {self.rate_concept:.0%} of {concept} "
+            f"texts and {self.rate_other:.0%} of the others (J={self.score:.2f}, d'={self.dprime:.2f}, "
+            f"AUROC={self.auroc:.3f})"
         )
 
 
@@ -106,22 +110,26 @@ def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
 def choose_concept_latent(
     features: np.ndarray, is_concept: Sequence[bool], eps: float = 1e-6
 ) -> ConceptChoice:
-    """Rank latents by d' between concept and non-concept rows of `features` [N, d_sae] (per-text mean
-    activations) and return the best. Latents that never fire on concept texts score 0."""
+    """Rank latents by how well "fires somewhere in the text" detects concept texts (Youden's J on the
+    rows of `features` [N, d_sae], per-text mean activations, which are > 0 exactly when the latent
+    fired), ties broken by d' of the mean activations, and return the best. A latent whose strongest
+    use is elsewhere but which also fires on the concept scores low, which a mean-based score misses."""
     labels = np.asarray(is_concept, dtype=bool)
     if labels.all() or not labels.any():
         raise ValueError("choosing a concept latent needs both concept and non-concept texts")
     pos, neg = features[labels], features[~labels]
+    rate_p, rate_n = (pos > 0).mean(0), (neg > 0).mean(0)
+    youden = rate_p - rate_n
     mu_p, mu_n = pos.mean(0), neg.mean(0)
-    pooled = np.sqrt(0.5 * (pos.var(0) + neg.var(0)) + eps)
-    score = np.where(mu_p > 0, (mu_p - mu_n) / pooled, 0.0)
-    order = np.argsort(-score, kind="stable")
+    dprime = (mu_p - mu_n) / np.sqrt(0.5 * (pos.var(0) + neg.var(0)) + eps)
+    order = np.lexsort((-dprime, -np.round(youden, 9)))
     best = int(order[0])
     return ConceptChoice(
         latent=best,
-        score=float(score[best]),
+        score=float(youden[best]),
+        rate_concept=float(rate_p[best]),
+        rate_other=float(rate_n[best]),
+        dprime=float(dprime[best]),
         auroc=auroc(pos[:, best], neg[:, best]),
-        mean_concept=float(mu_p[best]),
-        mean_other=float(mu_n[best]),
-        ranking=[(int(i), float(score[i])) for i in order[:10]],
+        ranking=[(int(i), float(youden[i])) for i in order[:10]],
     )

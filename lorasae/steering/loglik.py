@@ -20,7 +20,8 @@ def encode_texts(tokenizer, texts: Sequence[str], max_length: int | None = 128) 
     """Token ids of each text, BOS first when the tokenizer has one, truncated to `max_length` tokens."""
     bos = tokenizer.bos_token_id
     out: list[list[int]] = []
-    for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]:
+    limit = {} if max_length is None else {"truncation": True, "max_length": max_length}
+    for ids in tokenizer(list(texts), add_special_tokens=False, **limit)["input_ids"]:
         seq = ([bos] if bos is not None else []) + list(ids)
         if max_length is not None:
             seq = seq[:max_length]

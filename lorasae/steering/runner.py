@@ -52,7 +52,14 @@ from lorasae.steering.negatives import (
     tuning_set_name,
 )
 from lorasae.steering.stats import Interval, lora_minus_base, normalised_delta
-from lorasae.steering.tuning import RULE, AlphaScore, choose_alpha, default_grid, score_alpha
+from lorasae.steering.tuning import (
+    DEFAULT_MAX_NEGATIVE_DROP,
+    AlphaScore,
+    choose_alpha,
+    default_grid,
+    rule_text,
+    score_alpha,
+)
 
 GEMMA_SCOPE_DEFAULT = "gemma-scope-2b-pt-res/layer_12/width_16k/average_l0_82"
 KINDS: tuple[str, ...] = ("base", "lora")
@@ -97,13 +104,24 @@ class SteeringArgs(CommonArgs):
     """Tokens per example (longer examples are truncated)."""
 
     @property
+    def builtin_model(self) -> bool:
+        """The built-in model, by name or as a folder holding its world.json."""
+        return self.model_name == "tiny" or (Path(self.model_name).expanduser() / "world.json").is_file()
+
+    @property
     def corpus(self) -> str:
-        return self.dataset or default_dataset(self.model_name)
+        """Text to mine positives from: --dataset, else the built-in corpus for the built-in model and
+        the project's default (RedPajama) otherwise."""
+        if self.dataset:
+            return self.dataset
+        return "builtin" if self.builtin_model else default_dataset(self.model_name)
 
     @property
     def negatives_kind(self) -> str:
         if self.negatives == "auto":
-            return "builtin" if self.model_name == "tiny" or self.corpus == "builtin" else "hub"
+            return "builtin" if self.builtin_model or self.corpus == "builtin" else "hub"
+        if self.negatives not in ("builtin", "hub"):
+            raise ValueError(f"--negatives must be auto, builtin or hub, got {self.negatives!r}")
         return self.negatives
 
 
@@ -559,9 +577,10 @@ def tune_alpha(
     grid: Sequence[float] | None = None,
     tuning: bool = True,
     llm: LLMClient | None = None,
+    max_negative_drop: float = DEFAULT_MAX_NEGATIVE_DROP,
 ) -> dict[str, Any]:
     """Evaluate one alpha (`alpha`) or sweep a grid on the tuning split (`tuning`; the test split
-    otherwise), record the evaluations in `results/latent_<N>_alpha.json`, and choose alpha by `RULE`
+    otherwise), record the evaluations in `results/latent_<N>_alpha.json`, and choose alpha by the rule of `lorasae.steering.tuning` (budget `max_negative_drop`)
     over every alpha recorded for this split. Returns the record."""
     tune_sets, test_sets = build_splits(ctx, args, llm)
     split_name = "tuning" if tuning else "test"
@@ -587,7 +606,8 @@ def tune_alpha(
     record: dict[str, Any] = read_json(path) if path.exists() else {}
     if {k: record.get(k) for k in key} != key:
         record = dict(key)  # a different model, SAE, adapter or mode: start afresh
-    record["rule"] = RULE
+    rule = rule_text(max_negative_drop)
+    record["rule"] = rule
     splits = record.setdefault("splits", {})
     entry = splits.setdefault(split_name, {"evaluations": []})
     entry["sets"] = sets.sizes()
@@ -595,7 +615,8 @@ def tune_alpha(
     for score in scores:
         known[score.alpha] = score.as_dict()
     entry["evaluations"] = [known[a] for a in sorted(known)]
-    choice = choose_alpha([AlphaScore.from_dict(e) for e in entry["evaluations"]])
+    choice = choose_alpha([AlphaScore.from_dict(e) for e in entry["evaluations"]], max_negative_drop)
+    entry["max_negative_drop"] = max_negative_drop
     entry["chosen_alpha"] = choice.alpha
     entry["warning"] = choice.warning
     entry["last_run"] = "sweep" if alpha is None else "single"
@@ -618,7 +639,7 @@ def tune_alpha(
         f"({', '.join(f'{k}: {v}' for k, v in sets.sizes().items())}); Δ in % of the unsteered range"
     )
     print(tabulate(rows, headers=headers, floatfmt="+.3f"))
-    print(f"Rule: {RULE}")
+    print(f"Rule: {rule}")
     if choice.warning:
         warnings.warn(choice.warning, stacklevel=2)
     print(f"Chosen alpha = {choice.alpha:g} ({split_name} split) → {path}")

@@ -3,7 +3,7 @@
 For each alpha of a grid, the tuning split is steered through both models and scored by its
 *selectivity*: mean Δ on the positives minus mean Δ on the negatives (normalised units, each negative
 set normalised on its own, then pooled), averaged over the base and LoRA models so that neither model
-is favoured. The rule is `RULE` below.
+is favoured, under a budget on the side effect (how much the negatives lose). The rule is `RULE`.
 """
 
 from __future__ import annotations
@@ -14,12 +14,23 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+DEFAULT_MAX_NEGATIVE_DROP = 5.0
+"""Side-effect budget: the negatives may lose at most this much normalised log-likelihood on average
+(Δ units: % of the unsteered range)."""
+
 RULE = (
     "alpha* = the grid value with the largest selectivity S(alpha) = mean Δ(positives) − mean Δ(negatives) "
-    "on the tuning split, averaged over the base and LoRA models, among the values whose averaged mean "
-    "Δ(positives) is > 0 (steering must make the positives likelier); ties go to the smaller |alpha|. "
-    "If no value raises the positives, the one with the largest mean Δ(positives) is taken, with a warning."
+    "on the tuning split (averaged over the base and LoRA models) among the values whose side effect stays "
+    "within budget: mean Δ(negatives) ≥ −{budget:g} for each model (Δ in % of the unsteered range); ties go "
+    "to the smaller |alpha|. If no value is within budget, the one with the smallest side effect is taken, "
+    "with a warning. (A budget is needed: strong steering breaks the model, and then S can grow only "
+    "because the negatives collapse faster than the positives.)"
 )
+
+
+def rule_text(max_negative_drop: float = DEFAULT_MAX_NEGATIVE_DROP) -> str:
+    return RULE.format(budget=max_negative_drop)
+
 
 MULTIPLICATIVE_GRID: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 ADDITIVE_GRID_SCALES: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0)
@@ -55,11 +66,20 @@ class AlphaScore:
         return float(np.mean(list(self.positive.values())))
 
     @property
+    def worst_negative(self) -> float:
+        """The lower of the models' mean negative Δ (the side effect of the worse-off model)."""
+        return float(min(self.negative.values()))
+
+    @property
     def selectivity(self) -> float:
         return float(np.mean([self.positive[k] - self.negative[k] for k in self.positive]))
 
     def as_dict(self) -> dict:
-        return asdict(self) | {"mean_positive": self.mean_positive, "selectivity": self.selectivity}
+        return asdict(self) | {
+            "mean_positive": self.mean_positive,
+            "worst_negative": self.worst_negative,
+            "selectivity": self.selectivity,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping) -> AlphaScore:
@@ -86,21 +106,29 @@ class Choice:
     warning: str | None
 
 
-def choose_alpha(scores: Sequence[AlphaScore]) -> Choice:
-    """Apply `RULE` to the evaluated alphas."""
+def choose_alpha(
+    scores: Sequence[AlphaScore], max_negative_drop: float = DEFAULT_MAX_NEGATIVE_DROP
+) -> Choice:
+    """Apply `RULE` (with budget `max_negative_drop`) to the evaluated alphas."""
     if not scores:
         raise ValueError("no alpha was evaluated")
-    finite = [s for s in scores if math.isfinite(s.selectivity) and math.isfinite(s.mean_positive)]
+    finite = [s for s in scores if math.isfinite(s.selectivity) and math.isfinite(s.worst_negative)]
     if not finite:
         raise ValueError("every evaluated alpha gave non-finite scores")
-    raising = [s for s in finite if s.mean_positive > 0]
-    if raising:
-        best = max(raising, key=lambda s: (round(s.selectivity, 9), -abs(s.alpha)))
-        return Choice(best.alpha, best, None)
-    best = max(finite, key=lambda s: (round(s.mean_positive, 9), -abs(s.alpha)))
+    within = [s for s in finite if s.worst_negative >= -max_negative_drop]
+    if within:
+        best = max(within, key=lambda s: (round(s.selectivity, 9), -abs(s.alpha)))
+        warning = None
+        if best.mean_positive <= 0:
+            warning = (
+                f"at alpha={best.alpha:g} steering does not raise the positives' likelihood on average "
+                f"(mean Δ {best.mean_positive:+.3f}); it only lowers it less than the negatives'."
+            )
+        return Choice(best.alpha, best, warning)
+    best = max(finite, key=lambda s: (round(s.worst_negative, 9), -abs(s.alpha)))
     return Choice(
         best.alpha,
         best,
-        f"no alpha raised the positives' likelihood on average; took alpha={best.alpha:g}, the least harmful. "
-        "The latent may not steer towards its concept: check the positive examples and the latent.",
+        f"every alpha costs the negatives more than {max_negative_drop:g} (normalised units); took "
+        f"alpha={best.alpha:g}, the gentlest. Add smaller values to the grid.",
     )
