@@ -130,7 +130,7 @@ class TrainLoraConfig(CommonArgs):
     logits, KL per chunk) or naive (the original's full-tensor formula)."""
 
     kl_chunk_size: int = 0
-    """Positions per KL chunk (0 = about 256 MiB of fp32 logits per chunk)."""
+    """Positions per KL chunk (0 = about 128 MiB of fp32 logits per chunk)."""
 
     skip_existing: bool = False
     """Skip a run whose CE_increase JSON already exists (the original's behaviour); default: rerun."""

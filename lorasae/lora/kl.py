@@ -26,7 +26,7 @@ from lorasae.lora.kl_lean import lean_chunk_kl
 from lorasae.models import unwrap
 
 KL_IMPLS = ("fused", "chunked", "naive")
-DEFAULT_CHUNK_BYTES = 256 * 2**20
+DEFAULT_CHUNK_BYTES = 128 * 2**20
 
 
 def auto_chunk_size(vocab_size: int, budget_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
@@ -169,7 +169,7 @@ def chunked_kl(
 
     With `head`, `student` and `base` are final hidden states [B, T, d] (the head — including Gemma's
     soft-capping — is applied chunk by chunk); without, they are raw logits [B, T, V] (already
-    soft-capped). `base` carries no gradient. `chunk_size` = positions per chunk (default: about 256 MiB
+    soft-capped). `base` carries no gradient. `chunk_size` = positions per chunk (default: about 128 MiB
     of fp32 logits per chunk)."""
     if student.shape != base.shape:
         raise ValueError(f"student {tuple(student.shape)} and base {tuple(base.shape)} shapes differ")
