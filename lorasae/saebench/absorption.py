@@ -40,7 +40,7 @@ from sklearn.metrics import f1_score
 from threadpoolctl import threadpool_limits
 from torch import Tensor, nn
 
-from lorasae.saebench.activations import collect_residuals, d_sae_of, sae_encode
+from lorasae.saebench.activations import collect_residuals, d_sae_of, encode_on_device, sae_encode
 from lorasae.saebench.schema import EVAL_TYPE_ABSORPTION, eval_output
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
@@ -208,12 +208,14 @@ def train_multi_probe(
 
 @dataclass
 class KSparseProbe:
-    feature_ids: Tensor  # [k]
+    feature_ids: Tensor  # [k] SAE latent indices
+    columns: Tensor  # [k] their columns in the gathered latent table
     weight: Tensor  # [k]
     bias: float
 
-    def score(self, latents: Tensor) -> Tensor:
-        return latents[:, self.feature_ids] @ self.weight + self.bias
+    def score(self, gathered: Tensor) -> Tensor:
+        """Logits from a table of gathered latents (see `train_k_sparse_probes`)."""
+        return gathered[:, self.columns] @ self.weight + self.bias
 
 
 def _f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -222,23 +224,37 @@ def _f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
         return float(f1_score(y_true, y_pred, zero_division=0.0))
 
 
+def k_sparse_columns(l1_probe: LinearProbe, letters: list[int], max_k: int) -> Tensor:
+    """The SAE latents any k-sparse probe can use: every letter's top-`max_k` by L1-probe weight (sorted)."""
+    ids = [l1_probe.weights[c].detach().topk(max_k).indices for c in letters]
+    return torch.unique(torch.cat(ids))
+
+
 def train_k_sparse_probes(
-    l1_probe: LinearProbe, train_latents: Tensor, train_labels: Tensor, letters: list[int], ks: list[int]
+    l1_probe: LinearProbe,
+    gathered: Tensor,
+    columns: Tensor,
+    train_labels: Tensor,
+    letters: list[int],
+    ks: list[int],
 ) -> dict[int, dict[int, KSparseProbe]]:
     """For each k and letter: the letter's top-k latents by L1-probe weight (signed: latents that predict
-    the letter), then `LogisticRegression(max_iter=500, class_weight="balanced")` on them."""
+    the letter), then `LogisticRegression(max_iter=500, class_weight="balanced")` on them. `gathered` [N, C]
+    holds the SAE latents `columns` (from `k_sparse_columns`) of the training words."""
+    position = {int(c): i for i, c in enumerate(columns.tolist())}
     out: dict[int, dict[int, KSparseProbe]] = {k: {} for k in ks}
     y = train_labels.numpy()
     for k in ks:
         for letter in letters:
             ids = l1_probe.weights[letter].detach().topk(k).indices
+            cols = torch.tensor([position[int(i)] for i in ids], dtype=torch.long)
             with warnings.catch_warnings(), threadpool_limits(1):  # tiny fits: one BLAS thread is fastest
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 lr = LogisticRegression(max_iter=500, class_weight="balanced").fit(
-                    train_latents[:, ids].numpy(), (y == letter).astype(np.int64)
+                    gathered[:, cols].numpy(), (y == letter).astype(np.int64)
                 )
             out[k][letter] = KSparseProbe(
-                ids, torch.tensor(lr.coef_[0], dtype=torch.float32), float(lr.intercept_[0])
+                ids, cols, torch.tensor(lr.coef_[0], dtype=torch.float32), float(lr.intercept_[0])
             )
     return out
 
@@ -444,18 +460,22 @@ def run_absorption(
             probe_f1,
         )
 
-    latents_train = sae_encode(sae, x_train)
-    latents_test = sae_encode(sae, x_test)
+    # the L1 probe reads all latents, encoded batch by batch (SAEBench's default: no precomputed table)
     l1_probe = train_multi_probe(
-        latents_train,
+        x_train,
         F.one_hot(y_train, 26),
         num_epochs=config.k_sparse_probe_num_epochs,
         batch_size=config.k_sparse_probe_batch_size,
         l1_decay=config.k_sparse_probe_l1_decay,
+        map_acts=lambda xb: encode_on_device(sae, xb).cpu(),
+        probe_dim=d_sae_of(sae),
         seed=config.random_seed,
     )
     ks = list(range(1, config.max_k_value + 1))
-    k_probes = train_k_sparse_probes(l1_probe, latents_train, y_train, present, ks)
+    columns = k_sparse_columns(l1_probe, present, config.max_k_value)
+    latents_train = sae_encode(sae, x_train, columns=columns)
+    latents_test = sae_encode(sae, x_test, columns=columns)
+    k_probes = train_k_sparse_probes(l1_probe, latents_train, columns, y_train, present, ks)
 
     probe_dirs = F.normalize(gt_probe.weights.detach().float(), dim=-1)
     w_dec = sae.W_dec.detach().float().cpu()

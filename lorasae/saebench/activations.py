@@ -26,20 +26,31 @@ def d_sae_of(sae: Any) -> int:
 
 
 @torch.no_grad()
-def sae_encode(sae: Any, x: Tensor, batch_size: int = 4096) -> Tensor:
-    """Dense latents [..., d_sae] of `x` [..., d], encoded in row batches, returned as float32 on x's device."""
+def encode_on_device(sae: Any, x: Tensor) -> Tensor:
+    """Dense float32 latents of `x` [..., d], left on the SAE's device."""
     device, dtype = sae_device_dtype(sae)
+    z = sae.encode(x.to(device=device, dtype=dtype))
+    if getattr(z, "is_sparse", False):
+        z = z.to_dense()
+    return z.float()
+
+
+@torch.no_grad()
+def sae_encode(sae: Any, x: Tensor, batch_size: int = 4096, columns: Tensor | None = None) -> Tensor:
+    """Dense latents [..., d_sae] of `x` [..., d] (only `columns` of them when given), encoded in row batches,
+    returned as float32 on x's device."""
     lead = x.shape[:-1]
     flat = x.reshape(-1, x.shape[-1])
+    width = d_sae_of(sae) if columns is None else len(columns)
     out = []
     for i in range(0, flat.shape[0], batch_size):
-        z = sae.encode(flat[i : i + batch_size].to(device=device, dtype=dtype))
-        if getattr(z, "is_sparse", False):
-            z = z.to_dense()
-        out.append(z.float().to(x.device))
+        z = encode_on_device(sae, flat[i : i + batch_size])
+        if columns is not None:
+            z = z[:, columns.to(z.device)]
+        out.append(z.to(x.device))
     if not out:
-        return x.new_zeros(*lead, d_sae_of(sae), dtype=torch.float32)
-    return torch.cat(out).reshape(*lead, -1)
+        return x.new_zeros(*lead, width, dtype=torch.float32)
+    return torch.cat(out).reshape(*lead, width)
 
 
 def keep_mask(tokens: Tensor, tokenizer: Any) -> Tensor:
@@ -112,14 +123,16 @@ def meaned_activations(acts_BLD: Tensor) -> Tensor:
 
 @torch.no_grad()
 def sae_meaned_activations(acts_BLD: Tensor, sae: Any, batch_size: int) -> Tensor:
-    """Encode with the SAE and mean over the non-zero positions (SAEBench's `get_sae_meaned_activations`)."""
+    """Encode with the SAE and mean over the non-zero positions (SAEBench's `get_sae_meaned_activations`);
+    pooled on the SAE's device, so only [B, d_sae] comes back."""
+    device, _ = sae_device_dtype(sae)
     out = []
     for i in range(0, acts_BLD.shape[0], batch_size):
-        acts = acts_BLD[i : i + batch_size].float()
+        acts = acts_BLD[i : i + batch_size].to(device=device, dtype=torch.float32)
         nonzero_BL = (acts.sum(dim=-1) != 0).float()
         count_B = nonzero_BL.sum(dim=-1).clamp_min(1.0)
-        latents = sae_encode(sae, acts) * nonzero_BL[..., None]
-        out.append(latents.sum(dim=1) / count_B[:, None])
+        latents = encode_on_device(sae, acts) * nonzero_BL[..., None]
+        out.append((latents.sum(dim=1) / count_B[:, None]).cpu())
     if not out:
         return torch.zeros(0, d_sae_of(sae))
     return torch.cat(out)

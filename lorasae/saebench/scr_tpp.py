@@ -34,7 +34,6 @@ from lorasae.saebench.activations import (
     d_sae_of,
     meaned_activations,
     sae_device_dtype,
-    sae_encode,
     sae_meaned_activations,
 )
 from lorasae.saebench.probing import (
@@ -84,16 +83,11 @@ def node_effects(
         NEGATIVE_CLASS_LABEL: torch.zeros(d_sae, dtype=torch.float64),
     }
     counts = {POSITIVE_CLASS_LABEL: 0, NEGATIVE_CLASS_LABEL: 0}
-    for i in range(0, len(x_bld), sae_batch_size):
-        acts = x_bld[i : i + sae_batch_size].float()
-        lab = labels[i : i + sae_batch_size]
-        nonzero = (acts.sum(-1) != 0).float()
-        f = sae_encode(sae, acts) * nonzero[..., None]
-        mean_f = f.sum(1) / (nonzero.sum(1)[:, None] + 1e-12)
-        for label in (POSITIVE_CLASS_LABEL, NEGATIVE_CLASS_LABEL):
-            rows = lab == label
-            sums[label] += mean_f[rows].sum(0).double()
-            counts[label] += int(rows.sum())
+    pooled = sae_meaned_activations(x_bld, sae, sae_batch_size)
+    for label in (POSITIVE_CLASS_LABEL, NEGATIVE_CLASS_LABEL):
+        rows = labels == label
+        sums[label] += pooled[rows].sum(0).double()
+        counts[label] += int(rows.sum())
     mean_pos = sums[POSITIVE_CLASS_LABEL] / max(counts[POSITIVE_CLASS_LABEL], 1)
     mean_neg = sums[NEGATIVE_CLASS_LABEL] / max(counts[NEGATIVE_CLASS_LABEL], 1)
     diff = (mean_pos - mean_neg).float()
