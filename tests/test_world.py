@@ -181,4 +181,4 @@ def test_default_root_follows_lorasae_root(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("LORASAE_ROOT", str(tmp_path))
     assert default_root() == tmp_path / "saved_models"
     monkeypatch.delenv("LORASAE_ROOT")
-    assert default_root() == Path(tiny_mod.__file__).resolve().parents[2] / "saved_models"
+    assert default_root() == Path(tiny_mod.__file__).resolve().parents[2] / "saved_models"  # the repo

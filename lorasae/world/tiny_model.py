@@ -98,9 +98,10 @@ class TinyWorldConfig:
 
 
 def default_root() -> Path:
-    """`<repo>/saved_models`, where the repo root is env `LORASAE_ROOT` or the folder holding `lorasae/`."""
-    repo = os.environ.get("LORASAE_ROOT") or Path(__file__).resolve().parents[2]
-    return Path(repo) / "saved_models"
+    """`<root>/saved_models` with the project root of `lorasae.paths` (env `LORASAE_ROOT`, else the repo)."""
+    from lorasae import paths
+
+    return paths.tiny_model_root()
 
 
 def _is_complete(folder: Path) -> bool:
