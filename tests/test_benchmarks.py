@@ -164,7 +164,7 @@ def test_bf16_model_with_float32_sae():
 def _fake_out(acc: float) -> dict:
     return {
         "results": {
-            "tiny_facts": {"alias": "tiny_facts", "acc,none": acc, "acc_stderr,none": 0.01},
+            "tiny_facts": {"alias": "tiny_facts", "sample_len": 6, "acc,none": acc, "acc_stderr,none": 0.01},
             "tiny_domains": {"acc,none": acc / 2, "acc_stderr,none": 0.02, "acc_norm,none": acc / 3},
         },
         "n-shot": {"tiny_facts": 0, "tiny_domains": 0},
@@ -183,7 +183,7 @@ def test_results_files_and_table(out_root):
         "acc_norm": (pytest.approx(0.7 / 3), None),
     }
     table = comparison_table("tiny", tasks=["tiny_facts", "tiny_domains"])
-    assert "base_no_sae" in table and "peft_sae" in table
+    assert "base_no_sae" in table and "peft_sae" in table and "sample_len" not in table
     facts_row = next(line for line in table.splitlines() if "tiny_facts" in line)
     assert "0.5000 ± 0.0100" in facts_row and "0.7000" in facts_row and "—" in facts_row
 

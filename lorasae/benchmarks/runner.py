@@ -498,11 +498,12 @@ def task_metrics(metrics: dict[str, Any]) -> dict[str, tuple[float, float | None
     """`{"acc,none": 0.5, "acc_stderr,none": 0.1}` → `{"acc": (0.5, 0.1)}`."""
     found: dict[str, tuple[float, float | None]] = {}
     for key, value in metrics.items():
-        name, _, filt = key.partition(",")
-        if "_stderr" in name or not isinstance(value, (int, float)) or isinstance(value, bool):
+        name, comma, filt = key.partition(",")
+        # metrics are `<metric>,<filter>`; `sample_len`, `alias`, ... are not
+        if not comma or "_stderr" in name or not isinstance(value, (int, float)) or isinstance(value, bool):
             continue
         label = name if filt in ("", "none") else f"{name} ({filt})"
-        stderr = metrics.get(f"{name}_stderr,{filt}" if filt else f"{name}_stderr")
+        stderr = metrics.get(f"{name}_stderr,{filt}")
         found[label] = (float(value), float(stderr) if isinstance(stderr, (int, float)) else None)
     return found
 
@@ -538,8 +539,14 @@ def comparison_table(
             for metric in task_metrics(results.get(task, {})):
                 if metric not in metric_names:
                     metric_names.append(metric)
+        sizes = {
+            r[task]["sample_len"]
+            for r in loaded.values()
+            if isinstance(r.get(task, {}).get("sample_len"), int)
+        }
+        label = f"{task} (n={sizes.pop()})" if len(sizes) == 1 else task
         for metric in metric_names:
-            row = [task, metric]
+            row = [label, metric]
             for combo in ALL_FOUR:
                 value = task_metrics(loaded.get(combo, {}).get(task, {})).get(metric)
                 if value is None:
