@@ -218,6 +218,16 @@ def test_config_and_gemma_scope_plan(out_root):
     assert plan.model_name == "google/gemma-2-2b" and plan.adapter is None
     assert plan.sae_sources == [("gemma-scope-2b-pt-res/layer_12/width_16k/average_l0_82", 12)]
 
+    # `train_lora.py --model_type gemma --sae <Gemma Scope> --LoRA_layers after --rank 64 --save_model`
+    ours = _touch(
+        out_root
+        / "saved_models/gemma/gemma-scope-2b-pt-res--layer_12--width_16k--average_l0_82/peft_13-25/rank_64",
+        "adapter_config.json",
+    )
+    peft = parse(BenchmarkConfig, ["--model_type", "peft", "--model_size", "2"])
+    plan = resolve_pairing(peft, plan_run(peft), n_layers=26)
+    assert plan.adapter == ours and plan.sae_sources == [] and plan.model_key == "gemma-2-2b"
+
     with pytest.raises(ValueError, match="peft' or 'base"):
         plan_run(parse(BenchmarkConfig, ["--model_type", "tiny"]))
     assert plan_run(parse(BenchmarkConfig, ["--model", "tiny"])).tasks == list(BUILTIN_TASKS)

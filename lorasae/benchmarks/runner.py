@@ -157,6 +157,16 @@ def find_sae_dir(model: str, layer: int | None = None, base: Path | None = None)
     return max(found, key=preference)
 
 
+def _first_sae_dir(keys: Sequence[str], layer: int | None) -> Path:
+    errors: list[FileNotFoundError] = []
+    for key in keys:
+        try:
+            return find_sae_dir(key, layer)
+        except FileNotFoundError as err:
+            errors.append(err)
+    raise errors[0]
+
+
 def _csv_sae_sources(model: str, adapter: Path, base: Path | None = None) -> list[tuple[str, int | None]]:
     """The SAEs an adapter was trained with, from its row in `data/results.csv` (newest row first)."""
     import csv
@@ -200,10 +210,11 @@ def _expand_layers(text: str) -> list[int]:
 
 
 def sae_sources_for_adapter(
-    model: str, adapter: Path, layer: int | None = None, base: Path | None = None
+    adapter: Path, layer: int | None = None, base: Path | None = None
 ) -> list[tuple[str, int | None]]:
-    """The SAE(s) an adapter under `saved_models/<model>/<sae_tag>/...` was trained for: its row in
-    results.csv, else the SAE folder named by its tag under `saved_saes/<model>/`."""
+    """The SAE(s) an adapter `saved_models/<model>/<sae_tag>/peft_<a>-<b>/rank_<r>/` was trained for:
+    its row in results.csv, else the SAE folder named by its tag under `saved_saes/<model>/`."""
+    model = adapter.parents[2].name
     from_csv = _csv_sae_sources(model, adapter, base)
     if from_csv:
         return from_csv
@@ -228,10 +239,9 @@ def resolve_pairing(config: BenchmarkConfig, plan: Plan, n_layers: int) -> Plan:
     - --sae_source: that SAE, and the newest adapter trained for it;
     - --adapter: that adapter, and the SAE it was trained for (results.csv, else its tag folder);
     - neither: the newest adapter of the model and its SAE, or, with no adapter saved, the newest SAE."""
-    from lorasae.lora.adapters import find_adapter
     from lorasae.lora.sae_refs import source_tag
 
-    key = plan.model_key
+    keys = model_keys(plan.model_name)
     layer = config.sae_layer
     gemma_scope = config.gemma_scope
     rank = config.rank
@@ -257,35 +267,60 @@ def resolve_pairing(config: BenchmarkConfig, plan: Plan, n_layers: int) -> Plan:
             )
     elif sources:
         if plan.needs_adapter:
-            tags = [source_tag(sources[0][0])]
+            tags: list[str | None] = [source_tag(sources[0][0])]
             if gemma_scope is not None:  # adapters trained by the original repository
                 tags.append(sae_id_tag(sources[0][0]))
-            adapter = _first_adapter(key, tags, rank, span)
+            adapter = _newest_adapter(keys, tags, rank, span)
     elif plan.needs_adapter or plan.needs_sae:
         try:
-            adapter = find_adapter(key, rank=rank)
+            adapter = _newest_adapter(keys, rank=rank)
         except FileNotFoundError:
             if plan.needs_adapter:
                 raise
     if not sources and adapter is not None and plan.needs_sae:
-        sources = sae_sources_for_adapter(key, adapter, layer)
+        sources = sae_sources_for_adapter(adapter, layer)
     elif not sources and plan.needs_sae:
-        found = find_sae_dir(key, layer)
+        found = _first_sae_dir(keys, layer)
         sources = [(str(found), layer_from_path(str(found)))]
     plan.sae_sources = sources if plan.needs_sae else []
     plan.adapter = adapter if plan.needs_adapter else None
     return plan
 
 
-def _first_adapter(key: str, tags: Sequence[str], rank: int | None, span: str | None) -> Path:
+def model_keys(name: str) -> list[str]:
+    """Every short name a model's outputs may be saved under: its own key first, then the registry
+    aliases of the same hub model and the hub id's last part (`google/gemma-2-2b`: `gemma-2-2b`, the
+    original's folder, and `gemma`, this project's `--model_type gemma`)."""
+    from lorasae.models import MODEL_REGISTRY
+
+    target = MODEL_REGISTRY.get(name, name)
+    keys = [model_key(name)]
+    keys += [model_key(alias) for alias, hub in MODEL_REGISTRY.items() if hub == target]
+    if "/" in target and not target.startswith("builtin:"):
+        keys.append(model_key(target))
+    return list(dict.fromkeys(keys))
+
+
+def _newest_adapter(
+    keys: Sequence[str],
+    tags: Sequence[str | None] = (None,),
+    rank: int | None = None,
+    span: str | None = None,
+) -> Path:
+    """The newest adapter saved under any of `keys` for any of `tags`; the first lookup's error (which
+    lists what exists) when there is none."""
     from lorasae.lora.adapters import find_adapter
 
+    found: list[Path] = []
     first_error: FileNotFoundError | None = None
-    for tag in tags:
-        try:
-            return find_adapter(key, sae_tag=tag, rank=rank, lora_span=span)
-        except FileNotFoundError as err:
-            first_error = first_error or err
+    for key in keys:
+        for tag in tags:
+            try:
+                found.append(find_adapter(key, sae_tag=tag, rank=rank, lora_span=span))
+            except FileNotFoundError as err:
+                first_error = first_error or err
+    if found:
+        return max(found, key=lambda p: (p / "adapter_config.json").stat().st_mtime)
     assert first_error is not None
     raise first_error
 
