@@ -244,3 +244,23 @@ def test_split_sets_disjoint_and_deterministic():
     assert tune.negatives["medical"] == ["a medical note here"]  # deduplicated, positive removed
     with pytest.raises(ValueError, match="tuning set"):
         split_sets(positives, negatives, "verse")
+
+
+def test_concept_latent_is_the_best_detector():
+    from lorasae.steering.concept import auroc, choose_concept_latent
+
+    labels = np.array([True] * 4 + [False] * 6)
+    features = np.zeros((10, 4))
+    features[:4, 0] = [5.0, 4.0, 6.0, 5.0]  # fires on every concept text, strongly on two others
+    features[4:6, 0] = [9.0, 9.0]
+    features[:3, 1] = [0.1, 0.2, 0.1]  # fires on 3 of 4 concept texts and nowhere else
+    features[:, 2] = 1.0  # fires everywhere
+    features[[0, 5], 3] = 1.0  # no preference
+    choice = choose_concept_latent(features, labels)
+    assert choice.latent == 1 and choice.rate_concept == 0.75 and choice.rate_other == 0.0
+    assert [latent for latent, _ in choice.ranking[:2]] == [1, 0]  # J: 0.75 vs 1 − 2/6
+    assert choice.auroc == pytest.approx(auroc(features[:4, 1], features[4:, 1]))
+    assert auroc(np.array([2.0, 3.0]), np.array([1.0, 2.0])) == pytest.approx(0.875)
+    assert "fires in 75% of science" in choice.describe("science")
+    with pytest.raises(ValueError, match="both"):
+        choose_concept_latent(features, np.ones(10, bool))

@@ -122,7 +122,8 @@ def choose_alpha(
         if best.mean_positive <= 0:
             warning = (
                 f"at alpha={best.alpha:g} steering does not raise the positives' likelihood on average "
-                f"(mean Δ {best.mean_positive:+.3f}); it only lowers it less than the negatives'."
+                f"(mean Δ {best.mean_positive:+.3f}, selectivity {best.selectivity:+.3f}): the latent steers "
+                "at best relative to the negatives."
             )
         return Choice(best.alpha, best, warning)
     best = max(finite, key=lambda s: (round(s.worst_negative, 9), -abs(s.alpha)))
