@@ -63,13 +63,20 @@ def test_runner_end_to_end(setup, out_root, capsys):
     assert data["peak_activation"] == sorted(data["peak_activation"], reverse=True)
 
     record = runner.tune_alpha(ctx, args, grid=[0.5, 2.0])
-    entry = record["splits"]["tuning"]
+    entry = record["modes"]["multiplicative"]["splits"]["tuning"]
     assert [e["alpha"] for e in entry["evaluations"]] == [0.5, 2.0]
     assert entry["chosen_alpha"] in (0.5, 2.0) and entry["sets"]["medical"] == 6
     # a single evaluation joins the record; the choice is re-made over all three
     record = runner.tune_alpha(ctx, args, alpha=1.0)
-    assert [e["alpha"] for e in record["splits"]["tuning"]["evaluations"]] == [0.5, 1.0, 2.0]
-    chosen = record["splits"]["tuning"]["chosen_alpha"]
+    entry = record["modes"]["multiplicative"]["splits"]["tuning"]
+    assert [e["alpha"] for e in entry["evaluations"]] == [0.5, 1.0, 2.0]
+    chosen = entry["chosen_alpha"]
+    # another mode is recorded beside it; evaluating without a tuning choice for a mode is an error
+    additive = runner.SteeringArgs(**{**vars(args), "mode": "additive"})
+    with pytest.raises(ValueError, match="no tuning-split choice for additive"):
+        runner.run_steering_eval(ctx, additive)
+    record = runner.tune_alpha(ctx, additive, alpha=0.1)
+    assert set(record["modes"]) == {"multiplicative", "additive"}
 
     results = runner.run_steering_eval(ctx, args, per_set_histograms=False)  # alpha from the tuning record
     out = capsys.readouterr().out

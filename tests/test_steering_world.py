@@ -72,7 +72,7 @@ def test_steering_along_a_science_direction_favours_science(world_model, out_roo
     args = runner.SteeringArgs(model=str(world_model), num_negatives=30, batch_size=32, max_length=48)
 
     record = runner.tune_alpha(ctx, args)  # the multiplicative grid; base model only (no adapter here)
-    tuning = record["splits"]["tuning"]
+    tuning = record["modes"]["multiplicative"]["splits"]["tuning"]
     chosen = tuning["chosen_alpha"]
     best = next(e for e in tuning["evaluations"] if e["alpha"] == chosen)
     assert best["worst_negative"] >= -5.0  # within the side-effect budget

@@ -566,8 +566,8 @@ def llm_from_env() -> LLMClient | None:
 # --- tuning ---------------------------------------------------------------------------------------
 
 
-def _record_key(ctx: SteeringContext, mode: str) -> dict[str, Any]:
-    return ctx.describe() | {"mode": mode}
+def _mode_entry(record: dict[str, Any], mode: str) -> dict[str, Any]:
+    return record.get("modes", {}).get(mode, {})
 
 
 def tune_alpha(
@@ -580,8 +580,10 @@ def tune_alpha(
     max_negative_drop: float = DEFAULT_MAX_NEGATIVE_DROP,
 ) -> dict[str, Any]:
     """Evaluate one alpha (`alpha`) or sweep a grid on the tuning split (`tuning`; the test split
-    otherwise), record the evaluations in `results/latent_<N>_alpha.json`, and choose alpha by the rule of `lorasae.steering.tuning` (budget `max_negative_drop`)
-    over every alpha recorded for this split. Returns the record."""
+    otherwise), record the evaluations in `results/latent_<N>_alpha.json` (per steering mode and split;
+    a record of another model, SAE, layer or adapter is replaced, and a split whose sets changed starts
+    afresh), and choose alpha by the rule of `lorasae.steering.tuning` (budget `max_negative_drop`) over
+    every alpha recorded for the split. Returns the record."""
     tune_sets, test_sets = build_splits(ctx, args, llm)
     split_name = "tuning" if tuning else "test"
     if not tuning:
@@ -602,14 +604,17 @@ def tune_alpha(
 
     assert ctx.latent is not None
     path = alpha_record_path(ctx.latent)
-    key = _record_key(ctx, args.mode)
+    key = ctx.describe()
     record: dict[str, Any] = read_json(path) if path.exists() else {}
     if {k: record.get(k) for k in key} != key:
-        record = dict(key)  # a different model, SAE, adapter or mode: start afresh
+        record = dict(key)  # a different model, SAE, layer or adapter: start afresh
     rule = rule_text(max_negative_drop)
-    record["rule"] = rule
-    splits = record.setdefault("splits", {})
+    mode_entry = record.setdefault("modes", {}).setdefault(args.mode, {})
+    mode_entry["rule"] = rule
+    splits = mode_entry.setdefault("splits", {})
     entry = splits.setdefault(split_name, {"evaluations": []})
+    if entry.get("sets") != sets.sizes():
+        entry["evaluations"] = []  # other examples: earlier scores are not comparable
     entry["sets"] = sets.sizes()
     known = {float(e["alpha"]): e for e in entry["evaluations"]}
     for score in scores:
@@ -654,13 +659,13 @@ def recorded_alpha(latent: int, ctx: SteeringContext, mode: str) -> float:
             f"`python eval/steering/tune_alpha.py --neuron {latent} --tuning` first, or pass --alpha."
         )
     record = read_json(path)
-    key = _record_key(ctx, mode)
-    mismatch = {k: (record.get(k), v) for k, v in key.items() if record.get(k) != v}
-    entry = record.get("splits", {}).get("tuning")
+    mismatch = {k: (record.get(k), v) for k, v in ctx.describe().items() if record.get(k) != v}
+    entry = _mode_entry(record, mode).get("splits", {}).get("tuning")
     if mismatch or not entry or entry.get("chosen_alpha") is None:
+        problem = f"differs in {mismatch}" if mismatch else f"has no tuning-split choice for {mode} steering"
         raise ValueError(
-            f"{path} holds no tuning-split choice for this setup (differs in {mismatch or 'nothing'}): "
-            "rerun tune_alpha.py --tuning, or pass --alpha."
+            f"{path} does not fit this setup ({problem}): run tune_alpha.py --tuning (with the same "
+            "--mode), or pass --alpha."
         )
     return float(entry["chosen_alpha"])
 
