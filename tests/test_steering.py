@@ -264,3 +264,28 @@ def test_concept_latent_is_the_best_detector():
     assert "fires in 75% of science" in choice.describe("science")
     with pytest.raises(ValueError, match="both"):
         choose_concept_latent(features, np.ones(10, bool))
+
+
+def test_hub_negative_sets_and_cache(out_root, monkeypatch):
+    from lorasae.steering import negatives
+
+    seen = []
+
+    def fake_hub_texts(source, seed):
+        seen.append(source.path)
+        return iter([f"{source.column} row {i} with enough words in it   here" for i in range(50)])
+
+    monkeypatch.setattr(negatives, "hub_texts", fake_hub_texts)
+    with pytest.warns(UserWarning, match="law"):
+        sets = negatives.load_negative_sets("hub", count=5, seed=3)
+    assert list(sets) == ["medical", "arabic", "recipes", "shakespeare"]  # tuning set first; law needs an LLM
+    assert sets["recipes"][0] == "input row 0 with enough words in it here"
+    assert "medalpaca/medical_meadow_medical_flashcards" in seen and len(sets["arabic"]) == 5
+    assert (out_root / "eval/steering/datasets/recipes.json").exists()
+    seen.clear()
+    with pytest.warns(UserWarning, match="law"):
+        again = negatives.load_negative_sets("hub", count=5, seed=3)
+    assert again == sets and seen == []  # served from the cache
+    with pytest.warns(UserWarning, match="law"):
+        negatives.load_negative_sets("hub", count=5, seed=4)
+    assert len(seen) == 4  # another seed: rebuilt

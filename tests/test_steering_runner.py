@@ -121,3 +121,37 @@ def test_missing_inputs_give_clear_errors(setup, out_root):
         runner.recorded_alpha(7, ctx, "multiplicative")
     with pytest.raises(FileNotFoundError, match="train_sae.py"):
         runner.default_sae_source("tiny")
+
+
+def test_llm_positive_examples_through_the_runner(setup, out_root, monkeypatch):
+    from test_steering_llm import FakeLLM
+
+    from lorasae.steering.examples import LLMClient, LLMSettings
+
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    ctx, _, corpus = setup
+    ctx.latent = 9
+    replies = [
+        (
+            200,
+            "1. Stars fuse hydrogen into helium.\n2. Cells divide by mitosis.\n3. Gravity bends light rays.",
+        )
+    ]
+    replies += [(200, "1. Electrons orbit the atomic nucleus.\n2. Cells divide by mitosis.")]
+    with FakeLLM(replies) as server:
+        settings = LLMSettings(api_key="k", base_url=server.url, model="stand-in", timeout=10)
+        path = runner.make_positive_examples(
+            ctx, str(corpus), llm=LLMClient(settings), num_examples=4, per_call=3, concurrency=1, batch_size=8
+        )
+        prompt = server.requests[0]["messages"][-1]["content"]
+    data = json.loads(path.read_text())
+    assert data["source"] == "llm" and data["llm_model"] == "stand-in" and data["llm_calls"] == 2
+    assert data["examples"] == [
+        "Stars fuse hydrogen into helium.",
+        "Cells divide by mitosis.",
+        "Gravity bends light rays.",
+        "Electrons orbit the atomic nucleus.",
+    ]
+    # no description given: the corpus snippets where the latent fires most are the few-shot examples
+    assert data["seed_examples"] and data["seed_examples"][0] in prompt
