@@ -191,13 +191,18 @@ class SaeTrainer:
         self._clock = time.perf_counter()
 
     # --- outputs (main rank) -----------------------------------------------------------------------
+    def _write_curves(self) -> None:
+        """The curve so far (val CE and cumulative training minutes, point i at progress i/(n-1) once
+        complete), written atomically by the main rank."""
+        if self.info.is_main:
+            atomic_write_json(sae_curve_path("val_loss", self.cfg.model_key, self.cfg.kind), self.val_loss)
+            atomic_write_json(sae_curve_path("time", self.cfg.model_key, self.cfg.kind), self.minutes)
+
     def _record_curve_points(self, count: int, logger: TrainLogger | None) -> None:
         value = self.spliced_ce()
         self.val_loss += [value] * count
         self.minutes += [self.train_minutes] * count
-        if self.info.is_main:
-            atomic_write_json(sae_curve_path("val_loss", self.cfg.model_key, self.cfg.kind), self.val_loss)
-            atomic_write_json(sae_curve_path("time", self.cfg.model_key, self.cfg.kind), self.minutes)
+        self._write_curves()
         if logger is not None:
             logger.eval(self.step, value, self.train_minutes)
 
@@ -315,8 +320,10 @@ class SaeTrainer:
     # --- the loop ----------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
         cfg, info = self.cfg, self.info
-        if cfg.resume and self.restore() and info.is_main:
-            print(f"Resuming from step {self.step}/{cfg.total_steps} ({self.state_file})")
+        if cfg.resume and self.restore():
+            self._write_curves()  # drop points a killed run wrote after its last saved state
+            if info.is_main:
+                print(f"Resuming from step {self.step}/{cfg.total_steps} ({self.state_file})")
         elif cfg.resume and info.is_main:
             print(f"No training state at {self.state_file}: starting a new run.")
         elif cfg.init_sae:
