@@ -159,3 +159,18 @@ def test_lean_chunk_kl_matches_naive(softcap: float | None, with_bias: bool) -> 
     torch.testing.assert_close(grad, student.grad, rtol=1e-4, atol=1e-6)
     kl_only, none = lean_chunk_kl(student.detach(), base, weight, bias, softcap, want_grad=False)
     assert none is None and torch.equal(kl_only, kl)
+
+
+def test_rowdot_ignores_dirty_memory() -> None:
+    """The sampled_addmm pattern's values must be zeros: with beta=0 torch still multiplies them, so NaN
+    left in recycled memory reached the gradient (a random NaN during SAE training)."""
+    torch.manual_seed(5)
+    n, k, m, d = 64, 4, 256, 8
+    idx = torch.stack([torch.randperm(m)[:k] for _ in range(n)])
+    groups = LatentGroups(idx, m)
+    a, rows = torch.randn(n, d), torch.randn(m, d)
+    expected = (a @ rows.t()).gather(1, idx)
+    for _ in range(20):
+        junk = torch.full((n * k,), float("nan"))  # freed just before the kernel allocates the same size
+        del junk
+        torch.testing.assert_close(groups.scatter(groups.rowdot(a, rows)), expected)
