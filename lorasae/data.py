@@ -101,7 +101,8 @@ def pack_chunks(
         docs = list(itertools.islice(iterator, batch_docs))
         if not docs:
             return
-        for ids in tokenizer(docs, add_special_tokens=False)["input_ids"]:
+        # verbose=False: whole documents are longer than the model's window before packing cuts them
+        for ids in tokenizer(docs, add_special_tokens=False, verbose=False)["input_ids"]:
             buffer.extend(ids)
             buffer.append(eos)
         start = 0

@@ -2,10 +2,12 @@
 
 Stages (each skipped when its outputs exist, so a rerun is cheap; `--force` reruns everything):
  1. the built-in world (corpus, tokenizer, pretrained tiny model)
- 2. a TopK SAE with its 10 %…100 % checkpoints, and 3. an e2e SAE on the same token budget
- 4. LoRA from several TopK checkpoints (the timing experiment)
- 5. a sweep: LoRA rank, SAE k, and a LoRA on one layer at a time after the SAE
- 6. every figure, then a table of L_base, L_SAE, L_LoRA and % of gap closed per run, and the e2e speed-up.
+ 2. TopK SAEs at the other k of the L0 sweep
+ 3. the main TopK SAE with its 10 %…100 % checkpoints, and 4. an e2e SAE on the same token budget
+ 5. LoRA from several TopK checkpoints (the timing experiment)
+ 6. LoRA for every (k, rank) of the sweep, and 7. a LoRA on one layer at a time after the SAE
+ 8. every figure; then a table of L_base, L_SAE, L_LoRA and % of gap closed per run, the e2e speed-up,
+    and (from the repository) README's results block rewritten.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from tabulate import tabulate
+from pathlib import Path
 
 from lorasae import paths
 from lorasae.cli import parse
+from lorasae.demo_readme import update_readme
 
 
 @dataclass
@@ -39,19 +41,23 @@ class DemoConfig:
     """Training sequences of each LoRA run."""
 
     rank: int = 16
-    """LoRA rank of the timing experiment, the k sweep and the one-layer runs."""
+    """LoRA rank of the timing experiment and the one-layer runs."""
 
     ranks: tuple[int, ...] = (1, 4, 16, 64)
-    """LoRA ranks of the rank sweep (on the final TopK SAE)."""
+    """LoRA ranks of the sweep (each on the final TopK SAE of every k)."""
 
     checkpoints: tuple[int, ...] = (20, 40, 60, 80, 100)
     """TopK SAE checkpoints (percent of training) to adapt with LoRA."""
 
     sweep_k: tuple[int, ...] = (2, 8)
-    """Extra SAE sparsities k for the L0 sweep (the main SAE's default k is added)."""
+    """Extra SAE sparsities k for the L0 sweep (the main SAE's default k is added); LoRA runs on each
+    at every rank."""
 
     force: bool = False
     """Rerun every stage even when its outputs exist."""
+
+    readme: bool = True
+    """Rewrite the results block of README.md (between its demo markers) and docs/demo_timing.png."""
 
     seed: int = 42
     """Random seed."""
@@ -90,8 +96,10 @@ def _world_summary() -> str:
 
 
 def run_demo(cfg: DemoConfig) -> None:
-    from lorasae.lora.config import TrainLoraConfig
+    from lorasae.lora.adapters import lora_layer_list
+    from lorasae.lora.config import TrainLoraConfig, default_sae_layer
     from lorasae.lora.run import main as train_lora
+    from lorasae.lora.sae_refs import single_sae_tag
     from lorasae.train.config import TrainSaeConfig, default_k
     from lorasae.train.sae_trainer import train_sae
     from lorasae.world.tiny_model import ensure_tiny_model
@@ -143,8 +151,13 @@ def run_demo(cfg: DemoConfig) -> None:
         lambda: train_sae(sae_config(k=k_main, e2e=True)),
     )
 
-    def lora(**changes) -> None:
-        base = TrainLoraConfig(
+    from lorasae.models import num_layers
+
+    n_layers = num_layers(load_model(model, device="cpu")[0])
+    default_layer = default_sae_layer(n_layers)
+
+    def lora_base() -> TrainLoraConfig:
+        return TrainLoraConfig(
             device=cfg.device,
             model_type=model,
             sae_layer=str(cfg.layer),
@@ -157,60 +170,67 @@ def run_demo(cfg: DemoConfig) -> None:
             seed=cfg.seed,
             progress=False,
         )
-        train_lora(dataclasses.replace(base, **changes))
 
-    stages.run(
+    def lora_done(run: TrainLoraConfig) -> bool:
+        layers = lora_layer_list(run.LoRA_layers, [cfg.layer], n_layers)
+        tag = single_sae_tag(paths.sae_tag(8, run.k, run.checkpoint_percent), cfg.layer, default_layer)
+        path = paths.lora_json_path("CE_increase", model, tag, layers, run.rank, run.num_train_examples)
+        return path.exists()
+
+    def lora_stage(title: str, runs: list[TrainLoraConfig]) -> None:
+        todo = [run for run in runs if cfg.force or not lora_done(run)]
+        stages.run(title, not todo, lambda: [train_lora(run) for run in todo])
+
+    def lora(**changes) -> TrainLoraConfig:
+        return dataclasses.replace(lora_base(), **changes)
+
+    lora_stage(
         f"LoRA (rank {cfg.rank}) from TopK checkpoints {list(cfg.checkpoints)} %",
-        False,
-        lambda: [lora(checkpoint_percent=pct) for pct in cfg.checkpoints],
+        [lora(checkpoint_percent=pct) for pct in cfg.checkpoints],
     )
-    stages.run(f"LoRA rank sweep {list(cfg.ranks)}", False, lambda: [lora(rank=r) for r in cfg.ranks])
-    stages.run(f"LoRA on SAEs with k = {ks}", False, lambda: [lora(k=k) for k in ks])
-    from lorasae.models import num_layers
-
-    n_layers = num_layers(load_model(model, device="cpu")[0])
+    lora_stage(
+        f"LoRA for each SAE k = {ks} at each rank {list(cfg.ranks)}",
+        [lora(k=k, rank=r) for k in ks for r in cfg.ranks],
+    )
     after = list(range(cfg.layer + 1, n_layers))
-    stages.run(
+    if not after:
+        print(f"(the SAE is at the last layer {cfg.layer}: no one-layer LoRA runs after it)")
+    lora_stage(
         f"LoRA on one layer at a time after the SAE (layers {after})",
-        False,
-        lambda: [lora(LoRA_layers=str(layer)) for layer in after],
+        [lora(LoRA_layers=str(layer)) for layer in after],
     )
-    stages.run("figures", False, lambda: _figures(model))
-    print_summary(model)
-    print(f"demo finished in {stages.elapsed_minutes():.1f} min; figures in {paths.plots_dir()}")
+    figures: dict[str, list[Path]] = {}
+    stages.run("figures", False, lambda: figures.update(_figures(model)))
+    from lorasae.report import print_results_table
+
+    print_results_table(model, speedup=True)
+    minutes = stages.elapsed_minutes()
+    print(f"demo finished in {minutes:.1f} min; figures in {paths.plots_dir()}")
+    if cfg.readme:
+        timing = next((f for f in figures.get("timing", []) if f.suffix == ".png"), None)
+        readme = update_readme(paths.root(), model, minutes, _machine(), timing)
+        if readme is not None:
+            print(f"results block of {readme} rewritten")
 
 
-def _figures(model: str) -> None:
+def _machine() -> str:
+    import os
+    import platform
+
+    import torch
+
+    return f"{os.cpu_count()} CPU cores ({platform.machine()}), torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def _figures(model: str) -> dict[str, list[Path]]:
     from lorasae.plotting import plot_all
 
-    for name, files in plot_all(None, model).items():
+    out = plot_all(None, model)
+    for name, files in out.items():
         for file in files:
             if file.suffix == ".png":
                 print(f"  {name}: {file}")
-
-
-def print_summary(model: str) -> None:
-    """The final table (one row per LoRA run) and the e2e speed-up."""
-    from lorasae.results import load_results_csv
-    from lorasae.speedup import compute_speedup
-
-    df = load_results_csv(None)
-    df = df[df["model"] == model].drop_duplicates(
-        subset=["sae_tag", "sae_layers", "lora_layers", "rank", "num_examples"], keep="last"
-    )
-    rows = [
-        [r.sae_tag, r.lora_layers, int(r.rank), r.L_base, r.L_SAE, r.L_LoRA, 100 * r.frac_gap_closed]
-        for r in df.itertuples()
-    ]
-    headers = ["SAE", "LoRA layers", "rank", "L_base", "L_SAE", "L_LoRA", "% gap closed"]
-    print(tabulate(rows, headers=headers, floatfmt=".4f"))
-    try:
-        table = compute_speedup(None, model)
-    except FileNotFoundError as err:
-        print(f"e2e speed-up: not computed ({err})")
-        return
-    print("\ne2e speed-up (e2e SAE time / (TopK checkpoint time + LoRA time) to reach the same spliced CE):")
-    print(tabulate(table, headers="keys", showindex=False, floatfmt=".4g"))
+    return out
 
 
 if __name__ == "__main__":

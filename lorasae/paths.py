@@ -119,6 +119,11 @@ def results_csv(base: Path | None = None) -> Path:
     return _root(base) / "data" / "results.csv"
 
 
+def sweep_manifest(model: str, base: Path | None = None) -> Path:
+    """`data/sweeps/<model>.json`: which SAEs each of sweep.py's sweeps used (the figures read it)."""
+    return _root(base) / "data" / "sweeps" / f"{sanitize(model)}.json"
+
+
 def plots_dir(base: Path | None = None) -> Path:
     return _root(base) / "plots"
 

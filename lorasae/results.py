@@ -588,3 +588,11 @@ def find_steering_results(root: str | Path | None = None) -> list[Path]:
         ):
             found.append(path)
     return found
+
+
+def load_sweep_manifest(root: str | Path | None, model: str) -> dict[str, Any] | None:
+    """sweep.py's record of which SAEs each sweep of `model` used (`data/sweeps/<model>.json`), or None."""
+    path = paths.sweep_manifest(model, resolve_root(root))
+    if not path.is_file():
+        return None
+    return _read_json(path, "sweep manifest", "sweep.py")

@@ -269,7 +269,9 @@ def test_scaling_figures(root: Path):
         _assert_figures(paths, (f"google--gemma-2-2b_improvement_vs_{x}.png", f"google--gemma-2-2b_improvement_vs_{x}.pdf"))  # fmt: skip
     names = ("model_size_scaling.png", "model_size_scaling.pdf")
     _assert_figures(plot_improvement_vs_model_size(root), names)  # "tiny" has no size: categorical
-    _assert_figures(plot_improvement_vs_model_size(root, ["google/gemma-2-2b"]), names)
+    _assert_figures(plot_improvement_vs_model_size(root, ["tiny", "google/gemma-2-2b"]), names)
+    with pytest.raises(MissingResultsError, match="at least two models.*only \\['google/gemma-2-2b'\\]"):
+        plot_improvement_vs_model_size(root, ["google/gemma-2-2b"])
     with pytest.raises(MissingResultsError):
         plot_improvement_vs(root, "llama", "l0")
 

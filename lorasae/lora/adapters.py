@@ -8,6 +8,7 @@ Evals import this module: `lora_layer_list`, `attach_lora`, `load_peft_model`, `
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -157,7 +158,9 @@ def attach_lora(
         init_lora_weights=True,
     )
     model.requires_grad_(False)
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():  # peft 0.21 reads a transformers attribute deprecated in v5
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, config)
 
 
 def adapted_layers(model: nn.Module) -> list[int]:

@@ -14,7 +14,7 @@ from torch import nn
 from lorasae.data import load_token_split
 from lorasae.hooks import residual_at
 from lorasae.lora.adapters import attach_lora, format_layers, lora_layer_list, parse_layer_spec
-from lorasae.lora.config import TrainLoraConfig
+from lorasae.lora.config import TrainLoraConfig, default_sae_layer
 from lorasae.lora.outputs import RunId, append_result, results_row, save_adapter, write_curves
 from lorasae.lora.sae_refs import SaeRun, external_run, our_sae_runs
 from lorasae.lora.trainer import LoraRunResult, TrainSettings, sae_splices, train_lora, validation_ce
@@ -154,7 +154,11 @@ def _main(cfg: TrainLoraConfig, info: distributed.DistInfo, device: torch.device
         l0s = [sae_l0(s, model, layer, split.val[:4]) for layer, s in saes.items()] if info.is_main else [0.0]
         lora_layers = lora_layer_list(cfg.LoRA_layers, sae_layers, n_layers)
         run_id = RunId(
-            cfg.model_key, run.tag(sae_layers), tuple(lora_layers), cfg.rank, cfg.num_train_examples
+            cfg.model_key,
+            run.tag(sae_layers, default_sae_layer(n_layers)),
+            tuple(lora_layers),
+            cfg.rank,
+            cfg.num_train_examples,
         )
         if cfg.skip_existing and run_id.json_path("CE_increase").exists():
             if info.is_main:

@@ -10,14 +10,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lorasae.paths import root, sanitize
+from lorasae.sae.sources import SaeNotFoundError
 
 CHECKPOINT_PCTS = tuple(range(10, 101, 10))
 _FAMILY = re.compile(r"^expansion_(?P<e>\d+)_L0_(?P<k>\d+)(?:-(?P<pct>\d+)pct)?$")
 _LAYER_DIR = re.compile(r"^(?:model\.)?layers?[._](?P<layer>\d+)$")
 
 
-class SaeNotFoundError(FileNotFoundError):
-    """No SAE matches the request; the message lists the SAEs that exist and how to make one."""
+def single_sae_tag(tag: str, layer: int | None, default_layer: int | None) -> str:
+    """`layer_<L>__<tag>` when one SAE is spliced at a layer other than the default one and its own tag
+    does not name its layer (ours: `expansion_8_L0_4`); else `tag`."""
+    named = re.search(r"(?:^|[^a-z])layer_\d+", tag) is not None
+    if default_layer is not None and layer is not None and layer != default_layer and not named:
+        return f"layer_{layer}__{tag}"
+    return tag
 
 
 @dataclass(frozen=True)
@@ -41,12 +47,15 @@ class SaeRun:
     def checkpoint_pct(self) -> int | None:
         return self.refs[0].checkpoint_pct
 
-    def tag(self, layers: Sequence[int] | None = None) -> str:
+    def tag(self, layers: Sequence[int] | None = None, default_layer: int | None = None) -> str:
         """The SAE tag in output paths: the SAE's own tag for one SAE; with several, the spliced layers
-        are prefixed (`layers_1+2__expansion_8_L0_4-100pct`) so runs on different layer sets differ."""
+        are prefixed (`layers_1+2__expansion_8_L0_4-100pct`) so runs on different layer sets differ.
+        One SAE spliced at a layer other than `default_layer` whose tag does not name its layer (ours:
+        `expansion_8_L0_4`) gets `layer_<L>__` in front, so SAEs of one family at different layers do
+        not share output files."""
         tag = self.refs[0].tag
         if len(self.refs) == 1:
-            return tag
+            return single_sae_tag(tag, layers[0] if layers else self.refs[0].layer, default_layer)
         if layers is None:
             layers = [r.layer for r in self.refs if r.layer is not None]
         tags = {r.tag for r in self.refs}

@@ -24,7 +24,13 @@ from lorasae.plotting.scaling import (
 )
 from lorasae.plotting.steering import plot_steering_histograms
 from lorasae.plotting.timing import plot_timing
-from lorasae.results import MissingResultsError, find_steering_results, load_steering_deltas, resolve_root
+from lorasae.results import (
+    MissingResultsError,
+    find_steering_results,
+    load_steering_deltas,
+    load_sweep_manifest,
+    resolve_root,
+)
 
 __all__ = [
     "X_VARS",
@@ -52,12 +58,22 @@ def try_plot(fn: Callable[..., list[Path]], *args, **kwargs) -> list[Path]:
 
 def plot_all(root: str | Path | None, model: str, out_dir: str | Path | None = None) -> dict[str, list[Path]]:
     """Every figure of `model` its files allow (plus model size across all models and any steering
-    deltas found); figures whose inputs are missing are skipped with a printed reason."""
+    deltas found); figures whose inputs are missing are skipped with a printed reason. When sweep.py
+    ran for `model`, its manifest says which SAEs each scaling figure shows."""
+    sweep = load_sweep_manifest(root, model) or {}
+    axes = sweep.get("axes", {})
+    single = axes.get("single_layer") or [None]
     out: dict[str, list[Path]] = {
         "timing": try_plot(plot_timing, root, model, out_dir=out_dir),
-        "scaling": try_plot(plot_scaling_grid, root, model, out_dir=out_dir),
-        "single_layer": try_plot(plot_single_layer_lora, root, model, out_dir=out_dir),
-        "model_size": try_plot(plot_improvement_vs_model_size, root, out_dir=out_dir),
+        "scaling": try_plot(plot_scaling_grid, root, model, sae_tags=axes or None, out_dir=out_dir),
+        "single_layer": try_plot(plot_single_layer_lora, root, model, sae_tag=single[0], out_dir=out_dir),
+        "model_size": try_plot(
+            plot_improvement_vs_model_size,
+            root,
+            sweep.get("models"),
+            sae_tags=sweep.get("model_size"),
+            out_dir=out_dir,
+        ),
     }
     target = Path(out_dir) if out_dir is not None else resolve_root(root) / "plots"
     for path in find_steering_results(root):

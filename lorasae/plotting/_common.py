@@ -65,7 +65,9 @@ def grid(ax: Axes) -> None:
 
 
 def examples_label(n: float) -> str:
-    """15000 → `15k`, 300 → `0.3k` (the file-name convention)."""
+    """Training sequences for a title: 15000 → `15k`, 2500 → `2.5k`, 160 → `160`."""
+    if float(n) < 1000:
+        return f"{float(n):g}"
     value = float(n) / 1000
     return f"{int(value)}k" if value.is_integer() else f"{value:g}k"
 

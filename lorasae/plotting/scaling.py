@@ -13,7 +13,7 @@ show exactly what a figure plots.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,13 +65,17 @@ def improvement_table(
     *,
     where: Mapping[str, Any] | None = None,
     ranks: Sequence[int] | None = None,
+    sae_tags: Collection[str] | None = None,
 ) -> pd.DataFrame:
     """The rows a sweep over `x` (`l0`, `width`, `layer`, `model_size`) plots: columns `x` (the value),
-    `rank`, `ce_improvement`, `pct_gap_closed` and identifying columns; sorted by rank then x."""
+    `rank`, `ce_improvement`, `pct_gap_closed` and identifying columns; sorted by rank then x.
+    `sae_tags` keeps only runs on those SAEs (a sweep's manifest names the SAEs of each sweep)."""
     if x not in X_VARS:
         raise ValueError(f"x must be one of {sorted(X_VARS)}, got {x!r}")
     xv, where = X_VARS[x], dict(where or {})
     rows = df.copy()
+    if sae_tags is not None:
+        rows = rows[rows["sae_tag"].isin([sanitize(t) for t in sae_tags])]
     for col, value in where.items():
         rows = rows[(rows[col] == value) | ((col == "model") & (rows["model_dir"] == sanitize(str(value))))]
     improvement = rows["L_SAE"] - rows["L_LoRA"]
@@ -113,6 +117,10 @@ def _describe(table: pd.DataFrame, x: str) -> str:
     return ", ".join(parts)
 
 
+def _value_label(value: float, x: str) -> str:
+    return width_label(value) if x == "width" else f"{value:g}"
+
+
 def _draw(ax_abs: Axes, ax_pct: Axes, table: pd.DataFrame, x: str) -> None:
     xv = X_VARS[x]
     colors = rank_colors(table["rank"].tolist())
@@ -140,12 +148,13 @@ def plot_improvement_vs(
     *,
     where: Mapping[str, Any] | None = None,
     ranks: Sequence[int] | None = None,
+    sae_tags: Collection[str] | None = None,
     out_dir: str | Path | None = None,
 ) -> list[Path]:
     """CE improvement (top) and % of the gap closed (bottom) vs `x` in `l0|width|layer`, one line per
     rank; writes `<model>_improvement_vs_<x>.{png,pdf}`."""
     df = select_model(load_results_csv(root), model)
-    table = improvement_table(df, x, where=where, ranks=ranks)
+    table = improvement_table(df, x, where=where, ranks=ranks, sae_tags=sae_tags)
     if table.empty:
         raise MissingResultsError(f"No LoRA runs in data/results.csv to plot against {x} for {model!r}")
     fig, (ax_abs, ax_pct) = new_figure(2, 1, figsize=(5.0, 5.0), sharex=True)
@@ -160,17 +169,21 @@ def plot_scaling_grid(
     *,
     where: Mapping[str, Any] | None = None,
     ranks: Sequence[int] | None = None,
+    sae_tags: Mapping[str, Collection[str]] | None = None,
     out_dir: str | Path | None = None,
 ) -> list[Path]:
     """The paper's 2×3 scaling figure (columns: L0, width, layer; rows: absolute, %); a sweep without
-    runs shows "no runs"; writes `<model>_scaling.{png,pdf}`."""
+    runs shows "no runs"; `sae_tags` (by sweep: `l0`, `width`, `layer`) picks the SAEs of each sweep;
+    writes `<model>_scaling.{png,pdf}`."""
     df = select_model(load_results_csv(root), model)
     fig, axes = new_figure(2, 3, figsize=(11.0, 5.5), sharey="row")
     drawn = 0
     for j, x in enumerate(("l0", "width", "layer")):
-        table = improvement_table(df, x, where=where, ranks=ranks)
-        if table.empty or table["x"].nunique() < 1:
-            no_data(axes[0, j], f"no runs for the {x} sweep")
+        tags = (sae_tags or {}).get(x)
+        table = improvement_table(df, x, where=where, ranks=ranks, sae_tags=tags)
+        if table.empty or table["x"].nunique() < 2:
+            only = "" if table.empty else f" (all runs at {NAMES[x]} {_value_label(table['x'].iloc[0], x)})"
+            no_data(axes[0, j], f"no {NAMES[x]} sweep{only}")
             axes[1, j].set_xlabel(X_VARS[x].label)
             continue
         _draw(axes[0, j], axes[1, j], table, x)
@@ -192,19 +205,26 @@ def plot_improvement_vs_model_size(
     *,
     where: Mapping[str, Any] | None = None,
     ranks: Sequence[int] | None = None,
+    sae_tags: Mapping[str, str] | None = None,
     out_dir: str | Path | None = None,
 ) -> list[Path]:
     """CE improvement vs model size across `models` (default: every model in results.csv), one SAE per
-    model (the one with the most runs unless `where` picks); model sizes come from the names (`2b`),
-    and models whose name has no size are placed in order on a categorical axis; writes
-    `model_size_scaling.{png,pdf}`."""
+    model (`sae_tags[model]`, else the one with the most runs unless `where` picks); model sizes come
+    from the names (`2b`), and models whose name has no size are placed in order on a categorical axis;
+    writes `model_size_scaling.{png,pdf}`."""
     df = load_results_csv(root)
     if models is not None:
         df = pd.concat([select_model(df, m) for m in models])
+    if sae_tags:
+        chosen = {sanitize(m): sanitize(t) for m, t in sae_tags.items()}
+        df = df[df["model_dir"].map(chosen).isna() | (df["sae_tag"] == df["model_dir"].map(chosen))]
     df = df.assign(model_size_b=df["model_size_b"].fillna(-1.0))  # placeholder for "unknown size"
     table = improvement_table(df, "model_size", where=where, ranks=ranks)
-    if table.empty:
-        raise MissingResultsError("No LoRA runs in data/results.csv for the model-size figure")
+    if table["model"].nunique() < 2:
+        have = f"only {sorted(set(table['model']))}" if len(table) else "none"
+        raise MissingResultsError(
+            f"The model-size figure needs LoRA runs on at least two models in data/results.csv ({have})"
+        )
     categorical = bool((table["x"] < 0).any())
     if categorical:  # some size unknown: a categorical axis in the given (else sorted) order
         present = set(table["model"])

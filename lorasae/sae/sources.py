@@ -43,7 +43,8 @@ _HF_LAYER = re.compile(r"(?:^|\.)layers?[._](\d+)$")
 
 
 class SaeNotFoundError(FileNotFoundError):
-    """No SAE at the given source; the message lists what exists nearby."""
+    """No SAE at the given source (or none of our checkpoints matches); the message lists what exists
+    nearby and how to make one."""
 
 
 class SaeShapeError(ValueError):

@@ -70,7 +70,7 @@ def tokenize_texts(texts: Sequence[str], tokenizer: Any, ctx_len: int) -> Tensor
     if pad is None:
         raise ValueError("the tokenizer has neither a PAD nor an EOS token to pad with")
     body = ctx_len - (1 if bos is not None else 0)
-    ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    ids = tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]  # cut to body below
     out = torch.full((len(ids), ctx_len), pad, dtype=torch.long)
     for row, seq in enumerate(ids):
         seq = ([bos] if bos is not None else []) + list(seq[:body])

@@ -1,0 +1,47 @@
+"""The tables printed at the end of a demo or sweep: one row per LoRA run of a model (L_base, L_SAE,
+L_LoRA, % of the CE gap closed) and the e2e speed-up, read from `data/`."""
+
+from __future__ import annotations
+
+from tabulate import tabulate
+
+RUN_KEY = ["sae_tag", "sae_layers", "lora_layers", "rank", "num_examples"]
+
+
+def results_rows(model: str) -> list[list[object]]:
+    """The latest row of each distinct run of `model` in data/results.csv."""
+    from lorasae.results import load_results_csv, select_model
+
+    df = select_model(load_results_csv(None), model).drop_duplicates(subset=RUN_KEY, keep="last")
+    return [
+        [r.sae_tag, r.lora_layers, int(r.rank), r.L_base, r.L_SAE, r.L_LoRA, 100 * r.frac_gap_closed]
+        for r in df.itertuples()
+    ]
+
+
+def results_table(model: str, fmt: str = "simple") -> str:
+    headers = ["SAE", "LoRA layers", "rank", "L_base", "L_SAE", "L_LoRA", "% gap closed"]
+    floatfmt = ("", "", "", ".4f", ".4f", ".4f", ".1f")
+    return tabulate(results_rows(model), headers=headers, floatfmt=floatfmt, tablefmt=fmt)
+
+
+def speedup_table(model: str, fmt: str = "simple") -> str:
+    """The e2e speed-up table (SPEC §3.3); raises FileNotFoundError without the SAE curves."""
+    from lorasae.speedup import compute_speedup
+
+    return tabulate(
+        compute_speedup(None, model), headers="keys", showindex=False, floatfmt=".4g", tablefmt=fmt
+    )
+
+
+def print_results_table(model: str, speedup: bool = False) -> None:
+    print(results_table(model))
+    if not speedup:
+        return
+    try:
+        table = speedup_table(model)
+    except FileNotFoundError as err:
+        print(f"e2e speed-up: not computed ({err})")
+        return
+    print("\ne2e speed-up (e2e SAE time / (TopK checkpoint time + LoRA time) to reach the same spliced CE):")
+    print(table)

@@ -1,0 +1,109 @@
+"""`sweep.py`'s flags: the paper's scaling study (SAE L0, width, layer, model size, LoRA rank, and a LoRA
+on one layer at a time) over Gemma Scope SAEs, or over this project's own SAEs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lorasae.cli import CommonArgs, field, parse_count
+
+AXES = ("l0", "width", "layer", "model_size", "single_layer")
+
+
+def parse_width(text: str | int) -> int:
+    """`16k` → 16384, `1m` → 1048576 (Gemma Scope's names), `1024` → 1024."""
+    from lorasae.results import _width
+
+    s = str(text).strip().lower()
+    unit = s[-1] if s[-1:] in ("k", "m") else ""
+    return _width(int(s[: len(s) - len(unit)]), unit)
+
+
+@dataclass
+class SweepConfig(CommonArgs):
+    """LoRA adapters for a grid of SAEs (the paper's scaling study); writes the usual train_lora.py outputs
+    and draws the scaling figures."""
+
+    catalog: str = "gemma-scope"
+    """Where the SAEs come from: gemma-scope (sae-lens releases; models gemma, gemma-9b) or ours
+    (the final TopK SAEs train_sae.py saved for --model_type under saved_saes/)."""
+
+    axes: list[str] = field(default_factory=lambda: list(AXES))
+    """Sweeps to run: l0 width layer model_size single_layer (each at every --ranks, but single_layer
+    at --rank)."""
+
+    layer: int | None = None
+    """Layer of the default SAE that the other sweeps hold fixed. Default: 12 on Gemma-2-2B (20 on
+    9B), else the layer most of the catalog's SAEs read."""
+
+    width: str | None = None
+    """Width of the default SAE (16k, 131k, 1024 ...). Default: 16k on Gemma-2-2B (131k on 9B), else
+    the most common width."""
+
+    l0: float | None = None
+    """L0 of the default SAE (the nearest available). Default: Gemma Scope's canonical SAE, else the
+    middle L0."""
+
+    layers: list[int] | None = None
+    """Layers of the layer sweep. Default: up to 9 evenly spaced layers that have SAEs of --width."""
+
+    widths: list[str] | None = None
+    """Widths of the width sweep. Default: every width available at --layer."""
+
+    ranks: list[int] = field(default_factory=lambda: [1, 4, 16, 64])
+    """LoRA ranks; the L0, width, layer and model-size sweeps run each."""
+
+    rank: int = 64
+    """LoRA rank of the one-layer-at-a-time runs."""
+
+    LoRA_layers: str = field(default="all", alias=["--lora_layers"])
+    """Layers that get adapters in the L0, width, layer and model-size sweeps: all, after, or a list."""
+
+    single_layers: str = "after"
+    """Layers that each get their own one-layer LoRA in the single_layer sweep: after (those after the
+    SAE), all, or a list/range such as 0-25."""
+
+    models: list[str] = field(default_factory=lambda: ["gemma", "gemma-9b"])
+    """Models of the model-size sweep (each at its own default SAE)."""
+
+    num_train_examples: int = field(default=15_000, type=parse_count)
+    """Training sequences of each LoRA run (the paper: 15k)."""
+
+    lr: float | None = None
+    """LoRA learning rate. Default: train_lora.py's (5e-5; 5e-4 for small models)."""
+
+    ctx_len: int | None = None
+    """Tokens per sequence. Default: train_lora.py's (1024, capped at the model's window)."""
+
+    num_val_tokens: int | None = field(default=None, type=parse_count)
+    """Validation tokens. Default: train_lora.py's."""
+
+    save_model: bool = False
+    """Save every adapter (PEFT format) under saved_models/."""
+
+    shard: str = "0/1"
+    """Run only part i of n of the plan (i/n), e.g. one process per GPU:
+    CUDA_VISIBLE_DEVICES=1 python sweep.py --shard 1/4."""
+
+    dry_run: bool = False
+    """Print the plan and exit."""
+
+    progress: bool = True
+    """Show a tqdm bar per LoRA run."""
+
+    def shard_index(self) -> tuple[int, int]:
+        try:
+            i, n = (int(x) for x in self.shard.split("/"))
+        except ValueError:
+            raise ValueError(f"--shard must look like 0/4, got {self.shard!r}") from None
+        if not 0 <= i < n:
+            raise ValueError(f"--shard {self.shard}: the part must be in 0…{n - 1}")
+        return i, n
+
+    def check(self) -> None:
+        unknown = sorted(set(self.axes) - set(AXES))
+        if unknown:
+            raise ValueError(f"Unknown sweep axes {unknown}: choose from {list(AXES)}")
+        if not self.ranks or min(self.ranks) < 1 or self.rank < 1:
+            raise ValueError("LoRA ranks must be positive")
+        self.shard_index()

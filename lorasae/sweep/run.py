@@ -1,0 +1,156 @@
+"""Run a sweep: print the plan, train each LoRA run that has no outputs yet (through train_lora.py's own
+pipeline, so the outputs are the usual ones), record which SAEs each sweep used, then draw the figures
+and print the table."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from tabulate import tabulate
+
+from lorasae import paths
+from lorasae.atomic import atomic_write_json
+from lorasae.lora.adapters import format_layers
+from lorasae.lora.config import default_sae_layer
+from lorasae.lora.outputs import RunId
+from lorasae.lora.sae_refs import external_run
+from lorasae.models import model_key
+from lorasae.sweep.catalog import Catalog, SaeEntry, load_catalog
+from lorasae.sweep.config import SweepConfig
+from lorasae.sweep.plan import Plan, PlannedRun, build_plan, shard
+
+
+def sae_tag(entry: SaeEntry, n_layers: int) -> str:
+    """The tag train_lora.py gives this SAE's outputs."""
+    return external_run([entry.source], [entry.layer]).tag([entry.layer], default_sae_layer(n_layers))
+
+
+def run_id(run: PlannedRun, num_examples: int) -> RunId:
+    return RunId(
+        model_key(run.sae.model),
+        sae_tag(run.sae, run.n_layers),
+        tuple(run.lora_layer_indices()),
+        run.rank,
+        num_examples,
+    )
+
+
+def is_done(run: PlannedRun, num_examples: int) -> bool:
+    return run_id(run, num_examples).json_path("CE_increase").exists()
+
+
+def plan_table(runs: Sequence[PlannedRun], num_examples: int) -> str:
+    rows = [
+        [
+            i,
+            run.sae.model,
+            run.sae.source,
+            run.sae.layer,
+            run.sae.width,
+            f"{run.sae.l0:g}",
+            run.rank,
+            format_layers(run.lora_layer_indices()),
+            ",".join(run.axes),
+            "done" if is_done(run, num_examples) else "",
+        ]
+        for i, run in enumerate(runs)
+    ]
+    headers = ["#", "model", "SAE", "layer", "width", "L0", "rank", "LoRA layers", "sweeps", "status"]
+    return tabulate(rows, headers=headers)
+
+
+def write_manifest(plan: Plan, cfg: SweepConfig, catalogs: dict[str, Catalog]) -> None:
+    """`data/sweeps/<model>.json`: the SAE tags of each sweep, which the figures select by."""
+    main = model_key(cfg.model_name)
+
+    def tag(e: SaeEntry) -> str:
+        return sae_tag(e, catalogs[e.model].n_layers)
+
+    manifest = {
+        "model": main,
+        "catalog": cfg.catalog,
+        "num_examples": cfg.num_train_examples,
+        "lora_layers": cfg.LoRA_layers,
+        "axes": {
+            axis: [tag(e) for e in entries]
+            for axis, entries in plan.axis_saes.items()
+            if axis != "model_size"
+        },
+        "models": [model_key(e.model) for e in plan.axis_saes.get("model_size", [])] or None,
+        "model_size": {model_key(e.model): tag(e) for e in plan.axis_saes.get("model_size", [])} or None,
+    }
+    atomic_write_json(paths.sweep_manifest(main), manifest)
+
+
+def lora_config(cfg: SweepConfig, run: PlannedRun):
+    from lorasae.lora.config import TrainLoraConfig
+
+    return TrainLoraConfig(
+        device=cfg.device,
+        model=run.sae.model,
+        dataset=cfg.dataset,
+        dtype=cfg.dtype,
+        seed=cfg.seed,
+        wandb=cfg.wandb,
+        sae=[run.sae.source],
+        sae_layer=str(run.sae.layer),
+        LoRA_layers=run.lora_layers,
+        rank=run.rank,
+        num_train_examples=cfg.num_train_examples,
+        lr=cfg.lr,
+        ctx_len=cfg.ctx_len,
+        num_val_tokens=cfg.num_val_tokens,
+        save_model=cfg.save_model,
+        skip_existing=True,
+        progress=cfg.progress,
+    )
+
+
+def main(cfg: SweepConfig) -> Plan:
+    """Plan, run this shard's runs that are not done yet, write the manifest, draw the figures."""
+    from lorasae.lora.run import main as train_lora
+    from lorasae.runtime import setup_environment
+
+    setup_environment(wandb=cfg.wandb)
+    catalogs: dict[str, Catalog] = {}
+
+    def catalog_for(model: str) -> Catalog:
+        if model not in catalogs:
+            catalogs[model] = load_catalog(cfg.catalog, model)
+        return catalogs[model]
+
+    plan = build_plan(cfg, catalog_for)
+    index, count = cfg.shard_index()
+    mine = shard(plan.runs, index, count)
+    print(plan_table(plan.runs, cfg.num_train_examples))
+    for note in plan.notes:
+        print(f"note: {note}")
+    todo = [run for run in mine if not is_done(run, cfg.num_train_examples)]
+    print(
+        f"{len(plan.runs)} runs planned; shard {index}/{count}: {len(mine)} runs, {len(mine) - len(todo)} "
+        f"done already, {len(todo)} to train ({cfg.num_train_examples:,} sequences each)."
+    )
+    if cfg.dry_run:
+        return plan
+    write_manifest(plan, cfg, catalogs)
+    started = time.perf_counter()
+    for i, run in enumerate(todo, 1):
+        print(f"[{i}/{len(todo)}] {run.sae.source} rank {run.rank} LoRA {run.lora_layers}", flush=True)
+        train_lora(lora_config(cfg, run))
+        elapsed = (time.perf_counter() - started) / 60
+        print(f"[{i}/{len(todo)}] done; {elapsed:.1f} min so far", flush=True)
+    figures(cfg)
+    return plan
+
+
+def figures(cfg: SweepConfig) -> None:
+    from lorasae.plotting import plot_all
+    from lorasae.report import print_results_table
+
+    model = model_key(cfg.model_name)
+    for name, files in plot_all(None, model).items():
+        for file in files:
+            if file.suffix == ".png":
+                print(f"  {name}: {file}")
+    print_results_table(model)

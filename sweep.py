@@ -1,0 +1,20 @@
+"""The paper's scaling study: LoRA adapters for Gemma Scope SAEs across L0, width, layer, model size and
+rank, plus a LoRA on one layer at a time; same outputs as train_lora.py, then the scaling figures.
+
+python sweep.py --dry_run                                   # print the plan (no GPU, no network)
+python sweep.py --device 0 --model_type gemma               # every sweep on Gemma-2-2B (+ 9B for model size)
+python sweep.py --device 0 --axes l0 width --ranks 16 64    # part of it
+CUDA_VISIBLE_DEVICES=$i python sweep.py --device 0 --shard $i/4   # one process per GPU, 4 GPUs
+python sweep.py --catalog ours --model_type tiny --device cpu --num_train_examples 160   # our own SAEs
+"""
+
+from __future__ import annotations
+
+import sys
+
+from lorasae.cli import parse
+from lorasae.sweep.config import SweepConfig
+from lorasae.sweep.run import main
+
+if __name__ == "__main__":
+    main(parse(SweepConfig, sys.argv[1:]))
