@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lorasae import paths
+from lorasae.atomic import atomic_write_json
 from lorasae.cli import parse
 from lorasae.demo_readme import update_readme
 
@@ -64,10 +65,15 @@ class DemoConfig:
 
 
 class Stages:
-    """Numbered progress lines with wall time; a stage whose outputs exist is skipped."""
+    """Numbered progress lines with wall time; a stage whose outputs exist is skipped. The time of each
+    stage that ran is kept in `record` (JSON), so the total of a run from scratch survives reruns."""
 
-    def __init__(self, total: int):
-        self.total, self.index, self.start = total, 0, time.perf_counter()
+    def __init__(self, total: int, record: Path):
+        self.total, self.index, self.start, self.record = total, 0, time.perf_counter(), record
+        try:
+            self.seconds: dict[str, float] = dict(json.loads(record.read_text())["seconds"])
+        except (OSError, ValueError, KeyError, TypeError):
+            self.seconds = {}
 
     def run(self, title: str, done: bool, fn: Callable[[], object]) -> None:
         self.index += 1
@@ -78,10 +84,23 @@ class Stages:
         print(f"{prefix} ...", flush=True)
         began = time.perf_counter()
         fn()
-        print(f"{prefix}: done in {time.perf_counter() - began:.0f} s", flush=True)
+        seconds = time.perf_counter() - began
+        print(f"{prefix}: done in {seconds:.0f} s", flush=True)
+        self.seconds[str(self.index)] = round(seconds, 1)
+        atomic_write_json(self.record, {"machine": _machine(), "seconds": self.seconds})
 
     def elapsed_minutes(self) -> float:
         return (time.perf_counter() - self.start) / 60
+
+    def recorded_minutes(self) -> float:
+        """The sum of the last recorded time of every stage: the demo's time from scratch."""
+        return sum(self.seconds.values()) / 60
+
+    def machine(self) -> str:
+        try:
+            return str(json.loads(self.record.read_text())["machine"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return _machine()
 
 
 def _world_summary() -> str:
@@ -104,7 +123,7 @@ def run_demo(cfg: DemoConfig) -> None:
     from lorasae.train.sae_trainer import train_sae
     from lorasae.world.tiny_model import ensure_tiny_model
 
-    stages = Stages(total=8)
+    stages = Stages(total=8, record=paths.root() / "data" / "demo_stages.json")
     model = "tiny"
     stages.run(
         "built-in world", (paths.tiny_model_root() / "tiny" / "world.json").exists(), ensure_tiny_model
@@ -204,11 +223,13 @@ def run_demo(cfg: DemoConfig) -> None:
     from lorasae.report import print_results_table
 
     print_results_table(model, speedup=True)
-    minutes = stages.elapsed_minutes()
-    print(f"demo finished in {minutes:.1f} min; figures in {paths.plots_dir()}")
+    print(
+        f"demo finished in {stages.elapsed_minutes():.1f} min (from scratch: {stages.recorded_minutes():.1f} "
+        f"min, the sum of the stage times); figures in {paths.plots_dir()}"
+    )
     if cfg.readme:
         timing = next((f for f in figures.get("timing", []) if f.suffix == ".png"), None)
-        readme = update_readme(paths.root(), model, minutes, _machine(), timing)
+        readme = update_readme(paths.root(), model, stages.recorded_minutes(), stages.machine(), timing)
         if readme is not None:
             print(f"results block of {readme} rewritten")
 

@@ -3,6 +3,7 @@ results block rewritten, and a rerun that skips every stage. Plus the README blo
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -57,8 +58,13 @@ def test_demo_end_to_end_at_test_size(small_world, out_root: Path, capsys):
     assert "old results" not in readme and "| SAE" in readme and "demo_timing.png" in readme
     assert (out_root / "docs" / "demo_timing.png").stat().st_size > 0
 
-    run_demo(cfg)  # a rerun skips every training stage
+    recorded = json.loads((out_root / "data" / "demo_stages.json").read_text())["seconds"]
+    assert sorted(recorded, key=int) == [str(i) for i in range(2, 9)]  # stage 1 (the world) was skipped
+
+    run_demo(cfg)  # a rerun skips every training stage, and README keeps the from-scratch time
     out = capsys.readouterr().out
     for stage in range(1, 8):
         assert f"[{stage}/8]" in out
     assert out.count("outputs exist, skipped") == 7
+    minutes = sum(json.loads((out_root / "data" / "demo_stages.json").read_text())["seconds"].values()) / 60
+    assert f"from scratch (world build included): {minutes:.1f} min" in (out_root / "README.md").read_text()

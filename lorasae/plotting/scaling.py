@@ -184,6 +184,8 @@ def plot_scaling_grid(
         if table.empty or table["x"].nunique() < 2:
             only = "" if table.empty else f" (all runs at {NAMES[x]} {_value_label(table['x'].iloc[0], x)})"
             no_data(axes[0, j], f"no {NAMES[x]} sweep{only}")
+            axes[0, j].set_xticks([])
+            axes[1, j].set_xticks([])
             axes[1, j].set_xlabel(X_VARS[x].label)
             continue
         _draw(axes[0, j], axes[1, j], table, x)
