@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 from matplotlib.axes import Axes
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from lorasae.plotting._common import (
     examples_label,
@@ -135,6 +135,8 @@ def _draw(ax_abs: Axes, ax_pct: Axes, table: pd.DataFrame, x: str) -> None:
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_xticks(sorted(set(table["x"])), [width_label(v) for v in sorted(set(table["x"]))])
+        elif x == "layer":
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_abs.set_ylabel("CE improvement (nats/token)")
     ax_pct.set_ylabel("CE gap closed (%)")
     ax_pct.set_xlabel(xv.label)
