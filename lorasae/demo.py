@@ -24,7 +24,6 @@ from lorasae.atomic import atomic_write_json
 from lorasae.cli import parse
 from lorasae.demo_readme import update_readme
 
-
 # Only the main TopK SAE, the e2e SAE and the LoRA runs from checkpoints draw curves (the timing figure and
 # the speed-up); the sweep runs report their final CE, so they validate less often: every 10 % of SAE
 # training, and before and after LoRA training.
