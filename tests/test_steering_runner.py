@@ -12,8 +12,14 @@ from conftest import make_char_tokenizer, make_tiny_model
 
 from lorasae.atomic import atomic_write_json
 from lorasae.sae import SaeConfig, TopKSAE
-from lorasae.steering import runner
+from lorasae.steering.args import SteeringArgs
+from lorasae.steering.context import SteeringContext, default_sae_source
+from lorasae.steering.evaluator import build_splits
+from lorasae.steering.final_eval import run_steering_eval
+from lorasae.steering.latent import resolve_latent
 from lorasae.steering.negatives import BUILTIN_STANDINS, negatives_dir
+from lorasae.steering.positives import make_positive_examples
+from lorasae.steering.tune import recorded_alpha, tune_alpha
 
 
 @pytest.fixture
@@ -30,9 +36,7 @@ def setup(out_root, tmp_path):
             if "lora_B" in name:
                 p.normal_(0, 0.5)
     peft_model.eval()
-    ctx = runner.SteeringContext(
-        peft_model, tok, sae, 1, "tiny-random", "random-sae", adapter=tmp_path / "adapter"
-    )
+    ctx = SteeringContext(peft_model, tok, sae, 1, "tiny-random", "random-sae", adapter=tmp_path / "adapter")
     # negatives from their cache files (the built-in world is not needed)
     for i, name in enumerate(BUILTIN_STANDINS.values()):
         examples = [f"{name} text number {j} with some words {i}" for j in range(6)]
@@ -44,7 +48,7 @@ def setup(out_root, tmp_path):
             for i in range(40)
         )
     )
-    args = runner.SteeringArgs(
+    args = SteeringArgs(
         model="tiny-random", negatives="builtin", num_negatives=6, batch_size=8, max_length=48
     )
     return ctx, args, corpus
@@ -52,33 +56,33 @@ def setup(out_root, tmp_path):
 
 def test_runner_end_to_end(setup, out_root, capsys):
     ctx, args, corpus = setup
-    assert runner.resolve_latent(ctx, 5) == 5
+    assert resolve_latent(ctx, 5) == 5
     with pytest.raises(ValueError, match="out of range"):
-        runner.resolve_latent(ctx, 64)
+        resolve_latent(ctx, 64)
 
-    path = runner.make_positive_examples(ctx, str(corpus), from_corpus=True, num_examples=12, batch_size=8)
+    path = make_positive_examples(ctx, str(corpus), from_corpus=True, num_examples=12, batch_size=8)
     data = json.loads(path.read_text())
     assert path == out_root / "eval/steering/datasets/latent_5.json"
     assert data["source"] == "corpus" and 4 <= len(data["examples"]) <= 12
     assert data["peak_activation"] == sorted(data["peak_activation"], reverse=True)
 
-    record = runner.tune_alpha(ctx, args, grid=[0.5, 2.0])
+    record = tune_alpha(ctx, args, grid=[0.5, 2.0])
     entry = record["modes"]["multiplicative"]["splits"]["tuning"]
     assert [e["alpha"] for e in entry["evaluations"]] == [0.5, 2.0]
     assert entry["chosen_alpha"] in (0.5, 2.0) and entry["sets"]["medical"] == 6
     # a single evaluation joins the record; the choice is re-made over all three
-    record = runner.tune_alpha(ctx, args, alpha=1.0)
+    record = tune_alpha(ctx, args, alpha=1.0)
     entry = record["modes"]["multiplicative"]["splits"]["tuning"]
     assert [e["alpha"] for e in entry["evaluations"]] == [0.5, 1.0, 2.0]
     chosen = entry["chosen_alpha"]
     # another mode is recorded beside it; evaluating without a tuning choice for a mode is an error
-    additive = runner.SteeringArgs(**{**vars(args), "mode": "additive"})
+    additive = SteeringArgs(**{**vars(args), "mode": "additive"})
     with pytest.raises(ValueError, match="no tuning-split choice for additive"):
-        runner.run_steering_eval(ctx, additive)
-    record = runner.tune_alpha(ctx, additive, alpha=0.1)
+        run_steering_eval(ctx, additive)
+    record = tune_alpha(ctx, additive, alpha=0.1)
     assert set(record["modes"]) == {"multiplicative", "additive"}
 
-    results = runner.run_steering_eval(ctx, args, per_set_histograms=False)  # alpha from the tuning record
+    results = run_steering_eval(ctx, args, per_set_histograms=False)  # alpha from the tuning record
     out = capsys.readouterr().out
     assert results["alpha"] == chosen and "LoRA − base Δ [90% CI]" in out and "POSITIVE CI" in out
     summary = results["summary"]
@@ -116,11 +120,11 @@ def test_missing_inputs_give_clear_errors(setup, out_root):
     ctx, args, _ = setup
     ctx.latent = 7
     with pytest.raises(FileNotFoundError, match="make_positive_examples.py --neuron 7"):
-        runner.build_splits(ctx, args)
+        build_splits(ctx, args)
     with pytest.raises(FileNotFoundError, match="tune_alpha.py --neuron 7"):
-        runner.recorded_alpha(7, ctx, "multiplicative")
+        recorded_alpha(7, ctx, "multiplicative")
     with pytest.raises(FileNotFoundError, match="train_sae.py"):
-        runner.default_sae_source("tiny")
+        default_sae_source("tiny")
 
 
 def test_llm_positive_examples_through_the_runner(setup, out_root, monkeypatch):
@@ -141,7 +145,7 @@ def test_llm_positive_examples_through_the_runner(setup, out_root, monkeypatch):
     replies += [(200, "1. Electrons orbit the atomic nucleus.\n2. Cells divide by mitosis.")]
     with FakeLLM(replies) as server:
         settings = LLMSettings(api_key="k", base_url=server.url, model="stand-in", timeout=10)
-        path = runner.make_positive_examples(
+        path = make_positive_examples(
             ctx, str(corpus), llm=LLMClient(settings), num_examples=4, per_call=3, concurrency=1, batch_size=8
         )
         prompt = server.requests[0]["messages"][-1]["content"]

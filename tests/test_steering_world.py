@@ -19,10 +19,14 @@ import torch
 from lorasae.atomic import atomic_write_json
 from lorasae.models import load_model, num_layers
 from lorasae.sae import SaeConfig, TopKSAE
-from lorasae.steering import runner
+from lorasae.steering.args import SteeringArgs, positives_path
+from lorasae.steering.context import SteeringContext, model_world_seed
 from lorasae.steering.examples import split_snippets
+from lorasae.steering.final_eval import run_steering_eval
+from lorasae.steering.latent import resolve_latent
 from lorasae.steering.loglik import encode_texts
 from lorasae.steering.negatives import builtin_documents
+from lorasae.steering.tune import tune_alpha
 from lorasae.world.corpus import DOMAINS
 
 LATENT = 3
@@ -57,27 +61,27 @@ def science_direction(model, tokenizer, world_seed: int) -> torch.Tensor:
 
 def test_steering_along_a_science_direction_favours_science(world_model, out_root, capsys):
     model, tokenizer = load_model(str(world_model), "cpu")
-    world_seed = runner.model_world_seed(model)
+    world_seed = model_world_seed(model)
     layer = num_layers(model) - 1
     torch.manual_seed(0)
     sae = TopKSAE(SaeConfig(d_in=model.config.hidden_size, d_sae=8, k=1, hook_layer=layer))
     with torch.no_grad():
         sae.W_dec[LATENT] = science_direction(model, tokenizer, world_seed)
-    ctx = runner.SteeringContext(model, tokenizer, sae, layer, "small-world", "science-direction")
-    assert runner.resolve_latent(ctx, LATENT) == LATENT
+    ctx = SteeringContext(model, tokenizer, sae, layer, "small-world", "science-direction")
+    assert resolve_latent(ctx, LATENT) == LATENT
 
     # positives: science sentences of fresh documents, in the file make_positive_examples.py writes
     positives = [s for t in builtin_documents("science", 400, 440, world_seed) for s in split_snippets(t)]
-    atomic_write_json(runner.positives_path(LATENT), {"examples": positives[:80], "source": "test"})
-    args = runner.SteeringArgs(model=str(world_model), num_negatives=30, batch_size=32, max_length=48)
+    atomic_write_json(positives_path(LATENT), {"examples": positives[:80], "source": "test"})
+    args = SteeringArgs(model=str(world_model), num_negatives=30, batch_size=32, max_length=48)
 
-    record = runner.tune_alpha(ctx, args)  # the multiplicative grid; base model only (no adapter here)
+    record = tune_alpha(ctx, args)  # the multiplicative grid; base model only (no adapter here)
     tuning = record["modes"]["multiplicative"]["splits"]["tuning"]
     chosen = tuning["chosen_alpha"]
     best = next(e for e in tuning["evaluations"] if e["alpha"] == chosen)
     assert best["worst_negative"] >= -5.0  # within the side-effect budget
 
-    results = runner.run_steering_eval(ctx, args, per_set_histograms=False)  # alpha from the record
+    results = run_steering_eval(ctx, args, per_set_histograms=False)  # alpha from the record
     assert results["alpha"] == chosen and results["sets"]["positive"] >= 30
     summary = results["summary"]
     positive = summary["positive"]["base"]["delta_mean"]

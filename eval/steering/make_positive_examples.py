@@ -16,13 +16,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lorasae.cli import parse  # noqa: E402
+from lorasae.steering.args import SteeringArgs  # noqa: E402
+from lorasae.steering.context import load_context  # noqa: E402
 from lorasae.steering.examples import LLMClient, LLMSettings  # noqa: E402
-from lorasae.steering.runner import (  # noqa: E402
-    SteeringArgs,
-    load_context,
-    make_positive_examples,
-    resolve_latent,
-)
+from lorasae.steering.latent import resolve_latent  # noqa: E402
+from lorasae.steering.positives import make_positive_examples  # noqa: E402
 
 
 @dataclass

@@ -18,13 +18,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lorasae.cli import parse  # noqa: E402
-from lorasae.steering.runner import (  # noqa: E402
-    SteeringArgs,
-    llm_from_env,
-    load_context,
-    resolve_latent,
-    run_steering_eval,
-)
+from lorasae.steering.args import SteeringArgs  # noqa: E402
+from lorasae.steering.context import load_context  # noqa: E402
+from lorasae.steering.evaluator import llm_from_env  # noqa: E402
+from lorasae.steering.final_eval import run_steering_eval  # noqa: E402
+from lorasae.steering.latent import resolve_latent  # noqa: E402
 
 
 @dataclass

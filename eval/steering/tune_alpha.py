@@ -19,7 +19,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lorasae.cli import parse  # noqa: E402
-from lorasae.steering.runner import SteeringArgs, llm_from_env, load_context, resolve_latent, tune_alpha  # noqa: E402
+from lorasae.steering.args import SteeringArgs  # noqa: E402
+from lorasae.steering.context import load_context  # noqa: E402
+from lorasae.steering.evaluator import llm_from_env  # noqa: E402
+from lorasae.steering.latent import resolve_latent  # noqa: E402
+from lorasae.steering.tune import tune_alpha  # noqa: E402
 from lorasae.steering.tuning import parse_grid  # noqa: E402
 
 

@@ -1,0 +1,108 @@
+"""The flags shared by the three steering scripts (`SteeringArgs`) and where the steering evaluation
+(SPEC §4.2) writes its outputs.
+
+The steering evaluation end to end: load the model, its SAE and the rank-1 `after` LoRA adapter
+(`context.py`); pick the latent (`latent.py`); make positive examples (`positives.py`); tune alpha on
+the tuning split (`tune.py`, with `evaluator.py`); evaluate on the test split, write the results JSON,
+print the table and draw the histograms (`final_eval.py`).
+
+Outputs (under `eval/steering/`): `datasets/latent_<N>.json` (positives), `datasets[/builtin]/<set>.json`
+(negatives), `results/latent_<N>_alpha.json` (tuning record), `results/latent_<N>.json` (evaluation),
+`distributions/<N>/<set>.png|pdf` (histograms).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from lorasae.cli import CommonArgs
+from lorasae.data import default_dataset
+from lorasae.paths import eval_dir
+
+
+@dataclass
+class SteeringArgs(CommonArgs):
+    """Flags shared by the three steering scripts."""
+
+    neuron: int | None = None
+    """SAE latent to steer. Default: the latent that best separates the built-in world's science documents
+    from its other domains (the choice is printed)."""
+
+    sae: str | None = None
+    """SAE: a folder (ours, SAELens or sparsify format) or a sae-lens release `release/sae_id`. Default: the
+    newest final TopK SAE saved for the model under saved_saes/ (Gemma: Gemma Scope layer 12 if none)."""
+
+    layer: int | None = None
+    """Layer whose output is steered. Default: the SAE's hook layer."""
+
+    adapter: str | None = None
+    """LoRA adapter folder (PEFT format). Default: the newest rank-1 `after` adapter saved for the SAE."""
+
+    mode: str = "multiplicative"
+    """Steering edit: multiplicative (h + alpha (h.d) d, the paper's) or additive (h + alpha d)."""
+
+    negatives: str = "auto"
+    """Negative sets: hub (the original's five datasets), builtin (the built-in world's domains) or auto
+    (builtin for the built-in model or dataset, hub otherwise)."""
+
+    num_negatives: int = 100
+    """Examples per negative set (the paper: 500 negatives over five sets)."""
+
+    tuning_fraction: float = 0.3
+    """Fraction of the positive examples used for tuning alpha; the rest are the test positives."""
+
+    batch_size: int = 16
+    """Examples per forward pass."""
+
+    max_length: int = 64
+    """Tokens per example (longer examples are truncated)."""
+
+    @property
+    def builtin_model(self) -> bool:
+        """The built-in model, by name or as a folder holding its world.json."""
+        return self.model_name == "tiny" or (Path(self.model_name).expanduser() / "world.json").is_file()
+
+    @property
+    def corpus(self) -> str:
+        """Text to mine positives from: --dataset, else the built-in corpus for the built-in model and
+        the project's default (RedPajama) otherwise."""
+        if self.dataset:
+            return self.dataset
+        return "builtin" if self.builtin_model else default_dataset(self.model_name)
+
+    @property
+    def negatives_kind(self) -> str:
+        if self.negatives == "auto":
+            return "builtin" if self.builtin_model or self.corpus == "builtin" else "hub"
+        if self.negatives not in ("builtin", "hub"):
+            raise ValueError(f"--negatives must be auto, builtin or hub, got {self.negatives!r}")
+        return self.negatives
+
+
+# --- paths ----------------------------------------------------------------------------------------
+
+
+def positives_path(latent: int, base: Path | None = None) -> Path:
+    return eval_dir("steering", base) / "datasets" / f"latent_{latent}.json"
+
+
+def alpha_record_path(latent: int, base: Path | None = None) -> Path:
+    return eval_dir("steering", base) / "results" / f"latent_{latent}_alpha.json"
+
+
+def results_path(latent: int, base: Path | None = None) -> Path:
+    return eval_dir("steering", base) / "results" / f"latent_{latent}.json"
+
+
+def distributions_dir(latent: int, base: Path | None = None) -> Path:
+    return eval_dir("steering", base) / "distributions" / str(latent)
+
+
+__all__ = [
+    "SteeringArgs",
+    "alpha_record_path",
+    "distributions_dir",
+    "positives_path",
+    "results_path",
+]

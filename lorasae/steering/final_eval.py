@@ -1,0 +1,139 @@
+"""The final evaluation: steer the test split with the chosen alpha through the base and LoRA models,
+write `results/latent_<N>.json` and the histograms, and print the table (`run_steering_eval`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from tabulate import tabulate
+
+from lorasae.atomic import atomic_write_json
+from lorasae.steering.args import SteeringArgs, alpha_record_path, distributions_dir, results_path
+from lorasae.steering.context import MODEL_LABEL, SteeringContext
+from lorasae.steering.evaluator import Evaluator, Outcome, build_splits
+from lorasae.steering.examples import LLMClient
+from lorasae.steering.stats import Interval, lora_minus_base
+from lorasae.steering.tune import recorded_alpha
+
+
+def _summary(outcome: Outcome, kinds: Sequence[str], confidence: float) -> dict[str, Any]:
+    sets = list(next(iter(outcome.delta.values())))
+    negatives = [s for s in sets if s != "positive"]
+    summary: dict[str, Any] = {}
+    groups = {name: [name] for name in sets} | {"negative (all)": negatives}
+    for label, members in groups.items():
+        entry: dict[str, Any] = {"n": int(sum(len(outcome.delta[kinds[0]][m]) for m in members))}
+        for kind in kinds:
+            cat = {
+                key: np.concatenate([getattr(outcome, key)[kind][m] for m in members])
+                for key in ("unsteered", "steered", "delta")
+            }
+            entry[kind] = {
+                "mean_loglik_unsteered": float(cat["unsteered"].mean()),
+                "mean_loglik_steered": float(cat["steered"].mean()),
+                "delta_mean": float(cat["delta"].mean()),
+            }
+        if "lora" in kinds:
+            lora = np.concatenate([outcome.delta["lora"][m] for m in members])
+            base = np.concatenate([outcome.delta["base"][m] for m in members])
+            entry["lora_minus_base"] = lora_minus_base(lora, base, confidence).as_dict()
+        summary[label] = entry
+    return summary
+
+
+def _print_table(summary: dict[str, Any], kinds: Sequence[str], confidence: float) -> None:
+    rows = []
+    for label, entry in summary.items():
+        row = [label, entry["n"]]
+        row += [entry[k]["delta_mean"] for k in kinds]
+        if "lora_minus_base" in entry:
+            iv = entry["lora_minus_base"]
+            row.append(str(Interval(iv["mean"], iv["low"], iv["high"], iv["n"], iv["confidence"])))
+        rows.append(row)
+    headers = ["set", "n"] + [f"{MODEL_LABEL[k]} Δ" for k in kinds]
+    if "lora" in kinds:
+        headers.append(f"LoRA − base Δ [{confidence:.0%} CI]")
+    print(tabulate(rows, headers=headers, floatfmt="+.3f"))
+
+
+def run_steering_eval(
+    ctx: SteeringContext,
+    args: SteeringArgs,
+    alpha: float | None = None,
+    confidence: float = 0.90,
+    llm: LLMClient | None = None,
+    per_set_histograms: bool = True,
+) -> dict[str, Any]:
+    """Steer the test split with `alpha` (default: the tuning record's choice) through the base and LoRA
+    models; write `results/latent_<N>.json` and the histograms (`all` pools the negative sets; one per
+    negative set too with `per_set_histograms`), print the table. Returns the results."""
+    from lorasae.plotting.steering import plot_steering_histograms
+
+    assert ctx.latent is not None
+    source = "--alpha"
+    if alpha is None:
+        alpha, source = recorded_alpha(ctx.latent, ctx, args.mode), str(alpha_record_path(ctx.latent))
+    _, test_sets = build_splits(ctx, args, llm)
+    outcome = Evaluator(ctx, test_sets, args.batch_size, args.max_length).evaluate(
+        alpha, args.mode, progress=True
+    )
+    kinds = ctx.kinds
+    summary = _summary(outcome, kinds, confidence)
+
+    out_dir = distributions_dir(ctx.latent)
+    figures: list[str] = []
+    negatives = [s for s in test_sets.negatives]
+    panels = [(name, [name]) for name in negatives] if per_set_histograms else []
+    for label, members in [*panels, ("all", negatives)]:
+        deltas = {
+            kind: {
+                "positive": outcome.delta[kind]["positive"],
+                "negative": np.concatenate([outcome.delta[kind][m] for m in members]),
+            }
+            for kind in kinds
+        }
+        title = f"Latent {ctx.latent}, α={alpha:g} ({args.mode}); negatives: {label}"
+        figures += [str(p) for p in plot_steering_histograms(deltas, out_dir / f"{label}.png", title=title)]
+
+    results = ctx.describe() | {
+        "alpha": float(alpha),
+        "alpha_source": source,
+        "mode": args.mode,
+        "split": "test",
+        "normalisation": "min-max per (model, set) on unsteered values, scaled to 0-100",
+        "loglik": "mean over tokens of log p(ids[t+1] | ids[:t+1]) (logits[:-1] score ids[1:]), BOS first",
+        "confidence": confidence,
+        "sets": test_sets.sizes(),
+        "summary": summary,
+        "deltas": {k: {s: v.tolist() for s, v in d.items()} for k, d in outcome.delta.items()},
+        "logliks": {
+            k: {
+                s: {"unsteered": outcome.unsteered[k][s].tolist(), "steered": outcome.steered[k][s].tolist()}
+                for s in outcome.delta[k]
+            }
+            for k in kinds
+        },
+        "histograms": figures,
+    }
+    path = atomic_write_json(results_path(ctx.latent), results)
+
+    print(
+        f"\nSteering latent {ctx.latent} at layer {ctx.layer}: α={alpha:g} ({args.mode}, from {source}); "
+        "Δ = steered − unsteered normalised log-likelihood (% of the unsteered range)"
+    )
+    _print_table(summary, kinds, confidence)
+    if "lora" in kinds:
+        pos, neg = summary["positive"]["lora_minus_base"], summary["negative (all)"]["lora_minus_base"]
+        print(
+            f"POSITIVE CI ({confidence:.0%}): ({pos['low']:+.3f}, {pos['high']:+.3f})   "
+            f"NEGATIVE CI ({confidence:.0%}): ({neg['low']:+.3f}, {neg['high']:+.3f})"
+        )
+    print(f"Results → {path}\nHistograms → {out_dir}/")
+    return results
+
+
+__all__ = [
+    "run_steering_eval",
+]
