@@ -17,11 +17,22 @@ import torch
 from conftest import make_char_tokenizer, make_tiny_model
 
 from lorasae.cli import parse
-from lorasae.saebench import runner
 from lorasae.saebench.absorption import AbsorptionEvalConfig, run_absorption
+from lorasae.saebench.args import EVALS, GEMMA_SCOPE_DEFAULT, SaeBenchArgs
 from lorasae.saebench.autointerp import AutoInterpEvalConfig, run_autointerp
+from lorasae.saebench.comparison import comparison_rows, gap_closed, load_results
 from lorasae.saebench.core import CoreEvalConfig, run_core
 from lorasae.saebench.datasets import token_chunks
+from lorasae.saebench.load import (
+    default_adapter,
+    default_sae_source,
+    load_for_eval,
+    merged_model,
+    sae_identifier,
+    save_peft_dict,
+)
+from lorasae.saebench.plan import selected_evals
+from lorasae.saebench.run import run
 from lorasae.saebench.schema import validate_eval_output
 
 
@@ -297,9 +308,9 @@ def saved_setup(tmp_path, out_root):
     }
 
 
-def _args(setup: dict, model_type: str, evals: str) -> runner.SaeBenchArgs:
+def _args(setup: dict, model_type: str, evals: str) -> SaeBenchArgs:
     return parse(
-        runner.SaeBenchArgs,
+        SaeBenchArgs,
         [
             "--device", "cpu", "--model", setup["model"], "--MODEL_TYPE", model_type, "--sae", setup["sae"],
             "--adapter", setup["adapter"], "--evals", evals, "--dataset", setup["corpus"],
@@ -310,8 +321,8 @@ def _args(setup: dict, model_type: str, evals: str) -> runner.SaeBenchArgs:
 
 def test_run_eval_base_and_peft(saved_setup, out_root, capsys):
     evals = "core,sparse_probing,scr,tpp,absorption"
-    base = runner.run(_args(saved_setup, "base", evals))
-    peft = runner.run(_args(saved_setup, "peft", evals))
+    base = run(_args(saved_setup, "base", evals))
+    peft = run(_args(saved_setup, "peft", evals))
     for written, kind in ((base, "base"), (peft, "peft")):
         assert set(written) == set(evals.split(","))
         for name, path in written.items():
@@ -329,10 +340,10 @@ def test_run_eval_base_and_peft(saved_setup, out_root, capsys):
         "peft − base" in printed and "CE loss score" in printed and "CE gap closed by the adapter" in printed
     )
     assert (out_root / "plots" / "saebench_tinyrand.png").exists()
-    rows = runner.comparison_rows(runner.load_results(saved_setup["model"]))
+    rows = comparison_rows(load_results(saved_setup["model"]))
     core_row = next(r for r in rows if r[1] == "CE clean")
     assert core_row[4] == pytest.approx(core_peft["ce_loss_without_sae"] - core_base["ce_loss_without_sae"])
-    gap = runner.gap_closed(runner.load_results(saved_setup["model"]))
+    gap = gap_closed(load_results(saved_setup["model"]))
     expected = (core_base["ce_loss_with_sae"] - core_peft["ce_loss_with_sae"]) / (
         core_base["ce_loss_with_sae"] - core_base["ce_loss_without_sae"]
     )
@@ -343,30 +354,30 @@ def test_get_peft_dict_matches_merging_in_memory(saved_setup, out_root):
     from lorasae.lora.adapters import merge_adapter
     from lorasae.models import load_model
 
-    out = runner.save_peft_dict(saved_setup["model"], saved_setup["adapter"], None)
+    out = save_peft_dict(saved_setup["model"], saved_setup["adapter"], None)
     assert out == out_root / "eval" / "SAE-Bench" / "peft_dicts" / "tinyrand_adapter_peft_1-2_rank_2.pt"
     ids = torch.randint(4, 90, (2, 16), generator=torch.Generator().manual_seed(0))
     merged, _ = load_model(saved_setup["model"], "cpu")
     merged = merge_adapter(merged, saved_setup["adapter"])
     fresh, _ = load_model(saved_setup["model"], "cpu")
-    loaded, how = runner.merged_model(fresh, Path(saved_setup["adapter"]), out)
+    loaded, how = merged_model(fresh, Path(saved_setup["adapter"]), out)
     assert "state dict" in how
     with torch.no_grad():
         assert torch.allclose(loaded(ids).logits, merged(ids).logits, atol=1e-5)
     # run_eval picks the saved dict up by default when it is newer than the adapter
-    loaded_eval = runner.load_for_eval(_args(saved_setup, "peft", "core"))
+    loaded_eval = load_for_eval(_args(saved_setup, "peft", "core"))
     assert str(out) in loaded_eval.description
 
 
 def test_cli_flags_and_errors():
-    args = parse(runner.SaeBenchArgs, ["--MODEL_TYPE", "base", "--model", "tiny", "--evals", "core,tpp"])
+    args = parse(SaeBenchArgs, ["--MODEL_TYPE", "base", "--model", "tiny", "--evals", "core,tpp"])
     assert args.model_type == "base" and args.model_name == "tiny"
-    assert runner.selected_evals(args.evals) == ["core", "tpp"]
-    assert runner.selected_evals("all") == list(runner.EVALS)
+    assert selected_evals(args.evals) == ["core", "tpp"]
+    assert selected_evals("all") == list(EVALS)
     with pytest.raises(ValueError, match="unknown evals"):
-        runner.selected_evals("core,ravel")
-    assert parse(runner.SaeBenchArgs, []).model_name == "gemma"
-    assert runner.sae_identifier("gemma-scope-2b-pt-res/layer_12/width_16k/average_l0_82") == (
+        selected_evals("core,ravel")
+    assert parse(SaeBenchArgs, []).model_name == "gemma"
+    assert sae_identifier("gemma-scope-2b-pt-res/layer_12/width_16k/average_l0_82") == (
         "layer_12/width_16k/average_l0_82",
         "gemma-scope-2b-pt-res",
     )
@@ -376,18 +387,18 @@ def test_default_sae_and_adapter_resolution(out_root):
     from lorasae.sae import SaeConfig, TopKSAE
 
     with pytest.raises(FileNotFoundError, match="train_sae.py"):
-        runner.default_sae_source("tinyrand")
-    assert runner.default_sae_source("gemma") == runner.GEMMA_SCOPE_DEFAULT
+        default_sae_source("tinyrand")
+    assert default_sae_source("gemma") == GEMMA_SCOPE_DEFAULT
     folder = out_root / "saved_saes" / "tinyrand" / "normal" / "expansion_2_L0_4" / "model.layers.1"
     TopKSAE(SaeConfig(32, 64, 4, hook_layer=1)).save(folder)
     TopKSAE(SaeConfig(32, 64, 4, hook_layer=1)).save(
         folder.parent.with_name("expansion_2_L0_4-50pct") / folder.name
     )
-    assert runner.default_sae_source("tinyrand") == str(folder)  # the final SAE, not a checkpoint
+    assert default_sae_source("tinyrand") == str(folder)  # the final SAE, not a checkpoint
     with pytest.raises(FileNotFoundError, match="train_lora.py"):
-        runner.default_adapter("tinyrand", str(folder))
+        default_adapter("tinyrand", str(folder))
     # an adapter trained on the final SAE's 100% checkpoint counts for the final SAE
     adapter = out_root / "saved_models" / "tinyrand" / "expansion_2_L0_4-100pct" / "peft_0-2" / "rank_4"
     adapter.mkdir(parents=True)
     (adapter / "adapter_config.json").write_text("{}")
-    assert runner.default_adapter("tinyrand", str(folder)) == adapter
+    assert default_adapter("tinyrand", str(folder)) == adapter

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lorasae.cli import parse  # noqa: E402
 from lorasae.models import model_key  # noqa: E402
-from lorasae.saebench.runner import save_peft_dict  # noqa: E402
+from lorasae.saebench.load import save_peft_dict  # noqa: E402
 
 ORIGINAL_ADAPTER = {"sae_tag": "expansion_8_L0_64", "rank": 64, "lora_span": "0-25"}
 

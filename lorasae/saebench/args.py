@@ -1,0 +1,125 @@
+"""`eval/SAE-Bench/run_eval.py`'s flags (`SaeBenchArgs`), the eval and model-type names, and where results
+and merged state dicts (peft dicts) are written."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from simple_parsing import field
+
+from lorasae.cli import CommonArgs
+from lorasae.models import model_key
+from lorasae.paths import eval_dir, sanitize
+
+EVALS: tuple[str, ...] = ("core", "sparse_probing", "scr", "tpp", "absorption", "autointerp")
+MODEL_TYPES: tuple[str, ...] = ("base", "peft")
+GEMMA_SCOPE_DEFAULT = "gemma-scope-2b-pt-res/layer_12/width_16k/average_l0_82"
+HUB_CORE_DATASET = "Skylion007/openwebtext"  # SAEBench core's default
+HUB_AUTOINTERP_DATASET = "monology/pile-uncopyrighted"  # SAEBench autointerp's default
+
+
+@dataclass
+class SaeBenchArgs(CommonArgs):
+    """Evaluate an SAE with SAEBench-style evals on the base model or on the LoRA-merged model."""
+
+    model_type: str = field(default="peft", alias=["--MODEL_TYPE"])
+    """Which model the SAE is evaluated on: peft (the model with the LoRA adapter merged in) or base."""
+
+    model: str | None = None
+    """Model: gemma (google/gemma-2-2b, the original's), llama, tiny (built-in) or any Hugging Face causal LM
+    id or local folder. Default: gemma."""
+
+    dataset: str | None = None
+    """Text for core and autointerp: 'builtin', a hub dataset or a local txt/jsonl/parquet file or folder.
+    Default: builtin for the tiny model, else SAEBench's (openwebtext for core, the Pile for autointerp)."""
+
+    sae: str | None = None
+    """SAE: a folder (ours, SAELens or sparsify format) or a sae-lens release `release/sae_id`. Default: the
+    newest final TopK SAE saved for the model under saved_saes/ (Gemma: Gemma Scope layer 12 if none)."""
+
+    layer: int | None = None
+    """Layer whose output the SAE reads. Default: the SAE's hook layer."""
+
+    adapter: str | None = None
+    """LoRA adapter folder (PEFT format) for --model_type peft. Default: the newest adapter saved for the SAE
+    (`find_adapter`)."""
+
+    peft_dict: str | None = None
+    """Merged state dict written by get_peft_dict.py, loaded instead of merging the adapter in memory.
+    Default: eval/SAE-Bench/peft_dicts/<name of the adapter>.pt when it exists and is newer than the adapter."""
+
+    evals: str = "all"
+    """Comma-separated evals: core, sparse_probing, scr, tpp, absorption, autointerp (or all)."""
+
+    size: str = "auto"
+    """Eval sizes: full (SAEBench's defaults), small (seconds to a minute each on a CPU), or auto (small for the
+    built-in model or on a CPU, full otherwise)."""
+
+    labelled_data: str = "auto"
+    """Labelled text for probing, SCR and TPP: hub (SAEBench's bias-in-bios, Amazon reviews, ...), builtin
+    (the built-in world's documents) or auto (builtin for the built-in model or dataset)."""
+
+    llm_batch_size: int | None = None
+    """Sequences per model forward pass (default: 32 full, 16 small)."""
+
+    train_set_size: int | None = None
+    """Probe training texts per dataset for sparse probing, SCR and TPP (SAEBench: 4000; small: 200)."""
+
+    test_set_size: int | None = None
+    """Probe test texts per dataset for sparse probing, SCR and TPP (SAEBench: 1000; small: 100)."""
+
+    judge_model: str = "gpt-4o-mini"
+    """Autointerp judge model (any OpenAI-compatible chat model)."""
+
+    judge_base_url: str | None = None
+    """Base URL of the OpenAI-compatible endpoint (default: OpenAI's; also $OPENAI_BASE_URL)."""
+
+    api_key_env: str = "OPENAI_API_KEY"
+    """Environment variable holding the judge's API key; autointerp is skipped when it is unset."""
+
+    autointerp_latents: int | None = None
+    """Latents explained and scored by autointerp (default: SAEBench's 1000 full, 20 small)."""
+
+    output_dir: str | None = None
+    """Results folder (default: eval/SAE-Bench/results/)."""
+
+    plot: bool = True
+    """Write the base-vs-peft figure to plots/ when both results exist."""
+
+    @property
+    def model_name(self) -> str:
+        return self.model or "gemma"
+
+
+# --- paths ----------------------------------------------------------------------------------------
+
+
+def results_root(output_dir: str | Path | None = None) -> Path:
+    return Path(output_dir) if output_dir else eval_dir("SAE-Bench") / "results"
+
+
+def results_dir(model_name: str, model_type: str, output_dir: str | Path | None = None) -> Path:
+    """`eval/SAE-Bench/results/<model>_<base|peft>/`"""
+    return results_root(output_dir) / f"{sanitize(model_key(model_name))}_{model_type}"
+
+
+def result_path(
+    model_name: str, model_type: str, eval_name: str, output_dir: str | Path | None = None
+) -> Path:
+    return results_dir(model_name, model_type, output_dir) / f"{eval_name}.json"
+
+
+def peft_dicts_dir(base: Path | None = None) -> Path:
+    return eval_dir("SAE-Bench", base) / "peft_dicts"
+
+
+def peft_dict_path(model_name: str, adapter: str | Path, base: Path | None = None) -> Path:
+    """`eval/SAE-Bench/peft_dicts/<model>_<sae_tag>_peft_<a>-<b>_rank_<r>.pt` (the original wrote
+    `eval/SAE-Bench/gemma_peft_0-25_rank_64.pt`)."""
+    adapter = Path(adapter)
+    parts = [sanitize(model_key(model_name))]
+    if adapter.parent.name.startswith("peft_"):
+        parts += [sanitize(adapter.parent.parent.name), adapter.parent.name]
+    parts.append(adapter.name)
+    return peft_dicts_dir(base) / ("_".join(parts) + ".pt")

@@ -1,0 +1,188 @@
+"""Reading the results back: each eval's headline metrics (`summary_line`), the base-vs-peft comparison
+table and figure, and the CE gap closed by the adapter (`gap_closed`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+from lorasae.atomic import atomic_save_file, read_json
+from lorasae.saebench.args import EVALS, MODEL_TYPES, results_dir
+
+HEADLINE: dict[str, list[tuple[str, str, str]]] = {
+    "core": [
+        ("sparsity", "l0", "L0"),
+        ("reconstruction_quality", "explained_variance", "explained variance"),
+        ("reconstruction_quality", "cossim", "cosine sim"),
+        ("model_performance_preservation", "ce_loss_score", "CE loss score"),
+        ("model_performance_preservation", "ce_loss_with_sae", "CE with SAE"),
+        ("model_performance_preservation", "ce_loss_without_sae", "CE clean"),
+        ("model_behavior_preservation", "kl_div_score", "KL score"),
+        ("misc_metrics", "frac_dead", "dead fraction"),
+        ("misc_metrics", "frac_dense", "dense fraction"),
+    ],
+    "sparse_probing": [
+        ("llm", "llm_test_accuracy", "LLM probe acc"),
+        ("sae", "sae_top_1_test_accuracy", "SAE top-1 acc"),
+        ("sae", "sae_top_2_test_accuracy", "SAE top-2 acc"),
+        ("sae", "sae_top_5_test_accuracy", "SAE top-5 acc"),
+        ("sae", "sae_test_accuracy", "SAE all-latents acc"),
+    ],
+    "scr": [
+        ("scr_metrics", "scr_metric_threshold_2", "SCR top-2"),
+        ("scr_metrics", "scr_metric_threshold_10", "SCR top-10"),
+        ("scr_metrics", "scr_metric_threshold_20", "SCR top-20"),
+    ],
+    "tpp": [
+        ("tpp_metrics", "tpp_threshold_2_total_metric", "TPP top-2"),
+        ("tpp_metrics", "tpp_threshold_10_total_metric", "TPP top-10"),
+        ("tpp_metrics", "tpp_threshold_20_total_metric", "TPP top-20"),
+    ],
+    "absorption": [
+        ("mean", "mean_absorption_fraction_score", "absorption fraction"),
+        ("mean", "mean_full_absorption_score", "full absorption"),
+    ],
+    "autointerp": [("autointerp", "autointerp_score", "autointerp score")],
+}
+
+
+def headline_values(eval_name: str, result: dict[str, Any]) -> list[tuple[str, float | None]]:
+    metrics = result.get("eval_result_metrics", {})
+    return [(label, metrics.get(cat, {}).get(key)) for cat, key, label in HEADLINE.get(eval_name, [])]
+
+
+def summary_line(eval_name: str, result: dict[str, Any]) -> str:
+    status = (
+        (result.get("eval_result_unstructured") or {}).get("status") if eval_name == "absorption" else None
+    )
+    if status == "probe_too_weak":
+        return "not scored — " + result["eval_result_unstructured"]["message"]
+    parts = [
+        f"{label} {value:.4g}"
+        for label, value in headline_values(eval_name, result)
+        if isinstance(value, (int, float))
+    ]
+    return ", ".join(parts) or "(no metrics)"
+
+
+def load_results(
+    model_name: str, output_dir: str | Path | None = None
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """{model_type: {eval: result}} for whatever results exist."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for kind in MODEL_TYPES:
+        folder = results_dir(model_name, kind, output_dir)
+        for name in EVALS:
+            path = folder / f"{name}.json"
+            if path.exists():
+                out.setdefault(kind, {})[name] = read_json(path)
+    return out
+
+
+def comparison_rows(results: dict[str, dict[str, dict[str, Any]]]) -> list[list[Any]]:
+    rows = []
+    for name in EVALS:
+        per_kind = {kind: results.get(kind, {}).get(name) for kind in MODEL_TYPES}
+        if not any(per_kind.values()):
+            continue
+        for cat, key, label in HEADLINE[name]:
+            values = {
+                kind: (r or {}).get("eval_result_metrics", {}).get(cat, {}).get(key) if r else None
+                for kind, r in per_kind.items()
+            }
+            if all(v is None for v in values.values()):
+                continue
+            base, peft = values["base"], values["peft"]
+            delta = peft - base if isinstance(base, (int, float)) and isinstance(peft, (int, float)) else None
+            rows.append([name, label, base, peft, delta])
+    return rows
+
+
+def comparison_table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
+    rows = comparison_rows(results)
+    if not rows:
+        return "(no results yet)"
+    notes = []
+    for kind in MODEL_TYPES:
+        absorption = results.get(kind, {}).get("absorption")
+        if (
+            absorption
+            and (absorption.get("eval_result_unstructured") or {}).get("status") == "probe_too_weak"
+        ):
+            notes.append(f"absorption ({kind}): {absorption['eval_result_unstructured']['message']}")
+    gap = gap_closed(results)
+    if gap is not None:
+        notes.insert(
+            0,
+            f"CE gap closed by the adapter: {100 * gap['fraction']:.1f}% "
+            f"(L_base {gap['L_base']:.4f}, L_SAE {gap['L_SAE']:.4f}, L_LoRA {gap['L_LoRA']:.4f})",
+        )
+    table = tabulate(
+        [[e, label, _fmt(b), _fmt(p), _fmt(d, signed=True)] for e, label, b, p, d in rows],
+        headers=["eval", "metric", "base", "peft", "peft − base"],
+        tablefmt="simple_outline",
+        disable_numparse=True,
+        colalign=("left", "left", "right", "right", "right"),
+    )
+    return table + ("\n" + "\n".join(notes) if notes else "")
+
+
+def gap_closed(results: dict[str, dict[str, dict[str, Any]]]) -> dict[str, float] | None:
+    """SPEC §3.3 from the two core results: L_base = the base model's CE, L_SAE = its CE with the SAE
+    spliced, L_LoRA = the merged model's CE with the SAE; fraction = (L_SAE − L_LoRA) / (L_SAE − L_base)."""
+    try:
+        base = results["base"]["core"]["eval_result_metrics"]["model_performance_preservation"]
+        peft = results["peft"]["core"]["eval_result_metrics"]["model_performance_preservation"]
+        l_base, l_sae, l_lora = (
+            base["ce_loss_without_sae"],
+            base["ce_loss_with_sae"],
+            peft["ce_loss_with_sae"],
+        )
+    except (KeyError, TypeError):
+        return None
+    if None in (l_base, l_sae, l_lora) or l_sae == l_base:
+        return None
+    return {
+        "L_base": l_base,
+        "L_SAE": l_sae,
+        "L_LoRA": l_lora,
+        "fraction": (l_sae - l_lora) / (l_sae - l_base),
+    }
+
+
+def _fmt(value: Any, signed: bool = False) -> str:
+    if not isinstance(value, (int, float)):
+        return "—"
+    return f"{value:+.4f}" if signed else f"{value:.4f}"
+
+
+def comparison_figure(results: dict[str, dict[str, dict[str, Any]]], out_stem: Path) -> list[Path]:
+    """Bars of each headline metric, base vs peft; PNG and PDF written atomically."""
+    from matplotlib.figure import Figure
+
+    rows = [
+        r
+        for r in comparison_rows(results)
+        if isinstance(r[2], (int, float)) and isinstance(r[3], (int, float))
+    ]
+    if not rows:
+        return []
+    ncols = 4
+    nrows = -(-len(rows) // ncols)
+    fig = Figure(figsize=(3.2 * ncols, 2.4 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax, (name, label, base, peft, _) in zip(axes, rows):
+        ax.bar([0, 1], [base, peft], color=["#7f7f7f", "#d62728"])
+        ax.set_xticks([0, 1], ["base", "peft"])
+        ax.set_title(f"{name}: {label}", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in axes[len(rows) :]:
+        ax.set_axis_off()
+    paths = []
+    for fmt in ("png", "pdf"):
+        path = out_stem.with_suffix(f".{fmt}")
+        atomic_save_file(path, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=150))
+        paths.append(path)
+    return paths

@@ -1,0 +1,136 @@
+"""`eval/SAE-Bench/run_eval.py` end to end: load the base or LoRA-merged model and the SAE, run the
+selected SAEBench-style evals, write one SAEBench JSON per eval under
+`eval/SAE-Bench/results/<model>_<base|peft>/<eval>.json`, and print (and plot) base vs peft.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from lorasae.models import model_key, num_layers
+from lorasae.paths import plots_dir, sanitize
+from lorasae.runtime import seed_everything, setup_environment
+from lorasae.saebench import datasets as data
+from lorasae.saebench.absorption import run_absorption
+from lorasae.saebench.args import SaeBenchArgs, results_dir
+from lorasae.saebench.autointerp import run_autointerp
+from lorasae.saebench.comparison import comparison_figure, comparison_table, load_results, summary_line
+from lorasae.saebench.core import run_core
+from lorasae.saebench.load import Loaded, load_for_eval, sae_identifier, world_seed
+from lorasae.saebench.plan import EvalPlan, make_plan, selected_evals
+from lorasae.saebench.probing import run_sparse_probing
+from lorasae.saebench.schema import write_eval_output
+from lorasae.saebench.scr_tpp import run_scr, run_tpp
+
+
+def run_evals(
+    loaded: Loaded,
+    plan: EvalPlan,
+    evals: Sequence[str],
+    out_dir: Path,
+    seed: int = 42,
+    world_seed: int = 0,
+    documents: Any = None,
+) -> dict[str, Path | None]:
+    """Run `evals` and write each result; returns {eval: path written (None when skipped)}.
+    `documents` replaces the built-in corpus (tests)."""
+    model, tok, sae, layer = loaded.model, loaded.tokenizer, loaded.sae, loaded.layer
+    sae_id, release = sae_identifier(loaded.sae_source)
+
+    def probing_data() -> dict[str, data.TrainTest]:
+        cfg = plan.probing
+        if plan.builtin:
+            return data.builtin_probing_datasets(
+                cfg.probe_train_set_size, cfg.probe_test_set_size, seed, world_seed, documents
+            )
+        return {
+            n: data.hub_probing_dataset(n, cfg.probe_train_set_size, cfg.probe_test_set_size, seed)
+            for n in data.HUB_SPARSE_PROBING_DATASETS
+        }
+
+    def scr_data() -> dict[str, data.TrainTest]:
+        cfg = plan.scr_tpp
+        if plan.builtin:
+            return data.builtin_scr_runs(cfg.train_set_size, cfg.test_set_size, seed, world_seed, documents)
+        runs: dict[str, data.TrainTest] = {}
+        for name in data.SCR_COLUMN1_VALS:
+            runs |= data.hub_scr_runs(name, cfg.train_set_size, cfg.test_set_size, seed)
+        return runs
+
+    def tpp_data() -> dict[str, data.TrainTest]:
+        cfg = plan.scr_tpp
+        if plan.builtin:
+            return data.builtin_tpp_datasets(
+                cfg.train_set_size, cfg.test_set_size, seed, world_seed, documents
+            )
+        return {
+            n: data.hub_probing_dataset(n, cfg.train_set_size, cfg.test_set_size, seed)
+            for n in data.HUB_TPP_DATASETS
+        }
+
+    def core() -> dict[str, Any]:
+        cfg = plan.core
+        n = cfg.batch_size_prompts * max(
+            cfg.n_eval_reconstruction_batches, cfg.n_eval_sparsity_variance_batches
+        )
+        tokens = data.token_chunks(plan.core_dataset, tok, cfg.context_size, n, seed)
+        return run_core(model, tok, sae, layer, tokens, cfg, sae_id, release)
+
+    def autointerp() -> dict[str, Any] | None:
+        cfg = plan.autointerp
+        n = -(-cfg.total_tokens // cfg.llm_context_size)
+        tokens = data.token_chunks(plan.autointerp_dataset, tok, cfg.llm_context_size, n, seed + 1)
+        return run_autointerp(model, tok, sae, layer, tokens, cfg, sae_id, release)
+
+    runners: dict[str, Callable[[], dict[str, Any] | None]] = {
+        "core": core,
+        "sparse_probing": lambda: run_sparse_probing(
+            model, tok, sae, layer, probing_data(), plan.probing, sae_id, release
+        ),
+        "scr": lambda: run_scr(model, tok, sae, layer, scr_data(), plan.scr_tpp, sae_id, release),
+        "tpp": lambda: run_tpp(model, tok, sae, layer, tpp_data(), plan.scr_tpp, sae_id, release),
+        "absorption": lambda: run_absorption(model, tok, sae, layer, plan.absorption, sae_id, release),
+        "autointerp": autointerp,
+    }
+    written: dict[str, Path | None] = {}
+    for name in evals:
+        seed_everything(seed)
+        start = time.perf_counter()
+        result = runners[name]()
+        seconds = time.perf_counter() - start
+        if result is None:
+            written[name] = None
+            continue
+        path = out_dir / f"{name}.json"
+        write_eval_output(path, result)
+        written[name] = path
+        print(f"{name}: {summary_line(name, result)}  ({seconds:.1f}s) -> {path}")
+    return written
+
+
+def run(args: SaeBenchArgs) -> dict[str, Path | None]:
+    """The whole `run_eval.py`."""
+    setup_environment(wandb=args.wandb)
+    seed_everything(args.seed)
+    evals = selected_evals(args.evals)
+    loaded = load_for_eval(args)
+    device = next(loaded.model.parameters()).device
+    plan = make_plan(args, loaded.model, device)
+    print(
+        f"SAE-Bench | {args.model_name} ({args.model_type}: {loaded.description}) | SAE {loaded.sae_source} "
+        f"(layer {loaded.layer} of {num_layers(loaded.model)}, {int(loaded.sae.W_dec.shape[0])} latents) | "
+        f"labelled data: {'built-in' if plan.builtin else 'hub'} | evals: {', '.join(evals)}"
+    )
+    out_dir = results_dir(args.model_name, args.model_type, args.output_dir)
+    written = run_evals(loaded, plan, evals, out_dir, args.seed, world_seed(args.model_name))
+    results = load_results(args.model_name, args.output_dir)
+    print(f"\nSAE-Bench results for {args.model_name} (base vs LoRA-merged):")
+    print(comparison_table(results))
+    if args.plot and "base" in results and "peft" in results:
+        paths = comparison_figure(results, plots_dir() / f"saebench_{sanitize(model_key(args.model_name))}")
+        if paths:
+            print(f"figure: {paths[0]}")
+    return written
