@@ -65,6 +65,16 @@ def tiny_model(request):
 
 
 @pytest.fixture
+def one_thread():
+    """One torch thread for the test (use with `pytestmark = pytest.mark.usefixtures("one_thread")`):
+    tiny models run many small matmuls, which one thread does faster than two contending ones."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def char_tokenizer():
     return make_char_tokenizer()
 

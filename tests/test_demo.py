@@ -9,7 +9,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
 from lorasae.demo import DemoConfig, run_demo
 from lorasae.demo_readme import BEGIN, END, replace_block, results_block
@@ -17,12 +16,7 @@ from lorasae.demo_readme import BEGIN, END, replace_block, results_block
 README = f"# x\n\nbefore\n\n{BEGIN}\nold results\n{END}\n\nafter\n"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_replace_block_keeps_the_rest_of_the_readme():

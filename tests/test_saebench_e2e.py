@@ -35,14 +35,7 @@ from lorasae.saebench.plan import selected_evals
 from lorasae.saebench.run import run
 from lorasae.saebench.schema import validate_eval_output
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tests run many tiny matmuls: one thread is far faster than two contending ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class IdentitySae:

@@ -26,14 +26,7 @@ from lorasae.losses import kl_next_token
 from lorasae.models import LayerOutOfRangeError
 from lorasae.sae import SaeConfig, TopKSAE
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and a busy shared machine makes multi-thread spinning slow."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def random_sae(d: int = 32, expansion: int = 4, k: int = 4, layer: int = 1, seed: int = 0) -> TopKSAE:

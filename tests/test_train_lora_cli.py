@@ -27,13 +27,7 @@ from lorasae.sae.sources import SaeShapeError
 WORDS = "the a cat dog sat on mat ran far and then slept under big red tree house".split()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and a busy shared machine makes multi-thread spinning slow."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

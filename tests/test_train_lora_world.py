@@ -12,14 +12,7 @@ from lorasae.cli import parse
 from lorasae.lora.config import TrainLoraConfig
 from lorasae.lora.run import main as train_lora_main
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and a busy shared machine makes multi-thread spinning slow."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,7 @@ class Config(SteeringArgs):
 
     max_negative_drop: float = 5.0
     """Side-effect budget of the choice: the negatives' mean Δ may not fall below minus this (normalised
-    log-likelihood, % of the unsteered range), for either model."""
+    log-likelihood, in percent of the unsteered range), for either model."""
 
     grid: str | None = None
     """Alphas to sweep, e.g. '0.5,1,2,4'. Default: 0.25 … 32 (doubling) for multiplicative steering;
