@@ -17,15 +17,15 @@ import torch
 from conftest import make_char_tokenizer, make_tiny_model
 
 from lorasae.cli import parse
+from lorasae.defaults import GEMMA_SCOPE_2B, default_sae_source
 from lorasae.saebench.absorption import AbsorptionEvalConfig, run_absorption
-from lorasae.saebench.args import EVALS, GEMMA_SCOPE_DEFAULT, SaeBenchArgs
+from lorasae.saebench.args import EVALS, SaeBenchArgs
 from lorasae.saebench.autointerp import AutoInterpEvalConfig, run_autointerp
 from lorasae.saebench.comparison import comparison_rows, gap_closed, load_results
 from lorasae.saebench.core import CoreEvalConfig, run_core
 from lorasae.saebench.datasets import token_chunks
 from lorasae.saebench.load import (
     default_adapter,
-    default_sae_source,
     load_for_eval,
     merged_model,
     sae_identifier,
@@ -381,7 +381,7 @@ def test_default_sae_and_adapter_resolution(out_root):
 
     with pytest.raises(FileNotFoundError, match="train_sae.py"):
         default_sae_source("tinyrand")
-    assert default_sae_source("gemma") == GEMMA_SCOPE_DEFAULT
+    assert default_sae_source("gemma") == GEMMA_SCOPE_2B
     folder = out_root / "saved_saes" / "tinyrand" / "normal" / "expansion_2_L0_4" / "model.layers.1"
     TopKSAE(SaeConfig(32, 64, 4, hook_layer=1)).save(folder)
     TopKSAE(SaeConfig(32, 64, 4, hook_layer=1)).save(

@@ -11,9 +11,10 @@ import torch
 from conftest import make_char_tokenizer, make_tiny_model
 
 from lorasae.atomic import atomic_write_json
+from lorasae.defaults import default_sae_source
 from lorasae.sae import SaeConfig, TopKSAE
 from lorasae.steering.args import SteeringArgs
-from lorasae.steering.context import SteeringContext, default_sae_source
+from lorasae.steering.context import SteeringContext
 from lorasae.steering.evaluator import build_splits
 from lorasae.steering.final_eval import run_steering_eval
 from lorasae.steering.latent import resolve_latent

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lorasae.cli import CommonArgs, field
+from lorasae.defaults import GEMMA_SCOPE_2B, GEMMA_SCOPE_9B
 
 MODEL_TYPES = ("peft", "base")
 
@@ -17,13 +18,13 @@ MODEL_TYPES = ("peft", "base")
 MODEL_SIZES: dict[int, dict[str, str | int]] = {
     2: {
         "model": "google/gemma-2-2b",
-        "sae": "gemma-scope-2b-pt-res/layer_12/width_16k/average_l0_82",
+        "sae": GEMMA_SCOPE_2B,
         "layer": 12,
         "rank": 64,
     },
     9: {
         "model": "google/gemma-2-9b",
-        "sae": "gemma-scope-9b-pt-res/layer_20/width_131k/average_l0_62",
+        "sae": GEMMA_SCOPE_9B,
         "layer": 20,
         "rank": 64,
     },

@@ -14,7 +14,6 @@ from lorasae.paths import eval_dir, sanitize
 
 EVALS: tuple[str, ...] = ("core", "sparse_probing", "scr", "tpp", "absorption", "autointerp")
 MODEL_TYPES: tuple[str, ...] = ("base", "peft")
-GEMMA_SCOPE_DEFAULT = "gemma-scope-2b-pt-res/layer_12/width_16k/average_l0_82"
 HUB_CORE_DATASET = "Skylion007/openwebtext"  # SAEBench core's default
 HUB_AUTOINTERP_DATASET = "monology/pile-uncopyrighted"  # SAEBench autointerp's default
 

@@ -6,7 +6,6 @@ Also `get_peft_dict.py`'s logic: merge a saved adapter into the base weights and
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,63 +13,27 @@ from typing import Any
 import torch
 from torch import nn
 
-from lorasae.atomic import atomic_save_file, read_json
+from lorasae.atomic import atomic_save_file
+from lorasae.defaults import adapter_for_sae, default_sae_source, world_seed
 from lorasae.models import d_model, load_model, model_key
-from lorasae.paths import root, sanitize
 from lorasae.runtime import parse_device
-from lorasae.saebench.args import GEMMA_SCOPE_DEFAULT, MODEL_TYPES, SaeBenchArgs, peft_dict_path
+from lorasae.sae.sources import sae_hook_layer
+from lorasae.saebench.args import MODEL_TYPES, SaeBenchArgs, peft_dict_path
 
 # --- model, SAE, adapter --------------------------------------------------------------------------
-
-
-def default_sae_source(model_name: str) -> str:
-    """The newest final TopK SAE saved for the model; Gemma Scope layer 12 for Gemma when none is saved."""
-    key = model_key(model_name)
-    folder = root() / "saved_saes" / sanitize(key) / "normal"
-    found = [
-        p
-        for p in folder.glob("*/model.layers.*")
-        if (p / "cfg.json").exists() and not p.parent.name.endswith("pct")
-    ]
-    if found:
-        return str(max(found, key=lambda p: (p / "cfg.json").stat().st_mtime))
-    if key == "gemma":
-        return GEMMA_SCOPE_DEFAULT
-    raise FileNotFoundError(
-        f"No SAE saved for model {key!r} under {folder}. Train one first "
-        f"(`python train_sae.py --model_type {model_name} ...`) or pass --sae."
-    )
-
-
-def sae_hook_layer(sae: Any) -> int | None:
-    layer = getattr(sae, "hook_layer", None)
-    if layer is None:
-        cfg = getattr(sae, "cfg", None)
-        layer = getattr(cfg, "hook_layer", None)
-        if layer is None:
-            layer = getattr(getattr(cfg, "metadata", None), "hook_layer", None)
-    return None if layer is None else int(layer)
 
 
 def default_adapter(model_name: str, sae_source: str) -> Path:
     """The newest adapter saved for this SAE (`find_adapter`); for a final SAE, one trained on its 100%
     checkpoint also counts (the weights are the same)."""
-    from lorasae.lora.adapters import find_adapter
-    from lorasae.lora.sae_refs import source_tag
-
-    tag = source_tag(sae_source)
-    tags = [tag] if re.search(r"-\d+pct$", tag) else [tag, f"{tag}-100pct"]
-    error: FileNotFoundError | None = None
-    for candidate in tags:
-        try:
-            return find_adapter(model_key(model_name), sae_tag=candidate)
-        except FileNotFoundError as err:
-            error = err
-    raise FileNotFoundError(
-        f"{error}\n`run_eval.py --model_type peft` evaluates the SAE on the model with its LoRA adapter merged "
-        f"in: train one with `python train_lora.py --model_type {model_name} --sae_layer <L> --rank <r> "
-        "--save_model`, or pass --adapter."
-    )
+    try:
+        return adapter_for_sae(model_name, sae_source)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(
+            f"{error}\n`run_eval.py --model_type peft` evaluates the SAE on the model with its LoRA adapter "
+            f"merged in: train one with `python train_lora.py --model_type {model_name} --sae_layer <L> "
+            "--rank <r> --save_model`, or pass --adapter."
+        ) from None
 
 
 def merged_model(model: nn.Module, adapter: Path, peft_dict: Path | None) -> tuple[nn.Module, str]:
@@ -149,14 +112,13 @@ def load_for_eval(args: SaeBenchArgs) -> Loaded:
     return Loaded(model, tokenizer, sae, layer, source, description)
 
 
-def world_seed(model_name: str) -> int:
+def model_world_seed(model_name: str) -> int:
     """The built-in world's seed (from the model folder's world.json; 0 when absent)."""
     from lorasae.models import resolve_model_name
 
     if model_name != "tiny" and not Path(model_name).exists():
         return 0
-    info = Path(resolve_model_name(model_name)) / "world.json"
-    return int(read_json(info).get("seed", 0)) if info.exists() else 0
+    return world_seed(resolve_model_name(model_name))
 
 
 def sae_identifier(source: str) -> tuple[str, str | None]:

@@ -4,7 +4,6 @@ for the model; the built-in world's seed)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,15 +13,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from lorasae.atomic import read_json
-from lorasae.models import check_layer, d_model, load_model, model_key, num_layers, unwrap
-from lorasae.paths import root, sanitize
+from lorasae.defaults import adapter_for_sae, default_sae_source, world_seed
+from lorasae.models import check_layer, d_model, load_model, num_layers, unwrap
 from lorasae.runtime import parse_device, seed_everything, setup_environment
 from lorasae.steering.args import SteeringArgs
 from lorasae.steering.concept import ConceptChoice
 from lorasae.steering.intervention import check_mode, unit_direction
 
-GEMMA_SCOPE_DEFAULT = "gemma-scope-2b-pt-res/layer_12/width_16k/average_l0_82"
 KINDS: tuple[str, ...] = ("base", "lora")
 MODEL_LABEL = {"base": "base", "lora": "LoRA"}
 
@@ -30,61 +27,22 @@ MODEL_LABEL = {"base": "base", "lora": "LoRA"}
 # --- model, SAE, adapter --------------------------------------------------------------------------
 
 
-_PCT = re.compile(r"-(\d+)pct$")
-
-
-def default_sae_source(model_name: str) -> str:
-    """The newest final TopK SAE saved for the model (failing that, its latest checkpoint); Gemma Scope
-    for Gemma when none is saved."""
-    key = model_key(model_name)
-    folder = root() / "saved_saes" / sanitize(key) / "normal"
-    found = [p for p in folder.glob("*/model.layers.*") if (p / "cfg.json").exists()]
-    final = [p for p in found if not _PCT.search(p.parent.name)]
-    if final:
-        return str(max(final, key=lambda p: (p / "cfg.json").stat().st_mtime))
-    if found:
-        return str(
-            max(
-                found,
-                key=lambda p: (int(_PCT.search(p.parent.name).group(1)), (p / "cfg.json").stat().st_mtime),
-            )
-        )
-    if key == "gemma":
-        return GEMMA_SCOPE_DEFAULT
-    raise FileNotFoundError(
-        f"No SAE saved for model {key!r} under {folder}. Train one first "
-        f"(`python train_sae.py --model_type {model_name}`) or pass --sae."
-    )
-
-
 def default_adapter(model_name: str, sae_source: str, layer: int, n_layers: int) -> Path:
     """The newest rank-1 adapter on layers L+1 … n−1 (`--LoRA_layers after`) trained for this SAE (for a
     final SAE, one trained on its 100% checkpoint also counts: the weights are the same)."""
-    from lorasae.lora.adapters import find_adapter
-    from lorasae.lora.sae_refs import source_tag
-
-    tag = source_tag(sae_source)
-    tags = [tag] if _PCT.search(tag) else [tag, f"{tag}-100pct"]
-    span = f"{layer + 1}-{n_layers - 1}"
-    for candidate in tags:
-        try:
-            return find_adapter(model_key(model_name), sae_tag=candidate, rank=1, lora_span=span)
-        except FileNotFoundError as err:
-            error = err
-    raise FileNotFoundError(
-        f"{error}\nThe steering eval compares the base model with a rank-1 adapter on the layers after the "
-        f"SAE: `python train_lora.py --model_type {model_name} --sae_layer {layer} --rank 1 "
-        "--LoRA_layers after --save_model`, or pass --adapter."
-    ) from None
+    try:
+        return adapter_for_sae(model_name, sae_source, rank=1, lora_span=f"{layer + 1}-{n_layers - 1}")
+    except FileNotFoundError as error:
+        raise FileNotFoundError(
+            f"{error}\nThe steering eval compares the base model with a rank-1 adapter on the layers after "
+            f"the SAE: `python train_lora.py --model_type {model_name} --sae_layer {layer} --rank 1 "
+            "--LoRA_layers after --save_model`, or pass --adapter."
+        ) from None
 
 
 def model_world_seed(model: nn.Module) -> int:
     """The `seed` in `world.json` beside the model's weights (the built-in model records it), else 0."""
-    folder = Path(str(getattr(unwrap(model), "name_or_path", "") or ""))
-    info = folder / "world.json"
-    if folder.parts and info.is_file():
-        return int(read_json(info).get("seed", 0))
-    return 0
+    return world_seed(str(getattr(unwrap(model), "name_or_path", "") or "") or None)
 
 
 @dataclass
@@ -184,6 +142,7 @@ def load_context(args: SteeringArgs, with_adapter: bool = True) -> SteeringConte
 
 __all__ = [
     "SteeringContext",
-    "default_sae_source",
+    "default_adapter",
     "load_context",
+    "model_world_seed",
 ]
