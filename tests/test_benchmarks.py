@@ -9,19 +9,12 @@ import pytest
 import torch
 from conftest import make_char_tokenizer, make_tiny_model
 
+from lorasae.benchmarks.comparison import comparison_table, load_results, task_metrics
 from lorasae.benchmarks.config import BenchmarkConfig
-from lorasae.benchmarks.runner import (
-    ALL_FOUR,
-    Combination,
-    comparison_table,
-    load_results,
-    plan_run,
-    resolve_pairing,
-    results_path,
-    sae_id_tag,
-    task_metrics,
-    write_results,
-)
+from lorasae.benchmarks.layout import ALL_FOUR, Combination, results_path
+from lorasae.benchmarks.pairing import resolve_pairing, sae_id_tag
+from lorasae.benchmarks.plan import plan_run
+from lorasae.benchmarks.run import write_results
 from lorasae.benchmarks.tasks import BUILTIN_TASKS
 from lorasae.benchmarks.wrapper import benchmark_lm
 from lorasae.cli import parse

@@ -12,16 +12,11 @@ from contextlib import contextmanager
 import pytest
 import torch
 
+from lorasae.benchmarks.comparison import load_results
 from lorasae.benchmarks.config import BenchmarkConfig
-from lorasae.benchmarks.runner import (
-    ALL_FOUR,
-    evaluate,
-    load_results,
-    results_path,
-    run_benchmarks,
-    task_manager_for,
-    world_of,
-)
+from lorasae.benchmarks.layout import ALL_FOUR, results_path
+from lorasae.benchmarks.plan import world_of
+from lorasae.benchmarks.run import evaluate, run_benchmarks, task_manager_for
 from lorasae.benchmarks.tasks import (
     BUILTIN_TASKS,
     QUESTIONS,

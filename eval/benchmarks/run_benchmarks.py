@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lorasae.benchmarks.config import BenchmarkConfig  # noqa: E402
-from lorasae.benchmarks.runner import run_benchmarks  # noqa: E402
+from lorasae.benchmarks.run import run_benchmarks  # noqa: E402
 from lorasae.cli import parse  # noqa: E402
 
 if __name__ == "__main__":
