@@ -47,7 +47,7 @@ _SCOPE_ID = re.compile(r"^layer_(\d+)/width_(\d+)([km]?)/average_l0_(\d+)$")
 
 
 def _scope_width(value: int, unit: str) -> int:
-    from lorasae.results import _width  # one rule for `16k` → 16384 everywhere
+    from lorasae.results.names import expand_width as _width  # one rule for `16k` → 16384 everywhere
 
     return _width(value, unit)
 

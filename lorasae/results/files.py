@@ -1,0 +1,45 @@
+"""Where the output files are (the output root, `data/TopK/<quantity>/<model>`) and reading one of them:
+a missing file raises `MissingResultsError` (a `FileNotFoundError`) naming the path and the command that
+writes it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from lorasae import paths
+from lorasae.paths import sanitize
+
+
+class MissingResultsError(FileNotFoundError):
+    """An output file or folder the figures need does not exist (message says which and why)."""
+
+
+def default_root() -> Path:
+    """`$LORASAE_ROOT` if set, else the repository root (see `lorasae.paths.root`)."""
+    return paths.root()
+
+
+def resolve_root(root: str | Path | None) -> Path:
+    return Path(root) if root is not None else default_root()
+
+
+def topk_dir(root: str | Path | None, quantity: str, model: str) -> Path:
+    """`<root>/data/TopK/<quantity>/<model>` (quantity: `val_loss`, `time`, `CE_increase`)."""
+    return resolve_root(root) / "data" / "TopK" / quantity / sanitize(model)
+
+
+def _available(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def _read_json(path: Path, what: str, how: str) -> Any:
+    if not path.is_file():
+        siblings = _available(path.parent)
+        hint = f" Files there: {siblings}." if siblings else f" ({path.parent} does not exist.)"
+        raise MissingResultsError(f"No {what} at {path}.{hint} It is written by {how}.")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); rerun {how} to rewrite it") from e

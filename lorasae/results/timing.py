@@ -1,0 +1,128 @@
+"""What the timing plot and the e2e speed-up need (`load_timing_data`): the TopK and e2e SAE curves, the
+LoRA runs on the TopK checkpoints of one configuration (`select_checkpoint_runs`) and the original
+model's CE (`load_base_ce`)."""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lorasae.paths import sanitize
+from lorasae.results.curves import Curve, load_sae_curve
+from lorasae.results.files import MissingResultsError
+from lorasae.results.lora_runs import LoraRun, load_lora_runs
+from lorasae.results.names import parse_layers, parse_sae_tag
+from lorasae.results.table import load_results_csv, select_model
+
+
+@dataclass
+class TimingData:
+    """TopK and e2e SAE curves plus the LoRA runs on each TopK checkpoint (one configuration)."""
+
+    model: str
+    topk: Curve
+    e2e: Curve | None
+    checkpoints: list[tuple[float, float, LoraRun]]  # (pct, SAE minutes at the checkpoint, run)
+    L_base: float | None
+    config: tuple[str, str, int, int]  # (SAE base tag, LoRA layers, rank, N)
+
+
+def _pick(values: Sequence[Any], requested: Any, what: str, available_msg: str) -> Any:
+    if requested is not None:
+        if requested not in values:
+            raise MissingResultsError(f"No LoRA checkpoint runs with {what}={requested!r}; {available_msg}")
+        return requested
+    return Counter(values).most_common(1)[0][0]
+
+
+def select_checkpoint_runs(
+    runs: Sequence[LoraRun],
+    *,
+    sae_tag: str | None = None,
+    rank: int | None = None,
+    lora_layers: str | Sequence[int] | None = None,
+    num_examples: int | None = None,
+) -> tuple[tuple[str, str, int, int], list[tuple[float, LoraRun]]]:
+    """The LoRA runs on the checkpoints of one SAE with one (layers, rank, N) configuration.
+
+    Unspecified choices default to the configuration with the most checkpoints. The final SAE (tag
+    without `-<pct>pct`) counts as 100% when no explicit 100% checkpoint run exists. Returns the
+    configuration and `[(pct, run)]` sorted by pct; runs without a curve are left out.
+    """
+    with_curve = [r for r in runs if r.curve is not None]
+    configs = [r.config for r in with_curve]
+    msg = f"configurations with curves (SAE, layers, rank, N): {sorted(set(configs))}"
+    if not configs:
+        raise MissingResultsError("No LoRA run has both a val_loss and a time curve. " + msg)
+    if sae_tag is not None:
+        sae_tag = parse_sae_tag(sanitize(sae_tag)).base
+    if lora_layers is not None:
+        layers = parse_layers(lora_layers)
+        lora_layers = f"{layers[0]}-{layers[-1]}" if layers else None
+    wanted = {0: sae_tag, 1: lora_layers, 2: rank, 3: num_examples}
+    candidates = configs
+    for i, name in ((0, "sae_tag"), (1, "lora_layers"), (2, "rank"), (3, "num_examples")):
+        if wanted[i] is not None:
+            _pick([c[i] for c in candidates], wanted[i], name, msg)
+            candidates = [c for c in candidates if c[i] == wanted[i]]
+    config = Counter(candidates).most_common(1)[0][0]
+    by_pct: dict[float, LoraRun] = {}
+    final = None
+    for r in with_curve:
+        if r.config != config:
+            continue
+        if r.checkpoint_pct is None:
+            final = r
+        else:
+            by_pct[float(r.checkpoint_pct)] = r
+    if final is not None and 100.0 not in by_pct:
+        by_pct[100.0] = final
+    return config, sorted(by_pct.items())
+
+
+def load_base_ce(root: str | Path | None, model: str, runs: Sequence[LoraRun] | None = None) -> float | None:
+    """The original model's CE (L_base): median of the CE_increase `base` values, else results.csv."""
+    if runs is None:
+        try:
+            runs = load_lora_runs(root, model)
+        except MissingResultsError:
+            runs = []
+    values = [r.L_base for r in runs if r.L_base is not None]
+    if values:
+        return float(np.median(values))
+    try:
+        df = select_model(load_results_csv(root), model)
+    except MissingResultsError:
+        return None
+    base = df["L_base"].dropna()
+    return float(base.median()) if len(base) else None
+
+
+def load_timing_data(
+    root: str | Path | None,
+    model: str,
+    *,
+    sae_tag: str | None = None,
+    rank: int | None = None,
+    lora_layers: str | None = None,
+    num_examples: int | None = None,
+) -> TimingData:
+    """Everything the timing plot and the speed-up need; the e2e curve may be missing (None)."""
+    topk = load_sae_curve(root, model, "normal")
+    try:
+        e2e: Curve | None = load_sae_curve(root, model, "e2e")
+    except MissingResultsError as e:
+        warnings.warn(f"no e2e SAE curve: {e}", stacklevel=2)
+        e2e = None
+    runs = load_lora_runs(root, model)
+    config, chosen = select_checkpoint_runs(
+        runs, sae_tag=sae_tag, rank=rank, lora_layers=lora_layers, num_examples=num_examples
+    )
+    checkpoints = [(pct, topk.minutes_at_progress(pct / 100.0), run) for pct, run in chosen]
+    return TimingData(model, topk, e2e, checkpoints, load_base_ce(root, model, runs), config)
