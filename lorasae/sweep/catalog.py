@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from lorasae import paths
+from lorasae.results.names import expand_width  # one rule for `16k` → 16384 everywhere
 
 
 @dataclass(frozen=True)
@@ -44,12 +45,6 @@ GEMMA_SCOPE: dict[str, ScopeModel] = {
 }
 
 _SCOPE_ID = re.compile(r"^layer_(\d+)/width_(\d+)([km]?)/average_l0_(\d+)$")
-
-
-def _scope_width(value: int, unit: str) -> int:
-    from lorasae.results.names import expand_width as _width  # one rule for `16k` → 16384 everywhere
-
-    return _width(value, unit)
 
 
 class Catalog:
@@ -114,7 +109,7 @@ def gemma_scope_catalog(model: str) -> Catalog:
                     model=model,
                     source=f"{scope.release}/{sae_id}",
                     layer=int(m.group(1)),
-                    width=_scope_width(int(m.group(2)), m.group(3)),
+                    width=expand_width(int(m.group(2)), m.group(3)),
                     l0=float(m.group(4)),
                     canonical=sae_id in canonical,
                 )

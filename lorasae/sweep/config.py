@@ -12,11 +12,11 @@ AXES = ("l0", "width", "layer", "model_size", "single_layer")
 
 def parse_width(text: str | int) -> int:
     """`16k` → 16384, `1m` → 1048576 (Gemma Scope's names), `1024` → 1024."""
-    from lorasae.results.names import expand_width as _width
+    from lorasae.results.names import expand_width
 
     s = str(text).strip().lower()
     unit = s[-1] if s[-1:] in ("k", "m") else ""
-    return _width(int(s[: len(s) - len(unit)]), unit)
+    return expand_width(int(s[: len(s) - len(unit)]), unit)
 
 
 @dataclass
