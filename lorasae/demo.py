@@ -122,7 +122,7 @@ def _world_summary() -> str:
 def run_demo(cfg: DemoConfig) -> None:
     from lorasae.lora.adapters import lora_layer_list
     from lorasae.lora.config import TrainLoraConfig, default_sae_layer
-    from lorasae.lora.run import main as train_lora
+    from lorasae.lora.run import main_many as train_lora_many
     from lorasae.lora.sae_refs import single_sae_tag
     from lorasae.train.config import TrainSaeConfig, default_k
     from lorasae.train.sae_trainer import train_sae
@@ -203,7 +203,7 @@ def run_demo(cfg: DemoConfig) -> None:
 
     def lora_stage(title: str, runs: list[TrainLoraConfig]) -> None:
         todo = [run for run in runs if cfg.force or not lora_done(run)]
-        stages.run(title, not todo, lambda: [train_lora(run) for run in todo])
+        stages.run(title, not todo, lambda: train_lora_many(todo))
 
     def lora(**changes) -> TrainLoraConfig:
         return dataclasses.replace(lora_base(), **changes)

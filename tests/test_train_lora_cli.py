@@ -123,6 +123,29 @@ def test_checkpoint_loop_and_after_and_several_saes(world):
     assert [r["sae_layers"] for r in rows] == ["1", "1", "1-2", "1-2"]
 
 
+def test_several_invocations_share_one_session_and_match_separate_runs(world, monkeypatch):
+    """main_many (what sweep.py and the demo call) loads the model once for invocations on the same model
+    and data, and gives each run exactly what a separate train_lora.py call gives."""
+    from lorasae.lora import run as lora_run
+
+    configs = [
+        parse(TrainLoraConfig, argv(world, "--sae_layer", "1", "--checkpoint_percent", "50")),
+        parse(TrainLoraConfig, argv(world, "--sae_layer", "2", "--checkpoint_percent", "100", "--rank", "2")),
+        parse(
+            TrainLoraConfig, argv(world, "--sae_layer", "1", "--checkpoint_percent", "50", "--ctx_len", "16")
+        ),
+    ]
+    separate = [main(cfg)[0].result for cfg in configs]
+    loads = []
+    real_load = lora_run.load_model
+    monkeypatch.setattr(lora_run, "load_model", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    together = [s.result for s in lora_run.main_many(configs)]
+    assert len(loads) == 2  # the third run has another context length: a new session
+    for a, b in zip(separate, together):
+        assert (b.L_base, b.L_SAE) == (a.L_base, a.L_SAE)
+        assert b.L_LoRA == pytest.approx(a.L_LoRA, abs=1e-6)
+
+
 def test_errors_are_clear(world):
     with pytest.raises(SaeNotFoundError, match=r"normal/expansion_4_L0_4-50pct/model\.layers\.1"):
         main(parse(TrainLoraConfig, argv(world, "--sae_layer", "0")))  # lists what exists

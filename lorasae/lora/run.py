@@ -1,5 +1,6 @@
-"""`train_lora.py`'s pipeline: load the model once, resolve the SAEs (our checkpoints — one run each — or
-`--sae` sources), and for each run attach fresh adapters, train, write the outputs and print a summary."""
+"""`train_lora.py`'s pipeline: load the model and the data once (a `LoraSession`), resolve the SAEs (our
+checkpoints — one run each — or `--sae` sources), and for each run attach fresh adapters, train, write the
+outputs and print a summary. `main_many` runs several invocations (a sweep) on one session per model."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from lorasae.data import load_token_split
+from lorasae.data import TokenSplit, load_token_split
 from lorasae.hooks import residual_at
 from lorasae.lora.adapters import attach_lora, format_layers, lora_layer_list, parse_layer_spec
 from lorasae.lora.config import TrainLoraConfig, default_sae_layer
@@ -117,113 +118,183 @@ def _wandb_logger(cfg: TrainLoraConfig, run_name: str):
 
 def main(cfg: TrainLoraConfig) -> list[RunSummary]:
     """Run every LoRA run `cfg` asks for; returns their summaries (rank 0 writes the outputs)."""
-    setup_environment(wandb=cfg.wandb)
-    info, device = distributed.setup(parse_device(cfg.device))
+    return main_many([cfg])
+
+
+def main_many(cfgs: Sequence[TrainLoraConfig]) -> list[RunSummary]:
+    """Every run of several invocations (a sweep), loading the model and the data once for consecutive
+    invocations that share them (same model, data, dtype, context, validation set and seed)."""
+    if not cfgs:
+        return []
+    setup_environment(wandb=any(cfg.wandb for cfg in cfgs))
+    info, device = distributed.setup(parse_device(cfgs[0].device))
+    started = time.perf_counter()
+    summaries: list[RunSummary] = []
+    session: LoraSession | None = None
     try:
-        return _main(cfg, info, device)
+        for i, cfg in enumerate(cfgs, 1):
+            if session is None or not session.serves(cfg):
+                session = None
+                gc.collect()
+                session = open_session(cfg, info, device)
+            if len(cfgs) > 1 and info.is_main:
+                print(f"[{i}/{len(cfgs)}] {', '.join(cfg.sae) or cfg.model_key} rank {cfg.rank}", flush=True)
+            summaries += run_all(session, cfg)
     finally:
         distributed.teardown()
-
-
-def _main(cfg: TrainLoraConfig, info: distributed.DistInfo, device: torch.device) -> list[RunSummary]:
-    seed_everything(cfg.seed)
-    started = time.perf_counter()
-    model, tokenizer = load_model(cfg.model_name, device, cfg.dtype)
-    model.requires_grad_(False)
-    n_layers = num_layers(model)
-    cfg = cfg.resolved(d_model(model), n_layers, max_positions(model))
-    runs = resolve_runs(cfg, n_layers)
-    split = load_token_split(
-        cfg.dataset, tokenizer, cfg.ctx_len, cfg.num_val_tokens, cfg.seed, text_field=cfg.text_field
-    )
-    special_ids = special_token_ids(tokenizer)
-    dtype = next(model.parameters()).dtype
-    if info.is_main:
-        print(
-            f"{cfg.model_key}: {n_layers} layers, d_model {d_model(model)}; {len(runs)} run(s); "
-            f"{len(split.val)} validation chunks of {cfg.ctx_len} tokens; lr {cfg.lr:g}, "
-            f"{cfg.num_train_examples} sequences, validation every {cfg.eval_every}."
-        )
-    base_ce = validation_ce(model, split.val, cfg.val_batch_size, None, info=info)
-    summaries: list[RunSummary] = []
-    for run in runs:
-        saes = load_saes(run, model, device, dtype)
-        sae_layers = sorted(saes)
-        # the SAEs' width and L0 (measured on the original model for non-TopK SAEs), for results.csv
-        widths = [float(s.cfg.d_sae) for s in saes.values()]
-        l0s = [sae_l0(s, model, layer, split.val[:4]) for layer, s in saes.items()] if info.is_main else [0.0]
-        lora_layers = lora_layer_list(cfg.LoRA_layers, sae_layers, n_layers)
-        run_id = RunId(
-            cfg.model_key,
-            run.tag(sae_layers, default_sae_layer(n_layers)),
-            tuple(lora_layers),
-            cfg.rank,
-            cfg.num_train_examples,
-        )
-        if cfg.skip_existing and run_id.json_path("CE_increase").exists():
-            if info.is_main:
-                print(f"Skipping {run_id.sae_tag}: {run_id.json_path('CE_increase')} exists.")
-            continue
-        seed_everything(cfg.seed)  # same adapter init and data order for every checkpoint
-        peft_model = attach_lora(model, lora_layers, cfg.rank, cfg.lora_alpha, cfg.lora_dropout)
-        wandb_run, log_fn = (
-            _wandb_logger(cfg, f"{run_id.sae_tag}_r{cfg.rank}") if info.is_main else (None, None)
-        )
-        settings = TrainSettings(
-            num_train_examples=cfg.num_train_examples,
-            batch_size=cfg.batch_size,
-            lr=cfg.lr,
-            weight_decay=cfg.weight_decay,
-            max_grad_norm=cfg.max_grad_norm,
-            eval_every=cfg.eval_every,
-            val_batch_size=cfg.val_batch_size,
-            kl_impl=cfg.kl_impl,
-            kl_chunk_size=cfg.kl_chunk_size,
-            progress=cfg.progress,
-            desc=f"LoRA {run_id.sae_tag}",
-            log_fn=log_fn,
-        )
-        try:
-            result = train_lora(
-                peft_model,
-                sae_splices(saes, special_ids),
-                split.train_batches(cfg.batch_size),
-                split.val,
-                settings,
-                base_ce=base_ce,
-                info=info,
-            )
-            paths: dict[str, str] = {}
-            if info.is_main:
-                paths = {k: str(v) for k, v in write_curves(run_id, result).items()}
-                row = results_row(
-                    run_id,
-                    result,
-                    run.sources,
-                    sae_layers,
-                    sum(widths) / len(widths),
-                    sum(l0s) / len(l0s),
-                    run.checkpoint_pct,
-                )
-                paths["results"] = str(append_result(row))
-                if cfg.save_model:
-                    paths["adapter"] = str(save_adapter(peft_model, run_id.adapter_path()))
-            distributed.barrier()
-        finally:
-            if wandb_run is not None:
-                wandb_run.finish()
-            model = peft_model.unload()  # the plain model back, for the next run
-            del saes
-            gc.collect()
-        summary = RunSummary(run_id, result, sae_layers, run.checkpoint_pct, paths)
-        summaries.append(summary)
-        if info.is_main:
-            print(summary.line())
-            for name, path in paths.items():
-                print(f"  {name}: {path}")
     if info.is_main and summaries:
         print_table(summaries, time.perf_counter() - started)
     return summaries
+
+
+# what a session is loaded for: runs whose resolved configs agree on these share the model and the data
+SESSION_FIELDS = (
+    "model_name",
+    "dataset",
+    "dtype",
+    "ctx_len",
+    "num_val_tokens",
+    "val_batch_size",
+    "text_field",
+)
+
+
+@dataclass
+class LoraSession:
+    """What every run on one model shares: the frozen model (adapters are attached per run), the data
+    split and the original model's validation CE."""
+
+    cfg: TrainLoraConfig
+    """The resolved config the session was opened with."""
+    model: nn.Module
+    split: TokenSplit
+    special_ids: list[int]
+    base_ce: float
+    info: distributed.DistInfo
+    device: torch.device
+
+    @property
+    def n_layers(self) -> int:
+        return num_layers(self.model)
+
+    def resolve(self, cfg: TrainLoraConfig) -> TrainLoraConfig:
+        return cfg.resolved(d_model(self.model), self.n_layers, max_positions(self.model))
+
+    def serves(self, cfg: TrainLoraConfig) -> bool:
+        if cfg.model_name != self.cfg.model_name or cfg.seed != self.cfg.seed:
+            return False
+        resolved = self.resolve(cfg)
+        return all(getattr(resolved, f) == getattr(self.cfg, f) for f in SESSION_FIELDS)
+
+
+def open_session(cfg: TrainLoraConfig, info: distributed.DistInfo, device: torch.device) -> LoraSession:
+    """Load the model and the data split, and measure the original model's validation CE."""
+    seed_everything(cfg.seed)
+    model, tokenizer = load_model(cfg.model_name, device, cfg.dtype)
+    model.requires_grad_(False)
+    cfg = cfg.resolved(d_model(model), num_layers(model), max_positions(model))
+    split = load_token_split(
+        cfg.dataset, tokenizer, cfg.ctx_len, cfg.num_val_tokens, cfg.seed, text_field=cfg.text_field
+    )
+    base_ce = validation_ce(model, split.val, cfg.val_batch_size, None, info=info)
+    return LoraSession(cfg, model, split, special_token_ids(tokenizer), base_ce, info, device)
+
+
+def run_all(session: LoraSession, cfg: TrainLoraConfig) -> list[RunSummary]:
+    """Every run of one invocation (one per SAE checkpoint, or one over the `--sae` sources)."""
+    cfg = session.resolve(cfg)
+    runs = resolve_runs(cfg, session.n_layers)
+    if session.info.is_main:
+        print(
+            f"{cfg.model_key}: {session.n_layers} layers, d_model {d_model(session.model)}; {len(runs)} "
+            f"run(s); {len(session.split.val)} validation chunks of {cfg.ctx_len} tokens; lr {cfg.lr:g}, "
+            f"{cfg.num_train_examples} sequences, validation every {cfg.eval_every}."
+        )
+    summaries = []
+    for run in runs:
+        summary = train_run(session, cfg, run)
+        if summary is not None:
+            summaries.append(summary)
+    return summaries
+
+
+def train_run(session: LoraSession, cfg: TrainLoraConfig, run: SaeRun) -> RunSummary | None:
+    """Attach fresh adapters, train them with the run's SAEs spliced, write the outputs; None when the
+    run's outputs exist and `cfg.skip_existing`."""
+    info, split, n_layers = session.info, session.split, session.n_layers
+    model = session.model
+    saes = load_saes(run, model, session.device, next(model.parameters()).dtype)
+    sae_layers = sorted(saes)
+    # the SAEs' width and L0 (measured on the original model for non-TopK SAEs), for results.csv
+    widths = [float(s.cfg.d_sae) for s in saes.values()]
+    l0s = [sae_l0(s, model, layer, split.val[:4]) for layer, s in saes.items()] if info.is_main else [0.0]
+    lora_layers = lora_layer_list(cfg.LoRA_layers, sae_layers, n_layers)
+    run_id = RunId(
+        cfg.model_key,
+        run.tag(sae_layers, default_sae_layer(n_layers)),
+        tuple(lora_layers),
+        cfg.rank,
+        cfg.num_train_examples,
+    )
+    if cfg.skip_existing and run_id.json_path("CE_increase").exists():
+        if info.is_main:
+            print(f"Skipping {run_id.sae_tag}: {run_id.json_path('CE_increase')} exists.")
+        return None
+    seed_everything(cfg.seed)  # same adapter init and data order for every checkpoint
+    peft_model = attach_lora(model, lora_layers, cfg.rank, cfg.lora_alpha, cfg.lora_dropout)
+    wandb_run, log_fn = _wandb_logger(cfg, f"{run_id.sae_tag}_r{cfg.rank}") if info.is_main else (None, None)
+    settings = TrainSettings(
+        num_train_examples=cfg.num_train_examples,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        eval_every=cfg.eval_every,
+        val_batch_size=cfg.val_batch_size,
+        kl_impl=cfg.kl_impl,
+        kl_chunk_size=cfg.kl_chunk_size,
+        progress=cfg.progress,
+        desc=f"LoRA {run_id.sae_tag}",
+        log_fn=log_fn,
+    )
+    try:
+        result = train_lora(
+            peft_model,
+            sae_splices(saes, session.special_ids),
+            split.train_batches(cfg.batch_size),
+            split.val,
+            settings,
+            base_ce=session.base_ce,
+            info=info,
+        )
+        paths: dict[str, str] = {}
+        if info.is_main:
+            paths = {k: str(v) for k, v in write_curves(run_id, result).items()}
+            row = results_row(
+                run_id,
+                result,
+                run.sources,
+                sae_layers,
+                sum(widths) / len(widths),
+                sum(l0s) / len(l0s),
+                run.checkpoint_pct,
+            )
+            paths["results"] = str(append_result(row))
+            if cfg.save_model:
+                paths["adapter"] = str(save_adapter(peft_model, run_id.adapter_path()))
+        distributed.barrier()
+    finally:
+        if wandb_run is not None:
+            wandb_run.finish()
+        session.model = peft_model.unload()  # the plain model back, for the next run
+        del saes
+        gc.collect()
+    summary = RunSummary(run_id, result, sae_layers, run.checkpoint_pct, paths)
+    if info.is_main:
+        print(summary.line())
+        for name, path in paths.items():
+            print(f"  {name}: {path}")
+    return summary
 
 
 def print_table(summaries: Sequence[RunSummary], seconds: float) -> None:

@@ -4,7 +4,6 @@ and print the table."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 from tabulate import tabulate
@@ -109,7 +108,7 @@ def lora_config(cfg: SweepConfig, run: PlannedRun):
 
 def main(cfg: SweepConfig) -> Plan:
     """Plan, run this shard's runs that are not done yet, write the manifest, draw the figures."""
-    from lorasae.lora.run import main as train_lora
+    from lorasae.lora.run import main_many as train_lora_many
     from lorasae.runtime import setup_environment
 
     setup_environment(wandb=cfg.wandb)
@@ -134,12 +133,10 @@ def main(cfg: SweepConfig) -> Plan:
     if cfg.dry_run:
         return plan
     write_manifest(plan, cfg, catalogs)
-    started = time.perf_counter()
-    for i, run in enumerate(todo, 1):
-        print(f"[{i}/{len(todo)}] {run.sae.source} rank {run.rank} LoRA {run.lora_layers}", flush=True)
-        train_lora(lora_config(cfg, run))
-        elapsed = (time.perf_counter() - started) / 60
-        print(f"[{i}/{len(todo)}] done; {elapsed:.1f} min so far", flush=True)
+    # runs on one model after another, so consecutive runs share the loaded model and data
+    todo.sort(key=lambda run: cfg.models.index(run.sae.model) if run.sae.model in cfg.models else -1)
+    if todo:
+        train_lora_many([lora_config(cfg, run) for run in todo])
     figures(cfg)
     return plan
 
