@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from torch import nn
@@ -158,8 +159,7 @@ def attach_lora(
         init_lora_weights=True,
     )
     model.requires_grad_(False)
-    with warnings.catch_warnings():  # peft 0.21 reads a transformers attribute deprecated in v5
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    with _quiet_peft():
         return get_peft_model(model, config)
 
 
@@ -172,6 +172,14 @@ def adapted_layers(model: nn.Module) -> list[int]:
     return found
 
 
+@contextmanager
+def _quiet_peft() -> Iterator[None]:
+    """peft 0.21 reads a transformers attribute deprecated in v5 (a FutureWarning on every wrap)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
 def load_peft_model(model: nn.Module, adapter_dir: str | Path, is_trainable: bool = False):
     """Load a saved adapter (PEFT format) onto `model`; returns the PeftModel."""
     from peft import PeftModel
@@ -182,7 +190,8 @@ def load_peft_model(model: nn.Module, adapter_dir: str | Path, is_trainable: boo
             f"{adapter_dir} holds no PEFT adapter (adapter_config.json missing); train one with "
             "`python train_lora.py ... --save_model`."
         )
-    return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=is_trainable)
+    with _quiet_peft():
+        return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=is_trainable)
 
 
 def merge_adapter(model: nn.Module, adapter_dir: str | Path) -> nn.Module:
