@@ -60,7 +60,7 @@ def quick_sae(model_dir: Path, layer: int, k: int, expansion: int, num_val_token
         optimizer.step()
         sae.set_decoder_norm_to_unit_norm()
     sae.save(sae_dir(model_key(str(model_dir)), "normal", expansion, k, layer))
-    return float(loss)
+    return float(loss.detach())
 
 
 def test_short_run_closes_part_of_the_gap(world_model, out_root, capsys):
