@@ -120,11 +120,12 @@ def _world_summary() -> str:
 
 
 def run_demo(cfg: DemoConfig) -> None:
-    from lorasae.lora.adapters import lora_layer_list
-    from lorasae.lora.config import TrainLoraConfig, default_sae_layer
+    from lorasae.lora.config import TrainLoraConfig
     from lorasae.lora.run import main_many as train_lora_many
-    from lorasae.lora.sae_refs import single_sae_tag
-    from lorasae.train.config import TrainSaeConfig, default_k
+    from lorasae.lora.run import plan_runs
+    from lorasae.model_defaults import default_k
+    from lorasae.models import model_shape
+    from lorasae.train.config import TrainSaeConfig
     from lorasae.train.sae_trainer import train_sae
     from lorasae.world.tiny_model import ensure_tiny_model
 
@@ -134,9 +135,8 @@ def run_demo(cfg: DemoConfig) -> None:
         "built-in world", (paths.tiny_model_root() / "tiny" / "world.json").exists(), ensure_tiny_model
     )
     print(_world_summary(), flush=True)
-    from lorasae.models import d_model, load_model
-
-    k_main = default_k(d_model(load_model(model, device="cpu")[0]))
+    shape = model_shape(model)
+    k_main = default_k(shape.d_model)
     ks = sorted({k_main, *cfg.sweep_k})
 
     def sae_config(**changes) -> TrainSaeConfig:
@@ -175,10 +175,7 @@ def run_demo(cfg: DemoConfig) -> None:
         lambda: train_sae(sae_config(k=k_main, e2e=True)),
     )
 
-    from lorasae.models import num_layers
-
-    n_layers = num_layers(load_model(model, device="cpu")[0])
-    default_layer = default_sae_layer(n_layers)
+    n_layers = shape.n_layers
 
     def lora_base() -> TrainLoraConfig:
         return TrainLoraConfig(
@@ -196,10 +193,7 @@ def run_demo(cfg: DemoConfig) -> None:
         )
 
     def lora_done(run: TrainLoraConfig) -> bool:
-        layers = lora_layer_list(run.LoRA_layers, [cfg.layer], n_layers)
-        tag = single_sae_tag(paths.sae_tag(8, run.k, run.checkpoint_percent), cfg.layer, default_layer)
-        path = paths.lora_json_path("CE_increase", model, tag, layers, run.rank, run.num_train_examples)
-        return path.exists()
+        return all(p.done() for p in plan_runs(run))
 
     def lora_stage(title: str, runs: list[TrainLoraConfig]) -> None:
         todo = [run for run in runs if cfg.force or not lora_done(run)]

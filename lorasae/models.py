@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -128,9 +130,12 @@ def num_layers(model: nn.Module) -> int:
     return len(decoder_layers(model))
 
 
-def d_model(model: nn.Module) -> int:
-    config = unwrap(model).config
-    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+def _text_config(config):
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
+def _config_d_model(config) -> int:
+    text_config = _text_config(config)
     for attr in ("hidden_size", "n_embd", "d_model"):
         value = getattr(text_config, attr, None)
         if value:
@@ -138,8 +143,69 @@ def d_model(model: nn.Module) -> int:
     raise TypeError(f"Cannot find the residual width of {type(config).__name__}.")
 
 
-def check_layer(model: nn.Module, layer: int) -> int:
-    n = num_layers(model)
+def _config_max_positions(config) -> int | None:
+    text_config = _text_config(config)
+    value = getattr(text_config, "max_position_embeddings", None) or getattr(text_config, "n_positions", None)
+    return int(value) if value else None
+
+
+def d_model(model: nn.Module) -> int:
+    return _config_d_model(unwrap(model).config)
+
+
+def max_positions(model: nn.Module) -> int | None:
+    """The model's context window (None when its config does not say)."""
+    return _config_max_positions(unwrap(model).config)
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the defaults and the checks need to know of a model, read from its config alone."""
+
+    d_model: int
+    n_layers: int
+    max_positions: int | None
+
+    @classmethod
+    def of(cls, model: nn.Module) -> ModelShape:
+        return cls(d_model(model), num_layers(model), max_positions(model))
+
+
+def model_shape(name: str) -> ModelShape:
+    """The shape of a model from its config (no weights are loaded): for choosing defaults, checking
+    layers and naming outputs before anything heavy happens."""
+    return _shape_at(resolve_model_name(name), name)
+
+
+@functools.lru_cache(maxsize=64)
+def _shape_at(path: str, name: str) -> ModelShape:
+    from transformers import AutoConfig
+
+    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    try:
+        config = AutoConfig.from_pretrained(path, token=token)
+    except OSError as err:
+        raise UnknownModelError(
+            f"Could not read the config of model {name!r} ({path}): {err}\n"
+            "Check the name, set HF_TOKEN for gated models such as Gemma and Llama, and check network "
+            "access; offline, use --model_type tiny."
+        ) from err
+    text_config = _text_config(config)
+    n_layers = getattr(text_config, "num_hidden_layers", None) or getattr(text_config, "n_layer", None)
+    if not n_layers:
+        raise TypeError(f"Cannot find the number of layers of {type(config).__name__}.")
+    return ModelShape(_config_d_model(config), int(n_layers), _config_max_positions(config))
+
+
+def check_layer(model: nn.Module | ModelShape | int, layer: int) -> int:
+    """`layer` if the model (a loaded model, its shape, or its layer count) has it, else
+    `LayerOutOfRangeError` saying the valid range."""
+    if isinstance(model, int):
+        n = model
+    elif isinstance(model, ModelShape):
+        n = model.n_layers
+    else:
+        n = num_layers(model)
     if not 0 <= layer < n:
         raise LayerOutOfRangeError(
             f"Layer {layer} is out of range: this model has {n} decoder layers (0 … {n - 1})."

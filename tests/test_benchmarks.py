@@ -227,10 +227,14 @@ def test_config_and_gemma_scope_plan(out_root):
 
 
 def test_sae_and_adapter_pairing(out_root):
-    config = parse(BenchmarkConfig, ["--model", "tiny", "--all_four"])
-    with pytest.raises(FileNotFoundError, match="train_lora.py"):
+    from conftest import make_tiny_model
+
+    model = out_root / "models" / "tiny"  # a 4-layer model whose outputs live under the key `tiny`
+    make_tiny_model(n_layers=4, d=32).save_pretrained(model)
+    config = parse(BenchmarkConfig, ["--model", str(model), "--all_four"])
+    with pytest.raises(FileNotFoundError, match="train_sae.py"):
         resolve_pairing(config, plan_run(config), n_layers=4)
-    base_only = parse(BenchmarkConfig, ["--model", "tiny", "--sae"])
+    base_only = parse(BenchmarkConfig, ["--model", str(model), "--sae"])
     with pytest.raises(FileNotFoundError, match="train_sae.py"):
         resolve_pairing(base_only, plan_run(base_only), n_layers=4)
 
@@ -239,26 +243,36 @@ def test_sae_and_adapter_pairing(out_root):
     _touch(saes / "expansion_8_L0_4-50pct/model.layers.1")
     plan = resolve_pairing(base_only, plan_run(base_only), n_layers=4)
     assert plan.sae_sources == [(str(final), 1)]  # the final SAE before checkpoints
+    with pytest.raises(FileNotFoundError, match="train_lora.py"):  # no adapter for it yet
+        resolve_pairing(config, plan_run(config), n_layers=4)
 
-    # an adapter decides the SAE: its results.csv row, else its tag folder
+    # an adapter trained on the final SAE's 100% checkpoint counts for the final SAE (same weights)
     checkpoint = _touch(saes / "expansion_8_L0_4-100pct/model.layers.1")
     adapter = _touch(
         out_root / "saved_models/tiny/expansion_8_L0_4-100pct/peft_0-3/rank_16", "adapter_config.json"
     )
     plan = resolve_pairing(config, plan_run(config), n_layers=4)
+    assert plan.adapter == adapter and plan.sae_sources == [(str(final), 1)]
+
+    # --adapter decides the SAE: its results.csv row, else its tag folder
+    by_adapter = parse(BenchmarkConfig, ["--model", str(model), "--all_four", "--adapter", str(adapter)])
+    plan = resolve_pairing(by_adapter, plan_run(by_adapter), n_layers=4)
     assert plan.adapter == adapter and plan.sae_sources == [(str(checkpoint), 1)]
     (out_root / "data").mkdir()
     (out_root / "data/results.csv").write_text(
         "model,sae_tag,sae_source,sae_layers,lora_layers,rank\n"
         f"tiny,expansion_8_L0_4-100pct,{final},1,0-3,16\n"
     )
-    plan = resolve_pairing(config, plan_run(config), n_layers=4)
+    plan = resolve_pairing(by_adapter, plan_run(by_adapter), n_layers=4)
     assert plan.adapter == adapter and plan.sae_sources == [(str(final), 1)]
 
     # --sae_source: that SAE and the adapter trained for it
-    explicit = parse(BenchmarkConfig, ["--model", "tiny", "--all_four", "--sae_source", str(checkpoint)])
+    explicit = parse(BenchmarkConfig, ["--model", str(model), "--all_four", "--sae_source", str(checkpoint)])
     plan = resolve_pairing(explicit, plan_run(explicit), n_layers=4)
     assert plan.sae_sources == [(str(checkpoint), 1)] and plan.adapter == adapter
-    other = parse(BenchmarkConfig, ["--model", "tiny", "--model_type", "peft", "--sae_source", str(final)])
-    with pytest.raises(FileNotFoundError, match="expansion_8_L0_4"):
+    other_sae = _touch(saes / "expansion_8_L0_2/model.layers.1")
+    other = parse(
+        BenchmarkConfig, ["--model", str(model), "--model_type", "peft", "--sae_source", str(other_sae)]
+    )
+    with pytest.raises(FileNotFoundError, match="expansion_8_L0_2"):
         resolve_pairing(other, plan_run(other), n_layers=4)

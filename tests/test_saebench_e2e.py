@@ -17,7 +17,6 @@ import torch
 from conftest import make_char_tokenizer, make_tiny_model
 
 from lorasae.cli import parse
-from lorasae.defaults import GEMMA_SCOPE_2B, default_sae_source
 from lorasae.saebench.absorption import AbsorptionEvalConfig, run_absorption
 from lorasae.saebench.args import EVALS, SaeBenchArgs
 from lorasae.saebench.autointerp import AutoInterpEvalConfig, run_autointerp
@@ -34,6 +33,7 @@ from lorasae.saebench.load import (
 from lorasae.saebench.plan import selected_evals
 from lorasae.saebench.run import run
 from lorasae.saebench.schema import validate_eval_output
+from lorasae.store import GEMMA_SCOPE_2B, find_sae
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -377,21 +377,27 @@ def test_cli_flags_and_errors():
 
 
 def test_default_sae_and_adapter_resolution(out_root):
+    from conftest import make_tiny_model
+
     from lorasae.sae import SaeConfig, TopKSAE
 
+    model_dir = out_root / "tinyrand"
+    make_tiny_model(n_layers=3, d=32).save_pretrained(model_dir)
+    model = str(model_dir)
     with pytest.raises(FileNotFoundError, match="train_sae.py"):
-        default_sae_source("tinyrand")
-    assert default_sae_source("gemma") == GEMMA_SCOPE_2B
+        find_sae(model)
+    assert find_sae("gemma").source == GEMMA_SCOPE_2B
     folder = out_root / "saved_saes" / "tinyrand" / "normal" / "expansion_2_L0_4" / "model.layers.1"
     TopKSAE(SaeConfig(32, 64, 4, hook_layer=1)).save(folder)
     TopKSAE(SaeConfig(32, 64, 4, hook_layer=1)).save(
         folder.parent.with_name("expansion_2_L0_4-50pct") / folder.name
     )
-    assert default_sae_source("tinyrand") == str(folder)  # the final SAE, not a checkpoint
+    ref = find_sae(model)
+    assert ref.source == str(folder) and ref.layer == 1  # the final SAE, not a checkpoint
     with pytest.raises(FileNotFoundError, match="train_lora.py"):
-        default_adapter("tinyrand", str(folder))
+        default_adapter(model, ref)
     # an adapter trained on the final SAE's 100% checkpoint counts for the final SAE
     adapter = out_root / "saved_models" / "tinyrand" / "expansion_2_L0_4-100pct" / "peft_0-2" / "rank_4"
     adapter.mkdir(parents=True)
     (adapter / "adapter_config.json").write_text("{}")
-    assert default_adapter("tinyrand", str(folder)) == adapter
+    assert default_adapter(model, ref) == adapter

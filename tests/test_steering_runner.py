@@ -11,7 +11,6 @@ import torch
 from conftest import make_char_tokenizer, make_tiny_model
 
 from lorasae.atomic import atomic_write_json
-from lorasae.defaults import default_sae_source
 from lorasae.sae import SaeConfig, TopKSAE
 from lorasae.steering.args import SteeringArgs
 from lorasae.steering.context import SteeringContext
@@ -21,6 +20,7 @@ from lorasae.steering.latent import resolve_latent
 from lorasae.steering.negatives import BUILTIN_STANDINS, negatives_dir
 from lorasae.steering.positives import make_positive_examples
 from lorasae.steering.tune import recorded_alpha, tune_alpha
+from lorasae.store import find_sae
 
 
 @pytest.fixture
@@ -125,7 +125,7 @@ def test_missing_inputs_give_clear_errors(setup, out_root):
     with pytest.raises(FileNotFoundError, match="tune_alpha.py --neuron 7"):
         recorded_alpha(7, ctx, "multiplicative")
     with pytest.raises(FileNotFoundError, match="train_sae.py"):
-        default_sae_source("tiny")
+        find_sae("tiny")
 
 
 def test_llm_positive_examples_through_the_runner(setup, out_root, monkeypatch):

@@ -13,16 +13,16 @@ from conftest import make_char_tokenizer, make_tiny_model
 
 from lorasae.cli import parse
 from lorasae.eval_ce import mean_ce
-from lorasae.lora.adapters import find_adapter, load_peft_model
+from lorasae.lora.adapters import load_peft_model
 from lorasae.lora.config import TrainLoraConfig
 from lorasae.lora.outputs import RESULTS_COLUMNS
 from lorasae.lora.run import main
-from lorasae.lora.sae_refs import SaeNotFoundError
 from lorasae.lora.trainer import sae_splices
 from lorasae.models import LayerOutOfRangeError, load_model, special_token_ids
 from lorasae.paths import lora_json_path, sae_dir
 from lorasae.sae import SaeConfig, TopKSAE
-from lorasae.sae.sources import SaeShapeError
+from lorasae.sae.sources import SaeNotFoundError, SaeShapeError
+from lorasae.store import find_adapter
 
 WORDS = "the a cat dog sat on mat ran far and then slept under big red tree house".split()
 

@@ -4,8 +4,9 @@
     python eval/SAE-Bench/get_peft_dict.py
     python eval/SAE-Bench/get_peft_dict.py --model tiny --adapter saved_models/tiny/<sae_tag>/peft_0-3/rank_16
 
-Defaults as the original: Gemma-2-2B with the rank-64 adapter on layers 0-25 trained for the
-expansion_8_L0_64 SAE (the newest adapter of the model when that one is absent), saved to
+Defaults: Gemma-2-2B, and the adapter `run_eval.py --model_type peft` would merge (the newest one trained
+for the model's default SAE: for Gemma, train_sae.py's default expansion_8_L0_64 at layer 12, whose
+rank-64 adapter on layers 0-25 is the original's), saved to
 eval/SAE-Bench/peft_dicts/<model>_<sae_tag>_peft_<a>-<b>_rank_<r>.pt.
 """
 
@@ -16,10 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lorasae.cli import parse  # noqa: E402
-from lorasae.models import model_key  # noqa: E402
 from lorasae.saebench.load import save_peft_dict  # noqa: E402
-
-ORIGINAL_ADAPTER = {"sae_tag": "expansion_8_L0_64", "rank": 64, "lora_span": "0-25"}
 
 
 @dataclass
@@ -30,8 +28,8 @@ class Config:
     """Base model: gemma (google/gemma-2-2b), llama, tiny (built-in) or any Hugging Face id or folder."""
 
     adapter: str | None = None
-    """Adapter folder (PEFT format). Default: the original's (rank 64, layers 0-25, expansion_8_L0_64 SAE)
-    for Gemma when saved, else the newest adapter saved for the model."""
+    """Adapter folder (PEFT format). Default: the newest adapter trained for the model's default SAE
+    (what run_eval.py --model_type peft merges)."""
 
     output: str | None = None
     """Output file. Default: eval/SAE-Bench/peft_dicts/<model>_<sae_tag>_peft_<a>-<b>_rank_<r>.pt."""
@@ -43,22 +41,11 @@ class Config:
     """Weights dtype: float32 or bfloat16."""
 
 
-def default_adapter(model: str) -> str | None:
-    from lorasae.lora.adapters import find_adapter
-
-    if model_key(model) == "gemma":
-        try:
-            return str(find_adapter("gemma", **ORIGINAL_ADAPTER))
-        except FileNotFoundError:
-            return None
-    return None
-
-
 if __name__ == "__main__":
     config = parse(Config, sys.argv[1:])
     save_peft_dict(
         config.model,
-        config.adapter or default_adapter(config.model),
+        config.adapter,
         config.output,
         config.device,
         config.dtype,

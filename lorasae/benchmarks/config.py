@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lorasae.cli import CommonArgs, field
-from lorasae.defaults import GEMMA_SCOPE_2B, GEMMA_SCOPE_9B
+from lorasae.store.saes import GEMMA_SCOPE_2B, GEMMA_SCOPE_9B
 
 MODEL_TYPES = ("peft", "base")
 

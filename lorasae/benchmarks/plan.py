@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lorasae.atomic import read_json
 from lorasae.benchmarks.config import HUB_TASKS, BenchmarkConfig
 from lorasae.benchmarks.layout import ALL_FOUR, Combination
 from lorasae.benchmarks.tasks import BUILTIN_TASKS
@@ -17,15 +16,11 @@ from lorasae.models import model_key
 def world_of(model_name: str) -> tuple[int, int | None]:
     """`(seed, n_docs)` of the built-in world a model was pretrained on (its `world.json`); the default
     world `(0, None)` for other models."""
-    from lorasae.models import resolve_model_name
+    from lorasae.world import world_info
 
-    path = Path(resolve_model_name(model_name))
-    info_path = path / "world.json"
-    if not info_path.is_file():
-        return 0, None
-    config = read_json(info_path).get("config", {})
-    n_docs = config.get("n_docs")
-    return int(config.get("seed", 0)), (int(n_docs) if n_docs is not None else None)
+    info = world_info(model_name)
+    n_docs = info.get("config", {}).get("n_docs")
+    return int(info.get("seed", 0)), (int(n_docs) if n_docs is not None else None)
 
 
 def is_builtin_world_model(model_name: str) -> bool:

@@ -14,12 +14,13 @@ from lorasae.atomic import atomic_write_json, atomic_write_text
 from lorasae.benchmarks.comparison import comparison_table, summary_line
 from lorasae.benchmarks.config import BenchmarkConfig
 from lorasae.benchmarks.layout import builtin_tasks_dir, results_path
-from lorasae.benchmarks.pairing import load_spliced_saes, resolve_pairing
+from lorasae.benchmarks.pairing import resolve_pairing
 from lorasae.benchmarks.plan import plan_run, world_of
 from lorasae.benchmarks.tasks import is_builtin_task, write_builtin_tasks
 from lorasae.benchmarks.wrapper import benchmark_lm
-from lorasae.models import load_model, num_layers
+from lorasae.models import load_model, model_shape
 from lorasae.runtime import parse_device, seed_everything, setup_environment
+from lorasae.store import external_ref, load_saes
 
 
 def task_manager_for(
@@ -105,12 +106,12 @@ def run_benchmarks(config: BenchmarkConfig) -> list[Path]:
     seed_everything(config.seed)
     plan = plan_run(config)
     device = parse_device(config.device)
+    resolve_pairing(config, plan, model_shape(plan.model_name).n_layers)  # before the weights load
     model, tokenizer = load_model(plan.model_name, device=device, dtype=config.model_dtype)
     for param in model.parameters():
         param.requires_grad_(False)
-
-    resolve_pairing(config, plan, num_layers(model))
-    saes = load_spliced_saes(plan.sae_sources, model, device) if plan.needs_sae else {}
+    refs = [external_ref(source, layer) for source, layer in plan.sae_sources]
+    saes = load_saes(refs, model, device) if plan.needs_sae else {}
     adapter = plan.adapter
     sae_desc = ", ".join(f"{src} @ layer {layer}" for layer, (src, _) in zip(saes, plan.sae_sources))
     print(

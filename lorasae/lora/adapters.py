@@ -1,13 +1,12 @@
 """LoRA adapters on the decoder layers of a causal LM: which layers, which projections, attaching,
-saving, finding and loading them again.
+and loading them again.
 
-Evals import this module: `lora_layer_list`, `attach_lora`, `load_peft_model`, `find_adapter`,
-`merge_adapter` are its stable API.
+Evals import this module: `lora_layer_list`, `attach_lora`, `load_peft_model`, `merge_adapter` are its
+stable API. Finding saved adapters is the store's (`lorasae.store.find_adapter`).
 """
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -15,8 +14,8 @@ from pathlib import Path
 
 from torch import nn
 
+from lorasae.layer_spec import format_layers, parse_layer_spec
 from lorasae.models import LayerOutOfRangeError, decoder_layers, layer_module_name, num_layers, unwrap
-from lorasae.paths import root, sanitize
 
 # The seven projections of a Llama/Gemma decoder layer (SPEC §3.2), in the order of the original.
 PROJECTIONS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -34,34 +33,20 @@ _OTHER_PROJECTIONS: tuple[str, ...] = (
     "out_proj",
 )
 
+__all__ = [
+    "LORA_ALPHA",
+    "LORA_DROPOUT",
+    "PROJECTIONS",
+    "attach_lora",
+    "format_layers",
+    "load_peft_model",
+    "lora_layer_list",
+    "merge_adapter",
+    "parse_layer_spec",
+]
+
 LORA_ALPHA = 32
 LORA_DROPOUT = 0.1
-
-
-def parse_layer_spec(spec: str | int | Sequence[int]) -> list[int]:
-    """`"3"`, `"1,4"`, `"3-5"` (inclusive), `"1,3-5"`, `3` or `[1, 4]` → sorted unique layer indices."""
-    if isinstance(spec, int):
-        return [spec]
-    if not isinstance(spec, str):
-        return sorted({int(x) for x in spec})
-    layers: set[int] = set()
-    for part in re.split(r"[,\s]+", spec.strip().strip("[]")):
-        if not part:
-            continue
-        if m := re.fullmatch(r"(\d+)\s*-\s*(\d+)", part):
-            a, b = int(m.group(1)), int(m.group(2))
-            if a > b:
-                raise ValueError(f"Layer range {part!r} is empty: write the smaller index first ({b}-{a}).")
-            layers.update(range(a, b + 1))
-        elif re.fullmatch(r"-?\d+", part):
-            layers.add(int(part))
-        else:
-            raise ValueError(
-                f"Cannot parse layer spec {spec!r}: use a layer index (12), a list (1,4) or a range (3-5)."
-            )
-    if not layers:
-        raise ValueError(f"Layer spec {spec!r} names no layers.")
-    return sorted(layers)
 
 
 def _check_layers(layers: Sequence[int], n_layers: int, what: str) -> None:
@@ -92,21 +77,6 @@ def lora_layer_list(spec: str | Sequence[int], sae_layers: Sequence[int], n_laye
     layers = parse_layer_spec(spec)
     _check_layers(layers, n_layers, "LoRA layer(s)")
     return layers
-
-
-def format_layers(layers: Sequence[int]) -> str:
-    """Compact layer spec for tables and results.csv: `[0,1,2,3,5]` → `0-3,5`; `[1]` → `1`."""
-    layers = sorted(set(layers))
-    parts: list[str] = []
-    start = prev = None
-    for layer in [*layers, None]:
-        if start is not None and (layer is None or layer != prev + 1):
-            parts.append(str(start) if start == prev else f"{start}-{prev}")
-            start = None
-        if layer is not None and start is None:
-            start = layer
-        prev = layer
-    return ",".join(parts)
 
 
 def target_modules(model: nn.Module, layers: Sequence[int]) -> list[str]:
@@ -197,42 +167,3 @@ def load_peft_model(model: nn.Module, adapter_dir: str | Path, is_trainable: boo
 def merge_adapter(model: nn.Module, adapter_dir: str | Path) -> nn.Module:
     """The plain transformers model with the adapter's low-rank update merged into its weights."""
     return load_peft_model(model, adapter_dir).merge_and_unload()
-
-
-def list_adapters(model_key: str, base: Path | None = None) -> list[Path]:
-    """Every saved adapter folder `saved_models/<model>/<sae_tag>/peft_<a>-<b>/rank_<r>/`."""
-    folder = (Path(base) if base is not None else root()) / "saved_models" / sanitize(model_key)
-    if not folder.is_dir():
-        return []
-    return sorted(p.parent for p in folder.glob("*/peft_*/rank_*/adapter_config.json"))
-
-
-def find_adapter(
-    model_key: str,
-    sae_tag: str | None = None,
-    rank: int | None = None,
-    lora_span: str | None = None,
-    base: Path | None = None,
-) -> Path:
-    """The newest saved adapter of `model_key` matching the given SAE tag, rank and span (`<a>-<b>`);
-    raises FileNotFoundError listing what exists when nothing matches."""
-    found = list_adapters(model_key, base)
-    matches = [
-        p
-        for p in found
-        if (sae_tag is None or p.parent.parent.name == sanitize(sae_tag))
-        and (rank is None or p.name == f"rank_{rank}")
-        and (lora_span is None or p.parent.name == f"peft_{lora_span}")
-    ]
-    if matches:
-        return max(matches, key=lambda p: (p / "adapter_config.json").stat().st_mtime)
-    wanted = ", ".join(
-        f"{k}={v}" for k, v in (("sae_tag", sae_tag), ("rank", rank), ("span", lora_span)) if v is not None
-    )
-    where = (Path(base) if base is not None else root()) / "saved_models" / sanitize(model_key)
-    listing = "\n".join(f"  {p.relative_to(where)}" for p in found) or "  (none)"
-    raise FileNotFoundError(
-        f"No saved LoRA adapter for model {model_key!r}{' with ' + wanted if wanted else ''} under {where}.\n"
-        f"Adapters found:\n{listing}\n"
-        "Train one with `python train_lora.py --model_type <model> --sae_layer <L> --rank <r> --save_model`."
-    )

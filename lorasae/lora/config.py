@@ -28,29 +28,28 @@ from lorasae.cli import CommonArgs, field, parse_count
 from lorasae.data import default_dataset
 from lorasae.lora.adapters import LORA_ALPHA, LORA_DROPOUT
 from lorasae.lora.kl import KL_IMPLS
+from lorasae.model_defaults import (
+    default_ctx_len,
+    default_num_val_tokens,
+    default_sae_layer,
+    default_val_batch_size,
+    is_small,
+)
 from lorasae.models import model_key
 
 PAPER_LR = 5e-5
 SMALL_MODEL_LR = 5e-4
 PAPER_EVAL_EVERY = 1000
-PAPER_SAE_LAYER = 12
-SMALL_MODEL_SAE_LAYER = 1
-SMALL_MODEL_D = 1024  # same threshold as train_sae.py's "small model" defaults
 
 
 def default_lr(d_model: int) -> float:
     """5e-5 (the paper's) for d_model ≥ 1024; 5e-4 for small models (the built-in tiny one)."""
-    return PAPER_LR if d_model >= SMALL_MODEL_D else SMALL_MODEL_LR
+    return SMALL_MODEL_LR if is_small(d_model) else PAPER_LR
 
 
 def default_eval_every(num_train_examples: int) -> int:
     """1000 sequences (the paper's), or ⌈N/10⌉ for shorter runs (≥ 11 curve points)."""
     return max(1, min(PAPER_EVAL_EVERY, math.ceil(num_train_examples / 10)))
-
-
-def default_sae_layer(n_layers: int) -> int:
-    """12 (the paper's) when the model has it, else 1 (the built-in tiny model has 4 layers)."""
-    return PAPER_SAE_LAYER if n_layers > PAPER_SAE_LAYER else min(SMALL_MODEL_SAE_LAYER, n_layers - 1)
 
 
 @dataclass
@@ -144,8 +143,6 @@ class TrainLoraConfig(CommonArgs):
     # --- filled in by `resolved()` ---------------------------------------------------------------------
     def resolved(self, d_model: int, n_layers: int, max_positions: int | None = None) -> TrainLoraConfig:
         """A copy with every model-dependent default filled in, validated."""
-        from lorasae.train.config import default_ctx_len, default_num_val_tokens, default_val_batch_size
-
         cfg = dataclasses.replace(self, sae=[s for group in self.sae for s in _flatten(group)])
         cfg.dataset = cfg.dataset or default_dataset(cfg.model_name)
         cfg.ctx_len = cfg.ctx_len if cfg.ctx_len is not None else default_ctx_len(max_positions)

@@ -15,24 +15,14 @@ from torch import nn
 from lorasae.data import TokenSplit, load_token_split
 from lorasae.hooks import residual_at
 from lorasae.lora.adapters import attach_lora, format_layers, lora_layer_list, parse_layer_spec
-from lorasae.lora.config import TrainLoraConfig, default_sae_layer
+from lorasae.lora.config import TrainLoraConfig
 from lorasae.lora.outputs import RunId, append_result, results_row, save_adapter, write_curves
-from lorasae.lora.sae_refs import SaeRun, external_run, our_sae_runs
 from lorasae.lora.trainer import LoraRunResult, TrainSettings, sae_splices, train_lora, validation_ce
-from lorasae.models import (
-    check_layer,
-    d_model,
-    load_model,
-    num_layers,
-    special_token_ids,
-    unwrap,
-)
+from lorasae.model_defaults import default_sae_layer
+from lorasae.models import ModelShape, check_layer, d_model, load_model, model_shape, special_token_ids
 from lorasae.runtime import parse_device, seed_everything, setup_environment
+from lorasae.store import SaeRun, check_run_layers, external_run, load_saes, our_sae_runs
 from lorasae.train import distributed
-
-
-class SaeMismatchError(ValueError):
-    """An SAE names no usable layer, or two SAEs claim the same layer."""
 
 
 @dataclass
@@ -55,37 +45,6 @@ class RunSummary:
         )
 
 
-def max_positions(model: nn.Module) -> int | None:
-    config = unwrap(model).config
-    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    value = getattr(text_config, "max_position_embeddings", None) or getattr(text_config, "n_positions", None)
-    return int(value) if value else None
-
-
-def load_saes(run: SaeRun, model: nn.Module, device: torch.device, dtype: torch.dtype) -> dict[int, object]:
-    """`{layer: SaeLike}` for a run, checked against the model (width, layer range), frozen."""
-    from lorasae.sae.sources import check_sae_fits, load_sae, sae_hook_layer
-
-    saes: dict[int, object] = {}
-    for ref in run.refs:
-        sae = load_sae(ref.source, device=device, dtype=dtype, layer=ref.layer)
-        hook = sae_hook_layer(sae)
-        layer = ref.layer if ref.layer is not None else hook
-        if layer is None:
-            raise SaeMismatchError(f"SAE {ref.source} does not say which layer it reads: pass --sae_layer.")
-        check_layer(model, layer)
-        check_sae_fits(sae, d_model(model), f"SAE {ref.source}")
-        if hook is not None and hook != layer:
-            print(
-                f"Note: SAE {ref.source} was trained on layer {hook}; splicing it at layer {layer} as asked."
-            )
-        if layer in saes:
-            raise SaeMismatchError(f"Two SAEs for layer {layer}: give one SAE per layer.")
-        sae.requires_grad_(False)
-        saes[layer] = sae.eval()
-    return saes
-
-
 @torch.no_grad()
 def sae_l0(sae: object, model: nn.Module, layer: int, chunks: torch.Tensor) -> float:
     """The SAE's L0: `k` for TopK SAEs, else the mean number of active latents per token on `chunks`."""
@@ -97,14 +56,49 @@ def sae_l0(sae: object, model: nn.Module, layer: int, chunks: torch.Tensor) -> f
     return float((sae.encode(x) != 0).sum(-1).float().mean())
 
 
-def resolve_runs(cfg: TrainLoraConfig, n_layers: int) -> list[SaeRun]:
+def resolve_runs(cfg: TrainLoraConfig) -> list[SaeRun]:
+    """The runs of a resolved config: one over the `--sae` sources, or one per checkpoint of our SAE."""
     layers = parse_layer_spec(cfg.sae_layer) if cfg.sae_layer is not None else None
     if cfg.sae:
         return [external_run(cfg.sae, layers)]
-    assert layers is not None
     return our_sae_runs(
-        cfg.model_key, layers, cfg.sae_kind, cfg.expansion_factor, cfg.k, cfg.checkpoint_percent
+        cfg.model_name, layers, cfg.sae_kind, cfg.expansion_factor, cfg.k, cfg.checkpoint_percent
     )
+
+
+@dataclass
+class PlannedRun:
+    """One LoRA run, settled before any weights load: its SAEs and, when their layers are known from the
+    sources (ours always are), its output names."""
+
+    cfg: TrainLoraConfig
+    run: SaeRun
+    run_id: RunId | None
+
+    def done(self) -> bool:
+        return self.run_id is not None and self.run_id.json_path("CE_increase").exists()
+
+
+def make_run_id(cfg: TrainLoraConfig, run: SaeRun, sae_layers: list[int], n_layers: int) -> RunId:
+    lora_layers = lora_layer_list(cfg.LoRA_layers, sae_layers, n_layers)
+    tag = run.tag(sae_layers, default_sae_layer(n_layers))
+    return RunId(cfg.model_key, tag, tuple(lora_layers), cfg.rank, cfg.num_train_examples)
+
+
+def plan_runs(cfg: TrainLoraConfig, shape: ModelShape | None = None) -> list[PlannedRun]:
+    """Resolve `cfg` against the model's shape (its config only), find its SAEs and name every run's
+    outputs, so that bad layers fail and finished runs are skipped before the model loads."""
+    shape = shape or model_shape(cfg.model_name)
+    cfg = cfg.resolved(shape.d_model, shape.n_layers, shape.max_positions)
+    for layer in parse_layer_spec(cfg.sae_layer) if cfg.sae_layer is not None else []:
+        check_layer(shape, layer)
+    planned = []
+    for run in resolve_runs(cfg):
+        check_run_layers(run, shape)
+        layers = run.layers
+        run_id = make_run_id(cfg, run, layers, shape.n_layers) if layers is not None else None
+        planned.append(PlannedRun(cfg, run, run_id))
+    return planned
 
 
 def _wandb_logger(cfg: TrainLoraConfig, run_name: str):
@@ -123,7 +117,8 @@ def main(cfg: TrainLoraConfig) -> list[RunSummary]:
 
 def main_many(cfgs: Sequence[TrainLoraConfig]) -> list[RunSummary]:
     """Every run of several invocations (a sweep), loading the model and the data once for consecutive
-    invocations that share them (same model, data, dtype, context, validation set and seed)."""
+    invocations that share them (same model, data, dtype, context, validation set and seed). Runs are
+    planned first: with `skip_existing`, a run whose outputs exist is skipped before anything loads."""
     if not cfgs:
         return []
     setup_environment(wandb=any(cfg.wandb for cfg in cfgs))
@@ -133,13 +128,21 @@ def main_many(cfgs: Sequence[TrainLoraConfig]) -> list[RunSummary]:
     session: LoraSession | None = None
     try:
         for i, cfg in enumerate(cfgs, 1):
+            planned = plan_runs(cfg)
+            todo = [p for p in planned if not (p.cfg.skip_existing and p.done())]
+            if info.is_main:
+                for p in planned:
+                    if p not in todo and p.run_id is not None:
+                        print(f"Skipping {p.run_id.sae_tag}: {p.run_id.json_path('CE_increase')} exists.")
+            if not todo:
+                continue
             if session is None or not session.serves(cfg):
                 session = None
                 gc.collect()
                 session = open_session(cfg, info, device)
             if len(cfgs) > 1 and info.is_main:
                 print(f"[{i}/{len(cfgs)}] {', '.join(cfg.sae) or cfg.model_key} rank {cfg.rank}", flush=True)
-            summaries += run_all(session, cfg)
+            summaries += run_all(session, todo)
     finally:
         distributed.teardown()
     if info.is_main and summaries:
@@ -175,10 +178,11 @@ class LoraSession:
 
     @property
     def n_layers(self) -> int:
-        return num_layers(self.model)
+        return ModelShape.of(self.model).n_layers
 
     def resolve(self, cfg: TrainLoraConfig) -> TrainLoraConfig:
-        return cfg.resolved(d_model(self.model), self.n_layers, max_positions(self.model))
+        shape = ModelShape.of(self.model)
+        return cfg.resolved(shape.d_model, shape.n_layers, shape.max_positions)
 
     def serves(self, cfg: TrainLoraConfig) -> bool:
         if cfg.model_name != self.cfg.model_name or cfg.seed != self.cfg.seed:
@@ -192,7 +196,8 @@ def open_session(cfg: TrainLoraConfig, info: distributed.DistInfo, device: torch
     seed_everything(cfg.seed)
     model, tokenizer = load_model(cfg.model_name, device, cfg.dtype)
     model.requires_grad_(False)
-    cfg = cfg.resolved(d_model(model), num_layers(model), max_positions(model))
+    shape = ModelShape.of(model)
+    cfg = cfg.resolved(shape.d_model, shape.n_layers, shape.max_positions)
     split = load_token_split(
         cfg.dataset, tokenizer, cfg.ctx_len, cfg.num_val_tokens, cfg.seed, text_field=cfg.text_field
     )
@@ -200,19 +205,20 @@ def open_session(cfg: TrainLoraConfig, info: distributed.DistInfo, device: torch
     return LoraSession(cfg, model, split, special_token_ids(tokenizer), base_ce, info, device)
 
 
-def run_all(session: LoraSession, cfg: TrainLoraConfig) -> list[RunSummary]:
-    """Every run of one invocation (one per SAE checkpoint, or one over the `--sae` sources)."""
-    cfg = session.resolve(cfg)
-    runs = resolve_runs(cfg, session.n_layers)
+def run_all(session: LoraSession, planned: Sequence[PlannedRun]) -> list[RunSummary]:
+    """The planned runs of one invocation (one per SAE checkpoint, or one over the `--sae` sources)."""
+    if not planned:
+        return []
+    cfg = session.resolve(planned[0].cfg)
     if session.info.is_main:
         print(
-            f"{cfg.model_key}: {session.n_layers} layers, d_model {d_model(session.model)}; {len(runs)} "
+            f"{cfg.model_key}: {session.n_layers} layers, d_model {d_model(session.model)}; {len(planned)} "
             f"run(s); {len(session.split.val)} validation chunks of {cfg.ctx_len} tokens; lr {cfg.lr:g}, "
             f"{cfg.num_train_examples} sequences, validation every {cfg.eval_every}."
         )
     summaries = []
-    for run in runs:
-        summary = train_run(session, cfg, run)
+    for p in planned:
+        summary = train_run(session, cfg, p.run)
         if summary is not None:
             summaries.append(summary)
     return summaries
@@ -225,17 +231,11 @@ def train_run(session: LoraSession, cfg: TrainLoraConfig, run: SaeRun) -> RunSum
     model = session.model
     saes = load_saes(run, model, session.device, next(model.parameters()).dtype)
     sae_layers = sorted(saes)
+    run_id = make_run_id(cfg, run, sae_layers, n_layers)
     # the SAEs' width and L0 (measured on the original model for non-TopK SAEs), for results.csv
     widths = [float(s.cfg.d_sae) for s in saes.values()]
     l0s = [sae_l0(s, model, layer, split.val[:4]) for layer, s in saes.items()] if info.is_main else [0.0]
-    lora_layers = lora_layer_list(cfg.LoRA_layers, sae_layers, n_layers)
-    run_id = RunId(
-        cfg.model_key,
-        run.tag(sae_layers, default_sae_layer(n_layers)),
-        tuple(lora_layers),
-        cfg.rank,
-        cfg.num_train_examples,
-    )
+    lora_layers = list(run_id.lora_layers)
     if cfg.skip_existing and run_id.json_path("CE_increase").exists():
         if info.is_main:
             print(f"Skipping {run_id.sae_tag}: {run_id.json_path('CE_increase')} exists.")

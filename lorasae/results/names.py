@@ -9,52 +9,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from lorasae.layer_spec import parse_layer_spec
+from lorasae.store.tags import SaeTag, expand_width, parse_sae_tag
 
-@dataclass(frozen=True)
-class SaeTag:
-    """A parsed SAE tag: `expansion_8_L0_64-30pct`, or e.g. `layer_12_width_16k_average_l0_82`."""
-
-    tag: str
-    base: str
-    checkpoint_pct: float | None = None
-    expansion: float | None = None
-    l0: float | None = None
-    width: int | None = None
-    layer: int | None = None
-
-
-def _num(text: str) -> float | int:
-    value = float(text)
-    return int(value) if value.is_integer() else value
-
-
-def expand_width(value: int, unit: str) -> int:
-    """`16k` → 16384, `131k` → 131072, `1m` → 1048576 (Gemma Scope rounds powers of two down to
-    thousands); a value that is no such rounding is taken literally (`10k` → 10000)."""
-    n = value * {"": 1, "k": 1000, "m": 1000**2}[unit]
-    if unit:
-        pow2 = 2 ** round(math.log2(n))
-        if abs(pow2 - n) <= 0.05 * n:
-            return pow2
-    return n
-
-
-def parse_sae_tag(tag: str) -> SaeTag:
-    """Parse what can be parsed from an SAE tag; unknown parts stay None."""
-    base, pct = tag, None
-    m = re.search(r"-(\d+(?:\.\d+)?)pct$", tag)
-    if m:
-        base, pct = tag[: m.start()], _num(m.group(1))
-    expansion = l0 = width = layer = None
-    if m := re.search(r"expansion_(\d+(?:\.\d+)?)", base):
-        expansion = _num(m.group(1))
-    if m := re.search(r"(?:^|_)[Ll]0_(\d+(?:\.\d+)?)", base):
-        l0 = _num(m.group(1))
-    if m := re.search(r"width_(\d+)([kKmM]?)", base):
-        width = expand_width(int(m.group(1)), m.group(2).lower())
-    if m := re.search(r"layer_(\d+)", base):
-        layer = int(m.group(1))
-    return SaeTag(tag, base, pct, expansion, l0, width, layer)
+__all__ = ["LoraFileName", "SaeTag", "expand_width", "parse_layers", "parse_lora_filename", "parse_sae_tag"]
 
 
 _LORA_FILE = re.compile(
@@ -90,16 +48,4 @@ def parse_layers(spec: Any) -> list[int] | None:
     if spec is None or (isinstance(spec, float) and math.isnan(spec)):
         return None
     text = str(spec).strip().strip("[]")
-    if not text:
-        return None
-    layers: list[int] = []
-    for part in re.split(r"[,\s]+", text):
-        if not part:
-            continue
-        if m := re.fullmatch(r"(\d+)-(\d+)", part):
-            layers.extend(range(int(m.group(1)), int(m.group(2)) + 1))
-        elif part.lstrip("-").isdigit():
-            layers.append(int(float(part)))
-        else:
-            raise ValueError(f"cannot parse layer spec {spec!r}")
-    return sorted(set(layers))
+    return parse_layer_spec(text) if text else None

@@ -135,7 +135,8 @@ def sae_hook_layer(sae: Any) -> int | None:
 
 def check_sae_fits(sae: Any, d_model: int, name: str = "the SAE") -> None:
     """Raise :class:`SaeShapeError` (a ValueError) unless the SAE reads d_model-wide activations."""
-    d_in = int(sae.cfg.d_in)
+    d_in = getattr(getattr(sae, "cfg", None), "d_in", None)
+    d_in = int(d_in) if d_in is not None else int(sae.W_dec.shape[1])
     if d_in != int(d_model):
         raise SaeShapeError(
             f"{name} reads {d_in}-dimensional activations, but the model's residual stream has "

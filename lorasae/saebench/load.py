@@ -1,5 +1,5 @@
-"""Loading what is evaluated: the base or LoRA-merged model and the SAE (`load_for_eval`), the defaults
-that find them, and the SAE's and the model's identity (`sae_identifier`, `world_seed`).
+"""Loading what is evaluated: the base or LoRA-merged model and the SAE (`load_for_eval`, through the
+store: `lorasae.store`), and the SAE's identity (`sae_identifier`).
 
 Also `get_peft_dict.py`'s logic: merge a saved adapter into the base weights and save the full state dict.
 """
@@ -14,20 +14,18 @@ import torch
 from torch import nn
 
 from lorasae.atomic import atomic_save_file
-from lorasae.defaults import adapter_for_sae, default_sae_source, world_seed
-from lorasae.models import d_model, load_model, model_key
+from lorasae.models import load_model, model_shape
 from lorasae.runtime import parse_device
-from lorasae.sae.sources import sae_hook_layer
 from lorasae.saebench.args import MODEL_TYPES, SaeBenchArgs, peft_dict_path
+from lorasae.store import SaeRef, load_bundle, resolve_adapter, resolve_sae
 
 # --- model, SAE, adapter --------------------------------------------------------------------------
 
 
-def default_adapter(model_name: str, sae_source: str) -> Path:
-    """The newest adapter saved for this SAE (`find_adapter`); for a final SAE, one trained on its 100%
-    checkpoint also counts (the weights are the same)."""
+def default_adapter(model_name: str, ref: SaeRef, adapter: str | None = None) -> Path:
+    """The adapter `--model_type peft` merges: `adapter` when given, else the newest one saved for the SAE."""
     try:
-        return adapter_for_sae(model_name, sae_source)
+        return resolve_adapter(model_name, ref, adapter)
     except FileNotFoundError as error:
         raise FileNotFoundError(
             f"{error}\n`run_eval.py --model_type peft` evaluates the SAE on the model with its LoRA adapter "
@@ -56,9 +54,9 @@ def merged_model(model: nn.Module, adapter: Path, peft_dict: Path | None) -> tup
 def save_peft_dict(model_name: str, adapter: str | Path | None, output: str | Path | None, device: Any = "cpu",
                    dtype: str = "float32") -> Path:  # fmt: skip
     """`get_peft_dict.py`: merge the adapter into the base weights and save the full state dict."""
-    from lorasae.lora.adapters import find_adapter, merge_adapter
+    from lorasae.lora.adapters import merge_adapter
 
-    adapter = Path(adapter) if adapter else find_adapter(model_key(model_name))
+    adapter = Path(adapter) if adapter else default_adapter(model_name, resolve_sae(model_name))
     out = Path(output) if output else peft_dict_path(model_name, adapter)
     model, _ = load_model(model_name, parse_device(device), dtype)
     merged = merge_adapter(model, adapter)
@@ -79,28 +77,20 @@ class Loaded:
 
 
 def load_for_eval(args: SaeBenchArgs) -> Loaded:
-    """Load the model (merged for peft), its tokenizer and the SAE named by `args`."""
-    from lorasae.sae import load_sae
-
+    """Load the model (merged for peft), its tokenizer and the SAE named by `args`, through the store."""
     if args.model_type not in MODEL_TYPES:
         raise ValueError(
             f"--model_type must be one of {MODEL_TYPES} (the model to evaluate on), got {args.model_type!r}"
         )
-    device = parse_device(args.device)
-    model, tokenizer = load_model(args.model_name, device, args.dtype)
-    source = args.sae or default_sae_source(args.model_name)
-    sae = load_sae(source, device=device, dtype=torch.float32)
-    layer = args.layer if args.layer is not None else sae_hook_layer(sae)
-    if layer is None:
-        raise ValueError(f"The SAE {source} does not say which layer it reads: pass --layer.")
-    if int(sae.W_dec.shape[1]) != d_model(model):
-        raise ValueError(
-            f"The SAE reads {int(sae.W_dec.shape[1])}-dimensional activations but {args.model_name} has "
-            f"d_model {d_model(model)}: it was trained for another model."
-        )
-    description = "base model"
-    if args.model_type == "peft":
-        adapter = Path(args.adapter) if args.adapter else default_adapter(args.model_name, source)
+    ref = resolve_sae(args.model_name, args.sae, args.layer)
+    if ref.layer is not None:
+        from lorasae.models import check_layer
+
+        check_layer(model_shape(args.model_name), ref.layer)
+    adapter = default_adapter(args.model_name, ref, args.adapter) if args.model_type == "peft" else None
+    bundle = load_bundle(args.model_name, [ref], device=parse_device(args.device), dtype=args.dtype)
+    model, description = bundle.model, "base model"
+    if adapter is not None:
         peft_dict = Path(args.peft_dict) if args.peft_dict else None
         if peft_dict is None:
             candidate = peft_dict_path(args.model_name, adapter)
@@ -109,16 +99,7 @@ def load_for_eval(args: SaeBenchArgs) -> Loaded:
                 peft_dict = candidate
         model, description = merged_model(model, adapter, peft_dict)
     model.requires_grad_(False)
-    return Loaded(model, tokenizer, sae, layer, source, description)
-
-
-def model_world_seed(model_name: str) -> int:
-    """The built-in world's seed (from the model folder's world.json; 0 when absent)."""
-    from lorasae.models import resolve_model_name
-
-    if model_name != "tiny" and not Path(model_name).exists():
-        return 0
-    return world_seed(resolve_model_name(model_name))
+    return Loaded(model, bundle.tokenizer, bundle.sae, bundle.layer, ref.source, description)
 
 
 def sae_identifier(source: str) -> tuple[str, str | None]:

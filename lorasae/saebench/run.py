@@ -19,11 +19,12 @@ from lorasae.saebench.args import SaeBenchArgs, results_dir
 from lorasae.saebench.autointerp import run_autointerp
 from lorasae.saebench.comparison import comparison_figure, comparison_table, load_results, summary_line
 from lorasae.saebench.core import run_core
-from lorasae.saebench.load import Loaded, load_for_eval, model_world_seed, sae_identifier
+from lorasae.saebench.load import Loaded, load_for_eval, sae_identifier
 from lorasae.saebench.plan import EvalPlan, make_plan, selected_evals
 from lorasae.saebench.probing import run_sparse_probing
 from lorasae.saebench.schema import write_eval_output
 from lorasae.saebench.scr_tpp import run_scr, run_tpp
+from lorasae.world import world_seed
 
 
 def run_evals(
@@ -125,7 +126,7 @@ def run(args: SaeBenchArgs) -> dict[str, Path | None]:
         f"labelled data: {'built-in' if plan.builtin else 'hub'} | evals: {', '.join(evals)}"
     )
     out_dir = results_dir(args.model_name, args.model_type, args.output_dir)
-    written = run_evals(loaded, plan, evals, out_dir, args.seed, model_world_seed(args.model_name))
+    written = run_evals(loaded, plan, evals, out_dir, args.seed, world_seed(args.model_name))
     results = load_results(args.model_name, args.output_dir)
     print(f"\nSAE-Bench results for {args.model_name} (base vs LoRA-merged):")
     print(comparison_table(results))

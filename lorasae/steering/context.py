@@ -13,12 +13,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from lorasae.defaults import adapter_for_sae, default_sae_source, world_seed
-from lorasae.models import check_layer, d_model, load_model, num_layers, unwrap
+from lorasae.models import check_layer, d_model, model_shape
 from lorasae.runtime import parse_device, seed_everything, setup_environment
+from lorasae.sae.sources import check_sae_fits
 from lorasae.steering.args import SteeringArgs
 from lorasae.steering.concept import ConceptChoice
 from lorasae.steering.intervention import check_mode, unit_direction
+from lorasae.store import SaeRef, load_bundle, resolve_adapter, resolve_sae
+from lorasae.world import world_seed
 
 KINDS: tuple[str, ...] = ("base", "lora")
 MODEL_LABEL = {"base": "base", "lora": "LoRA"}
@@ -27,22 +29,18 @@ MODEL_LABEL = {"base": "base", "lora": "LoRA"}
 # --- model, SAE, adapter --------------------------------------------------------------------------
 
 
-def default_adapter(model_name: str, sae_source: str, layer: int, n_layers: int) -> Path:
-    """The newest rank-1 adapter on layers L+1 … n−1 (`--LoRA_layers after`) trained for this SAE (for a
-    final SAE, one trained on its 100% checkpoint also counts: the weights are the same)."""
+def default_adapter(model_name: str, ref: SaeRef, n_layers: int, adapter: str | None = None) -> Path:
+    """`adapter` when given, else the newest rank-1 adapter on layers L+1 … n−1 (`--LoRA_layers after`)
+    trained for this SAE (the paper's steering comparison)."""
+    assert ref.layer is not None
     try:
-        return adapter_for_sae(model_name, sae_source, rank=1, lora_span=f"{layer + 1}-{n_layers - 1}")
+        return resolve_adapter(model_name, ref, adapter, rank=1, lora_span=f"{ref.layer + 1}-{n_layers - 1}")
     except FileNotFoundError as error:
         raise FileNotFoundError(
             f"{error}\nThe steering eval compares the base model with a rank-1 adapter on the layers after "
-            f"the SAE: `python train_lora.py --model_type {model_name} --sae_layer {layer} --rank 1 "
+            f"the SAE: `python train_lora.py --model_type {model_name} --sae_layer {ref.layer} --rank 1 "
             "--LoRA_layers after --save_model`, or pass --adapter."
         ) from None
-
-
-def model_world_seed(model: nn.Module) -> int:
-    """The `seed` in `world.json` beside the model's weights (the built-in model records it), else 0."""
-    return world_seed(str(getattr(unwrap(model), "name_or_path", "") or "") or None)
 
 
 @dataclass
@@ -65,14 +63,9 @@ class SteeringContext:
 
     def __post_init__(self) -> None:
         if self.world_seed is None:
-            self.world_seed = model_world_seed(self.model)
+            self.world_seed = world_seed(self.model)
         check_layer(self.model, self.layer)
-        width = int(self.sae.W_dec.shape[1])
-        if width != d_model(self.model):
-            raise ValueError(
-                f"The SAE reads {width}-dimensional activations but the model's residual stream has "
-                f"{d_model(self.model)} dimensions: it was trained for another model."
-            )
+        check_sae_fits(self.sae, d_model(self.model), f"The SAE {self.sae_source}")
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -109,40 +102,28 @@ class SteeringContext:
 
 
 def load_context(args: SteeringArgs, with_adapter: bool = True) -> SteeringContext:
-    """Load the model, tokenizer, SAE (and the adapter) named by `args`."""
-    from lorasae.sae.sources import load_sae, sae_hook_layer
-
+    """Load the model, tokenizer, SAE (and the adapter) named by `args`, through the store."""
     setup_environment(wandb=args.wandb)
     seed_everything(args.seed)
     check_mode(args.mode)
-    device = parse_device(args.device)
-    model, tokenizer = load_model(args.model_name, device, args.dtype)
-    source = args.sae or default_sae_source(args.model_name)
-    sae = load_sae(source, device=device, dtype=torch.float32, layer=args.layer)
-    layer = args.layer if args.layer is not None else sae_hook_layer(sae)
-    if layer is None:
-        raise ValueError(f"The SAE {source} does not say which layer it reads: pass --layer.")
-    adapter = None
-    if with_adapter:
-        adapter = (
-            Path(args.adapter)
-            if args.adapter
-            else default_adapter(args.model_name, source, layer, num_layers(model))
-        )
-        from lorasae.lora.adapters import load_peft_model
-
-        model = load_peft_model(model, adapter)
-        model.eval()
+    shape = model_shape(args.model_name)
+    ref = resolve_sae(args.model_name, args.sae, args.layer)
+    if ref.layer is not None:
+        check_layer(shape, ref.layer)
+    adapter = default_adapter(args.model_name, ref, shape.n_layers, args.adapter) if with_adapter else None
+    bundle = load_bundle(args.model_name, [ref], adapter, device=parse_device(args.device), dtype=args.dtype)
+    layer = bundle.layer
     print(
-        f"model {args.model_name} | SAE {source} (layer {layer}, {int(sae.W_dec.shape[0])} latents)"
+        f"model {args.model_name} | SAE {ref.source} (layer {layer}, {int(bundle.sae.W_dec.shape[0])} latents)"
         + (f" | adapter {adapter}" if adapter else "")
     )
-    return SteeringContext(model, tokenizer, sae, layer, args.model_name, source, adapter)
+    return SteeringContext(
+        bundle.model, bundle.tokenizer, bundle.sae, layer, args.model_name, ref.source, adapter
+    )
 
 
 __all__ = [
     "SteeringContext",
     "default_adapter",
     "load_context",
-    "model_world_seed",
 ]

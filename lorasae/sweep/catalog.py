@@ -8,9 +8,11 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from lorasae import paths
-from lorasae.results.names import expand_width  # one rule for `16k` → 16384 everywhere
+from lorasae.models import model_key, model_shape
+from lorasae.store.tags import expand_width  # one rule for `16k` → 16384 everywhere
 
 
 @dataclass(frozen=True)
@@ -117,42 +119,21 @@ def gemma_scope_catalog(model: str) -> Catalog:
     return Catalog(model, scope.n_layers, entries)
 
 
-_FAMILY = re.compile(r"^expansion_(\d+)_L0_(\d+)$")
-_LAYER = re.compile(r"^model\.layers\.(\d+)$")
-
-
 def our_catalog(model: str, kind: str = "normal", n_layers: int | None = None) -> Catalog:
     """The final (100 %) SAEs that train_sae.py saved for `model` under saved_saes/<model>/<kind>/."""
-    from lorasae.models import model_key
+    from lorasae.store import final_saes
 
-    folder = paths.root() / "saved_saes" / paths.sanitize(model_key(model)) / kind
     entries = []
-    for family in sorted(folder.glob("expansion_*_L0_*")):
-        if not _FAMILY.match(family.name):
-            continue  # an intermediate checkpoint (…-50pct)
-        for layer_dir in sorted(family.glob("model.layers.*")):
-            m = _LAYER.match(layer_dir.name)
-            cfg_path = layer_dir / "cfg.json"
-            if not m or not cfg_path.exists():
-                continue
-            cfg = json.loads(cfg_path.read_text())
-            k = cfg.get("k") or (cfg.get("activation_fn_kwargs") or {}).get("k")
-            entries.append(SaeEntry(model, str(layer_dir), int(m.group(1)), int(cfg["d_sae"]), float(k or 0)))
+    for ref in final_saes(model, kind):
+        cfg = json.loads((Path(ref.source) / "cfg.json").read_text())
+        k = cfg.get("k") or (cfg.get("activation_fn_kwargs") or {}).get("k")
+        entries.append(SaeEntry(model, ref.source, int(ref.layer), int(cfg["d_sae"]), float(k or 0)))
     if not entries:
+        folder = paths.root() / "saved_saes" / paths.sanitize(model_key(model)) / kind
         raise LookupError(
             f"No SAEs under {folder}: train some with train_sae.py (e.g. --k 2, --k 8, --layer 2) first."
         )
-    return Catalog(model, n_layers if n_layers is not None else _num_layers(model), entries)
-
-
-def _num_layers(model: str) -> int:
-    from transformers import AutoConfig
-
-    from lorasae.models import resolve_model_name
-
-    config = AutoConfig.from_pretrained(resolve_model_name(model))
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    return int(text.num_hidden_layers)
+    return Catalog(model, n_layers if n_layers is not None else model_shape(model).n_layers, entries)
 
 
 def load_catalog(kind: str, model: str) -> Catalog:

@@ -11,10 +11,10 @@ from tabulate import tabulate
 from lorasae import paths
 from lorasae.atomic import atomic_write_json
 from lorasae.lora.adapters import format_layers
-from lorasae.lora.config import default_sae_layer
 from lorasae.lora.outputs import RunId
-from lorasae.lora.sae_refs import external_run
+from lorasae.model_defaults import default_sae_layer
 from lorasae.models import model_key
+from lorasae.store import external_run
 from lorasae.sweep.catalog import Catalog, SaeEntry, load_catalog
 from lorasae.sweep.config import SweepConfig
 from lorasae.sweep.plan import Plan, PlannedRun, build_plan, shard

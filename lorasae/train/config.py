@@ -1,6 +1,8 @@
 """`train_sae.py`'s flags (SPEC §3.1): the paper's settings are the defaults. Field docstrings are `--help`.
 
-Some defaults depend on the model and are filled in by `TrainSaeConfig.resolved(d_model, max_positions)`:
+Some defaults depend on the model and are filled in by `TrainSaeConfig.resolved(d_model, max_positions,
+n_layers)`, with the rules of `lorasae/model_defaults.py` (shared by every script):
+- `layer`: 12 (the paper's) for models with more than 12 layers; 1 for smaller ones (the built-in tiny one).
 - `k`: 64 (the paper's) for models with d_model ≥ 1024; smaller models (the built-in tiny one, d=128)
   keep the paper's sparsity ratio k/d = 64/2304 ≈ 2.8 %, i.e. k = round(64·d/2304) (tiny: 4).
 - `ctx_len`: 1024 (the paper's), capped at the model's `max_position_embeddings`.
@@ -22,45 +24,33 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from lorasae import model_defaults
 from lorasae.cli import CommonArgs, field, parse_count
 from lorasae.data import default_dataset
+from lorasae.model_defaults import (
+    PAPER_CTX_LEN,
+    default_ctx_len,
+    default_k,
+    default_num_val_tokens,
+    default_sae_layer,
+    default_val_batch_size,
+)
 from lorasae.models import model_key
 
-PAPER_K = 64
-PAPER_D_MODEL = 2304  # Gemma-2-2B, where the paper's k = 64 was chosen
-SMALL_MODEL_D = 1024  # below this residual width the "small model" defaults apply
-PAPER_VAL_TOKENS = 1_000_000
-SMALL_MODEL_VAL_TOKENS = 8_192
-PAPER_CTX_LEN = 1024
-VAL_BATCH_TOKENS = 4096  # tokens per validation forward pass (Gemma-2-2B's fp32 logits: 4 GiB)
-SMALL_MODEL_VAL_BATCH_TOKENS = 1024  # small models run on CPUs, where small batches are faster
-
-
-def default_k(d_model: int) -> int:
-    """64 for d_model ≥ 1024, else the paper's sparsity ratio kept: round(64·d/2304), at least 1."""
-    return PAPER_K if d_model >= SMALL_MODEL_D else max(1, round(PAPER_K * d_model / PAPER_D_MODEL))
-
-
-def default_num_val_tokens(d_model: int) -> int:
-    """1M validation tokens (the paper's) for d_model ≥ 1024, 8,192 for small models. `train_lora.py`
-    must use the same value for the same model so that both scripts share one validation/train split."""
-    return PAPER_VAL_TOKENS if d_model >= SMALL_MODEL_D else SMALL_MODEL_VAL_TOKENS
-
-
-def default_ctx_len(max_positions: int | None) -> int:
-    """1024, capped at the model's context window."""
-    return min(PAPER_CTX_LEN, max_positions) if max_positions else PAPER_CTX_LEN
+__all__ = [
+    "TrainSaeConfig",
+    "default_batch_size",
+    "default_ctx_len",
+    "default_k",
+    "default_lr",
+    "default_num_val_tokens",
+    "default_val_batch_size",
+]
 
 
 def default_batch_size(ctx_len: int) -> int:
     """Sequences per step giving the paper's 1024 tokens per step (at least one sequence)."""
     return max(1, PAPER_CTX_LEN // ctx_len)
-
-
-def default_val_batch_size(d_model: int, ctx_len: int) -> int:
-    """Sequences per validation forward: 4096 tokens' worth, 1024 for small models."""
-    tokens = VAL_BATCH_TOKENS if d_model >= SMALL_MODEL_D else SMALL_MODEL_VAL_BATCH_TOKENS
-    return max(1, tokens // ctx_len)
 
 
 def default_lr(d_sae: int) -> float:
@@ -72,8 +62,9 @@ def default_lr(d_sae: int) -> float:
 class TrainSaeConfig(CommonArgs):
     """Train a TopK SAE (or an end-to-end one with --e2e) on the residual stream after decoder layer L."""
 
-    layer: int = 12
-    """Decoder layer whose output (the residual stream after block L) the SAE reconstructs."""
+    layer: int | None = None
+    """Decoder layer whose output (the residual stream after block L) the SAE reconstructs. Default: 12
+    (the paper's) for models with more than 12 layers; 1 for smaller ones (the built-in tiny model)."""
 
     num_train_tokens: int = field(default=2_000_000_000, type=parse_count)
     """Training tokens (2B for Gemma, 4B for Llama in the paper); `300_000`, `2e9`, `15k` accepted."""
@@ -144,9 +135,14 @@ class TrainSaeConfig(CommonArgs):
     """Weights & Biases project (with --wandb)."""
 
     # --- filled in by `resolved()` ---------------------------------------------------------------------
-    def resolved(self, d_model: int, max_positions: int | None = None) -> TrainSaeConfig:
-        """A copy with every model-dependent default filled in, validated."""
+    def resolved(
+        self, d_model: int, max_positions: int | None = None, n_layers: int | None = None
+    ) -> TrainSaeConfig:
+        """A copy with every model-dependent default filled in, validated (the default layer needs
+        `n_layers`; without it, the paper's 12)."""
         cfg = dataclasses.replace(self)
+        if cfg.layer is None:
+            cfg.layer = default_sae_layer(n_layers) if n_layers else model_defaults.PAPER_SAE_LAYER
         cfg.dataset = cfg.dataset or default_dataset(cfg.model_name)
         cfg.k = cfg.k if cfg.k is not None else default_k(d_model)
         cfg.ctx_len = cfg.ctx_len if cfg.ctx_len is not None else default_ctx_len(max_positions)

@@ -21,7 +21,15 @@ from torch.nn.parallel import DistributedDataParallel
 from lorasae.atomic import atomic_write_json
 from lorasae.data import TokenSplit, load_token_split
 from lorasae.hooks import residual_at
-from lorasae.models import check_layer, d_model, load_model, special_token_ids, unwrap
+from lorasae.models import (
+    check_layer,
+    d_model,
+    load_model,
+    max_positions,
+    model_shape,
+    num_layers,
+    special_token_ids,
+)
 from lorasae.paths import sae_curve_path
 from lorasae.runtime import parse_device, seed_everything, setup_environment
 from lorasae.sae import SaeConfig, TopKSAE, geometric_median
@@ -71,13 +79,6 @@ class TrainResult:
     state_path: Path | None = None
 
 
-def max_positions(model: nn.Module) -> int | None:
-    config = unwrap(model).config
-    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    value = getattr(text_config, "max_position_embeddings", None) or getattr(text_config, "n_positions", None)
-    return int(value) if value else None
-
-
 class SaeTrainer:
     """Trains one SAE on `model`'s layer `cfg.layer` with the (resolved) settings `cfg`."""
 
@@ -89,9 +90,10 @@ class SaeTrainer:
         split: TokenSplit,
         info: DistInfo | None = None,
     ):
-        check_layer(model, cfg.layer)
         self.d_model = d_model(model)
-        cfg = cfg.resolved(self.d_model, max_positions(model))  # a no-op for an already resolved config
+        # a no-op for an already resolved config
+        cfg = cfg.resolved(self.d_model, max_positions(model), num_layers(model))
+        check_layer(model, cfg.layer)
         self.cfg, self.model, self.split = cfg, model, split
         self.info = info or dist_utils.env_info()
         self.device = next(model.parameters()).device
@@ -404,9 +406,10 @@ def train_sae(cfg: TrainSaeConfig) -> TrainResult:
     info, device = dist_utils.setup(parse_device(cfg.device))
     try:
         seed_everything(cfg.seed)
+        shape = model_shape(cfg.model_name)  # settings and layer checked before the weights load
+        cfg = cfg.resolved(shape.d_model, shape.max_positions, shape.n_layers)
+        check_layer(shape, cfg.layer)
         model, tokenizer = load_model(cfg.model_name, device, cfg.dtype)
-        check_layer(model, cfg.layer)
-        cfg = cfg.resolved(d_model(model), max_positions(model))
         split = load_token_split(
             cfg.dataset, tokenizer, cfg.ctx_len, cfg.num_val_tokens, cfg.seed, cfg.text_field
         )

@@ -20,7 +20,7 @@ from .corpus import (
     shuffled_corpus,
     split_corpus,
 )
-from .tiny_model import TinyWorldConfig, default_root, ensure_tiny_model
+from .tiny_model import TinyWorldConfig, default_root, ensure_tiny_model, world_info, world_seed
 from .tokenizer import train_tokenizer
 
 __all__ = [
@@ -45,4 +45,6 @@ __all__ = [
     "shuffled_corpus",
     "split_corpus",
     "train_tokenizer",
+    "world_info",
+    "world_seed",
 ]

@@ -30,7 +30,15 @@ from .corpus import Document, split_corpus
 from .prose import prose_fingerprint
 from .tokenizer import train_tokenizer
 
-__all__ = ["TinyWorldConfig", "ensure_tiny_model", "build_tiny_model", "default_root", "TINY_DIRNAME"]
+__all__ = [
+    "TinyWorldConfig",
+    "ensure_tiny_model",
+    "build_tiny_model",
+    "default_root",
+    "TINY_DIRNAME",
+    "world_info",
+    "world_seed",
+]
 
 TINY_DIRNAME = "tiny"
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -296,3 +304,30 @@ def _available_cpus() -> int:
     """CPUs this process may use, capped at 8 (the tiny model's matrices gain nothing from more)."""
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, min(8, n))
+
+
+def world_info(model: str | Path | object | None) -> dict:
+    """The `world.json` of the built-in world a model was trained on ({} for other models). `model` is a
+    loaded model (its `name_or_path` is read), a model folder, or a model name (`tiny` resolves to the
+    built-in one; hub names have no world)."""
+    if model is not None and not isinstance(model, (str, Path)):
+        from lorasae.models import unwrap
+
+        model = str(getattr(unwrap(model), "name_or_path", "") or "") or None
+    if not model:
+        return {}
+    folder = Path(model).expanduser()
+    if not folder.exists():
+        from lorasae.models import MODEL_REGISTRY, resolve_model_name
+
+        if MODEL_REGISTRY.get(str(model), "") != "builtin:tiny":
+            return {}
+        folder = Path(resolve_model_name(str(model)))
+    info = folder / "world.json"
+    return json.loads(info.read_text()) if info.is_file() else {}
+
+
+def world_seed(model: str | Path | object | None) -> int:
+    """The seed of the built-in world a model was trained on (`seed` in its `world.json`), else 0 (the
+    built-in default)."""
+    return int(world_info(model).get("seed", 0))

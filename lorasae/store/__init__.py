@@ -1,0 +1,70 @@
+"""The read side of `lorasae/paths.py`: one place that finds SAEs and adapters, loads them with the model
+and checks they fit. Every front end (train_lora, sweep, the demo, SAE-Bench, steering, benchmarks, the
+analyses) calls it; none has its own finder, default rule or loader.
+
+- `tags`: what output names say (`parse_sae_tag`, `run_tag`, `source_tag`);
+- `saes`: `find_sae` (an eval's SAE: train_sae.py's defaults when not told), `our_sae_runs`
+  (train_lora.py's runs over our checkpoints), `external_run` (`--sae` sources), all without loading;
+- `adapters`: `find_adapter`, `adapter_for_sae`, `sae_sources_for_adapter`;
+- `load`: `load_saes` (checked `{layer: SAE}`), `load_bundle` (model + tokenizer + SAEs + adapter).
+"""
+
+from lorasae.store.adapters import (
+    AdapterNotFoundError,
+    adapter_for_sae,
+    check_adapter_dir,
+    find_adapter,
+    list_adapters,
+    resolve_adapter,
+    sae_sources_for_adapter,
+)
+from lorasae.store.load import Bundle, SaeMismatchError, check_run_layers, load_bundle, load_saes
+from lorasae.store.saes import (
+    GEMMA_SCOPE_2B,
+    GEMMA_SCOPE_9B,
+    SaeRef,
+    SaeRun,
+    external_ref,
+    external_run,
+    final_saes,
+    find_sae,
+    list_our_saes,
+    model_keys,
+    our_sae_runs,
+    resolve_sae,
+    source_layer,
+)
+from lorasae.store.tags import parse_our_tag, parse_sae_tag, run_tag, single_sae_tag, source_tag
+
+__all__ = [
+    "GEMMA_SCOPE_2B",
+    "GEMMA_SCOPE_9B",
+    "AdapterNotFoundError",
+    "Bundle",
+    "SaeMismatchError",
+    "SaeRef",
+    "SaeRun",
+    "adapter_for_sae",
+    "check_adapter_dir",
+    "check_run_layers",
+    "external_ref",
+    "external_run",
+    "final_saes",
+    "find_adapter",
+    "find_sae",
+    "list_adapters",
+    "list_our_saes",
+    "load_bundle",
+    "load_saes",
+    "model_keys",
+    "our_sae_runs",
+    "parse_our_tag",
+    "parse_sae_tag",
+    "resolve_adapter",
+    "resolve_sae",
+    "run_tag",
+    "sae_sources_for_adapter",
+    "single_sae_tag",
+    "source_layer",
+    "source_tag",
+]

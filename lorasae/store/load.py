@@ -1,0 +1,118 @@
+"""Loading what was found, with every check done once: the model (and its tokenizer), `{layer: SAE}`
+(width against the model's d_model, layer in range, one SAE per layer, frozen, on the model's device,
+float32 unless asked), and the adapter (attached, or merged into the weights)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lorasae.models import ModelShape, check_layer, load_model
+from lorasae.sae.sources import SaeShapeError, check_sae_fits, load_sae, sae_hook_layer
+from lorasae.store.saes import SaeRef, SaeRun
+
+
+class SaeMismatchError(ValueError):
+    """An SAE names no usable layer, or two SAEs claim the same layer."""
+
+
+def check_run_layers(run: SaeRun, shape: ModelShape) -> None:
+    """Before loading: every layer the run names exists in the model, and no layer has two SAEs."""
+    known = [r.layer for r in run.refs if r.layer is not None]
+    for layer in known:
+        check_layer(shape, layer)
+    if len(set(known)) != len(known):
+        raise SaeMismatchError(f"Two SAEs for one layer ({known}): give one SAE per layer.")
+
+
+def load_saes(
+    refs: SaeRun | Sequence[SaeRef],
+    model: nn.Module,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | str = torch.float32,
+) -> dict[int, Any]:
+    """`{layer: SAE}` for the refs, checked against `model` (width, layer range), frozen, in eval mode."""
+    refs = refs.refs if isinstance(refs, SaeRun) else tuple(refs)
+    shape = ModelShape.of(model)
+    device = device if device is not None else next(model.parameters()).device
+    saes: dict[int, Any] = {}
+    for ref in refs:
+        sae = load_sae(ref.source, device=device, dtype=dtype, layer=ref.layer)
+        hook = sae_hook_layer(sae)
+        layer = ref.layer if ref.layer is not None else hook
+        if layer is None:
+            raise SaeMismatchError(
+                f"The SAE {ref.source} does not say which layer it reads: pass its layer "
+                "(--sae_layer / --layer)."
+            )
+        check_layer(shape, layer)
+        check_sae_fits(sae, shape.d_model, f"The SAE {ref.source}")
+        if hook is not None and hook != layer:
+            print(
+                f"Note: the SAE {ref.source} was trained on layer {hook}; splicing it at layer {layer} as asked."
+            )
+        if layer in saes:
+            raise SaeMismatchError(f"Two SAEs for layer {layer}: give one SAE per layer.")
+        if hasattr(sae, "requires_grad_"):
+            sae.requires_grad_(False)
+        saes[layer] = sae.eval()
+    return saes
+
+
+@dataclass
+class Bundle:
+    """A model ready to evaluate: the model (adapter attached or merged when one was asked for), its
+    tokenizer, the SAEs by layer, what they were loaded from, and the adapter folder."""
+
+    model: nn.Module
+    tokenizer: Any
+    saes: dict[int, Any] = field(default_factory=dict)
+    refs: tuple[SaeRef, ...] = ()
+    adapter: Path | None = None
+    merged: bool = False
+
+    @property
+    def layer(self) -> int:
+        """The layer of the (first) SAE."""
+        if not self.saes:
+            raise ValueError("no SAE loaded")
+        return min(self.saes)
+
+    @property
+    def sae(self) -> Any:
+        return self.saes[self.layer]
+
+    @property
+    def shape(self) -> ModelShape:
+        return ModelShape.of(self.model)
+
+
+def load_bundle(
+    model_name: str,
+    refs: SaeRun | Sequence[SaeRef] = (),
+    adapter: Path | None = None,
+    merge: bool = False,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | str = torch.float32,
+    sae_dtype: torch.dtype | str = torch.float32,
+) -> Bundle:
+    """Load the model, its SAEs (checked), and the adapter (a PeftModel, or merged when `merge`)."""
+    model, tokenizer = load_model(model_name, device, dtype)
+    model.requires_grad_(False)
+    saes = load_saes(refs, model, dtype=sae_dtype) if refs else {}
+    if adapter is not None:
+        from lorasae.lora.adapters import load_peft_model, merge_adapter
+
+        model = merge_adapter(model, adapter) if merge else load_peft_model(model, adapter)
+        model.requires_grad_(False)
+        model.eval()
+    refs = refs.refs if isinstance(refs, SaeRun) else tuple(refs)
+    return Bundle(model, tokenizer, saes, refs, adapter, merge and adapter is not None)
+
+
+__all__ = ["Bundle", "SaeMismatchError", "SaeShapeError", "check_run_layers", "load_bundle", "load_saes"]
