@@ -11,13 +11,10 @@ eval/SAE-Bench/peft_dicts/<model>_<sae_tag>_peft_<a>-<b>_rank_<r>.pt.
 
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from lorasae.cli import parse  # noqa: E402
-from lorasae.models import model_key  # noqa: E402
-from lorasae.saebench.load import save_peft_dict  # noqa: E402
+from lorasae.cli import parse
+from lorasae.models import model_key
+from lorasae.saebench.load import save_peft_dict
 
 ORIGINAL_ADAPTER = {"sae_tag": "expansion_8_L0_64", "rank": 64, "lora_span": "0-25"}
 

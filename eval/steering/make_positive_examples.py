@@ -9,18 +9,14 @@ deduplicated); with --from_corpus, or when no key is set, the corpus snippets th
 most are used. Without --neuron the latent that best separates the built-in science domain is chosen.
 """
 
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from lorasae.cli import parse  # noqa: E402
-from lorasae.llm import DEFAULT_MAX_RETRIES, LLMClient, LLMSettings  # noqa: E402
-from lorasae.steering.args import SteeringArgs  # noqa: E402
-from lorasae.steering.context import load_context  # noqa: E402
-from lorasae.steering.latent import resolve_latent  # noqa: E402
-from lorasae.steering.positives import make_positive_examples  # noqa: E402
+from lorasae.cli import parse
+from lorasae.llm import DEFAULT_MAX_RETRIES, LLMClient, LLMSettings
+from lorasae.steering.args import SteeringArgs
+from lorasae.steering.context import load_context
+from lorasae.steering.latent import resolve_latent
+from lorasae.steering.positives import make_positive_examples
 
 
 @dataclass
