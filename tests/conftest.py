@@ -104,3 +104,11 @@ def small_world():
     digest = hashlib.sha1(json.dumps(dataclasses.asdict(config), sort_keys=True).encode()).hexdigest()[:10]
     root = Path(__file__).resolve().parent.parent / ".cache" / f"test_world-{digest}"
     return ensure_tiny_model(root=root, config=config, progress=False)
+
+
+@pytest.fixture(scope="session")
+def world_model(small_world):
+    """`small_world`'s model folder as a Path (what the end-to-end tests on the built-in world load)."""
+    from pathlib import Path
+
+    return Path(small_world)

@@ -3,7 +3,6 @@ SAE-spliced model does not beat the clean one, and the four combinations run end
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from collections.abc import Iterator
@@ -57,21 +56,8 @@ FACTS_LIMIT = 120
 
 
 @pytest.fixture(scope="session")
-def bench_world(request, tmp_path_factory):
-    """The shared `small_world` model folder if conftest has it, else a test-sized world built here."""
-    try:
-        return request.getfixturevalue("small_world")
-    except pytest.FixtureLookupError:
-        from lorasae.world.tiny_model import TinyWorldConfig, ensure_tiny_model
-
-        root = tmp_path_factory.mktemp("bench_world")
-        config = dataclasses.replace(TinyWorldConfig.for_tests(), num_threads=1)
-        return ensure_tiny_model(root, config, progress=False)
-
-
-@pytest.fixture(scope="session")
-def world_model(bench_world):
-    model, tokenizer = load_model(str(bench_world), device="cpu")
+def world_lm(world_model):
+    model, tokenizer = load_model(str(world_model), device="cpu")
     return model.requires_grad_(False), tokenizer
 
 
@@ -158,11 +144,11 @@ FACT_LR = 5e-3
 
 
 @pytest.fixture(scope="session")
-def fact_model(bench_world):
+def fact_model(world_model):
     from lorasae.world.corpus import quiz_facts
 
-    model, tokenizer = load_model(str(bench_world), device="cpu")
-    seed, n_docs = world_of(str(bench_world))
+    model, tokenizer = load_model(str(world_model), device="cpu")
+    seed, n_docs = world_of(str(world_model))
     texts = [f"{fact.prefix} {fact.answer}." for fact in quiz_facts(seed, n_docs)]
     with one_thread():
         _train_on(model, tokenizer, texts)
@@ -231,17 +217,17 @@ def test_sae_spliced_not_above_clean(facts_runs):
 # --- end to end -----------------------------------------------------------------------------------
 
 
-def test_four_combinations_end_to_end(world_model, bench_world, out_root, capsys):
+def test_four_combinations_end_to_end(world_lm, world_model, out_root, capsys):
     """Save an SAE and an adapter in the project's layout, then `run_benchmarks.py --all_four`."""
     from lorasae.lora.adapters import attach_lora
     from lorasae.paths import adapter_dir, sae_dir, sae_tag
 
-    model, tokenizer = world_model
-    key = bench_world.name  # the model's short name in output paths
-    sae = fit_sae(model, tokenizer, world_of(str(bench_world))[0], steps=30)
+    model, tokenizer = world_lm
+    key = world_model.name  # the model's short name in output paths
+    sae = fit_sae(model, tokenizer, world_of(str(world_model))[0], steps=30)
     saved = sae_dir(key, "normal", 4, sae.cfg.k, SAE_LAYER)
     sae.save(saved)
-    fresh, _ = load_model(str(bench_world), device="cpu")
+    fresh, _ = load_model(str(world_model), device="cpu")
     peft_model = attach_lora(fresh, layers=[0, 1], rank=2)
     torch.manual_seed(0)
     with torch.no_grad():
@@ -251,7 +237,7 @@ def test_four_combinations_end_to_end(world_model, bench_world, out_root, capsys
     adapter = adapter_dir(key, sae_tag(4, sae.cfg.k), [0, 1], 2)
     peft_model.save_pretrained(str(adapter))
 
-    argv = ["--device", "cpu", "--model", str(bench_world), "--all_four", "--limit", "6", "--batch_size", "8"]
+    argv = ["--device", "cpu", "--model", str(world_model), "--all_four", "--limit", "6", "--batch_size", "8"]
     written = run_benchmarks(parse(BenchmarkConfig, argv))
     assert written == [results_path(key, c) for c in ALL_FOUR]
     for path, combo in zip(written, ALL_FOUR):

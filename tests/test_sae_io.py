@@ -20,7 +20,7 @@ from lorasae.sae import (
     sae_hook_layer,
     splice_fn,
 )
-from lorasae.sae.sources import layer_from_hook_name
+from lorasae.sae.config import layer_from_hook_name
 
 sae_lens = pytest.importorskip("sae_lens")
 

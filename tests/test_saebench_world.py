@@ -17,9 +17,6 @@ and ties on professions. `TinyWorldConfig.for_tests()` itself (100k tokens) stay
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -29,19 +26,6 @@ from lorasae.saebench import datasets as data
 from lorasae.saebench.activations import collect_residuals
 from lorasae.saebench.core import CoreEvalConfig, run_core
 from lorasae.saebench.probing import SparseProbingEvalConfig, run_sparse_probing
-
-
-@pytest.fixture(scope="session")
-def world_model(request, tmp_path_factory) -> Path:
-    """The conftest's `small_world` model folder if there is one, else a test-sized world built here."""
-    try:
-        return Path(request.getfixturevalue("small_world"))
-    except pytest.FixtureLookupError:
-        from lorasae.world.tiny_model import TinyWorldConfig, ensure_tiny_model
-
-        root = tmp_path_factory.mktemp("saebench_world")
-        config = dataclasses.replace(TinyWorldConfig.for_tests(), train_tokens=400_000, num_threads=1)
-        return ensure_tiny_model(root=root, config=config, progress=False)
 
 
 def _train_sae(x: torch.Tensor, d_sae: int, k: int, layer: int, steps: int) -> TopKSAE:

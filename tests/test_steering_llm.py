@@ -1,4 +1,5 @@
-"""LLM example generation against a stand-in OpenAI-compatible server on 127.0.0.1 (no network)."""
+"""The shared LLM client (`lorasae.llm`) and the steering eval's example generation against a stand-in
+OpenAI-compatible server on 127.0.0.1 (no network)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from lorasae.steering.examples import LLMClient, LLMError, LLMSettings, generate_llm_examples
+from lorasae.llm import LLMClient, LLMError, LLMSettings
+from lorasae.saebench.autointerp import AutoInterpEvalConfig, judge_settings
+from lorasae.steering.examples import generate_llm_examples
 
 
 class FakeLLM:
@@ -153,4 +156,28 @@ def test_missing_key_is_a_clear_error(monkeypatch):
     settings = LLMSettings.from_env()
     assert not settings.available
     with pytest.raises(LLMError, match="OPENAI_API_KEY"):
+        LLMClient(settings)
+
+
+def test_autointerp_judge_goes_through_the_shared_client_and_its_retries(no_proxy, monkeypatch):
+    monkeypatch.setenv("JUDGE_TEST_KEY", "judge-key")
+    monkeypatch.setenv("OPENAI_MODEL", "not-the-judge")  # the judge model comes from the config
+    sleeps: list[float] = []
+    with FakeLLM([(503, ""), (200, "the letter e")]) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)  # no base_url in the config: the environment's
+        config = AutoInterpEvalConfig(judge_model="stand-in", api_key_env="JUDGE_TEST_KEY", max_retries=1)
+        settings = judge_settings(config)
+        assert settings.api_key == "judge-key" and settings.base_url == server.url
+        client = LLMClient(settings, sleep=sleeps.append)
+        assert client.complete([{"role": "user", "content": "explain"}], 7) == "the letter e"
+    assert client.requests == 2 and client.retries == 1 and len(sleeps) == 1  # the 503 was retried once
+    body = server.requests[-1]
+    assert body["model"] == "stand-in" and body["max_tokens"] == 7 and "temperature" not in body
+
+
+def test_missing_judge_key_names_its_variable(monkeypatch):
+    monkeypatch.delenv("JUDGE_TEST_KEY", raising=False)
+    settings = judge_settings(AutoInterpEvalConfig(api_key_env="JUDGE_TEST_KEY"))
+    assert not settings.available
+    with pytest.raises(LLMError, match="JUDGE_TEST_KEY"):
         LLMClient(settings)

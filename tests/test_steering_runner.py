@@ -131,7 +131,7 @@ def test_missing_inputs_give_clear_errors(setup, out_root):
 def test_llm_positive_examples_through_the_runner(setup, out_root, monkeypatch):
     from test_steering_llm import FakeLLM
 
-    from lorasae.steering.examples import LLMClient, LLMSettings
+    from lorasae.llm import LLMClient, LLMSettings
 
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(var, raising=False)

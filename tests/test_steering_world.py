@@ -11,9 +11,6 @@ of an otherwise random SAE, and steered with the paper's multiplicative edit at 
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
 import torch
 
 from lorasae.atomic import atomic_write_json
@@ -31,18 +28,6 @@ from lorasae.world import world_seed as model_world_seed
 from lorasae.world.corpus import DOMAINS
 
 LATENT = 3
-
-
-@pytest.fixture(scope="module")
-def world_model(request, tmp_path_factory) -> Path:
-    """The conftest's `small_world` model folder if there is one, else a test-sized world built here."""
-    try:
-        return Path(request.getfixturevalue("small_world"))
-    except pytest.FixtureLookupError:
-        from lorasae.world.tiny_model import TinyWorldConfig, ensure_tiny_model
-
-        root = tmp_path_factory.mktemp("steering_world")
-        return ensure_tiny_model(root=root, config=TinyWorldConfig.for_tests(), progress=False)
 
 
 def science_direction(model, tokenizer, world_seed: int) -> torch.Tensor:

@@ -15,11 +15,11 @@ from lorasae.cli import parse
 from lorasae.eval_ce import mean_ce
 from lorasae.lora.adapters import load_peft_model
 from lorasae.lora.config import TrainLoraConfig
-from lorasae.lora.outputs import RESULTS_COLUMNS
 from lorasae.lora.run import main
 from lorasae.lora.trainer import sae_splices
 from lorasae.models import LayerOutOfRangeError, load_model, special_token_ids
 from lorasae.paths import lora_json_path, sae_dir
+from lorasae.results_columns import RESULTS_COLUMNS
 from lorasae.sae import SaeConfig, TopKSAE
 from lorasae.sae.sources import SaeNotFoundError, SaeShapeError
 from lorasae.store import find_adapter

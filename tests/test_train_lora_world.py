@@ -15,18 +15,6 @@ from lorasae.lora.run import main as train_lora_main
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def world_model(request, tmp_path_factory) -> Path:
-    """The conftest's `small_world` model folder if there is one, else a test-sized world built here."""
-    try:
-        return Path(request.getfixturevalue("small_world"))
-    except pytest.FixtureLookupError:
-        from lorasae.world.tiny_model import TinyWorldConfig, ensure_tiny_model
-
-        root = tmp_path_factory.mktemp("lora_world")
-        return ensure_tiny_model(root=root, config=TinyWorldConfig.for_tests(), progress=False)
-
-
 def quick_sae(model_dir: Path, layer: int, k: int, expansion: int, num_val_tokens: int, steps: int = 300):
     """A TopK SAE trained for a few hundred Adam steps on FVU over activations of the training chunks
     (the split `train_lora.py` uses), saved as our final SAE. Independent of train_sae.py on purpose."""

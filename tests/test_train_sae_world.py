@@ -23,11 +23,6 @@ from lorasae.train.sae_trainer import TrainResult, train_sae
 TOKENS = 98_304  # 96 steps of 16 × 64 tokens
 
 
-@pytest.fixture(scope="session")
-def world_model(small_world) -> Path:
-    return Path(small_world)
-
-
 def _train(model: Path, *extra: str) -> TrainResult:
     args = ["--device", "cpu", "--model", str(model), "--dataset", "builtin", "--layer", "0"]
     args += ["--num_train_tokens", str(TOKENS), "--num_val_tokens", "8192", "--ctx_len", "64"]

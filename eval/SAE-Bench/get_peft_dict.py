@@ -12,12 +12,9 @@ eval/SAE-Bench/peft_dicts/<model>_<sae_tag>_peft_<a>-<b>_rank_<r>.pt.
 
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from lorasae.cli import parse  # noqa: E402
-from lorasae.saebench.load import save_peft_dict  # noqa: E402
+from lorasae.cli import parse
+from lorasae.saebench.load import save_peft_dict
 
 
 @dataclass

@@ -12,13 +12,10 @@ skipped with a message.
 """
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from lorasae.cli import parse  # noqa: E402
-from lorasae.saebench.args import SaeBenchArgs  # noqa: E402
-from lorasae.saebench.run import run  # noqa: E402
+from lorasae.cli import parse
+from lorasae.saebench.args import SaeBenchArgs
+from lorasae.saebench.run import run
 
 if __name__ == "__main__":
     run(parse(SaeBenchArgs, sys.argv[1:]))

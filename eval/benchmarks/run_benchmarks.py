@@ -11,13 +11,10 @@ comparing the four combinations found there.
 """
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from lorasae.benchmarks.config import BenchmarkConfig  # noqa: E402
-from lorasae.benchmarks.run import run_benchmarks  # noqa: E402
-from lorasae.cli import parse  # noqa: E402
+from lorasae.benchmarks.config import BenchmarkConfig
+from lorasae.benchmarks.run import run_benchmarks
+from lorasae.cli import parse
 
 if __name__ == "__main__":
     run_benchmarks(parse(BenchmarkConfig, sys.argv[1:]))

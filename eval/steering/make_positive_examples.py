@@ -9,18 +9,14 @@ deduplicated); with --from_corpus, or when no key is set, the corpus snippets th
 most are used. Without --neuron the latent that best separates the built-in science domain is chosen.
 """
 
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from lorasae.cli import parse  # noqa: E402
-from lorasae.steering.args import SteeringArgs  # noqa: E402
-from lorasae.steering.context import load_context  # noqa: E402
-from lorasae.steering.examples import LLMClient, LLMSettings  # noqa: E402
-from lorasae.steering.latent import resolve_latent  # noqa: E402
-from lorasae.steering.positives import make_positive_examples  # noqa: E402
+from lorasae.cli import parse
+from lorasae.llm import DEFAULT_MAX_RETRIES, LLMClient, LLMSettings
+from lorasae.steering.args import SteeringArgs
+from lorasae.steering.context import load_context
+from lorasae.steering.latent import resolve_latent
+from lorasae.steering.positives import make_positive_examples
 
 
 @dataclass
@@ -56,7 +52,7 @@ class Config(SteeringArgs):
     llm_base_url: str | None = None
     """OpenAI-compatible endpoint (default: $OPENAI_BASE_URL or OpenAI's)."""
 
-    max_retries: int = 5
+    max_retries: int = DEFAULT_MAX_RETRIES
     """Retries per LLM request on transient errors (exponential backoff)."""
 
     max_snippets: int = 20_000

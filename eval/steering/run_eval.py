@@ -11,18 +11,14 @@ normalised per (model, set) on the unsteered values; Δ = steered − unsteered.
 model's mean Δ per set and the LoRA-minus-base Δ with a t-interval; histograms compare the two models.
 """
 
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from lorasae.cli import parse  # noqa: E402
-from lorasae.steering.args import SteeringArgs  # noqa: E402
-from lorasae.steering.context import load_context  # noqa: E402
-from lorasae.steering.evaluator import llm_from_env  # noqa: E402
-from lorasae.steering.final_eval import run_steering_eval  # noqa: E402
-from lorasae.steering.latent import resolve_latent  # noqa: E402
+from lorasae.cli import parse
+from lorasae.steering.args import SteeringArgs
+from lorasae.steering.context import load_context
+from lorasae.steering.evaluator import llm_from_env
+from lorasae.steering.final_eval import run_steering_eval
+from lorasae.steering.latent import resolve_latent
 
 
 @dataclass

@@ -12,19 +12,15 @@ go to the smaller |alpha|. Every recorded alpha of the split counts, so single e
 accumulate as the original's manual tuning did.
 """
 
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from lorasae.cli import parse  # noqa: E402
-from lorasae.steering.args import SteeringArgs  # noqa: E402
-from lorasae.steering.context import load_context  # noqa: E402
-from lorasae.steering.evaluator import llm_from_env  # noqa: E402
-from lorasae.steering.latent import resolve_latent  # noqa: E402
-from lorasae.steering.tune import tune_alpha  # noqa: E402
-from lorasae.steering.tuning import parse_grid  # noqa: E402
+from lorasae.cli import parse
+from lorasae.steering.args import SteeringArgs
+from lorasae.steering.context import load_context
+from lorasae.steering.evaluator import llm_from_env
+from lorasae.steering.latent import resolve_latent
+from lorasae.steering.tune import tune_alpha
+from lorasae.steering.tuning import parse_grid
 
 
 @dataclass

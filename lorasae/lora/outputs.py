@@ -3,7 +3,7 @@
   `{"initial": L_SAE, "converged": L_LoRA, "difference": L_SAE − L_LoRA, "base": L_base}`;
 - `data/TopK/val_loss/.../..._val_losses_<N/1000>k.json`: spliced CE list, first = before training;
 - `data/TopK/time/.../..._time_<N/1000>k.json`: cumulative training minutes, first = 0;
-- one row in `data/results.csv` (columns `RESULTS_COLUMNS`, read by `lorasae.results`);
+- one row in `data/results.csv` (columns `lorasae.results_columns.RESULTS_COLUMNS`, read by `lorasae.results`);
 - with --save_model, the adapter in PEFT format at `saved_models/<model>/<sae_tag>/peft_<a>-<b>/rank_<r>/`.
 """
 
@@ -22,27 +22,7 @@ from lorasae.atomic import append_csv_row, atomic_dir, atomic_write_json
 from lorasae.lora.adapters import format_layers
 from lorasae.lora.trainer import LoraRunResult
 from lorasae.paths import adapter_dir, lora_json_path, results_csv
-
-RESULTS_COLUMNS: tuple[str, ...] = (
-    "model",
-    "sae_tag",
-    "sae_source",
-    "sae_layers",
-    "lora_layers",
-    "rank",
-    "num_examples",
-    "sae_width",
-    "sae_l0",
-    "checkpoint_pct",
-    "L_base",
-    "L_SAE",
-    "L_LoRA",
-    "ce_gap",
-    "ce_improvement",
-    "frac_gap_closed",
-    "minutes",
-    "timestamp",
-)
+from lorasae.results_columns import RESULTS_COLUMNS
 
 
 @dataclass(frozen=True)

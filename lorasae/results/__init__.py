@@ -31,14 +31,9 @@ from lorasae.results.names import (
 )
 from lorasae.results.steering import find_steering_results, load_steering_deltas
 from lorasae.results.sweep import load_sweep_manifest
-from lorasae.results.table import (
-    REGISTRY_SIZES_B,
-    RESULTS_COLUMNS,
-    load_results_csv,
-    model_size_billions,
-    select_model,
-)
+from lorasae.results.table import REGISTRY_SIZES_B, load_results_csv, model_size_billions, select_model
 from lorasae.results.timing import TimingData, load_base_ce, load_timing_data, select_checkpoint_runs
+from lorasae.results_columns import RESULTS_COLUMNS
 
 __all__ = [
     "Curve",

@@ -12,44 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lorasae.paths import sanitize
+from lorasae.paths import results_csv, sanitize
 from lorasae.results.files import MissingResultsError, resolve_root
 from lorasae.results.names import parse_layers
+from lorasae.results_columns import NUMERIC_COLUMNS, RESULTS_COLUMNS
 
-RESULTS_COLUMNS = (
-    "model",
-    "sae_tag",
-    "sae_source",
-    "sae_layers",
-    "lora_layers",
-    "rank",
-    "num_examples",
-    "sae_width",
-    "sae_l0",
-    "checkpoint_pct",
-    "L_base",
-    "L_SAE",
-    "L_LoRA",
-    "ce_gap",
-    "ce_improvement",
-    "frac_gap_closed",
-    "minutes",
-    "timestamp",
-)
-_NUMERIC_COLUMNS = (
-    "rank",
-    "num_examples",
-    "sae_width",
-    "sae_l0",
-    "checkpoint_pct",
-    "L_base",
-    "L_SAE",
-    "L_LoRA",
-    "ce_gap",
-    "ce_improvement",
-    "frac_gap_closed",
-    "minutes",
-)
 # Model keys of `lorasae.models.MODEL_REGISTRY` whose names do not say their size (billions, as the
 # paper labels them).
 REGISTRY_SIZES_B = {"gemma": 2.0, "llama": 1.0}
@@ -60,7 +27,7 @@ def load_results_csv(root: str | Path | None = None) -> pd.DataFrame:
     strings, plus parsed columns `sae_layer` (first SAE layer), `n_sae_layers`, `lora_first`,
     `lora_last`, `n_lora_layers`, `lora_kind` (`single` | `after` | `all` | `other`), `model_dir`
     (the model as a folder name) and `model_size_b` (billions of parameters, from the name if it says)."""
-    path = resolve_root(root) / "data" / "results.csv"
+    path = results_csv(resolve_root(root))
     if not path.is_file():
         raise MissingResultsError(
             f"No results table at {path}. `python train_lora.py` appends a row per run."
@@ -71,7 +38,7 @@ def load_results_csv(root: str | Path | None = None) -> pd.DataFrame:
         warnings.warn(f"{path} lacks columns {missing}; treating them as empty", stacklevel=2)
         for c in missing:
             df[c] = ""
-    for c in _NUMERIC_COLUMNS:
+    for c in NUMERIC_COLUMNS:
         df[c] = pd.to_numeric(df[c].replace("", np.nan), errors="coerce").astype(float)
     sae = df["sae_layers"].map(parse_layers)
     lora = df["lora_layers"].map(parse_layers)

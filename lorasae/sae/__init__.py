@@ -1,7 +1,8 @@
 """TopK sparse autoencoders: model, fast kernels, SAELens-format I/O, loading any SAE, splicing."""
 
+from lorasae.sae.config import SaeConfig
 from lorasae.sae.geometric_median import geometric_median
-from lorasae.sae.io import SaeFormatError, load_topk_sae, save_sae
+from lorasae.sae.io import SaeFormatError
 from lorasae.sae.sources import (
     SaeLensAdapter,
     SaeLike,
@@ -12,7 +13,7 @@ from lorasae.sae.sources import (
     sae_hook_layer,
 )
 from lorasae.sae.splice import splice_fn
-from lorasae.sae.topk import SaeConfig, SaeOutput, TopKSAE
+from lorasae.sae.topk import SaeOutput, TopKSAE, load_topk_sae, save_sae
 
 __all__ = [
     "SaeConfig",

@@ -1,4 +1,5 @@
-"""Our TopK SAEs in SAELens's on-disk format: ``cfg.json`` + ``sae_weights.safetensors``.
+"""SAELens's on-disk format for our TopK SAEs: ``cfg.json`` + ``sae_weights.safetensors`` (the files and
+the config dict; ``TopKSAE.save`` / ``TopKSAE.load`` in ``topk.py`` put a model in and take it out).
 
 The layout is what ``sae_lens.SAE.load_from_disk`` (sae-lens >= 6) reads for architecture ``topk``:
 weights ``W_enc`` [d_in, d_sae], ``b_enc`` [d_sae], ``W_dec`` [d_sae, d_in], ``b_dec`` [d_in]; the config
@@ -14,16 +15,14 @@ import os
 from collections.abc import Mapping
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from lorasae.atomic import atomic_dir
-
-if TYPE_CHECKING:
-    from lorasae.sae.topk import TopKSAE
+from lorasae.sae.config import SaeConfig, dtype_name, layer_from_hook_name
 
 CFG_FILENAME = "cfg.json"
 WEIGHTS_FILENAME = "sae_weights.safetensors"
@@ -42,17 +41,17 @@ def _sae_lens_version() -> str:
         return "6.0.0"
 
 
-def sae_lens_cfg(sae: TopKSAE, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The cfg.json dict of ``sae`` (sae_lens TopKSAEConfig fields + metadata)."""
-    from lorasae.sae.topk import dtype_name
-
-    cfg = sae.cfg
+def sae_lens_cfg(
+    cfg: SaeConfig, dtype: torch.dtype, extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The cfg.json dict of a TopK SAE with ``cfg`` and parameters in ``dtype`` (sae_lens TopKSAEConfig
+    fields + metadata)."""
     return {
         "architecture": "topk",
         "d_in": cfg.d_in,
         "d_sae": cfg.d_sae,
         "k": cfg.k,
-        "dtype": dtype_name(sae.dtype),
+        "dtype": dtype_name(dtype),
         "device": "cpu",
         "apply_b_dec_to_input": True,
         "normalize_activations": "none",
@@ -72,17 +71,11 @@ def sae_lens_cfg(sae: TopKSAE, extra: Mapping[str, Any] | None = None) -> dict[s
     }
 
 
-def save_sae(sae: TopKSAE, folder: str | Path, extra: Mapping[str, Any] | None = None) -> Path:
-    """Write ``sae`` to ``folder`` (replacing it atomically); returns the folder."""
+def write_sae_folder(folder: str | Path, cfg: Mapping[str, Any], weights: Mapping[str, torch.Tensor]) -> Path:
+    """Write ``cfg.json`` + ``sae_weights.safetensors`` (tensors in SAELens layout) to ``folder``, replacing
+    it atomically; returns the folder."""
     folder = Path(folder)
-    cfg = sae_lens_cfg(sae, extra)
     text = json.dumps(cfg, indent=2, default=str) + "\n"  # default=str: paths etc. in extras
-    weights = {
-        "W_enc": sae.encoder.weight.detach().t(),
-        "b_enc": sae.encoder.bias.detach(),
-        "W_dec": sae.W_dec.detach(),
-        "b_dec": sae.b_dec.detach(),
-    }
     weights = {name: w.to("cpu").contiguous() for name, w in weights.items()}
     with atomic_dir(folder) as tmp:
         save_file(weights, str(tmp / WEIGHTS_FILENAME))
@@ -97,13 +90,13 @@ def read_cfg(folder: str | Path, filename: str = CFG_FILENAME) -> dict[str, Any]
     """The JSON config of an SAE folder, with an error naming the file when it is missing or corrupt."""
     path = Path(folder) / filename
     if not path.is_file():
-        raise SaeFormatError(f"{path} is missing: {Path(folder)} is not a complete SAE folder. {_REDO}")
+        raise SaeFormatError(f"{path} is missing: {Path(folder)} is not a complete SAE folder. {REDO_HINT}")
     try:
         cfg = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise SaeFormatError(f"{path} is corrupt or truncated ({err}). {_REDO}") from err
+        raise SaeFormatError(f"{path} is corrupt or truncated ({err}). {REDO_HINT}") from err
     if not isinstance(cfg, dict):
-        raise SaeFormatError(f"{path} should hold a JSON object, not {type(cfg).__name__}. {_REDO}")
+        raise SaeFormatError(f"{path} should hold a JSON object, not {type(cfg).__name__}. {REDO_HINT}")
     return cfg
 
 
@@ -117,57 +110,24 @@ def read_weights(
     truncated. ``load=False`` only validates the file (header and size) and returns an empty dict."""
     path = Path(folder) / filename
     if not path.is_file():
-        raise SaeFormatError(f"{path} is missing: {Path(folder)} is not a complete SAE folder. {_REDO}")
+        raise SaeFormatError(f"{path} is missing: {Path(folder)} is not a complete SAE folder. {REDO_HINT}")
     try:
         with safe_open(str(path), framework="pt", device=str(device)) as handle:
             return {name: handle.get_tensor(name) for name in handle.keys()} if load else {}  # noqa: SIM118
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-        raise SaeFormatError(f"{path} is corrupt or truncated ({err}). {_REDO}") from err
+        raise SaeFormatError(f"{path} is corrupt or truncated ({err}). {REDO_HINT}") from err
 
 
-_REDO = "Re-save or re-download it (for our SAEs: rerun train_sae.py, or delete the folder)."
+# what every format error suggests
+REDO_HINT = "Re-save or re-download it (for our SAEs: rerun train_sae.py, or delete the folder)."
 
 
-def topk_from_state(
-    cfg: Any, weights: Mapping[str, torch.Tensor], where: str, dtype: torch.dtype | None = None
-) -> TopKSAE:
-    """A TopKSAE with ``cfg`` (SaeConfig) holding ``weights`` in SAELens layout (checked shapes)."""
-    from lorasae.sae.topk import TopKSAE
-
-    missing = [name for name in WEIGHT_NAMES if name not in weights]
-    if missing:
-        raise SaeFormatError(f"{where} lacks tensors {missing} (has {sorted(weights)}). {_REDO}")
-    d, m = cfg.d_in, cfg.d_sae
-    expected = {"W_enc": (d, m), "b_enc": (m,), "W_dec": (m, d), "b_dec": (d,)}
-    for name, shape in expected.items():
-        if tuple(weights[name].shape) != shape:
-            raise SaeFormatError(
-                f"{where}: {name} has shape {tuple(weights[name].shape)}, but the config (d_in={d}, "
-                f"d_sae={m}) needs {shape}. {_REDO}"
-            )
-    dt = dtype or weights["W_dec"].dtype
-    sae = TopKSAE(cfg, device="meta", dtype=dt)
-    state = {
-        "encoder.weight": weights["W_enc"].t(),
-        "encoder.bias": weights["b_enc"],
-        "W_dec": weights["W_dec"],
-        "b_dec": weights["b_dec"],
-    }
-    sae.load_state_dict({name: w.to(dt).contiguous() for name, w in state.items()}, assign=True)
-    sae.cfg.dtype = str(dt).removeprefix("torch.")
-    return sae
-
-
-def config_from_sae_lens(cfg: Mapping[str, Any]) -> Any:
+def config_from_sae_lens(cfg: Mapping[str, Any]) -> SaeConfig:
     """SaeConfig from a SAELens cfg.json dict (top-level fields, provenance from ``metadata``)."""
-    from lorasae.sae.topk import SaeConfig
-
     meta = {**cfg, **(cfg.get("metadata") or {})}
     hook_name = meta.get("hook_name") or meta.get("hook_point")
     layer = meta.get("hook_layer")
     if layer is None and hook_name:
-        from lorasae.sae.sources import layer_from_hook_name
-
         layer = layer_from_hook_name(str(hook_name))
     k = cfg.get("k") or (cfg.get("activation_fn_kwargs") or {}).get("k")
     return SaeConfig(
@@ -180,29 +140,6 @@ def config_from_sae_lens(cfg: Mapping[str, Any]) -> Any:
         dtype=str(cfg.get("dtype") or "float32"),
         skip_special_tokens=bool(meta.get("exclude_special_tokens") or False),
     )
-
-
-def load_topk_sae(
-    folder: str | Path, device: torch.device | str = "cpu", dtype: torch.dtype | str | None = None
-) -> TopKSAE:
-    """Load a TopK SAE saved in SAELens format (ours, or any plain sae_lens ``topk`` SAE)."""
-    from lorasae.sae.topk import to_torch_dtype
-
-    folder = Path(folder)
-    cfg = read_cfg(folder)
-    if not is_plain_topk(cfg):
-        raise SaeFormatError(
-            f"{folder / CFG_FILENAME} describes a {cfg.get('architecture', 'standard')!r} SAE with options "
-            "TopKSAE does not model; load it with lorasae.sae.load_sae instead."
-        )
-    try:
-        sae_cfg = config_from_sae_lens(cfg)
-    except (KeyError, TypeError, ValueError) as err:
-        raise SaeFormatError(f"{folder / CFG_FILENAME} lacks or has a bad field ({err!r}). {_REDO}") from err
-    weights = read_weights(folder)
-    dt = to_torch_dtype(dtype) if dtype is not None else None
-    sae = topk_from_state(sae_cfg, weights, str(folder / WEIGHTS_FILENAME), dt)
-    return sae.to(device)
 
 
 def is_plain_topk(cfg: Mapping[str, Any]) -> bool:

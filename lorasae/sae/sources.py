@@ -24,22 +24,19 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
+from lorasae.sae.config import SaeConfig, dtype_name, layer_from_hook_name, to_torch_dtype
 from lorasae.sae.io import (
     CFG_FILENAME,
     WEIGHTS_FILENAME,
     SaeFormatError,
     is_plain_topk,
-    load_topk_sae,
     read_cfg,
     read_weights,
-    topk_from_state,
 )
-from lorasae.sae.topk import SaeConfig, TopKSAE, dtype_name, to_torch_dtype
+from lorasae.sae.topk import TopKSAE, load_topk_sae, topk_from_state
 
 SPARSIFY_WEIGHTS = "sae.safetensors"
 _LAYER_DIR = re.compile(r"^(?:model\.)?layers?[._](\d+)$")
-_HOOK = re.compile(r"^blocks\.(\d+)\.hook_resid_(pre|post)$")
-_HF_LAYER = re.compile(r"(?:^|\.)layers?[._](\d+)$")
 
 
 class SaeNotFoundError(FileNotFoundError):
@@ -108,17 +105,6 @@ class SaeLensAdapter(nn.Module):
 
 
 # ---- helpers ---------------------------------------------------------------------------------------
-def layer_from_hook_name(name: str) -> int | None:
-    """Decoder layer whose output a hook reads: ``blocks.L.hook_resid_post`` -> L,
-    ``blocks.L.hook_resid_pre`` -> L-1, ``model.layers.L`` / ``layers.L`` -> L; else None."""
-    m = _HOOK.match(name)
-    if m:
-        layer = int(m.group(1))
-        return layer if m.group(2) == "post" else (layer - 1 if layer > 0 else None)
-    m = _HF_LAYER.search(name)
-    return int(m.group(1)) if m else None
-
-
 def _sae_lens_hook_layer(sae: Any) -> int | None:
     meta = getattr(getattr(sae, "cfg", None), "metadata", None)
     hook_name = getattr(meta, "hook_name", None) if meta is not None else None

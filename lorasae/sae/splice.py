@@ -10,16 +10,23 @@ from torch import Tensor
 
 
 def splice_fn(
-    sae: object, input_ids: Tensor | None = None, special_ids: Iterable[int] = ()
+    sae: object,
+    input_ids: Tensor | None = None,
+    special_ids: Iterable[int] = (),
+    skip_special: bool | None = None,
 ) -> Callable[[Tensor], Tensor]:
     """``h -> reconstruction of h`` (no error term), computed in the SAE's dtype and device and returned
-    in h's. If ``sae.skip_special_tokens`` (Gemma Scope), positions whose id in ``input_ids`` [B, T] is
-    in ``special_ids`` keep the original h. Gradients flow to h (and to the SAE if it is trainable)."""
+    in h's. If ``skip_special`` (default: the SAE's own ``skip_special_tokens``, True for Gemma Scope),
+    positions whose id in ``input_ids`` [B, T] is in ``special_ids`` keep the original h; SAEBench's core
+    eval sets it from its ``exclude_special_tokens_from_reconstruction`` option for any SAE. Gradients flow
+    to h (and to the SAE if it is trainable)."""
     w = sae.W_dec  # type: ignore[attr-defined]
     reconstruct = getattr(sae, "reconstruct", None) or (lambda x: sae.decode(sae.encode(x)))  # type: ignore[attr-defined]
     special = sorted({int(i) for i in special_ids})
+    if skip_special is None:
+        skip_special = bool(getattr(sae, "skip_special_tokens", False))
     keep = None
-    if getattr(sae, "skip_special_tokens", False) and input_ids is not None and special:
+    if skip_special and input_ids is not None and special:
         keep = torch.isin(input_ids, torch.tensor(special, device=input_ids.device))
 
     def fn(h: Tensor) -> Tensor:

@@ -2,12 +2,14 @@
 
 ``pre = ReLU(W_enc (x - b_dec) + b_enc)``; keep the top k latents per token;
 ``x_hat = sum_i a_i W_dec[i] + b_dec``. The fast path (default) uses the sparse kernels of
-:mod:`lorasae.sae.kernels`; ``fast=False`` is the dense reference with plain autograd.
+:mod:`lorasae.sae.kernels`; ``fast=False`` is the dense reference with plain autograd. ``save_sae`` /
+``load_topk_sae`` (``TopKSAE.save`` / ``TopKSAE.load``) move one in and out of the SAELens files of
+:mod:`lorasae.sae.io`.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -15,79 +17,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lorasae.sae.config import SaeConfig, dtype_name, to_torch_dtype
 from lorasae.sae.fused_sae import fused_topk_sae
+from lorasae.sae.io import (
+    CFG_FILENAME,
+    REDO_HINT,
+    WEIGHT_NAMES,
+    WEIGHTS_FILENAME,
+    SaeFormatError,
+    config_from_sae_lens,
+    is_plain_topk,
+    read_cfg,
+    read_weights,
+    sae_lens_cfg,
+    write_sae_folder,
+)
 from lorasae.sae.kernels import sparse_decode, topk_encode
-
-_DTYPES = {
-    "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
-    "float64": torch.float64, "fp64": torch.float64, "double": torch.float64,
-    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
-}  # fmt: skip
-
-
-def to_torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    """``"float32"``, ``"bf16"``, ``"torch.float16"`` or a ``torch.dtype`` -> ``torch.dtype``."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    name = str(dtype).removeprefix("torch.").lower()
-    if name not in _DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(set(_DTYPES))}")
-    return _DTYPES[name]
-
-
-def dtype_name(dtype: torch.dtype) -> str:
-    """``torch.float32`` -> ``"float32"`` (the spelling sae_lens writes in cfg.json)."""
-    return str(dtype).removeprefix("torch.")
-
-
-@dataclass
-class SaeConfig:
-    """Shape and provenance of a TopK SAE (what goes into SAELens's cfg.json)."""
-
-    d_in: int
-    """Width of the activations the SAE reads (the model's d_model)."""
-    d_sae: int
-    """Number of latents m (d_in x expansion factor)."""
-    k: int
-    """Active latents per token."""
-    model_name: str | None = None
-    """Model whose activations the SAE was trained on."""
-    hook_layer: int | None = None
-    """Decoder layer L whose output the SAE reads (None if unknown)."""
-    hook_name: str | None = None
-    """TransformerLens hook name; defaults to ``blocks.{hook_layer}.hook_resid_post``."""
-    dtype: str = "float32"
-    """Parameter dtype name."""
-    skip_special_tokens: bool = False
-    """When spliced, positions holding special tokens (BOS/EOS) keep the original activation."""
-
-    def __post_init__(self) -> None:
-        if min(self.d_in, self.d_sae, self.k) < 1:
-            raise ValueError(
-                f"SaeConfig needs positive d_in, d_sae, k (got {self.d_in}, {self.d_sae}, {self.k})"
-            )
-        if self.k > self.d_sae:
-            raise ValueError(f"k={self.k} exceeds the number of latents d_sae={self.d_sae}")
-        if self.hook_name is None and self.hook_layer is not None:
-            self.hook_name = f"blocks.{self.hook_layer}.hook_resid_post"
-        self.dtype = dtype_name(to_torch_dtype(self.dtype))
-
-    @classmethod
-    def from_expansion(cls, d_in: int, expansion_factor: int, k: int, **kwargs: Any) -> SaeConfig:
-        return cls(d_in=d_in, d_sae=d_in * expansion_factor, k=k, **kwargs)
-
-    @property
-    def expansion_factor(self) -> float:
-        return self.d_sae / self.d_in
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SaeConfig:
-        names = {f.name for f in fields(cls)}
-        return cls(**{key: val for key, val in d.items() if key in names})
 
 
 class SaeOutput(NamedTuple):
@@ -244,14 +189,73 @@ class TopKSAE(nn.Module):
     # ---- persistence (SAELens on-disk format) -------------------------------------------------
     def save(self, folder: str | Path, **extra: Any) -> Path:
         """Write ``cfg.json`` + ``sae_weights.safetensors`` atomically; ``extra`` goes into cfg metadata."""
-        from lorasae.sae.io import save_sae
-
         return save_sae(self, folder, extra=extra or None)
 
     @classmethod
     def load(
         cls, folder: str | Path, device: torch.device | str = "cpu", dtype: torch.dtype | str | None = None
     ) -> TopKSAE:
-        from lorasae.sae.io import load_topk_sae
-
         return load_topk_sae(folder, device=device, dtype=dtype)
+
+
+# ---- SAELens on-disk format (the files and the config dict are io.py's) ------------------------------
+def save_sae(sae: TopKSAE, folder: str | Path, extra: Mapping[str, Any] | None = None) -> Path:
+    """Write ``sae`` to ``folder`` in SAELens format (replacing it atomically); returns the folder."""
+    weights = {
+        "W_enc": sae.encoder.weight.detach().t(),
+        "b_enc": sae.encoder.bias.detach(),
+        "W_dec": sae.W_dec.detach(),
+        "b_dec": sae.b_dec.detach(),
+    }
+    return write_sae_folder(folder, sae_lens_cfg(sae.cfg, sae.dtype, extra), weights)
+
+
+def topk_from_state(
+    cfg: SaeConfig, weights: Mapping[str, torch.Tensor], where: str, dtype: torch.dtype | None = None
+) -> TopKSAE:
+    """A TopKSAE with ``cfg`` (SaeConfig) holding ``weights`` in SAELens layout (checked shapes)."""
+    missing = [name for name in WEIGHT_NAMES if name not in weights]
+    if missing:
+        raise SaeFormatError(f"{where} lacks tensors {missing} (has {sorted(weights)}). {REDO_HINT}")
+    d, m = cfg.d_in, cfg.d_sae
+    expected = {"W_enc": (d, m), "b_enc": (m,), "W_dec": (m, d), "b_dec": (d,)}
+    for name, shape in expected.items():
+        if tuple(weights[name].shape) != shape:
+            raise SaeFormatError(
+                f"{where}: {name} has shape {tuple(weights[name].shape)}, but the config (d_in={d}, "
+                f"d_sae={m}) needs {shape}. {REDO_HINT}"
+            )
+    dt = dtype or weights["W_dec"].dtype
+    sae = TopKSAE(cfg, device="meta", dtype=dt)
+    state = {
+        "encoder.weight": weights["W_enc"].t(),
+        "encoder.bias": weights["b_enc"],
+        "W_dec": weights["W_dec"],
+        "b_dec": weights["b_dec"],
+    }
+    sae.load_state_dict({name: w.to(dt).contiguous() for name, w in state.items()}, assign=True)
+    sae.cfg.dtype = dtype_name(dt)
+    return sae
+
+
+def load_topk_sae(
+    folder: str | Path, device: torch.device | str = "cpu", dtype: torch.dtype | str | None = None
+) -> TopKSAE:
+    """Load a TopK SAE saved in SAELens format (ours, or any plain sae_lens ``topk`` SAE)."""
+    folder = Path(folder)
+    cfg = read_cfg(folder)
+    if not is_plain_topk(cfg):
+        raise SaeFormatError(
+            f"{folder / CFG_FILENAME} describes a {cfg.get('architecture', 'standard')!r} SAE with options "
+            "TopKSAE does not model; load it with lorasae.sae.load_sae instead."
+        )
+    try:
+        sae_cfg = config_from_sae_lens(cfg)
+    except (KeyError, TypeError, ValueError) as err:
+        raise SaeFormatError(
+            f"{folder / CFG_FILENAME} lacks or has a bad field ({err!r}). {REDO_HINT}"
+        ) from err
+    weights = read_weights(folder)
+    dt = to_torch_dtype(dtype) if dtype is not None else None
+    sae = topk_from_state(sae_cfg, weights, str(folder / WEIGHTS_FILENAME), dt)
+    return sae.to(device)

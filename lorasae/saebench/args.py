@@ -9,6 +9,7 @@ from pathlib import Path
 from simple_parsing import field
 
 from lorasae.cli import CommonArgs
+from lorasae.llm import API_KEY_ENV, DEFAULT_LLM_MODEL
 from lorasae.models import model_key
 from lorasae.paths import eval_dir, sanitize
 
@@ -68,13 +69,13 @@ class SaeBenchArgs(CommonArgs):
     test_set_size: int | None = None
     """Probe test texts per dataset for sparse probing, SCR and TPP (SAEBench: 1000; small: 100)."""
 
-    judge_model: str = "gpt-4o-mini"
+    judge_model: str = DEFAULT_LLM_MODEL
     """Autointerp judge model (any OpenAI-compatible chat model)."""
 
     judge_base_url: str | None = None
     """Base URL of the OpenAI-compatible endpoint (default: OpenAI's; also $OPENAI_BASE_URL)."""
 
-    api_key_env: str = "OPENAI_API_KEY"
+    api_key_env: str = API_KEY_ENV
     """Environment variable holding the judge's API key; autointerp is skipped when it is unset."""
 
     autointerp_latents: int | None = None

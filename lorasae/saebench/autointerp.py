@@ -12,7 +12,6 @@ latents. Without an API key the eval is skipped with a message.
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,10 +22,17 @@ import torch
 from tabulate import tabulate
 from torch import Tensor
 
+from lorasae.llm import (
+    API_KEY_ENV,
+    DEFAULT_LLM_MODEL,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    LLMClient,
+    LLMSettings,
+    Messages,
+)
 from lorasae.saebench.activations import collect_residuals, d_sae_of, keep_mask, sae_encode
 from lorasae.saebench.schema import EVAL_TYPE_AUTOINTERP, eval_output
-
-Messages = list[dict[str, str]]
 
 # --- window indexing (SAEBench's sae_bench_utils/indexing_utils.py) -------------------------------
 
@@ -184,12 +190,12 @@ class AutoInterpEvalConfig:
     n_top_ex_for_scoring: int = 2
     n_random_ex_for_scoring: int = 10
     n_iw_sampled_ex_for_scoring: int = 2
-    judge_model: str = "gpt-4o-mini"
+    judge_model: str = DEFAULT_LLM_MODEL
     base_url: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
+    api_key_env: str = API_KEY_ENV
     max_workers: int = 10
-    request_timeout: float = 60.0
-    max_retries: int = 2
+    request_timeout: float = DEFAULT_TIMEOUT
+    max_retries: int = DEFAULT_MAX_RETRIES
 
     @property
     def n_top_ex(self) -> int:
@@ -212,29 +218,17 @@ class AutoInterpEvalConfig:
         return 2 * self.n_ex_for_scoring + 5
 
 
-def api_key_for(config: AutoInterpEvalConfig) -> str | None:
-    key = os.environ.get(config.api_key_env, "").strip()
-    return key or None
-
-
-def openai_chat(config: AutoInterpEvalConfig, api_key: str) -> Callable[[Messages, int], str]:
-    """A `messages, max_tokens -> reply` function over the OpenAI client (any compatible base URL)."""
-    from openai import OpenAI
-
-    client = OpenAI(
-        api_key=api_key,
+def judge_settings(config: AutoInterpEvalConfig) -> LLMSettings:
+    """The judge's endpoint for `lorasae.llm.LLMClient`: the key from `$<api_key_env>`, the base URL from
+    the config or `$OPENAI_BASE_URL`; no temperature is sent (as SAEBench)."""
+    return LLMSettings.from_env(
+        model=config.judge_model,
         base_url=config.base_url,
+        api_key_env=config.api_key_env,
         timeout=config.request_timeout,
         max_retries=config.max_retries,
+        temperature=None,
     )
-
-    def chat(messages: Messages, max_tokens: int) -> str:
-        result = client.chat.completions.create(
-            model=config.judge_model, messages=messages, n=1, max_tokens=max_tokens, stream=False
-        )
-        return (result.choices[0].message.content or "").strip()
-
-    return chat
 
 
 @torch.no_grad()
@@ -332,14 +326,14 @@ def run_autointerp(
     """Run the eval on `tokens` [N, llm_context_size]. Returns SAEBench's output object, or None (after
     printing why) when no API key is set and no `chat` function is given."""
     if chat is None:
-        key = api_key_for(config)
-        if key is None:
+        settings = judge_settings(config)
+        if not settings.available:
             print(
                 f"autointerp: skipped — no API key in ${config.api_key_env}. Set it (or put it in .env) to run the "
                 f"judge {config.judge_model!r}" + (f" at {config.base_url}" if config.base_url else "") + "."
             )
             return None
-        chat = openai_chat(config, key)
+        chat = LLMClient(settings).complete
     torch.manual_seed(config.random_seed)
     latents, gen, score, n_alive = gather_examples(model, tokenizer, sae, layer, tokens, config)
     rng = random.Random(config.random_seed + 1)

@@ -19,6 +19,7 @@ Sparsity and reconstruction quality on the residual stream itself:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -28,6 +29,8 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from lorasae.hooks import residual_at, splice
+from lorasae.models import special_token_ids
+from lorasae.sae.splice import splice_fn
 from lorasae.saebench.activations import d_sae_of, keep_mask, sae_device_dtype
 from lorasae.saebench.schema import EVAL_TYPE_CORE, eval_output
 
@@ -183,27 +186,22 @@ class CoreEvalConfig:
     verbose: bool = False
 
 
-def _recon_fn(sae: Any, keep: Tensor | None):
-    device, dtype = sae_device_dtype(sae)
-
-    def fn(h: Tensor) -> Tensor:
-        x_hat = sae.decode(sae.encode(h.to(device=device, dtype=dtype))).to(device=h.device, dtype=h.dtype)
-        if keep is None:
-            return x_hat
-        return torch.where(keep.to(h.device)[..., None], x_hat, h)
-
-    return fn
-
-
 @torch.no_grad()
 def reconstruction_metrics(
-    model: nn.Module, tokens: Tensor, sae: Any, layer: int, keep: Tensor, exclude_special: bool
+    model: nn.Module,
+    tokens: Tensor,
+    sae: Any,
+    layer: int,
+    special_ids: Sequence[int],
+    exclude_special: bool,
 ) -> dict[str, Tensor]:
-    """Per-token CE (clean, SAE, zero ablation) [B, T−1] and KL (SAE, zero ablation) [B, T] for one batch."""
+    """Per-token CE (clean, SAE, zero ablation) [B, T−1] and KL (SAE, zero ablation) [B, T] for one batch.
+    The SAE goes in through the project's one splice (`hooks.splice` + `sae.splice.splice_fn`, as in
+    `eval_ce.mean_ce`); with `exclude_special`, positions holding `special_ids` keep their activation."""
     device = next(model.parameters()).device
     ids = tokens.to(device)
     clean = model(input_ids=ids, use_cache=False).logits
-    with splice(model, {layer: _recon_fn(sae, keep if exclude_special else None)}):
+    with splice(model, {layer: splice_fn(sae, ids, special_ids, skip_special=exclude_special)}):
         recon = model(input_ids=ids, use_cache=False).logits
     with splice(model, {layer: torch.zeros_like}):
         zero = model(input_ids=ids, use_cache=False).logits
@@ -242,11 +240,12 @@ def run_core(
 
     if config.compute_kl or config.compute_ce_loss:
         acc: dict[str, list[Tensor]] = {}
+        special = special_token_ids(tokenizer)
         batches = _batches(tokens, B, config.n_eval_reconstruction_batches)
         for batch in tqdm(batches, desc="core: reconstruction", disable=not config.verbose):
             keep = keep_mask(batch, tokenizer)
             per_token = reconstruction_metrics(
-                model, batch, sae, layer, keep, config.exclude_special_tokens_from_reconstruction
+                model, batch, sae, layer, special, config.exclude_special_tokens_from_reconstruction
             )
             for name, values in per_token.items():
                 mask = keep if values.shape[1] == keep.shape[1] else keep[:, :-1]

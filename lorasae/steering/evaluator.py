@@ -13,9 +13,9 @@ import torch
 from tqdm.auto import tqdm
 
 from lorasae.hooks import residual_at
+from lorasae.llm import LLMClient, LLMSettings
 from lorasae.steering.args import SteeringArgs
 from lorasae.steering.context import SteeringContext
-from lorasae.steering.examples import LLMClient, LLMSettings
 from lorasae.steering.intervention import steer
 from lorasae.steering.loglik import encode_texts, mean_logliks, pad_batch
 from lorasae.steering.negatives import EvalSets, load_negative_sets, split_sets, tuning_set_name

@@ -3,22 +3,19 @@
 Two sources:
 - an OpenAI-compatible chat LLM asked for short texts that have the latent's feature (the original used
   gpt-4o-mini, 25 examples of about twelve words per request): requests go out in concurrent batches,
-  each retried with exponential backoff on connection errors, timeouts, 408/409/429 and 5xx; replies are
-  parsed (numbered or bulleted lists, JSON lists) and deduplicated up to case, punctuation and spacing;
+  each retried on transient errors (the client's policy); replies are parsed (numbered or bulleted lists,
+  JSON lists) and deduplicated up to case, punctuation and spacing;
 - with no LLM, the corpus snippets (sentences) on which the latent fires most.
 
-Settings come from the environment (or `.env`): `OPENAI_API_KEY`, `OPENAI_BASE_URL`, `OPENAI_MODEL`
-(default gpt-4o-mini).
+The requests go through `lorasae.llm.LLMClient` (settings from `OPENAI_API_KEY`, `OPENAI_BASE_URL`,
+`OPENAI_MODEL`; its retry policy), the client the autointerp judge uses too.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import random
 import re
-import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from torch import nn
 
-DEFAULT_LLM_MODEL = "gpt-4o-mini"
+from lorasae.llm import LLMClient, LLMError
 
 PROMPT = """Write {num_examples} different short texts that have this feature: {description}
 {examples_block}
@@ -35,125 +32,6 @@ do not repeat yourself.
 Reply with a numbered list, one text per line, and nothing else."""
 
 SYSTEM_PROMPT = "You write short example texts for testing language models."
-
-
-# --- LLM ------------------------------------------------------------------------------------------
-
-
-@dataclass
-class LLMSettings:
-    """How to reach an OpenAI-compatible chat-completions endpoint."""
-
-    api_key: str | None = None
-    base_url: str | None = None
-    model: str = DEFAULT_LLM_MODEL
-    temperature: float = 0.8
-    max_tokens: int = 2000
-    timeout: float = 60.0
-    max_retries: int = 5
-    """Retries per request after the first attempt (retryable errors only)."""
-    backoff: float = 2.0
-    """First retry delay in seconds; doubled each retry (with jitter), capped at `max_backoff`."""
-    max_backoff: float = 60.0
-
-    @classmethod
-    def from_env(cls, model: str | None = None, base_url: str | None = None, **kwargs) -> LLMSettings:
-        return cls(
-            api_key=os.environ.get("OPENAI_API_KEY") or None,
-            base_url=base_url or os.environ.get("OPENAI_BASE_URL") or None,
-            model=model or os.environ.get("OPENAI_MODEL") or DEFAULT_LLM_MODEL,
-            **kwargs,
-        )
-
-    @property
-    def available(self) -> bool:
-        return bool(self.api_key)
-
-
-class LLMError(RuntimeError):
-    pass
-
-
-def _retryable(err: Exception) -> bool:
-    import openai
-
-    if isinstance(err, openai.APIConnectionError | openai.APITimeoutError):
-        return True
-    if isinstance(err, openai.APIStatusError):
-        return err.status_code in (408, 409, 429) or err.status_code >= 500
-    return False
-
-
-def _retry_after(err: Exception) -> float | None:
-    response = getattr(err, "response", None)
-    headers = getattr(response, "headers", None)
-    if not headers:
-        return None
-    value = headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-class LLMClient:
-    """A chat-completions client with bounded retries and exponential backoff."""
-
-    def __init__(
-        self,
-        settings: LLMSettings,
-        client=None,
-        sleep: Callable[[float], None] = time.sleep,
-        seed: int = 0,
-    ) -> None:
-        if client is None:
-            if not settings.available:
-                raise LLMError(
-                    "No LLM API key: set OPENAI_API_KEY (and OPENAI_BASE_URL for a non-OpenAI endpoint) "
-                    "in the environment or .env, or use --from_corpus."
-                )
-            import openai
-
-            client = openai.OpenAI(
-                api_key=settings.api_key,
-                base_url=settings.base_url,
-                max_retries=0,  # retries are ours, so they are bounded and logged the same way everywhere
-                timeout=settings.timeout,
-            )
-        self.settings = settings
-        self.client = client
-        self.sleep = sleep
-        self._rng = random.Random(seed)
-        self.requests = 0
-        self.retries = 0
-
-    def complete(self, messages: list[dict[str, str]]) -> str:
-        """One chat completion's text; retried on transient errors, raises LLMError otherwise."""
-        s = self.settings
-        for attempt in range(s.max_retries + 1):
-            self.requests += 1
-            try:
-                response = self.client.chat.completions.create(
-                    model=s.model,
-                    messages=messages,
-                    max_tokens=s.max_tokens,
-                    temperature=s.temperature,
-                    n=1,
-                )
-                return (response.choices[0].message.content or "").strip()
-            except Exception as err:  # noqa: BLE001 - classified just below
-                if not _retryable(err):
-                    raise LLMError(f"LLM request to {s.base_url or 'OpenAI'} failed: {err}") from err
-                if attempt == s.max_retries:
-                    raise LLMError(
-                        f"LLM request still failing after {s.max_retries + 1} attempts: {err}"
-                    ) from err
-                delay = _retry_after(err)
-                if delay is None:
-                    delay = min(s.max_backoff, s.backoff * 2**attempt) * (0.5 + 0.5 * self._rng.random())
-                self.retries += 1
-                self.sleep(delay)
-        raise AssertionError("unreachable")
 
 
 # --- parsing and deduplication ------------------------------------------------------------------

@@ -10,10 +10,10 @@ import numpy as np
 from tabulate import tabulate
 
 from lorasae.atomic import atomic_write_json
+from lorasae.llm import LLMClient
 from lorasae.steering.args import SteeringArgs, alpha_record_path, distributions_dir, results_path
 from lorasae.steering.context import MODEL_LABEL, SteeringContext
 from lorasae.steering.evaluator import Evaluator, Outcome, build_splits
-from lorasae.steering.examples import LLMClient
 from lorasae.steering.stats import Interval, lora_minus_base
 from lorasae.steering.tune import recorded_alpha
 

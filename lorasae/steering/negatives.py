@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lorasae.atomic import atomic_write_json, read_json
+from lorasae.llm import LLMClient, LLMError
 from lorasae.paths import eval_dir
-from lorasae.steering.examples import LLMClient, LLMError, dedup, generate_llm_examples, split_snippets
+from lorasae.steering.examples import dedup, generate_llm_examples, split_snippets
 
 CATEGORIES: tuple[str, ...] = ("medical", "arabic", "recipes", "shakespeare", "law")
 """The original's five negative categories (its 'biology' set is the medical facts)."""

@@ -11,9 +11,10 @@ from tqdm.auto import tqdm
 
 from lorasae.atomic import atomic_write_json, read_json
 from lorasae.data import load_texts
+from lorasae.llm import LLMClient
 from lorasae.steering.args import positives_path
 from lorasae.steering.context import SteeringContext
-from lorasae.steering.examples import LLMClient, dedup, generate_llm_examples, mine_corpus_examples
+from lorasae.steering.examples import dedup, generate_llm_examples, mine_corpus_examples
 from lorasae.steering.negatives import MINING_WINDOW, builtin_documents
 
 

@@ -12,10 +12,10 @@ from tabulate import tabulate
 from tqdm.auto import tqdm
 
 from lorasae.atomic import atomic_write_json, read_json
+from lorasae.llm import LLMClient
 from lorasae.steering.args import SteeringArgs, alpha_record_path
 from lorasae.steering.context import MODEL_LABEL, SteeringContext
 from lorasae.steering.evaluator import Evaluator, build_splits
-from lorasae.steering.examples import LLMClient
 from lorasae.steering.tuning import (
     DEFAULT_MAX_NEGATIVE_DROP,
     AlphaScore,
