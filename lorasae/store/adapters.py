@@ -125,7 +125,7 @@ def check_adapter_dir(adapter: str | Path) -> Path:
 
 def _csv_sources(adapter: Path, base: Path | None) -> list[tuple[str, int | None]]:
     """From the adapter's newest row in `data/results.csv`."""
-    from lorasae.lora.adapters import parse_layer_spec
+    from lorasae.layer_spec import parse_layer_spec
 
     path = results_csv(base)
     if not path.exists():

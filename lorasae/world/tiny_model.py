@@ -311,18 +311,16 @@ def world_info(model: str | Path | object | None) -> dict:
     loaded model (its `name_or_path` is read), a model folder, or a model name (`tiny` resolves to the
     built-in one; hub names have no world)."""
     if model is not None and not isinstance(model, (str, Path)):
-        from lorasae.models import unwrap
-
-        model = str(getattr(unwrap(model), "name_or_path", "") or "") or None
+        get_base = getattr(model, "get_base_model", None)  # a PeftModel: the model under it
+        base = get_base() if callable(get_base) else model
+        model = str(getattr(base, "name_or_path", "") or "") or None
     if not model:
         return {}
     folder = Path(model).expanduser()
     if not folder.exists():
-        from lorasae.models import MODEL_REGISTRY, resolve_model_name
-
-        if MODEL_REGISTRY.get(str(model), "") != "builtin:tiny":
+        if str(model) not in ("tiny", "builtin:tiny"):  # the registry's name of the built-in model
             return {}
-        folder = Path(resolve_model_name(str(model)))
+        folder = ensure_tiny_model()
     info = folder / "world.json"
     return json.loads(info.read_text()) if info.is_file() else {}
 
