@@ -6,7 +6,9 @@ Stages (each skipped when its outputs exist, so a rerun is cheap; `--force` reru
  3. the main TopK SAE with its 10 %…100 % checkpoints, and 4. an e2e SAE on the same token budget
  5. LoRA from several TopK checkpoints (the timing experiment)
  6. LoRA for every (k, rank) of the sweep, and 7. a LoRA on one layer at a time after the SAE
- 8. every figure; then a table of L_base, L_SAE, L_LoRA and % of gap closed per run, the e2e speed-up,
+ 8. a rank-1 LoRA on the layers after the SAE (the steering eval's adapter; every run saves its adapter,
+    so the eval commands of README work after the demo)
+ 9. every figure; then a table of L_base, L_SAE, L_LoRA and % of gap closed per run, the e2e speed-up,
     and (from the repository) README's results block rewritten.
 """
 
@@ -120,6 +122,7 @@ def _world_summary() -> str:
 
 
 def run_demo(cfg: DemoConfig) -> None:
+    from lorasae.layer_spec import format_layers
     from lorasae.lora.config import TrainLoraConfig
     from lorasae.lora.run import main_many as train_lora_many
     from lorasae.lora.run import plan_runs
@@ -129,7 +132,7 @@ def run_demo(cfg: DemoConfig) -> None:
     from lorasae.train.sae_trainer import train_sae
     from lorasae.world.tiny_model import ensure_tiny_model
 
-    stages = Stages(total=8, record=paths.root() / "data" / "demo_stages.json")
+    stages = Stages(total=9, record=paths.root() / "data" / "demo_stages.json")
     model = "tiny"
     stages.run(
         "built-in world", (paths.tiny_model_root() / "tiny" / "world.json").exists(), ensure_tiny_model
@@ -187,6 +190,7 @@ def run_demo(cfg: DemoConfig) -> None:
             k=k_main,
             expansion_factor=8,
             checkpoint_percent=100,
+            save_model=True,  # the eval commands of README use these adapters
             skip_existing=not cfg.force,
             seed=cfg.seed,
             progress=False,
@@ -216,6 +220,10 @@ def run_demo(cfg: DemoConfig) -> None:
     lora_stage(
         f"LoRA on one layer at a time after the SAE (layers {after})",
         [lora(LoRA_layers=str(layer), eval_every=cfg.lora_examples) for layer in after],
+    )
+    lora_stage(
+        f"LoRA rank 1 on the layers after the SAE ({format_layers(after)}; the steering eval's adapter)",
+        [lora(LoRA_layers="after", rank=1, eval_every=cfg.lora_examples)] if after else [],
     )
     figures: dict[str, list[Path]] = {}
     stages.run("figures", False, lambda: figures.update(_figures(model)))

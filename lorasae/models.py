@@ -52,6 +52,14 @@ def resolve_model_name(name: str) -> str:
     )
 
 
+def _unreachable(name: str, path: str, err: OSError, what: str) -> UnknownModelError:
+    return UnknownModelError(
+        f"Could not {what} {name!r} ({path}): {err}\n"
+        "Check the name, set HF_TOKEN (in the environment or .env) for gated models such as Gemma "
+        "and Llama, and check network access; offline, use --model_type tiny."
+    )
+
+
 def model_key(name: str) -> str:
     """The short name used in output paths: registry keys as is, `org/name` → `name`, folders → basename."""
     key = name.strip().rstrip("/")
@@ -82,11 +90,7 @@ def load_model(
         )
         tokenizer = AutoTokenizer.from_pretrained(path, token=token)
     except OSError as err:
-        raise UnknownModelError(
-            f"Could not load model {name!r} ({path}): {err}\n"
-            "Check the name, set HF_TOKEN (in the environment or .env) for gated models such as Gemma "
-            "and Llama, and check network access; offline, use --model_type tiny."
-        ) from err
+        raise _unreachable(name, path, err, "load model") from err
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.to(device).eval()
@@ -185,11 +189,7 @@ def _shape_at(path: str, name: str) -> ModelShape:
     try:
         config = AutoConfig.from_pretrained(path, token=token)
     except OSError as err:
-        raise UnknownModelError(
-            f"Could not read the config of model {name!r} ({path}): {err}\n"
-            "Check the name, set HF_TOKEN for gated models such as Gemma and Llama, and check network "
-            "access; offline, use --model_type tiny."
-        ) from err
+        raise _unreachable(name, path, err, "read the config of model") from err
     text_config = _text_config(config)
     n_layers = getattr(text_config, "num_hidden_layers", None) or getattr(text_config, "n_layer", None)
     if not n_layers:

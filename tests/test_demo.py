@@ -39,9 +39,9 @@ def test_demo_end_to_end_at_test_size(small_world, out_root: Path, capsys):
     )
     run_demo(cfg)
     out = capsys.readouterr().out
-    assert "[1/8] built-in world: outputs exist, skipped" in out
-    for stage in range(2, 9):
-        assert re.search(rf"^\[{stage}/8\] .*: done in \d+ s$", out, re.M), out
+    assert "[1/9] built-in world: outputs exist, skipped" in out
+    for stage in range(2, 10):
+        assert re.search(rf"^\[{stage}/9\] .*: done in \d+ s$", out, re.M), out
     # the table: one row per distinct run: 2 checkpoints, rank 1 and 4, k 2 and 8, layers 2 and 3
     table = out[out.index("% gap closed") :]
     assert table.count("expansion_8_L0_") >= 8
@@ -53,12 +53,16 @@ def test_demo_end_to_end_at_test_size(small_world, out_root: Path, capsys):
     assert (out_root / "docs" / "demo_timing.png").stat().st_size > 0
 
     recorded = json.loads((out_root / "data" / "demo_stages.json").read_text())["seconds"]
-    assert sorted(recorded, key=int) == [str(i) for i in range(2, 9)]  # stage 1 (the world) was skipped
+    assert sorted(recorded, key=int) == [str(i) for i in range(2, 10)]  # stage 1 (the world) was skipped
+    # every run saved its adapter; the steering eval's rank-1 adapter on the layers after the SAE exists
+    adapters = sorted((out_root / "saved_models" / "tiny").glob("*/peft_*/rank_*/adapter_config.json"))
+    assert len(adapters) >= 8
+    assert any(a.parent.parent.name == "peft_1-1" and a.parent.name == "rank_1" for a in adapters)
 
     run_demo(cfg)  # a rerun skips every training stage, and README keeps the from-scratch time
     out = capsys.readouterr().out
-    for stage in range(1, 8):
-        assert f"[{stage}/8]" in out
-    assert out.count("outputs exist, skipped") == 7
+    for stage in range(1, 9):
+        assert f"[{stage}/9]" in out
+    assert out.count("outputs exist, skipped") == 8
     minutes = sum(json.loads((out_root / "data" / "demo_stages.json").read_text())["seconds"].values()) / 60
     assert f"from scratch (world build included): {minutes:.1f} min" in (out_root / "README.md").read_text()

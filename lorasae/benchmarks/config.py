@@ -78,15 +78,16 @@ class BenchmarkConfig(CommonArgs):
 
     sae_source: str | None = None
     """SAE to splice: a folder (this project's, SAELens or sparsify format) or a sae-lens 'release/sae_id'.
-    Default: Gemma Scope for --model_size; otherwise the SAE that the newest saved adapter of this model
-    was trained for (its results.csv row), or, with no adapter saved, the newest SAE under saved_saes/."""
+    (--sae itself means "splice an SAE", as in the original.) Default: Gemma Scope for --model_size; with
+    --adapter, the SAE it was trained for; otherwise the SAE train_sae.py writes with default flags (the
+    store's `find_sae`, as SAE-Bench and steering)."""
 
     sae_layer: int | None = None
     """Decoder layer to splice the SAE after. Default: the SAE's own hook layer."""
 
     adapter: str | None = None
-    """LoRA adapter folder (PEFT format) for --model_type peft. Default: the newest one saved for this
-    model and SAE under saved_models/ (rank 64 on layers L+1…n-1 for --model_size, as the original)."""
+    """LoRA adapter folder (PEFT format) for --model_type peft. Default: the newest one trained for the SAE
+    (rank 64 on layers L+1…n-1 for --model_size, as the original)."""
 
     rank: int | None = None
     """Only consider saved adapters of this LoRA rank when looking one up."""

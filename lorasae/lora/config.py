@@ -53,44 +53,15 @@ def default_eval_every(num_train_examples: int) -> int:
 
 
 @dataclass
-class TrainLoraConfig(CommonArgs):
-    """Train LoRA adapters on a frozen model so that, with frozen SAEs spliced in, it matches the
-    original model's next-token distribution (KL objective)."""
-
-    sae_layer: str | None = None
-    """Decoder layer(s) whose output the SAE replaces: 12, or several SAEs trained jointly: 1,2 / 1-3.
-    Default: 12 (the paper's); the built-in tiny model: 1. With --sae and no --sae_layer, the SAE's own
-    hook layer."""
-
-    LoRA_layers: str = field(default="all", alias=["--lora_layers"])
-    """Layers that get adapters: all, after (the layers after the SAE), or a list/range such as 3-5 or 1,4."""
-
-    rank: int = 64
-    """LoRA rank."""
+class LoraHyperparams:
+    """How each LoRA run trains and validates: shared, field for field, by train_lora.py and sweep.py
+    (the sweep passes them on to every run it trains)."""
 
     num_train_examples: int = field(default=15_000, type=parse_count)
     """Training sequences (the paper: 15000, 30000 or 100000); any positive count, e.g. 300 or 15k."""
 
     save_model: bool = False
     """Save the adapter (PEFT format) under saved_models/<model>/<sae_tag>/peft_<a>-<b>/rank_<r>/."""
-
-    checkpoint_percent: int | None = None
-    """Adapt this checkpoint (percent of SAE training) of our SAE. Default: every checkpoint that exists
-    (10, 20, …, 100 percent), one run each; the final SAE when there are no checkpoints."""
-
-    sae: list[str] = field(default_factory=list, action="append")
-    """SAE source, instead of our own saved_saes/ checkpoints: a folder (ours, SAELens or sparsify format)
-    or a sae-lens release 'release/sae_id' (e.g. gemma-scope-2b-pt-res/layer_12/width_16k/average_l0_82).
-    Repeat (--sae A --sae B) for several SAEs trained jointly, paired in order with --sae_layer."""
-
-    sae_kind: str = "normal"
-    """Which of our SAEs: normal (TopK) or e2e."""
-
-    expansion_factor: int | None = None
-    """Which of our SAEs, when saved_saes/<model>/<kind>/ holds several families (expansion_<E>_L0_<k>)."""
-
-    k: int | None = None
-    """Which of our SAEs (its L0 = k), when several families exist."""
 
     ctx_len: int | None = None
     """Tokens per sequence. Default: 1024 (the paper's), capped at the model's context window."""
@@ -131,14 +102,50 @@ class TrainLoraConfig(CommonArgs):
     kl_chunk_size: int = 0
     """Positions per KL chunk (0 = about 128 MiB of fp32 logits per chunk)."""
 
-    skip_existing: bool = False
-    """Skip a run whose CE_increase JSON already exists (the original's behaviour); default: rerun."""
-
     text_field: str = "text"
     """Field holding the text in jsonl/parquet datasets."""
 
     progress: bool = True
     """Show a tqdm progress bar."""
+
+
+@dataclass
+class TrainLoraConfig(LoraHyperparams, CommonArgs):
+    """Train LoRA adapters on a frozen model so that, with frozen SAEs spliced in, it matches the
+    original model's next-token distribution (KL objective)."""
+
+    sae_layer: str | None = None
+    """Decoder layer(s) whose output the SAE replaces: 12, or several SAEs trained jointly: 1,2 / 1-3.
+
+    Default: 12 (the paper's); the built-in tiny model: 1. With --sae and no --sae_layer, the SAE's own
+    hook layer."""
+
+    LoRA_layers: str = field(default="all", alias=["--lora_layers"])
+    """Layers that get adapters: all, after (the layers after the SAE), or a list/range such as 3-5 or 1,4."""
+
+    rank: int = 64
+    """LoRA rank."""
+
+    checkpoint_percent: int | None = None
+    """Adapt this checkpoint (percent of SAE training) of our SAE. Default: every checkpoint that exists
+    (10, 20, …, 100 percent), one run each; the final SAE when there are no checkpoints."""
+
+    sae: list[str] = field(default_factory=list, action="append")
+    """SAE source, instead of our own saved_saes/ checkpoints: a folder (ours, SAELens or sparsify format)
+    or a sae-lens release 'release/sae_id' (e.g. gemma-scope-2b-pt-res/layer_12/width_16k/average_l0_82).
+    Repeat (--sae A --sae B) for several SAEs trained jointly, paired in order with --sae_layer."""
+
+    sae_kind: str = "normal"
+    """Which of our SAEs: normal (TopK) or e2e."""
+
+    expansion_factor: int | None = None
+    """Which of our SAEs, when saved_saes/<model>/<kind>/ holds several families (expansion_<E>_L0_<k>)."""
+
+    k: int | None = None
+    """Which of our SAEs (its L0 = k), when several families exist."""
+
+    skip_existing: bool = False
+    """Skip a run whose CE_increase JSON already exists (the original's behaviour); default: rerun."""
 
     # --- filled in by `resolved()` ---------------------------------------------------------------------
     def resolved(self, d_model: int, n_layers: int, max_positions: int | None = None) -> TrainLoraConfig:

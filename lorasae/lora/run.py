@@ -76,7 +76,10 @@ class PlannedRun:
     run_id: RunId | None
 
     def done(self) -> bool:
-        return self.run_id is not None and self.run_id.json_path("CE_increase").exists()
+        """Its results exist (and its adapter, when the run is to save one)."""
+        if self.run_id is None or not self.run_id.json_path("CE_increase").exists():
+            return False
+        return not self.cfg.save_model or (self.run_id.adapter_path() / "adapter_config.json").exists()
 
 
 def make_run_id(cfg: TrainLoraConfig, run: SaeRun, sae_layers: list[int], n_layers: int) -> RunId:

@@ -40,6 +40,7 @@ from sklearn.metrics import f1_score
 from threadpoolctl import threadpool_limits
 from torch import Tensor, nn
 
+from lorasae.models import max_positions
 from lorasae.saebench.activations import collect_residuals, d_sae_of, encode_on_device, sae_encode
 from lorasae.saebench.schema import EVAL_TYPE_ABSORPTION, eval_output
 
@@ -359,12 +360,6 @@ class AbsorptionEvalConfig:
     model_name: str = ""
 
 
-def _max_positions(model: nn.Module) -> int:
-    config = getattr(model, "config", None)
-    value = getattr(config, "max_position_embeddings", None)
-    return int(value) if value else 2048
-
-
 def run_absorption(
     model: nn.Module,
     tokenizer: Any,
@@ -383,7 +378,7 @@ def run_absorption(
     shuffled = rng.sample(vocab, len(vocab))
     split = int(len(shuffled) * 0.8)
     train_words, test_words = shuffled[:split], shuffled[split:]
-    max_len = _max_positions(model)
+    max_len = max_positions(model) or 2048
     template, n_icl = config.prompt_template, config.max_icl_examples
 
     def activations(batch: PromptBatch) -> Tensor:

@@ -34,12 +34,14 @@ class SaeBenchArgs(CommonArgs):
     """Text for core and autointerp: 'builtin', a hub dataset or a local txt/jsonl/parquet file or folder.
     Default: builtin for the tiny model, else SAEBench's (openwebtext for core, the Pile for autointerp)."""
 
-    sae: str | None = None
-    """SAE: a folder (ours, SAELens or sparsify format) or a sae-lens release `release/sae_id`. Default: the
-    newest final TopK SAE saved for the model under saved_saes/ (Gemma: Gemma Scope layer 12 if none)."""
+    sae: str | None = field(default=None, alias=["--sae_source"])
+    """SAE: a folder (ours, SAELens or sparsify format) or a sae-lens release `release/sae_id`. Default: the SAE train_sae.py
+    writes with default flags (the final TopK SAE of the default layer, expansion 8 and k; the store's
+    `find_sae`; Gemma: Gemma Scope layer 12 if none is saved)."""
 
-    layer: int | None = None
-    """Layer whose output the SAE reads. Default: the SAE's hook layer."""
+    layer: int | None = field(default=None, alias=["--sae_layer"])
+    """Layer whose output the SAE reads (also --sae_layer, as train_lora.py). Default: the SAE's own layer; with
+    no --sae, train_sae.py's default layer."""
 
     adapter: str | None = None
     """LoRA adapter folder (PEFT format) for --model_type peft. Default: the newest adapter saved for the SAE

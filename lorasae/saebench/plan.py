@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from lorasae.models import max_positions
 from lorasae.saebench.absorption import AbsorptionEvalConfig
 from lorasae.saebench.args import EVALS, HUB_AUTOINTERP_DATASET, HUB_CORE_DATASET, SaeBenchArgs
 from lorasae.saebench.autointerp import AutoInterpEvalConfig
@@ -41,8 +42,8 @@ def selected_evals(spec: str) -> list[str]:
 
 
 def _context(model: nn.Module, wanted: int) -> int:
-    limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
-    return min(wanted, int(limit)) if limit else wanted
+    limit = max_positions(model)
+    return min(wanted, limit) if limit else wanted
 
 
 @dataclass

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lorasae.cli import CommonArgs, field, parse_count
+from lorasae.cli import CommonArgs, field
+from lorasae.lora.config import LoraHyperparams
 
 AXES = ("l0", "width", "layer", "model_size", "single_layer")
 
@@ -20,9 +21,10 @@ def parse_width(text: str | int) -> int:
 
 
 @dataclass
-class SweepConfig(CommonArgs):
+class SweepConfig(LoraHyperparams, CommonArgs):
     """LoRA adapters for a grid of SAEs (the paper's scaling study); writes the usual train_lora.py outputs
-    and draws the scaling figures."""
+    and draws the scaling figures. Each run trains with train_lora.py's settings (the LoRA
+    hyperparameters below are train_lora.py's own fields, passed on to every run)."""
 
     catalog: str = "gemma-scope"
     """Where the SAEs come from: gemma-scope (sae-lens releases; models gemma, gemma-9b) or ours
@@ -66,30 +68,12 @@ class SweepConfig(CommonArgs):
     models: list[str] = field(default_factory=lambda: ["gemma", "gemma-9b"])
     """Models of the model-size sweep (each at its own default SAE)."""
 
-    num_train_examples: int = field(default=15_000, type=parse_count)
-    """Training sequences of each LoRA run (the paper: 15k)."""
-
-    lr: float | None = None
-    """LoRA learning rate. Default: train_lora.py's (5e-5; 5e-4 for small models)."""
-
-    ctx_len: int | None = None
-    """Tokens per sequence. Default: train_lora.py's (1024, capped at the model's window)."""
-
-    num_val_tokens: int | None = field(default=None, type=parse_count)
-    """Validation tokens. Default: train_lora.py's."""
-
-    save_model: bool = False
-    """Save every adapter (PEFT format) under saved_models/."""
-
     shard: str = "0/1"
     """Run only part i of n of the plan (i/n), e.g. one process per GPU:
     CUDA_VISIBLE_DEVICES=1 python sweep.py --shard 1/4."""
 
     dry_run: bool = False
     """Print the plan and exit."""
-
-    progress: bool = True
-    """Show a tqdm bar per LoRA run."""
 
     def shard_index(self) -> tuple[int, int]:
         try:

@@ -83,26 +83,22 @@ def write_manifest(plan: Plan, cfg: SweepConfig, catalogs: dict[str, Catalog]) -
 
 
 def lora_config(cfg: SweepConfig, run: PlannedRun):
-    from lorasae.lora.config import TrainLoraConfig
+    """train_lora.py's config for one planned run: the sweep's common flags and LoRA hyperparameters as
+    they are, plus the run's SAE, layers and rank."""
+    from dataclasses import fields
 
+    from lorasae.cli import CommonArgs
+    from lorasae.lora.config import LoraHyperparams, TrainLoraConfig
+
+    shared = {f.name: getattr(cfg, f.name) for cls in (CommonArgs, LoraHyperparams) for f in fields(cls)}
+    shared.update(model=run.sae.model, model_type=cfg.model_type)
     return TrainLoraConfig(
-        device=cfg.device,
-        model=run.sae.model,
-        dataset=cfg.dataset,
-        dtype=cfg.dtype,
-        seed=cfg.seed,
-        wandb=cfg.wandb,
+        **shared,
         sae=[run.sae.source],
         sae_layer=str(run.sae.layer),
         LoRA_layers=run.lora_layers,
         rank=run.rank,
-        num_train_examples=cfg.num_train_examples,
-        lr=cfg.lr,
-        ctx_len=cfg.ctx_len,
-        num_val_tokens=cfg.num_val_tokens,
-        save_model=cfg.save_model,
         skip_existing=True,
-        progress=cfg.progress,
     )
 
 

@@ -32,7 +32,7 @@ from lorasae.models import (
 )
 from lorasae.paths import sae_curve_path
 from lorasae.runtime import parse_device, seed_everything, setup_environment
-from lorasae.sae import SaeConfig, TopKSAE, geometric_median
+from lorasae.sae import SaeConfig, SaeShapeError, TopKSAE, geometric_median
 from lorasae.train import distributed as dist_utils
 from lorasae.train.config import TrainSaeConfig
 from lorasae.train.distributed import DistInfo
@@ -56,10 +56,6 @@ from lorasae.train.validation import reconstruction_stats, spliced_ce
 
 class NonFiniteLossError(RuntimeError):
     """The loss or gradient became NaN/inf; the weights were not updated and nothing was written."""
-
-
-class SaeShapeError(ValueError):
-    """An SAE to start from does not fit this model."""
 
 
 @dataclass
