@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from lorasae.eval_ce import ce_sum_and_count
 from lorasae.hooks import SpliceFn, splice
-from lorasae.lora.kl import KL_IMPLS, LogitHead, chunked_kl, final_hidden, naive_kl, verify_head
+from lorasae.kl import KL_IMPLS, LogitHead, chunked_kl, final_hidden, naive_kl, verify_head
 from lorasae.train.distributed import DistInfo, all_reduce_sum, shard
 
 SpliceFactory = Callable[[Tensor], Mapping[int, SpliceFn]]
