@@ -29,7 +29,7 @@ import torch
 from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _gemma import gemma2_like  # noqa: E402
+from _gemma import GemmaStepBench, gemma2_like  # noqa: E402
 from _memory import measurable, print_worker_result, run_worker, step_peak  # noqa: E402
 from _timing import alternate, machine  # noqa: E402
 
@@ -45,43 +45,13 @@ LEAN, FULL = "e2e, lean chunked KL (now)", "e2e, full-logit KL (before)"
 
 
 @dataclass
-class E2EStepBench:
-    device: str = "cpu"
-    """cpu, a GPU index or cuda:N."""
-    dtype: str = "float32"
-    """Model dtype: float32 or bfloat16 (the SAE is fp32, as in train_sae.py)."""
-    vocab_size: int = 256_000
-    """Vocabulary size (Gemma-2: 256,000)."""
+class E2EStepBench(GemmaStepBench):
+    """The SAE is fp32 whatever --dtype says, as in train_sae.py; --worker takes lean or full."""
+
     d_model: int = 128
     """Hidden width (Gemma-2-2B: 2304)."""
-    layers: int = 4
-    """Decoder layers (Gemma-2-2B: 26)."""
-    sae_layer: int = 1
-    """Layer whose output the SAE replaces."""
-    expansion: int = 8
-    """SAE width / d_model."""
-    k: int = 32
-    """SAE active latents."""
-    batch_size: int = 1
-    """Sequences per step (train_sae.py's default for Gemma: 1)."""
-    ctx_len: int = 1024
-    """Tokens per sequence (1024)."""
     kl_chunk_size: int = 0
     """Positions per KL chunk of the lean step (0: the default, about 128 MiB of fp32 logits)."""
-    repeats: int = 5
-    """Timed steps per variant (median; the variants alternate)."""
-    warmup: int = 1
-    """Untimed steps per variant first."""
-    threads: int | None = None
-    """torch CPU threads (default: torch's default)."""
-    clock: str = "wall"
-    """wall (throughput) or cpu (process CPU time, summed over threads; steadier on a shared machine)."""
-    memory: bool = True
-    """Measure peak memory (one fresh subprocess per variant)."""
-    seed: int = 0
-    """Seed for the weights and the batch."""
-    worker: str = ""
-    """Internal: measure the peak memory of one variant (lean or full) and print it as JSON."""
 
 
 def full_logit_e2e_loss(

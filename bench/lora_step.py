@@ -38,7 +38,7 @@ import torch
 from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _gemma import gemma2_like  # noqa: E402
+from _gemma import GemmaStepBench, gemma2_like  # noqa: E402
 from _memory import measurable, print_worker_result, run_worker, step_peak  # noqa: E402
 from _timing import alternate, machine  # noqa: E402
 
@@ -51,47 +51,13 @@ from lorasae.sae import SaeConfig, TopKSAE  # noqa: E402
 
 
 @dataclass
-class LoraStepBench:
-    device: str = "cpu"
-    """cpu, a GPU index or cuda:N."""
-    dtype: str = "float32"
-    """Model dtype: float32 or bfloat16."""
-    vocab_size: int = 256_000
-    """Vocabulary size (Gemma-2: 256,000)."""
-    d_model: int = 256
-    """Hidden width (Gemma-2-2B: 2304)."""
-    layers: int = 4
-    """Decoder layers (Gemma-2-2B: 26)."""
-    sae_layer: int = 1
-    """Layer whose output the SAE replaces."""
-    expansion: int = 8
-    """SAE width / d_model."""
-    k: int = 32
-    """SAE active latents."""
+class LoraStepBench(GemmaStepBench):
     rank: int = 64
     """LoRA rank (on all seven projections of every layer)."""
-    batch_size: int = 1
-    """Sequences per step (paper: 1)."""
-    ctx_len: int = 1024
-    """Tokens per sequence (paper: 1024)."""
     kl_impl: str = "fused"
     """KL implementation of the KL step: fused, chunked or naive."""
     kl_chunk_size: int = 0
-    """Positions per KL chunk (0: about 256 MiB of fp32 logits per chunk)."""
-    repeats: int = 5
-    """Timed steps per variant (median; the variants alternate)."""
-    warmup: int = 1
-    """Untimed steps per variant first."""
-    threads: int | None = None
-    """torch CPU threads (default: torch's default)."""
-    clock: str = "wall"
-    """wall (throughput) or cpu (process CPU time, summed over threads; steadier on a shared machine)."""
-    memory: bool = True
-    """Measure peak memory (one fresh subprocess per variant)."""
-    seed: int = 0
-    """Seed for the weights and the batch."""
-    worker: str = ""
-    """Internal: measure the peak memory of one variant (kl or ce) and print it as JSON."""
+    """Positions per KL chunk (0: about 128 MiB of fp32 logits per chunk)."""
 
 
 def build(cfg: LoraStepBench) -> tuple[dict[str, Callable[[], None]], torch.device, list[torch.Tensor]]:
