@@ -28,20 +28,18 @@ interpreter and libraries.
 from __future__ import annotations
 
 import gc
-import json
-import os
-import re
-import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _gemma import GemmaStepBench, gemma2_like  # noqa: E402
+from _memory import measurable, print_worker_result, run_worker, step_peak  # noqa: E402
 from _timing import alternate, machine  # noqa: E402
 
 from lorasae.cli import parse  # noqa: E402
@@ -53,71 +51,22 @@ from lorasae.sae import SaeConfig, TopKSAE  # noqa: E402
 
 
 @dataclass
-class LoraStepBench:
-    device: str = "cpu"
-    """cpu, a GPU index or cuda:N."""
-    dtype: str = "float32"
-    """Model dtype: float32 or bfloat16."""
-    vocab_size: int = 256_000
-    """Vocabulary size (Gemma-2: 256,000)."""
-    d_model: int = 256
-    """Hidden width (Gemma-2-2B: 2304)."""
-    layers: int = 4
-    """Decoder layers (Gemma-2-2B: 26)."""
-    sae_layer: int = 1
-    """Layer whose output the SAE replaces."""
-    expansion: int = 8
-    """SAE width / d_model."""
-    k: int = 32
-    """SAE active latents."""
+class LoraStepBench(GemmaStepBench):
     rank: int = 64
     """LoRA rank (on all seven projections of every layer)."""
-    batch_size: int = 1
-    """Sequences per step (paper: 1)."""
-    ctx_len: int = 1024
-    """Tokens per sequence (paper: 1024)."""
     kl_impl: str = "fused"
     """KL implementation of the KL step: fused, chunked or naive."""
     kl_chunk_size: int = 0
-    """Positions per KL chunk (0: about 256 MiB of fp32 logits per chunk)."""
-    repeats: int = 5
-    """Timed steps per variant (median; the variants alternate)."""
-    warmup: int = 1
-    """Untimed steps per variant first."""
-    threads: int | None = None
-    """torch CPU threads (default: torch's default)."""
-    clock: str = "wall"
-    """wall (throughput) or cpu (process CPU time, summed over threads; steadier on a shared machine)."""
-    memory: bool = True
-    """Measure peak memory (one fresh subprocess per variant)."""
-    seed: int = 0
-    """Seed for the weights and the batch."""
-    worker: str = ""
-    """Internal: measure the peak memory of one variant (kl or ce) and print it as JSON."""
+    """Positions per KL chunk (0: about 128 MiB of fp32 logits per chunk)."""
 
 
 def build(cfg: LoraStepBench) -> tuple[dict[str, Callable[[], None]], torch.device, list[torch.Tensor]]:
     """The two step functions (KL, CE), sharing one model, SAE, batch and optimiser."""
-    from transformers import Gemma2Config, Gemma2ForCausalLM
-
     device, dtype = parse_device(cfg.device), parse_dtype(cfg.dtype)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    heads = max(1, cfg.d_model // 64)
-    config = Gemma2Config(
-        vocab_size=cfg.vocab_size,
-        hidden_size=cfg.d_model,
-        intermediate_size=4 * cfg.d_model,
-        num_hidden_layers=cfg.layers,
-        num_attention_heads=heads,
-        num_key_value_heads=max(1, heads // 2),
-        head_dim=cfg.d_model // heads,
-        query_pre_attn_scalar=cfg.d_model // heads,
-        max_position_embeddings=max(8192, cfg.ctx_len),
-        attn_implementation="eager",
-    )  # Gemma-2 defaults otherwise: tied embeddings, final logit soft-capping 30
-    model = Gemma2ForCausalLM(config).to(device=device, dtype=dtype)
+    model = gemma2_like(cfg.vocab_size, cfg.d_model, cfg.layers, cfg.ctx_len).to(device=device, dtype=dtype)
     sae = TopKSAE(SaeConfig(cfg.d_model, cfg.d_model * cfg.expansion, cfg.k), device=device, dtype=dtype)
     sae.requires_grad_(False)
     peft = attach_lora(model, list(range(cfg.layers)), cfg.rank)
@@ -147,76 +96,15 @@ def build(cfg: LoraStepBench) -> tuple[dict[str, Callable[[], None]], torch.devi
     return {"KL (ours)": kl_step, "CE (plain)": ce_step}, device, state + [optimizer]  # type: ignore[list-item]
 
 
-def _tensor_bytes(things: list) -> int:
-    seen: set[int] = set()
-    total = 0
-
-    def add(t: torch.Tensor) -> None:
-        nonlocal total
-        key = t.untyped_storage().data_ptr()
-        if key not in seen:
-            seen.add(key)
-            total += t.untyped_storage().nbytes()
-
-    for thing in things:
-        if isinstance(thing, torch.Tensor):
-            add(thing)
-        else:  # the optimiser: its state tensors
-            for per_param in thing.state.values():
-                for value in per_param.values():
-                    if isinstance(value, torch.Tensor):
-                        add(value)
-    return total
-
-
-def _status_kib(key: str) -> int:
-    text = Path("/proc/self/status").read_text()
-    return int(re.search(rf"^{key}:\s+(\d+) kB", text, re.M).group(1))  # type: ignore[union-attr]
-
-
 def measure_peak(cfg: LoraStepBench) -> dict:
     """Peak memory (bytes) of one step of variant ``cfg.worker``, in this (fresh) process."""
     steps, device, state = build(cfg)
-    step = steps["KL (ours)" if cfg.worker == "kl" else "CE (plain)"]
-    step()  # warm-up: optimiser state exists from here on
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        before = torch.cuda.memory_allocated(device)
-        step()
-        torch.cuda.synchronize(device)
-        peak = torch.cuda.max_memory_allocated(device)
-        return {"peak": peak, "extra": peak - before, "state": before, "method": "cuda.max_memory_allocated"}
-    Path("/proc/self/clear_refs").write_text("5")  # reset the resident-set high-water mark
-    rss_before = _status_kib("VmRSS")
-    step()
-    extra = (_status_kib("VmHWM") - rss_before) * 1024
-    state_bytes = _tensor_bytes(state)
-    return {
-        "peak": state_bytes + extra,
-        "extra": extra,
-        "state": state_bytes,
-        "method": "RSS high-water mark",
-    }
-
-
-def run_worker(cfg: LoraStepBench, which: str) -> dict:
-    args = [sys.executable, __file__, "--worker", which]
-    for key, value in asdict(cfg).items():
-        if key in ("worker", "memory") or value is None:
-            continue
-        args += [f"--{key}", str(value)]
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
-    out = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise RuntimeError(f"memory worker {which} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return step_peak(steps["KL (ours)" if cfg.worker == "kl" else "CE (plain)"], device, state)
 
 
 def main(cfg: LoraStepBench) -> None:
     if cfg.worker:
-        print(json.dumps(measure_peak(cfg)))
+        print_worker_result(measure_peak(cfg))
         return
     steps, device, _ = build(cfg)
     tokens = cfg.batch_size * cfg.ctx_len
@@ -225,11 +113,14 @@ def main(cfg: LoraStepBench) -> None:
     secs = alternate(steps, device, repeats=cfg.repeats, warmup=cfg.warmup, clock=clock)
     del steps
     gc.collect()
-    measurable = device.type == "cuda" or Path("/proc/self/clear_refs").exists()
-    if cfg.memory and not measurable:
+    if cfg.memory and not measurable(device):
         print("peak memory: needs CUDA or Linux's /proc/self/clear_refs; skipped", file=sys.stderr)
-    run_mem = cfg.memory and measurable
-    mem = {"KL (ours)": run_worker(cfg, "kl"), "CE (plain)": run_worker(cfg, "ce")} if run_mem else {}
+    run_mem = cfg.memory and measurable(device)
+    mem = (
+        {"KL (ours)": run_worker(__file__, cfg, "kl"), "CE (plain)": run_worker(__file__, cfg, "ce")}
+        if run_mem
+        else {}
+    )
     rows = []
     for name, s in secs.items():
         row = [name, 1e3 * s, tokens / s]

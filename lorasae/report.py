@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
+from lorasae.gap import format_gap_closed
+
 RUN_KEY = ["sae_tag", "sae_layers", "lora_layers", "rank", "num_examples"]
 
 
@@ -14,15 +16,25 @@ def results_rows(model: str) -> list[list[object]]:
 
     df = select_model(load_results_csv(None), model).drop_duplicates(subset=RUN_KEY, keep="last")
     return [
-        [r.sae_tag, r.lora_layers, int(r.rank), r.L_base, r.L_SAE, r.L_LoRA, 100 * r.frac_gap_closed]
+        [
+            r.sae_tag,
+            r.lora_layers,
+            int(r.rank),
+            r.L_base,
+            r.L_SAE,
+            r.L_LoRA,
+            format_gap_closed(r.frac_gap_closed, r.gap_flag),
+        ]
         for r in df.itertuples()
     ]
 
 
 def results_table(model: str, fmt: str = "simple") -> str:
+    """One row per run; `% gap closed` reads `n/a (no gap)` for a run whose SAE did not raise the CE."""
     headers = ["SAE", "LoRA layers", "rank", "L_base", "L_SAE", "L_LoRA", "% gap closed"]
-    floatfmt = ("", "", "", ".4f", ".4f", ".4f", ".1f")
-    return tabulate(results_rows(model), headers=headers, floatfmt=floatfmt, tablefmt=fmt)
+    floatfmt = ("", "", "", ".4f", ".4f", ".4f", "")
+    colalign = ("left", "left", "right", "right", "right", "right", "right")
+    return tabulate(results_rows(model), headers=headers, floatfmt=floatfmt, tablefmt=fmt, colalign=colalign)
 
 
 def speedup_table(model: str, fmt: str = "simple") -> str:

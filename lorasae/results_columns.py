@@ -24,6 +24,7 @@ RESULTS_COLUMNS: tuple[str, ...] = (
     "ce_gap",
     "ce_improvement",
     "frac_gap_closed",
+    "gap_flag",
     "minutes",
     "timestamp",
 )
@@ -31,6 +32,8 @@ RESULTS_COLUMNS: tuple[str, ...] = (
 # names, SAE sources, layer specs (`3-5`, `1,4`) and the ISO timestamp; every other column is a number
 # (empty when unknown)
 TEXT_COLUMNS: frozenset[str] = frozenset(
-    {"model", "sae_tag", "sae_source", "sae_layers", "lora_layers", "timestamp"}
+    {"model", "sae_tag", "sae_source", "sae_layers", "lora_layers", "gap_flag", "timestamp"}
 )
+# recomputed on reading (`lorasae.gap`): an older file need not have them
+DERIVED_COLUMNS: frozenset[str] = frozenset({"gap_flag"})
 NUMERIC_COLUMNS: tuple[str, ...] = tuple(c for c in RESULTS_COLUMNS if c not in TEXT_COLUMNS)

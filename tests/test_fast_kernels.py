@@ -6,8 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lorasae.lora.kl import naive_kl
-from lorasae.lora.kl_lean import lean_chunk_kl
+from lorasae.kl import lean_chunk_kl, naive_kl
 from lorasae.sae import SaeConfig, TopKSAE
 from lorasae.sae.fused_sae import LatentGroups, fused_topk_sae
 from lorasae.sae.select import topk_select

@@ -11,6 +11,7 @@ from conftest import VOCAB, make_tiny_model
 
 from lorasae.eval_ce import mean_ce
 from lorasae.hooks import splice
+from lorasae.kl import LogitHead, chunked_kl, final_hidden, naive_kl, verify_head
 from lorasae.lora.adapters import (
     PROJECTIONS,
     adapted_layers,
@@ -20,7 +21,6 @@ from lorasae.lora.adapters import (
     parse_layer_spec,
     target_modules,
 )
-from lorasae.lora.kl import LogitHead, chunked_kl, final_hidden, naive_kl, verify_head
 from lorasae.lora.trainer import KLObjective, TrainSettings, train_lora, validation_ce
 from lorasae.losses import kl_next_token
 from lorasae.models import LayerOutOfRangeError

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 from lorasae.cli import CommonArgs, field, parse_count
 from lorasae.data import default_dataset
+from lorasae.kl import KL_IMPLS
 from lorasae.lora.adapters import LORA_ALPHA, LORA_DROPOUT
-from lorasae.lora.kl import KL_IMPLS
 from lorasae.model_defaults import (
     default_ctx_len,
     default_num_val_tokens,

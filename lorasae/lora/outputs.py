@@ -1,9 +1,11 @@
 """What a LoRA run leaves behind (SPEC §3.4), all written atomically:
 - `data/TopK/CE_increase/<model>/<sae_tag>/peft_<a>-<b>_rank_<r>_CE_increase_<N/1000>k.json`
-  `{"initial": L_SAE, "converged": L_LoRA, "difference": L_SAE − L_LoRA, "base": L_base}`;
+  `{"initial": L_SAE, "converged": L_LoRA, "difference": L_SAE − L_LoRA, "base": L_base}`, plus
+  `"gap_flag": "non_positive_gap"` when the SAE did not raise the CE (`lorasae.gap`);
 - `data/TopK/val_loss/.../..._val_losses_<N/1000>k.json`: spliced CE list, first = before training;
 - `data/TopK/time/.../..._time_<N/1000>k.json`: cumulative training minutes, first = 0;
-- one row in `data/results.csv` (columns `lorasae.results_columns.RESULTS_COLUMNS`, read by `lorasae.results`);
+- one row in `data/results.csv` (columns `lorasae.results_columns.RESULTS_COLUMNS`, read by
+  `lorasae.results`; `frac_gap_closed` empty and `gap_flag` = `non_positive_gap` when L_SAE ≤ L_base);
 - with --save_model, the adapter in PEFT format at `saved_models/<model>/<sae_tag>/peft_<a>-<b>/rank_<r>/`.
 """
 
@@ -44,13 +46,17 @@ class RunId:
         return adapter_dir(self.model, self.sae_tag, list(self.lora_layers), self.rank, base)
 
 
-def ce_increase(result: LoraRunResult) -> dict[str, float]:
-    return {
+def ce_increase(result: LoraRunResult) -> dict[str, Any]:
+    """SPEC §3.4's four keys; plus `"gap_flag": "non_positive_gap"` when the SAE did not raise the CE."""
+    out: dict[str, Any] = {
         "initial": result.L_SAE,
         "converged": result.L_LoRA,
         "difference": result.L_SAE - result.L_LoRA,
         "base": result.L_base,
     }
+    if result.gap_flag:
+        out["gap_flag"] = result.gap_flag
+    return out
 
 
 def write_curves(run: RunId, result: LoraRunResult, base: Path | None = None) -> dict[str, Path]:
@@ -93,7 +99,8 @@ def results_row(
         "L_LoRA": _number(result.L_LoRA),
         "ce_gap": _number(result.ce_gap),
         "ce_improvement": _number(result.ce_improvement),
-        "frac_gap_closed": _number(result.frac_gap_closed),
+        "frac_gap_closed": _number(result.frac_gap_closed),  # empty when flagged
+        "gap_flag": result.gap_flag or "",
         "minutes": _number(result.total_minutes, 4),
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

@@ -41,7 +41,7 @@ class RunSummary:
             f"[{self.run.model} {self.run.sae_tag}{pct}] SAE@{format_layers(self.sae_layers)} "
             f"LoRA {format_layers(self.run.lora_layers)} r{self.run.rank}, {self.run.num_examples} seq: "
             f"L_base {r.L_base:.4f}  L_SAE {r.L_SAE:.4f} → L_LoRA {r.L_LoRA:.4f}  "
-            f"gap closed {100 * r.frac_gap_closed:.1f}%  ({r.total_minutes:.2f} train min)"
+            f"gap closed {r.gap.percent_text}  ({r.total_minutes:.2f} train min)"
         )
 
 
@@ -312,7 +312,7 @@ def print_table(summaries: Sequence[RunSummary], seconds: float) -> None:
             f"{s.result.L_base:.4f}",
             f"{s.result.L_SAE:.4f}",
             f"{s.result.L_LoRA:.4f}",
-            f"{100 * s.result.frac_gap_closed:.1f}",
+            s.result.gap.text,
             f"{s.result.total_minutes:.2f}",
         ]
         for s in summaries

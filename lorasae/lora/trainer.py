@@ -24,8 +24,9 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from lorasae.eval_ce import ce_sum_and_count
+from lorasae.gap import GapClosed, gap_closed
 from lorasae.hooks import SpliceFn, splice
-from lorasae.lora.kl import KL_IMPLS, LogitHead, chunked_kl, final_hidden, naive_kl, verify_head
+from lorasae.kl import KL_IMPLS, LogitHead, chunked_kl, final_hidden, naive_kl, verify_head
 from lorasae.train.distributed import DistInfo, all_reduce_sum, shard
 
 SpliceFactory = Callable[[Tensor], Mapping[int, SpliceFn]]
@@ -73,8 +74,19 @@ class LoraRunResult:
         return self.L_SAE - self.L_LoRA
 
     @property
+    def gap(self) -> GapClosed:
+        """The fraction of the CE gap closed, or the `non_positive_gap` flag (`lorasae.gap`)."""
+        return gap_closed(self.L_base, self.L_SAE, self.L_LoRA)
+
+    @property
     def frac_gap_closed(self) -> float:
-        return self.ce_improvement / self.ce_gap if self.ce_gap != 0 else float("nan")
+        """(L_SAE − L_LoRA) / (L_SAE − L_base); NaN when the gap is not positive (see `gap_flag`)."""
+        fraction = self.gap.fraction
+        return float("nan") if fraction is None else fraction
+
+    @property
+    def gap_flag(self) -> str | None:
+        return self.gap.flag
 
     @property
     def total_minutes(self) -> float:

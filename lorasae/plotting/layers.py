@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lorasae.gap import GAP_EPSILON
 from lorasae.plotting._common import examples_label, grid, new_figure, plots_dir, save_figure
 from lorasae.results import MissingResultsError, load_results_csv, parse_sae_tag, sanitize, select_model
 
@@ -72,7 +73,7 @@ def plot_single_layer_lora(
     if top > 0:  # head room for the legend
         ax.set_ylim(top=1.35 * top)
     gap = (single["L_SAE"] - single["L_base"]).median()
-    if gap == gap and gap > 0:  # not NaN
+    if gap > GAP_EPSILON:  # no % axis without a gap (NaN compares False)
         sec = ax.secondary_yaxis("right", functions=(lambda v: 100 * v / gap, lambda p: p * gap / 100))
         sec.set_ylabel("CE gap closed (%)")
     ax.set_xticks(single["lora_first"].to_numpy(dtype=float))

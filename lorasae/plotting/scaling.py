@@ -22,6 +22,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
+from lorasae.gap import gap_fractions
 from lorasae.plotting._common import (
     examples_label,
     grid,
@@ -80,7 +81,8 @@ def improvement_table(
         rows = rows[(rows[col] == value) | ((col == "model") & (rows["model_dir"] == sanitize(str(value))))]
     improvement = rows["L_SAE"] - rows["L_LoRA"]
     rows["ce_improvement"] = rows["ce_improvement"].fillna(improvement)
-    rows["frac_gap_closed"] = rows["frac_gap_closed"].fillna(improvement / (rows["L_SAE"] - rows["L_base"]))
+    fractions = gap_fractions(rows["L_base"], rows["L_SAE"], rows["L_LoRA"])  # NaN where no gap (lorasae.gap)
+    rows["frac_gap_closed"] = rows["frac_gap_closed"].fillna(pd.Series(fractions, index=rows.index))
     rows = rows[rows[xv.column].notna() & rows["ce_improvement"].notna() & rows["rank"].notna()]
     if "n_sae_layers" not in where:
         rows = rows[rows["n_sae_layers"] <= 1]

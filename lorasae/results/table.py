@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lorasae.gap import gap_flags
 from lorasae.paths import results_csv, sanitize
 from lorasae.results.files import MissingResultsError, resolve_root
 from lorasae.results.names import parse_layers
-from lorasae.results_columns import NUMERIC_COLUMNS, RESULTS_COLUMNS
+from lorasae.results_columns import DERIVED_COLUMNS, NUMERIC_COLUMNS, RESULTS_COLUMNS
 
 # Model keys of `lorasae.models.MODEL_REGISTRY` whose names do not say their size (billions, as the
 # paper labels them).
@@ -26,20 +27,25 @@ def load_results_csv(root: str | Path | None = None) -> pd.DataFrame:
     """`data/results.csv` as a DataFrame: numeric columns as floats (NaN when empty), layer specs kept as
     strings, plus parsed columns `sae_layer` (first SAE layer), `n_sae_layers`, `lora_first`,
     `lora_last`, `n_lora_layers`, `lora_kind` (`single` | `after` | `all` | `other`), `model_dir`
-    (the model as a folder name) and `model_size_b` (billions of parameters, from the name if it says)."""
+    (the model as a folder name) and `model_size_b` (billions of parameters, from the name if it says).
+    `gap_flag` is `non_positive_gap` (and `frac_gap_closed` NaN) where L_SAE − L_base ≤ 0, "" elsewhere."""
     path = results_csv(resolve_root(root))
     if not path.is_file():
         raise MissingResultsError(
             f"No results table at {path}. `python train_lora.py` appends a row per run."
         )
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = [c for c in RESULTS_COLUMNS if c not in df.columns]
+    missing = [c for c in RESULTS_COLUMNS if c not in df.columns and c not in DERIVED_COLUMNS]
     if missing:
         warnings.warn(f"{path} lacks columns {missing}; treating them as empty", stacklevel=2)
         for c in missing:
             df[c] = ""
     for c in NUMERIC_COLUMNS:
         df[c] = pd.to_numeric(df[c].replace("", np.nan), errors="coerce").astype(float)
+    # the gap rule of `lorasae.gap`, applied again on reading: rows written before it existed (or by hand)
+    # get their flag, and a flagged row has no fraction, whatever its cell says
+    df["gap_flag"] = gap_flags(df["L_base"], df["L_SAE"])
+    df.loc[df["gap_flag"] != "", "frac_gap_closed"] = np.nan
     sae = df["sae_layers"].map(parse_layers)
     lora = df["lora_layers"].map(parse_layers)
     df["sae_layer"] = [float(s[0]) if s else np.nan for s in sae]

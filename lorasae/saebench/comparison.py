@@ -9,6 +9,8 @@ from typing import Any
 from tabulate import tabulate
 
 from lorasae.atomic import atomic_save_file, read_json
+from lorasae.gap import format_gap_closed
+from lorasae.gap import gap_closed as ce_gap_closed
 from lorasae.saebench.args import EVALS, MODEL_TYPES, results_dir
 
 HEADLINE: dict[str, list[tuple[str, str, str]]] = {
@@ -114,9 +116,10 @@ def comparison_table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
             notes.append(f"absorption ({kind}): {absorption['eval_result_unstructured']['message']}")
     gap = gap_closed(results)
     if gap is not None:
+        closed = format_gap_closed(gap["fraction"], gap["gap_flag"], percent_sign=True)
         notes.insert(
             0,
-            f"CE gap closed by the adapter: {100 * gap['fraction']:.1f}% "
+            f"CE gap closed by the adapter: {closed} "
             f"(L_base {gap['L_base']:.4f}, L_SAE {gap['L_SAE']:.4f}, L_LoRA {gap['L_LoRA']:.4f})",
         )
     table = tabulate(
@@ -129,9 +132,11 @@ def comparison_table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
     return table + ("\n" + "\n".join(notes) if notes else "")
 
 
-def gap_closed(results: dict[str, dict[str, dict[str, Any]]]) -> dict[str, float] | None:
+def gap_closed(results: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any] | None:
     """SPEC §3.3 from the two core results: L_base = the base model's CE, L_SAE = its CE with the SAE
-    spliced, L_LoRA = the merged model's CE with the SAE; fraction = (L_SAE − L_LoRA) / (L_SAE − L_base)."""
+    spliced, L_LoRA = the merged model's CE with the SAE; fraction = (L_SAE − L_LoRA) / (L_SAE − L_base),
+    None with `gap_flag` = `non_positive_gap` when L_SAE − L_base ≤ 0 (`lorasae.gap`); None when a core
+    result is missing."""
     try:
         base = results["base"]["core"]["eval_result_metrics"]["model_performance_preservation"]
         peft = results["peft"]["core"]["eval_result_metrics"]["model_performance_preservation"]
@@ -142,13 +147,15 @@ def gap_closed(results: dict[str, dict[str, dict[str, Any]]]) -> dict[str, float
         )
     except (KeyError, TypeError):
         return None
-    if None in (l_base, l_sae, l_lora) or l_sae == l_base:
+    if None in (l_base, l_sae, l_lora):
         return None
+    gap = ce_gap_closed(l_base, l_sae, l_lora)
     return {
         "L_base": l_base,
         "L_SAE": l_sae,
         "L_LoRA": l_lora,
-        "fraction": (l_sae - l_lora) / (l_sae - l_base),
+        "fraction": gap.fraction,
+        "gap_flag": gap.flag,
     }
 
 

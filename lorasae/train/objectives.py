@@ -2,9 +2,11 @@
 
 - `reconstruction_step`: FVU (+ optional AuxK) on the residual stream after layer L, read with the
   truncated forward (`lorasae.hooks.residual_at`, no layer after L runs) under no_grad.
-- `e2e_step`: KL(p_original ‖ p_spliced) summed over positions / batch size. The original distribution
-  comes from a plain forward under no_grad; the spliced forward replaces layer L's output by the SAE
-  reconstruction, and gradients reach only the SAE (the model's parameters are frozen).
+- `e2e_step`: KL(p_original ‖ p_spliced) summed over positions / batch size. The original final hidden
+  states come from a plain forward under no_grad; the spliced forward replaces layer L's output by the
+  SAE reconstruction, and gradients reach only the SAE (the model's parameters are frozen). The KL is the
+  LoRA trainer's `lorasae.kl.chunked_kl`: with the model's verified LM head (`e2e_head`) the head is
+  applied per chunk of positions and no [B, T, V] tensor exists; without one, it runs on full logits.
 
 Both return the loss to back-propagate and a `StepStats` of sums that add up over data-parallel ranks.
 In data-parallel training DDP averages gradients over the W ranks, so each rank's loss is scaled to make
@@ -14,13 +16,15 @@ denominator (times W), and the KL's division by the local batch size is already 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from lorasae.hooks import residual_at, splice
-from lorasae.losses import kl_next_token, squared_error, total_variance
+from lorasae.kl import LogitHead, chunked_kl, final_hidden, verified_head
+from lorasae.losses import squared_error, total_variance
 from lorasae.sae import SaeOutput
 from lorasae.train.distributed import global_total_variance, is_distributed
 
@@ -84,6 +88,19 @@ def reconstruction_step(
     return loss, out, stats
 
 
+def e2e_head(model: nn.Module, sample_ids: Tensor) -> LogitHead | None:
+    """The LM head `e2e_step` applies chunk by chunk, checked once against the model's logits on
+    `sample_ids`; None (with a warning) when the logits are not `head(final hidden states)`."""
+    head = verified_head(model, sample_ids)
+    if head is None:
+        warnings.warn(
+            f"{type(model).__name__}: the LM head is not a plain linear layer over the final hidden states; "
+            "the e2e KL is computed from full [B, T, V] logits (in chunks of positions).",
+            stacklevel=2,
+        )
+    return head
+
+
 def e2e_step(
     model: nn.Module,
     sae: nn.Module,
@@ -91,10 +108,22 @@ def e2e_step(
     layer: int,
     auxk_alpha: float,
     dead_mask: Tensor | None,
+    head: LogitHead | None = None,
+    chunk_size: int | None = None,
 ) -> tuple[Tensor, SaeOutput, StepStats]:
-    """End-to-end objective: KL(p_original ‖ p_spliced), summed over positions / batch size."""
+    """End-to-end objective: KL(p_original ‖ p_spliced), summed over positions / batch size.
+
+    `head` (from `e2e_head`, resolved once per run): the KL is taken from the final hidden states with
+    the head applied per chunk of `chunk_size` positions (default: about 128 MiB of logits); without it,
+    from the full logits."""
+
+    def outputs() -> Tensor:
+        if head is not None:
+            return final_hidden(model, input_ids)
+        return model(input_ids=input_ids, use_cache=False).logits
+
     with torch.no_grad():
-        original = model(input_ids=input_ids, use_cache=False).logits
+        original = outputs()
     seen: dict[str, object] = {}
 
     def reconstruct(hidden: Tensor) -> Tensor:
@@ -104,8 +133,8 @@ def e2e_step(
         return out.x_hat.reshape(hidden.shape).to(hidden.dtype)
 
     with splice(model, {layer: reconstruct}):
-        spliced = model(input_ids=input_ids, use_cache=False).logits
-    loss = kl_next_token(original, spliced)
+        spliced = outputs()
+    loss = chunked_kl(spliced, original, head=head, chunk_size=chunk_size)
     x, out = seen["x"], seen["out"]
     assert isinstance(x, Tensor) and isinstance(out, SaeOutput)
     with torch.no_grad():

@@ -37,7 +37,7 @@ from lorasae.train import distributed as dist_utils
 from lorasae.train.config import TrainSaeConfig
 from lorasae.train.distributed import DistInfo
 from lorasae.train.logger import TrainLogger, start_wandb
-from lorasae.train.objectives import e2e_step, reconstruction_step
+from lorasae.train.objectives import e2e_head, e2e_step, reconstruction_step
 from lorasae.train.optim import make_optimizer
 from lorasae.train.schedule import make_scheduler
 from lorasae.train.state import (
@@ -96,6 +96,8 @@ class SaeTrainer:
         for param in model.parameters():
             param.requires_grad_(False)
         self.special_ids = special_token_ids(tokenizer)
+        # the e2e KL applies the LM head per chunk of positions (no [B, T, V] logits), as LoRA training does
+        self.kl_head = e2e_head(model, split.val[:1, :16].to(self.device)) if cfg.e2e else None
         d_sae = self.d_model * cfg.expansion_factor
         torch.manual_seed(cfg.seed)  # the same initial SAE on every rank and in every run with this seed
         self.sae = TopKSAE(
@@ -269,8 +271,14 @@ class SaeTrainer:
     def _train_step(self, sae: nn.Module, input_ids: torch.Tensor) -> dict[str, float]:
         cfg = self.cfg
         dead_mask = self.tokens_since_fired >= cfg.dead_after_tokens if cfg.auxk_alpha > 0 else None
-        objective = e2e_step if cfg.e2e else reconstruction_step
-        loss, out, stats = objective(self.model, sae, input_ids, cfg.layer, cfg.auxk_alpha, dead_mask)
+        if cfg.e2e:
+            loss, out, stats = e2e_step(
+                self.model, sae, input_ids, cfg.layer, cfg.auxk_alpha, dead_mask, head=self.kl_head
+            )
+        else:
+            loss, out, stats = reconstruction_step(
+                self.model, sae, input_ids, cfg.layer, cfg.auxk_alpha, dead_mask
+            )
         totals = dist_utils.all_reduce_sum(stats.as_tensor(self.info.world_size))
         global_loss = float(totals[0])
         if not math.isfinite(global_loss):

@@ -1,5 +1,7 @@
-"""The LoRA objective: full-vocabulary KL(p_base ‖ p_student) per position, summed over positions and
-divided by the batch size (PyTorch's `kl_div(..., reduction="batchmean")` on [B, T, V], as the paper).
+"""The KL objective of LoRA training (SPEC §3.2) and of the e2e SAE (SPEC §3.1): full-vocabulary
+KL(p_base ‖ p_student) per position, summed over positions and divided by the batch size (PyTorch's
+`kl_div(..., reduction="batchmean")` on [B, T, V], as the paper). Both trainers call `chunked_kl`, so
+timing comparisons between them pay for the same KL.
 
 Gemma's vocabulary has 256k entries, so a [B, T, V] fp32 tensor for one 1024-token sequence is 1 GiB and
 the naive computation keeps several of them (two softmaxes, the log-probabilities saved for backward, the
@@ -16,14 +18,12 @@ gradient). Here the KL is computed in chunks of positions by a custom autograd f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from lorasae.lora.kl_lean import lean_chunk_kl
-from lorasae.models import unwrap
+from lorasae.kl.head import LogitHead
+from lorasae.kl.lean import lean_chunk_kl
 
 KL_IMPLS = ("fused", "chunked", "naive")
 DEFAULT_CHUNK_BYTES = 128 * 2**20
@@ -32,79 +32,6 @@ DEFAULT_CHUNK_BYTES = 128 * 2**20
 def auto_chunk_size(vocab_size: int, budget_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
     """Positions per chunk so that one fp32 [chunk, V] tensor takes about `budget_bytes`."""
     return max(1, budget_bytes // (4 * max(1, vocab_size)))
-
-
-@dataclass
-class LogitHead:
-    """The LM head as a function of the final hidden states: `softcap(h @ W.T + b)`."""
-
-    weight: Tensor
-    bias: Tensor | None = None
-    softcap: float | None = None
-
-    def __call__(self, hidden: Tensor) -> Tensor:
-        logits = F.linear(hidden, self.weight, self.bias)
-        if self.softcap:
-            logits = torch.tanh(logits / self.softcap) * self.softcap
-        return logits
-
-    @property
-    def vocab_size(self) -> int:
-        return self.weight.shape[0]
-
-    @classmethod
-    def from_model(cls, model: nn.Module) -> LogitHead | None:
-        """The head of a transformers causal LM (Llama, Gemma-2 with its final logit soft-capping, GPT-2,
-        ...), or None when it is not a plain linear layer. `verify_head` checks it against the model."""
-        base = unwrap(model)
-        get_head = getattr(base, "get_output_embeddings", None)
-        head = get_head() if callable(get_head) else None
-        head = getattr(head, "base_layer", head)  # a LoRA-wrapped head: the frozen base layer
-        if not isinstance(head, nn.Linear):
-            return None
-        config = base.config
-        text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-        softcap = getattr(text_config, "final_logit_softcapping", None)
-        return cls(head.weight, head.bias, float(softcap) if softcap else None)
-
-
-def body_module(model: nn.Module) -> nn.Module | None:
-    """The decoder stack of a transformers causal LM (`model.model` for Llama/Gemma), which returns the
-    final (normed) hidden states; None if the model has no such attribute."""
-    base = unwrap(model)
-    prefix = getattr(base, "base_model_prefix", None)
-    body = getattr(base, prefix, None) if prefix else None
-    return body if isinstance(body, nn.Module) and body is not base else None
-
-
-def final_hidden(model: nn.Module, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
-    """Final hidden states [B, T, d] (after the final norm, before the LM head)."""
-    body = body_module(model)
-    if body is None:
-        raise TypeError(f"{type(unwrap(model)).__name__} has no decoder stack attribute to call.")
-    out = body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-    return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
-
-
-@torch.no_grad()
-def verify_head(
-    model: nn.Module, head: LogitHead | None, input_ids: Tensor, rtol: float | None = None
-) -> bool:
-    """True if `head(final_hidden(model, ids))` reproduces `model(ids).logits` on `input_ids`, to `rtol`
-    of the largest logit (default 1e-3; 2e-2 for 16-bit models)."""
-    if head is None or body_module(model) is None:
-        return False
-    try:
-        reference = model(input_ids=input_ids, use_cache=False).logits.float()
-        mine = head(final_hidden(model, input_ids)).float()
-    except (TypeError, AttributeError):
-        return False
-    if reference.shape != mine.shape:
-        return False
-    if rtol is None:
-        rtol = 2e-2 if head.weight.element_size() < 4 else 1e-3
-    scale = max(1.0, reference.abs().max().item())
-    return bool(((reference - mine).abs().max() <= rtol * scale).item())
 
 
 def _chunk_kl_and_grad(
