@@ -47,9 +47,23 @@ class CommonArgs:
         return self.model or self.model_type
 
 
+@dataclass
+class SaeChoiceArgs:
+    """Which SAE an eval uses, resolved by the store (`lorasae.store.resolve_sae`)."""
+
+    sae: str | None = field(default=None, alias=["--sae_source"])
+    """SAE: a folder (ours, SAELens or sparsify format) or a sae-lens release `release/sae_id`. Default: the
+    SAE train_sae.py writes with default flags (the final TopK SAE of the default layer, expansion 8 and k;
+    Gemma: Gemma Scope layer 12 if none is saved)."""
+
+    layer: int | None = field(default=None, alias=["--sae_layer"])
+    """Layer whose output the SAE reads (also --sae_layer, as train_lora.py). Default: the SAE's own layer;
+    with no --sae, train_sae.py's default layer."""
+
+
 def parse(config_class: type[T], argv: list[str] | None = None) -> T:
     """Parse `argv` (default: sys.argv) into `config_class`."""
     return simple_parsing.parse(config_class, args=argv, add_config_path_arg=False)
 
 
-__all__ = ["CommonArgs", "field", "parse", "parse_count"]
+__all__ = ["CommonArgs", "SaeChoiceArgs", "field", "parse", "parse_count"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from simple_parsing import field
 
-from lorasae.cli import CommonArgs
+from lorasae.cli import CommonArgs, SaeChoiceArgs
 from lorasae.llm import API_KEY_ENV, DEFAULT_LLM_MODEL
 from lorasae.models import model_key
 from lorasae.paths import eval_dir, sanitize
@@ -20,7 +20,7 @@ HUB_AUTOINTERP_DATASET = "monology/pile-uncopyrighted"  # SAEBench autointerp's 
 
 
 @dataclass
-class SaeBenchArgs(CommonArgs):
+class SaeBenchArgs(SaeChoiceArgs, CommonArgs):
     """Evaluate an SAE with SAEBench-style evals on the base model or on the LoRA-merged model."""
 
     model_type: str = field(default="peft", alias=["--MODEL_TYPE"])
@@ -33,15 +33,6 @@ class SaeBenchArgs(CommonArgs):
     dataset: str | None = None
     """Text for core and autointerp: 'builtin', a hub dataset or a local txt/jsonl/parquet file or folder.
     Default: builtin for the tiny model, else SAEBench's (openwebtext for core, the Pile for autointerp)."""
-
-    sae: str | None = field(default=None, alias=["--sae_source"])
-    """SAE: a folder (ours, SAELens or sparsify format) or a sae-lens release `release/sae_id`. Default: the SAE train_sae.py
-    writes with default flags (the final TopK SAE of the default layer, expansion 8 and k; the store's
-    `find_sae`; Gemma: Gemma Scope layer 12 if none is saved)."""
-
-    layer: int | None = field(default=None, alias=["--sae_layer"])
-    """Layer whose output the SAE reads (also --sae_layer, as train_lora.py). Default: the SAE's own layer; with
-    no --sae, train_sae.py's default layer."""
 
     adapter: str | None = None
     """LoRA adapter folder (PEFT format) for --model_type peft. Default: the newest adapter saved for the SAE

@@ -16,27 +16,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from lorasae.cli import CommonArgs, field
+from lorasae.cli import CommonArgs, SaeChoiceArgs
 from lorasae.data import default_dataset
 from lorasae.paths import eval_dir
 
 
 @dataclass
-class SteeringArgs(CommonArgs):
+class SteeringArgs(SaeChoiceArgs, CommonArgs):
     """Flags shared by the three steering scripts."""
 
     neuron: int | None = None
     """SAE latent to steer. Default: the latent that best separates the built-in world's science documents
     from its other domains (the choice is printed)."""
-
-    sae: str | None = field(default=None, alias=["--sae_source"])
-    """SAE: a folder (ours, SAELens or sparsify format) or a sae-lens release `release/sae_id`. Default: the SAE train_sae.py
-    writes with default flags (the final TopK SAE of the default layer, expansion 8 and k; the store's
-    `find_sae`; Gemma: Gemma Scope layer 12 if none is saved)."""
-
-    layer: int | None = field(default=None, alias=["--sae_layer"])
-    """Layer whose output is steered (also --sae_layer, as train_lora.py). Default: the SAE's own layer; with
-    no --sae, train_sae.py's default layer."""
 
     adapter: str | None = None
     """LoRA adapter folder (PEFT format). Default: the newest rank-1 `after` adapter saved for the SAE."""
