@@ -4,6 +4,7 @@ width sweep planned offline), which adapter, how much of each analysis."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from lorasae import paths
 from lorasae.cli import CommonArgs, field, parse_count
@@ -44,6 +45,15 @@ class DarkMatterArgs(CommonArgs):
     """L0 that the Gemma Scope width sweep holds (the closest at each width)."""
     lora: str = "auto"
     """Adapter for the base-vs-LoRA comparison: 'auto' (the newest trained for --lora_sae), 'none', or a folder."""
+    lora_rank: int | None = 16
+    """Rank of the adapter that 'auto' looks for (and trains when missing); None: any rank."""
+    lora_span: str | None = None
+    """Layer span (`0-3`) of the adapter that 'auto' looks for; None: any."""
+    train_lora_missing: bool = True
+    """With 'auto' and no adapter saved for --lora_sae (one of ours), train one (train_lora.py on all
+    layers, --lora_rank, --lora_examples sequences, saved)."""
+    lora_examples: int = field(default=160, type=parse_count)
+    """Training sequences of an adapter trained here (the demo's)."""
     lora_sae: str | None = None
     """SAE of the base-vs-LoRA comparison. Default: the ×--k_expansion SAE at k (the demo's main SAE), or
     Gemma's default SAE."""
@@ -99,6 +109,8 @@ def resolve_sources(args: DarkMatterArgs) -> tuple[list[str], list[str], str | N
 
 
 def resolve_adapter(args: DarkMatterArgs, lora_sae: str | None) -> str | None:
+    """The adapter of the base-vs-LoRA comparison: given, found (`defaults.adapter_for_sae`), trained
+    here for one of our SAEs when missing, or None (comparison skipped)."""
     if args.lora == "none" or lora_sae is None:
         return None
     if args.lora != "auto":
@@ -106,10 +118,21 @@ def resolve_adapter(args: DarkMatterArgs, lora_sae: str | None) -> str | None:
     from lorasae.defaults import adapter_for_sae
 
     try:
-        return str(adapter_for_sae(args.model_name, lora_sae))
+        return str(adapter_for_sae(args.model_name, lora_sae, rank=args.lora_rank, lora_span=args.lora_span))
     except FileNotFoundError as err:
-        print(f"dark matter: no adapter for {lora_sae}, base-vs-LoRA skipped ({str(err).splitlines()[0]})")
-        return None
+        if not (args.train_lora_missing and Path(lora_sae).exists()):
+            print(
+                f"dark matter: no adapter for {lora_sae}, base-vs-LoRA skipped ({str(err).splitlines()[0]})"
+            )
+            return None
+    from lorasae.lora.config import TrainLoraConfig
+    from lorasae.lora.run import main as train_lora
+
+    train_lora(TrainLoraConfig(
+        device=_device(args), model=args.model_name, dataset=args.dataset, seed=args.seed, sae=[lora_sae],
+        rank=args.lora_rank or 16, num_train_examples=args.lora_examples, save_model=True, progress=False,
+    ))  # fmt: skip
+    return str(adapter_for_sae(args.model_name, lora_sae, rank=args.lora_rank, lora_span=args.lora_span))
 
 
 def main(args: DarkMatterArgs) -> dict | None:

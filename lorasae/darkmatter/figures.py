@@ -36,7 +36,7 @@ def plot_decomposition(rows: Sequence[dict], fits: dict[str, PowerLaw], out_dir:
     """Stacked FVU decomposition against SAE width (log x), with the measured FVU and its power law."""
     widths = np.array([r["width"] for r in rows], dtype=float)
     parts = stacked_parts(rows, fits.get("linear_fvu"))
-    fig, ax = new_figure(figsize=(6.5, 4.2))
+    fig, ax = new_figure(figsize=(8, 4.2))
     ax.stackplot(
         widths, *[parts[p] for p in PARTS], labels=PARTS, colors=[_COLORS[p] for p in PARTS], alpha=0.8
     )
@@ -46,11 +46,12 @@ def plot_decomposition(rows: Sequence[dict], fits: dict[str, PowerLaw], out_dir:
         f = fits["fvu"]
         ax.plot(dense, f(dense), "k--", label=f"FVU fit {f.c:.3f} + {f.a:.3g}·W^{f.m:.2f}")
     ax.set_xscale("log")
+    ax.minorticks_off()
     ax.set_xticks(widths, [width_label(w) for w in widths])
     ax.set_xlabel("SAE width (latents)")
     ax.set_ylabel("fraction of variance unexplained")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, loc="upper right")
+    fig.legend(fontsize=7, loc="outside right upper")
     grid(ax)
     return save_figure(fig, out_dir, stem)
 
