@@ -64,7 +64,7 @@ def analyze_sae(model_name: str, source: str, s: DarkMatterSettings, adapter: st
     model, tokenizer, sae, layer = loaded
     info = get_sae_info(model_name, source, s.num_tokens, s.dataset, s.device, adapter, seed=s.seed,
                         batch_size=s.batch_size, loaded=loaded, progress=s.progress)  # fmt: skip
-    report, lin = analyze_linear(info, s.train_fraction)
+    report, lin = analyze_linear(info, s.train_fraction, s.device)
     _, test = train_test_rows(len(info), s.train_fraction)
     rows = torch.arange(test.start, min(test.stop, test.start + s.pursuit_tokens))
     x = info.x[rows]
