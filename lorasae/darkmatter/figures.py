@@ -16,6 +16,10 @@ _COLORS = {"absent features": "#4c72b0", "linear dark matter": "#55a868", "nonli
            "encoder error": "#dd8452"}  # fmt: skip
 
 
+_VARIANTS = {"original": "x (no SAE)", "sae": "x̂", "sae+linear": "x̂ + linear error",
+             "sae+nonlinear": "x̂ + nonlinear error"}  # fmt: skip
+
+
 def stacked_parts(rows: Sequence[dict], linear_fit: PowerLaw | None) -> dict[str, np.ndarray]:
     """Per width, the four stacked regions (they add up to the SAE's FVU up to the small cross term of
     the held-out split): the linear error split at its power-law asymptote c into absent features
@@ -89,7 +93,7 @@ def plot_downstream(
     """CE of the original model and with x̂, x̂ + linear error, x̂ + nonlinear error spliced, per SAE."""
     fig, ax = new_figure(figsize=(7, 4))
     names = ("original", "sae", "sae+linear", "sae+nonlinear")
-    _bars(ax, [r["label"] for r in rows], {n: [r["ce"][n] for r in rows] for n in names})
+    _bars(ax, [r["label"] for r in rows], {_VARIANTS[n]: [r["ce"][n] for r in rows] for n in names})
     lo = min(r["ce"]["original"] for r in rows)
     hi = max(max(r["ce"][n] for n in names) for r in rows)
     ax.set_ylim(lo - 0.1 * (hi - lo), hi + 0.05 * (hi - lo))
@@ -105,14 +109,13 @@ def plot_base_vs_lora(
     """Left: the FVU split (linear, nonlinear) on the base and on the LoRA-adapted model; right: CE of
     each spliced variant on both."""
     fig, (left, right) = new_figure(1, 2, figsize=(9, 3.8))
-    parts = ("fvu", "linear_fvu", "nonlinear_fvu")
-    _bars(left, list(parts), {"base": [base[p] for p in parts], "LoRA": [lora[p] for p in parts]})
+    parts = {"fvu": "SAE error (FVU)", "linear_fvu": "linear error", "nonlinear_fvu": "nonlinear error"}
+    _bars(left, list(parts.values()), {"base": [base[p] for p in parts], "LoRA": [lora[p] for p in parts]})
     left.set_ylabel("fraction of variance")
     left.legend(fontsize=8)
     names = ("original", "sae", "sae+linear", "sae+nonlinear")
-    _bars(
-        right, list(names), {"base": [base["ce"][n] for n in names], "LoRA": [lora["ce"][n] for n in names]}
-    )
+    series = {"base": [base["ce"][n] for n in names], "LoRA": [lora["ce"][n] for n in names]}
+    _bars(right, [_VARIANTS[n] for n in names], series)
     values = [m["ce"][n] for m in (base, lora) for n in names]
     span = max(values) - min(values)
     right.set_ylim(min(values) - 0.1 * span, max(values) + 0.05 * span)
