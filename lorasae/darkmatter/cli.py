@@ -63,8 +63,8 @@ class DarkMatterArgs(CommonArgs):
     """Held-out tokens that gradient pursuit runs on."""
     ce_chunks: int = 32
     """Held-out chunks of the downstream-CE evaluation."""
-    error_sae_steps: int = 1_500
-    """Steps of each SAE trained on an error component."""
+    error_sae_steps: int = 500
+    """Steps of each SAE trained on an error component (1024 tokens a step)."""
     batch_size: int = 8
     """Sequences per model forward."""
     plan_only: bool = False

@@ -42,7 +42,7 @@ class DarkMatterSettings:
     """Chunks (from the held-out end of the token set) of the downstream-CE evaluation."""
     error_sae_expansions: tuple[int, ...] = (1, 2, 4, 8)
     """Widths (× d_model) of the SAEs trained on the linear and on the nonlinear error."""
-    error_sae_steps: int = 1_500
+    error_sae_steps: int = 500
     """Optimiser steps of each error SAE (1024 tokens a step)."""
     dataset: str | None = None
     """Text source of the tokens (default: the model's, as every script)."""
