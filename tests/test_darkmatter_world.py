@@ -135,3 +135,32 @@ def test_missing_sae_says_how_to_train_it(small_world, out_root):
 
     with pytest.raises(FileNotFoundError, match="train_sae.py"):
         our_sae_sources(str(small_world), LAYER, expansions=(2,), k=4)
+
+
+class _DenseOnly(torch.nn.Module):
+    """An SAE seen only through encode/decode (as sae_lens's JumpReLU SAEs are): the dense path."""
+
+    def __init__(self, sae: TopKSAE):
+        super().__init__()
+        self.inner, self.W_dec, self.cfg = sae, sae.W_dec, sae.cfg
+
+    def encode(self, x):
+        return self.inner.encode(x)
+
+    def decode(self, z):
+        return self.inner.decode(z)
+
+
+def test_sae_info_of_a_dense_only_sae_matches_the_sparse_path(world, monkeypatch):
+    import lorasae.darkmatter.info as info_module
+
+    model, tokenizer, chunks = world
+    sae = _sae()
+    sparse = build_sae_info(model, sae, chunks[:4], LAYER, special_token_ids(tokenizer), progress=False)
+    monkeypatch.setattr(info_module, "_ENCODE_ELEMENTS", 128 * 7)  # 7 tokens per encode call: many parts
+    dense = build_sae_info(
+        model, _DenseOnly(sae), chunks[:4], LAYER, special_token_ids(tokenizer), progress=False
+    )
+    torch.testing.assert_close(dense.x_hat, sparse.x_hat, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(dense.dense_latents(), sparse.dense_latents(), rtol=1e-5, atol=1e-6)
+    assert torch.equal(dense.l0, sparse.l0)
