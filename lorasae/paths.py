@@ -136,3 +136,21 @@ def eval_dir(suite: str, base: Path | None = None) -> Path:
 def tiny_model_root(base: Path | None = None) -> Path:
     """Folder holding the built-in model at `<this>/tiny/`."""
     return _root(base) / "saved_models"
+
+
+# --- Dark Matter of SAEs (SPEC §7) ----------------------------------------------------------------
+
+
+def dark_matter_dir(model: str, base: Path | None = None) -> Path:
+    """`data/dark_matter/<model>/`: the analyses' numbers (JSON, tables)."""
+    return _root(base) / "data" / "dark_matter" / sanitize(model)
+
+
+def dark_matter_info_path(model: str, key: str, base: Path | None = None) -> Path:
+    """`data/dark_matter/<model>/info/<key>.safetensors`: one cached SAEInfo."""
+    return dark_matter_dir(model, base) / "info" / f"{sanitize(key)}.safetensors"
+
+
+def dark_matter_plots_dir(model: str, base: Path | None = None) -> Path:
+    """`plots/dark_matter/<model>/`"""
+    return plots_dir(base) / "dark_matter" / sanitize(model)

@@ -21,6 +21,8 @@ SCRIPTS = {
     "eval/steering/tune_alpha.py": "Config",
     "eval/steering/run_eval.py": "Config",
     "eval/benchmarks/run_benchmarks.py": "BenchmarkConfig",
+    "eval/dark_matter/run.py": "DarkMatterArgs",
+    "eval/dark_matter/tutorial.py": "TutorialArgs",
     "eval/SAE-Bench/get_peft_dict.py": "Config",
     "eval/SAE-Bench/run_eval.py": "SaeBenchArgs",
     "bench/harvest.py": "HarvestBench",

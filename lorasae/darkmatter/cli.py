@@ -1,0 +1,166 @@
+"""`eval/dark_matter/run.py`'s flags and main: which SAEs (ours, trained when missing, or a Gemma Scope
+width sweep planned offline), which adapter, how much of each analysis."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from lorasae import paths
+from lorasae.cli import CommonArgs, field, parse_count
+from lorasae.darkmatter.pipeline import DarkMatterSettings, run_dark_matter
+from lorasae.darkmatter.plan import PAPER_L0, gemma_scope_width_sweep, our_sae_sources
+from lorasae.models import model_key
+from lorasae.runtime import parse_device
+from lorasae.sweep.catalog import GEMMA_SCOPE
+
+
+@dataclass
+class DarkMatterArgs(CommonArgs):
+    """Dark Matter of SAEs: SAEInfo records and the paper's analyses over a width sweep and a k sweep,
+    plus base vs LoRA-adapted for one SAE. Numbers into data/dark_matter/<model>/, figures into
+    plots/dark_matter/<model>/."""
+
+    sae: list[str] = field(default_factory=list)
+    """Width-sweep SAEs (folders or release/sae_id), one family at fixed L0. Default: ours at
+    --expansions × d_model and k = --k; for Gemma, Gemma Scope at every width ≥ 16k with L0 ≈ --scope_l0."""
+    k_sae: list[str] = field(default_factory=list)
+    """k-sweep SAEs (one width, several L0). Default: ours at ×--k_expansion for each of --ks; for Gemma,
+    every Gemma Scope L0 at width 16k."""
+    layer: int | None = None
+    """Decoder layer of our SAEs. Default: 1 for the tiny model (the demo's), else the paper's 12."""
+    expansions: list[int] = field(default_factory=lambda: [2, 4, 8, 16])
+    """Expansion factors of our width sweep."""
+    k: int | None = None
+    """k of our width sweep. Default: train_sae.py's default for the model."""
+    ks: list[int] = field(default_factory=lambda: [2, 8])
+    """k values of our k sweep (at ×--k_expansion; the width sweep's k is added)."""
+    k_expansion: int = 8
+    """Expansion factor of our k sweep."""
+    train_missing: bool = True
+    """Train any of our SAEs that is missing (train_sae with --sae_tokens tokens)."""
+    sae_tokens: int = field(default=300_000, type=parse_count)
+    """Training tokens of each SAE trained here (the demo's budget)."""
+    scope_l0: float = PAPER_L0
+    """L0 that the Gemma Scope width sweep holds (the closest at each width)."""
+    lora: str = "auto"
+    """Adapter for the base-vs-LoRA comparison: 'auto' (the newest trained for --lora_sae), 'none', or a folder."""
+    lora_rank: int | None = 16
+    """Rank of the adapter that 'auto' looks for (and trains when missing); None: any rank."""
+    lora_span: str | None = None
+    """Layer span (`0-3`) of the adapter that 'auto' looks for; None: any."""
+    train_lora_missing: bool = True
+    """With 'auto' and no adapter saved for --lora_sae (one of ours), train one (train_lora.py on all
+    layers, --lora_rank, --lora_examples sequences, saved)."""
+    lora_examples: int = field(default=160, type=parse_count)
+    """Training sequences of an adapter trained here (the demo's)."""
+    lora_sae: str | None = None
+    """SAE of the base-vs-LoRA comparison. Default: the ×--k_expansion SAE at k (the demo's main SAE), or
+    Gemma's default SAE."""
+    num_tokens: int = field(default=50_000, type=parse_count)
+    """Tokens in each SAEInfo (half fit W*, half score)."""
+    pursuit_tokens: int = field(default=2_000, type=parse_count)
+    """Held-out tokens that gradient pursuit runs on."""
+    ce_chunks: int = 32
+    """Held-out chunks of the downstream-CE evaluation."""
+    error_sae_steps: int = 500
+    """Steps of each SAE trained on an error component (1024 tokens a step)."""
+    batch_size: int = 8
+    """Sequences per model forward."""
+    plan_only: bool = False
+    """Print which SAEs would be analysed and stop (offline; useful to plan a Gemma Scope run)."""
+
+
+def _device(args: DarkMatterArgs) -> str:
+    return str(parse_device(args.device))
+
+
+def resolve_sources(args: DarkMatterArgs) -> tuple[list[str], list[str], str | None]:
+    """(width-sweep sources, k-sweep sources, the base-vs-LoRA SAE)."""
+    key = model_key(args.model_name)
+    width, k_sweep = list(args.sae), list(args.k_sae)
+    if key in GEMMA_SCOPE:
+        from lorasae.defaults import default_sae_source
+        from lorasae.sweep.catalog import gemma_scope_catalog
+
+        scope = GEMMA_SCOPE[key]
+        layer = args.layer if args.layer is not None else scope.layer
+        width = width or gemma_scope_width_sweep(key, layer, args.scope_l0)
+        k_sweep = k_sweep or [e.source for e in gemma_scope_catalog(key).at(layer, 16384)]
+        return width, k_sweep, args.lora_sae or default_sae_source(key)
+    if not width or not k_sweep:
+        from lorasae.train.config import default_k
+
+        layer = args.layer if args.layer is not None else (1 if key == "tiny" else 12)
+        k = args.k
+        if k is None:
+            from lorasae.models import d_model, load_model
+
+            k = default_k(d_model(load_model(args.model_name, device="cpu")[0]))
+        ours_w, ours_k = our_sae_sources(
+            args.model_name, layer, args.expansions if not width else (), k,
+            sorted({k, *args.ks}) if not k_sweep else (), args.k_expansion, args.train_missing,
+            args.sae_tokens, _device(args), args.seed, args.dataset,
+        )  # fmt: skip
+        width, k_sweep = width or ours_w, k_sweep or ours_k
+        main_sae = paths.sae_dir(key, "normal", args.k_expansion, k, layer)  # the demo's main SAE
+        return width, k_sweep, args.lora_sae or (str(main_sae) if (main_sae / "cfg.json").exists() else None)
+    return width, k_sweep, args.lora_sae
+
+
+def resolve_adapter(args: DarkMatterArgs, lora_sae: str | None) -> str | None:
+    """The adapter of the base-vs-LoRA comparison: given, found (`defaults.adapter_for_sae`), trained
+    here for one of our SAEs when missing, or None (comparison skipped)."""
+    if args.lora == "none" or lora_sae is None:
+        return None
+    if args.lora != "auto":
+        return args.lora
+    from lorasae.defaults import adapter_for_sae
+
+    try:
+        return str(adapter_for_sae(args.model_name, lora_sae, rank=args.lora_rank, lora_span=args.lora_span))
+    except FileNotFoundError as err:
+        if not (args.train_lora_missing and Path(lora_sae).exists()):
+            print(
+                f"dark matter: no adapter for {lora_sae}, base-vs-LoRA skipped ({str(err).splitlines()[0]})"
+            )
+            return None
+    from lorasae.lora.config import TrainLoraConfig
+    from lorasae.lora.run import main as train_lora
+
+    train_lora(TrainLoraConfig(
+        device=_device(args), model=args.model_name, dataset=args.dataset, seed=args.seed, sae=[lora_sae],
+        rank=args.lora_rank or 16, num_train_examples=args.lora_examples, save_model=True, progress=False,
+    ))  # fmt: skip
+    return str(adapter_for_sae(args.model_name, lora_sae, rank=args.lora_rank, lora_span=args.lora_span))
+
+
+def main(args: DarkMatterArgs) -> dict | None:
+    width, k_sweep, lora_sae = resolve_sources(args)
+    adapter = resolve_adapter(args, lora_sae) if not args.plan_only else None
+    print(
+        "width sweep:", *width, "k sweep:", *k_sweep, f"base vs LoRA: {lora_sae} with {args.lora}", sep="\n  "
+    )
+    if args.plan_only:
+        return None
+    settings = DarkMatterSettings(
+        num_tokens=args.num_tokens, pursuit_tokens=args.pursuit_tokens, ce_chunks=args.ce_chunks,
+        error_sae_steps=args.error_sae_steps, dataset=args.dataset, batch_size=args.batch_size,
+        device=_device(args), seed=args.seed,
+    )  # fmt: skip
+    return run_dark_matter(args.model_name, width, k_sweep, lora_sae, adapter, settings)
+
+
+def demo_dark_matter(
+    device: str = "cpu", layer: int = 1, ks: tuple[int, ...] = (2, 8), sae_tokens: int = 300_000,
+    lora_examples: int = 160, seed: int = 42,
+) -> dict:  # fmt: skip
+    """The `make demo` stage on the built-in model: the demo's k sweep (×8 at each k) plus a width sweep
+    ×2…×16 at the default k (the SAEs it lacks are trained here, `sae_tokens` each), a rank-16 adapter
+    for the main SAE (trained when missing), every analysis. Done when `paths.dark_matter_dir("tiny") /
+    "results.json"` exists."""
+    args = DarkMatterArgs(device=device, model_type="tiny", layer=layer, ks=list(ks), sae_tokens=sae_tokens,
+                          lora_examples=lora_examples, seed=seed)  # fmt: skip
+    summary = main(args)
+    assert summary is not None
+    return summary

@@ -1,0 +1,105 @@
+"""Where the analysed model, SAE and tokens come from, and the SAEInfo cache.
+
+`_load_model_and_sae` is the one place that loads a model (optionally with a LoRA adapter merged in)
+and an SAE: it becomes one call to `lorasae.store.load_bundle` once the store lands on this branch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lorasae import paths
+from lorasae.darkmatter.info import SAEInfo, build_sae_info
+from lorasae.data import default_dataset, load_token_split
+from lorasae.models import check_layer, d_model, load_model, model_key, special_token_ids
+from lorasae.sae.sources import check_sae_fits, sae_hook_layer
+
+
+def _load_model_and_sae(
+    model_name: str,
+    sae_source: str,
+    device: torch.device | str = "cpu",
+    adapter: str | Path | None = None,
+    layer: int | None = None,
+    dtype: str = "float32",
+) -> tuple[nn.Module, object, nn.Module, int]:
+    """(model, tokenizer, sae, layer): the model (with `adapter` merged in when given) and the SAE,
+    checked against each other (width, layer range)."""
+    from lorasae.sae import load_sae
+
+    model, tokenizer = load_model(model_name, device=device, dtype=dtype)
+    if adapter is not None:
+        from lorasae.lora.adapters import merge_adapter
+
+        model = merge_adapter(model, adapter).eval()
+    sae = load_sae(sae_source, device=device, layer=layer)
+    layer = layer if layer is not None else sae_hook_layer(sae)
+    if layer is None:
+        raise ValueError(f"The SAE {sae_source} does not say which layer it reads: pass --layer.")
+    check_layer(model, layer)
+    check_sae_fits(sae, d_model(model), sae_source)
+    return model, tokenizer, sae, layer
+
+
+def token_chunks(model_name: str, tokenizer, num_tokens: int, dataset: str | None, ctx_len: int, seed: int):
+    """The analysed tokens: the first `num_tokens` of the dataset, packed as every script packs them
+    (`load_token_split`'s validation chunks with `num_val_tokens = num_tokens`)."""
+    split = load_token_split(dataset or default_dataset(model_name), tokenizer, ctx_len, num_tokens, seed)
+    return split.val
+
+
+def _label(source: str) -> str:
+    """A short readable name for an SAE source (`expansion_8_L0_4`, `gemma-scope-…--width_16k--…`)."""
+    path = Path(source)
+    if path.exists():
+        parts = [p for p in path.resolve().parts if p not in ("normal", "e2e")]
+        return paths.sanitize("--".join(parts[-2:]))
+    return paths.sanitize(source)
+
+
+def info_key(model_name: str, sae_source: str, adapter: str | Path | None, **settings) -> str:
+    """Cache file stem: the SAE's label plus a hash of everything that determines the record."""
+    src = str(Path(sae_source).resolve()) if Path(sae_source).exists() else sae_source
+    ident = {"model": model_name, "sae": src, "adapter": str(adapter) if adapter else None, **settings}
+    digest = hashlib.sha1(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return f"{_label(sae_source)}{'__lora' if adapter else ''}__{digest}"
+
+
+def get_sae_info(
+    model_name: str,
+    sae_source: str,
+    num_tokens: int = 50_000,
+    dataset: str | None = None,
+    device: torch.device | str = "cpu",
+    adapter: str | Path | None = None,
+    layer: int | None = None,
+    ctx_len: int | None = None,
+    seed: int = 42,
+    batch_size: int = 8,
+    loaded: tuple[nn.Module, object, nn.Module, int] | None = None,
+    progress: bool = True,
+) -> SAEInfo:
+    """The SAEInfo of `sae_source` on the first `num_tokens` tokens of `dataset`, from the cache
+    `data/dark_matter/<model>/info/<key>.safetensors` when there, else built and cached. `loaded` passes
+    an already loaded (model, tokenizer, sae, layer) to save a reload."""
+    model, tokenizer, sae, layer = loaded or _load_model_and_sae(
+        model_name, sae_source, device, adapter, layer
+    )
+    max_pos = getattr(getattr(model, "config", None), "max_position_embeddings", None) or 1024
+    ctx_len = ctx_len or min(1024, int(max_pos))
+    key = info_key(model_name, sae_source, adapter, layer=layer, num_tokens=num_tokens, dataset=dataset,
+                   ctx_len=ctx_len, seed=seed)  # fmt: skip
+    path = paths.dark_matter_info_path(model_key(model_name), key)
+    if path.exists():
+        return SAEInfo.load(path)
+    chunks = token_chunks(model_name, tokenizer, num_tokens, dataset, ctx_len, seed)
+    meta = {"model": model_name, "sae": sae_source, "adapter": str(adapter) if adapter else None,
+            "dataset": dataset or default_dataset(model_name), "seed": seed}  # fmt: skip
+    info = build_sae_info(model, sae, chunks, layer, special_token_ids(tokenizer), batch_size, meta, progress)
+    info.save(path)
+    return info

@@ -1,0 +1,166 @@
+"""Dark-matter pipeline on the small built-in world: the SAEInfo against the model run independently, the
+downstream CE against `mean_ce`, and `run.py` end to end (width sweep, k sweep, base vs LoRA)."""
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lorasae.darkmatter.downstream import component_ce
+from lorasae.darkmatter.info import build_sae_info
+from lorasae.darkmatter.linear import LinearMap
+from lorasae.eval_ce import mean_ce
+from lorasae.hooks import residual_at
+from lorasae.models import load_model, special_token_ids
+from lorasae.sae import SaeConfig, TopKSAE, splice_fn
+
+LAYER = 1
+
+
+@pytest.fixture(scope="module")
+def world(small_world):
+    model, tokenizer = load_model(str(small_world), device="cpu")
+    from lorasae.data import load_token_split
+
+    chunks = load_token_split("builtin", tokenizer, ctx_len=64, num_val_tokens=64 * 12, seed=0).val
+    return model, tokenizer, chunks
+
+
+def _sae(width: int = 128, k: int = 4, seed: int = 0, skip_special: bool = False) -> TopKSAE:
+    torch.manual_seed(seed)
+    sae = TopKSAE(SaeConfig(d_in=32, d_sae=width, k=k, hook_layer=LAYER, skip_special_tokens=skip_special))
+    with torch.no_grad():
+        sae.encoder.bias.normal_(0, 0.1)
+    return sae.eval()
+
+
+def test_sae_info_holds_the_models_activations_latents_and_losses(world):
+    model, tokenizer, chunks = world
+    sae = _sae()
+    info = build_sae_info(
+        model, sae, chunks, LAYER, special_token_ids(tokenizer), batch_size=5, progress=False
+    )
+    with torch.no_grad():
+        h = residual_at(model, chunks, LAYER)
+        logits = model(input_ids=chunks).logits
+    keep = ~torch.isin(chunks, torch.tensor(special_token_ids(tokenizer)))
+    assert (~keep).any() and len(info) == int(keep.sum())  # BOS/EOS positions are left out
+    torch.testing.assert_close(info.x, h[keep], rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(info.x_hat, sae.reconstruct(h[keep]), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(info.dense_latents(), sae.encode(h[keep]), rtol=1e-4, atol=1e-5)
+    ce = F.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]), chunks[:, 1:].reshape(-1), reduction="none"
+    )
+    expected = torch.full(chunks.shape, float("nan"))
+    expected[:, :-1] = ce.reshape(len(chunks), -1)
+    torch.testing.assert_close(info.loss, expected[keep], rtol=1e-4, atol=1e-5, equal_nan=True)
+    rows, cols = torch.nonzero(keep, as_tuple=True)
+    assert torch.equal(info.chunk.long(), rows) and torch.equal(info.position.long(), cols)
+    assert torch.equal(info.token_ids, chunks[keep])
+    assert (info.l0 <= 4).all()
+
+
+def test_component_ce_with_a_zero_map_is_the_plain_splice_and_the_original(world):
+    model, tokenizer, chunks = world
+    zero = LinearMap(torch.zeros(32, 32, dtype=torch.float64), torch.zeros(32, dtype=torch.float64))
+    special = special_token_ids(tokenizer)
+    sae = _sae(skip_special=True)  # special positions keep x: x̂ + (e − 0) is x everywhere
+    ce = component_ce(model, sae, zero, chunks, LAYER, special, batch_size=4)
+    assert ce["original"] == pytest.approx(mean_ce(model, chunks, 4), rel=1e-6)
+    spliced = mean_ce(model, chunks, 4, lambda ids: {LAYER: splice_fn(sae, ids, special)})
+    assert ce["sae"] == pytest.approx(spliced, rel=1e-6)
+    assert ce["sae+linear"] == pytest.approx(spliced, rel=1e-6)
+    assert ce["sae+nonlinear"] == pytest.approx(ce["original"], rel=1e-5)
+    assert ce["sae+nonlinear % gap closed"] == pytest.approx(100, abs=1e-3)
+    assert ce["sae"] > ce["original"]
+
+
+def test_run_end_to_end_on_the_small_world(small_world, out_root):
+    """run.py over three widths at k=4, a k sweep, and base vs an adapter on layers 0-1: every number
+    and figure written, the LoRA model's activations at layer 1 differ from the base model's."""
+    from lorasae.cli import parse
+    from lorasae.darkmatter.cli import DarkMatterArgs, main
+    from lorasae.lora.adapters import attach_lora
+    from lorasae.paths import dark_matter_dir, dark_matter_plots_dir, sae_dir
+
+    key = small_world.name
+    for width_x, k in ((1, 4), (2, 4), (4, 4), (4, 2)):
+        _sae(32 * width_x, k, seed=width_x + k).save(sae_dir(key, "normal", width_x, k, LAYER))
+    fresh, _ = load_model(str(small_world), device="cpu")
+    peft_model = attach_lora(fresh, layers=[0, 1], rank=2)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.05)
+    adapter = out_root / "adapter"
+    peft_model.save_pretrained(str(adapter))
+    argv = ["--model", str(small_world), "--dataset", "builtin", "--device", "cpu", "--layer", "1",
+            "--expansions", "1", "2", "4", "--k", "4", "--ks", "2", "--k_expansion", "4", "--train_missing", "false",
+            "--lora", str(adapter), "--num_tokens", "3000", "--pursuit_tokens", "200", "--ce_chunks", "4",
+            "--error_sae_steps", "20"]  # fmt: skip
+    summary = main(parse(DarkMatterArgs, argv))
+    written = json.loads((dark_matter_dir(key) / "results.json").read_text())
+    assert written["power_laws"] == summary["power_laws"]
+    assert [r["width"] for r in written["width_sweep"]] == [32, 64, 128]
+    assert sorted(r["k"] for r in written["k_sweep"]) == [2, 4]
+    for row in written["width_sweep"] + written["k_sweep"]:
+        assert row["linear_fvu"] + row["nonlinear_fvu"] == pytest.approx(row["fvu"], rel=0.15)
+        assert 0 < row["nonlinear_fvu"] <= row["fvu"] + 1e-6
+    matrix = torch.tensor(written["per_token_r2"]["matrix"])
+    assert matrix.shape == (3, 3) and torch.allclose(matrix.diagonal(), torch.ones(3), atol=1e-6)
+    assert {r["target"] for r in written["error_saes"]["results"]} == {"linear", "nonlinear"}
+    base, lora = written["base_vs_lora"]["base"], written["base_vs_lora"]["lora"]
+    assert base["source"] == lora["source"] == str(sae_dir(key, "normal", 4, 4, LAYER))
+    assert lora["adapter"] == str(adapter) and base["fvu"] != lora["fvu"]
+    assert base["ce"]["original"] != lora["ce"]["original"]
+    infos = list((dark_matter_dir(key) / "info").glob("*.safetensors"))
+    assert len(infos) == 5  # 3 widths + the k=2 SAE + the LoRA model's record
+    stems = {p.stem for p in dark_matter_plots_dir(key).glob("*.png")}
+    assert stems == {
+        "decomposition",
+        "per_token_r2",
+        "downstream_ce",
+        "error_saes",
+        "synthetic",
+        "base_vs_lora",
+    }
+    assert "## power laws" in (dark_matter_dir(key) / "results.md").read_text()
+
+
+def test_missing_sae_says_how_to_train_it(small_world, out_root):
+    from lorasae.darkmatter.plan import our_sae_sources
+
+    with pytest.raises(FileNotFoundError, match="train_sae.py"):
+        our_sae_sources(str(small_world), LAYER, expansions=(2,), k=4)
+
+
+class _DenseOnly(torch.nn.Module):
+    """An SAE seen only through encode/decode (as sae_lens's JumpReLU SAEs are): the dense path."""
+
+    def __init__(self, sae: TopKSAE):
+        super().__init__()
+        self.inner, self.W_dec, self.cfg = sae, sae.W_dec, sae.cfg
+
+    def encode(self, x):
+        return self.inner.encode(x)
+
+    def decode(self, z):
+        return self.inner.decode(z)
+
+
+def test_sae_info_of_a_dense_only_sae_matches_the_sparse_path(world, monkeypatch):
+    import lorasae.darkmatter.info as info_module
+
+    model, tokenizer, chunks = world
+    sae = _sae()
+    sparse = build_sae_info(model, sae, chunks[:4], LAYER, special_token_ids(tokenizer), progress=False)
+    monkeypatch.setattr(info_module, "_ENCODE_ELEMENTS", 128 * 7)  # 7 tokens per encode call: many parts
+    dense = build_sae_info(
+        model, _DenseOnly(sae), chunks[:4], LAYER, special_token_ids(tokenizer), progress=False
+    )
+    torch.testing.assert_close(dense.x_hat, sparse.x_hat, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(dense.dense_latents(), sparse.dense_latents(), rtol=1e-5, atol=1e-6)
+    assert torch.equal(dense.l0, sparse.l0)
