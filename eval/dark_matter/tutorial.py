@@ -24,9 +24,9 @@ class TutorialArgs(CommonArgs):
 
 def tour(args: TutorialArgs) -> None:
     from lorasae.darkmatter import analyze_linear, get_sae_info, split_error
-    from lorasae.defaults import default_sae_source
+    from lorasae.store import find_sae
 
-    source = args.sae or default_sae_source(args.model_name)
+    source = args.sae or find_sae(args.model_name).source
     # 1. the record: built once on the first num_tokens tokens of the dataset, then read from the cache
     info = get_sae_info(args.model_name, source, args.num_tokens, args.dataset, args.device or "cpu")
     print(f"{len(info)} tokens, d = {info.x.shape[1]}, {info.d_sae} latents; meta: {info.meta}")

@@ -80,23 +80,21 @@ def resolve_sources(args: DarkMatterArgs) -> tuple[list[str], list[str], str | N
     key = model_key(args.model_name)
     width, k_sweep = list(args.sae), list(args.k_sae)
     if key in GEMMA_SCOPE:
-        from lorasae.defaults import default_sae_source
+        from lorasae.store import find_sae
         from lorasae.sweep.catalog import gemma_scope_catalog
 
         scope = GEMMA_SCOPE[key]
         layer = args.layer if args.layer is not None else scope.layer
         width = width or gemma_scope_width_sweep(key, layer, args.scope_l0)
         k_sweep = k_sweep or [e.source for e in gemma_scope_catalog(key).at(layer, 16384)]
-        return width, k_sweep, args.lora_sae or default_sae_source(key)
+        return width, k_sweep, args.lora_sae or find_sae(key, layer).source
     if not width or not k_sweep:
-        from lorasae.train.config import default_k
+        from lorasae.model_defaults import default_k, default_sae_layer
+        from lorasae.models import model_shape
 
-        layer = args.layer if args.layer is not None else (1 if key == "tiny" else 12)
-        k = args.k
-        if k is None:
-            from lorasae.models import d_model, load_model
-
-            k = default_k(d_model(load_model(args.model_name, device="cpu")[0]))
+        shape = model_shape(args.model_name)
+        layer = args.layer if args.layer is not None else default_sae_layer(shape.n_layers)
+        k = args.k if args.k is not None else default_k(shape.d_model)
         ours_w, ours_k = our_sae_sources(
             args.model_name, layer, args.expansions if not width else (), k,
             sorted({k, *args.ks}) if not k_sweep else (), args.k_expansion, args.train_missing,
@@ -109,16 +107,17 @@ def resolve_sources(args: DarkMatterArgs) -> tuple[list[str], list[str], str | N
 
 
 def resolve_adapter(args: DarkMatterArgs, lora_sae: str | None) -> str | None:
-    """The adapter of the base-vs-LoRA comparison: given, found (`defaults.adapter_for_sae`), trained
+    """The adapter of the base-vs-LoRA comparison: given, found (`store.adapter_for_sae`), trained
     here for one of our SAEs when missing, or None (comparison skipped)."""
     if args.lora == "none" or lora_sae is None:
         return None
     if args.lora != "auto":
         return args.lora
-    from lorasae.defaults import adapter_for_sae
+    from lorasae.store import adapter_for_sae, external_ref
 
     try:
-        return str(adapter_for_sae(args.model_name, lora_sae, rank=args.lora_rank, lora_span=args.lora_span))
+        ref = external_ref(lora_sae, args.layer)
+        return str(adapter_for_sae(args.model_name, ref, rank=args.lora_rank, lora_span=args.lora_span))
     except FileNotFoundError as err:
         if not (args.train_lora_missing and Path(lora_sae).exists()):
             print(

@@ -1,7 +1,7 @@
 """Where the analysed model, SAE and tokens come from, and the SAEInfo cache.
 
-`_load_model_and_sae` is the one place that loads a model (optionally with a LoRA adapter merged in)
-and an SAE: it becomes one call to `lorasae.store.load_bundle` once the store lands on this branch.
+`_load_model_and_sae` loads a model (optionally with a LoRA adapter merged in) and an SAE through the
+store (`lorasae.store.load_bundle`), which checks they fit.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from torch import nn
 from lorasae import paths
 from lorasae.darkmatter.info import SAEInfo, build_sae_info
 from lorasae.data import default_dataset, load_token_split
-from lorasae.models import check_layer, d_model, load_model, model_key, special_token_ids
-from lorasae.sae.sources import check_sae_fits, sae_hook_layer
+from lorasae.models import model_key, special_token_ids
 
 
 def _load_model_and_sae(
@@ -28,22 +27,15 @@ def _load_model_and_sae(
     layer: int | None = None,
     dtype: str = "float32",
 ) -> tuple[nn.Module, object, nn.Module, int]:
-    """(model, tokenizer, sae, layer): the model (with `adapter` merged in when given) and the SAE,
-    checked against each other (width, layer range)."""
-    from lorasae.sae import load_sae
+    """(model, tokenizer, sae, layer) through the store: the model (with `adapter` merged in when given)
+    and the SAE, checked against each other (width, layer range)."""
+    from lorasae.store import external_ref, load_bundle
 
-    model, tokenizer = load_model(model_name, device=device, dtype=dtype)
-    if adapter is not None:
-        from lorasae.lora.adapters import merge_adapter
-
-        model = merge_adapter(model, adapter).eval()
-    sae = load_sae(sae_source, device=device, layer=layer)
-    layer = layer if layer is not None else sae_hook_layer(sae)
-    if layer is None:
-        raise ValueError(f"The SAE {sae_source} does not say which layer it reads: pass --layer.")
-    check_layer(model, layer)
-    check_sae_fits(sae, d_model(model), sae_source)
-    return model, tokenizer, sae, layer
+    adapter_dir = Path(adapter) if adapter is not None else None
+    bundle = load_bundle(
+        model_name, [external_ref(sae_source, layer)], adapter_dir, merge=True, device=device, dtype=dtype
+    )
+    return bundle.model, bundle.tokenizer, bundle.sae, bundle.layer
 
 
 def token_chunks(model_name: str, tokenizer, num_tokens: int, dataset: str | None, ctx_len: int, seed: int):
