@@ -7,7 +7,7 @@ export WANDB_MODE ?= disabled
 export HF_HUB_OFFLINE ?= 0
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: demo test lint format setup clean-outputs
+.PHONY: demo grok test lint format setup clean-outputs
 
 setup: $(STAMP)
 
@@ -22,6 +22,10 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 
 demo: $(STAMP)
 	$(PY) -m lorasae.demo $(ARGS)
+
+# The grokking study (README "The grokking study"): offline, CPU; ARGS passes flags to eval/grok/run.py.
+grok: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) eval/grok/run.py $(ARGS)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(ARGS)

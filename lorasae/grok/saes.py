@@ -39,7 +39,7 @@ class SaeFitConfig:
     """Latents = d_model × this."""
     k: int = 8
     """Active latents per problem (TopK)."""
-    steps: int = 1500
+    steps: int = 1000
     """Adam steps."""
     batch_size: int = 512
     """Problems per step (sampled from all p² problems)."""
