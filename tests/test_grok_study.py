@@ -38,6 +38,7 @@ def test_study_on_a_small_prime_writes_saes_crosscoder_clamp_results_and_figures
     saved = json.loads((paths.grok_data_dir(run) / "study.json").read_text())
     assert saved["clamp"]["random_seeds"] == 2 and len(saved["clamp"]["test_acc_random"]) == 2
     assert saved["clamp"]["to_step"] == saved["clamp"]["from_step"] + 20
+    assert len(saved["clamp"]["final_model_test_acc_clamped"]["random"]) == 2
     assert [r["condition"] for r in saved["clamp_runs"]] == ["targeted", "random", "random"]
     assert {row["sae"] for row in saved["saes"]} == {"pre", "post"}
     assert all(0 <= row["fvu"] < 1.5 and row["l0"] <= 3 for row in saved["saes"])

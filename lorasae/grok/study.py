@@ -18,7 +18,13 @@ from transformers import LlamaForCausalLM
 from lorasae import paths
 from lorasae.atomic import atomic_write_json, read_json
 from lorasae.grok import figures
-from lorasae.grok.experiments import clamp_study, differing_latents, relative_decoder_norms, token_attribution
+from lorasae.grok.experiments import (
+    clamp_fn,
+    clamp_study,
+    differing_latents,
+    relative_decoder_norms,
+    token_attribution,
+)
 from lorasae.grok.model import accuracy
 from lorasae.grok.saes import SaeFitConfig, answer_activations, latent_stats, train_crosscoder, train_topk_sae
 from lorasae.grok.train import Curves, GrokTrainConfig, checkpoint_steps, ensure_grok_model
@@ -42,6 +48,9 @@ class GrokStudyConfig:
     """Random-latent runs (one seed each)."""
     clamp_steps: int = 0
     """Steps of continued training from the pre checkpoint; 0 = up to the step where the run grokked."""
+    clamp_from_step: int = 0
+    """Checkpoint step the clamped continuation starts from; 0 = the pre-generalization checkpoint. A
+    later one (mid-transition) is where the post-generalization latents already fire, so the clamp bites."""
     clamp_value: float = 0.0
     """Value the clamped latents are held at (0 = ablation)."""
     clamp_baseline_run: bool = False
@@ -66,6 +75,23 @@ def _spliced_test_acc(model, sae: TopKSAE, layer: int, data) -> float:
     ids, labels = data["test"]
     with splice(model, {layer: _last_position(splice_fn(sae))}):
         return accuracy(model, ids, labels)
+
+
+def _static_ablation(model, sae: TopKSAE, layer: int, data, runs, value: float) -> dict:
+    """Test accuracy of the final model with each run's latents clamped (no further training):
+    {"none": …, "targeted": …, "random": [one per seed]}."""
+    ids, labels = data["test"]
+    out: dict = {"none": accuracy(model, ids, labels), "random": []}
+    for r in runs:
+        if not r.latents:
+            continue
+        with splice(model, {layer: clamp_fn(sae, torch.tensor(r.latents), value)}):
+            acc = accuracy(model, ids, labels)
+        if r.condition == "random":
+            out["random"].append(acc)
+        else:
+            out["targeted"] = acc
+    return out
 
 
 def _embedding(z: np.ndarray, seed: int) -> dict[str, np.ndarray]:
@@ -161,15 +187,19 @@ def run_study(cfg: GrokStudyConfig, base: Path | None = None) -> dict:
     fired[targeted] = False
     candidates = fired.nonzero().squeeze(1)
     grok_step = summary["test_acc_95_step"] or summary["final_step"]
-    end_step = pre_step + cfg.clamp_steps if cfg.clamp_steps else max(grok_step, pre_step + tc.eval_every)
+    from_step = cfg.clamp_from_step or pre_step
+    if from_step not in steps:
+        raise ValueError(f"--clamp_from_step {from_step}: no checkpoint there (saved: {steps})")
+    end_step = from_step + cfg.clamp_steps if cfg.clamp_steps else max(grok_step, from_step + tc.eval_every)
     clamp = clamp_study(
-        tc, pre_dir, post_sae, cfg.layer, targeted, candidates, end_step, cfg.clamp_seeds, cfg.clamp_value,
+        tc, paths.grok_checkpoint_dir(run, from_step, base), post_sae, cfg.layer, targeted, candidates, end_step, cfg.clamp_seeds, cfg.clamp_value,
         include_baseline=cfg.clamp_baseline_run,
     )  # fmt: skip
+    ablation = _static_ablation(post_model, post_sae, cfg.layer, data, clamp, cfg.clamp_value)
     baseline_at_end = next(a for s, a in zip(curves.step, curves.test_acc) if s >= end_step)
     randoms = [r.final_test_acc for r in clamp if r.condition == "random"]
     clamp_row = {
-        "from_step": pre_step,
+        "from_step": from_step,
         "to_step": end_step,
         "n_latents": cfg.n_clamp,
         "value": cfg.clamp_value,
@@ -180,6 +210,7 @@ def run_study(cfg: GrokStudyConfig, base: Path | None = None) -> dict:
         "test_acc_random": randoms,
         "random_seeds": cfg.clamp_seeds,
         "targeted_latents": [int(i) for i in targeted],
+        "final_model_test_acc_clamped": ablation,
     }
 
     # --- figures -------------------------------------------------------------------------------------
