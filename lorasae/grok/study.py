@@ -162,13 +162,19 @@ def run_study(cfg: GrokStudyConfig, base: Path | None = None) -> dict:
                 "test_acc_spliced": _spliced_test_acc(model, sae, cfg.layer, data),
             }
         )
-    coder = train_crosscoder([acts["pre"], acts["post"]], cfg.sae, ["pre", "post"], [cfg.layer, cfg.layer])
-    coder.save(paths.grok_sae_dir(run, "crosscoder", base), pre_step=pre_step)
+    # each source scaled to mean norm 1 (weight decay shrinks the post-generalization residual ~2×, which
+    # would otherwise show up as smaller post decoder norms for every latent)
+    scales = {which: float(a.norm(dim=1).mean()) for which, a in acts.items()}
+    sources = [acts["pre"] / scales["pre"], acts["post"] / scales["post"]]
+    coder = train_crosscoder(sources, cfg.sae, ["pre", "post"], [cfg.layer, cfg.layer])
+    coder.save(paths.grok_sae_dir(run, "crosscoder", base), pre_step=pre_step, input_scales=scales)
     with torch.no_grad():
-        cc_out = coder([acts["pre"], acts["post"]])
+        cc_out = coder(sources)
     rel = relative_decoder_norms(coder)
     alive = (cc_out.z > 0).any(0)
     crosscoder_row = {
+        "input_scale_pre": scales["pre"],
+        "input_scale_post": scales["post"],
         "fvu_pre": float(cc_out.fvu[0]),
         "fvu_post": float(cc_out.fvu[1]),
         **latent_stats(cc_out.z),
