@@ -7,7 +7,7 @@ export WANDB_MODE ?= disabled
 export HF_HUB_OFFLINE ?= 0
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: demo test lint format setup clean-outputs
+.PHONY: demo grok test lint format setup clean-outputs
 
 setup: $(STAMP)
 
@@ -22,6 +22,12 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 
 demo: $(STAMP)
 	$(PY) -m lorasae.demo $(ARGS)
+
+# The grokking study (README "The grokking study"), offline on CPU, with the README's clamp settings;
+# ARGS passes more flags to eval/grok/run.py (its defaults clamp from the pre checkpoint to the grok step).
+GROK_ARGS ?= --clamp_from_step 300 --clamp_steps 150 --n_clamp 16
+grok: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) eval/grok/run.py $(GROK_ARGS) $(ARGS)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(ARGS)

@@ -19,6 +19,7 @@ MODEL_REGISTRY: dict[str, str] = {
     "gemma-9b": "google/gemma-2-9b",
     "llama": "meta-llama/Llama-3.2-1B",
     "tiny": "builtin:tiny",
+    "grok": "builtin:grok",  # lorasae/grok: modular addition at p = 97, trained until it groks
 }
 
 
@@ -40,6 +41,10 @@ def resolve_model_name(name: str) -> str:
             from lorasae.world.tiny_model import ensure_tiny_model
 
             return str(ensure_tiny_model())
+        if target == "builtin:grok":
+            from lorasae.grok.train import ensure_grok_model
+
+            return str(ensure_grok_model())
         return target
     if Path(key).expanduser().exists():
         return str(Path(key).expanduser())

@@ -154,3 +154,26 @@ def dark_matter_info_path(model: str, key: str, base: Path | None = None) -> Pat
 def dark_matter_plots_dir(model: str, base: Path | None = None) -> Path:
     """`plots/dark_matter/<model>/`"""
     return plots_dir(base) / "dark_matter" / sanitize(model)
+
+
+# --- the grokking world (lorasae/grok/) -----------------------------------------------------------
+
+
+def grok_model_dir(run: str, base: Path | None = None) -> Path:
+    """`saved_models/grok/<run>/final/`: the trained featurizing model (transformers folder)."""
+    return _root(base) / "saved_models" / "grok" / sanitize(run) / "final"
+
+
+def grok_checkpoint_dir(run: str, step: int, base: Path | None = None) -> Path:
+    """`saved_models/grok/<run>/checkpoints/step_<N>/`: model, tokenizer, optimizer state, state.json."""
+    return _root(base) / "saved_models" / "grok" / sanitize(run) / "checkpoints" / f"step_{step}"
+
+
+def grok_sae_dir(run: str, name: str, base: Path | None = None) -> Path:
+    """`saved_saes/grok/<run>/<name>/`: SAEs (`pre`, `post`) and the `crosscoder` of a grokking run."""
+    return _root(base) / "saved_saes" / "grok" / sanitize(run) / sanitize(name)
+
+
+def grok_data_dir(run: str, base: Path | None = None) -> Path:
+    """`data/grok/<run>/`: curves, SAE metrics and the clamping results of a grokking run."""
+    return _root(base) / "data" / "grok" / sanitize(run)

@@ -1,0 +1,21 @@
+"""The grokking study end to end (seed train-SAE): a small transformer trained on modular arithmetic until
+it groks, SAEs before and after generalization, a crosscoder across both checkpoints, clamping latents
+while training continues, figures.
+
+    python eval/grok/run.py                                  # modular addition, p = 97 (`make grok`)
+    python eval/grok/run.py --task division --prime 59 --train_frac 0.5
+
+Writes saved_models/grok/<run>/, saved_saes/grok/<run>/, data/grok/<run>/study.json, plots/grok_<run>_*.
+`--help` lists every flag.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from lorasae.cli import parse  # noqa: E402
+from lorasae.grok.study import GrokStudyConfig, run_study  # noqa: E402
+
+if __name__ == "__main__":
+    run_study(parse(GrokStudyConfig))

@@ -1,0 +1,62 @@
+"""The grokking study end to end on a small prime: every output is written and holds the measured numbers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lorasae import paths
+from lorasae.grok.model import GrokModelConfig
+from lorasae.grok.saes import SaeFitConfig
+from lorasae.grok.study import GrokStudyConfig, run_study
+from lorasae.grok.tasks import ModularTask
+from lorasae.grok.train import GrokTrainConfig
+from lorasae.sae import TopKSAE
+from lorasae.sae.crosscoder import Crosscoder
+
+
+def test_study_on_a_small_prime_writes_saes_crosscoder_clamp_results_and_figures(out_root):
+    train = GrokTrainConfig(
+        task=ModularTask(prime=11, train_frac=0.5),
+        model=GrokModelConfig(d_model=32, d_ff=64, n_heads=2),
+        lr=3e-3,
+        max_steps=60,
+        eval_every=10,
+        checkpoint_every=20,
+    )
+    cfg = GrokStudyConfig(
+        train=train,
+        sae=SaeFitConfig(expansion_factor=2, k=3, steps=60, batch_size=64, lr=3e-3),
+        pre_train_acc=0.9,
+        n_clamp=3,
+        clamp_seeds=2,
+        clamp_steps=20,
+        embedding_points=100,
+    )
+    study = run_study(cfg)
+    run = train.run_name
+    saved = json.loads((paths.grok_data_dir(run) / "study.json").read_text())
+    assert saved["clamp"]["random_seeds"] == 2 and len(saved["clamp"]["test_acc_random"]) == 2
+    assert saved["clamp"]["to_step"] == saved["clamp"]["from_step"] + 20
+    assert len(saved["clamp"]["final_model_test_acc_clamped"]["random"]) == 2
+    assert [r["condition"] for r in saved["clamp_runs"]] == ["targeted", "random", "random"]
+    assert {row["sae"] for row in saved["saes"]} == {"pre", "post"}
+    assert all(0 <= row["fvu"] < 1.5 and row["l0"] <= 3 for row in saved["saes"])
+    assert saved["crosscoder"]["l0"] <= 3
+    assert study["train"]["pre_train_acc"] >= 0.9
+    assert TopKSAE.load(paths.grok_sae_dir(run, "post")).cfg.d_sae == 64
+    assert Crosscoder.load(paths.grok_sae_dir(run, "crosscoder")).cfg.sources == ["pre", "post"]
+    names = {p.name for p in paths.plots_dir().glob("*.png")}
+    for what in ("accuracy", "crosscoder_norms", "clamp", "latent_grid", "attribution", "latents_t-sne"):
+        assert f"grok_{run}_{what}.png" in names
+
+
+def test_grok_notebook_is_valid_and_committed_without_outputs():
+    import pytest
+
+    nbformat = pytest.importorskip("nbformat")
+    nb = nbformat.read(Path(__file__).resolve().parent.parent / "eval" / "grok" / "grok.ipynb", as_version=4)
+    nbformat.validate(nb)
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    assert code and all(cell.outputs == [] and cell.execution_count is None for cell in code)
+    assert any("run_study" in cell.source for cell in code)

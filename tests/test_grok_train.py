@@ -1,0 +1,90 @@
+"""Grokking-world training on a small prime: reaches 100 % train accuracy fast, checkpoints resume exactly,
+the SAE and crosscoder fits reduce reconstruction error, the registry entry points at the cached model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from lorasae import paths
+from lorasae.grok.experiments import continue_training
+from lorasae.grok.model import GrokModelConfig
+from lorasae.grok.saes import SaeFitConfig, answer_activations, train_crosscoder, train_topk_sae
+from lorasae.grok.tasks import ModularTask
+from lorasae.grok.train import GrokTrainConfig, checkpoint_steps, ensure_grok_model, train_grok
+from lorasae.models import load_model
+
+CFG = GrokTrainConfig(
+    task=ModularTask(prime=11, train_frac=0.5),
+    model=GrokModelConfig(d_model=32, d_ff=64, n_heads=2),
+    lr=3e-3,
+    max_steps=60,
+    eval_every=10,
+    checkpoint_every=20,
+)
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("grok")
+    return base, train_grok(CFG, base, progress=False)
+
+
+def test_small_prime_run_reaches_full_train_accuracy_and_saves_everything(small_run):
+    base, result = small_run
+    assert result.train_acc_step is not None and result.train_acc_step <= 60
+    assert result.curves.train_acc[-1] == 1.0
+    assert result.curves.step == [0, 10, 20, 30, 40, 50, 60]
+    assert checkpoint_steps(CFG.run_name, base) == [0, 20, 40, 60]  # step 0: the initialisation
+    saved = json.loads((paths.grok_data_dir(CFG.run_name, base) / "curves.json").read_text())
+    assert saved["train_acc"] == result.curves.train_acc
+    model, tokenizer = load_model(str(result.final_dir), device="cpu")
+    ids, labels = CFG.task.datasets()["train"]
+    with torch.no_grad():
+        assert (model(input_ids=ids).logits[:, -1, :11].argmax(-1) == labels).all()
+
+
+def test_ensure_grok_model_reuses_a_finished_run(small_run):
+    base, result = small_run
+    stamp = (result.final_dir / "state.json").stat().st_mtime_ns
+    assert ensure_grok_model(CFG, base) == result.final_dir
+    assert (result.final_dir / "state.json").stat().st_mtime_ns == stamp
+
+
+def test_continuing_from_a_checkpoint_reproduces_the_run(small_run):
+    base, result = small_run
+    data = CFG.task.datasets()
+    _, curves = continue_training(CFG, paths.grok_checkpoint_dir(CFG.run_name, 20, base), data, 60)
+    assert curves.step == [20, 30, 40, 50, 60]
+    torch.testing.assert_close(
+        torch.tensor(curves.train_loss), torch.tensor(result.curves.train_loss[2:]), rtol=1e-4, atol=1e-6
+    )
+    assert curves.test_acc == result.curves.test_acc[2:]
+
+
+def test_sae_and_crosscoder_fits_lower_the_reconstruction_error(small_run):
+    base, result = small_run
+    model, _ = load_model(str(result.final_dir), device="cpu")
+    ids = CFG.task.datasets()["all"][0]
+    acts = answer_activations(model, ids, 0)
+    assert acts.shape == (121, 32)
+    fit = SaeFitConfig(expansion_factor=2, k=4, steps=150, batch_size=64, lr=3e-3)
+    sae = train_topk_sae(acts, fit, hook_layer=0)
+    fvu = float(((sae.reconstruct(acts) - acts).pow(2).sum() / (acts - acts.mean(0)).pow(2).sum()).detach())
+    assert fvu < 0.5
+    noisy = acts + 0.1 * torch.randn_like(acts)
+    coder = train_crosscoder([acts, noisy], fit, ["a", "b"], [0, 0])
+    with torch.no_grad():
+        assert float(coder([acts, noisy]).fvu.max()) < 0.6
+        assert int((coder.encode([acts, noisy]) > 0).sum(1).max()) <= 4
+
+
+def test_grok_registry_entry_resolves_to_the_cached_model(monkeypatch, tmp_path):
+    import lorasae.grok.train as grok_train
+    from lorasae.models import MODEL_REGISTRY, resolve_model_name
+
+    monkeypatch.setattr(grok_train, "ensure_grok_model", lambda: tmp_path / "final")
+    assert "grok" in MODEL_REGISTRY
+    assert resolve_model_name("grok") == str(tmp_path / "final")
