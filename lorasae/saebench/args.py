@@ -12,7 +12,9 @@ from lorasae.cli import CommonArgs
 from lorasae.models import model_key
 from lorasae.paths import eval_dir, sanitize
 
-EVALS: tuple[str, ...] = ("core", "sparse_probing", "scr", "tpp", "absorption", "autointerp")
+EVALS: tuple[str, ...] = (
+    "core", "sparse_probing", "scr", "tpp", "absorption", "autointerp", "ravel", "unlearning",
+)  # fmt: skip
 MODEL_TYPES: tuple[str, ...] = ("base", "peft")
 HUB_CORE_DATASET = "Skylion007/openwebtext"  # SAEBench core's default
 HUB_AUTOINTERP_DATASET = "monology/pile-uncopyrighted"  # SAEBench autointerp's default
@@ -49,7 +51,8 @@ class SaeBenchArgs(CommonArgs):
     Default: eval/SAE-Bench/peft_dicts/<name of the adapter>.pt when it exists and is newer than the adapter."""
 
     evals: str = "all"
-    """Comma-separated evals: core, sparse_probing, scr, tpp, absorption, autointerp (or all)."""
+    """Comma-separated evals: core, sparse_probing, scr, tpp, absorption, autointerp, ravel, unlearning (or all:
+    SAEBench's eight)."""
 
     size: str = "auto"
     """Eval sizes: full (SAEBench's defaults), small (seconds to a minute each on a CPU), or auto (small for the
@@ -79,6 +82,14 @@ class SaeBenchArgs(CommonArgs):
 
     autointerp_latents: int | None = None
     """Latents explained and scored by autointerp (default: SAEBench's 1000 full, 20 small)."""
+
+    scr_ablation_pooling: str = "saebench"
+    """How SCR/TPP pool ablated residuals: saebench (SAEBench's: summed over all positions, padding and BOS
+    included, over the unmasked count) or unmasked (padding and BOS left out of the sum)."""
+
+    forget_corpus: str | None = None
+    """Unlearning with hub data: a local copy of WMDP's bio forget corpus (jsonl/txt; gated by CAIS), used
+    for the latents' forget-set sparsity. Without it hub unlearning is skipped."""
 
     output_dir: str | None = None
     """Results folder (default: eval/SAE-Bench/results/)."""

@@ -357,5 +357,12 @@ def run_ravel(
             "isolation_score": _nanmean([s["isolation_score"] for s in class_scores.values()]),
         }
     }
-    unstructured = {"per_class": per_class, "status": "ok" if class_scores else "too_few_known_prompts"}
+    unstructured: dict[str, Any] = {"per_class": per_class, "status": "ok"}
+    if not class_scores:
+        known = {c: r.get("known_per_attribute") for c, r in per_class.items()}
+        unstructured["status"] = "too_few_known_prompts"
+        unstructured["message"] = (
+            f"the model completes too few prompts correctly (known per attribute: {known}; at least "
+            f"{config.min_known_prompts} with two values needed for two attributes)"
+        )
     return eval_output(EVAL_TYPE_RAVEL, asdict(config), metrics, [], sae, sae_id, release_id, unstructured)

@@ -230,6 +230,7 @@ def run_unlearning(
     unstructured: dict[str, Any] = {"question_counts": counts}
     if not known.get(forget_subject) or not retain_subjects:
         unstructured["status"] = "too_few_known_questions"
+        unstructured["message"] = f"the model answers too few questions correctly ({counts})"
         metrics = {"unlearning": {"unlearning_score": None}}
         return eval_output(
             EVAL_TYPE_UNLEARNING, asdict(config), metrics, [], sae, sae_id, release_id, unstructured
@@ -243,13 +244,24 @@ def run_unlearning(
         for n in config.n_features_list
         for m in config.multipliers
     ]
+    done: dict[
+        tuple[tuple[int, ...], float], dict[str, list[bool]]
+    ] = {}  # settings clamping the same latents
     for threshold, n_features, multiplier in tqdm(settings, desc="unlearning sweep", leave=False):
         features = top_features(forget_sp, retain_sp, threshold)[:n_features]
-        fns = {layer: clamp_fn(sae, features, multiplier)} if features else {}
+        key = (tuple(features), float(multiplier) if features else 0.0)
+        if key not in done:
+            fns = {layer: clamp_fn(sae, features, multiplier)} if features else {}
+            done[key] = {  # no latent to clamp: the model is unchanged and answers every known question
+                s: answers_correct(model, tokenizer, known[s], fmt, bs, fns)
+                if features
+                else [True] * len(known[s])
+                for s in [forget_subject, *retain_subjects]
+            }
         row: dict[str, Any] = {"retain_thres": threshold, "n_features": n_features, "multiplier": multiplier}
         retained = total = 0
         for subject in [forget_subject, *retain_subjects]:
-            correct = answers_correct(model, tokenizer, known[subject], fmt, bs, fns)
+            correct = done[key][subject]
             row[subject] = float(np.mean(correct))
             if subject != forget_subject:
                 retained += sum(correct)

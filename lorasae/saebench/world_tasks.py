@@ -20,8 +20,10 @@ import itertools
 import random
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from lorasae.atomic import read_json
 from lorasae.world import _lexicon as L
 from lorasae.world.corpus import LABELLED_DOMAINS, build_world, domain_texts, generate_corpus, quiz_facts
 
@@ -44,6 +46,17 @@ class RavelPrompt:
     template: str
     ids: tuple[int, ...]
     entity_pos: int
+
+
+def model_world_docs(model_name: str) -> int | None:
+    """The corpus size (`n_docs`) the built-in model was pretrained on, from its world.json (None: the
+    default corpus, also for models that are not built-in)."""
+    from lorasae.models import resolve_model_name
+
+    if model_name != "tiny" and not Path(model_name).exists():
+        return None
+    info = Path(resolve_model_name(model_name)) / "world.json"
+    return read_json(info).get("config", {}).get("n_docs") if info.is_file() else None
 
 
 def _expansions(template: str) -> list[str]:
