@@ -131,9 +131,15 @@ def test_mask_training_schedule_and_hard_mask():
     assert ravel.mask_values(logits, None).tolist() == [0.0, 0.0, 1.0]
     assert ravel.mask_values(logits, 1e-4).tolist() == pytest.approx([0.0, 0.5, 1.0])
     assert ravel.mask_values(logits, 1.0).tolist() == pytest.approx(torch.sigmoid(logits).tolist())
-    assert ravel.evaluate_completion("Marstad", " marstad is the") and not ravel.evaluate_completion(
-        "Ost", " the"
+    assert ravel.evaluate_completion("Marstad", " marstad is the")
+    assert not ravel.evaluate_completion("Ost", " the")
+    assert not ravel.evaluate_completion(
+        "Marstad", " the capital Marstad"
+    )  # SAEBench: a prefix, not anywhere
+    assert ravel.evaluate_completion("Marstad", ' Marstad" is') and ravel.evaluate_completion(
+        "Marstad", " Mar"
     )
+    assert not ravel.evaluate_completion("Marstad", ' "Marstad')  # cut at the first quote: nothing left
 
 
 def test_ravel_full_mask_causes_and_empty_mask_isolates(facts):

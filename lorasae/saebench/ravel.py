@@ -2,7 +2,7 @@
 
 RAVEL asks whether an SAE separates an entity's attributes. For each attribute A of an entity class:
 - Prompts (one attribute of one entity each) are filtered to those the model completes correctly (its
-  greedy `n_generated_tokens`-token continuation contains the value).
+  greedy `n_generated_tokens`-token continuation starts with the value).
 - Cause pairs: a base and a source prompt of A with different values; the target is the source's value.
   Isolation pairs: base and source prompts of another attribute B (different values); the target is the
   base's own value. As many isolation pairs as cause pairs; shuffled together; `train_test_split` trains.
@@ -13,7 +13,7 @@ RAVEL asks whether an SAE separates an entity's attributes. For each attribute A
   against the target's first token as the model itself predicts it.
 - Evaluation on the held-out pairs with the hard mask (logits > 0): greedy generation; a pair counts for
   isolation when its target token equals the base's own first token (always so for isolation pairs),
-  else for cause; score = fraction whose generation contains the target value.
+  else for cause; score = fraction whose generation starts with the target value (`evaluate_completion`).
   disentanglement = (cause + isolation) / 2, averaged over the attributes.
 """
 
@@ -63,8 +63,18 @@ class RAVELEvalConfig:
 
 
 def evaluate_completion(label: str, completion: str) -> bool:
-    """Whether the continuation states the value (case-insensitive containment)."""
-    return label.strip().lower() in completion.lower()
+    """SAEBench's `ravel.validation.evaluate_completion` (less its time-zone and coordinate special cases):
+    the continuation, cut at the first double quote, stripped and lower-cased, starts with the value (or,
+    when shorter than it, is a start of the value)."""
+    norm_label = label.lower()
+    norm_out = completion.split('"')[0].strip(' "').replace("\\/", "/").lower()
+    if not norm_label or not norm_out:
+        return False
+    return (
+        norm_out.startswith(norm_label)
+        if len(norm_label) < len(norm_out)
+        else norm_label.startswith(norm_out)
+    )
 
 
 def _model_device(model: nn.Module) -> torch.device:
