@@ -282,3 +282,53 @@ def test_unlearning_end_to_end(facts):
     best = min(r[w.FORGET_SUBJECT] if r["all_side_effects_mcq"] >= 0.99 else 1.0 for r in rows)
     assert out["eval_result_metrics"]["unlearning"]["unlearning_score"] == pytest.approx(1 - best)
     assert any(r[w.FORGET_SUBJECT] < 1.0 for r in rows)  # clamping medical latents does forget something
+
+
+# --- hub data (stand-in files / tables in SAEBench's formats) -------------------------------------
+
+
+def test_ravel_prompts_from_saebench_files(tmp_path, small_world):
+    import json
+
+    from lorasae.saebench import hub_tasks
+
+    _, tok = load_model(str(small_world), "cpu")
+    (tmp_path / "ravel_city_entity_attributes.json").write_text(
+        json.dumps({"Paris": {"Country": "France", "Continent": "Europe"}, "Tokyo": {"Country": "Japan"}})
+    )
+    (tmp_path / "ravel_city_attribute_to_prompts.json").write_text(
+        json.dumps(
+            {"Country": ["%s is a city in the country of", "The city of %s is in"], "Continent": ["%s is in"]}
+        )
+    )
+    prompts = hub_tasks.ravel_prompts_from_files(tmp_path, "city", ["Country", "Continent"], tok)
+    assert len(prompts) == 2 + 2 + 1  # Tokyo has no continent
+    for p in prompts:
+        assert p.text == p.template % p.entity
+        assert p.ids[0] == tok.bos_token_id
+        # the entity's last token: what precedes the template's remainder
+        rest = tok(p.template.split("%s")[1], add_special_tokens=False)["input_ids"]
+        assert list(p.ids[p.entity_pos + 1 :]) == rest
+    assert {p.label for p in prompts if p.entity == "Paris"} == {"France", "Europe"}
+
+
+def test_hub_unlearning_questions_from_saebench_tables(monkeypatch):
+    import datasets
+
+    from lorasae.saebench import hub_tasks
+
+    asked = []
+
+    def stand_in(name, config, split):
+        asked.append((name, config, split))
+        return [{"question": f"{config} question?", "choices": ["a", "b", "c", "d"], "answer": 2}]
+
+    monkeypatch.setattr(datasets, "load_dataset", stand_in)
+    questions = hub_tasks.hub_unlearning_questions()
+    assert list(questions) == [hub_tasks.WMDP_BIO, *hub_tasks.MMLU_RETAIN_SUBJECTS]
+    assert asked[0] == ("cais/wmdp", "wmdp-bio", "test") and asked[1][0] == "cais/mmlu"
+    q = questions["human_aging"][0]
+    assert q.answer == 2 and q.choices == ("a", "b", "c", "d")
+    prompt = unlearning.letter_prompt(q)
+    assert prompt.startswith("The following are multiple choice questions (with answers) about human aging.")
+    assert prompt.endswith("C. c\nD. d\nAnswer:")

@@ -10,9 +10,9 @@ ravel, unlearning. Writes SAEBench's JSON schema per eval to eval/SAE-Bench/resu
 <eval>.json, prints the base-vs-peft table and, once both exist, draws plots/saebench_<model>.png.
 Autointerp needs an OpenAI-compatible judge (--judge_model, --judge_base_url, key in $OPENAI_API_KEY);
 without a key it is skipped with a message. RAVEL and unlearning use the built-in world's facts offline;
-with hub data unlearning asks WMDP-bio / MMLU and needs --forget_corpus (WMDP's gated bio forget corpus;
-SAEBench runs it on an instruct model, e.g. --model google/gemma-2-2b-it), and RAVEL is skipped (its hub
-prompts are not loaded yet).
+with hub data RAVEL reads SAEBench's prompt files (adamkarvonen/ravel_prompts, cached under
+eval/SAE-Bench/artifacts/ravel/), and unlearning asks WMDP-bio / MMLU and needs --forget_corpus (WMDP's
+gated bio forget corpus; SAEBench runs it on an instruct model, e.g. --model google/gemma-2-2b-it).
 
 Where this differs from SAEBench 0.6.0 on purpose: core's explained variance is 1 − Σ‖x − x̂‖² / Σ‖x − x̄‖²
 (variance around the mean of x); SAEBench 0.6.0 subtracts the square of the mean of x² (`(x).pow(2).mean`

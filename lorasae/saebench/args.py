@@ -120,6 +120,11 @@ def result_path(
     return results_dir(model_name, model_type, output_dir) / f"{eval_name}.json"
 
 
+def ravel_cache_dir(base: Path | None = None) -> Path:
+    """`eval/SAE-Bench/artifacts/ravel/`: SAEBench's RAVEL prompt files, downloaded once."""
+    return eval_dir("SAE-Bench", base) / "artifacts" / "ravel"
+
+
 def peft_dicts_dir(base: Path | None = None) -> Path:
     return eval_dir("SAE-Bench", base) / "peft_dicts"
 

@@ -12,6 +12,7 @@ from lorasae.saebench.absorption import AbsorptionEvalConfig
 from lorasae.saebench.args import EVALS, HUB_AUTOINTERP_DATASET, HUB_CORE_DATASET, SaeBenchArgs
 from lorasae.saebench.autointerp import AutoInterpEvalConfig
 from lorasae.saebench.core import CoreEvalConfig
+from lorasae.saebench.hub_tasks import RAVEL_ENTITY_ATTRIBUTES
 from lorasae.saebench.probing import SparseProbingEvalConfig
 from lorasae.saebench.ravel import RAVELEvalConfig
 from lorasae.saebench.scr_tpp import ScrAndTppEvalConfig
@@ -124,6 +125,7 @@ def make_plan(args: SaeBenchArgs, model: nn.Module, device: torch.device) -> Eva
         api_key_env=args.api_key_env,
     )
     ravel = RAVELEvalConfig(
+        **({} if builtin else {"entity_attribute_selection": dict(RAVEL_ENTITY_ATTRIBUTES)}),
         num_pairs_per_attribute=200 if small else 5000,
         model_name=name,
         llm_dtype=args.dtype,

@@ -16,7 +16,7 @@ from lorasae.runtime import seed_everything, setup_environment
 from lorasae.saebench import datasets as data
 from lorasae.saebench import hub_tasks, world_tasks
 from lorasae.saebench.absorption import run_absorption
-from lorasae.saebench.args import SaeBenchArgs, results_dir
+from lorasae.saebench.args import SaeBenchArgs, ravel_cache_dir, results_dir
 from lorasae.saebench.autointerp import run_autointerp
 from lorasae.saebench.comparison import comparison_figure, comparison_table, load_results, summary_line
 from lorasae.saebench.core import run_core
@@ -93,14 +93,14 @@ def run_evals(
         return run_autointerp(model, tok, sae, layer, tokens, cfg, sae_id, release)
 
     def ravel() -> dict[str, Any] | None:
-        if not plan.builtin:
-            print("ravel: skipped — RAVEL's hub prompts are not loaded yet (use --labelled_data builtin)")
-            return None
         cfg = plan.ravel
-        attributes = [a for attrs in cfg.entity_attribute_selection.values() for a in attrs]
-        prompts = {
-            world_tasks.RAVEL_ENTITY_CLASS: world_tasks.builtin_ravel_prompts(tok, world_seed, attributes)
-        }
+        if plan.builtin:
+            attributes = [a for attrs in cfg.entity_attribute_selection.values() for a in attrs]
+            prompts = {
+                world_tasks.RAVEL_ENTITY_CLASS: world_tasks.builtin_ravel_prompts(tok, world_seed, attributes)
+            }
+        else:
+            prompts = hub_tasks.hub_ravel_prompts(tok, cfg.entity_attribute_selection, ravel_cache_dir())
         return run_ravel(model, tok, sae, layer, prompts, cfg, sae_id, release)
 
     def unlearning() -> dict[str, Any] | None:
