@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lorasae.data import load_texts
-from lorasae.saebench.world_tasks import ClozeQuestion, RavelPrompt
+from lorasae.saebench.world_tasks import ClozeQuestion, RavelPrompt, prompt_ids
 
 RAVEL_REPO = "adamkarvonen/ravel_prompts"
 RAVEL_ENTITY_ATTRIBUTES: dict[str, list[str]] = {
@@ -71,7 +71,6 @@ def ravel_prompts_from_files(
     folder = Path(folder)
     values = json.loads((folder / f"ravel_{entity_class}_entity_attributes.json").read_text())
     templates = json.loads((folder / f"ravel_{entity_class}_attribute_to_prompts.json").read_text())
-    bos = tokenizer.bos_token_id
     prompts = []
     for entity, attrs in values.items():
         for attribute in attributes:
@@ -80,12 +79,10 @@ def ravel_prompts_from_files(
                 continue
             for template in templates.get(attribute, []):
                 text = template % entity
-                ids = ([bos] if bos is not None else []) + list(
-                    tokenizer(text, add_special_tokens=False)["input_ids"]
-                )
+                ids = prompt_ids(tokenizer, text)
                 remainder = tokenizer(template.split("%s")[1], add_special_tokens=False)["input_ids"]
                 pos = len(ids) - len(remainder) - 1
-                if pos >= (1 if bos is not None else 0):
+                if pos >= (1 if tokenizer.bos_token_id is not None else 0):
                     prompts.append(
                         RavelPrompt(text, entity, attribute, str(label), template, tuple(ids), pos)
                     )

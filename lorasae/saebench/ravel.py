@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from lorasae.hooks import residual_at, splice
-from lorasae.saebench.activations import d_sae_of, encode_on_device, sae_device_dtype
+from lorasae.saebench.activations import _model_device, d_sae_of, encode_on_device, sae_device_dtype
 from lorasae.saebench.schema import EVAL_TYPE_RAVEL, eval_output
 from lorasae.saebench.world_tasks import RAVEL_ENTITY_CLASS, RavelPrompt
 
@@ -75,10 +75,6 @@ def evaluate_completion(label: str, completion: str) -> bool:
         if len(norm_label) < len(norm_out)
         else norm_label.startswith(norm_out)
     )
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
 
 
 def _by_length(rows: Sequence[tuple[int, ...]], batch_size: int) -> list[list[int]]:

@@ -41,7 +41,7 @@ from lorasae.saebench.activations import (
     tokenize_texts,
 )
 from lorasae.saebench.schema import EVAL_TYPE_UNLEARNING, eval_output
-from lorasae.saebench.world_tasks import FORGET_SUBJECT, ClozeQuestion
+from lorasae.saebench.world_tasks import FORGET_SUBJECT, ClozeQuestion, prompt_ids
 
 SpliceFn = Callable[[Tensor], Tensor]
 RETAIN_THRESHOLD = 0.99
@@ -132,11 +132,6 @@ def letter_prompt(q: ClozeQuestion) -> str:
     return "\n".join(lines) + "\nAnswer:"
 
 
-def _ids(tokenizer: Any, text: str) -> list[int]:
-    bos = tokenizer.bos_token_id
-    return ([bos] if bos is not None else []) + list(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
 @torch.no_grad()
 def _run(model: nn.Module, seqs: list[list[int]], batch_size: int, fns: dict[int, SpliceFn]) -> list[Tensor]:
     """Log-softmax logits [T, V] of each sequence (batched by length: no padding)."""
@@ -163,7 +158,7 @@ def answers_correct(
     """Whether the model picks each question's answer, `fmt` "cloze" or "letter"."""
     fns = fns or {}
     if fmt == "letter":
-        prompts = [_ids(tokenizer, letter_prompt(q)) for q in questions]
+        prompts = [prompt_ids(tokenizer, letter_prompt(q)) for q in questions]
         logps = _run(model, prompts, batch_size, fns)
         out = []
         for q, logp in zip(questions, logps):
@@ -177,7 +172,7 @@ def answers_correct(
         raise ValueError(f"question_format must be cloze or letter, got {fmt!r}")
     seqs, spans = [], []
     for q in questions:
-        prompt = _ids(tokenizer, q.prompt)
+        prompt = prompt_ids(tokenizer, q.prompt)
         for c in q.choices:
             cont = list(tokenizer(" " + c, add_special_tokens=False)["input_ids"])
             seqs.append(prompt + cont)

@@ -81,7 +81,8 @@ def ravel_templates(attribute: str) -> list[str]:
     return out
 
 
-def _ids(tokenizer: Any, text: str) -> list[int]:
+def prompt_ids(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of a prompt: BOS first when the tokenizer has one, no other special tokens."""
     bos = tokenizer.bos_token_id
     return ([bos] if bos is not None else []) + list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
@@ -100,8 +101,8 @@ def builtin_ravel_prompts(
                     text = template.format(**slots)
                 except (KeyError, IndexError):
                     continue
-                ids = _ids(tokenizer, text)
-                upto = _ids(tokenizer, text[: text.index(country.name) + len(country.name)])
+                ids = prompt_ids(tokenizer, text)
+                upto = prompt_ids(tokenizer, text[: text.index(country.name) + len(country.name)])
                 if ids[: len(upto)] != upto:
                     continue
                 label = str(slots[attribute])
