@@ -20,7 +20,7 @@ from lorasae.cli import parse
 from lorasae.saebench.absorption import AbsorptionEvalConfig, run_absorption
 from lorasae.saebench.args import EVALS, SaeBenchArgs
 from lorasae.saebench.autointerp import AutoInterpEvalConfig, run_autointerp
-from lorasae.saebench.comparison import comparison_rows, gap_closed, load_results
+from lorasae.saebench.comparison import HEADLINE, comparison_rows, gap_closed, load_results
 from lorasae.saebench.core import CoreEvalConfig, run_core
 from lorasae.saebench.datasets import token_chunks
 from lorasae.saebench.load import (
@@ -59,11 +59,11 @@ class ZeroSae(IdentitySae):
         return torch.zeros_like(z)
 
 
-def _corpus_file(tmp_path: Path) -> str:
+def _corpus_file(tmp_path: Path, repeats: int = 8) -> str:
     path = tmp_path / "corpus.txt"
     path.write_text(
         "\n\n".join(
-            f"document {i}: the {w} sat on the mat." for i, w in enumerate(string.ascii_lowercase * 8)
+            f"document {i}: the {w} sat on the mat." for i, w in enumerate(string.ascii_lowercase * repeats)
         )
     )
     return str(path)
@@ -297,27 +297,40 @@ def saved_setup(tmp_path, out_root):
         "model": str(model_dir),
         "sae": str(sae_dir),
         "adapter": str(adapter_dir),
-        "corpus": _corpus_file(tmp_path),
+        "corpus": _corpus_file(tmp_path, repeats=40),  # autointerp's small size reads 256 chunks of 128
     }
 
 
-def _args(setup: dict, model_type: str, evals: str) -> SaeBenchArgs:
+def _args(setup: dict, model_type: str, evals: str, extra: list[str] | None = None) -> SaeBenchArgs:
     return parse(
         SaeBenchArgs,
         [
             "--device", "cpu", "--model", setup["model"], "--MODEL_TYPE", model_type, "--sae", setup["sae"],
             "--adapter", setup["adapter"], "--evals", evals, "--dataset", setup["corpus"],
-            "--labelled_data", "builtin", "--train_set_size", "40", "--test_set_size", "20",
+            "--labelled_data", "builtin", "--train_set_size", "40", "--test_set_size", "20", *(extra or []),
         ],
     )  # fmt: skip
 
 
-def test_run_eval_base_and_peft(saved_setup, out_root, capsys):
-    evals = "core,sparse_probing,scr,tpp,absorption"
-    base = run(_args(saved_setup, "base", evals))
-    peft = run(_args(saved_setup, "peft", evals))
+def test_run_eval_all_eight_on_base_and_peft(saved_setup, out_root, capsys, monkeypatch):
+    """`--evals all` writes SAEBench's eight results for both models, autointerp against a local judge.
+    The random tiny model knows none of the world's facts: RAVEL and unlearning are written as not scored."""
+    from lorasae.saebench import world_tasks
+
+    def few_questions(seed: int, n_docs: int | None = None) -> dict:  # the test world's corpus, 4 per subject
+        return {s: qs[:4] for s, qs in full(seed, 800).items()}
+
+    full = world_tasks.builtin_unlearning_questions
+    monkeypatch.setattr(world_tasks, "builtin_unlearning_questions", few_questions)
+    monkeypatch.setenv("SAEBENCH_TEST_KEY", "test-key")
+    peft_evals = "core,scr,ravel,unlearning"  # all eight on base; the peft run checks the merged model's side
+    with judge_server() as (url, requests):
+        extra = ["--judge_base_url", url, "--api_key_env", "SAEBENCH_TEST_KEY", "--autointerp_latents", "2"]
+        base = run(_args(saved_setup, "base", "all", extra))
+        peft = run(_args(saved_setup, "peft", peft_evals, extra))
+    assert requests
+    assert set(base) == set(EVALS) and len(EVALS) == 8 and set(peft) == set(peft_evals.split(","))
     for written, kind in ((base, "base"), (peft, "peft")):
-        assert set(written) == set(evals.split(","))
         for name, path in written.items():
             assert path == out_root / "eval" / "SAE-Bench" / "results" / f"tinyrand_{kind}" / f"{name}.json"
             result = json.loads(path.read_text())
@@ -332,6 +345,19 @@ def test_run_eval_base_and_peft(saved_setup, out_root, capsys):
     assert (
         "peft − base" in printed and "CE loss score" in printed and "CE gap closed by the adapter" in printed
     )
+    ravel_out = json.loads(base["ravel"].read_text())
+    assert ravel_out["eval_result_unstructured"]["status"] == "too_few_known_prompts"
+    assert "ravel (base): the model completes too few prompts" in printed
+    score = json.loads(peft["unlearning"].read_text())["eval_result_metrics"]["unlearning"][
+        "unlearning_score"
+    ]
+    assert score is None or 0 <= score <= 1  # a random model may know a question or two by chance
+    assert set(HEADLINE) == set(EVALS)  # the comparison table has rows for all eight
+    table_evals = {r[0] for r in comparison_rows(load_results(saved_setup["model"]))}
+    assert {"core", "autointerp", "tpp"} <= table_evals and ("unlearning" in table_evals) == (
+        score is not None
+    )
+    assert json.loads(base["scr"].read_text())["eval_config"]["ablation_pooling"] == "saebench"
     assert (out_root / "plots" / "saebench_tinyrand.png").exists()
     rows = comparison_rows(load_results(saved_setup["model"]))
     core_row = next(r for r in rows if r[1] == "CE clean")
@@ -368,7 +394,7 @@ def test_cli_flags_and_errors():
     assert selected_evals(args.evals) == ["core", "tpp"]
     assert selected_evals("all") == list(EVALS)
     with pytest.raises(ValueError, match="unknown evals"):
-        selected_evals("core,ravel")
+        selected_evals("core,mdl")
     assert parse(SaeBenchArgs, []).model_name == "gemma"
     assert sae_identifier("gemma-scope-2b-pt-res/layer_12/width_16k/average_l0_82") == (
         "layer_12/width_16k/average_l0_82",

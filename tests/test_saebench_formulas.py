@@ -171,8 +171,31 @@ def test_scr_score_by_hand():
     assert scores["scr_dir2_threshold_2"] == pytest.approx((0.85 - 0.80) / (0.95 - 0.80))
     # the biased probe is worse on profession data (0.70 < 0.80): the metric uses dir1
     assert scores["scr_metric_threshold_2"] == scores["scr_dir1_threshold_2"]
-    clean["male_professor / female_nurse probe on professor / nurse data"] = 0.90
-    assert math.isnan(scr_tpp.scr_scores(ablated, clean)["scr_dir1_threshold_2"])  # no gap to close
+
+
+def test_scr_scores_zero_below_saebench_gap_threshold_and_averages_it_in():
+    # SAEBench: a clean − biased gap below 0.001 (negative ones included) scores 0, not ±(tiny gap)⁻¹
+    assert scr_tpp.scr_score(0.80, 0.70, 0.90) == pytest.approx(0.5)
+    assert scr_tpp.scr_score(0.80, 0.70, 0.7009) == 0.0  # gap 0.0009
+    assert scr_tpp.scr_score(0.80, 0.70, 0.70) == 0.0
+    assert scr_tpp.scr_score(0.80, 0.70, 0.60) == 0.0  # negative gap: would flip the sign
+    assert scr_tpp.scr_score(0.7015, 0.70, 0.7020) == pytest.approx(0.75)  # gap 0.002 still divides
+    clean = {
+        "male / female": 0.95,
+        "professor / nurse": 0.70,  # no better than the biased probe: dir1 has no gap
+        "male_professor / female_nurse probe on professor / nurse data": 0.70,
+        "male_professor / female_nurse probe on male / female data": 0.80,
+    }
+    ablated = {
+        "male / female": {2: {"male_professor / female_nurse probe on professor / nurse data": 0.80}},
+        "professor / nurse": {2: {"male_professor / female_nurse probe on male / female data": 0.85}},
+    }
+    run_a = scr_tpp.scr_scores(ablated, clean)
+    assert run_a["scr_dir1_threshold_2"] == 0.0 and run_a["scr_metric_threshold_2"] == 0.0
+    run_b = {"scr_dir1_threshold_2": 0.6, "scr_dir2_threshold_2": 0.2, "scr_metric_threshold_2": 0.6}
+    averaged = scr_tpp.average_over_runs({"a": run_a, "b": run_b})
+    assert averaged["scr_metric_threshold_2"] == pytest.approx((0.0 + 0.6) / 2)  # the 0 counts
+    assert averaged["scr_dir2_threshold_2"] == pytest.approx(((0.85 - 0.80) / (0.95 - 0.80) + 0.2) / 2)
 
 
 def test_tpp_score_by_hand():
@@ -219,23 +242,47 @@ def test_node_effects_selection_and_ablation():
     assert torch.allclose(scr_tpp.ablated_meaned_activations(pos, lossy, only0, 2), expected)
 
 
-def test_ablation_from_means_equals_ablating_every_position():
+def test_ablation_pools_masked_positions_as_saebench():
+    # encode(x) = relu(x + 1) per dimension, so encode(0) = (1, 1) ≠ 0; decode = identity
+    sae = DiagSae(torch.eye(2), torch.eye(2), b_enc=torch.ones(2))
+    acts = torch.tensor([[[0.0, 0.0], [2.0, 0.5], [1.0, 3.0], [0.0, 0.0]]])  # positions 0 and 3 masked
+    only0 = torch.tensor([True, False])
+    # unmasked positions: x' = x − f(x)_0 e_0 = ((2, .5) − (3, 0)) and ((1, 3) − (2, 0)), mean over 2
+    unmasked = torch.tensor([[(-1.0 + -1.0) / 2, (0.5 + 3.0) / 2]])
+    # SAEBench also sums the masked positions, where x' = 0 − f(0)_0 e_0 = (−1, 0), still over 2
+    saebench = unmasked + torch.tensor([[2 * -1.0 / 2, 0.0]])
+    got = scr_tpp.ablated_meaned_activations(acts, sae, only0, 1)
+    assert torch.allclose(got, saebench)
+    assert torch.allclose(
+        scr_tpp.ablated_meaned_activations(acts, sae, only0, 1, pooling="unmasked"), unmasked
+    )
+    assert scr_tpp.ScrAndTppEvalConfig().ablation_pooling == "saebench"
+    with pytest.raises(ValueError, match="pooling"):
+        scr_tpp.ablated_meaned_activations(acts, sae, only0, 1, pooling="mean")
+
+
+@pytest.mark.parametrize("pooling", scr_tpp.ABLATION_POOLING)
+def test_ablation_from_means_equals_ablating_every_position(pooling):
     from lorasae.sae import SaeConfig, TopKSAE
 
     torch.manual_seed(0)
     sae = TopKSAE(SaeConfig(d_in=6, d_sae=24, k=3))
     with torch.no_grad():
-        sae.b_dec.normal_()
+        sae.b_dec.normal_()  # encode(0) = TopK(W_enc(0 − b_dec) + b_enc) ≠ 0
+    assert (sae.encode(torch.zeros(1, 6)) != 0).any()
     acts = torch.randn(5, 7, 6)
-    acts[:, 0] = 0.0  # masked positions (BOS) are zero and stay out of the mean
+    acts[:, 0] = 0.0  # masked positions (BOS) are zero
     acts[2, 5:] = 0.0
+    f_zero = sae.encode(torch.zeros(1, 6))[0]
     mask = torch.zeros(24, dtype=torch.bool)
     mask[[1, 4, 9, 17]] = True
-    direct = scr_tpp.ablated_meaned_activations(acts, sae, mask, sae_batch_size=2)
-    fast = scr_tpp.ablated_from_means(
-        meaned_activations(acts), sae_meaned_activations(acts, sae, 3), sae, mask
-    )
+    mask[int(f_zero.argmax())] = True  # a latent that f(0) activates: the two poolings differ
+    direct = scr_tpp.ablated_meaned_activations(acts, sae, mask, sae_batch_size=2, pooling=pooling)
+    latents = scr_tpp.pooled_latents_for_ablation(acts, sae, 3, pooling)
+    fast = scr_tpp.ablated_from_means(meaned_activations(acts), latents, sae, mask)
     assert torch.allclose(direct, fast, atol=1e-5)
+    other = "unmasked" if pooling == "saebench" else "saebench"
+    assert not torch.allclose(direct, scr_tpp.ablated_meaned_activations(acts, sae, mask, 2, pooling=other))
 
 
 # --- absorption ----------------------------------------------------------------------------------

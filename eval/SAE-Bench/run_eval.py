@@ -5,10 +5,19 @@
     python eval/SAE-Bench/run_eval.py --device cpu --model tiny --model_type base
     python eval/SAE-Bench/run_eval.py --device cpu --model tiny --model_type peft --evals core,sparse_probing
 
-Writes SAEBench's JSON schema per eval to eval/SAE-Bench/results/<model>_<base|peft>/<eval>.json, prints
-the base-vs-peft table and, once both exist, draws plots/saebench_<model>.png. Autointerp needs an
-OpenAI-compatible judge (--judge_model, --judge_base_url, key in $OPENAI_API_KEY); without a key it is
-skipped with a message.
+`--evals all` (the default) runs SAEBench's eight: core, sparse_probing, scr, tpp, absorption, autointerp,
+ravel, unlearning. Writes SAEBench's JSON schema per eval to eval/SAE-Bench/results/<model>_<base|peft>/
+<eval>.json, prints the base-vs-peft table and, once both exist, draws plots/saebench_<model>.png.
+Autointerp needs an OpenAI-compatible judge (--judge_model, --judge_base_url, key in $OPENAI_API_KEY);
+without a key it is skipped with a message. RAVEL and unlearning use the built-in world's facts offline;
+with hub data RAVEL reads SAEBench's prompt files (adamkarvonen/ravel_prompts, cached under
+eval/SAE-Bench/artifacts/ravel/), and unlearning asks WMDP-bio / MMLU and needs --forget_corpus (WMDP's
+gated bio forget corpus; SAEBench runs it on an instruct model, e.g. --model google/gemma-2-2b-it).
+
+Where this differs from SAEBench 0.6.0 on purpose: core's explained variance is 1 − Σ‖x − x̂‖² / Σ‖x − x̄‖²
+(variance around the mean of x); SAEBench 0.6.0 subtracts the square of the mean of x² (`(x).pow(2).mean`
+where the mean of x belongs), which is not a variance. SCR/TPP pool ablated residuals as SAEBench does by
+default (`--scr_ablation_pooling unmasked` leaves padding and BOS out).
 """
 
 import sys

@@ -13,7 +13,9 @@ from lorasae.llm import API_KEY_ENV, DEFAULT_LLM_MODEL
 from lorasae.models import model_key
 from lorasae.paths import eval_dir, sanitize
 
-EVALS: tuple[str, ...] = ("core", "sparse_probing", "scr", "tpp", "absorption", "autointerp")
+EVALS: tuple[str, ...] = (
+    "core", "sparse_probing", "scr", "tpp", "absorption", "autointerp", "ravel", "unlearning",
+)  # fmt: skip
 MODEL_TYPES: tuple[str, ...] = ("base", "peft")
 HUB_CORE_DATASET = "Skylion007/openwebtext"  # SAEBench core's default
 HUB_AUTOINTERP_DATASET = "monology/pile-uncopyrighted"  # SAEBench autointerp's default
@@ -43,7 +45,8 @@ class SaeBenchArgs(SaeChoiceArgs, CommonArgs):
     Default: eval/SAE-Bench/peft_dicts/<name of the adapter>.pt when it exists and is newer than the adapter."""
 
     evals: str = "all"
-    """Comma-separated evals: core, sparse_probing, scr, tpp, absorption, autointerp (or all)."""
+    """Comma-separated evals: core, sparse_probing, scr, tpp, absorption, autointerp, ravel, unlearning (or all:
+    SAEBench's eight)."""
 
     size: str = "auto"
     """Eval sizes: full (SAEBench's defaults), small (seconds to a minute each on a CPU), or auto (small for the
@@ -74,6 +77,14 @@ class SaeBenchArgs(SaeChoiceArgs, CommonArgs):
     autointerp_latents: int | None = None
     """Latents explained and scored by autointerp (default: SAEBench's 1000 full, 20 small)."""
 
+    scr_ablation_pooling: str = "saebench"
+    """How SCR/TPP pool ablated residuals: saebench (SAEBench's: summed over all positions, padding and BOS
+    included, over the unmasked count) or unmasked (padding and BOS left out of the sum)."""
+
+    forget_corpus: str | None = None
+    """Unlearning with hub data: a local copy of WMDP's bio forget corpus (jsonl/txt; gated by CAIS), used
+    for the latents' forget-set sparsity. Without it hub unlearning is skipped."""
+
     output_dir: str | None = None
     """Results folder (default: eval/SAE-Bench/results/)."""
 
@@ -101,6 +112,11 @@ def result_path(
     model_name: str, model_type: str, eval_name: str, output_dir: str | Path | None = None
 ) -> Path:
     return results_dir(model_name, model_type, output_dir) / f"{eval_name}.json"
+
+
+def ravel_cache_dir(base: Path | None = None) -> Path:
+    """`eval/SAE-Bench/artifacts/ravel/`: SAEBench's RAVEL prompt files, downloaded once."""
+    return eval_dir("SAE-Bench", base) / "artifacts" / "ravel"
 
 
 def peft_dicts_dir(base: Path | None = None) -> Path:

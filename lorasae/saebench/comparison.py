@@ -47,7 +47,22 @@ HEADLINE: dict[str, list[tuple[str, str, str]]] = {
         ("mean", "mean_full_absorption_score", "full absorption"),
     ],
     "autointerp": [("autointerp", "autointerp_score", "autointerp score")],
+    "ravel": [
+        ("ravel", "disentanglement_score", "disentanglement"),
+        ("ravel", "cause_score", "cause"),
+        ("ravel", "isolation_score", "isolation"),
+    ],
+    "unlearning": [("unlearning", "unlearning_score", "unlearning score")],
 }
+NOT_SCORED = ("probe_too_weak", "too_few_known_prompts", "too_few_known_questions")
+"""`eval_result_unstructured.status` of an eval that ran but had nothing to score (its `message` says why)."""
+
+
+def not_scored_message(result: dict[str, Any]) -> str | None:
+    unstructured = result.get("eval_result_unstructured")
+    if isinstance(unstructured, dict) and unstructured.get("status") in NOT_SCORED:
+        return str(unstructured.get("message", unstructured["status"]))
+    return None
 
 
 def headline_values(eval_name: str, result: dict[str, Any]) -> list[tuple[str, float | None]]:
@@ -56,11 +71,9 @@ def headline_values(eval_name: str, result: dict[str, Any]) -> list[tuple[str, f
 
 
 def summary_line(eval_name: str, result: dict[str, Any]) -> str:
-    status = (
-        (result.get("eval_result_unstructured") or {}).get("status") if eval_name == "absorption" else None
-    )
-    if status == "probe_too_weak":
-        return "not scored — " + result["eval_result_unstructured"]["message"]
+    message = not_scored_message(result)
+    if message is not None:
+        return "not scored — " + message
     parts = [
         f"{label} {value:.4g}"
         for label, value in headline_values(eval_name, result)
@@ -108,12 +121,10 @@ def comparison_table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
         return "(no results yet)"
     notes = []
     for kind in MODEL_TYPES:
-        absorption = results.get(kind, {}).get("absorption")
-        if (
-            absorption
-            and (absorption.get("eval_result_unstructured") or {}).get("status") == "probe_too_weak"
-        ):
-            notes.append(f"absorption ({kind}): {absorption['eval_result_unstructured']['message']}")
+        for name, result in results.get(kind, {}).items():
+            message = not_scored_message(result)
+            if message is not None:
+                notes.append(f"{name} ({kind}): {message}")
     gap = gap_closed(results)
     if gap is not None:
         closed = format_gap_closed(gap["fraction"], gap["gap_flag"], percent_sign=True)

@@ -13,8 +13,11 @@ from lorasae.saebench.absorption import AbsorptionEvalConfig
 from lorasae.saebench.args import EVALS, HUB_AUTOINTERP_DATASET, HUB_CORE_DATASET, SaeBenchArgs
 from lorasae.saebench.autointerp import AutoInterpEvalConfig
 from lorasae.saebench.core import CoreEvalConfig
+from lorasae.saebench.hub_tasks import RAVEL_ENTITY_ATTRIBUTES
 from lorasae.saebench.probing import SparseProbingEvalConfig
+from lorasae.saebench.ravel import RAVELEvalConfig
 from lorasae.saebench.scr_tpp import ScrAndTppEvalConfig
+from lorasae.saebench.unlearning import UnlearningEvalConfig
 
 
 def small_sizes(args: SaeBenchArgs, device: torch.device) -> bool:
@@ -55,6 +58,8 @@ class EvalPlan:
     scr_tpp: ScrAndTppEvalConfig
     absorption: AbsorptionEvalConfig
     autointerp: AutoInterpEvalConfig
+    ravel: RAVELEvalConfig
+    unlearning: UnlearningEvalConfig
     builtin: bool
     core_dataset: str
     autointerp_dataset: str
@@ -97,6 +102,7 @@ def make_plan(args: SaeBenchArgs, model: nn.Module, device: torch.device) -> Eva
         llm_batch_size=bs,
         llm_dtype=args.dtype,
         model_name=name,
+        ablation_pooling=args.scr_ablation_pooling,
     )
     absorption = AbsorptionEvalConfig(
         random_seed=args.seed,
@@ -119,4 +125,32 @@ def make_plan(args: SaeBenchArgs, model: nn.Module, device: torch.device) -> Eva
         base_url=args.judge_base_url,
         api_key_env=args.api_key_env,
     )
-    return EvalPlan(core, probing, scr_tpp, absorption, autointerp, builtin, core_dataset, autointerp_dataset)
+    ravel = RAVELEvalConfig(
+        **({} if builtin else {"entity_attribute_selection": dict(RAVEL_ENTITY_ATTRIBUTES)}),
+        num_pairs_per_attribute=200 if small else 5000,
+        model_name=name,
+        llm_dtype=args.dtype,
+        llm_batch_size=bs,
+        random_seed=args.seed,
+    )
+    unlearning = UnlearningEvalConfig(
+        random_seed=args.seed,
+        dataset_size=64 if small else 1024,
+        seq_len=ctx if small else min(1024, _context(model, 1024)),
+        model_name=name,
+        llm_batch_size=bs,
+        llm_dtype=args.dtype,
+        question_format="cloze" if builtin else "letter",
+    )
+    return EvalPlan(
+        core,
+        probing,
+        scr_tpp,
+        absorption,
+        autointerp,
+        ravel,
+        unlearning,
+        builtin,
+        core_dataset,
+        autointerp_dataset,
+    )

@@ -14,16 +14,20 @@ from lorasae.models import model_key, num_layers
 from lorasae.paths import plots_dir, sanitize
 from lorasae.runtime import seed_everything, setup_environment
 from lorasae.saebench import datasets as data
+from lorasae.saebench import hub_tasks, world_tasks
 from lorasae.saebench.absorption import run_absorption
-from lorasae.saebench.args import SaeBenchArgs, results_dir
+from lorasae.saebench.args import SaeBenchArgs, ravel_cache_dir, results_dir
 from lorasae.saebench.autointerp import run_autointerp
 from lorasae.saebench.comparison import comparison_figure, comparison_table, load_results, summary_line
 from lorasae.saebench.core import run_core
 from lorasae.saebench.load import Loaded, load_for_eval, sae_identifier
 from lorasae.saebench.plan import EvalPlan, make_plan, selected_evals
 from lorasae.saebench.probing import run_sparse_probing
+from lorasae.saebench.ravel import run_ravel
 from lorasae.saebench.schema import write_eval_output
 from lorasae.saebench.scr_tpp import run_scr, run_tpp
+from lorasae.saebench.unlearning import run_unlearning
+from lorasae.saebench.world_tasks import model_world_docs
 from lorasae.world import world_seed
 
 
@@ -35,9 +39,12 @@ def run_evals(
     seed: int = 42,
     world_seed: int = 0,
     documents: Any = None,
+    forget_corpus: str | None = None,
+    world_docs: int | None = None,
 ) -> dict[str, Path | None]:
     """Run `evals` and write each result; returns {eval: path written (None when skipped)}.
-    `documents` replaces the built-in corpus (tests)."""
+    `documents` replaces the built-in corpus (tests); `world_docs` is the size of the corpus the built-in
+    model learned (its facts are what RAVEL and unlearning ask about)."""
     model, tok, sae, layer = loaded.model, loaded.tokenizer, loaded.sae, loaded.layer
     sae_id, release = sae_identifier(loaded.sae_source)
 
@@ -86,6 +93,34 @@ def run_evals(
         tokens = data.token_chunks(plan.autointerp_dataset, tok, cfg.llm_context_size, n, seed + 1)
         return run_autointerp(model, tok, sae, layer, tokens, cfg, sae_id, release)
 
+    def ravel() -> dict[str, Any] | None:
+        cfg = plan.ravel
+        if plan.builtin:
+            attributes = [a for attrs in cfg.entity_attribute_selection.values() for a in attrs]
+            prompts = {
+                world_tasks.RAVEL_ENTITY_CLASS: world_tasks.builtin_ravel_prompts(tok, world_seed, attributes)
+            }
+        else:
+            prompts = hub_tasks.hub_ravel_prompts(tok, cfg.entity_attribute_selection, ravel_cache_dir())
+        return run_ravel(model, tok, sae, layer, prompts, cfg, sae_id, release)
+
+    def unlearning() -> dict[str, Any] | None:
+        cfg = plan.unlearning
+        if plan.builtin:
+            questions = world_tasks.builtin_unlearning_questions(world_seed, world_docs)
+            forget, retain = world_tasks.builtin_unlearning_corpora(cfg.dataset_size, world_seed)
+            forget_subject = world_tasks.FORGET_SUBJECT
+        elif forget_corpus is None:
+            print("unlearning: skipped — hub unlearning needs --forget_corpus (WMDP's bio forget corpus)")
+            return None
+        else:
+            questions = hub_tasks.hub_unlearning_questions()
+            forget, retain = hub_tasks.hub_unlearning_corpora(forget_corpus, cfg.dataset_size, seed)
+            forget_subject = hub_tasks.WMDP_BIO
+        return run_unlearning(
+            model, tok, sae, layer, questions, forget, retain, cfg, sae_id, release, forget_subject
+        )
+
     runners: dict[str, Callable[[], dict[str, Any] | None]] = {
         "core": core,
         "sparse_probing": lambda: run_sparse_probing(
@@ -95,6 +130,8 @@ def run_evals(
         "tpp": lambda: run_tpp(model, tok, sae, layer, tpp_data(), plan.scr_tpp, sae_id, release),
         "absorption": lambda: run_absorption(model, tok, sae, layer, plan.absorption, sae_id, release),
         "autointerp": autointerp,
+        "ravel": ravel,
+        "unlearning": unlearning,
     }
     written: dict[str, Path | None] = {}
     for name in evals:
@@ -126,7 +163,10 @@ def run(args: SaeBenchArgs) -> dict[str, Path | None]:
         f"labelled data: {'built-in' if plan.builtin else 'hub'} | evals: {', '.join(evals)}"
     )
     out_dir = results_dir(args.model_name, args.model_type, args.output_dir)
-    written = run_evals(loaded, plan, evals, out_dir, args.seed, world_seed(args.model_name))
+    written = run_evals(
+        loaded, plan, evals, out_dir, args.seed, world_seed(args.model_name),
+        forget_corpus=args.forget_corpus, world_docs=model_world_docs(args.model_name),
+    )  # fmt: skip
     results = load_results(args.model_name, args.output_dir)
     print(f"\nSAE-Bench results for {args.model_name} (base vs LoRA-merged):")
     print(comparison_table(results))

@@ -31,6 +31,8 @@ EVAL_TYPE_SCR = "scr"
 EVAL_TYPE_TPP = "tpp"
 EVAL_TYPE_ABSORPTION = "absorption_first_letter"
 EVAL_TYPE_AUTOINTERP = "autointerp"
+EVAL_TYPE_RAVEL = "ravel"
+EVAL_TYPE_UNLEARNING = "unlearning"
 
 REQUIRED_KEYS = (
     "eval_type_id",

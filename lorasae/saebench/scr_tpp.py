@@ -12,8 +12,15 @@ the SAE error term: x' = decode(f with f_ablated = 0) + (x − decode(f))), and 
   data. dir1 ablates the top-N latents of the gender probe and measures the biased probe on the
   profession data; dir2 ablates profession latents and measures on the gender data.
   SCR = (acc_ablated − acc_biased) / (acc_clean_probe − acc_biased), with acc_clean_probe the accuracy of a
-  probe trained on that concept alone (undefined, written as null, when the two accuracies are equal). `scr_metric_threshold_N` picks dir1 when the biased probe's
-  accuracy on the profession data is below its accuracy on gender data, else dir2.
+  probe trained on that concept alone; as in SAEBench, a gap below `SCR_MIN_GAP` (0.001, negative gaps
+  included) scores 0 and is averaged in like any other run. `scr_metric_threshold_N` picks dir1 when the
+  biased probe's accuracy on the profession data is below its accuracy on gender data, else dir2.
+- Ablated activations are pooled as SAEBench's `ablated_precomputed_activations` pools them
+  (`ABLATION_POOLING = "saebench"`, the default): the ablated residual is summed over *all* positions and
+  divided by the number of unmasked ones. Masked (BOS/PAD/EOS) positions hold x = 0, where the SAE still
+  encodes f(0) ≠ 0 when b_dec ≠ 0 (TopK: f(0) = TopK(W_enc(0 − b_dec) + b_enc)), so ablating a latent
+  active on f(0) shifts every masked position by −f(0)_i W_dec[i] and that shift enters the mean.
+  `"unmasked"` keeps masked positions out of the sum (the cleaner definition: padding is not text).
 - TPP: for each class c, ablate its top-N latents; intended diff = drop of c's probe accuracy, unintended
   diff = mean drop of the other classes' probes; `tpp_threshold_N_total_metric` = intended − unintended.
 """
@@ -32,6 +39,7 @@ from torch import Tensor
 from lorasae.saebench.activations import (
     collect_class_activations,
     d_sae_of,
+    encode_on_device,
     meaned_activations,
     sae_device_dtype,
     sae_meaned_activations,
@@ -54,6 +62,10 @@ PAIRED_CLASS_KEYS = {
     "male_professor / female_nurse": "female_nurse_data_only",
 }
 BIASED_PROBE = "male_professor / female_nurse"
+SCR_MIN_GAP = 0.001
+"""SAEBench's rule: a clean − biased accuracy gap below this scores 0 (no division by a tiny gap)."""
+ABLATION_POOLING = ("saebench", "unmasked")
+"""How ablated residuals are mean-pooled (module docstring); the first is the default."""
 
 
 # --- effects, selection, ablation ----------------------------------------------------------------
@@ -107,10 +119,19 @@ def select_top_n(effects: Tensor, n: int) -> Tensor:
     return mask
 
 
+def _check_pooling(pooling: str) -> None:
+    if pooling not in ABLATION_POOLING:
+        raise ValueError(f"ablation pooling must be one of {ABLATION_POOLING}, got {pooling!r}")
+
+
 @torch.no_grad()
-def ablated_meaned_activations(acts_bld: Tensor, sae: Any, to_ablate: Tensor, sae_batch_size: int) -> Tensor:
-    """Mean-pooled residuals with the `to_ablate` latents zeroed and the SAE error kept ([B, D]).
-    Masked (zeroed) positions stay out of the mean."""
+def ablated_meaned_activations(
+    acts_bld: Tensor, sae: Any, to_ablate: Tensor, sae_batch_size: int, pooling: str = "saebench"
+) -> Tensor:
+    """Mean-pooled residuals with the `to_ablate` latents zeroed and the SAE error kept ([B, D]), each
+    position re-encoded (the reference path). `pooling`: see `ABLATION_POOLING`; the divisor is always the
+    number of unmasked (non-zero) positions."""
+    _check_pooling(pooling)
     device, dtype = sae_device_dtype(sae)
     out = []
     for i in range(0, len(acts_bld), sae_batch_size):
@@ -123,16 +144,36 @@ def ablated_meaned_activations(acts_bld: Tensor, sae: Any, to_ablate: Tensor, sa
         error = acts - x_hat
         f = f.clone()
         f[..., to_ablate.to(f.device)] = 0.0
-        modified = (sae.decode(f).float().cpu() + error) * nonzero[..., None]
+        modified = sae.decode(f).float().cpu() + error
+        if pooling == "unmasked":
+            modified = modified * nonzero[..., None]
         out.append(modified.sum(1) / nonzero.sum(1).clamp_min(1.0)[:, None])
     return torch.cat(out)
 
 
 @torch.no_grad()
+def pooled_latents_for_ablation(
+    acts_bld: Tensor, sae: Any, sae_batch_size: int, pooling: str = "saebench"
+) -> Tensor:
+    """The mean-pooled latents [B, F] that `ablated_from_means` needs to reproduce
+    `ablated_meaned_activations(..., pooling)`: the mean over unmasked positions, plus for "saebench" the
+    masked positions' f(0), as many times as the row has masked positions, over the unmasked count."""
+    _check_pooling(pooling)
+    latents = sae_meaned_activations(acts_bld, sae, sae_batch_size)
+    if pooling == "saebench":
+        nonzero = (acts_bld.float().sum(-1) != 0).float().sum(1)
+        masked = acts_bld.shape[1] - nonzero
+        f_zero = encode_on_device(sae, acts_bld.new_zeros(1, acts_bld.shape[-1], dtype=torch.float32)).cpu()
+        latents = latents + (masked / nonzero.clamp_min(1.0))[:, None] * f_zero
+    return latents
+
+
+@torch.no_grad()
 def ablated_from_means(mean_acts: Tensor, mean_latents: Tensor, sae: Any, to_ablate: Tensor) -> Tensor:
-    """`ablated_meaned_activations` from the mean-pooled residuals [B, D] and mean-pooled latents [B, F]:
-    x' = x − (decode(f ⊙ m) − decode(0)) for an affine decoder (every SAEBench architecture), and mean-pooling
-    commutes with it, so one small decode per ablation replaces re-encoding every sequence."""
+    """`ablated_meaned_activations` from the mean-pooled residuals [B, D] and pooled latents [B, F]
+    (`pooled_latents_for_ablation`): x' = x − (decode(f ⊙ m) − decode(0)) for an affine decoder (every
+    SAEBench architecture), and pooling commutes with it, so one small decode per ablation replaces
+    re-encoding every sequence."""
     device, dtype = sae_device_dtype(sae)
     kept = torch.zeros_like(mean_latents)
     kept[:, to_ablate] = mean_latents[:, to_ablate]
@@ -174,10 +215,10 @@ def probe_test_accuracies(
 # --- metric formulas -----------------------------------------------------------------------------
 
 
-def nanmean(values: list[float]) -> float:
-    """Mean of the defined values (NaN when none is)."""
-    defined = [v for v in values if not np.isnan(v)]
-    return float(np.mean(defined)) if defined else float("nan")
+def scr_score(changed_acc: float, original_acc: float, clean_acc: float) -> float:
+    """(changed − original) / (clean − original); 0 when the gap is below `SCR_MIN_GAP` (SAEBench)."""
+    gap = clean_acc - original_acc
+    return 0.0 if gap < SCR_MIN_GAP else (changed_acc - original_acc) / gap
 
 
 def scr_scores(
@@ -192,15 +233,18 @@ def scr_scores(
     ):
         for threshold, accs in class_accuracies[ablated].items():
             combined = f"{BIASED_PROBE} probe on {data} data"
-            clean_acc = llm_clean_accs[data]
-            original_acc = llm_clean_accs[combined]
-            changed_acc = accs[combined]
-            gap = clean_acc - original_acc
-            score = (changed_acc - original_acc) / gap if gap != 0 else float("nan")
+            score = scr_score(accs[combined], llm_clean_accs[combined], llm_clean_accs[data])
             results[f"scr_dir{direction}_threshold_{threshold}"] = score
             if (direction == 1 and dir1_acc < dir2_acc) or (direction == 2 and dir1_acc > dir2_acc):
                 results[f"scr_metric_threshold_{threshold}"] = score
     return results
+
+
+def average_over_runs(results: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Plain mean over the runs of each metric (SAEBench's `average_results_dictionaries`); a metric a run
+    lacks (`scr_metric_*` when its two directions tie) is averaged over the runs that have it."""
+    keys = list(dict.fromkeys(k for r in results.values() for k in r))
+    return {k: float(np.mean([r[k] for r in results.values() if k in r])) for k in keys}
 
 
 def tpp_scores(
@@ -249,6 +293,8 @@ class ScrAndTppEvalConfig:
     model_name: str = ""
     n_values: list[int] = field(default_factory=lambda: [2, 5, 10, 20, 50, 100, 500])
     column1_vals_lookup: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    ablation_pooling: str = "saebench"
+    """Not a SAEBench field: how ablated residuals are pooled (`ABLATION_POOLING`); SAEBench's by default."""
 
 
 def _usable_n_values(n_values: list[int], d_sae: int) -> list[int]:
@@ -301,7 +347,10 @@ def run_scr_tpp_dataset(
         for c in classes
     }
     n_values = _usable_n_values(config.n_values, d_sae_of(sae))
-    test_latents = {k: sae_meaned_activations(v, sae, config.sae_batch_size) for k, v in test_bld.items()}
+    test_latents = {
+        k: pooled_latents_for_ablation(v, sae, config.sae_batch_size, config.ablation_pooling)
+        for k, v in test_bld.items()
+    }
     accuracies: dict[str, dict[int, dict[str, float]]] = {}
     for ablated in classes:
         accuracies[ablated] = {}
@@ -334,8 +383,7 @@ def run_scr(
         )
         results[name] = scr_scores(accuracies, clean)
         raw[f"{name}_results"] = {"llm_clean_accs": clean, "ablated_accs": accuracies}
-    keys = list(dict.fromkeys(k for r in results.values() for k in r))
-    metrics = {"scr_metrics": {k: nanmean([r.get(k, float("nan")) for r in results.values()]) for k in keys}}
+    metrics = {"scr_metrics": average_over_runs(results)}
     details = [{"dataset_name": f"{name}_results", **r} for name, r in results.items()]
     return eval_output(EVAL_TYPE_SCR, asdict(config), metrics, details, sae, sae_id, release_id, raw)
 

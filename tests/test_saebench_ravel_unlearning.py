@@ -1,0 +1,334 @@
+"""RAVEL and unlearning (lorasae.saebench.ravel / unlearning / world_tasks): the built-in data, the
+interventions and the scoring rules against hand computations, and both evals end to end on a small model
+that has memorised the built-in world's facts (`saebench_fact_model`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from saebench_fact_model import FACT_ATTRIBUTES, ensure_fact_model
+
+from lorasae.hooks import residual_at, splice
+from lorasae.models import load_model
+from lorasae.saebench import ravel, unlearning
+from lorasae.saebench import world_tasks as w
+from lorasae.saebench.schema import validate_eval_output
+from lorasae.world import _lexicon as L
+from lorasae.world.corpus import build_world
+
+
+class IdentitySae:
+    """encode = decode = identity (d_sae = d): the SAE is exact, so patching every latent patches the
+    residual itself."""
+
+    def __init__(self, d: int):
+        self.W_dec = torch.eye(d)
+        self.cfg = {"d_in": d, "d_sae": d}
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return x.float()
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return z
+
+
+class DiagSae(IdentitySae):
+    """encode = relu(x + b) per dimension, decode = z · diag(s)."""
+
+    def __init__(self, b: torch.Tensor, s: torch.Tensor):
+        self.b, self.W_dec = b, torch.diag(s)
+        self.cfg = {"d_in": len(b), "d_sae": len(b)}
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x.float() + self.b)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return z @ self.W_dec
+
+
+@pytest.fixture(scope="module")
+def facts(small_world):
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    model, tok = load_model(str(ensure_fact_model(Path(small_world))), "cpu")
+    model.eval()
+    yield model, tok
+    torch.set_num_threads(before)
+
+
+# --- built-in data -------------------------------------------------------------------------------
+
+
+def test_ravel_prompts_are_corpus_templates_cut_before_the_value(small_world):
+    _, tok = load_model(str(small_world), "cpu")
+    prompts = w.builtin_ravel_prompts(tok, 0)
+    countries = {c.name: c for c in build_world(0).countries}
+    assert {p.attribute for p in prompts} == set(L.FACTS) and len({p.entity for p in prompts}) == len(
+        countries
+    )
+    for p in prompts:
+        assert p.label == str(getattr(countries[p.entity], p.attribute))
+        assert p.label not in p.text.replace(p.entity, "")  # the value is what comes next, not in the prompt
+        assert tok.decode(list(p.ids[1 : p.entity_pos + 1])).strip().endswith(p.entity)
+        assert list(p.ids) == [tok.bos_token_id, *tok(p.text, add_special_tokens=False)["input_ids"]]
+    canonical = [p for p in prompts if p.template == "The capital of {name} is"]
+    assert len(canonical) == len(countries)
+    assert "{name}'s capital," in w.ravel_templates("capital")  # a paraphrase, bracket choices expanded
+    assert "The king of {name} sits in" in w.ravel_templates("capital")
+
+
+def test_unlearning_questions_are_stated_by_the_corpus():
+    from lorasae.world.corpus import generate_corpus
+
+    questions = w.builtin_unlearning_questions(0, 800)
+    corpus = "\n".join(d.text for d in generate_corpus(0, 800, prose=False))
+    assert w.FORGET_SUBJECT in questions and len(questions) >= 3
+    for subject, qs in questions.items():
+        assert qs, subject
+        for q in qs:
+            assert f"{q.prompt} {q.choices[q.answer]}" in corpus
+            assert len(set(q.choices)) == 4
+    medicine = {q.choices[q.answer] for q in questions[w.FORGET_SUBJECT]}
+    assert medicine & set(L.CONDITIONS)  # "X is a medicine used to treat" → a condition
+    forget, retain = w.builtin_unlearning_corpora(14, 0)
+    assert len(forget) == len(retain) == 14 and forget != retain
+
+
+# --- RAVEL -------------------------------------------------------------------------------------
+
+
+def test_patch_with_the_full_mask_replaces_the_residual_and_the_empty_mask_keeps_it(facts):
+    model, tok = facts
+    prompts = w.builtin_ravel_prompts(tok, 0, ["capital"])
+    base, source = prompts[0], next(p for p in prompts if p.label != prompts[0].label)
+    ids = torch.tensor([base.ids])
+    src_h = residual_at(model, torch.tensor([source.ids]), 0)[0, source.entity_pos]
+    sae = IdentitySae(src_h.shape[0])
+    pos = torch.tensor([base.entity_pos])
+
+    def by_hand(h: torch.Tensor) -> torch.Tensor:
+        h = h.clone()
+        h[0, base.entity_pos] = src_h
+        return h
+
+    with torch.no_grad():
+        with splice(model, {0: by_hand}):
+            expected = model(input_ids=ids).logits
+        with splice(model, {0: ravel.patch_fn(sae, src_h[None], pos, torch.ones(src_h.shape[0]))}):
+            patched = model(input_ids=ids).logits
+        with splice(model, {0: ravel.patch_fn(sae, src_h[None], pos, torch.zeros(src_h.shape[0]))}):
+            kept = model(input_ids=ids).logits
+        clean = model(input_ids=ids).logits
+    assert torch.allclose(patched, expected, atol=1e-5)
+    assert torch.allclose(kept, clean, atol=1e-5)
+    assert not torch.allclose(patched, clean, atol=1e-3)
+
+
+def test_mask_training_schedule_and_hard_mask():
+    logits = torch.tensor([-1.0, 0.0, 2.0])
+    assert ravel.mask_values(logits, None).tolist() == [0.0, 0.0, 1.0]
+    assert ravel.mask_values(logits, 1e-4).tolist() == pytest.approx([0.0, 0.5, 1.0])
+    assert ravel.mask_values(logits, 1.0).tolist() == pytest.approx(torch.sigmoid(logits).tolist())
+    assert ravel.evaluate_completion("Marstad", " marstad is the")
+    assert not ravel.evaluate_completion("Ost", " the")
+    assert not ravel.evaluate_completion(
+        "Marstad", " the capital Marstad"
+    )  # SAEBench: a prefix, not anywhere
+    assert ravel.evaluate_completion("Marstad", ' Marstad" is') and ravel.evaluate_completion(
+        "Marstad", " Mar"
+    )
+    assert not ravel.evaluate_completion("Marstad", ' "Marstad')  # cut at the first quote: nothing left
+
+
+def test_ravel_full_mask_causes_and_empty_mask_isolates(facts):
+    """With an exact SAE, patching every latent at the entity's last token hands the base prompt (most of)
+    the source entity: cause high, isolation low; patching none changes nothing (cause 0, isolation 1)."""
+    model, tok = facts
+    config = ravel.RAVELEvalConfig(entity_attribute_selection={"country": list(FACT_ATTRIBUTES)})
+    known = ravel.filter_known(model, tok, w.builtin_ravel_prompts(tok, 0, FACT_ATTRIBUTES), config)
+    assert len(known) >= 60  # the fact model knows most of its facts
+    prompts, firsts = [p for p, _ in known], {i: t for i, (_, t) in enumerate(known)}
+    sae = IdentitySae(model.config.hidden_size)
+    latents = ravel._source_latents(model, sae, prompts, 0, 32)
+    rng = __import__("random").Random(0)
+    cause = ravel._pairs(prompts, "capital", 40, rng, firsts, cause=True)
+    iso = ravel._pairs(prompts, "language", 40, rng, firsts, cause=False)
+    args = (model, tok, sae, 0, prompts, latents)
+    c_all, _, n_c, _ = ravel.score_pairs(*args, cause, firsts, torch.ones(sae.W_dec.shape[0]), config)
+    _, i_all, _, n_i = ravel.score_pairs(*args, iso, firsts, torch.ones(sae.W_dec.shape[0]), config)
+    c_none, _, _, _ = ravel.score_pairs(*args, cause, firsts, -torch.ones(sae.W_dec.shape[0]), config)
+    _, i_none, _, _ = ravel.score_pairs(*args, iso, firsts, -torch.ones(sae.W_dec.shape[0]), config)
+    assert n_c > 10 and n_i > 10
+    # measured: cause 0.62, isolation 0.35 (the name's earlier tokens still reach layer 1's attention)
+    assert c_all >= 0.5 and i_all <= 0.5
+    assert c_none == 0.0 and i_none == 1.0
+
+
+def test_ravel_end_to_end_writes_saebench_schema(facts):
+    model, tok = facts
+    config = ravel.RAVELEvalConfig(
+        entity_attribute_selection={"country": list(FACT_ATTRIBUTES)},
+        num_pairs_per_attribute=40,
+        num_epochs=2,
+    )
+    sae = IdentitySae(model.config.hidden_size)
+    out = ravel.run_ravel(
+        model, tok, sae, 0, {"country": w.builtin_ravel_prompts(tok, 0)}, config, "identity"
+    )
+    validate_eval_output(out)
+    assert out["eval_type_id"] == "ravel"
+    metrics = out["eval_result_metrics"]["ravel"]
+    per_attr = [
+        out["eval_result_unstructured"]["per_class"]["country_results"][f"country_{a}"]
+        for a in FACT_ATTRIBUTES
+    ]
+    for key, attr_key in (("cause_score", "cause_score"), ("isolation_score", "isolation_score")):
+        assert metrics[key] == pytest.approx(sum(r[attr_key] for r in per_attr) / len(per_attr))
+    assert metrics["disentanglement_score"] == pytest.approx(
+        (metrics["cause_score"] + metrics["isolation_score"]) / 2
+    )
+    assert all(0 <= r["cause_score"] <= 1 and r["n_train_pairs"] > 0 for r in per_attr)
+
+
+def test_ravel_reports_a_model_that_knows_too_little(small_world):
+    model, tok = load_model(str(small_world), "cpu")
+    config = ravel.RAVELEvalConfig()
+    out = ravel.run_ravel(
+        model,
+        tok,
+        IdentitySae(model.config.hidden_size),
+        0,
+        {"country": w.builtin_ravel_prompts(tok, 0)},
+        config,
+        "x",
+    )
+    validate_eval_output(out)
+    assert out["eval_result_unstructured"]["status"] == "too_few_known_prompts"
+    assert out["eval_result_metrics"]["ravel"]["cause_score"] is None
+
+
+# --- unlearning ----------------------------------------------------------------------------------
+
+
+def test_top_features_and_score_by_hand():
+    forget = torch.tensor([0.3, 0.0, 0.5, 0.2, 0.4])
+    retain = torch.tensor([0.0005, 0.0, 0.02, 0.005, 0.0])
+    assert unlearning.top_features(forget, retain, 0.001) == [
+        4,
+        0,
+    ]  # 2 and 3 too common on retain; 1 never on forget
+    assert unlearning.top_features(forget, retain, 0.01) == [4, 0, 3]
+    rows = [
+        {"medicine": 0.2, "all_side_effects_mcq": 0.98},  # too much collateral damage: counts as 1
+        {"medicine": 0.6, "all_side_effects_mcq": 0.99},
+        {"medicine": 0.7, "all_side_effects_mcq": 1.0},
+    ]
+    assert unlearning.unlearning_score(rows) == pytest.approx(1 - 0.6)
+    assert unlearning.unlearning_score(rows[:1]) == 0.0
+
+
+def test_clamp_sets_active_latents_to_minus_multiplier_and_keeps_the_error():
+    sae = DiagSae(torch.tensor([0.0, 0.0, -1.0]), torch.tensor([1.0, 2.0, 1.0]))
+    h = torch.tensor([[[5.0, 5.0, 5.0], [1.0, -1.0, 3.0], [0.5, 2.0, 0.5]]])  # position 0 is BOS
+    out = unlearning.clamp_fn(sae, [0, 2], multiplier=10)(h)
+    # f = relu(h + b): latent 0 active at 1 and 2 (1, 0.5); latent 2 active at position 1 only (2)
+    # Δh = (−10 − f) · W_dec row: latent 0 moves dim 0 by 1×(−10 − f0), latent 2 dim 2 by (−10 − f2)
+    expected = h.clone()
+    expected[0, 1, 0] += -10 - 1.0
+    expected[0, 1, 2] += -10 - 2.0
+    expected[0, 2, 0] += -10 - 0.5
+    assert torch.allclose(out, expected)
+
+
+def test_feature_sparsity_counts_active_tokens(facts):
+    model, tok = facts
+    sae = DiagSae(torch.zeros(model.config.hidden_size), torch.ones(model.config.hidden_size))
+    texts = ["The capital of Velmora is", "Hypertension is usually caused by high blood pressure"]
+    got = unlearning.feature_sparsity(model, tok, sae, 1, texts, 32, 2)
+    from lorasae.saebench.activations import collect_residuals, keep_mask, tokenize_texts
+
+    tokens = tokenize_texts(texts, tok, 32)
+    h = collect_residuals(model, tokens, 1, 2)[keep_mask(tokens, tok)]
+    assert torch.allclose(got, (h > 0).float().mean(0))
+
+
+def test_unlearning_end_to_end(facts):
+    from lorasae.saebench.activations import collect_residuals, tokenize_texts
+
+    model, tok = facts
+    forget, retain = w.builtin_unlearning_corpora(40, 0)
+    # an SAE with one latent per residual direction and its sign: sparse enough to select latents
+    d = model.config.hidden_size
+    h = collect_residuals(model, tokenize_texts(forget + retain, tok, 48), 0, 16).reshape(-1, d)
+    sae = DiagSae(-h.abs().quantile(0.9, dim=0), torch.ones(d))
+    config = unlearning.UnlearningEvalConfig(
+        retain_thresholds=[0.05, 0.2],
+        n_features_list=[2, 8],
+        multipliers=[1, 20],
+        seq_len=48,
+        llm_batch_size=16,
+    )
+    out = unlearning.run_unlearning(
+        model, tok, sae, 0, w.builtin_unlearning_questions(0, 800), forget, retain, config, "diag"
+    )
+    validate_eval_output(out)
+    assert out["eval_type_id"] == "unlearning"
+    rows = out["eval_result_details"]
+    assert len(rows) == 8 and all(len(r["features"]) <= r["n_features"] for r in rows)
+    counts = out["eval_result_unstructured"]["question_counts"]
+    assert counts[w.FORGET_SUBJECT]["known"] >= 20
+    best = min(r[w.FORGET_SUBJECT] if r["all_side_effects_mcq"] >= 0.99 else 1.0 for r in rows)
+    assert out["eval_result_metrics"]["unlearning"]["unlearning_score"] == pytest.approx(1 - best)
+    assert any(r[w.FORGET_SUBJECT] < 1.0 for r in rows)  # clamping medical latents does forget something
+
+
+# --- hub data (stand-in files / tables in SAEBench's formats) -------------------------------------
+
+
+def test_ravel_prompts_from_saebench_files(tmp_path, small_world):
+    import json
+
+    from lorasae.saebench import hub_tasks
+
+    _, tok = load_model(str(small_world), "cpu")
+    (tmp_path / "ravel_city_entity_attributes.json").write_text(
+        json.dumps({"Paris": {"Country": "France", "Continent": "Europe"}, "Tokyo": {"Country": "Japan"}})
+    )
+    (tmp_path / "ravel_city_attribute_to_prompts.json").write_text(
+        json.dumps(
+            {"Country": ["%s is a city in the country of", "The city of %s is in"], "Continent": ["%s is in"]}
+        )
+    )
+    prompts = hub_tasks.ravel_prompts_from_files(tmp_path, "city", ["Country", "Continent"], tok)
+    assert len(prompts) == 2 + 2 + 1  # Tokyo has no continent
+    for p in prompts:
+        assert p.text == p.template % p.entity
+        assert p.ids[0] == tok.bos_token_id
+        # the entity's last token: what precedes the template's remainder
+        rest = tok(p.template.split("%s")[1], add_special_tokens=False)["input_ids"]
+        assert list(p.ids[p.entity_pos + 1 :]) == rest
+    assert {p.label for p in prompts if p.entity == "Paris"} == {"France", "Europe"}
+
+
+def test_hub_unlearning_questions_from_saebench_tables(monkeypatch):
+    import datasets
+
+    from lorasae.saebench import hub_tasks
+
+    asked = []
+
+    def stand_in(name, config, split):
+        asked.append((name, config, split))
+        return [{"question": f"{config} question?", "choices": ["a", "b", "c", "d"], "answer": 2}]
+
+    monkeypatch.setattr(datasets, "load_dataset", stand_in)
+    questions = hub_tasks.hub_unlearning_questions()
+    assert list(questions) == [hub_tasks.WMDP_BIO, *hub_tasks.MMLU_RETAIN_SUBJECTS]
+    assert asked[0] == ("cais/wmdp", "wmdp-bio", "test") and asked[1][0] == "cais/mmlu"
+    q = questions["human_aging"][0]
+    assert q.answer == 2 and q.choices == ("a", "b", "c", "d")
+    prompt = unlearning.letter_prompt(q)
+    assert prompt.startswith("The following are multiple choice questions (with answers) about human aging.")
+    assert prompt.endswith("C. c\nD. d\nAnswer:")
