@@ -23,6 +23,7 @@ from lorasae.data import TokenSplit, load_token_split
 from lorasae.hooks import residual_at
 from lorasae.models import check_layer, d_model, load_model, special_token_ids, unwrap
 from lorasae.paths import sae_curve_path
+from lorasae.precision import sae_autocast, use_sae_autocast
 from lorasae.runtime import parse_device, seed_everything, setup_environment
 from lorasae.sae import SaeConfig, TopKSAE, geometric_median
 from lorasae.train import distributed as dist_utils
@@ -95,6 +96,8 @@ class SaeTrainer:
         self.cfg, self.model, self.split = cfg, model, split
         self.info = info or dist_utils.env_info()
         self.device = next(model.parameters()).device
+        # bf16 model on CUDA: the SAE's forward under bf16 autocast, its parameters and Adam in float32
+        self.autocast = use_sae_autocast(self.device, next(model.parameters()).dtype)
         for param in model.parameters():
             param.requires_grad_(False)
         self.special_ids = special_token_ids(tokenizer)
@@ -272,7 +275,8 @@ class SaeTrainer:
         cfg = self.cfg
         dead_mask = self.tokens_since_fired >= cfg.dead_after_tokens if cfg.auxk_alpha > 0 else None
         objective = e2e_step if cfg.e2e else reconstruction_step
-        loss, out, stats = objective(self.model, sae, input_ids, cfg.layer, cfg.auxk_alpha, dead_mask)
+        with sae_autocast(self.device, self.autocast):
+            loss, out, stats = objective(self.model, sae, input_ids, cfg.layer, cfg.auxk_alpha, dead_mask)
         totals = dist_utils.all_reduce_sum(stats.as_tensor(self.info.world_size))
         global_loss = float(totals[0])
         if not math.isfinite(global_loss):
