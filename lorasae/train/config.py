@@ -118,6 +118,10 @@ class TrainSaeConfig(CommonArgs):
     eval_every_pct: float = 1.0
     """Validate (spliced CE) before training and every this many percent of training."""
 
+    harvest_steps: int | None = None
+    """Training batches harvested per language-model forward (TopK objective; the SAE steps keep the
+    batch size and token order). Default: 32k tokens' worth on CUDA (32 steps of 1024), 1 on the CPU."""
+
     val_batch_size: int | None = None
     """Sequences per forward pass during validation. Default: 4096 tokens' worth (4 of 1024 tokens);
     1024 tokens' worth for small models (d < 1024)."""
@@ -175,6 +179,8 @@ class TrainSaeConfig(CommonArgs):
             problems.append(f"--ctx_len {self.ctx_len} exceeds the model's context window of {max_positions}")
         if self.batch_size is not None and self.batch_size < 1:
             problems.append(f"--batch_size must be ≥ 1, got {self.batch_size}")
+        if self.harvest_steps is not None and self.harvest_steps < 1:
+            problems.append(f"--harvest_steps must be ≥ 1, got {self.harvest_steps}")
         if self.val_batch_size is not None and self.val_batch_size < 1:
             problems.append(f"--val_batch_size must be ≥ 1, got {self.val_batch_size}")
         if not 0 < self.eval_every_pct <= 100:

@@ -29,6 +29,7 @@ from lorasae.sae import SaeConfig, TopKSAE, geometric_median
 from lorasae.train import distributed as dist_utils
 from lorasae.train.config import TrainSaeConfig
 from lorasae.train.distributed import DistInfo
+from lorasae.train.harvest import ActivationBuffer, activation_step, default_harvest_steps
 from lorasae.train.logger import TrainLogger, start_wandb
 from lorasae.train.objectives import e2e_step, reconstruction_step
 from lorasae.train.optim import make_optimizer
@@ -98,6 +99,7 @@ class SaeTrainer:
         self.device = next(model.parameters()).device
         # bf16 model on CUDA: the SAE's forward under bf16 autocast, its parameters and Adam in float32
         self.autocast = use_sae_autocast(self.device, next(model.parameters()).dtype)
+        self.harvest_steps = cfg.harvest_steps or default_harvest_steps(self.device, cfg.tokens_per_step)
         for param in model.parameters():
             param.requires_grad_(False)
         self.special_ids = special_token_ids(tokenizer)
@@ -271,12 +273,18 @@ class SaeTrainer:
         self._start_clock()
 
     # --- one optimiser step ------------------------------------------------------------------------
-    def _train_step(self, sae: nn.Module, input_ids: torch.Tensor) -> dict[str, float]:
+    def _train_step(
+        self, sae: nn.Module, input_ids: torch.Tensor | None = None, acts: torch.Tensor | None = None
+    ) -> dict[str, float]:
+        """One optimiser step on a batch of token ids, or on its harvested activations `acts`."""
         cfg = self.cfg
         dead_mask = self.tokens_since_fired >= cfg.dead_after_tokens if cfg.auxk_alpha > 0 else None
         objective = e2e_step if cfg.e2e else reconstruction_step
         with sae_autocast(self.device, self.autocast):
-            loss, out, stats = objective(self.model, sae, input_ids, cfg.layer, cfg.auxk_alpha, dead_mask)
+            if acts is not None:
+                loss, out, stats = activation_step(sae, acts, cfg.auxk_alpha, dead_mask)
+            else:
+                loss, out, stats = objective(self.model, sae, input_ids, cfg.layer, cfg.auxk_alpha, dead_mask)
         totals = dist_utils.all_reduce_sum(stats.as_tensor(self.info.world_size))
         global_loss = float(totals[0])
         if not math.isfinite(global_loss):
@@ -357,9 +365,14 @@ class SaeTrainer:
                     self.base_ce = self.spliced_ce(with_sae=False)
                 self._record_curve_points(self.eval_points.get(0, 0), logger)
             self._start_clock()
+            buffer = None if cfg.e2e else ActivationBuffer(
+                self.model, cfg.layer, batches, self.harvest_steps, info, self.device, cfg.total_steps - self.step
+            )  # fmt: skip
             for _ in range(self.step, cfg.total_steps):
-                ids = dist_utils.shard(next(batches), info).to(self.device)
-                metrics = self._train_step(sae, ids)
+                if buffer is not None:
+                    metrics = self._train_step(sae, acts=next(buffer))
+                else:
+                    metrics = self._train_step(sae, dist_utils.shard(next(batches), info).to(self.device))
                 self.step += 1
                 logger.step(self.step, metrics)
                 self._after_step(logger)
