@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from lorasae.cli import CommonArgs, field, parse_count
 from lorasae.data import default_dataset
 from lorasae.models import model_key
+from lorasae.train.validation import curve_val_tokens
 
 PAPER_K = 64
 PAPER_D_MODEL = 2304  # Gemma-2-2B, where the paper's k = 64 was chosen
@@ -118,6 +119,11 @@ class TrainSaeConfig(CommonArgs):
     eval_every_pct: float = 1.0
     """Validate (spliced CE) before training and every this many percent of training."""
 
+    curve_val_tokens: int | None = field(default=None, type=parse_count)
+    """Validation tokens of each curve point (the first chunks). Default: all of --num_val_tokens, but for
+    short runs the tokens trained between two points, at least 2048 (validation would otherwise dominate);
+    the final FVU, L0 and dead-latent statistics always use every validation token."""
+
     harvest_steps: int | None = None
     """Training batches harvested per language-model forward (TopK objective; the SAE steps keep the
     batch size and token order). Default: 32k tokens' worth on CUDA (32 steps of 1024), 1 on the CPU."""
@@ -159,6 +165,8 @@ class TrainSaeConfig(CommonArgs):
             cfg.val_batch_size = default_val_batch_size(d_model, cfg.ctx_len)
         if cfg.num_val_tokens is None:
             cfg.num_val_tokens = default_num_val_tokens(d_model)
+        if cfg.curve_val_tokens is None:
+            cfg.curve_val_tokens = curve_val_tokens(cfg.num_val_tokens, cfg.num_train_tokens, cfg.num_evals)
         d_sae = d_model * cfg.expansion_factor
         cfg.lr = cfg.lr if cfg.lr is not None else default_lr(d_sae)
         if cfg.dead_after_tokens is None:

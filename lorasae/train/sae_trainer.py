@@ -45,7 +45,7 @@ from lorasae.train.state import (
     save_state,
     state_path,
 )
-from lorasae.train.validation import reconstruction_stats, spliced_ce
+from lorasae.train.validation import curve_chunks, reconstruction_stats, spliced_ce
 
 
 class NonFiniteLossError(RuntimeError):
@@ -95,6 +95,7 @@ class SaeTrainer:
         self.d_model = d_model(model)
         cfg = cfg.resolved(self.d_model, max_positions(model))  # a no-op for an already resolved config
         self.cfg, self.model, self.split = cfg, model, split
+        self.curve_val = curve_chunks(split.val, cfg.curve_val_tokens or split.val.numel())
         self.info = info or dist_utils.env_info()
         self.device = next(model.parameters()).device
         # bf16 model on CUDA: the SAE's forward under bf16 autocast, its parameters and Adam in float32
@@ -181,7 +182,7 @@ class SaeTrainer:
         cfg = self.cfg
         sae = self.sae if with_sae else None
         return spliced_ce(
-            self.model, sae, cfg.layer, self.split.val, cfg.val_batch_size, self.special_ids, self.info
+            self.model, sae, cfg.layer, self.curve_val, cfg.val_batch_size, self.special_ids, self.info
         )
 
     # --- timing (training minutes exclude evaluation and checkpoint writing) -----------------------
@@ -407,6 +408,8 @@ class SaeTrainer:
 
 def summary_line(cfg: TrainSaeConfig, r: TrainResult) -> str:
     ce = f"spliced val CE {r.val_loss[0]:.4f} -> {r.val_loss[-1]:.4f}" if r.val_loss else "no curve"
+    if cfg.curve_val_tokens and cfg.num_val_tokens and cfg.curve_val_tokens < cfg.num_val_tokens:
+        ce += f" on the first {cfg.curve_val_tokens:,} of {cfg.num_val_tokens:,} val tokens (short run)"
     return (
         f"{cfg.kind} SAE {cfg.model_key} layer {cfg.layer} (k={cfg.k}, width {cfg.expansion_factor}x): "
         f"{r.steps} steps, {r.tokens:,} tokens, {r.minutes[-1] if r.minutes else 0:.2f} train min; {ce} "
