@@ -15,7 +15,7 @@ def test_gpu_check_dry_run_on_cpu_prints_the_table(tmp_path):
     env = {**os.environ, "PYTHON": sys.executable, "GPU_CHECK_DIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
     out = subprocess.run(
         ["bash", str(REPO / "bench" / "gpu_check.sh"), "--device", "cpu", "--tiny"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False,
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=1800, check=False,
     )  # fmt: skip
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     lines = out.stdout.splitlines()
