@@ -33,8 +33,9 @@ class CommonArgs:
     """Text source: 'builtin', a hub dataset ('redpajama', 'pile', or an id) or a local txt/jsonl/parquet
     file or folder. Default: builtin for the tiny model, RedPajama otherwise."""
 
-    dtype: str = "float32"
-    """Model dtype: float32 or bfloat16."""
+    dtype: str = "auto"
+    """Model dtype: auto (bfloat16 on CUDA with the SAE in float32 under bf16 autocast, TF32 matmuls;
+    float32 on the CPU), float32 (the original's numerics) or bfloat16."""
 
     seed: int = 42
     """Random seed (data order and initialisation)."""

@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lorasae.runtime import parse_device, parse_dtype
+from lorasae.precision import attention_implementation, configure_matmul, resolve_dtype
+from lorasae.runtime import parse_device
 
 MODEL_REGISTRY: dict[str, str] = {
     "gemma": "google/gemma-2-2b",
@@ -79,17 +80,19 @@ def load_model(
     dtype: str | torch.dtype = torch.float32,
     attn_implementation: str | None = None,
 ):
-    """Load `(model, tokenizer)` through the Auto classes, in eval mode, on `device`."""
+    """Load `(model, tokenizer)` through the Auto classes, in eval mode, on `device`. `dtype="auto"` and
+    the attention implementation are resolved per device by `lorasae.precision`."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model_name(name)
     device = parse_device(device)
-    dtype = parse_dtype(dtype)
+    configure_matmul(device, dtype)
+    dtype = resolve_dtype(dtype, device)
     token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
     try:
         config = AutoConfig.from_pretrained(path, token=token)
-        if attn_implementation is None and getattr(config, "model_type", "") == "gemma2":
-            attn_implementation = "eager"  # Gemma-2's logit soft-capping is only exact in eager attention
+        if attn_implementation is None:  # Gemma-2's soft-capping needs eager or FlashAttention-2
+            attn_implementation = attention_implementation(getattr(config, "model_type", ""), device)
         model = AutoModelForCausalLM.from_pretrained(
             path, dtype=dtype, token=token, attn_implementation=attn_implementation
         )

@@ -19,6 +19,8 @@ _DTYPES = {
     "fp16": torch.float16,
     "half": torch.float16,
     "float64": torch.float64,
+    "fp64": torch.float64,
+    "double": torch.float64,
 }
 
 
@@ -56,6 +58,11 @@ def parse_dtype(name: str | torch.dtype) -> torch.dtype:
         return _DTYPES[str(name).lower().removeprefix("torch.")]
     except KeyError as err:
         raise ValueError(f"Unknown dtype {name!r}: choose one of {sorted(_DTYPES)}.") from err
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """`torch.float32` -> `"float32"` (the spelling sae_lens writes in cfg.json)."""
+    return str(dtype).removeprefix("torch.")
 
 
 def parse_count(value: str | int | float) -> int:

@@ -211,10 +211,10 @@ def test_resume_rejects_other_settings_and_other_model(world, out_root, tmp_path
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(world, out_root, monkeypatch):
-    from lorasae.train import objectives
+    from lorasae.train import harvest
     from lorasae.train.sae_trainer import NonFiniteLossError, train_sae
 
-    real = objectives.residual_at
+    real = harvest.residual_at  # the training steps' activations (one batch per forward on the CPU)
     calls = {"n": 0}
 
     def poisoned(model, ids, layer):
@@ -222,7 +222,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(world, out_root, monk
         hidden = real(model, ids, layer)
         return hidden * float("nan") if calls["n"] == 33 else hidden  # step 33 of 60
 
-    monkeypatch.setattr(objectives, "residual_at", poisoned)
+    monkeypatch.setattr(harvest, "residual_at", poisoned)
     cfg = fast_config(*world)
     with pytest.raises(
         NonFiniteLossError, match=r"Stopped at step 33: the loss became nan.*state at step 30"

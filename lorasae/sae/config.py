@@ -11,29 +11,12 @@ import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-import torch
+import torch  # noqa: F401  (type annotations)
 
-_DTYPES = {
-    "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
-    "float64": torch.float64, "fp64": torch.float64, "double": torch.float64,
-    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
-}  # fmt: skip
+from lorasae.runtime import dtype_name, parse_dtype
 
-
-def to_torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    """``"float32"``, ``"bf16"``, ``"torch.float16"`` or a ``torch.dtype`` -> ``torch.dtype``."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    name = str(dtype).removeprefix("torch.").lower()
-    if name not in _DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(set(_DTYPES))}")
-    return _DTYPES[name]
-
-
-def dtype_name(dtype: torch.dtype) -> str:
-    """``torch.float32`` -> ``"float32"`` (the spelling sae_lens writes in cfg.json)."""
-    return str(dtype).removeprefix("torch.")
+# the one dtype table is `lorasae.runtime`'s; these are its names under the SAE package's old spellings
+to_torch_dtype = parse_dtype
 
 
 @dataclass

@@ -36,6 +36,7 @@ from lorasae.model_defaults import (
     default_val_batch_size,
 )
 from lorasae.models import model_key
+from lorasae.train.validation import curve_val_tokens
 
 __all__ = [
     "TrainSaeConfig",
@@ -109,6 +110,15 @@ class TrainSaeConfig(CommonArgs):
     eval_every_pct: float = 1.0
     """Validate (spliced CE) before training and every this many percent of training."""
 
+    curve_val_tokens: int | None = field(default=None, type=parse_count)
+    """Validation tokens of each curve point (the first chunks). Default: all of --num_val_tokens, but for
+    short runs the tokens trained between two points, at least 2048 (validation would otherwise dominate);
+    the final FVU, L0 and dead-latent statistics always use every validation token."""
+
+    harvest_steps: int | None = None
+    """Training batches harvested per language-model forward (TopK objective; the SAE steps keep the
+    batch size and token order). Default: 32k tokens' worth on CUDA (32 steps of 1024), 1 on the CPU."""
+
     val_batch_size: int | None = None
     """Sequences per forward pass during validation. Default: 4096 tokens' worth (4 of 1024 tokens);
     1024 tokens' worth for small models (d < 1024)."""
@@ -151,6 +161,8 @@ class TrainSaeConfig(CommonArgs):
             cfg.val_batch_size = default_val_batch_size(d_model, cfg.ctx_len)
         if cfg.num_val_tokens is None:
             cfg.num_val_tokens = default_num_val_tokens(d_model)
+        if cfg.curve_val_tokens is None:
+            cfg.curve_val_tokens = curve_val_tokens(cfg.num_val_tokens, cfg.num_train_tokens, cfg.num_evals)
         d_sae = d_model * cfg.expansion_factor
         cfg.lr = cfg.lr if cfg.lr is not None else default_lr(d_sae)
         if cfg.dead_after_tokens is None:
@@ -171,6 +183,8 @@ class TrainSaeConfig(CommonArgs):
             problems.append(f"--ctx_len {self.ctx_len} exceeds the model's context window of {max_positions}")
         if self.batch_size is not None and self.batch_size < 1:
             problems.append(f"--batch_size must be ≥ 1, got {self.batch_size}")
+        if self.harvest_steps is not None and self.harvest_steps < 1:
+            problems.append(f"--harvest_steps must be ≥ 1, got {self.harvest_steps}")
         if self.val_batch_size is not None and self.val_batch_size < 1:
             problems.append(f"--val_batch_size must be ≥ 1, got {self.val_batch_size}")
         if not 0 < self.eval_every_pct <= 100:

@@ -31,11 +31,13 @@ from lorasae.models import (
     special_token_ids,
 )
 from lorasae.paths import sae_curve_path
+from lorasae.precision import sae_autocast, use_sae_autocast
 from lorasae.runtime import parse_device, seed_everything, setup_environment
 from lorasae.sae import SaeConfig, SaeShapeError, TopKSAE, geometric_median
 from lorasae.train import distributed as dist_utils
 from lorasae.train.config import TrainSaeConfig
 from lorasae.train.distributed import DistInfo
+from lorasae.train.harvest import ActivationBuffer, activation_step, default_harvest_steps
 from lorasae.train.logger import TrainLogger, start_wandb
 from lorasae.train.objectives import e2e_head, e2e_step, reconstruction_step
 from lorasae.train.optim import make_optimizer
@@ -51,7 +53,7 @@ from lorasae.train.state import (
     save_state,
     state_path,
 )
-from lorasae.train.validation import reconstruction_stats, spliced_ce
+from lorasae.train.validation import curve_chunks, reconstruction_stats, spliced_ce
 
 
 class NonFiniteLossError(RuntimeError):
@@ -91,8 +93,12 @@ class SaeTrainer:
         cfg = cfg.resolved(self.d_model, max_positions(model), num_layers(model))
         check_layer(model, cfg.layer)
         self.cfg, self.model, self.split = cfg, model, split
+        self.curve_val = curve_chunks(split.val, cfg.curve_val_tokens or split.val.numel())
         self.info = info or dist_utils.env_info()
         self.device = next(model.parameters()).device
+        # bf16 model on CUDA: the SAE's forward under bf16 autocast, its parameters and Adam in float32
+        self.autocast = use_sae_autocast(self.device, next(model.parameters()).dtype)
+        self.harvest_steps = cfg.harvest_steps or default_harvest_steps(self.device, cfg.tokens_per_step)
         for param in model.parameters():
             param.requires_grad_(False)
         self.special_ids = special_token_ids(tokenizer)
@@ -176,7 +182,7 @@ class SaeTrainer:
         cfg = self.cfg
         sae = self.sae if with_sae else None
         return spliced_ce(
-            self.model, sae, cfg.layer, self.split.val, cfg.val_batch_size, self.special_ids, self.info
+            self.model, sae, cfg.layer, self.curve_val, cfg.val_batch_size, self.special_ids, self.info
         )
 
     # --- timing (training minutes exclude evaluation and checkpoint writing) -----------------------
@@ -268,17 +274,23 @@ class SaeTrainer:
         self._start_clock()
 
     # --- one optimiser step ------------------------------------------------------------------------
-    def _train_step(self, sae: nn.Module, input_ids: torch.Tensor) -> dict[str, float]:
+    def _train_step(
+        self, sae: nn.Module, input_ids: torch.Tensor | None = None, acts: torch.Tensor | None = None
+    ) -> dict[str, float]:
+        """One optimiser step on a batch of token ids, or on its harvested activations `acts`."""
         cfg = self.cfg
         dead_mask = self.tokens_since_fired >= cfg.dead_after_tokens if cfg.auxk_alpha > 0 else None
-        if cfg.e2e:
-            loss, out, stats = e2e_step(
-                self.model, sae, input_ids, cfg.layer, cfg.auxk_alpha, dead_mask, head=self.kl_head
-            )
-        else:
-            loss, out, stats = reconstruction_step(
-                self.model, sae, input_ids, cfg.layer, cfg.auxk_alpha, dead_mask
-            )
+        with sae_autocast(self.device, self.autocast):
+            if acts is not None:
+                loss, out, stats = activation_step(sae, acts, cfg.auxk_alpha, dead_mask)
+            elif cfg.e2e:
+                loss, out, stats = e2e_step(
+                    self.model, sae, input_ids, cfg.layer, cfg.auxk_alpha, dead_mask, head=self.kl_head
+                )
+            else:
+                loss, out, stats = reconstruction_step(
+                    self.model, sae, input_ids, cfg.layer, cfg.auxk_alpha, dead_mask
+                )
         totals = dist_utils.all_reduce_sum(stats.as_tensor(self.info.world_size))
         global_loss = float(totals[0])
         if not math.isfinite(global_loss):
@@ -359,9 +371,14 @@ class SaeTrainer:
                     self.base_ce = self.spliced_ce(with_sae=False)
                 self._record_curve_points(self.eval_points.get(0, 0), logger)
             self._start_clock()
+            buffer = None if cfg.e2e else ActivationBuffer(
+                self.model, cfg.layer, batches, self.harvest_steps, info, self.device, cfg.total_steps - self.step
+            )  # fmt: skip
             for _ in range(self.step, cfg.total_steps):
-                ids = dist_utils.shard(next(batches), info).to(self.device)
-                metrics = self._train_step(sae, ids)
+                if buffer is not None:
+                    metrics = self._train_step(sae, acts=next(buffer))
+                else:
+                    metrics = self._train_step(sae, dist_utils.shard(next(batches), info).to(self.device))
                 self.step += 1
                 logger.step(self.step, metrics)
                 self._after_step(logger)
@@ -396,6 +413,8 @@ class SaeTrainer:
 
 def summary_line(cfg: TrainSaeConfig, r: TrainResult) -> str:
     ce = f"spliced val CE {r.val_loss[0]:.4f} -> {r.val_loss[-1]:.4f}" if r.val_loss else "no curve"
+    if cfg.curve_val_tokens and cfg.num_val_tokens and cfg.curve_val_tokens < cfg.num_val_tokens:
+        ce += f" on the first {cfg.curve_val_tokens:,} of {cfg.num_val_tokens:,} val tokens (short run)"
     return (
         f"{cfg.kind} SAE {cfg.model_key} layer {cfg.layer} (k={cfg.k}, width {cfg.expansion_factor}x): "
         f"{r.steps} steps, {r.tokens:,} tokens, {r.minutes[-1] if r.minutes else 0:.2f} train min; {ce} "
