@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from grok_helpers import small_grok_config
 
 from lorasae import paths
 from lorasae.grok.experiments import clamp_fn, clamp_study, differing_latents
 from lorasae.grok.model import GrokModelConfig, build_model, last_logits
 from lorasae.grok.tasks import ModularTask
-from lorasae.grok.train import GrokTrainConfig, train_grok
+from lorasae.grok.train import train_grok
 from lorasae.hooks import splice
 from lorasae.sae import SaeConfig, TopKSAE
 
@@ -65,14 +66,7 @@ def test_differing_latents_rank_by_post_minus_pre_mean_activation():
     assert (score[order[:-1]] >= score[order[1:]]).all()
 
 
-CFG = GrokTrainConfig(
-    task=ModularTask(prime=11, train_frac=0.5),
-    model=GrokModelConfig(d_model=16, d_ff=32, n_heads=2),
-    lr=3e-3,
-    max_steps=40,
-    eval_every=10,
-    checkpoint_every=20,
-)
+CFG = small_grok_config(d_model=16, d_ff=32, max_steps=40)
 
 
 @pytest.fixture(scope="module")

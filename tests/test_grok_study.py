@@ -5,25 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from grok_helpers import small_grok_config
+
 from lorasae import paths
-from lorasae.grok.model import GrokModelConfig
 from lorasae.grok.saes import SaeFitConfig
 from lorasae.grok.study import GrokStudyConfig, run_study
-from lorasae.grok.tasks import ModularTask
-from lorasae.grok.train import GrokTrainConfig
 from lorasae.sae import TopKSAE
 from lorasae.sae.crosscoder import Crosscoder
 
 
 def test_study_on_a_small_prime_writes_saes_crosscoder_clamp_results_and_figures(out_root):
-    train = GrokTrainConfig(
-        task=ModularTask(prime=11, train_frac=0.5),
-        model=GrokModelConfig(d_model=32, d_ff=64, n_heads=2),
-        lr=3e-3,
-        max_steps=60,
-        eval_every=10,
-        checkpoint_every=20,
-    )
+    train = small_grok_config()
     cfg = GrokStudyConfig(
         train=train,
         sae=SaeFitConfig(expansion_factor=2, k=3, steps=60, batch_size=64, lr=3e-3),

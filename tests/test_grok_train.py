@@ -7,23 +7,15 @@ import json
 
 import pytest
 import torch
+from grok_helpers import small_grok_config
 
 from lorasae import paths
 from lorasae.grok.experiments import continue_training
-from lorasae.grok.model import GrokModelConfig
 from lorasae.grok.saes import SaeFitConfig, answer_activations, train_crosscoder, train_topk_sae
-from lorasae.grok.tasks import ModularTask
-from lorasae.grok.train import GrokTrainConfig, checkpoint_steps, ensure_grok_model, train_grok
+from lorasae.grok.train import checkpoint_steps, ensure_grok_model, train_grok
 from lorasae.models import load_model
 
-CFG = GrokTrainConfig(
-    task=ModularTask(prime=11, train_frac=0.5),
-    model=GrokModelConfig(d_model=32, d_ff=64, n_heads=2),
-    lr=3e-3,
-    max_steps=60,
-    eval_every=10,
-    checkpoint_every=20,
-)
+CFG = small_grok_config()
 
 
 @pytest.fixture(scope="module")
