@@ -200,6 +200,39 @@ def test_target_is_the_original_model_with_adapters_and_sae_off():
     assert peft_model.training  # the target's eval mode does not leak
 
 
+def test_base_view_equals_peft_disable_adapter_and_restores_the_adapters():
+    from lorasae.lora.base_view import BaseView
+
+    x = ids(2, 16)
+    for attention_dropout in (0.0, 0.5):  # 0.5: a module outside the adapters that trains differently
+        model = make_tiny_model("llama")
+        model.config.attention_dropout = attention_dropout
+        for layer in model.model.layers:
+            layer.self_attn.attention_dropout = attention_dropout
+        peft_model = attach_lora(model, [0, 1, 2], rank=4, dropout=0.3)
+        with torch.no_grad():
+            for name, p in peft_model.named_parameters():
+                if "lora_B" in name:
+                    p.normal_(0, 0.1)
+        peft_model.eval()
+        with torch.no_grad(), peft_model.disable_adapter():
+            expected = peft_model(input_ids=x).logits
+        with torch.no_grad():
+            adapted = peft_model(input_ids=x).logits
+        view = BaseView(peft_model)
+        assert view.needs_eval == (attention_dropout > 0)
+        assert len(view.layers) == 3 * 7  # q k v o gate up down on each adapted layer
+        peft_model.train()
+        with torch.no_grad(), view.base():
+            got = peft_model(input_ids=x).logits
+        assert torch.equal(got, expected)
+        assert peft_model.training and all(not layer.disable_adapters for layer in view.layers)
+        peft_model.eval()
+        with torch.no_grad():
+            assert torch.equal(peft_model(input_ids=x).logits, adapted)  # adapters back on
+        assert not torch.equal(adapted, expected)
+
+
 # --- training ---------------------------------------------------------------------------------------
 
 

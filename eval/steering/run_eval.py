@@ -11,32 +11,9 @@ normalised per (model, set) on the unsteered values; Δ = steered − unsteered.
 model's mean Δ per set and the LoRA-minus-base Δ with a t-interval; histograms compare the two models.
 """
 
-from dataclasses import dataclass
-
 from lorasae.cli import parse
-from lorasae.steering.args import SteeringArgs
-from lorasae.steering.context import load_context
-from lorasae.steering.evaluator import llm_from_env
-from lorasae.steering.final_eval import run_steering_eval
-from lorasae.steering.latent import resolve_latent
-
-
-@dataclass
-class Config(SteeringArgs):
-    """Evaluate steering on the test split."""
-
-    alpha: float | None = None
-    """Steering strength. Default: the alpha chosen by tune_alpha.py on the tuning split."""
-
-    confidence: float = 0.90
-    """Confidence level of the t-intervals."""
-
-
-def main(config: Config) -> None:
-    ctx = load_context(config, with_adapter=True)
-    resolve_latent(ctx, config.neuron)
-    run_steering_eval(ctx, config, alpha=config.alpha, confidence=config.confidence, llm=llm_from_env())
-
+from lorasae.steering.scripts import EvalConfig as Config
+from lorasae.steering.scripts import evaluate as main
 
 if __name__ == "__main__":
     main(parse(Config))

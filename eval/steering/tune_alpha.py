@@ -12,51 +12,9 @@ go to the smaller |alpha|. Every recorded alpha of the split counts, so single e
 accumulate as the original's manual tuning did.
 """
 
-from dataclasses import dataclass
-
 from lorasae.cli import parse
-from lorasae.steering.args import SteeringArgs
-from lorasae.steering.context import load_context
-from lorasae.steering.evaluator import llm_from_env
-from lorasae.steering.latent import resolve_latent
-from lorasae.steering.tune import tune_alpha
-from lorasae.steering.tuning import parse_grid
-
-
-@dataclass
-class Config(SteeringArgs):
-    """Evaluate one alpha or sweep a grid and choose one."""
-
-    tuning: bool = True
-    """Use the tuning split (default). `--tuning false` evaluates on the test split instead (for
-    inspection only: choosing alpha there leaks the test set)."""
-
-    alpha: float | None = None
-    """Evaluate this alpha only (recorded with the others). Default: sweep the grid."""
-
-    max_negative_drop: float = 5.0
-    """Side-effect budget of the choice: the negatives' mean Δ may not fall below minus this (normalised
-    log-likelihood, in percent of the unsteered range), for either model."""
-
-    grid: str | None = None
-    """Alphas to sweep, e.g. '0.5,1,2,4'. Default: 0.25 … 32 (doubling) for multiplicative steering;
-    0.125 … 4 × the residual RMS norm for additive."""
-
-
-def main(config: Config) -> None:
-    ctx = load_context(config, with_adapter=True)
-    resolve_latent(ctx, config.neuron)
-    grid = parse_grid(config.grid) if config.grid else None
-    tune_alpha(
-        ctx,
-        config,
-        alpha=config.alpha,
-        grid=grid,
-        tuning=config.tuning,
-        llm=llm_from_env(),
-        max_negative_drop=config.max_negative_drop,
-    )
-
+from lorasae.steering.scripts import TuneConfig as Config
+from lorasae.steering.scripts import tune as main
 
 if __name__ == "__main__":
     main(parse(Config))

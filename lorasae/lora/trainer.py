@@ -27,6 +27,7 @@ from lorasae.eval_ce import ce_sum_and_count
 from lorasae.gap import GapClosed, gap_closed
 from lorasae.hooks import SpliceFn, splice
 from lorasae.kl import KL_IMPLS, LogitHead, chunked_kl, final_hidden, naive_kl, verify_head
+from lorasae.lora.base_view import BaseView
 from lorasae.train.distributed import DistInfo, all_reduce_sum, shard
 
 SpliceFactory = Callable[[Tensor], Mapping[int, SpliceFn]]
@@ -104,17 +105,6 @@ def sae_splices(saes: Mapping[int, object], special_ids: Sequence[int]) -> Splic
     return build
 
 
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode inside the block; the previous mode afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
 def dist_info() -> DistInfo:
     """Rank and world size of the initialised process group (one process when there is none)."""
     if dist.is_available() and dist.is_initialized():
@@ -136,6 +126,7 @@ class KLObjective(nn.Module):
         self.impl = impl
         self.chunk_size = chunk_size or None
         self.head = LogitHead.from_model(model) if impl == "fused" else None
+        self.base_view = BaseView(model)
 
     def check_fused(self, sample_ids: Tensor) -> None:
         """Fall back to `chunked` (with a warning) if the model's logits are not `head(final hidden)`."""
@@ -154,7 +145,7 @@ class KLObjective(nn.Module):
 
     def target(self, input_ids: Tensor) -> Tensor:
         """Final hidden states (fused) or logits of the original model: adapters and SAEs off."""
-        with torch.no_grad(), eval_mode(self.model), self.model.disable_adapter():
+        with torch.no_grad(), self.base_view.base():
             return self._outputs(input_ids)
 
     def forward(self, input_ids: Tensor) -> Tensor:
