@@ -129,6 +129,30 @@ def test_every_front_end_resolves_the_same_sae_and_adapter(trained):
     assert plan.sae_sources == [(ref0.source, 0)] and plan.adapter == after
 
 
+def test_default_adapter_is_the_widest_span_then_highest_rank_not_the_newest(tmp_path):
+    import os
+
+    from lorasae.store import find_adapter
+
+    made = [
+        _adapter(tmp_path, "tiny", "expansion_8_L0_4", span, rank)
+        for span, rank in (("0-3", 4), ("0-3", 64), ("0-3", 16), ("2-3", 1), ("2-2", 16))
+    ]
+    for i, folder in enumerate(made):  # written in this order: the last ones are the newest
+        os.utime(folder / "adapter_config.json", (1_000 + i, 1_000 + i))
+    assert find_adapter("tiny", "expansion_8_L0_4", base=tmp_path) == made[1]  # 0-3, rank 64
+    assert find_adapter("tiny", "expansion_8_L0_4", rank=16, base=tmp_path) == made[2]
+    assert find_adapter("tiny", "expansion_8_L0_4", rank=1, base=tmp_path) == made[3]
+    assert find_adapter("tiny", "expansion_8_L0_4", lora_span="2-2", base=tmp_path) == made[4]
+    # equal span and rank (the final SAE and its 100 % checkpoint): the newest
+    twin = _adapter(tmp_path, "tiny", "expansion_8_L0_4-100pct", "0-3", 64)
+    os.utime(twin / "adapter_config.json", (2_000, 2_000))
+    tags = ["expansion_8_L0_4", "expansion_8_L0_4-100pct"]
+    assert find_adapter("tiny", tags, base=tmp_path) == twin
+    os.utime(made[1] / "adapter_config.json", (3_000, 3_000))
+    assert find_adapter("tiny", tags, base=tmp_path) == made[1]
+
+
 def test_layer_and_run_tag_are_known_and_finished_runs_skipped_before_loading(trained, monkeypatch):
     import lorasae.lora.run as lora_run
     from lorasae.lora.config import TrainLoraConfig

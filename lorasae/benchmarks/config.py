@@ -86,8 +86,8 @@ class BenchmarkConfig(CommonArgs):
     """Decoder layer to splice the SAE after. Default: the SAE's own hook layer."""
 
     adapter: str | None = None
-    """LoRA adapter folder (PEFT format) for --model_type peft. Default: the newest one trained for the SAE
-    (rank 64 on layers L+1…n-1 for --model_size, as the original)."""
+    """LoRA adapter folder (PEFT format) for --model_type peft. Default: the one trained for the SAE on the
+    most layers, at the highest rank, the newest among equals (rank 64 on layers L+1…n-1 for --model_size, as the original)."""
 
     rank: int | None = None
     """Only consider saved adapters of this LoRA rank when looking one up."""

@@ -37,7 +37,7 @@ class SaeBenchArgs(SaeChoiceArgs, CommonArgs):
     Default: builtin for the tiny model, else SAEBench's (openwebtext for core, the Pile for autointerp)."""
 
     adapter: str | None = None
-    """LoRA adapter folder (PEFT format) for --model_type peft. Default: the newest adapter saved for the SAE
+    """LoRA adapter folder (PEFT format) for --model_type peft. Default: the adapter saved for the SAE with the widest layer span, then the highest rank, then the newest
     (`find_adapter`)."""
 
     peft_dict: str | None = None

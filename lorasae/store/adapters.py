@@ -9,6 +9,7 @@ checkpoint hold the same weights, so an adapter trained on either counts for bot
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -43,6 +44,22 @@ def _matches(path: Path, tags: Sequence[str] | None, rank: int | None, span: str
     )
 
 
+def _span_width(path: Path) -> int:
+    m = re.fullmatch(r"peft_(\d+)-(\d+)", path.parent.name)
+    return int(m.group(2)) - int(m.group(1)) + 1 if m else 0
+
+
+def _rank(path: Path) -> int:
+    m = re.fullmatch(r"rank_(\d+)", path.name)
+    return int(m.group(1)) if m else 0
+
+
+def _preference(path: Path) -> tuple[int, int, float]:
+    """Among matching adapters: the widest layer span (the paper adapts every layer; a one-layer or
+    `after` adapter is an experiment's), then the highest rank, then the newest."""
+    return _span_width(path), _rank(path), (path / "adapter_config.json").stat().st_mtime
+
+
 def find_adapter(
     model: str,
     sae_tag: str | Sequence[str] | None = None,
@@ -50,13 +67,14 @@ def find_adapter(
     lora_span: str | None = None,
     base: Path | None = None,
 ) -> Path:
-    """The newest saved adapter of `model` (under any of its names) for any of the SAE tags, of the rank
-    and layer span (`<a>-<b>`) when given; `AdapterNotFoundError` listing what exists otherwise."""
+    """The saved adapter of `model` (under any of its names) for any of the SAE tags, of the rank and layer
+    span (`<a>-<b>`) when given; among several, the widest span, then the highest rank, then the newest.
+    `AdapterNotFoundError` listing what exists otherwise."""
     tags = [sae_tag] if isinstance(sae_tag, str) else (list(sae_tag) if sae_tag is not None else None)
     found = [p for key in model_keys(model) for p in list_adapters(key, base)]
     matches = [p for p in found if _matches(p, tags, rank, lora_span)]
     if matches:
-        return max(matches, key=lambda p: (p / "adapter_config.json").stat().st_mtime)
+        return max(matches, key=_preference)
     wanted = ", ".join(
         f"{name}={value}"
         for name, value in (("sae_tag", " or ".join(tags or [])), ("rank", rank), ("span", lora_span))
@@ -95,7 +113,8 @@ def adapter_for_sae(
     n_layers: int | None = None,
     base: Path | None = None,
 ) -> Path:
-    """The newest adapter train_lora.py saved for this SAE (of a rank and layer span when given)."""
+    """The adapter train_lora.py saved for this SAE (of a rank and layer span when given; else
+    `find_adapter`'s preference: widest span, highest rank, newest)."""
     n_layers = n_layers if n_layers is not None else model_shape(model).n_layers
     return find_adapter(model, adapter_tags(ref, default_sae_layer(n_layers)), rank, lora_span, base)
 
