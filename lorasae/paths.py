@@ -182,14 +182,12 @@ def grok_data_dir(run: str, base: Path | None = None) -> Path:
 # --- the interpretability analysis (lorasae/interp/) ----------------------------------------------
 
 
+def interp_dir(model: str, base: Path | None = None) -> Path:
+    """`data/interp/<model>/`: the interpretability analysis's records of one model."""
+    return _root(base) / "data" / "interp" / sanitize(model)
+
+
 def interp_json_path(model: str, sae_tag_: str, adapter_label: str, base: Path | None = None) -> Path:
     """`data/interp/<model>/<sae_tag>/<adapter_label>.json` (label: `peft_<a>-<b>_rank_<r>`): per-layer
     distances and the per-token loss histogram of one SAE with one adapter."""
-    return (
-        _root(base)
-        / "data"
-        / "interp"
-        / sanitize(model)
-        / sanitize(sae_tag_)
-        / f"{sanitize(adapter_label)}.json"
-    )
+    return interp_dir(model, base) / sanitize(sae_tag_) / f"{sanitize(adapter_label)}.json"

@@ -99,7 +99,7 @@ def plot_interp(record: Mapping, out_dir: str | Path | None = None) -> dict[str,
 
 
 def _title(record: Mapping, detail: str) -> str:
-    return f"{model_key(record['model'])} · SAE {record['sae_tag']} (layer {record['layer']}) · {detail}"
+    return f"{model_key(record['model'])} · SAE {record['sae_tag']} (layer {record['layer']})\n{detail}"
 
 
 __all__ = ["figure_stem", "plot_interp", "plot_interp_layers", "plot_interp_token_loss"]

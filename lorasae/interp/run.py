@@ -176,25 +176,49 @@ def print_tables(record: dict) -> None:
     )  # fmt: skip
 
 
-def demo_stage(device: str = "cpu", rank: int | None = None, seed: int = 42, force: bool = False):
+def demo_stage(
+    device: str = "cpu",
+    rank: int | None = None,
+    lora_span: str | None = None,
+    seed: int = 42,
+    force: bool = False,
+) -> tuple[str, bool, Callable[[], Path]]:
     """`(title, done, fn)` for `Stages.run` in `lorasae/demo.py`: the analysis of the built-in model's
-    main SAE with its newest adapter of `rank`; done when that record exists."""
-    args = InterpArgs(model_type="tiny", device=device, rank=rank, seed=seed, progress=False)
+    main SAE with its newest adapter of `rank` on `lora_span` (`<a>-<b>`; the paper's is every layer);
+    done when that record exists. Call it after the LoRA stages (it looks the adapter up)."""
+    args = InterpArgs(
+        model_type="tiny", device=device, rank=rank, lora_span=lora_span, seed=seed, progress=False
+    )
 
     def done() -> bool:
         try:
             ref = resolve_sae(args.model_name)
-            adapter = resolve_adapter(args.model_name, ref, None, rank)
+            adapter = resolve_adapter(args.model_name, ref, None, rank, lora_span)
         except FileNotFoundError:
             return False
         return output_path(args.model_name, ref, adapter).exists()
 
-    fn: Callable[[], Path] = lambda: run_interp(args)  # noqa: E731
-    return "interpretability analysis (activation distances, per-token loss)", (not force and done()), fn
+    title = "interpretability analysis (activation distances, per-token loss)"
+    return title, (not force and done()), lambda: run_interp(args)
+
+
+def find_records(model: str, base: Path | None = None) -> list[Path]:
+    """Every record of `model` under `data/interp/<model>/`, oldest first (the notebook shows the newest)."""
+    folder = paths.interp_dir(model_key(model), base)
+    return sorted(folder.glob("*/*.json"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
 
 
 def main(args: InterpArgs) -> None:
     run_interp(args)
 
 
-__all__ = ["InterpArgs", "adapter_label", "demo_stage", "main", "output_path", "print_tables", "run_interp"]
+__all__ = [
+    "InterpArgs",
+    "adapter_label",
+    "demo_stage",
+    "find_records",
+    "main",
+    "output_path",
+    "print_tables",
+    "run_interp",
+]
