@@ -112,8 +112,9 @@ def test_distances_and_cosines_match_an_independent_computation():
     assert torch.all(l2[:, 1] > 0)  # the error propagates to the next layer
 
 
-def test_identity_adapter_and_identity_sae_change_nothing():
-    model = _peft(scale=0.0)
+@pytest.mark.parametrize("arch", ["llama", "gemma2"])
+def test_identity_adapter_and_identity_sae_change_nothing(arch):
+    model = _peft(arch, scale=0.0)
     raw = analyse(
         model, _ids(), list(range(SAE_LAYER, N_LAYERS)), lambda ids: {SAE_LAYER: lambda h: h}, 2, False
     )
@@ -124,10 +125,11 @@ def test_identity_adapter_and_identity_sae_change_nothing():
     assert torch.equal(raw.token_ce["lora_sae"], raw.token_ce["sae"])
 
 
-def test_token_loss_difference_is_the_difference_of_two_independent_ces():
+@pytest.mark.parametrize("arch", ["llama", "gemma2"])
+def test_token_loss_difference_is_the_difference_of_two_independent_ces(arch):
     import torch.nn.functional as F
 
-    model = _peft(scale=0.3)
+    model = _peft(arch, scale=0.3)
     ids = _ids(n=5, t=10, seed=2)
     fn = _perturb()(model.config.hidden_size)
     raw = analyse(model, ids, list(range(SAE_LAYER, N_LAYERS)), lambda _ids: {SAE_LAYER: fn}, 2, False)
