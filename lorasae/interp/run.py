@@ -133,9 +133,9 @@ def run_interp(args: InterpArgs) -> Path:
     return out
 
 
-def print_tables(record: dict) -> None:
+def format_tables(record: dict, tablefmt: str = "simple") -> str:
     """Per layer: base, LoRA and LoRA − base [interval] of both metrics; then the CEs and the per-token
-    loss change."""
+    loss change (`tablefmt="github"` for README's results block)."""
     pct = round(100 * record["l2"]["lora_minus_base"]["confidence"])
     rows = []
     for i, layer in enumerate(record["layers"]):
@@ -158,22 +158,26 @@ def print_tables(record: dict) -> None:
         "cos LoRA",
         f"Δ cos ({pct} %)",
     ]
-    print(tabulate(rows, headers=headers, floatfmt=".4f"))
+    layers = tabulate(rows, headers=headers, floatfmt=".4f", tablefmt=tablefmt)
     ce, s = record["ce"], record["token_loss"]["summary"]
     gap = gap_closed(ce["clean"], ce["sae"], ce["lora_sae"])
-    print(
-        tabulate(
-            [
-                ["L_base / L_SAE / L_LoRA+SAE", f"{ce['clean']:.4f} / {ce['sae']:.4f} / {ce['lora_sae']:.4f}"],
-                ["CE gap closed", gap.percent_text],
-                ["tokens improved / degraded", f"{100 * s['fraction_improved']:.1f} % / {100 * s['fraction_degraded']:.1f} %"],
-                ["mean Δ = L_SAE − L_LoRA+SAE", f"{s['mean_diff']:+.4f}"],
-                ["|Δ| median / p90 / p99 / max", f"{s['median_abs_diff']:.4f} / {s['p90_abs_diff']:.4f} / {s['p99_abs_diff']:.4f} / {s['max_abs_diff']:.4f}"],
-                ["tokens", s["n_tokens"]],
-            ],
-            headers=["per-token loss", "value"],
-        )
+    loss = tabulate(
+        [
+            ["L_base / L_SAE / L_LoRA+SAE", f"{ce['clean']:.4f} / {ce['sae']:.4f} / {ce['lora_sae']:.4f}"],
+            ["CE gap closed", gap.percent_text],
+            ["tokens improved / degraded", f"{100 * s['fraction_improved']:.1f} % / {100 * s['fraction_degraded']:.1f} %"],
+            ["mean Δ = L_SAE − L_LoRA+SAE", f"{s['mean_diff']:+.4f}"],
+            ["abs(Δ) median / p90 / p99 / max", f"{s['median_abs_diff']:.4f} / {s['p90_abs_diff']:.4f} / {s['p99_abs_diff']:.4f} / {s['max_abs_diff']:.4f}"],
+            ["tokens", s["n_tokens"]],
+        ],
+        headers=["per-token loss", "value"],
+        tablefmt=tablefmt,
     )  # fmt: skip
+    return f"{layers}\n\n{loss}"
+
+
+def print_tables(record: dict) -> None:
+    print(format_tables(record))
 
 
 def demo_stage(
