@@ -27,6 +27,14 @@ def _model_device(model: nn.Module) -> torch.device:
         return torch.device("cpu")
 
 
+def per_token_ce(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Next-token CE [B, T−1] in float32: logits at position t score token t+1 (the same pairing as
+    `ce_sum_and_count`, kept per token for the SAEBench core eval and the per-token loss analysis)."""
+    return F.cross_entropy(
+        logits[:, :-1].float().reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1), reduction="none"
+    ).view(tokens.shape[0], -1)
+
+
 @torch.no_grad()
 def ce_sum_and_count(
     model: nn.Module,

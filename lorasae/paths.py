@@ -177,3 +177,17 @@ def grok_sae_dir(run: str, name: str, base: Path | None = None) -> Path:
 def grok_data_dir(run: str, base: Path | None = None) -> Path:
     """`data/grok/<run>/`: curves, SAE metrics and the clamping results of a grokking run."""
     return _root(base) / "data" / "grok" / sanitize(run)
+
+
+# --- the interpretability analysis (lorasae/interp/) ----------------------------------------------
+
+
+def interp_dir(model: str, base: Path | None = None) -> Path:
+    """`data/interp/<model>/`: the interpretability analysis's records of one model."""
+    return _root(base) / "data" / "interp" / sanitize(model)
+
+
+def interp_json_path(model: str, sae_tag_: str, adapter_label: str, base: Path | None = None) -> Path:
+    """`data/interp/<model>/<sae_tag>/<adapter_label>.json` (label: `peft_<a>-<b>_rank_<r>`): per-layer
+    distances and the per-token loss histogram of one SAE with one adapter."""
+    return interp_dir(model, base) / sanitize(sae_tag_) / f"{sanitize(adapter_label)}.json"

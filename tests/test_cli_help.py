@@ -23,6 +23,7 @@ SCRIPTS = {
     "eval/benchmarks/run_benchmarks.py": "BenchmarkConfig",
     "eval/dark_matter/run.py": "DarkMatterArgs",
     "eval/dark_matter/tutorial.py": "TutorialArgs",
+    "eval/interp_analysis/run.py": "InterpArgs",
     "eval/SAE-Bench/get_peft_dict.py": "Config",
     "eval/SAE-Bench/run_eval.py": "SaeBenchArgs",
     "bench/harvest.py": "HarvestBench",

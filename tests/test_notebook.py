@@ -58,16 +58,19 @@ def test_notebook_executes_headless(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     )
     assert "skipped" not in text, text
     assert "faster than the e2e SAE" in text
+    assert "CE gap closed" in text  # the interpretability cell printed its tables
     images = sum(
         "image/png" in out.get("data", {}) for c in nb.cells if c.cell_type == "code" for out in c.outputs
     )
-    assert images == 5
+    assert images == 7
     for stem in (
         "tiny_timing",
         "tiny_scaling",
         "model_size_scaling",
         "tiny_single_layer_lora",
         "steering_latent_5",
+        "tiny_interp_layers",
+        "tiny_interp_token_loss",
     ):
         for ext in ("png", "pdf"):
             path = root / "plots" / f"{stem}.{ext}"

@@ -84,7 +84,8 @@ def _row(model, tag, sae_layers, lora_layers, rank, n, width, l0, pct, l_sae, l_
 
 def write_fake_outputs(root: Path, models: tuple[str, ...] = ("tiny", "google/gemma-2-2b")) -> None:
     """For each model: TopK and e2e SAE curves, LoRA runs on the 10%..100% checkpoints and the final
-    SAE, L0/width/layer sweeps over 4 ranks, single-layer runs; one results.csv; steering deltas."""
+    SAE, L0/width/layer sweeps over 4 ranks, single-layer runs; one results.csv; steering deltas; one
+    interpretability record (tiny)."""
     rows, stamp = [], 0
     for m_i, model in enumerate(models):
         p = np.linspace(0, 1, 101)
@@ -134,6 +135,34 @@ def write_fake_outputs(root: Path, models: tuple[str, ...] = ("tiny", "google/ge
         {"latent": 5, "alpha": 2.0, "deltas": deltas},
     )
     _dump(root / "eval" / "steering" / "results" / "notes.json", {"latent": 5})  # not Δs: ignored
+    write_fake_interp_record(root)
+
+
+def write_fake_interp_record(root: Path, model: str = "tiny") -> Path:
+    """An interpretability record (`lorasae.interp`) built by its own summary code from synthetic
+    per-sequence distances and per-token losses."""
+    import torch
+
+    from lorasae.interp.pipeline import RawMetrics, summarise_metrics
+    from lorasae.paths import interp_json_path
+
+    gen = torch.Generator().manual_seed(0)
+    n, layers = 40, [1, 2, 3]
+    growth = torch.tensor([1.0, 1.6, 2.2])
+    l2 = {"base": growth + 0.1 * torch.rand(n, 3, generator=gen)}
+    l2["lora"] = l2["base"] - 0.2 * growth + 0.05 * torch.rand(n, 3, generator=gen)
+    cosine = {v: 1 - 0.1 * d for v, d in l2.items()}
+    clean = 2.5 + torch.rand(n, 63, generator=gen)
+    sae = clean + torch.rand(n, 63, generator=gen)
+    lora = sae - 0.5 * torch.randn(n, 63, generator=gen).abs() * torch.sign(
+        torch.randn(n, 63, generator=gen) + 1
+    )
+    raw = RawMetrics(layers, l2, cosine, {"clean": clean, "sae": sae, "lora_sae": lora})
+    record = {"model": model, "sae": "fake", "sae_tag": "expansion_8_L0_4", "layer": 1, "adapter": "fake"}
+    record |= summarise_metrics(raw, 1, resamples=200)
+    path = interp_json_path(model, "expansion_8_L0_4", "peft_0-3_rank_16", base=root)
+    _dump(path, record)
+    return path
 
 
 @pytest.fixture

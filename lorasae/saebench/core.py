@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from lorasae.eval_ce import per_token_ce
 from lorasae.hooks import residual_at, splice
 from lorasae.models import special_token_ids
 from lorasae.sae.splice import splice_fn
@@ -45,13 +46,6 @@ def ce_loss_score(ce_clean: float, ce_sae: float, ce_zero_ablation: float) -> fl
 def kl_div_score(kl_sae: float, kl_zero_ablation: float) -> float:
     """(KL_zero_ablation − KL_SAE) / KL_zero_ablation (KL of the clean model against each)."""
     return (kl_zero_ablation - kl_sae) / kl_zero_ablation
-
-
-def per_token_ce(logits: Tensor, tokens: Tensor) -> Tensor:
-    """Next-token CE [B, T−1]: logits at position t score token t+1."""
-    return F.cross_entropy(
-        logits[:, :-1].float().reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1), reduction="none"
-    ).view(tokens.shape[0], -1)
 
 
 def per_token_kl(clean_logits: Tensor, new_logits: Tensor) -> Tensor:
