@@ -1,29 +1,35 @@
-"""`make demo`: the paper's pipeline end to end on the built-in model, on the CPU, with no network.
+"""`make demo`: the paper's experiments and every evaluation end to end on the built-in model, on the CPU,
+with no network.
 
 Stages (each skipped when its outputs exist, so a rerun is cheap; `--force` reruns everything):
  1. the built-in world (corpus, tokenizer, pretrained tiny model)
- 2. TopK SAEs at the other k of the L0 sweep
+ 2. the sweep SAEs: TopK at the other k of the L0 sweep, at the other widths, at the other layers
  3. the main TopK SAE with its 10 %…100 % checkpoints, and 4. an e2e SAE on the same token budget
  5. LoRA from several TopK checkpoints (the timing experiment)
- 6. LoRA for every (k, rank) of the sweep, and 7. a LoRA on one layer at a time after the SAE
- 8. a rank-1 LoRA on the layers after the SAE (the steering eval's adapter; every run saves its adapter,
-    so the eval commands of README work after the demo)
- 9. every figure; then a table of L_base, L_SAE, L_LoRA and % of gap closed per run, the e2e speed-up,
-    and (from the repository) README's results block rewritten.
+ 6. the scaling sweeps (`sweep.py --catalog ours`: L0, width and layer at every rank, one layer at a time)
+ 7. a rank-1 LoRA on the layers after the SAE (the steering eval's adapter); every run saves its adapter,
+    so the eval commands of README work after the demo
+ 8. SAEs at two layers adapted jointly by one LoRA (the multiple-SAE experiment)
+ 9. SAE-Bench on the base and the LoRA-merged model, 10. steering, 11. the benchmarks, 12. the
+    interpretability analysis, 13. Dark Matter of SAEs
+14. every figure; then the tables (every LoRA run, the e2e speed-up, multi-SAE, SAE-Bench, steering,
+    benchmarks, interpretability) and (from the repository) README's results block rewritten.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from lorasae import paths
-from lorasae.atomic import atomic_write_json
+from lorasae.atomic import atomic_save_file, atomic_write_json
 from lorasae.cli import parse
+from lorasae.demo_evals import EvalSizes
 from lorasae.demo_readme import update_readme
 
 # Only the main TopK SAE, the e2e SAE and the LoRA runs from checkpoints draw curves (the timing figure and
@@ -40,7 +46,22 @@ class DemoConfig:
     """Device for every stage."""
 
     layer: int = 1
-    """Decoder layer of the SAE (the built-in model has 4)."""
+    """Decoder layer of the main SAE (the built-in model has 4)."""
+
+    widths: tuple[int, ...] = (2, 4, 8, 16)
+    """Expansion factors of the width sweep (at the main SAE's layer and k)."""
+
+    layers: list[int] | None = None
+    """Layers of the layer sweep (expansion 8, the main k). Default: every layer of the model."""
+
+    multi_layers: tuple[int, ...] = (1, 2)
+    """SAE layers spliced together in the multiple-SAE experiment (each also runs alone in the layer sweep)."""
+
+    evals: bool = True
+    """Run the evaluation stages (SAE-Bench, steering, benchmarks, interpretability, Dark Matter)."""
+
+    sizes: EvalSizes = dataclasses.field(default_factory=EvalSizes)
+    """How much of each evaluation the demo runs."""
 
     sae_tokens: int = 300_000
     """Training tokens of each SAE (TopK and e2e get the same budget)."""
@@ -52,14 +73,13 @@ class DemoConfig:
     """LoRA rank of the timing experiment and the one-layer runs."""
 
     ranks: tuple[int, ...] = (1, 4, 16, 64)
-    """LoRA ranks of the sweep (each on the final TopK SAE of every k)."""
+    """LoRA ranks of the scaling sweeps (each on the final TopK SAE of every k, width and layer)."""
 
     checkpoints: tuple[int, ...] = (20, 40, 60, 80, 100)
     """TopK SAE checkpoints (percent of training) to adapt with LoRA."""
 
     sweep_k: tuple[int, ...] = (2, 8)
-    """Extra SAE sparsities k for the L0 sweep (the main SAE's default k is added); LoRA runs on each
-    at every rank."""
+    """Extra SAE sparsities k for the L0 sweep (the main SAE's default k is added)."""
 
     force: bool = False
     """Rerun every stage even when its outputs exist."""
@@ -126,21 +146,24 @@ def run_demo(cfg: DemoConfig) -> None:
     from lorasae.lora.config import TrainLoraConfig
     from lorasae.lora.run import main_many as train_lora_many
     from lorasae.lora.run import plan_runs
-    from lorasae.model_defaults import default_k
+    from lorasae.model_defaults import default_k, default_num_val_tokens
     from lorasae.models import model_shape
     from lorasae.train.config import TrainSaeConfig
     from lorasae.train.sae_trainer import train_sae
     from lorasae.world.tiny_model import ensure_tiny_model
 
-    stages = Stages(total=9, record=paths.root() / "data" / "demo_stages.json")
+    stages = Stages(total=14 if cfg.evals else 9, record=paths.root() / "data" / "demo_stages.json")
     model = "tiny"
     stages.run(
         "built-in world", (paths.tiny_model_root() / "tiny" / "world.json").exists(), ensure_tiny_model
     )
     print(_world_summary(), flush=True)
     shape = model_shape(model)
+    n_layers = shape.n_layers
     k_main = default_k(shape.d_model)
     ks = sorted({k_main, *cfg.sweep_k})
+    widths = sorted({8, *cfg.widths})
+    layers = sorted(set(cfg.layers if cfg.layers is not None else range(n_layers)) | {cfg.layer})
 
     def sae_config(**changes) -> TrainSaeConfig:
         base = TrainSaeConfig(
@@ -152,33 +175,48 @@ def run_demo(cfg: DemoConfig) -> None:
         )
         return dataclasses.replace(base, **changes)
 
-    def sae_done(kind: str, k: int) -> bool:
-        return not cfg.force and (paths.sae_dir(model, kind, 8, k, cfg.layer) / "cfg.json").exists()
+    def sae_done(kind: str, k: int, expansion: int = 8, layer: int | None = None) -> bool:
+        folder = paths.sae_dir(model, kind, expansion, k, cfg.layer if layer is None else layer)
+        return not cfg.force and (folder / "cfg.json").exists()
 
-    # The extra-k SAEs first: every SAE run writes data/TopK/*/tiny/normal_SAE.json, and the timing figure
-    # must show the main SAE's curve.
-    def sweep_saes() -> None:
-        for k in ks:
-            if k != k_main and not sae_done("normal", k):
-                train_sae(sae_config(k=k, eval_every_pct=SWEEP_EVAL_EVERY_PCT))
+    # (k, expansion, layer) of every sweep SAE other than the main one
+    sweep_saes = (
+        [(k, 8, cfg.layer) for k in ks if k != k_main]
+        + [(k_main, e, cfg.layer) for e in widths if e != 8]
+        + [(k_main, 8, layer) for layer in layers if layer != cfg.layer]
+    )
+
+    # Every SAE run writes data/TopK/*/tiny/normal_SAE.json (the original's layout): the sweep SAEs come
+    # first, and their curves never replace the main SAE's (the timing figure's).
+    def train_sweep_saes() -> None:
+        with _curves_kept(model):
+            for k, expansion, layer in sweep_saes:
+                if not sae_done("normal", k, expansion, layer):
+                    train_sae(
+                        sae_config(
+                            k=k, expansion_factor=expansion, layer=layer, eval_every_pct=SWEEP_EVAL_EVERY_PCT
+                        )
+                    )
 
     stages.run(
-        f"TopK SAEs for the L0 sweep (k = {ks})",
-        all(sae_done("normal", k) for k in ks if k != k_main),
-        sweep_saes,
+        f"TopK SAEs of the sweeps (k {ks}, expansion {widths}, layers {layers})",
+        all(sae_done("normal", *point) for point in sweep_saes),
+        train_sweep_saes,
     )
+    # The timing figure and the e2e speed-up compare these SAEs' curves with LoRA runs validated on every
+    # validation token, so their curve points use all of them too (train_sae.py's short-run default
+    # validates on fewer).
+    full_curve = default_num_val_tokens(shape.d_model)
     stages.run(
         f"TopK SAE (k={k_main}, {cfg.sae_tokens:,} tokens, checkpoints every 10%)",
         sae_done("normal", k_main) and paths.sae_curve_path("val_loss", model, "normal").exists(),
-        lambda: train_sae(sae_config(k=k_main)),
+        lambda: train_sae(sae_config(k=k_main, curve_val_tokens=full_curve)),
     )
     stages.run(
         f"e2e SAE (k={k_main}, {cfg.sae_tokens:,} tokens)",
         sae_done("e2e", k_main),
-        lambda: train_sae(sae_config(k=k_main, e2e=True)),
+        lambda: train_sae(sae_config(k=k_main, e2e=True, curve_val_tokens=full_curve)),
     )
-
-    n_layers = shape.n_layers
 
     def lora_base() -> TrainLoraConfig:
         return TrainLoraConfig(
@@ -210,35 +248,106 @@ def run_demo(cfg: DemoConfig) -> None:
         f"LoRA (rank {cfg.rank}) from TopK checkpoints {list(cfg.checkpoints)} %",
         [lora(checkpoint_percent=pct) for pct in cfg.checkpoints],
     )
-    lora_stage(
-        f"LoRA for each SAE k = {ks} at each rank {list(cfg.ranks)}",
-        [lora(k=k, rank=r, eval_every=cfg.lora_examples) for k in ks for r in cfg.ranks],
+    sweep = _sweep_config(cfg, model, k_main, widths, layers)
+    from lorasae.sweep.run import main as run_sweep
+    from lorasae.sweep.run import pending_runs, plan_sweep
+
+    stages.run(
+        f"scaling sweeps: L0, width, layer at ranks {list(cfg.ranks)}; one layer at a time (rank {cfg.rank})",
+        not cfg.force
+        and not pending_runs(sweep, plan_sweep(sweep)[0])
+        and paths.sweep_manifest(model).exists(),
+        lambda: run_sweep(sweep),
     )
     after = list(range(cfg.layer + 1, n_layers))
-    if not after:
-        print(f"(the SAE is at the last layer {cfg.layer}: no one-layer LoRA runs after it)")
-    lora_stage(
-        f"LoRA on one layer at a time after the SAE (layers {after})",
-        [lora(LoRA_layers=str(layer), eval_every=cfg.lora_examples) for layer in after],
-    )
     lora_stage(
         f"LoRA rank 1 on the layers after the SAE ({format_layers(after)}; the steering eval's adapter)",
         [lora(LoRA_layers="after", rank=1, eval_every=cfg.lora_examples)] if after else [],
     )
+    if cfg.evals:
+        multi = ",".join(str(layer) for layer in cfg.multi_layers)
+        lora_stage(
+            f"LoRA (rank {cfg.rank}) with SAEs at layers {multi} at once (each alone: the layer sweep)",
+            [lora(sae_layer=multi, eval_every=cfg.lora_examples)],
+        )
+        _eval_stages(stages, cfg, k_main, n_layers)
     figures: dict[str, list[Path]] = {}
     stages.run("figures", False, lambda: figures.update(_figures(model)))
     from lorasae.report import print_results_table
 
     print_results_table(model, speedup=True)
+    if cfg.evals:
+        from lorasae.demo_report import print_eval_tables
+
+        print_eval_tables(model)
     print(
         f"demo finished in {stages.elapsed_minutes():.1f} min (from scratch: {stages.recorded_minutes():.1f} "
         f"min, the sum of the stage times); figures in {paths.plots_dir()}"
     )
     if cfg.readme:
-        timing = next((f for f in figures.get("timing", []) if f.suffix == ".png"), None)
-        readme = update_readme(paths.root(), model, stages.recorded_minutes(), stages.machine(), timing)
+        readme = update_readme(paths.root(), model, stages.recorded_minutes(), stages.machine(), figures)
         if readme is not None:
             print(f"results block of {readme} rewritten")
+
+
+def _sweep_config(cfg: DemoConfig, model: str, k: int, widths: list[int], layers: list[int]):
+    from lorasae.models import model_shape
+    from lorasae.sweep.config import SweepConfig
+
+    d_model = model_shape(model).d_model
+    return SweepConfig(
+        device=cfg.device,
+        model_type=model,
+        seed=cfg.seed,
+        catalog="ours",
+        axes=["l0", "width", "layer", "single_layer"],
+        layer=cfg.layer,
+        width=str(8 * d_model),
+        l0=float(k),
+        widths=[str(e * d_model) for e in widths],
+        layers=layers,
+        ranks=list(cfg.ranks),
+        rank=cfg.rank,
+        num_train_examples=cfg.lora_examples,
+        eval_every=cfg.lora_examples,
+        save_model=True,
+        progress=False,
+        figures=False,
+    )
+
+
+def _eval_stages(stages: Stages, cfg: DemoConfig, k: int, n_layers: int) -> None:
+    from lorasae import demo_evals
+    from lorasae.interp.run import demo_stage as interp_stage
+
+    sizes = cfg.sizes
+    stages.run(*demo_evals.saebench_stage(cfg.device, cfg.layer, cfg.seed, cfg.force, sizes))
+    stages.run(*demo_evals.steering_stage(cfg.device, cfg.layer, cfg.seed, cfg.force, sizes))
+    stages.run(*demo_evals.benchmarks_stage(cfg.device, cfg.layer, cfg.seed, cfg.force, sizes))
+    stages.run(*interp_stage(cfg.device, layer=cfg.layer, rank=cfg.rank, lora_span=f"0-{n_layers - 1}",
+                             seed=cfg.seed, force=cfg.force))  # fmt: skip
+    ks = tuple(x for x in cfg.sweep_k if x != k)
+    stages.run(
+        *demo_evals.dark_matter_stage(
+            cfg.device, cfg.layer, ks, cfg.sae_tokens, cfg.lora_examples, cfg.rank, cfg.seed, cfg.force, sizes
+        )
+    )
+
+
+@contextlib.contextmanager
+def _curves_kept(model: str) -> Iterator[None]:
+    """Restore the normal SAE curve files (`data/TopK/{val_loss,time}/<model>/normal_SAE.json`) after the
+    block, so SAEs trained inside it leave the main SAE's curves as they were."""
+    kept = {}
+    for name in ("val_loss", "time"):
+        path = paths.sae_curve_path(name, model, "normal")
+        kept[path] = path.read_bytes() if path.exists() else None
+    try:
+        yield
+    finally:
+        for path, data in kept.items():
+            if data is not None:
+                atomic_save_file(path, lambda tmp, data=data: tmp.write_bytes(data))
 
 
 def _machine() -> str:

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from lorasae.demo import DemoConfig, run_demo
+from lorasae.demo_evals import EvalSizes
 from lorasae.demo_readme import BEGIN, END, replace_block, results_block
+from lorasae.demo_report import SECTIONS, Section
 
 README = f"# x\n\nbefore\n\n{BEGIN}\nold results\n{END}\n\nafter\n"
 
@@ -20,14 +22,28 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_replace_block_keeps_the_rest_of_the_readme():
-    block = results_block("| a |\n|---|\n| 1 |", "| s |", 7.25, "2 CPU cores", "docs/demo_timing.png")
+    section = Section("LoRA runs", "LoRA closes 30–55 % of the gap.", "| a |\n|---|\n| 1 |")
+    block = results_block(7.25, "2 CPU cores", [section], {"LoRA runs": ["docs/demo/tiny_timing.png"]})
     text = replace_block(README, block)
     assert text.startswith("# x\n\nbefore\n\n") and text.endswith("\n\nafter\n")
     assert "old results" not in text and "7.2 min on 2 CPU cores" in text
-    assert "![Spliced CE vs training time on the built-in model](docs/demo_timing.png)" in text
+    assert "#### LoRA runs" in text and "*Paper:* LoRA closes 30–55 % of the gap." in text
+    assert "![LoRA runs](docs/demo/tiny_timing.png)" in text
     assert replace_block(text, block) == text  # idempotent
     with pytest.raises(ValueError, match="no demo block"):
         replace_block("# no markers\n", block)
+
+
+# every evaluation at its smallest: the stages run; each eval's own numbers are tested in its own file
+SMALL_EVALS = EvalSizes(
+    steering_negatives=8, steering_snippets=400, steering_grid="1,2", benchmark_limit=8, saebench_evals="core",
+    dark_matter_tokens=4_000, dark_matter_pursuit_tokens=200, dark_matter_error_sae_steps=10,
+    dark_matter_ce_chunks=4,
+)  # fmt: skip
+FIGURES = [
+    "tiny_timing", "tiny_scaling", "tiny_single_layer_lora", "tiny_multi_sae", "saebench_tiny",
+    "tiny_interp_layers", "tiny_interp_token_loss", "dark_matter/tiny/decomposition",
+]  # fmt: skip
 
 
 def test_demo_end_to_end_at_test_size(small_world, out_root: Path, capsys):
@@ -35,34 +51,48 @@ def test_demo_end_to_end_at_test_size(small_world, out_root: Path, capsys):
     (out_root / "README.md").write_text(README)
     # layer 0: the test world has two layers, and the one-layer stage needs a layer after the SAE
     cfg = DemoConfig(
-        layer=0, sae_tokens=12_000, lora_examples=4, ranks=(1, 4), checkpoints=(50, 100), sweep_k=(2, 8)
-    )
+        layer=0, sae_tokens=12_000, lora_examples=4, ranks=(1, 16), checkpoints=(50, 100), sweep_k=(2,),
+        widths=(4, 8), multi_layers=(0, 1), sizes=SMALL_EVALS,
+    )  # fmt: skip
     run_demo(cfg)
     out = capsys.readouterr().out
-    assert "[1/9] built-in world: outputs exist, skipped" in out
-    for stage in range(2, 10):
-        assert re.search(rf"^\[{stage}/9\] .*: done in \d+ s$", out, re.M), out
-    # the table: one row per distinct run: 2 checkpoints, rank 1 and 4, k 2 and 8, layers 2 and 3
+    assert "[1/14] built-in world: outputs exist, skipped" in out
+    for stage in range(2, 15):
+        assert re.search(rf"^\[{stage}/14\] .*: done in \d+ s$", out, re.M), out
+    # the table: the 2 checkpoints; k 1 and 2, width ×4, layer 1, at rank 1 and 16; one layer at a time;
+    # rank 1 after; both layers at once
     table = out[out.index("% gap closed") :]
-    assert table.count("expansion_8_L0_") >= 8
+    assert table.count("expansion_") >= 10
     assert "e2e speed-up (e2e SAE time" in out
-    for name in ("tiny_timing", "tiny_scaling", "tiny_single_layer_lora"):
-        assert (out_root / "plots" / f"{name}.png").stat().st_size > 0
+    for title in (
+        "Several SAEs at once",
+        "SAE-Bench: base vs LoRA",
+        "Steering",
+        "Benchmarks",
+        "Interpretability",
+    ):
+        assert f"\n{title}" in out, title
+    assert re.search(r"^SAE@0\+1 ", out, re.M) and re.search(r"^SAE@1 ", out, re.M)  # joint, and each alone
+    for name in FIGURES:
+        assert (out_root / "plots" / f"{name}.png").stat().st_size > 0, name
+    assert list((out_root / "plots").glob("steering_latent_*.png"))
+    manifest = json.loads((out_root / "data" / "sweeps" / "tiny.json").read_text())
+    assert {"l0", "width", "layer", "single_layer"} <= set(manifest["axes"])
     readme = (out_root / "README.md").read_text()
-    assert "old results" not in readme and "| SAE" in readme and "demo_timing.png" in readme
-    assert (out_root / "docs" / "demo_timing.png").stat().st_size > 0
+    assert "old results" not in readme and "| SAE" in readme and "docs/demo/tiny_timing.png" in readme
+    for title, _, _ in SECTIONS:
+        assert f"#### {title}" in readme, title
+    assert readme.count("![") >= 9 and (out_root / "docs" / "demo" / "tiny_multi_sae.png").stat().st_size > 0
 
     recorded = json.loads((out_root / "data" / "demo_stages.json").read_text())["seconds"]
-    assert sorted(recorded, key=int) == [str(i) for i in range(2, 10)]  # stage 1 (the world) was skipped
+    assert sorted(recorded, key=int) == [str(i) for i in range(2, 15)]  # stage 1 (the world) was skipped
     # every run saved its adapter; the steering eval's rank-1 adapter on the layers after the SAE exists
     adapters = sorted((out_root / "saved_models" / "tiny").glob("*/peft_*/rank_*/adapter_config.json"))
-    assert len(adapters) >= 8
+    assert len(adapters) >= 10
     assert any(a.parent.parent.name == "peft_1-1" and a.parent.name == "rank_1" for a in adapters)
 
-    run_demo(cfg)  # a rerun skips every training stage, and README keeps the from-scratch time
+    run_demo(cfg)  # a rerun skips every stage but the figures, and README keeps the from-scratch time
     out = capsys.readouterr().out
-    for stage in range(1, 9):
-        assert f"[{stage}/9]" in out
-    assert out.count("outputs exist, skipped") == 8
+    assert out.count("outputs exist, skipped") == 13, out
     minutes = sum(json.loads((out_root / "data" / "demo_stages.json").read_text())["seconds"].values()) / 60
     assert f"from scratch (world build included): {minutes:.1f} min" in (out_root / "README.md").read_text()

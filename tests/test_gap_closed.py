@@ -171,6 +171,7 @@ def test_reading_results_csv_applies_the_rule_to_old_rows(out_root):
 
 def test_report_and_readme_tables_flag_the_run(out_root):
     from lorasae.demo_readme import results_block
+    from lorasae.demo_report import Section
     from lorasae.report import results_table
 
     _write_old_style_csv(out_root)
@@ -180,7 +181,7 @@ def test_report_and_readme_tables_flag_the_run(out_root):
         assert len(none_rows) == 2 and all(NO_GAP_TEXT in line for line in none_rows)
         assert not any("-50.0" in line or "-100.0" in line or "nan" in line for line in none_rows)
         assert sum("60.0" in line or "80.0" in line for line in table.splitlines()) == 2
-    block = results_block(results_table(MODEL, fmt="github"), None, 1.0, "cpu", None)
+    block = results_block(1.0, "cpu", [Section("LoRA runs", "claim", results_table(MODEL, fmt="github"))], {})
     assert block.count(NO_GAP_TEXT) == 2
 
 

@@ -148,18 +148,3 @@ def main(args: DarkMatterArgs) -> dict | None:
         device=_device(args), seed=args.seed,
     )  # fmt: skip
     return run_dark_matter(args.model_name, width, k_sweep, lora_sae, adapter, settings)
-
-
-def demo_dark_matter(
-    device: str = "cpu", layer: int = 1, ks: tuple[int, ...] = (2, 8), sae_tokens: int = 300_000,
-    lora_examples: int = 160, seed: int = 42,
-) -> dict:  # fmt: skip
-    """The `make demo` stage on the built-in model: the demo's k sweep (×8 at each k) plus a width sweep
-    ×2…×16 at the default k (the SAEs it lacks are trained here, `sae_tokens` each), a rank-16 adapter
-    for the main SAE (trained when missing), every analysis. Done when `paths.dark_matter_dir("tiny") /
-    "results.json"` exists."""
-    args = DarkMatterArgs(device=device, model_type="tiny", layer=layer, ks=list(ks), sae_tokens=sae_tokens,
-                          lora_examples=lora_examples, seed=seed)  # fmt: skip
-    summary = main(args)
-    assert summary is not None
-    return summary

@@ -182,6 +182,7 @@ def print_tables(record: dict) -> None:
 
 def demo_stage(
     device: str = "cpu",
+    layer: int | None = None,
     rank: int | None = None,
     lora_span: str | None = None,
     seed: int = 42,
@@ -191,12 +192,13 @@ def demo_stage(
     main SAE with its newest adapter of `rank` on `lora_span` (`<a>-<b>`; the paper's is every layer);
     done when that record exists. Call it after the LoRA stages (it looks the adapter up)."""
     args = InterpArgs(
-        model_type="tiny", device=device, rank=rank, lora_span=lora_span, seed=seed, progress=False
-    )
+        model_type="tiny", device=device, layer=layer, rank=rank, lora_span=lora_span, seed=seed,
+        progress=False,
+    )  # fmt: skip
 
     def done() -> bool:
         try:
-            ref = resolve_sae(args.model_name)
+            ref = resolve_sae(args.model_name, layer=layer)
             adapter = resolve_adapter(args.model_name, ref, None, rank, lora_span)
         except FileNotFoundError:
             return False

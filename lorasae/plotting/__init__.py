@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lorasae.plotting.layers import plot_single_layer_lora
+from lorasae.plotting.multi_sae import multi_sae_table, plot_multi_sae
 from lorasae.plotting.scaling import (
     X_VARS,
     improvement_table,
@@ -36,9 +37,11 @@ __all__ = [
     "X_VARS",
     "find_steering_results",
     "improvement_table",
+    "multi_sae_table",
     "plot_all",
     "plot_improvement_vs",
     "plot_improvement_vs_model_size",
+    "plot_multi_sae",
     "plot_scaling_grid",
     "plot_single_layer_lora",
     "plot_steering_histograms",
@@ -67,6 +70,7 @@ def plot_all(root: str | Path | None, model: str, out_dir: str | Path | None = N
         "timing": try_plot(plot_timing, root, model, out_dir=out_dir),
         "scaling": try_plot(plot_scaling_grid, root, model, sae_tags=axes or None, out_dir=out_dir),
         "single_layer": try_plot(plot_single_layer_lora, root, model, sae_tag=single[0], out_dir=out_dir),
+        "multi_sae": try_plot(plot_multi_sae, root, model, out_dir=out_dir),
         "model_size": try_plot(
             plot_improvement_vs_model_size,
             root,

@@ -115,7 +115,7 @@ def comparison_rows(results: dict[str, dict[str, dict[str, Any]]]) -> list[list[
     return rows
 
 
-def comparison_table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
+def comparison_table(results: dict[str, dict[str, dict[str, Any]]], tablefmt: str = "simple_outline") -> str:
     rows = comparison_rows(results)
     if not rows:
         return "(no results yet)"
@@ -136,7 +136,7 @@ def comparison_table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
     table = tabulate(
         [[e, label, _fmt(b), _fmt(p), _fmt(d, signed=True)] for e, label, b, p, d in rows],
         headers=["eval", "metric", "base", "peft", "peft − base"],
-        tablefmt="simple_outline",
+        tablefmt=tablefmt,
         disable_numparse=True,
         colalign=("left", "left", "right", "right", "right"),
     )

@@ -43,7 +43,10 @@ def _summary(outcome: Outcome, kinds: Sequence[str], confidence: float) -> dict[
     return summary
 
 
-def _print_table(summary: dict[str, Any], kinds: Sequence[str], confidence: float) -> None:
+def summary_table(
+    summary: dict[str, Any], kinds: Sequence[str], confidence: float, tablefmt: str = "simple"
+) -> str:
+    """Mean Δ per set and model, and LoRA − base with its interval (the evaluation's summary)."""
     rows = []
     for label, entry in summary.items():
         row = [label, entry["n"]]
@@ -55,7 +58,11 @@ def _print_table(summary: dict[str, Any], kinds: Sequence[str], confidence: floa
     headers = ["set", "n"] + [f"{MODEL_LABEL[k]} Δ" for k in kinds]
     if "lora" in kinds:
         headers.append(f"LoRA − base Δ [{confidence:.0%} CI]")
-    print(tabulate(rows, headers=headers, floatfmt="+.3f"))
+    return tabulate(rows, headers=headers, floatfmt="+.3f", tablefmt=tablefmt)
+
+
+def _print_table(summary: dict[str, Any], kinds: Sequence[str], confidence: float) -> None:
+    print(summary_table(summary, kinds, confidence))
 
 
 def run_steering_eval(

@@ -75,6 +75,9 @@ class SweepConfig(LoraHyperparams, CommonArgs):
     dry_run: bool = False
     """Print the plan and exit."""
 
+    figures: bool = True
+    """Draw the scaling figures and print the results table at the end."""
+
     def shard_index(self) -> tuple[int, int]:
         try:
             i, n = (int(x) for x in self.shard.split("/"))

@@ -102,12 +102,8 @@ def lora_config(cfg: SweepConfig, run: PlannedRun):
     )
 
 
-def main(cfg: SweepConfig) -> Plan:
-    """Plan, run this shard's runs that are not done yet, write the manifest, draw the figures."""
-    from lorasae.lora.run import main_many as train_lora_many
-    from lorasae.runtime import setup_environment
-
-    setup_environment(wandb=cfg.wandb)
+def plan_sweep(cfg: SweepConfig) -> tuple[Plan, dict[str, Catalog]]:
+    """The sweep's plan and the SAE catalogs it was built from (nothing is loaded or trained)."""
     catalogs: dict[str, Catalog] = {}
 
     def catalog_for(model: str) -> Catalog:
@@ -115,13 +111,28 @@ def main(cfg: SweepConfig) -> Plan:
             catalogs[model] = load_catalog(cfg.catalog, model)
         return catalogs[model]
 
-    plan = build_plan(cfg, catalog_for)
+    return build_plan(cfg, catalog_for), catalogs
+
+
+def pending_runs(cfg: SweepConfig, plan: Plan) -> list[PlannedRun]:
+    """This shard's runs that have no outputs yet."""
+    index, count = cfg.shard_index()
+    return [run for run in shard(plan.runs, index, count) if not is_done(run, cfg.num_train_examples)]
+
+
+def main(cfg: SweepConfig) -> Plan:
+    """Plan, run this shard's runs that are not done yet, write the manifest, draw the figures."""
+    from lorasae.lora.run import main_many as train_lora_many
+    from lorasae.runtime import setup_environment
+
+    setup_environment(wandb=cfg.wandb)
+    plan, catalogs = plan_sweep(cfg)
     index, count = cfg.shard_index()
     mine = shard(plan.runs, index, count)
     print(plan_table(plan.runs, cfg.num_train_examples))
     for note in plan.notes:
         print(f"note: {note}")
-    todo = [run for run in mine if not is_done(run, cfg.num_train_examples)]
+    todo = pending_runs(cfg, plan)
     print(
         f"{len(plan.runs)} runs planned; shard {index}/{count}: {len(mine)} runs, {len(mine) - len(todo)} "
         f"done already, {len(todo)} to train ({cfg.num_train_examples:,} sequences each)."
@@ -133,7 +144,8 @@ def main(cfg: SweepConfig) -> Plan:
     todo.sort(key=lambda run: cfg.models.index(run.sae.model) if run.sae.model in cfg.models else -1)
     if todo:
         train_lora_many([lora_config(cfg, run) for run in todo])
-    figures(cfg)
+    if cfg.figures:
+        figures(cfg)
     return plan
 
 

@@ -1,0 +1,170 @@
+"""`make demo`'s evaluation stages on the built-in model: each runs the same code as the README command it
+names (SAE-Bench base and LoRA-merged, steering, the benchmarks, the multiple-SAE LoRA, Dark Matter), at
+the sizes the demo's time budget allows, and says when its outputs already exist.
+
+Every stage is `(title, done, fn)` for `lorasae.demo.Stages.run`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from lorasae import paths
+
+Stage = tuple[str, bool, Callable[[], object]]
+MODEL = "tiny"
+
+# SAEBench's evals that run offline (autointerp needs an LLM judge: it runs when $OPENAI_API_KEY is set)
+OFFLINE_SAEBENCH = ("core", "sparse_probing", "scr", "tpp", "absorption", "ravel", "unlearning")
+
+
+@dataclass(frozen=True)
+class EvalSizes:
+    """How much of each eval the demo runs (the README commands run the scripts' defaults)."""
+
+    steering_negatives: int = 50
+    """Examples per negative set in the steering evaluation (the script's default: 100)."""
+    steering_snippets: int = 5_000
+    """Corpus snippets scored when mining the positives (default 20,000)."""
+    steering_grid: str = "0.5,1,2,4,8"
+    """Alphas tuned (default 0.25 … 32)."""
+    benchmark_limit: float | None = None
+    """Documents per benchmark task (None: every document)."""
+    saebench_evals: str = "offline"
+    """SAE-Bench evals: offline (every eval that needs no LLM judge; autointerp too when $OPENAI_API_KEY is
+    set) or a comma-separated list."""
+    dark_matter_tokens: int = 50_000
+    """Tokens of each SAEInfo (half fit the linear map, half score it)."""
+    dark_matter_pursuit_tokens: int = 2_000
+    """Held-out tokens of gradient pursuit."""
+    dark_matter_error_sae_steps: int = 500
+    """Steps of each SAE trained on an error component."""
+    dark_matter_ce_chunks: int = 32
+    """Held-out chunks of the downstream-CE evaluation."""
+
+
+def saebench_evals(spec: str = "offline") -> list[str]:
+    import os
+
+    from lorasae.llm import API_KEY_ENV
+
+    if spec != "offline":
+        return [name.strip() for name in spec.split(",") if name.strip()]
+    return [*OFFLINE_SAEBENCH, "autointerp"] if os.environ.get(API_KEY_ENV) else list(OFFLINE_SAEBENCH)
+
+
+def saebench_stage(device: str, layer: int, seed: int, force: bool, sizes: EvalSizes) -> Stage:
+    """`eval/SAE-Bench/run_eval.py --model tiny --model_type base`, then `--model_type peft` (the adapter
+    the store picks for the main SAE: every layer, highest rank); the comparison table and figure."""
+    from lorasae.saebench.args import SaeBenchArgs, results_dir
+
+    evals = saebench_evals(sizes.saebench_evals)
+
+    def done() -> bool:
+        return all(
+            (results_dir(MODEL, t, None) / f"{e}.json").exists() for t in ("base", "peft") for e in evals
+        )
+
+    def run() -> None:
+        from lorasae.saebench.run import run as run_eval
+
+        for model_type in ("base", "peft"):
+            run_eval(
+                SaeBenchArgs(
+                    device=device,
+                    model=MODEL,
+                    model_type=model_type,
+                    evals=",".join(evals),
+                    seed=seed,
+                    layer=layer,
+                )  # fmt: skip
+            )
+
+    return f"SAE-Bench ({', '.join(evals)}) on the base and the LoRA-merged model", not force and done(), run
+
+
+def steering_results() -> list[Path]:
+    from lorasae.results import find_steering_results
+
+    return find_steering_results(None)
+
+
+def steering_stage(device: str, layer: int, seed: int, force: bool, sizes: EvalSizes) -> Stage:
+    """The three steering scripts: positives mined from the corpus for the latent chosen automatically,
+    alpha tuned on the tuning split, the evaluation with its histograms and LoRA − base intervals."""
+    from lorasae.steering import scripts
+
+    common = dict(
+        device=device, model_type=MODEL, layer=layer, seed=seed, num_negatives=sizes.steering_negatives
+    )
+
+    def run() -> None:
+        from lorasae.steering.context import load_context
+        from lorasae.steering.latent import resolve_latent
+
+        ctx = load_context(scripts.PositivesConfig(**common), with_adapter=False)
+        latent = resolve_latent(ctx, None)  # chosen once; the three steps then name it
+        del ctx
+        scripts.make_positives(
+            scripts.PositivesConfig(**common, neuron=latent, max_snippets=sizes.steering_snippets)
+        )
+        scripts.tune(scripts.TuneConfig(**common, neuron=latent, grid=sizes.steering_grid))
+        scripts.evaluate(scripts.EvalConfig(**common, neuron=latent))
+
+    return "steering (latent, positives, alpha, evaluation)", not force and bool(steering_results()), run
+
+
+def benchmarks_stage(device: str, layer: int, seed: int, force: bool, sizes: EvalSizes) -> Stage:
+    """`eval/benchmarks/run_benchmarks.py --model tiny --all_four`: base / LoRA × without / with the SAE."""
+    from lorasae.benchmarks.config import BenchmarkConfig
+    from lorasae.benchmarks.layout import ALL_FOUR, results_path
+
+    def done() -> bool:
+        return all(results_path(MODEL, combo).exists() for combo in ALL_FOUR)
+
+    def run() -> None:
+        from lorasae.benchmarks.run import run_benchmarks
+
+        run_benchmarks(
+            BenchmarkConfig(
+                device=device,
+                model=MODEL,
+                all_four=True,
+                seed=seed,
+                limit=sizes.benchmark_limit,
+                sae_layer=layer,
+            )  # fmt: skip
+        )
+
+    return "benchmarks (base / LoRA × without / with the SAE)", not force and done(), run
+
+
+def dark_matter_stage(device: str, layer: int, ks: Sequence[int], sae_tokens: int, lora_examples: int,
+                      rank: int, seed: int, force: bool, sizes: EvalSizes) -> Stage:  # fmt: skip
+    """`eval/dark_matter/run.py --model_type tiny` over the demo's width sweep (×2…×16 at the main k) and
+    k sweep (×8), and base vs LoRA for the main SAE with its rank-`rank` adapter on every layer."""
+    from lorasae.darkmatter.cli import DarkMatterArgs
+    from lorasae.darkmatter.cli import main as run_dark_matter
+
+    args = DarkMatterArgs(
+        device=device, model_type=MODEL, layer=layer, ks=list(ks), sae_tokens=sae_tokens,
+        lora_examples=lora_examples, lora_rank=rank, seed=seed, num_tokens=sizes.dark_matter_tokens,
+        pursuit_tokens=sizes.dark_matter_pursuit_tokens, error_sae_steps=sizes.dark_matter_error_sae_steps,
+        ce_chunks=sizes.dark_matter_ce_chunks,
+    )  # fmt: skip
+    done = (paths.dark_matter_dir(MODEL) / "results.json").exists()
+    return (
+        "Dark Matter of SAEs (error prediction, power law, components, base vs LoRA)",
+        not force and done,
+        lambda: run_dark_matter(args),
+    )
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
