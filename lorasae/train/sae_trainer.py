@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from lorasae.atomic import atomic_write_json
+from lorasae.config_files import save_config
 from lorasae.data import TokenSplit, load_token_split
 from lorasae.hooks import residual_at
 from lorasae.models import (
@@ -231,6 +232,7 @@ class SaeTrainer:
                 ctx_len=self.cfg.ctx_len,
                 num_val_tokens=self.cfg.num_val_tokens,
             )
+            save_config(self.cfg, folder)  # `--config_file <folder>/config.json` reruns this run
         return folder
 
     def _save_state(self) -> None:
@@ -358,7 +360,7 @@ class SaeTrainer:
         wandb_run = start_wandb(
             cfg.wandb and info.is_main,
             cfg.wandb_project,
-            f"{cfg.model_key}-L{cfg.layer}-{cfg.kind}",
+            cfg.wandb_run_name or f"{cfg.model_key}-L{cfg.layer}-{cfg.kind}",
             asdict(cfg),
         )
         logger = TrainLogger(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +118,10 @@ def load_state(path: Path) -> TrainingState:
 
 def resume_settings(cfg: TrainSaeConfig) -> dict[str, Any]:
     """The settings a saved state must share with the run resuming it."""
-    return {key: getattr(cfg, key) for key in TrainSaeConfig.RESUME_KEYS} | {"model": cfg.model_key}
+    values = {key: getattr(cfg, key) for key in TrainSaeConfig.RESUME_KEYS}
+    # nested settings (sae_kwargs) as plain dicts: the state file is read with weights_only=True
+    values = {key: asdict(v) if is_dataclass(v) else v for key, v in values.items()}
+    return values | {"model": cfg.model_key}
 
 
 def check_compatible(state: TrainingState, cfg: TrainSaeConfig, d_model: int, path: Path) -> None:
