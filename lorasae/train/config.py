@@ -38,6 +38,7 @@ from lorasae.model_defaults import (
     default_val_batch_size,
 )
 from lorasae.models import model_key
+from lorasae.train.schedule import LR_SCHEDULERS
 from lorasae.train.validation import curve_val_tokens
 
 __all__ = [
@@ -55,7 +56,6 @@ __all__ = [
 
 
 ARCHITECTURES = ("topk", "relu", "crosscoder")
-LR_SCHEDULERS = ("linear_decay", "cosine", "constant")
 
 
 @dataclass
@@ -72,6 +72,10 @@ class SaeKwargs:
 
     topk: int | None = None
     """The seed's name for --k: when given, it sets --k."""
+
+    crosscoder_activation: str = "topk"
+    """--architecture crosscoder: topk (TopK over the summed pre-activations, k = --k) or relu (ReLU + L1
+    weighted by the summed decoder norms, λ = --sparsity)."""
 
 
 def default_batch_size(ctx_len: int) -> int:
@@ -261,6 +265,10 @@ class TrainSaeConfig(CommonArgs):
         if self.sae_kwargs.sparsity_warmup_steps < 0:
             problems.append(
                 f"--sparsity_warmup_steps must be ≥ 0, got {self.sae_kwargs.sparsity_warmup_steps}"
+            )
+        if self.sae_kwargs.crosscoder_activation not in ("topk", "relu"):
+            problems.append(
+                f"--crosscoder_activation must be topk or relu, got {self.sae_kwargs.crosscoder_activation!r}"
             )
         if self.architecture == "crosscoder" and self.e2e:
             problems.append("--e2e is for single-layer SAEs (topk or relu), not crosscoders")

@@ -34,8 +34,10 @@ from lorasae.models import (
 from lorasae.paths import sae_curve_path
 from lorasae.precision import sae_autocast, use_sae_autocast
 from lorasae.runtime import parse_device, seed_everything, setup_environment
-from lorasae.sae import SaeConfig, SaeShapeError, TopKSAE, geometric_median
+from lorasae.sae import SaeShapeError, geometric_median
+from lorasae.sae.registry import load_ours
 from lorasae.train import distributed as dist_utils
+from lorasae.train.architecture import build_sae, maybe_compile, step_sparsity, uses_sparsity
 from lorasae.train.config import TrainSaeConfig
 from lorasae.train.distributed import DistInfo
 from lorasae.train.harvest import ActivationBuffer, activation_step, default_harvest_steps
@@ -107,16 +109,11 @@ class SaeTrainer:
         self.kl_head = e2e_head(model, split.val[:1, :16].to(self.device)) if cfg.e2e else None
         d_sae = self.d_model * cfg.expansion_factor
         torch.manual_seed(cfg.seed)  # the same initial SAE on every rank and in every run with this seed
-        self.sae = TopKSAE(
-            SaeConfig(
-                d_in=self.d_model, d_sae=d_sae, k=cfg.k, model_name=cfg.model_name, hook_layer=cfg.layer
-            ),
-            device=self.device,
-        )
+        self.sae = build_sae(cfg, self.d_model, self.device)  # --architecture (lorasae/train/architecture.py)
         self.optimizer, self.optimizer_kind = make_optimizer(
             self.sae.parameters(), cfg.lr, self.device, cfg.optimizer
         )
-        self.scheduler = make_scheduler(self.optimizer, cfg.warmup_steps, cfg.total_steps)
+        self.scheduler = make_scheduler(self.optimizer, cfg.warmup_steps, cfg.total_steps, cfg.lr_scheduler)
         self.step = 0
         self.val_loss: list[float] = []
         self.minutes: list[float] = []
@@ -153,7 +150,7 @@ class SaeTrainer:
 
     def init_from(self, folder: str | Path) -> None:
         """Start from the weights of an existing SAE (SAELens-format folder)."""
-        other = TopKSAE.load(folder, device=self.device)
+        other = load_ours(folder, device=self.device)
         d_in, d_sae = other.cfg.d_in, other.cfg.d_sae
         if d_in != self.d_model:
             raise SaeShapeError(
@@ -282,16 +279,18 @@ class SaeTrainer:
         """One optimiser step on a batch of token ids, or on its harvested activations `acts`."""
         cfg = self.cfg
         dead_mask = self.tokens_since_fired >= cfg.dead_after_tokens if cfg.auxk_alpha > 0 else None
+        l1_coef = step_sparsity(cfg, self.step)  # ReLU SAEs: λ with its warm-up; else 0
         with sae_autocast(self.device, self.autocast):
             if acts is not None:
-                loss, out, stats = activation_step(sae, acts, cfg.auxk_alpha, dead_mask)
+                loss, out, stats = activation_step(sae, acts, cfg.auxk_alpha, dead_mask, l1_coef)
             elif cfg.e2e:
                 loss, out, stats = e2e_step(
-                    self.model, sae, input_ids, cfg.layer, cfg.auxk_alpha, dead_mask, head=self.kl_head
-                )
+                    self.model, sae, input_ids, cfg.layer, cfg.auxk_alpha, dead_mask, head=self.kl_head,
+                    sparsity_coef=l1_coef,
+                )  # fmt: skip
             else:
                 loss, out, stats = reconstruction_step(
-                    self.model, sae, input_ids, cfg.layer, cfg.auxk_alpha, dead_mask
+                    self.model, sae, input_ids, cfg.layer, cfg.auxk_alpha, dead_mask, l1_coef
                 )
         totals = dist_utils.all_reduce_sum(stats.as_tensor(self.info.world_size))
         global_loss = float(totals[0])
@@ -315,7 +314,7 @@ class SaeTrainer:
             "dead_frac": float((self.tokens_since_fired >= cfg.dead_after_tokens).float().mean()),
             "lr": lr,
             "grad_norm": grad_norm,
-        }
+        } | ({"l1_coef": l1_coef} if uses_sparsity(cfg) else {})
 
     @torch.no_grad()
     def _update_dead(self, top_acts: torch.Tensor, top_idx: torch.Tensor, tokens: int) -> None:
@@ -357,6 +356,7 @@ class SaeTrainer:
         if info.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
             sae = DistributedDataParallel(self.sae, device_ids=ids)  # the SAE has no buffers to sync
+        sae = maybe_compile(sae, cfg.compile)  # --compile: same parameters, compiled forward
         wandb_run = start_wandb(
             cfg.wandb and info.is_main,
             cfg.wandb_project,
@@ -417,8 +417,10 @@ def summary_line(cfg: TrainSaeConfig, r: TrainResult) -> str:
     ce = f"spliced val CE {r.val_loss[0]:.4f} -> {r.val_loss[-1]:.4f}" if r.val_loss else "no curve"
     if cfg.curve_val_tokens and cfg.num_val_tokens and cfg.curve_val_tokens < cfg.num_val_tokens:
         ce += f" on the first {cfg.curve_val_tokens:,} of {cfg.num_val_tokens:,} val tokens (short run)"
+    sparsity = f"λ={cfg.sae_kwargs.sparsity:g}" if uses_sparsity(cfg) else f"k={cfg.k}"
+    where = f"layers {cfg.layers}" if cfg.architecture == "crosscoder" else f"layer {cfg.layer}"
     return (
-        f"{cfg.kind} SAE {cfg.model_key} layer {cfg.layer} (k={cfg.k}, width {cfg.expansion_factor}x): "
+        f"{cfg.kind} {cfg.architecture} SAE {cfg.model_key} {where} ({sparsity}, width {cfg.expansion_factor}x): "
         f"{r.steps} steps, {r.tokens:,} tokens, {r.minutes[-1] if r.minutes else 0:.2f} train min; {ce} "
         f"(original model {r.base_ce:.4f}); val FVU {r.val_fvu:.4f}, L0 {r.val_l0:.2f}, "
         f"dead {100 * r.train_dead_fraction:.1f}% -> {r.final_dir}"

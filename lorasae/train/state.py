@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from lorasae.atomic import atomic_save_file
-from lorasae.paths import sae_dir
+from lorasae.paths import crosscoder_tag, relu_sae_tag, sae_dir
 from lorasae.train.config import TrainSaeConfig
 
 STATE_VERSION = 1
@@ -34,6 +34,13 @@ class ResumeError(ValueError):
 def checkpoint_dir(cfg: TrainSaeConfig, pct: int | None = None) -> Path:
     """Folder of the SAE checkpoint at `pct` percent (None: the final SAE)."""
     assert cfg.k is not None
+    if cfg.architecture == "relu":
+        tag = relu_sae_tag(cfg.expansion_factor, cfg.sae_kwargs.sparsity, pct)
+        return sae_dir(cfg.model_key, cfg.kind, cfg.expansion_factor, cfg.k, cfg.layer, tag=tag)
+    if cfg.architecture == "crosscoder":
+        k = None if cfg.sae_kwargs.crosscoder_activation == "relu" else cfg.k
+        tag = crosscoder_tag(cfg.expansion_factor, cfg.layers, k, cfg.sae_kwargs.sparsity, pct)
+        return sae_dir(cfg.model_key, cfg.kind, cfg.expansion_factor, cfg.k, cfg.layers, tag=tag)
     return sae_dir(cfg.model_key, cfg.kind, cfg.expansion_factor, cfg.k, cfg.layer, pct)
 
 
