@@ -25,7 +25,7 @@ ARCH_TAG = re.compile(
     r"(?:L0_(?P<k>\d+)|relu_l1_(?P<l1>\d[0-9.e+-]*?))(?:-(?P<pct>\d+)pct)?$"
 )
 """Every tag train_sae.py writes (`paths.sae_tag`, `paths.relu_sae_tag`, `paths.crosscoder_tag`)."""
-_NAMES_LAYER = re.compile(r"(?:^|[^a-z])layer_(\d+)")
+_NAMES_LAYER = re.compile(r"(?:^|[^a-z])layers?_(\d+)")  # layers_: a crosscoder's or a joint run's tag
 
 
 @dataclass(frozen=True)

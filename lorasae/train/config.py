@@ -204,6 +204,9 @@ class TrainSaeConfig(CommonArgs):
             cfg.k = cfg.sae_kwargs.topk
         if cfg.layer is None:
             cfg.layer = default_sae_layer(n_layers) if n_layers else model_defaults.PAPER_SAE_LAYER
+        if cfg.architecture == "crosscoder":  # sources: --layers (default: --layer and the one before)
+            cfg.layers = sorted(set(cfg.layers)) or ([cfg.layer - 1, cfg.layer] if cfg.layer > 0 else [0, 1])
+            cfg.layer = max(cfg.layers)  # the truncated forward runs up to the last source
         cfg.dataset = cfg.dataset or default_dataset(cfg.model_name)
         cfg.k = cfg.k if cfg.k is not None else default_k(d_model)
         cfg.ctx_len = cfg.ctx_len if cfg.ctx_len is not None else default_ctx_len(max_positions)

@@ -11,7 +11,7 @@ import itertools
 import math
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -39,11 +39,13 @@ from lorasae.sae.registry import load_ours
 from lorasae.train import distributed as dist_utils
 from lorasae.train.architecture import build_sae, maybe_compile, step_sparsity, uses_sparsity
 from lorasae.train.config import TrainSaeConfig
+from lorasae.train.crosscoder_trainer import CrosscoderSteps
 from lorasae.train.distributed import DistInfo
 from lorasae.train.harvest import ActivationBuffer, activation_step, default_harvest_steps
 from lorasae.train.logger import TrainLogger, start_wandb
 from lorasae.train.objectives import e2e_head, e2e_step, reconstruction_step
 from lorasae.train.optim import make_optimizer
+from lorasae.train.result import TrainResult, summary_line
 from lorasae.train.schedule import make_scheduler
 from lorasae.train.state import (
     TrainingState,
@@ -63,25 +65,10 @@ class NonFiniteLossError(RuntimeError):
     """The loss or gradient became NaN/inf; the weights were not updated and nothing was written."""
 
 
-@dataclass
-class TrainResult:
-    steps: int
-    tokens: int
-    base_ce: float | None
-    val_loss: list[float]
-    minutes: list[float]
-    val_fvu: float
-    val_l0: float
-    val_dead_fraction: float  # latents that never fired on the validation tokens
-    train_dead_fraction: float  # latents that did not fire in the last `dead_after_tokens` training tokens
-    final_dir: Path
-    train_metrics: dict[str, float] = field(default_factory=dict)  # means over the last logging window
-    checkpoint_dirs: dict[int, Path] = field(default_factory=dict)
-    state_path: Path | None = None
-
-
 class SaeTrainer:
     """Trains one SAE on `model`'s layer `cfg.layer` with the (resolved) settings `cfg`."""
+
+    harvests = True  # steps on harvested activations (ActivationBuffer) unless --e2e; crosscoders: False
 
     def __init__(
         self,
@@ -373,7 +360,7 @@ class SaeTrainer:
                     self.base_ce = self.spliced_ce(with_sae=False)
                 self._record_curve_points(self.eval_points.get(0, 0), logger)
             self._start_clock()
-            buffer = None if cfg.e2e else ActivationBuffer(
+            buffer = None if cfg.e2e or not self.harvests else ActivationBuffer(
                 self.model, cfg.layer, batches, self.harvest_steps, info, self.device, cfg.total_steps - self.step
             )  # fmt: skip
             for _ in range(self.step, cfg.total_steps):
@@ -413,18 +400,9 @@ class SaeTrainer:
         return result
 
 
-def summary_line(cfg: TrainSaeConfig, r: TrainResult) -> str:
-    ce = f"spliced val CE {r.val_loss[0]:.4f} -> {r.val_loss[-1]:.4f}" if r.val_loss else "no curve"
-    if cfg.curve_val_tokens and cfg.num_val_tokens and cfg.curve_val_tokens < cfg.num_val_tokens:
-        ce += f" on the first {cfg.curve_val_tokens:,} of {cfg.num_val_tokens:,} val tokens (short run)"
-    sparsity = f"λ={cfg.sae_kwargs.sparsity:g}" if uses_sparsity(cfg) else f"k={cfg.k}"
-    where = f"layers {cfg.layers}" if cfg.architecture == "crosscoder" else f"layer {cfg.layer}"
-    return (
-        f"{cfg.kind} {cfg.architecture} SAE {cfg.model_key} {where} ({sparsity}, width {cfg.expansion_factor}x): "
-        f"{r.steps} steps, {r.tokens:,} tokens, {r.minutes[-1] if r.minutes else 0:.2f} train min; {ce} "
-        f"(original model {r.base_ce:.4f}); val FVU {r.val_fvu:.4f}, L0 {r.val_l0:.2f}, "
-        f"dead {100 * r.train_dead_fraction:.1f}% -> {r.final_dir}"
-    )
+class CrosscoderTrainer(CrosscoderSteps, SaeTrainer):
+    """`--architecture crosscoder`: SaeTrainer's loop with the crosscoder's steps and metrics
+    (`lorasae/train/crosscoder_trainer.py`)."""
 
 
 def train_sae(cfg: TrainSaeConfig) -> TrainResult:
@@ -435,11 +413,13 @@ def train_sae(cfg: TrainSaeConfig) -> TrainResult:
         seed_everything(cfg.seed)
         shape = model_shape(cfg.model_name)  # settings and layer checked before the weights load
         cfg = cfg.resolved(shape.d_model, shape.max_positions, shape.n_layers)
-        check_layer(shape, cfg.layer)
+        for layer in [cfg.layer, *cfg.layers]:
+            check_layer(shape, layer)
         model, tokenizer = load_model(cfg.model_name, device, cfg.dtype)
         split = load_token_split(
             cfg.dataset, tokenizer, cfg.ctx_len, cfg.num_val_tokens, cfg.seed, cfg.text_field
         )
-        return SaeTrainer(cfg, model, tokenizer, split, info).fit()
+        trainer_class = CrosscoderTrainer if cfg.architecture == "crosscoder" else SaeTrainer
+        return trainer_class(cfg, model, tokenizer, split, info).fit()
     finally:
         dist_utils.teardown()
