@@ -82,3 +82,26 @@ def test_saved_config_shows_the_override_and_reruns_the_run(tmp_path, out_root):
     assert second.final_dir == first.final_dir
     assert second.val_loss == pytest.approx(first.val_loss, abs=1e-6)
     assert second.val_fvu == pytest.approx(first.val_fvu, abs=1e-6)
+
+
+def test_a_training_state_from_before_the_new_settings_still_resumes(tmp_path):
+    import torch
+
+    from lorasae.train.state import (
+        ADDED_SETTINGS,
+        ResumeError,
+        TrainingState,
+        check_compatible,
+        resume_settings,
+    )
+
+    cfg = parse_with_config_file(TrainSaeConfig, ["--model_type", "tiny"]).resolved(128, 128, 4)
+    old = {k: v for k, v in resume_settings(cfg).items() if k not in ADDED_SETTINGS}
+    w = torch.zeros(128 * 8, 128)
+    state = TrainingState(0, {"W_dec": w}, {}, {}, [], [], 0.0, torch.zeros(1024), None, old)
+    check_compatible(state, cfg, 128, tmp_path / "state.pt")  # the defaults it ran with: compatible
+    relu = parse_with_config_file(TrainSaeConfig, ["--model_type", "tiny", "--sae_type", "relu"]).resolved(
+        128, 128, 4
+    )
+    with pytest.raises(ResumeError, match="--architecture: saved 'topk', now 'relu'"):
+        check_compatible(state, relu, 128, tmp_path / "state.pt")

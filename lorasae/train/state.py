@@ -22,7 +22,7 @@ import torch
 
 from lorasae.atomic import atomic_save_file
 from lorasae.paths import crosscoder_tag, relu_sae_tag, sae_dir
-from lorasae.train.config import TrainSaeConfig
+from lorasae.train.config import SaeKwargs, TrainSaeConfig
 
 STATE_VERSION = 1
 
@@ -123,6 +123,15 @@ def load_state(path: Path) -> TrainingState:
     return TrainingState(**payload)
 
 
+ADDED_SETTINGS: dict[str, Any] = {
+    "architecture": "topk",
+    "layers": [],
+    "sae_kwargs": asdict(SaeKwargs()),
+    "lr_scheduler": "linear_decay",
+}
+"""Resume settings added after training states were first written: a state without them ran with these."""
+
+
 def resume_settings(cfg: TrainSaeConfig) -> dict[str, Any]:
     """The settings a saved state must share with the run resuming it."""
     values = {key: getattr(cfg, key) for key in TrainSaeConfig.RESUME_KEYS}
@@ -134,7 +143,7 @@ def resume_settings(cfg: TrainSaeConfig) -> dict[str, Any]:
 def check_compatible(state: TrainingState, cfg: TrainSaeConfig, d_model: int, path: Path) -> None:
     """Raise `ResumeError` naming every setting that differs from the saved run, and check that the saved
     SAE's width matches this model."""
-    saved, now = state.config, resume_settings(cfg)
+    saved, now = {**ADDED_SETTINGS, **state.config}, resume_settings(cfg)
     diffs = [
         f"--{key}: saved {saved.get(key)!r}, now {value!r}"
         for key, value in now.items()
