@@ -91,11 +91,15 @@ def sae_dir(
     )
 
 
-def sae_curve_path(quantity: str, model: str, kind: str, base: Path | None = None) -> Path:
-    """`data/TopK/{time,val_loss}/<model>/<normal|e2e>_SAE.json`"""
+def sae_curve_path(
+    quantity: str, model: str, kind: str, base: Path | None = None, architecture: str = "topk"
+) -> Path:
+    """`data/TopK/{time,val_loss}/<model>/<normal|e2e>_SAE.json` (the paper's TopK SAEs);
+    `<kind>_<architecture>_SAE.json` for the other architectures, so they never replace the TopK curve."""
     if quantity not in ("time", "val_loss"):
         raise ValueError(f"curve quantity must be 'time' or 'val_loss', got {quantity!r}")
-    return _root(base) / "data" / "TopK" / quantity / sanitize(model) / f"{kind}_SAE.json"
+    name = f"{kind}_SAE.json" if architecture == "topk" else f"{kind}_{architecture}_SAE.json"
+    return _root(base) / "data" / "TopK" / quantity / sanitize(model) / name
 
 
 # --- LoRA -----------------------------------------------------------------------------------------

@@ -88,6 +88,12 @@ def test_relu_run_counts_dead_latents_and_saves_its_tag(tmp_path, out_root):
     args = fast_args(model_dir, data, architecture="relu", sparsity=0.05, sparsity_warmup_steps=20, lr=3e-3)
     result = train_sae(parse_with_config_file(TrainSaeConfig, args + ["--dead_after_tokens", "640"]))
     assert result.final_dir.parent.name == "expansion_4_relu_l1_0.05"
+    from lorasae.paths import sae_curve_path
+
+    # its curve sits beside the TopK one, never in its place
+    assert sae_curve_path("val_loss", "model", "normal", architecture="relu").name == "normal_relu_SAE.json"
+    assert sae_curve_path("val_loss", "model", "normal", architecture="relu").exists()
+    assert not sae_curve_path("val_loss", "model", "normal").exists()
     assert result.train_metrics["l1_coef"] == 0.05
     sae = ReluSAE.load(result.final_dir)
     # L0 and the never-active share recomputed from the validation activations

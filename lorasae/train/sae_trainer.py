@@ -186,8 +186,14 @@ class SaeTrainer:
         """The curve so far (val CE and cumulative training minutes, point i at progress i/(n-1) once
         complete), written atomically by the main rank."""
         if self.info.is_main:
-            atomic_write_json(sae_curve_path("val_loss", self.cfg.model_key, self.cfg.kind), self.val_loss)
-            atomic_write_json(sae_curve_path("time", self.cfg.model_key, self.cfg.kind), self.minutes)
+            arch = self.cfg.architecture
+            atomic_write_json(
+                sae_curve_path("val_loss", self.cfg.model_key, self.cfg.kind, architecture=arch),
+                self.val_loss,
+            )
+            atomic_write_json(
+                sae_curve_path("time", self.cfg.model_key, self.cfg.kind, architecture=arch), self.minutes
+            )
 
     def _record_curve_points(self, count: int, logger: TrainLogger | None) -> None:
         value = self.spliced_ce()
