@@ -47,7 +47,10 @@ def fasta_sequences(path: Path) -> Iterator[str]:
 
 
 def default_dataset(model_name: str) -> str:
-    """The built-in corpus for the built-in model, RedPajama otherwise (the paper's choice)."""
+    """The built-in corpus for the built-in model, RedPajama otherwise (the paper's choice); protein
+    models have no default (text is no protein data)."""
+    if model_name == "esm" or "/esm" in model_name.lower():
+        raise ValueError(f"{model_name} is a protein model: give its data with --dataset file.fasta.")
     return "builtin" if model_name == "tiny" else DEFAULT_HUB_DATASET
 
 

@@ -103,3 +103,11 @@ def test_esm_sae_trains_and_its_spliced_metric_is_the_masked_lm_loss(tmp_path, o
     assert mean_ce(model, val, 4) == pytest.approx(float(base), rel=1e-5)
     assert result.val_loss[-1] == pytest.approx(float(spliced), rel=1e-4)
     assert result.val_fvu < 1.0 and result.val_l0 <= 4
+
+
+def test_protein_models_need_a_dataset():
+    from lorasae.data import default_dataset
+
+    with pytest.raises(ValueError, match="--dataset file.fasta"):
+        default_dataset("esm")
+    assert default_dataset("tiny") == "builtin"

@@ -94,7 +94,7 @@ def test_relu_run_counts_dead_latents_and_saves_its_tag(tmp_path, out_root):
     assert sae_curve_path("val_loss", "model", "normal", architecture="relu").name == "normal_relu_SAE.json"
     assert sae_curve_path("val_loss", "model", "normal", architecture="relu").exists()
     assert not sae_curve_path("val_loss", "model", "normal").exists()
-    assert result.train_metrics["l1_coef"] == 0.05
+    assert result.train_metrics["l1_coef"] == 0.05 and result.train_metrics["l1"] > 0
     sae = ReluSAE.load(result.final_dir)
     # L0 and the never-active share recomputed from the validation activations
     from lorasae.data import load_token_split

@@ -307,7 +307,7 @@ class SaeTrainer:
             "dead_frac": float((self.tokens_since_fired >= cfg.dead_after_tokens).float().mean()),
             "lr": lr,
             "grad_norm": grad_norm,
-        } | ({"l1_coef": l1_coef} if uses_sparsity(cfg) else {})
+        } | ({"l1": float(out.l1.detach()), "l1_coef": l1_coef} if uses_sparsity(cfg) else {})
 
     @torch.no_grad()
     def _update_dead(self, top_acts: torch.Tensor, top_idx: torch.Tensor, tokens: int) -> None:
