@@ -5,12 +5,14 @@
     torchrun --nproc_per_node 2 train_sae.py ...   (data-parallel; --batch_size counts all ranks)
 
 Writes saved_saes/<model>/<normal|e2e>/expansion_<E>_L0_<k>[-<pct>pct]/model.layers.<L>/ and
-data/TopK/{time,val_loss}/<model>/<normal|e2e>_SAE.json. `--help` lists every flag.
+data/TopK/{time,val_loss}/<model>/<normal|e2e>_SAE.json. `--help` lists every flag; `--config_file
+cfg.json|cfg.yaml` gives any of them from a file (flags on the command line override it; nested ones also
+as `--sae_kwargs.sparsity 5`), and every SAE folder gets the resolved `config.json` that reruns it.
 """
 
-from lorasae.cli import parse
+from lorasae.config_files import parse_with_config_file
 from lorasae.train.config import TrainSaeConfig
 from lorasae.train.sae_trainer import train_sae
 
 if __name__ == "__main__":
-    train_sae(parse(TrainSaeConfig))
+    train_sae(parse_with_config_file(TrainSaeConfig))

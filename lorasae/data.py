@@ -24,11 +24,33 @@ DATASET_ALIASES: dict[str, str] = {
     "pile": "monology/pile-uncopyrighted",
 }
 DEFAULT_HUB_DATASET = "redpajama"
-LOCAL_SUFFIXES = (".txt", ".jsonl", ".json", ".parquet")
+FASTA_SUFFIXES = (".fasta", ".fa", ".faa")
+LOCAL_SUFFIXES = (".txt", ".jsonl", ".json", ".parquet", *FASTA_SUFFIXES)
+
+
+def fasta_sequences(path: Path) -> Iterator[str]:
+    """The sequences of a FASTA file, one per `>` record (lines joined, whitespace dropped); each is a
+    document, packed like text (ESM2: `<cls>` first in a chunk, `<eos>` between proteins)."""
+    seq: list[str] = []
+    started = False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith(">"):
+            if seq:
+                yield "".join(seq)
+            seq, started = [], True
+        elif line.strip() and not line.startswith(";"):
+            if not started:
+                raise ValueError(f"{path} is not FASTA: sequence lines before the first '>' header")
+            seq.append("".join(line.split()))
+    if seq:
+        yield "".join(seq)
 
 
 def default_dataset(model_name: str) -> str:
-    """The built-in corpus for the built-in model, RedPajama otherwise (the paper's choice)."""
+    """The built-in corpus for the built-in model, RedPajama otherwise (the paper's choice); protein
+    models have no default (text is no protein data)."""
+    if model_name == "esm" or "/esm" in model_name.lower():
+        raise ValueError(f"{model_name} is a protein model: give its data with --dataset file.fasta.")
     return "builtin" if model_name == "tiny" else DEFAULT_HUB_DATASET
 
 
@@ -48,6 +70,8 @@ def _local_texts(path: Path, text_field: str) -> Iterator[str]:
                     block = []
             if block:
                 yield "\n".join(block)
+        elif file.suffix in FASTA_SUFFIXES:
+            yield from fasta_sequences(file)
         elif file.suffix in (".jsonl", ".json"):
             with open(file, encoding="utf-8") as handle:
                 for number, line in enumerate(handle, 1):

@@ -1,7 +1,12 @@
 """Mean next-token cross-entropy over validation chunks, optionally with functions (SAEs) spliced into
 the residual stream. Shared by `train_sae.py`, `train_lora.py` and the evals, so every CE in the project
 is computed the same way: logits at positions 0…T-2 score tokens 1…T-1 of each chunk, summed in float64
-over all scored tokens of all chunks and divided by their count (a token-weighted mean)."""
+over all scored tokens of all chunks and divided by their count (a token-weighted mean).
+
+For a masked LM (ESM2, `models.is_masked_lm`) next-token CE means nothing; the same functions then return
+the masked-LM loss instead: a fixed ~15 % of the positions of each chunk (`mlm_mask`, the same every
+call, never position 0 or a special token) are replaced by the mask token and scored against the
+original tokens (no 80/10/10 random replacement, so the number is deterministic)."""
 
 from __future__ import annotations
 
@@ -12,12 +17,42 @@ import torch.nn.functional as F
 from torch import nn
 
 from lorasae.hooks import SpliceFn, splice
+from lorasae.models import is_masked_lm
 
 # either fixed functions per layer, or a factory that builds them from each batch's input ids (needed
 # when special positions such as BOS keep the original activation)
 _CE_CHUNK_ELEMENTS = 2**26
 
 SpliceFns = Mapping[int, SpliceFn] | Callable[[torch.Tensor], Mapping[int, SpliceFn]]
+
+
+MLM_FRACTION = 0.15
+
+
+def mlm_mask(input_ids: torch.Tensor, special_ids: list[int]) -> torch.Tensor:
+    """Bool [B, T]: the masked positions, a fixed pseudo-random ~15 % of each row (a hash of the row's
+    position and token ids, so a chunk gets the same mask in every evaluation)."""
+    b, t = input_ids.shape
+    pos = torch.arange(t, device=input_ids.device).expand(b, t)
+    h = (pos * 2654435761 + input_ids * 40503 + pos * input_ids) % 1000
+    mask = h < int(1000 * MLM_FRACTION)
+    mask[:, 0] = False
+    if special_ids:
+        mask &= ~torch.isin(input_ids, torch.tensor(special_ids, device=input_ids.device))
+    return mask
+
+
+def _mlm_special_ids(model: nn.Module) -> list[int]:
+    config = model.config
+    return [
+        int(i)
+        for i in (
+            config.pad_token_id,
+            getattr(config, "eos_token_id", None),
+            getattr(config, "cls_token_id", None),
+        )
+        if i is not None
+    ]
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -53,9 +88,14 @@ def ce_sum_and_count(
     if was_training:
         model.eval()
     total, count = 0.0, 0
+    masked_lm = is_masked_lm(model)
     try:
         for start in range(0, len(chunks), batch_size):
             ids = chunks[start : start + batch_size].to(device)
+            if masked_lm:
+                t, c = _mlm_sum_and_count(model, ids, splice_fns)
+                total, count = total + t, count + c
+                continue
             fns = splice_fns(ids) if callable(splice_fns) else (splice_fns or {})
             with splice(model, fns):
                 logits = model(input_ids=ids, use_cache=False).logits
@@ -74,6 +114,19 @@ def ce_sum_and_count(
         if was_training:
             model.train()
     return total, count
+
+
+def _mlm_sum_and_count(
+    model: nn.Module, ids: torch.Tensor, splice_fns: SpliceFns | None
+) -> tuple[float, int]:
+    """(Σ CE at the masked positions, their number) for one batch of a masked LM."""
+    mask = mlm_mask(ids, _mlm_special_ids(model))
+    masked = ids.masked_fill(mask, int(model.config.mask_token_id))
+    fns = splice_fns(masked) if callable(splice_fns) else (splice_fns or {})
+    with splice(model, fns):
+        logits = model(input_ids=masked, use_cache=False).logits
+    loss = F.cross_entropy(logits[mask].float(), ids[mask], reduction="sum").item()
+    return loss, int(mask.sum())
 
 
 def mean_ce(

@@ -21,7 +21,17 @@ MODEL_REGISTRY: dict[str, str] = {
     "llama": "meta-llama/Llama-3.2-1B",
     "tiny": "builtin:tiny",
     "grok": "builtin:grok",  # lorasae/grok: modular addition at p = 97, trained until it groks
+    "esm": "facebook/esm2_t6_8M_UR50D",  # ESM2 protein masked LM (the seed's second model type)
 }
+
+MASKED_LM_TYPES = ("esm",)
+"""transformers `model_type`s loaded as masked LMs (`AutoModelForMaskedLM`); their spliced metric is the
+masked-LM loss (`lorasae.eval_ce`), not next-token CE."""
+
+
+def is_masked_lm(model: nn.Module) -> bool:
+    """Whether `model` is one of the masked LMs of `MASKED_LM_TYPES` (ESM2)."""
+    return getattr(getattr(unwrap(model), "config", None), "model_type", None) in MASKED_LM_TYPES
 
 
 class UnknownModelError(ValueError):
@@ -82,7 +92,7 @@ def load_model(
 ):
     """Load `(model, tokenizer)` through the Auto classes, in eval mode, on `device`. `dtype="auto"` and
     the attention implementation are resolved per device by `lorasae.precision`."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
     path = resolve_model_name(name)
     device = parse_device(device)
@@ -93,10 +103,11 @@ def load_model(
         config = AutoConfig.from_pretrained(path, token=token)
         if attn_implementation is None:  # Gemma-2's soft-capping needs eager or FlashAttention-2
             attn_implementation = attention_implementation(getattr(config, "model_type", ""), device)
-        model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=dtype, token=token, attn_implementation=attn_implementation
-        )
+        auto = AutoModelForMaskedLM if config.model_type in MASKED_LM_TYPES else AutoModelForCausalLM
+        model = auto.from_pretrained(path, dtype=dtype, token=token, attn_implementation=attn_implementation)
         tokenizer = AutoTokenizer.from_pretrained(path, token=token)
+        if tokenizer.bos_token is None and getattr(tokenizer, "cls_token", None):  # ESM: chunks start <cls>
+            tokenizer.bos_token = tokenizer.cls_token
     except OSError as err:
         raise _unreachable(name, path, err, "load model") from err
     if tokenizer.pad_token_id is None:
@@ -111,7 +122,15 @@ def unwrap(model: nn.Module) -> nn.Module:
     return get_base() if callable(get_base) else model
 
 
-_LAYER_PATHS = ("model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers", "layers", "h")
+_LAYER_PATHS = (
+    "model.layers",
+    "transformer.h",
+    "gpt_neox.layers",
+    "model.decoder.layers",
+    "esm.encoder.layer",
+    "layers",
+    "h",
+)
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:

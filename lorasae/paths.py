@@ -46,16 +46,39 @@ def sae_tag(expansion_factor: int, k: int, pct: int | None = None) -> str:
     return tag if pct is None else f"{tag}-{pct}pct"
 
 
+def relu_sae_tag(expansion_factor: int, sparsity: float, pct: int | None = None) -> str:
+    """`expansion_<E>_relu_l1_<λ>[-<pct>pct]`: a ReLU + L1 SAE with L1 coefficient λ."""
+    tag = f"expansion_{expansion_factor}_relu_l1_{sparsity:g}"
+    return tag if pct is None else f"{tag}-{pct}pct"
+
+
+def crosscoder_tag(
+    expansion_factor: int, layers: list[int], k: int | None, sparsity: float | None, pct: int | None = None
+) -> str:
+    """`crosscoder_layers_<a>+<b>_expansion_<E>_L0_<k>` (TopK) or `..._relu_l1_<λ>` (ReLU), `-<pct>pct`
+    for a checkpoint."""
+    inner = relu_sae_tag(expansion_factor, sparsity) if k is None else sae_tag(expansion_factor, k)
+    tag = f"crosscoder_layers_{'+'.join(str(x) for x in layers)}_{inner}"
+    return tag if pct is None else f"{tag}-{pct}pct"
+
+
+def layer_folder_name(layers: int | list[int]) -> str:
+    """`model.layers.<L>` (one layer) or `model.layers.<a>+<b>` (a crosscoder's layers)."""
+    return f"model.layers.{layers if isinstance(layers, int) else '+'.join(str(x) for x in layers)}"
+
+
 def sae_dir(
     model: str,
     kind: str,
     expansion_factor: int,
     k: int,
-    layer: int,
+    layer: int | list[int],
     pct: int | None = None,
     base: Path | None = None,
+    tag: str | None = None,
 ) -> Path:
-    """`saved_saes/<model>/<normal|e2e>/expansion_<E>_L0_<k>[-<pct>pct]/model.layers.<L>/`"""
+    """`saved_saes/<model>/<normal|e2e>/expansion_<E>_L0_<k>[-<pct>pct]/model.layers.<L>/`; `tag`
+    replaces the TopK tag (`relu_sae_tag`, `crosscoder_tag`; it then carries the percentage itself)."""
     if kind not in ("normal", "e2e"):
         raise ValueError(f"SAE kind must be 'normal' or 'e2e', got {kind!r}")
     return (
@@ -63,16 +86,20 @@ def sae_dir(
         / "saved_saes"
         / sanitize(model)
         / kind
-        / sae_tag(expansion_factor, k, pct)
-        / f"model.layers.{layer}"
+        / (tag or sae_tag(expansion_factor, k, pct))
+        / layer_folder_name(layer)
     )
 
 
-def sae_curve_path(quantity: str, model: str, kind: str, base: Path | None = None) -> Path:
-    """`data/TopK/{time,val_loss}/<model>/<normal|e2e>_SAE.json`"""
+def sae_curve_path(
+    quantity: str, model: str, kind: str, base: Path | None = None, architecture: str = "topk"
+) -> Path:
+    """`data/TopK/{time,val_loss}/<model>/<normal|e2e>_SAE.json` (the paper's TopK SAEs);
+    `<kind>_<architecture>_SAE.json` for the other architectures, so they never replace the TopK curve."""
     if quantity not in ("time", "val_loss"):
         raise ValueError(f"curve quantity must be 'time' or 'val_loss', got {quantity!r}")
-    return _root(base) / "data" / "TopK" / quantity / sanitize(model) / f"{kind}_SAE.json"
+    name = f"{kind}_SAE.json" if architecture == "topk" else f"{kind}_{architecture}_SAE.json"
+    return _root(base) / "data" / "TopK" / quantity / sanitize(model) / name
 
 
 # --- LoRA -----------------------------------------------------------------------------------------

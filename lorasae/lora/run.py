@@ -21,6 +21,8 @@ from lorasae.lora.trainer import LoraRunResult, TrainSettings, sae_splices, trai
 from lorasae.model_defaults import default_sae_layer
 from lorasae.models import ModelShape, check_layer, d_model, load_model, model_shape, special_token_ids
 from lorasae.runtime import parse_device, seed_everything, setup_environment
+from lorasae.sae.crosscoder import Crosscoder
+from lorasae.sae.crosscoder_splice import coder_layers, source_activations
 from lorasae.store import SaeRun, check_run_layers, external_run, load_saes, our_sae_runs
 from lorasae.train import distributed
 
@@ -52,6 +54,10 @@ def sae_l0(sae: object, model: nn.Module, layer: int, chunks: torch.Tensor) -> f
     if k:
         return float(k)
     device = next(model.parameters()).device
+    if isinstance(sae, Crosscoder):  # latents from every source layer
+        xs = source_activations(model, chunks.to(device), coder_layers(sae))
+        z = sae.encode([x.reshape(-1, x.shape[-1]) for x in xs])
+        return float((z != 0).sum(-1).float().mean())
     x = residual_at(model, chunks.to(device), layer)
     return float((sae.encode(x) != 0).sum(-1).float().mean())
 
@@ -263,7 +269,7 @@ def train_run(session: LoraSession, cfg: TrainLoraConfig, run: SaeRun) -> RunSum
     try:
         result = train_lora(
             peft_model,
-            sae_splices(saes, session.special_ids),
+            sae_splices(saes, session.special_ids, peft_model),
             split.train_batches(cfg.batch_size),
             split.val,
             settings,

@@ -94,13 +94,31 @@ class LoraRunResult:
         return self.minutes[-1] if self.minutes else 0.0
 
 
-def sae_splices(saes: Mapping[int, object], special_ids: Sequence[int]) -> SpliceFactory:
+def sae_splices(
+    saes: Mapping[int, object], special_ids: Sequence[int], model: nn.Module | None = None
+) -> SpliceFactory:
     """`input_ids -> {layer: fn}`: each SAE's reconstruction replaces the output of its layer (positions
-    holding special tokens keep the original activation for SAEs with `skip_special_tokens`)."""
+    holding special tokens keep the original activation for SAEs with `skip_special_tokens`). A crosscoder
+    (registered at each of its layers) needs `model`: its latents come from the batch's unspliced forward
+    (`lorasae.sae.crosscoder_splice`), through the adapters, with gradients."""
+    from lorasae.sae.crosscoder import Crosscoder
+    from lorasae.sae.crosscoder_splice import crosscoder_splice_fns
     from lorasae.sae.splice import splice_fn
 
+    coders = {id(s): s for s in saes.values() if isinstance(s, Crosscoder)}
+    if coders and model is None:
+        raise ValueError("sae_splices: splicing a crosscoder needs the model (its latents read every layer)")
+
     def build(input_ids: Tensor) -> dict[int, SpliceFn]:
-        return {layer: splice_fn(sae, input_ids, special_ids) for layer, sae in saes.items()}
+        fns = {
+            layer: splice_fn(sae, input_ids, special_ids)
+            for layer, sae in saes.items()
+            if not isinstance(sae, Crosscoder)
+        }
+        for coder in coders.values():
+            mine = [layer for layer, sae in saes.items() if sae is coder]
+            fns |= crosscoder_splice_fns(coder, model, input_ids, only=mine)  # type: ignore[arg-type]
+        return fns
 
     return build
 

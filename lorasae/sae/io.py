@@ -42,15 +42,16 @@ def _sae_lens_version() -> str:
 
 
 def sae_lens_cfg(
-    cfg: SaeConfig, dtype: torch.dtype, extra: Mapping[str, Any] | None = None
+    cfg: SaeConfig, dtype: torch.dtype, extra: Mapping[str, Any] | None = None, architecture: str = "topk"
 ) -> dict[str, Any]:
-    """The cfg.json dict of a TopK SAE with ``cfg`` and parameters in ``dtype`` (sae_lens TopKSAEConfig
-    fields + metadata)."""
+    """The cfg.json dict of an SAE with ``cfg`` and parameters in ``dtype`` (sae_lens TopKSAEConfig
+    fields + metadata; ``architecture="standard"`` for the ReLU SAE, whose config has no ``k``)."""
+    k = {"k": cfg.k} if architecture == "topk" else {}
     return {
-        "architecture": "topk",
+        "architecture": architecture,
         "d_in": cfg.d_in,
         "d_sae": cfg.d_sae,
-        "k": cfg.k,
+        **k,
         "dtype": dtype_name(dtype),
         "device": "cpu",
         "apply_b_dec_to_input": True,

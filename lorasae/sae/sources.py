@@ -33,6 +33,8 @@ from lorasae.sae.io import (
     read_cfg,
     read_weights,
 )
+from lorasae.sae.relu import SAE_LENS_ARCHITECTURE as RELU_ON_DISK
+from lorasae.sae.relu import ReluSAE
 from lorasae.sae.topk import TopKSAE, load_topk_sae, topk_from_state
 
 SPARSIFY_WEIGHTS = "sae.safetensors"
@@ -231,12 +233,20 @@ def load_sparsify(folder: str | Path, dtype: torch.dtype | None = None) -> TopKS
     return topk_from_state(sae_cfg, weights, where, dtype)
 
 
-def load_sae_lens_folder(folder: str | Path, device: str, dtype: torch.dtype) -> TopKSAE | SaeLensAdapter:
-    """A SAELens-format folder: plain topk -> TopKSAE; any other architecture -> SaeLensAdapter."""
+def load_sae_lens_folder(folder: str | Path, device: str, dtype: torch.dtype) -> Any:
+    """A SAELens-format folder: plain topk -> TopKSAE; our ReLU SAE (`standard`, lorasae metadata) ->
+    ReluSAE; our crosscoder -> Crosscoder; any other architecture -> SaeLensAdapter."""
     folder = Path(folder)
     cfg = read_cfg(folder)
     if is_plain_topk(cfg):
         return load_topk_sae(folder, device=device, dtype=dtype)
+    ours = "lorasae" in (cfg.get("metadata") or {})
+    if cfg.get("architecture") == "crosscoder":  # ours only: sae_lens has no crosscoder
+        from lorasae.sae.crosscoder import Crosscoder
+
+        return Crosscoder.load(folder, device=device).to(dtype)
+    if ours and cfg.get("architecture") == RELU_ON_DISK:  # our ReLU SAE: no need for sae_lens
+        return ReluSAE.load(folder, device=device).to(dtype)
     read_weights(folder, load=False)  # a clear error for a missing or corrupt weights file
     import sae_lens
 

@@ -13,6 +13,8 @@ import torch
 from torch import nn
 
 from lorasae.models import ModelShape, check_layer, load_model
+from lorasae.sae.crosscoder import Crosscoder
+from lorasae.sae.crosscoder_splice import coder_layers
 from lorasae.sae.sources import SaeShapeError, check_sae_fits, load_sae, sae_hook_layer
 from lorasae.store.saes import SaeRef, SaeRun
 
@@ -43,6 +45,9 @@ def load_saes(
     saes: dict[int, Any] = {}
     for ref in refs:
         sae = load_sae(ref.source, device=device, dtype=dtype, layer=ref.layer)
+        if isinstance(sae, Crosscoder):  # one dictionary spliced at each of its source layers
+            _add_crosscoder(saes, sae, ref.source, shape)
+            continue
         hook = sae_hook_layer(sae)
         layer = ref.layer if ref.layer is not None else hook
         if layer is None:
@@ -62,6 +67,22 @@ def load_saes(
             sae.requires_grad_(False)
         saes[layer] = sae.eval()
     return saes
+
+
+def _add_crosscoder(saes: dict[int, Any], coder: Crosscoder, source: str, shape: ModelShape) -> None:
+    """Register `coder` at every source layer it reads (checked: layer range, width, free layer)."""
+    for layer, d_in in zip(coder_layers(coder), coder.cfg.d_in):
+        check_layer(shape, layer)
+        if d_in != shape.d_model:
+            raise SaeShapeError(
+                f"The crosscoder {source} reads {d_in}-dimensional activations at layer {layer}, but the "
+                f"model's d_model is {shape.d_model}: it was trained on another model."
+            )
+        if layer in saes:
+            raise SaeMismatchError(f"Two SAEs for layer {layer}: give one SAE per layer.")
+        saes[layer] = coder
+    coder.requires_grad_(False)
+    coder.eval()
 
 
 @dataclass

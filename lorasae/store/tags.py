@@ -20,7 +20,12 @@ from lorasae.paths import sanitize
 
 OUR_TAG = re.compile(r"^expansion_(?P<e>\d+)_L0_(?P<k>\d+)(?:-(?P<pct>\d+)pct)?$")
 LAYER_DIR = re.compile(r"^(?:model\.)?layers?[._](?P<layer>\d+)$")
-_NAMES_LAYER = re.compile(r"(?:^|[^a-z])layer_(\d+)")
+ARCH_TAG = re.compile(
+    r"^(?:crosscoder_layers_(?P<layers>\d+(?:\+\d+)*)_)?expansion_(?P<e>\d+)_"
+    r"(?:L0_(?P<k>\d+)|relu_l1_(?P<l1>\d[0-9.e+-]*?))(?:-(?P<pct>\d+)pct)?$"
+)
+"""Every tag train_sae.py writes (`paths.sae_tag`, `paths.relu_sae_tag`, `paths.crosscoder_tag`)."""
+_NAMES_LAYER = re.compile(r"(?:^|[^a-z])layers?_(\d+)")  # layers_: a crosscoder's or a joint run's tag
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,8 @@ def source_tag(source: str) -> str:
     path = Path(source).expanduser()
     if path.exists():
         path = path.resolve()
+        if ARCH_TAG.match(path.parent.name) and path.name.startswith("model.layers."):
+            return path.parent.name  # ours, any architecture (a crosscoder's folder: model.layers.<a>+<b>)
         if LAYER_DIR.match(path.name) and path.parent.name:
             if OUR_TAG.match(path.parent.name):
                 return path.parent.name

@@ -18,7 +18,9 @@ n_layers)`, with the rules of `lorasae/model_defaults.py` (shared by every scrip
 - `dead_after_tokens`: 10M (sparsify's), but at most 10 % of the training tokens.
 """
 
-from __future__ import annotations
+# no `from __future__ import annotations`: simple-parsing resolves the string annotation of a nested
+# dataclass field (`sae_kwargs: SaeKwargs`) in the namespace of the base class (lorasae/cli.py), where the
+# name does not exist; real annotation objects need no resolution.
 
 import dataclasses
 import math
@@ -36,9 +38,13 @@ from lorasae.model_defaults import (
     default_val_batch_size,
 )
 from lorasae.models import model_key
+from lorasae.train.schedule import LR_SCHEDULERS
 from lorasae.train.validation import curve_val_tokens
 
 __all__ = [
+    "ARCHITECTURES",
+    "LR_SCHEDULERS",
+    "SaeKwargs",
     "TrainSaeConfig",
     "default_batch_size",
     "default_ctx_len",
@@ -47,6 +53,29 @@ __all__ = [
     "default_num_val_tokens",
     "default_val_batch_size",
 ]
+
+
+ARCHITECTURES = ("topk", "relu", "crosscoder")
+
+
+@dataclass
+class SaeKwargs:
+    """Architecture settings, also reachable as dotted flags (`--sae_kwargs.sparsity 5`, the seed's
+    spelling) besides their flat ones (`--sparsity 5`)."""
+
+    sparsity: float = 1e-3
+    """L1 coefficient λ of --architecture relu (and a relu crosscoder): loss = FVU + λ · mean over tokens of
+    Σ_i z_i ‖W_dec_i‖ (the L1 weighted by decoder norms, as SAELens's standard SAE)."""
+
+    sparsity_warmup_steps: int = 0
+    """Steps over which λ rises linearly from λ/N to λ (0 = the full λ from the first step)."""
+
+    topk: int | None = None
+    """The seed's name for --k: when given, it sets --k."""
+
+    crosscoder_activation: str = "topk"
+    """--architecture crosscoder: topk (TopK over the summed pre-activations, k = --k) or relu (ReLU + L1
+    weighted by the summed decoder norms, λ = --sparsity)."""
 
 
 def default_batch_size(ctx_len: int) -> int:
@@ -144,15 +173,40 @@ class TrainSaeConfig(CommonArgs):
     wandb_project: str = "lorasae"
     """Weights & Biases project (with --wandb)."""
 
+    wandb_run_name: str | None = None
+    """Weights & Biases run name (with --wandb). Default: <model>-L<layer>-<kind>."""
+
+    architecture: str = field(default="topk", alias=["--sae_type"])
+    """topk (the paper's) | relu (ReLU + decoder-norm-weighted L1, SAELens's standard SAE) | crosscoder
+    (one dictionary over the residual streams of --layers). Also --sae_type, the seed's name."""
+
+    layers: list[int] = field(default_factory=list)
+    """Crosscoder sources: the decoder layers whose outputs one shared dictionary reconstructs (e.g.
+    --layers 0 1). Default for --architecture crosscoder: --layer and the layer before it."""
+
+    sae_kwargs: SaeKwargs = field(default_factory=SaeKwargs)
+    """Architecture settings (flat flags or dotted: --sae_kwargs.<name>)."""
+
+    lr_scheduler: str = "linear_decay"
+    """After the warm-up: linear_decay (to 0 at the end, the paper's), cosine (to 0) or constant."""
+
+    compile: bool = False
+    """torch.compile the SAE's forward (the step's loss is the same as eager; faster on a GPU)."""
+
     # --- filled in by `resolved()` ---------------------------------------------------------------------
     def resolved(
         self, d_model: int, max_positions: int | None = None, n_layers: int | None = None
-    ) -> TrainSaeConfig:
+    ) -> "TrainSaeConfig":
         """A copy with every model-dependent default filled in, validated (the default layer needs
         `n_layers`; without it, the paper's 12)."""
-        cfg = dataclasses.replace(self)
+        cfg = dataclasses.replace(self, sae_kwargs=dataclasses.replace(self.sae_kwargs))
+        if cfg.sae_kwargs.topk is not None:
+            cfg.k = cfg.sae_kwargs.topk
         if cfg.layer is None:
             cfg.layer = default_sae_layer(n_layers) if n_layers else model_defaults.PAPER_SAE_LAYER
+        if cfg.architecture == "crosscoder":  # sources: --layers (default: --layer and the one before)
+            cfg.layers = sorted(set(cfg.layers)) or ([cfg.layer - 1, cfg.layer] if cfg.layer > 0 else [0, 1])
+            cfg.layer = max(cfg.layers)  # the truncated forward runs up to the last source
         cfg.dataset = cfg.dataset or default_dataset(cfg.model_name)
         cfg.k = cfg.k if cfg.k is not None else default_k(d_model)
         cfg.ctx_len = cfg.ctx_len if cfg.ctx_len is not None else default_ctx_len(max_positions)
@@ -201,6 +255,26 @@ class TrainSaeConfig(CommonArgs):
             problems.append(f"--save_every_steps must be ≥ 0, got {self.save_every_steps}")
         if self.optimizer not in ("auto", "adam", "adam8bit"):
             problems.append(f"--optimizer must be auto, adam or adam8bit, got {self.optimizer!r}")
+        if self.architecture not in ARCHITECTURES:
+            problems.append(
+                f"--architecture must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}"
+            )
+        if self.lr_scheduler not in LR_SCHEDULERS:
+            problems.append(
+                f"--lr_scheduler must be one of {', '.join(LR_SCHEDULERS)}, got {self.lr_scheduler!r}"
+            )
+        if self.sae_kwargs.sparsity < 0:
+            problems.append(f"--sparsity must be ≥ 0, got {self.sae_kwargs.sparsity}")
+        if self.sae_kwargs.sparsity_warmup_steps < 0:
+            problems.append(
+                f"--sparsity_warmup_steps must be ≥ 0, got {self.sae_kwargs.sparsity_warmup_steps}"
+            )
+        if self.sae_kwargs.crosscoder_activation not in ("topk", "relu"):
+            problems.append(
+                f"--crosscoder_activation must be topk or relu, got {self.sae_kwargs.crosscoder_activation!r}"
+            )
+        if self.architecture == "crosscoder" and self.e2e:
+            problems.append("--e2e is for single-layer SAEs (topk or relu), not crosscoders")
         if self.resume and self.init_sae:
             problems.append("--resume and --init_sae exclude each other")
         if problems:
@@ -266,4 +340,8 @@ class TrainSaeConfig(CommonArgs):
         "dataset",
         "seed",
         "text_field",
+        "architecture",
+        "layers",
+        "sae_kwargs",
+        "lr_scheduler",
     )

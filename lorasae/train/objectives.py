@@ -59,14 +59,20 @@ def _variance_denominator(x: Tensor) -> tuple[Tensor, Tensor, int]:
     return local, global_total_variance(x), torch.distributed.get_world_size()
 
 
-def _sae_losses(x: Tensor, out: SaeOutput, auxk_alpha: float) -> tuple[Tensor, StepStats]:
-    """FVU of the reconstruction (+ weighted AuxK), scaled for data parallelism, and the step's sums."""
+def _sae_losses(
+    x: Tensor, out: SaeOutput, auxk_alpha: float, sparsity_coef: float = 0.0
+) -> tuple[Tensor, StepStats]:
+    """FVU of the reconstruction (+ weighted AuxK, + λ·L1 for ReLU SAEs whose output has `l1`), scaled
+    for data parallelism, and the step's sums. The L1 is a mean over this rank's tokens: DDP's gradient
+    average over ranks already makes it the global batch's mean."""
     local_var, global_var, world = _variance_denominator(x)
     err = squared_error(x, out.x_hat)
     fvu = out.fvu if world == 1 else err / global_var
     loss = fvu * world
     if auxk_alpha > 0:
         loss = loss + auxk_alpha * out.auxk_loss * (local_var / global_var) * world
+    if sparsity_coef > 0 and hasattr(out, "l1"):
+        loss = loss + sparsity_coef * out.l1
     active = (out.top_acts > 0).sum()
     return loss, StepStats(loss.detach(), err.detach(), global_var.detach(), active, x.shape[0])
 
@@ -78,13 +84,14 @@ def reconstruction_step(
     layer: int,
     auxk_alpha: float,
     dead_mask: Tensor | None,
+    sparsity_coef: float = 0.0,
 ) -> tuple[Tensor, SaeOutput, StepStats]:
-    """Local (TopK) objective: FVU of the SAE on layer `layer`'s residual stream."""
+    """Local objective: FVU of the SAE on layer `layer`'s residual stream (+ λ·L1 for a ReLU SAE)."""
     with torch.no_grad():
         hidden = residual_at(model, input_ids, layer)
     x = hidden.reshape(-1, hidden.shape[-1]).float()
     out: SaeOutput = sae(x, dead_mask)
-    loss, stats = _sae_losses(x, out, auxk_alpha)
+    loss, stats = _sae_losses(x, out, auxk_alpha, sparsity_coef)
     return loss, out, stats
 
 
@@ -110,6 +117,7 @@ def e2e_step(
     dead_mask: Tensor | None,
     head: LogitHead | None = None,
     chunk_size: int | None = None,
+    sparsity_coef: float = 0.0,
 ) -> tuple[Tensor, SaeOutput, StepStats]:
     """End-to-end objective: KL(p_original ‖ p_spliced), summed over positions / batch size.
 
@@ -142,5 +150,7 @@ def e2e_step(
     if auxk_alpha > 0:
         local_var, global_var, world = _variance_denominator(x)
         loss = loss + auxk_alpha * out.auxk_loss * (local_var / global_var) * world
+    if sparsity_coef > 0 and hasattr(out, "l1"):
+        loss = loss + sparsity_coef * out.l1
     stats.loss = loss.detach()
     return loss, out, stats

@@ -11,7 +11,7 @@ import itertools
 import math
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from lorasae.atomic import atomic_write_json
+from lorasae.config_files import save_config
 from lorasae.data import TokenSplit, load_token_split
 from lorasae.hooks import residual_at
 from lorasae.models import (
@@ -33,14 +34,18 @@ from lorasae.models import (
 from lorasae.paths import sae_curve_path
 from lorasae.precision import sae_autocast, use_sae_autocast
 from lorasae.runtime import parse_device, seed_everything, setup_environment
-from lorasae.sae import SaeConfig, SaeShapeError, TopKSAE, geometric_median
+from lorasae.sae import SaeShapeError, geometric_median
+from lorasae.sae.registry import load_ours
 from lorasae.train import distributed as dist_utils
+from lorasae.train.architecture import build_sae, maybe_compile, step_sparsity, uses_sparsity
 from lorasae.train.config import TrainSaeConfig
+from lorasae.train.crosscoder_trainer import CrosscoderSteps
 from lorasae.train.distributed import DistInfo
 from lorasae.train.harvest import ActivationBuffer, activation_step, default_harvest_steps
 from lorasae.train.logger import TrainLogger, start_wandb
 from lorasae.train.objectives import e2e_head, e2e_step, reconstruction_step
 from lorasae.train.optim import make_optimizer
+from lorasae.train.result import TrainResult, summary_line
 from lorasae.train.schedule import make_scheduler
 from lorasae.train.state import (
     TrainingState,
@@ -60,25 +65,10 @@ class NonFiniteLossError(RuntimeError):
     """The loss or gradient became NaN/inf; the weights were not updated and nothing was written."""
 
 
-@dataclass
-class TrainResult:
-    steps: int
-    tokens: int
-    base_ce: float | None
-    val_loss: list[float]
-    minutes: list[float]
-    val_fvu: float
-    val_l0: float
-    val_dead_fraction: float  # latents that never fired on the validation tokens
-    train_dead_fraction: float  # latents that did not fire in the last `dead_after_tokens` training tokens
-    final_dir: Path
-    train_metrics: dict[str, float] = field(default_factory=dict)  # means over the last logging window
-    checkpoint_dirs: dict[int, Path] = field(default_factory=dict)
-    state_path: Path | None = None
-
-
 class SaeTrainer:
     """Trains one SAE on `model`'s layer `cfg.layer` with the (resolved) settings `cfg`."""
+
+    harvests = True  # steps on harvested activations (ActivationBuffer) unless --e2e; crosscoders: False
 
     def __init__(
         self,
@@ -106,16 +96,11 @@ class SaeTrainer:
         self.kl_head = e2e_head(model, split.val[:1, :16].to(self.device)) if cfg.e2e else None
         d_sae = self.d_model * cfg.expansion_factor
         torch.manual_seed(cfg.seed)  # the same initial SAE on every rank and in every run with this seed
-        self.sae = TopKSAE(
-            SaeConfig(
-                d_in=self.d_model, d_sae=d_sae, k=cfg.k, model_name=cfg.model_name, hook_layer=cfg.layer
-            ),
-            device=self.device,
-        )
+        self.sae = build_sae(cfg, self.d_model, self.device)  # --architecture (lorasae/train/architecture.py)
         self.optimizer, self.optimizer_kind = make_optimizer(
             self.sae.parameters(), cfg.lr, self.device, cfg.optimizer
         )
-        self.scheduler = make_scheduler(self.optimizer, cfg.warmup_steps, cfg.total_steps)
+        self.scheduler = make_scheduler(self.optimizer, cfg.warmup_steps, cfg.total_steps, cfg.lr_scheduler)
         self.step = 0
         self.val_loss: list[float] = []
         self.minutes: list[float] = []
@@ -152,7 +137,7 @@ class SaeTrainer:
 
     def init_from(self, folder: str | Path) -> None:
         """Start from the weights of an existing SAE (SAELens-format folder)."""
-        other = TopKSAE.load(folder, device=self.device)
+        other = load_ours(folder, device=self.device)
         d_in, d_sae = other.cfg.d_in, other.cfg.d_sae
         if d_in != self.d_model:
             raise SaeShapeError(
@@ -201,8 +186,14 @@ class SaeTrainer:
         """The curve so far (val CE and cumulative training minutes, point i at progress i/(n-1) once
         complete), written atomically by the main rank."""
         if self.info.is_main:
-            atomic_write_json(sae_curve_path("val_loss", self.cfg.model_key, self.cfg.kind), self.val_loss)
-            atomic_write_json(sae_curve_path("time", self.cfg.model_key, self.cfg.kind), self.minutes)
+            arch = self.cfg.architecture
+            atomic_write_json(
+                sae_curve_path("val_loss", self.cfg.model_key, self.cfg.kind, architecture=arch),
+                self.val_loss,
+            )
+            atomic_write_json(
+                sae_curve_path("time", self.cfg.model_key, self.cfg.kind, architecture=arch), self.minutes
+            )
 
     def _record_curve_points(self, count: int, logger: TrainLogger | None) -> None:
         value = self.spliced_ce()
@@ -231,6 +222,7 @@ class SaeTrainer:
                 ctx_len=self.cfg.ctx_len,
                 num_val_tokens=self.cfg.num_val_tokens,
             )
+            save_config(self.cfg, folder)  # `--config_file <folder>/config.json` reruns this run
         return folder
 
     def _save_state(self) -> None:
@@ -280,16 +272,18 @@ class SaeTrainer:
         """One optimiser step on a batch of token ids, or on its harvested activations `acts`."""
         cfg = self.cfg
         dead_mask = self.tokens_since_fired >= cfg.dead_after_tokens if cfg.auxk_alpha > 0 else None
+        l1_coef = step_sparsity(cfg, self.step)  # ReLU SAEs: λ with its warm-up; else 0
         with sae_autocast(self.device, self.autocast):
             if acts is not None:
-                loss, out, stats = activation_step(sae, acts, cfg.auxk_alpha, dead_mask)
+                loss, out, stats = activation_step(sae, acts, cfg.auxk_alpha, dead_mask, l1_coef)
             elif cfg.e2e:
                 loss, out, stats = e2e_step(
-                    self.model, sae, input_ids, cfg.layer, cfg.auxk_alpha, dead_mask, head=self.kl_head
-                )
+                    self.model, sae, input_ids, cfg.layer, cfg.auxk_alpha, dead_mask, head=self.kl_head,
+                    sparsity_coef=l1_coef,
+                )  # fmt: skip
             else:
                 loss, out, stats = reconstruction_step(
-                    self.model, sae, input_ids, cfg.layer, cfg.auxk_alpha, dead_mask
+                    self.model, sae, input_ids, cfg.layer, cfg.auxk_alpha, dead_mask, l1_coef
                 )
         totals = dist_utils.all_reduce_sum(stats.as_tensor(self.info.world_size))
         global_loss = float(totals[0])
@@ -313,7 +307,7 @@ class SaeTrainer:
             "dead_frac": float((self.tokens_since_fired >= cfg.dead_after_tokens).float().mean()),
             "lr": lr,
             "grad_norm": grad_norm,
-        }
+        } | ({"l1": float(out.l1.detach()), "l1_coef": l1_coef} if uses_sparsity(cfg) else {})
 
     @torch.no_grad()
     def _update_dead(self, top_acts: torch.Tensor, top_idx: torch.Tensor, tokens: int) -> None:
@@ -355,10 +349,11 @@ class SaeTrainer:
         if info.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
             sae = DistributedDataParallel(self.sae, device_ids=ids)  # the SAE has no buffers to sync
+        sae = maybe_compile(sae, cfg.compile)  # --compile: same parameters, compiled forward
         wandb_run = start_wandb(
             cfg.wandb and info.is_main,
             cfg.wandb_project,
-            f"{cfg.model_key}-L{cfg.layer}-{cfg.kind}",
+            cfg.wandb_run_name or f"{cfg.model_key}-L{cfg.layer}-{cfg.kind}",
             asdict(cfg),
         )
         logger = TrainLogger(
@@ -371,7 +366,7 @@ class SaeTrainer:
                     self.base_ce = self.spliced_ce(with_sae=False)
                 self._record_curve_points(self.eval_points.get(0, 0), logger)
             self._start_clock()
-            buffer = None if cfg.e2e else ActivationBuffer(
+            buffer = None if cfg.e2e or not self.harvests else ActivationBuffer(
                 self.model, cfg.layer, batches, self.harvest_steps, info, self.device, cfg.total_steps - self.step
             )  # fmt: skip
             for _ in range(self.step, cfg.total_steps):
@@ -411,16 +406,9 @@ class SaeTrainer:
         return result
 
 
-def summary_line(cfg: TrainSaeConfig, r: TrainResult) -> str:
-    ce = f"spliced val CE {r.val_loss[0]:.4f} -> {r.val_loss[-1]:.4f}" if r.val_loss else "no curve"
-    if cfg.curve_val_tokens and cfg.num_val_tokens and cfg.curve_val_tokens < cfg.num_val_tokens:
-        ce += f" on the first {cfg.curve_val_tokens:,} of {cfg.num_val_tokens:,} val tokens (short run)"
-    return (
-        f"{cfg.kind} SAE {cfg.model_key} layer {cfg.layer} (k={cfg.k}, width {cfg.expansion_factor}x): "
-        f"{r.steps} steps, {r.tokens:,} tokens, {r.minutes[-1] if r.minutes else 0:.2f} train min; {ce} "
-        f"(original model {r.base_ce:.4f}); val FVU {r.val_fvu:.4f}, L0 {r.val_l0:.2f}, "
-        f"dead {100 * r.train_dead_fraction:.1f}% -> {r.final_dir}"
-    )
+class CrosscoderTrainer(CrosscoderSteps, SaeTrainer):
+    """`--architecture crosscoder`: SaeTrainer's loop with the crosscoder's steps and metrics
+    (`lorasae/train/crosscoder_trainer.py`)."""
 
 
 def train_sae(cfg: TrainSaeConfig) -> TrainResult:
@@ -431,11 +419,13 @@ def train_sae(cfg: TrainSaeConfig) -> TrainResult:
         seed_everything(cfg.seed)
         shape = model_shape(cfg.model_name)  # settings and layer checked before the weights load
         cfg = cfg.resolved(shape.d_model, shape.max_positions, shape.n_layers)
-        check_layer(shape, cfg.layer)
+        for layer in [cfg.layer, *cfg.layers]:
+            check_layer(shape, layer)
         model, tokenizer = load_model(cfg.model_name, device, cfg.dtype)
         split = load_token_split(
             cfg.dataset, tokenizer, cfg.ctx_len, cfg.num_val_tokens, cfg.seed, cfg.text_field
         )
-        return SaeTrainer(cfg, model, tokenizer, split, info).fit()
+        trainer_class = CrosscoderTrainer if cfg.architecture == "crosscoder" else SaeTrainer
+        return trainer_class(cfg, model, tokenizer, split, info).fit()
     finally:
         dist_utils.teardown()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from lorasae.atomic import atomic_save_file
-from lorasae.paths import sae_dir
-from lorasae.train.config import TrainSaeConfig
+from lorasae.paths import crosscoder_tag, relu_sae_tag, sae_dir
+from lorasae.train.config import SaeKwargs, TrainSaeConfig
 
 STATE_VERSION = 1
 
@@ -34,6 +34,13 @@ class ResumeError(ValueError):
 def checkpoint_dir(cfg: TrainSaeConfig, pct: int | None = None) -> Path:
     """Folder of the SAE checkpoint at `pct` percent (None: the final SAE)."""
     assert cfg.k is not None
+    if cfg.architecture == "relu":
+        tag = relu_sae_tag(cfg.expansion_factor, cfg.sae_kwargs.sparsity, pct)
+        return sae_dir(cfg.model_key, cfg.kind, cfg.expansion_factor, cfg.k, cfg.layer, tag=tag)
+    if cfg.architecture == "crosscoder":
+        k = None if cfg.sae_kwargs.crosscoder_activation == "relu" else cfg.k
+        tag = crosscoder_tag(cfg.expansion_factor, cfg.layers, k, cfg.sae_kwargs.sparsity, pct)
+        return sae_dir(cfg.model_key, cfg.kind, cfg.expansion_factor, cfg.k, cfg.layers, tag=tag)
     return sae_dir(cfg.model_key, cfg.kind, cfg.expansion_factor, cfg.k, cfg.layer, pct)
 
 
@@ -116,15 +123,27 @@ def load_state(path: Path) -> TrainingState:
     return TrainingState(**payload)
 
 
+ADDED_SETTINGS: dict[str, Any] = {
+    "architecture": "topk",
+    "layers": [],
+    "sae_kwargs": asdict(SaeKwargs()),
+    "lr_scheduler": "linear_decay",
+}
+"""Resume settings added after training states were first written: a state without them ran with these."""
+
+
 def resume_settings(cfg: TrainSaeConfig) -> dict[str, Any]:
     """The settings a saved state must share with the run resuming it."""
-    return {key: getattr(cfg, key) for key in TrainSaeConfig.RESUME_KEYS} | {"model": cfg.model_key}
+    values = {key: getattr(cfg, key) for key in TrainSaeConfig.RESUME_KEYS}
+    # nested settings (sae_kwargs) as plain dicts: the state file is read with weights_only=True
+    values = {key: asdict(v) if is_dataclass(v) else v for key, v in values.items()}
+    return values | {"model": cfg.model_key}
 
 
 def check_compatible(state: TrainingState, cfg: TrainSaeConfig, d_model: int, path: Path) -> None:
     """Raise `ResumeError` naming every setting that differs from the saved run, and check that the saved
     SAE's width matches this model."""
-    saved, now = state.config, resume_settings(cfg)
+    saved, now = {**ADDED_SETTINGS, **state.config}, resume_settings(cfg)
     diffs = [
         f"--{key}: saved {saved.get(key)!r}, now {value!r}"
         for key, value in now.items()
