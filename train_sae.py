@@ -8,9 +8,19 @@ Writes saved_saes/<model>/<normal|e2e>/expansion_<E>_L0_<k>[-<pct>pct]/model.lay
 data/TopK/{time,val_loss}/<model>/<normal|e2e>_SAE.json. `--help` lists every flag.
 """
 
+import sys
+
 from lorasae.cli import parse
+from lorasae.errors import main_guard
 from lorasae.train.config import TrainSaeConfig
 from lorasae.train.sae_trainer import train_sae
 
+
+@main_guard
+def cli(argv: list[str]) -> None:
+    """The command line behind the error boundary (`lorasae.errors`)."""
+    train_sae(parse(TrainSaeConfig, argv))
+
+
 if __name__ == "__main__":
-    train_sae(parse(TrainSaeConfig))
+    sys.exit(cli())

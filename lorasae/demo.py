@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from lorasae import paths
 from lorasae.atomic import atomic_write_json
 from lorasae.cli import parse
 from lorasae.demo_readme import update_readme
+from lorasae.errors import main_guard
 
 # Only the main TopK SAE, the e2e SAE and the LoRA runs from checkpoints draw curves (the timing figure and
 # the speed-up); the sweep runs report their final CE, so they validate less often: every 10 % of SAE
@@ -261,5 +263,11 @@ def _figures(model: str) -> dict[str, list[Path]]:
     return out
 
 
+@main_guard
+def cli(argv: list[str]) -> None:
+    """The command line behind the error boundary (`lorasae.errors`)."""
+    run_demo(parse(DemoConfig, argv))
+
+
 if __name__ == "__main__":
-    run_demo(parse(DemoConfig))
+    sys.exit(cli())

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lorasae.errors import LorasaeError
 from lorasae.precision import attention_implementation, configure_matmul, resolve_dtype
 from lorasae.runtime import parse_device
 
@@ -24,11 +25,11 @@ MODEL_REGISTRY: dict[str, str] = {
 }
 
 
-class UnknownModelError(ValueError):
+class UnknownModelError(LorasaeError, ValueError):
     pass
 
 
-class LayerOutOfRangeError(ValueError):
+class LayerOutOfRangeError(LorasaeError, ValueError):
     pass
 
 

@@ -9,9 +9,11 @@ deduplicated); with --from_corpus, or when no key is set, the corpus snippets th
 most are used. Without --neuron the latent that best separates the built-in science domain is chosen.
 """
 
+import sys
 from dataclasses import dataclass
 
 from lorasae.cli import parse
+from lorasae.errors import main_guard
 from lorasae.llm import DEFAULT_MAX_RETRIES, LLMClient, LLMSettings
 from lorasae.steering.args import SteeringArgs
 from lorasae.steering.context import load_context
@@ -89,5 +91,11 @@ def main(config: Config) -> None:
     )
 
 
+@main_guard
+def cli(argv: list[str]) -> None:
+    """The command line behind the error boundary (`lorasae.errors`)."""
+    main(parse(Config, argv))
+
+
 if __name__ == "__main__":
-    main(parse(Config))
+    sys.exit(cli())

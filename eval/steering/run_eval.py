@@ -11,9 +11,11 @@ normalised per (model, set) on the unsteered values; Δ = steered − unsteered.
 model's mean Δ per set and the LoRA-minus-base Δ with a t-interval; histograms compare the two models.
 """
 
+import sys
 from dataclasses import dataclass
 
 from lorasae.cli import parse
+from lorasae.errors import main_guard
 from lorasae.steering.args import SteeringArgs
 from lorasae.steering.context import load_context
 from lorasae.steering.evaluator import llm_from_env
@@ -38,5 +40,11 @@ def main(config: Config) -> None:
     run_steering_eval(ctx, config, alpha=config.alpha, confidence=config.confidence, llm=llm_from_env())
 
 
+@main_guard
+def cli(argv: list[str]) -> None:
+    """The command line behind the error boundary (`lorasae.errors`)."""
+    main(parse(Config, argv))
+
+
 if __name__ == "__main__":
-    main(parse(Config))
+    sys.exit(cli())

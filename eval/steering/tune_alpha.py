@@ -12,9 +12,11 @@ go to the smaller |alpha|. Every recorded alpha of the split counts, so single e
 accumulate as the original's manual tuning did.
 """
 
+import sys
 from dataclasses import dataclass
 
 from lorasae.cli import parse
+from lorasae.errors import main_guard
 from lorasae.steering.args import SteeringArgs
 from lorasae.steering.context import load_context
 from lorasae.steering.evaluator import llm_from_env
@@ -58,5 +60,11 @@ def main(config: Config) -> None:
     )
 
 
+@main_guard
+def cli(argv: list[str]) -> None:
+    """The command line behind the error boundary (`lorasae.errors`)."""
+    main(parse(Config, argv))
+
+
 if __name__ == "__main__":
-    main(parse(Config))
+    sys.exit(cli())

@@ -12,12 +12,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from lorasae.errors import LorasaeError
 from lorasae.models import ModelShape, check_layer, load_model
+from lorasae.preflight import check_sae_finite
 from lorasae.sae.sources import SaeShapeError, check_sae_fits, load_sae, sae_hook_layer
 from lorasae.store.saes import SaeRef, SaeRun
 
 
-class SaeMismatchError(ValueError):
+class SaeMismatchError(LorasaeError, ValueError):
     """An SAE names no usable layer, or two SAEs claim the same layer."""
 
 
@@ -52,6 +54,8 @@ def load_saes(
             )
         check_layer(shape, layer)
         check_sae_fits(sae, shape.d_model, f"The SAE {ref.source}")
+        if isinstance(sae, nn.Module):
+            check_sae_finite(sae, ref.source)
         if hook is not None and hook != layer:
             print(
                 f"Note: the SAE {ref.source} was trained on layer {hook}; splicing it at layer {layer} as asked."

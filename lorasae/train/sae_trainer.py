@@ -20,6 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from lorasae.atomic import atomic_write_json
 from lorasae.data import TokenSplit, load_token_split
+from lorasae.errors import LorasaeError
 from lorasae.hooks import residual_at
 from lorasae.models import (
     check_layer,
@@ -56,7 +57,7 @@ from lorasae.train.state import (
 from lorasae.train.validation import curve_chunks, reconstruction_stats, spliced_ce
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(LorasaeError, RuntimeError):
     """The loss or gradient became NaN/inf; the weights were not updated and nothing was written."""
 
 

@@ -21,13 +21,14 @@ import numpy as np
 import torch
 
 from lorasae.atomic import atomic_save_file
+from lorasae.errors import LorasaeError
 from lorasae.paths import sae_dir
 from lorasae.train.config import TrainSaeConfig
 
 STATE_VERSION = 1
 
 
-class ResumeError(ValueError):
+class ResumeError(LorasaeError, ValueError):
     """The saved training state cannot continue this run (different settings or model)."""
 
 
