@@ -123,6 +123,28 @@ def _world_summary() -> str:
     )
 
 
+def check_demo_config(cfg: DemoConfig) -> None:
+    """Settings that cannot work, refused before the first stage (the world alone takes minutes)."""
+    from lorasae.errors import PreflightError
+    from lorasae.world.tiny_model import TinyWorldConfig
+
+    n_layers = TinyWorldConfig().n_layers
+    problems = []
+    if not 0 <= cfg.layer < n_layers:
+        problems.append(
+            f"--layer must be in 0 … {n_layers - 1} (the built-in model has {n_layers} layers), got {cfg.layer}"
+        )
+    for name in ("sae_tokens", "lora_examples", "rank"):
+        if getattr(cfg, name) < 1:
+            problems.append(f"--{name} must be ≥ 1, got {getattr(cfg, name)}")
+    if any(r < 1 for r in cfg.ranks) or any(k < 1 for k in cfg.sweep_k):
+        problems.append("--ranks and --sweep_k must be ≥ 1")
+    if any(not 1 <= c <= 100 for c in cfg.checkpoints):
+        problems.append("--checkpoints are percentages in 1 … 100")
+    if problems:
+        raise PreflightError("Invalid demo settings:\n  " + "\n  ".join(problems))
+
+
 def run_demo(cfg: DemoConfig) -> None:
     from lorasae.layer_spec import format_layers
     from lorasae.lora.config import TrainLoraConfig
@@ -134,6 +156,7 @@ def run_demo(cfg: DemoConfig) -> None:
     from lorasae.train.sae_trainer import train_sae
     from lorasae.world.tiny_model import ensure_tiny_model
 
+    check_demo_config(cfg)
     stages = Stages(total=9, record=paths.root() / "data" / "demo_stages.json")
     model = "tiny"
     stages.run(

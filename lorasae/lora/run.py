@@ -33,10 +33,9 @@ from lorasae.model_defaults import default_sae_layer
 from lorasae.models import ModelShape, check_layer, d_model, load_model, model_shape, special_token_ids
 from lorasae.paths import results_csv
 from lorasae.paths import root as output_root
-from lorasae.preflight import check_finite_weights, check_writable
+from lorasae.preflight import check_writable
 from lorasae.runtime import parse_device, seed_everything, setup_environment
-from lorasae.sae.io import WEIGHTS_FILENAME, read_weights
-from lorasae.store import SaeRun, check_run_layers, external_run, load_saes, our_sae_runs
+from lorasae.store import SaeRun, check_run_layers, external_run, load_saes, our_sae_runs, preflight_saes
 from lorasae.train import distributed
 
 
@@ -148,17 +147,9 @@ def plan_runs(cfg: TrainLoraConfig, shape: ModelShape | None = None) -> list[Pla
         check_run_layers(run, shape)
         layers = run.layers
         run_id = make_run_id(cfg, run, layers, shape.n_layers) if layers is not None else None
-        check_saes_on_disk(run)
+        preflight_saes(run.sources, shape.d_model)  # NaN weights, wrong width: before anything loads
         planned.append(PlannedRun(cfg, run, run_id, run_fingerprint(cfg, run.sources)))
     return planned
-
-
-def check_saes_on_disk(run: SaeRun) -> None:
-    """NaN/inf weights in a local SAE folder fail here, before the model and the data load."""
-    for source in run.sources:
-        folder = Path(source)
-        if (folder / WEIGHTS_FILENAME).is_file():
-            check_finite_weights(read_weights(folder), folder)
 
 
 def output_folders(cfg: TrainLoraConfig) -> list[Path]:

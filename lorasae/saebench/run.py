@@ -12,6 +12,7 @@ from typing import Any
 
 from lorasae.models import model_key, num_layers
 from lorasae.paths import plots_dir, sanitize
+from lorasae.preflight import check_writable
 from lorasae.runtime import seed_everything, setup_environment
 from lorasae.saebench import datasets as data
 from lorasae.saebench import hub_tasks, world_tasks
@@ -154,6 +155,10 @@ def run(args: SaeBenchArgs) -> dict[str, Path | None]:
     setup_environment(wandb=args.wandb)
     seed_everything(args.seed)
     evals = selected_evals(args.evals)
+    # before the model loads: an unwritable results folder would lose every eval's work
+    check_writable(
+        [results_dir(args.model_name, args.model_type, args.output_dir), plots_dir()], "SAE-Bench results"
+    )
     loaded = load_for_eval(args)
     device = next(loaded.model.parameters()).device
     plan = make_plan(args, loaded.model, device)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -14,7 +15,8 @@ from torch import nn
 
 from lorasae.errors import LorasaeError
 from lorasae.models import ModelShape, check_layer, load_model
-from lorasae.preflight import check_sae_finite
+from lorasae.preflight import check_finite_weights, check_sae_finite
+from lorasae.sae.io import CFG_FILENAME, WEIGHTS_FILENAME, read_cfg, read_weights
 from lorasae.sae.sources import SaeShapeError, check_sae_fits, load_sae, sae_hook_layer
 from lorasae.store.saes import SaeRef, SaeRun
 
@@ -30,6 +32,21 @@ def check_run_layers(run: SaeRun, shape: ModelShape) -> None:
         check_layer(shape, layer)
     if len(set(known)) != len(known):
         raise SaeMismatchError(f"Two SAEs for one layer ({known}): give one SAE per layer.")
+
+
+def preflight_saes(sources: Sequence[str], d_model: int | None = None) -> None:
+    """Checks on local SAE folders before any model, data or adapter loads: the width recorded in
+    cfg.json fits `d_model`, and the weights are finite. (Hub releases are checked by `load_saes`.)"""
+    for source in sources:
+        folder = Path(source)
+        if d_model is not None and (folder / CFG_FILENAME).is_file():
+            cfg = read_cfg(folder)
+            if "d_in" in cfg:
+                check_sae_fits(
+                    SimpleNamespace(cfg=SimpleNamespace(d_in=cfg["d_in"])), d_model, f"The SAE {source}"
+                )
+        if (folder / WEIGHTS_FILENAME).is_file():
+            check_finite_weights(read_weights(folder), folder)
 
 
 def load_saes(
