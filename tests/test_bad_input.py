@@ -86,7 +86,7 @@ def prepared(small_world, tmp_path_factory) -> Path:
     ours = sae_dir("model", "normal", 8, 1, 1, base=root)  # model_key of root/model
     _save_sae(ours, 32, 256, 1)
     cfg = json.loads((ours / "cfg.json").read_text())
-    cfg.setdefault("metadata", {})["settings"] = {"num_train_tokens": 20_000}
+    cfg["metadata"]["lorasae"]["settings"] = {"num_train_tokens": 20_000}
     (ours / "cfg.json").write_text(json.dumps(cfg))
     (root / "data").mkdir()
     (root / "data" / "results.csv").write_text("model,sae_tag,rank\ntiny,x,1\n")
@@ -147,7 +147,12 @@ CASES = [
     ("sae-layer-99", "train_sae", W + TXT + ["--layer", "99"], "layer"),
     ("sae-model-missing", "train_sae", ["--device", "cpu", "--model", "{root}/no_model"], "no_model"),
     ("sae-model-type-unknown", "train_sae", ["--device", "cpu", "--model_type", "nosuch"], "nosuch"),
-    ("sae-dataset-missing", "train_sae", W + ["--dataset", "{root}/missing.txt"] + SAE_SMALL, "missing.txt"),
+    (
+        "sae-dataset-missing",
+        "train_sae",
+        W + ["--dataset", "{root}/missing.txt", "--layer", "0"] + SAE_SMALL,
+        "missing.txt",
+    ),
     (
         "sae-dataset-empty",
         "train_sae",
@@ -166,7 +171,7 @@ CASES = [
     ("sae-lr-negative", "train_sae", W + TXT + ["--lr", "-1"], "lr"),
     ("sae-batch-0", "train_sae", W + TXT + ["--batch_size", "0"], "batch_size"),
     ("sae-ctx-too-long", "train_sae", W + TXT + ["--ctx_len", "100000"], "ctx_len"),
-    ("sae-dtype-unknown", "train_sae", W + TXT + ["--dtype", "float13"], "float13"),
+    ("sae-dtype-unknown", "train_sae", W + TXT + ["--layer", "0", "--dtype", "float13"], "float13"),
     ("sae-resume-and-init", "train_sae", W + TXT + ["--resume", "--init_sae", "{root}/saes/good"], "exclude"),
     ("sae-save-every-negative", "train_sae", W + TXT + ["--save_every_steps", "-1"], "save_every_steps"),
     (

@@ -29,13 +29,15 @@ def existing_outputs(cfg: TrainSaeConfig) -> list[Path]:
     return [p for p in folders if p.exists()] + ([state_path(cfg)] if state_path(cfg).exists() else [])
 
 
-def _recorded(folder: Path) -> dict[str, Any]:
+def recorded_provenance(folder: Path) -> dict[str, Any]:
+    """The fingerprint and settings an SAE folder's cfg.json records (`metadata.lorasae`); empty values
+    for SAEs saved before fingerprints (or by other tools)."""
     try:
-        meta = read_cfg(folder)
+        meta = read_cfg(folder).get("metadata") or {}
     except (OSError, ValueError):
-        return {}
-    meta = {**meta, **(meta.get("metadata") or {})}
-    return {"fingerprint": meta.get("fingerprint"), "settings": meta.get("settings") or {}}
+        return {"fingerprint": None, "settings": {}}
+    ours = meta.get("lorasae") or {}
+    return {"fingerprint": ours.get("fingerprint"), "settings": ours.get("settings") or {}}
 
 
 def check_existing(cfg: TrainSaeConfig) -> str | None:
@@ -47,7 +49,7 @@ def check_existing(cfg: TrainSaeConfig) -> str | None:
     final = checkpoint_dir(cfg)
     folders = [p for p in found if p.is_dir()]
     now = sae_provenance(cfg)
-    recorded = _recorded(folders[0]) if folders else {}
+    recorded = recorded_provenance(folders[0]) if folders else {}
     if cfg.overwrite:
         return f"--overwrite: replacing the SAE at {final} and its checkpoints."
     if recorded.get("fingerprint") == now["fingerprint"]:
