@@ -174,6 +174,7 @@ def run_demo(cfg: DemoConfig) -> None:
             layer=cfg.layer,
             num_train_tokens=cfg.sae_tokens,
             seed=cfg.seed,
+            overwrite=cfg.force,  # --force retrains; without it an SAE made otherwise is refused, not replaced
         )
         return dataclasses.replace(base, **changes)
 

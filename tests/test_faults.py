@@ -225,3 +225,23 @@ def test_outputs_are_created_with_the_users_umask(tmp_path, umask, file_mode, di
         os.umask(previous)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == file_mode
     assert (tmp_path / "folder").stat().st_mode & 0o777 == dir_mode
+
+
+# --- tables show the settings that differ -------------------------------------------------------------
+def test_results_table_adds_an_examples_column_when_runs_differ_in_it(out_root):
+    from lorasae.atomic import append_csv_row
+    from lorasae.report import results_table
+    from lorasae.results_columns import RESULTS_COLUMNS
+
+    def row(examples: int, l_lora: float) -> dict:
+        values = {"model": "tiny", "sae_tag": "expansion_8_L0_1", "sae_source": "s", "sae_layers": "1"}
+        values |= {"lora_layers": "0-1", "rank": 16, "num_examples": examples, "L_base": 4.0, "L_SAE": 5.0}
+        values |= {"L_LoRA": l_lora, "ce_gap": 1.0, "frac_gap_closed": 5.0 - l_lora, "timestamp": "t"}
+        return {c: values.get(c, "") for c in RESULTS_COLUMNS}
+
+    append_csv_row(out_root / "data" / "results.csv", row(160, 4.5))
+    assert "examples" not in results_table("tiny")  # one run: nothing differs
+    append_csv_row(out_root / "data" / "results.csv", row(50, 4.8))
+    lines = results_table("tiny").splitlines()
+    assert "examples" in lines[0]
+    assert any(" 160 " in line for line in lines[2:]) and any(" 50 " in line for line in lines[2:])
