@@ -245,3 +245,46 @@ def test_results_table_adds_an_examples_column_when_runs_differ_in_it(out_root):
     lines = results_table("tiny").splitlines()
     assert "examples" in lines[0]
     assert any(" 160 " in line for line in lines[2:]) and any(" 50 " in line for line in lines[2:])
+
+
+# --- comparisons pair only matching results -----------------------------------------------------------
+def _core(l_base: float, l_sae: float, fingerprint: str | None) -> dict:
+    from lorasae.saebench.comparison import SAE_FINGERPRINT
+
+    metrics = {"ce_loss_without_sae": l_base, "ce_loss_with_sae": l_sae}
+    out = {"eval_result_metrics": {"model_performance_preservation": metrics}}
+    return out | ({SAE_FINGERPRINT: fingerprint} if fingerprint else {})
+
+
+def test_saebench_compares_base_and_peft_only_on_the_same_sae():
+    from lorasae.saebench.comparison import comparison_table, gap_closed
+
+    same = {"base": {"core": _core(3.0, 4.0, "aaa")}, "peft": {"core": _core(3.0, 3.5, "aaa")}}
+    assert gap_closed(same)["fraction"] == pytest.approx(0.5)
+    # the SAE at the path was retrained between the base and the peft run (the issue's -322 %)
+    stale = {"base": {"core": _core(3.0, 3.1, "old")}, "peft": {"core": _core(3.0, 3.5, "new")}}
+    assert gap_closed(stale) is None
+    table = comparison_table(stale)
+    assert "core: skipped" in table and "old vs new" in table and "CE gap closed" not in table
+    legacy = {"base": {"core": _core(3.0, 4.0, None)}, "peft": {"core": _core(3.0, 3.5, None)}}
+    assert gap_closed(legacy)["fraction"] == pytest.approx(0.5)  # older files: paired as before
+
+
+def test_benchmark_table_leaves_out_a_run_with_another_limit_and_says_so(out_root):
+    from lorasae.benchmarks.comparison import comparison_table
+    from lorasae.benchmarks.layout import ALL_FOUR, results_path
+
+    def record(limit, acc, sae_print=None):
+        config = {"limit": limit, "num_fewshot": None, "max_length": None, "tasks": ["arc_easy"]}
+        return {"results": {"arc_easy": {"acc,none": acc}}, "config": config | {"sae_fingerprint": sae_print}}
+
+    base, base_sae, peft, peft_sae = ALL_FOUR
+    for combo, rec in [
+        (base, record(None, 0.61)), (base_sae, record(None, 0.52, "s1")),
+        (peft, record(50, 0.99)), (peft_sae, record(None, 0.58, "s2")),
+    ]:  # fmt: skip
+        atomic_write_json(results_path("tiny", combo), rec)
+    table = comparison_table("tiny")
+    assert "0.61" in table and "0.52" in table
+    assert "0.99" not in table and "skipped peft_no_sae" in table and "--limit 50 vs None" in table
+    assert "0.58" not in table and "skipped peft_sae: evaluated with another SAE" in table
