@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -105,6 +106,33 @@ def test_ctrl_c_during_train_sae_saves_the_state_and_resume_finishes(world, monk
     monkeypatch.setattr(SaeTrainer, "_after_step", after_step)
     assert train_sae.cli(sae_argv(world, "--resume")) == 0
     assert "Resuming from step 5" in capsys.readouterr().out
+
+
+def test_a_real_sigint_to_train_sae_exits_130_with_the_resume_command(world):
+    """The shell's Ctrl-C (SIGINT) mid-training, not a simulated one: exit 130, no traceback, a state
+    saved at the step it stopped (save_every_steps is 0: before the fix, the last checkpoint)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LORASAE_ROOT": str(world), "HF_HUB_OFFLINE": "1"}
+    argv = sae_argv(
+        world, "--num_train_tokens", "200_000", "--eval_every_pct", "100", "--checkpoint_every_pct", "1"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-u", str(REPO / "train_sae.py"), *argv],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        for line in proc.stdout:  # the 1 % checkpoint: training is under way
+            if line.startswith("checkpoint"):
+                break
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "--resume" in err
+    step = int(err.split("Interrupted at step ")[1].split("/")[0])
+    state = load_state(next((world / "saved_saes").rglob("training_state.*.pt")))
+    assert state.step == step > 0
 
 
 # --- fingerprints: no silent overwrite ----------------------------------------------------------------
