@@ -1,7 +1,7 @@
 """Atomic writes: every output goes to a temporary sibling first and is renamed into place, so an
 interrupted run never leaves a half-written file or folder behind.
 
-Temporaries are named `.<name>.<pid>.<random>.tmp` (`.old` for a folder being swapped out). A SIGKILL
+Temporaries are named `.<name>.<pid>@<host>.<random>.tmp` (`.old` for a folder being swapped out). A SIGKILL
 can still leave one behind; the next write into the same folder removes those of processes that no
 longer run and that predate this process (so concurrent writers, e.g. DDP ranks, keep theirs). Files
 and folders get the user's umask (0644 / 0755 by default), not mkstemp's private 0600 / 0700."""
@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -24,7 +25,9 @@ from lorasae.errors import CorruptFileError
 
 _STARTED = time.time()  # temporaries older than this process and of a dead pid are stale
 _TEMP = re.compile(r"^\..+\.(tmp|old)$")
-_TEMP_PID = re.compile(r"^\..+\.(\d+)\.[^.]+\.(tmp|old)$")
+_TEMP_PID = re.compile(r"^\..+\.(\d+)@([A-Za-z0-9-]+)\.[^.]+\.(tmp|old)$")
+HOST_TAG = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+_FOREIGN_AGE = 24 * 3600  # another machine's temporaries (shared filesystem): stale after a day
 
 
 def _umask() -> int:
@@ -51,16 +54,20 @@ def _pid_alive(pid: int) -> bool:
 
 
 def is_stale_temp(entry: Path) -> bool:
-    """A temporary of a killed write: our naming, its pid (when named) gone, and older than this process."""
+    """A temporary of a killed write: our naming, its pid gone (on this host; another host's after a day),
+    and older than this process."""
     if not _TEMP.match(entry.name):
         return False
-    match = _TEMP_PID.match(entry.name)
-    if match and _pid_alive(int(match.group(1))):
-        return False
     try:
-        return entry.lstat().st_mtime < _STARTED
+        mtime = entry.lstat().st_mtime
     except OSError:
         return False
+    match = _TEMP_PID.match(entry.name)
+    if match and match.group(2) != HOST_TAG:  # its pid means nothing here
+        return mtime < time.time() - _FOREIGN_AGE
+    if match and _pid_alive(int(match.group(1))):
+        return False
+    return mtime < _STARTED
 
 
 def clean_stale_temps(folder: str | Path) -> list[Path]:
@@ -81,7 +88,7 @@ def clean_stale_temps(folder: str | Path) -> list[Path]:
 
 
 def _temp_prefix(path: Path) -> str:
-    return f".{path.name}.{os.getpid()}."
+    return f".{path.name}.{os.getpid()}@{HOST_TAG}."
 
 
 def _fsync_dir(path: Path) -> None:

@@ -220,7 +220,9 @@ def _dead_pid() -> int:
 
 
 def test_stale_temporaries_of_killed_writes_are_removed_on_the_next_write(tmp_path):
-    dead, old = _dead_pid(), time.time() - 3600
+    from lorasae.atomic import HOST_TAG
+
+    dead, old = f"{_dead_pid()}@{HOST_TAG}", time.time() - 3600
     stale_file = tmp_path / f".curve.json.{dead}.abcd1234.tmp"
     stale_file.write_text("half")
     stale_dir = tmp_path / f".model.layers.1.{dead}.efgh5678.tmp"
@@ -230,14 +232,17 @@ def test_stale_temporaries_of_killed_writes_are_removed_on_the_next_write(tmp_pa
     legacy.write_text("half")
     for path in (stale_file, stale_dir, legacy):
         os.utime(path, (old, old))
-    live = tmp_path / f".other.json.{os.getppid()}.ijkl9012.tmp"  # a live writer (another rank)
+    live = tmp_path / f".other.json.{os.getppid()}@{HOST_TAG}.ijkl9012.tmp"  # a live writer (another rank)
+    remote = tmp_path / f".far.json.{_dead_pid()}@elsewhere.qrst7890.tmp"  # another host's, an hour old
+    remote.write_text("in progress there")
+    os.utime(remote, (old, old))
     live.write_text("in progress")
     os.utime(live, (old, old))
     fresh = tmp_path / f".new.json.{dead}.mnop3456.tmp"  # newer than this process: not ours to judge
     fresh.write_text("?")
     atomic_write_json(tmp_path / "curve.json", [1.0])
     assert not stale_file.exists() and not stale_dir.exists() and not legacy.exists()
-    assert live.exists() and fresh.exists()
+    assert live.exists() and fresh.exists() and remote.exists()
     assert clean_stale_temps(tmp_path) == []
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["curve.json"]
 
