@@ -77,6 +77,10 @@ def parse(config_class: type[T], argv: list[str] | None = None) -> T:
         add_config_path_arg=False,
     )
     parser.add_arguments(config_class, dest="config")
+    # read by the error boundary (`lorasae.errors`), listed here so that --help shows it
+    parser.add_argument(
+        "--debug", action="store_true", help="On an error, show the full traceback (also LORASAE_DEBUG=1)."
+    )
     return parser.parse_args(argv).config
 
 

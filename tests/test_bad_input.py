@@ -88,6 +88,12 @@ def prepared(small_world, tmp_path_factory) -> Path:
     cfg = json.loads((ours / "cfg.json").read_text())
     cfg["metadata"]["lorasae"]["settings"] = {"num_train_tokens": 20_000}
     (ours / "cfg.json").write_text(json.dumps(cfg))
+    badcfg = _save_sae(saes / "badcfg", 32, 64, 1)
+    (badcfg / "cfg.json").write_text('{"d_in": 32, "d_sae": ')
+    # a training state damaged on disk, where --expansion_factor 2 --layer 0 would resume from
+    state = sae_dir("model", "normal", 2, 1, 0, base=root)
+    state.parent.mkdir(parents=True)
+    (state.parent / f"training_state.{state.name}.pt").write_bytes(b"not a torch file")
     (root / "data").mkdir()
     (root / "data" / "results.csv").write_text("model,sae_tag,rank\ntiny,x,1\n")
     (root / "corrupt.json").write_text('{"not": json')
@@ -187,6 +193,12 @@ CASES = [
         "none",
     ),
     ("sae-unknown-flag", "train_sae", W + ["--no_such_flag", "1"], "unrecognized"),
+    (
+        "sae-resume-corrupt-state",
+        "train_sae",
+        W + TXT + ["--layer", "0", "--expansion_factor", "2", "--resume"] + SAE_SMALL,
+        "training state",
+    ),
     # --- train_lora.py -------------------------------------------------------------------------------
     ("lora-sae-nan", "train_lora", W + TXT + LORA_SMALL + ["--sae", "{root}/saes/nan"], "NaN or infinite"),
     ("lora-sae-wide", "train_lora", W + TXT + LORA_SMALL + ["--sae", "{root}/saes/wide"], "256"),
@@ -244,11 +256,19 @@ CASES = [
         W + ["--dataset", "{root}/empty.txt"] + LORA_SMALL + ["--sae", "{root}/saes/good"],
         "tokens",
     ),
+    ("lora-sae-badcfg", "train_lora", W + TXT + LORA_SMALL + ["--sae", "{root}/saes/badcfg"], "cfg.json"),
+    (
+        "lora-two-saes-one-layer",
+        "train_lora",
+        W + TXT + LORA_SMALL + ["--sae", "{root}/saes/good", "--sae", "{root}/saes/good"],
+        "one SAE per layer",
+    ),
     # --- sweep.py ------------------------------------------------------------------------------------
     ("sweep-catalog", "sweep", ["--catalog", "bogus", "--dry_run"], "bogus"),
     ("sweep-shard", "sweep", ["--shard", "5/4", "--dry_run"], "shard"),
     ("sweep-axes", "sweep", ["--axes", "sideways", "--dry_run"], "sideways"),
     ("sweep-examples-0", "sweep", ["--num_train_examples", "0", "--dry_run"], "at least 1"),
+    ("sweep-rank-0", "sweep", ["--ranks", "0", "--dry_run"], "rank"),
     # --- SAE-Bench -----------------------------------------------------------------------------------
     ("saebench-model-type", "saebench", ["--model_type", "bogus"], "bogus"),
     ("saebench-evals", "saebench", W + ["--model_type", "base", "--evals", "nonsense"], "nonsense"),
@@ -325,6 +345,8 @@ CASES = [
     ("bench-sae-wide", "bench", W + ["--sae", "--sae_source", "{root}/saes/wide"], "256"),
     ("bench-layer-99", "bench", W + ["--sae", "--sae_source", "{root}/saes/good", "--sae_layer", "99"], "99"),
     ("bench-sae-nan", "bench", W + ["--sae", "--sae_source", "{root}/saes/nan"], "NaN or infinite"),
+    ("saebench-size", "saebench", W + ["--model_type", "base", "--size", "enormous"], "enormous"),
+    ("positives-sae-wide", "positives", W + ["--sae", "{root}/saes/wide"], "256"),
     ("bench-model-type", "bench", ["--model_type", "bogus"], "bogus"),
     ("bench-limit", "bench", W + ["--limit", "-1"], "limit"),
     # --- dark matter, grok, demo ---------------------------------------------------------------------

@@ -107,7 +107,8 @@ def load_state(path: Path) -> TrainingState:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise ResumeError(
-            f"Cannot read the training state {path} ({err}); delete it and start without --resume."
+            f"Cannot read the training state {path}: it is damaged or was not written by train_sae.py "
+            f"({type(err).__name__}). Delete it and start without --resume."
         ) from err
     if payload.get("version") != STATE_VERSION:
         raise ResumeError(
