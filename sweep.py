@@ -13,8 +13,16 @@ from __future__ import annotations
 import sys
 
 from lorasae.cli import parse
+from lorasae.errors import main_guard
 from lorasae.sweep.config import SweepConfig
 from lorasae.sweep.run import main
 
+
+@main_guard
+def cli(argv: list[str]) -> None:
+    """The command line behind the error boundary (`lorasae.errors`)."""
+    main(parse(SweepConfig, argv))
+
+
 if __name__ == "__main__":
-    main(parse(SweepConfig, sys.argv[1:]))
+    sys.exit(cli())

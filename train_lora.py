@@ -11,8 +11,16 @@ from __future__ import annotations
 import sys
 
 from lorasae.cli import parse
+from lorasae.errors import main_guard
 from lorasae.lora.config import TrainLoraConfig
 from lorasae.lora.run import main
 
+
+@main_guard
+def cli(argv: list[str]) -> None:
+    """The command line behind the error boundary (`lorasae.errors`)."""
+    main(parse(TrainLoraConfig, argv))
+
+
 if __name__ == "__main__":
-    main(parse(TrainLoraConfig, sys.argv[1:]))
+    sys.exit(cli())

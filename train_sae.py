@@ -10,9 +10,19 @@ cfg.json|cfg.yaml` gives any of them from a file (flags on the command line over
 as `--sae_kwargs.sparsity 5`), and every SAE folder gets the resolved `config.json` that reruns it.
 """
 
+import sys
+
 from lorasae.config_files import parse_with_config_file
+from lorasae.errors import main_guard
 from lorasae.train.config import TrainSaeConfig
 from lorasae.train.sae_trainer import train_sae
 
+
+@main_guard
+def cli(argv: list[str]) -> None:
+    """The command line behind the error boundary (`lorasae.errors`)."""
+    train_sae(parse_with_config_file(TrainSaeConfig, argv))
+
+
 if __name__ == "__main__":
-    train_sae(parse_with_config_file(TrainSaeConfig))
+    sys.exit(cli())

@@ -1,17 +1,94 @@
 """Atomic writes: every output goes to a temporary sibling first and is renamed into place, so an
-interrupted run never leaves a half-written file or folder behind."""
+interrupted run never leaves a half-written file or folder behind.
+
+Temporaries are named `.<name>.<pid>@<host>.<random>.tmp` (`.old` for a folder being swapped out). A SIGKILL
+can still leave one behind; the next write into the same folder removes those of processes that no
+longer run and that predate this process (so concurrent writers, e.g. DDP ranks, keep theirs). Files
+and folders get the user's umask (0644 / 0755 by default), not mkstemp's private 0600 / 0700."""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from lorasae.errors import CorruptFileError
+
+_STARTED = time.time()  # temporaries older than this process and of a dead pid are stale
+_TEMP = re.compile(r"^\..+\.(tmp|old)$")
+_TEMP_PID = re.compile(r"^\..+\.(\d+)@([A-Za-z0-9-]+)\.[^.]+\.(tmp|old)$")
+HOST_TAG = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+_FOREIGN_AGE = 24 * 3600  # another machine's temporaries (shared filesystem): stale after a day
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _honour_umask(path: Path, directory: bool = False) -> None:
+    """mkstemp/mkdtemp create 0600/0700 entries; give them the mode a plain open/mkdir would."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def is_stale_temp(entry: Path) -> bool:
+    """A temporary of a killed write: our naming, its pid gone (on this host; another host's after a day),
+    and older than this process."""
+    if not _TEMP.match(entry.name):
+        return False
+    try:
+        mtime = entry.lstat().st_mtime
+    except OSError:
+        return False
+    match = _TEMP_PID.match(entry.name)
+    if match and match.group(2) != HOST_TAG:  # its pid means nothing here
+        return mtime < time.time() - _FOREIGN_AGE
+    if match and _pid_alive(int(match.group(1))):
+        return False
+    return mtime < _STARTED
+
+
+def clean_stale_temps(folder: str | Path) -> list[Path]:
+    """Remove the stale temporaries (files and folders) directly inside `folder`; returns them."""
+    removed = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if is_stale_temp(entry):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}.{os.getpid()}@{HOST_TAG}."
 
 
 def _fsync_dir(path: Path) -> None:
@@ -31,11 +108,13 @@ def atomic_save_file(path: str | Path, writer: Callable[[Path], None]) -> Path:
     """Call `writer(tmp_path)` and rename the result onto `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    clean_stale_temps(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         writer(tmp_path)
+        _honour_umask(tmp_path)
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
@@ -66,7 +145,7 @@ def read_json(path: str | Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
-        raise ValueError(
+        raise CorruptFileError(
             f"{path} is not valid JSON ({err}); delete it and rerun the step that writes it."
         ) from err
 
@@ -76,11 +155,13 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling folder; on success it replaces `path` (an existing folder is swapped out)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    clean_stale_temps(path.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
+    _honour_umask(tmp, directory=True)
     try:
         yield tmp
         if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            old = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".old", dir=path.parent))
             os.replace(path, old / path.name)
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)

@@ -62,9 +62,26 @@ class SaeChoiceArgs:
     with no --sae, train_sae.py's default layer."""
 
 
+class _Parser(simple_parsing.ArgumentParser):
+    """A bad flag prints one line naming it (and where `--help` is), not the whole usage block."""
+
+    def error(self, message: str):  # noqa: D102  (argparse's hook)
+        self.exit(2, f"{self.prog}: error: {message}\n(see {self.prog} --help for every flag)\n")
+
+
 def parse(config_class: type[T], argv: list[str] | None = None) -> T:
-    """Parse `argv` (default: sys.argv) into `config_class`."""
-    return simple_parsing.parse(config_class, args=argv, add_config_path_arg=False)
+    """Parse `argv` (default: sys.argv) into `config_class` (the flags of `simple_parsing.parse`)."""
+    parser = _Parser(
+        nested_mode=simple_parsing.NestedMode.WITHOUT_ROOT,
+        formatter_class=simple_parsing.SimpleHelpFormatter,
+        add_config_path_arg=False,
+    )
+    parser.add_arguments(config_class, dest="config")
+    # read by the error boundary (`lorasae.errors`), listed here so that --help shows it
+    parser.add_argument(
+        "--debug", action="store_true", help="On an error, show the full traceback (also LORASAE_DEBUG=1)."
+    )
+    return parser.parse_args(argv).config
 
 
 __all__ = ["CommonArgs", "SaeChoiceArgs", "field", "parse", "parse_count"]

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from lorasae.errors import PreflightError
+
 # RedPajama-V2's own `sample-10B` config needs a loading script, which datasets >= 4 no longer runs;
 # this parquet sample of RedPajama-V2 documents is the closest loadable equivalent.
 DATASET_ALIASES: dict[str, str] = {
@@ -198,9 +200,17 @@ def load_token_split(
     )
     val = list(itertools.islice(split._stream(), num_val_chunks))
     if len(val) < num_val_chunks:
-        raise ValueError(
-            f"Dataset {source!r} holds only {len(val)} chunks of {ctx_len} tokens, fewer than the "
-            f"{num_val_chunks} needed for validation; lower --num_val_tokens."
+        have = len(val) * ctx_len
+        fix = (
+            f"lower --num_val_tokens to at most {have - ctx_len} (training needs chunks after the "
+            f"validation ones) or use more text"
+            if len(val) > 1
+            else f"it needs at least {2 * ctx_len:,} tokens (one validation and one training chunk of "
+            f"--ctx_len {ctx_len}): use more text or a lower --ctx_len"
+        )
+        raise PreflightError(
+            f"Dataset {source!r} holds only {len(val)} chunk(s) of {ctx_len} tokens ({have:,} tokens), fewer "
+            f"than the {num_val_chunks} ({num_val_chunks * ctx_len:,} tokens) needed for validation; {fix}."
         )
     split.val = torch.stack(val)
     return split

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from lorasae.atomic import atomic_save_file, atomic_write_json
 from lorasae.cli import parse
 from lorasae.demo_evals import EvalSizes
 from lorasae.demo_readme import update_readme
+from lorasae.errors import main_guard
 
 # Only the main TopK SAE, the e2e SAE and the LoRA runs from checkpoints draw curves (the timing figure and
 # the speed-up); the sweep runs report their final CE, so they validate less often: every 10 % of SAE
@@ -141,6 +143,28 @@ def _world_summary() -> str:
     )
 
 
+def check_demo_config(cfg: DemoConfig) -> None:
+    """Settings that cannot work, refused before the first stage (the world alone takes minutes)."""
+    from lorasae.errors import PreflightError
+    from lorasae.world.tiny_model import TinyWorldConfig
+
+    n_layers = TinyWorldConfig().n_layers
+    problems = []
+    if not 0 <= cfg.layer < n_layers:
+        problems.append(
+            f"--layer must be in 0 … {n_layers - 1} (the built-in model has {n_layers} layers), got {cfg.layer}"
+        )
+    for name in ("sae_tokens", "lora_examples", "rank"):
+        if getattr(cfg, name) < 1:
+            problems.append(f"--{name} must be ≥ 1, got {getattr(cfg, name)}")
+    if any(r < 1 for r in cfg.ranks) or any(k < 1 for k in cfg.sweep_k):
+        problems.append("--ranks and --sweep_k must be ≥ 1")
+    if any(not 1 <= c <= 100 for c in cfg.checkpoints):
+        problems.append("--checkpoints are percentages in 1 … 100")
+    if problems:
+        raise PreflightError("Invalid demo settings:\n  " + "\n  ".join(problems))
+
+
 def run_demo(cfg: DemoConfig) -> None:
     from lorasae.layer_spec import format_layers
     from lorasae.lora.config import TrainLoraConfig
@@ -152,6 +176,7 @@ def run_demo(cfg: DemoConfig) -> None:
     from lorasae.train.sae_trainer import train_sae
     from lorasae.world.tiny_model import ensure_tiny_model
 
+    check_demo_config(cfg)
     stages = Stages(total=14 if cfg.evals else 9, record=paths.root() / "data" / "demo_stages.json")
     model = "tiny"
     stages.run(
@@ -172,6 +197,7 @@ def run_demo(cfg: DemoConfig) -> None:
             layer=cfg.layer,
             num_train_tokens=cfg.sae_tokens,
             seed=cfg.seed,
+            overwrite=cfg.force,  # --force retrains; without it an SAE made otherwise is refused, not replaced
         )
         return dataclasses.replace(base, **changes)
 
@@ -370,5 +396,11 @@ def _figures(model: str) -> dict[str, list[Path]]:
     return out
 
 
+@main_guard
+def cli(argv: list[str]) -> None:
+    """The command line behind the error boundary (`lorasae.errors`)."""
+    run_demo(parse(DemoConfig, argv))
+
+
 if __name__ == "__main__":
-    run_demo(parse(DemoConfig))
+    sys.exit(cli())

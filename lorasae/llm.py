@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from lorasae.errors import LorasaeError
+
 API_KEY_ENV = "OPENAI_API_KEY"
 BASE_URL_ENV = "OPENAI_BASE_URL"
 MODEL_ENV = "OPENAI_MODEL"
@@ -74,7 +76,7 @@ class LLMSettings:
         return bool(self.api_key)
 
 
-class LLMError(RuntimeError):
+class LLMError(LorasaeError, RuntimeError):
     pass
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lorasae.errors import LorasaeError
 from lorasae.precision import attention_implementation, configure_matmul, resolve_dtype
 from lorasae.runtime import parse_device
 
@@ -34,11 +35,11 @@ def is_masked_lm(model: nn.Module) -> bool:
     return getattr(getattr(unwrap(model), "config", None), "model_type", None) in MASKED_LM_TYPES
 
 
-class UnknownModelError(ValueError):
+class UnknownModelError(LorasaeError, ValueError):
     pass
 
 
-class LayerOutOfRangeError(ValueError):
+class LayerOutOfRangeError(LorasaeError, ValueError):
     pass
 
 

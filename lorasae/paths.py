@@ -104,7 +104,8 @@ def sae_curve_path(
 
 # --- LoRA -----------------------------------------------------------------------------------------
 
-_LORA_SUFFIX = {"CE_increase": "CE_increase", "val_loss": "val_losses", "time": "time"}
+# "done": the completion record, written after every other output of the run (a run is done only with it)
+_LORA_SUFFIX = {"CE_increase": "CE_increase", "val_loss": "val_losses", "time": "time", "done": "done"}
 
 
 def lora_span(lora_layers: list[int]) -> str:

@@ -10,15 +10,32 @@ from lorasae.gap import format_gap_closed
 RUN_KEY = ["sae_tag", "sae_layers", "lora_layers", "rank", "num_examples"]
 
 
-def results_rows(model: str) -> list[list[object]]:
-    """The latest row of each distinct run of `model` in data/results.csv."""
+# run settings shown as a column whenever the rows differ in them (two runs on the same SAE, layers and
+# rank with different example counts must not look like one run twice)
+VARYING = {"sae_layers": "SAE layers", "num_examples": "examples"}
+
+
+def _latest_runs(model: str):
     from lorasae.results import load_results_csv, select_model
 
-    df = select_model(load_results_csv(None), model).drop_duplicates(subset=RUN_KEY, keep="last")
+    return select_model(load_results_csv(None), model).drop_duplicates(subset=RUN_KEY, keep="last")
+
+
+def varying_columns(df) -> list[str]:
+    """The `VARYING` settings that take more than one value among the rows."""
+    return [c for c in VARYING if c in df.columns and df[c].astype(str).nunique() > 1]
+
+
+def results_rows(model: str, extra: list[str] | None = None) -> list[list[object]]:
+    """The latest row of each distinct run of `model` in data/results.csv (plus the `extra` columns,
+    after the LoRA layers)."""
+    df = _latest_runs(model)
+    extra = varying_columns(df) if extra is None else extra
     return [
         [
             r.sae_tag,
             r.lora_layers,
+            *[int(getattr(r, c)) if c == "num_examples" else getattr(r, c) for c in extra],
             int(r.rank),
             r.L_base,
             r.L_SAE,
@@ -30,11 +47,23 @@ def results_rows(model: str) -> list[list[object]]:
 
 
 def results_table(model: str, fmt: str = "simple") -> str:
-    """One row per run; `% gap closed` reads `n/a (no gap)` for a run whose SAE did not raise the CE."""
-    headers = ["SAE", "LoRA layers", "rank", "L_base", "L_SAE", "L_LoRA", "% gap closed"]
-    floatfmt = ("", "", "", ".4f", ".4f", ".4f", "")
-    colalign = ("left", "left", "right", "right", "right", "right", "right")
-    return tabulate(results_rows(model), headers=headers, floatfmt=floatfmt, tablefmt=fmt, colalign=colalign)
+    """One row per run; `% gap closed` reads `n/a (no gap)` for a run whose SAE did not raise the CE.
+    Settings that differ between rows (`VARYING`) get a column."""
+    extra = varying_columns(_latest_runs(model))
+    headers = [
+        "SAE",
+        "LoRA layers",
+        *[VARYING[c] for c in extra],
+        "rank",
+        "L_base",
+        "L_SAE",
+        "L_LoRA",
+        "% gap closed",
+    ]
+    floatfmt = ("", "", *[""] * len(extra), "", ".4f", ".4f", ".4f", "")
+    colalign = ("left", "left", *["right"] * len(extra), "right", "right", "right", "right", "right")
+    rows = results_rows(model, extra)
+    return tabulate(rows, headers=headers, floatfmt=floatfmt, tablefmt=fmt, colalign=colalign)
 
 
 def speedup_table(model: str, fmt: str = "simple") -> str:

@@ -27,13 +27,14 @@ RESULTS_COLUMNS: tuple[str, ...] = (
     "gap_flag",
     "minutes",
     "timestamp",
+    "fingerprint",
 )
 
 # names, SAE sources, layer specs (`3-5`, `1,4`) and the ISO timestamp; every other column is a number
 # (empty when unknown)
 TEXT_COLUMNS: frozenset[str] = frozenset(
-    {"model", "sae_tag", "sae_source", "sae_layers", "lora_layers", "gap_flag", "timestamp"}
+    {"model", "sae_tag", "sae_source", "sae_layers", "lora_layers", "gap_flag", "timestamp", "fingerprint"}
 )
-# recomputed on reading (`lorasae.gap`): an older file need not have them
-DERIVED_COLUMNS: frozenset[str] = frozenset({"gap_flag"})
+# recomputed on reading (`lorasae.gap`), or new (the fingerprint): an older file need not have them
+DERIVED_COLUMNS: frozenset[str] = frozenset({"gap_flag", "fingerprint"})
 NUMERIC_COLUMNS: tuple[str, ...] = tuple(c for c in RESULTS_COLUMNS if c not in TEXT_COLUMNS)

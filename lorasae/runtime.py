@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from lorasae.errors import LorasaeError
 
 _DTYPES = {
     "float32": torch.float32,
@@ -65,10 +68,15 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+class CountError(LorasaeError, argparse.ArgumentTypeError, ValueError):
+    """A count flag that is not a positive integer; an `ArgumentTypeError`, so argparse prints this
+    message (the reason) instead of "invalid parse_count value"."""
+
+
 def parse_count(value: str | int | float) -> int:
     """Parse a positive count written as `2_000_000_000`, `2e9`, `15000` or `15k`/`2M`/`2B`."""
     if isinstance(value, bool):
-        raise ValueError(f"Expected a positive integer count, got {value!r}.")
+        raise CountError(f"expected a positive integer count, got {value!r}.")
     text = str(value).strip().replace("_", "").replace(",", "")
     scale = 1
     suffixes = {"k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9}
@@ -77,9 +85,12 @@ def parse_count(value: str | int | float) -> int:
     try:
         number = float(text) * scale
     except ValueError as err:
-        raise ValueError(f"Expected a positive integer count like 1_000_000, got {value!r}.") from err
+        raise CountError(f"expected a positive integer count like 1_000_000, got {value!r}.") from err
     if number <= 0 or number != int(number):
-        raise ValueError(f"Expected a positive integer count, got {value!r}.")
+        raise CountError(
+            f"expected a positive integer count (at least 1: a run of zero tokens or examples trains "
+            f"nothing and measures nothing), got {value!r}."
+        )
     return int(number)
 
 

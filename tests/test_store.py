@@ -11,6 +11,7 @@ import pytest
 
 from lorasae import paths
 from lorasae.cli import parse
+from lorasae.lora.outputs import write_done
 from lorasae.models import LayerOutOfRangeError, model_shape
 from lorasae.sae import SaeConfig, TopKSAE
 from lorasae.sae.sources import SaeNotFoundError, SaeShapeError
@@ -170,6 +171,8 @@ def test_layer_and_run_tag_are_known_and_finished_runs_skipped_before_loading(tr
     path = planned.run_id.json_path("CE_increase")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("{}")
+    assert lora_run.plan_runs(cfg)[0].status() == "incomplete"  # no completion record: redone
+    write_done(planned.run_id, planned.fingerprint, {}, {})
     assert lora_run.main(cfg) == []  # skipped: nothing loaded
     with pytest.raises(LayerOutOfRangeError, match="2 decoder layers"):
         lora_run.plan_runs(parse(TrainLoraConfig, [*args, "--sae_layer", "5"]))

@@ -270,7 +270,8 @@ def test_auxk_loss_is_added_when_asked(world, out_root):
 
     common = {"dead_after_tokens": 256, "num_train_tokens": 1280}
     plain = train_sae(fast_config(*world, **common))
-    auxk = train_sae(fast_config(*world, auxk_alpha=1.0, **common))
+    # same folder, other settings: replacing the first SAE needs --overwrite (issue 20)
+    auxk = train_sae(fast_config(*world, auxk_alpha=1.0, overwrite=True, **common))
     assert plain.train_metrics["loss"] == pytest.approx(plain.train_metrics["fvu"], rel=1e-4)
     assert plain.train_dead_fraction > 0  # dead latents exist after 256 tokens, so AuxK has work to do
     assert auxk.train_metrics["loss"] > auxk.train_metrics["fvu"] * 1.01

@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass
 
 from lorasae.cli import parse
+from lorasae.errors import main_guard
 from lorasae.saebench.load import save_peft_dict
 
 
@@ -38,12 +39,12 @@ class Config:
     """Weights dtype: float32 or bfloat16."""
 
 
+@main_guard
+def cli(argv: list[str]) -> None:
+    """The command line behind the error boundary (`lorasae.errors`)."""
+    config = parse(Config, argv)
+    save_peft_dict(config.model, config.adapter, config.output, config.device, config.dtype)
+
+
 if __name__ == "__main__":
-    config = parse(Config, sys.argv[1:])
-    save_peft_dict(
-        config.model,
-        config.adapter,
-        config.output,
-        config.device,
-        config.dtype,
-    )
+    sys.exit(cli())

@@ -23,8 +23,16 @@ default (`--scr_ablation_pooling unmasked` leaves padding and BOS out).
 import sys
 
 from lorasae.cli import parse
+from lorasae.errors import main_guard
 from lorasae.saebench.args import SaeBenchArgs
 from lorasae.saebench.run import run
 
+
+@main_guard
+def cli(argv: list[str]) -> None:
+    """The command line behind the error boundary (`lorasae.errors`)."""
+    run(parse(SaeBenchArgs, argv))
+
+
 if __name__ == "__main__":
-    run(parse(SaeBenchArgs, sys.argv[1:]))
+    sys.exit(cli())

@@ -15,6 +15,14 @@ import sys
 from lorasae.benchmarks.config import BenchmarkConfig
 from lorasae.benchmarks.run import run_benchmarks
 from lorasae.cli import parse
+from lorasae.errors import main_guard
+
+
+@main_guard
+def cli(argv: list[str]) -> None:
+    """The command line behind the error boundary (`lorasae.errors`)."""
+    run_benchmarks(parse(BenchmarkConfig, argv))
+
 
 if __name__ == "__main__":
-    run_benchmarks(parse(BenchmarkConfig, sys.argv[1:]))
+    sys.exit(cli())

@@ -10,6 +10,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lorasae.cli import CommonArgs, parse  # noqa: E402
+from lorasae.errors import main_guard  # noqa: E402
 
 
 @dataclass
@@ -62,5 +63,11 @@ def tour(args: TutorialArgs) -> None:
     )
 
 
+@main_guard
+def cli(argv: list[str]) -> None:
+    """The command line behind the error boundary (`lorasae.errors`)."""
+    tour(parse(TutorialArgs, argv))
+
+
 if __name__ == "__main__":
-    tour(parse(TutorialArgs, sys.argv[1:]))
+    sys.exit(cli())

@@ -15,7 +15,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lorasae.cli import parse  # noqa: E402
+from lorasae.errors import main_guard  # noqa: E402
 from lorasae.grok.study import GrokStudyConfig, run_study  # noqa: E402
 
+
+@main_guard
+def cli(argv: list[str]) -> None:
+    """The command line behind the error boundary (`lorasae.errors`)."""
+    run_study(parse(GrokStudyConfig, argv))
+
+
 if __name__ == "__main__":
-    run_study(parse(GrokStudyConfig))
+    sys.exit(cli())

@@ -9,9 +9,19 @@ deduplicated); with --from_corpus, or when no key is set, the corpus snippets th
 most are used. Without --neuron the latent that best separates the built-in science domain is chosen.
 """
 
+import sys
+
 from lorasae.cli import parse
+from lorasae.errors import main_guard
 from lorasae.steering.scripts import PositivesConfig as Config
 from lorasae.steering.scripts import make_positives as main
 
+
+@main_guard
+def cli(argv: list[str]) -> None:
+    """The command line behind the error boundary (`lorasae.errors`)."""
+    main(parse(Config, argv))
+
+
 if __name__ == "__main__":
-    main(parse(Config))
+    sys.exit(cli())

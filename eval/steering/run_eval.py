@@ -11,9 +11,19 @@ normalised per (model, set) on the unsteered values; Δ = steered − unsteered.
 model's mean Δ per set and the LoRA-minus-base Δ with a t-interval; histograms compare the two models.
 """
 
+import sys
+
 from lorasae.cli import parse
+from lorasae.errors import main_guard
 from lorasae.steering.scripts import EvalConfig as Config
 from lorasae.steering.scripts import evaluate as main
 
+
+@main_guard
+def cli(argv: list[str]) -> None:
+    """The command line behind the error boundary (`lorasae.errors`)."""
+    main(parse(Config, argv))
+
+
 if __name__ == "__main__":
-    main(parse(Config))
+    sys.exit(cli())

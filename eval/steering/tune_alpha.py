@@ -12,9 +12,19 @@ go to the smaller |alpha|. Every recorded alpha of the split counts, so single e
 accumulate as the original's manual tuning did.
 """
 
+import sys
+
 from lorasae.cli import parse
+from lorasae.errors import main_guard
 from lorasae.steering.scripts import TuneConfig as Config
 from lorasae.steering.scripts import tune as main
 
+
+@main_guard
+def cli(argv: list[str]) -> None:
+    """The command line behind the error boundary (`lorasae.errors`)."""
+    main(parse(Config, argv))
+
+
 if __name__ == "__main__":
-    main(parse(Config))
+    sys.exit(cli())

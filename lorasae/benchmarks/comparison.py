@@ -51,9 +51,11 @@ def comparison_table(
     from tabulate import tabulate
 
     found = {c: results_path(model, c, base) for c in ALL_FOUR}
-    loaded = {c: load_results(p) for c, p in found.items() if p.exists()}
-    if not loaded:
+    records = {c: read_json(p) for c, p in found.items() if p.exists()}
+    if not records:
         return f"(no benchmark results for {model} under {results_dir(base)})"
+    kept, notes = pair_runs(records)
+    loaded = {c: r["results"] if "results" in r else r for c, r in kept.items()}
     names = list(tasks) if tasks else sorted({t for r in loaded.values() for t in r})
     rows = []
     for task in names:
@@ -79,4 +81,48 @@ def comparison_table(
                     row.append(f"{mean:.4f}" + (f" ± {stderr:.4f}" if stderr is not None else ""))
             rows.append(row)
     headers = ["task", "metric", *(c.label for c in ALL_FOUR)]
-    return f"{model}: lm-eval benchmarks\n" + tabulate(rows, headers=headers, tablefmt=tablefmt)
+    table = f"{model}: lm-eval benchmarks\n" + tabulate(rows, headers=headers, tablefmt=tablefmt)
+    return table + "".join(f"\n{note}" for note in notes)
+
+
+# settings every column of the table must share (a --limit 50 run is not comparable with a full one)
+PAIRED_SETTINGS = ("limit", "num_fewshot", "max_length", "tasks")
+
+
+def pair_runs(records: dict[Any, dict[str, Any]]) -> tuple[dict[Any, dict[str, Any]], list[str]]:
+    """The combinations that can share one table: the same `PAIRED_SETTINGS` as the first combination
+    found (in `ALL_FOUR` order), and, among those with an SAE, the same SAE fingerprint. Returns them and
+    a note per combination left out, naming what differs. Files without our `config` (the original's)
+    are kept as they are."""
+    kept: dict[Any, dict[str, Any]] = {}
+    notes: list[str] = []
+    reference: dict[str, Any] | None = None
+    sae_print: str | None = None
+    for combo in ALL_FOUR:
+        record = records.get(combo)
+        if record is None:
+            continue
+        config = record.get("config") if isinstance(record.get("config"), dict) else None
+        if config is not None:
+            settings = {k: config.get(k) for k in PAIRED_SETTINGS}
+            if reference is None:
+                reference = settings
+            diffs = [
+                f"--{k} {settings[k]!r} vs {reference[k]!r}"
+                for k in PAIRED_SETTINGS
+                if settings[k] != reference[k]
+            ]
+            if diffs:
+                notes.append(
+                    f"skipped {combo.label}: run with other settings ({'; '.join(diffs)}); rerun it."
+                )
+                continue
+            if combo.sae and config.get("sae_fingerprint"):
+                sae_print = sae_print or config["sae_fingerprint"]
+                if config["sae_fingerprint"] != sae_print:
+                    notes.append(
+                        f"skipped {combo.label}: evaluated with another SAE than the other SAE column; rerun it."
+                    )
+                    continue
+        kept[combo] = record
+    return kept, notes

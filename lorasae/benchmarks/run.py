@@ -18,6 +18,7 @@ from lorasae.benchmarks.pairing import resolve_pairing
 from lorasae.benchmarks.plan import plan_run, world_of
 from lorasae.benchmarks.tasks import is_builtin_task, write_builtin_tasks
 from lorasae.benchmarks.wrapper import benchmark_lm
+from lorasae.fingerprint import fingerprint, weights_digest
 from lorasae.models import load_model, model_shape
 from lorasae.runtime import parse_device, seed_everything, setup_environment
 from lorasae.store import external_ref, load_saes
@@ -162,6 +163,16 @@ def run_benchmarks(config: BenchmarkConfig) -> list[Path]:
             "tasks": plan.tasks,
             "num_fewshot": config.num_fewshot,
             "limit": config.limit_value,
+            "max_length": config.max_length,
+            # which SAE weights (None without an SAE): the SAE columns pair only on equal fingerprints
+            "sae_fingerprint": fingerprint(
+                plan.model_key,
+                None,
+                {"sae_source": [src for src, _ in plan.sae_sources], "sae_layer": sorted(saes)},
+                [weights_digest(src) for src, _ in plan.sae_sources],
+            )
+            if combo.sae
+            else None,
             "batch_size": batch_size,
             "dtype": config.model_dtype,
             "device": str(device),

@@ -135,6 +135,12 @@ def resolve_adapter(args: DarkMatterArgs, lora_sae: str | None) -> str | None:
 
 
 def main(args: DarkMatterArgs) -> dict | None:
+    from lorasae.models import model_shape
+    from lorasae.store import preflight_saes
+
+    given = [*args.sae, *args.k_sae, *([args.lora_sae] if args.lora_sae else [])]
+    if given:  # width and finite weights before any missing SAE is trained
+        preflight_saes(given, model_shape(args.model_name).d_model)
     width, k_sweep, lora_sae = resolve_sources(args)
     adapter = resolve_adapter(args, lora_sae) if not args.plan_only else None
     print(

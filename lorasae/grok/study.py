@@ -17,6 +17,7 @@ from transformers import LlamaForCausalLM
 
 from lorasae import paths
 from lorasae.atomic import atomic_write_json, read_json
+from lorasae.errors import PreflightError
 from lorasae.grok import figures
 from lorasae.grok.experiments import (
     clamp_fn,
@@ -113,6 +114,11 @@ def run_study(cfg: GrokStudyConfig, base: Path | None = None) -> dict:
     t0 = time.perf_counter()
     tc = cfg.train
     run = tc.run_name
+    if not 0 <= cfg.layer < tc.model.n_layers:  # before the model trains (minutes), not after
+        raise PreflightError(
+            f"--layer {cfg.layer} is out of range: the grokking model has {tc.model.n_layers} decoder "
+            f"layer(s) (0 … {tc.model.n_layers - 1}); pass --layer 0 or more --train.model.n_layers."
+        )
     final_dir = ensure_grok_model(tc, base)
     out = paths.grok_data_dir(run, base)
     plots = paths.plots_dir(base)

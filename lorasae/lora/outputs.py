@@ -6,7 +6,9 @@
 - `data/TopK/time/.../..._time_<N/1000>k.json`: cumulative training minutes, first = 0;
 - one row in `data/results.csv` (columns `lorasae.results_columns.RESULTS_COLUMNS`, read by
   `lorasae.results`; `frac_gap_closed` empty and `gap_flag` = `non_positive_gap` when L_SAE ≤ L_base);
-- with --save_model, the adapter in PEFT format at `saved_models/<model>/<sae_tag>/peft_<a>-<b>/rank_<r>/`.
+- with --save_model, the adapter in PEFT format at `saved_models/<model>/<sae_tag>/peft_<a>-<b>/rank_<r>/`;
+- last, the completion record `data/TopK/done/.../..._done_<N/1000>k.json` (fingerprint, settings, the
+  outputs): a run is done only when it exists, so a run killed between its writes is redone.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from typing import Any
 
 from torch import nn
 
-from lorasae.atomic import append_csv_row, atomic_dir, atomic_write_json
+from lorasae.atomic import append_csv_row, atomic_dir, atomic_write_json, read_json
+from lorasae.fingerprint import fingerprint, weights_digest
 from lorasae.lora.adapters import format_layers
 from lorasae.lora.trainer import LoraRunResult
 from lorasae.paths import adapter_dir, lora_json_path, results_csv
@@ -44,6 +47,50 @@ class RunId:
 
     def adapter_path(self, base: Path | None = None) -> Path:
         return adapter_dir(self.model, self.sae_tag, list(self.lora_layers), self.rank, base)
+
+    def done_path(self, base: Path | None = None) -> Path:
+        return self.json_path("done", base)
+
+
+# settings that do not change a run's numbers (where it prints, what else it saves)
+_NOT_FINGERPRINTED = frozenset(
+    {"device", "wandb", "progress", "skip_existing", "save_model", "checkpoint_percent"}
+)
+
+
+def run_settings(cfg: Any) -> dict[str, Any]:
+    """A resolved `TrainLoraConfig`'s settings that decide the run's numbers (for its fingerprint)."""
+    return {k: v for k, v in sorted(vars(cfg).items()) if k not in _NOT_FINGERPRINTED}
+
+
+def run_fingerprint(cfg: Any, sae_sources: Sequence[str]) -> str:
+    """Fingerprint of a LoRA run: model, data, settings and the SAEs' weights (`lorasae.fingerprint`)."""
+    settings = run_settings(cfg) | {"sae_sources": list(sae_sources)}
+    return fingerprint(cfg.model_name, cfg.dataset, settings, [weights_digest(s) for s in sae_sources])
+
+
+def read_done(run: RunId, base: Path | None = None) -> dict[str, Any] | None:
+    """The run's completion record, or None when the run did not finish (or the record is unreadable)."""
+    path = run.done_path(base)
+    if not path.is_file():
+        return None
+    try:
+        return read_json(path)
+    except (ValueError, OSError):
+        return None
+
+
+def write_done(
+    run: RunId, fingerprint_: str, settings: dict[str, Any], outputs: dict[str, str], base: Path | None = None
+) -> Path:
+    """The completion record, written after every other output of the run."""
+    record = {
+        "fingerprint": fingerprint_,
+        "settings": settings,
+        "outputs": outputs,
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    return atomic_write_json(run.done_path(base), record)
 
 
 def ce_increase(result: LoraRunResult) -> dict[str, Any]:
@@ -82,6 +129,7 @@ def results_row(
     sae_width: float | None,
     sae_l0: float | None,
     checkpoint_pct: int | None,
+    fingerprint_: str = "",
 ) -> dict[str, Any]:
     row = {
         "model": run.model,
@@ -103,6 +151,7 @@ def results_row(
         "gap_flag": result.gap_flag or "",
         "minutes": _number(result.total_minutes, 4),
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "fingerprint": fingerprint_,
     }
     assert tuple(row) == RESULTS_COLUMNS
     return row

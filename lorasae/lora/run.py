@@ -8,6 +8,7 @@ import gc
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -16,14 +17,27 @@ from lorasae.data import TokenSplit, load_token_split
 from lorasae.hooks import residual_at
 from lorasae.lora.adapters import attach_lora, format_layers, lora_layer_list, parse_layer_spec
 from lorasae.lora.config import TrainLoraConfig
-from lorasae.lora.outputs import RunId, append_result, results_row, save_adapter, write_curves
+from lorasae.lora.outputs import (
+    RunId,
+    append_result,
+    read_done,
+    results_row,
+    run_fingerprint,
+    run_settings,
+    save_adapter,
+    write_curves,
+    write_done,
+)
 from lorasae.lora.trainer import LoraRunResult, TrainSettings, sae_splices, train_lora, validation_ce
 from lorasae.model_defaults import default_sae_layer
 from lorasae.models import ModelShape, check_layer, d_model, load_model, model_shape, special_token_ids
+from lorasae.paths import results_csv
+from lorasae.paths import root as output_root
+from lorasae.preflight import check_writable
 from lorasae.runtime import parse_device, seed_everything, setup_environment
 from lorasae.sae.crosscoder import Crosscoder
 from lorasae.sae.crosscoder_splice import coder_layers, source_activations
-from lorasae.store import SaeRun, check_run_layers, external_run, load_saes, our_sae_runs
+from lorasae.store import SaeRun, check_run_layers, external_run, load_saes, our_sae_runs, preflight_saes
 from lorasae.train import distributed
 
 
@@ -80,12 +94,45 @@ class PlannedRun:
     cfg: TrainLoraConfig
     run: SaeRun
     run_id: RunId | None
+    fingerprint: str = ""
 
     def done(self) -> bool:
-        """Its results exist (and its adapter, when the run is to save one)."""
-        if self.run_id is None or not self.run_id.json_path("CE_increase").exists():
-            return False
-        return not self.cfg.save_model or (self.run_id.adapter_path() / "adapter_config.json").exists()
+        """Its completion record (written after all its outputs) exists with this run's fingerprint (and
+        its adapter, when the run is to save one)."""
+        return self.status() == "done"
+
+    def status(self) -> str:
+        """`done`, `new` (nothing written), `incomplete` (outputs without a completion record: killed
+        between writes) or `different` (finished with other inputs: the fingerprints differ)."""
+        if self.run_id is None:
+            return "new"
+        record = read_done(self.run_id)
+        if record is None:
+            written = self.run_id.json_path("CE_increase").exists() or self.run_id.adapter_path().exists()
+            return "incomplete" if written else "new"
+        if self.fingerprint and record.get("fingerprint") != self.fingerprint:
+            return "different"
+        if self.cfg.save_model and not (self.run_id.adapter_path() / "adapter_config.json").exists():
+            return "incomplete"
+        return "done"
+
+    def note(self) -> str:
+        """What a rerun of this run says before it starts (empty for a new run)."""
+        assert self.run_id is not None or self.status() == "new"
+        status = self.status()
+        if status == "done":
+            return f"Skipping {self.run_id.sae_tag}: done ({self.run_id.done_path()})."
+        if status == "incomplete":
+            return (
+                f"Redoing {self.run_id.sae_tag}: its outputs exist without a completion record "
+                f"({self.run_id.done_path()} missing): an earlier run stopped before it finished."
+            )
+        if status == "different":
+            return (
+                f"Redoing {self.run_id.sae_tag}: its results were made from other inputs (fingerprint "
+                f"{read_done(self.run_id).get('fingerprint')} recorded, {self.fingerprint} now)."
+            )
+        return ""
 
 
 def make_run_id(cfg: TrainLoraConfig, run: SaeRun, sae_layers: list[int], n_layers: int) -> RunId:
@@ -106,8 +153,17 @@ def plan_runs(cfg: TrainLoraConfig, shape: ModelShape | None = None) -> list[Pla
         check_run_layers(run, shape)
         layers = run.layers
         run_id = make_run_id(cfg, run, layers, shape.n_layers) if layers is not None else None
-        planned.append(PlannedRun(cfg, run, run_id))
+        preflight_saes(run.sources, shape.d_model)  # NaN weights, wrong width: before anything loads
+        planned.append(PlannedRun(cfg, run, run_id, run_fingerprint(cfg, run.sources)))
     return planned
+
+
+def output_folders(cfg: TrainLoraConfig) -> list[Path]:
+    """Where a run of `cfg` writes: the results and curves, and the adapters with --save_model."""
+    folders = [results_csv().parent]
+    if cfg.save_model:
+        folders.append(output_root() / "saved_models")
+    return folders
 
 
 def _wandb_logger(cfg: TrainLoraConfig, run_name: str):
@@ -141,8 +197,10 @@ def main_many(cfgs: Sequence[TrainLoraConfig]) -> list[RunSummary]:
             todo = [p for p in planned if not (p.cfg.skip_existing and p.done())]
             if info.is_main:
                 for p in planned:
-                    if p not in todo and p.run_id is not None:
-                        print(f"Skipping {p.run_id.sae_tag}: {p.run_id.json_path('CE_increase')} exists.")
+                    if p.run_id is not None and (p not in todo or p.status() in ("incomplete", "different")):
+                        print(p.note())
+            if todo:
+                check_writable(output_folders(cfg), "LoRA outputs")
             if not todo:
                 continue
             if session is None or not session.serves(cfg):
@@ -227,15 +285,17 @@ def run_all(session: LoraSession, planned: Sequence[PlannedRun]) -> list[RunSumm
         )
     summaries = []
     for p in planned:
-        summary = train_run(session, cfg, p.run)
+        summary = train_run(session, cfg, p.run, p.fingerprint)
         if summary is not None:
             summaries.append(summary)
     return summaries
 
 
-def train_run(session: LoraSession, cfg: TrainLoraConfig, run: SaeRun) -> RunSummary | None:
-    """Attach fresh adapters, train them with the run's SAEs spliced, write the outputs; None when the
-    run's outputs exist and `cfg.skip_existing`."""
+def train_run(
+    session: LoraSession, cfg: TrainLoraConfig, run: SaeRun, fingerprint: str = ""
+) -> RunSummary | None:
+    """Attach fresh adapters, train them with the run's SAEs spliced, write the outputs and, last, the
+    completion record; None when the run is done (completion record present) and `cfg.skip_existing`."""
     info, split, n_layers = session.info, session.split, session.n_layers
     model = session.model
     saes = load_saes(run, model, session.device, next(model.parameters()).dtype)
@@ -245,9 +305,11 @@ def train_run(session: LoraSession, cfg: TrainLoraConfig, run: SaeRun) -> RunSum
     widths = [float(s.cfg.d_sae) for s in saes.values()]
     l0s = [sae_l0(s, model, layer, split.val[:4]) for layer, s in saes.items()] if info.is_main else [0.0]
     lora_layers = list(run_id.lora_layers)
-    if cfg.skip_existing and run_id.json_path("CE_increase").exists():
+    fingerprint = fingerprint or run_fingerprint(cfg, run.sources)
+    planned = PlannedRun(cfg, run, run_id, fingerprint)
+    if cfg.skip_existing and planned.done():
         if info.is_main:
-            print(f"Skipping {run_id.sae_tag}: {run_id.json_path('CE_increase')} exists.")
+            print(planned.note())
         return None
     seed_everything(cfg.seed)  # same adapter init and data order for every checkpoint
     peft_model = attach_lora(model, lora_layers, cfg.rank, cfg.lora_alpha, cfg.lora_dropout)
@@ -287,10 +349,12 @@ def train_run(session: LoraSession, cfg: TrainLoraConfig, run: SaeRun) -> RunSum
                 sum(widths) / len(widths),
                 sum(l0s) / len(l0s),
                 run.checkpoint_pct,
+                fingerprint,
             )
             paths["results"] = str(append_result(row))
             if cfg.save_model:
                 paths["adapter"] = str(save_adapter(peft_model, run_id.adapter_path()))
+            paths["done"] = str(write_done(run_id, fingerprint, run_settings(cfg), dict(paths)))
         distributed.barrier()
     finally:
         if wandb_run is not None:

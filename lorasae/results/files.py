@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from lorasae import paths
+from lorasae.errors import LorasaeError
 from lorasae.paths import sanitize
 
 
-class MissingResultsError(FileNotFoundError):
+class MissingResultsError(LorasaeError, FileNotFoundError):
     """An output file or folder the figures need does not exist (message says which and why)."""
 
 

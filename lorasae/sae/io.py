@@ -22,6 +22,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from lorasae.atomic import atomic_dir
+from lorasae.errors import LorasaeError
 from lorasae.sae.config import SaeConfig, dtype_name, layer_from_hook_name
 
 CFG_FILENAME = "cfg.json"
@@ -29,7 +30,7 @@ WEIGHTS_FILENAME = "sae_weights.safetensors"
 WEIGHT_NAMES = ("W_enc", "b_enc", "W_dec", "b_dec")
 
 
-class SaeFormatError(ValueError):
+class SaeFormatError(LorasaeError, ValueError):
     """An SAE folder is missing a file, or a file is corrupt, truncated or of the wrong shape."""
 
 

@@ -24,6 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
+from lorasae.errors import LorasaeError
 from lorasae.sae.config import SaeConfig, dtype_name, layer_from_hook_name, to_torch_dtype
 from lorasae.sae.io import (
     CFG_FILENAME,
@@ -41,12 +42,12 @@ SPARSIFY_WEIGHTS = "sae.safetensors"
 _LAYER_DIR = re.compile(r"^(?:model\.)?layers?[._](\d+)$")
 
 
-class SaeNotFoundError(FileNotFoundError):
+class SaeNotFoundError(LorasaeError, FileNotFoundError):
     """No SAE at the given source (or none of our checkpoints matches); the message lists what exists
     nearby and how to make one."""
 
 
-class SaeShapeError(ValueError):
+class SaeShapeError(LorasaeError, ValueError):
     """The SAE does not fit the model (its d_in differs from the model's d_model)."""
 
 

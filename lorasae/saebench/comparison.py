@@ -96,6 +96,31 @@ def load_results(
     return out
 
 
+SAE_FINGERPRINT = (
+    "lorasae_sae_fingerprint"  # written into each result by run.py: which SAE (weights) it is for
+)
+
+
+def pair_results(
+    results: dict[str, dict[str, dict[str, Any]]],
+) -> tuple[dict[str, dict[str, dict[str, Any]]], list[str]]:
+    """The results with every eval whose base and peft results were computed on different SAEs (their
+    fingerprints differ, e.g. the SAE at that path was retrained in between) left out, and a note per
+    eval left out. Results without a fingerprint (older files) are paired as before."""
+    notes, out = [], {kind: dict(per_eval) for kind, per_eval in results.items()}
+    for name in EVALS:
+        base = results.get("base", {}).get(name, {}).get(SAE_FINGERPRINT)
+        peft = results.get("peft", {}).get(name, {}).get(SAE_FINGERPRINT)
+        if base and peft and base != peft:
+            for kind in ("base", "peft"):
+                out[kind].pop(name, None)
+            notes.append(
+                f"{name}: skipped, the base and peft results are for different SAEs (fingerprints {base} vs "
+                f"{peft}): rerun both with the same --sae."
+            )
+    return out, notes
+
+
 def comparison_rows(results: dict[str, dict[str, dict[str, Any]]]) -> list[list[Any]]:
     rows = []
     for name in EVALS:
@@ -116,10 +141,10 @@ def comparison_rows(results: dict[str, dict[str, dict[str, Any]]]) -> list[list[
 
 
 def comparison_table(results: dict[str, dict[str, dict[str, Any]]], tablefmt: str = "simple_outline") -> str:
+    results, notes = pair_results(results)
     rows = comparison_rows(results)
     if not rows:
-        return "(no results yet)"
-    notes = []
+        return "(no results yet)" + ("\n" + "\n".join(notes) if notes else "")
     for kind in MODEL_TYPES:
         for name, result in results.get(kind, {}).items():
             message = not_scored_message(result)
@@ -148,6 +173,7 @@ def gap_closed(results: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any] 
     spliced, L_LoRA = the merged model's CE with the SAE; fraction = (L_SAE − L_LoRA) / (L_SAE − L_base),
     None with `gap_flag` = `non_positive_gap` when L_SAE − L_base ≤ 0 (`lorasae.gap`); None when a core
     result is missing."""
+    results = pair_results(results)[0]
     try:
         base = results["base"]["core"]["eval_result_metrics"]["model_performance_preservation"]
         peft = results["peft"]["core"]["eval_result_metrics"]["model_performance_preservation"]

@@ -10,15 +10,24 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from lorasae.fingerprint import fingerprint, weights_digest
 from lorasae.models import model_key, num_layers
 from lorasae.paths import plots_dir, sanitize
+from lorasae.preflight import check_writable
 from lorasae.runtime import seed_everything, setup_environment
 from lorasae.saebench import datasets as data
 from lorasae.saebench import hub_tasks, world_tasks
 from lorasae.saebench.absorption import run_absorption
 from lorasae.saebench.args import SaeBenchArgs, ravel_cache_dir, results_dir
 from lorasae.saebench.autointerp import run_autointerp
-from lorasae.saebench.comparison import comparison_figure, comparison_table, load_results, summary_line
+from lorasae.saebench.comparison import (
+    SAE_FINGERPRINT,
+    comparison_figure,
+    comparison_table,
+    load_results,
+    pair_results,
+    summary_line,
+)
 from lorasae.saebench.core import run_core
 from lorasae.saebench.load import Loaded, load_for_eval, sae_identifier
 from lorasae.saebench.plan import EvalPlan, make_plan, selected_evals
@@ -133,6 +142,10 @@ def run_evals(
         "ravel": ravel,
         "unlearning": unlearning,
     }
+    # which SAE the results are for: base and peft results are compared only when these match
+    sae_print = fingerprint(
+        "", None, {"sae_source": loaded.sae_source, "layer": layer}, [weights_digest(loaded.sae_source)]
+    )
     written: dict[str, Path | None] = {}
     for name in evals:
         seed_everything(seed)
@@ -143,7 +156,7 @@ def run_evals(
             written[name] = None
             continue
         path = out_dir / f"{name}.json"
-        write_eval_output(path, result)
+        write_eval_output(path, {**result, SAE_FINGERPRINT: sae_print})
         written[name] = path
         print(f"{name}: {summary_line(name, result)}  ({seconds:.1f}s) -> {path}")
     return written
@@ -154,6 +167,10 @@ def run(args: SaeBenchArgs) -> dict[str, Path | None]:
     setup_environment(wandb=args.wandb)
     seed_everything(args.seed)
     evals = selected_evals(args.evals)
+    # before the model loads: an unwritable results folder would lose every eval's work
+    check_writable(
+        [results_dir(args.model_name, args.model_type, args.output_dir), plots_dir()], "SAE-Bench results"
+    )
     loaded = load_for_eval(args)
     device = next(loaded.model.parameters()).device
     plan = make_plan(args, loaded.model, device)
@@ -167,7 +184,7 @@ def run(args: SaeBenchArgs) -> dict[str, Path | None]:
         loaded, plan, evals, out_dir, args.seed, world_seed(args.model_name),
         forget_corpus=args.forget_corpus, world_docs=model_world_docs(args.model_name),
     )  # fmt: skip
-    results = load_results(args.model_name, args.output_dir)
+    results = pair_results(load_results(args.model_name, args.output_dir))[0]
     print(f"\nSAE-Bench results for {args.model_name} (base vs LoRA-merged):")
     print(comparison_table(results))
     if args.plot and "base" in results and "peft" in results:

@@ -19,7 +19,7 @@ from lorasae.sae.sources import check_sae_fits
 from lorasae.steering.args import SteeringArgs
 from lorasae.steering.concept import ConceptChoice
 from lorasae.steering.intervention import check_mode, unit_direction
-from lorasae.store import SaeRef, load_bundle, resolve_adapter, resolve_sae
+from lorasae.store import SaeRef, load_bundle, preflight_saes, resolve_adapter, resolve_sae
 from lorasae.world import world_seed
 
 KINDS: tuple[str, ...] = ("base", "lora")
@@ -110,6 +110,7 @@ def load_context(args: SteeringArgs, with_adapter: bool = True) -> SteeringConte
     ref = resolve_sae(args.model_name, args.sae, args.layer)
     if ref.layer is not None:
         check_layer(shape, ref.layer)
+    preflight_saes([ref.source], shape.d_model)  # width and finite weights before the adapter is sought
     adapter = default_adapter(args.model_name, ref, shape.n_layers, args.adapter) if with_adapter else None
     bundle = load_bundle(args.model_name, [ref], adapter, device=parse_device(args.device), dtype=args.dtype)
     layer = bundle.layer

@@ -18,7 +18,14 @@ from lorasae.store.adapters import (
     resolve_adapter,
     sae_sources_for_adapter,
 )
-from lorasae.store.load import Bundle, SaeMismatchError, check_run_layers, load_bundle, load_saes
+from lorasae.store.load import (
+    Bundle,
+    SaeMismatchError,
+    check_run_layers,
+    load_bundle,
+    load_saes,
+    preflight_saes,
+)
 from lorasae.store.saes import (
     GEMMA_SCOPE_2B,
     GEMMA_SCOPE_9B,
@@ -56,6 +63,7 @@ __all__ = [
     "list_our_saes",
     "load_bundle",
     "load_saes",
+    "preflight_saes",
     "model_keys",
     "our_sae_runs",
     "parse_our_tag",

@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from lorasae.errors import LorasaeError
 from lorasae.model_defaults import default_sae_layer
 from lorasae.models import model_key, model_shape
 from lorasae.paths import results_csv, root, sanitize
@@ -20,7 +21,7 @@ from lorasae.store.saes import SaeRef, model_keys, saes_folder
 from lorasae.store.tags import layer_from_path, parse_our_tag, single_sae_tag
 
 
-class AdapterNotFoundError(FileNotFoundError):
+class AdapterNotFoundError(LorasaeError, FileNotFoundError):
     """No saved adapter matches; the message lists the adapters that exist and how to train one."""
 
 

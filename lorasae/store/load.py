@@ -7,19 +7,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
 from torch import nn
 
+from lorasae.errors import LorasaeError
 from lorasae.models import ModelShape, check_layer, load_model
+from lorasae.preflight import check_finite_weights, check_sae_finite
 from lorasae.sae.crosscoder import Crosscoder
 from lorasae.sae.crosscoder_splice import coder_layers
+from lorasae.sae.io import CFG_FILENAME, WEIGHTS_FILENAME, read_cfg, read_weights
 from lorasae.sae.sources import SaeShapeError, check_sae_fits, load_sae, sae_hook_layer
 from lorasae.store.saes import SaeRef, SaeRun
 
 
-class SaeMismatchError(ValueError):
+class SaeMismatchError(LorasaeError, ValueError):
     """An SAE names no usable layer, or two SAEs claim the same layer."""
 
 
@@ -30,6 +34,21 @@ def check_run_layers(run: SaeRun, shape: ModelShape) -> None:
         check_layer(shape, layer)
     if len(set(known)) != len(known):
         raise SaeMismatchError(f"Two SAEs for one layer ({known}): give one SAE per layer.")
+
+
+def preflight_saes(sources: Sequence[str], d_model: int | None = None) -> None:
+    """Checks on local SAE folders before any model, data or adapter loads: the width recorded in
+    cfg.json fits `d_model`, and the weights are finite. (Hub releases are checked by `load_saes`.)"""
+    for source in sources:
+        folder = Path(source)
+        if d_model is not None and (folder / CFG_FILENAME).is_file():
+            cfg = read_cfg(folder)
+            if "d_in" in cfg:
+                check_sae_fits(
+                    SimpleNamespace(cfg=SimpleNamespace(d_in=cfg["d_in"])), d_model, f"The SAE {source}"
+                )
+        if (folder / WEIGHTS_FILENAME).is_file():
+            check_finite_weights(read_weights(folder), folder)
 
 
 def load_saes(
@@ -57,6 +76,8 @@ def load_saes(
             )
         check_layer(shape, layer)
         check_sae_fits(sae, shape.d_model, f"The SAE {ref.source}")
+        if isinstance(sae, nn.Module):
+            check_sae_finite(sae, ref.source)
         if hook is not None and hook != layer:
             print(
                 f"Note: the SAE {ref.source} was trained on layer {hook}; splicing it at layer {layer} as asked."

@@ -36,7 +36,14 @@ def run_id(run: PlannedRun, num_examples: int) -> RunId:
 
 
 def is_done(run: PlannedRun, num_examples: int) -> bool:
-    return run_id(run, num_examples).json_path("CE_increase").exists()
+    """Its completion record exists (written last: a run killed between its writes is not done)."""
+    return run_id(run, num_examples).done_path().exists()
+
+
+def status(run: PlannedRun, num_examples: int) -> str:
+    if is_done(run, num_examples):
+        return "done"
+    return "incomplete" if run_id(run, num_examples).json_path("CE_increase").exists() else ""
 
 
 def plan_table(runs: Sequence[PlannedRun], num_examples: int) -> str:
@@ -51,7 +58,7 @@ def plan_table(runs: Sequence[PlannedRun], num_examples: int) -> str:
             run.rank,
             format_layers(run.lora_layer_indices()),
             ",".join(run.axes),
-            "done" if is_done(run, num_examples) else "",
+            status(run, num_examples),
         ]
         for i, run in enumerate(runs)
     ]

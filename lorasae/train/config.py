@@ -161,6 +161,10 @@ class TrainSaeConfig(CommonArgs):
     resume: bool = False
     """Continue the run with these settings from its latest training state."""
 
+    overwrite: bool = False
+    """Replace an SAE already saved at this run's folder that was trained with other settings (without it,
+    train_sae.py refuses rather than silently overwriting it, its checkpoints and its curves)."""
+
     init_sae: str | None = None
     """Start from the weights of this SAE folder (SAELens format) instead of a fresh initialisation."""
 
@@ -218,6 +222,8 @@ class TrainSaeConfig(CommonArgs):
         if cfg.curve_val_tokens is None:
             cfg.curve_val_tokens = curve_val_tokens(cfg.num_val_tokens, cfg.num_train_tokens, cfg.num_evals)
         d_sae = d_model * cfg.expansion_factor
+        if d_sae < 1:  # default_lr divides by the width: say why instead (validate lists the rest)
+            cfg.validate(d_model, max_positions)
         cfg.lr = cfg.lr if cfg.lr is not None else default_lr(d_sae)
         if cfg.dead_after_tokens is None:
             cfg.dead_after_tokens = max(1, min(10_000_000, cfg.num_train_tokens // 10))

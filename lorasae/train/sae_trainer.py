@@ -21,6 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from lorasae.atomic import atomic_write_json
 from lorasae.config_files import save_config
 from lorasae.data import TokenSplit, load_token_split
+from lorasae.errors import LorasaeError, RunInterrupted
 from lorasae.hooks import residual_at
 from lorasae.models import (
     check_layer,
@@ -41,6 +42,7 @@ from lorasae.train.architecture import build_sae, maybe_compile, step_sparsity, 
 from lorasae.train.config import TrainSaeConfig
 from lorasae.train.crosscoder_trainer import CrosscoderSteps
 from lorasae.train.distributed import DistInfo
+from lorasae.train.existing import check_existing, check_outputs_writable, sae_provenance
 from lorasae.train.harvest import ActivationBuffer, activation_step, default_harvest_steps
 from lorasae.train.logger import TrainLogger, start_wandb
 from lorasae.train.objectives import e2e_head, e2e_step, reconstruction_step
@@ -61,7 +63,7 @@ from lorasae.train.state import (
 from lorasae.train.validation import curve_chunks, reconstruction_stats, spliced_ce
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(LorasaeError, RuntimeError):
     """The loss or gradient became NaN/inf; the weights were not updated and nothing was written."""
 
 
@@ -112,6 +114,7 @@ class SaeTrainer:
         self.eval_points = Counter(cfg.eval_steps())  # step -> number of curve points taken after it
         self.checkpoints = cfg.checkpoint_steps()
         self._clock: float | None = None
+        self._updating = False
 
     # --- starting points ---------------------------------------------------------------------------
     def restore(self) -> bool:
@@ -221,6 +224,7 @@ class SaeTrainer:
                 dataset=self.cfg.dataset,
                 ctx_len=self.cfg.ctx_len,
                 num_val_tokens=self.cfg.num_val_tokens,
+                **sae_provenance(self.cfg),
             )
             save_config(self.cfg, folder)  # `--config_file <folder>/config.json` reruns this run
         return folder
@@ -295,6 +299,7 @@ class SaeTrainer:
         if not math.isfinite(grad_norm):
             self._fail(f"the gradient norm became {grad_norm}")
         lr = self.scheduler.get_last_lr()[0]
+        self._updating = True  # a Ctrl-C from here to `self.step += 1` leaves no consistent state to save
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
@@ -328,6 +333,23 @@ class SaeTrainer:
             f"the last good checkpoint is {saved}. Lower --lr (now {self.cfg.lr:.3g}), use --dtype float32, "
             f"or check the data, then continue with --resume."
         )
+
+    def _interrupted(self) -> RunInterrupted:
+        """Ctrl-C: save the training state at the last completed step (the step in flight is dropped,
+        as a checkpoint would), and say how to continue."""
+        self._pause_clock()
+        if self.step > 0 and not self._updating:
+            self._save_state()
+            return RunInterrupted(
+                f"Interrupted at step {self.step}/{self.cfg.total_steps}; the training state is saved in "
+                f"{self.state_file}. Rerun the same command with --resume to continue."
+            )
+        if self.state_file.exists():
+            return RunInterrupted(
+                f"Interrupted during step {self.step + 1}; the last saved training state is {self.state_file}: "
+                "rerun the same command with --resume to continue from it."
+            )
+        return RunInterrupted("Interrupted before a training state was saved; nothing to resume.")
 
     # --- the loop ----------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
@@ -375,9 +397,12 @@ class SaeTrainer:
                 else:
                     metrics = self._train_step(sae, dist_utils.shard(next(batches), info).to(self.device))
                 self.step += 1
+                self._updating = False
                 logger.step(self.step, metrics)
                 self._after_step(logger)
             self._pause_clock()
+        except KeyboardInterrupt as err:
+            raise self._interrupted() from err
         finally:
             logger.close()
         return self._result(logger.last)
@@ -421,6 +446,10 @@ def train_sae(cfg: TrainSaeConfig) -> TrainResult:
         cfg = cfg.resolved(shape.d_model, shape.max_positions, shape.n_layers)
         for layer in [cfg.layer, *cfg.layers]:
             check_layer(shape, layer)
+        note = check_existing(cfg)  # before anything loads: refuse to replace a different SAE silently
+        check_outputs_writable(cfg)
+        if note and info.is_main:
+            print(note)
         model, tokenizer = load_model(cfg.model_name, device, cfg.dtype)
         split = load_token_split(
             cfg.dataset, tokenizer, cfg.ctx_len, cfg.num_val_tokens, cfg.seed, cfg.text_field

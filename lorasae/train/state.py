@@ -21,13 +21,14 @@ import numpy as np
 import torch
 
 from lorasae.atomic import atomic_save_file
+from lorasae.errors import LorasaeError
 from lorasae.paths import crosscoder_tag, relu_sae_tag, sae_dir
 from lorasae.train.config import SaeKwargs, TrainSaeConfig
 
 STATE_VERSION = 1
 
 
-class ResumeError(ValueError):
+class ResumeError(LorasaeError, ValueError):
     """The saved training state cannot continue this run (different settings or model)."""
 
 
@@ -113,7 +114,8 @@ def load_state(path: Path) -> TrainingState:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise ResumeError(
-            f"Cannot read the training state {path} ({err}); delete it and start without --resume."
+            f"Cannot read the training state {path}: it is damaged or was not written by train_sae.py "
+            f"({type(err).__name__}). Delete it and start without --resume."
         ) from err
     if payload.get("version") != STATE_VERSION:
         raise ResumeError(

@@ -1,0 +1,129 @@
+"""The error boundary of every script: an error a user can act on prints one or two lines — what went
+wrong, which file, what to do — and the script exits non-zero (130 for Ctrl-C); `--debug` (or
+`LORASAE_DEBUG=1`) shows the full traceback instead.
+
+A leaf module (imports nothing from lorasae), so every other module can derive its errors from
+`LorasaeError`. Scripts wrap their entry point:
+
+    @main_guard
+    def main(argv: list[str] | None = None) -> None:
+        run(parse(Config, argv))
+
+    if __name__ == "__main__":
+        sys.exit(main())
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+DEBUG_FLAG = "--debug"
+DEBUG_ENV = "LORASAE_DEBUG"
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130  # the shell's convention for SIGINT
+HINT = f"(rerun with {DEBUG_FLAG} or {DEBUG_ENV}=1 for the traceback)"
+
+
+class LorasaeError(Exception):
+    """Base of the project's own errors: the message already says what went wrong and what to do."""
+
+
+class PreflightError(LorasaeError, ValueError):
+    """A check before any data loads or training starts failed (unwritable folder, NaN weights, shapes,
+    too little data)."""
+
+
+class OutputExistsError(LorasaeError, FileExistsError):
+    """A run would replace an existing output made from different inputs (pass --overwrite or --resume)."""
+
+
+class CorruptFileError(LorasaeError, ValueError):
+    """A file the run reads is truncated or not in the expected format; the message names it."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C, after the run saved what it could; the message says how to continue."""
+
+
+def debug_requested(argv: list[str] | None = None) -> bool:
+    flag = DEBUG_FLAG in (sys.argv[1:] if argv is None else argv)
+    return flag or os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _network_error(err: BaseException) -> bool:
+    """requests / httpx / urllib3 / openai connection and timeout errors, recognised by class name so
+    that none of those packages must be importable here."""
+    names = {cls.__name__ for cls in type(err).__mro__}
+    return bool(
+        names & {"ConnectionError", "APIConnectionError", "ConnectError", "Timeout", "TimeoutError"}
+    ) or any("Connection" in name or "Timeout" in name for name in names)
+
+
+def describe(err: BaseException) -> str:
+    """The message the boundary prints for `err` (without the traceback)."""
+    if isinstance(err, LorasaeError):
+        return str(err)
+    if isinstance(err, PermissionError):
+        where = err.filename or "a file"
+        return f"permission denied: {where}. Make it writable (chmod u+w) or point LORASAE_ROOT elsewhere."
+    if _network_error(err):
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return (
+            f"could not reach a network service ({type(err).__name__}: {first}). Check the connection, "
+            "the URL and the API key, or run offline (HF_HUB_OFFLINE=1, a local judge/model)."
+        )
+    if isinstance(err, FileNotFoundError) and err.filename:
+        return f"{err.filename} does not exist ({err.strerror or err}). Check the path."
+    if isinstance(err, OSError) and err.filename:
+        return f"{err.filename}: {err.strerror or err}. Check the path, the free disk space and permissions."
+    if isinstance(err, json.JSONDecodeError):
+        return f"a JSON file is corrupt ({err}); delete it and rerun the step that writes it."
+    if type(err).__name__ == "SafetensorError":
+        return f"a safetensors file is corrupt or truncated ({err}); re-save or re-download it."
+    text = str(err).strip()
+    if isinstance(err, ValueError | FileNotFoundError | LookupError) and text:
+        return text  # our own modules raise these with messages written for the user
+    first = text.splitlines()[0] if text else ""
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
+
+
+def report(err: BaseException) -> int:
+    """Print `err`'s message to stderr; the exit code for it."""
+    if isinstance(err, KeyboardInterrupt):
+        print(str(err) or "Interrupted (Ctrl-C); nothing more was written.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(f"error: {describe(err)}", file=sys.stderr)
+    print(HINT, file=sys.stderr)
+    return EXIT_ERROR
+
+
+def run_guarded(entry: Callable[[list[str]], Any], argv: list[str] | None = None) -> int:
+    """Call `entry(argv)` (argv without `--debug`) and map what escapes to an exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = debug_requested(argv)
+    argv = [a for a in argv if a != DEBUG_FLAG]
+    try:
+        entry(argv)
+    except SystemExit as exit_:  # argparse: it printed usage and the error already
+        code = exit_.code
+        return code if isinstance(code, int) else (0 if code is None else EXIT_ERROR)
+    except (Exception, KeyboardInterrupt) as err:
+        if debug:
+            raise
+        return report(err)
+    return 0
+
+
+def main_guard(entry: Callable[[list[str]], Any]) -> Callable[[list[str] | None], int]:
+    """Decorator: `entry(argv)` behind the boundary; the wrapped function returns the exit code."""
+
+    @functools.wraps(entry)
+    def guarded(argv: list[str] | None = None) -> int:
+        return run_guarded(entry, argv)
+
+    return guarded

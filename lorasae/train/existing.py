@@ -1,0 +1,77 @@
+"""What train_sae.py does about an SAE already saved at its run's folder: refuse to replace one trained
+with other settings (unless --overwrite, or --resume to continue it), and check before anything loads
+that every folder it writes is writable. The SAE's cfg.json metadata records the fingerprint and the
+settings it was trained with (`sae_provenance`), so the next run can tell."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lorasae.errors import OutputExistsError
+from lorasae.fingerprint import differing, fingerprint
+from lorasae.paths import sae_curve_path
+from lorasae.preflight import check_writable
+from lorasae.sae.io import read_cfg
+from lorasae.train.config import TrainSaeConfig
+from lorasae.train.state import checkpoint_dir, resume_settings, state_path
+
+
+def sae_provenance(cfg: TrainSaeConfig) -> dict[str, Any]:
+    """The cfg.json metadata that says what made this SAE."""
+    settings = resume_settings(cfg)
+    return {"fingerprint": fingerprint(cfg.model_name, cfg.dataset, settings), "settings": settings}
+
+
+def existing_outputs(cfg: TrainSaeConfig) -> list[Path]:
+    """The run's SAE folders (final and checkpoints) and training state that exist now."""
+    folders = [checkpoint_dir(cfg)] + [checkpoint_dir(cfg, pct) for pct in cfg.checkpoint_steps()]
+    return [p for p in folders if p.exists()] + ([state_path(cfg)] if state_path(cfg).exists() else [])
+
+
+def recorded_provenance(folder: Path) -> dict[str, Any]:
+    """The fingerprint and settings an SAE folder's cfg.json records (`metadata.lorasae`); empty values
+    for SAEs saved before fingerprints (or by other tools)."""
+    try:
+        meta = read_cfg(folder).get("metadata") or {}
+    except (OSError, ValueError):
+        return {"fingerprint": None, "settings": {}}
+    ours = meta.get("lorasae") or {}
+    return {"fingerprint": ours.get("fingerprint"), "settings": ours.get("settings") or {}}
+
+
+def check_existing(cfg: TrainSaeConfig) -> str | None:
+    """Raise `OutputExistsError` when the run would replace an SAE trained with other settings; returns
+    a note to print when it replaces one (same settings, or --overwrite), else None."""
+    found = existing_outputs(cfg)
+    if not found or cfg.resume:
+        return None
+    final = checkpoint_dir(cfg)
+    folders = [p for p in found if p.is_dir()]
+    now = sae_provenance(cfg)
+    recorded = recorded_provenance(folders[0]) if folders else {}
+    if cfg.overwrite:
+        return f"--overwrite: replacing the SAE at {final} and its checkpoints."
+    if recorded.get("fingerprint") == now["fingerprint"]:
+        return f"Replacing the SAE at {final} (trained with the same settings)."
+    saved = recorded.get("settings") or {}
+    changed = differing({k: saved[k] for k in saved}, {k: now["settings"].get(k) for k in saved})
+    why = (
+        "trained with other settings (" + ", ".join(f"--{k}" for k in changed if k != "model") + ")"
+        if recorded.get("settings") and changed
+        else "of unknown provenance (no fingerprint recorded)"
+    )
+    raise OutputExistsError(
+        f"{folders[0] if folders else found[0]} already holds an SAE {why}; this run would replace it, its "
+        "checkpoints and its curves. Pass --overwrite to replace it, --resume to continue its training, or "
+        "change --layer/--expansion_factor/--k (or LORASAE_ROOT) to write elsewhere."
+    )
+
+
+def check_outputs_writable(cfg: TrainSaeConfig) -> None:
+    """The SAE folders and the curve files can be written (checked before the model loads)."""
+    check_writable(
+        [checkpoint_dir(cfg).parent, sae_curve_path("val_loss", cfg.model_key, cfg.kind).parent,
+         sae_curve_path("time", cfg.model_key, cfg.kind).parent],
+        "SAE and its curves",
+    )  # fmt: skip
