@@ -74,7 +74,7 @@ class DemoConfig:
     rank: int = 16
     """LoRA rank of the timing experiment and the one-layer runs."""
 
-    ranks: tuple[int, ...] = (1, 4, 16, 64)
+    ranks: tuple[int, ...] = (1, 4, 16)
     """LoRA ranks of the scaling sweeps (each on the final TopK SAE of every k, width and layer)."""
 
     checkpoints: tuple[int, ...] = (20, 40, 60, 80, 100)

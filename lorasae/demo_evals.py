@@ -31,18 +31,18 @@ class EvalSizes:
     """Corpus snippets scored when mining the positives (default 20,000)."""
     steering_grid: str = "0.5,1,2,4,8"
     """Alphas tuned (default 0.25 … 32)."""
-    benchmark_limit: float | None = None
-    """Documents per benchmark task (None: every document)."""
+    benchmark_limit: float | None = 100
+    """Documents per benchmark task (None: every document; the built-in tasks have 69–275)."""
     saebench_evals: str = "offline"
     """SAE-Bench evals: offline (every eval that needs no LLM judge; autointerp too when $OPENAI_API_KEY is
     set) or a comma-separated list."""
-    dark_matter_tokens: int = 50_000
+    dark_matter_tokens: int = 24_000
     """Tokens of each SAEInfo (half fit the linear map, half score it)."""
-    dark_matter_pursuit_tokens: int = 2_000
+    dark_matter_pursuit_tokens: int = 1_000
     """Held-out tokens of gradient pursuit."""
-    dark_matter_error_sae_steps: int = 500
+    dark_matter_error_sae_steps: int = 150
     """Steps of each SAE trained on an error component."""
-    dark_matter_ce_chunks: int = 32
+    dark_matter_ce_chunks: int = 16
     """Held-out chunks of the downstream-CE evaluation."""
 
 

@@ -31,4 +31,4 @@ def test_gpu_check_dry_run_on_cpu_prints_the_table(tmp_path):
     else:
         assert "No module named 'sparsify'" in out.stdout and "requirements-bench.txt" in out.stdout
     assert "tok/s" in rows["harvest"] and "lora_step: throughput" in rows["lora_step"]
-    assert "normal SAE gemma-2-2b-shrunk layer 2" in rows["train_sae"]
+    assert "normal topk SAE gemma-2-2b-shrunk layer 2" in rows["train_sae"]

@@ -36,6 +36,7 @@ from lorasae.results import (
     parse_lora_filename,
     parse_sae_tag,
     sanitize,
+    select_model,
 )
 from lorasae.speedup import compute_speedup
 
@@ -115,6 +116,12 @@ def write_fake_outputs(root: Path, models: tuple[str, ...] = ("tiny", "google/ge
                 l_lora = _lora_files(root, model, tag, layer + 1, 25, rank, 15000, l_sae, frac)
                 stamp += 1
                 rows.append(_row(model, tag, str(layer), f"{layer + 1}-25", rank, 15000, width, l0, None, l_sae, l_lora, stamp))  # fmt: skip
+        # SAEs at layers 6 and 9 at once, one LoRA on the layers after both (as the single layer-9 runs)
+        l_sae = L_BASE + 0.4 * (1 + 20 / 76) * (1 + m_i) + 0.5
+        tag = "layers_6+9__layer_6_width_16k_average_l0_76"
+        l_lora = _lora_files(root, model, tag, 10, 25, 16, 15000, l_sae, 0.2)
+        stamp += 1
+        rows.append(_row(model, tag, "6,9", "10-25", 16, 15000, 16384, 76, None, l_sae, l_lora, stamp))
         tag = "layer_12_width_16k_average_l0_82"
         for k, layer in enumerate(range(13, 19)):
             l_sae = L_BASE + 0.4 * (1 + 20 / 82) * (1 + m_i)
@@ -215,7 +222,7 @@ def test_loaders(root: Path):
     curve = load_sae_curve(root, "tiny", "normal")
     assert len(curve) == 101 and curve.minutes[0] == 0 and curve.minutes_at_progress(0.3) == pytest.approx(36)
     runs = load_lora_runs(root, "google/gemma-2-2b")  # the model name is sanitised into a folder name
-    assert len(runs) == 11 + 10 * 4 + 6
+    assert len(runs) == 11 + 10 * 4 + 1 + 6  # checkpoints, sweeps, the multi-SAE run, single layers
     ckpt = [r for r in runs if r.sae.base == "expansion_8_L0_4"]
     assert [r.checkpoint_pct for r in ckpt] == [*range(10, 101, 10), None]
     r = ckpt[2]
@@ -257,6 +264,7 @@ def test_missing_files_say_what_to_run(tmp_path: Path):
         "timing": [],
         "scaling": [],
         "single_layer": [],
+        "multi_sae": [],
         "model_size": [],
     }
 
@@ -321,5 +329,20 @@ def test_single_layer_and_steering(root: Path, tmp_path: Path):
 
 def test_plot_all(root: Path):
     made = plot_all(root, "tiny")
-    assert set(made) == {"timing", "scaling", "single_layer", "model_size", "steering:latent_5"}
+    assert set(made) == {"timing", "scaling", "single_layer", "multi_sae", "model_size", "steering:latent_5"}
     assert all(len(v) == 2 for v in made.values())
+
+
+def test_multi_sae_table_pairs_the_joint_run_with_each_sae_alone(root: Path):
+    from lorasae.plotting import multi_sae_table
+
+    table = multi_sae_table(select_model(load_results_csv(root), "tiny"))
+    # the joint run first; the layer-9 SAE alone has the same rank, examples and LoRA layers (10-25);
+    # the layer-6 one was adapted on 7-25, so it is no like-for-like comparison and is left out
+    assert table["config"].tolist() == ["SAE@6+9", "SAE@9"]
+    joint, alone = table.iloc[0], table.iloc[1]
+    assert joint["lora_layers"] == alone["lora_layers"] == "10-25" and alone["rank"] == 16
+    expected = 100 * (joint["L_SAE"] - joint["L_LoRA"]) / (joint["L_SAE"] - joint["L_base"])
+    assert joint["pct_gap_closed"] == pytest.approx(expected) == pytest.approx(20.0)
+    with pytest.raises(MissingResultsError, match="several SAEs"):
+        multi_sae_table(select_model(load_results_csv(root), "tiny"), rank=1)

@@ -1,9 +1,9 @@
 """The multiple-SAE figure (the paper's §5.3): SAEs at several layers spliced at once, adapted jointly by
 one LoRA, next to each of those SAEs alone, from `data/results.csv`.
 
-For the run with the most SAE layers (at one rank, example count and LoRA layer set, each the most
-common value unless given), the single-SAE runs at the same rank, examples and LoRA layers whose SAE has
-the same width and L0 at each of its layers make the comparison. Bars: L_SAE (spliced, before LoRA) and
+For the newest run with the most SAE layers (of `rank` when given), the single-SAE runs at each of its
+layers with the same rank, example count and LoRA layers (of the same SAE width when there are such)
+make the comparison. Bars: L_SAE (spliced, before LoRA) and
 L_LoRA per configuration, with the original model's CE as a line; the % of the CE gap closed is written
 above each pair. `multi_sae_table` returns the plotted rows.
 """
@@ -49,9 +49,9 @@ def multi_sae_table(df: pd.DataFrame, rank: int | None = None) -> pd.DataFrame:
         & (df["num_examples"] == joint["num_examples"])
         & (df["lora_layers"] == joint["lora_layers"])
         & (df["checkpoint_pct"].isna() | (df["checkpoint_pct"] == 100))
-        & (df["sae_width"] == joint["sae_width"])
-        & (df["sae_l0"] == joint["sae_l0"])
     ]
+    same_width = same[same["sae_width"] == joint["sae_width"]]  # the joint run's family when it has one
+    same = same_width if len(same_width) else same
     rows = [joint]
     for layer in layers:
         alone = _latest(same[same["sae_layer"] == layer], ["sae_layer"])

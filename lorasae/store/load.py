@@ -43,10 +43,10 @@ def preflight_saes(sources: Sequence[str], d_model: int | None = None) -> None:
         folder = Path(source)
         if d_model is not None and (folder / CFG_FILENAME).is_file():
             cfg = read_cfg(folder)
-            if "d_in" in cfg:
-                check_sae_fits(
-                    SimpleNamespace(cfg=SimpleNamespace(d_in=cfg["d_in"])), d_model, f"The SAE {source}"
-                )
+            widths = cfg.get("d_in")
+            for d_in in widths if isinstance(widths, list) else [widths] if widths is not None else []:
+                # a crosscoder records one input width per source layer
+                check_sae_fits(SimpleNamespace(cfg=SimpleNamespace(d_in=d_in)), d_model, f"The SAE {source}")
         if (folder / WEIGHTS_FILENAME).is_file():
             check_finite_weights(read_weights(folder), folder)
 

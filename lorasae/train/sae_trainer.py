@@ -44,6 +44,7 @@ from lorasae.train.crosscoder_trainer import CrosscoderSteps
 from lorasae.train.distributed import DistInfo
 from lorasae.train.existing import check_existing, check_outputs_writable, sae_provenance
 from lorasae.train.harvest import ActivationBuffer, activation_step, default_harvest_steps
+from lorasae.train.interrupt import StepBoundaryInterrupt
 from lorasae.train.logger import TrainLogger, start_wandb
 from lorasae.train.objectives import e2e_head, e2e_step, reconstruction_step
 from lorasae.train.optim import make_optimizer
@@ -382,6 +383,7 @@ class SaeTrainer:
             cfg.total_steps, self.step, cfg.log_every_steps, info.is_main, wandb_run,
             desc=f"{cfg.kind} SAE {cfg.model_key} L{cfg.layer}",
         )  # fmt: skip
+        interrupt = StepBoundaryInterrupt()
         try:
             if self.step == 0:
                 if self.base_ce is None:
@@ -391,21 +393,30 @@ class SaeTrainer:
             buffer = None if cfg.e2e or not self.harvests else ActivationBuffer(
                 self.model, cfg.layer, batches, self.harvest_steps, info, self.device, cfg.total_steps - self.step
             )  # fmt: skip
-            for _ in range(self.step, cfg.total_steps):
-                if buffer is not None:
-                    metrics = self._train_step(sae, acts=next(buffer))
-                else:
-                    metrics = self._train_step(sae, dist_utils.shard(next(batches), info).to(self.device))
-                self.step += 1
-                self._updating = False
-                logger.step(self.step, metrics)
-                self._after_step(logger)
+            with interrupt.installed(enabled=not info.enabled):
+                self._steps(sae, batches, buffer, logger, interrupt)
             self._pause_clock()
         except KeyboardInterrupt as err:
             raise self._interrupted() from err
         finally:
             logger.close()
         return self._result(logger.last)
+
+    def _steps(
+        self, sae: nn.Module, batches, buffer, logger: TrainLogger, interrupt: StepBoundaryInterrupt
+    ) -> None:
+        info = self.info
+        for _ in range(self.step, self.cfg.total_steps):
+            interrupt.check()
+            if buffer is not None:
+                metrics = self._train_step(sae, acts=next(buffer))
+            else:
+                metrics = self._train_step(sae, dist_utils.shard(next(batches), info).to(self.device))
+            self.step += 1
+            self._updating = False
+            logger.step(self.step, metrics)
+            self._after_step(logger)
+        interrupt.check()
 
     def _result(self, train_metrics: dict[str, float]) -> TrainResult:
         stats = reconstruction_stats(
