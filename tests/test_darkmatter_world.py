@@ -164,3 +164,29 @@ def test_sae_info_of_a_dense_only_sae_matches_the_sparse_path(world, monkeypatch
     torch.testing.assert_close(dense.x_hat, sparse.x_hat, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(dense.dense_latents(), sparse.dense_latents(), rtol=1e-5, atol=1e-6)
     assert torch.equal(dense.l0, sparse.l0)
+
+
+def test_auto_adapter_is_trained_when_missing_and_then_found(small_world, out_root, monkeypatch):
+    """`--lora auto` for one of our SAEs with no adapter: train_lora runs once, and the adapter it saved is
+    the one used (the lookup after training used to pass the SAE's path string where a ref belongs)."""
+    import lorasae.lora.run as lora_run
+    from lorasae.darkmatter.cli import DarkMatterArgs, resolve_adapter
+    from lorasae.paths import adapter_dir, sae_dir
+
+    key = small_world.name
+    source = sae_dir(key, "normal", 4, 4, LAYER)
+    _sae(128, 4).save(source)
+    calls = []
+
+    def fake_train_lora(cfg):  # what train_lora.py --save_model leaves behind, without the training
+        calls.append(cfg)
+        folder = adapter_dir(key, "expansion_4_L0_4", [0, 1], cfg.rank)
+        folder.mkdir(parents=True)
+        (folder / "adapter_config.json").write_text("{}")
+
+    monkeypatch.setattr(lora_run, "main", fake_train_lora)
+    args = DarkMatterArgs(model=str(small_world), layer=LAYER, lora_rank=16)
+    found = resolve_adapter(args, str(source))
+    assert len(calls) == 1 and calls[0].sae == [str(source)] and calls[0].rank == 16
+    assert found == str(adapter_dir(key, "expansion_4_L0_4", [0, 1], 16))
+    assert resolve_adapter(args, str(source)) == found and len(calls) == 1  # found now: not trained again

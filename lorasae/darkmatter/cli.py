@@ -131,7 +131,7 @@ def resolve_adapter(args: DarkMatterArgs, lora_sae: str | None) -> str | None:
         device=_device(args), model=args.model_name, dataset=args.dataset, seed=args.seed, sae=[lora_sae],
         rank=args.lora_rank or 16, num_train_examples=args.lora_examples, save_model=True, progress=False,
     ))  # fmt: skip
-    return str(adapter_for_sae(args.model_name, lora_sae, rank=args.lora_rank, lora_span=args.lora_span))
+    return str(adapter_for_sae(args.model_name, ref, rank=args.lora_rank, lora_span=args.lora_span))
 
 
 def main(args: DarkMatterArgs) -> dict | None:
