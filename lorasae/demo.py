@@ -87,7 +87,7 @@ class DemoConfig:
     """Rerun every stage even when its outputs exist."""
 
     readme: bool = True
-    """Rewrite the results block of README.md (between its demo markers) and docs/demo_timing.png."""
+    """Rewrite the results block of README.md (between its demo markers) and its figures in docs/demo/."""
 
     seed: int = 42
     """Random seed."""

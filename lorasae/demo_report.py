@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from tabulate import tabulate
 
@@ -66,7 +67,10 @@ def _steering(model: str, fmt: str) -> str:
     if not found:
         raise FileNotFoundError("steering results")
     record = found[-1]
-    head = f"latent {record['latent']}, alpha {record['alpha']:g} ({record['mode']}), adapter {record['adapter']}"
+    adapter = Path(record["adapter"])
+    if adapter.is_relative_to(paths.root()):
+        adapter = adapter.relative_to(paths.root())
+    head = f"latent {record['latent']}, alpha {record['alpha']:g} ({record['mode']}), adapter `{adapter}`"
     kinds = [k for k in ("base", "lora") if k in record["logliks"]]
     return head + "\n\n" + summary_table(record["summary"], kinds, record["confidence"], tablefmt=fmt)
 

@@ -2,7 +2,7 @@
 one LoRA, next to each of those SAEs alone, from `data/results.csv`.
 
 For the newest run with the most SAE layers (of `rank` when given), the single-SAE runs at each of its
-layers with the same rank, example count and LoRA layers (of the same SAE width when there are such)
+layers with the same rank, example count and LoRA layers (of the same SAE width and L0 when there are such)
 make the comparison. Bars: L_SAE (spliced, before LoRA) and
 L_LoRA per configuration, with the original model's CE as a line; the % of the CE gap closed is written
 above each pair. `multi_sae_table` returns the plotted rows.
@@ -50,8 +50,9 @@ def multi_sae_table(df: pd.DataFrame, rank: int | None = None) -> pd.DataFrame:
         & (df["lora_layers"] == joint["lora_layers"])
         & (df["checkpoint_pct"].isna() | (df["checkpoint_pct"] == 100))
     ]
-    same_width = same[same["sae_width"] == joint["sae_width"]]  # the joint run's family when it has one
-    same = same_width if len(same_width) else same
+    for col in ("sae_width", "sae_l0"):  # the joint run's SAE family when it has runs alone
+        family = same[same[col] == joint[col]]
+        same = family if len(family) else same
     rows = [joint]
     for layer in layers:
         alone = _latest(same[same["sae_layer"] == layer], ["sae_layer"])
