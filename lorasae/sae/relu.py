@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from lorasae.losses import fvu
+from lorasae.sae.attributes import DictionaryAttributes
 from lorasae.sae.config import dtype_name, to_torch_dtype
 from lorasae.sae.io import (
     CFG_FILENAME,
@@ -73,7 +74,7 @@ class ReluOutput(NamedTuple):
     """Mean over tokens of Σ_i z_i ‖W_dec_i‖ (multiply by λ)."""
 
 
-class ReluSAE(nn.Module):
+class ReluSAE(DictionaryAttributes, nn.Module):
     """ReLU SAE with parameters in SAELens's layout: ``W_enc`` [d_in, d_sae], ``b_enc``, ``W_dec``
     [d_sae, d_in], ``b_dec``."""
 
@@ -87,22 +88,6 @@ class ReluSAE(nn.Module):
         self.W_enc = nn.Parameter(w.t().clone())
         self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae, device=device, dtype=dt))
         self.b_dec = nn.Parameter(torch.zeros(cfg.d_in, device=device, dtype=dt))
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.W_dec.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.W_dec.device
-
-    @property
-    def hook_layer(self) -> int | None:
-        return self.cfg.hook_layer
-
-    @property
-    def skip_special_tokens(self) -> bool:
-        return self.cfg.skip_special_tokens
 
     def encode(self, x: Tensor) -> Tensor:
         """Latents z [..., d_sae]."""

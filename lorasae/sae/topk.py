@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lorasae.sae.attributes import DictionaryAttributes
 from lorasae.sae.config import SaeConfig, dtype_name, to_torch_dtype
 from lorasae.sae.fused_sae import fused_topk_sae
 from lorasae.sae.io import (
@@ -48,7 +49,7 @@ class SaeOutput(NamedTuple):
     """AuxK dead-latent loss (0 unless a dead_mask with dead latents was given)."""
 
 
-class TopKSAE(nn.Module):
+class TopKSAE(DictionaryAttributes, nn.Module):
     """TopK SAE. Parameters: ``encoder`` (nn.Linear d_in -> d_sae), ``W_dec`` [d_sae, d_in], ``b_dec`` [d_in].
 
     ``W_enc`` / ``b_enc`` are views in SAELens's layout (W_enc [d_in, d_sae]).
@@ -80,22 +81,6 @@ class TopKSAE(nn.Module):
     @property
     def b_enc(self) -> Tensor:
         return self.encoder.bias
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.W_dec.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.W_dec.device
-
-    @property
-    def hook_layer(self) -> int | None:
-        return self.cfg.hook_layer
-
-    @property
-    def skip_special_tokens(self) -> bool:
-        return self.cfg.skip_special_tokens
 
     # ---- encode / decode ----------------------------------------------------------------------
     def _encode(self, x: Tensor, want_pre: bool = False) -> tuple[Tensor, Tensor, Tensor | None]:
