@@ -22,16 +22,16 @@ import contextlib
 import dataclasses
 import json
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from lorasae import paths
-from lorasae.atomic import atomic_save_file, atomic_write_json
+from lorasae.atomic import atomic_save_file
 from lorasae.cli import parse
 from lorasae.demo_evals import EvalSizes
 from lorasae.demo_readme import update_readme
+from lorasae.demo_stages import Stages
 from lorasae.errors import main_guard
 
 # Only the main TopK SAE, the e2e SAE and the LoRA runs from checkpoints draw curves (the timing figure and
@@ -91,45 +91,6 @@ class DemoConfig:
 
     seed: int = 42
     """Random seed."""
-
-
-class Stages:
-    """Numbered progress lines with wall time; a stage whose outputs exist is skipped. The time of each
-    stage that ran is kept in `record` (JSON), so the total of a run from scratch survives reruns."""
-
-    def __init__(self, total: int, record: Path):
-        self.total, self.index, self.start, self.record = total, 0, time.perf_counter(), record
-        try:
-            self.seconds: dict[str, float] = dict(json.loads(record.read_text())["seconds"])
-        except (OSError, ValueError, KeyError, TypeError):
-            self.seconds = {}
-
-    def run(self, title: str, done: bool, fn: Callable[[], object]) -> None:
-        self.index += 1
-        prefix = f"[{self.index}/{self.total}] {title}"
-        if done:
-            print(f"{prefix}: outputs exist, skipped", flush=True)
-            return
-        print(f"{prefix} ...", flush=True)
-        began = time.perf_counter()
-        fn()
-        seconds = time.perf_counter() - began
-        print(f"{prefix}: done in {seconds:.0f} s", flush=True)
-        self.seconds[str(self.index)] = round(seconds, 1)
-        atomic_write_json(self.record, {"machine": _machine(), "seconds": self.seconds})
-
-    def elapsed_minutes(self) -> float:
-        return (time.perf_counter() - self.start) / 60
-
-    def recorded_minutes(self) -> float:
-        """The sum of the last recorded time of every stage: the demo's time from scratch."""
-        return sum(self.seconds.values()) / 60
-
-    def machine(self) -> str:
-        try:
-            return str(json.loads(self.record.read_text())["machine"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return _machine()
 
 
 def _world_summary() -> str:
@@ -374,15 +335,6 @@ def _curves_kept(model: str) -> Iterator[None]:
         for path, data in kept.items():
             if data is not None:
                 atomic_save_file(path, lambda tmp, data=data: tmp.write_bytes(data))
-
-
-def _machine() -> str:
-    import os
-    import platform
-
-    import torch
-
-    return f"{os.cpu_count()} CPU cores ({platform.machine()}), torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 def _figures(model: str) -> dict[str, list[Path]]:

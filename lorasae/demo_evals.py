@@ -2,7 +2,7 @@
 names (SAE-Bench base and LoRA-merged, steering, the benchmarks, the multiple-SAE LoRA, Dark Matter), at
 the sizes the demo's time budget allows, and says when its outputs already exist.
 
-Every stage is `(title, done, fn)` for `lorasae.demo.Stages.run`.
+Every stage is `(title, done, fn)` for `lorasae.demo_stages.Stages.run`.
 """
 
 from __future__ import annotations
