@@ -231,3 +231,14 @@ def test_sweep_over_our_saes_end_to_end(our_world, capsys):
     out = capsys.readouterr().out
     assert "15 done already, 0 to train" in out and len(load_results_csv(None)) == 15
     assert json.loads(paths.sweep_manifest("model").read_text()) == manifest
+
+
+def test_model_size_over_our_catalog_leaves_out_models_without_saes(our_world, capsys):
+    """README's `sweep.py --catalog ours --model_type tiny ...` keeps the default axes, model_size included:
+    the default other models (gemma, gemma-9b) have no SAEs of ours, and are left out with a note."""
+    argv = our_argv(our_world)
+    argv = argv[: argv.index("--axes")] + ["--axes", "l0", "model_size", "--dry_run", "true"]
+    plan = main(parse(SweepConfig, argv))
+    out = capsys.readouterr().out
+    assert plan.axis_saes["model_size"] == [] and plan.axis_saes["l0"]
+    assert "model-size sweep: gemma left out" in out and "model-size sweep: gemma-9b left out" in out

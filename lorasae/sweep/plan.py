@@ -124,7 +124,11 @@ def build_plan(cfg: SweepConfig, catalog_for: Callable[[str], Catalog]) -> Plan:
             if model == cfg.model_name:
                 entry, catalog = base, main
             else:
-                catalog = catalog_for(model)
+                try:
+                    catalog = catalog_for(model)
+                except LookupError as err:  # e.g. --catalog ours with no SAEs trained for that model
+                    notes.append(f"model-size sweep: {model} left out ({str(err).splitlines()[0]})")
+                    continue
                 entry = defaults[model] = default_entry(cfg, catalog, model, use_flags=False)
             entries.append(entry)
             add([entry], "model_size", catalog, cfg.ranks, cfg.LoRA_layers)
