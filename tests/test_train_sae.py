@@ -178,8 +178,8 @@ def test_layer_out_of_range(world, out_root):
 
 
 def test_init_sae_of_another_width_is_rejected(world, out_root, tmp_path):
-    from lorasae.sae import SaeConfig, TopKSAE
-    from lorasae.train.sae_trainer import SaeShapeError, train_sae
+    from lorasae.sae import SaeConfig, SaeShapeError, TopKSAE
+    from lorasae.train.sae_trainer import train_sae
 
     TopKSAE(SaeConfig(d_in=48, d_sae=192, k=4)).save(tmp_path / "other_model_sae")
     with pytest.raises(

@@ -12,16 +12,14 @@ import math
 import time
 from collections import Counter
 from dataclasses import asdict
-from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from lorasae.atomic import atomic_write_json
-from lorasae.config_files import save_config
 from lorasae.data import TokenSplit, load_token_split
-from lorasae.errors import LorasaeError, RunInterrupted
+from lorasae.errors import LorasaeError
 from lorasae.hooks import residual_at
 from lorasae.models import (
     check_layer,
@@ -35,30 +33,24 @@ from lorasae.models import (
 from lorasae.paths import sae_curve_path
 from lorasae.precision import sae_autocast, use_sae_autocast
 from lorasae.runtime import parse_device, seed_everything, setup_environment
-from lorasae.sae import SaeShapeError, geometric_median
-from lorasae.sae.registry import load_ours
+from lorasae.sae import geometric_median
 from lorasae.train import distributed as dist_utils
 from lorasae.train.architecture import build_sae, maybe_compile, step_sparsity, uses_sparsity
 from lorasae.train.config import TrainSaeConfig
 from lorasae.train.crosscoder_trainer import CrosscoderSteps
 from lorasae.train.distributed import DistInfo
-from lorasae.train.existing import check_existing, check_outputs_writable, sae_provenance
+from lorasae.train.existing import check_existing, check_outputs_writable
 from lorasae.train.harvest import ActivationBuffer, activation_step, default_harvest_steps
 from lorasae.train.interrupt import StepBoundaryInterrupt
 from lorasae.train.logger import TrainLogger, start_wandb
 from lorasae.train.objectives import e2e_head, e2e_step, reconstruction_step
 from lorasae.train.optim import make_optimizer
+from lorasae.train.persistence import TrainerPersistence
 from lorasae.train.result import TrainResult, summary_line
 from lorasae.train.schedule import make_scheduler
 from lorasae.train.state import (
-    TrainingState,
-    capture_rng,
-    check_compatible,
     checkpoint_dir,
     load_state,
-    restore_rng,
-    resume_settings,
-    save_state,
     state_path,
 )
 from lorasae.train.validation import curve_chunks, reconstruction_stats, spliced_ce
@@ -68,7 +60,7 @@ class NonFiniteLossError(LorasaeError, RuntimeError):
     """The loss or gradient became NaN/inf; the weights were not updated and nothing was written."""
 
 
-class SaeTrainer:
+class SaeTrainer(TrainerPersistence):
     """Trains one SAE on `model`'s layer `cfg.layer` with the (resolved) settings `cfg`."""
 
     harvests = True  # steps on harvested activations (ActivationBuffer) unless --e2e; crosscoders: False
@@ -116,46 +108,6 @@ class SaeTrainer:
         self.checkpoints = cfg.checkpoint_steps()
         self._clock: float | None = None
         self._updating = False
-
-    # --- starting points ---------------------------------------------------------------------------
-    def restore(self) -> bool:
-        """Load the latest training state (with --resume); False if there is none."""
-        if not self.state_file.exists():
-            return False
-        state = load_state(self.state_file)
-        check_compatible(state, self.cfg, self.d_model, self.state_file)
-        self.sae.load_state_dict(state.sae)
-        self.optimizer.load_state_dict(state.optimizer)
-        self.scheduler.load_state_dict(state.scheduler)
-        self.step, self.train_minutes, self.base_ce = state.step, state.train_minutes, state.base_ce
-        self.val_loss, self.minutes = list(state.val_loss), list(state.minutes)
-        self.tokens_since_fired = state.tokens_since_fired.to(self.device)
-        restore_rng(state.rng)
-        self.needs_b_dec_init = False
-        expected = sum(n for s, n in self.eval_points.items() if s <= self.step)
-        if len(self.val_loss) != expected:
-            raise ValueError(
-                f"{self.state_file}: {len(self.val_loss)} curve points at step {self.step}, expected {expected}"
-            )
-        return True
-
-    def init_from(self, folder: str | Path) -> None:
-        """Start from the weights of an existing SAE (SAELens-format folder)."""
-        other = load_ours(folder, device=self.device)
-        d_in, d_sae = other.cfg.d_in, other.cfg.d_sae
-        if d_in != self.d_model:
-            raise SaeShapeError(
-                f"The SAE in {folder} reads {d_in}-dimensional activations, but this model's d_model is "
-                f"{self.d_model}: it was trained on another model."
-            )
-        if d_sae != self.sae.cfg.d_sae:
-            raise SaeShapeError(
-                f"The SAE in {folder} has {d_sae} latents, but --expansion_factor "
-                f"{self.cfg.expansion_factor} gives {self.sae.cfg.d_sae}: pass --expansion_factor "
-                f"{d_sae // d_in if d_sae % d_in == 0 else '(a width that divides d_model)'}."
-            )
-        self.sae.load_state_dict({name: other.state_dict()[name] for name in self.sae.state_dict()})
-        self.needs_b_dec_init = False
 
     @torch.no_grad()
     def init_b_dec(self, first_local_batch: torch.Tensor) -> None:
@@ -206,47 +158,6 @@ class SaeTrainer:
         self._write_curves()
         if logger is not None:
             logger.eval(self.step, value, self.train_minutes)
-
-    def _save_checkpoint(self, pct: int | None) -> Path:
-        folder = checkpoint_dir(self.cfg, pct)
-        if self.info.is_main:
-            self.sae.save(
-                folder,
-                checkpoint_pct=100 if pct is None else pct,
-                step=self.step,
-                total_steps=self.cfg.total_steps,
-                train_tokens=self.step * self.cfg.tokens_per_step,
-                train_minutes=self.train_minutes,
-                spliced_val_ce=self.val_loss[-1] if self.val_loss else None,
-                base_val_ce=self.base_ce,
-                sae_kind=self.cfg.kind,
-                expansion_factor=self.cfg.expansion_factor,
-                lr=self.cfg.lr,
-                dataset=self.cfg.dataset,
-                ctx_len=self.cfg.ctx_len,
-                num_val_tokens=self.cfg.num_val_tokens,
-                **sae_provenance(self.cfg),
-            )
-            save_config(self.cfg, folder)  # `--config_file <folder>/config.json` reruns this run
-        return folder
-
-    def _save_state(self) -> None:
-        if not self.info.is_main:
-            return
-        state = TrainingState(
-            step=self.step,
-            sae={k: v.detach().cpu() for k, v in self.sae.state_dict().items()},
-            optimizer=self.optimizer.state_dict(),
-            scheduler=self.scheduler.state_dict(),
-            val_loss=list(self.val_loss),
-            minutes=list(self.minutes),
-            train_minutes=self.train_minutes,
-            tokens_since_fired=self.tokens_since_fired.cpu(),
-            base_ce=self.base_ce,
-            config=resume_settings(self.cfg),
-            rng=capture_rng(),
-        )
-        save_state(self.state_file, state)
 
     def _after_step(self, logger: TrainLogger) -> None:
         """Curve points, checkpoints and the training state due after `self.step` steps."""
@@ -334,23 +245,6 @@ class SaeTrainer:
             f"the last good checkpoint is {saved}. Lower --lr (now {self.cfg.lr:.3g}), use --dtype float32, "
             f"or check the data, then continue with --resume."
         )
-
-    def _interrupted(self) -> RunInterrupted:
-        """Ctrl-C: save the training state at the last completed step (the step in flight is dropped,
-        as a checkpoint would), and say how to continue."""
-        self._pause_clock()
-        if self.step > 0 and not self._updating:
-            self._save_state()
-            return RunInterrupted(
-                f"Interrupted at step {self.step}/{self.cfg.total_steps}; the training state is saved in "
-                f"{self.state_file}. Rerun the same command with --resume to continue."
-            )
-        if self.state_file.exists():
-            return RunInterrupted(
-                f"Interrupted during step {self.step + 1}; the last saved training state is {self.state_file}: "
-                "rerun the same command with --resume to continue from it."
-            )
-        return RunInterrupted("Interrupted before a training state was saved; nothing to resume.")
 
     # --- the loop ----------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
