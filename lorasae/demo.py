@@ -138,7 +138,7 @@ def run_demo(cfg: DemoConfig) -> None:
     from lorasae.world.tiny_model import ensure_tiny_model
 
     check_demo_config(cfg)
-    stages = Stages(total=14 if cfg.evals else 9, record=paths.root() / "data" / "demo_stages.json")
+    stages = Stages(total=14 if cfg.evals else 8, record=paths.root() / "data" / "demo_stages.json")
     model = "tiny"
     stages.run(
         "built-in world", (paths.tiny_model_root() / "tiny" / "world.json").exists(), ensure_tiny_model
