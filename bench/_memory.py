@@ -17,9 +17,11 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -101,3 +103,24 @@ def run_worker(script: str, cfg: object, which: str) -> dict:
 def print_worker_result(result: dict) -> None:
     """The worker's last line: what `run_worker` reads."""
     print(json.dumps(result))
+
+
+def time_then_peaks(
+    script: str, cfg: Any, steps: dict[str, Callable[[], None]], device: torch.device, workers: dict[str, str]
+) -> tuple[dict[str, float], dict[str, dict]]:
+    """The two-step comparison both step benchmarks run: the steps' median seconds (interleaved, on
+    `cfg.clock`), then — the steps dropped first, so their tensors do not weigh on the workers — each
+    variant's peak memory in a fresh worker process (`workers`: step name → `--worker` value), when this
+    machine can measure it (else `{}`, said on stderr)."""
+    from _timing import alternate
+
+    clock = {"wall": time.perf_counter, "cpu": time.process_time}[cfg.clock]
+    secs = alternate(steps, device, repeats=cfg.repeats, warmup=cfg.warmup, clock=clock)
+    steps.clear()
+    gc.collect()
+    if not cfg.memory:
+        return secs, {}
+    if not measurable(device):
+        print("peak memory: needs CUDA or Linux's /proc/self/clear_refs; skipped", file=sys.stderr)
+        return secs, {}
+    return secs, {name: run_worker(script, cfg, which) for name, which in workers.items()}

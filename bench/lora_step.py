@@ -27,7 +27,6 @@ interpreter and libraries.
 
 from __future__ import annotations
 
-import gc
 import sys
 import time
 from collections.abc import Callable
@@ -39,8 +38,8 @@ from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _gemma import GemmaStepBench, gemma2_like  # noqa: E402
-from _memory import measurable, print_worker_result, run_worker, step_peak  # noqa: E402
-from _timing import alternate, machine  # noqa: E402
+from _memory import print_worker_result, step_peak, time_then_peaks  # noqa: E402
+from _timing import machine  # noqa: E402
 
 from lorasae.cli import parse  # noqa: E402
 from lorasae.hooks import splice  # noqa: E402
@@ -109,18 +108,7 @@ def main(cfg: LoraStepBench) -> None:
     steps, device, _ = build(cfg)
     tokens = cfg.batch_size * cfg.ctx_len
     t0 = time.perf_counter()
-    clock = {"wall": time.perf_counter, "cpu": time.process_time}[cfg.clock]
-    secs = alternate(steps, device, repeats=cfg.repeats, warmup=cfg.warmup, clock=clock)
-    del steps
-    gc.collect()
-    if cfg.memory and not measurable(device):
-        print("peak memory: needs CUDA or Linux's /proc/self/clear_refs; skipped", file=sys.stderr)
-    run_mem = cfg.memory and measurable(device)
-    mem = (
-        {"KL (ours)": run_worker(__file__, cfg, "kl"), "CE (plain)": run_worker(__file__, cfg, "ce")}
-        if run_mem
-        else {}
-    )
+    secs, mem = time_then_peaks(__file__, cfg, steps, device, {"KL (ours)": "kl", "CE (plain)": "ce"})
     rows = []
     for name, s in secs.items():
         row = [name, 1e3 * s, tokens / s]
