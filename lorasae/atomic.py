@@ -175,8 +175,18 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
 
 def append_csv_row(path: str | Path, row: dict[str, Any]) -> Path:
     """Append one row; the header is written with the first row. The whole file is rewritten atomically,
-    and new columns are merged into the header (older rows get empty cells)."""
+    and new columns are merged into the header (older rows get empty cells). Concurrent writers (sweep
+    shards, several train_lora.py runs sharing a root) take turns on a lock file next to it, so none
+    reads the file while another rewrites it and no row is lost."""
+    from filelock import FileLock
+
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path.with_name(f".{path.name}.lock"))):
+        return _append_csv_row_unlocked(path, row)
+
+
+def _append_csv_row_unlocked(path: Path, row: dict[str, Any]) -> Path:
     rows: list[dict[str, Any]] = []
     fields: list[str] = []
     if path.exists():

@@ -200,6 +200,31 @@ def test_append_csv_merges_columns(tmp_path):
     assert lines == ["a,b,c", "1,2,", "3,,4"]
 
 
+def _append_rows(path: str, writer: int, n: int, start) -> None:
+    start.wait(30)
+    for i in range(n):
+        atomic.append_csv_row(path, {"writer": writer, "i": i})
+
+
+def test_concurrent_csv_appends_lose_no_row(tmp_path):
+    """Two processes appending to one results file (two sweep shards on one root): every row survives."""
+    import multiprocessing
+
+    path = tmp_path / "data" / "results.csv"
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Event()
+    procs = [ctx.Process(target=_append_rows, args=(str(path), w, 150, start)) for w in range(2)]
+    for proc in procs:
+        proc.start()
+    start.set()
+    for proc in procs:
+        proc.join(60)
+        assert proc.exitcode == 0
+    rows = path.read_text().splitlines()
+    assert rows[0] == "writer,i"
+    assert sorted(rows[1:]) == sorted(f"{w},{i}" for w in range(2) for i in range(150))
+
+
 def test_paths_follow_spec(out_root):
     assert paths.sae_dir("gemma", "normal", 8, 64, 12, pct=10) == (
         out_root / "saved_saes/gemma/normal/expansion_8_L0_64-10pct/model.layers.12"
