@@ -6,23 +6,17 @@ python sweep.py --device 0 --model_type gemma               # every sweep on Gem
 python sweep.py --device 0 --axes l0 width --ranks 16 64    # part of it
 CUDA_VISIBLE_DEVICES=$i python sweep.py --device 0 --shard $i/4   # one process per GPU, 4 GPUs
 python sweep.py --catalog ours --model_type tiny --device cpu --num_train_examples 160   # our own SAEs
+python sweep.py --config_file data/sweeps/tiny.config.json --shard 0/2   # the demo's sweep, shard 0 of 2
 """
 
 from __future__ import annotations
 
 import sys
 
-from lorasae.cli import parse
-from lorasae.errors import main_guard
 from lorasae.sweep.config import SweepConfig
-from lorasae.sweep.run import main
+from lorasae.sweep.run import cli
 
-
-@main_guard
-def cli(argv: list[str]) -> None:
-    """The command line behind the error boundary (`lorasae.errors`)."""
-    main(parse(SweepConfig, argv))
-
+__all__ = ["SweepConfig", "cli"]
 
 if __name__ == "__main__":
     sys.exit(cli())

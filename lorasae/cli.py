@@ -15,6 +15,9 @@ from lorasae.runtime import parse_count  # noqa: F401  (re-exported for `field(t
 
 T = TypeVar("T")
 
+CONFIG_FLAG = "config_file"
+"""`--config_file`: every script takes one (the seed's flag name)."""
+
 
 @dataclass
 class CommonArgs:
@@ -70,11 +73,13 @@ class _Parser(simple_parsing.ArgumentParser):
 
 
 def parse(config_class: type[T], argv: list[str] | None = None) -> T:
-    """Parse `argv` (default: sys.argv) into `config_class` (the flags of `simple_parsing.parse`)."""
+    """Parse `argv` (default: sys.argv) into `config_class` (the flags of `simple_parsing.parse`);
+    `--config_file PATH` (JSON or YAML, e.g. `dataclasses.asdict` of the config) sets the defaults first
+    and every flag on the command line overrides it."""
     parser = _Parser(
         nested_mode=simple_parsing.NestedMode.WITHOUT_ROOT,
         formatter_class=simple_parsing.SimpleHelpFormatter,
-        add_config_path_arg=False,
+        add_config_path_arg=CONFIG_FLAG,
     )
     parser.add_arguments(config_class, dest="config")
     # read by the error boundary (`lorasae.errors`), listed here so that --help shows it

@@ -17,11 +17,10 @@ import simple_parsing
 from simple_parsing import ArgumentGenerationMode
 
 from lorasae.atomic import atomic_write_json
+from lorasae.cli import CONFIG_FLAG
 
 T = TypeVar("T")
 
-CONFIG_FLAG = "config_file"
-"""Name of the flag (`--config_file`, the seed's)."""
 CONFIG_FILENAME = "config.json"
 """The resolved config written into each SAE folder (loadable back with `--config_file`)."""
 

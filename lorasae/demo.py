@@ -35,9 +35,9 @@ from lorasae.demo_stages import Stages
 from lorasae.errors import main_guard
 
 # Only the main TopK SAE, the e2e SAE and the LoRA runs from checkpoints draw curves (the timing figure and
-# the speed-up); the sweep runs report their final CE, so they validate less often: every 10 % of SAE
-# training, and before and after LoRA training.
-SWEEP_EVAL_EVERY_PCT = 10.0
+# the speed-up); the sweep runs report their final CE, so they validate only before and after training and
+# the sweep SAEs keep no intermediate checkpoints (validation does not change training: same final SAEs).
+SWEEP_EVAL_EVERY_PCT = 100.0
 
 
 @dataclass
@@ -83,6 +83,11 @@ class DemoConfig:
     sweep_k: tuple[int, ...] = (2, 8)
     """Extra SAE sparsities k for the L0 sweep (the main SAE's default k is added)."""
 
+    sweep_shards: int | None = None
+    """The scaling sweeps' LoRA runs go in this many shards at once (`python -m lorasae.sweep --shard i/n`
+    processes, the CPU threads split between them: a small model's LoRA step uses one core); 1 runs them
+    in this process. Default: on the CPU one shard per available core, on a GPU 1."""
+
     force: bool = False
     """Rerun every stage even when its outputs exist."""
 
@@ -118,6 +123,8 @@ def check_demo_config(cfg: DemoConfig) -> None:
     for name in ("sae_tokens", "lora_examples", "rank"):
         if getattr(cfg, name) < 1:
             problems.append(f"--{name} must be ≥ 1, got {getattr(cfg, name)}")
+    if cfg.sweep_shards is not None and cfg.sweep_shards < 1:
+        problems.append(f"--sweep_shards must be ≥ 1, got {cfg.sweep_shards}")
     if any(r < 1 for r in cfg.ranks) or any(k < 1 for k in cfg.sweep_k):
         problems.append("--ranks and --sweep_k must be ≥ 1")
     if any(not 1 <= c <= 100 for c in cfg.checkpoints):
@@ -181,7 +188,11 @@ def run_demo(cfg: DemoConfig) -> None:
                 if not sae_done("normal", k, expansion, layer):
                     train_sae(
                         sae_config(
-                            k=k, expansion_factor=expansion, layer=layer, eval_every_pct=SWEEP_EVAL_EVERY_PCT
+                            k=k,
+                            expansion_factor=expansion,
+                            layer=layer,
+                            eval_every_pct=SWEEP_EVAL_EVERY_PCT,
+                            checkpoint_every_pct=100,
                         )
                     )
 
@@ -236,15 +247,13 @@ def run_demo(cfg: DemoConfig) -> None:
         [lora(checkpoint_percent=pct) for pct in cfg.checkpoints],
     )
     sweep = _sweep_config(cfg, model, k_main, widths, layers)
-    from lorasae.sweep.run import main as run_sweep
     from lorasae.sweep.run import pending_runs, plan_sweep
 
+    pending = [] if cfg.force else pending_runs(sweep, plan_sweep(sweep)[0])
     stages.run(
         f"scaling sweeps: L0, width, layer at ranks {list(cfg.ranks)}; one layer at a time (rank {cfg.rank})",
-        not cfg.force
-        and not pending_runs(sweep, plan_sweep(sweep)[0])
-        and paths.sweep_manifest(model).exists(),
-        lambda: run_sweep(sweep),
+        not cfg.force and not pending and paths.sweep_manifest(model).exists(),
+        lambda: _run_sweep(sweep, _shards(cfg, len(pending) if not cfg.force else None)),
     )
     after = list(range(cfg.layer + 1, n_layers))
     lora_stage(
@@ -275,6 +284,26 @@ def run_demo(cfg: DemoConfig) -> None:
         readme = update_readme(paths.root(), model, stages.recorded_minutes(), stages.machine(), figures)
         if readme is not None:
             print(f"results block of {readme} rewritten")
+
+
+def _shards(cfg: DemoConfig, runs: int | None) -> int:
+    """How many sweep shards run at once: `--sweep_shards`, else one per CPU core (1 on a GPU); never more
+    than the runs left."""
+    from lorasae.runtime import available_cpus, parse_device
+
+    shards = cfg.sweep_shards or (available_cpus() if parse_device(cfg.device).type == "cpu" else 1)
+    return max(1, min(shards, runs)) if runs is not None else max(1, shards)
+
+
+def _run_sweep(sweep, shards: int) -> None:
+    if shards == 1:
+        from lorasae.sweep.run import main
+
+        main(sweep)
+    else:
+        from lorasae.sweep.shards import run_shards
+
+        run_shards(sweep, shards)
 
 
 def _sweep_config(cfg: DemoConfig, model: str, k: int, widths: list[int], layers: list[int]):

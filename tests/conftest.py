@@ -4,11 +4,14 @@ Tests never touch the network."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ["WANDB_MODE"] = "disabled"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# the stdlib prose cache (lorasae/world/prose.py) inside the repo, not in the home folder
+os.environ.setdefault("LORASAE_CACHE", str(Path(__file__).resolve().parent.parent / ".cache" / "lorasae"))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

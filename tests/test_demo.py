@@ -3,6 +3,7 @@ results block rewritten, and a rerun that skips every stage. Plus the README blo
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import shutil
@@ -52,7 +53,7 @@ def test_demo_end_to_end_at_test_size(small_world, out_root: Path, capsys):
     # layer 0: the test world has two layers, and the one-layer stage needs a layer after the SAE
     cfg = DemoConfig(
         layer=0, sae_tokens=12_000, lora_examples=4, ranks=(1, 16), checkpoints=(50, 100), sweep_k=(2,),
-        widths=(4, 8), multi_layers=(0, 1), sizes=SMALL_EVALS,
+        widths=(4, 8), multi_layers=(0, 1), sizes=SMALL_EVALS, sweep_shards=2,
     )  # fmt: skip
     run_demo(cfg)
     out = capsys.readouterr().out
@@ -64,6 +65,11 @@ def test_demo_end_to_end_at_test_size(small_world, out_root: Path, capsys):
     table = out[out.index("% gap closed") :]
     assert table.count("expansion_") >= 10
     assert "e2e speed-up (e2e SAE time" in out
+    # the sweep ran as two shard processes, each its half of the runs, every run in results.csv once
+    assert "2 sweep shards at once" in out and "[shard 1/2] " in out
+    with open(out_root / "data" / "results.csv", newline="") as handle:
+        runs = [(r["sae_tag"], r["sae_layers"], r["lora_layers"], r["rank"]) for r in csv.DictReader(handle)]
+    assert len(runs) == len(set(runs)) == len(list((out_root / "data" / "TopK" / "done").rglob("*.json")))
     for title in (
         "Several SAEs at once",
         "SAE-Bench: base vs LoRA",

@@ -182,3 +182,25 @@ def test_default_root_follows_lorasae_root(tmp_path: Path, monkeypatch: pytest.M
     assert default_root() == tmp_path / "saved_models"
     monkeypatch.delenv("LORASAE_ROOT")
     assert default_root() == Path(tiny_mod.__file__).resolve().parents[2] / "saved_models"  # the repo
+
+
+def test_prose_cache_is_reused_and_a_damaged_one_is_rebuilt(tmp_path, monkeypatch):
+    from lorasae.world import prose
+
+    monkeypatch.setenv("LORASAE_CACHE", str(tmp_path))
+    fresh = prose._extract_chunks(1200)
+    prose.prose_chunks.cache_clear()
+    try:
+        assert prose.prose_chunks() == fresh  # extracted, then written
+        (cache,) = tmp_path.glob("prose-*.json")
+        assert prose._read_cache(cache) == fresh
+        calls = []
+        monkeypatch.setattr(prose, "_extract_chunks", lambda n: calls.append(n) or fresh)
+        prose.prose_chunks.cache_clear()
+        assert prose.prose_chunks() == fresh and calls == []  # read from disk
+        cache.write_text('[["pydoc:x", "trunc')  # a write cut short by hand
+        prose.prose_chunks.cache_clear()
+        assert prose.prose_chunks() == fresh and calls == [1200]  # recomputed and rewritten
+        assert prose._read_cache(cache) == fresh
+    finally:
+        prose.prose_chunks.cache_clear()

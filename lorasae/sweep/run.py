@@ -10,6 +10,8 @@ from tabulate import tabulate
 
 from lorasae import paths
 from lorasae.atomic import atomic_write_json
+from lorasae.cli import parse
+from lorasae.errors import main_guard
 from lorasae.lora.adapters import format_layers
 from lorasae.lora.outputs import RunId
 from lorasae.model_defaults import default_sae_layer
@@ -166,3 +168,9 @@ def figures(cfg: SweepConfig) -> None:
             if file.suffix == ".png":
                 print(f"  {name}: {file}")
     print_results_table(model)
+
+
+@main_guard
+def cli(argv: list[str]) -> None:
+    """sweep.py's command line (also `python -m lorasae.sweep`) behind the error boundary (`lorasae.errors`)."""
+    main(parse(SweepConfig, argv))

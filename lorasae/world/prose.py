@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import json
+import os
 import re
+import sys
 import sysconfig
 from functools import lru_cache
 from pathlib import Path
@@ -79,12 +82,62 @@ def _chunk(text: str, max_chars: int) -> list[str]:
     return chunks
 
 
+_CACHE_FORMAT = 1
+
+
+def _cache_file(max_chars: int) -> Path:
+    """The prose of this Python install, cached across processes (parsing the stdlib takes seconds, and
+    every command that reads the built-in corpus needs it): `$LORASAE_CACHE` or `~/.cache/lorasae`, keyed
+    by the interpreter and the name, size and mtime of every source file read."""
+    folder = Path(sysconfig.get_paths()["stdlib"])
+    digest = hashlib.sha256(f"{_CACHE_FORMAT} {max_chars} {sys.version} {folder}".encode())
+    sources = sorted(folder.glob("*.py")) + [folder / "pydoc_data" / "topics.py"]
+    for path in sources:
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        digest.update(f"{path.name} {stat.st_size} {stat.st_mtime_ns}".encode())
+    base = (
+        os.environ.get("LORASAE_CACHE")
+        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lorasae"
+    )
+    return Path(base) / f"prose-{digest.hexdigest()[:16]}.json"
+
+
+def _read_cache(path: Path) -> tuple[tuple[str, str], ...] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return tuple((str(source), str(text)) for source, text in data)
+    except (OSError, ValueError, TypeError):
+        return None  # absent or damaged: recompute (and rewrite)
+
+
+def _write_cache(path: Path, chunks: tuple[tuple[str, str], ...]) -> None:
+    from lorasae.atomic import atomic_write_text
+
+    try:
+        atomic_write_text(path, json.dumps(chunks))
+    except OSError:
+        pass  # a read-only home: recompute next time
+
+
 @lru_cache(maxsize=4)
 def prose_chunks(max_chars: int = 1200) -> tuple[tuple[str, str], ...]:
     """`(source, text)` chunks of all prose, in a fixed order: pydoc topics first, then docstrings.
 
-    `source` is `"pydoc:<topic>"` or `"docstring:<module>"`.
-    """
+    `source` is `"pydoc:<topic>"` or `"docstring:<module>"`. Read from the on-disk cache when this
+    install's prose was extracted before (`_cache_file`)."""
+    cache = _cache_file(max_chars)
+    cached = _read_cache(cache)
+    if cached is not None:
+        return cached
+    chunks = _extract_chunks(max_chars)
+    _write_cache(cache, chunks)
+    return chunks
+
+
+def _extract_chunks(max_chars: int) -> tuple[tuple[str, str], ...]:
     out: list[tuple[str, str]] = []
     for name, text in pydoc_topics():
         out.extend((f"pydoc:{name}", chunk) for chunk in _chunk(text, max_chars))

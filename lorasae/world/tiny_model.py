@@ -302,8 +302,9 @@ def _build(folder: Path, cfg: TinyWorldConfig, progress: bool) -> dict:
 
 def _available_cpus() -> int:
     """CPUs this process may use, capped at 8 (the tiny model's matrices gain nothing from more)."""
-    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(8, n))
+    from lorasae.runtime import available_cpus
+
+    return min(8, available_cpus())
 
 
 def world_info(model: str | Path | object | None) -> dict:
