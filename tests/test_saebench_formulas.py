@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from lorasae.saebench import absorption as ab
+from lorasae.saebench import absorption_probes, absorption_prompts, core, probing, schema, scr_tpp
 from lorasae.saebench import autointerp as ai
-from lorasae.saebench import core, probing, schema, scr_tpp
 from lorasae.saebench.activations import keep_mask, meaned_activations, sae_meaned_activations, tokenize_texts
 
 
@@ -289,21 +289,21 @@ def test_ablation_from_means_equals_ablating_every_position(pooling):
 
 
 def test_first_letter_prompts_and_vocab(char_tokenizer):
-    assert ab.first_letter(" apple") == " A" and ab.letter_index("Zoo") == 25
-    before, full = ab.icl_prompt(
+    assert absorption_prompts.first_letter(" apple") == " A" and absorption_prompts.letter_index("Zoo") == 25
+    before, full = absorption_prompts.icl_prompt(
         "cat", ["dog", "cat", "emu"], random.Random(0), "{word} has the first letter:", 2
     )
     assert full.endswith("\ncat has the first letter:") and before.endswith("\n")
     assert "cat has the first letter: C" not in full  # the word is never its own example
     assert {"dog has the first letter: D", "emu has the first letter: E"} <= set(full.split("\n"))
-    vocab = ab.alpha_tokens(char_tokenizer)
+    vocab = absorption_prompts.alpha_tokens(char_tokenizer)
     assert len(vocab) == 52 and "a" in vocab and "Z" in vocab and "1" not in vocab
 
 
 def test_feature_splits_follow_f1_jumps():
     feats = {1: [7], 2: [7, 3], 3: [7, 3, 9], 4: [7, 3, 9, 1]}
-    assert ab.feature_splits({1: 0.5, 2: 0.6, 3: 0.61, 4: 0.9}, feats, 0.03) == [7, 3]
-    assert ab.feature_splits({1: 0.5, 2: 0.51, 3: 0.9, 4: 0.9}, feats, 0.03) == [7]
+    assert absorption_probes.feature_splits({1: 0.5, 2: 0.6, 3: 0.61, 4: 0.9}, feats, 0.03) == [7, 3]
+    assert absorption_probes.feature_splits({1: 0.5, 2: 0.51, 3: 0.9, 4: 0.9}, feats, 0.03) == [7]
 
 
 def test_word_absorption_cases():

@@ -24,254 +24,29 @@ reported means and standard deviations over letters.
 
 from __future__ import annotations
 
-import math
 import random
 import statistics
-import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.exceptions import ConvergenceWarning, UndefinedMetricWarning
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import f1_score
-from threadpoolctl import threadpool_limits
 from torch import Tensor, nn
 
 from lorasae.models import max_positions
+from lorasae.saebench.absorption_probes import (
+    binary_f1,
+    feature_splits,
+    k_sparse_columns,
+    train_k_sparse_probes,
+    train_multi_probe,
+)
+from lorasae.saebench.absorption_prompts import LETTERS, PromptBatch, alpha_tokens, build_prompts
 from lorasae.saebench.activations import collect_residuals, d_sae_of, encode_on_device, sae_encode
 from lorasae.saebench.schema import EVAL_TYPE_ABSORPTION, eval_output
 
-LETTERS = "abcdefghijklmnopqrstuvwxyz"
-ALPHA = set(LETTERS + LETTERS.upper())
 EPS = 1e-8
-
-
-# --- vocabulary and prompts ----------------------------------------------------------------------
-
-
-def alpha_tokens(tokenizer: Any) -> list[str]:
-    """Decoded vocabulary tokens that are alphabetic after an optional leading space (SAEBench's
-    `get_alpha_tokens`), sorted for determinism."""
-    words = set()
-    for token in tokenizer.get_vocab():
-        word = tokenizer.convert_tokens_to_string([token])
-        body = word[1:] if word.startswith(" ") else word
-        if body and all(c in ALPHA for c in body):
-            words.add(word)
-    return sorted(words)
-
-
-def first_letter(word: str) -> str:
-    """SAEBench's first_letter_formatter: " " + the first alphabetic character, upper-cased."""
-    return " " + next(c for c in word.strip() if c.isalpha()).upper()
-
-
-def letter_index(word: str) -> int:
-    return LETTERS.index(first_letter(word).strip().lower())
-
-
-def icl_prompt(
-    word: str,
-    examples: list[str],
-    rng: random.Random,
-    template: str,
-    max_icl_examples: int,
-    separator: str = "\n",
-    prepend_separator: bool = False,
-) -> tuple[str, str]:
-    """(text before the word, the whole prompt): `max_icl_examples` shuffled solved examples (never the word
-    itself), then the template for `word` (SAEBench's `create_icl_prompt`)."""
-    pool = [w for w in examples if w != word]
-    chosen = rng.sample(pool, min(max_icl_examples, len(pool)))
-    lines = [template.format(word=w) + first_letter(w) for w in chosen]
-    prefix = separator.join(lines) + separator
-    if prepend_separator:
-        prefix = separator + prefix
-    head, _, tail = template.partition("{word}")
-    return prefix + head, prefix + head + word + tail
-
-
-@dataclass
-class PromptBatch:
-    words: list[str]
-    labels: Tensor  # [N] letter index
-    tokens: Tensor  # [N, T] right-padded
-    positions: Tensor  # [N] index of the word's last token
-
-
-def build_prompts(
-    words: list[str],
-    examples: list[str],
-    tokenizer: Any,
-    rng: random.Random,
-    template: str,
-    max_icl_examples: int,
-    max_len: int,
-    prepend_separator: bool = False,
-) -> PromptBatch:
-    """Tokenised prompts with BOS first (as TransformerLens adds) and the word's last-token position.
-    A prompt longer than `max_len` tokens is rebuilt with half as many examples until it fits; words whose
-    tokens merge with the text after them are dropped."""
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    kept_words, rows, positions = [], [], []
-    for word in words:
-        n_icl = max_icl_examples
-        while True:
-            before, full = icl_prompt(
-                word, examples, rng, template, n_icl, prepend_separator=prepend_separator
-            )
-            ids = bos + tokenizer(full, add_special_tokens=False)["input_ids"]
-            if len(ids) <= max_len or n_icl == 0:
-                break
-            n_icl //= 2
-        upto = bos + tokenizer(before + word, add_special_tokens=False)["input_ids"]
-        if len(ids) > max_len or ids[: len(upto)] != upto:
-            continue
-        kept_words.append(word)
-        rows.append(ids)
-        positions.append(len(upto) - 1)
-    width = max((len(r) for r in rows), default=1)
-    tokens = torch.full((len(rows), width), pad, dtype=torch.long)
-    for i, r in enumerate(rows):
-        tokens[i, : len(r)] = torch.tensor(r)
-    return PromptBatch(
-        kept_words,
-        torch.tensor([letter_index(w) for w in kept_words], dtype=torch.long),
-        tokens,
-        torch.tensor(positions, dtype=torch.long),
-    )
-
-
-# --- probes --------------------------------------------------------------------------------------
-
-
-class LinearProbe(nn.Module):
-    def __init__(self, dim: int, num_outputs: int):
-        super().__init__()
-        self.fc = nn.Linear(dim, num_outputs)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc(x)
-
-    @property
-    def weights(self) -> Tensor:
-        return self.fc.weight
-
-
-def train_multi_probe(
-    x: Tensor,
-    y_onehot: Tensor,
-    num_epochs: int,
-    lr: float = 1e-2,
-    end_lr: float = 1e-5,
-    weight_decay: float = 1e-6,
-    batch_size: int = 4096,
-    l1_decay: float | None = None,
-    map_acts: Any = None,
-    probe_dim: int | None = None,
-    seed: int = 42,
-) -> LinearProbe:
-    """One-vs-rest logistic probes trained jointly (SAEBench's `train_multi_probe`): BCE with
-    pos_weight = #neg/#pos per class, Adam, exponential lr decay lr → end_lr over the epochs,
-    optionally + l1_decay · mean_c Σ|w_c| (the k-sparse L1 probe) and inputs mapped through `map_acts`."""
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    y = y_onehot.float()
-    pos = y.sum(0)
-    pos_weight = torch.where(pos > 0, (len(y) - pos) / pos.clamp_min(1), torch.ones_like(pos))
-    probe = LinearProbe(probe_dim or x.shape[-1], y.shape[-1])
-    optimizer = torch.optim.Adam(probe.parameters(), lr=lr, weight_decay=weight_decay)
-    gamma = math.exp(math.log(end_lr / lr) / max(num_epochs, 1))
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=gamma)
-    loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
-    with torch.enable_grad():
-        for _ in range(num_epochs):
-            order = torch.randperm(len(x), generator=generator)
-            for i in range(0, len(x), batch_size):
-                idx = order[i : i + batch_size]
-                xb = x[idx].float()
-                if map_acts is not None:
-                    xb = map_acts(xb)
-                loss = loss_fn(probe(xb), y[idx])
-                if l1_decay is not None:
-                    loss = loss + l1_decay * probe.weights.abs().sum(dim=-1).mean()
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-            scheduler.step()
-    probe.eval()
-    return probe
-
-
-@dataclass
-class KSparseProbe:
-    feature_ids: Tensor  # [k] SAE latent indices
-    columns: Tensor  # [k] their columns in the gathered latent table
-    weight: Tensor  # [k]
-    bias: float
-
-    def score(self, gathered: Tensor) -> Tensor:
-        """Logits from a table of gathered latents (see `train_k_sparse_probes`)."""
-        return gathered[:, self.columns] @ self.weight + self.bias
-
-
-def _f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UndefinedMetricWarning)
-        return float(f1_score(y_true, y_pred, zero_division=0.0))
-
-
-def k_sparse_columns(l1_probe: LinearProbe, letters: list[int], max_k: int) -> Tensor:
-    """The SAE latents any k-sparse probe can use: every letter's top-`max_k` by L1-probe weight (sorted)."""
-    ids = [l1_probe.weights[c].detach().topk(max_k).indices for c in letters]
-    return torch.unique(torch.cat(ids))
-
-
-def train_k_sparse_probes(
-    l1_probe: LinearProbe,
-    gathered: Tensor,
-    columns: Tensor,
-    train_labels: Tensor,
-    letters: list[int],
-    ks: list[int],
-) -> dict[int, dict[int, KSparseProbe]]:
-    """For each k and letter: the letter's top-k latents by L1-probe weight (signed: latents that predict
-    the letter), then `LogisticRegression(max_iter=500, class_weight="balanced")` on them. `gathered` [N, C]
-    holds the SAE latents `columns` (from `k_sparse_columns`) of the training words."""
-    position = {int(c): i for i, c in enumerate(columns.tolist())}
-    out: dict[int, dict[int, KSparseProbe]] = {k: {} for k in ks}
-    y = train_labels.numpy()
-    for k in ks:
-        for letter in letters:
-            ids = l1_probe.weights[letter].detach().topk(k).indices
-            cols = torch.tensor([position[int(i)] for i in ids], dtype=torch.long)
-            with warnings.catch_warnings(), threadpool_limits(1):  # tiny fits: one BLAS thread is fastest
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                lr = LogisticRegression(max_iter=500, class_weight="balanced").fit(
-                    gathered[:, cols].numpy(), (y == letter).astype(np.int64)
-                )
-            out[k][letter] = KSparseProbe(
-                ids, cols, torch.tensor(lr.coef_[0], dtype=torch.float32), float(lr.intercept_[0])
-            )
-    return out
-
-
-def feature_splits(
-    f1_by_k: dict[int, float], feats_by_k: dict[int, list[int]], f1_jump_threshold: float
-) -> list[int]:
-    """SAEBench's `add_feature_splits_to_metrics_df`: grow k while F1 rises by more than the threshold."""
-    prev_best, split = -100.0, []
-    for k in sorted(f1_by_k):
-        if f1_by_k[k] > prev_best + f1_jump_threshold:
-            prev_best, split = f1_by_k[k], feats_by_k[k]
-        else:
-            break
-    return split
-
 
 # --- absorption per word -------------------------------------------------------------------------
 
@@ -442,7 +217,7 @@ def run_absorption(
         test_scores = gt_probe(x_test).float()
     present = sorted(set(y_test.tolist()) & set(y_train.tolist()))
     probe_f1 = {
-        LETTERS[c]: _f1((y_test == c).numpy(), (test_scores[:, c] > 0).numpy())
+        LETTERS[c]: binary_f1((y_test == c).numpy(), (test_scores[:, c] > 0).numpy())
         for c in range(26)
         if c in present
     }
@@ -480,7 +255,7 @@ def run_absorption(
     for c in good_letters:
         letter = LETTERS[c]
         f1_by_k = {
-            k: _f1((y_test == c).numpy(), (k_probes[k][c].score(latents_test) > 0).numpy()) for k in ks
+            k: binary_f1((y_test == c).numpy(), (k_probes[k][c].score(latents_test) > 0).numpy()) for k in ks
         }
         feats_by_k = {k: k_probes[k][c].feature_ids.tolist() for k in ks}
         split = feature_splits(f1_by_k, feats_by_k, config.f1_jump_threshold)
