@@ -154,7 +154,7 @@ def test_a_bad_file_stops_train_sae_before_the_model_loads(small_world, out_root
     assert "d_model is 32" in capsys.readouterr().err
 
 
-def test_identity_map_trains_exactly_the_plain_sae_into_its_own_folder(small_world, out_root):
+def test_identity_map_trains_exactly_the_plain_sae_into_its_own_folder(small_world, out_root, capsys):
     """f(x) = x·I + 0 on every position: the same SAE as a plain run (same init, batches, b_dec), saved
     under modified/ with its own curve holding the validation FVU; the plain SAE and curve untouched."""
     from lorasae.paths import sae_curve_path
@@ -174,6 +174,8 @@ def test_identity_map_trains_exactly_the_plain_sae_into_its_own_folder(small_wor
     mod = train_sae(fast_config(small_world, "builtin", hidden_modification="linear_error",
                                 modification_file=str(identity)))  # fmt: skip
     assert mod.final_dir != plain.final_dir and mod.final_dir.parts[-3] == "modified"
+    printed = capsys.readouterr()
+    assert "val FVU of linear_error (no spliced CE)" in printed.out and "val_fvu=" in printed.err
     assert mod.final_dir.parent.name == "linear_error__identity__expansion_4_L0_4"
     ours, theirs = TopKSAE.load(mod.final_dir).state_dict(), TopKSAE.load(plain.final_dir).state_dict()
     for name, value in theirs.items():

@@ -21,6 +21,7 @@ class ModifiedTargetSteps:
     `model`, `sae`, `curve_val`, `special_ids`, ...) are SaeTrainer's."""
 
     curve_label = "val FVU of f(x)"
+    curve_name = "val_fvu"
     curve_metadata = "val_fvu_of_target"
 
     def __init__(self, *args, modification: HiddenModification | None = None, **kwargs) -> None:

@@ -67,6 +67,7 @@ class SaeTrainer(TrainerPersistence):
 
     harvests = True  # steps on harvested activations (ActivationBuffer) unless --e2e; crosscoders: False
     curve_label = "val CE"  # what the curve holds (ModifiedTargetTrainer: the validation FVU on f(x))
+    curve_name = "val_ce"  # its name on the progress bar
     curve_metadata = "spliced_val_ce"  # the checkpoints' cfg.json metadata key of the curve's last value
 
     def __init__(
@@ -287,7 +288,7 @@ class SaeTrainer(TrainerPersistence):
         )
         logger = TrainLogger(
             cfg.total_steps, self.step, cfg.log_every_steps, info.is_main, wandb_run,
-            desc=f"{cfg.kind} SAE {cfg.model_key} L{cfg.layer}",
+            desc=f"{cfg.kind} SAE {cfg.model_key} L{cfg.layer}", curve_name=self.curve_name,
         )  # fmt: skip
         interrupt = StepBoundaryInterrupt()
         try:
