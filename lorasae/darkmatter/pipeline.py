@@ -213,6 +213,16 @@ def run_dark_matter(
     return summary
 
 
+def _relative(path: str | None) -> str:
+    """`path` below the output root as a relative path (README tables hold no machine's folders)."""
+    if path is None:
+        return "?"
+    try:
+        return str(Path(path).relative_to(paths.root()))
+    except ValueError:
+        return path
+
+
 def report_markdown(summary: dict) -> str:
     """The tables of a run: per SAE, baselines, power laws, error SAEs, synthetic, base vs LoRA."""
     parts = [f"# Dark matter of SAEs: {summary['model']}"]
@@ -235,7 +245,8 @@ def report_markdown(summary: dict) -> str:
         parts += [
             f"## SAEs trained on the error parts of {summary['error_saes']['of']}",
             "(train_sae.py --hidden_modification linear_error|nonlinear_error --modification_file "
-            f"{summary['error_saes'].get('map_file')}; not spliced, so no CE)",
+            f"{_relative(summary['error_saes'].get('map_file'))}, on the training tokens after the "
+            "SAEInfo's; not spliced, so no CE)",
             tabulate(body, head, floatfmt=".3f", tablefmt="github"),
         ]
     if "synthetic" in summary:
