@@ -39,6 +39,10 @@ def examples_label(num_examples: int) -> str:
 
 # --- SAEs -----------------------------------------------------------------------------------------
 
+SAE_KINDS = ("normal", "e2e", "modified")
+"""Folders under saved_saes/<model>/: reconstruction (TopK/ReLU) SAEs, end-to-end ones, and SAEs of a
+hidden-modification target (`train_sae.py --hidden_modification`)."""
+
 
 def sae_tag(expansion_factor: int, k: int, pct: int | None = None) -> str:
     """`expansion_<E>_L0_<k>` for the final SAE, `expansion_<E>_L0_<k>-<pct>pct` for a checkpoint."""
@@ -62,6 +66,12 @@ def crosscoder_tag(
     return tag if pct is None else f"{tag}-{pct}pct"
 
 
+def modified_sae_tag(modification: str, target_label: str, inner_tag: str) -> str:
+    """`<modification>__<label>__<inner tag>`: an SAE trained on a hidden modification f(x) (e.g. the linear
+    error of the SAE whose W* file is `<label>.safetensors`), under the kind `modified`."""
+    return f"{modification}__{sanitize(target_label)}__{inner_tag}"
+
+
 def layer_folder_name(layers: int | list[int]) -> str:
     """`model.layers.<L>` (one layer) or `model.layers.<a>+<b>` (a crosscoder's layers)."""
     return f"model.layers.{layers if isinstance(layers, int) else '+'.join(str(x) for x in layers)}"
@@ -77,10 +87,12 @@ def sae_dir(
     base: Path | None = None,
     tag: str | None = None,
 ) -> Path:
-    """`saved_saes/<model>/<normal|e2e>/expansion_<E>_L0_<k>[-<pct>pct]/model.layers.<L>/`; `tag`
-    replaces the TopK tag (`relu_sae_tag`, `crosscoder_tag`; it then carries the percentage itself)."""
-    if kind not in ("normal", "e2e"):
-        raise ValueError(f"SAE kind must be 'normal' or 'e2e', got {kind!r}")
+    """`saved_saes/<model>/<normal|e2e|modified>/expansion_<E>_L0_<k>[-<pct>pct]/model.layers.<L>/`; `tag`
+    replaces the TopK tag (`relu_sae_tag`, `crosscoder_tag`, `modified_sae_tag`; it then carries the
+    percentage itself). `modified` holds SAEs of a hidden-modification target (never spliced; the store
+    looks under normal/ and e2e/ only)."""
+    if kind not in SAE_KINDS:
+        raise ValueError(f"SAE kind must be one of {', '.join(SAE_KINDS)}, got {kind!r}")
     return (
         _root(base)
         / "saved_saes"
@@ -92,13 +104,20 @@ def sae_dir(
 
 
 def sae_curve_path(
-    quantity: str, model: str, kind: str, base: Path | None = None, architecture: str = "topk"
+    quantity: str,
+    model: str,
+    kind: str,
+    base: Path | None = None,
+    architecture: str = "topk",
+    variant: str | None = None,
 ) -> Path:
     """`data/TopK/{time,val_loss}/<model>/<normal|e2e>_SAE.json` (the paper's TopK SAEs);
-    `<kind>_<architecture>_SAE.json` for the other architectures, so they never replace the TopK curve."""
+    `<kind>_<architecture>_SAE.json` for the other architectures, so they never replace the TopK curve;
+    `_<variant>` before `_SAE.json` for a modified target (`<modification>__<label>`)."""
     if quantity not in ("time", "val_loss"):
         raise ValueError(f"curve quantity must be 'time' or 'val_loss', got {quantity!r}")
-    name = f"{kind}_SAE.json" if architecture == "topk" else f"{kind}_{architecture}_SAE.json"
+    name = kind if architecture == "topk" else f"{kind}_{architecture}"
+    name = f"{name}_{sanitize(variant)}_SAE.json" if variant else f"{name}_SAE.json"
     return _root(base) / "data" / "TopK" / quantity / sanitize(model) / name
 
 
@@ -177,6 +196,12 @@ def dark_matter_dir(model: str, base: Path | None = None) -> Path:
 def dark_matter_info_path(model: str, key: str, base: Path | None = None) -> Path:
     """`data/dark_matter/<model>/info/<key>.safetensors`: one cached SAEInfo."""
     return dark_matter_dir(model, base) / "info" / f"{sanitize(key)}.safetensors"
+
+
+def dark_matter_map_path(model: str, key: str, base: Path | None = None) -> Path:
+    """`data/dark_matter/<model>/linear_maps/<key>.safetensors`: W*, b of one SAEInfo and the SAE they
+    belong to (`train_sae.py --modification_file`)."""
+    return dark_matter_dir(model, base) / "linear_maps" / f"{sanitize(key)}.safetensors"
 
 
 def dark_matter_plots_dir(model: str, base: Path | None = None) -> Path:

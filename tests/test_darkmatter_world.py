@@ -111,7 +111,17 @@ def test_run_end_to_end_on_the_small_world(small_world, out_root):
         assert 0 < row["nonlinear_fvu"] <= row["fvu"] + 1e-6
     matrix = torch.tensor(written["per_token_r2"]["matrix"])
     assert matrix.shape == (3, 3) and torch.allclose(matrix.diagonal(), torch.ones(3), atol=1e-6)
-    assert {r["target"] for r in written["error_saes"]["results"]} == {"linear", "nonlinear"}
+    error_saes = written["error_saes"]
+    assert {r["target"] for r in error_saes["results"]} == {"linear", "nonlinear"}
+    for r in error_saes["results"]:  # trained by train_sae on f(x), saved apart from the normal SAEs
+        assert f"/modified/{r['target']}_error__" in r["folder"] and 0 < r["test_fvu"] and 0 < r["val_fvu"]
+    from lorasae.train.config import TrainSaeConfig
+    from lorasae.train.modification import load_modification
+
+    cfg = TrainSaeConfig(model=str(small_world), layer=LAYER, hidden_modification="nonlinear_error",
+                         modification_file=error_saes["map_file"])  # fmt: skip
+    mod = load_modification(cfg, 32)  # the file holds W*, b and names the SAE it splits
+    assert mod.meta["sae"] == str(sae_dir(key, "normal", 2, 4, LAYER)) and mod.skip_special
     base, lora = written["base_vs_lora"]["base"], written["base_vs_lora"]["lora"]
     assert base["source"] == lora["source"] == str(sae_dir(key, "normal", 4, 4, LAYER))
     assert lora["adapter"] == str(adapter) and base["fvu"] != lora["fvu"]

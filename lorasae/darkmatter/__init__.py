@@ -10,7 +10,8 @@ API (see `eval/dark_matter/tutorial.py`):
 - `fit_power_law(widths, values) -> PowerLaw` (c + a·W^m).
 - `gradient_pursuit(x, W_dec, l0, b_dec)`, `pursuit_reconstruction(sae, x, l0)`.
 - `component_ce(model, sae, W*, chunks, layer)`: CE of x̂, x̂ + linear, x̂ + nonlinear error.
-- `train_error_saes(...)`, `synthetic.validate()`.
+- `train_error_saes(model, map_file, info, W*, ...)`: SAEs on the linear / nonlinear error through
+  `train_sae` (`--hidden_modification`, W*, b from `write_linear_map`); `synthetic.validate()`.
 - `run_dark_matter(model, width_sources, k_sources, lora_source, adapter)`: all of it, numbers and figures.
 """
 

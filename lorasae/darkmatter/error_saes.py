@@ -3,26 +3,35 @@ x·W* + b, one on the nonlinear error e − x·W* − b, each scored by its FVU 
 finds the linear part more learnable (its SAE latents are features like the model's); a nonlinear error
 that is dense noise leaves an SAE of the same size with a much higher FVU.
 
-The targets are tensors of an SAEInfo, not the model's residual stream, so this trains with the
-project's pieces (`TopKSAE`, `train.optim.make_optimizer`, `train.schedule.make_scheduler`, the same
-step as `SaeTrainer`: decoder-parallel gradient removed, clipping, unit-norm decoder) in one function
-rather than through `train_sae.py`, whose trainer reads activations from the model (giving it a
-modified-hidden-state target would mean changing lorasae/train/).
+They train through `train_sae(TrainSaeConfig(...))`, the entry of `train_sae.py`, with a hidden-modification
+target (`lorasae/train/modification.py`): W*, b and the SAE go into
+`data/dark_matter/<model>/linear_maps/<key>.safetensors`, and the error SAEs train on the model's
+activations of the training split (the chunks after the SAEInfo's tokens, which are train_sae's validation
+chunks), so neither W* nor the SAEInfo ever saw their training tokens. The held-out FVU is computed on the
+SAEInfo's held-out rows (the tokens W* was not fit on), as before; train_sae's own validation FVU (over all
+the SAEInfo's tokens) is kept next to it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
+from lorasae.darkmatter.info import SAEInfo
+from lorasae.darkmatter.linear import LinearMap, split_error, train_test_rows
 from lorasae.losses import fvu
-from lorasae.sae import SaeConfig, TopKSAE, geometric_median
-from lorasae.train.config import default_lr
-from lorasae.train.optim import make_optimizer
-from lorasae.train.schedule import make_scheduler
+from lorasae.model_defaults import PAPER_CTX_LEN
+from lorasae.sae import TopKSAE
+from lorasae.train.config import TrainSaeConfig
+from lorasae.train.modification import save_modification_file
+
+TARGETS = {"linear": "linear_error", "nonlinear": "nonlinear_error"}
+"""Error component -> `--hidden_modification`."""
+
+CURVE_VAL_TOKENS = 2048  # the curve's two points (before/after): the held-out FVU is computed separately
 
 
 @dataclass
@@ -31,59 +40,72 @@ class ErrorSaeResult:
     width: int
     k: int
     train_fvu: float
-    """FVU on the last tenth of training steps' batches."""
+    """Mean training FVU over the last tenth of the steps."""
     test_fvu: float
+    """FVU on the SAEInfo's held-out rows (the tokens W* was not fit on)."""
+    val_fvu: float
+    """train_sae's validation FVU on f(x) over all the SAEInfo's tokens (half of them fit W*)."""
+    folder: str
+    """Where train_sae saved it (saved_saes/<model>/modified/...)."""
 
 
-def train_sae_on(
-    train: Tensor,
-    test: Tensor,
-    width: int,
-    k: int,
-    steps: int = 2000,
-    batch_size: int = 1024,
-    lr: float | None = None,
-    seed: int = 0,
-    device: torch.device | str = "cpu",
-    progress: bool = False,
-) -> tuple[TopKSAE, float, float]:
-    """(sae, train FVU over the last tenth of steps, test FVU) of a TopK SAE trained on the rows of
-    `train` [N, d] with Adam, warm-up then linear decay, b_dec initialised at the geometric median."""
-    torch.manual_seed(seed)
-    d = train.shape[1]
-    sae = TopKSAE(SaeConfig(d_in=d, d_sae=width, k=k), device=device)
-    with torch.no_grad():
-        sae.b_dec.copy_(geometric_median(train[:4096].to(device).float()))
-    optimizer, _ = make_optimizer(sae.parameters(), lr or default_lr(width), torch.device(device))
-    scheduler = make_scheduler(optimizer, max(1, steps // 20), steps)
-    g = torch.Generator().manual_seed(seed)
-    tail: list[float] = []
-    for step in tqdm(range(steps), desc=f"error SAE {width}", disable=not progress, leave=False):
-        rows = torch.randint(0, len(train), (batch_size,), generator=g)
-        out = sae(train[rows].to(device).float())
-        out.fvu.backward()
-        sae.remove_gradient_parallel_to_decoder_directions()
-        torch.nn.utils.clip_grad_norm_(sae.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        scheduler.step()
-        sae.set_decoder_norm_to_unit_norm()
-        if step >= steps - max(1, steps // 10):
-            tail.append(float(out.fvu.detach()))
-    with torch.no_grad():
-        test_x = test.to(device).float()
-        test_fvu = float(fvu(test_x, sae.reconstruct(test_x)))
-    return sae.eval(), sum(tail) / len(tail), test_fvu
+def write_linear_map(path: Path, lin: LinearMap, info: SAEInfo, sae_source: str, model_name: str) -> Path:
+    """W*, b of `info` and the SAE they split, as `train_sae.py --modification_file` reads them (special
+    positions left out: the SAEInfo leaves them out)."""
+    return save_modification_file(path, lin.W, lin.b, sae_source, int(info.meta["layer"]), model_name, True)
+
+
+def heldout_components(info: SAEInfo, lin: LinearMap, train_fraction: float) -> dict[str, Tensor]:
+    """The linear and nonlinear error of the SAEInfo's held-out rows."""
+    _, test = train_test_rows(len(info), train_fraction)
+    split = split_error(info.x[test], info.error[test], lin)
+    return {"linear": split.linear, "nonlinear": split.nonlinear}
 
 
 def train_error_saes(
-    components: dict[str, tuple[Tensor, Tensor]], widths: list[int], k: int, steps: int = 2000, **kwargs
+    model_name: str,
+    map_file: Path,
+    info: SAEInfo,
+    lin: LinearMap,
+    expansions: list[int],
+    k: int,
+    steps: int,
+    train_fraction: float,
+    dataset: str | None = None,
+    device: str = "cpu",
+    seed: int = 42,
 ) -> list[ErrorSaeResult]:
-    """One SAE per (component, width): `components` maps a name ("linear", "nonlinear") to its
-    (train, test) rows."""
+    """One SAE per (component, expansion) through train_sae, `steps` steps of 1024 tokens on the chunks
+    after the SAEInfo's `len(chunks)` (its tokens are the runs' validation set)."""
+    from lorasae.train.sae_trainer import train_sae
+
+    heldout = heldout_components(info, lin, train_fraction)
+    ctx_len = int(info.meta["ctx_len"])
     results = []
-    for name, (train, test) in components.items():
-        for width in widths:
-            _, train_fvu, test_fvu = train_sae_on(train, test, width, k, steps, **kwargs)
-            results.append(ErrorSaeResult(name, width, k, train_fvu, test_fvu))
+    for name, modification in TARGETS.items():
+        for expansion in expansions:
+            cfg = TrainSaeConfig(
+                device=device, model=model_name, dataset=dataset, seed=seed, layer=int(info.meta["layer"]),
+                num_train_tokens=steps * PAPER_CTX_LEN, ctx_len=ctx_len,
+                num_val_tokens=int(info.meta["num_chunks"]) * ctx_len, curve_val_tokens=CURVE_VAL_TOKENS,
+                expansion_factor=expansion, k=k, hidden_modification=modification, modification_file=str(map_file),
+                eval_every_pct=100, checkpoint_every_pct=100, log_every_steps=max(1, steps // 10), overwrite=True,
+            )  # fmt: skip
+            result = train_sae(cfg)
+            sae = TopKSAE.load(result.final_dir, device=device)
+            with torch.no_grad():
+                target = heldout[name].to(device)
+                test_fvu = float(fvu(target, sae.reconstruct(target)))
+            width = sae.cfg.d_sae
+            results.append(
+                ErrorSaeResult(
+                    name,
+                    width,
+                    k,
+                    result.train_metrics.get("fvu", float("nan")),
+                    test_fvu,
+                    result.val_fvu,
+                    str(result.final_dir),
+                )  # fmt: skip
+            )
     return results

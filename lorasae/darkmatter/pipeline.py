@@ -17,10 +17,10 @@ from lorasae import paths
 from lorasae.atomic import atomic_write_json, atomic_write_text
 from lorasae.darkmatter import figures
 from lorasae.darkmatter.downstream import component_ce
-from lorasae.darkmatter.error_saes import train_error_saes
+from lorasae.darkmatter.error_saes import train_error_saes, write_linear_map
 from lorasae.darkmatter.info import SAEInfo
-from lorasae.darkmatter.linear import analyze_linear, fit_linear, r2, split_error, train_test_rows
-from lorasae.darkmatter.load import _load_model_and_sae, get_sae_info, token_chunks
+from lorasae.darkmatter.linear import analyze_linear, fit_linear, r2, train_test_rows
+from lorasae.darkmatter.load import _load_model_and_sae, get_sae_info, info_key, token_chunks
 from lorasae.darkmatter.powerlaw import fit_power_law
 from lorasae.darkmatter.pursuit import pursuit_reconstruction
 from lorasae.darkmatter.synthetic import validate
@@ -43,7 +43,7 @@ class DarkMatterSettings:
     error_sae_expansions: tuple[int, ...] = (1, 2, 4, 8)
     """Widths (× d_model) of the SAEs trained on the linear and on the nonlinear error."""
     error_sae_steps: int = 500
-    """Optimiser steps of each error SAE (1024 tokens a step)."""
+    """Optimiser steps of each error SAE (1024 tokens a step, through train_sae.py on the training split)."""
     dataset: str | None = None
     """Text source of the tokens (default: the model's, as every script)."""
     batch_size: int = 8
@@ -97,17 +97,6 @@ def token_r2_matrix(infos: Sequence[SAEInfo], train_fraction: float) -> np.ndarr
             lin = fit_linear(na[tr, None], nb[tr])
             out[a, b] = r2(nb[te], lin(na[te, None]))
     return out
-
-
-def _error_components(
-    info: SAEInfo, lin, train_fraction: float
-) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    tr, te = train_test_rows(len(info), train_fraction)
-    split = split_error(info.x, info.error, lin)
-    return {
-        name: (part[tr], part[te])
-        for name, part in (("linear", split.linear), ("nonlinear", split.nonlinear))
-    }
 
 
 def _table(rows: Sequence[dict]) -> str:
@@ -188,13 +177,22 @@ def run_dark_matter(
     all_rows = [r for r, _, _ in width_rows] + [r for r, _, _ in k_rows if r["source"] not in widths_seen]
     summary["figures"] += figures.plot_downstream(all_rows, plots, f"{title}: CE with the error components")
     # SAEs on the error components of the middle SAE of the width sweep (or the first SAE given)
+    # (through train_sae.py with --hidden_modification, W* and the SAE from the file written here)
     ref_row, ref_info, ref_lin = (width_rows or k_rows)[len(width_rows or k_rows) // 2]
-    d = ref_info.x.shape[1]
+    map_key = info_key(model_name, ref_row["source"], None, layer=ref_info.meta["layer"], num_tokens=s.num_tokens,
+                       dataset=s.dataset, seed=s.seed, train_fraction=s.train_fraction)  # fmt: skip
+    map_file = write_linear_map(
+        paths.dark_matter_map_path(key, map_key), ref_lin, ref_info, ref_row["source"], model_name
+    )
+    began_error_saes = time.perf_counter()
     results = train_error_saes(
-        _error_components(ref_info, ref_lin, s.train_fraction), [d * e for e in s.error_sae_expansions],
-        int(ref_row["k"] or 32), s.error_sae_steps, device=s.device, seed=s.seed, progress=s.progress,
+        model_name, map_file, ref_info, ref_lin, list(s.error_sae_expansions), int(ref_row["k"] or 32),
+        s.error_sae_steps, s.train_fraction, s.dataset, s.device, s.seed,
     )  # fmt: skip
-    summary["error_saes"] = {"of": ref_row["label"], "results": [asdict(r) for r in results]}
+    summary["error_saes"] = {
+        "of": ref_row["label"], "map_file": str(map_file), "results": [asdict(r) for r in results],
+        "seconds": round(time.perf_counter() - began_error_saes, 1),
+    }  # fmt: skip
     summary["figures"] += figures.plot_error_saes(
         summary["error_saes"]["results"], plots, f"{title}: SAEs on the error parts of {ref_row['label']}"
     )
@@ -215,6 +213,16 @@ def run_dark_matter(
     return summary
 
 
+def _relative(path: str | None) -> str:
+    """`path` below the output root as a relative path (README tables hold no machine's folders)."""
+    if path is None:
+        return "?"
+    try:
+        return str(Path(path).relative_to(paths.root()))
+    except ValueError:
+        return path
+
+
 def report_markdown(summary: dict) -> str:
     """The tables of a run: per SAE, baselines, power laws, error SAEs, synthetic, base vs LoRA."""
     parts = [f"# Dark matter of SAEs: {summary['model']}"]
@@ -230,14 +238,16 @@ def report_markdown(summary: dict) -> str:
         ]
     if "error_saes" in summary:
         body = [
-            [r["target"], r["width"], r["k"], r["train_fvu"], r["test_fvu"]]
+            [r["target"], r["width"], r["k"], r["train_fvu"], r.get("val_fvu"), r["test_fvu"]]
             for r in summary["error_saes"]["results"]
         ]
+        head = ["target", "width", "k", "train FVU", "val FVU (all info tokens)", "test FVU (held out)"]
         parts += [
             f"## SAEs trained on the error parts of {summary['error_saes']['of']}",
-            tabulate(
-                body, ["target", "width", "k", "train FVU", "test FVU"], floatfmt=".3f", tablefmt="github"
-            ),
+            "(train_sae.py --hidden_modification linear_error|nonlinear_error --modification_file "
+            f"{_relative(summary['error_saes'].get('map_file'))}, on the training tokens after the "
+            "SAEInfo's; not spliced, so no CE)",
+            tabulate(body, head, floatfmt=".3f", tablefmt="github"),
         ]
     if "synthetic" in summary:
         parts += [

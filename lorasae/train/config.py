@@ -38,6 +38,7 @@ from lorasae.model_defaults import (
     default_val_batch_size,
 )
 from lorasae.models import model_key
+from lorasae.train.modification import MODIFICATIONS
 from lorasae.train.schedule import LR_SCHEDULERS
 from lorasae.train.validation import curve_val_tokens
 
@@ -197,6 +198,16 @@ class TrainSaeConfig(CommonArgs):
     compile: bool = False
     """torch.compile the SAE's forward (the step's loss is the same as eager; faster on a GPU)."""
 
+    hidden_modification: str = "none"
+    """Train on f(x) instead of the residual x at --layer (Dark Matter of SAEs: SAEs on another SAE's
+    error parts, e = x − SAE(x)): none | linear_error (x·W* + b) | nonlinear_error (e − x·W* − b) |
+    sae_error (e), with W*, b and the SAE from --modification_file. Such an SAE is never spliced: its curve
+    holds the validation FVU on f(x), not a spliced CE; it is saved under saved_saes/<model>/modified/."""
+
+    modification_file: str | None = None
+    """safetensors file of --hidden_modification (W [d, d], b [d], the SAE source and layer), as
+    eval/dark_matter/run.py writes it: data/dark_matter/<model>/linear_maps/<SAEInfo key>.safetensors."""
+
     # --- filled in by `resolved()` ---------------------------------------------------------------------
     def resolved(
         self, d_model: int, max_positions: int | None = None, n_layers: int | None = None
@@ -283,14 +294,33 @@ class TrainSaeConfig(CommonArgs):
             problems.append("--e2e is for single-layer SAEs (topk or relu), not crosscoders")
         if self.resume and self.init_sae:
             problems.append("--resume and --init_sae exclude each other")
+        problems += self._modification_problems()
         if problems:
             raise ValueError("Invalid train_sae settings:\n  " + "\n  ".join(problems))
+
+    def _modification_problems(self) -> list[str]:
+        if self.hidden_modification not in MODIFICATIONS:
+            return [
+                f"--hidden_modification must be one of {', '.join(MODIFICATIONS)}, got {self.hidden_modification!r}"
+            ]
+        if self.hidden_modification == "none":
+            return ["--modification_file needs --hidden_modification"] if self.modification_file else []
+        problems = (
+            []
+            if self.modification_file
+            else [f"--hidden_modification {self.hidden_modification} needs --modification_file"]
+        )
+        if self.e2e or self.architecture == "crosscoder":
+            problems.append(
+                "--hidden_modification trains a reconstruction SAE (topk or relu), not --e2e or a crosscoder"
+            )
+        return problems
 
     # --- derived quantities ----------------------------------------------------------------------------
     @property
     def kind(self) -> str:
-        """`e2e` or `normal`: the SAE kind in output paths."""
-        return "e2e" if self.e2e else "normal"
+        """`e2e`, `modified` (a --hidden_modification target) or `normal`: the SAE kind in output paths."""
+        return "e2e" if self.e2e else "modified" if self.hidden_modification != "none" else "normal"
 
     @property
     def model_key(self) -> str:
@@ -350,4 +380,6 @@ class TrainSaeConfig(CommonArgs):
         "layers",
         "sae_kwargs",
         "lr_scheduler",
+        "hidden_modification",
+        "modification_file",
     )

@@ -11,7 +11,7 @@ Only the local (TopK/FVU) objective can use it; the e2e objective needs a splice
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from lorasae.hooks import residual_at
 from lorasae.train import distributed as dist_utils
 from lorasae.train.distributed import DistInfo
+from lorasae.train.modification import plain_rows
 from lorasae.train.objectives import StepStats, _sae_losses
 
 HARVEST_TOKENS_CUDA = 32_768  # tokens per harvesting forward on a GPU (32 sequences of 1024)
@@ -34,7 +35,9 @@ def default_harvest_steps(device: torch.device, tokens_per_step: int) -> int:
 class ActivationBuffer:
     """Iterator over this rank's activations [local batch x T, d] (float32) of the global batches
     `batches`, `steps_per_forward` batches per truncated forward through layer `layer`; at most `total`
-    batches are read (none is harvested beyond the run's last step)."""
+    batches are read (none is harvested beyond the run's last step). `rows(hidden, ids)` turns one step's
+    residual [B, T, d] into the rows the SAE reconstructs (default: the residual itself; a
+    `--hidden_modification` gives f(x), `lorasae/train/modification.py`)."""
 
     def __init__(
         self,
@@ -45,10 +48,11 @@ class ActivationBuffer:
         info: DistInfo,
         device: torch.device,
         total: int | None = None,
+        rows: Callable[[Tensor, Tensor], Tensor] = plain_rows,
     ):
         if steps_per_forward < 1:
             raise ValueError(f"steps_per_forward must be >= 1, got {steps_per_forward}")
-        self.model, self.layer, self.batches = model, layer, batches
+        self.model, self.layer, self.batches, self.rows = model, layer, batches, rows
         self.steps_per_forward, self.info, self.device = steps_per_forward, info, device
         self.ready: list[Tensor] = []
         self.forwards = 0
@@ -77,7 +81,7 @@ class ActivationBuffer:
             hidden = residual_at(self.model, ids, self.layer)
         self.forwards += 1
         # one [B_i x T, d] float32 block per step, in the order the steps take them
-        self.ready = [h.reshape(-1, h.shape[-1]).float() for h in hidden.split(sizes)][::-1]
+        self.ready = [self.rows(h, i) for h, i in zip(hidden.split(sizes), ids.split(sizes))][::-1]
 
     def __next__(self) -> Tensor:
         if not self.ready:

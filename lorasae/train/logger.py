@@ -39,8 +39,10 @@ class TrainLogger:
         enabled: bool = True,
         wandb_run: Any = None,
         desc: str = "train SAE",
+        curve_name: str = "val_ce",
     ):
         self.every = max(1, every)
+        self.curve_name = curve_name  # the bar's name of the curve's value (val_fvu for a modified target)
         self.enabled = enabled
         self.wandb_run = wandb_run
         self.means = MetricMeans()
@@ -63,7 +65,8 @@ class TrainLogger:
         self.val_ce = val_ce
         self._show()
         if self.wandb_run is not None:
-            self.wandb_run.log({"val/spliced_ce": val_ce, "val/train_minutes": minutes}, step=step)
+            name = "spliced_ce" if self.curve_name == "val_ce" else self.curve_name
+            self.wandb_run.log({f"val/{name}": val_ce, "val/train_minutes": minutes}, step=step)
 
     def _show(self) -> None:
         if not self.enabled:
@@ -71,7 +74,7 @@ class TrainLogger:
         shown = {key: self.last[key] for key in ("fvu", "l0", "dead_frac", "lr") if key in self.last}
         postfix = {key: f"{value:.2e}" if key == "lr" else f"{value:.4g}" for key, value in shown.items()}
         if self.val_ce is not None:
-            postfix["val_ce"] = f"{self.val_ce:.4f}"
+            postfix[self.curve_name] = f"{self.val_ce:.4f}"
         self.bar.set_postfix(postfix, refresh=False)
 
     def message(self, text: str) -> None:

@@ -74,7 +74,7 @@ class TrainerPersistence:
                 total_steps=self.cfg.total_steps,
                 train_tokens=self.step * self.cfg.tokens_per_step,
                 train_minutes=self.train_minutes,
-                spliced_val_ce=self.val_loss[-1] if self.val_loss else None,
+                **{self.curve_metadata: self.val_loss[-1] if self.val_loss else None},
                 base_val_ce=self.base_ce,
                 sae_kind=self.cfg.kind,
                 expansion_factor=self.cfg.expansion_factor,

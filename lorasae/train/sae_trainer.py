@@ -43,6 +43,8 @@ from lorasae.train.existing import check_existing, check_outputs_writable
 from lorasae.train.harvest import ActivationBuffer, activation_step, default_harvest_steps
 from lorasae.train.interrupt import StepBoundaryInterrupt
 from lorasae.train.logger import TrainLogger, start_wandb
+from lorasae.train.modification import curve_variant, load_modification, plain_rows
+from lorasae.train.modified_trainer import ModifiedTargetSteps
 from lorasae.train.objectives import e2e_head, e2e_step, reconstruction_step
 from lorasae.train.optim import make_optimizer
 from lorasae.train.persistence import TrainerPersistence
@@ -64,6 +66,9 @@ class SaeTrainer(TrainerPersistence):
     """Trains one SAE on `model`'s layer `cfg.layer` with the (resolved) settings `cfg`."""
 
     harvests = True  # steps on harvested activations (ActivationBuffer) unless --e2e; crosscoders: False
+    curve_label = "val CE"  # what the curve holds (ModifiedTargetTrainer: the validation FVU on f(x))
+    curve_name = "val_ce"  # its name on the progress bar
+    curve_metadata = "spliced_val_ce"  # the checkpoints' cfg.json metadata key of the curve's last value
 
     def __init__(
         self,
@@ -112,10 +117,15 @@ class SaeTrainer(TrainerPersistence):
     @torch.no_grad()
     def init_b_dec(self, first_local_batch: torch.Tensor) -> None:
         """b_dec = geometric median of the first global batch's activations (gathered over ranks)."""
-        hidden = residual_at(self.model, first_local_batch.to(self.device), self.cfg.layer)
-        acts = dist_utils.all_gather_cat(hidden.reshape(-1, self.d_model).float())
+        ids = first_local_batch.to(self.device)
+        acts = dist_utils.all_gather_cat(self.rows(residual_at(self.model, ids, self.cfg.layer), ids))
         self.sae.b_dec.data.copy_(geometric_median(acts).to(self.sae.dtype))
         self.needs_b_dec_init = False
+
+    def rows(self, hidden: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """The rows [n, d] float32 the SAE reconstructs from the residual `hidden` [B, T, d] of token ids
+        [B, T]: the residual itself (ModifiedTargetTrainer: f(x) of --hidden_modification)."""
+        return plain_rows(hidden, ids)
 
     # --- evaluation --------------------------------------------------------------------------------
     def spliced_ce(self, with_sae: bool = True) -> float:
@@ -142,13 +152,16 @@ class SaeTrainer(TrainerPersistence):
         """The curve so far (val CE and cumulative training minutes, point i at progress i/(n-1) once
         complete), written atomically by the main rank."""
         if self.info.is_main:
-            arch = self.cfg.architecture
+            arch, variant = self.cfg.architecture, curve_variant(self.cfg)
             atomic_write_json(
-                sae_curve_path("val_loss", self.cfg.model_key, self.cfg.kind, architecture=arch),
+                sae_curve_path(
+                    "val_loss", self.cfg.model_key, self.cfg.kind, architecture=arch, variant=variant
+                ),
                 self.val_loss,
             )
             atomic_write_json(
-                sae_curve_path("time", self.cfg.model_key, self.cfg.kind, architecture=arch), self.minutes
+                sae_curve_path("time", self.cfg.model_key, self.cfg.kind, architecture=arch, variant=variant),
+                self.minutes,
             )
 
     def _record_curve_points(self, count: int, logger: TrainLogger | None) -> None:
@@ -175,7 +188,7 @@ class SaeTrainer(TrainerPersistence):
                 self._save_checkpoint(None)
             logger.message(
                 f"checkpoint {pct:3d}% (step {self.step}/{self.cfg.total_steps}, "
-                f"{self.train_minutes:.2f} train min, val CE {self.val_loss[-1]:.4f}) -> {folder}"
+                f"{self.train_minutes:.2f} train min, {self.curve_label} {self.val_loss[-1]:.4f}) -> {folder}"
             )
         if due_pcts or periodic:
             self._save_state()
@@ -275,7 +288,7 @@ class SaeTrainer(TrainerPersistence):
         )
         logger = TrainLogger(
             cfg.total_steps, self.step, cfg.log_every_steps, info.is_main, wandb_run,
-            desc=f"{cfg.kind} SAE {cfg.model_key} L{cfg.layer}",
+            desc=f"{cfg.kind} SAE {cfg.model_key} L{cfg.layer}", curve_name=self.curve_name,
         )  # fmt: skip
         interrupt = StepBoundaryInterrupt()
         try:
@@ -285,7 +298,8 @@ class SaeTrainer(TrainerPersistence):
                 self._record_curve_points(self.eval_points.get(0, 0), logger)
             self._start_clock()
             buffer = None if cfg.e2e or not self.harvests else ActivationBuffer(
-                self.model, cfg.layer, batches, self.harvest_steps, info, self.device, cfg.total_steps - self.step
+                self.model, cfg.layer, batches, self.harvest_steps, info, self.device, cfg.total_steps - self.step,
+                rows=self.rows,
             )  # fmt: skip
             with interrupt.installed(enabled=not info.enabled):
                 self._steps(sae, batches, buffer, logger, interrupt)
@@ -314,7 +328,13 @@ class SaeTrainer(TrainerPersistence):
 
     def _result(self, train_metrics: dict[str, float]) -> TrainResult:
         stats = reconstruction_stats(
-            self.model, self.sae, self.cfg.layer, self.split.val, self.cfg.val_batch_size, self.info
+            self.model,
+            self.sae,
+            self.cfg.layer,
+            self.split.val,
+            self.cfg.val_batch_size,
+            self.info,
+            self.rows,
         )
         result = TrainResult(
             steps=self.step,
@@ -341,6 +361,11 @@ class CrosscoderTrainer(CrosscoderSteps, SaeTrainer):
     (`lorasae/train/crosscoder_trainer.py`)."""
 
 
+class ModifiedTargetTrainer(ModifiedTargetSteps, SaeTrainer):
+    """`--hidden_modification`: SaeTrainer's loop on f(x), never spliced
+    (`lorasae/train/modified_trainer.py`)."""
+
+
 def train_sae(cfg: TrainSaeConfig) -> TrainResult:
     """Load the model and the data split, train, and write the SAE checkpoints and curves."""
     setup_environment(cfg.wandb)
@@ -353,12 +378,16 @@ def train_sae(cfg: TrainSaeConfig) -> TrainResult:
             check_layer(shape, layer)
         note = check_existing(cfg)  # before anything loads: refuse to replace a different SAE silently
         check_outputs_writable(cfg)
+        # --hidden_modification: the file checked against the model's shape before the model loads
+        modification = load_modification(cfg, shape.d_model, device) if cfg.kind == "modified" else None
         if note and info.is_main:
             print(note)
         model, tokenizer = load_model(cfg.model_name, device, cfg.dtype)
         split = load_token_split(
             cfg.dataset, tokenizer, cfg.ctx_len, cfg.num_val_tokens, cfg.seed, cfg.text_field
         )
+        if modification is not None:
+            return ModifiedTargetTrainer(cfg, model, tokenizer, split, info, modification=modification).fit()
         trainer_class = CrosscoderTrainer if cfg.architecture == "crosscoder" else SaeTrainer
         return trainer_class(cfg, model, tokenizer, split, info).fit()
     finally:

@@ -22,7 +22,7 @@ import torch
 
 from lorasae.atomic import atomic_save_file
 from lorasae.errors import LorasaeError
-from lorasae.paths import crosscoder_tag, relu_sae_tag, sae_dir
+from lorasae.paths import crosscoder_tag, modified_sae_tag, relu_sae_tag, sae_dir, sae_tag
 from lorasae.train.config import SaeKwargs, TrainSaeConfig
 
 STATE_VERSION = 1
@@ -35,14 +35,17 @@ class ResumeError(LorasaeError, ValueError):
 def checkpoint_dir(cfg: TrainSaeConfig, pct: int | None = None) -> Path:
     """Folder of the SAE checkpoint at `pct` percent (None: the final SAE)."""
     assert cfg.k is not None
-    if cfg.architecture == "relu":
-        tag = relu_sae_tag(cfg.expansion_factor, cfg.sae_kwargs.sparsity, pct)
-        return sae_dir(cfg.model_key, cfg.kind, cfg.expansion_factor, cfg.k, cfg.layer, tag=tag)
     if cfg.architecture == "crosscoder":
         k = None if cfg.sae_kwargs.crosscoder_activation == "relu" else cfg.k
         tag = crosscoder_tag(cfg.expansion_factor, cfg.layers, k, cfg.sae_kwargs.sparsity, pct)
         return sae_dir(cfg.model_key, cfg.kind, cfg.expansion_factor, cfg.k, cfg.layers, tag=tag)
-    return sae_dir(cfg.model_key, cfg.kind, cfg.expansion_factor, cfg.k, cfg.layer, pct)
+    if cfg.architecture == "relu":
+        tag = relu_sae_tag(cfg.expansion_factor, cfg.sae_kwargs.sparsity, pct)
+    else:
+        tag = sae_tag(cfg.expansion_factor, cfg.k, pct)
+    if cfg.hidden_modification != "none":  # saved_saes/<model>/modified/<modification>__<file>__<tag>/
+        tag = modified_sae_tag(cfg.hidden_modification, Path(str(cfg.modification_file)).stem, tag)
+    return sae_dir(cfg.model_key, cfg.kind, cfg.expansion_factor, cfg.k, cfg.layer, tag=tag)
 
 
 def state_path(cfg: TrainSaeConfig) -> Path:
@@ -130,6 +133,8 @@ ADDED_SETTINGS: dict[str, Any] = {
     "layers": [],
     "sae_kwargs": asdict(SaeKwargs()),
     "lr_scheduler": "linear_decay",
+    "hidden_modification": "none",
+    "modification_file": None,
 }
 """Resume settings added after training states were first written: a state without them ran with these."""
 

@@ -3,7 +3,7 @@ the spliced CE of the curve (or the original model's CE), and the SAE's FVU, L0 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -15,6 +15,7 @@ from lorasae.sae import TopKSAE
 from lorasae.sae.splice import splice_fn
 from lorasae.train import distributed as dist_utils
 from lorasae.train.distributed import DistInfo
+from lorasae.train.modification import plain_rows
 
 MIN_CURVE_VAL_TOKENS = 2048  # paired CE differences over 2k tokens still resolve ~0.01 nat
 
@@ -75,14 +76,18 @@ def reconstruction_stats(
     chunks: torch.Tensor,
     batch_size: int,
     info: DistInfo | None = None,
+    rows: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = plain_rows,
 ) -> ReconstructionStats:
+    """FVU, L0 and never-active latents on `chunks`; the SAE reconstructs `rows(residual, ids)` (the
+    residual itself, or a --hidden_modification's f(x), as in training)."""
     info = info or DistInfo()
     device = sae.device
     d_in = sae.cfg.d_in
     sums = torch.zeros(3 + d_in + 1, dtype=torch.float64, device=device)  # err, active, tokens, Σx, Σ‖x‖²
     fired = torch.zeros(sae.cfg.d_sae, dtype=torch.int32, device=device)
     for ids in rank_share(chunks, info).split(batch_size):
-        x = residual_at(model, ids.to(device), layer).reshape(-1, d_in).float()
+        ids = ids.to(device)
+        x = rows(residual_at(model, ids, layer), ids)
         acts, idx = sae.encode_topk(x)
         x_hat = sae.decode_topk(acts, idx)
         xd = x.double()
