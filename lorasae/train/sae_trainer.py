@@ -32,6 +32,7 @@ from lorasae.models import (
 )
 from lorasae.paths import sae_curve_path
 from lorasae.precision import sae_autocast, use_sae_autocast
+from lorasae.prefix import PrefixCache, build_prefix_cache
 from lorasae.runtime import parse_device, seed_everything, setup_environment
 from lorasae.sae import geometric_median
 from lorasae.train import distributed as dist_utils
@@ -53,7 +54,7 @@ from lorasae.train.state import (
     load_state,
     state_path,
 )
-from lorasae.train.validation import curve_chunks, reconstruction_stats, spliced_ce
+from lorasae.train.validation import curve_chunks, rank_share, reconstruction_stats, spliced_ce
 
 
 class NonFiniteLossError(LorasaeError, RuntimeError):
@@ -64,6 +65,7 @@ class SaeTrainer(TrainerPersistence):
     """Trains one SAE on `model`'s layer `cfg.layer` with the (resolved) settings `cfg`."""
 
     harvests = True  # steps on harvested activations (ActivationBuffer) unless --e2e; crosscoders: False
+    reuses_prefix = True  # curve points run only the layers after cfg.layer (lorasae/prefix.py)
 
     def __init__(
         self,
@@ -107,6 +109,8 @@ class SaeTrainer(TrainerPersistence):
         self.eval_points = Counter(cfg.eval_steps())  # step -> number of curve points taken after it
         self.checkpoints = cfg.checkpoint_steps()
         self._clock: float | None = None
+        self._prefix: PrefixCache | None = None
+        self._prefix_built = False
         self._updating = False
 
     @torch.no_grad()
@@ -123,8 +127,23 @@ class SaeTrainer(TrainerPersistence):
         cfg = self.cfg
         sae = self.sae if with_sae else None
         return spliced_ce(
-            self.model, sae, cfg.layer, self.curve_val, cfg.val_batch_size, self.special_ids, self.info
-        )
+            self.model, sae, cfg.layer, self.curve_val, cfg.val_batch_size, self.special_ids, self.info,
+            self.prefix_cache(),
+        )  # fmt: skip
+
+    def prefix_cache(self) -> PrefixCache | None:
+        """The curve chunks' residual after the SAE's layer (this rank's share), built on first use;
+        None where every curve point runs the full forward (`lorasae/prefix.py`)."""
+        if not self._prefix_built:
+            cfg = self.cfg
+            self._prefix, note = build_prefix_cache(
+                self.model, rank_share(self.curve_val, self.info), cfg.layer, cfg.val_batch_size,
+                int(cfg.val_prefix_cache_gib * 2**30),
+            )  # fmt: skip
+            self._prefix_built = True
+            if self.info.is_main:
+                print(note)
+        return self._prefix
 
     # --- timing (training minutes exclude evaluation and checkpoint writing) -----------------------
     def _pause_clock(self) -> None:
@@ -267,6 +286,8 @@ class SaeTrainer(TrainerPersistence):
             ids = [self.device.index] if self.device.type == "cuda" else None
             sae = DistributedDataParallel(self.sae, device_ids=ids)  # the SAE has no buffers to sync
         sae = maybe_compile(sae, cfg.compile)  # --compile: same parameters, compiled forward
+        if self.reuses_prefix:
+            self.prefix_cache()  # its note before the progress bar
         wandb_run = start_wandb(
             cfg.wandb and info.is_main,
             cfg.wandb_project,
@@ -339,6 +360,8 @@ class SaeTrainer(TrainerPersistence):
 class CrosscoderTrainer(CrosscoderSteps, SaeTrainer):
     """`--architecture crosscoder`: SaeTrainer's loop with the crosscoder's steps and metrics
     (`lorasae/train/crosscoder_trainer.py`)."""
+
+    reuses_prefix = False  # its curve splices every source layer in turn: the full forward each time
 
 
 def train_sae(cfg: TrainSaeConfig) -> TrainResult:
