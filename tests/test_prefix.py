@@ -62,6 +62,34 @@ def test_prefix_ce_equals_the_full_spliced_forward(arch, layer, skip_special):
     assert cache.ce_sum_and_count(3)[0] / full_count == pytest.approx(clean_sum / full_count, abs=1e-5)
 
 
+@pytest.mark.parametrize(
+    "name, extra",
+    [
+        ("Gemma", {}),
+        ("Qwen2", {"use_sliding_window": True, "sliding_window": 16, "max_window_layers": 1}),
+        ("Qwen3", {}),
+        ("Mistral", {"sliding_window": 16}),
+    ],
+)
+def test_the_other_supported_architectures_give_the_same_ce(name, extra):
+    import transformers
+
+    torch.manual_seed(0)
+    config = getattr(transformers, f"{name}Config")(
+        vocab_size=96, hidden_size=D, intermediate_size=2 * D, num_hidden_layers=N_LAYERS,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=D // 4, max_position_embeddings=128,
+        bos_token_id=1, eos_token_id=2, pad_token_id=0, **extra,
+    )  # fmt: skip
+    model = getattr(transformers, f"{name}ForCausalLM")(config).eval()
+    chunks, sae = _chunks(5), _sae()
+    for layer in (0, N_LAYERS - 1):
+        cache, note = build_prefix_cache(model, chunks, layer, batch_size=2)
+        assert cache is not None, note
+        fns = lambda ids, layer=layer: {layer: splice_fn(sae, ids, SPECIAL, skip_special=True)}  # noqa: E731
+        full_sum, count = ce_sum_and_count(model, chunks, 2, fns)
+        assert cache.ce_sum_and_count(2, fns)[0] / count == pytest.approx(full_sum / count, abs=1e-5)
+
+
 def test_skipping_special_positions_changes_the_ce_the_same_way_on_both_paths():
     model, chunks, sae = make_tiny_model("llama", n_layers=N_LAYERS, d=D), _chunks(), _sae()
     cache, _ = build_prefix_cache(model, chunks, 1, batch_size=4)
