@@ -165,6 +165,8 @@ def build_prefix_cache(
     check_layer(model, layer)
     reason = unsupported_reason(model)
     need = cache_bytes(model, chunks)
+    if reason is None and max_bytes <= 0:
+        reason = "the prefix cache is off: a cap of 0 bytes"
     if reason is None and need > max_bytes:
         reason = f"the cache would take {need / 2**30:.2f} GiB, above the cap of {max_bytes / 2**30:.2f} GiB"
     if reason is None and len(chunks) == 0:

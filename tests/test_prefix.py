@@ -4,6 +4,8 @@ known to be exact falls back to the full forward."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 from conftest import make_tiny_model
@@ -186,8 +188,23 @@ def test_train_sae_curve_is_the_same_with_and_without_the_cache(tmp_path, out_ro
     cached = train_sae(fast_config(model_dir, data, **run))
     assert "cached once" in capsys.readouterr().out
     full = train_sae(fast_config(model_dir, data, val_prefix_cache_gib=0, overwrite=True, **run))
-    assert "full forward for every curve point" in capsys.readouterr().out
+    assert "full forward for every curve point (the prefix cache is off" in capsys.readouterr().out
     assert len(cached.val_loss) == 6
     assert cached.val_loss == pytest.approx(full.val_loss, abs=1e-5)
     assert cached.base_ce == pytest.approx(full.base_ce, abs=1e-5)
     assert cached.val_loss[-1] != pytest.approx(cached.val_loss[0], abs=1e-3)  # the curve moves
+
+
+def test_the_bench_runs_and_finds_no_ce_difference(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "bench" / "validation_prefix.py"
+    spec = importlib.util.spec_from_file_location("bench_validation_prefix", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve string annotations through sys.modules
+    spec.loader.exec_module(module)
+    module.main(module.ValidationPrefixBench(val_tokens=256, ctx_len=64, repeats=1, curve_points=3))
+    out = capsys.readouterr().out
+    diff = float(out.split("|CE difference| ")[1].split()[0])
+    assert diff < 1e-5 and "validation_prefix: " in out
