@@ -153,6 +153,11 @@ class TrainSaeConfig(CommonArgs):
     """Sequences per forward pass during validation. Default: 4096 tokens' worth (4 of 1024 tokens);
     1024 tokens' worth for small models (d < 1024)."""
 
+    val_prefix_cache_gib: float = 1.0
+    """Cache the clean residual after --layer of the curve's validation chunks once (per rank, at most
+    this many GiB) so each curve point runs only the later layers and the head (same CE, exactly); above
+    the cap, 0, or an architecture not known to allow it, every point runs the full forward."""
+
     checkpoint_every_pct: int = 10
     """Save an SAE checkpoint every this many percent of training (labelled with its percentage)."""
 
@@ -258,6 +263,8 @@ class TrainSaeConfig(CommonArgs):
             problems.append(f"--harvest_steps must be ≥ 1, got {self.harvest_steps}")
         if self.val_batch_size is not None and self.val_batch_size < 1:
             problems.append(f"--val_batch_size must be ≥ 1, got {self.val_batch_size}")
+        if self.val_prefix_cache_gib < 0:
+            problems.append(f"--val_prefix_cache_gib must be ≥ 0, got {self.val_prefix_cache_gib}")
         if not 0 < self.eval_every_pct <= 100:
             problems.append(f"--eval_every_pct must be in (0, 100], got {self.eval_every_pct}")
         if not 1 <= self.checkpoint_every_pct <= 100 or 100 % self.checkpoint_every_pct:

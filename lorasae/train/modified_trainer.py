@@ -23,6 +23,7 @@ class ModifiedTargetSteps:
     curve_label = "val FVU of f(x)"
     curve_name = "val_fvu"
     curve_metadata = "val_fvu_of_target"
+    reuses_prefix = False  # its curve is an FVU, not a spliced CE
 
     def __init__(self, *args, modification: HiddenModification | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[call-arg]

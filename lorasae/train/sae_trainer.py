@@ -32,6 +32,7 @@ from lorasae.models import (
 )
 from lorasae.paths import sae_curve_path
 from lorasae.precision import sae_autocast, use_sae_autocast
+from lorasae.prefix import PrefixCache, build_prefix_cache
 from lorasae.runtime import parse_device, seed_everything, setup_environment
 from lorasae.sae import geometric_median
 from lorasae.train import distributed as dist_utils
@@ -55,7 +56,7 @@ from lorasae.train.state import (
     load_state,
     state_path,
 )
-from lorasae.train.validation import curve_chunks, reconstruction_stats, spliced_ce
+from lorasae.train.validation import curve_chunks, rank_share, reconstruction_stats, spliced_ce
 
 
 class NonFiniteLossError(LorasaeError, RuntimeError):
@@ -69,6 +70,7 @@ class SaeTrainer(TrainerPersistence):
     curve_label = "val CE"  # what the curve holds (ModifiedTargetTrainer: the validation FVU on f(x))
     curve_name = "val_ce"  # its name on the progress bar
     curve_metadata = "spliced_val_ce"  # the checkpoints' cfg.json metadata key of the curve's last value
+    reuses_prefix = True  # curve points run only the layers after cfg.layer (lorasae/prefix.py)
 
     def __init__(
         self,
@@ -112,6 +114,8 @@ class SaeTrainer(TrainerPersistence):
         self.eval_points = Counter(cfg.eval_steps())  # step -> number of curve points taken after it
         self.checkpoints = cfg.checkpoint_steps()
         self._clock: float | None = None
+        self._prefix: PrefixCache | None = None
+        self._prefix_built = False
         self._updating = False
 
     @torch.no_grad()
@@ -133,8 +137,23 @@ class SaeTrainer(TrainerPersistence):
         cfg = self.cfg
         sae = self.sae if with_sae else None
         return spliced_ce(
-            self.model, sae, cfg.layer, self.curve_val, cfg.val_batch_size, self.special_ids, self.info
-        )
+            self.model, sae, cfg.layer, self.curve_val, cfg.val_batch_size, self.special_ids, self.info,
+            self.prefix_cache(),
+        )  # fmt: skip
+
+    def prefix_cache(self) -> PrefixCache | None:
+        """The curve chunks' residual after the SAE's layer (this rank's share), built on first use;
+        None where every curve point runs the full forward (`lorasae/prefix.py`)."""
+        if not self._prefix_built:
+            cfg = self.cfg
+            self._prefix, note = build_prefix_cache(
+                self.model, rank_share(self.curve_val, self.info), cfg.layer, cfg.val_batch_size,
+                int(cfg.val_prefix_cache_gib * 2**30),
+            )  # fmt: skip
+            self._prefix_built = True
+            if self.info.is_main:
+                print(note)
+        return self._prefix
 
     # --- timing (training minutes exclude evaluation and checkpoint writing) -----------------------
     def _pause_clock(self) -> None:
@@ -280,6 +299,8 @@ class SaeTrainer(TrainerPersistence):
             ids = [self.device.index] if self.device.type == "cuda" else None
             sae = DistributedDataParallel(self.sae, device_ids=ids)  # the SAE has no buffers to sync
         sae = maybe_compile(sae, cfg.compile)  # --compile: same parameters, compiled forward
+        if self.reuses_prefix:
+            self.prefix_cache()  # its note before the progress bar
         wandb_run = start_wandb(
             cfg.wandb and info.is_main,
             cfg.wandb_project,
@@ -359,6 +380,8 @@ class SaeTrainer(TrainerPersistence):
 class CrosscoderTrainer(CrosscoderSteps, SaeTrainer):
     """`--architecture crosscoder`: SaeTrainer's loop with the crosscoder's steps and metrics
     (`lorasae/train/crosscoder_trainer.py`)."""
+
+    reuses_prefix = False  # its curve splices every source layer in turn: the full forward each time
 
 
 class ModifiedTargetTrainer(ModifiedTargetSteps, SaeTrainer):

@@ -11,6 +11,7 @@ from torch import nn
 
 from lorasae.eval_ce import ce_sum_and_count
 from lorasae.hooks import residual_at
+from lorasae.prefix import PrefixCache
 from lorasae.sae import TopKSAE
 from lorasae.sae.splice import splice_fn
 from lorasae.train import distributed as dist_utils
@@ -49,13 +50,18 @@ def spliced_ce(
     batch_size: int,
     special_ids: Sequence[int] = (),
     info: DistInfo | None = None,
+    prefix: PrefixCache | None = None,
 ) -> float:
     """Mean next-token CE on `chunks` with `sae` spliced after `layer` (None: the original model), summed
-    over the ranks' shares."""
+    over the ranks' shares. With `prefix` (this rank's share of `chunks` cached after `layer`), only the
+    layers after `layer` run."""
     info = info or DistInfo()
     mine = rank_share(chunks, info)
     fns = (lambda ids: {layer: splice_fn(sae, ids, special_ids)}) if sae is not None else None
-    total, count = ce_sum_and_count(model, mine, batch_size, fns) if len(mine) else (0.0, 0)
+    if prefix is not None:
+        total, count = prefix.ce_sum_and_count(batch_size, fns)
+    else:
+        total, count = ce_sum_and_count(model, mine, batch_size, fns) if len(mine) else (0.0, 0)
     device = next(model.parameters()).device
     sums = dist_utils.all_reduce_sum(torch.tensor([total, float(count)], dtype=torch.float64, device=device))
     return float(sums[0] / sums[1])
