@@ -40,7 +40,7 @@ class ValidationPrefixBench:
     val_batch_size: int = 8
     """Chunks per forward pass."""
     curve_points: int = 101
-    """Curve points of a run, for the whole-curve estimate (the paper's: every 1 %)."""
+    """Curve points of a run, for the whole-curve estimate (the paper: 101, one every hundredth of training)."""
     repeats: int = 7
     """Interleaved timed repetitions of each variant (median reported)."""
     threads: int = 1
