@@ -20,6 +20,7 @@ from lorasae.hooks import residual_at
 from lorasae.train import distributed as dist_utils
 from lorasae.train.distributed import DistInfo
 from lorasae.train.objectives import StepStats, _sae_losses
+from lorasae.train.positions import Positions, select_positions
 
 HARVEST_TOKENS_CUDA = 32_768  # tokens per harvesting forward on a GPU (32 sequences of 1024)
 
@@ -34,7 +35,8 @@ def default_harvest_steps(device: torch.device, tokens_per_step: int) -> int:
 class ActivationBuffer:
     """Iterator over this rank's activations [local batch x T, d] (float32) of the global batches
     `batches`, `steps_per_forward` batches per truncated forward through layer `layer`; at most `total`
-    batches are read (none is harvested beyond the run's last step)."""
+    batches are read (none is harvested beyond the run's last step). `positions` (`--positions`) keeps one
+    position of each chunk (None: all)."""
 
     def __init__(
         self,
@@ -45,6 +47,7 @@ class ActivationBuffer:
         info: DistInfo,
         device: torch.device,
         total: int | None = None,
+        positions: Positions = None,
     ):
         if steps_per_forward < 1:
             raise ValueError(f"steps_per_forward must be >= 1, got {steps_per_forward}")
@@ -53,6 +56,7 @@ class ActivationBuffer:
         self.ready: list[Tensor] = []
         self.forwards = 0
         self.remaining = total
+        self.positions = positions
 
     def __iter__(self) -> ActivationBuffer:
         return self
@@ -74,7 +78,7 @@ class ActivationBuffer:
         sizes = [len(s) for s in shards]
         ids = torch.cat(shards).to(self.device)
         with torch.no_grad():
-            hidden = residual_at(self.model, ids, self.layer)
+            hidden = select_positions(residual_at(self.model, ids, self.layer), self.positions)
         self.forwards += 1
         # one [B_i x T, d] float32 block per step, in the order the steps take them
         self.ready = [h.reshape(-1, h.shape[-1]).float() for h in hidden.split(sizes)][::-1]

@@ -22,6 +22,7 @@ from lorasae.data import TokenSplit, load_token_split
 from lorasae.errors import LorasaeError
 from lorasae.hooks import residual_at
 from lorasae.models import (
+    ModelShape,
     check_layer,
     d_model,
     load_model,
@@ -46,6 +47,7 @@ from lorasae.train.logger import TrainLogger, start_wandb
 from lorasae.train.objectives import e2e_head, e2e_step, reconstruction_step
 from lorasae.train.optim import make_optimizer
 from lorasae.train.persistence import TrainerPersistence
+from lorasae.train.positions import select_positions
 from lorasae.train.result import TrainResult, summary_line
 from lorasae.train.schedule import make_scheduler
 from lorasae.train.state import (
@@ -112,7 +114,10 @@ class SaeTrainer(TrainerPersistence):
     @torch.no_grad()
     def init_b_dec(self, first_local_batch: torch.Tensor) -> None:
         """b_dec = geometric median of the first global batch's activations (gathered over ranks)."""
-        hidden = residual_at(self.model, first_local_batch.to(self.device), self.cfg.layer)
+        hidden = select_positions(
+            residual_at(self.model, first_local_batch.to(self.device), self.cfg.layer),
+            self.cfg.position_index,
+        )
         acts = dist_utils.all_gather_cat(hidden.reshape(-1, self.d_model).float())
         self.sae.b_dec.data.copy_(geometric_median(acts).to(self.sae.dtype))
         self.needs_b_dec_init = False
@@ -123,8 +128,9 @@ class SaeTrainer(TrainerPersistence):
         cfg = self.cfg
         sae = self.sae if with_sae else None
         return spliced_ce(
-            self.model, sae, cfg.layer, self.curve_val, cfg.val_batch_size, self.special_ids, self.info
-        )
+            self.model, sae, cfg.layer, self.curve_val, cfg.val_batch_size, self.special_ids, self.info,
+            cfg.position_index,
+        )  # fmt: skip
 
     # --- timing (training minutes exclude evaluation and checkpoint writing) -----------------------
     def _pause_clock(self) -> None:
@@ -285,7 +291,8 @@ class SaeTrainer(TrainerPersistence):
                 self._record_curve_points(self.eval_points.get(0, 0), logger)
             self._start_clock()
             buffer = None if cfg.e2e or not self.harvests else ActivationBuffer(
-                self.model, cfg.layer, batches, self.harvest_steps, info, self.device, cfg.total_steps - self.step
+                self.model, cfg.layer, batches, self.harvest_steps, info, self.device, cfg.total_steps - self.step,
+                cfg.position_index,
             )  # fmt: skip
             with interrupt.installed(enabled=not info.enabled):
                 self._steps(sae, batches, buffer, logger, interrupt)
@@ -314,8 +321,9 @@ class SaeTrainer(TrainerPersistence):
 
     def _result(self, train_metrics: dict[str, float]) -> TrainResult:
         stats = reconstruction_stats(
-            self.model, self.sae, self.cfg.layer, self.split.val, self.cfg.val_batch_size, self.info
-        )
+            self.model, self.sae, self.cfg.layer, self.split.val, self.cfg.val_batch_size, self.info,
+            self.cfg.position_index,
+        )  # fmt: skip
         result = TrainResult(
             steps=self.step,
             tokens=self.step * self.cfg.tokens_per_step,
@@ -336,6 +344,17 @@ class SaeTrainer(TrainerPersistence):
         return result
 
 
+def check_same_shapes(models: list[str], first: ModelShape) -> None:
+    """--models: every model has the first one's width and at least its layers (before any loads)."""
+    for name in models[1:]:
+        other = model_shape(name)
+        if (other.d_model, other.n_layers) != (first.d_model, first.n_layers):
+            raise ValueError(
+                f"--models: {name} has d_model {other.d_model} and {other.n_layers} layers, the first model "
+                f"{first.d_model} and {first.n_layers}; a crosscoder across models needs the same shape."
+            )
+
+
 class CrosscoderTrainer(CrosscoderSteps, SaeTrainer):
     """`--architecture crosscoder`: SaeTrainer's loop with the crosscoder's steps and metrics
     (`lorasae/train/crosscoder_trainer.py`)."""
@@ -351,6 +370,7 @@ def train_sae(cfg: TrainSaeConfig) -> TrainResult:
         cfg = cfg.resolved(shape.d_model, shape.max_positions, shape.n_layers)
         for layer in [cfg.layer, *cfg.layers]:
             check_layer(shape, layer)
+        check_same_shapes(cfg.models, shape)
         note = check_existing(cfg)  # before anything loads: refuse to replace a different SAE silently
         check_outputs_writable(cfg)
         if note and info.is_main:
@@ -359,7 +379,10 @@ def train_sae(cfg: TrainSaeConfig) -> TrainResult:
         split = load_token_split(
             cfg.dataset, tokenizer, cfg.ctx_len, cfg.num_val_tokens, cfg.seed, cfg.text_field
         )
-        trainer_class = CrosscoderTrainer if cfg.architecture == "crosscoder" else SaeTrainer
-        return trainer_class(cfg, model, tokenizer, split, info).fit()
+        if cfg.architecture != "crosscoder":
+            return SaeTrainer(cfg, model, tokenizer, split, info).fit()
+        others = [load_model(name, device, cfg.dtype)[0] for name in cfg.models[1:]]
+        sources = [model, *others] if cfg.models else None
+        return CrosscoderTrainer(cfg, model, tokenizer, split, info, source_models=sources).fit()
     finally:
         dist_utils.teardown()

@@ -15,6 +15,7 @@ from lorasae.sae import TopKSAE
 from lorasae.sae.splice import splice_fn
 from lorasae.train import distributed as dist_utils
 from lorasae.train.distributed import DistInfo
+from lorasae.train.positions import Positions, at_positions, select_positions
 
 MIN_CURVE_VAL_TOKENS = 2048  # paired CE differences over 2k tokens still resolve ~0.01 nat
 
@@ -48,12 +49,16 @@ def spliced_ce(
     batch_size: int,
     special_ids: Sequence[int] = (),
     info: DistInfo | None = None,
+    positions: Positions = None,
 ) -> float:
-    """Mean next-token CE on `chunks` with `sae` spliced after `layer` (None: the original model), summed
-    over the ranks' shares."""
+    """Mean next-token CE on `chunks` with `sae` spliced after `layer` (None: the original model; with
+    `positions`, at that position only), summed over the ranks' shares."""
     info = info or DistInfo()
     mine = rank_share(chunks, info)
-    fns = (lambda ids: {layer: splice_fn(sae, ids, special_ids)}) if sae is not None else None
+    if positions is not None:  # special positions: the kept one is the caller's choice
+        fns = (lambda ids: {layer: at_positions(splice_fn(sae), positions)}) if sae is not None else None
+    else:
+        fns = (lambda ids: {layer: splice_fn(sae, ids, special_ids)}) if sae is not None else None
     total, count = ce_sum_and_count(model, mine, batch_size, fns) if len(mine) else (0.0, 0)
     device = next(model.parameters()).device
     sums = dist_utils.all_reduce_sum(torch.tensor([total, float(count)], dtype=torch.float64, device=device))
@@ -75,6 +80,7 @@ def reconstruction_stats(
     chunks: torch.Tensor,
     batch_size: int,
     info: DistInfo | None = None,
+    positions: Positions = None,
 ) -> ReconstructionStats:
     info = info or DistInfo()
     device = sae.device
@@ -82,7 +88,7 @@ def reconstruction_stats(
     sums = torch.zeros(3 + d_in + 1, dtype=torch.float64, device=device)  # err, active, tokens, Σx, Σ‖x‖²
     fired = torch.zeros(sae.cfg.d_sae, dtype=torch.int32, device=device)
     for ids in rank_share(chunks, info).split(batch_size):
-        x = residual_at(model, ids.to(device), layer).reshape(-1, d_in).float()
+        x = select_positions(residual_at(model, ids.to(device), layer), positions).reshape(-1, d_in).float()
         acts, idx = sae.encode_topk(x)
         x_hat = sae.decode_topk(acts, idx)
         xd = x.double()
