@@ -204,11 +204,6 @@ def grok_checkpoint_dir(run: str, step: int, base: Path | None = None) -> Path:
     return _root(base) / "saved_models" / "grok" / sanitize(run) / "checkpoints" / f"step_{step}"
 
 
-def grok_sae_dir(run: str, name: str, base: Path | None = None) -> Path:
-    """`saved_saes/grok/<run>/<name>/`: SAEs (`pre`, `post`) and the `crosscoder` of a grokking run."""
-    return _root(base) / "saved_saes" / "grok" / sanitize(run) / sanitize(name)
-
-
 _GROK_MODEL_FOLDER = re.compile(
     r"saved_models/grok/(?P<run>[^/]+)/(?:checkpoints/)?(?P<which>final|step_\d+)/?$"
 )
