@@ -54,9 +54,9 @@ def test_study_on_a_small_prime_writes_saes_crosscoder_clamp_results_and_figures
     pre_key = model_key(str(paths.grok_checkpoint_dir(run, study["train"]["pre_step"])))
     final_key = model_key(str(paths.grok_model_dir(run)))
     post_folder = out_root / "saved_saes" / final_key / "normal" / "expansion_2_L0_3" / "model.layers.0"
-    assert saved["saes"][1]["folder"] == str(post_folder)
+    assert saved["sae_folders"]["post"] == str(post_folder)
     assert TopKSAE.load(post_folder).cfg.d_sae == 64
-    assert Crosscoder.load(saved["crosscoder_folder"]).cfg.sources == [pre_key, final_key]
+    assert Crosscoder.load(saved["sae_folders"]["crosscoder"]).cfg.sources == [pre_key, final_key]
     assert all(0 <= row["val_fvu"] < 1.5 for row in saved["saes"])
     names = {p.name for p in paths.plots_dir().glob("*.png")}
     for what in ("accuracy", "crosscoder_norms", "clamp", "latent_grid", "attribution", "latents_t-sne"):

@@ -180,6 +180,7 @@ def run_study(cfg: GrokStudyConfig, base: Path | None = None) -> dict:
     }
     saes: dict[str, TopKSAE] = {}
     sae_rows = []
+    folders: dict[str, str] = {}  # what train_sae.py wrote, read back by the experiments
     sae_configs = {"pre": cfg.pre_sae_config, "post": cfg.post_sae_config}
     for which, model, folder in (("pre", pre_model, pre_dir), ("post", post_model, final_dir)):
         trained = train_grok_sae(sae_configs[which], [folder], tc, cfg.layer)
@@ -198,13 +199,14 @@ def run_study(cfg: GrokStudyConfig, base: Path | None = None) -> dict:
                 "val_dead_fraction": trained.val_dead_fraction,
                 "test_acc": plain,
                 "test_acc_spliced": _spliced_test_acc(model, sae, cfg.layer, data),
-                "folder": str(trained.final_dir),
             }
         )
+        folders[which] = str(trained.final_dir)
     # weight decay shrinks the post-generalization residual ~2×: the decoder norms are compared per unit
     # of each source's mean norm (the crosscoder's loss, a sum of FVUs, is scale-free already)
     scales = {which: float(a.norm(dim=1).mean()) for which, a in acts.items()}
     trained = train_grok_sae(cfg.crosscoder_config, [pre_dir, final_dir], tc, cfg.layer)
+    folders["crosscoder"] = str(trained.final_dir)
     coder = load_ours(trained.final_dir).eval()
     assert isinstance(coder, Crosscoder)
     with torch.no_grad():
@@ -300,7 +302,7 @@ def run_study(cfg: GrokStudyConfig, base: Path | None = None) -> dict:
             "post": cfg.post_sae_config,
             "crosscoder": cfg.crosscoder_config,
         },
-        "crosscoder_folder": str(trained.final_dir),
+        "sae_folders": folders,
         "figures": [str(f) for f in figs],
         "seconds": round(time.perf_counter() - t0, 1),
     }
