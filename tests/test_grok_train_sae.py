@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from grok_helpers import small_grok_config
 
 from lorasae import paths
 from lorasae.config_files import parse_with_config_file
 from lorasae.data import load_token_split
 from lorasae.errors import PreflightError
+from lorasae.eval_ce import ce_sum_and_count, mean_ce
 from lorasae.grok.data import grok_source, parse_grok_source
 from lorasae.grok.saes import answer_activations
 from lorasae.grok.tasks import ModularTask
@@ -104,6 +106,19 @@ def test_answer_position_harvest_equals_the_study_answer_activations(small_run):
     torch.testing.assert_close(residual_at(model, ids[:, :3], 0)[:, last], harvested)
 
 
+def test_a_scored_position_counts_only_the_prediction_made_there(small_run):
+    _, final = small_run
+    model, _ = load_model(str(final), device="cpu")
+    ids = load_token_split(SOURCE, None, ctx_len=4, num_val_tokens=64, seed=0).val
+    total, count = ce_sum_and_count(model, ids, 5, scored_position=-2)
+    with torch.no_grad():
+        logits = model(ids).logits
+    assert count == len(ids)
+    assert total / count == pytest.approx(float(F.cross_entropy(logits[:, 2], ids[:, 3])), rel=1e-5)
+    everything, n = ce_sum_and_count(model, ids, 5, scored_position=-1)  # the last predicts nothing here
+    assert n == 3 * len(ids) and everything / n == pytest.approx(mean_ce(model, ids, 5), rel=1e-6)
+
+
 def test_a_position_splice_replaces_only_that_position():
     h = torch.randn(3, 4, 5)
     out = at_positions(lambda x: torch.zeros_like(x), -2)(h)
@@ -136,6 +151,10 @@ def test_the_grok_sae_config_trains_at_the_answer_position_under_the_checkpoint_
         fvu = float((sae.reconstruct(x) - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum())
     assert fvu == pytest.approx(result.val_fvu, rel=1e-4)  # train_sae.py's FVU is the answer position's
     assert result.val_fvu < 0.9
+    # the curve's CE scores the answer only (the prediction at the kept position), as the grok loss does
+    with torch.no_grad():
+        answer_ce = float(F.cross_entropy(model(split.val).logits[:, 2], split.val[:, 3]))
+    assert result.base_ce == pytest.approx(answer_ce, rel=1e-5)
     saved = json.loads((result.final_dir / "config.json").read_text())
     assert saved["positions"] == "-2" and saved["dataset"] == SOURCE
 

@@ -197,8 +197,8 @@ class TrainSaeConfig(CommonArgs):
 
     positions: str = "all"
     """Positions of each chunk the SAE reads and is spliced at: all (the paper's), last, or an index
-    (negative from the end; -2 = the grok world's answer position, the `=` of `a b = c`). --num_train_tokens
-    still counts whole chunks (ctx_len tokens each)."""
+    (negative from the end; -2 = the grok world's answer position, the `=` of `a b = c`); the curve's CE
+    then scores only the prediction made there. --num_train_tokens still counts whole chunks."""
 
     sae_kwargs: SaeKwargs = field(default_factory=SaeKwargs)
     """Architecture settings (flat flags or dotted: --sae_kwargs.<name>)."""

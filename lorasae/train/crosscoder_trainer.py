@@ -115,7 +115,10 @@ class CrosscoderSteps:
         picked = [i for i, key in enumerate(self.source_keys) if only is None or key in only]
         if not with_sae:
             models = {id(m): m for m in self.source_models}.values()
-            ces = [ce_sum_and_count(m, self.curve_val, self.cfg.val_batch_size) for m in models]
+            ces = [
+                ce_sum_and_count(m, self.curve_val, self.cfg.val_batch_size, None, self.positions)
+                for m in models
+            ]
             return sum(t / c for t, c in ces) / len(ces)
         if only is None:
             return sum(self._source_ce(True, [self.source_keys[i]]) for i in picked) / len(picked)
@@ -130,7 +133,7 @@ class CrosscoderSteps:
                 for i in picked
             }
 
-        total, count = ce_sum_and_count(model, self.curve_val, self.cfg.val_batch_size, fns)
+        total, count = ce_sum_and_count(model, self.curve_val, self.cfg.val_batch_size, fns, self.positions)
         return total / count
 
     # --- one optimiser step ------------------------------------------------------------------------

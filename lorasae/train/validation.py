@@ -52,14 +52,15 @@ def spliced_ce(
     positions: Positions = None,
 ) -> float:
     """Mean next-token CE on `chunks` with `sae` spliced after `layer` (None: the original model; with
-    `positions`, at that position only), summed over the ranks' shares."""
+    `positions`, at that position only, and only the prediction made there is scored), summed over the
+    ranks' shares."""
     info = info or DistInfo()
     mine = rank_share(chunks, info)
     if positions is not None:  # special positions: the kept one is the caller's choice
         fns = (lambda ids: {layer: at_positions(splice_fn(sae), positions)}) if sae is not None else None
     else:
         fns = (lambda ids: {layer: splice_fn(sae, ids, special_ids)}) if sae is not None else None
-    total, count = ce_sum_and_count(model, mine, batch_size, fns) if len(mine) else (0.0, 0)
+    total, count = ce_sum_and_count(model, mine, batch_size, fns, positions) if len(mine) else (0.0, 0)
     device = next(model.parameters()).device
     sums = dist_utils.all_reduce_sum(torch.tensor([total, float(count)], dtype=torch.float64, device=device))
     return float(sums[0] / sums[1])
