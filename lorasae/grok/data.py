@@ -32,7 +32,7 @@ _NAME = re.compile(
 
 
 def is_grok_source(source: str | None) -> bool:
-    return bool(source) and source.startswith(GROK_PREFIX)  # type: ignore[union-attr]
+    return source is not None and source.startswith(GROK_PREFIX)
 
 
 def grok_source(task: ModularTask) -> str:
