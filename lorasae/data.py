@@ -53,6 +53,11 @@ def default_dataset(model_name: str) -> str:
     models have no default (text is no protein data)."""
     if model_name == "esm" or "/esm" in model_name.lower():
         raise ValueError(f"{model_name} is a protein model: give its data with --dataset file.fasta.")
+    if model_name == "grok":  # the registry's grok model: its task's train problems (lorasae/grok/data.py)
+        from lorasae.grok.data import grok_source
+        from lorasae.grok.tasks import ModularTask
+
+        return grok_source(ModularTask())
     return "builtin" if model_name == "tiny" else DEFAULT_HUB_DATASET
 
 
@@ -193,7 +198,12 @@ def load_token_split(
     seed: int = 42,
     text_field: str = "text",
 ) -> TokenSplit:
-    """The split every script shares: same arguments → same validation and train chunks."""
+    """The split every script shares: same arguments → same validation and train chunks. A `grok:<task>`
+    source gives its train problems instead (`lorasae.grok.data.GrokSplit`, the same interface)."""
+    if source.startswith("grok:"):
+        from lorasae.grok.data import grok_token_split
+
+        return grok_token_split(source, ctx_len, num_val_tokens, seed)  # type: ignore[return-value]
     num_val_chunks = max(1, -(-num_val_tokens // ctx_len))
     split = TokenSplit(
         source, tokenizer, ctx_len, seed, torch.empty(0, ctx_len, dtype=torch.long), text_field

@@ -76,9 +76,12 @@ def ce_sum_and_count(
     chunks: torch.Tensor,
     batch_size: int,
     splice_fns: SpliceFns | None = None,
+    scored_position: int | None = None,
 ) -> tuple[float, int]:
     """(Σ next-token CE in nats, number of scored tokens) over `chunks` [N, T]. The model is evaluated in
-    eval mode and put back in the mode it was in."""
+    eval mode and put back in the mode it was in. `scored_position` p scores only the prediction made at
+    position p (of token p + 1; `train_sae.py --positions`, e.g. the grok world's answer at -2); the last
+    position predicts nothing in the chunk, so there every prediction is scored as without it."""
     if chunks.ndim != 2 or chunks.shape[1] < 2:
         raise ValueError(f"chunks must be [N, T] with T ≥ 2, got {tuple(chunks.shape)}")
     if batch_size < 1:
@@ -89,6 +92,10 @@ def ce_sum_and_count(
         model.eval()
     total, count = 0.0, 0
     masked_lm = is_masked_lm(model)
+    first, stop = 0, chunks.shape[1] - 1  # logits at positions first … stop-1 are scored
+    if scored_position is not None and scored_position % chunks.shape[1] < stop and not masked_lm:
+        first = scored_position % chunks.shape[1]
+        stop = first + 1
     try:
         for start in range(0, len(chunks), batch_size):
             ids = chunks[start : start + batch_size].to(device)
@@ -102,13 +109,13 @@ def ce_sum_and_count(
             # a few rows at a time: at most ~256 MiB of float32 log-probabilities in memory
             rows = max(1, _CE_CHUNK_ELEMENTS // (logits.shape[1] * logits.shape[2]))
             for row in range(0, len(ids), rows):
-                scored = logits[row : row + rows, :-1]
+                scored = logits[row : row + rows, first:stop]
                 total += F.cross_entropy(
                     scored.reshape(-1, scored.shape[-1]).float(),
-                    ids[row : row + rows, 1:].reshape(-1),
+                    ids[row : row + rows, first + 1 : stop + 1].reshape(-1),
                     reduction="sum",
                 ).item()
-            count += ids[:, 1:].numel()
+            count += ids[:, first + 1 : stop + 1].numel()
             del logits
     finally:
         if was_training:

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lorasae import paths
 from lorasae.errors import LorasaeError
 from lorasae.precision import attention_implementation, configure_matmul, resolve_dtype
 from lorasae.runtime import parse_device
@@ -82,6 +83,8 @@ def model_key(name: str) -> str:
     key = name.strip().rstrip("/")
     if key in MODEL_REGISTRY:
         return "gemma" if key == "gemma-2b" else key
+    if grok := paths.grok_model_key(key):  # a grokking run's checkpoint: `step_300` alone says too little
+        return grok
     return key.split("/")[-1]
 
 

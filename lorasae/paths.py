@@ -57,12 +57,19 @@ def relu_sae_tag(expansion_factor: int, sparsity: float, pct: int | None = None)
 
 
 def crosscoder_tag(
-    expansion_factor: int, layers: list[int], k: int | None, sparsity: float | None, pct: int | None = None
+    expansion_factor: int,
+    layers: list[int],
+    k: int | None,
+    sparsity: float | None,
+    pct: int | None = None,
+    models: list[str] | None = None,
 ) -> str:
     """`crosscoder_layers_<a>+<b>_expansion_<E>_L0_<k>` (TopK) or `..._relu_l1_<λ>` (ReLU), `-<pct>pct`
-    for a checkpoint."""
+    for a checkpoint; across models (`models`: their short names), `crosscoder_models_<m1>+<m2>_...`."""
     inner = relu_sae_tag(expansion_factor, sparsity) if k is None else sae_tag(expansion_factor, k)
-    tag = f"crosscoder_layers_{'+'.join(str(x) for x in layers)}_{inner}"
+    names = [sanitize(m) for m in models] if models else [str(x) for x in layers]
+    sources = f"{'models' if models else 'layers'}_{'+'.join(names)}"
+    tag = f"crosscoder_{sources}_{inner}"
     return tag if pct is None else f"{tag}-{pct}pct"
 
 
@@ -222,9 +229,17 @@ def grok_checkpoint_dir(run: str, step: int, base: Path | None = None) -> Path:
     return _root(base) / "saved_models" / "grok" / sanitize(run) / "checkpoints" / f"step_{step}"
 
 
-def grok_sae_dir(run: str, name: str, base: Path | None = None) -> Path:
-    """`saved_saes/grok/<run>/<name>/`: SAEs (`pre`, `post`) and the `crosscoder` of a grokking run."""
-    return _root(base) / "saved_saes" / "grok" / sanitize(run) / sanitize(name)
+_GROK_MODEL_FOLDER = re.compile(
+    r"saved_models/grok/(?P<run>[^/]+)/(?:checkpoints/)?(?P<which>final|step_\d+)/?$"
+)
+
+
+def grok_model_key(folder: str) -> str | None:
+    """`grok-<run>-<final|step_N>` for a grokking run's model folder (`grok_model_dir`,
+    `grok_checkpoint_dir`), so SAEs trained on its checkpoints do not share one `saved_saes/step_N/`;
+    None for any other path."""
+    m = _GROK_MODEL_FOLDER.search(Path(folder).as_posix())
+    return f"grok-{m['run']}-{m['which']}" if m else None
 
 
 def grok_data_dir(run: str, base: Path | None = None) -> Path:

@@ -120,13 +120,15 @@ class PrefixCache:
                 layers[i] = module
             self._start = None
 
-    def ce_sum_and_count(self, batch_size: int, splice_fns: SpliceFns | None = None) -> tuple[float, int]:
+    def ce_sum_and_count(
+        self, batch_size: int, splice_fns: SpliceFns | None = None, scored_position: int | None = None
+    ) -> tuple[float, int]:
         """`eval_ce.ce_sum_and_count` of the cached chunks with `splice_fns` (layers ≥ `layer` only),
         running only the layers after `layer`."""
         if any(layer < self.layer for layer in _splice_layers(splice_fns, self.chunks[:1])):
             raise ValueError(f"prefix cache after layer {self.layer}: cannot splice an earlier layer")
         with self.active():
-            return ce_sum_and_count(self.model, self.chunks, batch_size, splice_fns)
+            return ce_sum_and_count(self.model, self.chunks, batch_size, splice_fns, scored_position)
 
 
 def _splice_layers(splice_fns: SpliceFns | None, ids: torch.Tensor) -> list[int]:

@@ -8,17 +8,31 @@ from pathlib import Path
 from grok_helpers import small_grok_config
 
 from lorasae import paths
-from lorasae.grok.saes import SaeFitConfig
-from lorasae.grok.study import GrokStudyConfig, run_study
+from lorasae.grok.study import REPO, GrokStudyConfig, run_study
+from lorasae.models import model_key
 from lorasae.sae import TopKSAE
 from lorasae.sae.crosscoder import Crosscoder
+
+SMALL = {"num_train_tokens": 4000, "num_val_tokens": 64, "batch_size": 16, "expansion_factor": 2, "k": 3}
+SMALL |= {"eval_every_pct": 10}  # 11 curve points, not 101
+
+
+def small_configs(folder: Path) -> dict[str, str]:
+    """The study's config files (configs/grok-*.json) with the sizes of a p = 11 run."""
+    out = {}
+    for which in ("pre", "post", "crosscoder"):
+        cfg = json.loads((REPO / "configs" / f"grok-{which}.json").read_text()) | SMALL | {"lr": 3e-3}
+        path = folder / f"grok-{which}.json"
+        path.write_text(json.dumps(cfg))
+        out[f"{which}_sae_config" if which != "crosscoder" else "crosscoder_config"] = str(path)
+    return out
 
 
 def test_study_on_a_small_prime_writes_saes_crosscoder_clamp_results_and_figures(out_root):
     train = small_grok_config()
     cfg = GrokStudyConfig(
         train=train,
-        sae=SaeFitConfig(expansion_factor=2, k=3, steps=60, batch_size=64, lr=3e-3),
+        **small_configs(out_root),
         pre_train_acc=0.9,
         n_clamp=3,
         clamp_seeds=2,
@@ -36,8 +50,14 @@ def test_study_on_a_small_prime_writes_saes_crosscoder_clamp_results_and_figures
     assert all(0 <= row["fvu"] < 1.5 and row["l0"] <= 3 for row in saved["saes"])
     assert saved["crosscoder"]["l0"] <= 3
     assert study["train"]["pre_train_acc"] >= 0.9
-    assert TopKSAE.load(paths.grok_sae_dir(run, "post")).cfg.d_sae == 64
-    assert Crosscoder.load(paths.grok_sae_dir(run, "crosscoder")).cfg.sources == ["pre", "post"]
+    # the SAEs are train_sae.py's, under the checkpoints' names, and the study read those folders
+    pre_key = model_key(str(paths.grok_checkpoint_dir(run, study["train"]["pre_step"])))
+    final_key = model_key(str(paths.grok_model_dir(run)))
+    post_folder = out_root / "saved_saes" / final_key / "normal" / "expansion_2_L0_3" / "model.layers.0"
+    assert saved["sae_folders"]["post"] == str(post_folder)
+    assert TopKSAE.load(post_folder).cfg.d_sae == 64
+    assert Crosscoder.load(saved["sae_folders"]["crosscoder"]).cfg.sources == [pre_key, final_key]
+    assert all(0 <= row["val_fvu"] < 1.5 for row in saved["saes"])
     names = {p.name for p in paths.plots_dir().glob("*.png")}
     for what in ("accuracy", "crosscoder_norms", "clamp", "latent_grid", "attribution", "latents_t-sne"):
         assert f"grok_{run}_{what}.png" in names

@@ -5,7 +5,9 @@ while training continues, figures.
     python eval/grok/run.py                                  # modular addition, p = 97 (`make grok`)
     python eval/grok/run.py --task division --prime 59 --train_frac 0.5
 
-Writes saved_models/grok/<run>/, saved_saes/grok/<run>/, data/grok/<run>/study.json, plots/grok_<run>_*.
+Writes saved_models/grok/<run>/ (the model and its checkpoints), the SAEs and the crosscoder that
+train_sae.py trains from configs/grok-*.json (saved_saes/grok-<run>-<step_N|final>/), data/grok/<run>/study.json,
+plots/grok_<run>_*.
 `--help` lists every flag.
 """
 

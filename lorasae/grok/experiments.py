@@ -30,10 +30,15 @@ def differing_latents(sae: TopKSAE, acts_pre: Tensor, acts_post: Tensor) -> tupl
 
 
 @torch.no_grad()
-def relative_decoder_norms(coder: nn.Module) -> Tensor:
+def relative_decoder_norms(coder: nn.Module, scales: list[float] | None = None) -> Tensor:
     """‖W_dec[post]_i‖ / (‖W_dec[pre]_i‖ + ‖W_dec[post]_i‖) of a 2-source crosscoder (sources pre, post):
-    ≈ 1 for latents only the post-generalization model has, ≈ 0 for pre-only ones, ≈ 0.5 for shared."""
+    ≈ 1 for latents only the post-generalization model has, ≈ 0 for pre-only ones, ≈ 0.5 for shared.
+    With `scales` (each source's mean activation norm), each source's norms are divided by its scale
+    first, so a source that is smaller overall (the post residual, from weight decay) is not read as
+    every latent leaning pre."""
     norms = coder.decoder_norms()
+    if scales is not None:
+        norms = norms / torch.tensor(scales, dtype=norms.dtype, device=norms.device)[:, None]
     return norms[1] / norms.sum(0).clamp_min(1e-12)
 
 

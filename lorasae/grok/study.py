@@ -2,12 +2,19 @@
 until it groks, pick the pre-generalization checkpoint, train SAEs on its and the final model's answer
 activations and a crosscoder across both, rank the latents that differ, clamp them while training
 continues (against random latents, several seeds), draw the figures and write `data/grok/<run>/study.json`.
+
+The SAEs and the crosscoder are trained by `train_sae.py`'s own entry (`train_sae(parse_with_config_file(
+TrainSaeConfig, ...))`) from the config files `configs/grok-{pre,post,crosscoder}.json`, on the run's train
+problems at the answer position (`--dataset grok:<task> --positions -2`, `lorasae/grok/data.py`); the study
+only sets the models (its checkpoint folders), the dataset and the layer, and reads the SAEs back from the
+folders train_sae.py wrote (`lorasae.sae.registry.load_ours`). They land where train_sae.py puts them:
+`saved_saes/grok-<run>-<step_N|final>/normal/...` under `paths.root()`.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +24,10 @@ from transformers import LlamaForCausalLM
 
 from lorasae import paths
 from lorasae.atomic import atomic_write_json, read_json
+from lorasae.config_files import parse_with_config_file
 from lorasae.errors import PreflightError
 from lorasae.grok import figures
+from lorasae.grok.data import grok_source
 from lorasae.grok.experiments import (
     clamp_fn,
     clamp_study,
@@ -27,10 +36,17 @@ from lorasae.grok.experiments import (
     token_attribution,
 )
 from lorasae.grok.model import accuracy
-from lorasae.grok.saes import SaeFitConfig, answer_activations, latent_stats, train_crosscoder, train_topk_sae
+from lorasae.grok.saes import answer_activations, latent_stats
 from lorasae.grok.train import Curves, GrokTrainConfig, checkpoint_steps, ensure_grok_model
 from lorasae.hooks import splice
 from lorasae.sae import TopKSAE, splice_fn
+from lorasae.sae.crosscoder import Crosscoder
+from lorasae.sae.registry import load_ours
+from lorasae.train.config import TrainSaeConfig
+from lorasae.train.result import TrainResult
+from lorasae.train.sae_trainer import train_sae
+
+REPO = Path(__file__).resolve().parents[2]  # relative config paths are the repository's configs/
 
 
 @dataclass
@@ -38,7 +54,13 @@ class GrokStudyConfig:
     """The grokking study: featurizing model, SAEs, crosscoder, clamping, figures."""
 
     train: GrokTrainConfig = field(default_factory=GrokTrainConfig)
-    sae: SaeFitConfig = field(default_factory=SaeFitConfig)
+    pre_sae_config: str = "configs/grok-pre.json"
+    """train_sae.py config file of the SAE on the pre-generalization checkpoint (relative paths: from the
+    repository). The study sets its --model (the checkpoint folder), --dataset (the run's task) and --layer."""
+    post_sae_config: str = "configs/grok-post.json"
+    """train_sae.py config file of the SAE on the final model (--model, --dataset, --layer set as above)."""
+    crosscoder_config: str = "configs/grok-crosscoder.json"
+    """train_sae.py config file of the crosscoder across both (--models pre final, --dataset, --layer set)."""
     layer: int = 0
     """Decoder layer whose output (at the answer position) the SAEs read and the clamp edits."""
     pre_train_acc: float = 0.99
@@ -65,6 +87,15 @@ class GrokStudyConfig:
 
 def _load(folder: Path) -> LlamaForCausalLM:
     return LlamaForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+
+
+def train_grok_sae(config: str, models: list[Path], tc: GrokTrainConfig, layer: int) -> TrainResult:
+    """train_sae.py's run of `config` on `models` (one: --model; two: a crosscoder's --models), on the
+    train problems of the run's task at `layer`: the same entry as `python train_sae.py --config_file`."""
+    path = Path(config) if Path(config).is_absolute() or Path(config).exists() else REPO / config
+    which = ["--model", str(models[0])] if len(models) == 1 else ["--models", *map(str, models)]
+    argv = ["--config_file", str(path), *which, "--dataset", grok_source(tc.task), "--layer", str(layer)]
+    return train_sae(parse_with_config_file(TrainSaeConfig, argv))
 
 
 def _last_position(fn):
@@ -149,11 +180,11 @@ def run_study(cfg: GrokStudyConfig, base: Path | None = None) -> dict:
     }
     saes: dict[str, TopKSAE] = {}
     sae_rows = []
-    for which, model in (("pre", pre_model), ("post", post_model)):
-        sae = train_topk_sae(acts[which], cfg.sae, cfg.layer, model_name=f"grok/{run}/{which}")
-        sae.save(
-            paths.grok_sae_dir(run, which, base), step=pre_step if which == "pre" else summary["final_step"]
-        )
+    folders: dict[str, str] = {}  # what train_sae.py wrote, read back by the experiments
+    sae_configs = {"pre": cfg.pre_sae_config, "post": cfg.post_sae_config}
+    for which, model, folder in (("pre", pre_model, pre_dir), ("post", post_model, final_dir)):
+        trained = train_grok_sae(sae_configs[which], [folder], tc, cfg.layer)
+        sae = load_ours(trained.final_dir).eval()  # read back from what train_sae.py wrote
         saes[which] = sae
         with torch.no_grad():
             stats = latent_stats(sae.encode(acts[which]))
@@ -162,27 +193,32 @@ def run_study(cfg: GrokStudyConfig, base: Path | None = None) -> dict:
         sae_rows.append(
             {
                 "sae": which,
-                "fvu": fvu,
+                "fvu": fvu,  # over all p² problems (train and test)
                 **stats,
+                "val_fvu": trained.val_fvu,  # train_sae.py's, on its held-out train problems
+                "val_dead_fraction": trained.val_dead_fraction,
                 "test_acc": plain,
                 "test_acc_spliced": _spliced_test_acc(model, sae, cfg.layer, data),
             }
         )
-    # each source scaled to mean norm 1 (weight decay shrinks the post-generalization residual ~2×, which
-    # would otherwise show up as smaller post decoder norms for every latent)
+        folders[which] = str(trained.final_dir)
+    # weight decay shrinks the post-generalization residual ~2×: the decoder norms are compared per unit
+    # of each source's mean norm (the crosscoder's loss, a sum of FVUs, is scale-free already)
     scales = {which: float(a.norm(dim=1).mean()) for which, a in acts.items()}
-    sources = [acts["pre"] / scales["pre"], acts["post"] / scales["post"]]
-    coder = train_crosscoder(sources, cfg.sae, ["pre", "post"], [cfg.layer, cfg.layer])
-    coder.save(paths.grok_sae_dir(run, "crosscoder", base), pre_step=pre_step, input_scales=scales)
+    trained = train_grok_sae(cfg.crosscoder_config, [pre_dir, final_dir], tc, cfg.layer)
+    folders["crosscoder"] = str(trained.final_dir)
+    coder = load_ours(trained.final_dir).eval()
+    assert isinstance(coder, Crosscoder)
     with torch.no_grad():
-        cc_out = coder(sources)
-    rel = relative_decoder_norms(coder)
+        cc_out = coder([acts["pre"], acts["post"]])
+    rel = relative_decoder_norms(coder, [scales["pre"], scales["post"]])
     alive = (cc_out.z > 0).any(0)
     crosscoder_row = {
         "input_scale_pre": scales["pre"],
         "input_scale_post": scales["post"],
         "fvu_pre": float(cc_out.fvu[0]),
         "fvu_post": float(cc_out.fvu[1]),
+        "val_fvu": trained.val_fvu,
         **latent_stats(cc_out.z),
         "post_only_latents": int(((rel > 0.9) & alive).sum()),
         "pre_only_latents": int(((rel < 0.1) & alive).sum()),
@@ -261,7 +297,12 @@ def run_study(cfg: GrokStudyConfig, base: Path | None = None) -> dict:
         "differing_latents": [{"latent": int(i), "score": float(score[i])} for i in order[:10]],
         "clamp": clamp_row,
         "clamp_runs": [r.to_dict() for r in clamp],
-        "sae_fit": asdict(cfg.sae),
+        "sae_configs": {
+            "pre": cfg.pre_sae_config,
+            "post": cfg.post_sae_config,
+            "crosscoder": cfg.crosscoder_config,
+        },
+        "sae_folders": folders,
         "figures": [str(f) for f in figs],
         "seconds": round(time.perf_counter() - t0, 1),
     }

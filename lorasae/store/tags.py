@@ -21,7 +21,8 @@ from lorasae.paths import sanitize
 OUR_TAG = re.compile(r"^expansion_(?P<e>\d+)_L0_(?P<k>\d+)(?:-(?P<pct>\d+)pct)?$")
 LAYER_DIR = re.compile(r"^(?:model\.)?layers?[._](?P<layer>\d+)$")
 ARCH_TAG = re.compile(
-    r"^(?:crosscoder_layers_(?P<layers>\d+(?:\+\d+)*)_)?expansion_(?P<e>\d+)_"
+    r"^(?:crosscoder_(?:layers_(?P<layers>\d+(?:\+\d+)*)|models_(?P<models>[A-Za-z0-9._+-]+?))_)?"
+    r"expansion_(?P<e>\d+)_"
     r"(?:L0_(?P<k>\d+)|relu_l1_(?P<l1>\d[0-9.e+-]*?))(?:-(?P<pct>\d+)pct)?$"
 )
 """Every tag train_sae.py writes (`paths.sae_tag`, `paths.relu_sae_tag`, `paths.crosscoder_tag`)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lorasae.models import model_key
 from lorasae.sae import SaeConfig, TopKSAE
 from lorasae.sae.crosscoder import Crosscoder, CrosscoderConfig
 from lorasae.sae.registry import sae_class
@@ -25,14 +26,15 @@ def build_sae(cfg: TrainSaeConfig, d_model: int, device: torch.device) -> nn.Mod
             device=device,
         )
     if cfg.architecture == "crosscoder":
-        layers = list(cfg.layers)
+        # sources: --layers of one model, or --layer of each of --models
+        layers = list(cfg.layers) or [cfg.layer] * len(cfg.models)
         coder_cfg = CrosscoderConfig(
             d_in=[d_model] * len(layers),
             d_sae=d_sae,
             k=cfg.k,
             activation=cfg.sae_kwargs.crosscoder_activation,
-            sources=[f"layer{x}" for x in layers],
-            model_names=[cfg.model_name] * len(layers),
+            sources=[model_key(m) for m in cfg.models] or [f"layer{x}" for x in layers],
+            model_names=list(cfg.models) or [cfg.model_name] * len(layers),
             hook_layers=layers,
         )
         return Crosscoder(coder_cfg, device=device)

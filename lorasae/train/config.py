@@ -39,6 +39,7 @@ from lorasae.model_defaults import (
 )
 from lorasae.models import model_key
 from lorasae.train.modification import MODIFICATIONS
+from lorasae.train.positions import Positions, check_positions, parse_positions
 from lorasae.train.schedule import LR_SCHEDULERS
 from lorasae.train.validation import curve_val_tokens
 
@@ -194,6 +195,17 @@ class TrainSaeConfig(CommonArgs):
     """Crosscoder sources: the decoder layers whose outputs one shared dictionary reconstructs (e.g.
     --layers 0 1). Default for --architecture crosscoder: --layer and the layer before it."""
 
+    models: list[str] = field(default_factory=list)
+    """A crosscoder across models (the seed's cross-model crosscoder): names or folders (e.g. two
+    checkpoints of one run: --models <pre> <post>) whose outputs of --layer one shared dictionary
+    reconstructs, one source per model, all fed the same tokens. Outputs go under the first one's name;
+    --model may be left out. Empty: a crosscoder over --layers of --model."""
+
+    positions: str = "all"
+    """Positions of each chunk the SAE reads and is spliced at: all (the paper's), last, or an index
+    (negative from the end; -2 = the grok world's answer position, the `=` of `a b = c`); the curve's CE
+    then scores only the prediction made there. --num_train_tokens still counts whole chunks."""
+
     sae_kwargs: SaeKwargs = field(default_factory=SaeKwargs)
     """Architecture settings (flat flags or dotted: --sae_kwargs.<name>)."""
 
@@ -224,7 +236,8 @@ class TrainSaeConfig(CommonArgs):
             cfg.k = cfg.sae_kwargs.topk
         if cfg.layer is None:
             cfg.layer = default_sae_layer(n_layers) if n_layers else model_defaults.PAPER_SAE_LAYER
-        if cfg.architecture == "crosscoder":  # sources: --layers (default: --layer and the one before)
+        # crosscoder sources: --layers (default: --layer and the one before), unless --models
+        if cfg.architecture == "crosscoder" and not cfg.models:
             cfg.layers = sorted(set(cfg.layers)) or ([cfg.layer - 1, cfg.layer] if cfg.layer > 0 else [0, 1])
             cfg.layer = max(cfg.layers)  # the truncated forward runs up to the last source
         cfg.dataset = cfg.dataset or default_dataset(cfg.model_name)
@@ -299,6 +312,7 @@ class TrainSaeConfig(CommonArgs):
             )
         if self.architecture == "crosscoder" and self.e2e:
             problems.append("--e2e is for single-layer SAEs (topk or relu), not crosscoders")
+        problems += self._source_problems()
         if self.resume and self.init_sae:
             problems.append("--resume and --init_sae exclude each other")
         problems += self._modification_problems()
@@ -323,7 +337,35 @@ class TrainSaeConfig(CommonArgs):
             )
         return problems
 
+    def _source_problems(self) -> list[str]:
+        """What is wrong with --models / --positions (lorasae/train/positions.py)."""
+        problems = []
+        if self.models:
+            if self.architecture != "crosscoder":
+                problems.append("--models is for --architecture crosscoder (one source per model)")
+            if len(self.models) < 2:
+                problems.append(f"--models needs two models or more, got {self.models}")
+            if self.layers:
+                problems.append("--models reads --layer of every model; leave out --layers")
+            if self.model and self.model != self.models[0]:
+                problems.append(f"--model {self.model} is not the first of --models {self.models}")
+        if self.positions != "all" and self.e2e:
+            problems.append("--positions is for the reconstruction objective, not --e2e")
+        if self.ctx_len is not None and (bad := check_positions(self.positions, self.ctx_len)):
+            problems.append(bad)
+        return problems
+
     # --- derived quantities ----------------------------------------------------------------------------
+    @property
+    def model_name(self) -> str:
+        """--model (or --model_type); with --models, the first of them (outputs are named after it)."""
+        return self.models[0] if self.models else (self.model or self.model_type)
+
+    @property
+    def position_index(self) -> Positions:
+        """--positions parsed: None (every position) or one index."""
+        return parse_positions(self.positions)
+
     @property
     def kind(self) -> str:
         """`e2e`, `modified` (a --hidden_modification target) or `normal`: the SAE kind in output paths."""
@@ -389,4 +431,6 @@ class TrainSaeConfig(CommonArgs):
         "lr_scheduler",
         "hidden_modification",
         "modification_file",
+        "models",
+        "positions",
     )

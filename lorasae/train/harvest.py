@@ -21,6 +21,7 @@ from lorasae.train import distributed as dist_utils
 from lorasae.train.distributed import DistInfo
 from lorasae.train.modification import plain_rows
 from lorasae.train.objectives import StepStats, _sae_losses
+from lorasae.train.positions import Positions, select_positions
 
 HARVEST_TOKENS_CUDA = 32_768  # tokens per harvesting forward on a GPU (32 sequences of 1024)
 
@@ -35,9 +36,10 @@ def default_harvest_steps(device: torch.device, tokens_per_step: int) -> int:
 class ActivationBuffer:
     """Iterator over this rank's activations [local batch x T, d] (float32) of the global batches
     `batches`, `steps_per_forward` batches per truncated forward through layer `layer`; at most `total`
-    batches are read (none is harvested beyond the run's last step). `rows(hidden, ids)` turns one step's
-    residual [B, T, d] into the rows the SAE reconstructs (default: the residual itself; a
-    `--hidden_modification` gives f(x), `lorasae/train/modification.py`)."""
+    batches are read (none is harvested beyond the run's last step). `positions` (`--positions`) keeps one
+    position of each chunk (None: all); `rows(hidden, ids)` then turns one step's residual [B, T, d] into
+    the rows the SAE reconstructs (default: the residual itself; a `--hidden_modification` gives f(x),
+    `lorasae/train/modification.py`)."""
 
     def __init__(
         self,
@@ -49,6 +51,7 @@ class ActivationBuffer:
         device: torch.device,
         total: int | None = None,
         rows: Callable[[Tensor, Tensor], Tensor] = plain_rows,
+        positions: Positions = None,
     ):
         if steps_per_forward < 1:
             raise ValueError(f"steps_per_forward must be >= 1, got {steps_per_forward}")
@@ -57,6 +60,7 @@ class ActivationBuffer:
         self.ready: list[Tensor] = []
         self.forwards = 0
         self.remaining = total
+        self.positions = positions
 
     def __iter__(self) -> ActivationBuffer:
         return self
@@ -78,7 +82,8 @@ class ActivationBuffer:
         sizes = [len(s) for s in shards]
         ids = torch.cat(shards).to(self.device)
         with torch.no_grad():
-            hidden = residual_at(self.model, ids, self.layer)
+            hidden = select_positions(residual_at(self.model, ids, self.layer), self.positions)
+        ids = select_positions(ids, self.positions)
         self.forwards += 1
         # one [B_i x T, d] float32 block per step, in the order the steps take them
         self.ready = [self.rows(h, i) for h, i in zip(hidden.split(sizes), ids.split(sizes))][::-1]

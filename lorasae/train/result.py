@@ -24,7 +24,7 @@ class TrainResult:
     train_metrics: dict[str, float] = field(default_factory=dict)  # means over the last logging window
     checkpoint_dirs: dict[int, Path] = field(default_factory=dict)
     state_path: Path | None = None
-    per_source: dict[int, dict[str, float]] = field(default_factory=dict)  # crosscoders: {layer: metrics}
+    per_source: dict = field(default_factory=dict)  # crosscoders: {layer (--models: model key): metrics}
 
 
 def summary_line(cfg: TrainSaeConfig, r: TrainResult) -> str:
@@ -36,6 +36,8 @@ def summary_line(cfg: TrainSaeConfig, r: TrainResult) -> str:
     base = f"original model {r.base_ce:.4f}" if r.base_ce is not None else f"of {cfg.modification_file}"
     sparsity = f"λ={cfg.sae_kwargs.sparsity:g}" if uses_sparsity(cfg) else f"k={cfg.k}"
     where = f"layers {cfg.layers}" if cfg.architecture == "crosscoder" else f"layer {cfg.layer}"
+    if cfg.models:
+        where = f"layer {cfg.layer} of {len(cfg.models)} models"
     return (
         f"{cfg.kind} {cfg.architecture} SAE {cfg.model_key} {where} ({sparsity}, width {cfg.expansion_factor}x): "
         f"{r.steps} steps, {r.tokens:,} tokens, {r.minutes[-1] if r.minutes else 0:.2f} train min; {ce} "

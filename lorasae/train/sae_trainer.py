@@ -22,6 +22,7 @@ from lorasae.data import TokenSplit, load_token_split
 from lorasae.errors import LorasaeError
 from lorasae.hooks import residual_at
 from lorasae.models import (
+    ModelShape,
     check_layer,
     d_model,
     load_model,
@@ -49,6 +50,7 @@ from lorasae.train.modified_trainer import ModifiedTargetSteps
 from lorasae.train.objectives import e2e_head, e2e_step, reconstruction_step
 from lorasae.train.optim import make_optimizer
 from lorasae.train.persistence import TrainerPersistence
+from lorasae.train.positions import select_positions
 from lorasae.train.result import TrainResult, summary_line
 from lorasae.train.schedule import make_scheduler
 from lorasae.train.state import (
@@ -122,7 +124,8 @@ class SaeTrainer(TrainerPersistence):
     def init_b_dec(self, first_local_batch: torch.Tensor) -> None:
         """b_dec = geometric median of the first global batch's activations (gathered over ranks)."""
         ids = first_local_batch.to(self.device)
-        acts = dist_utils.all_gather_cat(self.rows(residual_at(self.model, ids, self.cfg.layer), ids))
+        hidden = select_positions(residual_at(self.model, ids, self.cfg.layer), self.cfg.position_index)
+        acts = dist_utils.all_gather_cat(self.rows(hidden, select_positions(ids, self.cfg.position_index)))
         self.sae.b_dec.data.copy_(geometric_median(acts).to(self.sae.dtype))
         self.needs_b_dec_init = False
 
@@ -139,6 +142,7 @@ class SaeTrainer(TrainerPersistence):
         return spliced_ce(
             self.model, sae, cfg.layer, self.curve_val, cfg.val_batch_size, self.special_ids, self.info,
             self.prefix_cache(),
+            cfg.position_index,
         )  # fmt: skip
 
     def prefix_cache(self) -> PrefixCache | None:
@@ -320,7 +324,7 @@ class SaeTrainer(TrainerPersistence):
             self._start_clock()
             buffer = None if cfg.e2e or not self.harvests else ActivationBuffer(
                 self.model, cfg.layer, batches, self.harvest_steps, info, self.device, cfg.total_steps - self.step,
-                rows=self.rows,
+                rows=self.rows, positions=cfg.position_index,
             )  # fmt: skip
             with interrupt.installed(enabled=not info.enabled):
                 self._steps(sae, batches, buffer, logger, interrupt)
@@ -349,14 +353,9 @@ class SaeTrainer(TrainerPersistence):
 
     def _result(self, train_metrics: dict[str, float]) -> TrainResult:
         stats = reconstruction_stats(
-            self.model,
-            self.sae,
-            self.cfg.layer,
-            self.split.val,
-            self.cfg.val_batch_size,
-            self.info,
-            self.rows,
-        )
+            self.model, self.sae, self.cfg.layer, self.split.val, self.cfg.val_batch_size, self.info,
+            self.rows, self.cfg.position_index,
+        )  # fmt: skip
         result = TrainResult(
             steps=self.step,
             tokens=self.step * self.cfg.tokens_per_step,
@@ -375,6 +374,17 @@ class SaeTrainer(TrainerPersistence):
         if self.info.is_main:
             print(summary_line(self.cfg, result))
         return result
+
+
+def check_same_shapes(models: list[str], first: ModelShape) -> None:
+    """--models: every model has the first one's width and at least its layers (before any loads)."""
+    for name in models[1:]:
+        other = model_shape(name)
+        if (other.d_model, other.n_layers) != (first.d_model, first.n_layers):
+            raise ValueError(
+                f"--models: {name} has d_model {other.d_model} and {other.n_layers} layers, the first model "
+                f"{first.d_model} and {first.n_layers}; a crosscoder across models needs the same shape."
+            )
 
 
 class CrosscoderTrainer(CrosscoderSteps, SaeTrainer):
@@ -399,6 +409,7 @@ def train_sae(cfg: TrainSaeConfig) -> TrainResult:
         cfg = cfg.resolved(shape.d_model, shape.max_positions, shape.n_layers)
         for layer in [cfg.layer, *cfg.layers]:
             check_layer(shape, layer)
+        check_same_shapes(cfg.models, shape)
         note = check_existing(cfg)  # before anything loads: refuse to replace a different SAE silently
         check_outputs_writable(cfg)
         # --hidden_modification: the file checked against the model's shape before the model loads
@@ -411,7 +422,10 @@ def train_sae(cfg: TrainSaeConfig) -> TrainResult:
         )
         if modification is not None:
             return ModifiedTargetTrainer(cfg, model, tokenizer, split, info, modification=modification).fit()
-        trainer_class = CrosscoderTrainer if cfg.architecture == "crosscoder" else SaeTrainer
-        return trainer_class(cfg, model, tokenizer, split, info).fit()
+        if cfg.architecture != "crosscoder":
+            return SaeTrainer(cfg, model, tokenizer, split, info).fit()
+        others = [load_model(name, device, cfg.dtype)[0] for name in cfg.models[1:]]
+        sources = [model, *others] if cfg.models else None
+        return CrosscoderTrainer(cfg, model, tokenizer, split, info, source_models=sources).fit()
     finally:
         dist_utils.teardown()

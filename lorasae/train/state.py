@@ -22,6 +22,7 @@ import torch
 
 from lorasae.atomic import atomic_save_file
 from lorasae.errors import LorasaeError
+from lorasae.models import model_key
 from lorasae.paths import crosscoder_tag, modified_sae_tag, relu_sae_tag, sae_dir, sae_tag
 from lorasae.train.config import SaeKwargs, TrainSaeConfig
 
@@ -37,8 +38,10 @@ def checkpoint_dir(cfg: TrainSaeConfig, pct: int | None = None) -> Path:
     assert cfg.k is not None
     if cfg.architecture == "crosscoder":
         k = None if cfg.sae_kwargs.crosscoder_activation == "relu" else cfg.k
-        tag = crosscoder_tag(cfg.expansion_factor, cfg.layers, k, cfg.sae_kwargs.sparsity, pct)
-        return sae_dir(cfg.model_key, cfg.kind, cfg.expansion_factor, cfg.k, cfg.layers, tag=tag)
+        keys = [model_key(m) for m in cfg.models]
+        tag = crosscoder_tag(cfg.expansion_factor, cfg.layers, k, cfg.sae_kwargs.sparsity, pct, keys)
+        layers = cfg.layers or cfg.layer  # --models: every source reads --layer
+        return sae_dir(cfg.model_key, cfg.kind, cfg.expansion_factor, cfg.k, layers, tag=tag)
     if cfg.architecture == "relu":
         tag = relu_sae_tag(cfg.expansion_factor, cfg.sae_kwargs.sparsity, pct)
     else:

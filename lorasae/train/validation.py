@@ -17,6 +17,7 @@ from lorasae.sae.splice import splice_fn
 from lorasae.train import distributed as dist_utils
 from lorasae.train.distributed import DistInfo
 from lorasae.train.modification import plain_rows
+from lorasae.train.positions import Positions, at_positions, select_positions
 
 MIN_CURVE_VAL_TOKENS = 2048  # paired CE differences over 2k tokens still resolve ~0.01 nat
 
@@ -51,17 +52,22 @@ def spliced_ce(
     special_ids: Sequence[int] = (),
     info: DistInfo | None = None,
     prefix: PrefixCache | None = None,
+    positions: Positions = None,
 ) -> float:
-    """Mean next-token CE on `chunks` with `sae` spliced after `layer` (None: the original model), summed
-    over the ranks' shares. With `prefix` (this rank's share of `chunks` cached after `layer`), only the
-    layers after `layer` run."""
+    """Mean next-token CE on `chunks` with `sae` spliced after `layer` (None: the original model; with
+    `positions`, at that position only, and only the prediction made there is scored), summed over the
+    ranks' shares. With `prefix` (this rank's share of `chunks` cached after `layer`), only the layers
+    after `layer` run."""
     info = info or DistInfo()
     mine = rank_share(chunks, info)
-    fns = (lambda ids: {layer: splice_fn(sae, ids, special_ids)}) if sae is not None else None
-    if prefix is not None:
-        total, count = prefix.ce_sum_and_count(batch_size, fns)
+    if positions is not None:  # special positions: the kept one is the caller's choice
+        fns = (lambda ids: {layer: at_positions(splice_fn(sae), positions)}) if sae is not None else None
     else:
-        total, count = ce_sum_and_count(model, mine, batch_size, fns) if len(mine) else (0.0, 0)
+        fns = (lambda ids: {layer: splice_fn(sae, ids, special_ids)}) if sae is not None else None
+    if prefix is not None:
+        total, count = prefix.ce_sum_and_count(batch_size, fns, positions)
+    else:
+        total, count = ce_sum_and_count(model, mine, batch_size, fns, positions) if len(mine) else (0.0, 0)
     device = next(model.parameters()).device
     sums = dist_utils.all_reduce_sum(torch.tensor([total, float(count)], dtype=torch.float64, device=device))
     return float(sums[0] / sums[1])
@@ -83,6 +89,7 @@ def reconstruction_stats(
     batch_size: int,
     info: DistInfo | None = None,
     rows: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = plain_rows,
+    positions: Positions = None,
 ) -> ReconstructionStats:
     """FVU, L0 and never-active latents on `chunks`; the SAE reconstructs `rows(residual, ids)` (the
     residual itself, or a --hidden_modification's f(x), as in training)."""
@@ -93,7 +100,9 @@ def reconstruction_stats(
     fired = torch.zeros(sae.cfg.d_sae, dtype=torch.int32, device=device)
     for ids in rank_share(chunks, info).split(batch_size):
         ids = ids.to(device)
-        x = rows(residual_at(model, ids, layer), ids)
+        x = rows(
+            select_positions(residual_at(model, ids, layer), positions), select_positions(ids, positions)
+        )
         acts, idx = sae.encode_topk(x)
         x_hat = sae.decode_topk(acts, idx)
         xd = x.double()
