@@ -115,9 +115,12 @@ def test_a_real_sigint_to_train_sae_exits_130_with_the_resume_command(world):
     argv = sae_argv(
         world, "--num_train_tokens", "200_000", "--eval_every_pct", "100", "--checkpoint_every_pct", "1"
     )
+    # as from a terminal: SIGINT at its default even when the test runner runs in the background
+    # (a shell starts background jobs with SIGINT ignored, and children inherit that)
     proc = subprocess.Popen(
         [sys.executable, "-u", str(REPO / "train_sae.py"), *argv],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
         for line in proc.stdout:  # the 1 % checkpoint: training is under way
