@@ -8,6 +8,9 @@ as a `datasets.Dataset`, with Adam and the same lr, warm-up and batch (1024 toke
 
     python bench/train_sae_run.py                         # built-in model, 300k tokens
     python bench/train_sae_run.py --tokens 1_000_000 --repeats 3
+
+A third variant, `ours_final`, is train_sae.py validating once at the end and saving only the final SAE:
+the same work as sparsify's Trainer plus one validation.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ class TrainSaeRunBench:
     curve_val_tokens: int | None = None
     """Pass --curve_val_tokens to train_sae.py (default: its own rule)."""
     worker: str = ""
-    """Internal: ours | sparsify (one run in this process)."""
+    """Internal: ours | ours_final | sparsify (one run in this process)."""
 
 
 def _settings(bench: TrainSaeRunBench, out: Path):
@@ -63,10 +66,16 @@ def _settings(bench: TrainSaeRunBench, out: Path):
     return cfg
 
 
-def run_ours(bench: TrainSaeRunBench, out: Path) -> dict:
+def run_ours(bench: TrainSaeRunBench, out: Path, curve: bool = True) -> dict:
+    """train_sae.py's whole run; with `curve` False it validates once at the end and saves only the final
+    SAE (the work sparsify's Trainer does, plus one validation)."""
+    import dataclasses
+
     from lorasae.train.sae_trainer import train_sae
 
     cfg = _settings(bench, out)
+    if not curve:
+        cfg = dataclasses.replace(cfg, eval_every_pct=100.0, checkpoint_every_pct=100)
     start = time.perf_counter()
     result = train_sae(cfg)
     wall = time.perf_counter() - start
@@ -109,8 +118,10 @@ def worker(bench: TrainSaeRunBench) -> None:
     if bench.threads:
         torch.set_num_threads(bench.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        fn = run_ours if bench.worker == "ours" else run_sparsify
-        print(json.dumps(fn(bench, Path(tmp))))
+        if bench.worker == "sparsify":
+            print(json.dumps(run_sparsify(bench, Path(tmp))))
+        else:
+            print(json.dumps(run_ours(bench, Path(tmp), curve=bench.worker == "ours")))
 
 
 def spawn(bench: TrainSaeRunBench, which: str) -> dict:
@@ -132,7 +143,7 @@ def main(bench: TrainSaeRunBench) -> None:
         return
     from tabulate import tabulate
 
-    runs: dict[str, list[dict]] = {"ours": [], "sparsify": []}
+    runs: dict[str, list[dict]] = {"ours": [], "ours_final": [], "sparsify": []}
     for _ in range(bench.repeats):
         for which in runs:
             runs[which].append(spawn(bench, which))
@@ -142,6 +153,7 @@ def main(bench: TrainSaeRunBench) -> None:
     train_s = statistics.median(r["train_s"] for r in runs["ours"])
     rows = [
         ["train_sae.py (harvest + steps + 101-point validation + checkpoints)", med["ours"], tok["ours"]],
+        ["train_sae.py, final validation and checkpoint only", med["ours_final"], tok["ours_final"]],
         ["sparsify Trainer (no validation)", med["sparsify"], tok["sparsify"]],
     ]
     print(f"model {bench.model}, layer {bench.layer}, {bench.tokens:,} tokens, x{bench.expansion_factor}, "
@@ -149,6 +161,8 @@ def main(bench: TrainSaeRunBench) -> None:
     print(tabulate(rows, headers=["run", "wall s", "tokens/s"], tablefmt="github", floatfmt=".1f"))
     ratio = tok["ours"] / tok["sparsify"]
     print(f"train_sae_run: {ratio:.2f}x sparsify's Trainer in tokens/s over the whole run (target >= 1.5)")
+    same_work = tok["ours_final"] / tok["sparsify"]
+    print(f"train_sae_run: {same_work:.2f}x sparsify's Trainer with the curve off (one final validation)")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,22 @@ def root() -> Path:
     return Path.cwd()
 
 
+def portable(path: str | Path) -> str:
+    """A path as recorded in configs and settings: relative to the output root when it lies inside it
+    (so a moved root still matches), else absolute. `path` is relative to the current directory."""
+    absolute = Path(path).expanduser().resolve()
+    try:
+        return absolute.relative_to(root().resolve()).as_posix()
+    except ValueError:
+        return str(absolute)
+
+
+def from_portable(text: str | Path) -> Path:
+    """The file a `portable` path names (relative ones are under the output root)."""
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else root() / path
+
+
 def _root(base: Path | None) -> Path:
     return Path(base) if base is not None else root()
 

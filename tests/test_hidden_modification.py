@@ -215,3 +215,25 @@ def test_modified_run_trains_on_the_nonlinear_error_and_is_scored_on_it(small_wo
     assert result.val_fvu == pytest.approx(on_target, rel=1e-3)
     assert abs(on_x - on_target) > 0.2  # scored on f(x), not on the residual (0.39 vs 0.69 here)
     assert result.val_loss[-1] < result.val_loss[0]  # it learned f(x)
+
+
+def test_the_modification_file_is_the_same_setting_however_it_is_named(out_root, monkeypatch):
+    """A file under the output root named relatively (from any folder) or absolutely is one setting, so a
+    rerun with the other spelling is not refused as 'trained with other settings'."""
+    from lorasae.paths import from_portable
+    from lorasae.train.config import TrainSaeConfig
+
+    target = out_root / "data" / "dark_matter" / "tiny" / "linear_maps" / "m.safetensors"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"")
+    monkeypatch.chdir(out_root)
+    spellings = [str(target), "data/dark_matter/tiny/linear_maps/m.safetensors", "./data/../data/dark_matter/tiny/linear_maps/m.safetensors"]  # fmt: skip
+    resolved = [
+        TrainSaeConfig(model_type="tiny", hidden_modification="linear_error", modification_file=s)
+        .resolved(32, 64, 2)
+        .modification_file
+        for s in spellings
+    ]
+    assert resolved == ["data/dark_matter/tiny/linear_maps/m.safetensors"] * 3
+    monkeypatch.chdir(out_root.parent)  # read back from elsewhere: still the same file
+    assert from_portable(resolved[0]).resolve() == target.resolve()

@@ -38,6 +38,7 @@ from lorasae.model_defaults import (
     default_val_batch_size,
 )
 from lorasae.models import model_key
+from lorasae.paths import portable
 from lorasae.train.modification import MODIFICATIONS
 from lorasae.train.positions import Positions, check_positions, parse_positions
 from lorasae.train.schedule import LR_SCHEDULERS
@@ -241,6 +242,8 @@ class TrainSaeConfig(CommonArgs):
             cfg.layers = sorted(set(cfg.layers)) or ([cfg.layer - 1, cfg.layer] if cfg.layer > 0 else [0, 1])
             cfg.layer = max(cfg.layers)  # the truncated forward runs up to the last source
         cfg.dataset = cfg.dataset or default_dataset(cfg.model_name)
+        if cfg.modification_file:  # the same file however it was named (relative, absolute)
+            cfg.modification_file = portable(cfg.modification_file)
         cfg.k = cfg.k if cfg.k is not None else default_k(d_model)
         cfg.ctx_len = cfg.ctx_len if cfg.ctx_len is not None else default_ctx_len(max_positions)
         cfg.batch_size = cfg.batch_size if cfg.batch_size is not None else default_batch_size(cfg.ctx_len)

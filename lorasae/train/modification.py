@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from lorasae.atomic import atomic_save_file
 from lorasae.errors import LorasaeError
+from lorasae.paths import from_portable
 
 if TYPE_CHECKING:
     from lorasae.train.config import TrainSaeConfig
@@ -140,7 +141,7 @@ def load_modification(
     activations. Runs before the language model loads (train_sae), so a wrong file fails in seconds."""
     from lorasae.models import model_key
 
-    path = Path(str(cfg.modification_file))
+    path = from_portable(str(cfg.modification_file))
     tensors, meta = _read(path)
     W, b = tensors["W"].float(), tensors["b"].float()
     problems = []
