@@ -16,9 +16,15 @@ VARYING = {"sae_layers": "SAE layers", "num_examples": "examples"}
 
 
 def _latest_runs(model: str):
+    """The latest row of each run, grouped by SAE (in the order the SAEs first appear) and, within an SAE,
+    ordered by layers and rank: runs written concurrently (sweep shards) still give one stable table."""
     from lorasae.results import load_results_csv, select_model
 
-    return select_model(load_results_csv(None), model).drop_duplicates(subset=RUN_KEY, keep="last")
+    df = select_model(load_results_csv(None), model).drop_duplicates(subset=RUN_KEY, keep="last")
+    first_seen = {tag: i for i, tag in reversed(list(enumerate(df["sae_tag"])))}
+    df = df.assign(_group=df["sae_tag"].map(first_seen))
+    order = ["_group", "sae_layers", "lora_layers", "rank", "num_examples"]
+    return df.sort_values(order, kind="stable").drop(columns="_group")
 
 
 def varying_columns(df) -> list[str]:

@@ -219,3 +219,20 @@ def test_saebench_gap_closed_by_the_adapter_is_flagged_without_a_gap():
     text = comparison_table(none)
     assert f"CE gap closed by the adapter: {NO_GAP_TEXT} (L_base 3.0000, L_SAE 2.9000" in text
     assert "-50.0%" not in text
+
+
+def test_results_table_is_one_order_whatever_order_the_runs_were_written_in(out_root):
+    """Sweep shards append rows concurrently: the table groups by SAE (first appearance) and orders each
+    SAE's runs by rank, so two demos with the same runs print the same table."""
+    from lorasae.report import results_rows
+
+    runs = [("a", 16), ("b", 1), ("a", 1), ("b", 16), ("a", 4)]
+    for tag, rank in runs:
+        append_result(results_row(_run(tag, rank), CLOSING, ["src"], [1], 8.0, 4.0, None))
+    assert [(row[0], row[2]) for row in results_rows(MODEL)] == [
+        ("a", 1),
+        ("a", 4),
+        ("a", 16),
+        ("b", 1),
+        ("b", 16),
+    ]
