@@ -7,11 +7,10 @@ n_layers)`, with the rules of `lorasae/model_defaults.py` (shared by every scrip
   keep the paper's sparsity ratio k/d = 64/2304 ≈ 2.8 %, i.e. k = round(64·d/2304) (tiny: 4).
 - `ctx_len`: 1024 (the paper's), capped at the model's `max_position_embeddings`.
 - `batch_size`: the paper's 1024 tokens per step: 1 sequence of 1024 tokens; 8 of the tiny model's 128.
-- `num_val_tokens`: 1,000,000 (the paper's) for models with d_model ≥ 1024; 8,192 (64 sequences of 128
-  tokens) for smaller ones. A run validates 101 times; on the tiny model each validation is a full forward
-  over these tokens, so 8,192 keeps validation to about as much compute as a 300k-token run's training
-  (with 1M tokens validation would be ~300× the training). Validation CE differences between SAEs and
-  checkpoints are paired (same tokens), so 8k tokens resolve them to a few thousandths of a nat.
+- `num_val_tokens`: 1,000,000 (the paper's) for models with d_model ≥ 1024; 8,192 (64 sequences of 128)
+  for smaller ones. Short runs take their 101 curve points on fewer (`--curve_val_tokens`), each reusing
+  the clean prefix (`lorasae/prefix.py`); differences between SAEs and checkpoints are paired (same
+  tokens), so 8k tokens resolve them to a few thousandths of a nat.
 - `lr`: 2e-4 / sqrt(m / 2^14) with m the SAE width (Gao et al.'s scaling law, the paper's choice).
 - warm-up: `lr_warmup_steps` (1000), but never more than 10 % of the run (a 300-step run would otherwise
   never leave the warm-up); the paper's 2B-token runs are unaffected.
@@ -39,8 +38,8 @@ from lorasae.model_defaults import (
 )
 from lorasae.models import model_key
 from lorasae.paths import portable
-from lorasae.train.modification import MODIFICATIONS
-from lorasae.train.positions import Positions, check_positions, parse_positions
+from lorasae.train.modification import modification_problems
+from lorasae.train.positions import Positions, parse_positions, source_problems
 from lorasae.train.schedule import LR_SCHEDULERS
 from lorasae.train.validation import curve_val_tokens
 
@@ -315,48 +314,12 @@ class TrainSaeConfig(CommonArgs):
             )
         if self.architecture == "crosscoder" and self.e2e:
             problems.append("--e2e is for single-layer SAEs (topk or relu), not crosscoders")
-        problems += self._source_problems()
+        problems += source_problems(self)
         if self.resume and self.init_sae:
             problems.append("--resume and --init_sae exclude each other")
-        problems += self._modification_problems()
+        problems += modification_problems(self)
         if problems:
             raise ValueError("Invalid train_sae settings:\n  " + "\n  ".join(problems))
-
-    def _modification_problems(self) -> list[str]:
-        if self.hidden_modification not in MODIFICATIONS:
-            return [
-                f"--hidden_modification must be one of {', '.join(MODIFICATIONS)}, got {self.hidden_modification!r}"
-            ]
-        if self.hidden_modification == "none":
-            return ["--modification_file needs --hidden_modification"] if self.modification_file else []
-        problems = (
-            []
-            if self.modification_file
-            else [f"--hidden_modification {self.hidden_modification} needs --modification_file"]
-        )
-        if self.e2e or self.architecture == "crosscoder":
-            problems.append(
-                "--hidden_modification trains a reconstruction SAE (topk or relu), not --e2e or a crosscoder"
-            )
-        return problems
-
-    def _source_problems(self) -> list[str]:
-        """What is wrong with --models / --positions (lorasae/train/positions.py)."""
-        problems = []
-        if self.models:
-            if self.architecture != "crosscoder":
-                problems.append("--models is for --architecture crosscoder (one source per model)")
-            if len(self.models) < 2:
-                problems.append(f"--models needs two models or more, got {self.models}")
-            if self.layers:
-                problems.append("--models reads --layer of every model; leave out --layers")
-            if self.model and self.model != self.models[0]:
-                problems.append(f"--model {self.model} is not the first of --models {self.models}")
-        if self.positions != "all" and self.e2e:
-            problems.append("--positions is for the reconstruction objective, not --e2e")
-        if self.ctx_len is not None and (bad := check_positions(self.positions, self.ctx_len)):
-            problems.append(bad)
-        return problems
 
     # --- derived quantities ----------------------------------------------------------------------------
     @property

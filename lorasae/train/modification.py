@@ -187,3 +187,23 @@ def curve_variant(cfg: TrainSaeConfig) -> str | None:
     if cfg.hidden_modification == "none":
         return None
     return f"{cfg.hidden_modification}__{Path(str(cfg.modification_file)).stem}"
+
+
+def modification_problems(cfg: TrainSaeConfig) -> list[str]:
+    """What is wrong with --hidden_modification / --modification_file (before anything loads)."""
+    if cfg.hidden_modification not in MODIFICATIONS:
+        return [
+            f"--hidden_modification must be one of {', '.join(MODIFICATIONS)}, got {cfg.hidden_modification!r}"
+        ]
+    if cfg.hidden_modification == "none":
+        return ["--modification_file needs --hidden_modification"] if cfg.modification_file else []
+    problems = (
+        []
+        if cfg.modification_file
+        else [f"--hidden_modification {cfg.hidden_modification} needs --modification_file"]
+    )
+    if cfg.e2e or cfg.architecture == "crosscoder":
+        problems.append(
+            "--hidden_modification trains a reconstruction SAE (topk or relu), not --e2e or a crosscoder"
+        )
+    return problems

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 from collections import Counter
 from dataclasses import asdict
 
@@ -17,7 +16,6 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from lorasae.atomic import atomic_write_json
 from lorasae.data import TokenSplit, load_token_split
 from lorasae.errors import LorasaeError
 from lorasae.hooks import residual_at
@@ -31,21 +29,21 @@ from lorasae.models import (
     num_layers,
     special_token_ids,
 )
-from lorasae.paths import sae_curve_path
 from lorasae.precision import sae_autocast, use_sae_autocast
-from lorasae.prefix import PrefixCache, build_prefix_cache
+from lorasae.prefix import PrefixCache
 from lorasae.runtime import parse_device, seed_everything, setup_environment
 from lorasae.sae import geometric_median
 from lorasae.train import distributed as dist_utils
 from lorasae.train.architecture import build_sae, maybe_compile, step_sparsity, uses_sparsity
 from lorasae.train.config import TrainSaeConfig
 from lorasae.train.crosscoder_trainer import CrosscoderSteps
+from lorasae.train.curve import CurveSteps
 from lorasae.train.distributed import DistInfo
 from lorasae.train.existing import check_existing, check_outputs_writable
 from lorasae.train.harvest import ActivationBuffer, activation_step, default_harvest_steps
 from lorasae.train.interrupt import StepBoundaryInterrupt
 from lorasae.train.logger import TrainLogger, start_wandb
-from lorasae.train.modification import curve_variant, load_modification, plain_rows
+from lorasae.train.modification import load_modification, plain_rows
 from lorasae.train.modified_trainer import ModifiedTargetSteps
 from lorasae.train.objectives import e2e_head, e2e_step, reconstruction_step
 from lorasae.train.optim import make_optimizer
@@ -58,14 +56,14 @@ from lorasae.train.state import (
     load_state,
     state_path,
 )
-from lorasae.train.validation import curve_chunks, rank_share, reconstruction_stats, spliced_ce
+from lorasae.train.validation import curve_chunks, reconstruction_stats
 
 
 class NonFiniteLossError(LorasaeError, RuntimeError):
     """The loss or gradient became NaN/inf; the weights were not updated and nothing was written."""
 
 
-class SaeTrainer(TrainerPersistence):
+class SaeTrainer(CurveSteps, TrainerPersistence):
     """Trains one SAE on `model`'s layer `cfg.layer` with the (resolved) settings `cfg`."""
 
     harvests = True  # steps on harvested activations (ActivationBuffer) unless --e2e; crosscoders: False
@@ -133,67 +131,6 @@ class SaeTrainer(TrainerPersistence):
         """The rows [n, d] float32 the SAE reconstructs from the residual `hidden` [B, T, d] of token ids
         [B, T]: the residual itself (ModifiedTargetTrainer: f(x) of --hidden_modification)."""
         return plain_rows(hidden, ids)
-
-    # --- evaluation --------------------------------------------------------------------------------
-    def spliced_ce(self, with_sae: bool = True) -> float:
-        """Mean validation CE with the SAE spliced (or of the original model), over all ranks."""
-        cfg = self.cfg
-        sae = self.sae if with_sae else None
-        return spliced_ce(
-            self.model, sae, cfg.layer, self.curve_val, cfg.val_batch_size, self.special_ids, self.info,
-            self.prefix_cache(),
-            cfg.position_index,
-        )  # fmt: skip
-
-    def prefix_cache(self) -> PrefixCache | None:
-        """The curve chunks' residual after the SAE's layer (this rank's share), built on first use;
-        None where every curve point runs the full forward (`lorasae/prefix.py`)."""
-        if not self._prefix_built:
-            cfg = self.cfg
-            self._prefix, note = build_prefix_cache(
-                self.model, rank_share(self.curve_val, self.info), cfg.layer, cfg.val_batch_size,
-                int(cfg.val_prefix_cache_gib * 2**30),
-            )  # fmt: skip
-            self._prefix_built = True
-            if self.info.is_main:
-                print(note)
-        return self._prefix
-
-    # --- timing (training minutes exclude evaluation and checkpoint writing) -----------------------
-    def _pause_clock(self) -> None:
-        if self._clock is not None:
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            self.train_minutes += (time.perf_counter() - self._clock) / 60
-            self._clock = None
-
-    def _start_clock(self) -> None:
-        self._clock = time.perf_counter()
-
-    # --- outputs (main rank) -----------------------------------------------------------------------
-    def _write_curves(self) -> None:
-        """The curve so far (val CE and cumulative training minutes, point i at progress i/(n-1) once
-        complete), written atomically by the main rank."""
-        if self.info.is_main:
-            arch, variant = self.cfg.architecture, curve_variant(self.cfg)
-            atomic_write_json(
-                sae_curve_path(
-                    "val_loss", self.cfg.model_key, self.cfg.kind, architecture=arch, variant=variant
-                ),
-                self.val_loss,
-            )
-            atomic_write_json(
-                sae_curve_path("time", self.cfg.model_key, self.cfg.kind, architecture=arch, variant=variant),
-                self.minutes,
-            )
-
-    def _record_curve_points(self, count: int, logger: TrainLogger | None) -> None:
-        value = self.spliced_ce()
-        self.val_loss += [value] * count
-        self.minutes += [self.train_minutes] * count
-        self._write_curves()
-        if logger is not None:
-            logger.eval(self.step, value, self.train_minutes)
 
     def _after_step(self, logger: TrainLogger) -> None:
         """Curve points, checkpoints and the training state due after `self.step` steps."""
