@@ -242,3 +242,18 @@ def test_model_size_over_our_catalog_leaves_out_models_without_saes(our_world, c
     out = capsys.readouterr().out
     assert plan.axis_saes["model_size"] == [] and plan.axis_saes["l0"]
     assert "model-size sweep: gemma left out" in out and "model-size sweep: gemma-9b left out" in out
+
+
+def test_a_failing_sweep_shard_is_named_with_its_output_and_rerun_command(out_root, capsys):
+    """run_shards (the demo's parallel sweep): each shard's lines come prefixed; a shard that fails raises
+    with its last lines and the command that reruns it alone."""
+    from lorasae.errors import LorasaeError
+    from lorasae.sweep.shards import run_shards
+
+    with pytest.raises(LorasaeError) as err:  # no SAEs of ours under this root: every shard exits 1
+        run_shards(SweepConfig(model_type="tiny", catalog="ours", device="cpu"), 2, threads=1)
+    message = str(err.value)
+    assert "sweep shard 0/2 failed (exit code 1)" in message and "No SAEs under" in message
+    assert "python -m lorasae.sweep --config_file" in message and message.rstrip().endswith("--shard 0/2")
+    out = capsys.readouterr().out
+    assert "[shard 0/2] error: No SAEs" in out and "[shard 1/2] error: No SAEs" in out

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -37,7 +38,8 @@ def shard_config_path(cfg: SweepConfig) -> Path:
     return manifest.with_name(f"{manifest.stem}.config.json")
 
 
-def shard_command(config_file: Path, index: int, count: int) -> list[str]:
+def shard_command(config_file: Path, shard: str) -> list[str]:
+    """The command line of one shard (`shard`: "i/n")."""
     return [
         sys.executable,
         "-m",
@@ -45,7 +47,7 @@ def shard_command(config_file: Path, index: int, count: int) -> list[str]:
         "--config_file",
         str(config_file),
         "--shard",
-        f"{index}/{count}",
+        shard,
     ]
 
 
@@ -68,13 +70,13 @@ def run_shards(cfg: SweepConfig, workers: int, threads: int | None = None) -> No
     env = dict(os.environ, LORASAE_ROOT=str(paths.root()), PYTHONUNBUFFERED="1")
     env |= {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     print(f"{workers} sweep shards at once, {threads} thread(s) each; each one is: "
-          f"{' '.join(shard_command(config_file, 0, workers)[1:]).replace('0/', 'i/')}", flush=True)  # fmt: skip
+          f"python {' '.join(shard_command(config_file, f'i/{workers}')[1:])}", flush=True)  # fmt: skip
     lock = threading.Lock()
     procs, pumps, tails = [], [], []
     try:
         for i in range(workers):
             proc = subprocess.Popen(
-                shard_command(config_file, i, workers),
+                shard_command(config_file, f"{i}/{workers}"),
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -91,7 +93,7 @@ def run_shards(cfg: SweepConfig, workers: int, threads: int | None = None) -> No
     except BaseException:
         for proc in procs:
             if proc.poll() is None:
-                proc.send_signal(2)  # SIGINT: the shard finishes its step and exits
+                proc.send_signal(signal.SIGINT)  # the shard finishes its step and exits
         for proc in procs:
             try:
                 proc.wait(60)
@@ -107,5 +109,5 @@ def run_shards(cfg: SweepConfig, workers: int, threads: int | None = None) -> No
         raise LorasaeError(
             f"sweep shard {i}/{workers} failed (exit code {code}); its last lines:\n"
             + "\n".join(tails[i])
-            + f"\nRerun it alone to see everything: {' '.join(shard_command(config_file, i, workers)[1:])}"
+            + f"\nRerun it alone to see everything: python {' '.join(shard_command(config_file, f'{i}/{workers}')[1:])}"
         )

@@ -43,18 +43,7 @@ from lorasae.train.positions import Positions, parse_positions, source_problems
 from lorasae.train.schedule import LR_SCHEDULERS
 from lorasae.train.validation import curve_val_tokens
 
-__all__ = [
-    "ARCHITECTURES",
-    "LR_SCHEDULERS",
-    "SaeKwargs",
-    "TrainSaeConfig",
-    "default_batch_size",
-    "default_ctx_len",
-    "default_k",
-    "default_lr",
-    "default_num_val_tokens",
-    "default_val_batch_size",
-]
+__all__ = ["ARCHITECTURES", "LR_SCHEDULERS", "SaeKwargs", "TrainSaeConfig", "default_batch_size", "default_k", "default_lr"]  # fmt: skip
 
 
 ARCHITECTURES = ("topk", "relu", "crosscoder")
