@@ -187,3 +187,22 @@ def test_sae_info_round_trips_through_safetensors_with_sparse_latents(tmp_path, 
     assert torch.equal(sub.dense_latents(), dense[rows]) and torch.equal(sub.x, random_info.x[rows])
     freq = (dense != 0).double().mean(0)
     torch.testing.assert_close(loaded.latent_frequency, freq)
+
+
+def test_report_states_each_quantitys_range_over_every_sweep():
+    """README's Dark Matter line covers the k sweep too (it used to quote the width sweep only)."""
+    from lorasae.darkmatter.report import ranges_line, sweep_ranges
+
+    def row(v, n, f, c):
+        return {"vector_r2": v, "norm_r2": n, "nonlinear_fvu": f,
+                "ce": {"sae+linear % gap closed": c, "sae+nonlinear % gap closed": 100 - c}}  # fmt: skip
+
+    summary = {"width_sweep": [row(0.47, 0.72, 0.14, 60), row(0.51, 0.80, 0.17, 70)],
+               "k_sweep": [row(0.38, 0.77, 0.16, 50), row(0.58, 0.78, float("nan"), 80)]}  # fmt: skip
+    ranges = sweep_ranges(summary)
+    assert ranges["vector R²"] == {"all": (0.38, 0.58), "width sweep": (0.47, 0.51), "k sweep": (0.38, 0.58)}
+    assert ranges["nonlinear FVU"]["all"] == (0.14, 0.17)  # NaN left out
+    assert ranges["by x̂+nonlin"]["all"] == (20, 50)
+    line = ranges_line(summary)
+    assert line.startswith("Over every sweep: vector R² 0.38–0.58 (width sweep 0.47–0.51, k sweep 0.38–0.58)")
+    assert "% CE gap closed by x̂+lin 50–80 % (width sweep 60–70 %, k sweep 50–80 %)" in line
