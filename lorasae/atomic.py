@@ -270,14 +270,38 @@ def append_csv_row(path: str | Path, row: dict[str, Any]) -> Path:
         return _append_csv_row_unlocked(path, row)
 
 
+RESULTS_CSV_FIX = (
+    "regenerate it: rerun the train_lora.py runs it lists (or repair line {line} by hand, e.g. from the "
+    "runs' records)"
+)
+
+
+def read_csv_rows(path: str | Path, fix: str = RESULTS_CSV_FIX) -> tuple[list[str], list[dict[str, Any]]]:
+    """The header and rows of a CSV file this project wrote (missing: `([], [])`). Bytes that are not
+    UTF-8, NUL bytes, a broken quote, or a row with more cells than the header raise `CorruptFileError`
+    naming the file and the line (`fix` may hold `{line}`)."""
+    path = Path(path)
+    if not path.is_file():
+        return [], []
+    text = decode_text(path, path.read_bytes(), fix.format(line="1"))
+    reader = csv.DictReader(text.splitlines(keepends=True), strict=True)
+    rows = []
+    try:
+        for row in reader:
+            if None in row:  # DictReader's key for cells beyond the header
+                raise csv.Error(
+                    f"{len(reader.fieldnames or []) + len(row[None])} cells, header has "
+                    f"{len(reader.fieldnames or [])}"
+                )
+            rows.append(row)
+    except csv.Error as err:
+        line = reader.line_num
+        raise CorruptFileError(f"{path}, line {line} is damaged ({err}); {fix.format(line=line)}.") from err
+    return list(reader.fieldnames or []), rows
+
+
 def _append_csv_row_unlocked(path: Path, row: dict[str, Any]) -> Path:
-    rows: list[dict[str, Any]] = []
-    fields: list[str] = []
-    if path.exists():
-        with open(path, newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            fields = list(reader.fieldnames or [])
-            rows = list(reader)
+    fields, rows = read_csv_rows(path)
     fields += [key for key in row if key not in fields]
     rows.append(row)
 

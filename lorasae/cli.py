@@ -90,8 +90,10 @@ def usage_message(prog: str, message: str, argv: Sequence[str], config_files: Se
     if not match:
         return f"{message} (`{prog} --help` lists every flag)"
     options, reason = match.group(1).split("/"), " ".join(match.group(2).split())
-    on_command_line = any(a == o or a.startswith(f"{o}=") for a in argv for o in options)
-    if config_files and not on_command_line:
+    given = [o for o in options if any(a == o or a.startswith(f"{o}=") for a in argv)]
+    if given:
+        return f"{given[0]}: {reason} (`{prog} --help` lists every flag)"
+    if config_files:
         key = options[-1].lstrip("-").rsplit(".", 1)[-1]
         for path in config_files:
             line = key_line(path, key)
@@ -99,7 +101,7 @@ def usage_message(prog: str, message: str, argv: Sequence[str], config_files: Se
                 return f"{path}, line {line}: {key}: {reason}; fix it by hand at line {line}"
         files = ", ".join(str(p) for p in config_files)
         return f"{options[-1]}: {reason} (from {files}); fix it there by hand"
-    return f"{options[-1]}: {reason} (`{prog} --help` lists every flag)"
+    return f"{options[-1]}: {reason} (`{prog} --help` lists every flag)"  # e.g. a required flag
 
 
 def key_line(path: Path, key: str) -> int | None:

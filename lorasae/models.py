@@ -222,6 +222,7 @@ def _shape_at(path: str, name: str) -> ModelShape:
     from transformers import AutoConfig
 
     token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    check_saved_folder(path, MODEL_FIX)
     try:
         config = AutoConfig.from_pretrained(path, token=token)
     except OSError as err:
