@@ -17,7 +17,7 @@ import simple_parsing
 from simple_parsing import field
 
 from lorasae.atomic import read_config_file
-from lorasae.errors import LorasaeError, UsageError
+from lorasae.errors import LorasaeError, UsageError, note_config_origins
 from lorasae.runtime import parse_count  # noqa: F401  (re-exported for `field(type=parse_count)`)
 
 T = TypeVar("T")
@@ -133,15 +133,21 @@ def config_file_paths(argv: Sequence[str]) -> list[Path]:
     return out
 
 
-def check_config_file(path: Path, config_class: type) -> None:
+def check_config_file(path: Path, config_class: type) -> list[str]:
     """Read `path` before simple-parsing does: a missing, non-UTF-8 or malformed file, or one that is not
-    a mapping, raises an error naming the file (and the line to fix)."""
+    a mapping, raises an error naming the file (and the line to fix). Returns the settings it sets
+    (nested ones by their own name)."""
     data = read_config_file(path)
+    if data is None:
+        raise UsageError(
+            f"{path} is empty: write one `setting: value` per line, or leave out --{CONFIG_FLAG}."
+        )
     if not isinstance(data, dict):
         raise UsageError(
             f"{path} should hold a mapping of setting: value (as `--help` lists them), not "
             f"{type(data).__name__}; fix it by hand."
         )
+    return [str(k) for k, v in data.items() for k in ([k] if not isinstance(v, dict) else [k, *v])]
 
 
 def parse(config_class: type[T], argv: Sequence[str] | None = None, **parser_kwargs: Any) -> T:
@@ -151,8 +157,14 @@ def parse(config_class: type[T], argv: Sequence[str] | None = None, **parser_kwa
     `CorruptFileError`) naming it."""
     argv = list(sys.argv[1:] if argv is None else argv)
     files = config_file_paths(argv)
+    origins = {}
     for path in files:
-        check_config_file(path, config_class)
+        for key in check_config_file(path, config_class):
+            flag = f"--{key}"
+            if not any(a == flag or a.startswith(f"{flag}=") for a in argv):  # the command line wins
+                line = key_line(path, key)
+                origins[key] = f"{path}, line {line}" if line else str(path)
+    note_config_origins(origins)
     parser = _Parser(
         nested_mode=simple_parsing.NestedMode.WITHOUT_ROOT,
         formatter_class=simple_parsing.SimpleHelpFormatter,

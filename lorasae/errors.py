@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -100,12 +101,34 @@ def describe(err: BaseException) -> str:
     return f"{type(err).__name__}: {first}" if first else type(err).__name__
 
 
+_CONFIG_ORIGINS: dict[str, str] = {}  # setting → "file, line N" of the config file that set it
+
+
+def note_config_origins(origins: dict[str, str]) -> None:
+    """Remember which settings the last parsed command line took from a config file (`lorasae.cli`),
+    so that an error about one of them later in the run also names the file and line to fix."""
+    _CONFIG_ORIGINS.clear()
+    _CONFIG_ORIGINS.update(origins)
+
+
+def config_origin(message: str) -> str:
+    """` (set in <file>, line N: fix it there by hand)` when `message` is about a setting that came from
+    a config file, else ``."""
+    for key, where in _CONFIG_ORIGINS.items():
+        # `--key` anywhere; a bare name only when it cannot be an ordinary word (`lora_dropout`, not `model`)
+        bare = "_" in key and re.search(rf"(?<![\w.-]){re.escape(key)}(?!\w)", message)
+        if bare or re.search(rf"--{re.escape(key)}(?!\w)", message):
+            return f" ({key} was set in {where}: fix it there by hand)"
+    return ""
+
+
 def report(err: BaseException) -> int:
     """Print `err`'s message to stderr; the exit code for it."""
     if isinstance(err, KeyboardInterrupt):
         print(str(err) or "Interrupted (Ctrl-C); nothing more was written.", file=sys.stderr)
         return EXIT_INTERRUPTED
-    print(f"error: {describe(err)}", file=sys.stderr)
+    message = describe(err)
+    print(f"error: {message}{config_origin(message)}", file=sys.stderr)
     if isinstance(err, UsageError):  # a traceback would only show the parser
         return EXIT_USAGE
     print(HINT, file=sys.stderr)

@@ -85,6 +85,8 @@ def prepared_files(prepared) -> Path:  # noqa: F811 (the imported fixture)
     (cfg / "list.yaml").write_text("- layer\n- 0\n")
     (cfg / "latin1.yaml").write_bytes(b"layer: 0\n# " + BAD_UTF8)
     (cfg / "rank_x.yaml").write_text("rank: x\n")
+    (cfg / "empty.yaml").write_text("")
+    (cfg / "dropout.yaml").write_text("rank: 2\nlora_dropout: 1.5\n")
     (cfg / "lora_syntax.json").write_text('{"rank": 4\n')
     (cfg / "evals_unknown.yaml").write_text("evals: core\nfast: true\n")
     (cfg / "alpha_bad.yaml").write_text("alpha: strong\n")
@@ -127,7 +129,10 @@ def root(prepared_files, tmp_path, monkeypatch) -> Path:
     return out
 
 
-MULTI_LINE = {"interp-no-sae"}  # the store's message lists the SAEs there are, one per line
+MULTI_LINE = {  # messages that list several things, one per line
+    "interp-no-sae",  # the SAEs there are (the store)
+    "config-value-checked-later",  # every invalid setting (train_lora)
+}
 
 
 def fail_one_line(name: str, argv: list[str], root: Path, capsys, many_lines: bool = False) -> str:
@@ -184,6 +189,8 @@ CASES = [
     ("config-not-utf8", "train_sae", ["--config_file", CFG + "latin1.yaml"], ["latin1.yaml", "byte offset 14"]),
     ("config-missing", "train_sae", ["--config_file", CFG + "nowhere.yaml"], ["nowhere.yaml", "does not exist"]),
     ("config-flag-wins", "train_sae", ["--config_file", CFG + "k_banana.yaml", "--lr", "x"], ["--lr"]),
+    ("config-empty", "train_sae", ["--config_file", CFG + "empty.yaml"], ["empty.yaml", "is empty"]),
+    ("config-value-checked-later", "train_lora", W + TXT + LORA_SMALL + G + ["--config_file", CFG + "dropout.yaml"], ["dropout", "dropout.yaml, line 2", "by hand"]),
     ("config-lora-bad-value", "train_lora", ["--config_file", CFG + "rank_x.yaml"], ["rank_x.yaml", "line 1", "rank"]),
     ("config-lora-syntax", "train_lora", ["--config_file", CFG + "lora_syntax.json"], ["lora_syntax.json", "line 2"]),
     ("config-saebench-unknown", "saebench", ["--config_file", CFG + "evals_unknown.yaml"], ["evals_unknown.yaml", "line 2", "fast"]),
