@@ -167,16 +167,19 @@ def decode_text(path: str | Path, data: bytes, fix: str) -> str:
         ) from err
 
 
-def read_output_json(
-    path: str | Path, rerun: str = "the step that writes it (with --overwrite)", missing_ok: bool = False
-) -> Any:
+RERUN_DEFAULT = "the step that writes it (with --overwrite)"
+
+
+def read_output_json(path: str | Path, rerun: str = RERUN_DEFAULT, missing_ok: bool = False) -> Any:
     """A JSON file this project wrote (a curve, a record, a result): missing → `FileNotFoundError` (None
     with `missing_ok`), corrupt → `CorruptFileError` naming it and saying to regenerate it by `rerun`."""
     path = Path(path)
     if not path.is_file():
         if missing_ok:
             return None
-        raise FileNotFoundError(f"{path} does not exist; {rerun} writes it.")
+        raise FileNotFoundError(
+            f"{path} does not exist" + ("." if rerun == RERUN_DEFAULT else f"; {rerun} writes it.")
+        )
     fix = OUTPUT_HINT.format(rerun=rerun)
     text = decode_text(path, path.read_bytes(), fix)
     try:

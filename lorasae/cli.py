@@ -133,7 +133,7 @@ def config_file_paths(argv: Sequence[str]) -> list[Path]:
     return out
 
 
-def check_config_file(path: Path, config_class: type) -> list[str]:
+def check_config_file(path: Path) -> list[str]:
     """Read `path` before simple-parsing does: a missing, non-UTF-8 or malformed file, or one that is not
     a mapping, raises an error naming the file (and the line to fix). Returns the settings it sets
     (nested ones by their own name)."""
@@ -159,7 +159,7 @@ def parse(config_class: type[T], argv: Sequence[str] | None = None, **parser_kwa
     files = config_file_paths(argv)
     origins = {}
     for path in files:
-        for key in check_config_file(path, config_class):
+        for key in check_config_file(path):
             flag = f"--{key}"
             if not any(a == flag or a.startswith(f"{flag}=") for a in argv):  # the command line wins
                 line = key_line(path, key)
