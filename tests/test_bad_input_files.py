@@ -341,3 +341,27 @@ def test_append_to_a_damaged_results_table_names_it_and_keeps_it(tmp_path):
     with pytest.raises(CorruptFileError, match=r"results\.csv, line \d+ is damaged"):
         append_csv_row(table, {"model": "tiny", "rank": 3})
     assert table.read_text() == 'model,rank\ntiny,1\n"tiny,2\n'
+
+
+def test_safetensors_check_accepts_a_whole_file_and_names_a_damaged_one(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from lorasae.errors import CorruptFileError
+    from lorasae.file_checks import check_safetensors, check_saved_folder
+
+    good = tmp_path / "m" / "model.safetensors"
+    good.parent.mkdir()
+    save_file({"w": torch.arange(6.0).view(2, 3), "b": torch.zeros(3)}, str(good))
+    check_saved_folder(good.parent, "redo it")  # a whole file passes
+    data = good.read_bytes()
+    for name, damaged in {
+        "short.safetensors": data[:-1],  # one byte of the last tensor missing
+        "long.safetensors": data + b"\0",  # trailing bytes no tensor covers
+        "tiny.safetensors": data[:5],  # not even the header length
+        "header.safetensors": data[:8] + b"{not json" + data[17:],
+    }.items():
+        path = tmp_path / name
+        path.write_bytes(damaged)
+        with pytest.raises(CorruptFileError, match=rf"{name} .*; redo it\."):
+            check_safetensors(path, "redo it")
