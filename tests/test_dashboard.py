@@ -150,6 +150,25 @@ def test_logits_are_the_unembedding_of_the_norm_scaled_decoder_row(arch):
         np.testing.assert_allclose([v for _, v in got[latent].top], expect[top], rtol=1e-4, atol=1e-5)
 
 
+def test_tokens_that_are_parts_of_a_character_show_their_bytes(world_model):
+    """A byte-level BPE token that decodes to U+FFFD shows as its bytes; the bytes rebuild the text."""
+    import re
+
+    from transformers import AutoTokenizer
+
+    from lorasae.dashboard.features import token_text
+
+    tokenizer = AutoTokenizer.from_pretrained(str(world_model))
+    ids = tokenizer("ꙮ é", add_special_tokens=False)["input_ids"]
+    shown = [token_text(tokenizer, i) for i in ids]
+    assert all("\ufffd" not in s for s in shown) and any(s.startswith("<0x") for s in shown)
+    rebuilt = b"".join(
+        bytes(int(h, 16) for h in re.findall(r"<0x([0-9A-F]{2})>", s)) if s.startswith("<0x") else s.encode()
+        for s in shown
+    )
+    assert rebuilt.decode() == "ꙮ é"
+
+
 # --- end to end on the built-in world --------------------------------------------------------------
 
 SCRIPT = Path(__file__).resolve().parent.parent / "eval" / "dashboard" / "run.py"
@@ -329,3 +348,80 @@ def test_bad_flags_fail_before_anything_loads():
     ):
         with pytest.raises(ValueError, match=says):
             check_args(parse(DashboardArgs, flags))
+
+
+# --- in a real browser: headless Chromium opens the pages from disk --------------------------------
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """Debian's Chromium (`make browser` installs it); missing under CI (CI=true) is a failure."""
+    import os
+    import shutil
+
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        message = "chromium is not on PATH: run `make browser` (apt-get install -y --no-install-recommends chromium)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+def _browse(chromium: str, page: Path, *flags: str) -> tuple[str, list[str]]:
+    """Run headless Chromium on `page` (a file URL); returns (stdout, the console messages it logged)."""
+    import subprocess
+
+    run = subprocess.run(
+        [chromium, "--headless", "--disable-gpu", "--no-sandbox", "--hide-scrollbars", "--no-first-run",
+         "--enable-logging=stderr", "--v=0", *flags, page.resolve().as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    return run.stdout, [line for line in run.stderr.splitlines() if ":CONSOLE" in line]
+
+
+def _screenshot(chromium: str, page: Path, png: Path, size: str) -> tuple[np.ndarray, list[str]]:
+    from PIL import Image
+
+    _, console = _browse(chromium, page, f"--screenshot={png}", f"--window-size={size}")
+    return np.asarray(Image.open(png).convert("RGB")).astype(int), console
+
+
+def test_console_check_sees_a_page_that_logs_an_error(chromium, tmp_path):
+    """The console check below is not vacuous: a page with a script error is caught."""
+    page = tmp_path / "bad.html"
+    page.write_text(
+        '<!DOCTYPE html><html><body><script>console.error("marker"); missing();</script></body></html>'
+    )
+    _, console = _browse(chromium, page, "--dump-dom")
+    assert any("marker" in line for line in console) and any(
+        "missing is not defined" in line for line in console
+    )
+
+
+def test_browser_opens_index_and_latent_page_from_disk_without_console_errors(chromium, dashboard, tmp_path):
+    out = dashboard[0]
+    data = json.loads((out / "data.json").read_text())
+    latent = data["latents"][1]["index"]  # the most changed latent: contexts on the LoRA side at least
+
+    dom, console = _browse(chromium, out / "index.html", "--dump-dom")
+    assert console == []
+    assert (
+        dom.count('<tr><td class="l"><a href="latent_') == len(data["latents"]) and 'id="latent-table"' in dom
+    )
+    dom, console = _browse(chromium, out / f"latent_{latent}.html", "--dump-dom")
+    assert console == []
+    assert 'id="change"' in dom and dom.count('class="panel"') == 2 and dom.count('class="logits"') == 2
+    shown = sum(len(data["latents"][1][v]["activations"]) for v in ("base", "lora"))
+    assert 0 < dom.count('class="context"') == shown and 'class="histogram"' in dom
+
+    for name, size in (("index.html", "1200,500"), (f"latent_{latent}.html", "1280,1100")):
+        pixels, console = _screenshot(chromium, out / name, tmp_path / f"{Path(name).stem}.png", size)
+        assert console == []
+        assert pixels.shape[:2] == tuple(int(x) for x in size.split(","))[::-1]
+        ink = (pixels.sum(-1) < 3 * 200).mean()  # text, lines and bars
+        assert ink > 0.005, f"{name}: the screenshot is (nearly) blank"
+        if name != "index.html":  # orange: token shading and histogram bars
+            r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+            assert ((r > 200) & (g > 60) & (g < 190) & (b < 120)).sum() > 500

@@ -19,9 +19,36 @@ UPLOAD_KEYS = ("index", "density", "activations", "explanations", "topLogits", "
 """The keys of one feature in Neuronpedia's upload-batch payload (neuronpedia 1.2.1 FeatureRequest)."""
 
 
+def _byte_pieces() -> dict[str, int]:
+    """GPT-2's byte-level BPE alphabet: the character that stands for each byte."""
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
+    chars, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            chars[chr(b)] = b
+        else:
+            chars[chr(256 + extra)] = b
+            extra += 1
+    return chars
+
+
+BYTE_PIECES = _byte_pieces()
+
+
 def token_text(tokenizer, token_id: int) -> str:
-    """A token as Neuronpedia shows it: its decoded text (leading spaces kept)."""
-    return tokenizer.decode([int(token_id)], clean_up_tokenization_spaces=False)
+    """A token as Neuronpedia shows it: its decoded text (leading spaces kept). A token that is only part
+    of a multi-byte character (it decodes to U+FFFD) shows its bytes instead, e.g. `<0xE2><0x80>`."""
+    text = tokenizer.decode([int(token_id)], clean_up_tokenization_spaces=False)
+    if "\ufffd" not in text:
+        return text
+    piece = tokenizer.convert_ids_to_tokens(int(token_id))
+    if isinstance(piece, str) and piece and all(c in BYTE_PIECES for c in piece):
+        return "".join(f"<0x{BYTE_PIECES[c]:02X}>" for c in piece)
+    return piece if isinstance(piece, str) and piece else text
 
 
 def feature(

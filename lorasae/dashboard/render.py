@@ -50,6 +50,11 @@ def _num(x: float | None) -> str:
     return "–" if x is None else f"{x:.3g}"
 
 
+def _mean(x: float, count: int | bool) -> str:
+    """An activation statistic of a latent that fired `count` times ('–' when it never fired)."""
+    return "–" if count == 0 else _num(x)
+
+
 def _page(title: str, body: str) -> str:
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
@@ -78,7 +83,7 @@ def histogram_svg(hist: dict[str, Any], width: int = 420, height: int = 110) -> 
         f'<text x="34" y="{height - 6}" font-size="10" fill="#555">{10 ** edges[lo]:.3g}</text>'
         f'<text x="{width - 6}" y="{height - 6}" font-size="10" fill="#555" text-anchor="end">{10 ** edges[hi]:.3g}</text>'
         f'<text x="{width / 2:.0f}" y="{height - 6}" font-size="10" fill="#555" text-anchor="middle">activation (log scale)</text>'
-        f'<text x="2" y="14" font-size="10" fill="#555">{top}</text><text x="2" y="{height - 22}" font-size="10" fill="#555">0</text>'
+        f'<text x="2" y="14" font-size="10" fill="#555">{top} tokens</text><text x="2" y="{height - 22}" font-size="10" fill="#555">0</text>'
     )
     return (
         f'<svg class="histogram" width="{width}" height="{height}" role="img" '
@@ -126,7 +131,8 @@ def panel_html(title: str, feature: dict[str, Any], scale: float) -> str:
     ours = feature["lorasae"]
     stats = (
         f"fires on <b>{_pct(feature['density'])}</b> of tokens ({ours['count']:,}) · mean activation when "
-        f"firing <b>{_num(ours['meanActivation'])}</b> · max <b>{_num(ours['maxActivation'])}</b>"
+        f"firing <b>{_mean(ours['meanActivation'], ours['count'])}</b> · max "
+        f"<b>{_mean(ours['maxActivation'], ours['count'])}</b>"
     )
     return (
         f'<section class="panel"><h2>{_e(title)}</h2><p class="stats">{stats}</p>'
@@ -142,7 +148,8 @@ def change_html(change: dict[str, Any]) -> str:
     return (
         '<div id="change"><b>What the adapter changed:</b> fires on '
         f"{_pct(change['frequencyBase'])} → {_pct(change['frequencyLora'])} of tokens · mean activation "
-        f"when firing {_num(change['meanActivationBase'])} → {_num(change['meanActivationLora'])} · "
+        f"when firing {_mean(change['meanActivationBase'], change['frequencyBase'] > 0)} → "
+        f"{_mean(change['meanActivationLora'], change['frequencyLora'] > 0)} · "
         f"top contexts shared: {'–' if overlap is None else f'{100 * overlap:.0f} %'} (Jaccard) · "
         f"change score {change['score']:.2f} (|log2 firing-count ratio|)</div>"
     )
@@ -186,14 +193,14 @@ def index_page(data: dict[str, Any]) -> str:
         cells = [
             f'<td class="l"><a href="latent_{record["index"]}.html">latent {record["index"]}</a></td>',
             f"<td>{_pct(base['density'])}</td>",
-            f"<td>{_num(base['lorasae']['meanActivation'])}</td>",
+            f"<td>{_mean(base['lorasae']['meanActivation'], base['lorasae']['count'])}</td>",
         ]
         if lora:
             c = record["change"]
             overlap = "–" if c["topOverlap"] is None else f"{100 * c['topOverlap']:.0f} %"
             cells += [
                 f"<td>{_pct(c['frequencyLora'])}</td>",
-                f"<td>{_num(c['meanActivationLora'])}</td>",
+                f"<td>{_mean(c['meanActivationLora'], record['lora']['lorasae']['count'])}</td>",
                 f"<td>{c['score']:.2f}</td>",
                 f"<td>{overlap}</td>",
             ]
