@@ -10,6 +10,7 @@ the shades compare); with an adapter, a box on top says what changed.
 from __future__ import annotations
 
 import html
+import unicodedata
 from typing import Any
 
 CSS = """
@@ -38,8 +39,15 @@ def _e(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
 
+def _escape(c: str) -> str:
+    return f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}"
+
+
 def _shown_token(token: str) -> str:
-    return token.replace("\n", "↵").replace("\t", "⇥") or "∅"
+    """Newlines and tabs as ↵ ⇥, other invisible characters (controls, format, unassigned) as `\\xNN`."""
+    token = token.replace("\n", "↵").replace("\t", "⇥")
+    shown = "".join(_escape(c) if unicodedata.category(c)[0] == "C" else c for c in token)
+    return shown or "∅"
 
 
 def _pct(x: float | None) -> str:
