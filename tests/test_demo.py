@@ -100,6 +100,6 @@ def test_demo_end_to_end_at_test_size(small_world, out_root: Path, capsys):
 
     run_demo(cfg)  # a rerun skips every stage but the figures, and README keeps the from-scratch time
     out = capsys.readouterr().out
-    assert out.count("outputs exist, skipped") == 13, out
+    assert out.count("outputs exist, skipped") == 14, out
     minutes = sum(json.loads((out_root / "data" / "demo_stages.json").read_text())["seconds"].values()) / 60
     assert f"from scratch (world build included): {minutes:.1f} min" in (out_root / "README.md").read_text()
