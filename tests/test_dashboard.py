@@ -126,8 +126,10 @@ def test_latents_flag_takes_ids_changed_and_frequent_and_names_what_is_wrong():
         LatentChoice((64,)).resolve(64, stats, None)
     with pytest.raises(ValueError, match="needs an adapter"):
         LatentChoice(changed=3).resolve(64, stats, None)
-    frequent = LatentChoice((5,), frequent=3).resolve(64, stats, None)
+    reasons = LatentChoice((5,), frequent=3).resolve(64, stats, None)
+    frequent = list(reasons)
     assert frequent[0] == 5 and len(frequent) == 4 and 5 not in frequent[1:]
+    assert list(reasons.values()) == ["listed", "frequent #1", "frequent #2", "frequent #3"]
     rest = [i for i in range(64) if i != 5]
     assert [stats.counts[i] for i in frequent[1:]] == sorted((stats.counts[i] for i in rest), reverse=True)[
         :3
@@ -255,11 +257,12 @@ def test_script_writes_an_index_a_page_per_latent_the_data_and_its_record(dashbo
     data = json.loads((out / "data.json").read_text())
     ids = [r["index"] for r in data["latents"]]
     assert ids[0] == 0 and len(ids) == 4 and len(set(ids)) == 4
+    assert [r["chosenAs"] for r in data["latents"]] == ["listed", "changed #1", "changed #2", "changed #3"]
     index = (out / "index.html").read_text()
     for i in ids:
         assert f'href="latent_{i}.html"' in index and (out / f"latent_{i}.html").is_file()
     for record in data["latents"]:
-        assert set(record) == {"index", "base", "lora", "change"}
+        assert set(record) == {"index", "chosenAs", "base", "lora", "change"}
         for v in ("base", "lora"):
             feature = record[v]
             assert len(feature["activations"]) <= 6 and len(feature["topLogits"]) == 10
@@ -328,7 +331,7 @@ def test_base_only_dashboard_with_adapter_none_has_no_lora_column(dashboard, wor
         mp.setenv("LORASAE_ROOT", str(root))
         out = run_dashboard(parse(DashboardArgs, [*argv, "--progress", "false"]))
     data = json.loads((out / "data.json").read_text())
-    assert data["adapter"] is None and all(set(r) == {"index", "base"} for r in data["latents"])
+    assert data["adapter"] is None and all(set(r) == {"index", "chosenAs", "base"} for r in data["latents"])
     assert "(LoRA)" not in (out / "index.html").read_text() and (out / "run.json").is_file()
     with pytest.raises(ValueError, match="needs an adapter"):
         with pytest.MonkeyPatch.context() as mp:

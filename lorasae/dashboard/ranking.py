@@ -48,23 +48,23 @@ class LatentChoice:
     changed: int = 0
     frequent: int = 0
 
-    def resolve(self, n_latents: int, base: LatentStats, lora: LatentStats | None) -> list[int]:
-        """The ids to show, in order (explicit first, then the most changed not already listed)."""
+    def resolve(self, n_latents: int, base: LatentStats, lora: LatentStats | None) -> dict[int, str]:
+        """`{latent: why it is shown}` in order: the listed ids, then the most changed, then the most
+        frequent (each skipping latents already shown)."""
         for i in self.ids:
             if not 0 <= i < n_latents:
                 raise ValueError(f"--latents: latent {i} is out of range; the SAE has {n_latents} latents.")
-        chosen = list(dict.fromkeys(self.ids))
+        chosen = {i: "listed" for i in self.ids}
         if self.changed:
             if lora is None:
                 raise ValueError(
                     "--latents changed:N needs an adapter (--adapter, or one saved for the SAE)."
                 )
-            chosen += [i for i in most_changed(base, lora, self.changed + len(chosen)) if i not in chosen][
-                : self.changed
-            ]
+            ranked = [i for i in most_changed(base, lora, self.changed + len(chosen)) if i not in chosen]
+            chosen |= {i: f"changed #{rank + 1}" for rank, i in enumerate(ranked[: self.changed])}
         if self.frequent:
-            order = np.lexsort((np.arange(n_latents), -base.counts))
-            chosen += [int(i) for i in order if int(i) not in chosen][: self.frequent]
+            order = [int(i) for i in np.lexsort((np.arange(n_latents), -base.counts)) if int(i) not in chosen]
+            chosen |= {i: f"frequent #{rank + 1}" for rank, i in enumerate(order[: self.frequent])}
         return chosen
 
 

@@ -24,12 +24,12 @@ th{background:#f4f4f6;position:sticky;top:0} td.l,th.l{text-align:left}
 #change{background:#fff8e6;border:1px solid #f0c36d;border-radius:8px;padding:10px 14px;margin:0 0 16px;font-size:14px}
 .stats{font-size:13px;color:#333;margin:0 0 8px}
 .logits{display:flex;gap:16px} .logits table{font-size:12px} .pos{color:#0a7d32} .neg{color:#b3261e}
-.context{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12.5px;white-space:pre-wrap;
+.context{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12.5px;
  margin:3px 0;padding:3px 4px;border-bottom:1px solid #f0f0f0;line-height:1.7}
 .context .v{display:inline-block;width:52px;color:#666;text-align:right;margin-right:8px}
-.tok{border-radius:2px} .tok.max{outline:1.5px solid #c2410c}
+.tok{border-radius:2px;white-space:pre} .tok.max{outline:1.5px solid #c2410c}
 .legend{font-size:12px;color:#555;margin:4px 0 8px}
-.none{color:#888;font-style:italic;font-size:13px}
+.none{color:#888;font-style:italic;font-size:13px} .note{font-size:14px;margin:0 0 12px}
 """
 
 SHADE = (234, 88, 12)  # orange: a token's background opacity is its activation / the latent's maximum
@@ -61,6 +61,10 @@ def _num(x: float | None) -> str:
 def _mean(x: float, count: int | bool) -> str:
     """An activation statistic of a latent that fired `count` times ('–' when it never fired)."""
     return "–" if count == 0 else _num(x)
+
+
+def _note(data: dict[str, Any]) -> str:
+    return f'<p class="note">{_e(data["note"])}</p>' if data.get("note") else ""
 
 
 def _page(title: str, body: str) -> str:
@@ -102,7 +106,7 @@ def histogram_svg(hist: dict[str, Any], width: int = 420, height: int = 110) -> 
 def logits_html(feature: dict[str, Any]) -> str:
     def table(rows: list[dict[str, Any]], cls: str, title: str) -> str:
         body = "".join(
-            f'<tr><td class="l"><code>{_e(_shown_token(r["token"]))}</code></td><td class="{cls}">{r["value"]:+.3f}</td></tr>'
+            f'<tr><td class="l"><code>{_e(_shown_token(r["token"]).replace(" ", "␣"))}</code></td><td class="{cls}">{r["value"]:+.3f}</td></tr>'
             for r in rows
         )
         return f'<table><tr><th class="l" colspan="2">{title}</th></tr>{body}</table>'
@@ -111,7 +115,7 @@ def logits_html(feature: dict[str, Any]) -> str:
         '<div class="logits">'
         + table(feature["topLogits"], "pos", "pushes up (logit)")
         + table(feature["bottomLogits"], "neg", "pushes down (logit)")
-        + "</div>"
+        + '</div><p class="legend">␣ is a space.</p>'
     )
 
 
@@ -129,8 +133,9 @@ def contexts_html(feature: dict[str, Any], scale: float) -> str:
             )
             cls = "tok max" if i == pos else "tok"
             spans.append(f'<span class="{cls}"{style} title="{value:.3g}">{_e(_shown_token(token))}</span>')
+        # a line breaks only between tokens (<wbr>), never inside one
         rows.append(
-            f'<div class="context"><span class="v">{max(act["values"]):.3g}</span>{"".join(spans)}</div>'
+            f'<div class="context"><span class="v">{max(act["values"]):.3g}</span>{"<wbr>".join(spans)}</div>'
         )
     return "".join(rows)
 
@@ -177,7 +182,7 @@ def latent_page(data: dict[str, Any], record: dict[str, Any]) -> str:
     scale = max((record[v]["lorasae"]["maxActivation"] for v in variants), default=0.0)
     body = (
         f'<p><a href="index.html">← all latents</a></p><h1>Latent {record["index"]}</h1>'
-        f'<p class="sub">{_e(data["description"])}</p>'
+        f'<p class="sub">{_e(data["description"])}</p>{_note(data)}'
         + (change_html(record["change"]) if "change" in record else "")
         + f'<p class="legend">Token shading: activation / {scale:.3g} (this latent\'s maximum over '
         f"{'both models' if len(variants) > 1 else 'the model'}); the outlined token is the context's "
@@ -192,7 +197,7 @@ def latent_page(data: dict[str, Any], record: dict[str, Any]) -> str:
 def index_page(data: dict[str, Any]) -> str:
     """The table of latents, each linking to its page."""
     lora = bool(data.get("adapter_label"))
-    head = ["latent", "fires on (base)", "mean act. (base)"]
+    head = ["latent", "chosen as", "fires on (base)", "mean act. (base)"]
     if lora:
         head += ["fires on (LoRA)", "mean act. (LoRA)", "change score", "top contexts shared"]
     rows = []
@@ -200,6 +205,7 @@ def index_page(data: dict[str, Any]) -> str:
         base = record["base"]
         cells = [
             f'<td class="l"><a href="latent_{record["index"]}.html">latent {record["index"]}</a></td>',
+            f'<td class="l">{_e(record.get("chosenAs", ""))}</td>',
             f"<td>{_pct(base['density'])}</td>",
             f"<td>{_mean(base['lorasae']['meanActivation'], base['lorasae']['count'])}</td>",
         ]
@@ -213,7 +219,7 @@ def index_page(data: dict[str, Any]) -> str:
                 f"<td>{overlap}</td>",
             ]
         rows.append(f"<tr>{''.join(cells)}</tr>")
-    header = "".join(f'<th class="{"l" if i == 0 else ""}">{_e(h)}</th>' for i, h in enumerate(head))
+    header = "".join(f'<th class="{"l" if i < 2 else ""}">{_e(h)}</th>' for i, h in enumerate(head))
     note = (
         "Change score: |log2((n_LoRA + 1) / (n_base + 1))|, n = tokens the latent fires on. "
         "Top contexts shared: Jaccard overlap of the two models' top sequences."
@@ -222,7 +228,7 @@ def index_page(data: dict[str, Any]) -> str:
     )
     body = (
         f"<h1>Latent dashboards · {_e(data['sae_tag'])}</h1>"
-        f'<p class="sub">{_e(data["description"])} {_e(note)}</p>'
+        f'<p class="sub">{_e(data["description"])} {_e(note)}</p>{_note(data)}'
         f'<table id="latent-table"><tr>{header}</tr>{"".join(rows)}</table>'
     )
     return _page(f"Latent dashboards · {data['sae_tag']}", body)

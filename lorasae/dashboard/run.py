@@ -86,6 +86,9 @@ class DashboardArgs(SaeChoiceArgs, CommonArgs):
     out: str | None = None
     """Output folder. Default: eval/dashboard/<model>/<sae tag>/<adapter label or 'base'>/."""
 
+    note: str | None = None
+    """A line shown on every page (e.g. what a listed latent is)."""
+
     progress: bool = True
     """Show progress bars."""
 
@@ -163,7 +166,8 @@ def run_dashboard(args: DashboardArgs) -> Path:
         for v, ctx in variants.items()
     }
     spec = args.latents or ("changed:10" if adapter is not None else "frequent:10")
-    latents = parse_latents(spec).resolve(n_latents, stats["base"], stats.get("lora"))
+    reasons = parse_latents(spec).resolve(n_latents, stats["base"], stats.get("lora"))
+    latents = list(reasons)
     print(f"latents ({spec}): {latents}")
     features: dict[int, dict[str, Any]] = {i: {} for i in latents}
     for v, ctx in variants.items():
@@ -194,7 +198,11 @@ def run_dashboard(args: DashboardArgs) -> Path:
             f"LoRA training; BOS/EOS/PAD not counted) · up to {args.contexts} contexts per latent and model, "
             f"{args.context_before} tokens before and {args.context_after} after the maximum."
         ),
-        "latents": [latent_record(i, features[i], stats["base"], stats.get("lora")) for i in latents],
+        "note": args.note,
+        "latents": [
+            {**latent_record(i, features[i], stats["base"], stats.get("lora")), "chosenAs": reasons[i]}
+            for i in latents
+        ],
     }
     out = Path(args.out) if args.out else paths.dashboard_dir(model_key(name), tag) / (label or "base")
     write_pages(data, out, args.export)
@@ -257,9 +265,12 @@ def demo_stage(
     def args() -> DashboardArgs:
         latent = steering_latent()
         spec = f"{latent},changed:8" if latent is not None else "changed:8"
+        note = (
+            f"Latent {latent} (listed) is the steering evaluation's latent." if latent is not None else None
+        )
         return DashboardArgs(
             model_type="tiny", device=device, layer=layer, rank=rank, lora_span=lora_span, seed=seed,
-            latents=spec, progress=False,
+            latents=spec, note=note, progress=False,
         )  # fmt: skip
 
     def done() -> bool:
