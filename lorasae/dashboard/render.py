@@ -32,6 +32,7 @@ th{background:#f4f4f6;position:sticky;top:0} td.l,th.l{text-align:left}
 .none{color:#888;font-style:italic;font-size:13px} .note{font-size:14px;margin:0 0 12px}
 """
 
+MIN_BINS = 12  # the histogram shows at least this many bins (a latent seen a few times: narrow bars)
 SHADE = (234, 88, 12)  # orange: a token's background opacity is its activation / the latent's maximum
 
 
@@ -82,6 +83,8 @@ def histogram_svg(hist: dict[str, Any], width: int = 420, height: int = 110) -> 
     if not full:
         return '<p class="none">never fires on these tokens</p>'
     lo, hi = full[0], full[-1] + 1
+    while hi - lo < MIN_BINS and (lo > 0 or hi < len(counts)):  # a few active bins: show a decade around
+        lo, hi = max(0, lo - 1), min(len(counts), hi + 1)
     shown, top = counts[lo:hi], max(counts[lo:hi])
     bar_w = (width - 40) / len(shown)
     bars = "".join(
@@ -111,11 +114,13 @@ def logits_html(feature: dict[str, Any]) -> str:
         )
         return f'<table><tr><th class="l" colspan="2">{title}</th></tr>{body}</table>'
 
+    spaced = any(" " in r["token"] for r in feature["topLogits"] + feature["bottomLogits"])
     return (
         '<div class="logits">'
         + table(feature["topLogits"], "pos", "pushes up (logit)")
         + table(feature["bottomLogits"], "neg", "pushes down (logit)")
-        + '</div><p class="legend">␣ is a space.</p>'
+        + "</div>"
+        + ('<p class="legend">␣ is a space.</p>' if spaced else "")
     )
 
 

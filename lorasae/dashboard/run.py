@@ -177,6 +177,7 @@ def run_dashboard(args: DashboardArgs) -> Path:
             logits = direct_logits(model, sae.W_dec, latents, args.logits)
         for i in latents:
             features[i][v] = feature(i, stats[v], contexts[i], logits[i], tokenizer)
+    shown_source = paths.portable(ref.source) if Path(ref.source).exists() else ref.source
     data = {
         "model": name,
         "model_label": model_key(name),
@@ -192,7 +193,7 @@ def run_dashboard(args: DashboardArgs) -> Path:
         "latents_spec": spec,
         "neuronpedia": neuronpedia_ids(model_key(name), layer, tag, label),
         "description": (
-            f"{model_key(name)} · SAE {ref.source} (layer {layer}, {n_latents} latents)"
+            f"{model_key(name)} · SAE {shown_source} (layer {layer}, {n_latents} latents)"
             + (f" · adapter {label}" if label else "")
             + f" · {stats['base'].num_tokens:,} tokens of {dataset} validation chunks (held out from SAE and "
             f"LoRA training; BOS/EOS/PAD not counted) · up to {args.contexts} contexts per latent and model, "
