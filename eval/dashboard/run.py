@@ -9,7 +9,7 @@ by the latent's activation (at most --contexts per latent, default 20, cap 100),
 activations, the logits its decoder direction pushes up and down; with an adapter, what changed (firing
 frequency, mean activation, overlap of the top contexts). Tokens: the trainers' validation chunks.
 Writes eval/dashboard/<model>/<sae tag>/<adapter label or base>/{index.html, latent_<i>.html, data.json,
-run.json} (and neuronpedia/<model>/batch-<i>.json with --export neuronpedia).
+run.json} (and neuronpedia/{base,lora}/batch-<i>.json with --export neuronpedia).
 """
 
 import sys

@@ -81,7 +81,8 @@ class DashboardArgs(SaeChoiceArgs, CommonArgs):
     """Tokens listed as pushed up and down by the decoder direction."""
 
     export: str | None = None
-    """'neuronpedia': also write the features as Neuronpedia upload-batch payloads (neuronpedia/<model>/)."""
+    """'neuronpedia': also write the features as Neuronpedia upload-batch payloads
+    (neuronpedia/{base,lora}/batch-<i>.json in the output folder, at most 128 features each)."""
 
     out: str | None = None
     """Output folder. Default: eval/dashboard/<model>/<sae tag>/<adapter label or 'base'>/."""
