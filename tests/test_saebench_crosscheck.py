@@ -1,9 +1,10 @@
-"""Cross-check against SAEBench's own package where its code runs without TransformerLens models: the
-SCR/TPP scoring and ablation, unlearning's latent selection and score, RAVEL's completion check, on the same
-numbers, SAE and activations. Skipped when `sae_bench` is not importable (it is not a dependency: install
-it without its dependencies, e.g. `pip install --no-deps --target <dir> sae-bench==0.6.0`, and put <dir> on
-PYTHONPATH). Core's CE and KL scores need SAEBench's TransformerLens activation store and are not compared
-here; its explained variance differs on purpose (see eval/SAE-Bench/run_eval.py)."""
+"""Cross-check against SAEBench's own package (sae-bench 0.6.0, installed by `make setup` from
+requirements-crosscheck.txt without its dependencies) where its code runs without TransformerLens models:
+the SCR/TPP scoring and ablation, unlearning's latent selection, score, prompt, answer scoring and
+known-question rule, RAVEL's completion check (with hub-style labels), core's reconstruction fields, on the
+same numbers, SAE and activations. A missing `sae_bench` fails these tests (`required_libs.require`), it
+does not skip them. Core's CE and KL scores need SAEBench's TransformerLens activation store and are not
+compared here; its explained variance differs on purpose (docs/DEVIATIONS.md)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,20 @@ import random
 import numpy as np
 import pytest
 import torch
+from required_libs import require
 
 from lorasae.saebench import ravel, scr_tpp, unlearning
 from lorasae.saebench.activations import meaned_activations
 
-sb_scr = pytest.importorskip("sae_bench.evals.scr_and_tpp.main")
-sb_features = pytest.importorskip("sae_bench.evals.unlearning.utils.feature_activation")
-sb_unlearning = pytest.importorskip("sae_bench.evals.unlearning.main")
-sb_ravel = pytest.importorskip("sae_bench.evals.ravel.validation")
+sb_scr = require("sae_bench.evals.scr_and_tpp.main")
+sb_features = require("sae_bench.evals.unlearning.utils.feature_activation")
+sb_unlearning = require("sae_bench.evals.unlearning.main")
+sb_ravel = require("sae_bench.evals.ravel.validation")
+
+
+def test_require_fails_naming_make_setup_when_a_library_is_missing():
+    with pytest.raises(pytest.fail.Exception, match=r"no_such_library_xyz.*`make setup`"):
+        require("no_such_library_xyz")
 
 
 def _clean_and_ablated(rng: random.Random, gap: float):
