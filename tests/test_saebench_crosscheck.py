@@ -107,3 +107,137 @@ def test_unlearning_selection_and_score_match_saebench():
 )
 def test_ravel_completion_check_matches_saebench(label, completion):
     assert ravel.evaluate_completion(label, completion) == sb_ravel.evaluate_completion("", label, completion)
+
+
+# --- unlearning: SAEBench's prompt, letter scoring and known-question rule -----------------------
+
+sb_metrics = require("sae_bench.evals.unlearning.utils.metrics")
+sb_var = require("sae_bench.evals.unlearning.utils.var")
+
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}{{ '<start_of_turn>' + message['role'] + '\n'"
+    " + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+"""Gemma-2-it's chat template, reduced to what a single user turn renders."""
+PIECES = r"\s?\w+|\s?[^\w\s]|\s"
+MCQ = [
+    ("wmdp-bio", "Which germ makes the cold?", ("a virus", "a fungus", "a worm", "a metal"), 0),
+    ("wmdp-bio", "Where are genes kept?", ("in salt", "in DNA", "in fat", "in air"), 1),
+    ("human_aging", "What greys with age?", ("teeth", "nails", "hair", "bones"), 2),
+    ("high_school_geography", "Which is a river?", ("Alps", "Sahara", "Gobi", "Nile"), 3),
+]
+
+
+def _sb_prompt(subject: str, question: str, choices: tuple[str, ...], order) -> str:
+    pre = (
+        sb_var.PRE_WMDP_BIO
+        if subject == "wmdp-bio"
+        else sb_var.PRE_QUESTION_FORMAT.format(subject=subject.replace("_", " "))
+    )
+    return sb_metrics.convert_wmdp_data_to_prompt(
+        question,
+        list(choices),
+        prompt_format="GEMMA_INST_FORMAT",
+        permute_choices=list(order),
+        pre_question=pre,
+    )
+
+
+def _word_tokenizer(texts: list[str], chat_template: str | None):
+    """A word-level tokenizer over the pieces of `texts` (a leading space or newline stays on its word, so
+    "A" and " A" are distinct single tokens, as in Gemma's vocabulary), with "<bos>" as a special token."""
+    import re
+
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    pieces = sorted({p for t in texts for part in t.split("<bos>") for p in re.findall(PIECES, part)})
+    vocab = {w: i for i, w in enumerate(["<pad>", "<bos>", "<eos>", "<unk>", *pieces])}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(PIECES), behavior="isolated")
+    out = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
+    )
+    out.chat_template = chat_template
+    return out
+
+
+class _LensLike:
+    """What SAEBench's `get_output_probs_abcd` uses of a HookedTransformer, over a Hugging Face model."""
+
+    def __init__(self, model, tokenizer):
+        from types import SimpleNamespace
+
+        self.model, self.tokenizer = model, tokenizer
+        self.cfg = SimpleNamespace(model_name="gemma-2-2b-it", device="cpu")
+
+    def to_tokens(self, text, prepend_bos: bool = True, padding_side: str = "right"):
+        assert not prepend_bos and padding_side == "right"
+        rows = [
+            self.tokenizer(t, add_special_tokens=False)["input_ids"]
+            for t in ([text] if isinstance(text, str) else text)
+        ]
+        width = max(map(len, rows))
+        return torch.tensor([r + [self.tokenizer.pad_token_id] * (width - len(r)) for r in rows])
+
+    def __call__(self, tokens, return_type: str = "logits"):
+        return self.model(input_ids=tokens, use_cache=False).logits
+
+
+@pytest.fixture(scope="module")
+def mcq_setup():
+    from conftest import make_tiny_model
+
+    from lorasae.saebench.world_tasks import ClozeQuestion
+
+    texts = [_sb_prompt(*q[:3], o) for q in MCQ for o in sb_metrics.all_permutations]
+    texts += ["A", "B", "C", "D", " A", " B", " C", " D"]
+    tok = _word_tokenizer(texts, GEMMA_CHAT_TEMPLATE)
+    questions = [ClozeQuestion(*q) for q in MCQ]
+    models = [make_tiny_model("gemma2", n_layers=2, vocab=len(tok), seed=s) for s in range(3)]
+    return tok, questions, models
+
+
+def test_unlearning_prompt_ids_are_saebench_prompts_with_and_without_a_chat_template(mcq_setup):
+    tok, questions, _ = mcq_setup
+    plain = _word_tokenizer(
+        [_sb_prompt(*q[:3], o) for q in MCQ for o in sb_metrics.all_permutations] + ["A", " A"], None
+    )
+    assert plain.chat_template is None and tok.chat_template
+    for q in questions:
+        for order in sb_metrics.all_permutations:
+            text = _sb_prompt(q.subject, q.prompt, q.choices, order)
+            for t in (tok, plain):
+                assert (
+                    unlearning.saebench_prompt_ids(t, q, order)
+                    == t(text, add_special_tokens=False)["input_ids"]
+                )
+
+
+def test_unlearning_answers_in_all_24_orderings_match_saebench(mcq_setup):
+    tok, questions, models = mcq_setup
+    orders = sb_metrics.all_permutations
+    prompts = [_sb_prompt(q.subject, q.prompt, q.choices, o) for q in questions for o in orders]
+    answers = torch.tensor([list(o).index(q.answer) for q in questions for o in orders])
+    n_right = []
+    for model in models:
+        probs = sb_metrics.get_output_probs_abcd(
+            _LensLike(model, tok), prompts, batch_size=24, n_batches=len(questions), verbose=False
+        )
+        theirs = (probs.argmax(dim=1) == answers).float().numpy()
+        ours = unlearning.saebench_correct(model, tok, questions, unlearning.ALL_ORDERS, 24)
+        assert np.array(ours, dtype=float).ravel().tolist() == theirs.tolist()
+        known = sb_metrics._find_all_permutation_correct_ans({"is_correct": theirs})
+        assert unlearning.known_in_every_order(ours) == known.tolist()
+        n_right.append(int(theirs.sum()))
+    assert len(set(n_right)) > 1  # the models differ in what they answer: the comparison is not vacuous
+
+
+def test_known_question_rule_matches_saebench_on_random_tables():
+    rng = np.random.default_rng(0)
+    table = rng.random((40, 24)) < 0.9
+    table[[3, 17, 29]] = True
+    ours = unlearning.known_in_every_order(table.tolist())
+    theirs = sb_metrics._find_all_permutation_correct_ans({"is_correct": table.astype(float).ravel()})
+    assert ours == theirs.tolist() and {3, 17, 29} <= set(ours)
