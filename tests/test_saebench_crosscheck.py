@@ -102,11 +102,48 @@ def test_unlearning_selection_and_score_match_saebench():
     assert unlearning.unlearning_score(rows) == pytest.approx(sb_unlearning.get_unlearning_scores(frame))
 
 
-@pytest.mark.parametrize(
-    "label,completion", [("Marstad", " Marstad is"), ("Marstad", " Mar"), ("Ost", " the"), ("Marstad", ' "M')]
-)
-def test_ravel_completion_check_matches_saebench(label, completion):
-    assert ravel.evaluate_completion(label, completion) == sb_ravel.evaluate_completion("", label, completion)
+RAVEL_TEXTS = [
+    "Paris is a city in the country of",
+    "The official language of Bern is",
+    "Seoul is on the continent of",
+    "The latitude of Oslo is",
+    "The coordinates of Oslo are",
+    "Tokyo's time zone is UTC",
+    "The capital of Veloria is",
+]
+RAVEL_LABELS = [
+    "Marstad", "Ost", "United States", "United Kingdom", "South Korea", "North America", "Mandarin Chinese",
+    "German,French", "German, French, Italian", "59.91", "-10.75", "Asia/Tokyo", "Asia/Kolkata",
+    "America/New_York", "Europe/Paris", "Africa/Cairo", "Not/AZone", "",
+]  # fmt: skip
+RAVEL_COMPLETIONS = [
+    " Marstad is", " Mar", " the", ' "M', ' Marstad" is', " the United States of America", " United States",
+    " The United States", " England, which", " Korea, officially", " south korea", " NA", " America.",
+    " the Americas", " Chinese", " Mandarin", " French and", " mostly french", " 61 degrees", " 57.5 north",
+    " east", "+9", "+09:00", "-15", "+5:30", "-5", "-04:00", "+1", "+02:00", "+13", "", " ",
+]  # fmt: skip
+
+
+def test_ravel_completion_check_matches_saebench_on_hub_style_labels():
+    """Every (prompt, label, completion) of the grid: countries with articles, parts for wholes,
+    abbreviations, languages named by their country or listed with commas, coordinates, time zones
+    (SAEBench's verdict follows today's date: both sides read the clock) and the built-in world's names."""
+    disagreements = [
+        (text, label, completion)
+        for text in RAVEL_TEXTS
+        for label in RAVEL_LABELS
+        for completion in RAVEL_COMPLETIONS
+        if ravel.evaluate_completion(text, label, completion)
+        != sb_ravel.evaluate_completion(text, label, completion)
+    ]
+    assert disagreements == []
+    verdicts = [
+        sb_ravel.evaluate_completion(t, lab, c)
+        for t in RAVEL_TEXTS
+        for lab in RAVEL_LABELS
+        for c in RAVEL_COMPLETIONS
+    ]
+    assert 50 < sum(verdicts) < len(verdicts) - 50  # both verdicts occur often: the grid is not one-sided
 
 
 # --- unlearning: SAEBench's prompt, letter scoring and known-question rule -----------------------

@@ -131,15 +131,53 @@ def test_mask_training_schedule_and_hard_mask():
     assert ravel.mask_values(logits, None).tolist() == [0.0, 0.0, 1.0]
     assert ravel.mask_values(logits, 1e-4).tolist() == pytest.approx([0.0, 0.5, 1.0])
     assert ravel.mask_values(logits, 1.0).tolist() == pytest.approx(torch.sigmoid(logits).tolist())
-    assert ravel.evaluate_completion("Marstad", " marstad is the")
-    assert not ravel.evaluate_completion("Ost", " the")
-    assert not ravel.evaluate_completion(
-        "Marstad", " the capital Marstad"
-    )  # SAEBench: a prefix, not anywhere
-    assert ravel.evaluate_completion("Marstad", ' Marstad" is') and ravel.evaluate_completion(
-        "Marstad", " Mar"
-    )
-    assert not ravel.evaluate_completion("Marstad", ' "Marstad')  # cut at the first quote: nothing left
+    text = "The capital of Veloria is"
+    assert ravel.evaluate_completion(text, "Marstad", " marstad is the")
+    assert not ravel.evaluate_completion(text, "Ost", " the")
+    assert not ravel.evaluate_completion(text, "Marstad", " the capital Marstad")  # a prefix, not anywhere
+    assert ravel.evaluate_completion(text, "Marstad", ' Marstad" is')
+    assert ravel.evaluate_completion(text, "Marstad", " Mar")
+    assert not ravel.evaluate_completion(text, "Marstad", ' "Marstad')  # cut at the first quote: nothing left
+
+
+CITY = "Paris is a city in the country of"
+HUB_STYLE = [  # (prompt text, label, completion, SAEBench's verdict): hub-style labels of its special cases
+    (CITY, "United States", " the United States of America", True),  # an article before the country
+    (CITY, "United Kingdom", " England, which", True),  # a part for the whole
+    (CITY, "United States", " The United States", False),  # only a lower-case "the " is dropped
+    (CITY, "South Korea", " Korea, officially", True),
+    ("Seoul is a city on the continent of", "North America", " NA", True),  # an abbreviation
+    ("Seoul is a city on the continent of", "North America", " America.", True),
+    ("Seoul is a city on the continent of", "North America", " the Americas", False),
+    ("The official language of Beijing is", "Mandarin Chinese", " Chinese", True),  # named by its country
+    ("The official language of Bern is", "German, French, Italian", " French and", False),
+    ("The official language of Bern is", "German,French", " mostly French", True),
+    ("The latitude of Oslo is", "59.91", " 61 degrees north", True),
+    ("The latitude of Oslo is", "59.91", " 62 degrees north", False),
+    ("The longitude of Oslo is", "10.75", " east", False),
+    ("Tokyo's time zone is UTC", "Asia/Tokyo", "+9", True),
+    ("Tokyo's time zone is UTC", "Asia/Tokyo", "+09:00", True),  # a leading zero
+    ("Tokyo's time zone is UTC", "Asia/Tokyo", "-15", True),  # 24 − 15 = 9 hours the other way
+    ("Tokyo's time zone is UTC", "Asia/Tokyo", "+8", False),
+    ("Tokyo's time zone is UTC", "Not/AZone", "+8", False),
+]
+
+
+@pytest.mark.parametrize("text,label,completion,verdict", HUB_STYLE)
+def test_ravel_completion_check_keeps_saebench_special_cases(text, label, completion, verdict):
+    assert ravel.evaluate_completion(text, label, completion) is verdict
+
+
+def test_utc_offsets_of_zones_without_summer_time():
+    from lorasae.saebench.ravel_completion import utc_offset_now
+
+    assert [utc_offset_now(z) for z in ("Asia/Tokyo", "Asia/Kolkata", "Pacific/Honolulu", "UTC")] == [
+        "+9:00",
+        "+5:30",
+        "-10:00",
+        "+0:00",
+    ]
+    assert utc_offset_now("Not/AZone") is None
 
 
 def test_ravel_full_mask_causes_and_empty_mask_isolates(facts):
@@ -269,6 +307,7 @@ def test_unlearning_end_to_end(facts):
         multipliers=[1, 20],
         seq_len=48,
         llm_batch_size=16,
+        question_format="cloze",  # the built-in world's offline variant
     )
     out = unlearning.run_unlearning(
         model, tok, sae, 0, w.builtin_unlearning_questions(0, 800), forget, retain, config, "diag"
@@ -279,6 +318,7 @@ def test_unlearning_end_to_end(facts):
     assert len(rows) == 8 and all(len(r["features"]) <= r["n_features"] for r in rows)
     counts = out["eval_result_unstructured"]["question_counts"]
     assert counts[w.FORGET_SUBJECT]["known"] >= 20
+    assert out["eval_config"]["question_format"] == "cloze"
     best = min(r[w.FORGET_SUBJECT] if r["all_side_effects_mcq"] >= 0.99 else 1.0 for r in rows)
     assert out["eval_result_metrics"]["unlearning"]["unlearning_score"] == pytest.approx(1 - best)
     assert any(r[w.FORGET_SUBJECT] < 1.0 for r in rows)  # clamping medical latents does forget something
