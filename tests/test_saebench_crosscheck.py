@@ -278,3 +278,117 @@ def test_known_question_rule_matches_saebench_on_random_tables():
     ours = unlearning.known_in_every_order(table.tolist())
     theirs = sb_metrics._find_all_permutation_correct_ans({"is_correct": table.astype(float).ravel()})
     assert ours == theirs.tolist() and {3, 17, 29} <= set(ours)
+
+
+# --- core: the sparsity, shrinkage and reconstruction fields -------------------------------------
+
+sb_core = require("sae_bench.evals.core.main")
+
+
+class _CachingModel:
+    """What SAEBench's `get_sparsity_and_variance_metrics` uses of a HookedTransformer: `run_with_cache`
+    giving the residual after `layer` (from the Hugging Face model's hidden states)."""
+
+    def __init__(self, model, layer: int):
+        self.model, self.layer = model, layer
+
+    def run_with_cache(self, tokens, prepend_bos, names_filter, stop_at_layer, **kwargs):
+        assert prepend_bos is False and stop_at_layer == self.layer + 1
+        hidden = self.model(input_ids=tokens, output_hidden_states=True).hidden_states[self.layer + 1]
+        return None, {names_filter[0]: hidden}
+
+
+class _TokenStore:
+    def __init__(self, batches):
+        self.batches = iter(batches)
+
+    def get_batch_tokens(self, n: int):
+        batch = next(self.batches)
+        assert len(batch) == n
+        return batch
+
+
+class _SaeLensView:
+    """Our SAE under the attribute names SAEBench reads (`cfg.hook_name`, `cfg.d_sae`, `device`, ...)."""
+
+    def __init__(self, sae, layer: int):
+        from types import SimpleNamespace
+
+        self.sae, self.device = sae, torch.device("cpu")
+        self.cfg = SimpleNamespace(
+            hook_name=f"blocks.{layer}.hook_resid_post",
+            hook_head_index=None,
+            hook_layer=layer,
+            d_sae=sae.cfg.d_sae,
+        )
+
+    def encode(self, x):
+        return self.sae.encode(x)
+
+    def decode(self, z):
+        return self.sae.decode(z)
+
+
+def test_core_fields_match_saebench_on_the_same_activations(tmp_path, char_tokenizer):
+    from conftest import make_tiny_model
+
+    from lorasae.sae import SaeConfig, TopKSAE
+    from lorasae.saebench.core import CoreEvalConfig, run_core
+    from lorasae.saebench.datasets import token_chunks
+
+    torch.manual_seed(0)
+    model, layer, batch_size = make_tiny_model("llama"), 1, 4
+    (tmp_path / "c.txt").write_text(
+        "\n\n".join(f"note {i}: the {w} ran far." for i, w in enumerate("abcdefgh" * 4))
+    )
+    tokens = token_chunks(str(tmp_path / "c.txt"), char_tokenizer, 32, 8, seed=0)
+    tokens[1, 5:] = char_tokenizer.pad_token_id  # a padded row: special positions are left out on both sides
+    sae = TopKSAE(SaeConfig(d_in=32, d_sae=128, k=6), fast=False)
+    with torch.no_grad():
+        sae.b_dec.normal_(0, 0.3)
+    cfg = CoreEvalConfig(
+        batch_size_prompts=batch_size,
+        n_eval_sparsity_variance_batches=2,
+        compute_kl=False,
+        compute_ce_loss=False,
+    )
+    ours = run_core(model, char_tokenizer, sae, layer, tokens, cfg, "topk")
+    special = {char_tokenizer.bos_token_id, char_tokenizer.eos_token_id, char_tokenizer.pad_token_id}
+    with torch.no_grad():
+        theirs, theirs_features = sb_core.get_sparsity_and_variance_metrics(
+            _SaeLensView(sae, layer), _CachingModel(model, layer), _TokenStore([tokens[:4], tokens[4:8]]),
+            n_batches=2, compute_l2_norms=True, compute_sparsity_metrics=True, compute_variance_metrics=True,
+            compute_featurewise_density_statistics=True, eval_batch_size_prompts=batch_size, model_kwargs={},
+            ignore_tokens=special,
+        )  # fmt: skip
+    m = ours["eval_result_metrics"]
+    flat = m["shrinkage"] | m["sparsity"] | m["reconstruction_quality"]
+    for field in (
+        "l2_norm_in", "l2_norm_out", "l2_ratio", "relative_reconstruction_bias", "l0", "l1",
+        "explained_variance_legacy", "mse", "cossim",
+    ):  # fmt: skip
+        assert flat[field] == pytest.approx(theirs[field], rel=1e-5), field
+    assert flat["squared_error_per_token"] > 100 * theirs["mse"]  # our per-token quantity, under its own name
+    details = ours["eval_result_details"]
+    for field in ("feature_density", "consistent_activation_heuristic"):
+        values = [np.nan if d[field] is None else d[field] for d in details]  # JSON null: 0/0, a dead latent
+        np.testing.assert_allclose(values, theirs_features[field], rtol=1e-5, err_msg=field)
+    # explained variance differs on purpose (docs/DEVIATIONS.md): SAEBench subtracts (mean of x²)², ours
+    # is 1 − Σ‖x − x̂‖² / Σ‖x − x̄‖²; both checked against their formulas on the same activations
+    with torch.no_grad():
+        hidden = model(input_ids=tokens[:8], output_hidden_states=True).hidden_states[layer + 1]
+    keep = torch.tensor([[int(t) not in special for t in row] for row in tokens[:8]])
+    x = hidden[keep].double()
+    with torch.no_grad():
+        x_hat = sae.decode(sae.encode(hidden))[keep].double()
+    resid = (x - x_hat).pow(2).sum(-1)
+    halves = [keep[:4].sum(), keep[4:].sum()]
+    x_sq = [x[: halves[0]].pow(2), x[halves[0] :].pow(2)]
+    saebench_total = (
+        torch.stack([q.sum(-1).mean() for q in x_sq]).mean()
+        - torch.cat([q.mean(0) for q in x_sq]).mean() ** 2
+    )
+    saebench_resid = torch.stack([resid[: halves[0]].mean(), resid[halves[0] :].mean()]).mean()
+    assert theirs["explained_variance"] == pytest.approx(float(1 - saebench_resid / saebench_total), rel=1e-4)
+    ours_ev = 1 - resid.sum() / (x - x.mean(0)).pow(2).sum()
+    assert flat["explained_variance"] == pytest.approx(float(ours_ev), rel=1e-5)
