@@ -232,7 +232,7 @@ def mcq_setup():
     texts += ["A", "B", "C", "D", " A", " B", " C", " D"]
     tok = _word_tokenizer(texts, GEMMA_CHAT_TEMPLATE)
     questions = [ClozeQuestion(*q) for q in MCQ]
-    models = [make_tiny_model("gemma2", n_layers=2, vocab=len(tok), seed=s) for s in range(3)]
+    models = [make_tiny_model("gemma2", n_layers=2, vocab=len(tok), seed=s) for s in range(2)]
     return tok, questions, models
 
 
