@@ -382,12 +382,19 @@ def test_hub_unlearning_questions_from_saebench_tables(monkeypatch):
 
 
 def test_saebench_prompt_is_the_gemma_user_turn_then_answer_paren(char_tokenizer):
-    q = w.ClozeQuestion("human_aging", "Why?", ("a", "b", "c", "d"), 1)
-    ids = unlearning.saebench_prompt_ids(char_tokenizer, q, (0, 1, 2, 3))
+    """SAEBench's text exactly without a chat template and with Gemma's (whose `| trim` would cut the
+    last choice's trailing space: SAEBench does not); another template wraps the same user turn."""
+    q = w.ClozeQuestion("human_aging", "Why?", ("a", "b", "c", "d "), 1)
     body = "The following are multiple choice questions (with answers) about human aging.\nWhy?"
-    body += "\nA. a\nB. b\nC. c\nD. d"
+    body += "\nA. a\nB. b\nC. c\nD. d "
     text = f"<start_of_turn>user\n{body}<end_of_turn>\n<start_of_turn>model\nAnswer: ("
-    assert ids == [char_tokenizer.bos_token_id, *char_tokenizer(text, add_special_tokens=False)["input_ids"]]
+    saebench = [char_tokenizer.bos_token_id, *char_tokenizer(text, add_special_tokens=False)["input_ids"]]
+    assert unlearning.saebench_prompt_ids(char_tokenizer, q, (0, 1, 2, 3)) == saebench
+    char_tokenizer.chat_template = (
+        "{{ bos_token }}{{ '<start_of_turn>user\n' + messages[0]['content'] | trim + '<end_of_turn>\n' }}"
+        "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+    )
+    assert unlearning.saebench_prompt_ids(char_tokenizer, q, (0, 1, 2, 3)) == saebench
     char_tokenizer.chat_template = (
         "{{ bos_token }}[{{ messages[0]['content'] }}]{% if add_generation_prompt %}>{% endif %}"
     )
