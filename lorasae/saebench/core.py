@@ -12,7 +12,7 @@ Sparsity and reconstruction quality on the residual stream itself:
   averaged (SAEBench's older formula, kept for comparison);
 - mse = SAEBench's field: each token's ‖x − x̂‖² divided by the number of evaluated tokens in its batch
   (`batch_size_prompts` × context less special positions), averaged over tokens — i.e. the mean squared
-  error per token over that token count (`saebench_mse`); `squared_error_per_token` = the mean over
+  error per token over that token count; `squared_error_per_token` = the mean over
   tokens of ‖x − x̂‖² itself (not a SAEBench field); cossim = mean cosine(x, x̂); l2 ratio ‖x̂‖/‖x‖;
   relative reconstruction bias = E‖x̂‖² / E[x·x̂];
 - per-latent firing density; frac_alive (density > 0), freq_over_1/10_percent, their normalised forms, and
@@ -97,13 +97,6 @@ class ExplainedVarianceAccumulator:
         if total < 1e-12:
             return 1.0 if mse < 1e-12 else 0.0
         return 1.0 - mse / total
-
-
-def saebench_mse(batches: Sequence[tuple[Tensor, Tensor]]) -> float:
-    """SAEBench 0.6.0's core `mse` over batches of ([N_b, d] inputs, reconstructions): the mean over all
-    tokens of ‖x − x̂‖² / N_b, N_b the number of tokens in the token's batch."""
-    values = [(x - x_hat).pow(2).sum(-1) / x.shape[0] for x, x_hat in batches]
-    return float(torch.cat(values).mean())
 
 
 def cosine_similarity_rows(x: Tensor, x_hat: Tensor) -> Tensor:
@@ -310,7 +303,7 @@ def run_core(
             lists.setdefault("explained_variance_legacy", []).append(explained_variance_legacy(xf, xhf))
             ev.add(xf, xhf)
             squared_error = (xf - xhf).pow(2).sum(-1)
-            lists.setdefault("mse", []).append(squared_error / max(xf.shape[0], 1))  # = saebench_mse
+            lists.setdefault("mse", []).append(squared_error / max(xf.shape[0], 1))
             lists.setdefault("squared_error_per_token", []).append(squared_error)
             lists.setdefault("cossim", []).append(cosine_similarity_rows(xf, xhf))
         active = (z * keep[..., None]) != 0
