@@ -11,12 +11,15 @@ export TOKENIZERS_PARALLELISM ?= false
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt constraints.txt pyproject.toml
+$(STAMP): requirements.txt constraints.txt pyproject.toml requirements-bench.txt requirements-crosscheck.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, pinned: on a CPU machine this takes the CPU wheel and no CUDA packages.
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -r requirements.txt -c constraints.txt
+	# the libraries the cross-check tests compare against (SAEBench, sparsify), without their own
+	# dependencies so that nothing pinned above moves; `pip check` would only list their unmet pins.
+	$(PY) -m pip install -q --no-deps -r requirements-crosscheck.txt -r requirements-bench.txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e . || $(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 

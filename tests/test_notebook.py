@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
-pytest.importorskip("ipykernel")
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # works under any pytest import mode
-from test_plotting import write_fake_outputs  # noqa: E402 (after the import guards)
+from required_libs import require  # noqa: E402
+from test_plotting import write_fake_outputs  # noqa: E402
+
+nbformat = require("nbformat")
+nbclient = require("nbclient")
+require("ipykernel")
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = REPO / "plot.ipynb"
