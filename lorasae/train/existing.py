@@ -1,6 +1,7 @@
-"""What train_sae.py does about an SAE already saved at its run's folder: refuse to replace one trained
-with other settings (unless --overwrite, or --resume to continue it), and check before anything loads
-that every folder it writes is writable. The SAE's cfg.json metadata records the fingerprint and the
+"""What train_sae.py does about an SAE already saved at its run's folder: skip an identical finished run
+(its run record says so; `train_sae`), refuse to replace one trained with other settings (unless
+--overwrite, or --resume to continue it), and check before anything loads that every folder it writes
+is writable. The SAE's cfg.json metadata records the fingerprint and the
 settings it was trained with (`sae_provenance`), so the next run can tell."""
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ from typing import Any
 
 from lorasae.errors import OutputExistsError
 from lorasae.fingerprint import differing, fingerprint
-from lorasae.paths import sae_curve_path
+from lorasae.models import ModelShape
 from lorasae.preflight import check_writable
 from lorasae.sae.io import read_cfg
 from lorasae.train.config import TrainSaeConfig
-from lorasae.train.state import checkpoint_dir, resume_settings, state_path
+from lorasae.train.state import checkpoint_dir, curve_path, resume_settings, state_path
 
 
 def sae_provenance(cfg: TrainSaeConfig) -> dict[str, Any]:
@@ -42,7 +43,8 @@ def recorded_provenance(folder: Path) -> dict[str, Any]:
 
 def check_existing(cfg: TrainSaeConfig) -> str | None:
     """Raise `OutputExistsError` when the run would replace an SAE trained with other settings; returns
-    a note to print when it replaces one (same settings, or --overwrite), else None."""
+    a note to print when it replaces one (same settings but not finished, or --overwrite), else None.
+    A finished identical run (`sae_record.finished_run`) is skipped before this is called."""
     found = existing_outputs(cfg)
     if not found or cfg.resume:
         return None
@@ -52,8 +54,11 @@ def check_existing(cfg: TrainSaeConfig) -> str | None:
     recorded = recorded_provenance(folders[0]) if folders else {}
     if cfg.overwrite:
         return f"--overwrite: replacing the SAE at {final} and its checkpoints."
-    if recorded.get("fingerprint") == now["fingerprint"]:
-        return f"Replacing the SAE at {final} (trained with the same settings)."
+    if recorded.get("fingerprint") == now["fingerprint"]:  # a finished identical run was skipped before
+        return (
+            f"Training the SAE at {final} again: it has no run record of this run (an earlier run with the "
+            "same settings stopped before it finished, or it predates run records)."
+        )
     saved = recorded.get("settings") or {}
     changed = differing({k: saved[k] for k in saved}, {k: now["settings"].get(k) for k in saved})
     why = (
@@ -68,10 +73,10 @@ def check_existing(cfg: TrainSaeConfig) -> str | None:
     )
 
 
-def check_outputs_writable(cfg: TrainSaeConfig) -> None:
+def check_outputs_writable(cfg: TrainSaeConfig, shape: ModelShape) -> None:
     """The SAE folders and the curve files can be written (checked before the model loads)."""
     check_writable(
-        [checkpoint_dir(cfg).parent, sae_curve_path("val_loss", cfg.model_key, cfg.kind).parent,
-         sae_curve_path("time", cfg.model_key, cfg.kind).parent],
+        [checkpoint_dir(cfg).parent, curve_path(cfg, "val_loss", shape).parent,
+         curve_path(cfg, "time", shape).parent],
         "SAE and its curves",
     )  # fmt: skip
