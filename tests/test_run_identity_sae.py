@@ -14,7 +14,7 @@ from lorasae import paths
 from lorasae.records import model_weights_digest, read_record
 from lorasae.results import load_sae_curve
 
-SHORT = {"num_train_tokens": 640, "checkpoint_every_pct": 50}  # 10 steps, checkpoints at 50 % and 100 %
+SHORT = {"num_train_tokens": 640, "checkpoint_every_pct": 50, "eval_every_pct": 50}  # 10 steps, 3 curve points
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +125,67 @@ def test_another_sae_keeps_the_default_sae_curve(world, out_root):
     with pytest.warns(UserWarning, match="no e2e SAE curve"):
         chosen = load_timing_data(None, "model", sae_tag="expansion_4_L0_4")
     assert chosen.topk.ce.tolist() == other.val_loss
+
+
+def test_sae_trained_on_another_model_of_the_same_width_is_refused_when_spliced(world, out_root, tmp_path):
+    from conftest import make_tiny_model
+
+    from lorasae.store import external_ref, load_bundle
+    from lorasae.store.load import SaeModelMismatchError
+
+    model_dir, _ = world
+    other = tmp_path / "other_model"  # same architecture and width, other weights
+    make_tiny_model("llama", n_layers=3, d=32, seed=1).save_pretrained(other)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (model_dir / name).exists():
+            (other / name).write_bytes((model_dir / name).read_bytes())
+    final = _train(world).final_dir
+    with pytest.raises(SaeModelMismatchError) as caught:
+        load_bundle(str(other), [external_ref(str(final), None)])
+    message = str(caught.value)
+    assert "\n" not in message and str(final) in message and "run.json" in message
+    assert load_bundle(str(model_dir), [external_ref(str(final), None)]).layer == 1
+
+
+def test_the_store_reads_what_an_sae_is_from_its_record_not_its_folder_name(world, out_root):
+    from lorasae.sae import SaeConfig, TopKSAE
+    from lorasae.store import find_sae
+    from lorasae.store.sae_records import SAE_RECORD_KIND
+
+    model_dir, _ = world
+    folder = out_root / "saved_saes" / "model" / "normal"
+    legacy = folder / "expansion_8_L0_1" / "model.layers.1"  # saved before records: inferred once
+    TopKSAE(SaeConfig(32, 256, 1, hook_layer=1)).save(legacy)
+    assert Path(find_sae(str(model_dir)).source) == legacy
+    inferred = read_record(legacy)
+    assert inferred is not None and inferred.inferred and inferred.kind == SAE_RECORD_KIND
+    assert inferred.get("settings") == {"expansion_factor": 8, "k": 1} and inferred.get("layer") == 1
+    # a folder whose record says k=2 is a k=2 SAE, whatever its name says
+    renamed = folder / "expansion_8_L0_5" / "model.layers.1"
+    TopKSAE(SaeConfig(32, 256, 2, hook_layer=1)).save(renamed)
+    identity = dict(inferred.identity, settings={"expansion_factor": 8, "k": 2})
+    from lorasae.records import write_record
+
+    write_record(renamed, SAE_RECORD_KIND, identity)
+    assert Path(find_sae(str(model_dir), k=2).source) == renamed
+    with pytest.raises(Exception, match="No normal SAE"):
+        find_sae(str(model_dir), k=5)
+
+
+def test_an_sae_of_another_model_in_the_same_folder_is_refused_naming_the_model(world, out_root, tmp_path):
+    from conftest import make_tiny_model
+
+    from lorasae.errors import OutputExistsError
+    from lorasae.train.sae_trainer import train_sae
+
+    model_dir, data = world
+    other = tmp_path / "model"  # named like the first: the same output folders
+    make_tiny_model("llama", n_layers=3, d=32, seed=1).save_pretrained(other)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (model_dir / name).exists():
+            (other / name).write_bytes((model_dir / name).read_bytes())
+    final = _train(world).final_dir
+    weights = (final / "sae_weights.safetensors").read_bytes()
+    with pytest.raises(OutputExistsError, match=r"other settings or inputs \(model, model weights\)"):
+        train_sae(fast_config(other, data, **SHORT))
+    assert (final / "sae_weights.safetensors").read_bytes() == weights
