@@ -14,7 +14,8 @@ from lorasae import paths
 from lorasae.records import model_weights_digest, read_record
 from lorasae.results import load_sae_curve
 
-SHORT = {"num_train_tokens": 640, "checkpoint_every_pct": 50, "eval_every_pct": 50}  # 10 steps, 3 curve points
+# 10 steps, 3 curve points, checkpoints at 50 % and 100 %
+SHORT = {"num_train_tokens": 640, "checkpoint_every_pct": 50, "eval_every_pct": 50}
 
 
 @pytest.fixture(scope="module")
