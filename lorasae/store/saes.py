@@ -18,6 +18,7 @@ from pathlib import Path
 from lorasae.model_defaults import PAPER_EXPANSION, default_k, default_sae_layer
 from lorasae.models import MODEL_REGISTRY, ModelShape, model_key, model_shape
 from lorasae.paths import root, sanitize
+from lorasae.records import RECORD_NAME, read_record
 from lorasae.sae.sources import SaeNotFoundError, layer_from_hook_name
 from lorasae.store.sae_records import sae_record
 from lorasae.store.tags import (
@@ -278,7 +279,13 @@ def final_saes(model: str, kind: str = "normal", base: Path | None = None) -> li
 
 def source_layer(source: str) -> int | None:
     """The layer an SAE source reads, known without loading weights: the folder name
-    (`model.layers.L`), its cfg.json (`hook_layer`, `hook_name`), or a release's sae_id (`layer_12/...`)."""
+    (`model.layers.L`), its cfg.json (`hook_layer`, `hook_name`), or a release's sae_id (`layer_12/...`).
+    An SAE with a run record (train_sae.py's) reads the layer its record names."""
+    folder = Path(source).expanduser()
+    record = read_record(folder) if (folder / RECORD_NAME).is_file() else None
+    if record is not None and record.kind == "sae" and record.get("architecture") != "crosscoder":
+        if isinstance(record.get("layer"), int):
+            return record.get("layer")
     layer = layer_from_path(source)
     if layer is not None:
         return layer
