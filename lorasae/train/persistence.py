@@ -16,7 +16,7 @@ from lorasae.sae import SaeShapeError
 from lorasae.sae.registry import load_ours
 from lorasae.train.existing import sae_provenance
 from lorasae.train.result import TrainResult
-from lorasae.train.sae_record import sae_run_identity, write_curve_record, write_sae_record
+from lorasae.train.sae_record import PATH_FIELDS, sae_run_identity, write_curve_record, write_sae_record
 from lorasae.train.state import (
     TrainingState,
     capture_rng,
@@ -117,11 +117,7 @@ class TrainerPersistence:
         final = checkpoint_dir(self.cfg)
         for quantity in ("val_loss", "time"):
             write_curve_record(self.curve_file(quantity), self.run_identity, final, len(self.val_loss))
-        numbers = {
-            k: v
-            for k, v in asdict(result).items()
-            if k not in ("final_dir", "checkpoint_dirs", "state_path", "curve_files")
-        }
+        numbers = {k: v for k, v in asdict(result).items() if k not in PATH_FIELDS}
         extra = {"result": numbers, "curves": self._curve_names(), "step": self.step}
         write_sae_record(final, self.run_identity, None, final, extra)
 

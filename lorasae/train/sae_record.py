@@ -9,6 +9,7 @@ spliced SAE is checked against the model); `cfg.json`'s `metadata.lorasae` stays
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,9 @@ from lorasae.train.state import checkpoint_dir, resume_settings, state_path
 
 SAE_RECORD_KIND = "sae"
 CURVE_RECORD_KIND = "sae_curve"
+PATH_FIELDS = {"final_dir", "checkpoint_dirs", "state_path", "curve_files"}
+"""TrainResult fields that are paths: recomputed from the config, not recorded."""
+_RESULT_FIELDS = {f.name for f in fields(TrainResult) if f.name not in PATH_FIELDS}
 
 
 def model_source(name: str) -> tuple[str, str | None]:
@@ -60,7 +64,7 @@ def sae_run_identity(cfg: TrainSaeConfig) -> dict[str, Any]:
         "model_source": sources[0][0],
         "model_weights": sources[0][1],
         "models": [{"source": s, "weights": d} for s, d in sources] if cfg.models else [],
-        "data": cfg.dataset,
+        "data": portable(cfg.dataset) if cfg.dataset and Path(cfg.dataset).exists() else cfg.dataset,
         "layer": cfg.layer,
         "layers": list(cfg.layers),
         "architecture": cfg.architecture,
@@ -114,12 +118,14 @@ def finished_run(cfg: TrainSaeConfig, final: Path) -> RunRecord | None:
     if record is None or record.kind != SAE_RECORD_KIND:
         return None
     wanted = digest(checkpoint_identity(sae_run_identity(cfg), None))
-    return record if record.identity_digest == wanted else None
+    if record.identity_digest != wanted or not _RESULT_FIELDS <= set(record.extra.get("result") or {}):
+        return None
+    return record
 
 
 def recorded_result(record: RunRecord, cfg: TrainSaeConfig) -> TrainResult:
     """The `TrainResult` a finished run recorded (what an identical rerun returns without training)."""
-    numbers = dict(record.extra.get("result") or {})
+    numbers = {k: v for k, v in (record.extra.get("result") or {}).items() if k in _RESULT_FIELDS}
     return TrainResult(
         **numbers,
         final_dir=checkpoint_dir(cfg),
