@@ -151,15 +151,16 @@ def test_sae_trained_on_another_model_of_the_same_width_is_refused_when_spliced(
 def test_the_store_reads_what_an_sae_is_from_its_record_not_its_folder_name(world, out_root):
     from lorasae.sae import SaeConfig, TopKSAE
     from lorasae.store import find_sae
-    from lorasae.store.sae_records import SAE_RECORD_KIND
+    from lorasae.store.sae_records import SAE_RECORD_KIND, sae_record
 
     model_dir, _ = world
     folder = out_root / "saved_saes" / "model" / "normal"
-    legacy = folder / "expansion_8_L0_1" / "model.layers.1"  # saved before records: inferred once
+    legacy = folder / "expansion_8_L0_1" / "model.layers.1"  # saved before records: a record is inferred
     TopKSAE(SaeConfig(32, 256, 1, hook_layer=1)).save(legacy)
     assert Path(find_sae(str(model_dir)).source) == legacy
-    inferred = read_record(legacy)
-    assert inferred is not None and inferred.inferred and inferred.kind == SAE_RECORD_KIND
+    assert read_record(legacy) is None  # finding an SAE writes nothing (a failing command changes nothing)
+    inferred = sae_record(legacy, persist=True)  # a finished run that used it writes it once
+    assert read_record(legacy) == inferred and inferred.inferred and inferred.kind == SAE_RECORD_KIND
     assert inferred.get("settings") == {"expansion_factor": 8, "k": 1} and inferred.get("layer") == 1
     # a folder whose record says k=2 is a k=2 SAE, whatever its name says
     renamed = folder / "expansion_8_L0_5" / "model.layers.1"

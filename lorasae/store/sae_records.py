@@ -1,6 +1,7 @@
 """The run record of an SAE folder as the store reads it (issue 25): the record train_sae.py wrote
 (`lorasae/train/sae_record.py`), or, for a legacy folder (saved before records) or an external one, a
-record inferred once from what its names and `cfg.json` say, written beside it and marked inferred.
+record inferred from what its names and `cfg.json` say, marked inferred (written beside it by a run
+that finished using it, `persist=True`).
 This is the only place where an SAE folder's name is parsed for what the SAE is; everything else reads
 the record. `check_sae_model` refuses an SAE whose record names another model."""
 
@@ -56,18 +57,22 @@ def inferred_identity(folder: Path) -> dict[str, Any]:
     }
 
 
-def sae_record(folder: str | Path) -> RunRecord:
-    """The SAE folder's run record; a folder without one gets an inferred record the first time it is
-    used (written beside it when the folder is writable, else kept in memory)."""
+def sae_record(folder: str | Path, persist: bool = False) -> RunRecord:
+    """The SAE folder's run record; a folder without one gets a record inferred from its names and
+    cfg.json, marked inferred. It is written beside the folder only with `persist` (a run that finished
+    using the SAE; where the folder is writable): finding or checking an SAE changes no file, so a
+    command that then fails leaves every output as it was."""
     folder = Path(folder)
     found = read_record(folder)
     if found is not None:
         return found
     identity = inferred_identity(folder)
-    try:
-        return ensure_record(folder, SAE_RECORD_KIND, identity)
-    except OSError:  # a read-only external folder: described in memory only
-        return RunRecord(record_path(folder), SAE_RECORD_KIND, identity, digest(identity), inferred=True)
+    if persist:
+        try:
+            return ensure_record(folder, SAE_RECORD_KIND, identity)
+        except OSError:  # a read-only external folder: described in memory only
+            pass
+    return RunRecord(record_path(folder), SAE_RECORD_KIND, identity, digest(identity), inferred=True)
 
 
 def check_sae_model(source: str | Path, model_name_or_path: str) -> None:
