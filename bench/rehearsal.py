@@ -95,6 +95,11 @@ def model_config(name: str, args: RehearsalArgs):
     return shrunk_config(name, Shrink()) if args.shrink else real_config(name)
 
 
+def model_folder(name: str, args: RehearsalArgs, workdir: Path) -> Path:
+    """Where the random-weight model of `name` is saved (`.complete` inside once it is)."""
+    return workdir / "models" / (name + ("-shrunk" if args.shrink else ""))
+
+
 def ensure_model(name: str, args: RehearsalArgs, workdir: Path) -> Path:
     """The random-weight model folder of `name` (built once; a marker says it is complete)."""
     import torch
@@ -102,7 +107,7 @@ def ensure_model(name: str, args: RehearsalArgs, workdir: Path) -> Path:
     from lorasae.model_configs import save_random_model
     from lorasae.runtime import parse_dtype
 
-    folder = workdir / "models" / (name + ("-shrunk" if args.shrink else ""))
+    folder = model_folder(name, args, workdir)
     if (folder / ".complete").exists():
         return folder
     config = model_config(name, args)
@@ -249,6 +254,7 @@ def write_positives(workdir: Path, count: int) -> None:
 def rehearse_model(name: str, args: RehearsalArgs, workdir: Path, base: int) -> list[dict]:
     config = model_config(name, args)
     layer = min(PAPER_LAYER[name], config.num_hidden_layers - 1)
+    built_now = not (model_folder(name, args, workdir) / ".complete").exists()
     model = ensure_model(name, args, workdir)
     argvs = commands(name, model, args, workdir, layer)
     env = child_env(workdir)
@@ -279,7 +285,7 @@ def rehearse_model(name: str, args: RehearsalArgs, workdir: Path, base: int) -> 
         print(f"[{name}] {path}: {status}, {seconds:.0f} s, peak {row['peak_tensors_gib']} GiB above imports")
         if rc != 0:
             print(log.read_text()[-3000:])
-    if not args.keep_models and not args.shrink:
+    if not args.keep_models and not args.shrink and built_now:  # only a model this run made
         import shutil
 
         shutil.rmtree(model)

@@ -18,16 +18,13 @@ Stages (each skipped when its outputs exist, so a rerun is cheap; `--force` reru
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from lorasae import paths
-from lorasae.atomic import atomic_save_file
 from lorasae.cli import parse
 from lorasae.demo_evals import EvalSizes
 from lorasae.demo_readme import update_readme
@@ -142,6 +139,7 @@ def run_demo(cfg: DemoConfig) -> None:
     from lorasae.models import model_shape
     from lorasae.train.config import TrainSaeConfig
     from lorasae.train.sae_trainer import train_sae
+    from lorasae.train.state import curve_path
     from lorasae.world.tiny_model import ensure_tiny_model
 
     check_demo_config(cfg)
@@ -180,21 +178,20 @@ def run_demo(cfg: DemoConfig) -> None:
         + [(k_main, 8, layer) for layer in layers if layer != cfg.layer]
     )
 
-    # Every SAE run writes data/TopK/*/tiny/normal_SAE.json (the original's layout): the sweep SAEs come
-    # first, and their curves never replace the main SAE's (the timing figure's).
+    # Every SAE run writes its own curve files (`paths.sae_curve_path`): the sweep SAEs' curves never
+    # replace the main SAE's (the timing figure's).
     def train_sweep_saes() -> None:
-        with _curves_kept(model):
-            for k, expansion, layer in sweep_saes:
-                if not sae_done("normal", k, expansion, layer):
-                    train_sae(
-                        sae_config(
-                            k=k,
-                            expansion_factor=expansion,
-                            layer=layer,
-                            eval_every_pct=SWEEP_EVAL_EVERY_PCT,
-                            checkpoint_every_pct=100,
-                        )
+        for k, expansion, layer in sweep_saes:
+            if not sae_done("normal", k, expansion, layer):
+                train_sae(
+                    sae_config(
+                        k=k,
+                        expansion_factor=expansion,
+                        layer=layer,
+                        eval_every_pct=SWEEP_EVAL_EVERY_PCT,
+                        checkpoint_every_pct=100,
                     )
+                )
 
     stages.run(
         f"TopK SAEs of the sweeps (k {ks}, expansion {widths}, layers {layers})",
@@ -205,10 +202,14 @@ def run_demo(cfg: DemoConfig) -> None:
     # validation token, so their curve points use all of them too (train_sae.py's short-run default
     # validates on fewer).
     full_curve = default_num_val_tokens(shape.d_model)
+    main_sae = sae_config(k=k_main, curve_val_tokens=full_curve)
+    main_curve = curve_path(
+        main_sae.resolved(shape.d_model, shape.max_positions, n_layers), "val_loss", shape
+    )
     stages.run(
         f"TopK SAE (k={k_main}, {cfg.sae_tokens:,} tokens, checkpoints every 10%)",
-        sae_done("normal", k_main) and paths.sae_curve_path("val_loss", model, "normal").exists(),
-        lambda: train_sae(sae_config(k=k_main, curve_val_tokens=full_curve)),
+        sae_done("normal", k_main) and main_curve.exists(),
+        lambda: train_sae(main_sae),
     )
     stages.run(
         f"e2e SAE (k={k_main}, {cfg.sae_tokens:,} tokens)",
@@ -351,22 +352,6 @@ def _eval_stages(stages: Stages, cfg: DemoConfig, k: int, n_layers: int) -> None
     )
     stages.run(*dashboard_stage(cfg.device, layer=cfg.layer, rank=cfg.rank, lora_span=f"0-{n_layers - 1}",
                                 seed=cfg.seed, force=cfg.force))  # fmt: skip
-
-
-@contextlib.contextmanager
-def _curves_kept(model: str) -> Iterator[None]:
-    """Restore the normal SAE curve files (`data/TopK/{val_loss,time}/<model>/normal_SAE.json`) after the
-    block, so SAEs trained inside it leave the main SAE's curves as they were."""
-    kept = {}
-    for name in ("val_loss", "time"):
-        path = paths.sae_curve_path(name, model, "normal")
-        kept[path] = path.read_bytes() if path.exists() else None
-    try:
-        yield
-    finally:
-        for path, data in kept.items():
-            if data is not None:
-                atomic_save_file(path, lambda tmp, data=data: tmp.write_bytes(data))
 
 
 def _figures(model: str) -> dict[str, list[Path]]:

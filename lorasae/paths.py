@@ -131,16 +131,21 @@ def sae_curve_path(
     model: str,
     kind: str,
     base: Path | None = None,
-    architecture: str = "topk",
-    variant: str | None = None,
+    sae: str | Path | None = None,
 ) -> Path:
-    """`data/TopK/{time,val_loss}/<model>/<normal|e2e>_SAE.json` (the paper's TopK SAEs);
-    `<kind>_<architecture>_SAE.json` for the other architectures, so they never replace the TopK curve;
-    `_<variant>` before `_SAE.json` for a modified target (`<modification>__<label>`)."""
+    """`data/TopK/{time,val_loss}/<model>/<normal|e2e>_SAE.json`: the curve of the model's default SAE
+    (`lorasae/model_defaults.py`, what train_sae.py writes with default flags; the original's names).
+    Any other SAE (`sae`: its folder below `saved_saes/<model>/<kind>/`, `<tag>/model.layers.<L>`) gets
+    its own file, `<kind>_<tag>__layer_<L>_SAE.json` (`layers_<a>+<b>` for a crosscoder), so no SAE run
+    replaces another's curve. Each curve file has a run record naming its SAE (`lorasae/records.py`)."""
     if quantity not in ("time", "val_loss"):
         raise ValueError(f"curve quantity must be 'time' or 'val_loss', got {quantity!r}")
-    name = kind if architecture == "topk" else f"{kind}_{architecture}"
-    name = f"{name}_{sanitize(variant)}_SAE.json" if variant else f"{name}_SAE.json"
+    name = f"{kind}_SAE.json"
+    if sae is not None:
+        tag, layer_dir = Path(sae).parent.name, Path(sae).name
+        layers = layer_dir.removeprefix("model.layers.")
+        where = f"layers_{layers}" if "+" in layers else f"layer_{layers}"
+        name = f"{kind}_{sanitize(tag)}__{sanitize(where)}_SAE.json"
     return _root(base) / "data" / "TopK" / quantity / sanitize(model) / name
 
 

@@ -157,11 +157,10 @@ def test_a_bad_file_stops_train_sae_before_the_model_loads(small_world, out_root
 def test_identity_map_trains_exactly_the_plain_sae_into_its_own_folder(small_world, out_root, capsys):
     """f(x) = x·I + 0 on every position: the same SAE as a plain run (same init, batches, b_dec), saved
     under modified/ with its own curve holding the validation FVU; the plain SAE and curve untouched."""
-    from lorasae.paths import sae_curve_path
     from lorasae.train.sae_trainer import train_sae
 
     plain = train_sae(fast_config(small_world, "builtin"))
-    plain_curve = json.loads(sae_curve_path("val_loss", small_world.name, "normal").read_text())
+    plain_curve = json.loads(plain.curve_files["val_loss"].read_text())
     identity = save_modification_file(
         out_root / "identity.safetensors",
         torch.eye(32),
@@ -181,11 +180,12 @@ def test_identity_map_trains_exactly_the_plain_sae_into_its_own_folder(small_wor
     for name, value in theirs.items():
         torch.testing.assert_close(ours[name], value, rtol=1e-5, atol=1e-6)
     assert mod.val_fvu == pytest.approx(plain.val_fvu, rel=1e-5) and mod.base_ce is None
-    curve_file = sae_curve_path("val_loss", small_world.name, "modified", variant="linear_error__identity")
+    curve_file = mod.curve_files["val_loss"]
+    assert curve_file.name == "modified_linear_error__identity__expansion_4_L0_4__layer_1_SAE.json"
     curve = json.loads(curve_file.read_text())
     assert curve == mod.val_loss and curve[-1] < curve[0]  # FVU on f(x) at each point, falling
     assert curve[-1] == pytest.approx(mod.val_fvu, rel=0.2)  # the curve's chunks are the first val chunks
-    assert json.loads(sae_curve_path("val_loss", small_world.name, "normal").read_text()) == plain_curve
+    assert json.loads(plain.curve_files["val_loss"].read_text()) == plain_curve
     meta = json.loads((mod.final_dir / "cfg.json").read_text())["metadata"]["lorasae"]
     assert "spliced_val_ce" not in meta and meta["val_fvu_of_target"] == pytest.approx(curve[-1])
     assert meta["settings"]["hidden_modification"] == "linear_error" and meta["sae_kind"] == "modified"

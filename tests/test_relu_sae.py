@@ -93,8 +93,8 @@ def test_relu_run_counts_dead_latents_and_saves_its_tag(tmp_path, out_root):
     from lorasae.paths import sae_curve_path
 
     # its curve sits beside the TopK one, never in its place
-    assert sae_curve_path("val_loss", "model", "normal", architecture="relu").name == "normal_relu_SAE.json"
-    assert sae_curve_path("val_loss", "model", "normal", architecture="relu").exists()
+    curve = result.curve_files["val_loss"]
+    assert curve.name == "normal_expansion_4_relu_l1_0.05__layer_1_SAE.json" and curve.exists()
     assert not sae_curve_path("val_loss", "model", "normal").exists()
     assert result.train_metrics["l1_coef"] == 0.05 and result.train_metrics["l1"] > 0
     sae = ReluSAE.load(result.final_dir)

@@ -151,8 +151,10 @@ def test_short_run_writes_labelled_checkpoints_and_curves(world, out_root):
     total = 60  # ceil(3840 / (2 × 32))
     assert result.steps == total and result.tokens == 3840
     # curve: point i at progress i/100, first before training, cumulative training minutes
-    ce = json.loads(paths.sae_curve_path("val_loss", "model", "normal").read_text())
-    minutes = json.loads(paths.sae_curve_path("time", "model", "normal").read_text())
+    # not the model's default SAE (k 4, expansion 4): its curve file is named after it
+    assert result.curve_files["val_loss"].name == "normal_expansion_4_L0_4__layer_1_SAE.json"
+    ce = json.loads(result.curve_files["val_loss"].read_text())
+    minutes = json.loads(result.curve_files["time"].read_text())
     assert len(ce) == len(minutes) == 101 and minutes[0] == 0.0 and minutes == sorted(minutes)
     assert ce == result.val_loss and all(math.isfinite(v) for v in ce)
     # checkpoints at the true percentages, plus the final SAE
@@ -249,8 +251,8 @@ def test_failed_state_write_leaves_no_partial_file(world, out_root, monkeypatch)
         raise OSError("disk full")
 
     monkeypatch.setattr(state_module.torch, "save", half_written)
-    with pytest.raises(OSError, match="disk full"):
-        train_sae(cfg)
+    with pytest.raises(OSError, match="disk full"):  # an identical rerun is skipped: --overwrite redoes it
+        train_sae(fast_config(*world, num_train_tokens=640, overwrite=True))
     assert path.read_bytes() == before
     leftovers = [name for name in os.listdir(path.parent) if name.endswith(".tmp")]
     assert leftovers == []
@@ -261,8 +263,9 @@ def test_e2e_run_writes_e2e_outputs(world, out_root):
 
     result = train_sae(fast_config(*world, e2e=True, num_train_tokens=640))
     assert (paths.sae_dir("model", "e2e", 4, 4, 1) / "cfg.json").exists()
-    assert json.loads(paths.sae_curve_path("val_loss", "model", "e2e").read_text()) == result.val_loss
-    assert not paths.sae_curve_path("val_loss", "model", "normal").exists()
+    assert result.curve_files["val_loss"].name == "e2e_expansion_4_L0_4__layer_1_SAE.json"
+    assert json.loads(result.curve_files["val_loss"].read_text()) == result.val_loss
+    assert not list(result.curve_files["val_loss"].parent.glob("normal_*"))
 
 
 def test_auxk_loss_is_added_when_asked(world, out_root):

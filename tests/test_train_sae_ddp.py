@@ -44,6 +44,7 @@ def test_two_gloo_ranks_match_one_process(tmp_path, monkeypatch):
     one_sae = TopKSAE.load(single.final_dir)
     for name, weight in one_sae.state_dict().items():
         torch.testing.assert_close(ddp_sae.state_dict()[name], weight, atol=1e-5, rtol=1e-4, msg=name)
-    curve = json.loads(paths.sae_curve_path("val_loss", "model", "normal").read_text())
+    sae = "expansion_4_L0_4/model.layers.1"  # not the model's default SAE: its own curve file
+    curve = json.loads(paths.sae_curve_path("val_loss", "model", "normal", sae=sae).read_text())
     torch.testing.assert_close(torch.tensor(curve), torch.tensor(single.val_loss), atol=1e-5, rtol=1e-5)
     assert (paths.sae_dir("model", "normal", 4, 4, 1, 50) / "cfg.json").exists()

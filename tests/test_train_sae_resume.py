@@ -61,6 +61,6 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, monkeypatch):
     for name, weight in b.state_dict().items():
         torch.testing.assert_close(a.state_dict()[name], weight, atol=1e-6, rtol=1e-5, msg=name)
     # the curve continues where the state left off: every point, same values
-    curve = json.loads(paths.sae_curve_path("val_loss", "model", "normal").read_text())
+    curve = json.loads(resumed.curve_files["val_loss"].read_text())
     assert len(curve) == 11
     torch.testing.assert_close(torch.tensor(curve), torch.tensor(reference.val_loss), atol=1e-6, rtol=1e-5)

@@ -113,16 +113,18 @@ def load_timing_data(
     lora_layers: str | None = None,
     num_examples: int | None = None,
 ) -> TimingData:
-    """Everything the timing plot and the speed-up need; the e2e curve may be missing (None)."""
-    topk = load_sae_curve(root, model, "normal")
-    try:
-        e2e: Curve | None = load_sae_curve(root, model, "e2e")
-    except MissingResultsError as e:
-        warnings.warn(f"no e2e SAE curve: {e}", stacklevel=2)
-        e2e = None
+    """Everything the timing plot and the speed-up need: the curve of the TopK SAE whose checkpoints the
+    chosen LoRA runs used (found through the curves' run records) and the e2e SAE's curve of the same
+    tag (None, with a warning, when there is none)."""
     runs = load_lora_runs(root, model)
     config, chosen = select_checkpoint_runs(
         runs, sae_tag=sae_tag, rank=rank, lora_layers=lora_layers, num_examples=num_examples
     )
+    topk = load_sae_curve(root, model, "normal", sae_tag=config[0])
+    try:
+        e2e: Curve | None = load_sae_curve(root, model, "e2e", sae_tag=config[0])
+    except MissingResultsError as e:
+        warnings.warn(f"no e2e SAE curve: {e}", stacklevel=2)
+        e2e = None
     checkpoints = [(pct, topk.minutes_at_progress(pct / 100.0), run) for pct, run in chosen]
     return TimingData(model, topk, e2e, checkpoints, load_base_ce(root, model, runs), config)

@@ -6,7 +6,9 @@ analyses) calls it; none has its own finder, default rule or loader.
 - `saes`: `find_sae` (an eval's SAE: train_sae.py's defaults when not told), `our_sae_runs`
   (train_lora.py's runs over our checkpoints), `external_run` (`--sae` sources), all without loading;
 - `adapters`: `find_adapter`, `adapter_for_sae`, `sae_sources_for_adapter`;
-- `load`: `load_saes` (checked `{layer: SAE}`), `load_bundle` (model + tokenizer + SAEs + adapter).
+- `load`: `load_saes` (checked `{layer: SAE}`), `load_bundle` (model + tokenizer + SAEs + adapter);
+- `sae_records`: an SAE folder's run record (`sae_record`; inferred once for legacy folders), and
+  `check_sae_model` (an SAE whose record names another model is refused).
 """
 
 from lorasae.store.adapters import (
@@ -26,6 +28,7 @@ from lorasae.store.load import (
     load_saes,
     preflight_saes,
 )
+from lorasae.store.sae_records import SaeModelMismatchError, check_sae_model, sae_record
 from lorasae.store.saes import (
     GEMMA_SCOPE_2B,
     GEMMA_SCOPE_9B,
@@ -49,11 +52,13 @@ __all__ = [
     "AdapterNotFoundError",
     "Bundle",
     "SaeMismatchError",
+    "SaeModelMismatchError",
     "SaeRef",
     "SaeRun",
     "adapter_for_sae",
     "check_adapter_dir",
     "check_run_layers",
+    "check_sae_model",
     "external_ref",
     "external_run",
     "final_saes",
@@ -71,6 +76,7 @@ __all__ = [
     "resolve_adapter",
     "resolve_sae",
     "run_tag",
+    "sae_record",
     "sae_sources_for_adapter",
     "single_sae_tag",
     "source_layer",

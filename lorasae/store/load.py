@@ -14,12 +14,13 @@ import torch
 from torch import nn
 
 from lorasae.errors import LorasaeError
-from lorasae.models import ModelShape, check_layer, load_model
+from lorasae.models import ModelShape, check_layer, load_model, unwrap
 from lorasae.preflight import check_finite_weights, check_sae_finite
 from lorasae.sae.crosscoder import Crosscoder
 from lorasae.sae.crosscoder_splice import coder_layers
 from lorasae.sae.io import CFG_FILENAME, WEIGHTS_FILENAME, read_cfg, read_weights
 from lorasae.sae.sources import SaeShapeError, check_sae_fits, load_sae, sae_hook_layer
+from lorasae.store.sae_records import SaeModelMismatchError, check_sae_model
 from lorasae.store.saes import SaeRef, SaeRun
 
 
@@ -57,12 +58,15 @@ def load_saes(
     device: torch.device | str | None = None,
     dtype: torch.dtype | str = torch.float32,
 ) -> dict[int, Any]:
-    """`{layer: SAE}` for the refs, checked against `model` (width, layer range), frozen, in eval mode."""
+    """`{layer: SAE}` for the refs, checked against `model` (the model their run records name, width,
+    layer range), frozen, in eval mode."""
     refs = refs.refs if isinstance(refs, SaeRun) else tuple(refs)
     shape = ModelShape.of(model)
     device = device if device is not None else next(model.parameters()).device
     saes: dict[int, Any] = {}
+    model_path = str(getattr(unwrap(model), "name_or_path", "") or "")
     for ref in refs:
+        check_sae_model(ref.source, model_path)  # its run record names this model (or says nothing)
         sae = load_sae(ref.source, device=device, dtype=dtype, layer=ref.layer)
         if isinstance(sae, Crosscoder):  # one dictionary spliced at each of its source layers
             _add_crosscoder(saes, sae, ref.source, shape)
@@ -157,4 +161,12 @@ def load_bundle(
     return Bundle(model, tokenizer, saes, refs, adapter, merge and adapter is not None)
 
 
-__all__ = ["Bundle", "SaeMismatchError", "SaeShapeError", "check_run_layers", "load_bundle", "load_saes"]
+__all__ = [
+    "Bundle",
+    "SaeMismatchError",
+    "SaeModelMismatchError",
+    "SaeShapeError",
+    "check_run_layers",
+    "load_bundle",
+    "load_saes",
+]

@@ -18,7 +18,9 @@ from pathlib import Path
 from lorasae.model_defaults import PAPER_EXPANSION, default_k, default_sae_layer
 from lorasae.models import MODEL_REGISTRY, ModelShape, model_key, model_shape
 from lorasae.paths import root, sanitize
+from lorasae.records import RECORD_NAME, read_record
 from lorasae.sae.sources import SaeNotFoundError, layer_from_hook_name
+from lorasae.store.sae_records import sae_record
 from lorasae.store.tags import (
     LAYER_DIR,
     layer_from_path,
@@ -112,14 +114,20 @@ def _not_found(message: str, model: str, base: Path | None) -> SaeNotFoundError:
 
 
 def _families(model: str, kind: str, layers: Sequence[int], base: Path | None) -> dict[tuple[int, int], dict]:
-    """{(expansion, k): {pct or None: tag folder}} of our SAEs that exist at every one of `layers`."""
+    """{(expansion, k): {pct or None: tag folder}} of our TopK SAEs that exist at every one of `layers`,
+    as their run records say (`sae_records.sae_record`; legacy folders get an inferred record)."""
     folder = saes_folder(model, base) / kind
     families: dict[tuple[int, int], dict[int | None, Path]] = {}
     for tag_dir in sorted(folder.iterdir()) if folder.is_dir() else ():
-        tag = parse_our_tag(tag_dir.name)
-        if tag is None or not all((tag_dir / f"model.layers.{x}" / "cfg.json").exists() for x in layers):
+        if not all((tag_dir / f"model.layers.{x}" / "cfg.json").exists() for x in layers):
             continue
-        families.setdefault((tag.expansion_factor, tag.k), {})[tag.pct] = tag_dir
+        records = [sae_record(tag_dir / f"model.layers.{x}") for x in layers]
+        if any(r.get("architecture") != "topk" or r.get("layer") != x for r, x in zip(records, layers)):
+            continue
+        settings = records[0].get("settings") or {}
+        expansion, k = settings.get("expansion_factor"), settings.get("k")
+        if isinstance(expansion, int) and isinstance(k, int):
+            families.setdefault((expansion, k), {})[records[0].get("checkpoint_pct")] = tag_dir
     return families
 
 
@@ -227,7 +235,7 @@ def find_sae(
             error = error or err
             continue
         by_pct = {run.checkpoint_pct: run.refs[0] for run in runs}
-        final = _final_ref(saes_folder(key, base) / kind, runs[0].refs[0])
+        final = _final_ref(key, kind, runs[0].refs[0], base)
         return final or by_pct.get(100) or by_pct[max(p for p in by_pct if p is not None)]
     if (
         model_key(model) == "gemma"
@@ -239,21 +247,30 @@ def find_sae(
     raise error or _not_found(f"No {kind} SAE saved for model {model_key(model)!r}.", model, base)
 
 
-def _final_ref(kind_folder: Path, any_ref: SaeRef) -> SaeRef | None:
-    tag = parse_our_tag(any_ref.tag)
-    assert tag is not None and any_ref.layer is not None
-    folder = kind_folder / tag.family / f"model.layers.{any_ref.layer}"
-    return SaeRef(str(folder), any_ref.layer, tag.family) if (folder / "cfg.json").exists() else None
+def _final_ref(model: str, kind: str, any_ref: SaeRef, base: Path | None) -> SaeRef | None:
+    """The final SAE of `any_ref`'s family at its layer (by the records), if it exists."""
+    assert any_ref.layer is not None
+    for by_pct in _families(model, kind, [any_ref.layer], base).values():
+        if Path(any_ref.source).parent in by_pct.values() and None in by_pct:
+            final = by_pct[None]
+            return SaeRef(str(final / f"model.layers.{any_ref.layer}"), any_ref.layer, final.name)
+    return None
 
 
 def final_saes(model: str, kind: str = "normal", base: Path | None = None) -> list[SaeRef]:
-    """Every final (not a percentage checkpoint) SAE of ours saved for `model`, by family and layer."""
+    """Every final (not a percentage checkpoint) TopK SAE of ours saved for `model`, by family and layer,
+    as their run records say."""
     folder = saes_folder(model, base) / kind
     refs = []
     for cfg in sorted(folder.glob("*/model.layers.*/cfg.json")) if folder.is_dir() else ():
-        tag, layer = parse_our_tag(cfg.parent.parent.name), layer_from_path(str(cfg.parent))
-        if tag is not None and tag.pct is None and layer is not None:
-            refs.append(SaeRef(str(cfg.parent), layer, tag.family))
+        record = sae_record(cfg.parent)
+        layer = record.get("layer")
+        if (
+            record.get("architecture") == "topk"
+            and record.get("checkpoint_pct") is None
+            and isinstance(layer, int)
+        ):
+            refs.append(SaeRef(str(cfg.parent), layer, cfg.parent.parent.name))
     return refs
 
 
@@ -262,7 +279,13 @@ def final_saes(model: str, kind: str = "normal", base: Path | None = None) -> li
 
 def source_layer(source: str) -> int | None:
     """The layer an SAE source reads, known without loading weights: the folder name
-    (`model.layers.L`), its cfg.json (`hook_layer`, `hook_name`), or a release's sae_id (`layer_12/...`)."""
+    (`model.layers.L`), its cfg.json (`hook_layer`, `hook_name`), or a release's sae_id (`layer_12/...`).
+    An SAE with a run record (train_sae.py's) reads the layer its record names."""
+    folder = Path(source).expanduser()
+    record = read_record(folder) if (folder / RECORD_NAME).is_file() else None
+    if record is not None and record.kind == "sae" and record.get("architecture") != "crosscoder":
+        if isinstance(record.get("layer"), int):
+            return record.get("layer")
     layer = layer_from_path(source)
     if layer is not None:
         return layer
@@ -289,10 +312,13 @@ def source_layer(source: str) -> int | None:
 def external_ref(source: str, layer: int | None) -> SaeRef:
     """An SAE given by the user (`--sae`): at `layer`, else at the layer the source says."""
     tag = source_tag(source)
-    ours = parse_our_tag(tag)
-    return SaeRef(
-        source, layer if layer is not None else source_layer(source), tag, ours.pct if ours else None
-    )
+    folder = Path(source).expanduser()
+    if (folder / "cfg.json").is_file():  # a local SAE: its checkpoint percentage from its record
+        pct = sae_record(folder).get("checkpoint_pct")
+    else:
+        ours = parse_our_tag(tag)
+        pct = ours.pct if ours else None
+    return SaeRef(source, layer if layer is not None else source_layer(source), tag, pct)
 
 
 def external_run(sources: Sequence[str], layers: Sequence[int] | None) -> SaeRun:

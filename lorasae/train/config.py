@@ -159,7 +159,8 @@ class TrainSaeConfig(CommonArgs):
 
     overwrite: bool = False
     """Replace an SAE already saved at this run's folder that was trained with other settings (without it,
-    train_sae.py refuses rather than silently overwriting it, its checkpoints and its curves)."""
+    train_sae.py refuses rather than silently overwriting it, its checkpoints and its curves), or train an
+    identical finished run again (without it, such a rerun is skipped and says so)."""
 
     init_sae: str | None = None
     """Start from the weights of this SAE folder (SAELens format) instead of a fresh initialisation."""

@@ -10,10 +10,9 @@ import time
 import torch
 
 from lorasae.atomic import atomic_write_json
-from lorasae.paths import sae_curve_path
 from lorasae.prefix import PrefixCache, build_prefix_cache
 from lorasae.train.logger import TrainLogger
-from lorasae.train.modification import curve_variant
+from lorasae.train.state import curve_path
 from lorasae.train.validation import rank_share, spliced_ce
 
 
@@ -57,19 +56,15 @@ class CurveSteps:
     # --- outputs (main rank) -----------------------------------------------------------------------
     def _write_curves(self) -> None:
         """The curve so far (val CE and cumulative training minutes, point i at progress i/(n-1) once
-        complete), written atomically by the main rank."""
+        complete), written atomically by the main rank (`state.curve_path`: its own file unless it is
+        the model's default SAE)."""
         if self.info.is_main:
-            arch, variant = self.cfg.architecture, curve_variant(self.cfg)
-            atomic_write_json(
-                sae_curve_path(
-                    "val_loss", self.cfg.model_key, self.cfg.kind, architecture=arch, variant=variant
-                ),
-                self.val_loss,
-            )
-            atomic_write_json(
-                sae_curve_path("time", self.cfg.model_key, self.cfg.kind, architecture=arch, variant=variant),
-                self.minutes,
-            )
+            atomic_write_json(self.curve_file("val_loss"), self.val_loss)
+            atomic_write_json(self.curve_file("time"), self.minutes)
+
+    def curve_file(self, quantity: str):
+        """This run's curve file of `quantity` (`val_loss` or `time`)."""
+        return curve_path(self.cfg, quantity, self.shape)
 
     def _record_curve_points(self, count: int, logger: TrainLogger | None) -> None:
         value = self.spliced_ce()

@@ -182,13 +182,6 @@ def _load_sae(source: str, d_model: int, device: torch.device | str, path: Path)
     return sae.eval()
 
 
-def curve_variant(cfg: TrainSaeConfig) -> str | None:
-    """The `variant` of the SAE curve paths (`<modification>__<file stem>`), None without a modification."""
-    if cfg.hidden_modification == "none":
-        return None
-    return f"{cfg.hidden_modification}__{Path(str(cfg.modification_file)).stem}"
-
-
 def modification_problems(cfg: TrainSaeConfig) -> list[str]:
     """What is wrong with --hidden_modification / --modification_file (before anything loads)."""
     if cfg.hidden_modification not in MODIFICATIONS:

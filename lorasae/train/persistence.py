@@ -1,17 +1,22 @@
 """What an SAE training run writes and reads back: the labelled checkpoints (SAELens folders with their
-provenance and the resolved `config.json`), the resumable training state, the starting points (a saved
+provenance and the resolved `config.json`, then their run record `run.json`), the resumable training state, the starting points (a saved
 state with --resume, another SAE's weights with --init_sae), and the message and state of a Ctrl-C.
 A mixin of `SaeTrainer`, whose attributes (cfg, sae, optimizer, scheduler, curves, step) it reads."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from lorasae.config_files import save_config
 from lorasae.errors import RunInterrupted
+from lorasae.paths import portable
 from lorasae.sae import SaeShapeError
 from lorasae.sae.registry import load_ours
 from lorasae.train.existing import sae_provenance
+from lorasae.train.result import TrainResult
+from lorasae.train.sae_record import PATH_FIELDS, sae_run_identity, write_curve_record, write_sae_record
 from lorasae.train.state import (
     TrainingState,
     capture_rng,
@@ -85,7 +90,36 @@ class TrainerPersistence:
                 **sae_provenance(self.cfg),
             )
             save_config(self.cfg, folder)  # `--config_file <folder>/config.json` reruns this run
+            if pct is not None:  # the final SAE's record is written by `_finish`, after the result
+                extra = {
+                    "step": self.step,
+                    "train_minutes": self.train_minutes,
+                    "curves": self._curve_names(),
+                }
+                write_sae_record(folder, self.run_identity, pct, checkpoint_dir(self.cfg), extra)
         return folder
+
+    @property
+    def run_identity(self) -> dict[str, Any]:
+        """What made this run's SAEs (`lorasae/train/sae_record.py`), computed once."""
+        if getattr(self, "_run_identity", None) is None:
+            self._run_identity = sae_run_identity(self.cfg)
+        return self._run_identity
+
+    def _curve_names(self) -> dict[str, str]:
+        return {q: portable(self.curve_file(q)) for q in ("val_loss", "time")}
+
+    def _finish(self, result: TrainResult) -> None:
+        """The run's last writes: the curve files' records, then the final SAE's record (with the
+        result, so an identical rerun can be skipped and still return it)."""
+        if not self.info.is_main:
+            return
+        final = checkpoint_dir(self.cfg)
+        for quantity in ("val_loss", "time"):
+            write_curve_record(self.curve_file(quantity), self.run_identity, final, len(self.val_loss))
+        numbers = {k: v for k, v in asdict(result).items() if k not in PATH_FIELDS}
+        extra = {"result": numbers, "curves": self._curve_names(), "step": self.step}
+        write_sae_record(final, self.run_identity, None, final, extra)
 
     def _save_state(self) -> None:
         if not self.info.is_main:

@@ -25,6 +25,7 @@ class TrainResult:
     checkpoint_dirs: dict[int, Path] = field(default_factory=dict)
     state_path: Path | None = None
     per_source: dict = field(default_factory=dict)  # crosscoders: {layer (--models: model key): metrics}
+    curve_files: dict[str, Path] = field(default_factory=dict)  # {val_loss|time: the run's curve file}
 
 
 def summary_line(cfg: TrainSaeConfig, r: TrainResult) -> str:

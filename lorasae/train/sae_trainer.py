@@ -50,6 +50,7 @@ from lorasae.train.optim import make_optimizer
 from lorasae.train.persistence import TrainerPersistence
 from lorasae.train.positions import select_positions
 from lorasae.train.result import TrainResult, summary_line
+from lorasae.train.sae_record import finished_run, recorded_result
 from lorasae.train.schedule import make_scheduler
 from lorasae.train.state import (
     checkpoint_dir,
@@ -81,6 +82,7 @@ class SaeTrainer(CurveSteps, TrainerPersistence):
         info: DistInfo | None = None,
     ):
         self.d_model = d_model(model)
+        self.shape = ModelShape.of(model)
         # a no-op for an already resolved config
         cfg = cfg.resolved(self.d_model, max_positions(model), num_layers(model))
         check_layer(model, cfg.layer)
@@ -270,7 +272,10 @@ class SaeTrainer(CurveSteps, TrainerPersistence):
             raise self._interrupted() from err
         finally:
             logger.close()
-        return self._result(logger.last)
+        result = self._result(logger.last)
+        result.curve_files = {q: self.curve_file(q) for q in ("val_loss", "time")}
+        self._finish(result)  # the run records, last
+        return result
 
     def _steps(
         self, sae: nn.Module, batches, buffer, logger: TrainLogger, interrupt: StepBoundaryInterrupt
@@ -347,8 +352,16 @@ def train_sae(cfg: TrainSaeConfig) -> TrainResult:
         for layer in [cfg.layer, *cfg.layers]:
             check_layer(shape, layer)
         check_same_shapes(cfg.models, shape)
+        done = None if cfg.overwrite or cfg.resume else finished_run(cfg, checkpoint_dir(cfg))
+        if done is not None:  # an identical finished run: nothing to redo
+            if info.is_main:
+                print(
+                    f"Skipped: {checkpoint_dir(cfg)} already holds this SAE (same model, data and settings, "
+                    f"{done.path.name}); pass --overwrite to train it again."
+                )
+            return recorded_result(done, cfg)
         note = check_existing(cfg)  # before anything loads: refuse to replace a different SAE silently
-        check_outputs_writable(cfg)
+        check_outputs_writable(cfg, shape)
         # --hidden_modification: the file checked against the model's shape before the model loads
         modification = load_modification(cfg, shape.d_model, device) if cfg.kind == "modified" else None
         if note and info.is_main:

@@ -22,8 +22,16 @@ import torch
 
 from lorasae.atomic import atomic_save_file
 from lorasae.errors import LorasaeError
-from lorasae.models import model_key
-from lorasae.paths import crosscoder_tag, modified_sae_tag, relu_sae_tag, sae_dir, sae_tag
+from lorasae.model_defaults import sae_defaults
+from lorasae.models import ModelShape, model_key
+from lorasae.paths import (
+    crosscoder_tag,
+    modified_sae_tag,
+    relu_sae_tag,
+    sae_curve_path,
+    sae_dir,
+    sae_tag,
+)
 from lorasae.train.config import SaeKwargs, TrainSaeConfig
 
 STATE_VERSION = 1
@@ -49,6 +57,25 @@ def checkpoint_dir(cfg: TrainSaeConfig, pct: int | None = None) -> Path:
     if cfg.hidden_modification != "none":  # saved_saes/<model>/modified/<modification>__<file>__<tag>/
         tag = modified_sae_tag(cfg.hidden_modification, Path(str(cfg.modification_file)).stem, tag)
     return sae_dir(cfg.model_key, cfg.kind, cfg.expansion_factor, cfg.k, cfg.layer, tag=tag)
+
+
+def is_default_sae(cfg: TrainSaeConfig, shape: ModelShape) -> bool:
+    """Whether the run trains the model's default SAE (`model_defaults.sae_defaults`: layer, expansion,
+    k), a TopK one (normal or e2e) on one model: the SAE whose curves keep the original's file names."""
+    return (
+        cfg.architecture == "topk"
+        and cfg.kind in ("normal", "e2e")
+        and not cfg.models
+        and (cfg.layer, cfg.expansion_factor, cfg.k) == sae_defaults(shape)
+    )
+
+
+def curve_path(cfg: TrainSaeConfig, quantity: str, shape: ModelShape) -> Path:
+    """The run's curve file (`paths.sae_curve_path`): the original's name for the default SAE, else one
+    named after the SAE's folder (`<tag>/model.layers.<L>`)."""
+    final = checkpoint_dir(cfg)
+    sae = None if is_default_sae(cfg, shape) else f"{final.parent.name}/{final.name}"
+    return sae_curve_path(quantity, cfg.model_key, cfg.kind, sae=sae)
 
 
 def state_path(cfg: TrainSaeConfig) -> Path:

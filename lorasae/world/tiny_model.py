@@ -3,8 +3,12 @@
 `ensure_tiny_model()` returns a folder that `AutoModelForCausalLM.from_pretrained` and
 `AutoTokenizer.from_pretrained` load. A build generates the corpus, trains the tokenizer, pretrains a
 `LlamaForCausalLM` on CPU (a few minutes by default) and writes everything into a temporary sibling
-folder that is renamed into place at the end: an interrupted build never leaves a half-written `tiny/`.
-`world.json` in the folder records the config, the split, train/val CE, unigram entropy and timings.
+folder. A fresh build renames that folder into place. `tiny/` also holds the user's adapters and runs
+(`saved_models/tiny/<SAE tag>/peft_.../`), so a missing or partial model is never fixed by deleting the
+folder: the model is rebuilt beside it and only the model's own files (`MODEL_FILES`) are moved in,
+`config.json` last (the mark of a complete model); everything else under `tiny/` is kept. An interrupted
+build leaves `tiny/` as it was. `world.json` in the folder records the config, the split, train/val CE,
+unigram entropy and timings.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from tqdm.auto import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from lorasae.atomic import honour_umask_tree
+from lorasae.errors import RunInterrupted
 
 from .corpus import Document, split_corpus
 from .prose import prose_fingerprint
@@ -36,6 +41,7 @@ __all__ = [
     "TinyWorldConfig",
     "ensure_tiny_model",
     "build_tiny_model",
+    "MODEL_FILES",
     "default_root",
     "TINY_DIRNAME",
     "world_info",
@@ -121,10 +127,12 @@ def _is_complete(folder: Path) -> bool:
 def ensure_tiny_model(
     root: Path | str | None = None, config: TinyWorldConfig | None = None, progress: bool = True
 ) -> Path:
-    """Return `<root>/tiny`, building it first if it has no config and weights (see module docstring).
+    """Return `<root>/tiny`, building the model first if it has no config and weights (see module
+    docstring).
 
-    An existing folder is returned as is, whatever `config` says (delete it to rebuild). Concurrent
-    callers wait on a file lock, so only one of them builds; temp folders of killed builds are removed."""
+    An existing model is returned as is, whatever `config` says. Concurrent callers wait on a file lock,
+    so only one of them builds; temp folders of killed builds (`.tiny.tmp-*`, made only by this module)
+    are removed under the lock."""
     target = Path(root or default_root()) / TINY_DIRNAME
     if _is_complete(target):
         return target
@@ -137,20 +145,79 @@ def ensure_tiny_model(
     return target
 
 
+MODEL_FILES = (
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "pytorch_model.bin",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "world.json",
+)
+"""The files a build writes into `tiny/` (the model's own); nothing else in the folder is touched."""
+
+
+def _missing(folder: Path) -> str:
+    if not folder.exists():
+        return "does not exist"
+    lacking = [f for f in ("config.json", "model.safetensors") if not (folder / f).is_file()]
+    return f"has no {' and no '.join(lacking)}"
+
+
 def build_tiny_model(target: Path, config: TinyWorldConfig, progress: bool = True) -> dict:
-    """Build the world into `target` atomically (temp sibling folder, then rename); return world.json."""
+    """Build the model into a temp sibling of `target`, then move it into place (a fresh `target`) or
+    move only its files into an existing `target` (everything else there is kept); return world.json."""
     target = Path(target)
-    if target.exists() and not _is_complete(target):
-        shutil.rmtree(target)  # a stale partial folder from outside this module: replace it
+    existing = target.exists()
+    others = sorted(p.name for p in target.iterdir() if p.name not in MODEL_FILES) if existing else []
+    if existing:
+        print(
+            f"{target} {_missing(target)}: rebuilding the built-in model beside it and moving only the "
+            f"model's files in; the {len(others)} other entries there (adapters, runs) are kept."
+        )
+    else:
+        print(f"{target} {_missing(target)}: building the built-in model there (a few minutes).")
+    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    moving = False
     try:
         info = _build(tmp, config, progress)
         honour_umask_tree(tmp)  # mkdtemp's 0700, safetensors' 0600
-        os.replace(tmp, target)
+        moving = True
+        if existing:
+            _move_model_files(tmp, target)
+            tmp.rmdir()
+        else:
+            os.replace(tmp, target)
+    except KeyboardInterrupt as err:
+        shutil.rmtree(tmp, ignore_errors=True)  # this run's own temp folder
+        if not moving:
+            now = "unchanged" + (" (adapters and runs there kept)" if existing else "")
+        else:
+            now = "complete" if _is_complete(target) else "still incomplete (adapters and runs there kept)"
+        raise RunInterrupted(
+            f"Interrupted while building the built-in model; its temp folder was removed and {target} is "
+            f"{now}. The next command that needs the model rebuilds it if it is incomplete."
+        ) from err
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # this run's own temp folder
         raise
     return info
+
+
+def _move_model_files(built: Path, target: Path) -> None:
+    """Move a built model's files from `built` into the existing `target`, replacing the old model files:
+    `config.json` is removed first and moved in last, so a crash in between leaves a folder that the next
+    call sees as incomplete (and rebuilds), never a mix of old and new files counted as complete."""
+    (target / "config.json").unlink(missing_ok=True)  # the model's own file: the old, partial one
+    names = sorted(p.name for p in built.iterdir())
+    for name in [n for n in names if n != "config.json"] + ["config.json"]:
+        source = built / name
+        if source.is_dir():  # a build writes files only; keep any folder for the caller to see
+            raise RuntimeError(f"{source}: unexpected folder in a built model")
+        os.replace(source, target / name)
 
 
 # ----------------------------------------------------------------------------------------------------
