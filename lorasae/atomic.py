@@ -93,12 +93,23 @@ def clean_stale_temps(folder: str | Path) -> list[Path]:
         return removed
     for entry in entries:
         if is_stale_temp(entry):
+            _restore_swapped_out(entry, Path(folder))
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry, ignore_errors=True)
             else:
                 entry.unlink(missing_ok=True)
             removed.append(entry)
     return removed
+
+
+def _restore_swapped_out(entry: Path, folder: Path) -> None:
+    """A stale `.old` folder of `atomic_dir` holds the output it swapped out; when the run was killed
+    before the new one was renamed into place, that output is missing: put it back instead of deleting it."""
+    if not (entry.name.endswith(".old") and entry.is_dir() and not entry.is_symlink()):
+        return
+    for kept in entry.iterdir():
+        if not (folder / kept.name).exists():
+            os.replace(kept, folder / kept.name)
 
 
 def _temp_prefix(path: Path) -> str:
@@ -250,7 +261,11 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".old", dir=path.parent))
             os.replace(path, old / path.name)
-            os.replace(tmp, path)
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                os.replace(old / path.name, path)  # the swapped-out output goes back
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)

@@ -324,3 +324,37 @@ def test_benchmark_table_leaves_out_a_run_with_another_limit_and_says_so(out_roo
     assert "0.61" in table and "0.52" in table
     assert "0.99" not in table and "skipped peft_no_sae" in table and "--limit 50 vs None" in table
     assert "0.58" not in table and "skipped peft_sae: evaluated with another SAE" in table
+
+
+def test_output_swapped_out_by_a_killed_atomic_dir_is_put_back_not_deleted(tmp_path):
+    """A kill between atomic_dir's two renames leaves the old output only inside its `.old` temp: the
+    next write into the folder restores it instead of cleaning it away."""
+    from lorasae.atomic import HOST_TAG
+
+    dead, old = f"{_dead_pid()}@{HOST_TAG}", time.time() - 3600
+    swapped = tmp_path / f".rank_16.{dead}.abcd1234.old"
+    (swapped / "rank_16").mkdir(parents=True)
+    (swapped / "rank_16" / "adapter_model.safetensors").write_bytes(b"weights")
+    os.utime(swapped, (old, old))
+    atomic_write_json(tmp_path / "other.json", [1])
+    assert (tmp_path / "rank_16" / "adapter_model.safetensors").read_bytes() == b"weights"
+    assert not swapped.exists()
+
+
+def test_failed_rename_in_atomic_dir_puts_the_old_output_back(tmp_path, monkeypatch):
+    target = tmp_path / "model.layers.1"
+    target.mkdir()
+    (target / "cfg.json").write_text("old")
+    real_replace, calls = os.replace, []
+
+    def flaky_replace(src, dst):
+        calls.append((src, dst))
+        if len(calls) == 2:  # the new folder's rename fails
+            raise OSError("disk full")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr("lorasae.atomic.os.replace", flaky_replace)
+    with pytest.raises(OSError, match="disk full"):
+        with atomic_dir(target) as tmp:
+            (tmp / "cfg.json").write_text("new")
+    assert (target / "cfg.json").read_text() == "old"
