@@ -9,6 +9,7 @@ import itertools
 import json
 import random
 import shutil
+import warnings
 
 import pytest
 import torch
@@ -22,6 +23,7 @@ from lorasae.lora.run import main, make_run_id, plan_runs
 from lorasae.models import ModelShape
 from lorasae.paths import LORA_NAME_KEYS, adapter_dir, lora_variant, sae_dir
 from lorasae.records import read_record
+from lorasae.results.lora_runs import load_lora_runs
 from lorasae.sae import SaeConfig, TopKSAE
 from lorasae.store import external_run, find_adapter
 
@@ -155,6 +157,12 @@ def test_every_output_has_a_run_record_naming_what_made_it_written_last(world):
     adapter_record = read_record(summary.run.adapter_path())
     assert adapter_record.kind == "lora_adapter" and adapter_record.identity_digest == record.identity_digest
     assert rows(world)[0]["fingerprint"] == record.identity_digest
+    # the figures' loader reads the run under its variant name and passes over the records silently
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (loaded,) = load_lora_runs(None, "model")
+    assert loaded.variant == summary.run.variant(with_examples=False) and loaded.num_examples == 4
+    assert loaded.L_LoRA == summary.result.L_LoRA
     # the completion record is the newest file of the run
     written = [summary.run.json_path(q) for q in ("val_loss", "time")] + [
         summary.run.adapter_path() / "run.json"
