@@ -96,6 +96,11 @@ def test_example_count_and_every_other_setting_get_their_own_adapter_and_json_na
 # --- train_lora on a tiny random world ---------------------------------------------------------------------
 @pytest.fixture
 def world(out_root):
+    return make_world(out_root)
+
+
+def make_world(out_root):
+    """A saved 3-layer random Llama, a text file and one random TopK SAE at layer 1 (expansion 4, k 4)."""
     folder = out_root / "model"
     make_tiny_model("llama", n_layers=3).save_pretrained(folder)
     make_char_tokenizer().save_pretrained(folder)
