@@ -29,7 +29,7 @@ def sae_tag(entry: SaeEntry, n_layers: int) -> str:
 def lora_plan(cfg: SweepConfig, run: PlannedRun):
     """train_lora.py's plan of one sweep run (`lorasae.lora.run.PlannedRun`: names, identity, state), or
     None while the model has no LoRA results at all (then every run is new; nothing else is read)."""
-    from lorasae.lora.run import plan_runs
+    from lorasae.lora.plan import plan_runs
 
     if not (
         paths.root() / "data" / "TopK" / "CE_increase" / paths.sanitize(model_key(run.sae.model))
