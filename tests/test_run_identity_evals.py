@@ -23,7 +23,7 @@ from lorasae.paths import sae_dir
 from lorasae.records import read_record
 from lorasae.saebench.args import results_dir
 from lorasae.saebench.comparison import load_results
-from lorasae.store import external_ref, resolve_adapter
+from lorasae.store import external_ref, find_adapter, resolve_adapter
 from lorasae.store.adapter_records import AdapterPairingError, check_pairing
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -146,3 +146,18 @@ def test_a_benchmark_limit_run_never_replaces_the_full_result(out_root):
     assert "0.61" in comparison_table("tiny", variant="") and "0.99" not in comparison_table(
         "tiny", variant=""
     )
+
+
+def test_the_finder_prefers_the_adapter_trained_on_the_current_sae_weights(world):
+    model = str(world / "model")
+    sae = str(sae_dir("model", "normal", 4, 4, 1))
+    (old,) = train_lora(parse(TrainLoraConfig, argv(world, "--rank", "8")))  # higher rank, old SAE
+    save_sae(seed=1)
+    (new,) = train_lora(parse(TrainLoraConfig, argv(world, "--num_train_examples", "6")))  # retrained SAE
+    ref = external_ref(sae, 1)
+    assert resolve_adapter(model, ref) == new.run.adapter_path()  # not the higher-rank adapter of the old SAE
+    tag = new.run.sae_tag
+    assert find_adapter(model, tag, num_examples=4) == old.run.adapter_path()  # the example count, by record
+    assert find_adapter(model, tag, num_examples=6) == new.run.adapter_path()
+    with pytest.raises(AdapterPairingError):  # asked for the old SAE's adapter by rank: refused
+        resolve_adapter(model, ref, rank=8)

@@ -74,24 +74,46 @@ def _preference(path: Path) -> tuple[int, int, float]:
     return _span_width(path), _rank(path), (path / "adapter_config.json").stat().st_mtime
 
 
+def _trained_on(path: Path, sae_digest: str | None) -> bool:
+    """The adapter's record names these SAE weights (or names none: a record inferred without them)."""
+    digests = [d for d in _identity(path).get("sae_weights_digests") or [] if d]
+    return sae_digest is None or not digests or sae_digest in digests
+
+
 def find_adapter(
     model: str,
     sae_tag: str | Sequence[str] | None = None,
     rank: int | None = None,
     lora_span: str | None = None,
     base: Path | None = None,
+    num_examples: int | None = None,
+    sae_digest: str | None = None,
 ) -> Path:
-    """The saved adapter of `model` (under any of its names) for any of the SAE tags, of the rank and layer
-    span (`<a>-<b>`) when given; among several, the widest span, then the highest rank, then the newest.
-    `AdapterNotFoundError` listing what exists otherwise."""
+    """The saved adapter of `model` (under any of its names) for any of the SAE tags, of the rank, layer
+    span (`<a>-<b>`) and example count when given, trained on the SAE weights with digest `sae_digest`
+    when given (all read from the adapters' run records); among several, the widest span, then the
+    highest rank, then the newest. `AdapterNotFoundError` listing what exists otherwise."""
     tags = [sae_tag] if isinstance(sae_tag, str) else (list(sae_tag) if sae_tag is not None else None)
     found = [p for key in model_keys(model) for p in list_adapters(key, base)]
-    matches = [p for p in found if _matches(p, tags, rank, lora_span)]
-    if matches:
+    matches = [
+        p
+        for p in found
+        if _matches(p, tags, rank, lora_span)
+        and (num_examples is None or _identity(p).get("num_train_examples") == num_examples)
+    ]
+    paired = [p for p in matches if _trained_on(p, sae_digest)]
+    if paired:
+        return max(paired, key=_preference)
+    if matches:  # adapters for this SAE's name, all trained on other weights: the pairing check says so
         return max(matches, key=_preference)
     wanted = ", ".join(
         f"{name}={value}"
-        for name, value in (("sae_tag", " or ".join(tags or [])), ("rank", rank), ("span", lora_span))
+        for name, value in (
+            ("sae_tag", " or ".join(tags or [])),
+            ("rank", rank),
+            ("span", lora_span),
+            ("examples", num_examples),
+        )
         if value
     )
     where = adapters_folder(model, base)
@@ -128,9 +150,14 @@ def adapter_for_sae(
     base: Path | None = None,
 ) -> Path:
     """The adapter train_lora.py saved for this SAE (of a rank and layer span when given; else
-    `find_adapter`'s preference: widest span, highest rank, newest)."""
+    `find_adapter`'s preference: widest span, highest rank, newest), preferring those whose run record
+    names the SAE's current weights."""
+    from lorasae.fingerprint import weights_digest
+
     n_layers = n_layers if n_layers is not None else model_shape(model).n_layers
-    return find_adapter(model, adapter_tags(ref, default_sae_layer(n_layers)), rank, lora_span, base)
+    tags = adapter_tags(ref, default_sae_layer(n_layers))
+    digest = weights_digest(ref.source) if Path(ref.source).exists() else None
+    return find_adapter(model, tags, rank, lora_span, base, sae_digest=digest)
 
 
 def resolve_adapter(
