@@ -256,3 +256,23 @@ def test_the_adapter_finder_reads_rank_and_span_from_the_record_not_the_folder_n
     assert find_adapter("model", summary.run.sae_tag, rank=4, lora_span="0-2") == moved
     with pytest.raises(FileNotFoundError):
         find_adapter("model", summary.run.sae_tag, rank=64)
+
+
+def test_runs_with_other_settings_are_their_own_configuration_in_the_figures(out_root):
+    from lorasae.results.timing import select_checkpoint_runs
+
+    top = out_root / "data" / "TopK"
+    for pct, variant in ((50, "every-4"), (100, "every-4"), (100, "")):
+        folder = f"model/expansion_4_L0_4-{pct}pct"
+        name = "peft_0-2_rank_4_{}_0.004k" + (f"__{variant}" if variant else "") + ".json"
+        for quantity, suffix, value in (("val_loss", "val_losses", [2.0, 1.5]), ("time", "time", [0, 1])):
+            path = top / quantity / folder / name.format(suffix)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(value))
+            (path.parent / (path.name + ".run.json")).write_text("{}")  # records are passed over
+    runs = load_lora_runs(None, "model")
+    assert sorted(r.variant for r in runs) == ["", "every-4", "every-4"]
+    config, chosen = select_checkpoint_runs(runs)  # the configuration with the most checkpoints
+    assert config[4] == "every-4" and [pct for pct, _ in chosen] == [50.0, 100.0]
+    config, chosen = select_checkpoint_runs([r for r in runs if not r.variant])
+    assert len(config) == 4 and [pct for pct, _ in chosen] == [100.0]
