@@ -65,8 +65,13 @@ def saebench_stage(device: str, layer: int, seed: int, force: bool, sizes: EvalS
 
     def done() -> bool:
         from lorasae.saebench.comparison import load_results
+        from lorasae.store import resolve_sae
 
-        found = load_results(MODEL)  # the slots of the SAE evaluated last
+        try:
+            tag = resolve_sae(MODEL, None, layer).tag
+        except FileNotFoundError:  # no SAE yet: nothing evaluated
+            return False
+        found = load_results(MODEL, sae_tag=tag)  # the main SAE's slots
         return all(e in found.get(t, {}) for t in ("base", "peft") for e in evals)
 
     def run() -> None:
