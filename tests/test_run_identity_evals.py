@@ -161,3 +161,20 @@ def test_the_finder_prefers_the_adapter_trained_on_the_current_sae_weights(world
     assert find_adapter(model, tag, num_examples=6) == new.run.adapter_path()
     with pytest.raises(AdapterPairingError):  # asked for the old SAE's adapter by rank: refused
         resolve_adapter(model, ref, rank=8)
+
+
+def test_dark_matter_refuses_an_adapter_trained_for_an_sae_retrained_since(world):
+    from lorasae.darkmatter.cli import DarkMatterArgs
+    from lorasae.darkmatter.cli import resolve_adapter as dark_matter_adapter
+
+    adapter = _trained_adapter(world)
+    sae = str(sae_dir("model", "normal", 4, 4, 1))
+    args = DarkMatterArgs(
+        model=str(world / "model"), layer=1, lora_rank=4, lora_span="0-2", train_lora_missing=False
+    )
+    assert dark_matter_adapter(args, sae) == str(adapter)
+    save_sae(seed=1)
+    with pytest.raises(AdapterPairingError, match="retrain"):
+        dark_matter_adapter(args, sae)
+    with pytest.raises(AdapterPairingError, match="retrain"):  # given with --lora
+        dark_matter_adapter(DarkMatterArgs(model=str(world / "model"), layer=1, lora=str(adapter)), sae)
