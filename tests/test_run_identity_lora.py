@@ -201,6 +201,8 @@ def test_a_retrained_sae_makes_another_run_which_is_refused_not_replacing_the_ou
     assert (adapter / "adapter_model.safetensors").read_bytes() == before and len(rows(world)) == 1
     (redone,) = main(parse(TrainLoraConfig, argv(world, "--overwrite")))
     assert (adapter / "adapter_model.safetensors").read_bytes() != before
+    # the replaced run's row goes with its outputs: one row, the new run's
+    assert [r["fingerprint"] for r in rows(world)] == [read_record(adapter).identity_digest]
 
 
 def test_a_legacy_adapter_without_a_record_is_not_replaced(world):

@@ -155,10 +155,24 @@ def results_row(
     return row
 
 
-def append_result(row: dict[str, Any], base: Path | None = None) -> Path:
-    """Append the run's row to results.csv, replacing an earlier row of the same run (same fingerprint:
-    a redone run, `--overwrite`), so that no run has two rows. Concurrent writers take turns on the lock
-    file `atomic.append_csv_row` uses."""
+def replaced_fingerprint(run: RunId, base: Path | None = None) -> str | None:
+    """The fingerprint of the run whose outputs lie under this run's names now (its completion record's
+    identity digest), or None (none, or a damaged record)."""
+    from lorasae.errors import CorruptFileError
+    from lorasae.records import read_record
+
+    try:
+        record = read_record(run.json_path("CE_increase", base))
+    except CorruptFileError:
+        return None
+    return record.identity_digest if record is not None else None
+
+
+def append_result(row: dict[str, Any], base: Path | None = None, replaces: str | None = None) -> Path:
+    """Append the run's row to results.csv, dropping an earlier row of the same run (same fingerprint: a
+    redone run) and the row of the run whose outputs this one replaced (`replaces`, `--overwrite`), so
+    that no run has two rows and no row describes outputs that are gone. Concurrent writers take turns
+    on the lock file `atomic.append_csv_row` uses."""
     from filelock import FileLock
 
     path = results_csv(base)
@@ -171,8 +185,8 @@ def append_result(row: dict[str, Any], base: Path | None = None) -> Path:
                 reader = csv.DictReader(handle)
                 fields = list(reader.fieldnames or [])
                 rows = list(reader)
-        same = str(row.get("fingerprint") or "")
-        rows = [r for r in rows if not same or r.get("fingerprint") != same]
+        gone = {str(row.get("fingerprint") or ""), replaces or ""} - {""}
+        rows = [r for r in rows if r.get("fingerprint") not in gone]
         fields += [key for key in row if key not in fields]
         rows.append(row)
 

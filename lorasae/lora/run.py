@@ -23,6 +23,7 @@ from lorasae.lora.identity import (
 from lorasae.lora.outputs import (
     RunId,
     append_result,
+    replaced_fingerprint,
     results_row,
     save_adapter,
     write_curves,
@@ -224,6 +225,7 @@ def train_run(
     if not decided and not planned.to_train(info.is_main):
         return None
     identity = planned.identity()
+    replaced = replaced_fingerprint(run_id)  # a run whose outputs this one replaces (--overwrite)
     fingerprint = planned.fingerprint
     parents = sae_parents(run.sources)
     seed_everything(cfg.seed)  # same adapter init and data order for every checkpoint
@@ -266,7 +268,7 @@ def train_run(
                 run.checkpoint_pct,
                 fingerprint,
             )
-            paths["results"] = str(append_result(row))
+            paths["results"] = str(append_result(row, replaces=replaced))
             if cfg.save_model:
                 paths["adapter"] = str(save_adapter(peft_model, run_id.adapter_path(), identity, parents))
             paths["record"] = str(write_run_records(run_id, identity, parents, dict(paths)))
