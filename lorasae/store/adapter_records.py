@@ -123,7 +123,7 @@ def inferred_identity(adapter: Path, base: Path | None = None) -> dict[str, Any]
         rank = int(m.group(1))
     try:
         sources = legacy_sae_sources(adapter, base=base)
-    except (FileNotFoundError, LorasaeError, IndexError):
+    except (FileNotFoundError, LorasaeError, IndexError, ValueError):  # no SAE to name: none recorded
         sources = []
     in_layout = bool(_RANK.fullmatch(adapter.name) and _SPAN.fullmatch(adapter.parent.name))
     return {
