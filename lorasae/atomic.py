@@ -41,6 +41,20 @@ def _honour_umask(path: Path, directory: bool = False) -> None:
     os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
 
 
+def honour_umask_tree(folder: str | Path) -> None:
+    """Give `folder` and everything in it the modes a plain open/mkdir would (libraries such as
+    safetensors write private 0600 files; executable bits are kept, masked by the umask)."""
+    mask = _umask()
+    folder = Path(folder)
+    for entry in [folder, *folder.rglob("*")]:
+        if entry.is_symlink():
+            continue
+        if entry.is_dir():
+            os.chmod(entry, 0o777 & ~mask)
+        else:
+            os.chmod(entry, (0o666 | (entry.stat().st_mode & 0o111)) & ~mask)
+
+
 def _pid_alive(pid: int) -> bool:
     if pid == os.getpid():
         return True
@@ -137,16 +151,89 @@ def atomic_write_json(path: str | Path, obj: Any, indent: int | None = 2) -> Pat
     return atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
 
 
-def read_json(path: str | Path) -> Any:
-    """Read a JSON file, with an error that names the file when it is missing or corrupt."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist.")
+# ---- reading back: every error names the file and says what to do with that kind of file ----------------
+OUTPUT_HINT = "regenerate it: rerun {rerun}"
+"""What to do with a damaged output this project wrote (results, curves, records, cfg.json, weights)."""
+
+
+def decode_text(path: str | Path, data: bytes, fix: str) -> str:
+    """`data` (the bytes of `path`) as UTF-8, or a `CorruptFileError` naming the file, the byte offset and
+    `fix` (what to do with that kind of file)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise CorruptFileError(
+            f"{path} is not UTF-8 text (byte offset {err.start}: {err.reason}); {fix}."
+        ) from err
+
+
+RERUN_DEFAULT = "the step that writes it (with --overwrite)"
+
+
+def read_output_json(path: str | Path, rerun: str = RERUN_DEFAULT, missing_ok: bool = False) -> Any:
+    """A JSON file this project wrote (a curve, a record, a result): missing → `FileNotFoundError` (None
+    with `missing_ok`), corrupt → `CorruptFileError` naming it and saying to regenerate it by `rerun`."""
+    path = Path(path)
+    if not path.is_file():
+        if missing_ok:
+            return None
+        raise FileNotFoundError(
+            f"{path} does not exist" + ("." if rerun == RERUN_DEFAULT else f"; {rerun} writes it.")
+        )
+    fix = OUTPUT_HINT.format(rerun=rerun)
+    text = decode_text(path, path.read_bytes(), fix)
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as err:
         raise CorruptFileError(
-            f"{path} is not valid JSON ({err}); delete it and rerun the step that writes it."
+            f"{path} is corrupt or truncated (not valid JSON: {err.msg} at line {err.lineno} column "
+            f"{err.colno}); {fix}."
+        ) from err
+
+
+read_json = read_output_json  # the name older call sites use
+
+
+def _fix_by_hand(line: int, column: int) -> str:
+    return f"fix it by hand at line {line}, column {column}"
+
+
+def read_config_json(path: str | Path) -> Any:
+    """A hand-written JSON file (a config): errors name the file and the line and column to fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist. Check the path.")
+    text = decode_text(path, path.read_bytes(), "fix it by hand (save it as UTF-8)")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise CorruptFileError(
+            f"{path}: not valid JSON at line {err.lineno}, column {err.colno} ({err.msg}); "
+            f"{_fix_by_hand(err.lineno, err.colno)}."
+        ) from err
+
+
+def read_config_file(path: str | Path) -> Any:
+    """A hand-written config, JSON (`.json`) or YAML (anything else, as simple-parsing reads it)."""
+    path = Path(path)
+    if path.suffix == ".json":
+        return read_config_json(path)
+    import yaml
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist. Check the path.")
+    text = decode_text(path, path.read_bytes(), "fix it by hand (save it as UTF-8)")
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        if mark is None:
+            raise CorruptFileError(f"{path}: not valid YAML ({problem}); fix it by hand.") from err
+        line, column = mark.line + 1, mark.column + 1
+        raise CorruptFileError(
+            f"{path}: not valid YAML at line {line}, column {column} ({problem}); "
+            f"{_fix_by_hand(line, column)}."
         ) from err
 
 
@@ -157,9 +244,9 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temps(path.parent)
     tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
-    _honour_umask(tmp, directory=True)
     try:
         yield tmp
+        honour_umask_tree(tmp)
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".old", dir=path.parent))
             os.replace(path, old / path.name)
@@ -186,14 +273,38 @@ def append_csv_row(path: str | Path, row: dict[str, Any]) -> Path:
         return _append_csv_row_unlocked(path, row)
 
 
+RESULTS_CSV_FIX = (
+    "regenerate it: rerun the train_lora.py runs it lists (or repair line {line} by hand, e.g. from the "
+    "runs' records)"
+)
+
+
+def read_csv_rows(path: str | Path, fix: str = RESULTS_CSV_FIX) -> tuple[list[str], list[dict[str, Any]]]:
+    """The header and rows of a CSV file this project wrote (missing: `([], [])`). Bytes that are not
+    UTF-8, NUL bytes, a broken quote, or a row with more cells than the header raise `CorruptFileError`
+    naming the file and the line (`fix` may hold `{line}`)."""
+    path = Path(path)
+    if not path.is_file():
+        return [], []
+    text = decode_text(path, path.read_bytes(), fix.format(line="1"))
+    reader = csv.DictReader(text.splitlines(keepends=True), strict=True)
+    rows = []
+    try:
+        for row in reader:
+            if None in row:  # DictReader's key for cells beyond the header
+                raise csv.Error(
+                    f"{len(reader.fieldnames or []) + len(row[None])} cells, header has "
+                    f"{len(reader.fieldnames or [])}"
+                )
+            rows.append(row)
+    except csv.Error as err:
+        line = reader.line_num
+        raise CorruptFileError(f"{path}, line {line} is damaged ({err}); {fix.format(line=line)}.") from err
+    return list(reader.fieldnames or []), rows
+
+
 def _append_csv_row_unlocked(path: Path, row: dict[str, Any]) -> Path:
-    rows: list[dict[str, Any]] = []
-    fields: list[str] = []
-    if path.exists():
-        with open(path, newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            fields = list(reader.fieldnames or [])
-            rows = list(reader)
+    fields, rows = read_csv_rows(path)
     fields += [key for key in row if key not in fields]
     rows.append(row)
 

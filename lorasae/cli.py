@@ -5,12 +5,19 @@ Configs are `@dataclass`es parsed by simple-parsing; each field's docstring is i
 
 from __future__ import annotations
 
+import ast
+import re
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 import simple_parsing
 from simple_parsing import field
 
+from lorasae.atomic import read_config_file
+from lorasae.errors import LorasaeError, UsageError, note_config_origins
 from lorasae.runtime import parse_count  # noqa: F401  (re-exported for `field(type=parse_count)`)
 
 T = TypeVar("T")
@@ -66,27 +73,131 @@ class SaeChoiceArgs:
 
 
 class _Parser(simple_parsing.ArgumentParser):
-    """A bad flag prints one line naming it (and where `--help` is), not the whole usage block."""
+    """A bad flag raises `UsageError`: one line naming the flag, or the config file and line it came from,
+    not the whole usage block (`--help` still prints it)."""
+
+    argv: tuple[str, ...] = ()
+    config_files: tuple[Path, ...] = ()
 
     def error(self, message: str):  # noqa: D102  (argparse's hook)
-        self.exit(2, f"{self.prog}: error: {message}\n(see {self.prog} --help for every flag)\n")
+        raise UsageError(usage_message(self.prog, message, self.argv, self.config_files))
 
 
-def parse(config_class: type[T], argv: list[str] | None = None) -> T:
+def usage_message(prog: str, message: str, argv: Sequence[str], config_files: Sequence[Path]) -> str:
+    """argparse's `message` as one line: `--flag: reason`, or, when the value came from a config file
+    (the flag is not on the command line), `file, line N: field: reason; fix it by hand at line N`."""
+    match = re.match(r"argument (\S+): (.*)", message, re.DOTALL)
+    if not match:
+        return f"{message} (`{prog} --help` lists every flag)"
+    options, reason = match.group(1).split("/"), " ".join(match.group(2).split())
+    given = [o for o in options if any(a == o or a.startswith(f"{o}=") for a in argv)]
+    if given:
+        return f"{given[0]}: {reason} (`{prog} --help` lists every flag)"
+    if config_files:
+        key = options[-1].lstrip("-").rsplit(".", 1)[-1]
+        for path in config_files:
+            line = key_line(path, key)
+            if line is not None:
+                return f"{path}, line {line}: {key}: {reason}; fix it by hand at line {line}"
+        files = ", ".join(str(p) for p in config_files)
+        return f"{options[-1]}: {reason} (from {files}); fix it there by hand"
+    return f"{options[-1]}: {reason} (`{prog} --help` lists every flag)"  # e.g. a required flag
+
+
+def key_line(path: Path, key: str) -> int | None:
+    """The first line of a JSON/YAML config file that sets `key` (None when none does)."""
+    pattern = re.compile(rf"""^\s*(?:-\s*)?["']?{re.escape(key)}["']?\s*:""")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    for number, line in enumerate(lines, 1):
+        if pattern.search(line) or re.search(rf"""["']{re.escape(key)}["']\s*:""", line):
+            return number
+    return None
+
+
+def config_file_paths(argv: Sequence[str]) -> list[Path]:
+    """The files given to `--config_file` (`--config_file a.yaml b.yaml`, `--config_file=a.yaml`)."""
+    flag, out, taking = f"--{CONFIG_FLAG}", [], False
+    for arg in argv:
+        if arg.startswith(f"{flag}="):
+            out.append(Path(arg.split("=", 1)[1]))
+            taking = False
+        elif arg == flag:
+            taking = True
+        elif taking and not arg.startswith("-"):
+            out.append(Path(arg))
+        else:
+            taking = False
+    return out
+
+
+def check_config_file(path: Path) -> list[str]:
+    """Read `path` before simple-parsing does: a missing, non-UTF-8 or malformed file, or one that is not
+    a mapping, raises an error naming the file (and the line to fix). Returns the settings it sets
+    (nested ones by their own name)."""
+    data = read_config_file(path)
+    if data is None:
+        raise UsageError(
+            f"{path} is empty: write one `setting: value` per line, or leave out --{CONFIG_FLAG}."
+        )
+    if not isinstance(data, dict):
+        raise UsageError(
+            f"{path} should hold a mapping of setting: value (as `--help` lists them), not "
+            f"{type(data).__name__}; fix it by hand."
+        )
+    return [str(k) for k, v in data.items() for k in ([k] if not isinstance(v, dict) else [k, *v])]
+
+
+def parse(config_class: type[T], argv: Sequence[str] | None = None, **parser_kwargs: Any) -> T:
     """Parse `argv` (default: sys.argv) into `config_class` (the flags of `simple_parsing.parse`);
     `--config_file PATH` (JSON or YAML, e.g. `dataclasses.asdict` of the config) sets the defaults first
-    and every flag on the command line overrides it."""
+    and every flag on the command line overrides it. A bad flag or config file raises `UsageError` (or
+    `CorruptFileError`) naming it."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    files = config_file_paths(argv)
+    origins = {}
+    for path in files:
+        for key in check_config_file(path):
+            flag = f"--{key}"
+            if not any(a == flag or a.startswith(f"{flag}=") for a in argv):  # the command line wins
+                line = key_line(path, key)
+                origins[key] = f"{path}, line {line}" if line else str(path)
+    note_config_origins(origins)
     parser = _Parser(
         nested_mode=simple_parsing.NestedMode.WITHOUT_ROOT,
         formatter_class=simple_parsing.SimpleHelpFormatter,
         add_config_path_arg=CONFIG_FLAG,
+        **parser_kwargs,
     )
+    parser.argv, parser.config_files = tuple(argv), tuple(files)
     parser.add_arguments(config_class, dest="config")
     # read by the error boundary (`lorasae.errors`), listed here so that --help shows it
     parser.add_argument(
         "--debug", action="store_true", help="On an error, show the full traceback (also LORASAE_DEBUG=1)."
     )
-    return parser.parse_args(argv).config
+    try:
+        return parser.parse_args(argv).config
+    except RuntimeError as err:  # simple-parsing: a config file key that is no field
+        unknown = re.match(r"(\[.*?\]) are not fields of", str(err))
+        if not (unknown and files):
+            raise
+        keys = ast.literal_eval(unknown.group(1))
+        where = ", ".join(
+            f"{path}, line {key_line(path, key)}" for path in files for key in keys if key_line(path, key)
+        )
+        raise UsageError(
+            f"{where or ', '.join(map(str, files))}: unknown setting {', '.join(map(repr, keys))} "
+            f"(`--help` lists every setting); fix it by hand."
+        ) from err
+    except (ValueError, TypeError) as err:  # a config's own check of a value
+        if not files or isinstance(err, LorasaeError):
+            raise
+        raise UsageError(
+            f"{' '.join(str(err).split())} (settings read from {', '.join(map(str, files))}: if the value "
+            "came from there, fix it by hand)"
+        ) from err
 
 
 __all__ = ["CommonArgs", "SaeChoiceArgs", "field", "parse", "parse_count"]

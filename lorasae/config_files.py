@@ -13,11 +13,10 @@ import dataclasses
 from pathlib import Path
 from typing import Any, TypeVar
 
-import simple_parsing
 from simple_parsing import ArgumentGenerationMode
 
 from lorasae.atomic import atomic_write_json
-from lorasae.cli import CONFIG_FLAG
+from lorasae.cli import CONFIG_FLAG, parse
 
 T = TypeVar("T")
 
@@ -27,13 +26,8 @@ CONFIG_FILENAME = "config.json"
 
 def parse_with_config_file(config_class: type[T], argv: list[str] | None = None) -> T:
     """Parse `argv` (default: sys.argv) into `config_class`; `--config_file PATH` (JSON or YAML) sets the
-    defaults first."""
-    return simple_parsing.parse(
-        config_class,
-        args=argv,
-        add_config_path_arg=CONFIG_FLAG,
-        argument_generation_mode=ArgumentGenerationMode.BOTH,
-    )
+    defaults first (`lorasae.cli.parse`, with both the flat and the dotted flags of nested fields)."""
+    return parse(config_class, argv, argument_generation_mode=ArgumentGenerationMode.BOTH)
 
 
 def config_dict(cfg: Any) -> dict[str, Any]:

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from lorasae.errors import PreflightError
+from lorasae.atomic import decode_text
+from lorasae.errors import CorruptFileError, PreflightError
 
 # RedPajama-V2's own `sample-10B` config needs a loading script, which datasets >= 4 no longer runs;
 # this parquet sample of RedPajama-V2 documents is the closest loadable equivalent.
@@ -35,7 +36,7 @@ def fasta_sequences(path: Path) -> Iterator[str]:
     document, packed like text (ESM2: `<cls>` first in a chunk, `<eos>` between proteins)."""
     seq: list[str] = []
     started = False
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in decode_text(path, path.read_bytes(), DATA_FIX).splitlines():
         if line.startswith(">"):
             if seq:
                 yield "".join(seq)
@@ -69,7 +70,7 @@ def _local_texts(path: Path, text_field: str) -> Iterator[str]:
         if file.suffix == ".txt":
             # documents are separated by blank lines
             block: list[str] = []
-            for line in file.read_text(encoding="utf-8").splitlines():
+            for line in decode_text(file, file.read_bytes(), DATA_FIX).splitlines():
                 if line.strip():
                     block.append(line)
                 elif block:
@@ -80,22 +81,46 @@ def _local_texts(path: Path, text_field: str) -> Iterator[str]:
         elif file.suffix in FASTA_SUFFIXES:
             yield from fasta_sequences(file)
         elif file.suffix in (".jsonl", ".json"):
-            with open(file, encoding="utf-8") as handle:
-                for number, line in enumerate(handle, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        record = json.loads(line)
-                    except json.JSONDecodeError as err:
-                        raise ValueError(f"{file}:{number} is not valid JSON: {err}") from err
-                    if text_field not in record:
-                        raise KeyError(f"{file}:{number} has no {text_field!r} field (use --text_field).")
-                    yield record[text_field]
+            yield from _jsonl_texts(file, text_field)
         else:
             import pyarrow.parquet as pq
 
             table = pq.read_table(file, columns=[text_field])
             yield from table.column(text_field).to_pylist()
+
+
+DATA_FIX = "convert it to UTF-8 (e.g. `iconv -f latin1 -t utf-8`) or fix it by hand"
+
+
+def _jsonl_texts(file: Path, text_field: str) -> Iterator[str]:
+    """The `text_field` of each line of a JSON-lines file; a bad line raises an error naming the file,
+    the line (and, for bytes that are not UTF-8, the byte offset)."""
+    offset = 0
+    with open(file, "rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise CorruptFileError(
+                    f"{file}, line {number} is not UTF-8 text (byte offset {offset + err.start}: "
+                    f"{err.reason}); {DATA_FIX}."
+                ) from err
+            offset += len(raw)
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise CorruptFileError(
+                    f"{file}, line {number} is not valid JSON ({err.msg}, column {err.colno}); fix it by "
+                    f"hand at line {number}."
+                ) from err
+            if not isinstance(record, dict) or text_field not in record:
+                raise CorruptFileError(
+                    f"{file}, line {number} has no {text_field!r} field; fix the line by hand or choose the "
+                    "field with --text_field."
+                )
+            yield record[text_field]
 
 
 def load_texts(source: str, split: str = "train", text_field: str = "text", seed: int = 42) -> Iterator[str]:

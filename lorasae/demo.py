@@ -11,8 +11,8 @@ Stages (each skipped when its outputs exist, so a rerun is cheap; `--force` reru
     so the eval commands of README work after the demo
  8. SAEs at two layers adapted jointly by one LoRA (the multiple-SAE experiment)
  9. SAE-Bench on the base and the LoRA-merged model, 10. steering, 11. the benchmarks, 12. the
-    interpretability analysis, 13. Dark Matter of SAEs
-14. every figure; then the tables (every LoRA run, the e2e speed-up, multi-SAE, SAE-Bench, steering,
+    interpretability analysis, 13. Dark Matter of SAEs, 14. latent dashboards (static HTML)
+15. every figure; then the tables (every LoRA run, the e2e speed-up, multi-SAE, SAE-Bench, steering,
     benchmarks, interpretability) and (from the repository) README's results block rewritten.
 """
 
@@ -145,7 +145,7 @@ def run_demo(cfg: DemoConfig) -> None:
     from lorasae.world.tiny_model import ensure_tiny_model
 
     check_demo_config(cfg)
-    stages = Stages(total=14 if cfg.evals else 8, record=paths.root() / "data" / "demo_stages.json")
+    stages = Stages(total=15 if cfg.evals else 8, record=paths.root() / "data" / "demo_stages.json")
     model = "tiny"
     stages.run(
         "built-in world", (paths.tiny_model_root() / "tiny" / "world.json").exists(), ensure_tiny_model
@@ -336,6 +336,7 @@ def _sweep_config(cfg: DemoConfig, model: str, k: int, widths: list[int], layers
 
 def _eval_stages(stages: Stages, cfg: DemoConfig, k: int, n_layers: int) -> None:
     from lorasae import demo_evals
+    from lorasae.dashboard.run import demo_stage as dashboard_stage
     from lorasae.interp.run import demo_stage as interp_stage
 
     sizes = cfg.sizes
@@ -350,6 +351,8 @@ def _eval_stages(stages: Stages, cfg: DemoConfig, k: int, n_layers: int) -> None
             cfg.device, cfg.layer, ks, cfg.sae_tokens, cfg.lora_examples, cfg.rank, cfg.seed, cfg.force, sizes
         )
     )
+    stages.run(*dashboard_stage(cfg.device, layer=cfg.layer, rank=cfg.rank, lora_span=f"0-{n_layers - 1}",
+                                seed=cfg.seed, force=cfg.force))  # fmt: skip
 
 
 @contextlib.contextmanager

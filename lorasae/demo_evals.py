@@ -7,7 +7,6 @@ Every stage is `(title, done, fn)` for `lorasae.demo_stages.Stages.run`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,10 +167,3 @@ def dark_matter_stage(device: str, layer: int, ks: Sequence[int], sae_tokens: in
         not force and done,
         lambda: run_dark_matter(args),
     )
-
-
-def read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None

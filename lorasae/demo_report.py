@@ -60,10 +60,15 @@ def _saebench(model: str, fmt: str) -> str:
 
 
 def _steering(model: str, fmt: str) -> str:
-    from lorasae.demo_evals import read_json, steering_results
+    from lorasae.atomic import read_output_json
+    from lorasae.demo_evals import steering_results
     from lorasae.steering.final_eval import summary_table
 
-    found = [r for r in (read_json(p) for p in steering_results()) if r and r.get("model") == model]
+    found = [
+        r
+        for r in (read_output_json(p, "eval/steering/run_eval.py") for p in steering_results())
+        if r and r.get("model") == model
+    ]
     if not found:
         raise FileNotFoundError("steering results")
     record = found[-1]
@@ -85,20 +90,20 @@ def _benchmarks(model: str, fmt: str) -> str:
 
 
 def _interp(model: str, fmt: str) -> str:
-    from lorasae.atomic import read_json
+    from lorasae.atomic import read_output_json
     from lorasae.interp.run import find_records, format_tables
 
     records = find_records(model)
     if not records:
         raise FileNotFoundError("interpretability records")
-    return format_tables(read_json(records[-1]), fmt)
+    return format_tables(read_output_json(records[-1], "eval/interp_analysis/run.py"), fmt)
 
 
 def _dark_matter(model: str, fmt: str) -> str:
+    from lorasae.atomic import read_output_json
     from lorasae.darkmatter.pipeline import report_markdown
-    from lorasae.demo_evals import read_json
 
-    summary = read_json(paths.dark_matter_dir(model) / "results.json")
+    summary = read_output_json(paths.dark_matter_dir(model) / "results.json", "eval/dark_matter/run.py", True)
     if summary is None:
         raise FileNotFoundError("Dark Matter results")
     body = report_markdown(summary).split("\n", 1)[-1]  # the first line is the report's own title

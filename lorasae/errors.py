@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +26,7 @@ from typing import Any
 DEBUG_FLAG = "--debug"
 DEBUG_ENV = "LORASAE_DEBUG"
 EXIT_ERROR = 1
+EXIT_USAGE = 2  # argparse's code for a bad command line
 EXIT_INTERRUPTED = 130  # the shell's convention for SIGINT
 HINT = f"(rerun with {DEBUG_FLAG} or {DEBUG_ENV}=1 for the traceback)"
 
@@ -44,6 +46,11 @@ class OutputExistsError(LorasaeError, FileExistsError):
 
 class CorruptFileError(LorasaeError, ValueError):
     """A file the run reads is truncated or not in the expected format; the message names it."""
+
+
+class UsageError(LorasaeError, ValueError):
+    """A bad flag or config-file value: one line naming the flag (and the config file it came from),
+    printed without the usage block or the traceback hint; exit code 2 (argparse's)."""
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -81,10 +88,12 @@ def describe(err: BaseException) -> str:
         return f"{err.filename} does not exist ({err.strerror or err}). Check the path."
     if isinstance(err, OSError) and err.filename:
         return f"{err.filename}: {err.strerror or err}. Check the path, the free disk space and permissions."
-    if isinstance(err, json.JSONDecodeError):
-        return f"a JSON file is corrupt ({err}); delete it and rerun the step that writes it."
-    if type(err).__name__ == "SafetensorError":
-        return f"a safetensors file is corrupt or truncated ({err}); re-save or re-download it."
+    if isinstance(err, json.JSONDecodeError):  # a reader that did not name its file (see lorasae.atomic)
+        return f"a JSON file is corrupt ({err}); rerun with {DEBUG_FLAG} to see which file reads it."
+    if type(err).__name__ == "SafetensorError":  # a loader that did not name its file
+        return f"a safetensors file is corrupt or truncated ({err}); rerun with {DEBUG_FLAG} to see which."
+    if isinstance(err, UnicodeDecodeError):
+        return f"a file is not UTF-8 text (byte {err.start}: {err.reason}); rerun with {DEBUG_FLAG} to see which."
     text = str(err).strip()
     if isinstance(err, ValueError | FileNotFoundError | LookupError) and text:
         return text  # our own modules raise these with messages written for the user
@@ -92,12 +101,36 @@ def describe(err: BaseException) -> str:
     return f"{type(err).__name__}: {first}" if first else type(err).__name__
 
 
+_CONFIG_ORIGINS: dict[str, str] = {}  # setting → "file, line N" of the config file that set it
+
+
+def note_config_origins(origins: dict[str, str]) -> None:
+    """Remember which settings the last parsed command line took from a config file (`lorasae.cli`),
+    so that an error about one of them later in the run also names the file and line to fix."""
+    _CONFIG_ORIGINS.clear()
+    _CONFIG_ORIGINS.update(origins)
+
+
+def config_origin(message: str) -> str:
+    """` (set in <file>, line N: fix it there by hand)` when `message` is about a setting that came from
+    a config file, else ``."""
+    for key, where in _CONFIG_ORIGINS.items():
+        # `--key` anywhere; a bare name only when it cannot be an ordinary word (`lora_dropout`, not `model`)
+        bare = "_" in key and re.search(rf"(?<![\w.-]){re.escape(key)}(?!\w)", message)
+        if bare or re.search(rf"--{re.escape(key)}(?!\w)", message):
+            return f" ({key} was set in {where}: fix it there by hand)"
+    return ""
+
+
 def report(err: BaseException) -> int:
     """Print `err`'s message to stderr; the exit code for it."""
     if isinstance(err, KeyboardInterrupt):
         print(str(err) or "Interrupted (Ctrl-C); nothing more was written.", file=sys.stderr)
         return EXIT_INTERRUPTED
-    print(f"error: {describe(err)}", file=sys.stderr)
+    message = describe(err)
+    print(f"error: {message}{config_origin(message)}", file=sys.stderr)
+    if isinstance(err, UsageError):  # a traceback would only show the parser
+        return EXIT_USAGE
     print(HINT, file=sys.stderr)
     return EXIT_ERROR
 
@@ -117,6 +150,36 @@ def run_guarded(entry: Callable[[list[str]], Any], argv: list[str] | None = None
             raise
         return report(err)
     return 0
+
+
+NOTEBOOK_ERRORS = (LorasaeError, OSError, ValueError, LookupError)
+"""What a notebook cell shows as one line (the errors `describe` words for a user; a bug's TypeError or
+AttributeError keeps its traceback)."""
+
+
+def install_notebook_boundary(shell: Any = None) -> bool:
+    """The error boundary of a notebook (call it in the first cell): an error a user can act on shows as
+    one line — what went wrong, which file, what to do — instead of a traceback; with LORASAE_DEBUG=1
+    set in the kernel the traceback shows. Returns whether an IPython shell was found."""
+    if shell is None:
+        try:
+            from IPython import get_ipython
+        except ImportError:
+            return False
+        shell = get_ipython()
+    if shell is None:
+        return False
+
+    def one_line(self: Any, etype: type, value: BaseException, tb: Any, tb_offset: int | None = None):
+        if debug_requested([]):
+            stb = self.InteractiveTB.structured_traceback(etype, value, tb, tb_offset=tb_offset)
+        else:
+            stb = [f"error: {describe(value)} (set {DEBUG_ENV}=1 in the kernel for the traceback)"]
+        self._showtraceback(etype, value, stb)
+        return stb
+
+    shell.set_custom_exc(NOTEBOOK_ERRORS, one_line)
+    return True
 
 
 def main_guard(entry: Callable[[list[str]], Any]) -> Callable[[list[str] | None], int]:

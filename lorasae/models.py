@@ -13,6 +13,7 @@ from torch import nn
 
 from lorasae import paths
 from lorasae.errors import LorasaeError
+from lorasae.file_checks import check_saved_folder
 from lorasae.precision import attention_implementation, configure_matmul, resolve_dtype
 from lorasae.runtime import parse_device
 
@@ -70,6 +71,9 @@ def resolve_model_name(name: str) -> str:
     )
 
 
+MODEL_FIX = "re-save or re-download the model (a folder saved with save_pretrained)"
+
+
 def _unreachable(name: str, path: str, err: OSError, what: str) -> UnknownModelError:
     return UnknownModelError(
         f"Could not {what} {name!r} ({path}): {err}\n"
@@ -103,6 +107,7 @@ def load_model(
     configure_matmul(device, dtype)
     dtype = resolve_dtype(dtype, device)
     token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    check_saved_folder(path, MODEL_FIX)
     try:
         config = AutoConfig.from_pretrained(path, token=token)
         if attn_implementation is None:  # Gemma-2's soft-capping needs eager or FlashAttention-2
@@ -217,6 +222,7 @@ def _shape_at(path: str, name: str) -> ModelShape:
     from transformers import AutoConfig
 
     token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    check_saved_folder(path, MODEL_FIX)
     try:
         config = AutoConfig.from_pretrained(path, token=token)
     except OSError as err:

@@ -339,3 +339,12 @@ def interp_json_path(model: str, sae_tag_: str, adapter_label: str, base: Path |
     """`data/interp/<model>/<sae_tag>/<adapter_label>.json` (label: `peft_<a>-<b>_rank_<r>`): per-layer
     distances and the per-token loss histogram of one SAE with one adapter."""
     return interp_dir(model, base) / sanitize(sae_tag_) / f"{sanitize(adapter_label)}.json"
+
+
+# --- latent dashboards (lorasae/dashboard/) -------------------------------------------------------
+
+
+def dashboard_dir(model: str, sae_tag_: str, base: Path | None = None) -> Path:
+    """`eval/dashboard/<model>/<sae_tag>/`: the static HTML dashboards of one SAE's latents (a folder per
+    adapter label, `base` without one)."""
+    return eval_dir("dashboard", base) / sanitize(model) / sanitize(sae_tag_)

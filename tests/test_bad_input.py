@@ -37,6 +37,10 @@ SCRIPTS = {
     "grok": "eval/grok/run.py",
     "demo": "lorasae/demo.py",
 }
+MORE_SCRIPTS = {  # covered by test_bad_input_files.py
+    "interp": "eval/interp_analysis/run.py",
+    "tutorial": "eval/dark_matter/tutorial.py",
+}
 WORDS = "the a cat dog sat on mat ran far and then slept under big red tree house".split()
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -46,7 +50,7 @@ def script(name: str):
     """The script module (imported once; `__name__` is not `__main__`, so nothing runs)."""
     key = f"_bad_input_{name}"
     if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, REPO / SCRIPTS[name])
+        spec = importlib.util.spec_from_file_location(key, REPO / {**SCRIPTS, **MORE_SCRIPTS}[name])
         module = importlib.util.module_from_spec(spec)
         sys.modules[key] = module
         spec.loader.exec_module(module)

@@ -88,7 +88,7 @@ def test_bad_sources(tmp_path, char_tokenizer):
         list(data.load_texts(str(tmp_path / "missing.jsonl")))
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "ok"}\n{"text": \n')
-    with pytest.raises(ValueError, match="bad.jsonl:2"):
+    with pytest.raises(ValueError, match="bad.jsonl, line 2 is not valid JSON"):
         list(data.load_texts(str(bad)))
     small = tmp_path / "small.txt"
     small.write_text("tiny")

@@ -58,9 +58,9 @@ def test_demo_end_to_end_at_test_size(small_world, out_root: Path, capsys):
     )  # fmt: skip
     run_demo(cfg)
     out = capsys.readouterr().out
-    assert "[1/14] built-in world: outputs exist, skipped" in out
-    for stage in range(2, 15):
-        assert re.search(rf"^\[{stage}/14\] .*: done in \d+ s$", out, re.M), out
+    assert "[1/15] built-in world: outputs exist, skipped" in out
+    for stage in range(2, 16):
+        assert re.search(rf"^\[{stage}/15\] .*: done in \d+ s$", out, re.M), out
     # the table: the 2 checkpoints; k 1 and 2, width ×4, layer 1, at rank 1 and 16; one layer at a time;
     # rank 1 after; both layers at once
     table = out[out.index("% gap closed") :]
@@ -92,7 +92,8 @@ def test_demo_end_to_end_at_test_size(small_world, out_root: Path, capsys):
     assert readme.count("![") >= 9 and (out_root / "docs" / "demo" / "tiny_multi_sae.png").stat().st_size > 0
 
     recorded = json.loads((out_root / "data" / "demo_stages.json").read_text())["seconds"]
-    assert sorted(recorded, key=int) == [str(i) for i in range(2, 15)]  # stage 1 (the world) was skipped
+    assert sorted(recorded, key=int) == [str(i) for i in range(2, 16)]  # stage 1 (the world) was skipped
+    assert len(list((out_root / "eval" / "dashboard" / "tiny").glob("*/peft_0-1_rank_16/latent_*.html"))) >= 8
     # every run saved its adapter; the steering eval's rank-1 adapter on the layers after the SAE exists
     adapters = sorted((out_root / "saved_models" / "tiny").glob("*/peft_*/rank_*/adapter_config.json"))
     assert len(adapters) >= 10
@@ -104,6 +105,6 @@ def test_demo_end_to_end_at_test_size(small_world, out_root: Path, capsys):
 
     run_demo(cfg)  # a rerun skips every stage but the figures, and README keeps the from-scratch time
     out = capsys.readouterr().out
-    assert out.count("outputs exist, skipped") == 13, out
+    assert out.count("outputs exist, skipped") == 14, out
     minutes = sum(json.loads((out_root / "data" / "demo_stages.json").read_text())["seconds"].values()) / 60
     assert f"from scratch (world build included): {minutes:.1f} min" in (out_root / "README.md").read_text()

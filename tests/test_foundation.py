@@ -171,7 +171,7 @@ def test_atomic_json_and_failed_write_leaves_nothing(tmp_path):
 def test_read_json_names_corrupt_file(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"a": ')
-    with pytest.raises(ValueError, match="bad.json is not valid JSON"):
+    with pytest.raises(ValueError, match="bad.json is corrupt or truncated"):
         atomic.read_json(bad)
     with pytest.raises(FileNotFoundError):
         atomic.read_json(tmp_path / "missing.json")

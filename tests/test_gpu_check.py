@@ -18,8 +18,8 @@ def test_gpu_check_dry_run_on_cpu_prints_the_table(tmp_path):
         ["bash", str(REPO / "bench" / "gpu_check.sh"), "--device", "cpu", "--tiny"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=1800, check=False,
     )  # fmt: skip
-    # the sparsify comparison needs the benchmark-only requirements (requirements-bench.txt), which the
-    # test environment (`make test`) does not install: then that one check must fail saying so
+    # the sparsify comparison needs the benchmark-only requirements (requirements-bench.txt), which
+    # `make setup` installs; without them that one check must fail saying so
     has_sparsify = importlib.util.find_spec("sparsify") is not None
     assert out.returncode == (0 if has_sparsify else 1), out.stdout[-3000:] + out.stderr[-3000:]
     lines = out.stdout.splitlines()

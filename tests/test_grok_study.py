@@ -64,9 +64,9 @@ def test_study_on_a_small_prime_writes_saes_crosscoder_clamp_results_and_figures
 
 
 def test_grok_notebook_is_valid_and_committed_without_outputs():
-    import pytest
+    from required_libs import require
 
-    nbformat = pytest.importorskip("nbformat")
+    nbformat = require("nbformat")
     nb = nbformat.read(Path(__file__).resolve().parent.parent / "eval" / "grok" / "grok.ipynb", as_version=4)
     nbformat.validate(nb)
     code = [cell for cell in nb.cells if cell.cell_type == "code"]

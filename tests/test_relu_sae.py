@@ -68,7 +68,9 @@ def test_sparsity_warmup_rises_linearly_then_stays():
 
 
 def test_sae_lens_loads_our_relu_folder_with_equal_outputs(tmp_path):
-    sae_lens = pytest.importorskip("sae_lens")
+    from required_libs import require
+
+    sae_lens = require("sae_lens")
     sae = _relu_sae()
     sae.save(tmp_path / "relu", step=3)
     theirs = sae_lens.SAE.load_from_disk(tmp_path / "relu")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from required_libs import require
 from safetensors.torch import save_file
 
 from lorasae.sae import (
@@ -22,7 +23,7 @@ from lorasae.sae import (
 )
 from lorasae.sae.config import layer_from_hook_name
 
-sae_lens = pytest.importorskip("sae_lens")
+sae_lens = require("sae_lens")
 
 
 def make_sae(d: int = 16, m: int = 64, k: int = 4, layer: int | None = 2, seed: int = 0, **kw) -> TopKSAE:

@@ -93,6 +93,31 @@ def test_core_scores_are_exact_for_perfect_and_zero_saes(tmp_path, char_tokenize
     assert zero["reconstruction_quality"]["explained_variance"] < 0
 
 
+def test_core_mse_is_saebench_normalised_and_the_per_token_squared_error_is_kept(tmp_path, char_tokenizer):
+    """SAEBench's `mse` divides each token's ‖x − x̂‖² by the number of evaluated tokens of its batch; the
+    plain mean over tokens is `squared_error_per_token`. By hand, with the zero SAE (x̂ = 0), the residual
+    from Hugging Face's hidden states, and BOS/EOS/PAD left out."""
+    model = make_tiny_model("llama")
+    tokens = token_chunks(_corpus_file(tmp_path), char_tokenizer, 32, 8, seed=0)
+    cfg = CoreEvalConfig(
+        batch_size_prompts=4, n_eval_sparsity_variance_batches=2, compute_kl=False, compute_ce_loss=False
+    )
+    got = run_core(model, char_tokenizer, ZeroSae(32), 1, tokens, cfg, "zero")["eval_result_metrics"]
+    per_token, normalised = [], []
+    special = {char_tokenizer.bos_token_id, char_tokenizer.eos_token_id, char_tokenizer.pad_token_id}
+    for batch in (tokens[:4], tokens[4:8]):
+        with torch.no_grad():
+            h = model(input_ids=batch, output_hidden_states=True).hidden_states[2]
+        keep = torch.tensor([[int(t) not in special for t in row] for row in batch])
+        errors = h[keep].pow(2).sum(-1).tolist()
+        per_token += errors
+        normalised += [e / len(errors) for e in errors]
+    quality = got["reconstruction_quality"]
+    assert quality["squared_error_per_token"] == pytest.approx(sum(per_token) / len(per_token), rel=1e-5)
+    assert quality["mse"] == pytest.approx(sum(normalised) / len(normalised), rel=1e-5)
+    assert quality["mse"] < quality["squared_error_per_token"] / 100  # ~ 1 / (4 × 31) of it
+
+
 # --- absorption on a model that represents first letters -----------------------------------------
 
 

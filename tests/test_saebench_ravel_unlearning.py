@@ -131,15 +131,53 @@ def test_mask_training_schedule_and_hard_mask():
     assert ravel.mask_values(logits, None).tolist() == [0.0, 0.0, 1.0]
     assert ravel.mask_values(logits, 1e-4).tolist() == pytest.approx([0.0, 0.5, 1.0])
     assert ravel.mask_values(logits, 1.0).tolist() == pytest.approx(torch.sigmoid(logits).tolist())
-    assert ravel.evaluate_completion("Marstad", " marstad is the")
-    assert not ravel.evaluate_completion("Ost", " the")
-    assert not ravel.evaluate_completion(
-        "Marstad", " the capital Marstad"
-    )  # SAEBench: a prefix, not anywhere
-    assert ravel.evaluate_completion("Marstad", ' Marstad" is') and ravel.evaluate_completion(
-        "Marstad", " Mar"
-    )
-    assert not ravel.evaluate_completion("Marstad", ' "Marstad')  # cut at the first quote: nothing left
+    text = "The capital of Veloria is"
+    assert ravel.evaluate_completion(text, "Marstad", " marstad is the")
+    assert not ravel.evaluate_completion(text, "Ost", " the")
+    assert not ravel.evaluate_completion(text, "Marstad", " the capital Marstad")  # a prefix, not anywhere
+    assert ravel.evaluate_completion(text, "Marstad", ' Marstad" is')
+    assert ravel.evaluate_completion(text, "Marstad", " Mar")
+    assert not ravel.evaluate_completion(text, "Marstad", ' "Marstad')  # cut at the first quote: nothing left
+
+
+CITY = "Paris is a city in the country of"
+HUB_STYLE = [  # (prompt text, label, completion, SAEBench's verdict): hub-style labels of its special cases
+    (CITY, "United States", " the United States of America", True),  # an article before the country
+    (CITY, "United Kingdom", " England, which", True),  # a part for the whole
+    (CITY, "United States", " The United States", False),  # only a lower-case "the " is dropped
+    (CITY, "South Korea", " Korea, officially", True),
+    ("Seoul is a city on the continent of", "North America", " NA", True),  # an abbreviation
+    ("Seoul is a city on the continent of", "North America", " America.", True),
+    ("Seoul is a city on the continent of", "North America", " the Americas", False),
+    ("The official language of Beijing is", "Mandarin Chinese", " Chinese", True),  # named by its country
+    ("The official language of Bern is", "German, French, Italian", " French and", False),
+    ("The official language of Bern is", "German,French", " mostly French", True),
+    ("The latitude of Oslo is", "59.91", " 61 degrees north", True),
+    ("The latitude of Oslo is", "59.91", " 62 degrees north", False),
+    ("The longitude of Oslo is", "10.75", " east", False),
+    ("Tokyo's time zone is UTC", "Asia/Tokyo", "+9", True),
+    ("Tokyo's time zone is UTC", "Asia/Tokyo", "+09:00", True),  # a leading zero
+    ("Tokyo's time zone is UTC", "Asia/Tokyo", "-15", True),  # 24 − 15 = 9 hours the other way
+    ("Tokyo's time zone is UTC", "Asia/Tokyo", "+8", False),
+    ("Tokyo's time zone is UTC", "Not/AZone", "+8", False),
+]
+
+
+@pytest.mark.parametrize("text,label,completion,verdict", HUB_STYLE)
+def test_ravel_completion_check_keeps_saebench_special_cases(text, label, completion, verdict):
+    assert ravel.evaluate_completion(text, label, completion) is verdict
+
+
+def test_utc_offsets_of_zones_without_summer_time():
+    from lorasae.saebench.ravel_completion import utc_offset_now
+
+    assert [utc_offset_now(z) for z in ("Asia/Tokyo", "Asia/Kolkata", "Pacific/Honolulu", "UTC")] == [
+        "+9:00",
+        "+5:30",
+        "-10:00",
+        "+0:00",
+    ]
+    assert utc_offset_now("Not/AZone") is None
 
 
 def test_ravel_full_mask_causes_and_empty_mask_isolates(facts):
@@ -269,6 +307,7 @@ def test_unlearning_end_to_end(facts):
         multipliers=[1, 20],
         seq_len=48,
         llm_batch_size=16,
+        question_format="cloze",  # the built-in world's offline variant
     )
     out = unlearning.run_unlearning(
         model, tok, sae, 0, w.builtin_unlearning_questions(0, 800), forget, retain, config, "diag"
@@ -279,6 +318,7 @@ def test_unlearning_end_to_end(facts):
     assert len(rows) == 8 and all(len(r["features"]) <= r["n_features"] for r in rows)
     counts = out["eval_result_unstructured"]["question_counts"]
     assert counts[w.FORGET_SUBJECT]["known"] >= 20
+    assert out["eval_config"]["question_format"] == "cloze"
     best = min(r[w.FORGET_SUBJECT] if r["all_side_effects_mcq"] >= 0.99 else 1.0 for r in rows)
     assert out["eval_result_metrics"]["unlearning"]["unlearning_score"] == pytest.approx(1 - best)
     assert any(r[w.FORGET_SUBJECT] < 1.0 for r in rows)  # clamping medical latents does forget something
@@ -329,6 +369,88 @@ def test_hub_unlearning_questions_from_saebench_tables(monkeypatch):
     assert asked[0] == ("cais/wmdp", "wmdp-bio", "test") and asked[1][0] == "cais/mmlu"
     q = questions["human_aging"][0]
     assert q.answer == 2 and q.choices == ("a", "b", "c", "d")
-    prompt = unlearning.letter_prompt(q)
-    assert prompt.startswith("The following are multiple choice questions (with answers) about human aging.")
-    assert prompt.endswith("C. c\nD. d\nAnswer:")
+    text = unlearning.saebench_question_text(q, (0, 1, 2, 3))
+    assert text == (
+        "The following are multiple choice questions (with answers) about human aging.\n"
+        "human_aging question?\nA. a\nB. b\nC. c\nD. d"
+    )
+    wmdp = questions[hub_tasks.WMDP_BIO][0]
+    assert unlearning.saebench_question_text(wmdp, (3, 2, 1, 0)).startswith("The following are multiple ")
+    assert "about biology.\nwmdp-bio question?\nA. d\nB. c\nC. b\nD. a" in unlearning.saebench_question_text(
+        wmdp, (3, 2, 1, 0)
+    )
+
+
+def test_saebench_prompt_is_the_gemma_user_turn_then_answer_paren(char_tokenizer):
+    """SAEBench's text exactly without a chat template and with Gemma's (whose `| trim` would cut the
+    last choice's trailing space: SAEBench does not); another template wraps the same user turn."""
+    q = w.ClozeQuestion("human_aging", "Why?", ("a", "b", "c", "d "), 1)
+    body = "The following are multiple choice questions (with answers) about human aging.\nWhy?"
+    body += "\nA. a\nB. b\nC. c\nD. d "
+    text = f"<start_of_turn>user\n{body}<end_of_turn>\n<start_of_turn>model\nAnswer: ("
+    saebench = [char_tokenizer.bos_token_id, *char_tokenizer(text, add_special_tokens=False)["input_ids"]]
+    assert unlearning.saebench_prompt_ids(char_tokenizer, q, (0, 1, 2, 3)) == saebench
+    char_tokenizer.chat_template = (
+        "{{ bos_token }}{{ '<start_of_turn>user\n' + messages[0]['content'] | trim + '<end_of_turn>\n' }}"
+        "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+    )
+    assert unlearning.saebench_prompt_ids(char_tokenizer, q, (0, 1, 2, 3)) == saebench
+    char_tokenizer.chat_template = (
+        "{{ bos_token }}[{{ messages[0]['content'] }}]{% if add_generation_prompt %}>{% endif %}"
+    )
+    ids = unlearning.saebench_prompt_ids(char_tokenizer, q, (0, 1, 2, 3))
+    rest = char_tokenizer(f"[{body}]>Answer: (", add_special_tokens=False)["input_ids"]
+    assert ids == [char_tokenizer.bos_token_id, *rest]
+
+
+def _always_says(tokenizer, letter: str):
+    """A stand-in for the model runs of `unlearning._run`: whatever the prompt, `letter` is likeliest next."""
+    favourite = tokenizer(letter, add_special_tokens=False)["input_ids"][0]
+
+    def run(_model, seqs, _batch_size, _fns):
+        out = []
+        for s in seqs:
+            logp = torch.full((len(s), len(tokenizer)), -10.0)
+            logp[-1, favourite] = -0.1
+            out.append(logp)
+        return out
+
+    return run
+
+
+def test_a_question_is_known_only_when_right_in_all_24_orderings(char_tokenizer, monkeypatch):
+    """A model that always answers "A" is right on a question whose answer is listed first, but only in
+    the 6 orderings that keep it first: SAEBench does not count it as known (it used to be)."""
+    monkeypatch.setattr(unlearning, "_run", _always_says(char_tokenizer, "A"))
+    q = w.ClozeQuestion("human_aging", "Why?", ("yes", "no", "maybe", "never"), 0)
+    assert unlearning.answers_correct(None, char_tokenizer, [q], "saebench", 4) == [True]
+    rows = unlearning.saebench_correct(None, char_tokenizer, [q], unlearning.ALL_ORDERS, 4)
+    assert len(rows[0]) == 24 and sum(rows[0]) == 6
+    assert [o[0] for o, ok in zip(unlearning.ALL_ORDERS, rows[0]) if ok] == [0] * 6
+    assert unlearning.known_questions(None, char_tokenizer, [q], "saebench", 4) == []
+    assert unlearning.known_in_every_order([[True] * 24, rows[0], [True] * 23 + [False]]) == [0]
+
+
+def test_letter_scoring_takes_the_likelier_of_letter_and_space_letter(monkeypatch):
+    """ "A" is likelier than " B", " B" likelier than " A": SAEBench (max of "A"/" A" per letter) answers A;
+    scoring " A" … " D" alone would answer B."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "<bos>": 1, "<unk>": 2, "A": 3, " A": 4, "B": 5, " B": 6, "C": 7, " C": 8, "D": 9}
+    vocab[" D"] = 10
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(pattern=" ?[A-Z]|.", behavior="isolated")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<bos>", pad_token="<pad>", unk_token="<unk>"
+    )
+    assert unlearning.letter_token_ids(tokenizer) == [[3, 4], [5, 6], [7, 8], [9, 10]]
+
+    def run(_model, seqs, _batch_size, _fns):
+        logp = torch.full((len(seqs[0]), len(vocab)), -20.0)
+        logp[-1, [3, 4, 6]] = torch.tensor([-0.5, -5.0, -1.0])
+        return [logp for _ in seqs]
+
+    monkeypatch.setattr(unlearning, "_run", run)
+    q = w.ClozeQuestion("human_aging", "Why?", ("yes", "no", "maybe", "never"), 0)
+    assert unlearning.answers_correct(None, tokenizer, [q], "saebench", 4) == [True]

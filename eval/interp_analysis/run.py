@@ -17,7 +17,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lorasae.cli import parse  # noqa: E402
+from lorasae.errors import main_guard  # noqa: E402
 from lorasae.interp.run import InterpArgs, main  # noqa: E402
 
+
+@main_guard
+def cli(argv: list[str]) -> None:
+    """The command line behind the error boundary (`lorasae.errors`)."""
+    main(parse(InterpArgs, argv))
+
+
 if __name__ == "__main__":
-    main(parse(InterpArgs, sys.argv[1:]))
+    sys.exit(cli())

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from torch import nn
 
+from lorasae.file_checks import check_saved_folder
 from lorasae.layer_spec import format_layers, parse_layer_spec
 from lorasae.models import LayerOutOfRangeError, decoder_layers, layer_module_name, num_layers, unwrap
 
@@ -160,8 +161,12 @@ def load_peft_model(model: nn.Module, adapter_dir: str | Path, is_trainable: boo
             f"{adapter_dir} holds no PEFT adapter (adapter_config.json missing); train one with "
             "`python train_lora.py ... --save_model`."
         )
+    check_saved_folder(adapter_dir, ADAPTER_FIX)
     with _quiet_peft():
         return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=is_trainable)
+
+
+ADAPTER_FIX = "regenerate it: rerun train_lora.py with the flags that made it, --save_model and --overwrite"
 
 
 def merge_adapter(model: nn.Module, adapter_dir: str | Path) -> nn.Module:

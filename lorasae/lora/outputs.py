@@ -29,7 +29,7 @@ from typing import Any
 
 from torch import nn
 
-from lorasae.atomic import atomic_dir, atomic_save_file, atomic_write_json
+from lorasae.atomic import atomic_dir, atomic_save_file, atomic_write_json, read_csv_rows
 from lorasae.lora.adapters import format_layers
 from lorasae.lora.identity import ADAPTER_RECORD_KIND, LORA_RECORD_KIND
 from lorasae.lora.trainer import LoraRunResult
@@ -178,13 +178,7 @@ def append_result(row: dict[str, Any], base: Path | None = None, replaces: str |
     path = results_csv(base)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path.with_name(f".{path.name}.lock"))):
-        rows: list[dict[str, Any]] = []
-        fields: list[str] = []
-        if path.exists():
-            with open(path, newline="", encoding="utf-8") as handle:
-                reader = csv.DictReader(handle)
-                fields = list(reader.fieldnames or [])
-                rows = list(reader)
+        fields, rows = read_csv_rows(path)  # a damaged table: CorruptFileError naming file and line
         gone = {str(row.get("fingerprint") or ""), replaces or ""} - {""}
         rows = [r for r in rows if r.get("fingerprint") not in gone]
         fields += [key for key in row if key not in fields]

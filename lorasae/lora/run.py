@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lorasae.atomic import read_csv_rows
 from lorasae.data import TokenSplit, load_token_split
 from lorasae.hooks import residual_at
 from lorasae.lora.adapters import attach_lora, format_layers
@@ -116,6 +117,7 @@ def main_many(cfgs: Sequence[TrainLoraConfig]) -> list[RunSummary]:
             todo = [p for p in planned if p.to_train(info.is_main)]
             if todo:
                 check_writable(output_folders(cfg), "LoRA outputs")
+                read_csv_rows(results_csv())  # a damaged table: said now, not after training
             if not todo:
                 continue
             if session is None or not session.serves(cfg):

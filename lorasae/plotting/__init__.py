@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from lorasae.errors import CorruptFileError
 from lorasae.plotting.layers import plot_single_layer_lora
 from lorasae.plotting.multi_sae import multi_sae_table, plot_multi_sae
 from lorasae.plotting.scaling import (
@@ -51,10 +52,11 @@ __all__ = [
 
 
 def try_plot(fn: Callable[..., list[Path]], *args, **kwargs) -> list[Path]:
-    """Call a figure function; if its input files are missing, print why and return []."""
+    """Call a figure function; if its input files are missing or damaged, print why (which file, what to
+    do) and return []."""
     try:
         return fn(*args, **kwargs)
-    except MissingResultsError as e:
+    except (MissingResultsError, CorruptFileError) as e:
         print(f"skipped {fn.__name__}: {e}")
         return []
 

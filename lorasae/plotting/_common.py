@@ -8,8 +8,6 @@ GPU box, or a notebook kernel (which shows the saved PNGs). `save_figure` writes
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from lorasae.atomic import atomic_save_file
 from lorasae.results import resolve_root
 
 PNG_DPI = 150
@@ -41,14 +40,7 @@ def save_figure(fig: Figure, out_dir: str | Path, stem: str) -> list[Path]:
     paths = []
     for fmt in ("png", "pdf"):
         final = out / f"{stem}.{fmt}"
-        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", dir=out)
-        os.close(fd)
-        try:
-            fig.savefig(tmp, format=fmt, dpi=PNG_DPI)
-            os.replace(tmp, final)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_save_file(final, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=PNG_DPI))
         paths.append(final)
     return paths
 

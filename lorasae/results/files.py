@@ -4,11 +4,11 @@ writes it."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from lorasae import paths
+from lorasae.atomic import read_output_json
 from lorasae.errors import LorasaeError
 from lorasae.paths import sanitize
 
@@ -40,7 +40,4 @@ def _read_json(path: Path, what: str, how: str) -> Any:
         siblings = _available(path.parent)
         hint = f" Files there: {siblings}." if siblings else f" ({path.parent} does not exist.)"
         raise MissingResultsError(f"No {what} at {path}.{hint} It is written by {how}.")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); rerun {how} to rewrite it") from e
+    return read_output_json(path, how)

@@ -4,17 +4,19 @@ CE summary."""
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lorasae.atomic import read_output_json
 from lorasae.paths import sanitize
 from lorasae.records import RECORD_SUFFIX
 from lorasae.results.curves import Curve, _paired_curve
 from lorasae.results.files import MissingResultsError, _available, resolve_root, topk_dir
 from lorasae.results.names import SaeTag, parse_lora_filename, parse_sae_tag
+
+RERUN = "train_lora.py with this run's flags and --overwrite"
 
 
 @dataclass
@@ -117,9 +119,9 @@ def load_lora_runs(root: str | Path | None, model: str) -> list[LoraRun]:
             continue
         curve = None
         if "val_loss" in files and "time" in files:
-            ce, minutes = json.loads(files["val_loss"].read_text()), json.loads(files["time"].read_text())
+            ce, minutes = read_output_json(files["val_loss"], RERUN), read_output_json(files["time"], RERUN)
             curve = _paired_curve(minutes, ce, str(files["val_loss"]))
-        summary = json.loads(files["CE_increase"].read_text()) if "CE_increase" in files else None
+        summary = read_output_json(files["CE_increase"], RERUN) if "CE_increase" in files else None
         runs.append(LoraRun(model, parse_sae_tag(tag), a, b, rank, n, curve, summary, files, variant))
 
     def order(r: LoraRun) -> tuple:

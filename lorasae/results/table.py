@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lorasae.atomic import read_csv_rows
 from lorasae.gap import gap_flags
 from lorasae.paths import results_csv, sanitize
 from lorasae.results.files import MissingResultsError, resolve_root
@@ -34,6 +35,7 @@ def load_results_csv(root: str | Path | None = None) -> pd.DataFrame:
         raise MissingResultsError(
             f"No results table at {path}. `python train_lora.py` appends a row per run."
         )
+    read_csv_rows(path)  # a damaged file: an error naming it and the line, not pandas' tokenizer error
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
     missing = [c for c in RESULTS_COLUMNS if c not in df.columns and c not in DERIVED_COLUMNS]
     if missing:

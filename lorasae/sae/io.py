@@ -121,7 +121,10 @@ def read_weights(
 
 
 # what every format error suggests
-REDO_HINT = "Re-save or re-download it (for our SAEs: rerun train_sae.py, or delete the folder)."
+REDO_HINT = (
+    "Regenerate it: rerun train_sae.py with the flags that made it and --overwrite (an SAE from elsewhere: "
+    "re-save or re-download it)."
+)
 
 
 def config_from_sae_lens(cfg: Mapping[str, Any]) -> SaeConfig:

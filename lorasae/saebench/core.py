@@ -10,7 +10,10 @@ Sparsity and reconstruction quality on the residual stream itself:
 - explained variance = 1 − Σ‖x − x̂‖² / Σ‖x − x̄‖² over all evaluated tokens, x̄ their mean (variance
   around the mean, not around zero); `explained_variance_legacy` = per-token 1 − ‖x − x̂‖²/‖x − x̄_batch‖²
   averaged (SAEBench's older formula, kept for comparison);
-- mse = mean over tokens of ‖x − x̂‖²; cossim = mean cosine(x, x̂); l2 ratio ‖x̂‖/‖x‖;
+- mse = SAEBench's field: each token's ‖x − x̂‖² divided by the number of evaluated tokens in its batch
+  (`batch_size_prompts` × context less special positions), averaged over tokens — i.e. the mean squared
+  error per token over that token count; `squared_error_per_token` = the mean over
+  tokens of ‖x − x̂‖² itself (not a SAEBench field); cossim = mean cosine(x, x̂); l2 ratio ‖x̂‖/‖x‖;
   relative reconstruction bias = E‖x̂‖² / E[x·x̂];
 - per-latent firing density; frac_alive (density > 0), freq_over_1/10_percent, their normalised forms, and
   explicitly frac_dead = 1 − frac_alive and frac_dense = fraction of latents firing on > `dense_threshold`
@@ -299,7 +302,9 @@ def run_core(
         if config.compute_variance_metrics:
             lists.setdefault("explained_variance_legacy", []).append(explained_variance_legacy(xf, xhf))
             ev.add(xf, xhf)
-            lists.setdefault("mse", []).append((xf - xhf).pow(2).sum(-1))
+            squared_error = (xf - xhf).pow(2).sum(-1)
+            lists.setdefault("mse", []).append(squared_error / max(xf.shape[0], 1))
+            lists.setdefault("squared_error_per_token", []).append(squared_error)
             lists.setdefault("cossim", []).append(cosine_similarity_rows(xf, xhf))
         active = (z * keep[..., None]) != 0
         total_acts += active.sum(dim=(0, 1)).double()
@@ -319,6 +324,7 @@ def run_core(
             "explained_variance_legacy": means["explained_variance_legacy"],
             "mse": means["mse"],
             "cossim": means["cossim"],
+            "squared_error_per_token": means["squared_error_per_token"],
         }
     T = tokens.shape[1]
     metrics["token_stats"] = {

@@ -140,7 +140,7 @@ def make_plan(args: SaeBenchArgs, model: nn.Module, device: torch.device) -> Eva
         model_name=name,
         llm_batch_size=bs,
         llm_dtype=args.dtype,
-        question_format="cloze" if builtin else "letter",
+        question_format="cloze" if builtin else "saebench",
     )
     return EvalPlan(
         core,

@@ -2,7 +2,7 @@
 
 RAVEL asks whether an SAE separates an entity's attributes. For each attribute A of an entity class:
 - Prompts (one attribute of one entity each) are filtered to those the model completes correctly (its
-  greedy `n_generated_tokens`-token continuation starts with the value).
+  greedy `n_generated_tokens`-token continuation passes `ravel_completion.evaluate_completion`).
 - Cause pairs: a base and a source prompt of A with different values; the target is the source's value.
   Isolation pairs: base and source prompts of another attribute B (different values); the target is the
   base's own value. As many isolation pairs as cause pairs; shuffled together; `train_test_split` trains.
@@ -13,7 +13,8 @@ RAVEL asks whether an SAE separates an entity's attributes. For each attribute A
   against the target's first token as the model itself predicts it.
 - Evaluation on the held-out pairs with the hard mask (logits > 0): greedy generation; a pair counts for
   isolation when its target token equals the base's own first token (always so for isolation pairs),
-  else for cause; score = fraction whose generation starts with the target value (`evaluate_completion`).
+  else for cause; score = fraction whose generation gives the target value (SAEBench's completion check
+  with all its special cases, `ravel_completion.evaluate_completion`, on the base prompt's text).
   disentanglement = (cause + isolation) / 2, averaged over the attributes.
 """
 
@@ -32,6 +33,7 @@ from tqdm.auto import tqdm
 
 from lorasae.hooks import residual_at, splice
 from lorasae.saebench.activations import _model_device, d_sae_of, encode_on_device, sae_device_dtype
+from lorasae.saebench.ravel_completion import evaluate_completion
 from lorasae.saebench.schema import EVAL_TYPE_RAVEL, eval_output
 from lorasae.saebench.world_tasks import RAVEL_ENTITY_CLASS, RavelPrompt
 
@@ -60,21 +62,6 @@ class RAVELEvalConfig:
 
 
 # --- generation and the intervention ------------------------------------------------------------
-
-
-def evaluate_completion(label: str, completion: str) -> bool:
-    """SAEBench's `ravel.validation.evaluate_completion` (less its time-zone and coordinate special cases):
-    the continuation, cut at the first double quote, stripped and lower-cased, starts with the value (or,
-    when shorter than it, is a start of the value)."""
-    norm_label = label.lower()
-    norm_out = completion.split('"')[0].strip(' "').replace("\\/", "/").lower()
-    if not norm_label or not norm_out:
-        return False
-    return (
-        norm_out.startswith(norm_label)
-        if len(norm_label) < len(norm_out)
-        else norm_label.startswith(norm_out)
-    )
 
 
 def _by_length(rows: Sequence[tuple[int, ...]], batch_size: int) -> list[list[int]]:
@@ -123,7 +110,9 @@ def filter_known(
     texts, firsts = greedy_continuations(
         model, tokenizer, [p.ids for p in prompts], config.n_generated_tokens, config.llm_batch_size
     )
-    known = [(p, t) for p, text, t in zip(prompts, texts, firsts) if evaluate_completion(p.label, text)]
+    known = [
+        (p, t) for p, text, t in zip(prompts, texts, firsts) if evaluate_completion(p.text, p.label, text)
+    ]
     counts: dict[str, int] = {}
     for p, _ in known:
         counts[p.entity] = counts.get(p.entity, 0) + 1
@@ -261,7 +250,8 @@ def score_pairs(
     )  # fmt: skip
     cause, iso = [], []
     for p, text in zip(pairs, texts):
-        (iso if p.target_token == firsts[p.base] else cause).append(evaluate_completion(p.label, text))
+        ok = evaluate_completion(prompts[p.base].text, p.label, text)  # the base prompt, as SAEBench
+        (iso if p.target_token == firsts[p.base] else cause).append(ok)
     mean = lambda v: float(np.mean(v)) if v else float("nan")  # noqa: E731
     return mean(cause), mean(iso), len(cause), len(iso)
 

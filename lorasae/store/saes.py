@@ -273,6 +273,8 @@ def source_layer(source: str) -> int | None:
             cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None  # the loader reports the corrupt file
+        if not isinstance(cfg, dict):
+            return None  # as corrupt: the loader reports it
         meta = cfg.get("metadata") or {}
         for value in (meta.get("hook_layer"), cfg.get("hook_layer")):
             if isinstance(value, int):

@@ -26,6 +26,8 @@ from filelock import FileLock
 from tqdm.auto import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from lorasae.atomic import honour_umask_tree
+
 from .corpus import Document, split_corpus
 from .prose import prose_fingerprint
 from .tokenizer import train_tokenizer
@@ -143,6 +145,7 @@ def build_tiny_model(target: Path, config: TinyWorldConfig, progress: bool = Tru
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         info = _build(tmp, config, progress)
+        honour_umask_tree(tmp)  # mkdtemp's 0700, safetensors' 0600
         os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

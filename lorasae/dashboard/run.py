@@ -1,0 +1,291 @@
+"""`eval/dashboard/run.py`: find the SAE (and its adapter) through the store, collect the latents' data on
+the validation chunks every script shares, write the pages, the data and the run record; `demo_stage` is
+the same run as one stage of `make demo`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lorasae import paths
+from lorasae.atomic import atomic_dir, atomic_write_json, atomic_write_text
+from lorasae.cli import CommonArgs, SaeChoiceArgs, field, parse_count
+from lorasae.dashboard.collect import collect_contexts, collect_stats
+from lorasae.dashboard.features import feature, latent_record
+from lorasae.dashboard.logits import direct_logits
+from lorasae.dashboard.neuronpedia import export_neuronpedia, neuronpedia_ids
+from lorasae.dashboard.ranking import parse_latents
+from lorasae.dashboard.render import index_page, latent_page
+from lorasae.data import default_dataset, load_token_split
+from lorasae.fingerprint import weights_digest
+from lorasae.model_defaults import (
+    default_ctx_len,
+    default_num_val_tokens,
+    default_sae_layer,
+    default_val_batch_size,
+)
+from lorasae.models import model_key, model_shape, resolve_model_name, special_token_ids
+from lorasae.records import model_weights_digest, write_record
+from lorasae.runtime import parse_device, seed_everything, setup_environment
+from lorasae.sae.crosscoder import Crosscoder
+from lorasae.store import SaeRef, SaeRun, load_bundle, resolve_adapter, resolve_sae
+
+MAX_CONTEXTS = 100
+"""The cap on top contexts per latent and model (pages stay small: ~20 tokens per context)."""
+
+
+@dataclass
+class DashboardArgs(SaeChoiceArgs, CommonArgs):
+    """Static HTML dashboards of SAE latents (top contexts, activation histogram, logits), for the base
+    model and, with a LoRA adapter, the LoRA model beside it with what changed."""
+
+    adapter: str | None = None
+    """LoRA adapter folder (PEFT format). Default: the adapter saved for the SAE (of --rank and --lora_span
+    when given; the widest span, then the highest rank); 'none' for the base model alone."""
+
+    rank: int | None = None
+    """Rank of the adapter to find (default: any)."""
+
+    lora_span: str | None = None
+    """Layer span `<a>-<b>` of the adapter to find, e.g. 0-25 (default: any)."""
+
+    latents: str | None = None
+    """Latents to show: ids ('3,17'), 'changed:N' (the N latents whose firing count the adapter changes
+    most: |log2((n_LoRA + 1) / (n_base + 1))| with n the tokens a latent fires on, ties by the change of
+    its mean activation when firing), 'frequent:N' (the N that fire most in the base model), or a mix
+    ('3,changed:10'). Default: changed:10 with an adapter, frequent:10 without."""
+
+    num_tokens: int | None = field(default=None, type=parse_count)
+    """Tokens scanned: the first chunks of the trainers' validation split (held out from SAE and LoRA
+    training). Default: that split (1M tokens; 8,192 for small models)."""
+
+    ctx_len: int | None = None
+    """Tokens per chunk. Default: the trainers' (1024, capped at the model's context)."""
+
+    batch_size: int | None = None
+    """Chunks per forward pass. Default: the trainers' validation batch."""
+
+    contexts: int = 20
+    """Top contexts per latent and model (at most 100): the chunks with the highest maximum activation."""
+
+    context_before: int = 16
+    """Tokens shown before a context's maximum."""
+
+    context_after: int = 4
+    """Tokens shown after a context's maximum."""
+
+    logits: int = 10
+    """Tokens listed as pushed up and down by the decoder direction."""
+
+    export: str | None = None
+    """'neuronpedia': also write the features as Neuronpedia upload-batch payloads
+    (neuronpedia/{base,lora}/batch-<i>.json in the output folder, at most 128 features each)."""
+
+    out: str | None = None
+    """Output folder. Default: eval/dashboard/<model>/<sae tag>/<adapter label or 'base'>/."""
+
+    note: str | None = None
+    """A line shown on every page (e.g. what a listed latent is)."""
+
+    progress: bool = True
+    """Show progress bars."""
+
+
+def adapter_label(adapter: Path) -> str:
+    """`peft_<a>-<b>_rank_<r>` for adapters in the project's layout, else the folder's name."""
+    if adapter.name.startswith("rank_") and adapter.parent.name.startswith("peft_"):
+        return f"{adapter.parent.name}_{adapter.name}"
+    return adapter.name
+
+
+def sae_tag(model_name: str, ref: SaeRef) -> str:
+    """The SAE's tag in output names (as train_lora.py and the interpretability analysis name it)."""
+    return SaeRun((ref,)).tag(default_layer=default_sae_layer(model_shape(model_name).n_layers))
+
+
+def check_args(args: DashboardArgs) -> None:
+    """Flag values that cannot work, before anything loads."""
+    if not 1 <= args.contexts <= MAX_CONTEXTS:
+        raise ValueError(f"--contexts must be 1 … {MAX_CONTEXTS}, got {args.contexts}.")
+    if args.context_before < 0 or args.context_after < 0 or args.logits < 1:
+        raise ValueError("--context_before and --context_after must be ≥ 0 and --logits ≥ 1.")
+    if args.export not in (None, "neuronpedia"):
+        raise ValueError(f"--export must be 'neuronpedia', got {args.export!r}.")
+    if args.latents is not None:
+        parse_latents(args.latents)
+
+
+def run_dashboard(args: DashboardArgs) -> Path:
+    """The dashboards end to end; returns the output folder (holding index.html)."""
+    check_args(args)
+    setup_environment(wandb=args.wandb)
+    seed_everything(args.seed)
+    name = args.model_name
+    shape = model_shape(name)
+    ref = resolve_sae(name, args.sae, args.layer)
+    no_adapter = (args.adapter or "").lower() == "none"
+    adapter = None if no_adapter else resolve_adapter(name, ref, args.adapter, args.rank, args.lora_span)
+    bundle = load_bundle(name, [ref], adapter, device=parse_device(args.device), dtype=args.dtype)
+    layer, sae, model, tokenizer = bundle.layer, bundle.sae, bundle.model, bundle.tokenizer
+    if isinstance(sae, Crosscoder):
+        raise ValueError(
+            f"{ref.source} is a crosscoder (several layers); dashboards take an SAE of one layer."
+        )
+    ctx_len = args.ctx_len or default_ctx_len(shape.max_positions)
+    num_tokens = args.num_tokens or default_num_val_tokens(shape.d_model)
+    batch_size = args.batch_size or default_val_batch_size(shape.d_model, ctx_len)
+    dataset = args.dataset or default_dataset(name)
+    chunks = load_token_split(dataset, tokenizer, ctx_len, num_tokens, args.seed).val
+    special = special_token_ids(tokenizer)
+    tag = sae_tag(name, ref)
+    label = adapter_label(adapter) if adapter is not None else None
+    n_latents = int(sae.W_dec.shape[0])
+    print(
+        f"model {name} | SAE {ref.source} (layer {layer}, {n_latents} latents) | adapter {adapter} | "
+        f"{len(chunks)} chunks × {ctx_len} tokens of {dataset} (validation split)"
+    )
+
+    variants: dict[str, Callable[[], AbstractContextManager]] = {"base": nullcontext}
+    if adapter is not None:
+        variants = {"base": model.disable_adapter, "lora": nullcontext}
+    common = dict(special=special, batch_size=batch_size)
+    stats = {
+        v: collect_stats(
+            model,
+            sae,
+            layer,
+            chunks,
+            n_top=args.contexts,
+            progress=args.progress,
+            variant=ctx,
+            label=v,
+            **common,
+        )  # fmt: skip
+        for v, ctx in variants.items()
+    }
+    spec = args.latents or ("changed:10" if adapter is not None else "frequent:10")
+    reasons = parse_latents(spec).resolve(n_latents, stats["base"], stats.get("lora"))
+    latents = list(reasons)
+    print(f"latents ({spec}): {latents}")
+    features: dict[int, dict[str, Any]] = {i: {} for i in latents}
+    for v, ctx in variants.items():
+        contexts = collect_contexts(model, sae, layer, chunks, stats[v], latents, variant=ctx,
+                                    left=args.context_before, right=args.context_after, **common)  # fmt: skip
+        with ctx():
+            logits = direct_logits(model, sae.W_dec, latents, args.logits)
+        for i in latents:
+            features[i][v] = feature(i, stats[v], contexts[i], logits[i], tokenizer)
+    shown_source = paths.portable(ref.source) if Path(ref.source).exists() else ref.source
+    data = {
+        "model": name,
+        "model_label": model_key(name),
+        "sae": ref.source,
+        "sae_tag": tag,
+        "layer": layer,
+        "adapter": str(adapter) if adapter is not None else None,
+        "adapter_label": label,
+        "dataset": dataset,
+        "num_tokens": stats["base"].num_tokens,
+        "ctx_len": ctx_len,
+        "contexts_cap": args.contexts,
+        "latents_spec": spec,
+        "neuronpedia": neuronpedia_ids(model_key(name), layer, tag, label),
+        "description": (
+            f"{model_key(name)} · SAE {shown_source} (layer {layer}, {n_latents} latents)"
+            + (f" · adapter {label}" if label else "")
+            + f" · {stats['base'].num_tokens:,} tokens of {dataset} validation chunks (held out from SAE and "
+            f"LoRA training; BOS/EOS/PAD not counted) · up to {args.contexts} contexts per latent and model, "
+            f"{args.context_before} tokens before and {args.context_after} after the maximum."
+        ),
+        "note": args.note,
+        "latents": [
+            {**latent_record(i, features[i], stats["base"], stats.get("lora")), "chosenAs": reasons[i]}
+            for i in latents
+        ],
+    }
+    out = Path(args.out) if args.out else paths.dashboard_dir(model_key(name), tag) / (label or "base")
+    write_pages(data, out, args.export)
+    write_record(
+        out,
+        "dashboard",
+        {
+            "model": name,
+            "model_digest": model_weights_digest(resolve_model_name(name)),
+            "sae": ref.source,
+            "sae_digest": weights_digest(ref.source),
+            "layer": layer,
+            "adapter": str(adapter) if adapter is not None else None,
+            "latents": latents,
+            "settings": {
+                "latents_spec": spec, "dataset": dataset, "num_tokens": num_tokens, "ctx_len": ctx_len,
+                "contexts": args.contexts, "context_before": args.context_before,
+                "context_after": args.context_after, "logits": args.logits, "seed": args.seed,
+            },
+        },
+    )  # fmt: skip
+    print(f"wrote {out / 'index.html'} ({len(latents)} latent pages)")
+    return out
+
+
+def write_pages(data: dict[str, Any], out: Path, export: str | None = None) -> None:
+    """`data.json`, `index.html`, `latent_<i>.html` (and `neuronpedia/` when asked) into `out`, at once."""
+    with atomic_dir(out) as tmp:
+        atomic_write_json(tmp / "data.json", data, indent=None)
+        atomic_write_text(tmp / "index.html", index_page(data))
+        for record in data["latents"]:
+            atomic_write_text(tmp / f"latent_{record['index']}.html", latent_page(data, record))
+        if export == "neuronpedia":
+            export_neuronpedia(data, tmp / "neuronpedia")
+
+
+def steering_latent() -> int | None:
+    """The latent of the newest steering result (`eval/steering/results/latent_<N>.json`), if any."""
+    folder = paths.eval_dir("steering") / "results"
+    found = sorted(folder.glob("latent_*.json"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
+    for path in reversed(found):
+        stem = path.name.removesuffix(".json").removeprefix("latent_")
+        if stem.isdigit():
+            return int(stem)
+    return None
+
+
+def demo_stage(
+    device: str = "cpu",
+    layer: int | None = None,
+    rank: int | None = None,
+    lora_span: str | None = None,
+    seed: int = 42,
+    force: bool = False,
+) -> tuple[str, bool, Callable[[], Path]]:
+    """`(title, done, fn)` for `Stages.run` in `lorasae/demo.py`: dashboards of the built-in model's main
+    SAE for the steering latent and the 8 latents its adapter of `rank` on `lora_span` changes most; done
+    when they exist. Call it after the steering and LoRA stages."""
+
+    def args() -> DashboardArgs:
+        latent = steering_latent()
+        spec = f"{latent},changed:8" if latent is not None else "changed:8"
+        note = (
+            f"Latent {latent} (listed) is the steering evaluation's latent." if latent is not None else None
+        )
+        return DashboardArgs(
+            model_type="tiny", device=device, layer=layer, rank=rank, lora_span=lora_span, seed=seed,
+            latents=spec, note=note, progress=False,
+        )  # fmt: skip
+
+    def done() -> bool:
+        try:
+            ref = resolve_sae("tiny", layer=layer)
+            adapter = resolve_adapter("tiny", ref, None, rank, lora_span)
+        except FileNotFoundError:
+            return False
+        folder = paths.dashboard_dir(model_key("tiny"), sae_tag("tiny", ref)) / adapter_label(adapter)
+        return (folder / "run.json").exists()
+
+    title = "latent dashboards (steering latent and the latents the adapter changes most)"
+    return title, (not force and done()), lambda: run_dashboard(args())
+
+
+__all__ = ["MAX_CONTEXTS", "DashboardArgs", "adapter_label", "demo_stage", "run_dashboard", "steering_latent"]
