@@ -229,6 +229,7 @@ def run_demo(cfg: DemoConfig) -> None:
             checkpoint_percent=100,
             save_model=True,  # the eval commands of README use these adapters
             skip_existing=not cfg.force,
+            overwrite=cfg.force,  # --force retrains; without it another run's outputs are refused
             seed=cfg.seed,
             progress=False,
         )
@@ -330,6 +331,7 @@ def _sweep_config(cfg: DemoConfig, model: str, k: int, widths: list[int], layers
         save_model=True,
         progress=False,
         figures=False,
+        overwrite=cfg.force,
     )
 
 

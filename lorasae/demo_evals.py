@@ -58,14 +58,20 @@ def saebench_evals(spec: str = "offline") -> list[str]:
 def saebench_stage(device: str, layer: int, seed: int, force: bool, sizes: EvalSizes) -> Stage:
     """`eval/SAE-Bench/run_eval.py --model tiny --model_type base`, then `--model_type peft` (the adapter
     the store picks for the main SAE: every layer, highest rank); the comparison table and figure."""
-    from lorasae.saebench.args import SaeBenchArgs, results_dir
+    from lorasae.saebench.args import SaeBenchArgs
 
     evals = saebench_evals(sizes.saebench_evals)
 
     def done() -> bool:
-        return all(
-            (results_dir(MODEL, t, None) / f"{e}.json").exists() for t in ("base", "peft") for e in evals
-        )
+        from lorasae.saebench.comparison import load_results
+        from lorasae.store import resolve_sae
+
+        try:
+            tag = resolve_sae(MODEL, None, layer).tag
+        except FileNotFoundError:  # no SAE yet: nothing evaluated
+            return False
+        found = load_results(MODEL, sae_tag=tag)  # the main SAE's slots
+        return all(e in found.get(t, {}) for t in ("base", "peft") for e in evals)
 
     def run() -> None:
         from lorasae.saebench.run import run as run_eval
@@ -119,10 +125,11 @@ def steering_stage(device: str, layer: int, seed: int, force: bool, sizes: EvalS
 def benchmarks_stage(device: str, layer: int, seed: int, force: bool, sizes: EvalSizes) -> Stage:
     """`eval/benchmarks/run_benchmarks.py --model tiny --all_four`: base / LoRA × without / with the SAE."""
     from lorasae.benchmarks.config import BenchmarkConfig
-    from lorasae.benchmarks.layout import ALL_FOUR, results_path
+    from lorasae.benchmarks.layout import ALL_FOUR, results_path, settings_variant
 
     def done() -> bool:
-        return all(results_path(MODEL, combo).exists() for combo in ALL_FOUR)
+        variant = settings_variant(limit=BenchmarkConfig(limit=sizes.benchmark_limit).limit_value)
+        return all(results_path(MODEL, combo, variant=variant).exists() for combo in ALL_FOUR)
 
     def run() -> None:
         from lorasae.benchmarks.run import run_benchmarks

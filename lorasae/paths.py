@@ -6,9 +6,13 @@ current directory. Tests point `LORASAE_ROOT` at a temporary folder.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 _PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 
@@ -151,13 +155,61 @@ def sae_curve_path(
 
 # --- LoRA -----------------------------------------------------------------------------------------
 
-# "done": the completion record, written after every other output of the run (a run is done only with it)
-_LORA_SUFFIX = {"CE_increase": "CE_increase", "val_loss": "val_losses", "time": "time", "done": "done"}
+_LORA_SUFFIX = {"CE_increase": "CE_increase", "val_loss": "val_losses", "time": "time"}
 
 
 def lora_span(lora_layers: list[int]) -> str:
     """`<a>-<b>`: the first and last adapted layer."""
     return f"{min(lora_layers)}-{max(lora_layers)}"
+
+
+# identity settings that may appear in LoRA output names, with their short names
+LORA_NAME_KEYS = {
+    "num_train_examples": "n",
+    "dataset": "data",
+    "seed": "seed",
+    "dtype": "dtype",
+    "ctx_len": "ctx",
+    "batch_size": "bs",
+    "lr": "lr",
+    "weight_decay": "wd",
+    "max_grad_norm": "clip",
+    "lora_alpha": "alpha",
+    "lora_dropout": "drop",
+    "num_val_tokens": "val",
+    "eval_every": "every",
+    "val_batch_size": "vbs",
+    "kl_impl": "kl",
+    "kl_chunk_size": "klchunk",
+    "text_field": "field",
+}
+
+
+def lora_variant(nondefault: Mapping[str, Any]) -> str:
+    """The naming rule of LoRA outputs (issue 25): the settings of a run that differ from the flags'
+    defaults, as `<short name>-<value>` joined by `_` in `LORA_NAME_KEYS` order (e.g. `n-300_lr-0.001`);
+    empty for the paper's default runs, whose names stay the original repository's. Numbers are written
+    exactly (`repr`); a value that cannot be written exactly in a name (a dataset path, text) is shortened
+    and the whole variant then ends in `_h-<digest>` of every differing setting, so two runs differing in
+    any setting never share a name."""
+    unknown = sorted(set(nondefault) - set(LORA_NAME_KEYS))
+    if unknown:
+        raise ValueError(f"no short name for LoRA setting(s) {unknown}: add them to LORA_NAME_KEYS")
+    parts, lossy = [], False
+    for key, short in LORA_NAME_KEYS.items():
+        if key not in nondefault:
+            continue
+        value = nondefault[key]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            text = sanitize(Path(str(value)).name)[:24]
+            lossy = lossy or text != str(value)
+        else:
+            text = repr(value)
+        parts.append(f"{short}-{text}")
+    if lossy:
+        text = json.dumps(dict(nondefault), sort_keys=True, default=str)
+        parts.append("h-" + hashlib.sha256(text.encode()).hexdigest()[:8])
+    return "_".join(parts)
 
 
 def lora_json_path(
@@ -168,25 +220,37 @@ def lora_json_path(
     rank: int,
     num_examples: int,
     base: Path | None = None,
+    variant: str = "",
 ) -> Path:
-    """`data/TopK/<quantity>/<model>/<sae_tag>/peft_<a>-<b>_rank_<r>_<suffix>_<N/1000>k.json`"""
+    """`data/TopK/<quantity>/<model>/<sae_tag>/peft_<a>-<b>_rank_<r>_<suffix>_<N/1000>k[__<variant>].json`
+    (`variant`: `lora_variant` of the settings off their defaults other than the example count, which the
+    name carries already)."""
     if quantity not in _LORA_SUFFIX:
         raise ValueError(f"quantity must be one of {sorted(_LORA_SUFFIX)}, got {quantity!r}")
-    name = f"peft_{lora_span(lora_layers)}_rank_{rank}_{_LORA_SUFFIX[quantity]}_{examples_label(num_examples)}k.json"
+    name = (
+        f"peft_{lora_span(lora_layers)}_rank_{rank}_{_LORA_SUFFIX[quantity]}_{examples_label(num_examples)}k"
+    )
+    name += f"__{variant}.json" if variant else ".json"
     return _root(base) / "data" / "TopK" / quantity / sanitize(model) / sanitize(sae_tag_) / name
 
 
 def adapter_dir(
-    model: str, sae_tag_: str, lora_layers: list[int], rank: int, base: Path | None = None
+    model: str,
+    sae_tag_: str,
+    lora_layers: list[int],
+    rank: int,
+    base: Path | None = None,
+    variant: str = "",
 ) -> Path:
-    """`saved_models/<model>/<sae_tag>/peft_<a>-<b>/rank_<r>/` (PEFT format)."""
+    """`saved_models/<model>/<sae_tag>/peft_<a>-<b>/rank_<r>[__<variant>]/` (PEFT format; `variant`:
+    `lora_variant` of the settings off their defaults, the example count included)."""
     return (
         _root(base)
         / "saved_models"
         / sanitize(model)
         / sanitize(sae_tag_)
         / f"peft_{lora_span(lora_layers)}"
-        / f"rank_{rank}"
+        / (f"rank_{rank}__{variant}" if variant else f"rank_{rank}")
     )
 
 

@@ -239,7 +239,7 @@ def test_four_combinations_end_to_end(world_lm, world_model, out_root, capsys):
 
     argv = ["--device", "cpu", "--model", str(world_model), "--all_four", "--limit", "6", "--batch_size", "8"]
     written = run_benchmarks(parse(BenchmarkConfig, argv))
-    assert written == [results_path(key, c) for c in ALL_FOUR]
+    assert written == [results_path(key, c, variant="limit-6") for c in ALL_FOUR]  # a --limit run: own names
     for path, combo in zip(written, ALL_FOUR):
         data = json.loads(path.read_text())
         assert data["config"]["model_type"] == combo.model_type and data["config"]["sae"] == combo.sae

@@ -191,14 +191,15 @@ def test_a_killed_lora_run_is_redone_and_only_a_completion_record_means_done(wor
     assert planned.status() == "incomplete" and not planned.done()
     assert script("train_lora").cli(argv) == 0
     out = capsys.readouterr().out
-    assert "Redoing" in out and "completion record" in out
+    assert "Redoing" in out and "without the run record" in out
     record = json.loads(planned.run_id.done_path().read_text())
-    assert record["fingerprint"] == planned.fingerprint
+    assert record["identity_digest"] == planned.fingerprint
     rows = (world / "data" / "results.csv").read_text().splitlines()
     assert len(rows) == 2 and planned.fingerprint in rows[1]
     assert plan_runs(cfg)[0].done()
     assert script("train_lora").cli(argv) == 0  # done: skipped
-    assert "Skipping" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Skipping" in out and "identical run" in out
     assert len((world / "data" / "results.csv").read_text().splitlines()) == 2
     # other inputs (a retrained SAE) under the same names: not done any more
     torch.manual_seed(1)

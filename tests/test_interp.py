@@ -16,6 +16,7 @@ from lorasae.interp.activations import forward_states, layer_metrics
 from lorasae.interp.pipeline import analyse, summarise_metrics
 from lorasae.interp.stats import bootstrap_interval
 from lorasae.interp.token_loss import log_histogram, loss_difference, summarise
+from lorasae.records import read_record
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -214,7 +215,7 @@ def test_script_end_to_end_on_the_built_in_world(world_model, out_root, capsys):
     from lorasae.data import load_token_split
     from lorasae.eval_ce import mean_ce
     from lorasae.hooks import residual_at
-    from lorasae.interp.run import InterpArgs, run_interp
+    from lorasae.interp.run import InterpArgs, find_records, run_interp
     from lorasae.lora.adapters import attach_lora
     from lorasae.model_defaults import default_k
     from lorasae.models import d_model, load_model, num_layers
@@ -240,6 +241,9 @@ def test_script_end_to_end_on_the_built_in_world(world_model, out_root, capsys):
     out = run_interp(parse(InterpArgs, argv))
     rec = json.loads(out.read_text())
     assert out.name == f"peft_0-{n - 1}_rank_2.json" and rec["adapter"] == str(adapter)
+    record = read_record(out)  # its run record: the SAE's digest and the adapter's record
+    assert record.kind == "interp_result" and record.get("sae_weights_digests")[0]
+    assert record.get("adapter_identity") and find_records(world_model.name) == [out]
     assert rec["layers"] == list(range(SAE_LAYER, n)) and rec["num_sequences"] == 8
     for kind in ("layers", "token_loss"):
         png = plots_dir() / f"{world_model.name}_interp_{kind}.png"

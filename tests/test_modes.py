@@ -85,7 +85,7 @@ def test_a_saved_adapter_follows_the_umask(tmp_path, umask):
         vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2
     )
     peft = get_peft_model(LlamaForCausalLM(config), LoraConfig(r=2, target_modules=["q_proj"]))
-    save_adapter(peft, tmp_path / "out" / "rank_2")
+    save_adapter(peft, tmp_path / "out" / "rank_2", {"rank": 2})  # with its run record
     assert_umask_modes(tmp_path / "out", umask)
 
 

@@ -17,6 +17,7 @@ import torch
 from conftest import make_char_tokenizer, make_tiny_model
 
 from lorasae.cli import parse
+from lorasae.records import read_record
 from lorasae.saebench.absorption import AbsorptionEvalConfig, run_absorption
 from lorasae.saebench.args import EVALS, SaeBenchArgs
 from lorasae.saebench.autointerp import AutoInterpEvalConfig, run_autointerp
@@ -355,9 +356,14 @@ def test_run_eval_all_eight_on_base_and_peft(saved_setup, out_root, capsys, monk
         peft = run(_args(saved_setup, "peft", peft_evals, extra))
     assert requests
     assert set(base) == set(EVALS) and len(EVALS) == 8 and set(peft) == set(peft_evals.split(","))
+    slots = set()
     for written, kind in ((base, "base"), (peft, "peft")):
         for name, path in written.items():
-            assert path == out_root / "eval" / "SAE-Bench" / "results" / f"tinyrand_{kind}" / f"{name}.json"
+            # one slot per SAE (base) and per SAE and adapter (peft), each result with its run record
+            assert path.parent.parent == out_root / "eval" / "SAE-Bench" / "results" / f"tinyrand_{kind}"
+            assert path.name == f"{name}.json" and read_record(path).kind == "saebench_result"
+            assert ("__peft_1-2_rank_2-" in path.parent.name) == (kind == "peft")
+            slots.add(path.parent.name.split("__")[0])
             result = json.loads(path.read_text())
             validate_eval_output(result)
             assert result["sae_lens_id"] == saved_setup["sae"]
@@ -377,6 +383,7 @@ def test_run_eval_all_eight_on_base_and_peft(saved_setup, out_root, capsys, monk
         "unlearning_score"
     ]
     assert score is None or 0 <= score <= 1  # a random model may know a question or two by chance
+    assert len(slots) == 1  # base and peft results of the same SAE
     assert set(HEADLINE) == set(EVALS)  # the comparison table has rows for all eight
     table_evals = {r[0] for r in comparison_rows(load_results(saved_setup["model"]))}
     assert {"core", "autointerp", "tpp"} <= table_evals and ("unlearning" in table_evals) == (

@@ -11,6 +11,7 @@ import torch
 from conftest import make_char_tokenizer, make_tiny_model
 
 from lorasae.atomic import atomic_write_json
+from lorasae.records import read_record
 from lorasae.sae import SaeConfig, TopKSAE
 from lorasae.steering.args import SteeringArgs
 from lorasae.steering.context import SteeringContext
@@ -99,7 +100,12 @@ def test_runner_end_to_end(setup, out_root, capsys):
     assert iv["mean"] == pytest.approx(diff.mean()) and iv["low"] < iv["mean"] < iv["high"]
     figures = sorted(p.name for p in (out_root / "eval/steering/distributions/5").iterdir())
     assert figures == ["all.pdf", "all.png"]
-    assert (out_root / "eval/steering/results/latent_5.json").exists()
+    # one result per SAE, adapter and latent, with its run record
+    (written,) = (out_root / "eval/steering/results").glob("*/latent_5.json")
+    assert written.parent.name.startswith("random-sae__adapter-")
+    assert (
+        read_record(written).kind == "steering_result" and read_record(written).get("settings")["latent"] == 5
+    )
 
 
 def test_base_and_lora_variants_differ_and_unsteered_matches(setup):

@@ -11,7 +11,7 @@ import pytest
 
 from lorasae import paths
 from lorasae.cli import parse
-from lorasae.lora.outputs import write_done
+from lorasae.lora.outputs import write_run_records
 from lorasae.models import LayerOutOfRangeError, model_shape
 from lorasae.sae import SaeConfig, TopKSAE
 from lorasae.sae.sources import SaeNotFoundError, SaeShapeError
@@ -172,7 +172,7 @@ def test_layer_and_run_tag_are_known_and_finished_runs_skipped_before_loading(tr
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("{}")
     assert lora_run.plan_runs(cfg)[0].status() == "incomplete"  # no completion record: redone
-    write_done(planned.run_id, planned.fingerprint, {}, {})
+    write_run_records(planned.run_id, planned.identity(), [], {})
     assert lora_run.main(cfg) == []  # skipped: nothing loaded
     with pytest.raises(LayerOutOfRangeError, match="2 decoder layers"):
         lora_run.plan_runs(parse(TrainLoraConfig, [*args, "--sae_layer", "5"]))

@@ -201,7 +201,7 @@ def test_sweep_over_our_saes_end_to_end(our_world, capsys):
     base = plan.defaults[str(our_world / "model")]
     assert (base.layer, base.width, base.l0) == (1, 128, 4)
     # l0: 3 SAEs, width: +2, layer: +2 → 7 SAEs x 2 ranks, and one single-layer run (layer 2) at rank 2
-    assert len(plan.runs) == 15 and all(is_done(r, 3) for r in plan.runs)
+    assert len(plan.runs) == 15 and all(is_done(cfg, r) for r in plan.runs)
     df = load_results_csv(None)
     assert len(df) == 15 and set(df["rank"]) == {1.0, 2.0, 4.0}
     assert df[["L_base", "L_SAE", "L_LoRA"]].notna().all().all()  # (a random model: no sign to expect)

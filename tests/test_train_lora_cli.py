@@ -4,6 +4,7 @@ several SAEs at once, reloading the adapter, and the error messages."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import random
 
@@ -18,7 +19,7 @@ from lorasae.lora.config import TrainLoraConfig
 from lorasae.lora.run import main
 from lorasae.lora.trainer import sae_splices
 from lorasae.models import LayerOutOfRangeError, load_model, special_token_ids
-from lorasae.paths import lora_json_path, sae_dir
+from lorasae.paths import sae_dir
 from lorasae.results_columns import RESULTS_COLUMNS
 from lorasae.sae import SaeConfig, TopKSAE
 from lorasae.sae.sources import SaeNotFoundError, SaeShapeError
@@ -64,20 +65,18 @@ def test_one_checkpoint_writes_every_output_and_the_adapter_reproduces_l_lora(wo
     assert "gap closed" in out and "expansion_4_L0_4-100pct" in out
     result = summary.result
     tag = "expansion_4_L0_4-100pct"
-    layers = [0, 1, 2]
-    ce = json.loads(lora_json_path("CE_increase", "model", tag, layers, 4, 4).read_text())
+    ce = json.loads(summary.run.json_path("CE_increase").read_text())
     assert set(ce) - {"gap_flag"} == {"initial", "converged", "difference", "base"}
     assert ce.get("gap_flag") == result.gap_flag  # the random tiny model: often no gap (lorasae.gap)
     assert ce["initial"] == result.L_SAE and ce["converged"] == result.L_LoRA and ce["base"] == result.L_base
     assert ce["difference"] == pytest.approx(ce["initial"] - ce["converged"])
-    val = json.loads(lora_json_path("val_loss", "model", tag, layers, 4, 4).read_text())
-    minutes = json.loads(lora_json_path("time", "model", tag, layers, 4, 4).read_text())
+    val = json.loads(summary.run.json_path("val_loss").read_text())
+    minutes = json.loads(summary.run.json_path("time").read_text())
     assert val[0] == ce["initial"] and val[-1] == ce["converged"] and len(val) == len(minutes) == 3
     assert minutes[0] == 0 and minutes == sorted(minutes)
-    assert (
-        lora_json_path("val_loss", "model", tag, layers, 4, 4).name
-        == "peft_0-2_rank_4_val_losses_0.004k.json"
-    )
+    # the settings off their defaults are in the names (the example count is already)
+    name = summary.run.json_path("val_loss").name
+    assert name.startswith("peft_0-2_rank_4_val_losses_0.004k__data-text.txt_") and "every-2" in name
     with open(world / "data" / "results.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 1 and tuple(rows[0]) == RESULTS_COLUMNS
@@ -96,7 +95,9 @@ def test_one_checkpoint_writes_every_output_and_the_adapter_reproduces_l_lora(wo
 
     # reloading the saved adapter onto a fresh model reproduces L_LoRA
     adapter = find_adapter("model", tag, rank=4, base=world)
-    assert adapter == world / "saved_models" / "model" / tag / "peft_0-2" / "rank_4"
+    assert adapter == summary.run.adapter_path()
+    assert adapter.parent == world / "saved_models" / "model" / tag / "peft_0-2"
+    assert adapter.name.startswith("rank_4__n-4_data-text.txt")
     model, tokenizer = load_model(str(world / "model"), "cpu")
     peft_model = load_peft_model(model, adapter)
     from lorasae.sae.sources import load_sae
@@ -112,20 +113,25 @@ def test_one_checkpoint_writes_every_output_and_the_adapter_reproduces_l_lora(wo
 def test_checkpoint_loop_and_after_and_several_saes(world):
     summaries = main(parse(TrainLoraConfig, argv(world, "--sae_layer", "1", "--LoRA_layers", "after")))
     assert [s.checkpoint_pct for s in summaries] == [50, 100]
-    for pct in (50, 100):
-        assert lora_json_path("CE_increase", "model", f"expansion_4_L0_4-{pct}pct", [2], 4, 4).exists()
+    for pct, summary in zip((50, 100), summaries):
+        ce = summary.run.json_path("CE_increase")
+        assert ce.exists() and ce.parent.name == f"expansion_4_L0_4-{pct}pct"
+        assert ce.name.startswith("peft_2-2_rank_4_CE_increase_0.004k__")
     # two SAEs trained jointly (the paper's multiple-SAE experiment)
     (joint,) = main(parse(TrainLoraConfig, argv(world, "--sae_layer", "1,2", "--checkpoint_percent", "50")))
     assert joint.sae_layers == [1, 2] and joint.run.sae_tag == "layers_1+2__expansion_4_L0_4-50pct"
     assert joint.result.L_SAE != summaries[0].result.L_SAE  # a different splice
-    # the same two SAEs as external sources, repeated --sae
+    # the same two SAEs as external sources, repeated --sae: the same run (identity), so it is skipped;
+    # --overwrite redoes it and replaces its results.csv row
     sources = [str(sae_dir("model", "normal", 4, 4, layer, pct=50)) for layer in (1, 2)]
-    (external,) = main(parse(TrainLoraConfig, argv(world, "--sae", sources[0], "--sae", sources[1])))
-    assert external.sae_layers == [1, 2]
+    external_argv = argv(world, "--sae", sources[0], "--sae", sources[1])
+    assert main(parse(TrainLoraConfig, external_argv)) == []
+    (external,) = main(parse(TrainLoraConfig, [*external_argv, "--overwrite"]))
+    assert external.sae_layers == [1, 2] and external.run == joint.run
     assert external.result.L_SAE == pytest.approx(joint.result.L_SAE, abs=1e-6)
     with open(world / "data" / "results.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert [r["sae_layers"] for r in rows] == ["1", "1", "1-2", "1-2"]
+    assert [r["sae_layers"] for r in rows] == ["1", "1", "1-2"]
 
 
 def test_several_invocations_share_one_session_and_match_separate_runs(world, monkeypatch):
@@ -144,7 +150,10 @@ def test_several_invocations_share_one_session_and_match_separate_runs(world, mo
     loads = []
     real_load = lora_run.load_model
     monkeypatch.setattr(lora_run, "load_model", lambda *a, **k: loads.append(a) or real_load(*a, **k))
-    together = [s.result for s in lora_run.main_many(configs)]
+    # identical reruns are skipped unless --overwrite
+    assert lora_run.main_many(configs) == [] and loads == []
+    redo = [dataclasses.replace(cfg, overwrite=True) for cfg in configs]
+    together = [s.result for s in lora_run.main_many(redo)]
     assert len(loads) == 2  # the third run has another context length: a new session
     for a, b in zip(separate, together):
         assert (b.L_base, b.L_SAE) == (a.L_base, a.L_SAE)

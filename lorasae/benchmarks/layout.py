@@ -45,9 +45,37 @@ def results_dir(base: Path | None = None) -> Path:
     return eval_dir("benchmarks", base) / "results"
 
 
-def results_path(model: str, combination: Combination, base: Path | None = None) -> Path:
-    """`eval/benchmarks/results/<model>_<peft|base>_<sae|no_sae>.json` (`<model>`: the short model key)."""
-    return results_dir(base) / f"{sanitize(model)}_{combination.label}.json"
+def settings_variant(limit: float | None = None, num_fewshot: int | None = None,
+                     max_length: int | None = None) -> str:  # fmt: skip
+    """The settings off their defaults that change a benchmark's numbers, as they go into result names
+    (`limit-50`, `fewshot-5`, `maxlen-512`, joined by `_`); empty for a full run with the defaults, whose
+    names stay the original's."""
+    parts = []
+    for short, value in (("limit", limit), ("fewshot", num_fewshot), ("maxlen", max_length)):
+        if value is not None:
+            parts.append(f"{short}-{value!r}")
+    return "_".join(parts)
+
+
+def results_path(model: str, combination: Combination, base: Path | None = None, variant: str = "") -> Path:
+    """`eval/benchmarks/results/<model>_<peft|base>_<sae|no_sae>[__<variant>].json` (`<model>`: the short
+    model key; `variant`: `settings_variant`, so a `--limit` run never replaces a full one)."""
+    name = f"{sanitize(model)}_{combination.label}" + (f"__{variant}" if variant else "")
+    return results_dir(base) / f"{name}.json"
+
+
+def newest_variant(model: str, base: Path | None = None) -> str:
+    """The variant of the model's newest results file ('' when the newest is a full default run)."""
+    files = [
+        p
+        for c in ALL_FOUR
+        for p in results_dir(base).glob(f"{sanitize(model)}_{c.label}*.json")
+        if not p.name.endswith(".run.json")
+    ]
+    if not files:
+        return ""
+    stem = max(files, key=lambda p: p.stat().st_mtime).name.removesuffix(".json")
+    return stem.split("__", 1)[1] if "__" in stem else ""
 
 
 def builtin_tasks_dir(seed: int = 0, n_docs: int | None = None, base: Path | None = None) -> Path:

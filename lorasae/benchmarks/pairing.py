@@ -17,6 +17,7 @@ from lorasae.store import (
     find_sae,
     sae_sources_for_adapter,
 )
+from lorasae.store.adapter_records import check_pairing
 from lorasae.store.adapters import adapter_tags
 from lorasae.store.tags import sae_id_tag
 
@@ -58,4 +59,8 @@ def resolve_pairing(config: BenchmarkConfig, plan: Plan, n_layers: int) -> Plan:
         sources = [(ref.source, ref.layer)]
     plan.sae_sources = sources if plan.needs_sae else []
     plan.adapter = adapter if plan.needs_adapter else None
+    if plan.adapter is not None and sources:  # the adapter only with the SAE weights it was trained on
+        note = check_pairing(plan.adapter, [source for source, _ in sources])
+        if note:
+            print(note)
     return plan

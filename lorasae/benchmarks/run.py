@@ -13,11 +13,12 @@ from typing import Any
 from lorasae.atomic import atomic_write_json, atomic_write_text
 from lorasae.benchmarks.comparison import comparison_table, summary_line
 from lorasae.benchmarks.config import BenchmarkConfig
-from lorasae.benchmarks.layout import builtin_tasks_dir, results_path
+from lorasae.benchmarks.layout import builtin_tasks_dir, results_path, settings_variant
 from lorasae.benchmarks.pairing import resolve_pairing
 from lorasae.benchmarks.plan import plan_run, world_of
 from lorasae.benchmarks.tasks import is_builtin_task, write_builtin_tasks
 from lorasae.benchmarks.wrapper import benchmark_lm
+from lorasae.eval_identity import eval_identity, write_eval_record
 from lorasae.fingerprint import fingerprint, weights_digest
 from lorasae.models import load_model, model_shape
 from lorasae.runtime import parse_device, seed_everything, setup_environment
@@ -124,6 +125,7 @@ def run_benchmarks(config: BenchmarkConfig) -> list[Path]:
     seed, n_docs = world_of(plan.model_name) if any(map(is_builtin_task, plan.tasks)) else (0, None)
     task_manager = task_manager_for(plan.tasks, seed, n_docs)
     batch_size = config.batch
+    variant = settings_variant(config.limit_value, config.num_fewshot, config.max_length)
     written: list[Path] = []
     peft_model = None
     for combo in plan.combinations:
@@ -179,11 +181,15 @@ def run_benchmarks(config: BenchmarkConfig) -> list[Path]:
             "seconds": round(seconds, 2),
             "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         }
-        path = write_results(results_path(plan.model_key, combo), out, meta)
+        path = write_results(results_path(plan.model_key, combo, variant=variant), out, meta)
+        settings = {k: meta[k] for k in ("model_type", "sae", "tasks", "num_fewshot", "limit", "max_length")}
+        sources = [src for src, _ in plan.sae_sources] if combo.sae else []
+        identity = eval_identity(plan.model_name, sources, adapter if combo.peft else None, settings)
+        write_eval_record(path, "benchmark_result", identity)
         written.append(path)
         print(
             f"[benchmarks] {plan.model_key} {combo.label}: {summary_line(out['results'], plan.tasks)} "
             f"({seconds:.1f} s) -> {path}"
         )
-    print(comparison_table(plan.model_key, tasks=plan.tasks))
+    print(comparison_table(plan.model_key, tasks=plan.tasks, variant=variant))
     return written

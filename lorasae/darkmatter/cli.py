@@ -113,18 +113,31 @@ def resolve_sources(args: DarkMatterArgs) -> tuple[list[str], list[str], str | N
     return width, k_sweep, args.lora_sae
 
 
+def _paired(adapter: str, sae: str) -> str:
+    """`adapter`, refused (one line) when it was trained on other weights than `sae` holds now
+    (`store.adapter_records.check_pairing`); a record-less one is accepted with a printed note."""
+    from lorasae.store.adapter_records import check_pairing
+
+    if Path(adapter).is_dir():
+        note = check_pairing(adapter, [sae])
+        if note:
+            print(note)
+    return adapter
+
+
 def resolve_adapter(args: DarkMatterArgs, lora_sae: str | None) -> str | None:
     """The adapter of the base-vs-LoRA comparison: given, found (`store.adapter_for_sae`), trained
     here for one of our SAEs when missing, or None (comparison skipped)."""
     if args.lora == "none" or lora_sae is None:
         return None
     if args.lora != "auto":
-        return args.lora
+        return _paired(args.lora, lora_sae)
     from lorasae.store import adapter_for_sae, external_ref
 
     try:
         ref = external_ref(lora_sae, args.layer)
-        return str(adapter_for_sae(args.model_name, ref, rank=args.lora_rank, lora_span=args.lora_span))
+        found = adapter_for_sae(args.model_name, ref, rank=args.lora_rank, lora_span=args.lora_span)
+        return _paired(str(found), lora_sae)
     except FileNotFoundError as err:
         if not (args.train_lora_missing and Path(lora_sae).exists()):
             print(

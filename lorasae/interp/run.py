@@ -15,6 +15,7 @@ from lorasae import paths
 from lorasae.atomic import atomic_write_json
 from lorasae.cli import CommonArgs, SaeChoiceArgs, field, parse_count
 from lorasae.data import default_dataset, load_token_split
+from lorasae.eval_identity import eval_identity, write_eval_record
 from lorasae.gap import gap_closed
 from lorasae.model_defaults import (
     default_ctx_len,
@@ -23,6 +24,7 @@ from lorasae.model_defaults import (
     default_val_batch_size,
 )
 from lorasae.models import model_key, model_shape, special_token_ids
+from lorasae.records import RECORD_SUFFIX
 from lorasae.runtime import parse_device, seed_everything, setup_environment
 from lorasae.sae.splice import splice_fn
 from lorasae.store import SaeRef, SaeRun, load_bundle, resolve_adapter, resolve_sae
@@ -125,6 +127,9 @@ def run_interp(args: InterpArgs) -> Path:
     record["seconds"] = round(time.perf_counter() - began, 1)
     out = output_path(name, ref, adapter)
     atomic_write_json(out, record)
+    settings = {k: v for k, v in vars(args).items() if k not in ("model", "sae", "adapter")}
+    settings |= {"layer": layer, "dataset": dataset, "ctx_len": ctx_len, "num_tokens": num_tokens}
+    write_eval_record(out, "interp_result", eval_identity(name, [ref.source], adapter, settings))
     print_tables(record)
     print(f"wrote {out}")
     if args.plots:
@@ -211,7 +216,10 @@ def demo_stage(
 def find_records(model: str, base: Path | None = None) -> list[Path]:
     """Every record of `model` under `data/interp/<model>/`, oldest first (the notebook shows the newest)."""
     folder = paths.interp_dir(model_key(model), base)
-    return sorted(folder.glob("*/*.json"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.glob("*/*.json") if not p.name.endswith(RECORD_SUFFIX)]  # not run records
+    return sorted(found, key=lambda p: p.stat().st_mtime)
 
 
 def main(args: InterpArgs) -> None:

@@ -61,7 +61,8 @@ class LoraHyperparams:
     """Training sequences (the paper: 15000, 30000 or 100000); any positive count, e.g. 300 or 15k."""
 
     save_model: bool = False
-    """Save the adapter (PEFT format) under saved_models/<model>/<sae_tag>/peft_<a>-<b>/rank_<r>/."""
+    """Save the adapter (PEFT format) under saved_models/<model>/<sae_tag>/peft_<a>-<b>/rank_<r>/
+    (`rank_<r>__<settings>/` when settings differ from the defaults, e.g. `rank_16__n-300`)."""
 
     ctx_len: int | None = None
     """Tokens per sequence. Default: 1024 (the paper's), capped at the model's context window."""
@@ -108,6 +109,10 @@ class LoraHyperparams:
     progress: bool = True
     """Show a tqdm progress bar."""
 
+    overwrite: bool = False
+    """Redo a run that is done with identical inputs (default: skip it, saying so), and replace outputs
+    that another run left under the same name (e.g. from an SAE retrained since; default: refuse)."""
+
 
 @dataclass
 class TrainLoraConfig(LoraHyperparams, CommonArgs):
@@ -144,8 +149,10 @@ class TrainLoraConfig(LoraHyperparams, CommonArgs):
     k: int | None = None
     """Which of our SAEs (its L0 = k), when several families exist."""
 
-    skip_existing: bool = False
-    """Skip a run whose CE_increase JSON already exists (the original's behaviour); default: rerun."""
+    skip_existing: bool = True
+    """Skip a run that is done with identical inputs (its run record matches; the original skipped when the
+    CE_increase JSON existed, and the names now differ whenever the settings do). `--skip_existing false`
+    redoes it, as --overwrite does."""
 
     # --- filled in by `resolved()` ---------------------------------------------------------------------
     def resolved(self, d_model: int, n_layers: int, max_positions: int | None = None) -> TrainLoraConfig:

@@ -1,18 +1,25 @@
 """What a LoRA run leaves behind (SPEC §3.4), all written atomically:
-- `data/TopK/CE_increase/<model>/<sae_tag>/peft_<a>-<b>_rank_<r>_CE_increase_<N/1000>k.json`
+- `data/TopK/CE_increase/<model>/<sae_tag>/peft_<a>-<b>_rank_<r>_CE_increase_<N/1000>k[__<variant>].json`
   `{"initial": L_SAE, "converged": L_LoRA, "difference": L_SAE − L_LoRA, "base": L_base}`, plus
   `"gap_flag": "non_positive_gap"` when the SAE did not raise the CE (`lorasae.gap`);
-- `data/TopK/val_loss/.../..._val_losses_<N/1000>k.json`: spliced CE list, first = before training;
-- `data/TopK/time/.../..._time_<N/1000>k.json`: cumulative training minutes, first = 0;
+- `data/TopK/val_loss/.../..._val_losses_<N/1000>k[__<variant>].json`: spliced CE list, first = before
+  training;
+- `data/TopK/time/.../..._time_<N/1000>k[__<variant>].json`: cumulative training minutes, first = 0;
 - one row in `data/results.csv` (columns `lorasae.results_columns.RESULTS_COLUMNS`, read by
-  `lorasae.results`; `frac_gap_closed` empty and `gap_flag` = `non_positive_gap` when L_SAE ≤ L_base);
-- with --save_model, the adapter in PEFT format at `saved_models/<model>/<sae_tag>/peft_<a>-<b>/rank_<r>/`;
-- last, the completion record `data/TopK/done/.../..._done_<N/1000>k.json` (fingerprint, settings, the
-  outputs): a run is done only when it exists, so a run killed between its writes is redone.
+  `lorasae.results`; `frac_gap_closed` empty and `gap_flag` = `non_positive_gap` when L_SAE ≤ L_base); a
+  redone run replaces its own row (same fingerprint), never adds a second;
+- with --save_model, the adapter in PEFT format at
+  `saved_models/<model>/<sae_tag>/peft_<a>-<b>/rank_<r>[__<variant>]/`, with its run record `run.json`;
+- a run record (`lorasae.records`) beside each JSON, the CE_increase JSON's last: it is the completion
+  record (a run is done only when it exists with the run's identity: `lorasae.lora.identity.run_state`).
+
+`<variant>` is `paths.lora_variant` of the settings off their defaults (`identity.name_settings`); the
+paper's default runs have none, so their names are the original repository's.
 """
 
 from __future__ import annotations
 
+import csv
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,75 +29,66 @@ from typing import Any
 
 from torch import nn
 
-from lorasae.atomic import append_csv_row, atomic_dir, atomic_write_json, read_json
-from lorasae.fingerprint import fingerprint, weights_digest
+from lorasae.atomic import atomic_dir, atomic_save_file, atomic_write_json, read_csv_rows
 from lorasae.lora.adapters import format_layers
+from lorasae.lora.identity import ADAPTER_RECORD_KIND, LORA_RECORD_KIND
 from lorasae.lora.trainer import LoraRunResult
-from lorasae.paths import adapter_dir, lora_json_path, results_csv
+from lorasae.paths import adapter_dir, lora_json_path, lora_variant, results_csv
+from lorasae.records import record_path, write_record
 from lorasae.results_columns import RESULTS_COLUMNS
 
 
 @dataclass(frozen=True)
 class RunId:
-    """What names a run's output files."""
+    """What names a run's output files: the SAE tag, layers, rank, example count, and the settings off
+    their defaults (`identity.name_settings`, as sorted pairs), which `paths.lora_variant` writes."""
 
     model: str
     sae_tag: str
     lora_layers: tuple[int, ...]
     rank: int
     num_examples: int
+    settings: tuple[tuple[str, Any], ...] = ()
+
+    def variant(self, with_examples: bool = True) -> str:
+        settings = dict(self.settings)
+        if not with_examples:
+            settings.pop("num_train_examples", None)
+        return lora_variant(settings)
 
     def json_path(self, quantity: str, base: Path | None = None) -> Path:
         return lora_json_path(
-            quantity, self.model, self.sae_tag, list(self.lora_layers), self.rank, self.num_examples, base
+            quantity,
+            self.model,
+            self.sae_tag,
+            list(self.lora_layers),
+            self.rank,
+            self.num_examples,
+            base,
+            self.variant(with_examples=False),  # the name carries the example count already
         )
 
     def adapter_path(self, base: Path | None = None) -> Path:
-        return adapter_dir(self.model, self.sae_tag, list(self.lora_layers), self.rank, base)
+        return adapter_dir(self.model, self.sae_tag, list(self.lora_layers), self.rank, base, self.variant())
 
     def done_path(self, base: Path | None = None) -> Path:
-        return self.json_path("done", base)
+        """The run record, beside the CE_increase JSON and written last: the run is done only with it."""
+        return record_path(self.json_path("CE_increase", base))
 
 
-# settings that do not change a run's numbers (where it prints, what else it saves)
-_NOT_FINGERPRINTED = frozenset(
-    {"device", "wandb", "progress", "skip_existing", "save_model", "checkpoint_percent"}
-)
-
-
-def run_settings(cfg: Any) -> dict[str, Any]:
-    """A resolved `TrainLoraConfig`'s settings that decide the run's numbers (for its fingerprint)."""
-    return {k: v for k, v in sorted(vars(cfg).items()) if k not in _NOT_FINGERPRINTED}
-
-
-def run_fingerprint(cfg: Any, sae_sources: Sequence[str]) -> str:
-    """Fingerprint of a LoRA run: model, data, settings and the SAEs' weights (`lorasae.fingerprint`)."""
-    settings = run_settings(cfg) | {"sae_sources": list(sae_sources)}
-    return fingerprint(cfg.model_name, cfg.dataset, settings, [weights_digest(s) for s in sae_sources])
-
-
-def read_done(run: RunId, base: Path | None = None) -> dict[str, Any] | None:
-    """The run's completion record, or None when the run did not finish (or the record is unreadable)."""
-    path = run.done_path(base)
-    if not path.is_file():
-        return None
-    try:
-        return read_json(path)
-    except (ValueError, OSError):
-        return None
-
-
-def write_done(
-    run: RunId, fingerprint_: str, settings: dict[str, Any], outputs: dict[str, str], base: Path | None = None
+def write_run_records(
+    run: RunId,
+    identity: dict[str, Any],
+    parents: Sequence[str],
+    outputs: dict[str, str],
+    base: Path | None = None,
 ) -> Path:
-    """The completion record, written after every other output of the run."""
-    record = {
-        "fingerprint": fingerprint_,
-        "settings": settings,
-        "outputs": outputs,
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    return atomic_write_json(run.done_path(base), record)
+    """The run records of the curve JSONs, then last the CE_increase JSON's (the completion record)."""
+    for quantity in ("val_loss", "time"):
+        write_record(run.json_path(quantity, base), LORA_RECORD_KIND, identity, parents)
+    return write_record(
+        run.json_path("CE_increase", base), LORA_RECORD_KIND, identity, parents, extra={"outputs": outputs}
+    )
 
 
 def ce_increase(result: LoraRunResult) -> dict[str, Any]:
@@ -157,12 +155,50 @@ def results_row(
     return row
 
 
-def append_result(row: dict[str, Any], base: Path | None = None) -> Path:
-    return append_csv_row(results_csv(base), row)
+def replaced_fingerprint(run: RunId, base: Path | None = None) -> str | None:
+    """The fingerprint of the run whose outputs lie under this run's names now (its completion record's
+    identity digest), or None (none, or a damaged record)."""
+    from lorasae.errors import CorruptFileError
+    from lorasae.records import read_record
+
+    try:
+        record = read_record(run.json_path("CE_increase", base))
+    except CorruptFileError:
+        return None
+    return record.identity_digest if record is not None else None
 
 
-def save_adapter(peft_model: nn.Module, path: Path) -> Path:
-    """`peft_model.save_pretrained` into a temporary sibling, renamed onto `path`."""
+def append_result(row: dict[str, Any], base: Path | None = None, replaces: str | None = None) -> Path:
+    """Append the run's row to results.csv, dropping an earlier row of the same run (same fingerprint: a
+    redone run) and the row of the run whose outputs this one replaced (`replaces`, `--overwrite`), so
+    that no run has two rows and no row describes outputs that are gone. Concurrent writers take turns
+    on the lock file `atomic.append_csv_row` uses."""
+    from filelock import FileLock
+
+    path = results_csv(base)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path.with_name(f".{path.name}.lock"))):
+        fields, rows = read_csv_rows(path)  # a damaged table: CorruptFileError naming file and line
+        gone = {str(row.get("fingerprint") or ""), replaces or ""} - {""}
+        rows = [r for r in rows if r.get("fingerprint") not in gone]
+        fields += [key for key in row if key not in fields]
+        rows.append(row)
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "w", newline="", encoding="utf-8") as handle:
+                writer = csv.DictWriter(handle, fieldnames=fields)
+                writer.writeheader()
+                writer.writerows(rows)
+
+        return atomic_save_file(path, write)
+
+
+def save_adapter(
+    peft_model: nn.Module, path: Path, identity: dict[str, Any], parents: Sequence[str] = ()
+) -> Path:
+    """`peft_model.save_pretrained` and the adapter's run record into a temporary sibling, renamed onto
+    `path`: an adapter folder of ours always holds its record."""
     with atomic_dir(path) as tmp:
         peft_model.save_pretrained(str(tmp))
+        write_record(tmp, ADAPTER_RECORD_KIND, identity, parents)
     return path

@@ -1,6 +1,6 @@
-"""`train_lora.py`'s pipeline: load the model and the data once (a `LoraSession`), resolve the SAEs (our
-checkpoints — one run each — or `--sae` sources), and for each run attach fresh adapters, train, write the
-outputs and print a summary. `main_many` runs several invocations (a sweep) on one session per model."""
+"""`train_lora.py`'s pipeline: plan the runs (`lorasae.lora.plan`: `plan_runs`, `PlannedRun`, used from
+here too), load the model and the data once (a `LoraSession`), and for each run attach fresh adapters,
+train, write the outputs (run records last) and print a summary. `main_many` runs several invocations (a sweep) on one session per model."""
 
 from __future__ import annotations
 
@@ -16,29 +16,30 @@ from torch import nn
 from lorasae.atomic import read_csv_rows
 from lorasae.data import TokenSplit, load_token_split
 from lorasae.hooks import residual_at
-from lorasae.lora.adapters import attach_lora, format_layers, lora_layer_list, parse_layer_spec
+from lorasae.lora.adapters import attach_lora, format_layers
 from lorasae.lora.config import TrainLoraConfig
+from lorasae.lora.identity import (
+    sae_parents,
+)
 from lorasae.lora.outputs import (
     RunId,
     append_result,
-    read_done,
+    replaced_fingerprint,
     results_row,
-    run_fingerprint,
-    run_settings,
     save_adapter,
     write_curves,
-    write_done,
+    write_run_records,
 )
+from lorasae.lora.plan import PlannedRun, make_run_id, plan_runs
 from lorasae.lora.trainer import LoraRunResult, TrainSettings, sae_splices, train_lora, validation_ce
-from lorasae.model_defaults import default_sae_layer
-from lorasae.models import ModelShape, check_layer, d_model, load_model, model_shape, special_token_ids
+from lorasae.models import ModelShape, d_model, load_model, special_token_ids
 from lorasae.paths import results_csv
 from lorasae.paths import root as output_root
 from lorasae.preflight import check_writable
 from lorasae.runtime import parse_device, seed_everything, setup_environment
 from lorasae.sae.crosscoder import Crosscoder
 from lorasae.sae.crosscoder_splice import coder_layers, source_activations
-from lorasae.store import SaeRun, check_run_layers, external_run, load_saes, our_sae_runs, preflight_saes
+from lorasae.store import SaeRun, load_saes
 from lorasae.train import distributed
 
 
@@ -77,88 +78,6 @@ def sae_l0(sae: object, model: nn.Module, layer: int, chunks: torch.Tensor) -> f
     return float((sae.encode(x) != 0).sum(-1).float().mean())
 
 
-def resolve_runs(cfg: TrainLoraConfig) -> list[SaeRun]:
-    """The runs of a resolved config: one over the `--sae` sources, or one per checkpoint of our SAE."""
-    layers = parse_layer_spec(cfg.sae_layer) if cfg.sae_layer is not None else None
-    if cfg.sae:
-        return [external_run(cfg.sae, layers)]
-    return our_sae_runs(
-        cfg.model_name, layers, cfg.sae_kind, cfg.expansion_factor, cfg.k, cfg.checkpoint_percent
-    )
-
-
-@dataclass
-class PlannedRun:
-    """One LoRA run, settled before any weights load: its SAEs and, when their layers are known from the
-    sources (ours always are), its output names."""
-
-    cfg: TrainLoraConfig
-    run: SaeRun
-    run_id: RunId | None
-    fingerprint: str = ""
-
-    def done(self) -> bool:
-        """Its completion record (written after all its outputs) exists with this run's fingerprint (and
-        its adapter, when the run is to save one)."""
-        return self.status() == "done"
-
-    def status(self) -> str:
-        """`done`, `new` (nothing written), `incomplete` (outputs without a completion record: killed
-        between writes) or `different` (finished with other inputs: the fingerprints differ)."""
-        if self.run_id is None:
-            return "new"
-        record = read_done(self.run_id)
-        if record is None:
-            written = self.run_id.json_path("CE_increase").exists() or self.run_id.adapter_path().exists()
-            return "incomplete" if written else "new"
-        if self.fingerprint and record.get("fingerprint") != self.fingerprint:
-            return "different"
-        if self.cfg.save_model and not (self.run_id.adapter_path() / "adapter_config.json").exists():
-            return "incomplete"
-        return "done"
-
-    def note(self) -> str:
-        """What a rerun of this run says before it starts (empty for a new run)."""
-        assert self.run_id is not None or self.status() == "new"
-        status = self.status()
-        if status == "done":
-            return f"Skipping {self.run_id.sae_tag}: done ({self.run_id.done_path()})."
-        if status == "incomplete":
-            return (
-                f"Redoing {self.run_id.sae_tag}: its outputs exist without a completion record "
-                f"({self.run_id.done_path()} missing): an earlier run stopped before it finished."
-            )
-        if status == "different":
-            return (
-                f"Redoing {self.run_id.sae_tag}: its results were made from other inputs (fingerprint "
-                f"{read_done(self.run_id).get('fingerprint')} recorded, {self.fingerprint} now)."
-            )
-        return ""
-
-
-def make_run_id(cfg: TrainLoraConfig, run: SaeRun, sae_layers: list[int], n_layers: int) -> RunId:
-    lora_layers = lora_layer_list(cfg.LoRA_layers, sae_layers, n_layers)
-    tag = run.tag(sae_layers, default_sae_layer(n_layers))
-    return RunId(cfg.model_key, tag, tuple(lora_layers), cfg.rank, cfg.num_train_examples)
-
-
-def plan_runs(cfg: TrainLoraConfig, shape: ModelShape | None = None) -> list[PlannedRun]:
-    """Resolve `cfg` against the model's shape (its config only), find its SAEs and name every run's
-    outputs, so that bad layers fail and finished runs are skipped before the model loads."""
-    shape = shape or model_shape(cfg.model_name)
-    cfg = cfg.resolved(shape.d_model, shape.n_layers, shape.max_positions)
-    for layer in parse_layer_spec(cfg.sae_layer) if cfg.sae_layer is not None else []:
-        check_layer(shape, layer)
-    planned = []
-    for run in resolve_runs(cfg):
-        check_run_layers(run, shape)
-        layers = run.layers
-        run_id = make_run_id(cfg, run, layers, shape.n_layers) if layers is not None else None
-        preflight_saes(run.sources, shape.d_model)  # NaN weights, wrong width: before anything loads
-        planned.append(PlannedRun(cfg, run, run_id, run_fingerprint(cfg, run.sources)))
-    return planned
-
-
 def output_folders(cfg: TrainLoraConfig) -> list[Path]:
     """Where a run of `cfg` writes: the results and curves, and the adapters with --save_model."""
     folders = [results_csv().parent]
@@ -195,11 +114,7 @@ def main_many(cfgs: Sequence[TrainLoraConfig]) -> list[RunSummary]:
     try:
         for i, cfg in enumerate(cfgs, 1):
             planned = plan_runs(cfg)
-            todo = [p for p in planned if not (p.cfg.skip_existing and p.done())]
-            if info.is_main:
-                for p in planned:
-                    if p.run_id is not None and (p not in todo or p.status() in ("incomplete", "different")):
-                        print(p.note())
+            todo = [p for p in planned if p.to_train(info.is_main)]
             if todo:
                 check_writable(output_folders(cfg), "LoRA outputs")
                 read_csv_rows(results_csv())  # a damaged table: said now, not after training
@@ -287,32 +202,34 @@ def run_all(session: LoraSession, planned: Sequence[PlannedRun]) -> list[RunSumm
         )
     summaries = []
     for p in planned:
-        summary = train_run(session, cfg, p.run, p.fingerprint)
+        summary = train_run(session, cfg, p.run, p.run_id is not None)
         if summary is not None:
             summaries.append(summary)
     return summaries
 
 
 def train_run(
-    session: LoraSession, cfg: TrainLoraConfig, run: SaeRun, fingerprint: str = ""
+    session: LoraSession, cfg: TrainLoraConfig, run: SaeRun, decided: bool = False
 ) -> RunSummary | None:
-    """Attach fresh adapters, train them with the run's SAEs spliced, write the outputs and, last, the
-    completion record; None when the run is done (completion record present) and `cfg.skip_existing`."""
-    info, split, n_layers = session.info, session.split, session.n_layers
+    """Attach fresh adapters, train them with the run's SAEs spliced, write the outputs and, last, the run
+    record; None when the run is done and not to be redone (`PlannedRun.to_train`, unless `decided` when
+    it was planned)."""
+    info, split = session.info, session.split
     model = session.model
     saes = load_saes(run, model, session.device, next(model.parameters()).dtype)
     sae_layers = sorted(saes)
-    run_id = make_run_id(cfg, run, sae_layers, n_layers)
+    run_id = make_run_id(cfg, run, sae_layers, ModelShape.of(model))
     # the SAEs' width and L0 (measured on the original model for non-TopK SAEs), for results.csv
     widths = [float(s.cfg.d_sae) for s in saes.values()]
     l0s = [sae_l0(s, model, layer, split.val[:4]) for layer, s in saes.items()] if info.is_main else [0.0]
     lora_layers = list(run_id.lora_layers)
-    fingerprint = fingerprint or run_fingerprint(cfg, run.sources)
-    planned = PlannedRun(cfg, run, run_id, fingerprint)
-    if cfg.skip_existing and planned.done():
-        if info.is_main:
-            print(planned.note())
+    planned = PlannedRun(cfg, run, run_id, sae_layers)
+    if not decided and not planned.to_train(info.is_main):
         return None
+    identity = planned.identity()
+    replaced = replaced_fingerprint(run_id)  # a run whose outputs this one replaces (--overwrite)
+    fingerprint = planned.fingerprint
+    parents = sae_parents(run.sources)
     seed_everything(cfg.seed)  # same adapter init and data order for every checkpoint
     peft_model = attach_lora(model, lora_layers, cfg.rank, cfg.lora_alpha, cfg.lora_dropout)
     wandb_run, log_fn = _wandb_logger(cfg, f"{run_id.sae_tag}_r{cfg.rank}") if info.is_main else (None, None)
@@ -353,10 +270,10 @@ def train_run(
                 run.checkpoint_pct,
                 fingerprint,
             )
-            paths["results"] = str(append_result(row))
+            paths["results"] = str(append_result(row, replaces=replaced))
             if cfg.save_model:
-                paths["adapter"] = str(save_adapter(peft_model, run_id.adapter_path()))
-            paths["done"] = str(write_done(run_id, fingerprint, run_settings(cfg), dict(paths)))
+                paths["adapter"] = str(save_adapter(peft_model, run_id.adapter_path(), identity, parents))
+            paths["record"] = str(write_run_records(run_id, identity, parents, dict(paths)))
         distributed.barrier()
     finally:
         if wandb_run is not None:

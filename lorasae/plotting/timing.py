@@ -68,10 +68,11 @@ def plot_timing(
     ax.set_xlim(left=0)
     ax.set_xlabel(f"Training time ({time_unit})")
     ax.set_ylabel("Spliced CE loss (nats/token)")
-    tag, layers, r, n = data.config
+    tag, layers, r, n = data.config[:4]
+    variant = f"; {data.config[4]}" if len(data.config) > 4 else ""  # settings off their defaults
     ax.set_title(
         f"{model}: spliced CE vs training time\nSAE {tag}; LoRA layers {layers}, rank {r}, "
-        f"{examples_label(n)} examples",
+        f"{examples_label(n)} examples{variant}",
         fontsize=10,
     )
     grid(ax)

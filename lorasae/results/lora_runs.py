@@ -11,6 +11,7 @@ from pathlib import Path
 
 from lorasae.atomic import read_output_json
 from lorasae.paths import sanitize
+from lorasae.records import RECORD_SUFFIX
 from lorasae.results.curves import Curve, _paired_curve
 from lorasae.results.files import MissingResultsError, _available, resolve_root, topk_dir
 from lorasae.results.names import SaeTag, parse_lora_filename, parse_sae_tag
@@ -31,6 +32,8 @@ class LoraRun:
     curve: Curve | None = None
     summary: dict[str, float] | None = None
     files: dict[str, Path] = field(default_factory=dict)
+    variant: str = ""
+    """The run's settings off their defaults, as its file names carry them (empty: the paper's)."""
 
     @property
     def sae_tag(self) -> str:
@@ -45,9 +48,11 @@ class LoraRun:
         return f"{self.first_layer}-{self.last_layer}"
 
     @property
-    def config(self) -> tuple[str, str, int, int]:
-        """What identifies a run across the checkpoints of one SAE: (SAE base tag, layers, rank, N)."""
-        return (self.sae.base, self.lora_layers, self.rank, self.num_examples)
+    def config(self) -> tuple:
+        """What identifies a run across the checkpoints of one SAE: (SAE base tag, layers, rank, N), and
+        its settings variant when it has one."""
+        base = (self.sae.base, self.lora_layers, self.rank, self.num_examples)
+        return (*base, self.variant) if self.variant else base
 
     def _summary(self, key: str) -> float | None:
         value = (self.summary or {}).get(key)
@@ -80,18 +85,27 @@ def load_lora_runs(root: str | Path | None, model: str) -> list[LoraRun]:
     and time files exist. Files whose names do not parse are skipped with a warning. Sorted by
     (SAE base tag, checkpoint pct (final last), layers, rank, N).
     """
-    found: dict[tuple[str, int, int, int, int], dict[str, Path]] = {}
+    found: dict[tuple[str, int, int, int, int, str], dict[str, Path]] = {}
     for quantity in ("val_loss", "time", "CE_increase"):
         base = topk_dir(root, quantity, model)
         if not base.is_dir():
             continue
         for tag_dir in sorted(p for p in base.iterdir() if p.is_dir()):
             for path in sorted(tag_dir.glob("*.json")):
+                if path.name.endswith(RECORD_SUFFIX):  # a run record (lorasae.records), not a result
+                    continue
                 parsed = parse_lora_filename(path.name)
                 if parsed is None or parsed.quantity != quantity:
                     warnings.warn(f"skipping unrecognised LoRA output file {path}", stacklevel=2)
                     continue
-                key = (tag_dir.name, parsed.first_layer, parsed.last_layer, parsed.rank, parsed.num_examples)
+                key = (
+                    tag_dir.name,
+                    parsed.first_layer,
+                    parsed.last_layer,
+                    parsed.rank,
+                    parsed.num_examples,
+                    parsed.variant,
+                )
                 found.setdefault(key, {})[quantity] = path
     if not found:
         where = resolve_root(root) / "data" / "TopK"
@@ -100,7 +114,7 @@ def load_lora_runs(root: str | Path | None, model: str) -> list[LoraRun]:
             f"Models with outputs: {list_models(root) or 'none'}. They are written by `python train_lora.py`."
         )
     runs = []
-    for (tag, a, b, rank, n), files in found.items():
+    for (tag, a, b, rank, n, variant), files in found.items():
         if "val_loss" not in files and "CE_increase" not in files:
             continue
         curve = None
@@ -108,10 +122,10 @@ def load_lora_runs(root: str | Path | None, model: str) -> list[LoraRun]:
             ce, minutes = read_output_json(files["val_loss"], RERUN), read_output_json(files["time"], RERUN)
             curve = _paired_curve(minutes, ce, str(files["val_loss"]))
         summary = read_output_json(files["CE_increase"], RERUN) if "CE_increase" in files else None
-        runs.append(LoraRun(model, parse_sae_tag(tag), a, b, rank, n, curve, summary, files))
+        runs.append(LoraRun(model, parse_sae_tag(tag), a, b, rank, n, curve, summary, files, variant))
 
     def order(r: LoraRun) -> tuple:
         pct = r.checkpoint_pct if r.checkpoint_pct is not None else math.inf
-        return (r.sae.base, pct, r.first_layer, r.last_layer, r.rank, r.num_examples)
+        return (r.sae.base, pct, r.first_layer, r.last_layer, r.rank, r.num_examples, r.variant)
 
     return sorted(runs, key=order)

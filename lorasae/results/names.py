@@ -17,7 +17,7 @@ __all__ = ["LoraFileName", "SaeTag", "expand_width", "parse_layers", "parse_lora
 
 _LORA_FILE = re.compile(
     r"^peft_(?P<a>\d+)(?:-(?P<b>\d+))?_rank_(?P<rank>\d+)_(?P<q>val_losses|time|CE_increase)"
-    r"_(?P<n>\d*\.?\d+)k\.json$"
+    r"_(?P<n>\d*\.?\d+)k(?:__(?P<variant>[^/]+?))?\.json$"
 )
 _QUANTITY = {"val_losses": "val_loss", "time": "time", "CE_increase": "CE_increase"}
 
@@ -29,17 +29,25 @@ class LoraFileName:
     last_layer: int
     rank: int
     num_examples: int
+    variant: str = ""
+    """The settings off their defaults (`paths.lora_variant`; empty for the paper's default runs)."""
 
 
 def parse_lora_filename(name: str) -> LoraFileName | None:
-    """`peft_13-25_rank_64_val_losses_15k.json` → fields; `peft_13_...` means one layer; None if no match."""
+    """`peft_13-25_rank_64_val_losses_15k.json` → fields (`..._15k__lr-0.001.json`: variant `lr-0.001`);
+    `peft_13_...` means one layer; None if no match (a run record `*.json.run.json` never matches)."""
     m = _LORA_FILE.match(name)
     if not m:
         return None
     a = int(m.group("a"))
     b = int(m.group("b")) if m.group("b") is not None else a
     return LoraFileName(
-        _QUANTITY[m.group("q")], a, b, int(m.group("rank")), round(float(m.group("n")) * 1000)
+        _QUANTITY[m.group("q")],
+        a,
+        b,
+        int(m.group("rank")),
+        round(float(m.group("n")) * 1000),
+        m.group("variant") or "",
     )
 
 

@@ -30,7 +30,7 @@ class TimingData:
     e2e: Curve | None
     checkpoints: list[tuple[float, float, LoraRun]]  # (pct, SAE minutes at the checkpoint, run)
     L_base: float | None
-    config: tuple[str, str, int, int]  # (SAE base tag, LoRA layers, rank, N)
+    config: tuple  # (SAE base tag, LoRA layers, rank, N[, settings variant]): `LoraRun.config`
 
 
 def _pick(values: Sequence[Any], requested: Any, what: str, available_msg: str) -> Any:
@@ -48,8 +48,9 @@ def select_checkpoint_runs(
     rank: int | None = None,
     lora_layers: str | Sequence[int] | None = None,
     num_examples: int | None = None,
-) -> tuple[tuple[str, str, int, int], list[tuple[float, LoraRun]]]:
-    """The LoRA runs on the checkpoints of one SAE with one (layers, rank, N) configuration.
+) -> tuple[tuple, list[tuple[float, LoraRun]]]:
+    """The LoRA runs on the checkpoints of one SAE with one (layers, rank, N[, settings variant])
+    configuration (`LoraRun.config`).
 
     Unspecified choices default to the configuration with the most checkpoints. The final SAE (tag
     without `-<pct>pct`) counts as 100% when no explicit 100% checkpoint run exists. Returns the

@@ -103,15 +103,21 @@ def results_root(output_dir: str | Path | None = None) -> Path:
     return Path(output_dir) if output_dir else eval_dir("SAE-Bench") / "results"
 
 
-def results_dir(model_name: str, model_type: str, output_dir: str | Path | None = None) -> Path:
-    """`eval/SAE-Bench/results/<model>_<base|peft>/`"""
-    return results_root(output_dir) / f"{sanitize(model_key(model_name))}_{model_type}"
+def results_dir(
+    model_name: str, model_type: str, output_dir: str | Path | None = None, slot: str = ""
+) -> Path:
+    """`eval/SAE-Bench/results/<model>_<base|peft>/<slot>/`: one slot per SAE (base: `<sae_tag>`) and per
+    SAE and adapter (peft: `<sae_tag>__<adapter label>`, `lorasae.eval_identity.result_slot`); without a
+    slot, the model's folder (where the original, and this project before issue 25, wrote every SAE's
+    results)."""
+    folder = results_root(output_dir) / f"{sanitize(model_key(model_name))}_{model_type}"
+    return folder / slot if slot else folder
 
 
 def result_path(
-    model_name: str, model_type: str, eval_name: str, output_dir: str | Path | None = None
+    model_name: str, model_type: str, eval_name: str, output_dir: str | Path | None = None, slot: str = ""
 ) -> Path:
-    return results_dir(model_name, model_type, output_dir) / f"{eval_name}.json"
+    return results_dir(model_name, model_type, output_dir, slot) / f"{eval_name}.json"
 
 
 def ravel_cache_dir(base: Path | None = None) -> Path:

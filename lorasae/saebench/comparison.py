@@ -11,6 +11,7 @@ from tabulate import tabulate
 from lorasae.atomic import atomic_save_file, read_json
 from lorasae.gap import format_gap_closed
 from lorasae.gap import gap_closed as ce_gap_closed
+from lorasae.paths import sanitize
 from lorasae.saebench.args import EVALS, MODEL_TYPES, results_dir
 
 HEADLINE: dict[str, list[tuple[str, str, str]]] = {
@@ -82,13 +83,46 @@ def summary_line(eval_name: str, result: dict[str, Any]) -> str:
     return ", ".join(parts) or "(no metrics)"
 
 
+def _newest(folders: list[Path]) -> Path | None:
+    def stamp(folder: Path) -> float:
+        return max((p.stat().st_mtime for p in folder.glob("*.json")), default=0.0)
+
+    return max(folders, key=stamp) if folders else None
+
+
+def result_folders(
+    model_name: str, output_dir: str | Path | None = None, sae_tag: str | None = None
+) -> dict[str, Path]:
+    """{model_type: folder} of one SAE's results: its base slot `<model>_base/<sae_tag>/` and the newest of
+    its peft slots `<model>_peft/<sae_tag>__<adapter>/` (`sae_tag` None: the SAE evaluated last); the
+    model's folder itself for results written before slots existed."""
+    base_root = results_dir(model_name, "base", output_dir)
+    peft_root = results_dir(model_name, "peft", output_dir)
+    base_slots = sorted(p for p in base_root.glob("*") if p.is_dir()) if base_root.is_dir() else []
+    peft_slots = sorted(p for p in peft_root.glob("*__*") if p.is_dir()) if peft_root.is_dir() else []
+    if sae_tag is None:
+        newest = _newest(base_slots + peft_slots)
+        sae_tag = None if newest is None else newest.name.split("__")[0]
+    out: dict[str, Path] = {}
+    if sae_tag is not None:
+        tag = sanitize(sae_tag)
+        if (base_root / tag).is_dir():
+            out["base"] = base_root / tag
+        peft = _newest([p for p in peft_slots if p.name.split("__")[0] == tag])
+        if peft is not None:
+            out["peft"] = peft
+    for kind, root in (("base", base_root), ("peft", peft_root)):  # results from before slots
+        if kind not in out and any(root.glob("*.json")):
+            out[kind] = root
+    return out
+
+
 def load_results(
-    model_name: str, output_dir: str | Path | None = None
+    model_name: str, output_dir: str | Path | None = None, sae_tag: str | None = None
 ) -> dict[str, dict[str, dict[str, Any]]]:
-    """{model_type: {eval: result}} for whatever results exist."""
+    """{model_type: {eval: result}} of one SAE (`result_folders`) for whatever results exist."""
     out: dict[str, dict[str, dict[str, Any]]] = {}
-    for kind in MODEL_TYPES:
-        folder = results_dir(model_name, kind, output_dir)
+    for kind, folder in result_folders(model_name, output_dir, sae_tag).items():
         for name in EVALS:
             path = folder / f"{name}.json"
             if path.exists():

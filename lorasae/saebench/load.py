@@ -74,6 +74,8 @@ class Loaded:
     layer: int
     sae_source: str
     description: str
+    sae_tag: str = ""
+    adapter: Path | None = None
 
 
 def load_for_eval(args: SaeBenchArgs) -> Loaded:
@@ -99,7 +101,9 @@ def load_for_eval(args: SaeBenchArgs) -> Loaded:
                 peft_dict = candidate
         model, description = merged_model(model, adapter, peft_dict)
     model.requires_grad_(False)
-    return Loaded(model, bundle.tokenizer, bundle.sae, bundle.layer, ref.source, description)
+    return Loaded(
+        model, bundle.tokenizer, bundle.sae, bundle.layer, ref.source, description, ref.tag, adapter
+    )
 
 
 def sae_identifier(source: str) -> tuple[str, str | None]:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from lorasae.eval_identity import eval_identity, result_slot, write_eval_record
 from lorasae.fingerprint import fingerprint, weights_digest
 from lorasae.models import model_key, num_layers
 from lorasae.paths import plots_dir, sanitize
@@ -172,6 +173,7 @@ def run(args: SaeBenchArgs) -> dict[str, Path | None]:
         [results_dir(args.model_name, args.model_type, args.output_dir), plots_dir()], "SAE-Bench results"
     )
     loaded = load_for_eval(args)
+    slot = result_slot(loaded.sae_tag, loaded.adapter)
     device = next(loaded.model.parameters()).device
     plan = make_plan(args, loaded.model, device)
     print(
@@ -179,12 +181,19 @@ def run(args: SaeBenchArgs) -> dict[str, Path | None]:
         f"(layer {loaded.layer} of {num_layers(loaded.model)}, {int(loaded.sae.W_dec.shape[0])} latents) | "
         f"labelled data: {'built-in' if plan.builtin else 'hub'} | evals: {', '.join(evals)}"
     )
-    out_dir = results_dir(args.model_name, args.model_type, args.output_dir)
+    out_dir = results_dir(args.model_name, args.model_type, args.output_dir, slot)
     written = run_evals(
         loaded, plan, evals, out_dir, args.seed, world_seed(args.model_name),
         forget_corpus=args.forget_corpus, world_docs=model_world_docs(args.model_name),
     )  # fmt: skip
-    results = pair_results(load_results(args.model_name, args.output_dir))[0]
+    settings = {k: v for k, v in vars(args).items() if k not in ("evals", "sae", "adapter", "model")}
+    for name, path in written.items():
+        if path is not None:
+            identity = eval_identity(
+                args.model_name, [loaded.sae_source], loaded.adapter, {**settings, "eval": name}
+            )
+            write_eval_record(path, "saebench_result", identity)
+    results = pair_results(load_results(args.model_name, args.output_dir, sae_tag=loaded.sae_tag))[0]
     print(f"\nSAE-Bench results for {args.model_name} (base vs LoRA-merged):")
     print(comparison_table(results))
     if args.plot and "base" in results and "peft" in results:

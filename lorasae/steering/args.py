@@ -84,8 +84,11 @@ def alpha_record_path(latent: int, base: Path | None = None) -> Path:
     return eval_dir("steering", base) / "results" / f"latent_{latent}_alpha.json"
 
 
-def results_path(latent: int, base: Path | None = None) -> Path:
-    return eval_dir("steering", base) / "results" / f"latent_{latent}.json"
+def results_path(latent: int, base: Path | None = None, slot: str = "") -> Path:
+    """`eval/steering/results/[<slot>/]latent_<N>.json`; `slot` names the SAE and adapter
+    (`lorasae.eval_identity.source_slot`), so one latent of two SAEs (or adapters) never shares a file."""
+    folder = eval_dir("steering", base) / "results"
+    return (folder / slot if slot else folder) / f"latent_{latent}.json"
 
 
 def distributions_dir(latent: int, base: Path | None = None) -> Path:

@@ -10,6 +10,7 @@ import numpy as np
 from tabulate import tabulate
 
 from lorasae.atomic import atomic_write_json
+from lorasae.eval_identity import eval_identity, source_slot, write_eval_record
 from lorasae.llm import LLMClient
 from lorasae.steering.args import SteeringArgs, alpha_record_path, distributions_dir, results_path
 from lorasae.steering.context import MODEL_LABEL, SteeringContext
@@ -74,7 +75,7 @@ def run_steering_eval(
     per_set_histograms: bool = True,
 ) -> dict[str, Any]:
     """Steer the test split with `alpha` (default: the tuning record's choice) through the base and LoRA
-    models; write `results/latent_<N>.json` and the histograms (`all` pools the negative sets; one per
+    models; write `results/<SAE and adapter>/latent_<N>.json` (with its run record) and the histograms (`all` pools the negative sets; one per
     negative set too with `per_set_histograms`), print the table. Returns the results."""
     from lorasae.plotting.steering import plot_steering_histograms
 
@@ -124,7 +125,11 @@ def run_steering_eval(
         },
         "histograms": figures,
     }
-    path = atomic_write_json(results_path(ctx.latent), results)
+    path = atomic_write_json(results_path(ctx.latent, slot=source_slot(ctx.sae_source, ctx.adapter)), results)
+    settings = {k: v for k, v in vars(args).items() if k not in ("model", "sae", "adapter")}
+    settings |= {"latent": ctx.latent, "alpha": float(alpha), "mode": args.mode, "confidence": confidence}
+    identity = eval_identity(ctx.model_name, [ctx.sae_source], ctx.adapter, settings)
+    write_eval_record(path, "steering_result", identity)
 
     print(
         f"\nSteering latent {ctx.latent} at layer {ctx.layer}: α={alpha:g} ({args.mode}, from {source}); "

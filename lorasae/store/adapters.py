@@ -1,5 +1,6 @@
-"""Finding LoRA adapters (`saved_models/<model>/<sae_tag>/peft_<a>-<b>/rank_<r>/`, as
-`lorasae/paths.py::adapter_dir` writes them) and the SAEs an adapter was trained for.
+"""Finding LoRA adapters (`saved_models/<model>/<sae_tag>/peft_<a>-<b>/rank_<r>[__<variant>]/`, as
+`lorasae/paths.py::adapter_dir` writes them) and the SAEs an adapter was trained for. What an adapter is
+(SAE tag, rank, layers, SAEs) is read from its run record (`store.adapter_records`), not its folder names.
 
 The tag an adapter is saved under is the run's SAE tag (`store.tags.run_tag`), so the adapter of an SAE
 is found from the SAE's `SaeRef` and the model's default SAE layer. A final SAE and its 100 %
@@ -8,17 +9,15 @@ checkpoint hold the same weights, so an adapter trained on either counts for bot
 
 from __future__ import annotations
 
-import csv
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from lorasae.errors import LorasaeError
 from lorasae.model_defaults import default_sae_layer
 from lorasae.models import model_key, model_shape
-from lorasae.paths import results_csv, root, sanitize
-from lorasae.store.saes import SaeRef, model_keys, saes_folder
-from lorasae.store.tags import layer_from_path, parse_our_tag, single_sae_tag
+from lorasae.paths import root, sanitize
+from lorasae.store.saes import SaeRef, model_keys
+from lorasae.store.tags import parse_our_tag, single_sae_tag
 
 
 class AdapterNotFoundError(LorasaeError, FileNotFoundError):
@@ -37,22 +36,36 @@ def list_adapters(model: str, base: Path | None = None) -> list[Path]:
     return sorted(p.parent for p in folder.glob("*/peft_*/rank_*/adapter_config.json"))
 
 
+def _identity(path: Path) -> dict:
+    """The adapter's identity from its run record (inferred once for a record-less one)."""
+    from lorasae.store.adapter_records import adapter_record
+
+    return adapter_record(path).identity
+
+
+def _span(path: Path) -> str | None:
+    layers = _identity(path).get("lora_layers") or []
+    return f"{min(layers)}-{max(layers)}" if layers else None
+
+
 def _matches(path: Path, tags: Sequence[str] | None, rank: int | None, span: str | None) -> bool:
+    """By the adapter's record: its SAE tag, rank and layer span (not its folder names)."""
+    identity = _identity(path)
+    tag = identity.get("sae_tag") or path.parent.parent.name
     return (
-        (tags is None or path.parent.parent.name in {sanitize(t) for t in tags})
-        and (rank is None or path.name == f"rank_{rank}")
-        and (span is None or path.parent.name == f"peft_{span}")
+        (tags is None or sanitize(tag) in {sanitize(t) for t in tags})
+        and (rank is None or identity.get("rank") == rank)
+        and (span is None or _span(path) == span)
     )
 
 
 def _span_width(path: Path) -> int:
-    m = re.fullmatch(r"peft_(\d+)-(\d+)", path.parent.name)
-    return int(m.group(2)) - int(m.group(1)) + 1 if m else 0
+    layers = _identity(path).get("lora_layers") or []
+    return max(layers) - min(layers) + 1 if layers else 0
 
 
 def _rank(path: Path) -> int:
-    m = re.fullmatch(r"rank_(\d+)", path.name)
-    return int(m.group(1)) if m else 0
+    return int(_identity(path).get("rank") or 0)
 
 
 def _preference(path: Path) -> tuple[int, int, float]:
@@ -61,24 +74,46 @@ def _preference(path: Path) -> tuple[int, int, float]:
     return _span_width(path), _rank(path), (path / "adapter_config.json").stat().st_mtime
 
 
+def _trained_on(path: Path, sae_digest: str | None) -> bool:
+    """The adapter's record names these SAE weights (or names none: a record inferred without them)."""
+    digests = [d for d in _identity(path).get("sae_weights_digests") or [] if d]
+    return sae_digest is None or not digests or sae_digest in digests
+
+
 def find_adapter(
     model: str,
     sae_tag: str | Sequence[str] | None = None,
     rank: int | None = None,
     lora_span: str | None = None,
     base: Path | None = None,
+    num_examples: int | None = None,
+    sae_digest: str | None = None,
 ) -> Path:
-    """The saved adapter of `model` (under any of its names) for any of the SAE tags, of the rank and layer
-    span (`<a>-<b>`) when given; among several, the widest span, then the highest rank, then the newest.
-    `AdapterNotFoundError` listing what exists otherwise."""
+    """The saved adapter of `model` (under any of its names) for any of the SAE tags, of the rank, layer
+    span (`<a>-<b>`) and example count when given, trained on the SAE weights with digest `sae_digest`
+    when given (all read from the adapters' run records); among several, the widest span, then the
+    highest rank, then the newest. `AdapterNotFoundError` listing what exists otherwise."""
     tags = [sae_tag] if isinstance(sae_tag, str) else (list(sae_tag) if sae_tag is not None else None)
     found = [p for key in model_keys(model) for p in list_adapters(key, base)]
-    matches = [p for p in found if _matches(p, tags, rank, lora_span)]
-    if matches:
+    matches = [
+        p
+        for p in found
+        if _matches(p, tags, rank, lora_span)
+        and (num_examples is None or _identity(p).get("num_train_examples") == num_examples)
+    ]
+    paired = [p for p in matches if _trained_on(p, sae_digest)]
+    if paired:
+        return max(paired, key=_preference)
+    if matches:  # adapters for this SAE's name, all trained on other weights: the pairing check says so
         return max(matches, key=_preference)
     wanted = ", ".join(
         f"{name}={value}"
-        for name, value in (("sae_tag", " or ".join(tags or [])), ("rank", rank), ("span", lora_span))
+        for name, value in (
+            ("sae_tag", " or ".join(tags or [])),
+            ("rank", rank),
+            ("span", lora_span),
+            ("examples", num_examples),
+        )
         if value
     )
     where = adapters_folder(model, base)
@@ -115,18 +150,28 @@ def adapter_for_sae(
     base: Path | None = None,
 ) -> Path:
     """The adapter train_lora.py saved for this SAE (of a rank and layer span when given; else
-    `find_adapter`'s preference: widest span, highest rank, newest)."""
+    `find_adapter`'s preference: widest span, highest rank, newest), preferring those whose run record
+    names the SAE's current weights."""
+    from lorasae.fingerprint import weights_digest
+
     n_layers = n_layers if n_layers is not None else model_shape(model).n_layers
-    return find_adapter(model, adapter_tags(ref, default_sae_layer(n_layers)), rank, lora_span, base)
+    tags = adapter_tags(ref, default_sae_layer(n_layers))
+    digest = weights_digest(ref.source) if Path(ref.source).exists() else None
+    return find_adapter(model, tags, rank, lora_span, base, sae_digest=digest)
 
 
 def resolve_adapter(
     model: str, ref: SaeRef, adapter: str | None = None, rank: int | None = None, lora_span: str | None = None
 ) -> Path:
-    """`adapter` when given (checked to hold a PEFT adapter), else `adapter_for_sae`."""
-    if adapter:
-        return check_adapter_dir(adapter)
-    return adapter_for_sae(model, ref, rank, lora_span)
+    """`adapter` when given (checked to hold a PEFT adapter), else `adapter_for_sae`; either way checked
+    to have been trained on the SAE's weights as they are now (`adapter_records.check_pairing`)."""
+    from lorasae.store.adapter_records import check_pairing
+
+    path = check_adapter_dir(adapter) if adapter else adapter_for_sae(model, ref, rank, lora_span)
+    note = check_pairing(path, [ref.source])
+    if note:
+        print(note)
+    return path
 
 
 def check_adapter_dir(adapter: str | Path) -> Path:
@@ -143,61 +188,24 @@ def check_adapter_dir(adapter: str | Path) -> Path:
 # --- the SAEs an adapter was trained for ----------------------------------------------------------
 
 
-def _csv_sources(adapter: Path, base: Path | None) -> list[tuple[str, int | None]]:
-    """From the adapter's newest row in `data/results.csv`."""
-    from lorasae.layer_spec import parse_layer_spec
-
-    path = results_csv(base)
-    if not path.exists():
-        return []
-    model, tag = adapter.parents[2].name, adapter.parent.parent.name
-    span, rank = adapter.parent.name.removeprefix("peft_"), adapter.name
-
-    def layers(text: str) -> list[int]:
-        try:
-            return parse_layer_spec(text) if text.strip() else []
-        except ValueError:
-            return []
-
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    for row in reversed(rows):
-        lora = layers(row.get("lora_layers", ""))
-        if (
-            row.get("model") == sanitize(model)
-            and sanitize(row.get("sae_tag", "")) == tag
-            and f"rank_{row.get('rank')}" == rank
-            and lora
-            and f"{min(lora)}-{max(lora)}" == span
-            and row.get("sae_source")
-        ):
-            sources = row["sae_source"].split(";")
-            sae_layers = layers(row.get("sae_layers", ""))
-            paired = sae_layers if len(sae_layers) == len(sources) else [None] * len(sources)
-            return list(zip(sources, paired))
-    return []
-
-
 def sae_sources_for_adapter(
-    adapter: Path, layer: int | None = None, base: Path | None = None
+    adapter: Path, layer: int | None = None, base: Path | None = None, use_record: bool = True
 ) -> list[tuple[str, int | None]]:
-    """The SAE(s) an adapter `saved_models/<model>/<sae_tag>/peft_<a>-<b>/rank_<r>/` was trained for:
-    its row in results.csv, else the SAE folder named by its tag under `saved_saes/<model>/`."""
-    from_csv = _csv_sources(adapter, base)
-    if from_csv:
-        return from_csv
-    model, tag = adapter.parents[2].name, adapter.parent.parent.name
-    folder = saes_folder(model, base)
-    found = [
-        cfg.parent
-        for cfg in folder.glob(f"*/{tag}/model.layers.*/cfg.json")
-        if layer is None or layer_from_path(str(cfg.parent)) == layer
-    ]
-    if len(found) == 1:
-        return [(str(found[0]), layer_from_path(str(found[0])))]
-    what = "several SAE folders" if found else "no SAE folder"
-    raise FileNotFoundError(
-        f"The adapter {adapter} was trained for SAE {tag!r}, but {what} under {folder} "
-        f"match{'' if found else 'es'} it{' (' + ', '.join(map(str, found)) + ')' if found else ''}: pass "
-        "the SAE (--sae_source / --sae) and its layer."
-    )
+    """The SAE(s) an adapter was trained for: its run record's, else (a record-less adapter in the layout
+    `saved_models/<model>/<sae_tag>/peft_<a>-<b>/rank_<r>/`) its row in results.csv, else the SAE folder
+    named by its tag under `saved_saes/<model>/`."""
+    from lorasae.store.adapter_records import legacy_sae_sources
+
+    if use_record:
+        from lorasae.paths import from_portable
+        from lorasae.store.adapter_records import adapter_record
+
+        identity = adapter_record(adapter, base).identity
+        sources = identity.get("sae_sources") or []
+        layers = identity.get("sae_layers") or [None] * len(sources)
+        if sources and len(layers) == len(sources):
+            return [
+                (str(from_portable(s)) if from_portable(s).exists() else s, x)
+                for s, x in zip(sources, layers)
+            ]
+    return legacy_sae_sources(adapter, layer, base)

@@ -13,7 +13,6 @@ from lorasae.atomic import atomic_write_json
 from lorasae.cli import parse
 from lorasae.errors import main_guard
 from lorasae.lora.adapters import format_layers
-from lorasae.lora.outputs import RunId
 from lorasae.model_defaults import default_sae_layer
 from lorasae.models import model_key
 from lorasae.store import external_run
@@ -27,28 +26,33 @@ def sae_tag(entry: SaeEntry, n_layers: int) -> str:
     return external_run([entry.source], [entry.layer]).tag([entry.layer], default_sae_layer(n_layers))
 
 
-def run_id(run: PlannedRun, num_examples: int) -> RunId:
-    return RunId(
-        model_key(run.sae.model),
-        sae_tag(run.sae, run.n_layers),
-        tuple(run.lora_layer_indices()),
-        run.rank,
-        num_examples,
-    )
+def lora_plan(cfg: SweepConfig, run: PlannedRun):
+    """train_lora.py's plan of one sweep run (`lorasae.lora.run.PlannedRun`: names, identity, state), or
+    None while the model has no LoRA results at all (then every run is new; nothing else is read)."""
+    from lorasae.lora.plan import plan_runs
+
+    if not (
+        paths.root() / "data" / "TopK" / "CE_increase" / paths.sanitize(model_key(run.sae.model))
+    ).is_dir():
+        return None
+    (planned,) = plan_runs(lora_config(cfg, run), preflight=False)
+    return planned
 
 
-def is_done(run: PlannedRun, num_examples: int) -> bool:
-    """Its completion record exists (written last: a run killed between its writes is not done)."""
-    return run_id(run, num_examples).done_path().exists()
+def status(cfg: SweepConfig, run: PlannedRun) -> str:
+    """train_lora.py's state of the run (`lorasae.lora.identity.run_state`, the one "done" rule): done,
+    incomplete, damaged, different, or empty for a new run."""
+    planned = lora_plan(cfg, run)
+    state = planned.status() if planned is not None else "new"
+    return "" if state == "new" else state
 
 
-def status(run: PlannedRun, num_examples: int) -> str:
-    if is_done(run, num_examples):
-        return "done"
-    return "incomplete" if run_id(run, num_examples).json_path("CE_increase").exists() else ""
+def is_done(cfg: SweepConfig, run: PlannedRun) -> bool:
+    """Done by train_lora.py's rule: its run record (written last) matches this run's identity."""
+    return status(cfg, run) == "done"
 
 
-def plan_table(runs: Sequence[PlannedRun], num_examples: int) -> str:
+def plan_table(runs: Sequence[PlannedRun], cfg: SweepConfig) -> str:
     rows = [
         [
             i,
@@ -60,7 +64,7 @@ def plan_table(runs: Sequence[PlannedRun], num_examples: int) -> str:
             run.rank,
             format_layers(run.lora_layer_indices()),
             ",".join(run.axes),
-            status(run, num_examples),
+            status(cfg, run),
         ]
         for i, run in enumerate(runs)
     ]
@@ -107,7 +111,6 @@ def lora_config(cfg: SweepConfig, run: PlannedRun):
         sae_layer=str(run.sae.layer),
         LoRA_layers=run.lora_layers,
         rank=run.rank,
-        skip_existing=True,
     )
 
 
@@ -124,9 +127,9 @@ def plan_sweep(cfg: SweepConfig) -> tuple[Plan, dict[str, Catalog]]:
 
 
 def pending_runs(cfg: SweepConfig, plan: Plan) -> list[PlannedRun]:
-    """This shard's runs that have no outputs yet."""
+    """This shard's runs that are not done (all of them with --overwrite)."""
     index, count = cfg.shard_index()
-    return [run for run in shard(plan.runs, index, count) if not is_done(run, cfg.num_train_examples)]
+    return [run for run in shard(plan.runs, index, count) if cfg.overwrite or not is_done(cfg, run)]
 
 
 def main(cfg: SweepConfig) -> Plan:
@@ -138,7 +141,7 @@ def main(cfg: SweepConfig) -> Plan:
     plan, catalogs = plan_sweep(cfg)
     index, count = cfg.shard_index()
     mine = shard(plan.runs, index, count)
-    print(plan_table(plan.runs, cfg.num_train_examples))
+    print(plan_table(plan.runs, cfg))
     for note in plan.notes:
         print(f"note: {note}")
     todo = pending_runs(cfg, plan)
