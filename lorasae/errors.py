@@ -135,6 +135,23 @@ def report(err: BaseException) -> int:
     return EXIT_ERROR
 
 
+_ON_SUCCESS: list[Callable[[], Any]] = []
+_ON_FAILURE: list[Callable[[], Any]] = []
+
+
+def at_command_end(on_success: Callable[[], Any], on_failure: Callable[[], Any]) -> None:
+    """Register what the boundary does when a command ends: `on_success` after it finished, `on_failure`
+    after it failed or was interrupted (e.g. `lorasae.records` writes or drops the records it deferred, so
+    a command that fails changes no output)."""
+    _ON_SUCCESS.append(on_success)
+    _ON_FAILURE.append(on_failure)
+
+
+def _finish(hooks: list[Callable[[], Any]]) -> None:
+    for hook in hooks:
+        hook()
+
+
 def run_guarded(entry: Callable[[list[str]], Any], argv: list[str] | None = None) -> int:
     """Call `entry(argv)` (argv without `--debug`) and map what escapes to an exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -144,7 +161,16 @@ def run_guarded(entry: Callable[[list[str]], Any], argv: list[str] | None = None
         entry(argv)
     except SystemExit as exit_:  # argparse: it printed usage and the error already
         code = exit_.code
-        return code if isinstance(code, int) else (0 if code is None else EXIT_ERROR)
+        code = code if isinstance(code, int) else (0 if code is None else EXIT_ERROR)
+        _finish(_ON_SUCCESS if code == 0 else _ON_FAILURE)
+        return code
+    except (Exception, KeyboardInterrupt) as err:
+        _finish(_ON_FAILURE)
+        if debug:
+            raise
+        return report(err)
+    try:
+        _finish(_ON_SUCCESS)
     except (Exception, KeyboardInterrupt) as err:
         if debug:
             raise

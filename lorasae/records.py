@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from lorasae.atomic import atomic_write_json, read_json
-from lorasae.errors import CorruptFileError
+from lorasae.errors import CorruptFileError, at_command_end
 from lorasae.fingerprint import DIGEST_CHARS, file_digest
 
 RECORD_NAME = "run.json"
@@ -162,6 +162,49 @@ def ensure_record(output: str | Path, kind: str, inferred: Mapping[str, Any]) ->
     record = read_record(output)
     assert record is not None
     return record
+
+
+_DEFERRED: dict[Path, tuple[str, dict[str, Any]]] = {}
+
+
+def defer_inferred_record(output: str | Path, kind: str, inferred: Mapping[str, Any]) -> RunRecord:
+    """`output`'s record; for a legacy or external output without one, a record inferred from the output
+    itself (marked inferred) that is written beside it only when the command finishes successfully (the
+    error boundary, `lorasae.errors.main_guard`, calls `write_deferred`): a command that fails changes no
+    file. Outside a guarded command the record stays in memory. Later calls in the same process get the
+    same record."""
+    found = read_record(output)
+    if found is not None:
+        return found
+    path = record_path(output)
+    if path not in _DEFERRED:
+        _DEFERRED[path] = (kind, json.loads(json.dumps(dict(inferred), sort_keys=True, default=str)))
+    kind_, identity = _DEFERRED[path]
+    return RunRecord(path, kind_, identity, digest(identity), inferred=True)
+
+
+def write_deferred() -> list[Path]:
+    """Write the records deferred by `defer_inferred_record` whose outputs still have none (a read-only
+    folder is skipped: it stays described in memory); returns the paths written."""
+    written = []
+    for path, (kind, identity) in list(_DEFERRED.items()):
+        output = path.parent if path.name == RECORD_NAME else path.with_name(path.name[: -len(RECORD_SUFFIX)])
+        if output.exists() and not path.exists():
+            try:
+                write_record(output, kind, identity, inferred=True)
+                written.append(path)
+            except OSError:
+                pass
+    _DEFERRED.clear()
+    return written
+
+
+def drop_deferred() -> None:
+    """Forget the deferred records (the command failed: nothing is written)."""
+    _DEFERRED.clear()
+
+
+at_command_end(write_deferred, drop_deferred)
 
 
 def same_run(output: str | Path, identity: Mapping[str, Any]) -> bool:

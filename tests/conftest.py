@@ -115,3 +115,14 @@ def world_model(small_world):
     from pathlib import Path
 
     return Path(small_world)
+
+
+@pytest.fixture(autouse=True)
+def _no_deferred_records_across_tests():
+    """Records deferred to the end of a command (`lorasae.records.defer_inferred_record`) never leak from
+    one test into the next."""
+    from lorasae.records import drop_deferred
+
+    drop_deferred()
+    yield
+    drop_deferred()

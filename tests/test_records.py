@@ -70,3 +70,26 @@ def test_model_digest_follows_the_weight_bytes(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"abd")
     assert model_weights_digest(tmp_path) != before
     assert model_weights_digest("google/gemma-2-2b") is None
+
+
+def test_inferred_record_is_written_only_when_the_guarded_command_succeeds(tmp_path):
+    from lorasae.errors import main_guard
+    from lorasae.records import defer_inferred_record
+
+    folder = tmp_path / "rank_16"
+    folder.mkdir()
+
+    @main_guard
+    def failing(argv):
+        defer_inferred_record(folder, "adapter", {"rank": 16})
+        raise ValueError("the eval failed")
+
+    @main_guard
+    def finishing(argv):
+        first = defer_inferred_record(folder, "adapter", {"rank": 16})
+        assert defer_inferred_record(folder, "adapter", {"rank": 4}) == first  # one record per process
+
+    assert failing([]) == 1 and read_record(folder) is None
+    assert finishing([]) == 0
+    record = read_record(folder)
+    assert record.inferred and record.identity == {"rank": 16}

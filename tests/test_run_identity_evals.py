@@ -20,7 +20,7 @@ from lorasae.eval_identity import result_slot
 from lorasae.lora.config import TrainLoraConfig
 from lorasae.lora.run import main as train_lora
 from lorasae.paths import sae_dir
-from lorasae.records import read_record
+from lorasae.records import read_record, write_deferred
 from lorasae.saebench.args import results_dir
 from lorasae.saebench.comparison import load_results
 from lorasae.store import external_ref, find_adapter, resolve_adapter
@@ -74,12 +74,15 @@ def test_a_legacy_adapter_gets_an_inferred_record_once_and_is_accepted_with_a_no
     )
     note = check_pairing(legacy, [str(sae)])
     assert note.startswith("note:") and str(legacy) in note and "inferred" in note
+    assert read_record(legacy) is None  # written only when the command using it finishes
+    assert write_deferred() == [legacy / "run.json"]
     record = read_record(legacy)
     assert record.inferred and record.get("rank") == 8 and record.get("sae_sources") == [str(sae)]
     assert record.get("sae_weights_digests")[0] and record.get("lora_layers") == [0, 1, 2]
     first = (legacy / "run.json").read_bytes()
     os.utime(legacy / "run.json", (1, 1))
     check_pairing(legacy, [str(sae)])  # inferred once: not written again
+    assert write_deferred() == []
     assert (legacy / "run.json").read_bytes() == first and (legacy / "run.json").stat().st_mtime == 1
     save_sae(seed=1)  # retrained after the adapter's first use: caught by the inferred digest
     with pytest.raises(AdapterPairingError, match="retrain"):

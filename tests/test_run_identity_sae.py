@@ -159,8 +159,15 @@ def test_the_store_reads_what_an_sae_is_from_its_record_not_its_folder_name(worl
     TopKSAE(SaeConfig(32, 256, 1, hook_layer=1)).save(legacy)
     assert Path(find_sae(str(model_dir)).source) == legacy
     assert read_record(legacy) is None  # finding an SAE writes nothing (a failing command changes nothing)
-    inferred = sae_record(legacy, persist=True)  # a finished run that used it writes it once
-    assert read_record(legacy) == inferred and inferred.inferred and inferred.kind == SAE_RECORD_KIND
+    inferred = sae_record(legacy)
+    assert inferred.inferred and inferred.kind == SAE_RECORD_KIND
+    from lorasae.records import drop_deferred, write_deferred
+
+    drop_deferred()  # the command failed: nothing is written
+    assert read_record(legacy) is None
+    inferred = sae_record(legacy)
+    assert write_deferred() == [legacy / "run.json"]  # the command finished: written once
+    assert read_record(legacy) == inferred
     assert inferred.get("settings") == {"expansion_factor": 8, "k": 1} and inferred.get("layer") == 1
     # a folder whose record says k=2 is a k=2 SAE, whatever its name says
     renamed = folder / "expansion_8_L0_5" / "model.layers.1"

@@ -22,7 +22,7 @@ from lorasae.errors import LorasaeError
 from lorasae.fingerprint import weights_digest
 from lorasae.lora.identity import ADAPTER_RECORD_KIND
 from lorasae.paths import results_csv, sanitize
-from lorasae.records import RunRecord, digest, ensure_record, read_record
+from lorasae.records import RunRecord, defer_inferred_record, read_record
 from lorasae.store.saes import saes_folder
 from lorasae.store.tags import layer_from_path
 
@@ -140,18 +140,14 @@ def inferred_identity(adapter: Path, base: Path | None = None) -> dict[str, Any]
 
 
 def adapter_record(adapter: str | Path, base: Path | None = None) -> RunRecord:
-    """The adapter's run record; a record-less adapter gets an inferred one, written beside it the first
-    time (kept in memory only when its folder is read-only)."""
+    """The adapter's run record; a record-less adapter gets one inferred at its first use (with the SAE
+    digest of that moment), written beside it when that command finishes successfully
+    (`lorasae.records.defer_inferred_record`; kept in memory when its folder is read-only)."""
     adapter = Path(adapter)
     found = read_record(adapter)
     if found is not None:
         return found
-    identity = inferred_identity(adapter, base)
-    try:
-        return ensure_record(adapter, ADAPTER_RECORD_KIND, identity)
-    except OSError:
-        norm = json.loads(json.dumps(identity, sort_keys=True, default=str))
-        return RunRecord(adapter / "run.json", ADAPTER_RECORD_KIND, norm, digest(norm), inferred=True)
+    return defer_inferred_record(adapter, ADAPTER_RECORD_KIND, inferred_identity(adapter, base))
 
 
 def check_pairing(adapter: str | Path, sae_sources: Sequence[str], base: Path | None = None) -> str:

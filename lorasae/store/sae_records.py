@@ -1,7 +1,7 @@
 """The run record of an SAE folder as the store reads it (issue 25): the record train_sae.py wrote
 (`lorasae/train/sae_record.py`), or, for a legacy folder (saved before records) or an external one, a
-record inferred from what its names and `cfg.json` say, marked inferred (written beside it by a run
-that finished using it, `persist=True`).
+record inferred from what its names and `cfg.json` say, marked inferred (written beside it when a
+command that used it finishes successfully: `lorasae.records.defer_inferred_record`).
 This is the only place where an SAE folder's name is parsed for what the SAE is; everything else reads
 the record. `check_sae_model` refuses an SAE whose record names another model."""
 
@@ -12,7 +12,7 @@ from typing import Any
 
 from lorasae.errors import LorasaeError
 from lorasae.paths import SAE_KINDS
-from lorasae.records import RunRecord, digest, ensure_record, model_weights_digest, read_record, record_path
+from lorasae.records import RunRecord, defer_inferred_record, model_weights_digest, read_record
 from lorasae.sae.io import read_cfg
 from lorasae.store.tags import ARCH_TAG, layer_from_path
 
@@ -57,22 +57,16 @@ def inferred_identity(folder: Path) -> dict[str, Any]:
     }
 
 
-def sae_record(folder: str | Path, persist: bool = False) -> RunRecord:
+def sae_record(folder: str | Path) -> RunRecord:
     """The SAE folder's run record; a folder without one gets a record inferred from its names and
-    cfg.json, marked inferred. It is written beside the folder only with `persist` (a run that finished
-    using the SAE; where the folder is writable): finding or checking an SAE changes no file, so a
-    command that then fails leaves every output as it was."""
+    cfg.json, marked inferred, written beside it when the command using it finishes successfully
+    (`lorasae.records.defer_inferred_record`): finding or checking an SAE in a command that then fails
+    changes no file."""
     folder = Path(folder)
     found = read_record(folder)
     if found is not None:
         return found
-    identity = inferred_identity(folder)
-    if persist:
-        try:
-            return ensure_record(folder, SAE_RECORD_KIND, identity)
-        except OSError:  # a read-only external folder: described in memory only
-            pass
-    return RunRecord(record_path(folder), SAE_RECORD_KIND, identity, digest(identity), inferred=True)
+    return defer_inferred_record(folder, SAE_RECORD_KIND, inferred_identity(folder))
 
 
 def check_sae_model(source: str | Path, model_name_or_path: str) -> None:
