@@ -162,9 +162,10 @@ class SaeTrainer(CurveSteps, TrainerPersistence):
         cfg = self.cfg
         dead_mask = self.tokens_since_fired >= cfg.dead_after_tokens if cfg.auxk_alpha > 0 else None
         l1_coef = step_sparsity(cfg, self.step)  # ReLU SAEs: λ with its warm-up; else 0
+        recon = cfg.sae_kwargs.recon_loss  # fvu | sum_sq (ReLU SAEs only, checked by the config)
         with sae_autocast(self.device, self.autocast):
             if acts is not None:
-                loss, out, stats = activation_step(sae, acts, cfg.auxk_alpha, dead_mask, l1_coef)
+                loss, out, stats = activation_step(sae, acts, cfg.auxk_alpha, dead_mask, l1_coef, recon)
             elif cfg.e2e:
                 loss, out, stats = e2e_step(
                     self.model, sae, input_ids, cfg.layer, cfg.auxk_alpha, dead_mask, head=self.kl_head,
@@ -172,7 +173,7 @@ class SaeTrainer(CurveSteps, TrainerPersistence):
                 )  # fmt: skip
             else:
                 loss, out, stats = reconstruction_step(
-                    self.model, sae, input_ids, cfg.layer, cfg.auxk_alpha, dead_mask, l1_coef
+                    self.model, sae, input_ids, cfg.layer, cfg.auxk_alpha, dead_mask, l1_coef, recon
                 )
         totals = dist_utils.all_reduce_sum(stats.as_tensor(self.info.world_size))
         global_loss = float(totals[0])
