@@ -18,6 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from lorasae.data import TokenSplit, load_token_split
 from lorasae.errors import LorasaeError
+from lorasae.eval_ce import masked_lm_inputs
 from lorasae.hooks import residual_at
 from lorasae.models import (
     ModelShape,
@@ -232,6 +233,7 @@ class SaeTrainer(CurveSteps, TrainerPersistence):
         elif cfg.init_sae:
             self.init_from(cfg.init_sae)
         batches = self.split.train_batches(cfg.batch_size, skip_chunks=self.step * cfg.batch_size)
+        batches = (masked_lm_inputs(self.model, b) for b in batches)  # a masked LM's scoring inputs
         if self.needs_b_dec_init:
             first = next(batches)
             self.init_b_dec(dist_utils.shard(first, info))
