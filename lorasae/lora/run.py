@@ -14,7 +14,6 @@ import torch
 from torch import nn
 
 from lorasae.data import TokenSplit, load_token_split
-from lorasae.eval_ce import masked_lm_inputs
 from lorasae.hooks import residual_at
 from lorasae.lora.adapters import attach_lora, format_layers, lora_layer_list, parse_layer_spec
 from lorasae.lora.config import TrainLoraConfig
@@ -312,11 +311,7 @@ def train_run(
     run_id = make_run_id(cfg, run, sae_layers, n_layers)
     # the SAEs' width and L0 (measured on the original model for non-TopK SAEs), for results.csv
     widths = [float(s.cfg.d_sae) for s in saes.values()]
-    l0s = (
-        [sae_l0(s, model, layer, masked_lm_inputs(model, split.val[:4])) for layer, s in saes.items()]
-        if info.is_main
-        else [0.0]
-    )
+    l0s = [sae_l0(s, model, layer, split.val[:4]) for layer, s in saes.items()] if info.is_main else [0.0]
     lora_layers = list(run_id.lora_layers)
     fingerprint = fingerprint or run_fingerprint(cfg, run.sources)
     planned = PlannedRun(cfg, run, run_id, fingerprint)
@@ -345,9 +340,7 @@ def train_run(
         result = train_lora(
             peft_model,
             sae_splices(saes, session.special_ids, peft_model),
-            (
-                masked_lm_inputs(model, b) for b in split.train_batches(cfg.batch_size)
-            ),  # a masked LM: scored inputs
+            split.train_batches(cfg.batch_size),
             split.val,
             settings,
             base_ce=session.base_ce,
