@@ -425,3 +425,17 @@ def test_train_lora_measures_the_gap_noise_on_the_validation_chunks():
     weak, strong = results[0.002], results[3.0]
     assert abs(weak.ce_gap) < 2 * weak.gap_se and weak.gap_flag in (GAP_WITHIN_NOISE, NON_POSITIVE_GAP)
     assert strong.ce_gap > 2 * strong.gap_se and strong.gap_flag is None
+
+
+def test_demo_multi_sae_table_prints_the_flag_of_a_noisy_gap(out_root):
+    from lorasae.demo_report import _multi_sae
+
+    joint = RunId(MODEL, "joint", (2, 3), 4, 100)
+    append_result(results_row(joint, DEMO, ["a", "b"], [0, 1], 8.0, 4.0, None))
+    append_result(results_row(RunId(MODEL, "alone", (2, 3), 4, 100), NOISY, ["b"], [1], 8.0, 4.0, None))
+    table = _multi_sae(MODEL, "simple")
+    assert f"{100 * DEMO.frac_gap_closed:.1f}" in next(
+        line for line in table.splitlines() if "SAE@0+1" in line
+    )
+    alone = next(line for line in table.splitlines() if "SAE@1 " in line)
+    assert NOISY_GAP_TEXT in alone and "nan" not in alone and NAIVE_NOISY_PCT not in alone
