@@ -5,7 +5,14 @@ import pytest
 import torch
 
 from lorasae.darkmatter.info import SAEInfo
-from lorasae.darkmatter.linear import analyze_linear, fit_linear, r2, split_error, token_identity_r2
+from lorasae.darkmatter.linear import (
+    analyze_linear,
+    fit_linear,
+    r2,
+    split_error,
+    token_identity_r2,
+    train_test_rows,
+)
 from lorasae.darkmatter.powerlaw import fit_power_law
 from lorasae.darkmatter.pursuit import gradient_pursuit
 from lorasae.darkmatter.synthetic import make_synthetic, validate
@@ -46,26 +53,42 @@ def test_fit_linear_and_r2_match_numpy_least_squares(random_info, bias):
     )
 
 
-def test_analyze_linear_r2_and_fvus_match_numpy(random_info):
+@pytest.mark.parametrize("split", ["random", "contiguous"])
+def test_analyze_linear_r2_and_fvus_match_numpy(random_info, split):
     x, e = random_info.x.double().numpy(), random_info.error.double().numpy()
     x_hat = x - e
-    report, _ = analyze_linear(random_info, train_fraction=0.5)
-    W, b = _np_lstsq(x[:1500], e[:1500], bias=True)
-    W0, _ = _np_lstsq(x[:1500], e[:1500], bias=False)
-    lin_test = x[1500:] @ W + b
-    var = ((x[1500:] - x[1500:].mean(0)) ** 2).sum()
-    assert report.vector_r2 == pytest.approx(_np_r2_mean(e[1500:], lin_test), abs=1e-6)
-    assert report.vector_r2_no_bias == pytest.approx(_np_r2_mean(e[1500:], x[1500:] @ W0), abs=1e-6)
-    assert report.fvu == pytest.approx(((e[1500:]) ** 2).sum() / var, rel=1e-5)
-    assert report.nonlinear_fvu == pytest.approx(
-        ((x[1500:] - x_hat[1500:] - lin_test) ** 2).sum() / var, rel=1e-5
-    )
+    report, _ = analyze_linear(random_info, train_fraction=0.5, split=split, seed=5)
+    tr, te = (t.numpy() for t in train_test_rows(len(x), 0.5, split, seed=5))
+    assert report.split == split and (report.n_train, report.n_test) == (1500, 1500)
+    W, b = _np_lstsq(x[tr], e[tr], bias=True)
+    W0, _ = _np_lstsq(x[tr], e[tr], bias=False)
+    lin_test = x[te] @ W + b
+    var = ((x[te] - x[te].mean(0)) ** 2).sum()
+    assert report.vector_r2 == pytest.approx(_np_r2_mean(e[te], lin_test), abs=1e-6)
+    assert report.vector_r2_no_bias == pytest.approx(_np_r2_mean(e[te], x[te] @ W0), abs=1e-6)
+    assert report.fvu == pytest.approx(((e[te]) ** 2).sum() / var, rel=1e-5)
+    assert report.nonlinear_fvu == pytest.approx(((x[te] - x_hat[te] - lin_test) ** 2).sum() / var, rel=1e-5)
     assert report.linear_fvu == pytest.approx((lin_test**2).sum() / var, rel=1e-5)
     norm2 = (e**2).sum(1, keepdims=True)
-    Wn, bn = _np_lstsq(x[:1500], norm2[:1500], bias=True)
-    assert report.norm_r2 == pytest.approx(_np_r2_mean(norm2[1500:], x[1500:] @ Wn + bn), abs=1e-6)
+    Wn, bn = _np_lstsq(x[tr], norm2[tr], bias=True)
+    assert report.norm_r2 == pytest.approx(_np_r2_mean(norm2[te], x[te] @ Wn + bn), abs=1e-6)
     # an error with a linear part and a bias: the bias matters, and R² is between the two extremes
     assert 0.2 < report.vector_r2 < 0.95 and report.vector_r2 > report.vector_r2_no_bias
+
+
+def test_default_split_holds_out_tokens_drawn_at_random_with_the_seed():
+    """The original permutes the tokens before it fits (run_lstsq); the held-out rows used to be the last
+    half of the record, i.e. the last chunks only."""
+    tr, te = train_test_rows(1000, 0.5, seed=1)
+    assert len(tr) == len(te) == 500 and torch.equal(torch.cat([tr, te]).sort().values, torch.arange(1000))
+    assert te.min() < 50 and tr.max() > 950  # both halves reach over the whole record
+    assert (te < 500).sum() == pytest.approx(250, abs=50)  # about half the held-out rows in the first half
+    assert all(torch.equal(a, b) for a, b in zip((tr, te), train_test_rows(1000, 0.5, seed=1)))
+    assert not torch.equal(te, train_test_rows(1000, 0.5, seed=2)[1])
+    tr_c, te_c = train_test_rows(1000, 0.3, split="contiguous")
+    assert torch.equal(tr_c, torch.arange(300)) and torch.equal(te_c, torch.arange(300, 1000))
+    with pytest.raises(ValueError, match="contiguous"):
+        train_test_rows(1000, 0.5, split="sorted")
 
 
 def test_linear_plus_nonlinear_split_sums_to_the_error(random_info):
@@ -164,3 +187,22 @@ def test_sae_info_round_trips_through_safetensors_with_sparse_latents(tmp_path, 
     assert torch.equal(sub.dense_latents(), dense[rows]) and torch.equal(sub.x, random_info.x[rows])
     freq = (dense != 0).double().mean(0)
     torch.testing.assert_close(loaded.latent_frequency, freq)
+
+
+def test_report_states_each_quantitys_range_over_every_sweep():
+    """README's Dark Matter line covers the k sweep too (it used to quote the width sweep only)."""
+    from lorasae.darkmatter.report import ranges_line, sweep_ranges
+
+    def row(v, n, f, c):
+        return {"vector_r2": v, "norm_r2": n, "nonlinear_fvu": f,
+                "ce": {"sae+linear % gap closed": c, "sae+nonlinear % gap closed": 100 - c}}  # fmt: skip
+
+    summary = {"width_sweep": [row(0.47, 0.72, 0.14, 60), row(0.51, 0.80, 0.17, 70)],
+               "k_sweep": [row(0.38, 0.77, 0.16, 50), row(0.58, 0.78, float("nan"), 80)]}  # fmt: skip
+    ranges = sweep_ranges(summary)
+    assert ranges["vector R²"] == {"all": (0.38, 0.58), "width sweep": (0.47, 0.51), "k sweep": (0.38, 0.58)}
+    assert ranges["nonlinear FVU"]["all"] == (0.14, 0.17)  # NaN left out
+    assert ranges["by x̂+nonlin"]["all"] == (20, 50)
+    line = ranges_line(summary)
+    assert line.startswith("Over every sweep: vector R² 0.38–0.58 (width sweep 0.47–0.51, k sweep 0.38–0.58)")
+    assert "% CE gap closed by x̂+lin 50–80 % (width sweep 60–70 %, k sweep 50–80 %)" in line

@@ -87,7 +87,9 @@ def test_run_end_to_end_on_the_small_world(small_world, out_root):
 
     key = small_world.name
     for width_x, k in ((1, 4), (2, 4), (4, 4), (4, 2)):
-        _sae(32 * width_x, k, seed=width_x + k).save(sae_dir(key, "normal", width_x, k, LAYER))
+        # the ×2 SAE records that it read 4 validation and 40 training chunks of 64 tokens
+        records = {"train_tokens": 40 * 64, "ctx_len": 64, "num_val_tokens": 4 * 64} if width_x == 2 else {}
+        _sae(32 * width_x, k, seed=width_x + k).save(sae_dir(key, "normal", width_x, k, LAYER), **records)
     fresh, _ = load_model(str(small_world), device="cpu")
     peft_model = attach_lora(fresh, layers=[0, 1], rank=2)
     torch.manual_seed(0)
@@ -137,7 +139,13 @@ def test_run_end_to_end_on_the_small_world(small_world, out_root):
         "synthetic",
         "base_vs_lora",
     }
-    assert "## power laws" in (dark_matter_dir(key) / "results.md").read_text()
+    report = (dark_matter_dir(key) / "results.md").read_text()
+    assert "## power laws" in report and "Over every sweep: vector R²" in report
+    # the analysed tokens start after the 44 chunks the ×2 SAE read; a random split; contexts of 64 < 256
+    assert written["tokens"]["start"] == 44 and written["tokens"]["count"] == 47 + 4
+    assert written["split"] == {"kind": "random", "seed": 42, "train_fraction": 0.5}
+    assert written["downstream_protocol"] == "all_positions" and "protocol all_positions" in report
+    assert all(r["tokens"] == written["tokens"] and r["split"] == "random" for r in written["width_sweep"])
 
 
 def test_missing_sae_says_how_to_train_it(small_world, out_root):

@@ -25,11 +25,22 @@ class TutorialArgs(CommonArgs):
 
 def tour(args: TutorialArgs) -> None:
     from lorasae.darkmatter import analyze_linear, get_sae_info, split_error
+    from lorasae.darkmatter.load import _load_model_and_sae, analysis_ctx_len
+    from lorasae.darkmatter.tokens import analysis_region, sae_stream_use
     from lorasae.store import find_sae
 
     source = args.sae or find_sae(args.model_name).source
-    # 1. the record: built once on the first num_tokens tokens of the dataset, then read from the cache
-    info = get_sae_info(args.model_name, source, args.num_tokens, args.dataset, args.device or "cpu")
+    # 1. the record: built once on num_tokens tokens the SAE never read (after its validation and training
+    #    chunks, from its cfg.json), then read from the cache
+    device = args.device or "cpu"
+    loaded = _load_model_and_sae(args.model_name, source, device)
+    ctx = analysis_ctx_len(loaded[0])
+    uses = [u for u in [sae_stream_use(source)] if u is not None]
+    region = analysis_region(uses, ctx, -(-args.num_tokens // ctx), loaded[1].bos_token_id is not None)
+    print(f"tokens: {region.describe()}")
+    info = get_sae_info(
+        args.model_name, source, args.num_tokens, args.dataset, device, loaded=loaded, start=region.start
+    )
     print(f"{len(info)} tokens, d = {info.x.shape[1]}, {info.d_sae} latents; meta: {info.meta}")
     # 2. per-token quantities are tensors over the analysed tokens
     print(

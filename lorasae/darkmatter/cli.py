@@ -62,7 +62,14 @@ class DarkMatterArgs(CommonArgs):
     pursuit_tokens: int = field(default=2_000, type=parse_count)
     """Held-out tokens that gradient pursuit runs on."""
     ce_chunks: int = 32
-    """Held-out chunks of the downstream-CE evaluation."""
+    """Chunks of the downstream-CE evaluation (after the SAEInfo's: no token of them fit W*)."""
+    split: str = "random"
+    """How the SAEInfo's tokens split into the half that fits W* and the held-out half: random (seeded by
+    --seed, the original's) or contiguous (the first half fits)."""
+    downstream: str | None = None
+    """Downstream-CE protocol: clean_prefix_200 (the original's: first 200 positions clean, predictions
+    from 200 on scored; needs contexts of ≥ 256) or all_positions. Default: the original's where the
+    context allows it, else all_positions."""
     error_sae_steps: int = 500
     """Steps of each SAE trained on an error component (1024 tokens a step)."""
     batch_size: int = 8
@@ -135,9 +142,17 @@ def resolve_adapter(args: DarkMatterArgs, lora_sae: str | None) -> str | None:
 
 
 def main(args: DarkMatterArgs) -> dict | None:
+    from lorasae.darkmatter.downstream import PROTOCOLS
+    from lorasae.darkmatter.linear import SPLITS
+    from lorasae.errors import PreflightError
     from lorasae.models import model_shape
     from lorasae.store import preflight_saes
 
+    if args.split not in SPLITS or args.downstream not in (None, *PROTOCOLS):
+        raise PreflightError(
+            f"lorasae/darkmatter/cli.py: --split {args.split} / --downstream {args.downstream}: pass --split "
+            f"{' or '.join(SPLITS)} and --downstream {' or '.join(PROTOCOLS)} (or leave it out)."
+        )
     given = [*args.sae, *args.k_sae, *([args.lora_sae] if args.lora_sae else [])]
     if given:  # width and finite weights before any missing SAE is trained
         preflight_saes(given, model_shape(args.model_name).d_model)
@@ -150,7 +165,8 @@ def main(args: DarkMatterArgs) -> dict | None:
         return None
     settings = DarkMatterSettings(
         num_tokens=args.num_tokens, pursuit_tokens=args.pursuit_tokens, ce_chunks=args.ce_chunks,
-        error_sae_steps=args.error_sae_steps, dataset=args.dataset, batch_size=args.batch_size,
+        error_sae_steps=args.error_sae_steps, dataset=args.dataset, batch_size=args.batch_size, split=args.split,
+        downstream=args.downstream,
         device=_device(args), seed=args.seed,
     )  # fmt: skip
     return run_dark_matter(args.model_name, width, k_sweep, lora_sae, adapter, settings)

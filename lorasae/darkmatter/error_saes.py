@@ -6,10 +6,11 @@ that is dense noise leaves an SAE of the same size with a much higher FVU.
 They train through `train_sae(TrainSaeConfig(...))`, the entry of `train_sae.py`, with a hidden-modification
 target (`lorasae/train/modification.py`): W*, b and the SAE go into
 `data/dark_matter/<model>/linear_maps/<key>.safetensors`, and the error SAEs train on the model's
-activations of the training split (the chunks after the SAEInfo's tokens, which are train_sae's validation
-chunks), so neither W* nor the SAEInfo ever saw their training tokens. The held-out FVU is computed on the
-SAEInfo's held-out rows (the tokens W* was not fit on), as before; train_sae's own validation FVU (over all
-the SAEInfo's tokens) is kept next to it.
+activations of the training split after the Dark Matter token region (train_sae's validation chunks are
+the stream up to the region's end: `num_val_tokens = after_chunks · ctx_len`), so neither W* nor the
+SAEInfo ever saw their training tokens. The held-out FVU is computed on the SAEInfo's held-out rows (the
+tokens W* was not fit on); train_sae's own validation FVU (over its validation chunks, the stream up to
+the region's end) is kept next to it.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class ErrorSaeResult:
     test_fvu: float
     """FVU on the SAEInfo's held-out rows (the tokens W* was not fit on)."""
     val_fvu: float
-    """train_sae's validation FVU on f(x) over all the SAEInfo's tokens (half of them fit W*)."""
+    """train_sae's validation FVU on f(x) over its validation chunks (the stream up to the region's end)."""
     folder: str
     """Where train_sae saved it (saved_saes/<model>/modified/...)."""
 
@@ -55,9 +56,11 @@ def write_linear_map(path: Path, lin: LinearMap, info: SAEInfo, sae_source: str,
     return save_modification_file(path, lin.W, lin.b, sae_source, int(info.meta["layer"]), model_name, True)
 
 
-def heldout_components(info: SAEInfo, lin: LinearMap, train_fraction: float) -> dict[str, Tensor]:
-    """The linear and nonlinear error of the SAEInfo's held-out rows."""
-    _, test = train_test_rows(len(info), train_fraction)
+def heldout_components(
+    info: SAEInfo, lin: LinearMap, train_fraction: float, split: str = "random", seed: int = 0
+) -> dict[str, Tensor]:
+    """The linear and nonlinear error of the SAEInfo's held-out rows (`train_test_rows(split, seed)`)."""
+    _, test = train_test_rows(len(info), train_fraction, split, seed)
     split = split_error(info.x[test], info.error[test], lin)
     return {"linear": split.linear, "nonlinear": split.nonlinear}
 
@@ -74,12 +77,16 @@ def train_error_saes(
     dataset: str | None = None,
     device: str = "cpu",
     seed: int = 42,
+    split: str = "random",
+    after_chunks: int | None = None,
 ) -> list[ErrorSaeResult]:
     """One SAE per (component, expansion) through train_sae, `steps` steps of 1024 tokens on the chunks
-    after the SAEInfo's `len(chunks)` (its tokens are the runs' validation set)."""
+    after the first `after_chunks` of the stream (default: the SAEInfo's `num_chunks`; the runs'
+    validation set), so none of the analysed tokens is a training token."""
     from lorasae.train.sae_trainer import train_sae
 
-    heldout = heldout_components(info, lin, train_fraction)
+    heldout = heldout_components(info, lin, train_fraction, split, seed)
+    after_chunks = int(info.meta["num_chunks"]) if after_chunks is None else after_chunks
     ctx_len = int(info.meta["ctx_len"])
     results = []
     for name, modification in TARGETS.items():
@@ -87,7 +94,7 @@ def train_error_saes(
             cfg = TrainSaeConfig(
                 device=device, model=model_name, dataset=dataset, seed=seed, layer=int(info.meta["layer"]),
                 num_train_tokens=steps * PAPER_CTX_LEN, ctx_len=ctx_len,
-                num_val_tokens=int(info.meta["num_chunks"]) * ctx_len, curve_val_tokens=CURVE_VAL_TOKENS,
+                num_val_tokens=after_chunks * ctx_len, curve_val_tokens=CURVE_VAL_TOKENS,
                 expansion_factor=expansion, k=k, hidden_modification=modification, modification_file=str(map_file),
                 eval_every_pct=100, checkpoint_every_pct=100, log_every_steps=max(1, steps // 10), overwrite=True,
             )  # fmt: skip

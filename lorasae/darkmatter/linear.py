@@ -1,7 +1,7 @@
 """Linear prediction of the SAE error from the activation (Engels et al. §4; SPEC §7).
 
-A least-squares map W* (d×d, optionally with a bias) from x to e = x − x̂ is fitted on the first tokens
-of an SAEInfo and scored on the rest: R² per output dimension averaged over dimensions (the paper's
+A least-squares map W* (d×d, optionally with a bias) from x to e = x − x̂ is fitted on a random half of
+an SAEInfo's tokens (seeded; the original permutes before it splits) and scored on the rest: R² per output dimension averaged over dimensions (the paper's
 number, ≈ 0.5 for Gemma Scope), and the error's squared norm ‖e‖² predicted linearly from x (paper:
 R² > 0.9) next to baselines that know less than x (token identity, ‖x‖, L0, the model's loss). The
 error splits exactly into the linear error x·W* + b and the nonlinear error e − (x·W* + b); the
@@ -87,13 +87,26 @@ def split_error(x: Tensor, error: Tensor, lin: LinearMap) -> ErrorSplit:
     return ErrorSplit(linear, error - linear)
 
 
-def train_test_rows(n: int, train_fraction: float) -> tuple[slice, slice]:
-    """The first `train_fraction` of the tokens fit, the rest score (chunks stay whole on either side
-    up to one boundary chunk: the tokens are stored chunk by chunk)."""
+SPLITS = ("random", "contiguous")
+"""How the tokens split into fit and held-out rows: `random` (the original's `run_lstsq`, which permutes the
+tokens before taking the first 150k to fit) or `contiguous` (the first rows fit, the rest score)."""
+
+
+def train_test_rows(
+    n: int, train_fraction: float, split: str = "random", seed: int = 0
+) -> tuple[Tensor, Tensor]:
+    """(fit rows, held-out rows): sorted token indices. `random` draws the `train_fraction` that fits
+    uniformly at random (seeded), so both sides hold tokens of every chunk and position; `contiguous`
+    takes the first rows (the tokens are stored chunk by chunk, so chunks stay whole but one)."""
     n_train = int(round(n * train_fraction))
     if not 0 < n_train < n:
         raise ValueError(f"train_fraction {train_fraction} leaves no train or no test tokens out of {n}")
-    return slice(0, n_train), slice(n_train, n)
+    if split == "contiguous":
+        return torch.arange(n_train), torch.arange(n_train, n)
+    if split != "random":
+        raise ValueError(f"split {split!r}: choose one of {', '.join(SPLITS)}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return order[:n_train].sort().values, order[n_train:].sort().values
 
 
 def _fit_score(
@@ -121,6 +134,8 @@ class LinearReport:
 
     n_train: int
     n_test: int
+    split: str
+    """How the rows split (`SPLITS`); the seed is the run's."""
     fvu: float
     """FVU(x, x̂) of the SAE."""
     vector_r2: float
@@ -141,18 +156,25 @@ class LinearReport:
 
 
 def analyze_linear(
-    info: SAEInfo, train_fraction: float = 0.5, device: torch.device | str | None = None
+    info: SAEInfo,
+    train_fraction: float = 0.5,
+    device: torch.device | str | None = None,
+    split: str = "random",
+    seed: int = 0,
 ) -> tuple[LinearReport, LinearMap]:
-    """Fit W* (with bias) on the first `train_fraction` of the tokens; every number on the rest. Returns
+    """Fit W* (with bias) on `train_fraction` of the tokens (`train_test_rows(split, seed)`: at random by
+    default, as the original); every number on the rest. Returns
     the report and the fitted map (with bias). `device` (e.g. a GPU) holds the activations for the
     float64 Gram matrices (d = 2304 on 150k tokens is ~1.6 TFLOP)."""
-    tr, te = train_test_rows(len(info), train_fraction)
+    tr, te = train_test_rows(len(info), train_fraction, split, seed)
     x, e = info.x.to(device), info.error.to(device)
-    lin = fit_linear(x[tr], e[tr], bias=True)
-    lin0 = fit_linear(x[tr], e[tr], bias=False)
-    e_lin = lin(x[te])
+    x_tr, x_te = x[tr.to(x.device)], x[te.to(x.device)]
+    e_tr, e_te = e[tr.to(x.device)], e[te.to(x.device)]
+    lin = fit_linear(x_tr, e_tr, bias=True)
+    lin0 = fit_linear(x_tr, e_tr, bias=False)
+    e_lin = lin(x_te)
     norm2 = e.pow(2).sum(1).cpu()
-    var = total_variance(x[te])
+    var = total_variance(x_te)
     l0 = info.l0.double()
     x_hat_te = info.x_hat[te].to(x.device)
     baselines = {
@@ -166,16 +188,16 @@ def analyze_linear(
         baselines["model loss"] = _fit_score(
             loss[tr][ok_tr, None], norm2[tr][ok_tr], loss[te][ok_te, None], norm2[te][ok_te]
         )
-    norm_lin = fit_linear(x[tr], norm2[tr].to(x.device), bias=True)
-    norm_lin0 = fit_linear(x[tr], norm2[tr].to(x.device), bias=False)
+    norm_lin = fit_linear(x_tr, norm2[tr].to(x.device), bias=True)
+    norm_lin0 = fit_linear(x_tr, norm2[tr].to(x.device), bias=False)
     norm_te = norm2[te].to(x.device)
     report = LinearReport(
-        n_train=tr.stop, n_test=te.stop - te.start,
-        fvu=float(fvu(x[te], x_hat_te)),
-        vector_r2=r2(e[te], e_lin), vector_r2_no_bias=r2(e[te], lin0(x[te])),
-        norm_r2=r2(norm_te, norm_lin(x[te].double())), norm_r2_no_bias=r2(norm_te, norm_lin0(x[te].double())),
+        n_train=len(tr), n_test=len(te), split=split,
+        fvu=float(fvu(x_te, x_hat_te)),
+        vector_r2=r2(e_te, e_lin), vector_r2_no_bias=r2(e_te, lin0(x_te)),
+        norm_r2=r2(norm_te, norm_lin(x_te.double())), norm_r2_no_bias=r2(norm_te, norm_lin0(x_te.double())),
         linear_fvu=float(e_lin.double().pow(2).sum() / var),
-        nonlinear_fvu=float(fvu(x[te], x_hat_te + e_lin)),
+        nonlinear_fvu=float(fvu(x_te, x_hat_te + e_lin)),
         baseline_norm_r2=baselines,
     )  # fmt: skip
     return report, lin

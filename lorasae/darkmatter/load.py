@@ -15,6 +15,7 @@ from torch import nn
 
 from lorasae import paths
 from lorasae.darkmatter.info import SAEInfo, build_sae_info
+from lorasae.darkmatter.tokens import TokenRegion, stream_chunks
 from lorasae.data import default_dataset, load_token_split
 from lorasae.models import model_key, special_token_ids
 
@@ -38,11 +39,23 @@ def _load_model_and_sae(
     return bundle.model, bundle.tokenizer, bundle.sae, bundle.layer
 
 
-def token_chunks(model_name: str, tokenizer, num_tokens: int, dataset: str | None, ctx_len: int, seed: int):
-    """The analysed tokens: the first `num_tokens` of the dataset, packed as every script packs them
-    (`load_token_split`'s validation chunks with `num_val_tokens = num_tokens`)."""
-    split = load_token_split(dataset or default_dataset(model_name), tokenizer, ctx_len, num_tokens, seed)
-    return split.val
+def analysis_ctx_len(model: nn.Module) -> int:
+    """Context of the analysed chunks: 1024 (the paper's), capped at the model's window."""
+    max_pos = getattr(getattr(model, "config", None), "max_position_embeddings", None) or 1024
+    return min(1024, int(max_pos))
+
+
+def token_chunks(
+    model_name: str, tokenizer, num_tokens: int, dataset: str | None, ctx_len: int, seed: int, start: int = 0
+) -> torch.Tensor:
+    """`num_tokens` tokens (whole chunks) of the dataset from chunk `start` of the packed stream, as every
+    script packs it (`start` 0: `load_token_split`'s validation chunks with `num_val_tokens = num_tokens`)."""
+    source = dataset or default_dataset(model_name)
+    if start == 0:
+        return load_token_split(source, tokenizer, ctx_len, num_tokens, seed).val
+    count = max(1, -(-num_tokens // ctx_len))
+    region = TokenRegion(ctx_len, start, count, tokenizer.bos_token_id is not None)
+    return stream_chunks(source, tokenizer, region, seed)
 
 
 def _label(source: str) -> str:
@@ -75,23 +88,26 @@ def get_sae_info(
     batch_size: int = 8,
     loaded: tuple[nn.Module, object, nn.Module, int] | None = None,
     progress: bool = True,
+    start: int = 0,
+    chunks: torch.Tensor | None = None,
 ) -> SAEInfo:
-    """The SAEInfo of `sae_source` on the first `num_tokens` tokens of `dataset`, from the cache
+    """The SAEInfo of `sae_source` on `num_tokens` tokens of `dataset` from chunk `start` of the stream
+    (`tokens.analysis_region` picks it after what the SAEs and the adapter read), from the cache
     `data/dark_matter/<model>/info/<key>.safetensors` when there, else built and cached. `loaded` passes
-    an already loaded (model, tokenizer, sae, layer) to save a reload."""
+    an already loaded (model, tokenizer, sae, layer) to save a reload, `chunks` the already packed tokens."""
     model, tokenizer, sae, layer = loaded or _load_model_and_sae(
         model_name, sae_source, device, adapter, layer
     )
-    max_pos = getattr(getattr(model, "config", None), "max_position_embeddings", None) or 1024
-    ctx_len = ctx_len or min(1024, int(max_pos))
+    ctx_len = ctx_len or analysis_ctx_len(model)
     key = info_key(model_name, sae_source, adapter, layer=layer, num_tokens=num_tokens, dataset=dataset,
-                   ctx_len=ctx_len, seed=seed)  # fmt: skip
+                   ctx_len=ctx_len, seed=seed, **({"start": start} if start else {}))  # fmt: skip
     path = paths.dark_matter_info_path(model_key(model_name), key)
     if path.exists():
         return SAEInfo.load(path)
-    chunks = token_chunks(model_name, tokenizer, num_tokens, dataset, ctx_len, seed)
+    if chunks is None:
+        chunks = token_chunks(model_name, tokenizer, num_tokens, dataset, ctx_len, seed, start)
     meta = {"model": model_name, "sae": sae_source, "adapter": str(adapter) if adapter else None,
-            "dataset": dataset or default_dataset(model_name), "seed": seed}  # fmt: skip
+            "dataset": dataset or default_dataset(model_name), "seed": seed, "start_chunk": start}  # fmt: skip
     info = build_sae_info(model, sae, chunks, layer, special_token_ids(tokenizer), batch_size, meta, progress)
     info.save(path)
     return info

@@ -10,8 +10,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from tabulate import tabulate
 
 from lorasae import paths
 from lorasae.atomic import atomic_write_json, atomic_write_text
@@ -20,10 +18,24 @@ from lorasae.darkmatter.downstream import component_ce
 from lorasae.darkmatter.error_saes import train_error_saes, write_linear_map
 from lorasae.darkmatter.info import SAEInfo
 from lorasae.darkmatter.linear import analyze_linear, fit_linear, r2, train_test_rows
-from lorasae.darkmatter.load import _load_model_and_sae, get_sae_info, info_key, token_chunks
+from lorasae.darkmatter.load import (
+    _load_model_and_sae,
+    analysis_ctx_len,
+    get_sae_info,
+    info_key,
+    token_chunks,
+)
 from lorasae.darkmatter.powerlaw import fit_power_law
 from lorasae.darkmatter.pursuit import pursuit_reconstruction
+from lorasae.darkmatter.report import report_markdown
 from lorasae.darkmatter.synthetic import validate
+from lorasae.darkmatter.tokens import (
+    StreamUse,
+    TokenRegion,
+    adapter_stream_use,
+    analysis_region,
+    sae_stream_use,
+)
 from lorasae.losses import fvu
 from lorasae.models import model_key, special_token_ids
 
@@ -39,7 +51,13 @@ class DarkMatterSettings:
     pursuit_tokens: int = 2_000
     """Held-out tokens that gradient pursuit runs on."""
     ce_chunks: int = 32
-    """Chunks (from the held-out end of the token set) of the downstream-CE evaluation."""
+    """Chunks of the downstream-CE evaluation (right after the SAEInfo's chunks: no token of them fit W*)."""
+    split: str = "random"
+    """How the SAEInfo's tokens split into fit and held-out (`linear.SPLITS`): `random` (seeded, the
+    original's) or `contiguous` (the first `train_fraction` fit)."""
+    downstream: str | None = None
+    """Downstream-CE protocol (`downstream.PROTOCOLS`); None: `clean_prefix_200` (the original's) where the
+    context has ≥ 256 positions, else `all_positions`."""
     error_sae_expansions: tuple[int, ...] = (1, 2, 4, 8)
     """Widths (× d_model) of the SAEs trained on the linear and on the nonlinear error."""
     error_sae_steps: int = 500
@@ -58,38 +76,61 @@ def _label(info: SAEInfo) -> str:
     return f"{figures.width_label(info.d_sae)}" + (f" k={k}" if k else "")
 
 
-def analyze_sae(model_name: str, source: str, s: DarkMatterSettings, adapter: str | Path | None = None):
-    """(row of numbers, SAEInfo, fitted W*) for one SAE: linear analysis, gradient pursuit, downstream CE."""
+def _region(uses: Sequence[StreamUse], s: DarkMatterSettings, ctx_len: int, tokenizer) -> TokenRegion:
+    """The SAEInfo's chunks, then the downstream-CE chunks, after every token the SAEs and adapter read."""
+    info_chunks = max(1, -(-s.num_tokens // ctx_len))
+    return analysis_region(list(uses), ctx_len, info_chunks + s.ce_chunks, tokenizer.bos_token_id is not None)
+
+
+def analyze_sae(
+    model_name: str,
+    source: str,
+    s: DarkMatterSettings,
+    adapter: str | Path | None = None,
+    uses: Sequence[StreamUse] = (),
+    chunks: dict | None = None,
+):
+    """(row of numbers, SAEInfo, fitted W*) for one SAE: linear analysis, gradient pursuit, downstream CE,
+    on the tokens after what `uses` read (`chunks` caches the packed region between SAEs)."""
     loaded = _load_model_and_sae(model_name, source, s.device, adapter)
     model, tokenizer, sae, layer = loaded
-    info = get_sae_info(model_name, source, s.num_tokens, s.dataset, s.device, adapter, seed=s.seed,
-                        batch_size=s.batch_size, loaded=loaded, progress=s.progress)  # fmt: skip
-    report, lin = analyze_linear(info, s.train_fraction, s.device)
-    _, test = train_test_rows(len(info), s.train_fraction)
-    rows = torch.arange(test.start, min(test.stop, test.start + s.pursuit_tokens))
+    ctx_len = analysis_ctx_len(model)
+    region = _region(uses, s, ctx_len, tokenizer)
+    chunks = {} if chunks is None else chunks
+    if region not in chunks:
+        chunks[region] = token_chunks(
+            model_name, tokenizer, region.count * ctx_len, s.dataset, ctx_len, s.seed, region.start
+        )
+    info_chunks = region.count - s.ce_chunks
+    info = get_sae_info(model_name, source, info_chunks * ctx_len, s.dataset, s.device, adapter, seed=s.seed,
+                        batch_size=s.batch_size, loaded=loaded, progress=s.progress, start=region.start,
+                        chunks=chunks[region][:info_chunks], ctx_len=ctx_len)  # fmt: skip
+    report, lin = analyze_linear(info, s.train_fraction, s.device, s.split, s.seed)
+    _, test = train_test_rows(len(info), s.train_fraction, s.split, s.seed)
+    rows = test[: s.pursuit_tokens]
     x = info.x[rows]
     x_p = pursuit_reconstruction(sae, x, info.l0[rows], progress=s.progress)
     fvu_sae, fvu_p = float(fvu(x, info.x_hat[rows])), float(fvu(x, x_p))
-    chunks = token_chunks(model_name, tokenizer, s.num_tokens, s.dataset, int(info.meta["ctx_len"]), s.seed)
-    ce = component_ce(
-        model, sae, lin, chunks[-s.ce_chunks :], layer, special_token_ids(tokenizer), s.batch_size
-    )
+    ce = component_ce(model, sae, lin, chunks[region][info_chunks:], layer, special_token_ids(tokenizer),
+                      s.batch_size, s.downstream)  # fmt: skip
     row = {
         "source": source, "label": _label(info), "width": info.d_sae, "k": info.meta.get("k"),
         "mean_l0": float(info.l0.double().mean()), **report.as_dict(),
         "pursuit_fvu": fvu_p, "sae_fvu_on_pursuit_tokens": fvu_sae, "encoder_error": fvu_sae - fvu_p,
-        "ce": ce, "adapter": str(adapter) if adapter else None,
+        "ce": ce, "adapter": str(adapter) if adapter else None, "tokens": region.as_dict(),
     }  # fmt: skip
     return row, info, lin
 
 
-def token_r2_matrix(infos: Sequence[SAEInfo], train_fraction: float) -> np.ndarray:
+def token_r2_matrix(
+    infos: Sequence[SAEInfo], train_fraction: float, split: str = "random", seed: int = 0
+) -> np.ndarray:
     """R²[i, j] of SAE j's per-token ‖e‖² from a linear function of SAE i's, fitted on the train tokens
     and scored on the held-out ones (all SAEInfos hold the same tokens)."""
     n = len(infos[0])
     if any(len(i) != n for i in infos):
         raise ValueError("the SAEInfos hold different tokens; build them on the same token set")
-    tr, te = train_test_rows(n, train_fraction)
+    tr, te = train_test_rows(n, train_fraction, split, seed)
     norms = [i.error.pow(2).sum(1).double() for i in infos]
     out = np.zeros((len(infos), len(infos)))
     for a, na in enumerate(norms):
@@ -97,26 +138,6 @@ def token_r2_matrix(infos: Sequence[SAEInfo], train_fraction: float) -> np.ndarr
             lin = fit_linear(na[tr, None], nb[tr])
             out[a, b] = r2(nb[te], lin(na[te, None]))
     return out
-
-
-def _table(rows: Sequence[dict]) -> str:
-    head = ["SAE", "L0", "FVU", "R² e (vec)", "R² e (vec, no b)", "R² ‖e‖²", "R² ‖e‖² no b", "lin FVU",
-            "nonlin FVU", "pursuit FVU", "enc err", "CE x", "CE x̂", "CE x̂+lin", "CE x̂+nonlin"]  # fmt: skip
-    body = [[r["label"], r["mean_l0"], r["fvu"], r["vector_r2"], r["vector_r2_no_bias"], r["norm_r2"],
-             r["norm_r2_no_bias"], r["linear_fvu"], r["nonlinear_fvu"], r["pursuit_fvu"], r["encoder_error"],
-             r["ce"]["original"], r["ce"]["sae"], r["ce"]["sae+linear"], r["ce"]["sae+nonlinear"]]
-            for r in rows]  # fmt: skip
-    return tabulate(body, head, floatfmt=".3f", tablefmt="github")
-
-
-def _baseline_table(rows: Sequence[dict]) -> str:
-    names = list(rows[0]["baseline_norm_r2"])
-    body = [
-        [r["label"], r["norm_r2"], *[r["baseline_norm_r2"].get(n, float("nan")) for n in names]] for r in rows
-    ]
-    return tabulate(
-        body, ["SAE", "R² ‖e‖² from x", *[f"from {n}" for n in names]], floatfmt=".3f", tablefmt="github"
-    )
 
 
 def run_dark_matter(
@@ -138,10 +159,13 @@ def run_dark_matter(
     plots = paths.dark_matter_plots_dir(key)
     began = time.perf_counter()
     cache: dict[str, tuple[dict, SAEInfo, object]] = {}
+    sources = dict.fromkeys([*width_sources, *k_sources, *([lora_source] if lora_source else [])])
+    uses = [u for u in [*map(sae_stream_use, sources), adapter_stream_use(adapter)] if u is not None]
+    chunks: dict = {}
 
     def analyzed(source: str):
         if source not in cache:
-            cache[source] = analyze_sae(model_name, source, s, None)
+            cache[source] = analyze_sae(model_name, source, s, None, uses, chunks)
             print(f"dark matter: {cache[source][0]['label']}: FVU {cache[source][0]['fvu']:.3f}, "
                   f"vector R² {cache[source][0]['vector_r2']:.3f}, norm R² {cache[source][0]['norm_r2']:.3f}",
                   flush=True)  # fmt: skip
@@ -151,6 +175,10 @@ def run_dark_matter(
     k_rows = sorted((analyzed(src) for src in k_sources), key=lambda t: t[0]["k"] or 0)
     summary: dict = {"model": model_name, "settings": asdict(s), "width_sweep": [r for r, _, _ in width_rows],
                      "k_sweep": [r for r, _, _ in k_rows], "figures": []}  # fmt: skip
+    first_row = (width_rows or k_rows)[0][0]
+    summary["tokens"] = first_row["tokens"]
+    summary["split"] = {"kind": s.split, "seed": s.seed, "train_fraction": s.train_fraction}
+    summary["downstream_protocol"] = first_row["ce"]["protocol"]
     title = f"{key}, layer {width_rows[0][1].meta['layer'] if width_rows else '?'}"
     if len(width_rows) >= 3:
         ws = [r["width"] for r, _, _ in width_rows]
@@ -166,7 +194,7 @@ def run_dark_matter(
             f"{title}: FVU decomposition at k={width_rows[0][0]['k']}",
         )
     if len(width_rows) >= 2:
-        matrix = token_r2_matrix([i for _, i, _ in width_rows], s.train_fraction)
+        matrix = token_r2_matrix([i for _, i, _ in width_rows], s.train_fraction, s.split, s.seed)
         summary["per_token_r2"] = {
             "labels": [r["label"] for r, _, _ in width_rows],
             "matrix": matrix.tolist(),
@@ -180,14 +208,16 @@ def run_dark_matter(
     # (through train_sae.py with --hidden_modification, W* and the SAE from the file written here)
     ref_row, ref_info, ref_lin = (width_rows or k_rows)[len(width_rows or k_rows) // 2]
     map_key = info_key(model_name, ref_row["source"], None, layer=ref_info.meta["layer"], num_tokens=s.num_tokens,
-                       dataset=s.dataset, seed=s.seed, train_fraction=s.train_fraction)  # fmt: skip
+                       dataset=s.dataset, seed=s.seed, train_fraction=s.train_fraction, split=s.split,
+                       start=ref_row["tokens"]["start"])  # fmt: skip
     map_file = write_linear_map(
         paths.dark_matter_map_path(key, map_key), ref_lin, ref_info, ref_row["source"], model_name
     )
     began_error_saes = time.perf_counter()
     results = train_error_saes(
         model_name, map_file, ref_info, ref_lin, list(s.error_sae_expansions), int(ref_row["k"] or 32),
-        s.error_sae_steps, s.train_fraction, s.dataset, s.device, s.seed,
+        s.error_sae_steps, s.train_fraction, s.dataset, s.device, s.seed, s.split,
+        after_chunks=int(ref_row["tokens"]["start"]) + int(ref_row["tokens"]["count"]),
     )  # fmt: skip
     summary["error_saes"] = {
         "of": ref_row["label"], "map_file": str(map_file), "results": [asdict(r) for r in results],
@@ -200,7 +230,7 @@ def run_dark_matter(
     summary["figures"] += figures.plot_synthetic(summary["synthetic"], plots)
     if lora_source is not None and adapter is not None:
         base_row = analyzed(lora_source)[0]
-        lora_row = analyze_sae(model_name, lora_source, s, adapter)[0]
+        lora_row = analyze_sae(model_name, lora_source, s, adapter, uses, chunks)[0]
         summary["base_vs_lora"] = {"base": base_row, "lora": lora_row}
         summary["figures"] += figures.plot_base_vs_lora(
             base_row, lora_row, plots, f"{title}: {base_row['label']} on the base vs LoRA model"
@@ -211,53 +241,3 @@ def run_dark_matter(
     atomic_write_text(out / "results.md", report_markdown(summary))
     print(report_markdown(summary), flush=True)
     return summary
-
-
-def _relative(path: str | None) -> str:
-    """`path` below the output root as a relative path (README tables hold no machine's folders)."""
-    if path is None:
-        return "?"
-    try:
-        return str(Path(path).relative_to(paths.root()))
-    except ValueError:
-        return path
-
-
-def report_markdown(summary: dict) -> str:
-    """The tables of a run: per SAE, baselines, power laws, error SAEs, synthetic, base vs LoRA."""
-    parts = [f"# Dark matter of SAEs: {summary['model']}"]
-    for name in ("width_sweep", "k_sweep"):
-        if summary.get(name):
-            parts += [f"## {name.replace('_', ' ')}", _table(summary[name]), "", "R² of ‖e‖² (held out) vs baselines:",
-                      _baseline_table(summary[name])]  # fmt: skip
-    if "power_laws" in summary:
-        body = [[q, f["c"], f["a"], f["m"]] for q, f in summary["power_laws"].items()]
-        parts += [
-            "## power laws y = c + a·W^m",
-            tabulate(body, ["quantity", "c", "a", "m"], floatfmt=".4g", tablefmt="github"),
-        ]
-    if "error_saes" in summary:
-        body = [
-            [r["target"], r["width"], r["k"], r["train_fvu"], r.get("val_fvu"), r["test_fvu"]]
-            for r in summary["error_saes"]["results"]
-        ]
-        head = ["target", "width", "k", "train FVU", "val FVU (all info tokens)", "test FVU (held out)"]
-        parts += [
-            f"## SAEs trained on the error parts of {summary['error_saes']['of']}",
-            "(train_sae.py --hidden_modification linear_error|nonlinear_error --modification_file "
-            f"{_relative(summary['error_saes'].get('map_file'))}, on the training tokens after the "
-            "SAEInfo's; not spliced, so no CE)",
-            tabulate(body, head, floatfmt=".3f", tablefmt="github"),
-        ]
-    if "synthetic" in summary:
-        parts += [
-            "## synthetic validation",
-            tabulate(summary["synthetic"], "keys", floatfmt=".4f", tablefmt="github"),
-        ]
-    if "base_vs_lora" in summary:
-        parts += [
-            "## base vs LoRA-adapted model (same SAE)",
-            _table([{**r, "label": name} for name, r in summary["base_vs_lora"].items()]),
-        ]
-    parts.append(f"\n({summary.get('seconds', 0):.0f} s)")
-    return "\n\n".join(parts) + "\n"
