@@ -139,9 +139,9 @@ def test_sum_sq_loss_is_squared_error_summed_over_d_mean_over_tokens_plus_l1():
     with torch.no_grad():
         z = sae.encode(x)
         x_hat = sae.decode(z)
-    per_token = [sum((x_hat[t, j] - x[t, j]) ** 2 for j in range(8)) for t in range(40)]
-    l1 = [sum(z[t, i] * sae.W_dec[i].norm() for i in range(24)) for t in range(40)]
-    expected = sum(per_token) / 40 + lam * sum(l1) / 40
+        per_token = [sum((x_hat[t, j] - x[t, j]) ** 2 for j in range(8)) for t in range(40)]
+        l1 = [sum(z[t, i] * sae.W_dec[i].norm() for i in range(24)) for t in range(40)]
+        expected = sum(per_token) / 40 + lam * sum(l1) / 40
     assert loss.item() == pytest.approx(float(expected), rel=1e-5)
     assert stats.loss.item() == pytest.approx(float(expected), rel=1e-5)
 
