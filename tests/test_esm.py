@@ -175,3 +175,26 @@ def test_masked_lm_sae_trains_and_validates_on_the_masked_inputs_it_is_scored_on
         x = residual_at(model, masked_lm_inputs(model, val), 1).reshape(-1, 32)
         fvu = float((sae.reconstruct(x) - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum())
     assert result.val_fvu == pytest.approx(fvu, rel=1e-4)
+
+
+def test_masked_lm_crosscoder_validates_on_the_masked_inputs(tmp_path, out_root):
+    """A crosscoder on a masked LM: each source's validation FVU is measured on the masked-LM inputs too."""
+    from lorasae.eval_ce import masked_lm_inputs
+    from lorasae.hooks import residual_at
+    from lorasae.sae.crosscoder import Crosscoder
+
+    model_dir = write_tiny_esm(tmp_path / "world")
+    fasta = write_fasta(tmp_path / "proteins.fasta")
+    model, tokenizer = load_model(str(model_dir), "cpu")
+    args = ["--device", "cpu", "--model", str(model_dir), "--dataset", str(fasta), "--architecture", "crosscoder",
+            "--layers", "0", "1", "--num_train_tokens", "1280", "--ctx_len", "32", "--batch_size", "4",
+            "--num_val_tokens", "256", "--val_batch_size", "4", "--k", "4", "--expansion_factor", "4",
+            "--eval_every_pct", "50"]  # fmt: skip
+    result = train_sae(parse_with_config_file(TrainSaeConfig, args))
+    coder = Crosscoder.load(result.final_dir)
+    val = masked_lm_inputs(model, load_token_split(str(fasta), tokenizer, 32, 256).val)
+    with torch.no_grad():
+        xs = [residual_at(model, val, layer).reshape(-1, 32) for layer in (0, 1)]
+        for layer, x, rec in zip((0, 1), xs, coder.reconstruct(xs)):
+            fvu = float((rec - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum())
+            assert result.per_source[layer]["val_fvu"] == pytest.approx(fvu, rel=1e-4)
