@@ -37,13 +37,16 @@ def _speedup(model: str, fmt: str) -> str:
 
 
 def _multi_sae(model: str, fmt: str) -> str:
+    from lorasae.gap import format_gap_closed
     from lorasae.plotting import multi_sae_table
     from lorasae.results import load_results_csv, select_model
 
     table = multi_sae_table(select_model(load_results_csv(None), model))
-    table = table.astype({"rank": int, "num_examples": int}).rename(
-        columns={"pct_gap_closed": "% gap closed"}
-    )
+    table = table.astype({"rank": int, "num_examples": int})
+    flags = table.pop("gap_flag")  # a flagged run prints lorasae.gap's text, not a percentage
+    table["% gap closed"] = [
+        format_gap_closed(p / 100, f) for p, f in zip(table.pop("pct_gap_closed"), flags)
+    ]
     return tabulate(
         table, headers="keys", showindex=False, floatfmt=("", "", "", "", "", ".4f", ".4f", ".4f", ".1f"),
         tablefmt=fmt,

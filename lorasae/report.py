@@ -53,7 +53,8 @@ def results_rows(model: str, extra: list[str] | None = None) -> list[list[object
 
 
 def results_table(model: str, fmt: str = "simple") -> str:
-    """One row per run; `% gap closed` reads `n/a (no gap)` for a run whose SAE did not raise the CE.
+    """One row per run; `% gap closed` reads `n/a (no gap)` for a run whose SAE did not raise the CE and
+    `n/a (gap within noise)` for one whose gap is below 2 standard errors (`lorasae.gap`).
     Settings that differ between rows (`VARYING`) get a column."""
     extra = varying_columns(_latest_runs(model))
     headers = [

@@ -22,6 +22,7 @@ RESULTS_COLUMNS: tuple[str, ...] = (
     "L_SAE",
     "L_LoRA",
     "ce_gap",
+    "gap_se",
     "ce_improvement",
     "frac_gap_closed",
     "gap_flag",
@@ -35,6 +36,7 @@ RESULTS_COLUMNS: tuple[str, ...] = (
 TEXT_COLUMNS: frozenset[str] = frozenset(
     {"model", "sae_tag", "sae_source", "sae_layers", "lora_layers", "gap_flag", "timestamp", "fingerprint"}
 )
-# recomputed on reading (`lorasae.gap`), or new (the fingerprint): an older file need not have them
-DERIVED_COLUMNS: frozenset[str] = frozenset({"gap_flag", "fingerprint"})
+# recomputed on reading (`lorasae.gap`), or new (the fingerprint, the gap's standard error): an older file
+# need not have them
+DERIVED_COLUMNS: frozenset[str] = frozenset({"gap_flag", "fingerprint", "gap_se"})
 NUMERIC_COLUMNS: tuple[str, ...] = tuple(c for c in RESULTS_COLUMNS if c not in TEXT_COLUMNS)

@@ -26,6 +26,8 @@ def _reference(task: str, a: int, b: int, p: int) -> int:
         return (a - b) % p
     if task == "multiplication":
         return (a * b) % p
+    if task == "floordiv":
+        return (a // b) % p
     if task == "division":  # the c with c·b ≡ a, found by search (independent of the inverse formula)
         return next(c for c in range(p) if (c * b) % p == a)
     return (a + b) % p if a % 2 == 0 else (a - b) % p
@@ -35,7 +37,7 @@ def _reference(task: str, a: int, b: int, p: int) -> int:
 def test_answers_match_the_plain_formula_for_every_pair(task):
     t = ModularTask(task=task, prime=13, train_frac=0.5)
     pairs = t.pairs()
-    assert pairs.shape[0] == (13 * 12 if task == "division" else 13 * 13)
+    assert pairs.shape[0] == (13 * 12 if task in ("division", "floordiv") else 13 * 13)
     expected = torch.tensor([_reference(task, int(a), int(b), 13) for a, b in pairs])
     assert torch.equal(t.answers(pairs), expected)
 
@@ -68,7 +70,9 @@ def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="prime"):
         ModularTask(prime=12)
     with pytest.raises(ValueError, match="train_frac"):
-        ModularTask(train_frac=1.0)
+        ModularTask(train_frac=1.5)
+    with pytest.raises(ValueError, match="train_frac"):
+        ModularTask(train_frac=0.0)
     with pytest.raises(ValueError, match="task"):
         ModularTask(task="exponentiation")
 
@@ -78,3 +82,29 @@ def test_tokenizer_maps_text_to_the_task_ids():
     tok = build_tokenizer(t)
     assert tok("3 5 =")["input_ids"] == [3, 5, 11]
     assert tok.pad_token_id == t.pad_token and len(tok) == t.vocab_size
+
+
+def test_floordiv_is_the_seeds_integer_quotient_mod_p_without_b_zero():
+    """The seed (train-SAE `GrokkingTask`) computes `(a // b) % p` for b in 1..p-1; `floordiv` is that rule."""
+    t = ModularTask(task="floordiv", prime=11)
+    ids, labels = t.datasets()["all"]
+    assert ids.shape == (11 * 10, 3) and (ids[:, 1] != 0).all()
+    expected = [(a // b) % 11 for a in range(11) for b in range(1, 11)]
+    assert labels.tolist() == expected
+    assert ModularTask(task="division", prime=11).answers(ids[:, :2]).tolist() != expected  # a·b⁻¹ differs
+
+
+def test_train_frac_one_trains_and_tests_on_every_pair_like_the_seed():
+    t = ModularTask(prime=7, train_frac=1.0)
+    train, test = t.split()
+    assert torch.equal(train, torch.arange(49)) and torch.equal(test, train)
+    data = t.datasets()
+    assert torch.equal(data["train"][0], data["test"][0]) and torch.equal(data["train"][1], data["all"][1])
+    assert t.name == "addition_p7_frac1_seed0"
+
+
+def test_grok_source_names_round_trip_for_the_seed_options():
+    from lorasae.grok.data import grok_source, parse_grok_source
+
+    for task in (ModularTask("floordiv", 7, 1.0, 2), ModularTask("division", 11, 0.5, 0)):
+        assert parse_grok_source(grok_source(task)) == task

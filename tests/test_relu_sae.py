@@ -130,3 +130,95 @@ def test_lora_on_a_relu_sae_closes_part_of_the_gap(world_model, out_root, capsys
     assert summary.run.sae_tag == "layer_0__expansion_4_relu_l1_0.01"  # layer 0 is not the default 1
     assert summary.result.ce_gap > 0.01
     assert summary.result.frac_gap_closed > 0.05
+
+
+def test_sum_sq_loss_is_squared_error_summed_over_d_mean_over_tokens_plus_l1():
+    """--recon_loss sum_sq: Σ_d (x̂ − x)² averaged over tokens + λ·L1 (written out with loops)."""
+    sae = _relu_sae()
+    x = torch.randn(40, 8) * 2 - 1
+    lam = 5.0
+    loss, stats = _sae_losses(x, sae(x), auxk_alpha=0.0, sparsity_coef=lam, recon_loss="sum_sq")
+    with torch.no_grad():
+        z = sae.encode(x)
+        x_hat = sae.decode(z)
+        per_token = [sum((x_hat[t, j] - x[t, j]) ** 2 for j in range(8)) for t in range(40)]
+        l1 = [sum(z[t, i] * sae.W_dec[i].norm() for i in range(24)) for t in range(40)]
+        expected = sum(per_token) / 40 + lam * sum(l1) / 40
+    assert loss.item() == pytest.approx(float(expected), rel=1e-5)
+    assert stats.loss.item() == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_sum_sq_loss_equals_sae_lens_standard_training_loss_on_the_same_weights():
+    sae_lens = pytest.importorskip("sae_lens")
+    from sae_lens.saes.sae import TrainStepInput
+    from sae_lens.saes.standard_sae import StandardTrainingSAE, StandardTrainingSAEConfig
+
+    sae = _relu_sae()
+    lam = 0.7
+    theirs = StandardTrainingSAE(StandardTrainingSAEConfig(d_in=8, d_sae=24, l1_coefficient=lam))
+    theirs.load_state_dict(
+        {n: getattr(sae, n).detach().clone() for n in ("W_enc", "b_enc", "W_dec", "b_dec")}
+    )
+    x = torch.randn(30, 8) * 3
+    step = TrainStepInput(x, {"l1": lam}, None, n_training_steps=0, is_logging_step=False)
+    out = theirs.training_forward_pass(step)
+    ours, _ = _sae_losses(x, sae(x), auxk_alpha=0.0, sparsity_coef=lam, recon_loss="sum_sq")
+    assert ours.item() == pytest.approx(out.loss.item(), rel=1e-5)
+    fvu_loss, _ = _sae_losses(x, sae(x), auxk_alpha=0.0, sparsity_coef=lam)
+    assert fvu_loss.item() != pytest.approx(out.loss.item(), rel=1e-2)  # the default is another scale
+    assert sae_lens.__version__  # the comparison ran against the installed sae_lens
+
+
+def _seed_vanilla_losses(x, enc_w, enc_b, dec_w, dec_b, sparsity):
+    """train-SAE's VanillaSAE.get_losses (train_sae/saes/vanilla.py) on one all-ones mask, step past warm-up:
+    nn.Linear layers (encoder [s, d], decoder [d, s]), no b_dec subtracted before the encoder."""
+    encoded = torch.relu(x @ enc_w.t() + enc_b)
+    decoded = encoded @ dec_w.t() + dec_b
+    mask = torch.ones(x.shape[0], 1)
+    mse = ((decoded - x).pow(2) * mask).sum() / mask.sum()
+    sparsity_loss = (encoded * mask @ torch.norm(dec_w, dim=0)).sum() / mask.sum() * 1.0 * sparsity
+    return mse + sparsity_loss
+
+
+def test_sum_sq_loss_equals_the_seeds_vanilla_sae_loss_on_the_same_weights():
+    sae = _relu_sae()
+    x = torch.randn(25, 8) + 0.5
+    with torch.no_grad():  # our b_dec is subtracted before encoding: fold it into the seed's encoder bias
+        seed = _seed_vanilla_losses(
+            x, sae.W_enc.t(), sae.b_enc - sae.b_dec @ sae.W_enc, sae.W_dec.t(), sae.b_dec, sparsity=5.0
+        )
+    ours, _ = _sae_losses(x, sae(x), auxk_alpha=0.0, sparsity_coef=5.0, recon_loss="sum_sq")
+    assert ours.item() == pytest.approx(seed.item(), rel=1e-5)
+
+
+def test_recon_loss_flag_parses_and_is_refused_where_it_means_nothing():
+    cfg = parse_with_config_file(TrainSaeConfig, ["--architecture", "relu", "--recon_loss", "sum_sq"])
+    assert cfg.sae_kwargs.recon_loss == "sum_sq"
+    assert parse_with_config_file(TrainSaeConfig, ["--architecture", "relu"]).sae_kwargs.recon_loss == "fvu"
+    cfg.validate(32)
+    with pytest.raises(ValueError, match="--recon_loss must be one of fvu, sum_sq"):
+        parse_with_config_file(TrainSaeConfig, ["--architecture", "relu", "--recon_loss", "mse"]).validate(32)
+    for other in (["--architecture", "topk"], ["--architecture", "relu", "--e2e"]):  # FVU / KL objectives
+        with pytest.raises(ValueError, match="--recon_loss sum_sq is for --architecture relu"):
+            parse_with_config_file(TrainSaeConfig, [*other, "--recon_loss", "sum_sq"]).validate(32)
+
+
+def test_seed_loss_run_trains_on_the_squared_error_per_token_not_the_fvu(tmp_path, out_root):
+    """train_sae.py --recon_loss sum_sq: the logged loss − λ·L1 is the squared error per token, i.e. the
+    FVU times the residual's per-token variance Σ_d Var(x_d) (about 0.013 on this random model), not the FVU."""
+    model_dir, data = write_tiny_world(tmp_path)
+    lam = 1e-4
+    args = fast_args(model_dir, data, architecture="relu", sparsity=lam, recon_loss="sum_sq", lr=3e-3)
+    result = train_sae(parse_with_config_file(TrainSaeConfig, args))
+    m = result.train_metrics
+    from lorasae.data import load_token_split
+    from lorasae.hooks import residual_at
+    from lorasae.models import load_model
+
+    model, tokenizer = load_model(str(model_dir), "cpu")
+    with torch.no_grad():
+        x = residual_at(model, load_token_split(str(data), tokenizer, 32, 128).val, 1).reshape(-1, 32)
+    per_token_variance = float(x.var(0, unbiased=False).sum())
+    assert (m["loss"] - lam * m["l1"]) / m["fvu"] == pytest.approx(per_token_variance, rel=0.5)
+    assert per_token_variance < 0.1  # so an FVU-scale loss would be far off
+    assert result.val_l0 > 0

@@ -3,7 +3,8 @@ interface (`val`, `train_chunks`, `train_batches`), so SAEs and crosscoders trai
 the same trainer as on text.
 
 Each chunk is one problem `a b = c` (4 tokens, the grok model's whole context), and only the task's TRAIN
-problems are used (the test problems stay unseen, as for the model): validation = the first
+problems are used (the test problems stay unseen, as for the model; with `--train_frac 1`, the seed's
+setting, train and test are every problem): validation = the first
 `num_val_tokens / 4` of them in a seeded order, training = the rest, reshuffled (seeded) every epoch. The
 answer is read at position 2 (the `=` token, the one predicting c), so the SAE configs take that position
 only (`--positions -2`, `lorasae/train/positions.py`); the causal model's residual there does not see c.

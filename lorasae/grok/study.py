@@ -37,6 +37,7 @@ from lorasae.grok.experiments import (
 )
 from lorasae.grok.model import accuracy
 from lorasae.grok.saes import answer_activations, latent_stats
+from lorasae.grok.tasks import DIVISIONS
 from lorasae.grok.train import Curves, GrokTrainConfig, checkpoint_steps, ensure_grok_model
 from lorasae.hooks import splice
 from lorasae.sae import TopKSAE, splice_fn
@@ -269,7 +270,7 @@ def run_study(cfg: GrokStudyConfig, base: Path | None = None) -> dict:
         figures.plot_relative_norms(rel, run, plots),
         figures.plot_clamp(clamp, curves, run, plots),
     ]
-    if tc.task.task != "division":  # the full p × p grid (division has no b = 0 column)
+    if tc.task.task not in DIVISIONS:  # the full p × p grid (the divisions have no b = 0 column)
         figs.append(figures.plot_latent_grid(z_pre, z_post, show, p, run, plots))
     attr = token_attribution(post_model, post_sae, all_ids, cfg.layer, torch.tensor(show))
     figs.append(figures.plot_attribution(attr, all_ids, show, p, run, plots))

@@ -5,6 +5,12 @@ Token ids: ``0 … p-1`` are the numbers, ``p`` is ``=`` and ``p + 1`` is paddin
 is there so the saved tokenizer has an unknown/pad token), so the vocabulary has ``p + 2`` entries (99
 for the default p = 97, the seed's ``vocab_size``). The split is a seeded permutation of all pairs: the
 same (task, prime, train_frac, seed) always gives the same train and test sets.
+
+Two choices differ from the seed and both are available (docs/DEVIATIONS.md, train-SAE section):
+- ``division`` is modular division, c = a · b⁻¹ mod p (c·b ≡ a), the grokking literature's task; the seed
+  computes ``(a // b) % p`` (the integer quotient), which is ``--task floordiv`` here.
+- the default holds out 60 % of the pairs as the test set (grokking = generalizing to unseen problems); the
+  seed trains and tests on every pair, which is ``--train_frac 1`` here (test set = train set = all pairs).
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-TASKS = ("addition", "subtraction", "multiplication", "division", "conditional")
+TASKS = ("addition", "subtraction", "multiplication", "division", "floordiv", "conditional")
+DIVISIONS = ("division", "floordiv")
+"""The tasks without b = 0 (p · (p − 1) pairs)."""
 
 
 def modular_inverse(b: int, p: int) -> int:
@@ -35,6 +43,8 @@ def _answers(task: str, a: Tensor, b: Tensor, p: int) -> Tensor:
     if task == "division":
         inverses = torch.tensor([0] + [modular_inverse(x, p) for x in range(1, p)], dtype=torch.long)
         return (a * inverses[b]) % p
+    if task == "floordiv":  # the seed's rule: integer quotient, then mod p
+        return torch.div(a, b, rounding_mode="floor") % p
     if task == "conditional":  # a + b when a is even, a - b when a is odd: two rules keyed on one input
         return torch.where(a % 2 == 0, (a + b) % p, (a - b) % p)
     raise ValueError(f"unknown task {task!r}: choose one of {', '.join(TASKS)}")
@@ -45,11 +55,13 @@ class ModularTask:
     """One modular arithmetic task over a prime with a deterministic train/test split of all pairs."""
 
     task: str = "addition"
-    """addition | subtraction | multiplication | division (a · b⁻¹) | conditional (a+b if a even, else a−b)."""
+    """addition | subtraction | multiplication | division (a · b⁻¹ mod p) | floordiv ((a // b) mod p, the
+    seed's "division") | conditional (a+b if a even, else a−b)."""
     prime: int = 97
     """The modulus p (numbers 0 … p−1)."""
     train_frac: float = 0.4
-    """Share of all pairs used for training; the rest is the test set."""
+    """Share of all pairs used for training; the rest is the test set. 1 = the seed's setting: train on
+    every pair and test on the same pairs (test accuracy is then train accuracy)."""
     seed: int = 0
     """Seed of the split's permutation."""
 
@@ -58,8 +70,10 @@ class ModularTask:
             raise ValueError(f"unknown task {self.task!r}: choose one of {', '.join(TASKS)}")
         if self.prime < 2 or any(self.prime % q == 0 for q in range(2, int(self.prime**0.5) + 1)):
             raise ValueError(f"--prime must be a prime, got {self.prime}")
-        if not 0 < self.train_frac < 1:
-            raise ValueError(f"--train_frac must be in (0, 1), got {self.train_frac}")
+        if not 0 < self.train_frac <= 1:
+            raise ValueError(
+                f"--train_frac must be in (0, 1], got {self.train_frac} (1 = test on the train set)"
+            )
 
     @property
     def eq_token(self) -> int:
@@ -79,11 +93,11 @@ class ModularTask:
         return f"{self.task}_p{self.prime}_frac{self.train_frac:g}_seed{self.seed}"
 
     def pairs(self) -> Tensor:
-        """Every (a, b) of the task in row-major order, [N, 2]; division leaves out b = 0."""
+        """Every (a, b) of the task in row-major order, [N, 2]; the divisions leave out b = 0."""
         p = self.prime
         a, b = torch.meshgrid(torch.arange(p), torch.arange(p), indexing="ij")
         grid = torch.stack([a.reshape(-1), b.reshape(-1)], dim=1)
-        return grid[grid[:, 1] != 0] if self.task == "division" else grid
+        return grid[grid[:, 1] != 0] if self.task in DIVISIONS else grid
 
     def answers(self, pairs: Tensor) -> Tensor:
         return _answers(self.task, pairs[:, 0], pairs[:, 1], self.prime)
@@ -94,8 +108,11 @@ class ModularTask:
         return torch.cat([pairs.long(), eq], dim=1)
 
     def split(self) -> tuple[Tensor, Tensor]:
-        """(train indices, test indices) into ``pairs()``: a seeded permutation cut at train_frac."""
+        """(train indices, test indices) into ``pairs()``: a seeded permutation cut at train_frac; with
+        train_frac 1 both are every pair (the seed's train = test)."""
         n = self.pairs().shape[0]
+        if self.train_frac == 1:
+            return torch.arange(n), torch.arange(n)
         order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))
         n_train = max(1, min(n - 1, round(self.train_frac * n)))
         return order[:n_train].sort().values, order[n_train:].sort().values

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from lorasae.eval_ce import per_token_ce
+from lorasae.gap import paired_gap_se
 from lorasae.hooks import SpliceFn
 from lorasae.interp.activations import forward_states, layer_metrics
 from lorasae.interp.stats import bootstrap_interval
@@ -103,6 +104,12 @@ def _metric_record(per_seq: Mapping[str, Tensor], confidence: float, resamples: 
     }
 
 
+def _gap_se(clean: Tensor, sae: Tensor) -> float:
+    """Standard error of the CE gap (sae − clean) from the paired per-sequence CEs (`lorasae.gap`)."""
+    counts = torch.full((clean.shape[0],), clean.shape[1])
+    return paired_gap_se(clean.double().sum(1), counts, sae.double().sum(1), counts)
+
+
 def summarise_metrics(
     raw: RawMetrics,
     sae_layer: int,
@@ -126,6 +133,7 @@ def summarise_metrics(
             "cosine": {v: raw.cosine[v].tolist() for v in VARIANTS},
         },
         "ce": {name: float(values.double().mean()) for name, values in raw.token_ce.items()},
+        "ce_gap_se": _gap_se(raw.token_ce["clean"], raw.token_ce["sae"]),
         "token_loss": {"summary": summarise(diff), "histogram": log_histogram(diff, edges)},
     }
 

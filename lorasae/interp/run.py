@@ -165,7 +165,7 @@ def format_tables(record: dict, tablefmt: str = "simple") -> str:
     ]
     layers = tabulate(rows, headers=headers, floatfmt=".4f", tablefmt=tablefmt)
     ce, s = record["ce"], record["token_loss"]["summary"]
-    gap = gap_closed(ce["clean"], ce["sae"], ce["lora_sae"])
+    gap = gap_closed(ce["clean"], ce["sae"], ce["lora_sae"], record.get("ce_gap_se"))
     loss = tabulate(
         [
             ["L_base / L_SAE / L_LoRA+SAE", f"{ce['clean']:.4f} / {ce['sae']:.4f} / {ce['lora_sae']:.4f}"],

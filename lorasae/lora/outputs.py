@@ -1,12 +1,13 @@
 """What a LoRA run leaves behind (SPEC §3.4), all written atomically:
 - `data/TopK/CE_increase/<model>/<sae_tag>/peft_<a>-<b>_rank_<r>_CE_increase_<N/1000>k[__<variant>].json`
   `{"initial": L_SAE, "converged": L_LoRA, "difference": L_SAE − L_LoRA, "base": L_base}`, plus
-  `"gap_flag": "non_positive_gap"` when the SAE did not raise the CE (`lorasae.gap`);
+  `"gap_flag": "non_positive_gap"` (or `"gap_within_noise"`) when the SAE did not raise the CE beyond
+  its measurement noise (`lorasae.gap`);
 - `data/TopK/val_loss/.../..._val_losses_<N/1000>k[__<variant>].json`: spliced CE list, first = before
   training;
 - `data/TopK/time/.../..._time_<N/1000>k[__<variant>].json`: cumulative training minutes, first = 0;
 - one row in `data/results.csv` (columns `lorasae.results_columns.RESULTS_COLUMNS`, read by
-  `lorasae.results`; `frac_gap_closed` empty and `gap_flag` = `non_positive_gap` when L_SAE ≤ L_base); a
+  `lorasae.results`; `frac_gap_closed` empty and `gap_flag` set when flagged; `gap_se` the gap's noise); a
   redone run replaces its own row (same fingerprint), never adds a second;
 - with --save_model, the adapter in PEFT format at
   `saved_models/<model>/<sae_tag>/peft_<a>-<b>/rank_<r>[__<variant>]/`, with its run record `run.json`;
@@ -92,7 +93,8 @@ def write_run_records(
 
 
 def ce_increase(result: LoraRunResult) -> dict[str, Any]:
-    """SPEC §3.4's four keys; plus `"gap_flag": "non_positive_gap"` when the SAE did not raise the CE."""
+    """SPEC §3.4's four keys; plus `"gap_flag"` (`non_positive_gap` / `gap_within_noise`, `lorasae.gap`)
+    when the SAE did not raise the CE beyond its measurement noise."""
     out: dict[str, Any] = {
         "initial": result.L_SAE,
         "converged": result.L_LoRA,
@@ -144,6 +146,7 @@ def results_row(
         "L_SAE": _number(result.L_SAE),
         "L_LoRA": _number(result.L_LoRA),
         "ce_gap": _number(result.ce_gap),
+        "gap_se": _number(result.gap_se),  # the gap's standard error (lorasae.gap.paired_gap_se)
         "ce_improvement": _number(result.ce_improvement),
         "frac_gap_closed": _number(result.frac_gap_closed),  # empty when flagged
         "gap_flag": result.gap_flag or "",

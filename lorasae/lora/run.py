@@ -31,7 +31,14 @@ from lorasae.lora.outputs import (
     write_run_records,
 )
 from lorasae.lora.plan import PlannedRun, make_run_id, plan_runs
-from lorasae.lora.trainer import LoraRunResult, TrainSettings, sae_splices, train_lora, validation_ce
+from lorasae.lora.trainer import (
+    ChunkCE,
+    LoraRunResult,
+    TrainSettings,
+    sae_splices,
+    train_lora,
+    validation_ce_chunks,
+)
 from lorasae.models import ModelShape, d_model, load_model, special_token_ids
 from lorasae.paths import results_csv
 from lorasae.paths import root as output_root
@@ -156,7 +163,8 @@ class LoraSession:
     model: nn.Module
     split: TokenSplit
     special_ids: list[int]
-    base_ce: float
+    base_ce: float | ChunkCE
+    """The original model's validation CE, per chunk (the gap's noise is measured from it)."""
     info: distributed.DistInfo
     device: torch.device
 
@@ -185,7 +193,7 @@ def open_session(cfg: TrainLoraConfig, info: distributed.DistInfo, device: torch
     split = load_token_split(
         cfg.dataset, tokenizer, cfg.ctx_len, cfg.num_val_tokens, cfg.seed, text_field=cfg.text_field
     )
-    base_ce = validation_ce(model, split.val, cfg.val_batch_size, None, info=info)
+    base_ce = validation_ce_chunks(model, split.val, cfg.val_batch_size, None, info=info)
     return LoraSession(cfg, model, split, special_token_ids(tokenizer), base_ce, info, device)
 
 

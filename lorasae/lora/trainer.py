@@ -23,8 +23,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from lorasae.eval_ce import ce_sum_and_count
-from lorasae.gap import GapClosed, gap_closed
+from lorasae.eval_ce import ce_per_chunk
+from lorasae.gap import GapClosed, gap_closed, paired_gap_se
 from lorasae.hooks import SpliceFn, splice
 from lorasae.kl import KL_IMPLS, LogitHead, chunked_kl, final_hidden, naive_kl, verify_head
 from lorasae.lora.base_view import BaseView
@@ -65,6 +65,8 @@ class LoraRunResult:
     examples: list[int] = field(default_factory=list)
     train_kl: list[float] = field(default_factory=list)
     kl_impl: str = "fused"
+    gap_se: float = float("nan")
+    """Standard error of L_SAE − L_base from the paired per-chunk CEs (`lorasae.gap.paired_gap_se`)."""
 
     @property
     def ce_gap(self) -> float:
@@ -76,8 +78,8 @@ class LoraRunResult:
 
     @property
     def gap(self) -> GapClosed:
-        """The fraction of the CE gap closed, or the `non_positive_gap` flag (`lorasae.gap`)."""
-        return gap_closed(self.L_base, self.L_SAE, self.L_LoRA)
+        """The fraction of the CE gap closed, or the `non_positive_gap` / `gap_within_noise` flag."""
+        return gap_closed(self.L_base, self.L_SAE, self.L_LoRA, self.gap_se)
 
     @property
     def frac_gap_closed(self) -> float:
@@ -175,6 +177,45 @@ class KLObjective(nn.Module):
         return chunked_kl(student, base, head=self.head, chunk_size=self.chunk_size)
 
 
+@dataclass(frozen=True)
+class ChunkCE:
+    """Summed CE and scored-token count of each validation chunk (all ranks gathered), [N] each."""
+
+    sums: Tensor
+    counts: Tensor
+
+    @property
+    def mean(self) -> float:
+        return float(self.sums.sum() / self.counts.sum())
+
+
+def validation_ce_chunks(
+    model: nn.Module,
+    val_chunks: Tensor,
+    batch_size: int,
+    splices: SpliceFactory | None = None,
+    adapters: bool = True,
+    info: DistInfo | None = None,
+) -> ChunkCE:
+    """Each validation chunk's CE (`lorasae.eval_ce.ce_per_chunk`; each rank takes its share, gathered
+    into every rank's copy), with the SAEs spliced when `splices` is given and the adapters off when
+    `adapters` is False. The model's training mode is restored afterwards."""
+    info = info or dist_info()
+    n = len(val_chunks)
+    mine = torch.arange(info.rank, n, info.world_size) if info.enabled else torch.arange(n)
+    off = model.disable_adapter() if not adapters else contextlib.nullcontext()
+    with off:
+        sums, counts = (
+            ce_per_chunk(model, val_chunks[mine], batch_size, splices) if len(mine) else (None, None)
+        )
+    both = torch.zeros(2, n, dtype=torch.float64, device=_device(model))
+    if sums is not None:
+        both[0, mine.to(both.device)] = sums.to(both.device)
+        both[1, mine.to(both.device)] = counts.to(both.device, torch.float64)
+    all_reduce_sum(both)
+    return ChunkCE(both[0].cpu(), both[1].cpu())
+
+
 def validation_ce(
     model: nn.Module,
     val_chunks: Tensor,
@@ -183,17 +224,8 @@ def validation_ce(
     adapters: bool = True,
     info: DistInfo | None = None,
 ) -> float:
-    """Mean next-token CE on the validation chunks (each rank takes its share; summed over ranks), with
-    the SAEs spliced when `splices` is given and the adapters off when `adapters` is False. The model's
-    training mode is restored afterwards."""
-    info = info or dist_info()
-    local = val_chunks[info.rank :: info.world_size] if info.enabled else val_chunks
-    off = model.disable_adapter() if not adapters else contextlib.nullcontext()
-    with off:
-        total, count = ce_sum_and_count(model, local, batch_size, splices) if len(local) else (0.0, 0)
-    sums = torch.tensor([total, float(count)], dtype=torch.float64, device=_device(model))
-    all_reduce_sum(sums)
-    return float(sums[0] / sums[1])
+    """Mean next-token CE on the validation chunks (`validation_ce_chunks`, token-weighted)."""
+    return validation_ce_chunks(model, val_chunks, batch_size, splices, adapters, info).mean
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -211,7 +243,7 @@ def train_lora(
     train_batches: Iterator[Tensor],
     val_chunks: Tensor,
     settings: TrainSettings,
-    base_ce: float | None = None,
+    base_ce: float | ChunkCE | None = None,
     info: DistInfo | None = None,
 ) -> LoraRunResult:
     """Train the adapters of PeftModel `model` on `train_batches` (global batches [B, T]) for
@@ -242,11 +274,15 @@ def train_lora(
         return value
 
     if base_ce is None:
-        base_ce = validation_ce(model, val_chunks, settings.val_batch_size, None, adapters=False, info=info)
-    initial = evaluate()
-    result = LoraRunResult(base_ce, initial, initial, [initial], [0.0], [0], [], objective.impl)
+        base_ce = validation_ce_chunks(model, val_chunks, settings.val_batch_size, None, False, info)
+    spliced = validation_ce_chunks(model, val_chunks, settings.val_batch_size, splices, info=info)
+    model.train()
+    initial = spliced.mean
+    result = LoraRunResult(_mean(base_ce), initial, initial, [initial], [0.0], [0], [], objective.impl)
+    if isinstance(base_ce, ChunkCE):  # the gap's noise: paired per-chunk differences (`lorasae.gap`)
+        result.gap_se = paired_gap_se(base_ce.sums, base_ce.counts, spliced.sums, spliced.counts)
     log = settings.log_fn or (lambda _: None)
-    log({"examples": 0, "val_loss": initial, "base_loss": base_ce, "minutes": 0.0})
+    log({"examples": 0, "val_loss": initial, "base_loss": result.L_base, "minutes": 0.0})
 
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     model.train()
@@ -302,6 +338,10 @@ def train_lora(
     if math.isnan(result.L_LoRA):
         raise FloatingPointError("Validation CE became NaN: lower --lr.")
     return result
+
+
+def _mean(ce: float | ChunkCE) -> float:
+    return ce.mean if isinstance(ce, ChunkCE) else float(ce)
 
 
 def _prepend(first: Tensor, rest: Iterator[Tensor]) -> Iterator[Tensor]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lorasae.gap import gap_fractions
+from lorasae.gap import format_gap_closed, gap_fractions
 from lorasae.layer_spec import parse_layer_spec
 from lorasae.plotting._common import examples_label, grid, new_figure, plots_dir, save_figure
 from lorasae.results import MissingResultsError, load_results_csv, sanitize, select_model
@@ -62,9 +62,11 @@ def multi_sae_table(df: pd.DataFrame, rank: int | None = None) -> pd.DataFrame:
     table["config"] = ["SAE@" + "+".join(str(x) for x in layers)] + [
         f"SAE@{int(layer)}" for layer in table["sae_layer"].iloc[1:]
     ]
-    table["pct_gap_closed"] = 100 * gap_fractions(table["L_base"], table["L_SAE"], table["L_LoRA"])
+    table["pct_gap_closed"] = 100 * gap_fractions(
+        table["L_base"], table["L_SAE"], table["L_LoRA"], table["gap_se"]
+    )
     cols = ["config", "sae_layers", "rank", "lora_layers", "num_examples", "L_base", "L_SAE", "L_LoRA",
-            "pct_gap_closed"]  # fmt: skip
+            "pct_gap_closed", "gap_flag"]  # fmt: skip
     return table[cols].reset_index(drop=True)
 
 
@@ -80,7 +82,11 @@ def plot_multi_sae(
     ax.bar([x + width / 2 for x in xs], table["L_LoRA"], width, color="#1f77b4", label="SAE(s) + LoRA")
     ax.axhline(table["L_base"].iloc[0], color="k", ls="--", lw=1, label="original model")
     for x, (_, row) in zip(xs, table.iterrows()):
-        ax.text(x, row["L_SAE"], f"{row['pct_gap_closed']:.0f}% closed", ha="center", va="bottom", fontsize=8)
+        flagged = isinstance(row.get("gap_flag"), str) and row["gap_flag"]  # lorasae.gap's text instead
+        label = (
+            format_gap_closed(None, row["gap_flag"]) if flagged else f"{row['pct_gap_closed']:.0f}% closed"
+        )
+        ax.text(x, row["L_SAE"], label, ha="center", va="bottom", fontsize=8)
     ax.set_xticks(list(xs), table["config"].tolist())
     low = min(table["L_base"].min(), table["L_LoRA"].min())
     ax.set_ylim(low - 0.1 * (table["L_SAE"].max() - low), table["L_SAE"].max() * 1.04)

@@ -81,7 +81,7 @@ def improvement_table(
         rows = rows[(rows[col] == value) | ((col == "model") & (rows["model_dir"] == sanitize(str(value))))]
     improvement = rows["L_SAE"] - rows["L_LoRA"]
     rows["ce_improvement"] = rows["ce_improvement"].fillna(improvement)
-    fractions = gap_fractions(rows["L_base"], rows["L_SAE"], rows["L_LoRA"])  # NaN where no gap (lorasae.gap)
+    fractions = gap_fractions(rows["L_base"], rows["L_SAE"], rows["L_LoRA"], rows["gap_se"])  # NaN: flagged
     rows["frac_gap_closed"] = rows["frac_gap_closed"].fillna(pd.Series(fractions, index=rows.index))
     rows = rows[rows[xv.column].notna() & rows["ce_improvement"].notna() & rows["rank"].notna()]
     if "n_sae_layers" not in where:

@@ -29,7 +29,8 @@ def load_results_csv(root: str | Path | None = None) -> pd.DataFrame:
     strings, plus parsed columns `sae_layer` (first SAE layer), `n_sae_layers`, `lora_first`,
     `lora_last`, `n_lora_layers`, `lora_kind` (`single` | `after` | `all` | `other`), `model_dir`
     (the model as a folder name) and `model_size_b` (billions of parameters, from the name if it says).
-    `gap_flag` is `non_positive_gap` (and `frac_gap_closed` NaN) where L_SAE − L_base ≤ 0, "" elsewhere."""
+    `gap_flag` is `non_positive_gap` (and `frac_gap_closed` NaN) where L_SAE − L_base ≤ 0,
+    `gap_within_noise` where the gap is below 2 standard errors (`gap_se`, NaN in older files), "" elsewhere."""
     path = results_csv(resolve_root(root))
     if not path.is_file():
         raise MissingResultsError(
@@ -42,11 +43,13 @@ def load_results_csv(root: str | Path | None = None) -> pd.DataFrame:
         warnings.warn(f"{path} lacks columns {missing}; treating them as empty", stacklevel=2)
         for c in missing:
             df[c] = ""
+    for c in DERIVED_COLUMNS - set(df.columns):  # new or recomputed columns an older file lacks
+        df[c] = ""
     for c in NUMERIC_COLUMNS:
         df[c] = pd.to_numeric(df[c].replace("", np.nan), errors="coerce").astype(float)
     # the gap rule of `lorasae.gap`, applied again on reading: rows written before it existed (or by hand)
     # get their flag, and a flagged row has no fraction, whatever its cell says
-    df["gap_flag"] = gap_flags(df["L_base"], df["L_SAE"])
+    df["gap_flag"] = gap_flags(df["L_base"], df["L_SAE"], df["gap_se"])
     df.loc[df["gap_flag"] != "", "frac_gap_closed"] = np.nan
     sae = df["sae_layers"].map(parse_layers)
     lora = df["lora_layers"].map(parse_layers)

@@ -3,8 +3,10 @@
 ``z = ReLU((x - b_dec) W_enc + b_enc)``, ``x_hat = z W_dec + b_dec``. Training loss (``forward``):
 ``FVU + λ · mean over tokens of Σ_i z_i ‖W_dec_i‖``: the L1 penalty weighted by each latent's decoder norm,
 as SAELens's standard SAE trains it (so shrinking z while growing W_dec buys nothing and the decoder
-needs no unit-norm constraint). The reconstruction term is the FVU, as for TopK (objectives.py), so λ is
-relative to a scale-free reconstruction error; λ is given per step by the trainer (sparsity warm-up,
+needs no unit-norm constraint). The reconstruction term is by default the FVU, as for TopK
+(objectives.py), so λ is relative to a scale-free reconstruction error; `--recon_loss sum_sq` trains on
+the squared error summed over d per token instead, the term of SAELens and train-SAE, so that their λ
+(train-SAE's `sparsity: 5.0`) means the same here. λ is given per step by the trainer (sparsity warm-up,
 `lorasae.train.schedule.sparsity_coef`).
 
 Saved in SAELens's on-disk format with ``architecture: "standard"`` (``sae_lens.SAE.load_from_disk``

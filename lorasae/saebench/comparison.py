@@ -205,8 +205,9 @@ def comparison_table(results: dict[str, dict[str, dict[str, Any]]], tablefmt: st
 def gap_closed(results: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any] | None:
     """SPEC §3.3 from the two core results: L_base = the base model's CE, L_SAE = its CE with the SAE
     spliced, L_LoRA = the merged model's CE with the SAE; fraction = (L_SAE − L_LoRA) / (L_SAE − L_base),
-    None with `gap_flag` = `non_positive_gap` when L_SAE − L_base ≤ 0 (`lorasae.gap`); None when a core
-    result is missing."""
+    None with `gap_flag` = `non_positive_gap` when L_SAE − L_base ≤ 0, `gap_within_noise` when below 2
+    standard errors (the base core result's `eval_result_unstructured.ce_loss_gap_stderr`; `lorasae.gap`);
+    None when a core result is missing."""
     results = pair_results(results)[0]
     try:
         base = results["base"]["core"]["eval_result_metrics"]["model_performance_preservation"]
@@ -220,7 +221,9 @@ def gap_closed(results: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any] 
         return None
     if None in (l_base, l_sae, l_lora):
         return None
-    gap = ce_gap_closed(l_base, l_sae, l_lora)
+    unstructured = results["base"]["core"].get("eval_result_unstructured")
+    se = unstructured.get("ce_loss_gap_stderr") if isinstance(unstructured, dict) else None
+    gap = ce_gap_closed(l_base, l_sae, l_lora, se)
     return {
         "L_base": l_base,
         "L_SAE": l_sae,

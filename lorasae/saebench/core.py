@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from lorasae.eval_ce import per_token_ce
+from lorasae.gap import paired_gap_se
 from lorasae.hooks import residual_at, splice
 from lorasae.models import special_token_ids
 from lorasae.sae.splice import splice_fn
@@ -235,8 +236,10 @@ def run_core(
     metrics: dict[str, dict[str, Any]] = {}
     B = config.batch_size_prompts
 
+    unstructured: dict[str, float] = {}  # the CE gap's standard error (lorasae.gap), not a SAEBench field
     if config.compute_kl or config.compute_ce_loss:
         acc: dict[str, list[Tensor]] = {}
+        rows: dict[str, list[Tensor]] = {}
         special = special_token_ids(tokenizer)
         batches = _batches(tokens, B, config.n_eval_reconstruction_batches)
         for batch in tqdm(batches, desc="core: reconstruction", disable=not config.verbose):
@@ -247,7 +250,14 @@ def run_core(
             for name, values in per_token.items():
                 mask = keep if values.shape[1] == keep.shape[1] else keep[:, :-1]
                 acc.setdefault(name, []).append(values[mask])
+                if name in ("ce_loss_without_sae", "ce_loss_with_sae"):  # per sequence, for the gap's noise
+                    rows.setdefault(name, []).append((values * mask).double().sum(1))
+            rows.setdefault("counts", []).append(keep[:, :-1].sum(1))
         means = {name: float(torch.cat(v).mean()) for name, v in acc.items()}
+        counts = torch.cat(rows["counts"])
+        unstructured["ce_loss_gap_stderr"] = paired_gap_se(
+            torch.cat(rows["ce_loss_without_sae"]), counts, torch.cat(rows["ce_loss_with_sae"]), counts
+        )
         if config.compute_kl:
             metrics["model_behavior_preservation"] = {
                 "kl_div_score": kl_div_score(means["kl_div_with_sae"], means["kl_div_with_ablation"]),
@@ -366,5 +376,5 @@ def run_core(
         sae,
         sae_id,
         release_id,
-        unstructured={},
+        unstructured=unstructured,
     )

@@ -39,6 +39,7 @@ from lorasae.model_defaults import (
 from lorasae.models import model_key
 from lorasae.paths import portable
 from lorasae.train.modification import modification_problems
+from lorasae.train.objectives import recon_loss_problems
 from lorasae.train.positions import Positions, parse_positions, source_problems
 from lorasae.train.schedule import LR_SCHEDULERS
 from lorasae.train.validation import curve_val_tokens
@@ -55,8 +56,12 @@ class SaeKwargs:
     spelling) besides their flat ones (`--sparsity 5`)."""
 
     sparsity: float = 1e-3
-    """L1 coefficient λ of --architecture relu (and a relu crosscoder): loss = FVU + λ · mean over tokens of
-    Σ_i z_i ‖W_dec_i‖ (the L1 weighted by decoder norms, as SAELens's standard SAE)."""
+    """L1 coefficient λ of --architecture relu (and a relu crosscoder): loss = FVU (see --recon_loss) + λ · mean
+    over tokens of Σ_i z_i ‖W_dec_i‖ (the L1 weighted by decoder norms, as SAELens's standard SAE)."""
+
+    recon_loss: str = "fvu"
+    """Reconstruction term of --architecture relu: fvu | sum_sq (Σ_d (x̂−x)² per token, mean over tokens: the
+    term of SAELens's standard SAE and train-SAE's VanillaSAE, so their λ means the same; objectives.py)."""
 
     sparsity_warmup_steps: int = 0
     """Steps over which λ rises linearly from λ/N to λ (0 = the full λ from the first step)."""
@@ -302,6 +307,7 @@ class TrainSaeConfig(CommonArgs):
             problems.append(
                 f"--crosscoder_activation must be topk or relu, got {self.sae_kwargs.crosscoder_activation!r}"
             )
+        problems += recon_loss_problems(self.sae_kwargs.recon_loss, self.architecture, self.e2e)
         if self.architecture == "crosscoder" and self.e2e:
             problems.append("--e2e is for single-layer SAEs (topk or relu), not crosscoders")
         problems += source_problems(self)

@@ -27,7 +27,7 @@ import torch
 from tabulate import tabulate
 from torch import nn
 
-from lorasae.eval_ce import ce_sum_and_count
+from lorasae.eval_ce import ce_sum_and_count, masked_lm_inputs
 from lorasae.hooks import residual_at
 from lorasae.sae import geometric_median
 from lorasae.sae.crosscoder import Crosscoder
@@ -184,7 +184,7 @@ class CrosscoderSteps:
         active, tokens = 0.0, 0
         fired = torch.zeros(self.sae.cfg.d_sae, dtype=torch.bool)
         for ids in self.split.val.split(self.cfg.val_batch_size):
-            xs = self.sources(ids)
+            xs = self.sources(masked_lm_inputs(self.model, ids))  # a masked LM trains on these too
             z = self.sae.encode(xs)
             for s, (x, x_hat) in enumerate(zip(xs, self.sae.decode(z))):
                 xd = x.double().cpu()

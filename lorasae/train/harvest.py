@@ -95,9 +95,14 @@ class ActivationBuffer:
 
 
 def activation_step(
-    sae: nn.Module, x: Tensor, auxk_alpha: float, dead_mask: Tensor | None, sparsity_coef: float = 0.0
+    sae: nn.Module,
+    x: Tensor,
+    auxk_alpha: float,
+    dead_mask: Tensor | None,
+    sparsity_coef: float = 0.0,
+    recon_loss: str = "fvu",
 ) -> tuple[Tensor, object, StepStats]:
     """The local objective (`objectives.reconstruction_step`) on harvested activations `x` [N, d]."""
     out = sae(x, dead_mask)
-    loss, stats = _sae_losses(x, out, auxk_alpha, sparsity_coef)
+    loss, stats = _sae_losses(x, out, auxk_alpha, sparsity_coef, recon_loss)
     return loss, out, stats

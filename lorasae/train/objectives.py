@@ -8,6 +8,13 @@
   LoRA trainer's `lorasae.kl.chunked_kl`: with the model's verified LM head (`e2e_head`) the head is
   applied per chunk of positions and no [B, T, V] tensor exists; without one, it runs on full logits.
 
+The reconstruction term is the FVU (`--recon_loss fvu`, the default); a ReLU SAE can instead train on
+`--recon_loss sum_sq`: Σ_d (x̂ − x)² per token, averaged over tokens, the term of both SAELens's standard
+SAE (`TrainingSAE.training_forward_pass`: `mse_loss(...).sum(dim=-1).mean()`) and train-SAE's VanillaSAE
+(`((decoded - x)² · mask).sum() / mask.sum()`), so that a λ (`--sparsity`) taken from either means what
+it meant there (tests compare the loss with both on the same weights). FVU = sum_sq / (per-token variance
+of the batch), so λ_fvu ≈ λ_sum_sq / Σ_d Var(x_d).
+
 Both return the loss to back-propagate and a `StepStats` of sums that add up over data-parallel ranks.
 In data-parallel training DDP averages gradients over the W ranks, so each rank's loss is scaled to make
 that average the gradient of the global batch's loss: FVU uses the global batch's total variance as
@@ -27,6 +34,18 @@ from lorasae.kl import LogitHead, chunked_kl, final_hidden, verified_head
 from lorasae.losses import squared_error, total_variance
 from lorasae.sae import SaeOutput
 from lorasae.train.distributed import global_total_variance, is_distributed
+
+RECON_LOSSES = ("fvu", "sum_sq")
+"""--recon_loss values: fvu (ours) | sum_sq (SAELens's `mse_loss` and train-SAE's `mse`)."""
+
+
+def recon_loss_problems(recon_loss: str, architecture: str, e2e: bool) -> list[str]:
+    """What is wrong with `--recon_loss` for this run (empty when nothing): sum_sq is a ReLU SAE's."""
+    if recon_loss not in RECON_LOSSES:
+        return [f"--recon_loss must be one of {', '.join(RECON_LOSSES)}, got {recon_loss!r}"]
+    if recon_loss != "fvu" and (architecture != "relu" or e2e):
+        return ["--recon_loss sum_sq is for --architecture relu without --e2e (others train on FVU / the KL)"]
+    return []
 
 
 @dataclass
@@ -60,15 +79,20 @@ def _variance_denominator(x: Tensor) -> tuple[Tensor, Tensor, int]:
 
 
 def _sae_losses(
-    x: Tensor, out: SaeOutput, auxk_alpha: float, sparsity_coef: float = 0.0
+    x: Tensor, out: SaeOutput, auxk_alpha: float, sparsity_coef: float = 0.0, recon_loss: str = "fvu"
 ) -> tuple[Tensor, StepStats]:
-    """FVU of the reconstruction (+ weighted AuxK, + λ·L1 for ReLU SAEs whose output has `l1`), scaled
-    for data parallelism, and the step's sums. The L1 is a mean over this rank's tokens: DDP's gradient
-    average over ranks already makes it the global batch's mean."""
+    """The reconstruction term (FVU, or with `recon_loss="sum_sq"` the squared error summed over d and
+    averaged over tokens) + weighted AuxK + λ·L1 for ReLU SAEs whose output has `l1`, scaled for data
+    parallelism, and the step's sums. The L1 and sum_sq terms are means over this rank's tokens: DDP's
+    gradient average over ranks already makes them the global batch's mean."""
     local_var, global_var, world = _variance_denominator(x)
     err = squared_error(x, out.x_hat)
-    fvu = out.fvu if world == 1 else err / global_var
-    loss = fvu * world
+    if recon_loss == "sum_sq":
+        loss = err / x.shape[0]
+    elif recon_loss == "fvu":
+        loss = (out.fvu if world == 1 else err / global_var) * world
+    else:
+        raise ValueError(f"recon_loss must be one of {', '.join(RECON_LOSSES)}, got {recon_loss!r}")
     if auxk_alpha > 0:
         loss = loss + auxk_alpha * out.auxk_loss * (local_var / global_var) * world
     if sparsity_coef > 0 and hasattr(out, "l1"):
@@ -85,13 +109,15 @@ def reconstruction_step(
     auxk_alpha: float,
     dead_mask: Tensor | None,
     sparsity_coef: float = 0.0,
+    recon_loss: str = "fvu",
 ) -> tuple[Tensor, SaeOutput, StepStats]:
-    """Local objective: FVU of the SAE on layer `layer`'s residual stream (+ λ·L1 for a ReLU SAE)."""
+    """Local objective: FVU (or `recon_loss`) of the SAE on layer `layer`'s residual stream (+ λ·L1 for a
+    ReLU SAE)."""
     with torch.no_grad():
         hidden = residual_at(model, input_ids, layer)
     x = hidden.reshape(-1, hidden.shape[-1]).float()
     out: SaeOutput = sae(x, dead_mask)
-    loss, stats = _sae_losses(x, out, auxk_alpha, sparsity_coef)
+    loss, stats = _sae_losses(x, out, auxk_alpha, sparsity_coef, recon_loss)
     return loss, out, stats
 
 

@@ -18,6 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from lorasae.data import TokenSplit, load_token_split
 from lorasae.errors import LorasaeError
+from lorasae.eval_ce import masked_lm_inputs
 from lorasae.hooks import residual_at
 from lorasae.models import (
     ModelShape,
@@ -164,9 +165,10 @@ class SaeTrainer(CurveSteps, TrainerPersistence):
         cfg = self.cfg
         dead_mask = self.tokens_since_fired >= cfg.dead_after_tokens if cfg.auxk_alpha > 0 else None
         l1_coef = step_sparsity(cfg, self.step)  # ReLU SAEs: λ with its warm-up; else 0
+        recon = cfg.sae_kwargs.recon_loss  # fvu | sum_sq (ReLU SAEs only, checked by the config)
         with sae_autocast(self.device, self.autocast):
             if acts is not None:
-                loss, out, stats = activation_step(sae, acts, cfg.auxk_alpha, dead_mask, l1_coef)
+                loss, out, stats = activation_step(sae, acts, cfg.auxk_alpha, dead_mask, l1_coef, recon)
             elif cfg.e2e:
                 loss, out, stats = e2e_step(
                     self.model, sae, input_ids, cfg.layer, cfg.auxk_alpha, dead_mask, head=self.kl_head,
@@ -174,7 +176,7 @@ class SaeTrainer(CurveSteps, TrainerPersistence):
                 )  # fmt: skip
             else:
                 loss, out, stats = reconstruction_step(
-                    self.model, sae, input_ids, cfg.layer, cfg.auxk_alpha, dead_mask, l1_coef
+                    self.model, sae, input_ids, cfg.layer, cfg.auxk_alpha, dead_mask, l1_coef, recon
                 )
         totals = dist_utils.all_reduce_sum(stats.as_tensor(self.info.world_size))
         global_loss = float(totals[0])
@@ -233,6 +235,7 @@ class SaeTrainer(CurveSteps, TrainerPersistence):
         elif cfg.init_sae:
             self.init_from(cfg.init_sae)
         batches = self.split.train_batches(cfg.batch_size, skip_chunks=self.step * cfg.batch_size)
+        batches = (masked_lm_inputs(self.model, b) for b in batches)  # a masked LM's scoring inputs
         if self.needs_b_dec_init:
             first = next(batches)
             self.init_b_dec(dist_utils.shard(first, info))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from lorasae.eval_ce import ce_sum_and_count
+from lorasae.eval_ce import ce_sum_and_count, masked_lm_inputs
 from lorasae.hooks import residual_at
 from lorasae.prefix import PrefixCache
 from lorasae.sae import TopKSAE
@@ -99,7 +99,7 @@ def reconstruction_stats(
     sums = torch.zeros(3 + d_in + 1, dtype=torch.float64, device=device)  # err, active, tokens, Σx, Σ‖x‖²
     fired = torch.zeros(sae.cfg.d_sae, dtype=torch.int32, device=device)
     for ids in rank_share(chunks, info).split(batch_size):
-        ids = ids.to(device)
+        ids = masked_lm_inputs(model, ids.to(device))  # a masked LM's SAE trains on these too
         x = rows(
             select_positions(residual_at(model, ids, layer), positions), select_positions(ids, positions)
         )
