@@ -70,7 +70,8 @@ def test_demo_end_to_end_at_test_size(small_world, out_root: Path, capsys):
     assert "2 sweep shards at once" in out and "[shard 1/2] " in out
     with open(out_root / "data" / "results.csv", newline="") as handle:
         runs = [(r["sae_tag"], r["sae_layers"], r["lora_layers"], r["rank"]) for r in csv.DictReader(handle)]
-    assert len(runs) == len(set(runs)) == len(list((out_root / "data" / "TopK" / "done").rglob("*.json")))
+    done = list((out_root / "data" / "TopK" / "CE_increase").rglob("*.json.run.json"))  # completion records
+    assert len(runs) == len(set(runs)) == len(done)
     for title in (
         "Several SAEs at once",
         "SAE-Bench: base vs LoRA",
