@@ -275,17 +275,20 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         raise
 
 
-def append_csv_row(path: str | Path, row: dict[str, Any]) -> Path:
-    """Append one row; the header is written with the first row. The whole file is rewritten atomically,
-    and new columns are merged into the header (older rows get empty cells). Concurrent writers (sweep
-    shards, several train_lora.py runs sharing a root) take turns on a lock file next to it, so none
-    reads the file while another rewrites it and no row is lost."""
+def append_csv_row(
+    path: str | Path, row: dict[str, Any], drop: Callable[[dict[str, Any]], bool] | None = None
+) -> Path:
+    """Append one row (after removing the existing rows for which `drop(row)` is true); the header is
+    written with the first row. The whole file is rewritten atomically, and new columns are merged into
+    the header (older rows get empty cells). Concurrent writers (sweep shards, several train_lora.py runs
+    sharing a root) take turns on a lock file next to it, so none reads the file while another rewrites
+    it and no row is lost."""
     from filelock import FileLock
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path.with_name(f".{path.name}.lock"))):
-        return _append_csv_row_unlocked(path, row)
+        return _append_csv_row_unlocked(path, row, drop)
 
 
 RESULTS_CSV_FIX = (
@@ -318,8 +321,11 @@ def read_csv_rows(path: str | Path, fix: str = RESULTS_CSV_FIX) -> tuple[list[st
     return list(reader.fieldnames or []), rows
 
 
-def _append_csv_row_unlocked(path: Path, row: dict[str, Any]) -> Path:
-    fields, rows = read_csv_rows(path)
+def _append_csv_row_unlocked(
+    path: Path, row: dict[str, Any], drop: Callable[[dict[str, Any]], bool] | None = None
+) -> Path:
+    fields, rows = read_csv_rows(path)  # a damaged table: CorruptFileError naming file and line
+    rows = [r for r in rows if not (drop and drop(r))]
     fields += [key for key in row if key not in fields]
     rows.append(row)
 

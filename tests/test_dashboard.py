@@ -239,7 +239,9 @@ def dashboard(world_model, tmp_path_factory):
         ]
         argv += ["--ctx_len", "64", "--latents", "0,changed:3", "--contexts", "6", "--export", "neuronpedia"]
         assert cli([*argv, "--progress", "false"]) == 0
-        out = root / "eval" / "dashboard" / world_model.name / f"expansion_8_L0_{k}" / "peft_0-1_rank_2"
+        (out,) = (root / "eval" / "dashboard" / world_model.name / f"expansion_8_L0_{k}").glob(
+            "peft_0-1_rank_2-*"
+        )
         yield out, root, sae, adapter
     finally:
         if before is None:

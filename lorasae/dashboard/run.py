@@ -20,6 +20,7 @@ from lorasae.dashboard.neuronpedia import export_neuronpedia, neuronpedia_ids
 from lorasae.dashboard.ranking import parse_latents
 from lorasae.dashboard.render import index_page, latent_page
 from lorasae.data import default_dataset, load_token_split
+from lorasae.eval_identity import adapter_label
 from lorasae.fingerprint import weights_digest
 from lorasae.model_defaults import (
     default_ctx_len,
@@ -92,13 +93,6 @@ class DashboardArgs(SaeChoiceArgs, CommonArgs):
 
     progress: bool = True
     """Show progress bars."""
-
-
-def adapter_label(adapter: Path) -> str:
-    """`peft_<a>-<b>_rank_<r>` for adapters in the project's layout, else the folder's name."""
-    if adapter.name.startswith("rank_") and adapter.parent.name.startswith("peft_"):
-        return f"{adapter.parent.name}_{adapter.name}"
-    return adapter.name
 
 
 def sae_tag(model_name: str, ref: SaeRef) -> str:
@@ -288,4 +282,4 @@ def demo_stage(
     return title, (not force and done()), lambda: run_dashboard(args())
 
 
-__all__ = ["MAX_CONTEXTS", "DashboardArgs", "adapter_label", "demo_stage", "run_dashboard", "steering_latent"]
+__all__ = ["MAX_CONTEXTS", "DashboardArgs", "demo_stage", "run_dashboard", "steering_latent"]

@@ -20,7 +20,6 @@ paper's default runs have none, so their names are the original repository's.
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from typing import Any
 
 from torch import nn
 
-from lorasae.atomic import atomic_dir, atomic_save_file, atomic_write_json, read_csv_rows
+from lorasae.atomic import append_csv_row, atomic_dir, atomic_write_json
 from lorasae.lora.adapters import format_layers
 from lorasae.lora.identity import ADAPTER_RECORD_KIND, LORA_RECORD_KIND
 from lorasae.lora.trainer import LoraRunResult
@@ -176,24 +175,8 @@ def append_result(row: dict[str, Any], base: Path | None = None, replaces: str |
     redone run) and the row of the run whose outputs this one replaced (`replaces`, `--overwrite`), so
     that no run has two rows and no row describes outputs that are gone. Concurrent writers take turns
     on the lock file `atomic.append_csv_row` uses."""
-    from filelock import FileLock
-
-    path = results_csv(base)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path.with_name(f".{path.name}.lock"))):
-        fields, rows = read_csv_rows(path)  # a damaged table: CorruptFileError naming file and line
-        gone = {str(row.get("fingerprint") or ""), replaces or ""} - {""}
-        rows = [r for r in rows if r.get("fingerprint") not in gone]
-        fields += [key for key in row if key not in fields]
-        rows.append(row)
-
-        def write(tmp: Path) -> None:
-            with open(tmp, "w", newline="", encoding="utf-8") as handle:
-                writer = csv.DictWriter(handle, fieldnames=fields)
-                writer.writeheader()
-                writer.writerows(rows)
-
-        return atomic_save_file(path, write)
+    gone = {str(row.get("fingerprint") or ""), replaces or ""} - {""}
+    return append_csv_row(results_csv(base), row, drop=lambda r: r.get("fingerprint") in gone)
 
 
 def save_adapter(
