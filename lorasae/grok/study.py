@@ -22,7 +22,7 @@ import torch
 from tabulate import tabulate
 from transformers import LlamaForCausalLM
 
-from lorasae import paths
+from lorasae import cpu_numerics, paths
 from lorasae.atomic import atomic_write_json, read_json
 from lorasae.config_files import parse_with_config_file
 from lorasae.errors import PreflightError
@@ -304,6 +304,7 @@ def run_study(cfg: GrokStudyConfig, base: Path | None = None) -> dict:
         },
         "sae_folders": folders,
         "figures": [str(f) for f in figs],
+        "numerics": cpu_numerics.current(),  # the float path: the numbers match where this matches
         "seconds": round(time.perf_counter() - t0, 1),
     }
     atomic_write_json(out / "study.json", study)
