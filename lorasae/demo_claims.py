@@ -31,9 +31,14 @@ class Claim:
         return f"- **{self.title}** ({self.verdict}): {self.text}"
 
 
+def _pct(value: float) -> str:
+    """A percentage to whole points, or to a tenth below 10 (so a small positive share does not read 0)."""
+    return f"{value:.0f}" if abs(value) >= 10 else f"{value:.1f}"
+
+
 def _pct_range(values: Sequence[float]) -> str:
-    lo, hi = min(values), max(values)
-    return f"{lo:.0f} %" if round(lo) == round(hi) else f"{lo:.0f}–{hi:.0f} %"
+    lo, hi = _pct(min(values)), _pct(max(values))
+    return f"{lo} %" if lo == hi else f"{lo}–{hi} %"
 
 
 def gap_claim(pcts_by_rank: dict[int, list[float]], final_top_rank: Sequence[float]) -> Claim:
@@ -48,15 +53,15 @@ def gap_claim(pcts_by_rank: dict[int, list[float]], final_top_rank: Sequence[flo
     if final_top_rank:
         text += f" (final SAEs at rank {ranks[-1]}: {_pct_range(final_top_rank)})"
     if len(ranks) > 1:
-        text += "; mean by rank " + ", ".join(f"{r}: {means[r]:.0f} %" for r in ranks)
+        text += "; mean by rank " + ", ".join(f"{r}: {_pct(means[r])} %" for r in ranks)
     return Claim("Gap closed", verdict, text + ".")
 
 
 def multi_claim(layers: str, joint_l_sae: float, joint_pct: float, alone_pcts: Sequence[float]) -> Claim:
     verdict = "agrees" if joint_pct > 0 else "does not show"
-    text = f"SAEs at layers {layers} together raise the CE to {joint_l_sae:.3f}; one LoRA closes {joint_pct:.0f} %"
+    text = f"SAEs at layers {layers} together raise the CE to {joint_l_sae:.3f}; one LoRA closes {_pct(joint_pct)} %"
     if alone_pcts:
-        text += " (each SAE alone: " + ", ".join(f"{p:.0f} %" for p in alone_pcts) + ")"
+        text += " (each SAE alone: " + ", ".join(f"{_pct(p)} %" for p in alone_pcts) + ")"
     return Claim("Several SAEs at once", verdict, text + ".")
 
 

@@ -72,5 +72,5 @@ def _machine() -> str:
 
     return (
         f"{cpu_name()} ({os.cpu_count()} cores, {platform.machine()}), torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads"
+        f"{torch.get_num_threads()} thread{'s' if torch.get_num_threads() > 1 else ''}"
     )

@@ -38,6 +38,10 @@ def test_several_saes():
         "closes 29 % (each SAE alone: 34 %, 32 %)."
     )
     assert multi_claim("1-2", 2.6, -1.0, []).verdict == "does not show"
+    # a small positive share reads to a tenth, not 0
+    assert multi_claim("0-1", 6.28, 0.4, [3.2]).text.endswith(
+        "one LoRA closes 0.4 % (each SAE alone: 3.2 %)."
+    )
 
 
 def test_speedup_verdict_against_the_papers_three_to_twenty():
