@@ -39,3 +39,11 @@ def current() -> dict[str, str]:
         "mkl_cbwr": os.environ.get("MKL_CBWR", ""),
         "threads": str(torch.get_num_threads()),
     }
+
+
+def is_pinned(path: dict[str, str]) -> bool:
+    """Whether a `current()` float path is the pinned one."""
+    return (
+        path.get("cpu_capability") == PINNED["ATEN_CPU_CAPABILITY"].upper()
+        and path.get("mkl_cbwr") == PINNED["MKL_CBWR"]
+    )

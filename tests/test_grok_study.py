@@ -106,3 +106,15 @@ def test_make_grok_gives_the_same_numbers_in_fresh_roots_whatever_the_cpus_own_f
     for record in (one, two):
         record["train"].pop("seconds")
     assert one == two
+
+
+def test_pin_sets_one_float_path_unless_the_user_opts_out():
+    from lorasae import cpu_numerics
+
+    env = {"ATEN_CPU_CAPABILITY": "avx512", "MKL_CBWR": "AVX512"}
+    assert cpu_numerics.pin(env) == {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "COMPATIBLE"} == env
+    native = {"LORASAE_CPU_NUMERICS": "native", "ATEN_CPU_CAPABILITY": "avx512"}
+    assert cpu_numerics.pin(native) == {"ATEN_CPU_CAPABILITY": "avx512", "MKL_CBWR": ""}
+    assert native == {"LORASAE_CPU_NUMERICS": "native", "ATEN_CPU_CAPABILITY": "avx512"}
+    assert cpu_numerics.is_pinned({"cpu_capability": "AVX2", "mkl_cbwr": "COMPATIBLE"})
+    assert not cpu_numerics.is_pinned({"cpu_capability": "AVX512", "mkl_cbwr": ""})

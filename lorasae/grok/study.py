@@ -142,6 +142,11 @@ def _embedding(z: np.ndarray, seed: int) -> dict[str, np.ndarray]:
 
 def run_study(cfg: GrokStudyConfig, base: Path | None = None) -> dict:
     torch.set_num_threads(cfg.threads)
+    if not cpu_numerics.is_pinned(numerics := cpu_numerics.current()):
+        print(
+            f"[grok] float path not pinned ({numerics['cpu_capability']}, MKL_CBWR={numerics['mkl_cbwr'] or 'unset'}): "
+            "these numbers reproduce on this CPU only; `make grok` (eval/grok/run.py) pins one path for every CPU"
+        )
     t0 = time.perf_counter()
     tc = cfg.train
     run = tc.run_name
