@@ -5,8 +5,10 @@ settings that change the floating-point path, each compared with the reference r
 Each variant is a fresh process in a fresh output root holding a copy of an already built world: torch
 thread count (`torch.set_num_threads`), aten's vector ISA (`ATEN_CPU_CAPABILITY=default|avx2|avx512`: the
 kernels another CPU would get) and MKL's code path (`MKL_CBWR=AVX2|COMPATIBLE`: the BLAS an AVX2-only or
-another vendor's CPU would get). A variant equal to the reference in every setting also shows whether a
-rerun on one machine is bit-identical.
+another vendor's CPU would get; on a non-Intel CPU MKL ignores a named branch and takes its AUTO one, which
+is still its reproducible mode but not another CPU's path). A variant equal to the reference in every
+setting also shows whether a rerun on one machine is bit-identical. L_base, L_SAE and L_LoRA are read from
+results.csv (6 decimals), so differences below 5e-7 read 0.
 
     python bench/reproducibility.py --world <root with saved_models/tiny>
     python bench/reproducibility.py --world /tmp/w --variants threads=1 threads=2 isa=avx2 mkl=AVX2
