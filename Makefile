@@ -23,11 +23,14 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml requirements-bench.txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e . || $(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
+# The demo writes its results page to plots/demo/RESULTS.md (git-ignored: a clone stays clean); README's
+# snapshot is rewritten only by maintainers: `make demo ARGS=--update_readme`.
 demo: $(STAMP)
 	$(PY) -m lorasae.demo $(ARGS)
 
 # The grokking study (README "The grokking study"), offline on CPU, with the README's clamp settings;
 # ARGS passes more flags to eval/grok/run.py (its defaults clamp from the pre checkpoint to the grok step).
+# eval/grok/run.py pins one float path (lorasae/cpu_numerics.py), so every x86 CPU gives the same numbers.
 GROK_ARGS ?= --clamp_from_step 300 --clamp_steps 150 --n_clamp 16
 grok: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) eval/grok/run.py $(GROK_ARGS) $(ARGS)

@@ -13,7 +13,8 @@ Stages (each skipped when its outputs exist, so a rerun is cheap; `--force` reru
  9. SAE-Bench on the base and the LoRA-merged model, 10. steering, 11. the benchmarks, 12. the
     interpretability analysis, 13. Dark Matter of SAEs, 14. latent dashboards (static HTML)
 15. every figure; then the tables (every LoRA run, the e2e speed-up, multi-SAE, SAE-Bench, steering,
-    benchmarks, interpretability) and (from the repository) README's results block rewritten.
+    benchmarks, interpretability), what it showed against the paper, all in plots/demo/RESULTS.md (README's
+    snapshot is rewritten only with `--update_readme`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 from lorasae import paths
 from lorasae.cli import parse
 from lorasae.demo_evals import EvalSizes
-from lorasae.demo_readme import update_readme
+from lorasae.demo_readme import update_readme, write_results_page
 from lorasae.demo_stages import Stages
 from lorasae.errors import main_guard
 
@@ -88,8 +89,9 @@ class DemoConfig:
     force: bool = False
     """Rerun every stage even when its outputs exist."""
 
-    readme: bool = True
-    """Rewrite the results block of README.md (between its demo markers) and its figures in docs/demo/."""
+    update_readme: bool = False
+    """Maintainers only: also rewrite README.md's results snapshot (between its demo markers) and its
+    figures in docs/demo/ (tracked files). Without it the demo writes only plots/demo/RESULTS.md."""
 
     seed: int = 42
     """Random seed."""
@@ -282,10 +284,14 @@ def run_demo(cfg: DemoConfig) -> None:
         f"demo finished in {stages.elapsed_minutes():.1f} min (from scratch: {stages.recorded_minutes():.1f} "
         f"min, the sum of the stage times); figures in {paths.plots_dir()}"
     )
-    if cfg.readme:
-        readme = update_readme(paths.root(), model, stages.recorded_minutes(), stages.machine(), figures)
-        if readme is not None:
-            print(f"results block of {readme} rewritten")
+    minutes, machine = stages.recorded_minutes(), stages.machine()
+    page = write_results_page(paths.root(), model, minutes, machine, figures)
+    print(f"results page: {page}")
+    if cfg.update_readme:
+        readme = update_readme(paths.root(), model, minutes, machine, figures)
+        print(
+            f"results snapshot of {readme} rewritten" if readme else "README.md has no demo block: left alone"
+        )
 
 
 def _shards(cfg: DemoConfig, runs: int | None) -> int:

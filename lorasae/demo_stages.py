@@ -50,10 +50,27 @@ class Stages:
             return _machine()
 
 
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo's `model name`, else `platform.processor()`, else the
+    architecture)."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and ":" in line:
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _machine() -> str:
     import os
     import platform
 
     import torch
 
-    return f"{os.cpu_count()} CPU cores ({platform.machine()}), torch {torch.__version__}, {torch.get_num_threads()} threads"
+    return (
+        f"{cpu_name()} ({os.cpu_count()} cores, {platform.machine()}), torch {torch.__version__}, "
+        f"{torch.get_num_threads()} thread{'s' if torch.get_num_threads() > 1 else ''}"
+    )

@@ -1,5 +1,6 @@
-"""`make demo` at test size: every stage on the (cached) test world, the table, the figures, README's
-results block rewritten, and a rerun that skips every stage. Plus the README block's own rules."""
+"""`make demo` at test size: every stage on the (cached) test world, the table, the figures, the results
+page in plots/demo/ (README left alone), and a rerun that skips every stage. Plus the README block's own
+rules."""
 
 from __future__ import annotations
 
@@ -86,11 +87,13 @@ def test_demo_end_to_end_at_test_size(small_world, out_root: Path, capsys):
     assert list((out_root / "plots").glob("steering_latent_*.png"))
     manifest = json.loads((out_root / "data" / "sweeps" / "tiny.json").read_text())
     assert {"l0", "width", "layer", "single_layer"} <= set(manifest["axes"])
-    readme = (out_root / "README.md").read_text()
-    assert "old results" not in readme and "| SAE" in readme and "docs/demo/tiny_timing.png" in readme
+    assert (out_root / "README.md").read_text() == README and not (out_root / "docs").exists()
+    page = (out_root / "plots" / "demo" / "RESULTS.md").read_text()
+    assert "| SAE" in page and "](tiny_timing.png)" in page
     for title, _, _ in SECTIONS:
-        assert f"#### {title}" in readme, title
-    assert readme.count("![") >= 9 and (out_root / "docs" / "demo" / "tiny_multi_sae.png").stat().st_size > 0
+        assert f"#### {title}" in page, title
+    assert page.count("![") >= 9 and (out_root / "plots" / "demo" / "tiny_multi_sae.png").stat().st_size > 0
+    assert page.count("\n- **") >= 6  # the generated claims
 
     recorded = json.loads((out_root / "data" / "demo_stages.json").read_text())["seconds"]
     assert sorted(recorded, key=int) == [str(i) for i in range(2, 16)]  # stage 1 (the world) was skipped
@@ -104,8 +107,9 @@ def test_demo_end_to_end_at_test_size(small_world, out_root: Path, capsys):
         a.parent.parent.name == "peft_1-1" and read_record(a.parent).get("rank") == 1 for a in adapters
     )
 
-    run_demo(cfg)  # a rerun skips every stage but the figures, and README keeps the from-scratch time
+    run_demo(cfg)  # a rerun skips every stage but the figures, and the page keeps the from-scratch time
     out = capsys.readouterr().out
     assert out.count("outputs exist, skipped") == 14, out
     minutes = sum(json.loads((out_root / "data" / "demo_stages.json").read_text())["seconds"].values()) / 60
-    assert f"from scratch (world build included): {minutes:.1f} min" in (out_root / "README.md").read_text()
+    page = (out_root / "plots" / "demo" / "RESULTS.md").read_text()
+    assert f"from scratch (world build included): {minutes:.1f} min" in page

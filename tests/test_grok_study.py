@@ -72,3 +72,49 @@ def test_grok_notebook_is_valid_and_committed_without_outputs():
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
     assert code and all(cell.outputs == [] and cell.execution_count is None for cell in code)
     assert any("run_study" in cell.source for cell in code)
+
+
+def _study_command(root: Path, native: dict[str, str]) -> dict:
+    """`python eval/grok/run.py` at test size in the fresh root `root`, on a machine whose own float path
+    is `native` (what ATEN_CPU_CAPABILITY / MKL_CBWR would otherwise be); its study.json numbers."""
+    import os
+    import subprocess
+    import sys
+
+    train = small_grok_config(max_steps=40)
+    root.mkdir()
+    configs = small_configs(root)
+    argv = [sys.executable, str(REPO / "eval" / "grok" / "run.py"), "--prime", "11", "--train_frac", "0.5",
+            "--d_model", "32", "--d_ff", "64", "--n_heads", "2", "--lr", "0.003", "--max_steps", "40",
+            "--eval_every", "10", "--checkpoint_every", "20", "--pre_train_acc", "0.5", "--n_clamp", "3",
+            "--clamp_seeds", "1", "--clamp_steps", "10", "--embedding_points", "60",
+            *[f"--{key}={value}" for key, value in configs.items()]]  # fmt: skip
+    env = {**os.environ, "LORASAE_ROOT": str(root), "HF_HUB_OFFLINE": "1", **native}
+    env.pop("LORASAE_CPU_NUMERICS", None)
+    subprocess.run(argv, env=env, check=True, capture_output=True, text=True)
+    study = json.loads((root / "data" / "grok" / train.run_name / "study.json").read_text())
+    assert study["numerics"]["cpu_capability"] == "AVX2" and study["numerics"]["mkl_cbwr"] == "COMPATIBLE"
+    return {key: study[key] for key in ("train", "saes", "crosscoder", "differing_latents", "clamp")}
+
+
+def test_make_grok_gives_the_same_numbers_in_fresh_roots_whatever_the_cpus_own_float_path(tmp_path):
+    """The README's `make grok` numbers did not reproduce on another machine: an AVX2-only CPU (or MKL's
+    path on another vendor) changes the float order, and the study turns that into other latents. The
+    command pins one path, so two fresh roots on "two machines" give identical numbers."""
+    one = _study_command(tmp_path / "one", {"ATEN_CPU_CAPABILITY": "avx512", "MKL_CBWR": "AVX512"})
+    two = _study_command(tmp_path / "two", {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "AVX2"})
+    for record in (one, two):
+        record["train"].pop("seconds")
+    assert one == two
+
+
+def test_pin_sets_one_float_path_unless_the_user_opts_out():
+    from lorasae import cpu_numerics
+
+    env = {"ATEN_CPU_CAPABILITY": "avx512", "MKL_CBWR": "AVX512"}
+    assert cpu_numerics.pin(env) == {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "COMPATIBLE"} == env
+    native = {"LORASAE_CPU_NUMERICS": "native", "ATEN_CPU_CAPABILITY": "avx512"}
+    assert cpu_numerics.pin(native) == {"ATEN_CPU_CAPABILITY": "avx512", "MKL_CBWR": ""}
+    assert native == {"LORASAE_CPU_NUMERICS": "native", "ATEN_CPU_CAPABILITY": "avx512"}
+    assert cpu_numerics.is_pinned({"cpu_capability": "AVX2", "mkl_cbwr": "COMPATIBLE"})
+    assert not cpu_numerics.is_pinned({"cpu_capability": "AVX512", "mkl_cbwr": ""})

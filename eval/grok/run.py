@@ -8,6 +8,8 @@ while training continues, figures.
 Writes saved_models/grok/<run>/ (the model and its checkpoints), the SAEs and the crosscoder that
 train_sae.py trains from configs/grok-*.json (saved_saes/grok-<run>-<step_N|final>/), data/grok/<run>/study.json,
 plots/grok_<run>_*.
+The numbers are the same on every x86 CPU: torch's kernels and MKL's code path are pinned before torch
+loads (`lorasae.cpu_numerics`; `LORASAE_CPU_NUMERICS=native` keeps the CPU's own, faster but machine-bound).
 `--help` lists every flag.
 """
 
@@ -15,6 +17,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from lorasae import cpu_numerics  # noqa: E402
+
+cpu_numerics.pin()  # before anything imports torch
 
 from lorasae.cli import parse  # noqa: E402
 from lorasae.errors import main_guard  # noqa: E402

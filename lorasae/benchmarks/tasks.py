@@ -13,7 +13,9 @@
 
 `write_builtin_tasks(folder, seed, n_docs)` writes the data (jsonl) and YAML files into one folder, which
 is the `include_path` of lm-eval's `TaskManager`. Same arguments → byte-identical files; the folder is only
-rewritten when its content changes. All tasks carry the tag `tiny_benchmarks`.
+rewritten when its content changes. All tasks carry the tag `tiny_benchmarks`. The YAML files name their
+data relative to the output root when the folder lies inside it (`paths.portable`), and lm-eval loads it
+through `load_data` (`custom_dataset`), so a moved root still runs them.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from lorasae import paths
 from lorasae.atomic import atomic_dir
 
 BUILTIN_TAG = "tiny_benchmarks"
@@ -226,15 +229,25 @@ def _yaml(
     body: str,
     metrics: Sequence[str] = ("acc",),
 ) -> str:
-    files = "".join(f"    {split}: {json.dumps(str(path))}\n" for split, path in splits.items())
+    files = "".join(f"    {split}: {json.dumps(paths.portable(path))}\n" for split, path in splits.items())
     # the `datasets` cache of these files stays in the task folder, not in the user's hub cache
-    cache = json.dumps(str(next(iter(splits.values())).parent / DATASETS_CACHE))
+    cache = json.dumps(paths.portable(next(iter(splits.values())).parent / DATASETS_CACHE))
     return (
         f"task: {task}\ntag:\n  - {BUILTIN_TAG}\ndataset_path: json\ndataset_name: null\n"
+        "custom_dataset: !function lorasae.benchmarks.tasks.load_data\n"
         f"dataset_kwargs:\n  cache_dir: {cache}\n  data_files:\n{files}"
         f"output_type: multiple_choice\n{body}"
         "metric_list:\n" + "".join(_METRIC.format(name=m) for m in metrics) + "metadata:\n  version: 1.0\n"
     )
+
+
+def load_data(data_files: dict[str, str], cache_dir: str, **_: Any) -> Any:
+    """lm-eval's `custom_dataset` of the built-in tasks: their jsonl splits, whose paths in the YAML are
+    relative to the output root (`paths.from_portable`); lm-eval passes the task's metadata too (ignored)."""
+    import datasets
+
+    files = {split: str(paths.from_portable(path)) for split, path in data_files.items()}
+    return datasets.load_dataset("json", data_files=files, cache_dir=str(paths.from_portable(cache_dir)))
 
 
 def _jsonl(docs: Sequence[dict[str, Any]]) -> str:

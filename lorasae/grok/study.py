@@ -22,7 +22,7 @@ import torch
 from tabulate import tabulate
 from transformers import LlamaForCausalLM
 
-from lorasae import paths
+from lorasae import cpu_numerics, paths
 from lorasae.atomic import atomic_write_json, read_json
 from lorasae.config_files import parse_with_config_file
 from lorasae.errors import PreflightError
@@ -143,6 +143,11 @@ def _embedding(z: np.ndarray, seed: int) -> dict[str, np.ndarray]:
 
 def run_study(cfg: GrokStudyConfig, base: Path | None = None) -> dict:
     torch.set_num_threads(cfg.threads)
+    if not cpu_numerics.is_pinned(numerics := cpu_numerics.current()):
+        print(
+            f"[grok] float path not pinned ({numerics['cpu_capability']}, MKL_CBWR={numerics['mkl_cbwr'] or 'unset'}): "
+            "these numbers reproduce on this CPU only; `make grok` (eval/grok/run.py) pins one path for every CPU"
+        )
     t0 = time.perf_counter()
     tc = cfg.train
     run = tc.run_name
@@ -305,6 +310,7 @@ def run_study(cfg: GrokStudyConfig, base: Path | None = None) -> dict:
         },
         "sae_folders": folders,
         "figures": [str(f) for f in figs],
+        "numerics": cpu_numerics.current(),  # the float path: the numbers match where this matches
         "seconds": round(time.perf_counter() - t0, 1),
     }
     atomic_write_json(out / "study.json", study)
