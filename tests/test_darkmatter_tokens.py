@@ -3,7 +3,6 @@ arithmetic from the runs' records, and a direct check on a stream whose every to
 place, read the way train_sae, train_lora and the error SAEs read it."""
 
 import itertools
-import json
 
 import pytest
 import torch
@@ -20,6 +19,7 @@ from lorasae.darkmatter.tokens import (
 )
 from lorasae.data import load_token_split
 from lorasae.errors import PreflightError
+from lorasae.records import write_record
 from lorasae.sae import SaeConfig, TopKSAE
 
 BOS, EOS = 0, 1
@@ -72,15 +72,13 @@ def test_records_give_what_the_sae_and_the_adapter_read(tmp_path):
     assert sae_stream_use(tmp_path / "bare") is None and sae_stream_use("gemma-scope-2b-pt-res/x") is None
     adapter = tmp_path / "saved_models" / "m" / "tag" / "peft_0-1" / "rank_4"
     adapter.mkdir(parents=True)
-    done = tmp_path / "data" / "TopK" / "done" / "m" / "tag" / "peft_0-1_rank_4_done_0.03k.json"
-    done.parent.mkdir(parents=True)
-    settings = {"ctx_len": 32, "num_val_tokens": 32, "num_train_examples": 30, "batch_size": 4}
-    done.write_text(json.dumps({"settings": settings, "outputs": {"adapter": str(adapter)}}))
+    settings = {"ctx_len": 32, "num_val_tokens": 32, "batch_size": 4}
+    write_record(adapter, "lora_adapter", {"num_train_examples": 30, "settings": settings})
     # 1 validation chunk + 8 batches of 4 sequences (the last batch is whole)
-    assert adapter_stream_use(adapter, base=tmp_path) == StreamUse(f"adapter {adapter}", 32, 1 + 32)
-    assert (
-        adapter_stream_use(tmp_path / "elsewhere", base=tmp_path) is None and adapter_stream_use(None) is None
-    )
+    assert adapter_stream_use(adapter) == StreamUse(f"adapter {adapter}", 32, 1 + 32)
+    bare = tmp_path / "saved_models" / "m" / "tag" / "peft_0-1" / "rank_8"  # made before run records
+    bare.mkdir()
+    assert adapter_stream_use(bare) is None and adapter_stream_use(None) is None
 
 
 def test_analysed_tokens_are_none_the_sae_or_the_adapter_read(numbered):

@@ -3,7 +3,7 @@ every script splits into validation chunks first, then training chunks) that nei
 the adapter read, so the held-out half of the regression is held out from the SAE as well.
 
 How far each run read is derived from its records: an SAE folder's cfg.json (`metadata.lorasae`:
-`train_tokens`, `num_val_tokens`, `ctx_len`) and an adapter's completion record (`data/TopK/done/...`:
+`train_tokens`, `num_val_tokens`, `ctx_len`) and an adapter's run record (`run.json`:
 `num_train_examples`, `batch_size`, `num_val_tokens`, `ctx_len`). Runs may pack with another context
 length than the analysis, so positions are counted in document tokens (the stream without the BOS that
 starts each chunk): a run that read c chunks of length T read c·(T − 1) of them. An SAE without such
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import torch
 
-from lorasae import paths
 from lorasae.data import load_texts, pack_chunks
 from lorasae.errors import PreflightError
+from lorasae.records import read_record
 
 
 @dataclass(frozen=True)
@@ -60,34 +60,22 @@ def sae_stream_use(source: str | Path) -> StreamUse | None:
     return StreamUse(f"SAE {source}", int(ctx), max(1, _chunks(val, ctx)) + _chunks(train, ctx))
 
 
-def adapter_stream_use(adapter: str | Path | None, base: Path | None = None) -> StreamUse | None:
+def adapter_stream_use(adapter: str | Path | None) -> StreamUse | None:
     """What the LoRA run that saved `adapter` read (validation chunks + its training sequences, whole
-    batches), from its completion record under `data/TopK/done/`; None without an adapter or a record."""
+    batches), from the adapter's run record (`run.json`, `lorasae.lora.identity.run_identity`); None
+    without an adapter or without a record that says so (an adapter made before run records)."""
     if adapter is None:
         return None
-    folder = Path(adapter).resolve()
-    uses = []
-    for record_file in sorted((paths.root() if base is None else base).glob("data/TopK/done/**/*.json")):
-        try:
-            record = json.loads(record_file.read_text())
-        except (OSError, ValueError):
-            continue
-        saved = (record.get("outputs") or {}).get("adapter")
-        if saved is None or Path(saved).resolve() != folder:
-            continue
-        s = record.get("settings") or {}
-        if not s.get("ctx_len") or s.get("num_val_tokens") is None or not s.get("num_train_examples"):
-            continue
-        batches = _chunks(s["num_train_examples"], s.get("batch_size") or 1)
-        train = batches * (s.get("batch_size") or 1)
-        uses.append(
-            StreamUse(
-                f"adapter {adapter}",
-                int(s["ctx_len"]),
-                max(1, _chunks(s["num_val_tokens"], s["ctx_len"])) + train,
-            )
-        )
-    return max(uses, key=lambda u: u.document_tokens(True), default=None)
+    record = read_record(adapter) if Path(adapter).is_dir() else None
+    if record is None:
+        return None
+    s = dict(record.get("settings") or {})
+    examples, ctx, val = record.get("num_train_examples"), s.get("ctx_len"), s.get("num_val_tokens")
+    if not ctx or val is None or not examples:
+        return None
+    batch = s.get("batch_size") or 1
+    train = _chunks(examples, batch) * batch
+    return StreamUse(f"adapter {adapter}", int(ctx), max(1, _chunks(val, ctx)) + train)
 
 
 @dataclass(frozen=True)
