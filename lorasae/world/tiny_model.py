@@ -34,6 +34,7 @@ from lorasae.atomic import honour_umask_tree
 from lorasae.errors import RunInterrupted
 
 from .corpus import Document, split_corpus
+from .model_folder import MODEL_FILES, missing_files, move_model_files
 from .prose import prose_fingerprint
 from .tokenizer import train_tokenizer
 
@@ -145,27 +146,6 @@ def ensure_tiny_model(
     return target
 
 
-MODEL_FILES = (
-    "config.json",
-    "generation_config.json",
-    "model.safetensors",
-    "pytorch_model.bin",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "chat_template.jinja",
-    "world.json",
-)
-"""The files a build writes into `tiny/` (the model's own); nothing else in the folder is touched."""
-
-
-def _missing(folder: Path) -> str:
-    if not folder.exists():
-        return "does not exist"
-    lacking = [f for f in ("config.json", "model.safetensors") if not (folder / f).is_file()]
-    return f"has no {' and no '.join(lacking)}"
-
-
 def build_tiny_model(target: Path, config: TinyWorldConfig, progress: bool = True) -> dict:
     """Build the model into a temp sibling of `target`, then move it into place (a fresh `target`) or
     move only its files into an existing `target` (everything else there is kept); return world.json."""
@@ -174,11 +154,11 @@ def build_tiny_model(target: Path, config: TinyWorldConfig, progress: bool = Tru
     others = sorted(p.name for p in target.iterdir() if p.name not in MODEL_FILES) if existing else []
     if existing:
         print(
-            f"{target} {_missing(target)}: rebuilding the built-in model beside it and moving only the "
+            f"{target} {missing_files(target)}: rebuilding the built-in model beside it and moving only the "
             f"model's files in; the {len(others)} other entries there (adapters, runs) are kept."
         )
     else:
-        print(f"{target} {_missing(target)}: building the built-in model there (a few minutes).")
+        print(f"{target} {missing_files(target)}: building the built-in model there (a few minutes).")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     moving = False
@@ -187,7 +167,7 @@ def build_tiny_model(target: Path, config: TinyWorldConfig, progress: bool = Tru
         honour_umask_tree(tmp)  # mkdtemp's 0700, safetensors' 0600
         moving = True
         if existing:
-            _move_model_files(tmp, target)
+            move_model_files(tmp, target)
             tmp.rmdir()
         else:
             os.replace(tmp, target)
@@ -205,19 +185,6 @@ def build_tiny_model(target: Path, config: TinyWorldConfig, progress: bool = Tru
         shutil.rmtree(tmp, ignore_errors=True)  # this run's own temp folder
         raise
     return info
-
-
-def _move_model_files(built: Path, target: Path) -> None:
-    """Move a built model's files from `built` into the existing `target`, replacing the old model files:
-    `config.json` is removed first and moved in last, so a crash in between leaves a folder that the next
-    call sees as incomplete (and rebuilds), never a mix of old and new files counted as complete."""
-    (target / "config.json").unlink(missing_ok=True)  # the model's own file: the old, partial one
-    names = sorted(p.name for p in built.iterdir())
-    for name in [n for n in names if n != "config.json"] + ["config.json"]:
-        source = built / name
-        if source.is_dir():  # a build writes files only; keep any folder for the caller to see
-            raise RuntimeError(f"{source}: unexpected folder in a built model")
-        os.replace(source, target / name)
 
 
 # ----------------------------------------------------------------------------------------------------
