@@ -176,9 +176,10 @@ def _saebench(model: str) -> Claim:
 
 
 def _steering(model: str) -> Claim:
-    from lorasae.demo_evals import read_json, steering_results
+    from lorasae.atomic import read_output_json
+    from lorasae.demo_evals import steering_results
 
-    found = [r for r in (read_json(p) for p in steering_results()) if r and r.get("model") == model]
+    found = [r for r in (read_output_json(p) for p in steering_results()) if r.get("model") == model]
     if not found:
         raise LookupError("steering results")
     record = found[-1]
@@ -187,7 +188,7 @@ def _steering(model: str) -> Claim:
 
 
 def _benchmarks(model: str) -> Claim:
-    from lorasae.atomic import read_json
+    from lorasae.atomic import read_output_json as read_json
     from lorasae.benchmarks.comparison import task_metrics
     from lorasae.benchmarks.layout import Combination, results_path
 
@@ -210,7 +211,7 @@ def _benchmarks(model: str) -> Claim:
 
 
 def _interp(model: str) -> Claim:
-    from lorasae.atomic import read_json
+    from lorasae.atomic import read_output_json as read_json
     from lorasae.interp.run import find_records
 
     records = find_records(model)
@@ -224,7 +225,7 @@ def _interp(model: str) -> Claim:
 
 def _dark_matter(model: str) -> Claim:
     from lorasae import paths
-    from lorasae.atomic import read_json
+    from lorasae.atomic import read_output_json as read_json
 
     summary = read_json(paths.dark_matter_dir(model) / "results.json")
     rows = [r for name in ("width_sweep", "k_sweep") for r in summary.get(name) or []]

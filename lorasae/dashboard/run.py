@@ -236,9 +236,11 @@ def write_pages(data: dict[str, Any], out: Path, export: str | None = None) -> N
 
 
 def steering_latent() -> int | None:
-    """The latent of the newest steering result (`eval/steering/results/latent_<N>.json`), if any."""
-    folder = paths.eval_dir("steering") / "results"
-    found = sorted(folder.glob("latent_*.json"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
+    """The latent of the newest steering result (`lorasae.results.find_steering_results`: the files
+    `latent_<N>.json` in any result slot), if any."""
+    from lorasae.results import find_steering_results
+
+    found = sorted(find_steering_results(None), key=lambda p: p.stat().st_mtime)
     for path in reversed(found):
         stem = path.name.removesuffix(".json").removeprefix("latent_")
         if stem.isdigit():
