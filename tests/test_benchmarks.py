@@ -264,10 +264,14 @@ def test_sae_and_adapter_pairing(out_root):
         "model,sae_tag,sae_source,sae_layers,lora_layers,rank\n"
         f"tiny,expansion_8_L0_4-100pct,{final},1,0-3,16\n"
     )
-    # the adapter has no record of its own: one was inferred at its first use and is kept (inferred once);
-    # an adapter first used now would be described by its results.csv row
+    # the adapter has no record of its own: one was inferred at its first use and is written when the
+    # command succeeds (inferred once); an adapter first used now would be described by its results.csv row
+    from lorasae.records import drop_deferred, write_deferred
+
+    assert adapter / "run.json" in write_deferred()  # with the legacy SAE folders' records
     assert json.loads((adapter / "run.json").read_text())["inferred"] is True
     (adapter / "run.json").unlink()
+    drop_deferred()
     plan = resolve_pairing(by_adapter, plan_run(by_adapter), n_layers=4)
     assert plan.adapter == adapter and plan.sae_sources == [(str(final), 1)]
 

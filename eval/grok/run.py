@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lorasae import cpu_numerics  # noqa: E402
 
-cpu_numerics.pin()  # before anything imports torch
+if "torch" not in sys.modules:  # imported into a process that already loaded torch (tests): too late to
+    cpu_numerics.pin()  # pin, and the study records and prints that its float path is not the pinned one
 
 from lorasae.cli import parse  # noqa: E402
 from lorasae.errors import main_guard  # noqa: E402
