@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from lorasae import paths
 from lorasae.data import load_texts, pack_chunks
 from lorasae.errors import PreflightError
 from lorasae.records import read_record
@@ -57,7 +58,9 @@ def sae_stream_use(source: str | Path) -> StreamUse | None:
     ctx, train, val = meta.get("ctx_len"), meta.get("train_tokens"), meta.get("num_val_tokens")
     if not ctx or train is None or val is None:
         return None
-    return StreamUse(f"SAE {source}", int(ctx), max(1, _chunks(val, ctx)) + _chunks(train, ctx))
+    return StreamUse(
+        f"SAE {paths.portable(source)}", int(ctx), max(1, _chunks(val, ctx)) + _chunks(train, ctx)
+    )
 
 
 def adapter_stream_use(adapter: str | Path | None) -> StreamUse | None:
@@ -75,7 +78,7 @@ def adapter_stream_use(adapter: str | Path | None) -> StreamUse | None:
         return None
     batch = s.get("batch_size") or 1
     train = _chunks(examples, batch) * batch
-    return StreamUse(f"adapter {adapter}", int(ctx), max(1, _chunks(val, ctx)) + train)
+    return StreamUse(f"adapter {paths.portable(adapter)}", int(ctx), max(1, _chunks(val, ctx)) + train)
 
 
 @dataclass(frozen=True)
