@@ -13,6 +13,7 @@ from lorasae.darkmatter.linear import LinearMap
 from lorasae.eval_ce import mean_ce
 from lorasae.hooks import residual_at
 from lorasae.models import load_model, special_token_ids
+from lorasae.records import read_record
 from lorasae.sae import SaeConfig, TopKSAE, splice_fn
 
 LAYER = 1
@@ -105,6 +106,10 @@ def test_run_end_to_end_on_the_small_world(small_world, out_root):
             "--error_sae_steps", "20"]  # fmt: skip
     summary = main(parse(DarkMatterArgs, argv))
     written = json.loads((dark_matter_dir(key) / "results.json").read_text())
+    record = read_record(dark_matter_dir(key) / "results.json")  # what made it, written last
+    assert (
+        record.kind == "dark_matter" and record.get("adapter") and len(record.get("sae_sources")) == 4
+    )  # 3 widths, k 2 and 4 (x4 shared)
     assert written["power_laws"] == summary["power_laws"]
     assert [r["width"] for r in written["width_sweep"]] == [32, 64, 128]
     assert sorted(r["k"] for r in written["k_sweep"]) == [2, 4]

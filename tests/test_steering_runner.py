@@ -72,6 +72,8 @@ def test_runner_end_to_end(setup, out_root, capsys):
     entry = record["modes"]["multiplicative"]["splits"]["tuning"]
     assert [e["alpha"] for e in entry["evaluations"]] == [0.5, 2.0]
     assert entry["chosen_alpha"] in (0.5, 2.0) and entry["sets"]["medical"] == 6
+    alpha_record = read_record(out_root / "eval/steering/results/latent_5_alpha.json")
+    assert alpha_record.kind == "steering_alpha" and alpha_record.get("settings")["latent"] == 5
     # a single evaluation joins the record; the choice is re-made over all three
     record = tune_alpha(ctx, args, alpha=1.0)
     entry = record["modes"]["multiplicative"]["splits"]["tuning"]

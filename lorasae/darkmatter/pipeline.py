@@ -36,6 +36,7 @@ from lorasae.darkmatter.tokens import (
     analysis_region,
     sae_stream_use,
 )
+from lorasae.eval_identity import eval_identity, write_eval_record
 from lorasae.losses import fvu
 from lorasae.models import model_key, special_token_ids
 
@@ -237,7 +238,10 @@ def run_dark_matter(
         )
     summary["figures"] = [str(p) for p in summary["figures"]]
     summary["seconds"] = round(time.perf_counter() - began, 1)
-    atomic_write_json(out / "results.json", summary)
+    results = atomic_write_json(out / "results.json", summary)
     atomic_write_text(out / "results.md", report_markdown(summary))
+    settings_ = {**asdict(s), "width_sources": list(width_sources), "k_sources": list(k_sources)}
+    identity = eval_identity(model_name, list(sources), adapter, settings_ | {"lora_source": lora_source})
+    write_eval_record(results, "dark_matter", identity)  # last: the run's record
     print(report_markdown(summary), flush=True)
     return summary

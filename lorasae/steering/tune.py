@@ -12,6 +12,7 @@ from tabulate import tabulate
 from tqdm.auto import tqdm
 
 from lorasae.atomic import atomic_write_json, read_json
+from lorasae.eval_identity import eval_identity, write_eval_record
 from lorasae.llm import LLMClient
 from lorasae.steering.args import SteeringArgs, alpha_record_path
 from lorasae.steering.context import MODEL_LABEL, SteeringContext
@@ -86,6 +87,11 @@ def tune_alpha(
     entry["warning"] = choice.warning
     entry["last_run"] = "sweep" if alpha is None else "single"
     atomic_write_json(path, record)
+    settings = {k: v for k, v in vars(args).items() if k not in ("model", "sae", "adapter")}
+    settings |= {"latent": ctx.latent, "split": split_name, "max_negative_drop": max_negative_drop}
+    write_eval_record(
+        path, "steering_alpha", eval_identity(ctx.model_name, [ctx.sae_source], ctx.adapter, settings)
+    )
 
     rows = []
     for e in entry["evaluations"]:
