@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,16 +143,25 @@ _LAYER_PATHS = (
 )
 
 
-def decoder_layers(model: nn.Module) -> nn.ModuleList:
+def find_module(model: nn.Module, candidates: Sequence[str], kind: type = nn.Module) -> nn.Module | None:
+    """The first of the dotted attribute paths `candidates` (under the unwrapped model) that holds a `kind`."""
     base = unwrap(model)
-    for path in _LAYER_PATHS:
+    for path in candidates:
         module: object = base
         for attr in path.split("."):
             module = getattr(module, attr, None)
             if module is None:
                 break
-        if isinstance(module, nn.ModuleList):
+        if isinstance(module, kind):
             return module
+    return None
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    found = find_module(model, _LAYER_PATHS, nn.ModuleList)
+    if isinstance(found, nn.ModuleList):
+        return found
+    base = unwrap(model)
     raise TypeError(
         f"Cannot find the decoder layers of {type(base).__name__}: tried {', '.join(_LAYER_PATHS)}."
     )

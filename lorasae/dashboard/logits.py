@@ -14,23 +14,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from lorasae.models import unwrap
+from lorasae.models import find_module
 
 _NORM_PATHS = ("model.norm", "transformer.ln_f", "gpt_neox.final_layer_norm", "model.final_layernorm")
 
 
 def final_norm(model: nn.Module) -> nn.Module | None:
     """The norm before the LM head (None when the architecture is not one of the known layouts)."""
-    base = unwrap(model)
-    for path in _NORM_PATHS:
-        module: object = base
-        for attr in path.split("."):
-            module = getattr(module, attr, None)
-            if module is None:
-                break
-        if isinstance(module, nn.Module):
-            return module
-    return None
+    return find_module(model, _NORM_PATHS)
 
 
 def norm_scale(model: nn.Module, d_model: int) -> torch.Tensor:
