@@ -97,7 +97,9 @@ def test_demo_end_to_end_at_test_size(small_world, out_root: Path, capsys):
 
     recorded = json.loads((out_root / "data" / "demo_stages.json").read_text())["seconds"]
     assert sorted(recorded, key=int) == [str(i) for i in range(2, 16)]  # stage 1 (the world) was skipped
-    assert len(list((out_root / "eval" / "dashboard" / "tiny").glob("*/peft_0-1_rank_16*/latent_*.html"))) >= 8
+    assert (
+        len(list((out_root / "eval" / "dashboard" / "tiny").glob("*/peft_0-1_rank_16*/latent_*.html"))) >= 8
+    )
     # every run saved its adapter; the steering eval's rank-1 adapter on the layers after the SAE exists
     adapters = sorted((out_root / "saved_models" / "tiny").glob("*/peft_*/rank_*/adapter_config.json"))
     assert len(adapters) >= 10
