@@ -84,8 +84,8 @@ class BenchmarkConfig(CommonArgs):
     """At most this many documents per task (a fraction < 1 means that share of each task): quick runs only."""
 
     batch_size: str | None = field(default=None, alias=["--eval_batch_size"])
-    """Batch size for the log-likelihood requests (also --eval_batch_size, its name in the glossary): an
-    integer or 'auto'. Default: 1 for the Gemma Scope
+    """Batch size for the log-likelihood requests: an integer or 'auto' (--eval_batch_size; --batch_size,
+    lm-eval's name, kept as an alias). Default: 1 for the Gemma Scope
     settings (as the original), 16 otherwise."""
 
     num_fewshot: int | None = None
