@@ -85,6 +85,36 @@ class SaeChoiceArgs:
     with no --sae, train_sae.py's default layer."""
 
 
+@dataclass(frozen=True)
+class SwitchAlias:
+    """The original's switch spelling `spelling` of the bool flag `switch`, where `spelling` is now a flag
+    that takes a value: given bare (no value follows) or with true/yes/false/no, it is `switch`."""
+
+    spelling: str
+    switch: str
+
+
+SWITCH_WORDS = ("true", "yes", "false", "no")
+
+
+def translate_switch_aliases(argv: Sequence[str], aliases: Sequence[SwitchAlias]) -> list[str]:
+    """`argv` with each switch alias rewritten to its switch (`--sae` -> `--splice_sae`, `--sae false` ->
+    `--splice_sae false`); the spelling followed by any other value is left alone (that flag's own value)."""
+    switches = {a.spelling: a.switch for a in aliases}
+    out, words = [], list(argv)
+    for i, word in enumerate(words):
+        name, eq, value = word.partition("=")
+        if name not in switches:
+            out.append(word)
+        elif eq:
+            out.append(f"{switches[name]}={value}" if value.lower() in SWITCH_WORDS else word)
+        else:
+            following = words[i + 1] if i + 1 < len(words) else None
+            bare = following is None or following.startswith("-") or following.lower() in SWITCH_WORDS
+            out.append(switches[name] if bare else word)
+    return out
+
+
 def split_model_type(
     model_type: str | None, model_variant: str, default_type: str | None, default_variant: str
 ) -> tuple[str | None, str]:
@@ -213,6 +243,7 @@ def parse(config_class: type[T], argv: Sequence[str] | None = None, **parser_kwa
     and every flag on the command line overrides it. A bad flag or config file raises `UsageError` (or
     `CorruptFileError`) naming it."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    argv = translate_switch_aliases(argv, getattr(config_class, "SWITCH_ALIASES", ()))
     files = config_file_paths(argv)
     origins = {}
     for path in files:
@@ -253,10 +284,12 @@ __all__ = [
     "MODEL_VARIANTS",
     "CommonArgs",
     "SaeChoiceArgs",
+    "SwitchAlias",
     "build_parser",
     "field",
     "flag_actions",
     "parse",
     "parse_count",
     "split_model_type",
+    "translate_switch_aliases",
 ]

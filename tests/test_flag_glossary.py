@@ -139,6 +139,10 @@ def test_model_type_contradicting_model_variant_is_an_error_naming_both():
         (["--sae", "no"], False, None),
         (["--sae", "release/id"], False, "release/id"),
         (["--sae", "release/id", "--splice_sae"], True, "release/id"),
+        (["--sae", "--sae_source", "release/id"], True, "release/id"),
+        (["--sae_source", "release/id", "--sae"], True, "release/id"),
+        (["--sae=false", "--sae_source", "release/id"], False, "release/id"),
+        (["--sae=release/id"], False, "release/id"),
     ],
 )
 def test_benchmarks_sae_is_the_source_and_a_bare_sae_the_splice_switch(argv, splice, source):

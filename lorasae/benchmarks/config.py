@@ -11,15 +11,12 @@ local folder) or by the original's `--model_size 2|9` (Gemma-2-2B / -9B with the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
-from lorasae.cli import MODEL_VARIANTS, CommonArgs, field, split_model_type
+from lorasae.cli import MODEL_VARIANTS, CommonArgs, SwitchAlias, field, split_model_type
 from lorasae.store.saes import GEMMA_SCOPE_2B, GEMMA_SCOPE_9B
 
 MODEL_TYPES = MODEL_VARIANTS  # base | peft (`--model_variant`)
-SAE_SWITCH = "<splice>"
-"""The value of a bare `--sae` (the original's switch): `--splice_sae`."""
-SWITCH_VALUES = {"true": True, "yes": True, "false": False, "no": False}
-"""`--sae true|false` (the original's switch, given a value) is `--splice_sae true|false`."""
 
 # The original's two settings: model, Gemma Scope SAE (sae-lens release/id), its layer, the adapter rank.
 MODEL_SIZES: dict[int, dict[str, str | int]] = {
@@ -43,6 +40,9 @@ HUB_TASKS: tuple[str, ...] = ("mmlu", "hellaswag", "truthfulqa_mc1", "truthfulqa
 @dataclass
 class BenchmarkConfig(CommonArgs):
     """Run lm-eval-harness benchmarks on the base or LoRA model, with or without the SAE spliced in."""
+
+    SWITCH_ALIASES: ClassVar[tuple[SwitchAlias, ...]] = (SwitchAlias("--sae", "--splice_sae"),)
+    """The original's `--sae` switch: a bare `--sae` (or `--sae true|false`) is `--splice_sae`."""
 
     model_variant: str = "base"
     """'peft' (the model with its saved LoRA adapter, loaded unmerged) or 'base'. The original's
@@ -91,7 +91,7 @@ class BenchmarkConfig(CommonArgs):
     num_fewshot: int | None = None
     """Few-shot examples per prompt. Default: each task's own default (the benchmarks' standard settings)."""
 
-    sae_source: str | None = field(default=None, alias=["--sae"], nargs="?", const=SAE_SWITCH)
+    sae_source: str | None = field(default=None, alias=["--sae"])
     """SAE (also --sae, as in every script): a folder (this project's, SAELens or sparsify format) or a
     sae-lens 'release/sae_id'; spliced with --splice_sae. A bare --sae (the original's switch) is
     --splice_sae. Default: Gemma Scope for --model_size; with
@@ -124,10 +124,6 @@ class BenchmarkConfig(CommonArgs):
         self.model_type, self.model_variant = split_model_type(
             self.model_type, self.model_variant, None, "base"
         )
-        if self.sae_source == SAE_SWITCH or isinstance(self.sae_source, bool):
-            self.splice_sae, self.sae_source = self.sae_source == SAE_SWITCH or bool(self.sae_source), None
-        elif isinstance(self.sae_source, str) and self.sae_source.lower() in SWITCH_VALUES:
-            self.splice_sae, self.sae_source = SWITCH_VALUES[self.sae_source.lower()], None
 
     @property
     def model_name(self) -> str:
