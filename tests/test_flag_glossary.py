@@ -5,11 +5,12 @@ ending with the pointer to the glossary. The parsers are built, never run."""
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections import Counter
 
 import pytest
-from flag_glossary_helpers import SCRIPTS, parse_script, read_glossary, script_config, script_flags
+from flag_glossary_helpers import REPO, SCRIPTS, parse_script, read_glossary, script_config, script_flags
 
 from lorasae.cli import FLAGS_DOC, HELP_EPILOG, parse
 from lorasae.errors import UsageError
@@ -207,3 +208,30 @@ def test_every_help_ends_with_the_pointer_to_the_glossary(short: str, capsys):
         parse(script_config(short), ["--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert out.endswith(" ".join(HELP_EPILOG.split())) and FLAGS_DOC in out
+
+
+# Our README's commands: `python <script> ...` in a code span or block; a command with a placeholder
+# (N, A, <x>, {a,b}, $(...), [...], …) or one that reads a file only the demo writes is not parsed as written.
+README_COMMAND = re.compile(r"python (-m lorasae\.demo|[\w/.-]+\.py)((?: +[^`#|;&)\n]*)?)")
+PLACEHOLDER = re.compile(r"^[A-Z]$|[<>{}$\[\]…]|\.\.\.")
+
+
+def readme_commands() -> list[tuple[str, list[str]]]:
+    scripts = {**BY_PATH, "-m lorasae.demo": "demo"}
+    commands = []
+    for line in (REPO / "README.md").read_text(encoding="utf-8").splitlines():
+        for match in README_COMMAND.finditer(line):
+            if match.group(1) not in scripts:
+                continue
+            argv = shlex.split(match.group(2))
+            if any(PLACEHOLDER.search(a) for a in argv) or {"--help", "--config_file"} & set(argv):
+                continue
+            commands.append((scripts[match.group(1)], argv))
+    return commands
+
+
+def test_the_readme_commands_parse_as_written():
+    commands = readme_commands()
+    assert len(commands) >= 30, commands  # the README's post-demo, scaling and seed-command sections
+    for short, argv in commands:
+        parse_script(short, argv)
