@@ -120,7 +120,8 @@ def split_model_type(
 ) -> tuple[str | None, str]:
     """`(model_type, model_variant)` with the original's `--model_type base|peft` (and `--MODEL_TYPE`)
     read by value: base or peft is `--model_variant` (the model type falls back to `default_type`); any
-    other value is the model. `--model_variant X --model_type Y` with base/peft Y other than X is an error."""
+    other value is the model. A base/peft `model_type` contradicting a `model_variant` that is not the
+    default (`--model_variant base --model_type peft` where peft is the default) is an error."""
     if model_type not in MODEL_VARIANTS:
         return model_type, model_variant
     if model_variant not in (default_variant, model_type):
