@@ -31,9 +31,12 @@ def _batchtopk(seed: int = 0, cls=BatchTopKSAE, **kw) -> BatchTopKSAE:
     return sae
 
 
-def test_batch_topk_keeps_exactly_k_times_batch_largest_over_the_whole_batch():
+@pytest.mark.parametrize("dominant", [False, True])
+def test_batch_topk_keeps_exactly_k_times_batch_largest_over_the_whole_batch(dominant):
     torch.manual_seed(1)
     pre = torch.randn(9, 20) * torch.linspace(0.2, 3.0, 9)[:, None]  # tokens of very different scale
+    if dominant:  # one token keeps more than its 4k candidates: the candidate set must grow
+        pre[4] = pre[4].abs() + 50
     acts, idx = batch_topk_select(pre, k=3)
     dense = torch.zeros_like(pre).scatter(1, idx, acts)
     # independent: sort every (token, latent) value of ReLU(pre), keep the 27 largest
@@ -47,10 +50,14 @@ def test_batch_topk_keeps_exactly_k_times_batch_largest_over_the_whole_batch():
     assert int((dense > 0).sum()) == 27
     counts = (dense > 0).sum(1)
     assert counts.min() < 3 < counts.max()  # per token it varies; only the batch total is k·B
+    if dominant:
+        assert int(counts[4]) == 20
 
 
-def test_batchtopk_gradients_equal_the_dense_masked_reference():
+@pytest.mark.parametrize("fast", [True, False])  # the fused TopK kernel with batch selection / unfused
+def test_batchtopk_gradients_equal_the_dense_masked_reference(fast):
     sae = _batchtopk()
+    sae.fast = fast
     x = torch.randn(16, 6) * 2
     out = sae(x)
     out.recon.backward()
@@ -125,6 +132,18 @@ def test_matryoshka_loss_is_the_hand_summed_prefix_losses(tmp_path):
     assert architecture_of(tmp_path / "m") == "matryoshka"
     back = load_ours(tmp_path / "m")
     assert type(back) is MatryoshkaSAE and back.cfg.widths == [3, 8, 20]
+
+
+def test_matryoshka_gradients_of_the_fused_and_unfused_paths_agree():
+    grads = []
+    x = torch.randn(14, 6)
+    for fast in (True, False):
+        sae = _batchtopk(cls=MatryoshkaSAE, widths=[3, 8])
+        sae.fast = fast
+        sae(x).recon.backward()
+        grads.append({n: p.grad for n, p in sae.named_parameters()})
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grad, grads[1][name], rtol=1e-4, atol=1e-5)
 
 
 def test_matryoshka_widths_must_increase():

@@ -12,9 +12,11 @@ recent batches more.
 Training vs inference follows ``self.training`` (``encode`` / ``reconstruct`` / ``forward``), as with
 SAELens's training and inference classes; ``load_sae`` returns it in eval mode.
 
-Kernels: the batch selection is one top-k over the flattened ReLU'd pre-activations
-(:func:`batch_topk_select`), then the TopK decoder kernel (``sparse_decode``) on the zero-padded
-per-token selection; the decoder-norm constraint and AuxK are the TopK SAE's.
+Kernels: the training step is the TopK SAE's fused function (:mod:`lorasae.sae.fused_sae`: one dense
+encoder GEMM, sparse decode and latent-grouped backward) with the per-token top k replaced by the batch
+selection :func:`batch_topk_slots` (candidates from each token's top 4k, exact); with AuxK (dead
+latents) the unfused path (dense pre-activations, ``sparse_decode``). ``fast=False`` is that unfused
+path always. The decoder-norm constraint and AuxK are the TopK SAE's.
 
 On disk (SAELens's inference format for a trained BatchTopK): ``architecture: "jumprelu"`` with
 ``threshold`` = θ for every latent and ``metadata.training_architecture: "batchtopk"`` (+ its details,
@@ -23,6 +25,7 @@ k and the threshold lr), so ``sae_lens.SAE.load_from_disk`` gives a ``JumpReLUSA
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +35,10 @@ from torch import Tensor
 
 from lorasae.sae.coder import CoderOutput, coder_cfg_dict, ours_of, provenance, training_details
 from lorasae.sae.config import SaeConfig, dtype_name, to_torch_dtype
+from lorasae.sae.fused_sae import fused_topk_sae
 from lorasae.sae.io import CFG_FILENAME, SaeFormatError, read_cfg, read_weights, write_sae_folder
 from lorasae.sae.kernels import sparse_decode
+from lorasae.sae.select import topk_select
 from lorasae.sae.topk import TopKSAE, topk_from_state
 
 SAE_LENS_ARCHITECTURE = "jumprelu"
@@ -53,22 +58,43 @@ class BatchTopKConfig(SaeConfig):
             raise ValueError(f"BatchTopKConfig: threshold_lr must be in (0, 1], got {self.threshold_lr}")
 
 
+def batch_topk_slots(z: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """Which entries of z [N, m] are among the k·N largest of the whole batch, per token as
+    (idx [N, w], kept [N, w] bool), w the most any token keeps (slots past a token's count: kept False).
+
+    Exact without ranking all N·m entries: each token's top c candidates (c = 4k, doubled while some
+    token keeps all its candidates) hold every kept entry, since a token that does not keep all its
+    candidates keeps none of the smaller entries outside them."""
+    n, m = z.shape
+    total = min(k * n, n * m)
+    width = min(m, 4 * k)
+    with torch.no_grad():
+        while True:
+            vals, idx = topk_select(z.detach().contiguous(), width)
+            kept = torch.zeros(n * width, dtype=torch.bool, device=z.device)
+            kept[vals.reshape(-1).topk(total, sorted=False).indices] = True
+            kept = kept.view(n, width)
+            if width == m or not bool(kept.all(1).any()):
+                break
+            width = min(m, 2 * width)
+        w = max(int(kept.sum(1).max()), 1)
+        order = torch.argsort((~kept).to(torch.int8), dim=1, stable=True)[:, :w]
+        return idx.gather(1, order), kept.gather(1, order)
+
+
 def batch_topk_select(pre: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """Of ReLU(pre) [N, m], the k·N largest entries over the whole batch, per token as
-    (acts [N, k'], idx [N, k']) with k' the most any token got; slots past a token's own count hold
-    activation 0. Differentiable in ``pre`` (through the kept entries)."""
-    n, m = pre.shape
-    with torch.no_grad():
-        relu = pre.detach().relu()
-        kept = relu.flatten().topk(min(k * n, n * m), sorted=False).indices
-        selected = torch.zeros(n * m, dtype=torch.bool, device=pre.device)
-        selected[kept] = True
-        selected = selected.view(n, m)
-        width = max(int(selected.sum(1).max()), 1)
-        # kept entries (>= 0) rank above every other (-1): each token's first `width` holds all it kept
-        ranked, idx = relu.masked_fill(~selected, -1.0).topk(width, dim=-1, sorted=False)
-    acts = pre.gather(1, idx).relu() * (ranked >= 0)
-    return acts, idx
+    (acts [N, w], idx [N, w]) (:func:`batch_topk_slots`; empty slots hold activation 0).
+    Differentiable in ``pre`` (through the kept entries)."""
+    idx, kept = batch_topk_slots(pre, k)
+    return pre.gather(1, idx).relu() * kept, idx
+
+
+def batch_topk_values(z: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """(values, idx) [N, w] of :func:`batch_topk_slots`, 0 in the empty slots: the fused kernel's
+    ``select`` (it applies the ReLU, and its backward gates the zero slots)."""
+    idx, kept = batch_topk_slots(z, k)
+    return z.gather(1, idx).masked_fill_(~kept, 0.0), idx
 
 
 class BatchTopKSAE(TopKSAE):
@@ -83,8 +109,9 @@ class BatchTopKSAE(TopKSAE):
         cfg: BatchTopKConfig,
         device: torch.device | str | None = None,
         dtype: torch.dtype | str | None = None,
+        fast: bool = True,
     ) -> None:
-        super().__init__(cfg, device=device, dtype=dtype, fast=True)
+        super().__init__(cfg, device=device, dtype=dtype, fast=fast)
         self.register_buffer("threshold", torch.zeros((), dtype=torch.float64, device=device))
 
     # ---- encode / decode ----------------------------------------------------------------------
@@ -108,13 +135,22 @@ class BatchTopKSAE(TopKSAE):
     def forward(self, x: Tensor, dead_mask: Tensor | None = None) -> CoderOutput:
         """Training forward on x [N, d_in]: batch top k (or the threshold in eval mode), FVU, AuxK."""
         x = x.to(self.dtype).reshape(-1, self.cfg.d_in)
-        pre = self._pre(x)
-        acts, idx = self._select(pre)
-        x_hat = sparse_decode(acts, idx, self.W_dec) + self.b_dec
+        want_aux = dead_mask is not None and bool(dead_mask.any())
+        if self.training and self.fast and not want_aux:  # the TopK SAE's fused kernel, batch selection
+            k = self.cfg.k
+            select = functools.partial(batch_topk_values, k=k)
+            w = self.encoder.weight
+            x_hat, acts, idx = fused_topk_sae(x, self.b_dec, w, self.encoder.bias, self.W_dec, k, select)
+            pre = None
+        else:
+            pre = self._pre(x)
+            acts, idx = self._select(pre)
+            x_hat = sparse_decode(acts, idx, self.W_dec) + self.b_dec
         resid = x - x_hat
         total_var = (x - x.mean(0)).pow(2).sum()
         fvu = resid.pow(2).sum() / total_var
-        if dead_mask is not None and bool(dead_mask.any()):
+        if want_aux:
+            assert pre is not None and dead_mask is not None
             auxk = self._auxk_loss(pre.relu(), resid, dead_mask, total_var)
         else:
             auxk = x_hat.new_zeros(())
@@ -219,4 +255,11 @@ def threshold_select(pre: Tensor, threshold: Tensor) -> tuple[Tensor, Tensor]:
     return z.gather(-1, idx), idx
 
 
-__all__ = ["BatchTopKConfig", "BatchTopKSAE", "batch_topk_select", "threshold_select"]
+__all__ = [
+    "BatchTopKConfig",
+    "BatchTopKSAE",
+    "batch_topk_select",
+    "batch_topk_slots",
+    "batch_topk_values",
+    "threshold_select",
+]
