@@ -253,6 +253,23 @@ def test_transcoder_predicts_the_target_from_the_input(tmp_path, activation, ski
         torch.testing.assert_close(back.reconstruct(x), tc.reconstruct(x))
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_topk_skip_transcoder_gradients_equal_the_dense_reference(fast):
+    torch.manual_seed(6)
+    tc = Transcoder(TranscoderConfig(d_in=6, d_sae=16, activation="topk", k=3, skip=True), fast=fast)
+    _perturb(tc)
+    x, y = torch.randn(10, 6), torch.randn(10, 6) + 1
+    out = tc(x, target=y)
+    out.fvu.backward()
+    ref = {n: p.detach().clone().requires_grad_() for n, p in tc.named_parameters()}
+    pre = x @ ref["W_enc"] + ref["b_enc"]
+    mask = torch.zeros_like(pre).scatter(1, pre.detach().topk(3, dim=1).indices, 1.0)
+    y_hat = (pre.relu() * mask) @ ref["W_dec"] + ref["b_dec"] + x @ ref["W_skip"].t()
+    (((y - y_hat) ** 2).sum() / ((y - y.mean(0)) ** 2).sum()).backward()
+    for name, p in tc.named_parameters():
+        torch.testing.assert_close(p.grad, ref[name].grad, rtol=1e-4, atol=1e-5)
+
+
 def test_transcoder_forward_without_target_says_what_to_pass():
     tc = Transcoder(TranscoderConfig(d_in=4, d_sae=8))
     with pytest.raises(ValueError, match="target="):

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from lorasae.sae.attributes import DictionaryAttributes
 from lorasae.sae.coder import CoderOutput, coder_cfg_dict, dense_indices, provenance
 from lorasae.sae.config import dtype_name, to_torch_dtype
+from lorasae.sae.fused_sae import fused_topk_sae
 from lorasae.sae.io import CFG_FILENAME, SaeFormatError, read_cfg, read_weights, write_sae_folder
 from lorasae.sae.kernels import sparse_decode, topk_encode
 
@@ -97,9 +98,12 @@ class Transcoder(DictionaryAttributes, nn.Module):
 
     splice_site = "mlp"
 
-    def __init__(self, cfg: TranscoderConfig, device: torch.device | str | None = None) -> None:
+    def __init__(
+        self, cfg: TranscoderConfig, device: torch.device | str | None = None, fast: bool = True
+    ) -> None:
         super().__init__()
         self.cfg = cfg
+        self.fast = fast  # TopK with d_in == d_out trains through the TopK SAE's fused kernel
         dt = to_torch_dtype(cfg.dtype)
         assert cfg.d_out is not None
         w = torch.randn(cfg.d_sae, cfg.d_out, device=device, dtype=dt)
@@ -160,7 +164,14 @@ class Transcoder(DictionaryAttributes, nn.Module):
             )
         x = x.to(self.dtype).reshape(-1, self.cfg.d_in)
         y = target.to(self.dtype).reshape(-1, self.cfg.d_out)
-        if self.cfg.activation == "topk":
+        want_aux = dead_mask is not None and bool(dead_mask.any())
+        if self.fast and self.cfg.activation == "topk" and not want_aux and self.cfg.d_in == self.cfg.d_out:
+            # the TopK SAE's fused kernel; its decoder bias is subtracted from x, so pass zeros and add ours
+            assert self.cfg.k is not None
+            zero = x.new_zeros(self.cfg.d_in)
+            y_hat, acts, idx = fused_topk_sae(x, zero, self.W_enc.t(), self.b_enc, self.W_dec, self.cfg.k)
+            y_hat, pre, l1 = y_hat + self.b_dec, None, y_hat.new_zeros(())
+        elif self.cfg.activation == "topk":
             assert self.cfg.k is not None
             acts, idx, pre = topk_encode(x, self.W_enc.t(), self.b_enc, self.cfg.k)
             y_hat = sparse_decode(acts, idx, self.W_dec) + self.b_dec
