@@ -182,7 +182,7 @@ def test_jumprelu_gradients_are_the_papers_pseudo_derivatives():
 
 def test_jumprelu_sae_threshold_learns_through_log_theta_and_penalties_match():
     torch.manual_seed(3)
-    sae = JumpReLUSAE(JumpReLUConfig(d_in=6, d_sae=10, bandwidth=0.5, init_threshold=0.3))
+    sae = JumpReLUSAE(JumpReLUConfig(d_in=6, d_sae=10, bandwidth=0.5, init_threshold=0.3), fast=False)
     _perturb(sae, 0.5)
     x = torch.randn(20, 6)
     out = sae(x)
@@ -196,11 +196,34 @@ def test_jumprelu_sae_threshold_learns_through_log_theta_and_penalties_match():
     expected = (-(1 / 0.5) * kernel).sum(0) / 20 * theta.double()  # d/dlogθ = θ · d/dθ, mean over tokens
     assert expected.abs().sum() > 0  # some pre-activations fall inside the kernel
     torch.testing.assert_close(sae.log_threshold.grad.double(), expected, rtol=1e-5, atol=1e-6)
-    tanh = JumpReLUSAE(JumpReLUConfig(d_in=6, d_sae=10, sparsity_loss="tanh", tanh_scale=2.0))
+    tanh = JumpReLUSAE(JumpReLUConfig(d_in=6, d_sae=10, sparsity_loss="tanh", tanh_scale=2.0), fast=False)
     _perturb(tanh, 0.5)
     out = tanh(x)
     expected_tanh = torch.tanh(2.0 * out.top_acts * tanh.W_dec.norm(dim=1)).sum(1).mean()
     assert out.l1.item() == pytest.approx(expected_tanh.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("loss", ["step", "tanh"])
+def test_jumprelu_sparse_decode_path_equals_the_dense_one(loss):
+    grads, outs = [], []
+    x = torch.randn(24, 8)
+    for fast in (True, False):
+        torch.manual_seed(7)
+        cfg = JumpReLUConfig(d_in=8, d_sae=320, init_threshold=3.0, bandwidth=0.5, sparsity_loss=loss)
+        sae = JumpReLUSAE(cfg, fast=fast)
+        _perturb(sae, 0.3)
+        with torch.no_grad():  # few latents fire (a trained SAE's sparsity), thresholds still differ
+            sae.log_threshold.copy_(torch.linspace(1.2, 1.6, 320))
+        out = sae(x)
+        (out.recon + 0.1 * out.l1).backward()
+        outs.append(out)
+        grads.append({n: p.grad for n, p in sae.named_parameters()})
+    assert outs[0].top_acts.shape[1] < 320 == outs[1].top_acts.shape[1]  # the fast one decoded sparsely
+    assert 0 < int((outs[0].top_acts > 0).sum()) == int((outs[1].top_acts > 0).sum())
+    torch.testing.assert_close(outs[0].x_hat, outs[1].x_hat, rtol=1e-5, atol=1e-6)
+    for name, grad in grads[0].items():
+        assert grad is not None and grads[1][name] is not None
+        torch.testing.assert_close(grad, grads[1][name], rtol=1e-4, atol=1e-6)
 
 
 def test_l0_coefficient_warms_up_linearly_from_zero():

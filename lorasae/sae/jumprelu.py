@@ -42,10 +42,14 @@ from lorasae.sae.io import (
     read_weights,
     write_sae_folder,
 )
+from lorasae.sae.kernels import sparse_decode
 
 SAE_LENS_ARCHITECTURE = "jumprelu"
 SPARSITY_LOSSES = ("step", "tanh")
 DECODER_INIT_NORM = 0.1
+SPARSE_BELOW = 16
+"""The training forward decodes sparsely when no token has more than d_sae / 16 latents above θ − ε/2
+(firing, or close enough below θ for the straight-through estimator)."""
 """Initial decoder row norm in ``tanh`` mode (as SAELens); ``step`` mode starts (and stays) at 1."""
 
 
@@ -150,9 +154,12 @@ class JumpReLUSAE(DictionaryAttributes, nn.Module):
     """Parameters in SAELens's layout (``W_enc`` [d_in, d_sae], ``b_enc``, ``W_dec`` [d_sae, d_in],
     ``b_dec``) + ``log_threshold`` [d_sae]."""
 
-    def __init__(self, cfg: JumpReLUConfig, device: torch.device | str | None = None) -> None:
+    def __init__(
+        self, cfg: JumpReLUConfig, device: torch.device | str | None = None, fast: bool = True
+    ) -> None:
         super().__init__()
         self.cfg = cfg
+        self.fast = fast  # decode sparsely when few latents fire (False: always the dense decoder)
         dt = to_torch_dtype(cfg.dtype)
         w = torch.randn(cfg.d_sae, cfg.d_in, device=device, dtype=dt)
         norm = 1.0 if cfg.sparsity_loss == "step" else DECODER_INIT_NORM
@@ -203,11 +210,22 @@ class JumpReLUSAE(DictionaryAttributes, nn.Module):
         x = x.to(self.dtype).reshape(-1, self.cfg.d_in)
         pre = self.pre_activations(x)
         z = JumpReLUFunction.apply(pre, self.threshold, self.cfg.bandwidth)
-        x_hat = self.decode(z)
+        penalty = self.sparsity_loss(pre, z)
+        # the latents the backward needs: those firing and those in the kernel's window below θ
+        with torch.no_grad():
+            margin = pre.detach() - (self.threshold.detach() - self.cfg.bandwidth / 2)
+            width = max(int((margin > 0).sum(-1).max()), 1) if x.shape[0] else self.cfg.d_sae
+        if self.fast and width * SPARSE_BELOW <= self.cfg.d_sae:
+            # few of them (a trained SAE): decode only those (the TopK decoder kernel), no dense decoder
+            # GEMMs forward or backward
+            idx = margin.topk(width, dim=-1, sorted=False).indices
+            acts = z.gather(-1, idx)
+            x_hat = sparse_decode(acts, idx, self.W_dec) + self.b_dec
+        else:
+            acts, idx = z, dense_indices(z)
+            x_hat = self.decode(z)
         fvu = (x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum()
-        return CoderOutput(
-            x_hat, z, dense_indices(z), fvu, x_hat.new_zeros(()), self.sparsity_loss(pre, z), fvu
-        )
+        return CoderOutput(x_hat, acts, idx, fvu, x_hat.new_zeros(()), penalty, fvu)
 
     # ---- the per-step constraints (step mode: unit-norm decoder rows, as the paper) -------------
     @torch.no_grad()
