@@ -5,7 +5,7 @@ architecture and shape, in one run.
 |---|---|
 | `BatchTopKSAE` | SAELens `BatchTopKTrainingSAE.training_forward_pass` (+ its threshold update) |
 | `MatryoshkaSAE` (widths m/8, m/4, m/2, m) | SAELens `MatryoshkaBatchTopKTrainingSAE` (same widths) |
-| `JumpReLUSAE` (step L0 penalty) | SAELens `JumpReLUTrainingSAE` (step L0 penalty) |
+| `JumpReLUSAE` (step L0 penalty) | SAELens `JumpReLUTrainingSAE` (step L0 penalty); both sides' thresholds set so each latent fires on k/m of the tokens (a trained SAE's L0 ≈ k) |
 | `Transcoder` (TopK, skip) | sparsify `SparseCoder(transcode=True, skip_connection=True)` (SAELens trains no transcoder) |
 
 A step is forward, loss, backward, Adam step and zero_grad for both sides, plus each side's own per-step
@@ -150,15 +150,15 @@ def pairs(
             x, {}, device,
         ),
     )  # fmt: skip
-    out["jumprelu"] = (
-        _ours_step(JumpReLUSAE(JumpReLUConfig(d_in=d, d_sae=m), device=device), x, None, device),
-        _sae_lens_step(
-            JumpReLUTrainingSAE(JumpReLUTrainingSAEConfig(d_in=d, d_sae=m, device=dev)),
-            x,
-            {"l0": 1e-3},
-            device,
-        ),
-    )
+    ours_j = JumpReLUSAE(JumpReLUConfig(d_in=d, d_sae=m), device=device)
+    theirs_j = JumpReLUTrainingSAE(JumpReLUTrainingSAEConfig(d_in=d, d_sae=m, device=dev))
+    with torch.no_grad():  # a trained SAE's sparsity: each latent's threshold fires it on k/m of the tokens
+        q, sample = 1 - k / m, x[:1024]
+        ours_pre = ours_j.pre_activations(sample)
+        ours_j.log_threshold.copy_(torch.quantile(ours_pre, q, dim=0).clamp_min(1e-3).log())
+        their_pre = (sample - theirs_j.b_dec) @ theirs_j.W_enc + theirs_j.b_enc
+        theirs_j.threshold.copy_(torch.quantile(their_pre, q, dim=0).clamp_min(1e-3))
+    out["jumprelu"] = (_ours_step(ours_j, x, None, device), _sae_lens_step(theirs_j, x, {"l0": 1e-3}, device))
     tc = TranscoderConfig(d_in=d, d_sae=m, activation="topk", k=k, skip=True)
     sp = SparseCoder(
         d, SparseCoderConfig(num_latents=m, k=k, transcode=True, skip_connection=True), device=device
