@@ -43,6 +43,7 @@ from lorasae.sae.io import (
     write_sae_folder,
 )
 from lorasae.sae.kernels import sparse_decode
+from lorasae.sae.select import topk_select
 
 SAE_LENS_ARCHITECTURE = "jumprelu"
 SPARSITY_LOSSES = ("step", "tanh")
@@ -74,8 +75,7 @@ class JumpReLUFunction(torch.autograd.Function):
         grad_z = grad * (z > theta).to(grad.dtype) if ctx.needs_input_grad[0] else None
         grad_theta = None
         if ctx.needs_input_grad[1]:
-            per = -(theta / eps) * rectangle((z - theta) / eps) * grad
-            grad_theta = per.reshape(-1, per.shape[-1]).sum(0).reshape(theta.shape)
+            grad_theta = _sum_to(-(theta / eps) * rectangle((z - theta) / eps) * grad, theta)
         return grad_z, grad_theta, None
 
 
@@ -94,9 +94,15 @@ class StepFunction(torch.autograd.Function):
         eps = ctx.bandwidth
         grad_theta = None
         if ctx.needs_input_grad[1]:
-            per = -(1.0 / eps) * rectangle((z - theta) / eps) * grad
-            grad_theta = per.reshape(-1, per.shape[-1]).sum(0).reshape(theta.shape)
-        return torch.zeros_like(z) if ctx.needs_input_grad[0] else None, grad_theta, None
+            grad_theta = _sum_to(-(1.0 / eps) * rectangle((z - theta) / eps) * grad, theta)
+        return None, grad_theta, None  # no gradient to z
+
+
+def _sum_to(per: Tensor, theta: Tensor) -> Tensor:
+    """The per-element θ-gradient summed over the dimensions θ was broadcast along (θ [m] or z's shape)."""
+    if per.shape == theta.shape:
+        return per
+    return per.reshape(-1, per.shape[-1]).sum(0).reshape(theta.shape)
 
 
 def l0_coefficient(step: int, final: float, warmup_steps: int) -> float:
@@ -201,29 +207,35 @@ class JumpReLUSAE(DictionaryAttributes, nn.Module):
 
     def sparsity_loss(self, pre: Tensor, z: Tensor) -> Tensor:
         """The penalty of ``cfg.sparsity_loss`` (mean over tokens), before its coefficient."""
+        return self._penalty(pre, z, self.threshold, self.W_dec.norm(dim=1))
+
+    def _penalty(self, pre: Tensor, z: Tensor, theta: Tensor, dec_norm: Tensor) -> Tensor:
         if self.cfg.sparsity_loss == "step":
-            return StepFunction.apply(pre, self.threshold, self.cfg.bandwidth).sum(-1).mean()
-        return torch.tanh(self.cfg.tanh_scale * z * self.W_dec.norm(dim=1)).sum(-1).mean()
+            return StepFunction.apply(pre, theta, self.cfg.bandwidth).sum(-1).mean()
+        return torch.tanh(self.cfg.tanh_scale * z * dec_norm).sum(-1).mean()
 
     def forward(self, x: Tensor, dead_mask: Tensor | None = None) -> CoderOutput:
         """FVU and the sparsity penalty of x [N, d_in] (``dead_mask`` is accepted and unused)."""
         x = x.to(self.dtype).reshape(-1, self.cfg.d_in)
         pre = self.pre_activations(x)
-        z = JumpReLUFunction.apply(pre, self.threshold, self.cfg.bandwidth)
-        penalty = self.sparsity_loss(pre, z)
+        theta = self.threshold
         # the latents the backward needs: those firing and those in the kernel's window below θ
         with torch.no_grad():
-            margin = pre.detach() - (self.threshold.detach() - self.cfg.bandwidth / 2)
+            margin = pre.detach() - (theta.detach() - self.cfg.bandwidth / 2)
             width = max(int((margin > 0).sum(-1).max()), 1) if x.shape[0] else self.cfg.d_sae
         if self.fast and width * SPARSE_BELOW <= self.cfg.d_sae:
-            # few of them (a trained SAE): decode only those (the TopK decoder kernel), no dense decoder
-            # GEMMs forward or backward
-            idx = margin.topk(width, dim=-1, sorted=False).indices
-            acts = z.gather(-1, idx)
+            # few of them (a trained SAE): the estimators, the penalty and the decoder (the TopK kernel)
+            # run on those [N, w] slots only; every other latent has z = 0 and no gradient
+            idx = topk_select(margin, width)[1]
+            pre_s, theta_s = pre.gather(-1, idx), theta[idx]
+            acts = JumpReLUFunction.apply(pre_s, theta_s, self.cfg.bandwidth)
+            penalty = self._penalty(pre_s, acts, theta_s, self.W_dec.norm(dim=1)[idx])
             x_hat = sparse_decode(acts, idx, self.W_dec) + self.b_dec
         else:
-            acts, idx = z, dense_indices(z)
-            x_hat = self.decode(z)
+            acts = JumpReLUFunction.apply(pre, theta, self.cfg.bandwidth)
+            idx = dense_indices(acts)
+            penalty = self._penalty(pre, acts, theta, self.W_dec.norm(dim=1))
+            x_hat = self.decode(acts)
         fvu = (x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum()
         return CoderOutput(x_hat, acts, idx, fvu, x_hat.new_zeros(()), penalty, fvu)
 
