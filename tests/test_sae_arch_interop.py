@@ -189,3 +189,25 @@ def test_jumprelu_gradients_and_l0_warmup_equal_sae_lens():
     for step in range(8):
         assert l0_coefficient(step, 2.5, 5) == pytest.approx(scheduler.value)
         scheduler.step()
+
+
+def test_arch_step_bench_times_every_architecture_against_its_reference(capsys):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "bench" / "arch_step.py"
+    spec = importlib.util.spec_from_file_location("arch_step_bench", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve string annotations through sys.modules
+    spec.loader.exec_module(module)
+    args = ["--d_in", "16", "--d_sae", "64", "--k", "4", "--tokens", "64", "--repeats", "1", "--warmup", "0"]
+    module.main(args)
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("arch_step: ")
+    assert [part.split()[0] for part in last[len("arch_step: ") :].split(", ")] == [
+        "batchtopk",
+        "matryoshka",
+        "jumprelu",
+        "transcoder",
+    ]
