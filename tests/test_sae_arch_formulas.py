@@ -308,3 +308,53 @@ def test_transcoder_topk_auxk_is_zero_without_dead_latents_and_positive_with():
     dead = torch.zeros(16, dtype=torch.bool)
     dead[:5] = True
     assert tc(x, dead_mask=dead, target=y).auxk_loss.item() > 0
+
+
+def _train(sae, x, y=None, steps=60, coef=0.0):
+    """The loop the trainer runs for every architecture: forward, recon + AuxK + coefficient · l1,
+    backward, decoder constraint, Adam, after_step."""
+    opt = torch.optim.Adam(sae.parameters(), lr=3e-3)
+    first = last = None
+    for _ in range(steps):
+        out = sae(x, target=y) if y is not None else sae(x)
+        loss = out.recon + coef * out.l1
+        loss.backward()
+        sae.remove_gradient_parallel_to_decoder_directions()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        sae.set_decoder_norm_to_unit_norm()
+        sae.after_step(out)
+        first = out.fvu.item() if first is None else first
+        last = out.fvu.item()
+    return first, last
+
+
+def _sparse_data(n=256, d=8, atoms=24, seed=8):
+    g = torch.Generator().manual_seed(seed)
+    dictionary = torch.randn(atoms, d, generator=g)
+    codes = torch.rand(n, atoms, generator=g) * (torch.rand(n, atoms, generator=g) < 0.1)
+    return codes @ dictionary
+
+
+@pytest.mark.parametrize("kind", ["batchtopk", "matryoshka", "jumprelu", "transcoder"])
+def test_every_architecture_trains_through_the_common_step(kind):
+    torch.manual_seed(9)
+    x = _sparse_data()
+    y = None
+    if kind == "batchtopk":
+        sae = BatchTopKSAE(BatchTopKConfig(d_in=8, d_sae=32, k=3, threshold_lr=0.1))
+    elif kind == "matryoshka":
+        sae = MatryoshkaSAE(MatryoshkaConfig(d_in=8, d_sae=32, k=3, widths=[8, 16], threshold_lr=0.1))
+    elif kind == "jumprelu":
+        sae = JumpReLUSAE(JumpReLUConfig(d_in=8, d_sae=32, bandwidth=0.05, init_threshold=0.05))
+    else:
+        sae = Transcoder(TranscoderConfig(d_in=8, d_sae=32, activation="topk", k=3, skip=True))
+        y = torch.tanh(x) @ torch.randn(8, 8, generator=torch.Generator().manual_seed(1))
+    first, last = _train(sae, x, y, coef=1e-3 if kind == "jumprelu" else 0.0)
+    assert last < 0.7 * first
+    if kind in ("batchtopk", "matryoshka"):
+        assert float(sae.threshold) > 0
+        sae.eval()
+        with torch.no_grad():
+            l0 = (sae.encode(x) > 0).sum(-1).float().mean().item()
+        assert 2.0 < l0 < 4.5  # the inference threshold keeps about k = 3 latents per token (3.1 here)
