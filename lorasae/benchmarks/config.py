@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lorasae.cli import CommonArgs, field
+from lorasae.store.adapter_choice import adapter_help
 from lorasae.store.saes import GEMMA_SCOPE_2B, GEMMA_SCOPE_9B
 
 MODEL_TYPES = ("peft", "base")
@@ -85,9 +86,13 @@ class BenchmarkConfig(CommonArgs):
     sae_layer: int | None = None
     """Decoder layer to splice the SAE after. Default: the SAE's own hook layer."""
 
-    adapter: str | None = None
-    """LoRA adapter folder (PEFT format) for --model_type peft. Default: the one trained for the SAE on the
-    most layers, at the highest rank, the newest among equals (rank 64 on layers L+1…n-1 for --model_size, as the original)."""
+    adapter: str | None = field(
+        default=None,
+        help=adapter_help(
+            "LoRA adapter folder (PEFT format) for --model_type peft. Default: the default adapter (among "
+            "the rank-64 ones on layers L+1…n-1 for --model_size, as the original)."
+        ),
+    )
 
     rank: int | None = None
     """Only consider saved adapters of this LoRA rank when looking one up."""

@@ -27,7 +27,16 @@ from lorasae.models import model_key, model_shape, special_token_ids
 from lorasae.records import RECORD_SUFFIX
 from lorasae.runtime import parse_device, seed_everything, setup_environment
 from lorasae.sae.splice import splice_fn
-from lorasae.store import SaeRef, SaeRun, load_bundle, resolve_adapter, resolve_sae
+from lorasae.store import (
+    AdapterFilter,
+    SaeRef,
+    SaeRun,
+    adapter_line,
+    load_bundle,
+    resolve_adapter,
+    resolve_sae,
+)
+from lorasae.store.adapter_choice import adapter_help
 
 
 @dataclass
@@ -35,9 +44,13 @@ class InterpArgs(SaeChoiceArgs, CommonArgs):
     """The interpretability analysis of the original repository (`interp_analysis/`) for one SAE and its
     LoRA adapter."""
 
-    adapter: str | None = None
-    """LoRA adapter folder (PEFT format). Default: the newest adapter saved for the SAE (of --rank and
-    --lora_span when given)."""
+    adapter: str | None = field(
+        default=None,
+        help=adapter_help(
+            "LoRA adapter folder (PEFT format). Default: the default adapter (of --rank and --lora_span "
+            "when given)."
+        ),
+    )
 
     rank: int | None = None
     """Rank of the adapter to find (default: any)."""
@@ -68,6 +81,12 @@ class InterpArgs(SaeChoiceArgs, CommonArgs):
     """Show a progress bar."""
 
 
+def interp_adapter(args: InterpArgs, ref: SaeRef) -> Path:
+    """The adapter the analysis runs with: --adapter, else the store's default adapter of the SAE (of --rank
+    and --lora_span when given); checked to pair with the SAE's weights."""
+    return resolve_adapter(args.model_name, ref, args.adapter, AdapterFilter(args.rank, args.lora_span))
+
+
 def adapter_label(adapter: Path) -> str:
     """`peft_<a>-<b>_rank_<r>` for adapters in the project's layout, else the folder's name."""
     if adapter.name.startswith("rank_") and adapter.parent.name.startswith("peft_"):
@@ -91,7 +110,8 @@ def run_interp(args: InterpArgs) -> Path:
     name = args.model_name
     shape = model_shape(name)
     ref = resolve_sae(name, args.sae, args.layer)
-    adapter = resolve_adapter(name, ref, args.adapter, args.rank, args.lora_span)
+    adapter = interp_adapter(args, ref)
+    print(adapter_line(adapter, "interp"))
     bundle = load_bundle(name, [ref], adapter, device=parse_device(args.device), dtype=args.dtype)
     layer, sae = bundle.layer, bundle.sae
     ctx_len = args.ctx_len or default_ctx_len(shape.max_positions)
@@ -204,7 +224,7 @@ def demo_stage(
     def done() -> bool:
         try:
             ref = resolve_sae(args.model_name, layer=layer)
-            adapter = resolve_adapter(args.model_name, ref, None, rank, lora_span)
+            adapter = resolve_adapter(args.model_name, ref, None, AdapterFilter(rank, lora_span))
         except FileNotFoundError:
             return False
         return output_path(args.model_name, ref, adapter).exists()
@@ -229,6 +249,7 @@ def main(args: InterpArgs) -> None:
 __all__ = [
     "InterpArgs",
     "adapter_label",
+    "interp_adapter",
     "demo_stage",
     "find_records",
     "main",

@@ -12,6 +12,7 @@ from lorasae.cli import CommonArgs, SaeChoiceArgs
 from lorasae.llm import API_KEY_ENV, DEFAULT_LLM_MODEL
 from lorasae.models import model_key
 from lorasae.paths import eval_dir, sanitize
+from lorasae.store.adapter_choice import adapter_help
 
 EVALS: tuple[str, ...] = (
     "core", "sparse_probing", "scr", "tpp", "absorption", "autointerp", "ravel", "unlearning",
@@ -36,9 +37,12 @@ class SaeBenchArgs(SaeChoiceArgs, CommonArgs):
     """Text for core and autointerp: 'builtin', a hub dataset or a local txt/jsonl/parquet file or folder.
     Default: builtin for the tiny model, else SAEBench's (openwebtext for core, the Pile for autointerp)."""
 
-    adapter: str | None = None
-    """LoRA adapter folder (PEFT format) for --model_type peft. Default: the adapter saved for the SAE with the widest layer span, then the highest rank, then the newest
-    (`find_adapter`)."""
+    adapter: str | None = field(
+        default=None,
+        help=adapter_help(
+            "LoRA adapter folder (PEFT format) for --model_type peft. Default: the default adapter."
+        ),
+    )
 
     peft_dict: str | None = None
     """Merged state dict written by get_peft_dict.py, loaded instead of merging the adapter in memory.
