@@ -21,6 +21,7 @@ from lorasae.dashboard.ranking import parse_latents
 from lorasae.dashboard.render import index_page, latent_page
 from lorasae.data import default_dataset, load_token_split
 from lorasae.eval_identity import adapter_label
+from lorasae.evals.shape import DemoContext, Stage
 from lorasae.fingerprint import weights_digest
 from lorasae.model_defaults import (
     default_ctx_len,
@@ -269,17 +270,12 @@ def steering_latent() -> int | None:
     return None
 
 
-def demo_stage(
-    device: str = "cpu",
-    layer: int | None = None,
-    rank: int | None = None,
-    lora_span: str | None = None,
-    seed: int = 42,
-    force: bool = False,
-) -> tuple[str, bool, Callable[[], Path]]:
-    """`(title, done, fn)` for `Stages.run` in `lorasae/demo.py`: dashboards of the built-in model's main
+def demo_stage(ctx: DemoContext) -> Stage:
+    """`make demo`'s stage (the registry's one signature, `lorasae.evals.DemoContext`): dashboards of the built-in model's main
     SAE for the steering latent and the 8 latents its adapter of `rank` on `lora_span` changes most; done
     when they exist. Call it after the steering and LoRA stages."""
+    device, layer, rank, lora_span = ctx.device, ctx.layer, ctx.rank, ctx.every_layer
+    seed, force = ctx.seed, ctx.force
 
     def args() -> DashboardArgs:
         latent = steering_latent()

@@ -5,7 +5,6 @@ validation chunks every script shares, write the JSON record, print the tables, 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from lorasae.atomic import atomic_write_json
 from lorasae.cli import CommonArgs, SaeChoiceArgs, field, parse_count
 from lorasae.data import default_dataset, load_token_split
 from lorasae.eval_identity import eval_identity, write_eval_record
+from lorasae.evals.shape import DemoContext, Stage
 from lorasae.gap import gap_closed
 from lorasae.model_defaults import (
     default_ctx_len,
@@ -205,17 +205,12 @@ def print_tables(record: dict) -> None:
     print(format_tables(record))
 
 
-def demo_stage(
-    device: str = "cpu",
-    layer: int | None = None,
-    rank: int | None = None,
-    lora_span: str | None = None,
-    seed: int = 42,
-    force: bool = False,
-) -> tuple[str, bool, Callable[[], Path]]:
-    """`(title, done, fn)` for `Stages.run` in `lorasae/demo.py`: the analysis of the built-in model's
+def demo_stage(ctx: DemoContext) -> Stage:
+    """`make demo`'s stage (the registry's one signature, `lorasae.evals.DemoContext`): the analysis of the built-in model's
     main SAE with its newest adapter of `rank` on `lora_span` (`<a>-<b>`; the paper's is every layer);
     done when that record exists. Call it after the LoRA stages (it looks the adapter up)."""
+    device, layer, rank, lora_span = ctx.device, ctx.layer, ctx.rank, ctx.every_layer
+    seed, force = ctx.seed, ctx.force
     args = InterpArgs(
         model_type="tiny", device=device, layer=layer, rank=rank, lora_span=lora_span, seed=seed,
         progress=False,

@@ -12,11 +12,9 @@ from lorasae.cli import CommonArgs, SaeChoiceArgs
 from lorasae.llm import API_KEY_ENV, DEFAULT_LLM_MODEL
 from lorasae.models import model_key
 from lorasae.paths import eval_dir, sanitize
+from lorasae.saebench.suite import EVALS
 from lorasae.store.adapter_choice import adapter_help
 
-EVALS: tuple[str, ...] = (
-    "core", "sparse_probing", "scr", "tpp", "absorption", "autointerp", "ravel", "unlearning",
-)  # fmt: skip
 MODEL_TYPES: tuple[str, ...] = ("base", "peft")
 HUB_CORE_DATASET = "Skylion007/openwebtext"  # SAEBench core's default
 HUB_AUTOINTERP_DATASET = "monology/pile-uncopyrighted"  # SAEBench autointerp's default
@@ -48,9 +46,10 @@ class SaeBenchArgs(SaeChoiceArgs, CommonArgs):
     """Merged state dict written by get_peft_dict.py, loaded instead of merging the adapter in memory.
     Default: eval/SAE-Bench/peft_dicts/<name of the adapter>.pt when it exists and is newer than the adapter."""
 
-    evals: str = "all"
-    """Comma-separated evals: core, sparse_probing, scr, tpp, absorption, autointerp, ravel, unlearning (or all:
-    SAEBench's eight)."""
+    evals: str = field(
+        default="all",
+        help=f"Comma-separated evals: {', '.join(EVALS)} (or all: SAEBench's eight).",
+    )
 
     size: str = "auto"
     """Eval sizes: full (SAEBench's defaults), small (seconds to a minute each on a CPU), or auto (small for the
