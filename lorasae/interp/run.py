@@ -207,7 +207,7 @@ def print_tables(record: dict) -> None:
 
 def demo_stage(ctx: DemoContext) -> Stage:
     """`make demo`'s stage (the registry's one signature, `lorasae.evals.DemoContext`): the analysis of the built-in model's
-    main SAE with its newest adapter of `rank` on `lora_span` (`<a>-<b>`; the paper's is every layer);
+    main SAE with its default adapter of `rank` on `lora_span` (`<a>-<b>`; the paper's is every layer);
     done when that record exists. Call it after the LoRA stages (it looks the adapter up)."""
     device, layer, rank, lora_span = ctx.device, ctx.layer, ctx.rank, ctx.every_layer
     seed, force = ctx.seed, ctx.force
