@@ -1,5 +1,6 @@
 """What the steering evaluation steers: the model, its SAE and the rank-1 `after` LoRA adapter
-(`SteeringContext`, `load_context`), and the defaults that find them (the store's default SAE and its default rank-1 `after` adapter; the built-in world's seed)."""
+(`SteeringContext`, `load_context`), and the defaults that find them (the store's default SAE, its
+default adapter among the rank-1 `after` ones: `steering_filter`; the built-in world's seed)."""
 
 from __future__ import annotations
 
