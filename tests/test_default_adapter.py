@@ -49,7 +49,7 @@ def shelf(out_root, tmp_path):
     made: dict[str, Path] = {}
 
     def adapter(name: str, span: tuple[int, int], rank: int, n: int, *, sae_digest: str | None = digest,
-                completed: bool = True, record: bool = True, variant: str = "") -> Path:  # fmt: skip
+                completed: bool = True, record: bool = True, variant: str = "", tag: str = tag) -> Path:  # fmt: skip
         layers = list(range(span[0], span[1] + 1))
         folder = out_root / "saved_models" / "shelfmodel" / tag / f"peft_{span[0]}-{span[1]}"
         folder /= f"rank_{rank}__{variant}" if variant else f"rank_{rank}"
@@ -78,6 +78,7 @@ def shelf(out_root, tmp_path):
     adapter("unfinished", (0, 3), 8, 400, completed=False, variant="n-400")
     adapter("other_weights", (0, 3), 64, 400, sae_digest="0" * 16, variant="n-400")
     adapter("recordless", (0, 3), 128, 100, record=False, completed=False)
+    adapter("another_sae", (0, 3), 256, 900, sae_digest="1" * 16, tag="expansion_8_L0_8")  # another SAE's
     adapter("after_r1", (LAYER + 1, N_LAYERS - 1), 1, 100)
     adapter("after_r1_fewer", (LAYER + 1, N_LAYERS - 1), 1, 50, variant="n-50")
     adapter("after_r4", (LAYER + 1, N_LAYERS - 1), 4, 100)
@@ -112,7 +113,7 @@ def test_every_eval_loader_picks_the_same_default_adapter_by_the_stated_rule(she
     picked = _every_loader(model, ref, made)
     # completed runs on these weights: widest span (0-3), then highest rank (8; the rank-64 one was
     # trained on other weights, the rank-128 one has no run record, the 400-example one never finished),
-    # then most examples (200 over 150 and 100)
+    # then most examples (200 over 150 and 100); the rank-256 adapter of another SAE never counts
     assert picked == dict.fromkeys(picked, made["all_r8_more"])
     printed = capsys.readouterr().out
     assert f"benchmarks: adapter: {made['all_r8_more']} (rank 8; layers 0-3; 200 examples" in printed
