@@ -8,14 +8,14 @@ from pathlib import Path
 
 from simple_parsing import field
 
-from lorasae.cli import CommonArgs, SaeChoiceArgs
+from lorasae.cli import MODEL_VARIANTS, CommonArgs, SaeChoiceArgs, split_model_type
 from lorasae.llm import API_KEY_ENV, DEFAULT_LLM_MODEL
 from lorasae.models import model_key
 from lorasae.paths import eval_dir, sanitize
 from lorasae.saebench.suite import EVALS
 from lorasae.store.adapter_choice import adapter_help
 
-MODEL_TYPES: tuple[str, ...] = ("base", "peft")
+MODEL_TYPES: tuple[str, ...] = MODEL_VARIANTS  # base | peft (`--model_variant`)
 HUB_CORE_DATASET = "Skylion007/openwebtext"  # SAEBench core's default
 HUB_AUTOINTERP_DATASET = "monology/pile-uncopyrighted"  # SAEBench autointerp's default
 
@@ -24,8 +24,14 @@ HUB_AUTOINTERP_DATASET = "monology/pile-uncopyrighted"  # SAEBench autointerp's 
 class SaeBenchArgs(SaeChoiceArgs, CommonArgs):
     """Evaluate an SAE with SAEBench-style evals on the base model or on the LoRA-merged model."""
 
-    model_type: str = field(default="peft", alias=["--MODEL_TYPE"])
-    """Which model the SAE is evaluated on: peft (the model with the LoRA adapter merged in) or base."""
+    model_variant: str = "peft"
+    """Which model the SAE is evaluated on: peft (the model with the LoRA adapter merged in) or base. The
+    original's `--model_type peft|base` (and `--MODEL_TYPE`) still sets it: by value, base or peft is this
+    flag and any other value is the model (docs/FLAGS.md)."""
+
+    model_type: str = field(default="gemma", alias=["--MODEL_TYPE"])
+    """Registered model (gemma, llama, tiny), as in every script; base or peft here is --model_variant
+    (the original's spelling)."""
 
     model: str | None = None
     """Model: gemma (google/gemma-2-2b, the original's), llama, tiny (built-in) or any Hugging Face causal LM
@@ -38,7 +44,7 @@ class SaeBenchArgs(SaeChoiceArgs, CommonArgs):
     adapter: str | None = field(
         default=None,
         help=adapter_help(
-            "LoRA adapter folder (PEFT format) for --model_type peft. Default: the default adapter."
+            "LoRA adapter folder (PEFT format) for --model_variant peft. Default: the default adapter."
         ),
     )
 
@@ -94,9 +100,14 @@ class SaeBenchArgs(SaeChoiceArgs, CommonArgs):
     plot: bool = True
     """Write the base-vs-peft figure to plots/ when both results exist."""
 
+    def __post_init__(self) -> None:
+        self.model_type, self.model_variant = split_model_type(
+            self.model_type, self.model_variant, "gemma", "peft"
+        )
+
     @property
     def model_name(self) -> str:
-        return self.model or "gemma"
+        return self.model or self.model_type
 
 
 # --- paths ----------------------------------------------------------------------------------------
