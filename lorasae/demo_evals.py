@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lorasae import paths
+from lorasae.saebench.suite import OFFLINE
 
 Stage = tuple[str, bool, Callable[[], object]]
 MODEL = "tiny"
 
 # SAEBench's evals that run offline (autointerp needs an LLM judge: it runs when $OPENAI_API_KEY is set)
-OFFLINE_SAEBENCH = ("core", "sparse_probing", "scr", "tpp", "absorption", "ravel", "unlearning")
+OFFLINE_SAEBENCH = OFFLINE
 
 
 @dataclass(frozen=True)

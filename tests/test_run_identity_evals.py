@@ -23,7 +23,7 @@ from lorasae.paths import sae_dir
 from lorasae.records import read_record, write_deferred
 from lorasae.saebench.args import results_dir
 from lorasae.saebench.comparison import load_results
-from lorasae.store import external_ref, find_adapter, resolve_adapter
+from lorasae.store import AdapterFilter, external_ref, find_adapter, resolve_adapter
 from lorasae.store.adapter_records import AdapterPairingError, check_pairing
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -163,7 +163,7 @@ def test_the_finder_prefers_the_adapter_trained_on_the_current_sae_weights(world
     assert find_adapter(model, tag, num_examples=4) == old.run.adapter_path()  # the example count, by record
     assert find_adapter(model, tag, num_examples=6) == new.run.adapter_path()
     with pytest.raises(AdapterPairingError):  # asked for the old SAE's adapter by rank: refused
-        resolve_adapter(model, ref, rank=8)
+        resolve_adapter(model, ref, want=AdapterFilter(rank=8))
 
 
 def test_dark_matter_refuses_an_adapter_trained_for_an_sae_retrained_since(world):

@@ -12,10 +12,9 @@ from lorasae.cli import MODEL_VARIANTS, CommonArgs, SaeChoiceArgs, split_model_t
 from lorasae.llm import API_KEY_ENV, DEFAULT_LLM_MODEL
 from lorasae.models import model_key
 from lorasae.paths import eval_dir, sanitize
+from lorasae.saebench.suite import EVALS
+from lorasae.store.adapter_choice import adapter_help
 
-EVALS: tuple[str, ...] = (
-    "core", "sparse_probing", "scr", "tpp", "absorption", "autointerp", "ravel", "unlearning",
-)  # fmt: skip
 MODEL_TYPES: tuple[str, ...] = MODEL_VARIANTS  # base | peft (`--model_variant`)
 HUB_CORE_DATASET = "Skylion007/openwebtext"  # SAEBench core's default
 HUB_AUTOINTERP_DATASET = "monology/pile-uncopyrighted"  # SAEBench autointerp's default
@@ -42,17 +41,21 @@ class SaeBenchArgs(SaeChoiceArgs, CommonArgs):
     """Text for core and autointerp: 'builtin', a hub dataset or a local txt/jsonl/parquet file or folder.
     Default: builtin for the tiny model, else SAEBench's (openwebtext for core, the Pile for autointerp)."""
 
-    adapter: str | None = None
-    """LoRA adapter folder (PEFT format) for --model_variant peft. Default: the adapter saved for the SAE with the widest layer span, then the highest rank, then the newest
-    (`find_adapter`)."""
+    adapter: str | None = field(
+        default=None,
+        help=adapter_help(
+            "LoRA adapter folder (PEFT format) for --model_variant peft. Default: the default adapter."
+        ),
+    )
 
     peft_dict: str | None = None
     """Merged state dict written by get_peft_dict.py, loaded instead of merging the adapter in memory.
     Default: eval/SAE-Bench/peft_dicts/<name of the adapter>.pt when it exists and is newer than the adapter."""
 
-    evals: str = "all"
-    """Comma-separated evals: core, sparse_probing, scr, tpp, absorption, autointerp, ravel, unlearning (or all:
-    SAEBench's eight)."""
+    evals: str = field(
+        default="all",
+        help=f"Comma-separated evals: {', '.join(EVALS)} (or all: SAEBench's eight).",
+    )
 
     size: str = "auto"
     """Eval sizes: full (SAEBench's defaults), small (seconds to a minute each on a CPU), or auto (small for the

@@ -12,49 +12,9 @@ from lorasae.atomic import atomic_save_file, read_json
 from lorasae.gap import format_gap_closed
 from lorasae.gap import gap_closed as ce_gap_closed
 from lorasae.paths import sanitize
-from lorasae.saebench.args import EVALS, MODEL_TYPES, results_dir
+from lorasae.saebench.args import MODEL_TYPES, results_dir
+from lorasae.saebench.suite import EVALS, HEADLINE
 
-HEADLINE: dict[str, list[tuple[str, str, str]]] = {
-    "core": [
-        ("sparsity", "l0", "L0"),
-        ("reconstruction_quality", "explained_variance", "explained variance"),
-        ("reconstruction_quality", "cossim", "cosine sim"),
-        ("model_performance_preservation", "ce_loss_score", "CE loss score"),
-        ("model_performance_preservation", "ce_loss_with_sae", "CE with SAE"),
-        ("model_performance_preservation", "ce_loss_without_sae", "CE clean"),
-        ("model_behavior_preservation", "kl_div_score", "KL score"),
-        ("misc_metrics", "frac_dead", "dead fraction"),
-        ("misc_metrics", "frac_dense", "dense fraction"),
-    ],
-    "sparse_probing": [
-        ("llm", "llm_test_accuracy", "LLM probe acc"),
-        ("sae", "sae_top_1_test_accuracy", "SAE top-1 acc"),
-        ("sae", "sae_top_2_test_accuracy", "SAE top-2 acc"),
-        ("sae", "sae_top_5_test_accuracy", "SAE top-5 acc"),
-        ("sae", "sae_test_accuracy", "SAE all-latents acc"),
-    ],
-    "scr": [
-        ("scr_metrics", "scr_metric_threshold_2", "SCR top-2"),
-        ("scr_metrics", "scr_metric_threshold_10", "SCR top-10"),
-        ("scr_metrics", "scr_metric_threshold_20", "SCR top-20"),
-    ],
-    "tpp": [
-        ("tpp_metrics", "tpp_threshold_2_total_metric", "TPP top-2"),
-        ("tpp_metrics", "tpp_threshold_10_total_metric", "TPP top-10"),
-        ("tpp_metrics", "tpp_threshold_20_total_metric", "TPP top-20"),
-    ],
-    "absorption": [
-        ("mean", "mean_absorption_fraction_score", "absorption fraction"),
-        ("mean", "mean_full_absorption_score", "full absorption"),
-    ],
-    "autointerp": [("autointerp", "autointerp_score", "autointerp score")],
-    "ravel": [
-        ("ravel", "disentanglement_score", "disentanglement"),
-        ("ravel", "cause_score", "cause"),
-        ("ravel", "isolation_score", "isolation"),
-    ],
-    "unlearning": [("unlearning", "unlearning_score", "unlearning score")],
-}
 NOT_SCORED = ("probe_too_weak", "too_few_known_prompts", "too_few_known_questions")
 """`eval_result_unstructured.status` of an eval that ran but had nothing to score (its `message` says why)."""
 

@@ -16,9 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from lorasae.cli import CommonArgs, SaeChoiceArgs
+from lorasae.cli import CommonArgs, SaeChoiceArgs, field
 from lorasae.data import default_dataset
 from lorasae.paths import eval_dir
+from lorasae.store.adapter_choice import adapter_help
 
 
 @dataclass
@@ -29,8 +30,13 @@ class SteeringArgs(SaeChoiceArgs, CommonArgs):
     """SAE latent to steer. Default: the latent that best separates the built-in world's science documents
     from its other domains (the choice is printed)."""
 
-    adapter: str | None = None
-    """LoRA adapter folder (PEFT format). Default: the newest rank-1 `after` adapter saved for the SAE."""
+    adapter: str | None = field(
+        default=None,
+        help=adapter_help(
+            "LoRA adapter folder (PEFT format). Default: the default adapter among the rank-1 `after` "
+            "adapters (layers L+1…n-1) saved for the SAE."
+        ),
+    )
 
     mode: str = "multiplicative"
     """Steering edit: multiplicative (h + alpha (h.d) d, the paper's) or additive (h + alpha d)."""
