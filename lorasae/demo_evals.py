@@ -58,9 +58,14 @@ def saebench_evals(spec: str = "offline") -> list[str]:
 def saebench_stage(device: str, layer: int, seed: int, force: bool, sizes: EvalSizes) -> Stage:
     """`eval/SAE-Bench/run_eval.py --model tiny --model_type base`, then `--model_type peft` (the adapter
     the store picks for the main SAE: every layer, highest rank); the comparison table and figure."""
-    from lorasae.saebench.args import SaeBenchArgs
+    from lorasae.saebench.args import SaeBenchArgs, result_variant
 
     evals = saebench_evals(sizes.saebench_evals)
+
+    def args(model_type: str) -> SaeBenchArgs:
+        return SaeBenchArgs(
+            device=device, model=MODEL, model_type=model_type, evals=",".join(evals), seed=seed, layer=layer
+        )
 
     def done() -> bool:
         from lorasae.saebench.comparison import load_results
@@ -70,23 +75,14 @@ def saebench_stage(device: str, layer: int, seed: int, force: bool, sizes: EvalS
             tag = resolve_sae(MODEL, None, layer).tag
         except FileNotFoundError:  # no SAE yet: nothing evaluated
             return False
-        found = load_results(MODEL, sae_tag=tag)  # the main SAE's slots
+        found = load_results(MODEL, sae_tag=tag, variant=result_variant(args("base")))  # the demo's slots
         return all(e in found.get(t, {}) for t in ("base", "peft") for e in evals)
 
     def run() -> None:
         from lorasae.saebench.run import run as run_eval
 
         for model_type in ("base", "peft"):
-            run_eval(
-                SaeBenchArgs(
-                    device=device,
-                    model=MODEL,
-                    model_type=model_type,
-                    evals=",".join(evals),
-                    seed=seed,
-                    layer=layer,
-                )  # fmt: skip
-            )
+            run_eval(args(model_type))
 
     return f"SAE-Bench ({', '.join(evals)}) on the base and the LoRA-merged model", not force and done(), run
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from lorasae.paths import eval_dir, sanitize
+from lorasae.paths import eval_dir, name_variant, sanitize
 
 
 @dataclass(frozen=True)
@@ -50,11 +50,9 @@ def settings_variant(limit: float | None = None, num_fewshot: int | None = None,
     """The settings off their defaults that change a benchmark's numbers, as they go into result names
     (`limit-50`, `fewshot-5`, `maxlen-512`, joined by `_`); empty for a full run with the defaults, whose
     names stay the original's."""
-    parts = []
-    for short, value in (("limit", limit), ("fewshot", num_fewshot), ("maxlen", max_length)):
-        if value is not None:
-            parts.append(f"{short}-{value!r}")
-    return "_".join(parts)
+    given = {"limit": limit, "num_fewshot": num_fewshot, "max_length": max_length}
+    nondefault = {k: v for k, v in given.items() if v is not None}
+    return name_variant(nondefault, {"limit": "limit", "num_fewshot": "fewshot", "max_length": "maxlen"})
 
 
 def results_path(model: str, combination: Combination, base: Path | None = None, variant: str = "") -> Path:
