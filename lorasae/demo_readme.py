@@ -10,6 +10,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from lorasae import paths
 from lorasae.atomic import atomic_write_text
 
 BEGIN = "<!-- demo-results:begin (written by `python -m lorasae.demo --update_readme`; edits here are overwritten) -->"
@@ -29,7 +30,8 @@ TOLERANCE = (
     "benchmarks, Dark Matter) also move within their own sampling error."
 )
 
-# section title → the figures (names under plots/, or plot_all keys) it shows
+# section title → the figures (names under plots/, plot_all keys ending in ':', or a figure of the Dark
+# Matter results the report shows, `dark_matter:<file name>`) it shows
 SECTION_FIGURES: dict[str, tuple[str, ...]] = {
     "LoRA runs (every run of the demo)": ("tiny_scaling.png", "tiny_single_layer_lora.png"),
     "e2e speed-up": ("tiny_timing.png",),
@@ -40,7 +42,7 @@ SECTION_FIGURES: dict[str, tuple[str, ...]] = {
         "tiny_interp_layers.png",
         "tiny_interp_token_loss.png",
     ),
-    "Dark Matter of SAEs": ("dark_matter/tiny/decomposition.png", "dark_matter/tiny/base_vs_lora.png"),
+    "Dark Matter of SAEs": ("dark_matter:decomposition.png", "dark_matter:base_vs_lora.png"),
 }
 
 
@@ -87,12 +89,33 @@ def _section_files(root: Path, plotted: Mapping[str, Sequence[Path]]) -> dict[st
     out: dict[str, list[Path]] = {}
     for title, names in SECTION_FIGURES.items():
         for name in names:
-            if name.endswith(":"):  # every figure plot_all drew under keys with this prefix
+            if name == "steering:":  # the result the report shows (`pick_steering_result`)
+                files = [Path(f) for f in plotted.get(f"steering:{_steering_label(root)}", [])]
+            elif name.endswith(":"):  # every figure plot_all drew under keys with this prefix
                 files = [Path(f) for key, fs in plotted.items() if key.startswith(name) for f in fs]
+            elif name.startswith("dark_matter:"):
+                files = [f for f in _dark_matter_figures(root) if f.name == name.removeprefix("dark_matter:")]
             else:
                 files = [plots / name]
             out.setdefault(title, []).extend(f for f in files if f.suffix == ".png" and f.is_file())
     return out
+
+
+def _steering_label(root: Path) -> str | None:
+    from lorasae.results import pick_steering_result, steering_label
+
+    path = pick_steering_result(None, root)
+    return steering_label(path) if path is not None else None
+
+
+def _dark_matter_figures(root: Path, model: str = "tiny") -> list[Path]:
+    """The figures the Dark Matter results the report shows (`eval_identity.find_result`) name."""
+    from lorasae.atomic import read_output_json
+    from lorasae.eval_identity import find_result
+
+    path = find_result(paths.dark_matter_dir(model, root), "results", f"Dark Matter results of {model}")
+    summary = read_output_json(path, "eval/dark_matter/run.py", True) if path is not None else None
+    return [paths.from_portable(f) for f in (summary or {}).get("figures", [])]
 
 
 def _copy(files: Mapping[str, Sequence[Path]], folder: Path) -> dict[str, list[Path]]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from lorasae.fingerprint import weights_digest
 from lorasae.paths import portable, sanitize
-from lorasae.records import RunRecord, read_record, write_record
+from lorasae.records import RECORD_SUFFIX, RunRecord, read_record, write_record
 
 # settings that never change an eval's numbers
 NOT_IDENTITY = frozenset({"device", "wandb", "progress", "output_dir", "plot", "debug", "api_key_env"})
@@ -137,3 +137,15 @@ def pick_result(candidates: Sequence[Found], what: str, variant: str | None = No
         others = ", ".join(sorted({c.variant or "defaults" for c in candidates if c is not chosen}))
         print(f"note: {what}: {len(candidates)} results; using {chosen.path} ({why}); others: {others}")
     return chosen
+
+
+def variant_files(folder: Path, stem: str) -> list[Found]:
+    """`<folder>/<stem>.json` and every `<stem>__<variant>.json` that exist, with their records."""
+    paths = [folder / f"{stem}.json", *sorted(folder.glob(f"{stem}__*.json"))]
+    return [found(p) for p in paths if p.is_file() and not p.name.endswith(RECORD_SUFFIX)]
+
+
+def find_result(folder: Path, stem: str, what: str, variant: str | None = None) -> Path | None:
+    """The result file `<stem>[__<variant>].json` in `folder` that `pick_result` takes (None: none)."""
+    chosen = pick_result(variant_files(folder, stem), what, variant)
+    return chosen.path if chosen is not None else None

@@ -327,9 +327,15 @@ def dark_matter_map_path(model: str, key: str, base: Path | None = None) -> Path
     return dark_matter_dir(model, base) / "linear_maps" / f"{sanitize(key)}.safetensors"
 
 
-def dark_matter_plots_dir(model: str, base: Path | None = None) -> Path:
-    """`plots/dark_matter/<model>/`"""
-    return plots_dir(base) / "dark_matter" / sanitize(model)
+def dark_matter_results_path(model: str, variant: str = "", base: Path | None = None) -> Path:
+    """`data/dark_matter/<model>/results[__<variant>].json` (`variant`: the run's settings off the script's
+    defaults; its Markdown report beside it with `.md`)."""
+    return dark_matter_dir(model, base) / f"{with_variant('results', variant)}.json"
+
+
+def dark_matter_plots_dir(model: str, base: Path | None = None, variant: str = "") -> Path:
+    """`plots/dark_matter/<model>[__<variant>]/`"""
+    return plots_dir(base) / "dark_matter" / with_variant(sanitize(model), variant)
 
 
 # --- the grokking world (lorasae/grok/) -----------------------------------------------------------

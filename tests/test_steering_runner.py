@@ -23,7 +23,6 @@ from lorasae.steering.positives import make_positive_examples
 from lorasae.steering.tune import recorded_alpha, tune_alpha
 from lorasae.store import find_sae
 
-
 VARIANT = "neg-6_negset-builtin_bs-8_len-48"  # the settings of `setup`'s args off the scripts' defaults
 
 

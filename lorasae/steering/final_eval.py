@@ -10,7 +10,7 @@ import numpy as np
 from tabulate import tabulate
 
 from lorasae.atomic import atomic_write_json, read_json
-from lorasae.eval_identity import eval_identity, source_slot, write_eval_record
+from lorasae.eval_identity import eval_identity, source_slot, variant_files, write_eval_record
 from lorasae.llm import LLMClient
 from lorasae.paths import from_portable, with_variant
 from lorasae.steering.args import (
@@ -24,7 +24,7 @@ from lorasae.steering.context import MODEL_LABEL, SteeringContext
 from lorasae.steering.evaluator import Evaluator, Outcome, build_splits
 from lorasae.steering.stats import Interval, lora_minus_base
 from lorasae.steering.tune import find_alpha_record, recorded_alpha
-from lorasae.steering.variants import candidates, find_upstream, recorded_off_default, step_variant
+from lorasae.steering.variants import find_upstream, recorded_off_default, step_variant
 
 
 def _summary(outcome: Outcome, kinds: Sequence[str], confidence: float) -> dict[str, Any]:
@@ -97,7 +97,7 @@ def run_steering_eval(
         positives = from_portable(tuned_on) if tuned_on and from_portable(tuned_on).is_file() else None
     if positives is None:
         found_positives = find_upstream(
-            candidates(positives_path(ctx.latent).parent, f"latent_{ctx.latent}"), ctx.sae_source, args,
+            variant_files(positives_path(ctx.latent).parent, f"latent_{ctx.latent}"), ctx.sae_source, args,
             f"positives of latent {ctx.latent}",
         )  # fmt: skip
         positives = found_positives.path if found_positives is not None else None

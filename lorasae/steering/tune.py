@@ -12,7 +12,7 @@ from tabulate import tabulate
 from tqdm.auto import tqdm
 
 from lorasae.atomic import atomic_write_json, read_json
-from lorasae.eval_identity import eval_identity, write_eval_record
+from lorasae.eval_identity import eval_identity, variant_files, write_eval_record
 from lorasae.llm import LLMClient
 from lorasae.paths import portable
 from lorasae.steering.args import SteeringArgs, alpha_record_path, positives_path
@@ -28,7 +28,6 @@ from lorasae.steering.tuning import (
 )
 from lorasae.steering.variants import (
     TUNE_ACCUMULATED,
-    candidates,
     find_upstream,
     recorded_off_default,
     step_variant,
@@ -55,7 +54,7 @@ def tune_alpha(
     every alpha recorded for the split. Returns the record."""
     assert ctx.latent is not None
     positives = find_upstream(
-        candidates(positives_path(ctx.latent).parent, f"latent_{ctx.latent}"), ctx.sae_source, args,
+        variant_files(positives_path(ctx.latent).parent, f"latent_{ctx.latent}"), ctx.sae_source, args,
         f"positives of latent {ctx.latent}",
     )  # fmt: skip
     upstream = recorded_off_default(positives) if positives else None
@@ -136,7 +135,7 @@ def find_alpha_record(ctx: SteeringContext, args: SteeringArgs):
     """The tuning record the evaluation uses (`variants.find_upstream`), or None when there is none."""
     assert ctx.latent is not None
     folder = alpha_record_path(ctx.latent).parent
-    items = candidates(folder, f"latent_{ctx.latent}_alpha")
+    items = variant_files(folder, f"latent_{ctx.latent}_alpha")
     return find_upstream(items, ctx.sae_source, args, f"tuning records of latent {ctx.latent}")
 
 

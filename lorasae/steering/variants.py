@@ -19,9 +19,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from lorasae.eval_identity import Found, found, pick_result
+from lorasae.eval_identity import Found, pick_result
 from lorasae.paths import name_variant, nondefault_settings, portable
-from lorasae.records import RECORD_SUFFIX
 from lorasae.steering.args import SteeringArgs
 
 # settings that never enter a steering output's name: the model, the SAE, the latent and the adapter are
@@ -64,12 +63,6 @@ def recorded_off_default(item: Found) -> dict[str, Any]:
     if item.record is None:
         return {}
     return dict(item.record.get("settings", {}).get("off_default") or {})
-
-
-def candidates(folder: Path, stem: str) -> list[Found]:
-    """`<folder>/<stem>.json` and `<stem>__<variant>.json` that exist, with their records."""
-    paths = [folder / f"{stem}.json", *sorted(folder.glob(f"{stem}__*.json"))]
-    return [found(p) for p in paths if p.is_file() and not p.name.endswith(RECORD_SUFFIX)]
 
 
 def find_upstream(items: Sequence[Found], sae_source: str, config: SteeringArgs, what: str) -> Found | None:
