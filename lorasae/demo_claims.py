@@ -190,10 +190,12 @@ def _steering(model: str) -> Claim:
 def _benchmarks(model: str) -> Claim:
     from lorasae.atomic import read_output_json as read_json
     from lorasae.benchmarks.comparison import task_metrics
-    from lorasae.benchmarks.layout import Combination, results_path
+    from lorasae.benchmarks.layout import Combination, picked_variant, results_path
+
+    variant = picked_variant(model)  # the results the report's table shows
 
     def load(peft: bool) -> dict:
-        data = read_json(results_path(model, Combination(peft=peft, sae=True)))
+        data = read_json(results_path(model, Combination(peft=peft, sae=True), variant=variant))
         return data["results"] if "results" in data else data
 
     base, lora = load(False), load(True)

@@ -155,7 +155,44 @@ def write_results_page(
     page = folder / PAGE_NAME
     body = _block(root, model, minutes, machine, plotted, folder, folder)
     atomic_write_text(page, f"# `make demo` results ({model})\n\n{body}")
+    write_page_record(page, root, model)
     return page
+
+
+def page_inputs(root: Path, model: str) -> list[Path]:
+    """The result files the page's sections read (each found by the readers' one rule), those that exist."""
+    from lorasae.benchmarks.layout import ALL_FOUR, picked_variant, results_path
+    from lorasae.eval_identity import find_result
+    from lorasae.interp.run import find_records
+    from lorasae.results import pick_steering_result
+    from lorasae.saebench.comparison import result_folders
+
+    found: list[Path | None] = [paths.results_csv(root)]
+    for folder in result_folders(model, paths.eval_dir("SAE-Bench", root) / "results").values():
+        found += sorted(p for p in folder.glob("*.json") if not p.name.endswith(".run.json"))
+    found.append(pick_steering_result(model, root))
+    variant = picked_variant(model, root)
+    found += [results_path(model, c, root, variant) for c in ALL_FOUR]
+    found += find_records(model, root)[-1:]
+    found.append(
+        find_result(paths.dark_matter_dir(model, root), "results", f"Dark Matter results of {model}")
+    )
+    return [p for p in dict.fromkeys(found) if p is not None and p.is_file()]
+
+
+def write_page_record(page: Path, root: Path, model: str) -> Path:
+    """The page's run record: the model and, per result file it read, its run record's identity digest
+    (the file's own digest for one without a record); parents: those records."""
+    from lorasae.fingerprint import file_digest
+    from lorasae.records import read_record, write_record
+
+    inputs, parents = {}, []
+    for path in page_inputs(root, model):
+        record = read_record(path)
+        inputs[paths.portable(path)] = record.identity_digest if record is not None else file_digest(path)
+        if record is not None:
+            parents.append(record.path)
+    return write_record(page, "demo_results_page", {"model": model, "inputs": inputs}, parents)
 
 
 def update_readme(

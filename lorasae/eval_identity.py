@@ -102,23 +102,27 @@ def write_eval_record(path: Path, kind: str, identity: Mapping[str, Any]) -> Pat
 @dataclass(frozen=True)
 class Found:
     """One result a reader could use: its file (or slot folder), its run record (None for a result made
-    before records) and its settings variant ('' for the default settings, and for a record-less one)."""
+    before records) and its settings variant: the record's; for a record written before records named
+    it, `legacy_variant` (what the result's own naming scheme said, '' where it had none)."""
 
     path: Path
     record: RunRecord | None
+    legacy_variant: str = ""
 
     @property
     def variant(self) -> str:
-        return str(self.record.get("variant") or "") if self.record is not None else ""
+        if self.record is not None and "variant" in self.record.identity:
+            return str(self.record.identity["variant"] or "")
+        return self.legacy_variant
 
     @property
     def stamp(self) -> float:
         return self.path.stat().st_mtime if self.path.exists() else 0.0
 
 
-def found(path: str | Path) -> Found:
+def found(path: str | Path, legacy_variant: str = "") -> Found:
     """`path` with its run record (a damaged record raises `CorruptFileError` naming it)."""
-    return Found(Path(path), read_record(path))
+    return Found(Path(path), read_record(path), legacy_variant)
 
 
 def pick_result(candidates: Sequence[Found], what: str, variant: str | None = None) -> Found | None:

@@ -206,3 +206,24 @@ def test_dark_matter_results_are_named_by_their_settings_and_read_by_the_one_rul
     full = _result(dark_matter_results_path("model", ""), "", 100)
     assert find_result(dark_matter_dir("model"), "results", "dm") == full.path  # the default first
     assert find_result(dark_matter_dir("model"), "results", "dm", result_variant(demo)) == small.path
+
+
+def test_the_demo_results_page_gets_a_run_record_naming_the_results_it_read(out_root):
+    from lorasae.demo_readme import write_page_record
+
+    steering = out_root / "eval/steering/results/sae__adapter-1__neg-50/latent_3.json"
+    steering.parent.mkdir(parents=True)
+    steering.write_text(json.dumps({"model": "tiny", "deltas": {"base": {"positive": [1.0]}}}))
+    write_record(steering, "steering_result", {"variant": "neg-50"})
+    dm = _result(dark_matter_results_path("tiny", "tokens-24000"), "tokens-24000", 100)
+    page = out_root / "plots/demo/RESULTS.md"
+    page.parent.mkdir(parents=True)
+    page.write_text("# results\n")
+    write_page_record(page, out_root, "tiny")
+    record = read_record(page)
+    assert record.kind == "demo_results_page" and record.get("model") == "tiny"
+    assert record.get("inputs") == {
+        "eval/steering/results/sae__adapter-1__neg-50/latent_3.json": read_record(steering).identity_digest,
+        "data/dark_matter/tiny/results__tokens-24000.json": dm.record.identity_digest,
+    }
+    assert sorted(map(str, record.parents)) == sorted([str(read_record(steering).path), str(dm.record.path)])

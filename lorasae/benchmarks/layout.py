@@ -62,18 +62,21 @@ def results_path(model: str, combination: Combination, base: Path | None = None,
     return results_dir(base) / f"{name}.json"
 
 
-def newest_variant(model: str, base: Path | None = None) -> str:
-    """The variant of the model's newest results file ('' when the newest is a full default run)."""
-    files = [
-        p
-        for c in ALL_FOUR
-        for p in results_dir(base).glob(f"{sanitize(model)}_{c.label}*.json")
-        if not p.name.endswith(".run.json")
-    ]
-    if not files:
-        return ""
-    stem = max(files, key=lambda p: p.stat().st_mtime).name.removesuffix(".json")
-    return stem.split("__", 1)[1] if "__" in stem else ""
+def picked_variant(model: str, base: Path | None = None) -> str:
+    """The settings variant of the model's results a reader shows, by `eval_identity.pick_result` (the
+    default settings first, else the newest; '' when there are none). Results whose records predate
+    named variants have theirs read from the file name (`results_path` has always carried it)."""
+    from lorasae.eval_identity import found, pick_result
+
+    files = []
+    for c in ALL_FOUR:
+        stem = f"{sanitize(model)}_{c.label}"
+        for p in results_dir(base).glob(f"{stem}*.json"):
+            name = p.name.removesuffix(".json")
+            if not p.name.endswith(".run.json") and (name == stem or name.startswith(f"{stem}__")):
+                files.append(found(p, name.removeprefix(stem).removeprefix("__")))
+    chosen = pick_result(files, f"benchmark results of {model}")
+    return chosen.variant if chosen is not None else ""
 
 
 def builtin_tasks_dir(seed: int = 0, n_docs: int | None = None, base: Path | None = None) -> Path:
