@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from lorasae.paths import eval_dir, name_variant, sanitize
+from lorasae.paths import eval_dir, name_variant, sanitize, with_variant
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def settings_variant(limit: float | None = None, num_fewshot: int | None = None,
 def results_path(model: str, combination: Combination, base: Path | None = None, variant: str = "") -> Path:
     """`eval/benchmarks/results/<model>_<peft|base>_<sae|no_sae>[__<variant>].json` (`<model>`: the short
     model key; `variant`: `settings_variant`, so a `--limit` run never replaces a full one)."""
-    name = f"{sanitize(model)}_{combination.label}" + (f"__{variant}" if variant else "")
+    name = with_variant(f"{sanitize(model)}_{combination.label}", variant)
     return results_dir(base) / f"{name}.json"
 
 

@@ -292,7 +292,7 @@ def comparison_figure(results: dict[str, dict[str, dict[str, Any]]], out_stem: P
         ax.set_axis_off()
     paths = []
     for fmt in ("png", "pdf"):
-        path = out_stem.with_suffix(f".{fmt}")
+        path = out_stem.with_name(f"{out_stem.name}.{fmt}")  # the stem may hold dots (a settings variant)
         atomic_save_file(path, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=150))
         paths.append(path)
     return paths

@@ -200,7 +200,8 @@ def run(args: SaeBenchArgs) -> dict[str, Path | None]:
     print(f"\nSAE-Bench results for {args.model_name} (base vs LoRA-merged):")
     print(comparison_table(results))
     if args.plot and "base" in results and "peft" in results:
-        paths = comparison_figure(results, plots_dir() / f"saebench_{sanitize(model_key(args.model_name))}")
+        stem = with_variant(f"saebench_{sanitize(model_key(args.model_name))}", variant)  # per settings
+        paths = comparison_figure(results, plots_dir() / stem)
         if paths:
             print(f"figure: {paths[0]}")
     return written
