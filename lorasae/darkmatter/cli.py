@@ -11,6 +11,7 @@ from lorasae.cli import CommonArgs, field, parse_count
 from lorasae.darkmatter.pipeline import DarkMatterSettings, run_dark_matter
 from lorasae.darkmatter.plan import PAPER_L0, gemma_scope_width_sweep, our_sae_sources
 from lorasae.models import model_key
+from lorasae.paths import settings_variant
 from lorasae.runtime import parse_device
 from lorasae.store.adapter_choice import adapter_help
 from lorasae.sweep.catalog import GEMMA_SCOPE
@@ -82,6 +83,37 @@ class DarkMatterArgs(CommonArgs):
     """Sequences per model forward."""
     plan_only: bool = False
     """Print which SAEs would be analysed and stop (offline; useful to plan a Gemma Scope run)."""
+
+
+# settings that never name a run's results: the model is their folder; the others change no number
+NOT_IN_NAME = frozenset(
+    {"device", "wandb", "model_type", "model", "plan_only", "train_missing", "train_lora_missing"}
+)
+SHORT_NAMES = {
+    "num_tokens": "tokens", "pursuit_tokens": "pursuit", "ce_chunks": "ce", "error_sae_steps": "errsteps",
+    "sae_tokens": "saetokens", "lora_examples": "loran", "lora_rank": "lorarank", "expansions": "widths",
+    "ks": "ks", "k": "k", "k_expansion": "kwidth", "layer": "layer", "seed": "seed", "dataset": "data",
+}  # fmt: skip
+
+
+def result_variant(args: DarkMatterArgs) -> str:
+    """The settings of `args` off the script's defaults, as its results' names carry them ('' with the
+    defaults: `results.json`, the original names); `--layer` and `--k` count as defaults when they name
+    the layer and k the script picks without them."""
+    settings = dict(vars(args))
+    key = model_key(args.model_name)
+    if key in GEMMA_SCOPE:
+        defaults = {"layer": GEMMA_SCOPE[key].layer, "k": None}
+    else:
+        from lorasae.model_defaults import default_k, default_sae_layer
+        from lorasae.models import model_shape
+
+        shape = model_shape(args.model_name)
+        defaults = {"layer": default_sae_layer(shape.n_layers), "k": default_k(shape.d_model)}
+    for name, value in defaults.items():
+        if settings[name] is not None and settings[name] == value:
+            settings[name] = None
+    return settings_variant(settings, vars(DarkMatterArgs()), SHORT_NAMES, NOT_IN_NAME)
 
 
 def _device(args: DarkMatterArgs) -> str:
@@ -192,4 +224,5 @@ def main(args: DarkMatterArgs) -> dict | None:
         downstream=args.downstream,
         device=_device(args), seed=args.seed,
     )  # fmt: skip
-    return run_dark_matter(args.model_name, width, k_sweep, lora_sae, adapter, settings)
+    variant = result_variant(args)
+    return run_dark_matter(args.model_name, width, k_sweep, lora_sae, adapter, settings, variant=variant)

@@ -7,8 +7,9 @@ the tuning split (`tune.py`, with `evaluator.py`); evaluate on the test split, w
 print the table and draw the histograms (`final_eval.py`).
 
 Outputs (under `eval/steering/`): `datasets/latent_<N>.json` (positives), `datasets[/builtin]/<set>.json`
-(negatives), `results/latent_<N>_alpha.json` (tuning record), `results/latent_<N>.json` (evaluation),
-`distributions/<N>/<set>.png|pdf` (histograms).
+(negatives), `results/latent_<N>_alpha.json` (tuning record), `results/<SAE and adapter>/latent_<N>.json`
+(evaluation), `distributions/<N>/<set>.png|pdf` (histograms); each name followed by `__<variant>` when
+settings differ from the scripts' defaults (`variants.py`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from lorasae.cli import CommonArgs, SaeChoiceArgs, field
 from lorasae.data import default_dataset
-from lorasae.paths import eval_dir
+from lorasae.paths import eval_dir, with_variant
 from lorasae.store.adapter_choice import adapter_help
 
 
@@ -82,23 +83,24 @@ class SteeringArgs(SaeChoiceArgs, CommonArgs):
 # --- paths ----------------------------------------------------------------------------------------
 
 
-def positives_path(latent: int, base: Path | None = None) -> Path:
-    return eval_dir("steering", base) / "datasets" / f"latent_{latent}.json"
+def positives_path(latent: int, base: Path | None = None, variant: str = "") -> Path:
+    return eval_dir("steering", base) / "datasets" / f"{with_variant(f'latent_{latent}', variant)}.json"
 
 
-def alpha_record_path(latent: int, base: Path | None = None) -> Path:
-    return eval_dir("steering", base) / "results" / f"latent_{latent}_alpha.json"
+def alpha_record_path(latent: int, base: Path | None = None, variant: str = "") -> Path:
+    return eval_dir("steering", base) / "results" / f"{with_variant(f'latent_{latent}_alpha', variant)}.json"
 
 
 def results_path(latent: int, base: Path | None = None, slot: str = "") -> Path:
     """`eval/steering/results/[<slot>/]latent_<N>.json`; `slot` names the SAE and adapter
-    (`lorasae.eval_identity.source_slot`), so one latent of two SAEs (or adapters) never shares a file."""
+    (`lorasae.eval_identity.source_slot`) and the settings variant, so one latent of two SAEs (or adapters,
+    or settings) never shares a file."""
     folder = eval_dir("steering", base) / "results"
     return (folder / slot if slot else folder) / f"latent_{latent}.json"
 
 
-def distributions_dir(latent: int, base: Path | None = None) -> Path:
-    return eval_dir("steering", base) / "distributions" / str(latent)
+def distributions_dir(latent: int, base: Path | None = None, variant: str = "") -> Path:
+    return eval_dir("steering", base) / "distributions" / with_variant(str(latent), variant)
 
 
 __all__ = [
