@@ -113,7 +113,18 @@ class SaeBenchArgs(SaeChoiceArgs, CommonArgs):
 # settings that never enter a result's slot name: the SAE, the adapter and the model are the slot itself
 # (`eval_identity.result_slot`); the others do not change a result's numbers
 NOT_IN_NAME = frozenset(
-    {"device", "wandb", "model_type", "model", "sae", "layer", "adapter", "peft_dict", "evals"}
+    {
+        "device",
+        "wandb",
+        "model_type",
+        "model_variant",
+        "model",
+        "sae",
+        "layer",
+        "adapter",
+        "peft_dict",
+        "evals",
+    }
     | {"output_dir", "plot", "api_key_env"}
 )
 SHORT_NAMES = {
