@@ -34,18 +34,7 @@ from lorasae.kl import LogitHead, chunked_kl, final_hidden, verified_head
 from lorasae.losses import squared_error, total_variance
 from lorasae.sae import SaeOutput
 from lorasae.train.distributed import global_total_variance, is_distributed
-
-RECON_LOSSES = ("fvu", "sum_sq")
-"""--recon_loss values: fvu (ours) | sum_sq (SAELens's `mse_loss` and train-SAE's `mse`)."""
-
-
-def recon_loss_problems(recon_loss: str, architecture: str, e2e: bool) -> list[str]:
-    """What is wrong with `--recon_loss` for this run (empty when nothing): sum_sq is a ReLU SAE's."""
-    if recon_loss not in RECON_LOSSES:
-        return [f"--recon_loss must be one of {', '.join(RECON_LOSSES)}, got {recon_loss!r}"]
-    if recon_loss != "fvu" and (architecture != "relu" or e2e):
-        return ["--recon_loss sum_sq is for --architecture relu without --e2e (others train on FVU / the KL)"]
-    return []
+from lorasae.train.options import RECON_LOSSES
 
 
 @dataclass
