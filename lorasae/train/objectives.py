@@ -24,7 +24,10 @@ denominator (times W), and the KL's division by the local batch size is already 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -33,7 +36,7 @@ from lorasae.hooks import residual_at, splice
 from lorasae.kl import LogitHead, chunked_kl, final_hidden, verified_head
 from lorasae.losses import squared_error, total_variance
 from lorasae.sae import SaeOutput
-from lorasae.train.distributed import global_total_variance, is_distributed
+from lorasae.train.distributed import all_reduce_sum, global_total_variance, is_distributed
 from lorasae.train.options import RECON_LOSSES
 
 
@@ -159,7 +162,7 @@ def e2e_step(
         spliced = outputs()
     loss = chunked_kl(spliced, original, head=head, chunk_size=chunk_size)
     x, out = seen["x"], seen["out"]
-    assert isinstance(x, Tensor) and isinstance(out, SaeOutput)
+    assert isinstance(x, Tensor) and hasattr(out, "x_hat")  # a TopK SaeOutput or a ReLU SAE's ReluOutput
     with torch.no_grad():
         _, stats = _sae_losses(x, out, 0.0)
     if auxk_alpha > 0:
@@ -169,3 +172,88 @@ def e2e_step(
         loss = loss + sparsity_coef * out.l1
     stats.loss = loss.detach()
     return loss, out, stats
+
+
+# --- the objective parts handed to the training loop (`sae_trainer.SaeTrainer`) ----------------------
+@dataclass
+class StepOutput:
+    """One step's forward: the loss to back-propagate and what the loop needs besides."""
+
+    loss: Tensor
+    global_loss: float  # the loss over every rank (checked finite before the backward pass)
+    fired_acts: Tensor  # activations and latent indices of the step: which latents fired
+    fired_idx: Tensor
+    tokens: int  # tokens of the step over every rank (dead-latent counting)
+    metrics: dict[str, float]  # logged first (loss, fvu, ..., l0)
+    extra: dict[str, float]  # logged after dead_frac, lr and grad_norm (the L1 and its λ)
+
+
+def _layer_output(
+    loss: Tensor, out: Any, stats: StepStats, world_size: int, l1: bool, l1_coef: float
+) -> StepOutput:
+    """The step's global sums (all-reduced over ranks) as a `StepOutput` of a single-layer SAE."""
+    totals = all_reduce_sum(stats.as_tensor(world_size))
+    metrics = {
+        "loss": float(totals[0]),
+        "fvu": float(totals[1] / stats.total_variance),
+        "l0": float(totals[2] / totals[3]),
+    }
+    extra = {"l1": float(out.l1.detach()), "l1_coef": l1_coef} if l1 else {}
+    return StepOutput(loss, metrics["loss"], out.top_acts, out.top_idx, int(totals[3]), metrics, extra)
+
+
+class ReconstructionObjective:
+    """FVU (or --recon_loss sum_sq) of the SAE on its rows, + AuxK, + λ·L1 for SAEs with an L1 term;
+    `sparsity(step)` is λ at that step (0 without an L1 term). The forward runs under `autocast()`
+    (`lorasae.precision.sae_autocast`: bf16 on CUDA with a bf16 model)."""
+
+    def __init__(
+        self,
+        auxk_alpha: float,
+        recon_loss: str,
+        sparsity: Callable[[int], float],
+        l1: bool,
+        autocast: Callable[[], AbstractContextManager],
+    ):
+        self.auxk_alpha, self.recon_loss, self.sparsity, self.l1 = auxk_alpha, recon_loss, sparsity, l1
+        self.autocast = autocast
+
+    def __call__(
+        self, sae: nn.Module, rows: Tensor, step: int, dead_mask: Tensor | None, world_size: int
+    ) -> StepOutput:
+        coef = self.sparsity(step)
+        with self.autocast():
+            out = sae(rows, dead_mask)
+            loss, stats = _sae_losses(rows, out, self.auxk_alpha, coef, self.recon_loss)
+        return _layer_output(loss, out, stats, world_size, self.l1, coef)
+
+
+class E2eObjective:
+    """KL(p_original ‖ p_spliced) with the SAE spliced at `layer` (+ AuxK, + λ·L1): `e2e_step` on token ids."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: int,
+        head: LogitHead | None,
+        auxk_alpha: float,
+        sparsity: Callable[[int], float],
+        l1: bool,
+        autocast: Callable[[], AbstractContextManager],
+        step_fn: Callable[..., tuple[Tensor, Any, StepStats]] | None = None,
+    ):
+        """`step_fn`: the KL step (default `e2e_step`; tests record it)."""
+        self.model, self.layer, self.head = model, layer, head
+        self.auxk_alpha, self.sparsity, self.l1, self.autocast = auxk_alpha, sparsity, l1, autocast
+        self.step_fn = step_fn or e2e_step
+
+    def __call__(
+        self, sae: nn.Module, input_ids: Tensor, step: int, dead_mask: Tensor | None, world_size: int
+    ) -> StepOutput:
+        coef = self.sparsity(step)
+        with self.autocast():
+            loss, out, stats = self.step_fn(
+                self.model, sae, input_ids, self.layer, self.auxk_alpha, dead_mask, head=self.head,
+                sparsity_coef=coef,
+            )  # fmt: skip
+        return _layer_output(loss, out, stats, world_size, self.l1, coef)

@@ -394,24 +394,8 @@ OPTION_GROUPS = (
 """The feature groups `TrainSaeConfig` is composed of, in --help order."""
 
 __all__ = [
-    "ARCHITECTURE_NAMES",
-    "LR_SCHEDULERS",
-    "MODIFICATIONS",
-    "OPTION_GROUPS",
-    "RECON_LOSSES",
-    "ArchitectureOptions",
-    "CurveOptions",
-    "LogOptions",
-    "ModificationOptions",
-    "ObjectiveOptions",
-    "OptimizerOptions",
-    "PersistenceOptions",
-    "Positions",
-    "SaeKwargs",
-    "SourceOptions",
-    "TokenOptions",
-    "check_positions",
-    "combination_problems",
-    "curve_val_tokens",
-    "parse_positions",
-]
+    "ARCHITECTURE_NAMES", "LR_SCHEDULERS", "MODIFICATIONS", "OPTION_GROUPS", "RECON_LOSSES", "ArchitectureOptions",
+    "CurveOptions", "LogOptions", "ModificationOptions", "ObjectiveOptions", "OptimizerOptions", "PersistenceOptions",
+    "Positions", "SaeKwargs", "SourceOptions", "TokenOptions", "check_positions", "combination_problems",
+    "curve_val_tokens", "parse_positions",
+]  # fmt: skip
