@@ -151,3 +151,28 @@ def test_e2e_relu_sae_trains_with_its_l1_term(tmp_path, monkeypatch):
     result = train_sae(fast_config(model_dir, data, architecture="relu", e2e=True, sparsity=0.01, **SHORT))
     assert result.steps == 10 and Path(result.final_dir).parts[-3] == "e2e"
     assert result.train_metrics["l1_coef"] == 0.01 and result.train_metrics["l1"] > 0
+
+
+def test_reconstruction_objective_on_a_row_pair_is_the_fvu_of_the_target():
+    """Rows (x, target), as a transcoder's (MLP input, MLP output): loss = ‖x̂ − target‖² / Σ‖target − mean‖²
+    (numpy); a plain tensor keeps the SAE's own FVU of x."""
+    import contextlib
+
+    from lorasae.sae import SaeConfig
+    from lorasae.train.objectives import ReconstructionObjective
+
+    torch.manual_seed(0)
+    sae = TopKSAE(SaeConfig(d_in=6, d_sae=18, k=3))
+    x, target = torch.randn(50, 6), torch.randn(50, 6) * 3 + 1
+    objective = ReconstructionObjective(0.0, "fvu", lambda step: 0.0, False, contextlib.nullcontext)
+    pair = objective(sae, (x, target), 0, None, 1)
+    x_hat = sae(x).x_hat.detach().double().numpy()
+    t = target.double().numpy()
+    expected = ((x_hat - t) ** 2).sum() / ((t - t.mean(0)) ** 2).sum()
+    assert float(pair.loss) == pytest.approx(expected, rel=1e-5)
+    assert pair.metrics["fvu"] == pytest.approx(expected, rel=1e-5)
+    plain = objective(sae, x, 0, None, 1)
+    xd = x.double().numpy()
+    assert float(plain.loss) == pytest.approx(
+        ((x_hat - xd) ** 2).sum() / ((xd - xd.mean(0)) ** 2).sum(), rel=1e-5
+    )

@@ -71,18 +71,26 @@ def _variance_denominator(x: Tensor) -> tuple[Tensor, Tensor, int]:
 
 
 def _sae_losses(
-    x: Tensor, out: SaeOutput, auxk_alpha: float, sparsity_coef: float = 0.0, recon_loss: str = "fvu"
+    x: Tensor,
+    out: SaeOutput,
+    auxk_alpha: float,
+    sparsity_coef: float = 0.0,
+    recon_loss: str = "fvu",
+    target: Tensor | None = None,
 ) -> tuple[Tensor, StepStats]:
     """The reconstruction term (FVU, or with `recon_loss="sum_sq"` the squared error summed over d and
     averaged over tokens) + weighted AuxK + λ·L1 for ReLU SAEs whose output has `l1`, scaled for data
     parallelism, and the step's sums. The L1 and sum_sq terms are means over this rank's tokens: DDP's
-    gradient average over ranks already makes them the global batch's mean."""
-    local_var, global_var, world = _variance_denominator(x)
-    err = squared_error(x, out.x_hat)
+    gradient average over ranks already makes them the global batch's mean. `target`: the rows to
+    reconstruct when they are not the input `x` (a transcoder's MLP output for its MLP input); the FVU is
+    then ‖x̂ − target‖² / Var(target) instead of the SAE's own `out.fvu` (which compares with x)."""
+    y = x if target is None else target
+    local_var, global_var, world = _variance_denominator(y)
+    err = squared_error(y, out.x_hat)
     if recon_loss == "sum_sq":
         loss = err / x.shape[0]
     elif recon_loss == "fvu":
-        loss = (out.fvu if world == 1 else err / global_var) * world
+        loss = (out.fvu if world == 1 and target is None else err / global_var) * world
     else:
         raise ValueError(f"recon_loss must be one of {', '.join(RECON_LOSSES)}, got {recon_loss!r}")
     if auxk_alpha > 0:
@@ -205,7 +213,8 @@ def _layer_output(
 class ReconstructionObjective:
     """FVU (or --recon_loss sum_sq) of the SAE on its rows, + AuxK, + λ·L1 for SAEs with an L1 term;
     `sparsity(step)` is λ at that step (0 without an L1 term). The forward runs under `autocast()`
-    (`lorasae.precision.sae_autocast`: bf16 on CUDA with a bf16 model)."""
+    (`lorasae.precision.sae_autocast`: bf16 on CUDA with a bf16 model). Rows are a tensor x (reconstruct
+    x) or a pair (x, target) (reconstruct target from x: a transcoder's (MLP input, MLP output))."""
 
     def __init__(
         self,
@@ -219,12 +228,14 @@ class ReconstructionObjective:
         self.autocast = autocast
 
     def __call__(
-        self, sae: nn.Module, rows: Tensor, step: int, dead_mask: Tensor | None, world_size: int
-    ) -> StepOutput:
+        self, sae: nn.Module, rows: Tensor | tuple[Tensor, Tensor], step: int, dead_mask: Tensor | None,
+        world_size: int,
+    ) -> StepOutput:  # fmt: skip
+        x, target = rows if isinstance(rows, tuple) else (rows, None)
         coef = self.sparsity(step)
         with self.autocast():
-            out = sae(rows, dead_mask)
-            loss, stats = _sae_losses(rows, out, self.auxk_alpha, coef, self.recon_loss)
+            out = sae(x, dead_mask)
+            loss, stats = _sae_losses(x, out, self.auxk_alpha, coef, self.recon_loss, target)
         return _layer_output(loss, out, stats, world_size, self.l1, coef)
 
 
