@@ -9,8 +9,7 @@ loading any of our saved folders by the architecture its cfg.json names.
 | `crosscoder` (several layers, shared latents) | `Crosscoder` (crosscoder.py) | `crosscoder` | our `load_sae` / `Crosscoder.load` only | sources | topk or l1 |
 
 Adding an architecture: its module in lorasae/sae/ (class + config + save/load) and one entry below;
-train_sae.py's `--architecture` lists `ARCHITECTURES` (lorasae/train/options.py names them for the flag's
-check, without torch; a test keeps both equal).
+train_sae.py's `--architecture` accepts every name in `ARCHITECTURES` (`lorasae/train/options.py`).
 """
 
 from __future__ import annotations

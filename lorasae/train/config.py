@@ -39,8 +39,8 @@ from lorasae.model_defaults import (
 )
 from lorasae.models import model_key
 from lorasae.paths import portable
+from lorasae.sae.registry import ARCHITECTURES as REGISTRY
 from lorasae.train.options import (
-    ARCHITECTURE_NAMES,
     LR_SCHEDULERS,
     ArchitectureOptions,
     CurveOptions,
@@ -60,7 +60,7 @@ from lorasae.train.options import (
 
 __all__ = ["ARCHITECTURES", "LR_SCHEDULERS", "SaeKwargs", "TrainSaeConfig", "default_batch_size", "default_k", "default_lr"]  # fmt: skip
 
-ARCHITECTURES = ARCHITECTURE_NAMES
+ARCHITECTURES = tuple(REGISTRY)  # --architecture's choices (lorasae.sae.registry)
 G = TypeVar("G")
 
 

@@ -1,7 +1,8 @@
 """`train_sae.py`'s options, one small dataclass per feature, each checking its own fields
 (`problems()` lists what is wrong, empty when nothing). `TrainSaeConfig` (config.py) is their union: the
 fields stay flat so the flags, config files and saved `config.json` keep their names; rules that involve two
-features (e.g. --e2e with a crosscoder) live in `combination_problems`, once. Pure Python: no torch.
+features (e.g. --e2e with a crosscoder) live in `combination_problems`, once. It imports nothing else of
+`lorasae/train/` (the `--architecture` check reads the registry, `lorasae.sae.registry`, when it runs).
 
 Field docstrings are `--help`."""
 
@@ -14,9 +15,6 @@ from typing import Any
 
 from lorasae.cli import field, parse_count
 
-ARCHITECTURE_NAMES = ("topk", "relu", "crosscoder")
-"""`--architecture` choices: the training architectures of `lorasae.sae.registry.ARCHITECTURES` (a test
-checks that both list the same names; this module stays free of torch)."""
 CROSSCODER_ACTIVATIONS = ("topk", "relu")
 RECON_LOSSES = ("fvu", "sum_sq")
 LR_SCHEDULERS = ("linear_decay", "cosine", "constant")
@@ -171,10 +169,10 @@ class ArchitectureOptions:
         if self.k is not None and not 1 <= self.k <= d_sae:
             out.append(f"--k must be between 1 and the SAE width {d_sae}, got {self.k}")
         _at_least(out, "auxk_alpha", self.auxk_alpha, 0)
-        if self.architecture not in ARCHITECTURE_NAMES:
-            out.append(
-                f"--architecture must be one of {', '.join(ARCHITECTURE_NAMES)}, got {self.architecture!r}"
-            )
+        from lorasae.sae.registry import ARCHITECTURES  # the one list of architectures
+
+        if self.architecture not in ARCHITECTURES:
+            out.append(f"--architecture must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}")
         return out + self.sae_kwargs.problems()
 
 
@@ -394,7 +392,7 @@ OPTION_GROUPS = (
 """The feature groups `TrainSaeConfig` is composed of, in --help order."""
 
 __all__ = [
-    "ARCHITECTURE_NAMES", "LR_SCHEDULERS", "MODIFICATIONS", "OPTION_GROUPS", "RECON_LOSSES", "ArchitectureOptions",
+    "LR_SCHEDULERS", "MODIFICATIONS", "OPTION_GROUPS", "RECON_LOSSES", "ArchitectureOptions",
     "CurveOptions", "LogOptions", "ModificationOptions", "ObjectiveOptions", "OptimizerOptions", "PersistenceOptions",
     "Positions", "SaeKwargs", "SourceOptions", "TokenOptions", "check_positions", "combination_problems",
     "curve_val_tokens", "parse_positions",
