@@ -5,6 +5,7 @@ Configs are `@dataclass`es parsed by simple-parsing; each field's docstring is i
 
 from __future__ import annotations
 
+import argparse
 import ast
 import re
 import sys
@@ -24,6 +25,18 @@ T = TypeVar("T")
 
 CONFIG_FLAG = "config_file"
 """`--config_file`: every script takes one (the seed's flag name)."""
+
+FLAGS_DOC = "docs/FLAGS.md"
+"""The flag glossary: every flag of every script, one name, one meaning, one type."""
+
+HELP_EPILOG = (
+    f"Every flag of every script (one name, one meaning, one type; the original repositories' spellings "
+    f"that are aliases): {FLAGS_DOC}."
+)
+"""The last lines of every script's `--help`."""
+
+MODEL_VARIANTS: tuple[str, ...] = ("base", "peft")
+"""`--model_variant`: the model as it is (base) or with its LoRA adapter (peft)."""
 
 
 @dataclass
@@ -70,6 +83,53 @@ class SaeChoiceArgs:
     layer: int | None = field(default=None, alias=["--sae_layer"])
     """Layer whose output the SAE reads (also --sae_layer, as train_lora.py). Default: the SAE's own layer;
     with no --sae, train_sae.py's default layer."""
+
+
+@dataclass(frozen=True)
+class SwitchAlias:
+    """The original's switch spelling `spelling` of the bool flag `switch`, where `spelling` is now a flag
+    that takes a value: given bare (no value follows) or with true/yes/false/no, it is `switch`."""
+
+    spelling: str
+    switch: str
+
+
+SWITCH_WORDS = ("true", "yes", "false", "no")
+
+
+def translate_switch_aliases(argv: Sequence[str], aliases: Sequence[SwitchAlias]) -> list[str]:
+    """`argv` with each switch alias rewritten to its switch (`--sae` -> `--splice_sae`, `--sae false` ->
+    `--splice_sae false`); the spelling followed by any other value is left alone (that flag's own value)."""
+    switches = {a.spelling: a.switch for a in aliases}
+    out, words = [], list(argv)
+    for i, word in enumerate(words):
+        name, eq, value = word.partition("=")
+        if name not in switches:
+            out.append(word)
+        elif eq:
+            out.append(f"{switches[name]}={value}" if value.lower() in SWITCH_WORDS else word)
+        else:
+            following = words[i + 1] if i + 1 < len(words) else None
+            bare = following is None or following.startswith("-") or following.lower() in SWITCH_WORDS
+            out.append(switches[name] if bare else word)
+    return out
+
+
+def split_model_type(
+    model_type: str | None, model_variant: str, default_type: str | None, default_variant: str
+) -> tuple[str | None, str]:
+    """`(model_type, model_variant)` with the original's `--model_type base|peft` (and `--MODEL_TYPE`)
+    read by value: base or peft is `--model_variant` (the model type falls back to `default_type`); any
+    other value is the model. A base/peft `model_type` contradicting a `model_variant` that is not the
+    default (`--model_variant base --model_type peft` where peft is the default) is an error."""
+    if model_type not in MODEL_VARIANTS:
+        return model_type, model_variant
+    if model_variant not in (default_variant, model_type):
+        raise UsageError(
+            f"--model_type {model_type} (the original's spelling of --model_variant) contradicts "
+            f"--model_variant {model_variant}: give one of them ({FLAGS_DOC})"
+        )
+    return default_type, model_type
 
 
 class _Parser(simple_parsing.ArgumentParser):
@@ -150,12 +210,41 @@ def check_config_file(path: Path) -> list[str]:
     return [str(k) for k, v in data.items() for k in ([k] if not isinstance(v, dict) else [k, *v])]
 
 
+def build_parser(config_class: type, **parser_kwargs: Any) -> _Parser:
+    """The parser of `config_class` as every script builds it (`--config_file`, `--debug` and the epilogue
+    linking the flag glossary included); its flags are added on the first parse (`flag_actions` adds them
+    without parsing)."""
+    parser_kwargs.setdefault("epilog", HELP_EPILOG)
+    parser = _Parser(
+        nested_mode=simple_parsing.NestedMode.WITHOUT_ROOT,
+        formatter_class=simple_parsing.SimpleHelpFormatter,
+        add_config_path_arg=CONFIG_FLAG,
+        **parser_kwargs,
+    )
+    parser.add_arguments(config_class, dest="config")
+    # read by the error boundary (`lorasae.errors`), listed here so that --help shows it
+    parser.add_argument(
+        "--debug", action="store_true", help="On an error, show the full traceback (also LORASAE_DEBUG=1)."
+    )
+    return parser
+
+
+def flag_actions(config_class: type, **parser_kwargs: Any) -> list[Any]:
+    """The argparse actions of `config_class`'s parser (one per flag, with every spelling in
+    `option_strings`), built without parsing anything; `--config_file` included."""
+    parser = build_parser(config_class, **parser_kwargs)
+    parser._preprocessing([])  # simple-parsing adds the dataclass fields' flags here
+    config = argparse.Action([f"--{CONFIG_FLAG}"], CONFIG_FLAG, nargs="*", type=Path)
+    return [config, *(a for a in parser._actions if a.option_strings)]
+
+
 def parse(config_class: type[T], argv: Sequence[str] | None = None, **parser_kwargs: Any) -> T:
     """Parse `argv` (default: sys.argv) into `config_class` (the flags of `simple_parsing.parse`);
     `--config_file PATH` (JSON or YAML, e.g. `dataclasses.asdict` of the config) sets the defaults first
     and every flag on the command line overrides it. A bad flag or config file raises `UsageError` (or
     `CorruptFileError`) naming it."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    argv = translate_switch_aliases(argv, getattr(config_class, "SWITCH_ALIASES", ()))
     files = config_file_paths(argv)
     origins = {}
     for path in files:
@@ -165,18 +254,8 @@ def parse(config_class: type[T], argv: Sequence[str] | None = None, **parser_kwa
                 line = key_line(path, key)
                 origins[key] = f"{path}, line {line}" if line else str(path)
     note_config_origins(origins)
-    parser = _Parser(
-        nested_mode=simple_parsing.NestedMode.WITHOUT_ROOT,
-        formatter_class=simple_parsing.SimpleHelpFormatter,
-        add_config_path_arg=CONFIG_FLAG,
-        **parser_kwargs,
-    )
+    parser = build_parser(config_class, **parser_kwargs)
     parser.argv, parser.config_files = tuple(argv), tuple(files)
-    parser.add_arguments(config_class, dest="config")
-    # read by the error boundary (`lorasae.errors`), listed here so that --help shows it
-    parser.add_argument(
-        "--debug", action="store_true", help="On an error, show the full traceback (also LORASAE_DEBUG=1)."
-    )
     try:
         return parser.parse_args(argv).config
     except RuntimeError as err:  # simple-parsing: a config file key that is no field
@@ -200,4 +279,18 @@ def parse(config_class: type[T], argv: Sequence[str] | None = None, **parser_kwa
         ) from err
 
 
-__all__ = ["CommonArgs", "SaeChoiceArgs", "field", "parse", "parse_count"]
+__all__ = [
+    "FLAGS_DOC",
+    "HELP_EPILOG",
+    "MODEL_VARIANTS",
+    "CommonArgs",
+    "SaeChoiceArgs",
+    "SwitchAlias",
+    "build_parser",
+    "field",
+    "flag_actions",
+    "parse",
+    "parse_count",
+    "split_model_type",
+    "translate_switch_aliases",
+]

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lorasae import paths
-from lorasae.cli import parse
+from lorasae.cli import field, parse, parse_count
 from lorasae.demo_evals import EvalSizes
 from lorasae.demo_readme import update_readme, write_results_page
 from lorasae.demo_stages import Stages
@@ -48,25 +48,28 @@ class DemoConfig:
     layer: int = 1
     """Decoder layer of the main SAE (the built-in model has 4)."""
 
-    widths: tuple[int, ...] = (2, 4, 8, 16)
-    """Expansion factors of the width sweep (at the main SAE's layer and k)."""
+    widths: tuple[int, ...] = field(default=(2, 4, 8, 16), alias=["--expansions"])
+    """Expansion factors of the width sweep (at the main SAE's layer and k): --expansions, as
+    eval/dark_matter/run.py (--widths, sweep.py's widths in latents, kept here as an alias)."""
 
-    layers: list[int] | None = None
-    """Layers of the layer sweep (expansion 8, the main k). Default: every layer of the model."""
+    layers: list[int] | None = field(default=None, alias=["--sweep_layers"])
+    """Layers of the layer sweep (expansion 8, the main k): --sweep_layers (--layers, train_sae.py's
+    crosscoder sources, kept here as an alias). Default: every layer of the model."""
 
     multi_layers: tuple[int, ...] = (1, 2)
     """SAE layers spliced together in the multiple-SAE experiment (each also runs alone in the layer sweep)."""
 
-    evals: bool = True
-    """Run the evaluation stages (SAE-Bench, steering, benchmarks, interpretability, Dark Matter)."""
+    evals: bool = field(default=True, alias=["--run_evals"])
+    """Run the evaluation stages (SAE-Bench, steering, benchmarks, interpretability, Dark Matter):
+    --run_evals/--norun_evals (--evals/--noevals kept as aliases; --evals names evals in run_eval.py)."""
 
     sizes: EvalSizes = dataclasses.field(default_factory=EvalSizes)
     """How much of each evaluation the demo runs."""
 
-    sae_tokens: int = 300_000
+    sae_tokens: int = field(default=300_000, type=parse_count)
     """Training tokens of each SAE (TopK and e2e get the same budget)."""
 
-    lora_examples: int = 160
+    lora_examples: int = field(default=160, type=parse_count)
     """Training sequences of each LoRA run."""
 
     rank: int = 16

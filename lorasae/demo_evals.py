@@ -76,12 +76,12 @@ def saebench_stage(device: str, layer: int, seed: int, force: bool, sizes: EvalS
     def run() -> None:
         from lorasae.saebench.run import run as run_eval
 
-        for model_type in ("base", "peft"):
+        for variant in ("base", "peft"):
             run_eval(
                 SaeBenchArgs(
                     device=device,
                     model=MODEL,
-                    model_type=model_type,
+                    model_variant=variant,
                     evals=",".join(evals),
                     seed=seed,
                     layer=layer,

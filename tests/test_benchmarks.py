@@ -223,8 +223,10 @@ def test_config_and_gemma_scope_plan(out_root):
     assert plan.adapter == ours and plan.sae_sources == [] and plan.model_key == "gemma-2-2b"
 
     with pytest.raises(ValueError, match="peft' or 'base"):
-        plan_run(parse(BenchmarkConfig, ["--model_type", "tiny"]))
+        plan_run(parse(BenchmarkConfig, ["--model_variant", "tiny"]))
     assert plan_run(parse(BenchmarkConfig, ["--model", "tiny"])).tasks == list(BUILTIN_TASKS)
+    # --model_type is the model here too (docs/FLAGS.md); only base/peft are the original's model variant
+    assert plan_run(parse(BenchmarkConfig, ["--model_type", "tiny"])).tasks == list(BUILTIN_TASKS)
 
 
 def test_sae_and_adapter_pairing(out_root):

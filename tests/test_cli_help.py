@@ -29,6 +29,7 @@ SCRIPTS = {
     "bench/harvest.py": "HarvestBench",
     "bench/lora_step.py": "LoraStepBench",
     "bench/sae_step.py": "SaeStepBench",
+    "bench/arch_step.py": "ArchStepBench",
     "bench/validation_prefix.py": "ValidationPrefixBench",
 }
 

@@ -22,6 +22,8 @@ from lorasae.sae import (
     splice_fn,
 )
 from lorasae.sae.config import layer_from_hook_name
+from lorasae.sae.jumprelu import JumpReLUSAE
+from lorasae.sae.transcoder import Transcoder
 
 sae_lens = require("sae_lens")
 
@@ -172,9 +174,18 @@ def test_load_sparsify_folder(tmp_path: Path) -> None:
         torch.testing.assert_close(loaded.reconstruct(x), expected)
         torch.testing.assert_close(loaded.reconstruct(x), sae.reconstruct(x))
 
+    # a sparsify transcoder (issue 28): TopK on x itself (no b_dec: it is in the output space)
     write_sparsify(tmp_path / "transcoder" / "layers.1", sae, transcode=True)
-    with pytest.raises(SaeFormatError, match="transcoder is not supported"):
-        load_sae(tmp_path / "transcoder" / "layers.1")
+    coder = load_sae(tmp_path / "transcoder" / "layers.1")
+    assert isinstance(coder, Transcoder) and coder.hook_layer == 1 and coder.splice_site == "mlp"
+    acts, idx = torch.relu(x @ sae.encoder.weight.T + sae.encoder.bias).topk(4)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            coder.reconstruct(x), (acts[..., None] * sae.W_dec[idx]).sum(1) + sae.b_dec
+        )
+    write_sparsify(tmp_path / "groupmax" / "layers.1", sae, transcode=True, activation="groupmax")
+    with pytest.raises(SaeFormatError, match="TopK transcoders only"):
+        load_sae(tmp_path / "groupmax" / "layers.1")
 
 
 @pytest.mark.parametrize("arch", ["jumprelu", "standard", "gated"])
@@ -193,7 +204,9 @@ def test_load_sae_lens_folder_any_architecture(tmp_path: Path, arch: str) -> Non
             theirs.threshold.abs_()
     theirs.save_model(tmp_path / arch)
     loaded = load_sae(tmp_path / arch)
-    assert isinstance(loaded, SaeLensAdapter) and loaded.cfg.d_in == 16 and loaded.cfg.d_sae == 48
+    # a plain jumprelu folder is one of our classes (issue 28); the others stay behind the adapter
+    assert isinstance(loaded, JumpReLUSAE if arch == "jumprelu" else SaeLensAdapter)
+    assert loaded.cfg.d_in == 16 and loaded.cfg.d_sae == 48
     assert loaded.hook_layer == 6 and not loaded.skip_special_tokens and loaded.W_dec.shape == (48, 16)
     x = torch.randn(2, 5, 16)
     with torch.no_grad():

@@ -422,7 +422,7 @@ def test_get_peft_dict_matches_merging_in_memory(saved_setup, out_root):
 
 def test_cli_flags_and_errors():
     args = parse(SaeBenchArgs, ["--MODEL_TYPE", "base", "--model", "tiny", "--evals", "core,tpp"])
-    assert args.model_type == "base" and args.model_name == "tiny"
+    assert args.model_variant == "base" and args.model_name == "tiny"
     assert selected_evals(args.evals) == ["core", "tpp"]
     assert selected_evals("all") == list(EVALS)
     with pytest.raises(ValueError, match="unknown evals"):

@@ -15,7 +15,7 @@ from sae_train_helpers import fast_config, write_tiny_world
 
 from lorasae.cli import CommonArgs
 from lorasae.sae import TopKSAE
-from lorasae.sae.registry import ARCHITECTURES, Architecture, DictionarySpec, load_ours
+from lorasae.sae.registry import ARCHITECTURES, ON_DISK, SAE_CLASSES, Architecture, DictionarySpec, load_ours
 from lorasae.train.config import TrainSaeConfig
 from lorasae.train.options import (
     OPTION_GROUPS,
@@ -85,6 +85,7 @@ def test_registry_entry_builds_saves_and_reloads_its_dictionary(name, tmp_path):
     torch.manual_seed(0)
     sae = entry.build(spec, "cpu")
     assert type(sae) is entry.sae_class and isinstance(sae.cfg, entry.config_class)
+    assert SAE_CLASSES[name] is entry.sae_class and ON_DISK[name] == entry.on_disk  # the loading tables agree
     assert sae.cfg.d_sae == 24
     folder = sae.save(tmp_path / name)
     assert json.loads((folder / "cfg.json").read_text())["architecture"] == entry.on_disk
@@ -101,7 +102,8 @@ class _CountingTopK(TopKSAE):
 def test_a_new_architecture_plugs_in_through_one_registry_entry(tmp_path, monkeypatch):
     calls: list[float] = []
 
-    def after_update(sae: torch.nn.Module) -> None:
+    def after_update(sae: torch.nn.Module, out) -> None:
+        assert out.x_hat.shape[-1] == 32  # the step's own output
         sae.set_decoder_norm_to_unit_norm()
         calls.append(float(sae.W_dec.detach().norm(dim=1).mean()))
 
@@ -148,25 +150,32 @@ def test_e2e_relu_sae_trains_with_its_l1_term(tmp_path, monkeypatch):
 
 
 def test_reconstruction_objective_on_a_row_pair_is_the_fvu_of_the_target():
-    """Rows (x, target), as a transcoder's (MLP input, MLP output): loss = ‖x̂ − target‖² / Σ‖target − mean‖²
-    (numpy); a plain tensor keeps the SAE's own FVU of x."""
+    """Rows (x, target), a transcoder's (MLP input, MLP output): loss = ‖ŷ − target‖² / Σ‖target − mean‖²
+    (numpy, ŷ from the transcoder's own decoder); a plain tensor keeps a TopK SAE's FVU of x."""
     import contextlib
 
+    import numpy as np
+
     from lorasae.sae import SaeConfig
+    from lorasae.sae.transcoder import Transcoder, TranscoderConfig
     from lorasae.train.objectives import ReconstructionObjective
 
     torch.manual_seed(0)
-    sae = TopKSAE(SaeConfig(d_in=6, d_sae=18, k=3))
-    x, target = torch.randn(50, 6), torch.randn(50, 6) * 3 + 1
+    tc = Transcoder(TranscoderConfig(d_in=6, d_sae=18, d_out=5))
+    x, target = torch.randn(50, 6), torch.randn(50, 5) * 3 + 1
     objective = ReconstructionObjective(0.0, "fvu", lambda step: 0.0, False, contextlib.nullcontext)
-    pair = objective(sae, (x, target), 0, None, 1)
-    x_hat = sae(x).x_hat.detach().double().numpy()
+    pair = objective(tc, (x, target), 0, None, 1)
+    with torch.no_grad():
+        z = torch.relu(x @ tc.W_enc + tc.b_enc)
+        y_hat = (z @ tc.W_dec + tc.b_dec).double().numpy()
     t = target.double().numpy()
-    expected = ((x_hat - t) ** 2).sum() / ((t - t.mean(0)) ** 2).sum()
+    expected = ((y_hat - t) ** 2).sum() / ((t - t.mean(0)) ** 2).sum()
     assert float(pair.loss) == pytest.approx(expected, rel=1e-5)
     assert pair.metrics["fvu"] == pytest.approx(expected, rel=1e-5)
+    sae = TopKSAE(SaeConfig(d_in=6, d_sae=18, k=3))
     plain = objective(sae, x, 0, None, 1)
-    xd = x.double().numpy()
+    x_hat, xd = sae(x).x_hat.detach().double().numpy(), x.double().numpy()
     assert float(plain.loss) == pytest.approx(
         ((x_hat - xd) ** 2).sum() / ((xd - xd.mean(0)) ** 2).sum(), rel=1e-5
     )
+    assert np.isfinite(plain.metrics["l0"])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from lorasae.cli import CommonArgs, parse  # noqa: E402
+from lorasae.cli import CommonArgs, field, parse, parse_count  # noqa: E402
 from lorasae.errors import main_guard  # noqa: E402
 
 
@@ -19,7 +19,7 @@ class TutorialArgs(CommonArgs):
 
     sae: str | None = None
     """SAE folder or release/sae_id. Default: the model's default SAE."""
-    num_tokens: int = 20_000
+    num_tokens: int = field(default=20_000, type=parse_count)
     """Tokens in the SAEInfo."""
 
 

@@ -58,7 +58,9 @@ def plan_run(config: BenchmarkConfig) -> Plan:
     """The model, tasks and combinations of a run (no files are looked at)."""
     config.validate()
     name = config.model_name
-    combos = ALL_FOUR if config.all_four else (Combination(config.model_type == "peft", config.sae),)
+    combos = (
+        ALL_FOUR if config.all_four else (Combination(config.model_variant == "peft", config.splice_sae),)
+    )
     return Plan(
         model_name=name,
         model_key=model_key(name),

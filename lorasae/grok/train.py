@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from simple_parsing import field as cli_field
 from tqdm.auto import tqdm
 from transformers import LlamaForCausalLM
 
@@ -45,8 +46,9 @@ class GrokTrainConfig:
     """Full-batch steps at most."""
     stop_test_acc: float = 0.99
     """Stop once test accuracy reaches this (after train accuracy reached 1.0)."""
-    eval_every: int = 25
-    """Steps between accuracy evaluations (the curves' resolution)."""
+    eval_every: int = cli_field(default=25, alias=["--eval_every_steps"])
+    """Steps between accuracy evaluations (the curves' resolution): --eval_every_steps (--eval_every,
+    train_lora.py's count of sequences, kept here as an alias)."""
     checkpoint_every: int = 50
     """Steps between saved checkpoints (model + optimizer state)."""
     seed: int = 0

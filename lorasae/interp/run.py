@@ -39,8 +39,9 @@ class InterpArgs(SaeChoiceArgs, CommonArgs):
     """LoRA adapter folder (PEFT format). Default: the newest adapter saved for the SAE (of --rank and
     --lora_span when given)."""
 
-    rank: int | None = None
-    """Rank of the adapter to find (default: any)."""
+    rank: int | None = field(default=None, alias=["--lora_rank"])
+    """Rank of the adapter to find: --lora_rank (--rank, train_lora.py's training rank, kept here as an
+    alias). Default: any."""
 
     lora_span: str | None = None
     """Layer span `<a>-<b>` of the adapter to find, e.g. 0-25 (default: any)."""

@@ -143,11 +143,13 @@ class TrainLoraConfig(LoraHyperparams, CommonArgs):
     sae_kind: str = "normal"
     """Which of our SAEs: normal (TopK) or e2e."""
 
-    expansion_factor: int | None = None
-    """Which of our SAEs, when saved_saes/<model>/<kind>/ holds several families (expansion_<E>_L0_<k>)."""
+    expansion_factor: int | None = field(default=None, alias=["--sae_expansion_factor"])
+    """Which of our SAEs, when saved_saes/<model>/<kind>/ holds several families (expansion_<E>_L0_<k>):
+    --sae_expansion_factor (--expansion_factor is train_sae.py's setting; kept here as an alias)."""
 
-    k: int | None = None
-    """Which of our SAEs (its L0 = k), when several families exist."""
+    k: int | None = field(default=None, alias=["--sae_k"])
+    """Which of our SAEs (its L0 = k), when several families exist: --sae_k (-k/--k is train_sae.py's
+    setting; kept here as an alias)."""
 
     skip_existing: bool = True
     """Skip a run that is done with identical inputs (its run record matches; the original skipped when the

@@ -21,6 +21,7 @@ AuxK needs the dense pre-activations; callers use :func:`lorasae.sae.kernels.top
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -84,7 +85,9 @@ class LatentGroups:
 
 class _FusedTopKSAE(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, b_dec: Tensor, W_enc: Tensor, b_enc: Tensor, W_dec: Tensor, k: int):
+    def forward(
+        ctx, x: Tensor, b_dec: Tensor, W_enc: Tensor, b_enc: Tensor, W_dec: Tensor, k: int, select=None
+    ):
         sae_in = x - b_dec
         n, m = sae_in.shape[0], W_enc.shape[0]
         if torch.is_autocast_enabled(sae_in.device.type):  # autocast picks the GEMM dtype; no out=
@@ -92,7 +95,7 @@ class _FusedTopKSAE(torch.autograd.Function):
         else:
             buf = scratch((n, m), torch.result_type(sae_in, W_enc), sae_in.device)
             z = torch.addmm(b_enc, sae_in, W_enc.t(), out=buf)
-        vals, idx = topk_select(z, k)
+        vals, idx = topk_select(z, k) if select is None else select(z)
         del z
         # top k of z then ReLU == top k of ReLU(z), up to which zeros fill slots left by < k positives
         acts = vals.to(W_dec.dtype).relu_()
@@ -108,7 +111,7 @@ class _FusedTopKSAE(torch.autograd.Function):
         need_x, need_bdec, need_wenc, need_benc, need_wdec = ctx.needs_input_grad[:5]
         grad_x = grad_bdec = grad_wenc = grad_benc = grad_wdec = None
         if g_xhat is None and g_acts is None:
-            return None, None, None, None, None, None
+            return None, None, None, None, None, None, None
         groups = LatentGroups(idx, W_enc.shape[0])
         acts_g = groups.gather(acts)
         g = None  # d loss / d acts, grouped order
@@ -136,7 +139,7 @@ class _FusedTopKSAE(torch.autograd.Function):
         elif need_bdec:
             assert grad_benc is not None
             grad_bdec = _sub(grad_bdec, grad_benc.to(W_enc.dtype) @ W_enc)
-        return grad_x, grad_bdec, grad_wenc, grad_benc if need_benc else None, grad_wdec, None
+        return grad_x, grad_bdec, grad_wenc, grad_benc if need_benc else None, grad_wdec, None, None
 
 
 def _sub(a: Tensor | None, b: Tensor) -> Tensor:
@@ -144,9 +147,18 @@ def _sub(a: Tensor | None, b: Tensor) -> Tensor:
 
 
 def fused_topk_sae(
-    x: Tensor, b_dec: Tensor, W_enc: Tensor, b_enc: Tensor, W_dec: Tensor, k: int
+    x: Tensor,
+    b_dec: Tensor,
+    W_enc: Tensor,
+    b_enc: Tensor,
+    W_dec: Tensor,
+    k: int,
+    select: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """(x_hat [..., d], acts [..., k], idx [..., k]) of a TopK SAE; W_enc, W_dec: [m, d]."""
+    """(x_hat [..., d], acts [..., k], idx [..., k]) of a TopK SAE; W_enc, W_dec: [m, d]. ``select``
+    (z [N, m] -> (values, indices) [N, k'], values <= 0 where a slot keeps nothing) replaces the per-token
+    top k: BatchTopK's selection over the batch (the backward's ReLU gate zeroes the empty slots)."""
     lead = x.shape[:-1]
-    x_hat, acts, idx = _FusedTopKSAE.apply(x.reshape(-1, x.shape[-1]), b_dec, W_enc, b_enc, W_dec, k)
-    return x_hat.view(*lead, -1), acts.view(*lead, k), idx.view(*lead, k)
+    x_hat, acts, idx = _FusedTopKSAE.apply(x.reshape(-1, x.shape[-1]), b_dec, W_enc, b_enc, W_dec, k, select)
+    width = acts.shape[-1]
+    return x_hat.view(*lead, -1), acts.view(*lead, width), idx.view(*lead, width)

@@ -1,20 +1,31 @@
-"""The dictionary architectures, one `Architecture` entry each: the class, its config, its save format,
-and what the trainer needs from it (which rows it reads, its sparsity term, its per-step hooks). Also
-loading any of our saved folders by the architecture its cfg.json names.
+"""SAE architectures by name (`train_sae.py --architecture`), and loading any of our saved folders by the
+architecture its cfg.json names.
 
-| name | class | cfg.json `architecture` | loads with | rows | sparsity |
-|---|---|---|---|---|---|
-| `topk` (default, the paper's) | `TopKSAE` (topk.py) | `topk` | sae_lens, `load_sae` | layer | topk |
-| `relu` (ReLU + decoder-norm-weighted L1) | `ReluSAE` (relu.py) | `standard` | sae_lens, `load_sae` | layer | l1 |
-| `crosscoder` (several layers, shared latents) | `Crosscoder` (crosscoder.py) | `crosscoder` | our `load_sae` / `Crosscoder.load` only | sources | topk or l1 |
+| name | class | cfg.json `architecture` | loads with |
+|---|---|---|---|
+| `topk` (default, the paper's) | `TopKSAE` (topk.py) | `topk` | sae_lens, `load_sae` |
+| `relu` (ReLU + decoder-norm-weighted L1) | `ReluSAE` (relu.py) | `standard` | sae_lens, `load_sae` |
+| `crosscoder` (several layers, shared latents) | `Crosscoder` (crosscoder.py) | `crosscoder` | our `load_sae` / `Crosscoder.load` only |
+| `batchtopk` (top k·B over the batch) | `BatchTopKSAE` (batchtopk.py) | `jumprelu` + `metadata.training_architecture: batchtopk` | sae_lens (as JumpReLU), `load_sae` |
+| `matryoshka` (BatchTopK, nested prefixes) | `MatryoshkaSAE` (matryoshka.py) | `jumprelu` + `metadata.training_architecture: matryoshka_batchtopk` | sae_lens (as JumpReLU), `load_sae` |
+| `jumprelu` (per-latent thresholds, STE) | `JumpReLUSAE` (jumprelu.py) | `jumprelu` | sae_lens, `load_sae` |
+| `transcoder` (MLP in -> MLP out) | `Transcoder` (transcoder.py) | `transcoder` (ReLU) / `topk_transcoder` | sae_lens (ReLU), `load_sae` |
+| `skip_transcoder` (+ W_skip x) | `Transcoder` (skip=True) | `skip_transcoder` (ReLU) / `topk_skip_transcoder` | sae_lens (ReLU), `load_sae` |
 
-Adding an architecture: its module in lorasae/sae/ (class + config + save/load) and one entry below;
-train_sae.py's `--architecture` accepts every name in `ARCHITECTURES` (`lorasae/train/options.py`).
+Several of ours share an on-disk `architecture` (SAELens saves a trained BatchTopK / Matryoshka as a
+JumpReLU); `architecture_from_cfg` tells them apart by `metadata.lorasae.architecture` (ours) or
+SAELens's `metadata.training_architecture`.
+
+Training (`train_sae.py --architecture`): `ARCHITECTURES` holds one `Architecture` entry per architecture
+train_sae.py trains, carrying what the loader and the trainer need: the class, its config, its save format,
+which rows it reads, its sparsity term and its per-step hooks (`lorasae/train/parts.py` picks the parts
+from them). Adding an architecture: its module in lorasae/sae/ (class + config + save/load) and one entry
+in each table below; train_sae.py's `--architecture` accepts every name in `ARCHITECTURES`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,12 +33,45 @@ from typing import Any
 import torch
 from torch import nn
 
+from lorasae.sae.batchtopk import BatchTopKSAE
 from lorasae.sae.config import SaeConfig
 from lorasae.sae.crosscoder import Crosscoder, CrosscoderConfig
 from lorasae.sae.io import read_cfg
+from lorasae.sae.jumprelu import JumpReLUSAE
+from lorasae.sae.matryoshka import MatryoshkaSAE
 from lorasae.sae.relu import SAE_LENS_ARCHITECTURE as RELU_ON_DISK
 from lorasae.sae.relu import ReluSAE, ReluSaeConfig
 from lorasae.sae.topk import TopKSAE
+from lorasae.sae.transcoder import ON_DISK as TRANSCODER_ON_DISK
+from lorasae.sae.transcoder import Transcoder
+
+SAE_CLASSES: dict[str, type[nn.Module]] = {
+    "topk": TopKSAE,
+    "relu": ReluSAE,
+    "crosscoder": Crosscoder,
+    "batchtopk": BatchTopKSAE,
+    "matryoshka": MatryoshkaSAE,
+    "jumprelu": JumpReLUSAE,
+    "transcoder": Transcoder,
+    "skip_transcoder": Transcoder,
+}
+ON_DISK = {
+    "topk": "topk",
+    "relu": RELU_ON_DISK,
+    "crosscoder": "crosscoder",
+    "batchtopk": "jumprelu",
+    "matryoshka": "jumprelu",
+    "jumprelu": "jumprelu",
+    "transcoder": "transcoder",
+    "skip_transcoder": "skip_transcoder",
+}
+"""Our architecture name -> the `architecture` field its cfg.json holds (a ReLU transcoder's; a TopK
+transcoder's is `topk_transcoder` / `topk_skip_transcoder`)."""
+_TRAINED_AS = {"batchtopk": "batchtopk", "matryoshka_batchtopk": "matryoshka"}
+"""SAELens's `metadata.training_architecture` of a `jumprelu` folder -> ours."""
+_TRANSCODERS = {
+    on_disk: "skip_transcoder" if skip else "transcoder" for (_, skip), on_disk in TRANSCODER_ON_DISK.items()
+}
 
 
 @dataclass(frozen=True)
@@ -50,7 +94,8 @@ def _no_op(sae: nn.Module) -> None:
     del sae
 
 
-def _unit_norm(sae: nn.Module) -> None:
+def _unit_norm(sae: nn.Module, out: Any) -> None:
+    del out
     sae.set_decoder_norm_to_unit_norm()  # type: ignore[operator]
 
 
@@ -71,16 +116,20 @@ class Architecture:
     make_config: Callable[[DictionarySpec], Any]
     """Its config for a training run's `DictionarySpec`."""
     rows: str = "layer"
-    """What the trainer feeds it: `layer` (rows [n, d] of one hook point; its forward returns an
-    `SaeOutput`-like object and the trainer's objective computes the loss) or `sources` (a list of rows,
-    one per source; its forward takes `sparsity_coef` and returns its own `.loss`)."""
+    """What the trainer feeds it: `layer` (rows [n, d] of one hook point, or pairs (x, target) passed as
+    `sae(x, dead_mask, target=target)`; its forward returns an `SaeOutput`/`CoderOutput`-like object and
+    the trainer's objective computes the loss) or `sources` (a list of rows, one per source; its forward
+    takes `sparsity_coef` and returns its own `.loss`). A transcoder's rows (MLP input, MLP output) need
+    a rows part in `lorasae/train/parts.py`."""
     sparsity: Callable[[dict[str, Any]], str] = lambda settings: "topk"
     """From its settings (`DictionarySpec.settings`): `topk` (no penalty) or `l1` (the trainer adds
     λ·out.l1, λ = --sparsity with its warm-up)."""
     prepare_gradients: Callable[[nn.Module], None] = _remove_parallel
     """Before clipping, on the SAE (e.g. remove the gradient parallel to the unit-norm decoder rows)."""
-    after_update: Callable[[nn.Module], None] = _unit_norm
-    """After each optimiser step: per-step state (decoder norms; a BatchTopK/JumpReLU threshold estimate)."""
+    after_update: Callable[[nn.Module, Any], None] = _unit_norm
+    """After each optimiser step, on the SAE and that step's output: its constraints and per-step state
+    (unit-norm decoder rows; for the `lorasae.sae.coder` classes, then `sae.after_step(out)`: BatchTopK's
+    threshold estimate)."""
     reuses_prefix: bool = True
     """The curve's spliced CE may reuse the clean residual up to its layer (`lorasae/prefix.py`)."""
 
@@ -101,7 +150,8 @@ def _crosscoder_config(spec: DictionarySpec) -> CrosscoderConfig:
     )
 
 
-def _crosscoder_after_update(coder: nn.Module) -> None:
+def _crosscoder_after_update(coder: nn.Module, out: Any) -> None:
+    del out
     if coder.cfg.activation == "topk":  # type: ignore[union-attr]  # the ReLU variant's L1 weighs the norms instead
         coder.set_decoder_norm_to_unit_norm()  # type: ignore[operator]
 
@@ -126,10 +176,6 @@ ARCHITECTURES: dict[str, Architecture] = {
     ),
 }  # fmt: skip
 
-SAE_CLASSES: dict[str, type[nn.Module]] = {name: a.sae_class for name, a in ARCHITECTURES.items()}
-ON_DISK = {name: a.on_disk for name, a in ARCHITECTURES.items()}
-"""Our architecture name -> the `architecture` field its cfg.json holds."""
-
 
 def architecture(name: str) -> Architecture:
     """The registry entry of `name`, with an error listing the known ones."""
@@ -140,18 +186,39 @@ def architecture(name: str) -> Architecture:
 
 def sae_class(name: str) -> type[nn.Module]:
     """The class of architecture `name`, with an error listing the known ones."""
-    return architecture(name).sae_class
+    if name not in SAE_CLASSES:
+        raise ValueError(f"Unknown SAE architecture {name!r}: use one of {', '.join(SAE_CLASSES)}.")
+    return SAE_CLASSES[name]
+
+
+def architecture_from_cfg(cfg: Mapping[str, Any]) -> str | None:
+    """Our architecture name for a SAELens-format cfg.json dict (None when none of ours models it)."""
+    on_disk = cfg.get("architecture", "standard")
+    meta = cfg.get("metadata") or {}
+    ours = (meta.get("lorasae") or {}).get("architecture")
+    if (
+        ours in SAE_CLASSES
+        and ON_DISK[ours] == on_disk
+        or ours in _TRANSCODERS.values()
+        and on_disk in _TRANSCODERS
+    ):
+        return ours
+    if on_disk == "jumprelu":
+        return _TRAINED_AS.get(meta.get("training_architecture") or "", "jumprelu")
+    if on_disk in _TRANSCODERS:
+        return _TRANSCODERS[on_disk]
+    names = {v: k for k, v in ON_DISK.items() if k not in ("batchtopk", "matryoshka")}
+    return names.get(on_disk)
 
 
 def architecture_of(folder: str | Path) -> str:
     """Our architecture name of a saved SAE folder (from its cfg.json)."""
-    on_disk = read_cfg(folder).get("architecture", "standard")
-    names = {v: k for k, v in ON_DISK.items()}
-    if on_disk not in names:
-        raise ValueError(
-            f"{folder}: architecture {on_disk!r} is not one of ours ({', '.join(ON_DISK.values())})"
-        )
-    return names[on_disk]
+    name = architecture_from_cfg(read_cfg(folder))
+    if name is None:
+        on_disk = read_cfg(folder).get("architecture", "standard")
+        known = sorted(set(ON_DISK.values()) | set(_TRANSCODERS))
+        raise ValueError(f"{folder}: architecture {on_disk!r} is not one of ours ({', '.join(known)})")
+    return name
 
 
 def load_ours(folder: str | Path, device: torch.device | str = "cpu") -> nn.Module:
@@ -167,6 +234,7 @@ __all__ = [
     "Architecture",
     "DictionarySpec",
     "architecture",
+    "architecture_from_cfg",
     "architecture_of",
     "load_ours",
     "sae_class",

@@ -96,8 +96,15 @@ class SaeLensAdapter(nn.Module):
     def decode(self, z: Tensor) -> Tensor:
         return self.sae.decode(z.to(self.dtype))
 
+    @property
+    def splice_site(self) -> str:
+        """``"mlp"`` for a transcoder (its output replaces the MLP's), else ``"resid"``."""
+        return "mlp" if hasattr(self.sae.cfg, "d_out") else "resid"
+
     def reconstruct(self, x: Tensor) -> Tensor:
-        return self.decode(self.encode(x))
+        out = self.decode(self.encode(x))
+        skip = getattr(self.sae, "W_skip", None)  # a skip transcoder's linear term
+        return out if skip is None else out + x.to(self.dtype) @ skip.t()
 
     def forward(self, x: Tensor) -> Tensor:
         return self.reconstruct(x)
@@ -186,17 +193,22 @@ def _resolve_folder(folder: Path, layer: int | None) -> Path:
 
 
 # ---- loaders ---------------------------------------------------------------------------------------
-def load_sparsify(folder: str | Path, dtype: torch.dtype | None = None) -> TopKSAE:
-    """An EleutherAI sparsify SAE folder as an equivalent TopKSAE."""
+def load_sparsify(folder: str | Path, dtype: torch.dtype | None = None) -> Any:
+    """An EleutherAI sparsify SAE folder as an equivalent TopKSAE (a transcoder's as a TopK Transcoder)."""
     folder = Path(folder)
     cfg = read_cfg(folder)
     w = read_weights(folder, SPARSIFY_WEIGHTS)
     where = str(folder / SPARSIFY_WEIGHTS)
+    if cfg.get("transcode"):
+        from lorasae.sae.transcoder import load_sparsify_transcoder
+
+        layer = _LAYER_DIR.match(folder.name)
+        coder = load_sparsify_transcoder(folder, cfg, w, int(layer.group(1)) if layer else None)
+        return coder.to(dtype) if dtype is not None else coder
     unsupported = [
         reason
         for reason, bad in [
             (f"activation {cfg.get('activation')!r}", cfg.get("activation", "topk") != "topk"),
-            ("transcoder", bool(cfg.get("transcode"))),
             ("skip connection", bool(cfg.get("skip_connection")) or "W_skip" in w),
             ("signed activations", bool(cfg.get("signed"))),
         ]
@@ -248,6 +260,9 @@ def load_sae_lens_folder(folder: str | Path, device: str, dtype: torch.dtype) ->
         return Crosscoder.load(folder, device=device).to(dtype)
     if ours and cfg.get("architecture") == RELU_ON_DISK:  # our ReLU SAE: no need for sae_lens
         return ReluSAE.load(folder, device=device).to(dtype)
+    ours_model = _load_issue28_kind(folder, cfg, device, dtype)
+    if ours_model is not None:
+        return ours_model
     read_weights(folder, load=False)  # a clear error for a missing or corrupt weights file
     import sae_lens
 
@@ -255,6 +270,22 @@ def load_sae_lens_folder(folder: str | Path, device: str, dtype: torch.dtype) ->
     meta = cfg.get("metadata") or {}
     layer = meta.get("hook_layer")  # else the adapter reads metadata.hook_name
     return SaeLensAdapter(sae, layer, skip_special_tokens=bool(meta.get("exclude_special_tokens")))
+
+
+def _load_issue28_kind(folder: Path, cfg: dict[str, Any], device: str, dtype: torch.dtype) -> Any:
+    """A SAELens folder of a kind one of our classes models (BatchTopK / Matryoshka / JumpReLU saved
+    as ``jumprelu``, ReLU transcoders), as that class; None for the rest (sae_lens loads those)."""
+    from lorasae.sae.registry import architecture_from_cfg, sae_class
+
+    name = architecture_from_cfg(cfg)
+    if name not in ("batchtopk", "matryoshka", "jumprelu", "transcoder", "skip_transcoder"):
+        return None
+    try:
+        return sae_class(name).load(folder, device=device).to(dtype)  # type: ignore[attr-defined]
+    except SaeFormatError:
+        if name in ("batchtopk", "matryoshka"):  # e.g. per-latent thresholds: still a plain JumpReLU
+            return _load_issue28_kind(folder, {**cfg, "metadata": {}}, device, dtype)
+        return None  # e.g. normalised activations: sae_lens models those
 
 
 @functools.cache
@@ -311,7 +342,7 @@ def load_sae(
         folder = _resolve_folder(path, layer)
         kind = _detect(folder)
         if kind == "sparsify":
-            sae: TopKSAE | SaeLensAdapter = load_sparsify(folder, dt).to(device)
+            sae: Any = load_sparsify(folder, dt).to(device)
         elif kind == "sae_lens":
             sae = load_sae_lens_folder(folder, device, dt)
         else:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from simple_parsing import field
 
-from lorasae.cli import CommonArgs, SaeChoiceArgs
+from lorasae.cli import MODEL_VARIANTS, CommonArgs, SaeChoiceArgs, split_model_type
 from lorasae.llm import API_KEY_ENV, DEFAULT_LLM_MODEL
 from lorasae.models import model_key
 from lorasae.paths import eval_dir, sanitize
@@ -16,7 +16,7 @@ from lorasae.paths import eval_dir, sanitize
 EVALS: tuple[str, ...] = (
     "core", "sparse_probing", "scr", "tpp", "absorption", "autointerp", "ravel", "unlearning",
 )  # fmt: skip
-MODEL_TYPES: tuple[str, ...] = ("base", "peft")
+MODEL_TYPES: tuple[str, ...] = MODEL_VARIANTS  # base | peft (`--model_variant`)
 HUB_CORE_DATASET = "Skylion007/openwebtext"  # SAEBench core's default
 HUB_AUTOINTERP_DATASET = "monology/pile-uncopyrighted"  # SAEBench autointerp's default
 
@@ -25,8 +25,14 @@ HUB_AUTOINTERP_DATASET = "monology/pile-uncopyrighted"  # SAEBench autointerp's 
 class SaeBenchArgs(SaeChoiceArgs, CommonArgs):
     """Evaluate an SAE with SAEBench-style evals on the base model or on the LoRA-merged model."""
 
-    model_type: str = field(default="peft", alias=["--MODEL_TYPE"])
-    """Which model the SAE is evaluated on: peft (the model with the LoRA adapter merged in) or base."""
+    model_variant: str = "peft"
+    """Which model the SAE is evaluated on: peft (the model with the LoRA adapter merged in) or base. The
+    original's `--model_type peft|base` (and `--MODEL_TYPE`) still sets it: by value, base or peft is this
+    flag and any other value is the model (docs/FLAGS.md)."""
+
+    model_type: str = field(default="gemma", alias=["--MODEL_TYPE"])
+    """Registered model (gemma, llama, tiny), as in every script; base or peft here is --model_variant
+    (the original's spelling)."""
 
     model: str | None = None
     """Model: gemma (google/gemma-2-2b, the original's), llama, tiny (built-in) or any Hugging Face causal LM
@@ -37,7 +43,7 @@ class SaeBenchArgs(SaeChoiceArgs, CommonArgs):
     Default: builtin for the tiny model, else SAEBench's (openwebtext for core, the Pile for autointerp)."""
 
     adapter: str | None = None
-    """LoRA adapter folder (PEFT format) for --model_type peft. Default: the adapter saved for the SAE with the widest layer span, then the highest rank, then the newest
+    """LoRA adapter folder (PEFT format) for --model_variant peft. Default: the adapter saved for the SAE with the widest layer span, then the highest rank, then the newest
     (`find_adapter`)."""
 
     peft_dict: str | None = None
@@ -91,9 +97,14 @@ class SaeBenchArgs(SaeChoiceArgs, CommonArgs):
     plot: bool = True
     """Write the base-vs-peft figure to plots/ when both results exist."""
 
+    def __post_init__(self) -> None:
+        self.model_type, self.model_variant = split_model_type(
+            self.model_type, self.model_variant, "gemma", "peft"
+        )
+
     @property
     def model_name(self) -> str:
-        return self.model or "gemma"
+        return self.model or self.model_type
 
 
 # --- paths ----------------------------------------------------------------------------------------

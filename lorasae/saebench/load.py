@@ -80,16 +80,17 @@ class Loaded:
 
 def load_for_eval(args: SaeBenchArgs) -> Loaded:
     """Load the model (merged for peft), its tokenizer and the SAE named by `args`, through the store."""
-    if args.model_type not in MODEL_TYPES:
+    if args.model_variant not in MODEL_TYPES:
         raise ValueError(
-            f"--model_type must be one of {MODEL_TYPES} (the model to evaluate on), got {args.model_type!r}"
+            f"--model_variant must be one of {MODEL_TYPES} (the model to evaluate on), got "
+            f"{args.model_variant!r}"
         )
     ref = resolve_sae(args.model_name, args.sae, args.layer)
     if ref.layer is not None:
         from lorasae.models import check_layer
 
         check_layer(model_shape(args.model_name), ref.layer)
-    adapter = default_adapter(args.model_name, ref, args.adapter) if args.model_type == "peft" else None
+    adapter = default_adapter(args.model_name, ref, args.adapter) if args.model_variant == "peft" else None
     bundle = load_bundle(args.model_name, [ref], device=parse_device(args.device), dtype=args.dtype)
     model, description = bundle.model, "base model"
     if adapter is not None:

@@ -170,18 +170,18 @@ def run(args: SaeBenchArgs) -> dict[str, Path | None]:
     evals = selected_evals(args.evals)
     # before the model loads: an unwritable results folder would lose every eval's work
     check_writable(
-        [results_dir(args.model_name, args.model_type, args.output_dir), plots_dir()], "SAE-Bench results"
+        [results_dir(args.model_name, args.model_variant, args.output_dir), plots_dir()], "SAE-Bench results"
     )
     loaded = load_for_eval(args)
     slot = result_slot(loaded.sae_tag, loaded.adapter)
     device = next(loaded.model.parameters()).device
     plan = make_plan(args, loaded.model, device)
     print(
-        f"SAE-Bench | {args.model_name} ({args.model_type}: {loaded.description}) | SAE {loaded.sae_source} "
+        f"SAE-Bench | {args.model_name} ({args.model_variant}: {loaded.description}) | SAE {loaded.sae_source} "
         f"(layer {loaded.layer} of {num_layers(loaded.model)}, {int(loaded.sae.W_dec.shape[0])} latents) | "
         f"labelled data: {'built-in' if plan.builtin else 'hub'} | evals: {', '.join(evals)}"
     )
-    out_dir = results_dir(args.model_name, args.model_type, args.output_dir, slot)
+    out_dir = results_dir(args.model_name, args.model_variant, args.output_dir, slot)
     written = run_evals(
         loaded, plan, evals, out_dir, args.seed, world_seed(args.model_name),
         forget_corpus=args.forget_corpus, world_docs=model_world_docs(args.model_name),

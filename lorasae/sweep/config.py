@@ -46,8 +46,9 @@ class SweepConfig(LoraHyperparams, CommonArgs):
     """L0 of the default SAE (the nearest available). Default: Gemma Scope's canonical SAE, else the
     middle L0."""
 
-    layers: list[int] | None = None
-    """Layers of the layer sweep. Default: up to 9 evenly spaced layers that have SAEs of --width."""
+    layers: list[int] | None = field(default=None, alias=["--sweep_layers"])
+    """Layers of the layer sweep: --sweep_layers (--layers, train_sae.py's crosscoder sources, kept here
+    as an alias). Default: up to 9 evenly spaced layers that have SAEs of --width."""
 
     widths: list[str] | None = None
     """Widths of the width sweep. Default: every width available at --layer."""
@@ -65,8 +66,9 @@ class SweepConfig(LoraHyperparams, CommonArgs):
     """Layers that each get their own one-layer LoRA in the single_layer sweep: after (those after the
     SAE), all, or a list/range such as 0-25."""
 
-    models: list[str] = field(default_factory=lambda: ["gemma", "gemma-9b"])
-    """Models of the model-size sweep (each at its own default SAE)."""
+    models: list[str] = field(default_factory=lambda: ["gemma", "gemma-9b"], alias=["--sweep_models"])
+    """Models of the model-size sweep (each at its own default SAE): --sweep_models (--models,
+    train_sae.py's crosscoder models, kept here as an alias)."""
 
     shard: str = "0/1"
     """Run only part i of n of the plan (i/n), e.g. one process per GPU:

@@ -125,7 +125,7 @@ class CrosscoderObjective:
             "l0": float((z > 0).sum(-1).float().mean()),
         }
         idx = torch.arange(z.shape[-1], device=z.device).expand(z.shape)
-        return StepOutput(out.loss, metrics["loss"], z, idx, z.shape[0], metrics, {})
+        return StepOutput(out.loss, metrics["loss"], z, idx, z.shape[0], metrics, {}, out)
 
 
 class CrosscoderCurve:

@@ -81,16 +81,17 @@ def _sae_losses(
     """The reconstruction term (FVU, or with `recon_loss="sum_sq"` the squared error summed over d and
     averaged over tokens) + weighted AuxK + λ·L1 for ReLU SAEs whose output has `l1`, scaled for data
     parallelism, and the step's sums. The L1 and sum_sq terms are means over this rank's tokens: DDP's
-    gradient average over ranks already makes them the global batch's mean. `target`: the rows to
-    reconstruct when they are not the input `x` (a transcoder's MLP output for its MLP input); the FVU is
-    then ‖x̂ − target‖² / Var(target) instead of the SAE's own `out.fvu` (which compares with x)."""
+    gradient average over ranks already makes them the global batch's mean. `target`: the rows the SAE
+    reconstructs when they are not its input `x` (a transcoder's MLP output; the SAE was given it). In one
+    process the term is the SAE's own: `out.recon` where its output has one (`lorasae.sae.coder`:
+    Matryoshka's sum of prefix FVUs), else `out.fvu`."""
     y = x if target is None else target
     local_var, global_var, world = _variance_denominator(y)
     err = squared_error(y, out.x_hat)
     if recon_loss == "sum_sq":
         loss = err / x.shape[0]
     elif recon_loss == "fvu":
-        loss = (out.fvu if world == 1 and target is None else err / global_var) * world
+        loss = (getattr(out, "recon", out.fvu) if world == 1 else err / global_var) * world
     else:
         raise ValueError(f"recon_loss must be one of {', '.join(RECON_LOSSES)}, got {recon_loss!r}")
     if auxk_alpha > 0:
@@ -194,6 +195,7 @@ class StepOutput:
     tokens: int  # tokens of the step over every rank (dead-latent counting)
     metrics: dict[str, float]  # logged first (loss, fvu, ..., l0)
     extra: dict[str, float]  # logged after dead_frac, lr and grad_norm (the L1 and its λ)
+    out: Any = None  # the SAE's own output (the architecture's `after_update` hook reads it)
 
 
 def _layer_output(
@@ -207,7 +209,7 @@ def _layer_output(
         "l0": float(totals[2] / totals[3]),
     }
     extra = {"l1": float(out.l1.detach()), "l1_coef": l1_coef} if l1 else {}
-    return StepOutput(loss, metrics["loss"], out.top_acts, out.top_idx, int(totals[3]), metrics, extra)
+    return StepOutput(loss, metrics["loss"], out.top_acts, out.top_idx, int(totals[3]), metrics, extra, out)
 
 
 class ReconstructionObjective:
@@ -234,7 +236,7 @@ class ReconstructionObjective:
         x, target = rows if isinstance(rows, tuple) else (rows, None)
         coef = self.sparsity(step)
         with self.autocast():
-            out = sae(x, dead_mask)
+            out = sae(x, dead_mask) if target is None else sae(x, dead_mask, target=target)
             loss, stats = _sae_losses(x, out, self.auxk_alpha, coef, self.recon_loss, target)
         return _layer_output(loss, out, stats, world_size, self.l1, coef)
 

@@ -164,7 +164,7 @@ class SaeTrainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
-        self.entry.after_update(self.sae)
+        self.entry.after_update(self.sae, out.out)
         self._count_fired(out.fired_acts, out.fired_idx, out.tokens)
         dead = p.dead_fraction(cfg.dead_after_tokens)
         return out.metrics | {"dead_frac": dead, "lr": lr, "grad_norm": grad_norm} | out.extra
