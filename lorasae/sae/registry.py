@@ -15,11 +15,18 @@ architecture its cfg.json names.
 Several of ours share an on-disk `architecture` (SAELens saves a trained BatchTopK / Matryoshka as a
 JumpReLU); `architecture_from_cfg` tells them apart by `metadata.lorasae.architecture` (ours) or
 SAELens's `metadata.training_architecture`.
+
+Training (`train_sae.py --architecture`): `ARCHITECTURES` holds one `Architecture` entry per architecture
+train_sae.py trains, carrying what the loader and the trainer need: the class, its config, its save format,
+which rows it reads, its sparsity term and its per-step hooks (`lorasae/train/parts.py` picks the parts
+from them). Adding an architecture: its module in lorasae/sae/ (class + config + save/load) and one entry
+in each table below; train_sae.py's `--architecture` accepts every name in `ARCHITECTURES`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +34,13 @@ import torch
 from torch import nn
 
 from lorasae.sae.batchtopk import BatchTopKSAE
-from lorasae.sae.crosscoder import Crosscoder
+from lorasae.sae.config import SaeConfig
+from lorasae.sae.crosscoder import Crosscoder, CrosscoderConfig
 from lorasae.sae.io import read_cfg
 from lorasae.sae.jumprelu import JumpReLUSAE
 from lorasae.sae.matryoshka import MatryoshkaSAE
 from lorasae.sae.relu import SAE_LENS_ARCHITECTURE as RELU_ON_DISK
-from lorasae.sae.relu import ReluSAE
+from lorasae.sae.relu import ReluSAE, ReluSaeConfig
 from lorasae.sae.topk import TopKSAE
 from lorasae.sae.transcoder import ON_DISK as TRANSCODER_ON_DISK
 from lorasae.sae.transcoder import Transcoder
@@ -64,6 +72,116 @@ _TRAINED_AS = {"batchtopk": "batchtopk", "matryoshka_batchtopk": "matryoshka"}
 _TRANSCODERS = {
     on_disk: "skip_transcoder" if skip else "transcoder" for (_, skip), on_disk in TRANSCODER_ON_DISK.items()
 }
+
+
+@dataclass(frozen=True)
+class DictionarySpec:
+    """What a training run asks of a dictionary, whatever its architecture (train_sae.py builds it from
+    its resolved config): shape, provenance, sources, and the architecture's own settings."""
+
+    d_in: int
+    d_sae: int
+    k: int
+    model_name: str
+    hook_layer: int
+    hook_layers: list[int] = field(default_factory=list)  # sources of a multi-source dictionary
+    source_names: list[str] = field(default_factory=list)
+    model_names: list[str] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)  # --sae_kwargs (e.g. crosscoder_activation)
+
+
+def _no_op(sae: nn.Module) -> None:
+    del sae
+
+
+def _unit_norm(sae: nn.Module, out: Any) -> None:
+    del out
+    sae.set_decoder_norm_to_unit_norm()  # type: ignore[operator]
+
+
+def _remove_parallel(sae: nn.Module) -> None:
+    sae.remove_gradient_parallel_to_decoder_directions()  # type: ignore[operator]
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One dictionary architecture: everything the loader and the trainer need, in one place."""
+
+    name: str
+    sae_class: type[nn.Module]
+    config_class: type
+    on_disk: str
+    """Its save format: the `architecture` field of its cfg.json (SAELens's name where SAELens has it)."""
+    loads_in_sae_lens: bool
+    make_config: Callable[[DictionarySpec], Any]
+    """Its config for a training run's `DictionarySpec`."""
+    rows: str = "layer"
+    """What the trainer feeds it: `layer` (rows [n, d] of one hook point, or pairs (x, target) passed as
+    `sae(x, dead_mask, target=target)`; its forward returns an `SaeOutput`/`CoderOutput`-like object and
+    the trainer's objective computes the loss) or `sources` (a list of rows, one per source; its forward
+    takes `sparsity_coef` and returns its own `.loss`). A transcoder's rows (MLP input, MLP output) need
+    a rows part in `lorasae/train/parts.py`."""
+    sparsity: Callable[[dict[str, Any]], str] = lambda settings: "topk"
+    """From its settings (`DictionarySpec.settings`): `topk` (no penalty) or `l1` (the trainer adds
+    λ·out.l1, λ = --sparsity with its warm-up)."""
+    prepare_gradients: Callable[[nn.Module], None] = _remove_parallel
+    """Before clipping, on the SAE (e.g. remove the gradient parallel to the unit-norm decoder rows)."""
+    after_update: Callable[[nn.Module, Any], None] = _unit_norm
+    """After each optimiser step, on the SAE and that step's output: its constraints and per-step state
+    (unit-norm decoder rows; for the `lorasae.sae.coder` classes, then `sae.after_step(out)`: BatchTopK's
+    threshold estimate)."""
+    reuses_prefix: bool = True
+    """The curve's spliced CE may reuse the clean residual up to its layer (`lorasae/prefix.py`)."""
+
+    def build(self, spec: DictionarySpec, device: torch.device | str) -> nn.Module:
+        """A freshly initialised dictionary (its class's own initialisation, under the caller's seed)."""
+        return self.sae_class(self.make_config(spec), device=device)  # type: ignore[call-arg]
+
+
+def _crosscoder_config(spec: DictionarySpec) -> CrosscoderConfig:
+    return CrosscoderConfig(
+        d_in=[spec.d_in] * len(spec.hook_layers),
+        d_sae=spec.d_sae,
+        k=spec.k,
+        activation=spec.settings.get("crosscoder_activation", "topk"),
+        sources=list(spec.source_names),
+        model_names=list(spec.model_names),
+        hook_layers=list(spec.hook_layers),
+    )
+
+
+def _crosscoder_after_update(coder: nn.Module, out: Any) -> None:
+    del out
+    if coder.cfg.activation == "topk":  # type: ignore[union-attr]  # the ReLU variant's L1 weighs the norms instead
+        coder.set_decoder_norm_to_unit_norm()  # type: ignore[operator]
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "topk": Architecture(
+        "topk", TopKSAE, SaeConfig, "topk", True,
+        lambda s: SaeConfig(d_in=s.d_in, d_sae=s.d_sae, k=s.k, model_name=s.model_name, hook_layer=s.hook_layer),
+    ),
+    "relu": Architecture(
+        "relu", ReluSAE, ReluSaeConfig, RELU_ON_DISK, True,
+        lambda s: ReluSaeConfig(d_in=s.d_in, d_sae=s.d_sae, model_name=s.model_name, hook_layer=s.hook_layer),
+        sparsity=lambda settings: "l1",
+    ),
+    "crosscoder": Architecture(
+        "crosscoder", Crosscoder, CrosscoderConfig, "crosscoder", False, _crosscoder_config,
+        rows="sources",
+        sparsity=lambda settings: "l1" if settings.get("crosscoder_activation") == "relu" else "topk",
+        prepare_gradients=_no_op,
+        after_update=_crosscoder_after_update,
+        reuses_prefix=False,  # its curve splices every source layer in turn: the full forward each time
+    ),
+}  # fmt: skip
+
+
+def architecture(name: str) -> Architecture:
+    """The registry entry of `name`, with an error listing the known ones."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"Unknown SAE architecture {name!r}: use one of {', '.join(ARCHITECTURES)}.")
+    return ARCHITECTURES[name]
 
 
 def sae_class(name: str) -> type[nn.Module]:
@@ -109,4 +227,15 @@ def load_ours(folder: str | Path, device: torch.device | str = "cpu") -> nn.Modu
     return cls.load(folder, device=device)  # type: ignore[attr-defined]
 
 
-__all__ = ["ON_DISK", "SAE_CLASSES", "architecture_from_cfg", "architecture_of", "load_ours", "sae_class"]
+__all__ = [
+    "ARCHITECTURES",
+    "ON_DISK",
+    "SAE_CLASSES",
+    "Architecture",
+    "DictionarySpec",
+    "architecture",
+    "architecture_from_cfg",
+    "architecture_of",
+    "load_ours",
+    "sae_class",
+]

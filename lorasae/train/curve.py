@@ -1,32 +1,63 @@
-"""SaeTrainer's curve (SPEC §3.3): the spliced validation CE at each curve point (the clean prefix reused,
-`lorasae/prefix.py`), the training clock the curve's minutes come from (evaluation and checkpoint
-writing excluded) and the curve files. A mixin of `SaeTrainer`; the attributes it uses (`cfg`, `model`,
-`sae`, `curve_val`, `info`, `val_loss`, `minutes`, ...) are the trainer's."""
+"""The curve part handed to the training loop (SPEC §3.3): what a curve point measures, the original
+model's value, and the final statistics over every validation token. `SplicedCurve`: the validation CE
+with the SAE spliced at its layer (the clean prefix reused, `lorasae/prefix.py`). Other kinds:
+`modified_parts.TargetFvuCurve` (the FVU of f(x)), `crosscoder_parts.CrosscoderCurve` (spliced at its
+sources)."""
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass, field
 
 import torch
+from torch import nn
 
-from lorasae.atomic import atomic_write_json
 from lorasae.prefix import PrefixCache, build_prefix_cache
-from lorasae.train.logger import TrainLogger
-from lorasae.train.state import curve_path
-from lorasae.train.validation import rank_share, spliced_ce
+from lorasae.train.config import TrainSaeConfig
+from lorasae.train.distributed import DistInfo
+from lorasae.train.result import TrainResult
+from lorasae.train.rows import RowsFn
+from lorasae.train.validation import rank_share, reconstruction_stats, spliced_ce
 
 
-class CurveSteps:
-    # --- evaluation --------------------------------------------------------------------------------
-    def spliced_ce(self, with_sae: bool = True) -> float:
-        """Mean validation CE with the SAE spliced (or of the original model), over all ranks."""
-        cfg = self.cfg
-        sae = self.sae if with_sae else None
-        return spliced_ce(
-            self.model, sae, cfg.layer, self.curve_val, cfg.val_batch_size, self.special_ids, self.info,
-            self.prefix_cache(),
-            cfg.position_index,
-        )  # fmt: skip
+@dataclass
+class FinalStats:
+    """The run's final statistics over every validation token."""
+
+    val_fvu: float
+    val_l0: float
+    never_active: float  # share of latents that never fired on them
+    per_source: dict = field(default_factory=dict)  # multi-source dictionaries: {source: metrics}
+
+
+class SplicedCurve:
+    """Curve points = the mean validation CE on the curve's chunks with the SAE spliced after its layer."""
+
+    label = "val CE"  # what the curve holds (in messages)
+    name = "val_ce"  # its name on the progress bar
+    metadata = "spliced_val_ce"  # the checkpoints' cfg.json key of the curve's last value
+
+    def __init__(
+        self,
+        cfg: TrainSaeConfig,
+        model: nn.Module,
+        sae: nn.Module,
+        curve_val: torch.Tensor,
+        val: torch.Tensor,
+        special_ids: list[int],
+        info: DistInfo,
+        rows_fn: RowsFn,
+        reuses_prefix: bool = True,
+    ):
+        self.cfg, self.model, self.sae, self.curve_val, self.val = cfg, model, sae, curve_val, val
+        self.special_ids, self.info, self.rows_fn = special_ids, info, rows_fn
+        self.reuses_prefix = reuses_prefix
+        self._prefix: PrefixCache | None = None
+        self._prefix_built = False
+
+    def prepare(self) -> None:
+        """Before the progress bar: build the prefix cache (its note printed first)."""
+        if self.reuses_prefix:
+            self.prefix_cache()
 
     def prefix_cache(self) -> PrefixCache | None:
         """The curve chunks' residual after the SAE's layer (this rank's share), built on first use;
@@ -42,34 +73,30 @@ class CurveSteps:
                 print(note)
         return self._prefix
 
-    # --- timing (training minutes exclude evaluation and checkpoint writing) -----------------------
-    def _pause_clock(self) -> None:
-        if self._clock is not None:
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            self.train_minutes += (time.perf_counter() - self._clock) / 60
-            self._clock = None
+    def _ce(self, sae: nn.Module | None) -> float:
+        cfg = self.cfg
+        return spliced_ce(
+            self.model, sae, cfg.layer, self.curve_val, cfg.val_batch_size, self.special_ids, self.info,
+            self.prefix_cache(), cfg.position_index,
+        )  # fmt: skip
 
-    def _start_clock(self) -> None:
-        self._clock = time.perf_counter()
+    def value(self) -> float:
+        """A curve point: the CE with the SAE spliced, over all ranks."""
+        return self._ce(self.sae)
 
-    # --- outputs (main rank) -----------------------------------------------------------------------
-    def _write_curves(self) -> None:
-        """The curve so far (val CE and cumulative training minutes, point i at progress i/(n-1) once
-        complete), written atomically by the main rank (`state.curve_path`: its own file unless it is
-        the model's default SAE)."""
-        if self.info.is_main:
-            atomic_write_json(self.curve_file("val_loss"), self.val_loss)
-            atomic_write_json(self.curve_file("time"), self.minutes)
+    def base(self) -> float | None:
+        """The original model's CE on the same chunks."""
+        return self._ce(None)
 
-    def curve_file(self, quantity: str):
-        """This run's curve file of `quantity` (`val_loss` or `time`)."""
-        return curve_path(self.cfg, quantity, self.shape)
+    def final(self) -> FinalStats:
+        """FVU, L0 and never-active latents of the SAE's rows over every validation token."""
+        cfg = self.cfg
+        stats = reconstruction_stats(
+            self.model, self.sae, cfg.layer, self.val, cfg.val_batch_size, self.info, self.rows_fn,
+            cfg.position_index,
+        )  # fmt: skip
+        return FinalStats(stats.fvu, stats.l0, stats.never_active)
 
-    def _record_curve_points(self, count: int, logger: TrainLogger | None) -> None:
-        value = self.spliced_ce()
-        self.val_loss += [value] * count
-        self.minutes += [self.train_minutes] * count
-        self._write_curves()
-        if logger is not None:
-            logger.eval(self.step, value, self.train_minutes)
+    def report(self, result: TrainResult) -> None:
+        """After the summary line: anything more to print (nothing for one layer)."""
+        del result

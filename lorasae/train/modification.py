@@ -36,7 +36,6 @@ from lorasae.paths import from_portable
 if TYPE_CHECKING:
     from lorasae.train.config import TrainSaeConfig
 
-MODIFICATIONS = ("none", "linear_error", "nonlinear_error", "sae_error")
 """Values of `--hidden_modification` ("none": the residual itself, a normal SAE)."""
 
 _NEEDS_SAE = ("nonlinear_error", "sae_error")
@@ -180,23 +179,3 @@ def _load_sae(source: str, d_model: int, device: torch.device | str, path: Path)
             f"but the model's d_model is {d_model}"
         )
     return sae.eval()
-
-
-def modification_problems(cfg: TrainSaeConfig) -> list[str]:
-    """What is wrong with --hidden_modification / --modification_file (before anything loads)."""
-    if cfg.hidden_modification not in MODIFICATIONS:
-        return [
-            f"--hidden_modification must be one of {', '.join(MODIFICATIONS)}, got {cfg.hidden_modification!r}"
-        ]
-    if cfg.hidden_modification == "none":
-        return ["--modification_file needs --hidden_modification"] if cfg.modification_file else []
-    problems = (
-        []
-        if cfg.modification_file
-        else [f"--hidden_modification {cfg.hidden_modification} needs --modification_file"]
-    )
-    if cfg.e2e or cfg.architecture == "crosscoder":
-        problems.append(
-            "--hidden_modification trains a reconstruction SAE (topk or relu), not --e2e or a crosscoder"
-        )
-    return problems

@@ -24,7 +24,10 @@ denominator (times W), and the KL's division by the local batch size is already 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -33,19 +36,8 @@ from lorasae.hooks import residual_at, splice
 from lorasae.kl import LogitHead, chunked_kl, final_hidden, verified_head
 from lorasae.losses import squared_error, total_variance
 from lorasae.sae import SaeOutput
-from lorasae.train.distributed import global_total_variance, is_distributed
-
-RECON_LOSSES = ("fvu", "sum_sq")
-"""--recon_loss values: fvu (ours) | sum_sq (SAELens's `mse_loss` and train-SAE's `mse`)."""
-
-
-def recon_loss_problems(recon_loss: str, architecture: str, e2e: bool) -> list[str]:
-    """What is wrong with `--recon_loss` for this run (empty when nothing): sum_sq is a ReLU SAE's."""
-    if recon_loss not in RECON_LOSSES:
-        return [f"--recon_loss must be one of {', '.join(RECON_LOSSES)}, got {recon_loss!r}"]
-    if recon_loss != "fvu" and (architecture != "relu" or e2e):
-        return ["--recon_loss sum_sq is for --architecture relu without --e2e (others train on FVU / the KL)"]
-    return []
+from lorasae.train.distributed import all_reduce_sum, global_total_variance, is_distributed
+from lorasae.train.options import RECON_LOSSES
 
 
 @dataclass
@@ -79,18 +71,27 @@ def _variance_denominator(x: Tensor) -> tuple[Tensor, Tensor, int]:
 
 
 def _sae_losses(
-    x: Tensor, out: SaeOutput, auxk_alpha: float, sparsity_coef: float = 0.0, recon_loss: str = "fvu"
+    x: Tensor,
+    out: SaeOutput,
+    auxk_alpha: float,
+    sparsity_coef: float = 0.0,
+    recon_loss: str = "fvu",
+    target: Tensor | None = None,
 ) -> tuple[Tensor, StepStats]:
     """The reconstruction term (FVU, or with `recon_loss="sum_sq"` the squared error summed over d and
     averaged over tokens) + weighted AuxK + λ·L1 for ReLU SAEs whose output has `l1`, scaled for data
     parallelism, and the step's sums. The L1 and sum_sq terms are means over this rank's tokens: DDP's
-    gradient average over ranks already makes them the global batch's mean."""
-    local_var, global_var, world = _variance_denominator(x)
-    err = squared_error(x, out.x_hat)
+    gradient average over ranks already makes them the global batch's mean. `target`: the rows the SAE
+    reconstructs when they are not its input `x` (a transcoder's MLP output; the SAE was given it). In one
+    process the term is the SAE's own: `out.recon` where its output has one (`lorasae.sae.coder`:
+    Matryoshka's sum of prefix FVUs), else `out.fvu`."""
+    y = x if target is None else target
+    local_var, global_var, world = _variance_denominator(y)
+    err = squared_error(y, out.x_hat)
     if recon_loss == "sum_sq":
         loss = err / x.shape[0]
     elif recon_loss == "fvu":
-        loss = (out.fvu if world == 1 else err / global_var) * world
+        loss = (getattr(out, "recon", out.fvu) if world == 1 else err / global_var) * world
     else:
         raise ValueError(f"recon_loss must be one of {', '.join(RECON_LOSSES)}, got {recon_loss!r}")
     if auxk_alpha > 0:
@@ -170,7 +171,7 @@ def e2e_step(
         spliced = outputs()
     loss = chunked_kl(spliced, original, head=head, chunk_size=chunk_size)
     x, out = seen["x"], seen["out"]
-    assert isinstance(x, Tensor) and isinstance(out, SaeOutput)
+    assert isinstance(x, Tensor) and hasattr(out, "x_hat")  # a TopK SaeOutput or a ReLU SAE's ReluOutput
     with torch.no_grad():
         _, stats = _sae_losses(x, out, 0.0)
     if auxk_alpha > 0:
@@ -180,3 +181,92 @@ def e2e_step(
         loss = loss + sparsity_coef * out.l1
     stats.loss = loss.detach()
     return loss, out, stats
+
+
+# --- the objective parts handed to the training loop (`sae_trainer.SaeTrainer`) ----------------------
+@dataclass
+class StepOutput:
+    """One step's forward: the loss to back-propagate and what the loop needs besides."""
+
+    loss: Tensor
+    global_loss: float  # the loss over every rank (checked finite before the backward pass)
+    fired_acts: Tensor  # activations and latent indices of the step: which latents fired
+    fired_idx: Tensor
+    tokens: int  # tokens of the step over every rank (dead-latent counting)
+    metrics: dict[str, float]  # logged first (loss, fvu, ..., l0)
+    extra: dict[str, float]  # logged after dead_frac, lr and grad_norm (the L1 and its λ)
+    out: Any = None  # the SAE's own output (the architecture's `after_update` hook reads it)
+
+
+def _layer_output(
+    loss: Tensor, out: Any, stats: StepStats, world_size: int, l1: bool, l1_coef: float
+) -> StepOutput:
+    """The step's global sums (all-reduced over ranks) as a `StepOutput` of a single-layer SAE."""
+    totals = all_reduce_sum(stats.as_tensor(world_size))
+    metrics = {
+        "loss": float(totals[0]),
+        "fvu": float(totals[1] / stats.total_variance),
+        "l0": float(totals[2] / totals[3]),
+    }
+    extra = {"l1": float(out.l1.detach()), "l1_coef": l1_coef} if l1 else {}
+    return StepOutput(loss, metrics["loss"], out.top_acts, out.top_idx, int(totals[3]), metrics, extra, out)
+
+
+class ReconstructionObjective:
+    """FVU (or --recon_loss sum_sq) of the SAE on its rows, + AuxK, + λ·L1 for SAEs with an L1 term;
+    `sparsity(step)` is λ at that step (0 without an L1 term). The forward runs under `autocast()`
+    (`lorasae.precision.sae_autocast`: bf16 on CUDA with a bf16 model). Rows are a tensor x (reconstruct
+    x) or a pair (x, target) (reconstruct target from x: a transcoder's (MLP input, MLP output))."""
+
+    def __init__(
+        self,
+        auxk_alpha: float,
+        recon_loss: str,
+        sparsity: Callable[[int], float],
+        l1: bool,
+        autocast: Callable[[], AbstractContextManager],
+    ):
+        self.auxk_alpha, self.recon_loss, self.sparsity, self.l1 = auxk_alpha, recon_loss, sparsity, l1
+        self.autocast = autocast
+
+    def __call__(
+        self, sae: nn.Module, rows: Tensor | tuple[Tensor, Tensor], step: int, dead_mask: Tensor | None,
+        world_size: int,
+    ) -> StepOutput:  # fmt: skip
+        x, target = rows if isinstance(rows, tuple) else (rows, None)
+        coef = self.sparsity(step)
+        with self.autocast():
+            out = sae(x, dead_mask) if target is None else sae(x, dead_mask, target=target)
+            loss, stats = _sae_losses(x, out, self.auxk_alpha, coef, self.recon_loss, target)
+        return _layer_output(loss, out, stats, world_size, self.l1, coef)
+
+
+class E2eObjective:
+    """KL(p_original ‖ p_spliced) with the SAE spliced at `layer` (+ AuxK, + λ·L1): `e2e_step` on token ids."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: int,
+        head: LogitHead | None,
+        auxk_alpha: float,
+        sparsity: Callable[[int], float],
+        l1: bool,
+        autocast: Callable[[], AbstractContextManager],
+        step_fn: Callable[..., tuple[Tensor, Any, StepStats]] | None = None,
+    ):
+        """`step_fn`: the KL step (default `e2e_step`; tests record it)."""
+        self.model, self.layer, self.head = model, layer, head
+        self.auxk_alpha, self.sparsity, self.l1, self.autocast = auxk_alpha, sparsity, l1, autocast
+        self.step_fn = step_fn or e2e_step
+
+    def __call__(
+        self, sae: nn.Module, input_ids: Tensor, step: int, dead_mask: Tensor | None, world_size: int
+    ) -> StepOutput:
+        coef = self.sparsity(step)
+        with self.autocast():
+            loss, out, stats = self.step_fn(
+                self.model, sae, input_ids, self.layer, self.auxk_alpha, dead_mask, head=self.head,
+                sparsity_coef=coef,
+            )  # fmt: skip
+        return _layer_output(loss, out, stats, world_size, self.l1, coef)

@@ -13,39 +13,10 @@ the residual at the kept position only; the other positions keep the model's own
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from lorasae.train.config import TrainSaeConfig
-
-Positions = int | None  # None: every position
-
-
-def parse_positions(spec: str | int | None) -> Positions:
-    """`all` → None, `last` → -1, an integer (as text or int) → itself."""
-    if spec is None or spec == "all":
-        return None
-    if spec == "last":
-        return -1
-    try:
-        return int(spec)
-    except ValueError:
-        raise ValueError(
-            f"--positions must be all, last or a position index (e.g. -2), got {spec!r}"
-        ) from None
-
-
-def check_positions(spec: str, ctx_len: int) -> str | None:
-    """A problem with `--positions` for chunks of `ctx_len` tokens, or None."""
-    try:
-        pos = parse_positions(spec)
-    except ValueError as err:
-        return str(err)
-    if pos is not None and not -ctx_len <= pos < ctx_len:
-        return f"--positions {spec} is outside chunks of --ctx_len {ctx_len} tokens"
-    return None
+from lorasae.train.options import Positions, check_positions, parse_positions
 
 
 def select_positions(hidden: Tensor, positions: Positions) -> Tensor:
@@ -77,25 +48,6 @@ def replace_positions(h: Tensor, rec: Tensor, positions: Positions) -> Tensor:
     return out
 
 
-def source_problems(cfg: TrainSaeConfig) -> list[str]:
-    """What is wrong with --models / --positions."""
-    problems = []
-    if cfg.models:
-        if cfg.architecture != "crosscoder":
-            problems.append("--models is for --architecture crosscoder (one source per model)")
-        if len(cfg.models) < 2:
-            problems.append(f"--models needs two models or more, got {cfg.models}")
-        if cfg.layers:
-            problems.append("--models reads --layer of every model; leave out --layers")
-        if cfg.model and cfg.model != cfg.models[0]:
-            problems.append(f"--model {cfg.model} is not the first of --models {cfg.models}")
-    if cfg.positions != "all" and cfg.e2e:
-        problems.append("--positions is for the reconstruction objective, not --e2e")
-    if cfg.ctx_len is not None and (bad := check_positions(cfg.positions, cfg.ctx_len)):
-        problems.append(bad)
-    return problems
-
-
 __all__ = [
     "Positions",
     "at_positions",
@@ -103,5 +55,4 @@ __all__ = [
     "parse_positions",
     "replace_positions",
     "select_positions",
-    "source_problems",
 ]

@@ -9,7 +9,7 @@ import math
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
-LR_SCHEDULERS = ("linear_decay", "cosine", "constant")
+from lorasae.train.options import LR_SCHEDULERS
 
 
 class WarmupLinearDecay:

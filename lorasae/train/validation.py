@@ -17,19 +17,8 @@ from lorasae.sae.splice import splice_fn
 from lorasae.train import distributed as dist_utils
 from lorasae.train.distributed import DistInfo
 from lorasae.train.modification import plain_rows
+from lorasae.train.options import MIN_CURVE_VAL_TOKENS, curve_val_tokens  # noqa: F401  (their home)
 from lorasae.train.positions import Positions, at_positions, select_positions
-
-MIN_CURVE_VAL_TOKENS = 2048  # paired CE differences over 2k tokens still resolve ~0.01 nat
-
-
-def curve_val_tokens(num_val_tokens: int, num_train_tokens: int, num_evals: int) -> int:
-    """Validation tokens per curve point: all of them, unless the run trains fewer tokens between two
-    points than that; then the tokens trained per interval (at least 2048). Validation then costs about
-    as much as training, where a 300k-token run of the built-in model validating 8k tokens 101 times spent
-    ~85 % of its time in validation. The curve keeps its 101 points, each on the same (first) chunks, so
-    differences between points stay paired; the final FVU/L0/dead statistics use every validation token."""
-    per_interval = num_train_tokens // max(1, num_evals)
-    return min(num_val_tokens, max(MIN_CURVE_VAL_TOKENS, per_interval))
 
 
 def curve_chunks(val: torch.Tensor, tokens: int) -> torch.Tensor:
