@@ -188,12 +188,12 @@ def _steering(model: str) -> Claim:
 
 
 def _benchmarks(model: str) -> Claim:
-    from lorasae.atomic import read_output_json as read_json
+    from lorasae.atomic import read_output_json
     from lorasae.benchmarks.comparison import task_metrics
     from lorasae.benchmarks.layout import Combination, results_path
 
     def load(peft: bool) -> dict:
-        data = read_json(results_path(model, Combination(peft=peft, sae=True)))
+        data = read_output_json(results_path(model, Combination(peft=peft, sae=True)))
         return data["results"] if "results" in data else data
 
     base, lora = load(False), load(True)
@@ -211,13 +211,13 @@ def _benchmarks(model: str) -> Claim:
 
 
 def _interp(model: str) -> Claim:
-    from lorasae.atomic import read_output_json as read_json
+    from lorasae.atomic import read_output_json
     from lorasae.interp.run import find_records
 
     records = find_records(model)
     if not records:
         raise LookupError("interpretability records")
-    record = read_json(records[-1])
+    record = read_output_json(records[-1])
     summary = record["token_loss"]["summary"]
     return interp_claim(record["l2"]["lora_minus_base"]["mean"], record["cosine"]["lora_minus_base"]["mean"][-1],
                         summary["fraction_improved"], summary["mean_diff"])  # fmt: skip
@@ -225,9 +225,9 @@ def _interp(model: str) -> Claim:
 
 def _dark_matter(model: str) -> Claim:
     from lorasae import paths
-    from lorasae.atomic import read_output_json as read_json
+    from lorasae.atomic import read_output_json
 
-    summary = read_json(paths.dark_matter_dir(model) / "results.json")
+    summary = read_output_json(paths.dark_matter_dir(model) / "results.json")
     rows = [r for name in ("width_sweep", "k_sweep") for r in summary.get(name) or []]
     if not rows:
         raise LookupError("Dark Matter sweeps")

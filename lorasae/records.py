@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from lorasae.atomic import atomic_write_json, read_json
+from lorasae.atomic import atomic_write_json, read_output_json
 from lorasae.errors import CorruptFileError, at_command_end
 from lorasae.fingerprint import DIGEST_CHARS, file_digest
 
@@ -127,7 +127,7 @@ def read_record(output: str | Path) -> RunRecord | None:
     if not path.is_file():
         return None
     try:
-        raw = read_json(path)
+        raw = read_output_json(path)
     except CorruptFileError as err:
         raise CorruptFileError(
             f"{path}: the run record of {Path(output).name} is not valid JSON; rerun the step that made "
