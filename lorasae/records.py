@@ -34,6 +34,12 @@ RECORD_SUFFIX = ".run.json"
 SCHEMA = 1
 MODEL_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
+# The kinds of run this project records, named once for the writers (train/, lora/) and the store:
+SAE_RECORD_KIND = "sae"  # an SAE folder (final or checkpoint)
+CURVE_RECORD_KIND = "sae_curve"  # an SAE's training curve file
+LORA_RECORD_KIND = "lora_run"  # a LoRA run's result files
+ADAPTER_RECORD_KIND = "lora_adapter"  # a saved LoRA adapter folder
+
 
 def record_path(output: str | Path) -> Path:
     """Where `output`'s record lives: `<folder>/run.json` for a folder, `<file>.run.json` for a file.
