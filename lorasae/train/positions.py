@@ -13,12 +13,9 @@ the residual at the kept position only; the other positions keep the model's own
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from torch import Tensor
-
-if TYPE_CHECKING:
-    from lorasae.train.config import TrainSaeConfig
 
 Positions = int | None  # None: every position
 
@@ -77,7 +74,20 @@ def replace_positions(h: Tensor, rec: Tensor, positions: Positions) -> Tensor:
     return out
 
 
-def source_problems(cfg: TrainSaeConfig) -> list[str]:
+class SourceSettings(Protocol):
+    """The run settings `source_problems` reads (`TrainSaeConfig` has them; named here so that the config,
+    which calls it in its own validation, and this module import in one direction only)."""
+
+    model: str | None
+    models: list[str]
+    layers: list[int]
+    architecture: str
+    e2e: bool
+    positions: str
+    ctx_len: int | None
+
+
+def source_problems(cfg: SourceSettings) -> list[str]:
     """What is wrong with --models / --positions."""
     problems = []
     if cfg.models:
