@@ -1,9 +1,12 @@
-"""No import cycle among the modules of `lorasae/`.
+"""The package is laid out by layer: nothing imports upward, and no import circle, among modules or packages.
 
 Read with `ast`, not by importing: every `import` / `from … import` of a `lorasae` module counts, at the top
-of a module or inside a function (a lazy import hides a cycle, it does not break it); only imports under
-`if TYPE_CHECKING:` are left out, as they never run. A parent package is not an edge (importing
-`lorasae.sae.io` runs `lorasae/sae/__init__.py`, which is how packages work, not a cycle of ours)."""
+of a module, inside a function (a lazy import hides a cycle, it does not break it) or under
+`if TYPE_CHECKING:` (a type-only circle is still a circle between the two modules' meanings). A parent
+package is not an edge (importing `lorasae.sae.io` runs `lorasae/sae/__init__.py`, which is how packages
+work, not a cycle of ours).
+
+`LAYERS` is the architecture, bottom up: a module may import its own layer and those below it."""
 
 from __future__ import annotations
 
@@ -11,6 +14,57 @@ import ast
 from pathlib import Path
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent / "lorasae"
+
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("foundation", ("core",)),
+    ("built-in worlds", ("world", "grok_world")),
+    ("model and dictionaries", ("model", "kl", "sae")),
+    ("training and outputs", ("train", "lora", "store", "results", "plotting")),
+    (
+        "evals",
+        ("evals", "saebench", "steering", "lmeval", "darkmatter", "interp", "dashboard", "grok", "sweep"),
+    ),
+    ("demo", ("demo",)),
+]
+"""Bottom up. A package named here is `lorasae.<name>` with everything under it."""
+
+
+def layer_of(module: str, layers: list[tuple[str, tuple[str, ...]]] = LAYERS) -> int | None:
+    """Index in `layers` of the package holding `module` (`pkg.<package>...`); None for the root `__init__`
+    and for a module no layer names."""
+    parts = module.split(".")
+    if len(parts) < 2:
+        return None
+    for index, (_, packages) in enumerate(layers):
+        if parts[1] in packages:
+            return index
+    return None
+
+
+def upward_imports(
+    graph: dict[str, set[str]], layers: list[tuple[str, tuple[str, ...]]] = LAYERS
+) -> list[str]:
+    """Each import of a higher layer, as `a -> b (layer of a imports layer of b)`."""
+    found = []
+    for module in sorted(graph):
+        low = layer_of(module, layers)
+        for target in sorted(graph[module]):
+            high = layer_of(target, layers)
+            if low is not None and high is not None and high > low:
+                found.append(f"{module} -> {target} ({layers[low][0]} imports {layers[high][0]})")
+    return found
+
+
+def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The same edges between top-level packages (`pkg.sae.io` -> `pkg.sae`), self-edges dropped."""
+
+    def top(module: str) -> str:
+        return ".".join(module.split(".")[:2])
+
+    packages: dict[str, set[str]] = {}
+    for module, targets in graph.items():
+        packages.setdefault(top(module), set()).update(top(t) for t in targets if top(t) != top(module))
+    return packages
 
 
 def _module_names(root: Path) -> dict[str, Path]:
@@ -24,25 +78,8 @@ def _module_names(root: Path) -> dict[str, Path]:
     return names
 
 
-def _is_type_checking(node: ast.If) -> bool:
-    test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
-    )
-
-
 def _imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
-    found: list[ast.Import | ast.ImportFrom] = []
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, ast.If) and _is_type_checking(node):
-            stack.extend(node.orelse)
-            continue
-        if isinstance(node, ast.Import | ast.ImportFrom):
-            found.append(node)
-        stack.extend(ast.iter_child_nodes(node))
-    return found
+    return [node for node in ast.walk(tree) if isinstance(node, ast.Import | ast.ImportFrom)]
 
 
 def import_graph(root: Path) -> dict[str, set[str]]:
@@ -121,9 +158,25 @@ def _cycle_within(graph: dict[str, set[str]], group: set[str]) -> list[str]:
     raise AssertionError(f"{sorted(group)} is not strongly connected")
 
 
+def test_every_module_of_lorasae_has_a_layer():
+    graph = import_graph(PACKAGE_ROOT)
+    homeless = sorted(m for m in graph if m != "lorasae" and layer_of(m) is None)
+    assert homeless == [], f"modules in no layer (add their package to LAYERS in {__file__}): {homeless}"
+
+
+def test_no_module_of_lorasae_imports_a_higher_layer():
+    upward = upward_imports(import_graph(PACKAGE_ROOT))
+    assert upward == [], "upward imports:\n" + "\n".join(upward)
+
+
+def test_no_import_cycle_between_packages_of_lorasae():
+    cycles = find_cycles(package_graph(import_graph(PACKAGE_ROOT)))
+    assert cycles == [], "package cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
 def test_no_import_cycle_in_lorasae():
     graph = import_graph(PACKAGE_ROOT)
-    assert {"lorasae.sae.io", "lorasae.sae.topk", "lorasae.sae.config"} <= set(graph)
+    assert {"lorasae.sae.io", "lorasae.sae.topk", "lorasae.sae.config", "lorasae.core.errors"} <= set(graph)
     assert "lorasae.sae.config" in graph["lorasae.sae.topk"]  # the walker sees the package's own imports
     cycles = find_cycles(graph)
     assert cycles == [], "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
@@ -143,8 +196,29 @@ def test_the_walker_finds_a_cycle_hidden_in_a_function(tmp_path):
     (pkg / "d.py").write_text("from . import c\n")
     graph = import_graph(pkg)
     assert graph["pkg.a"] == {"pkg.sub.b"} and graph["pkg.sub.b"] == {"pkg.c"}
-    assert graph["pkg.c"] == {"pkg.a"}  # the TYPE_CHECKING import of d is not an edge
+    assert graph["pkg.c"] == {"pkg.a", "pkg.d"}  # the TYPE_CHECKING import of d is an edge too
     assert graph["pkg"] == {"pkg.a"} and graph["pkg.d"] == {"pkg.c"}
-    assert find_cycles(graph) == [["pkg.a", "pkg.sub.b", "pkg.c", "pkg.a"]]
+    assert find_cycles(graph) == [["pkg.a", "pkg.sub.b", "pkg.c", "pkg.a"]]  # one cycle per group
+    (pkg / "c.py").write_text(
+        "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from pkg import d\n"
+    )
+    assert find_cycles(import_graph(pkg)) == [["pkg.c", "pkg.d", "pkg.c"]]  # a type-only circle
     (pkg / "c.py").write_text("def h():\n    return 1\n")
     assert find_cycles(import_graph(pkg)) == []
+
+
+def test_an_import_of_a_higher_layer_is_named_with_both_layers(tmp_path):
+    pkg = tmp_path / "pkg"
+    for sub in ("low", "high"):
+        (pkg / sub).mkdir(parents=True)
+        (pkg / sub / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "high" / "h.py").write_text("from pkg.low import l\n")
+    (pkg / "low" / "l.py").write_text("def f():\n    from pkg.high.h import g\n")
+    layers = [("bottom", ("low",)), ("top", ("high",))]
+    graph = import_graph(pkg)
+    assert upward_imports(graph, layers) == ["pkg.low.l -> pkg.high.h (bottom imports top)"]
+    assert find_cycles(package_graph(graph)) == [["pkg.high", "pkg.low", "pkg.high"]]
+    (pkg / "low" / "l.py").write_text("def f():\n    return 1\n")
+    graph = import_graph(pkg)
+    assert upward_imports(graph, layers) == [] and find_cycles(package_graph(graph)) == []
