@@ -222,3 +222,26 @@ def test_an_import_of_a_higher_layer_is_named_with_both_layers(tmp_path):
     (pkg / "low" / "l.py").write_text("def f():\n    return 1\n")
     graph = import_graph(pkg)
     assert upward_imports(graph, layers) == [] and find_cycles(package_graph(graph)) == []
+
+
+def test_root_utils_reexports_lorasae_helpers_and_the_root_scripts_take_theirs_from_it():
+    import importlib.util
+
+    repo = PACKAGE_ROOT.parent
+    spec = importlib.util.spec_from_file_location("root_utils", repo / "utils.py")
+    utils = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(utils)
+    for name in utils.__all__:  # no logic of its own: each name is lorasae's object
+        assert getattr(utils, name).__module__.startswith("lorasae."), name
+    for script, wanted in {
+        "train_sae.py": {"main_guard", "parse_with_config_file"},
+        "train_lora.py": {"main_guard", "parse"},
+    }.items():
+        tree = ast.parse((repo / script).read_text(encoding="utf-8"))
+        from_utils = {
+            a.name
+            for n in _imports(tree)
+            if isinstance(n, ast.ImportFrom) and n.module == "utils"
+            for a in n.names
+        }
+        assert wanted <= from_utils <= set(utils.__all__), script
