@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import sys
 
-from lorasae.cli import parse
-from lorasae.errors import main_guard
 from lorasae.lora.config import TrainLoraConfig
 from lorasae.lora.run import main
+from utils import main_guard, parse
 
 
 @main_guard

@@ -14,10 +14,9 @@ as `--sae_kwargs.sparsity 5`), and every SAE folder gets the resolved `config.js
 
 import sys
 
-from lorasae.config_files import parse_with_config_file
-from lorasae.errors import main_guard
 from lorasae.train.config import TrainSaeConfig
 from lorasae.train.sae_trainer import train_sae
+from utils import main_guard, parse_with_config_file
 
 
 @main_guard

@@ -1,7 +1,12 @@
-"""The small shared module the original layout names: path conventions and device parsing.
-All logic lives in `lorasae`; this re-exports the pieces scripts and notebooks reach for."""
+"""The small shared module the original layout names: what the root scripts (`train_sae.py`,
+`train_lora.py`) and notebooks reach for, re-exported from `lorasae` (all logic lives there): the command
+line (`parse`, `parse_with_config_file`, `main_guard`: one-line errors), path conventions and device
+parsing."""
 
-from lorasae.paths import (  # noqa: F401
+from lorasae.cli import parse
+from lorasae.config_files import parse_with_config_file
+from lorasae.errors import main_guard
+from lorasae.paths import (
     adapter_dir,
     examples_label,
     lora_json_path,
@@ -12,4 +17,23 @@ from lorasae.paths import (  # noqa: F401
     sae_dir,
     sae_tag,
 )
-from lorasae.runtime import parse_count, parse_device, parse_dtype, seed_everything  # noqa: F401
+from lorasae.runtime import parse_count, parse_device, parse_dtype, seed_everything
+
+__all__ = [
+    "adapter_dir",
+    "examples_label",
+    "lora_json_path",
+    "main_guard",
+    "parse",
+    "parse_count",
+    "parse_device",
+    "parse_dtype",
+    "parse_with_config_file",
+    "plots_dir",
+    "results_csv",
+    "root",
+    "sae_curve_path",
+    "sae_dir",
+    "sae_tag",
+    "seed_everything",
+]

@@ -202,9 +202,6 @@ def read_output_json(path: str | Path, rerun: str = RERUN_DEFAULT, missing_ok: b
         ) from err
 
 
-read_json = read_output_json  # the name older call sites use
-
-
 def _fix_by_hand(line: int, column: int) -> str:
     return f"fix it by hand at line {line}, column {column}"
 

@@ -188,14 +188,14 @@ def _steering(model: str) -> Claim:
 
 
 def _benchmarks(model: str) -> Claim:
-    from lorasae.atomic import read_output_json as read_json
+    from lorasae.atomic import read_output_json
     from lorasae.benchmarks.comparison import task_metrics
     from lorasae.benchmarks.layout import Combination, picked_variant, results_path
 
     variant = picked_variant(model)  # the results the report's table shows
 
     def load(peft: bool) -> dict:
-        data = read_json(results_path(model, Combination(peft=peft, sae=True), variant=variant))
+        data = read_output_json(results_path(model, Combination(peft=peft, sae=True), variant=variant))
         return data["results"] if "results" in data else data
 
     base, lora = load(False), load(True)
@@ -213,13 +213,13 @@ def _benchmarks(model: str) -> Claim:
 
 
 def _interp(model: str) -> Claim:
-    from lorasae.atomic import read_output_json as read_json
+    from lorasae.atomic import read_output_json
     from lorasae.interp.run import find_records
 
     records = find_records(model)
     if not records:
         raise LookupError("interpretability records")
-    record = read_json(records[-1])
+    record = read_output_json(records[-1])
     summary = record["token_loss"]["summary"]
     return interp_claim(record["l2"]["lora_minus_base"]["mean"], record["cosine"]["lora_minus_base"]["mean"][-1],
                         summary["fraction_improved"], summary["mean_diff"])  # fmt: skip
@@ -227,13 +227,13 @@ def _interp(model: str) -> Claim:
 
 def _dark_matter(model: str) -> Claim:
     from lorasae import paths
-    from lorasae.atomic import read_output_json as read_json
+    from lorasae.atomic import read_output_json
     from lorasae.eval_identity import find_result
 
     path = find_result(paths.dark_matter_dir(model), "results", f"Dark Matter results of {model}")
     if path is None:
         raise LookupError("Dark Matter results")
-    summary = read_json(path)
+    summary = read_output_json(path)
     rows = [r for name in ("width_sweep", "k_sweep") for r in summary.get(name) or []]
     if not rows:
         raise LookupError("Dark Matter sweeps")

@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from lorasae.atomic import atomic_write_json, read_json
+from lorasae.atomic import atomic_write_json, read_output_json
 from lorasae.errors import CorruptFileError, at_command_end
 from lorasae.fingerprint import DIGEST_CHARS, file_digest
 
@@ -33,6 +33,12 @@ RECORD_NAME = "run.json"
 RECORD_SUFFIX = ".run.json"
 SCHEMA = 1
 MODEL_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+# The kinds of run this project records, named once for the writers (train/, lora/) and the store:
+SAE_RECORD_KIND = "sae"  # an SAE folder (final or checkpoint)
+CURVE_RECORD_KIND = "sae_curve"  # an SAE's training curve file
+LORA_RECORD_KIND = "lora_run"  # a LoRA run's result files
+ADAPTER_RECORD_KIND = "lora_adapter"  # a saved LoRA adapter folder
 
 
 def record_path(output: str | Path) -> Path:
@@ -127,7 +133,7 @@ def read_record(output: str | Path) -> RunRecord | None:
     if not path.is_file():
         return None
     try:
-        raw = read_json(path)
+        raw = read_output_json(path)
     except CorruptFileError as err:
         raise CorruptFileError(
             f"{path}: the run record of {Path(output).name} is not valid JSON; rerun the step that made "

@@ -172,9 +172,9 @@ def test_read_json_names_corrupt_file(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"a": ')
     with pytest.raises(ValueError, match="bad.json is corrupt or truncated"):
-        atomic.read_json(bad)
+        atomic.read_output_json(bad)
     with pytest.raises(FileNotFoundError):
-        atomic.read_json(tmp_path / "missing.json")
+        atomic.read_output_json(tmp_path / "missing.json")
 
 
 def test_atomic_dir_replaces_and_cleans_up(tmp_path):

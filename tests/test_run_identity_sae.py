@@ -149,9 +149,10 @@ def test_sae_trained_on_another_model_of_the_same_width_is_refused_when_spliced(
 
 
 def test_the_store_reads_what_an_sae_is_from_its_record_not_its_folder_name(world, out_root):
+    from lorasae.records import SAE_RECORD_KIND
     from lorasae.sae import SaeConfig, TopKSAE
     from lorasae.store import find_sae
-    from lorasae.store.sae_records import SAE_RECORD_KIND, sae_record
+    from lorasae.store.sae_records import sae_record
 
     model_dir, _ = world
     folder = out_root / "saved_saes" / "model" / "normal"

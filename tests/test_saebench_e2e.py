@@ -403,7 +403,7 @@ def test_run_eval_all_eight_on_base_and_peft(saved_setup, out_root, capsys, monk
 
 
 def test_get_peft_dict_matches_merging_in_memory(saved_setup, out_root):
-    from lorasae.lora.adapters import merge_adapter
+    from lorasae.adapter_files import merge_adapter
     from lorasae.models import load_model
 
     out = save_peft_dict(saved_setup["model"], saved_setup["adapter"], None)

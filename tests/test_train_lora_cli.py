@@ -12,9 +12,9 @@ import pytest
 import torch
 from conftest import make_char_tokenizer, make_tiny_model
 
+from lorasae.adapter_files import load_peft_model
 from lorasae.cli import parse
 from lorasae.eval_ce import mean_ce
-from lorasae.lora.adapters import load_peft_model
 from lorasae.lora.config import TrainLoraConfig
 from lorasae.lora.run import main
 from lorasae.lora.trainer import sae_splices

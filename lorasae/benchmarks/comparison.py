@@ -7,13 +7,13 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lorasae.atomic import read_json
+from lorasae.atomic import read_output_json
 from lorasae.benchmarks.layout import ALL_FOUR, picked_variant, results_dir, results_path
 
 
 def load_results(path: str | Path) -> dict[str, dict[str, Any]]:
     """Per-task metrics of a results file: ours (`{"results": ...}`) or the original's (task → metrics)."""
-    data = read_json(path)
+    data = read_output_json(path)
     return data["results"] if isinstance(data, dict) and "results" in data else data
 
 
@@ -54,7 +54,7 @@ def comparison_table(
 
     variant = picked_variant(model, base) if variant is None else variant
     found = {c: results_path(model, c, base, variant) for c in ALL_FOUR}
-    records = {c: read_json(p) for c, p in found.items() if p.exists()}
+    records = {c: read_output_json(p) for c, p in found.items() if p.exists()}
     if not records:
         return f"(no benchmark results for {model} under {results_dir(base)})"
     kept, notes = pair_runs(records)

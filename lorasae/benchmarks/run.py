@@ -130,7 +130,7 @@ def run_benchmarks(config: BenchmarkConfig) -> list[Path]:
     peft_model = None
     for combo in plan.combinations:
         if combo.peft and peft_model is None:
-            from lorasae.lora.adapters import load_peft_model
+            from lorasae.adapter_files import load_peft_model
 
             assert adapter is not None
             peft_model = load_peft_model(model, adapter)  # unmerged: LoRA runs beside the frozen weights

@@ -23,7 +23,7 @@ from tabulate import tabulate
 from transformers import LlamaForCausalLM
 
 from lorasae import cpu_numerics, paths
-from lorasae.atomic import atomic_write_json, read_json
+from lorasae.atomic import atomic_write_json, read_output_json
 from lorasae.config_files import parse_with_config_file
 from lorasae.errors import PreflightError
 from lorasae.grok import figures
@@ -159,14 +159,14 @@ def run_study(cfg: GrokStudyConfig, base: Path | None = None) -> dict:
     final_dir = ensure_grok_model(tc, base)
     out = paths.grok_data_dir(run, base)
     plots = paths.plots_dir(base)
-    summary = read_json(out / "train_summary.json")
-    curves = Curves(**read_json(out / "curves.json"))
+    summary = read_output_json(out / "train_summary.json")
+    curves = Curves(**read_output_json(out / "curves.json"))
     steps = checkpoint_steps(run, base)
     pre_step = next(
         (
             s
             for s in steps
-            if read_json(paths.grok_checkpoint_dir(run, s, base) / "state.json")["train_acc"]
+            if read_output_json(paths.grok_checkpoint_dir(run, s, base) / "state.json")["train_acc"]
             >= cfg.pre_train_acc
         ),
         None,
@@ -174,7 +174,7 @@ def run_study(cfg: GrokStudyConfig, base: Path | None = None) -> dict:
     if pre_step is None:
         raise RuntimeError(f"no checkpoint of {run} reached train accuracy {cfg.pre_train_acc}: train longer")
     pre_dir = paths.grok_checkpoint_dir(run, pre_step, base)
-    pre_state = read_json(pre_dir / "state.json")
+    pre_state = read_output_json(pre_dir / "state.json")
     data = tc.task.datasets()
     all_ids, all_labels = data["all"]
     pre_model, post_model = _load(pre_dir), _load(final_dir)

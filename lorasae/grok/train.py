@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from transformers import LlamaForCausalLM
 
 from lorasae import paths
-from lorasae.atomic import atomic_dir, atomic_write_json, read_json
+from lorasae.atomic import atomic_dir, atomic_write_json, read_output_json
 from lorasae.grok.model import GrokModelConfig, build_model, last_logits, save_model
 from lorasae.grok.tasks import ModularTask
 
@@ -166,7 +166,7 @@ def load_checkpoint(folder: Path, cfg: GrokTrainConfig) -> tuple[LlamaForCausalL
     model = LlamaForCausalLM.from_pretrained(folder, dtype=torch.float32)
     optimizer = make_optimizer(model, cfg)
     optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
-    return model.train(), optimizer, read_json(folder / "state.json")
+    return model.train(), optimizer, read_output_json(folder / "state.json")
 
 
 def checkpoint_steps(run_name: str, base: Path | None = None) -> list[int]:

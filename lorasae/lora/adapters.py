@@ -1,20 +1,15 @@
-"""LoRA adapters on the decoder layers of a causal LM: which layers, which projections, attaching,
-and loading them again.
-
-Evals import this module: `lora_layer_list`, `attach_lora`, `load_peft_model`, `merge_adapter` are its
-stable API. Finding saved adapters is the store's (`lorasae.store.find_adapter`).
+"""LoRA adapters on the decoder layers of a causal LM: which layers, which projections, attaching them
+for training. Loading a saved adapter is `lorasae.adapter_files` (the store and the evals load adapters
+without the trainer); finding saved adapters is the store's (`lorasae.store.find_adapter`).
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Sequence
 
 from torch import nn
 
-from lorasae.file_checks import check_saved_folder
+from lorasae.adapter_files import quiet_peft
 from lorasae.layer_spec import format_layers, parse_layer_spec
 from lorasae.models import LayerOutOfRangeError, decoder_layers, layer_module_name, num_layers, unwrap
 
@@ -40,9 +35,7 @@ __all__ = [
     "PROJECTIONS",
     "attach_lora",
     "format_layers",
-    "load_peft_model",
     "lora_layer_list",
-    "merge_adapter",
     "parse_layer_spec",
 ]
 
@@ -130,7 +123,7 @@ def attach_lora(
         init_lora_weights=True,
     )
     model.requires_grad_(False)
-    with _quiet_peft():
+    with quiet_peft():
         return get_peft_model(model, config)
 
 
@@ -141,34 +134,3 @@ def adapted_layers(model: nn.Module) -> list[int]:
         if any("lora_A" in name for name, _ in block.named_parameters()):
             found.append(index)
     return found
-
-
-@contextmanager
-def _quiet_peft() -> Iterator[None]:
-    """peft 0.21 reads a transformers attribute deprecated in v5 (a FutureWarning on every wrap)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-        yield
-
-
-def load_peft_model(model: nn.Module, adapter_dir: str | Path, is_trainable: bool = False):
-    """Load a saved adapter (PEFT format) onto `model`; returns the PeftModel."""
-    from peft import PeftModel
-
-    adapter_dir = Path(adapter_dir)
-    if not (adapter_dir / "adapter_config.json").exists():
-        raise FileNotFoundError(
-            f"{adapter_dir} holds no PEFT adapter (adapter_config.json missing); train one with "
-            "`python train_lora.py ... --save_model`."
-        )
-    check_saved_folder(adapter_dir, ADAPTER_FIX)
-    with _quiet_peft():
-        return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=is_trainable)
-
-
-ADAPTER_FIX = "regenerate it: rerun train_lora.py with the flags that made it, --save_model and --overwrite"
-
-
-def merge_adapter(model: nn.Module, adapter_dir: str | Path) -> nn.Module:
-    """The plain transformers model with the adapter's low-rank update merged into its weights."""
-    return load_peft_model(model, adapter_dir).merge_and_unload()

@@ -26,8 +26,6 @@ from lorasae.fingerprint import differing, weights_digest
 from lorasae.paths import LORA_NAME_KEYS, portable
 from lorasae.records import RunRecord, digest, model_weights_digest, read_record, record_path
 
-LORA_RECORD_KIND = "lora_run"
-ADAPTER_RECORD_KIND = "lora_adapter"
 PAPER_EXAMPLES = 15_000
 
 # settings that do not change a run's numbers (where it prints, what else it saves, whether it reruns)

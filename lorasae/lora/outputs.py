@@ -31,10 +31,9 @@ from torch import nn
 
 from lorasae.atomic import append_csv_row, atomic_dir, atomic_write_json
 from lorasae.lora.adapters import format_layers
-from lorasae.lora.identity import ADAPTER_RECORD_KIND, LORA_RECORD_KIND
 from lorasae.lora.trainer import LoraRunResult
 from lorasae.paths import adapter_dir, lora_json_path, lora_variant, results_csv
-from lorasae.records import record_path, write_record
+from lorasae.records import ADAPTER_RECORD_KIND, LORA_RECORD_KIND, record_path, write_record
 from lorasae.results_columns import RESULTS_COLUMNS
 
 

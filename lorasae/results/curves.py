@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from lorasae.records import RECORD_SUFFIX, read_record
-from lorasae.results.files import MissingResultsError, _read_json, topk_dir
+from lorasae.results.files import MissingResultsError, read_result_file, topk_dir
 
 SAE_KINDS = ("normal", "e2e")
 
@@ -52,9 +52,6 @@ class Curve:
     def minutes_at_progress(self, fraction: float) -> float:
         """Cumulative training minutes at a progress fraction (linear interpolation between points)."""
         return float(np.interp(fraction, self.progress, self.minutes))
-
-    def ce_at_progress(self, fraction: float) -> float:
-        return float(np.interp(fraction, self.progress, self.ce))
 
 
 def _paired_curve(minutes: Sequence[float], ce: Sequence[float], where: str) -> Curve:
@@ -121,6 +118,6 @@ def load_sae_curve(root: str | Path | None, model: str, kind: str, sae_tag: str 
     how = f"`python train_sae.py --model_type {model}{' --e2e' if kind == 'e2e' else ''}`"
     ce_file = sae_curve_file(root, model, kind, "val_loss", sae_tag)
     time_file = sae_curve_file(root, model, kind, "time", sae_tag)
-    ce = _read_json(ce_file, f"{kind} SAE CE curve", how)
-    minutes = _read_json(time_file, f"{kind} SAE time curve", how)
+    ce = read_result_file(ce_file, f"{kind} SAE CE curve", how)
+    minutes = read_result_file(time_file, f"{kind} SAE time curve", how)
     return _paired_curve(minutes, ce, f"{kind} SAE curve {ce_file.name} of {model}")

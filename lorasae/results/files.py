@@ -35,7 +35,9 @@ def _available(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
 
 
-def _read_json(path: Path, what: str, how: str) -> Any:
+def read_result_file(path: Path, what: str, how: str) -> Any:
+    """An output the readers need (`what`, written by `how`): missing → `MissingResultsError` listing the
+    folder's files; otherwise `read_output_json` (corrupt → `CorruptFileError`)."""
     if not path.is_file():
         siblings = _available(path.parent)
         hint = f" Files there: {siblings}." if siblings else f" ({path.parent} does not exist.)"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lorasae.results.files import _read_json, resolve_root
+from lorasae.results.files import read_result_file, resolve_root
 
 
 def load_steering_deltas(
@@ -21,7 +21,7 @@ def load_steering_deltas(
     With `combine_negatives`, every set other than `positive` is pooled into `negative` (unless the
     file already has a `negative` set)."""
     path = Path(path)
-    raw = _read_json(path, "steering deltas", "`python eval/steering/run_eval.py`")
+    raw = read_result_file(path, "steering deltas", "`python eval/steering/run_eval.py`")
     if isinstance(raw, Mapping) and isinstance(raw.get("deltas"), Mapping):
         raw = raw["deltas"]
     if not isinstance(raw, Mapping) or not all(isinstance(v, Mapping) for v in raw.values()):

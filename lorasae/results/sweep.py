@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from lorasae import paths
-from lorasae.results.files import _read_json, resolve_root
+from lorasae.results.files import read_result_file, resolve_root
 
 
 def load_sweep_manifest(root: str | Path | None, model: str) -> dict[str, Any] | None:
@@ -14,4 +14,4 @@ def load_sweep_manifest(root: str | Path | None, model: str) -> dict[str, Any] |
     path = paths.sweep_manifest(model, resolve_root(root))
     if not path.is_file():
         return None
-    return _read_json(path, "sweep manifest", "sweep.py")
+    return read_result_file(path, "sweep manifest", "sweep.py")

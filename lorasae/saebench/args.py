@@ -158,12 +158,6 @@ def results_dir(
     return folder / slot if slot else folder
 
 
-def result_path(
-    model_name: str, model_type: str, eval_name: str, output_dir: str | Path | None = None, slot: str = ""
-) -> Path:
-    return results_dir(model_name, model_type, output_dir, slot) / f"{eval_name}.json"
-
-
 def ravel_cache_dir(base: Path | None = None) -> Path:
     """`eval/SAE-Bench/artifacts/ravel/`: SAEBench's RAVEL prompt files, downloaded once."""
     return eval_dir("SAE-Bench", base) / "artifacts" / "ravel"

@@ -8,7 +8,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from lorasae.atomic import atomic_save_file, read_json
+from lorasae.atomic import atomic_save_file, read_output_json
 from lorasae.eval_identity import Found, pick_result
 from lorasae.gap import format_gap_closed
 from lorasae.gap import gap_closed as ce_gap_closed
@@ -115,7 +115,7 @@ def load_results(
         for name in EVALS:
             path = folder / f"{name}.json"
             if path.exists():
-                out.setdefault(kind, {})[name] = read_json(path)
+                out.setdefault(kind, {})[name] = read_output_json(path)
     return out
 
 

@@ -47,7 +47,7 @@ def merged_model(model: nn.Module, adapter: Path, peft_dict: Path | None) -> tup
                 "regenerate it with get_peft_dict.py."
             )
         return model.eval(), f"merged state dict {peft_dict}"
-    from lorasae.lora.adapters import merge_adapter
+    from lorasae.adapter_files import merge_adapter
 
     return merge_adapter(model, adapter).eval(), f"adapter {adapter} (merged in memory)"
 
@@ -55,7 +55,7 @@ def merged_model(model: nn.Module, adapter: Path, peft_dict: Path | None) -> tup
 def save_peft_dict(model_name: str, adapter: str | Path | None, output: str | Path | None, device: Any = "cpu",
                    dtype: str = "float32") -> Path:  # fmt: skip
     """`get_peft_dict.py`: merge the adapter into the base weights and save the full state dict."""
-    from lorasae.lora.adapters import merge_adapter
+    from lorasae.adapter_files import merge_adapter
 
     adapter = Path(adapter) if adapter else default_adapter(model_name, resolve_sae(model_name))
     out = Path(output) if output else peft_dict_path(model_name, adapter)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lorasae.atomic import read_json
+from lorasae.atomic import read_output_json
 from lorasae.world import _lexicon as L
 from lorasae.world.corpus import LABELLED_DOMAINS, build_world, domain_texts, generate_corpus, quiz_facts
 
@@ -56,7 +56,7 @@ def model_world_docs(model_name: str) -> int | None:
     if model_name != "tiny" and not Path(model_name).exists():
         return None
     info = Path(resolve_model_name(model_name)) / "world.json"
-    return read_json(info).get("config", {}).get("n_docs") if info.is_file() else None
+    return read_output_json(info).get("config", {}).get("n_docs") if info.is_file() else None
 
 
 def _expansions(template: str) -> list[str]:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
-from lorasae.atomic import atomic_write_json, read_json
+from lorasae.atomic import atomic_write_json, read_output_json
 from lorasae.eval_identity import eval_identity, source_slot, variant_files, write_eval_record
 from lorasae.llm import LLMClient
 from lorasae.paths import from_portable, with_variant
@@ -93,7 +93,7 @@ def run_steering_eval(
         upstream = find_alpha_record(ctx, args)
         path = upstream.path if upstream is not None else alpha_record_path(ctx.latent)
         alpha, source = recorded_alpha(ctx.latent, ctx, args.mode, path), str(path)
-        tuned_on = read_json(path).get("positives")
+        tuned_on = read_output_json(path).get("positives")
         positives = from_portable(tuned_on) if tuned_on and from_portable(tuned_on).is_file() else None
     if positives is None:
         found_positives = find_upstream(

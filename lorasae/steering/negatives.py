@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lorasae.atomic import atomic_write_json, read_json
+from lorasae.atomic import atomic_write_json, read_output_json
 from lorasae.llm import LLMClient, LLMError
 from lorasae.paths import eval_dir, name_variant, with_variant
 from lorasae.steering.examples import dedup, generate_llm_examples, split_snippets
@@ -192,7 +192,7 @@ def load_negative_sets(
         for name in names:
             path = negatives_file(kind, name, count, seed)
             if path.exists():
-                data = read_json(path)
+                data = read_output_json(path)
                 enough = len(data.get("examples", [])) >= count or data.get("requested", 0) >= count
                 if enough and data.get("seed", seed) == seed:
                     cached[name] = list(data["examples"])[:count]

@@ -9,7 +9,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from lorasae.atomic import atomic_write_json, read_json
+from lorasae.atomic import atomic_write_json, read_output_json
 from lorasae.data import load_texts
 from lorasae.llm import LLMClient
 from lorasae.steering.args import positives_path
@@ -57,7 +57,7 @@ def make_positive_examples(
     path = positives_path(ctx.latent, variant=variant)
     existing: list[str] = []
     if path.exists() and not overwrite:
-        existing = list(read_json(path).get("examples", []))
+        existing = list(read_output_json(path).get("examples", []))
     use_corpus = from_corpus if from_corpus is not None else llm is None
     needed = max(0, num_examples - len(existing))
     record: dict[str, Any] = ctx.describe() | {"corpus": dataset}
@@ -131,7 +131,7 @@ def load_positives(latent: int, path: Path | None = None) -> list[str]:
         raise FileNotFoundError(
             f"{path} does not exist: run `python eval/steering/make_positive_examples.py --neuron {latent}` first."
         )
-    return list(read_json(path)["examples"])
+    return list(read_output_json(path)["examples"])
 
 
 __all__ = [

@@ -11,7 +11,7 @@ from typing import Any
 from tabulate import tabulate
 from tqdm.auto import tqdm
 
-from lorasae.atomic import atomic_write_json, read_json
+from lorasae.atomic import atomic_write_json, read_output_json
 from lorasae.eval_identity import eval_identity, variant_files, write_eval_record
 from lorasae.llm import LLMClient
 from lorasae.paths import portable
@@ -79,7 +79,7 @@ def tune_alpha(
 
     path = alpha_record_path(ctx.latent, variant=variant)
     key = ctx.describe()
-    record: dict[str, Any] = read_json(path) if path.exists() else {}
+    record: dict[str, Any] = read_output_json(path) if path.exists() else {}
     if {k: record.get(k) for k in key} != key:
         record = dict(key)  # a different model, SAE, layer or adapter: start afresh
     rule = rule_text(max_negative_drop)
@@ -147,7 +147,7 @@ def recorded_alpha(latent: int, ctx: SteeringContext, mode: str, path=None) -> f
             f"No --alpha given and no tuning record {path}: run "
             f"`python eval/steering/tune_alpha.py --neuron {latent} --tuning` first, or pass --alpha."
         )
-    record = read_json(path)
+    record = read_output_json(path)
     mismatch = {k: (record.get(k), v) for k, v in ctx.describe().items() if record.get(k) != v}
     entry = _mode_entry(record, mode).get("splits", {}).get("tuning")
     if mismatch or not entry or entry.get("chosen_alpha") is None:

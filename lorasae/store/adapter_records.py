@@ -20,9 +20,8 @@ from typing import Any
 
 from lorasae.errors import LorasaeError
 from lorasae.fingerprint import weights_digest
-from lorasae.lora.identity import ADAPTER_RECORD_KIND
 from lorasae.paths import results_csv, sanitize
-from lorasae.records import RunRecord, defer_inferred_record, read_record
+from lorasae.records import ADAPTER_RECORD_KIND, RunRecord, defer_inferred_record, read_record
 from lorasae.store.saes import saes_folder
 from lorasae.store.tags import layer_from_path
 

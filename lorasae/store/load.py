@@ -152,7 +152,7 @@ def load_bundle(
     model.requires_grad_(False)
     saes = load_saes(refs, model, dtype=sae_dtype) if refs else {}
     if adapter is not None:
-        from lorasae.lora.adapters import load_peft_model, merge_adapter
+        from lorasae.adapter_files import load_peft_model, merge_adapter
 
         model = merge_adapter(model, adapter) if merge else load_peft_model(model, adapter)
         model.requires_grad_(False)

@@ -12,11 +12,15 @@ from typing import Any
 
 from lorasae.errors import LorasaeError
 from lorasae.paths import SAE_KINDS
-from lorasae.records import RunRecord, defer_inferred_record, model_weights_digest, read_record
+from lorasae.records import (
+    SAE_RECORD_KIND,
+    RunRecord,
+    defer_inferred_record,
+    model_weights_digest,
+    read_record,
+)
 from lorasae.sae.io import read_cfg
 from lorasae.store.tags import ARCH_TAG, layer_from_path
-
-SAE_RECORD_KIND = "sae"  # what lorasae/train/sae_record.py writes
 
 
 class SaeModelMismatchError(LorasaeError, ValueError):

@@ -80,15 +80,6 @@ def all_gather_cat(tensor: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts)
 
 
-def broadcast_object(obj: object, src: int = 0) -> object:
-    """Rank `src`'s Python object on every rank."""
-    if not is_distributed():
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
-
-
 def barrier() -> None:
     if is_distributed():
         dist.barrier()

@@ -22,7 +22,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -33,8 +33,23 @@ from lorasae.atomic import atomic_save_file
 from lorasae.errors import LorasaeError
 from lorasae.paths import from_portable
 
-if TYPE_CHECKING:
-    from lorasae.train.config import TrainSaeConfig
+
+class ModificationSettings(Protocol):
+    """The run settings this module reads (`TrainSaeConfig` has them; named here so that the config, which
+    calls `modification_problems` in its own validation, and this module import in one direction only)."""
+
+    hidden_modification: str
+    modification_file: str | None
+    layer: int | None
+    e2e: bool
+    architecture: str
+
+    @property
+    def model_key(self) -> str: ...
+
+    @property
+    def model_name(self) -> str: ...
+
 
 """Values of `--hidden_modification` ("none": the residual itself, a normal SAE)."""
 
@@ -133,7 +148,7 @@ def _read(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
 
 
 def load_modification(
-    cfg: TrainSaeConfig, d_model: int, device: torch.device | str = "cpu"
+    cfg: ModificationSettings, d_model: int, device: torch.device | str = "cpu"
 ) -> HiddenModification:
     """The checked modification of a resolved config: the file exists and holds W [d, d] and b [d] with
     d = the model's d_model, it was fit at `cfg.layer` of this model, and its SAE reads d-dimensional

@@ -16,13 +16,19 @@ from typing import Any
 from lorasae.fingerprint import file_digest, weights_digest
 from lorasae.models import MODEL_REGISTRY, model_key
 from lorasae.paths import from_portable, portable
-from lorasae.records import RunRecord, digest, model_weights_digest, read_record, write_record
+from lorasae.records import (
+    CURVE_RECORD_KIND,
+    SAE_RECORD_KIND,
+    RunRecord,
+    digest,
+    model_weights_digest,
+    read_record,
+    write_record,
+)
 from lorasae.train.config import TrainSaeConfig
 from lorasae.train.result import TrainResult
 from lorasae.train.state import checkpoint_dir, resume_settings, state_path
 
-SAE_RECORD_KIND = "sae"
-CURVE_RECORD_KIND = "sae_curve"
 PATH_FIELDS = {"final_dir", "checkpoint_dirs", "state_path", "curve_files"}
 """TrainResult fields that are paths: recomputed from the config, not recorded."""
 _RESULT_FIELDS = {f.name for f in fields(TrainResult) if f.name not in PATH_FIELDS}
