@@ -66,7 +66,7 @@ def pick_steering_result(model: str | None = None, root: str | Path | None = Non
 
     items = []
     for path in find_steering_results(root):
-        raw = _read_json(path, "steering results", "`python eval/steering/run_eval.py`")
+        raw = read_result_file(path, "steering results", "`python eval/steering/run_eval.py`")
         if model is None or (isinstance(raw, Mapping) and raw.get("model") == model):
             items.append(found(path))
     chosen = pick_result(items, f"steering results{f' of {model}' if model else ''}")
