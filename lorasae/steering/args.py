@@ -19,6 +19,7 @@ from pathlib import Path
 from lorasae.cli import CommonArgs, SaeChoiceArgs
 from lorasae.data import default_dataset
 from lorasae.paths import eval_dir
+from lorasae.world.sizes import is_builtin_size
 
 
 @dataclass
@@ -54,7 +55,9 @@ class SteeringArgs(SaeChoiceArgs, CommonArgs):
     @property
     def builtin_model(self) -> bool:
         """The built-in model, by name or as a folder holding its world.json."""
-        return self.model_name == "tiny" or (Path(self.model_name).expanduser() / "world.json").is_file()
+        return (
+            is_builtin_size(self.model_name) or (Path(self.model_name).expanduser() / "world.json").is_file()
+        )
 
     @property
     def corpus(self) -> str:
