@@ -35,6 +35,9 @@ class ScaleStudyConfig:
     base_ratio: float = 0.125
     """Rank / d_model held fixed by the examples and size questions (the demo's rank 16 on d 128)."""
 
+    size_ratios: list[float] = field(default_factory=lambda: [PAPER_RANK_RATIO, 0.125])
+    """Rank / d_model of the size question (each model at each ratio)."""
+
     base_examples: int = 160
     """Training sequences held fixed by the rank and size questions (the demo's)."""
 
@@ -84,6 +87,7 @@ class ScaleStudyConfig:
         if self.quick:
             self.rank_ratios = self.rank_ratios[:1] + self.rank_ratios[-1:]
             self.examples = [4, 8]
+            self.size_ratios = [self.base_ratio]
             self.base_examples = 4
             self.seeds = self.seeds[:1]
             self.sae_tokens = min(self.sae_tokens, 12_000)
@@ -128,7 +132,7 @@ def plan_points(cfg: ScaleStudyConfig, d_models: dict[str, int]) -> dict[str, li
         "size": [
             Point(m, rank_for(ratio, d_models[m]), cfg.base_examples, s)
             for m in cfg.models
-            for ratio in sorted({PAPER_RANK_RATIO, cfg.base_ratio})
+            for ratio in sorted(set(cfg.size_ratios))
             for s in seeds
         ],
     }

@@ -34,8 +34,9 @@ class ModelSetup:
 
 
 def model_setup(cfg: ScaleStudyConfig, name: str) -> ModelSetup:
-    """The model's shape and its TopK SAE at `cfg.layer` (expansion 8, the default k for its width),
-    trained with `train_sae` on `cfg.sae_tokens` tokens when it does not exist yet."""
+    """The model's shape and its TopK SAE at `cfg.layer` (expansion 8, the default k for its width): the
+    demo's SAE on a built-in size (`make demo` trains it), else trained here with `train_sae` on
+    `cfg.sae_tokens` tokens when it does not exist yet (a folder of a built-in world, e.g. in tests)."""
     from lorasae.model_defaults import default_k
     from lorasae.models import model_key, model_shape
 
@@ -43,6 +44,13 @@ def model_setup(cfg: ScaleStudyConfig, name: str) -> ModelSetup:
     k, key = default_k(shape.d_model), model_key(name)
     folder = paths.sae_dir(key, "normal", SAE_EXPANSION, k, cfg.layer)
     if not (folder / "cfg.json").is_file():
+        from lorasae.world.sizes import is_builtin_size
+
+        if is_builtin_size(name):  # the demo's SAE: trained here, the demo would refuse it as made otherwise
+            raise FileNotFoundError(
+                f"{folder} does not exist: the scale study adapts the SAEs of `make demo` on the built-in "
+                "models; run `make demo` first (or `python -m lorasae.demo --evals false`)."
+            )
         from lorasae.train.config import TrainSaeConfig
         from lorasae.train.sae_trainer import train_sae
 

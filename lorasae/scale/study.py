@@ -34,10 +34,9 @@ def cached(path: Path, identity: dict[str, Any], measure: Callable[[], dict[str,
     if path.is_file() and same_run(path, identity):
         print(f"  reused {path.relative_to(paths.root())}")
         return read_json(path)
-    result = measure()
-    atomic_write_json(path, result)
+    atomic_write_json(path, measure())
     write_record(path, RECORD_KIND, identity)
-    return result
+    return read_json(path)  # as a rerun reads it
 
 
 def model_identity(cfg: ScaleStudyConfig, setup: ModelSetup) -> dict[str, Any]:
