@@ -138,7 +138,7 @@ def benchmark_accuracy(
     seed, n_docs = world_of(name)
     manager = task_manager_for(tasks, seed, n_docs)
     with benchmark_lm(model, tokenizer, saes, batch_size=16) as lm:
-        out = evaluate(lm, tasks, manager, limit=limit, bootstrap_iters=0)
+        out = evaluate(lm, tasks, manager, limit=limit, bootstrap_iters=1000)  # acc: closed-form SE
     accs: dict[str, dict[str, float]] = {}
     for task in tasks:
         acc, se = task_metrics(out["results"][task])["acc"]

@@ -76,7 +76,7 @@ def markdown_table(table: pd.DataFrame) -> str:
 
     def pm(row: pd.Series, col: str, fmt: str) -> str:
         value, se = row[col], row[f"{col}_se"]
-        return f"{value:{fmt}} ± {se:{fmt}}" if np.isfinite(se) else f"{value:{fmt}}"
+        return f"{value:{fmt}} ± {se:{fmt.lstrip('+')}}" if np.isfinite(se) else f"{value:{fmt}}"
 
     rows = [
         [
@@ -95,11 +95,28 @@ def markdown_table(table: pd.DataFrame) -> str:
     ]
     headers = ["question", "model", "params", "rank", "rank/d", "sequences", "seeds", "% gap closed"]
     headers += [f"acc {BENCH_LABELS[b]}" for b in BENCH] + ["steering LoRA − base"]
-    return tabulate(rows, headers=headers, tablefmt="github")
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
 def _errorbar(ax, x, y, se, **kw) -> None:
     ax.errorbar(x, y, yerr=np.where(np.isfinite(se), se, 0.0), marker="o", ms=4, capsize=3, **kw)
+
+
+XLABEL = {
+    "rank": "LoRA rank / d_model (%)",
+    "examples": "LoRA training sequences",
+    "size": "model parameters (M)",
+}
+TITLES = ("CE gap closed (%)", "built-in benchmarks: mean accuracy", "steering: LoRA − base effect")
+
+
+def _series(sub: pd.DataFrame, question: str) -> list[tuple[str, pd.DataFrame]]:
+    """The lines of a question's panels: the main model's points (rank, examples), or one line across
+    the model sizes per rank / d_model (size)."""
+    if question != "size":
+        return [(str(sub["model"].iloc[0]), sub)]
+    ratio = sub["rank_ratio"].round(4)
+    return [(f"rank/d {100 * r:.1f}%", part) for r, part in sub.groupby(ratio)]
 
 
 def plot_question(table: pd.DataFrame, question: str, folder: Path) -> Path:
@@ -108,43 +125,33 @@ def plot_question(table: pd.DataFrame, question: str, folder: Path) -> Path:
 
     sub = table[table["question"] == question]
     fig, axes = new_figure(1, 3, figsize=(13.0, 3.8))
-    for model, rows in sub.groupby("model", sort=False):
-        group = rows.groupby("rank") if question == "size" else [(None, rows)]
-        for rank, part in group:
-            part = part.sort_values(X_OF[question])
-            x = part[X_OF[question]].to_numpy(dtype=float)
-            x = 100 * x if question == "rank" else (x / 1e6 if question == "size" else x)
-            label = f"{model}" if question != "size" else f"rank/d {100 * part['rank_ratio'].iloc[0]:.1f}%"
-            _errorbar(axes[0], x, part["pct_gap_closed"], part["pct_gap_closed_se"], label=label)
-            for b in BENCH:
-                _errorbar(
-                    axes[1],
-                    x,
-                    part[b],
-                    part[f"{b}_se"],
-                    label=BENCH_LABELS[b] if rank in (None, part["rank"].min()) else None,
-                )
-            _errorbar(
-                axes[2], x, part["steer_lora_minus_base"], part["steer_lora_minus_base_se"], label=label
-            )
-    xlabel = {
-        "rank": "LoRA rank / d_model (%)",
-        "examples": "LoRA training sequences",
-        "size": "model parameters (M)",
-    }
-    for ax, title in zip(
-        axes, ("CE gap closed (%)", "built-in benchmarks: mean accuracy", "steering: LoRA − base effect")
-    ):
-        ax.set_xlabel(xlabel[question])
+    styles = ("-", "--", ":", "-.")
+    for i, (label, part) in enumerate(_series(sub, question)):
+        part = part.sort_values(X_OF[question])
+        x = part[X_OF[question]].to_numpy(dtype=float)
+        x = 100 * x if question == "rank" else (x / 1e6 if question == "size" else x)
+        _errorbar(axes[0], x, part["pct_gap_closed"], part["pct_gap_closed_se"], label=label)
+        for j, b in enumerate(BENCH):
+            name = BENCH_LABELS[b] + (f" ({label})" if question == "size" else "")
+            _errorbar(axes[1], x, part[b], part[f"{b}_se"], ls=styles[i % 4], color=f"C{j}", label=name)
+        _errorbar(axes[2], x, part["steer_lora_minus_base"], part["steer_lora_minus_base_se"], label=label)
+    for ax, title in zip(axes, TITLES):
+        ax.set_xlabel(XLABEL[question])
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
         if question == "examples":
             ax.set_xscale("log")
         if question == "rank":
-            ax.axvline(100 * PAPER_RANK_RATIO, color="grey", ls=":", lw=1)
+            ax.axvline(100 * PAPER_RANK_RATIO, color="grey", ls=":", lw=1, label="paper's rank/d")
+        if question == "size":
+            ticks = sub.drop_duplicates("model").sort_values("n_params")
+            ax.set_xticks(
+                ticks["n_params"] / 1e6,
+                [f"{m}\n{n / 1e6:.2f}M" for m, n in zip(ticks["model"], ticks["n_params"])],
+            )
     axes[2].axhline(0, color="black", lw=0.8)
-    axes[0].legend(fontsize=7)
-    axes[1].legend(fontsize=7)
+    for ax in axes:
+        ax.legend(fontsize=6)
     seeds = int(sub["seeds"].max()) if len(sub) else 0
     fig.suptitle(
         f"Scale study: {question} ({seeds} seed(s) per point; error bars: standard errors)", fontsize=11
