@@ -140,7 +140,12 @@ def plot_question(table: pd.DataFrame, question: str, folder: Path) -> Path:
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
         if question == "examples":
+            from matplotlib.ticker import NullFormatter
+
             ax.set_xscale("log")
+            values = sorted(set(sub["examples"]))
+            ax.set_xticks(values, [str(v) for v in values])
+            ax.xaxis.set_minor_formatter(NullFormatter())
         if question == "rank":
             ax.axvline(100 * PAPER_RANK_RATIO, color="grey", ls=":", lw=1, label="paper's rank/d")
         if question == "size":

@@ -59,8 +59,9 @@ def dims_of(model: torch.nn.Module, ctx: int) -> Dims:
 def measured_costs(
     model: torch.nn.Module, layer: int, k: int, expansion: int, steps: int, batch: int = 8, ctx: int = 128
 ) -> dict[str, float]:
-    """Seconds per step of each objective (median of `steps` after 2 warm-up steps) on random tokens,
-    with an Adam step on a fresh TopK SAE, and their ratio `e2e_over_topk`."""
+    """CPU seconds per step of each objective (process time, all threads: a shared machine disturbs it
+    far less than wall time; median of `steps` after 2 warm-up steps) on random tokens, with an Adam step
+    on a fresh TopK SAE, and their ratio `e2e_over_topk`."""
     from lorasae.train.architecture import build_sae
     from lorasae.train.config import TrainSaeConfig
     from lorasae.train.objectives import e2e_head, e2e_step, reconstruction_step
@@ -79,7 +80,7 @@ def measured_costs(
         opt = torch.optim.Adam(sae.parameters(), lr=1e-4)
         times = []
         for step in range(steps + 2):
-            start = time.perf_counter()
+            start = time.process_time()
             if name == "topk":
                 loss, _, _ = reconstruction_step(model, sae, ids, layer, 0.0, None)
             else:
@@ -88,7 +89,7 @@ def measured_costs(
             opt.step()
             opt.zero_grad(set_to_none=True)
             if step >= 2:
-                times.append(time.perf_counter() - start)
+                times.append(time.process_time() - start)
         out[f"{name}_seconds"] = float(torch.tensor(times).median())
     out["e2e_over_topk"] = out["e2e_seconds"] / out["topk_seconds"]
     return out

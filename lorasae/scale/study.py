@@ -185,6 +185,7 @@ def run_study(cfg: ScaleStudyConfig) -> dict[str, Any]:
         "models": {s.key: model_weights_digest(s.sae_source) for s in setups.values()},
         "layers": cfg.speed_layers,
         "steps": cfg.speed_steps,
+        "clock": "process_time",
     }
     speed = cached(out / "speed.json", speed_identity, lambda: measure_speed(cfg, setups))
     results = {"plan": plan, "models": models, "points": points, "speed": speed}
