@@ -59,7 +59,9 @@ def default_dataset(model_name: str) -> str:
         from lorasae.grok.tasks import ModularTask
 
         return grok_source(ModularTask())
-    return "builtin" if model_name == "tiny" else DEFAULT_HUB_DATASET
+    from lorasae.world.sizes import is_builtin_size
+
+    return "builtin" if is_builtin_size(model_name) else DEFAULT_HUB_DATASET
 
 
 def _local_texts(path: Path, text_field: str) -> Iterator[str]:

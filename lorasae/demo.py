@@ -36,6 +36,8 @@ from lorasae.errors import main_guard
 # the speed-up); the sweep runs report their final CE, so they validate only before and after training and
 # the sweep SAEs keep no intermediate checkpoints (validation does not change training: same final SAEs).
 SWEEP_EVAL_EVERY_PCT = 100.0
+SIZE_MODELS = ("tiny-s", "tiny")
+"""The built-in sizes of the model-size sweep, smallest first (`lorasae.world.sizes`); `tiny` is the main."""
 
 BASE_STAGES = 8
 """The world, the sweep SAEs, the main SAE, the e2e SAE, LoRA from checkpoints, the scaling sweeps, the
@@ -156,8 +158,11 @@ def run_demo(cfg: DemoConfig) -> None:
     check_demo_config(cfg)
     stages = Stages(total=stage_count(cfg.evals), record=paths.root() / "data" / "demo_stages.json")
     model = "tiny"
+    sizes = list(SIZE_MODELS)
     stages.run(
-        "built-in world", (paths.tiny_model_root() / "tiny" / "world.json").exists(), ensure_tiny_model
+        f"built-in world ({', '.join(sizes)})",
+        all((paths.tiny_model_root() / size / "world.json").exists() for size in sizes),
+        lambda: [ensure_tiny_model(size=size) for size in sizes],
     )
     print(_world_summary(), flush=True)
     shape = model_shape(model)
@@ -178,9 +183,14 @@ def run_demo(cfg: DemoConfig) -> None:
         )
         return dataclasses.replace(base, **changes)
 
-    def sae_done(kind: str, k: int, expansion: int = 8, layer: int | None = None) -> bool:
-        folder = paths.sae_dir(model, kind, expansion, k, cfg.layer if layer is None else layer)
+    def sae_done(kind: str, k: int, expansion: int = 8, layer: int | None = None, of: str = model) -> bool:
+        folder = paths.sae_dir(of, kind, expansion, k, cfg.layer if layer is None else layer)
         return not cfg.force and (folder / "cfg.json").exists()
+
+    # the model-size sweep's other model: its main SAE (same layer, expansion and token budget, its own
+    # default k), which the sweep adapts at every rank
+    others = [m for m in sizes if m != model]
+    other_k = {m: default_k(model_shape(m).d_model) for m in others}
 
     # (k, expansion, layer) of every sweep SAE other than the main one
     sweep_saes = (
@@ -192,10 +202,12 @@ def run_demo(cfg: DemoConfig) -> None:
     # Every SAE run writes its own curve files (`paths.sae_curve_path`): the sweep SAEs' curves never
     # replace the main SAE's (the timing figure's).
     def train_sweep_saes() -> None:
-        for k, expansion, layer in sweep_saes:
-            if not sae_done("normal", k, expansion, layer):
+        points = [(model, *point) for point in sweep_saes] + [(m, other_k[m], 8, cfg.layer) for m in others]
+        for of, k, expansion, layer in points:
+            if not sae_done("normal", k, expansion, layer, of):
                 train_sae(
                     sae_config(
+                        model_type=of,
                         k=k,
                         expansion_factor=expansion,
                         layer=layer,
@@ -205,8 +217,10 @@ def run_demo(cfg: DemoConfig) -> None:
                 )
 
     stages.run(
-        f"TopK SAEs of the sweeps (k {ks}, expansion {widths}, layers {layers})",
-        all(sae_done("normal", *point) for point in sweep_saes),
+        f"TopK SAEs of the sweeps (k {ks}, expansion {widths}, layers {layers}; {', '.join(others)} k "
+        f"{list(other_k.values())})",
+        all(sae_done("normal", *point) for point in sweep_saes)
+        and all(sae_done("normal", other_k[m], 8, cfg.layer, m) for m in others),
         train_sweep_saes,
     )
     # The timing figure and the e2e speed-up compare these SAEs' curves with LoRA runs validated on every
@@ -264,7 +278,8 @@ def run_demo(cfg: DemoConfig) -> None:
 
     pending = [] if cfg.force else pending_runs(sweep, plan_sweep(sweep)[0])
     stages.run(
-        f"scaling sweeps: L0, width, layer at ranks {list(cfg.ranks)}; one layer at a time (rank {cfg.rank})",
+        f"scaling sweeps: L0, width, layer, model size ({', '.join(sizes)}) at ranks {list(cfg.ranks)}; "
+        f"one layer at a time (rank {cfg.rank})",
         not cfg.force and not pending and paths.sweep_manifest(model).exists(),
         lambda: _run_sweep(sweep, _shards(cfg, len(pending) if not cfg.force else None)),
     )
@@ -333,7 +348,8 @@ def _sweep_config(cfg: DemoConfig, model: str, k: int, widths: list[int], layers
         model_type=model,
         seed=cfg.seed,
         catalog="ours",
-        axes=["l0", "width", "layer", "single_layer"],
+        axes=["l0", "width", "layer", "model_size", "single_layer"],
+        models=list(SIZE_MODELS),
         layer=cfg.layer,
         width=str(8 * d_model),
         l0=float(k),

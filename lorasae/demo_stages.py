@@ -1,5 +1,7 @@
 """The demo's stage runner: numbered progress lines with wall time, a stage whose outputs exist skipped,
-and each stage's time recorded (`data/demo_stages.json`) so the from-scratch total survives reruns."""
+and each stage's time recorded (`data/demo_stages.json`) so the from-scratch total survives reruns; with
+each stage's CPU time (user + system, of the demo's process and the processes it waited for, e.g. the
+sweep shards), which a shared machine disturbs far less than the wall time."""
 
 from __future__ import annotations
 
@@ -18,9 +20,11 @@ class Stages:
     def __init__(self, total: int, record: Path):
         self.total, self.index, self.start, self.record = total, 0, time.perf_counter(), record
         try:
-            self.seconds: dict[str, float] = dict(json.loads(record.read_text())["seconds"])
-        except (OSError, ValueError, KeyError, TypeError):
-            self.seconds = {}
+            saved = json.loads(record.read_text())
+            self.seconds: dict[str, float] = dict(saved["seconds"])
+            self.cpu_seconds: dict[str, float] = dict(saved.get("cpu_seconds", {}))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            self.seconds, self.cpu_seconds = {}, {}
 
     def run(self, title: str, done: bool, fn: Callable[[], object]) -> None:
         self.index += 1
@@ -29,12 +33,14 @@ class Stages:
             print(f"{prefix}: outputs exist, skipped", flush=True)
             return
         print(f"{prefix} ...", flush=True)
-        began = time.perf_counter()
+        began, cpu_began = time.perf_counter(), cpu_seconds()
         fn()
-        seconds = time.perf_counter() - began
+        seconds, cpu = time.perf_counter() - began, cpu_seconds() - cpu_began
         print(f"{prefix}: done in {seconds:.0f} s", flush=True)
         self.seconds[str(self.index)] = round(seconds, 1)
-        atomic_write_json(self.record, {"machine": _machine(), "seconds": self.seconds})
+        self.cpu_seconds[str(self.index)] = round(cpu, 1)
+        record = {"machine": _machine(), "seconds": self.seconds, "cpu_seconds": self.cpu_seconds}
+        atomic_write_json(self.record, record)
 
     def elapsed_minutes(self) -> float:
         return (time.perf_counter() - self.start) / 60
@@ -48,6 +54,14 @@ class Stages:
             return str(json.loads(self.record.read_text())["machine"])
         except (OSError, ValueError, KeyError, TypeError):
             return _machine()
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and of its children that have been waited for."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def cpu_name() -> str:

@@ -24,6 +24,7 @@ MODEL_REGISTRY: dict[str, str] = {
     "gemma-9b": "google/gemma-2-9b",
     "llama": "meta-llama/Llama-3.2-1B",
     "tiny": "builtin:tiny",
+    "tiny-s": "builtin:tiny-s",  # the built-in model at half width (lorasae/world/sizes.py)
     "grok": "builtin:grok",  # lorasae/grok: modular addition at p = 97, trained until it groks
     "esm": "facebook/esm2_t6_8M_UR50D",  # ESM2 protein masked LM (the seed's second model type)
 }
@@ -52,10 +53,10 @@ def resolve_model_name(name: str) -> str:
     key = name.strip()
     if key in MODEL_REGISTRY:
         target = MODEL_REGISTRY[key]
-        if target == "builtin:tiny":
+        if target.startswith("builtin:tiny"):
             from lorasae.world.tiny_model import ensure_tiny_model
 
-            return str(ensure_tiny_model())
+            return str(ensure_tiny_model(size=target.removeprefix("builtin:")))
         if target == "builtin:grok":
             from lorasae.grok.train import ensure_grok_model
 

@@ -110,6 +110,21 @@ def small_world():
 
 
 @pytest.fixture(scope="session")
+def small_world_s(small_world):
+    """`small_world`'s half-width sibling (`lorasae.world.sizes`, the built-in `tiny-s` at test size),
+    built beside it on the same corpus and tokenizer."""
+    import dataclasses
+    from pathlib import Path
+
+    from lorasae.world.sizes import size_config
+    from lorasae.world.tiny_model import TinyWorldConfig, ensure_tiny_model
+
+    config = dataclasses.replace(TinyWorldConfig.for_tests(), train_tokens=SMALL_WORLD_TOKENS)
+    root = Path(small_world).parent
+    return ensure_tiny_model(root=root, config=size_config("tiny-s", config), progress=False, size="tiny-s")
+
+
+@pytest.fixture(scope="session")
 def world_model(small_world):
     """`small_world`'s model folder as a Path (what the end-to-end tests on the built-in world load)."""
     from pathlib import Path

@@ -49,8 +49,9 @@ FIGURES = [
 ]  # fmt: skip
 
 
-def test_demo_end_to_end_at_test_size(small_world, out_root: Path, capsys):
+def test_demo_end_to_end_at_test_size(small_world, small_world_s, out_root: Path, capsys):
     shutil.copytree(small_world, out_root / "saved_models" / "tiny")  # stage 1 finds the world built
+    shutil.copytree(small_world_s, out_root / "saved_models" / "tiny-s")  # and its second size
     (out_root / "README.md").write_text(README)
     # layer 0: the test world has two layers, and the one-layer stage needs a layer after the SAE
     cfg = DemoConfig(
@@ -59,7 +60,7 @@ def test_demo_end_to_end_at_test_size(small_world, out_root: Path, capsys):
     )  # fmt: skip
     run_demo(cfg)
     out = capsys.readouterr().out
-    assert "[1/15] built-in world: outputs exist, skipped" in out
+    assert "[1/15] built-in world (tiny-s, tiny): outputs exist, skipped" in out
     for stage in range(2, 16):
         assert re.search(rf"^\[{stage}/15\] .*: done in \d+ s$", out, re.M), out
     # the table: the 2 checkpoints; k 1 and 2, width ×4, layer 1, at rank 1 and 16; one layer at a time;
@@ -70,7 +71,10 @@ def test_demo_end_to_end_at_test_size(small_world, out_root: Path, capsys):
     # the sweep ran as two shard processes, each its half of the runs, every run in results.csv once
     assert "2 sweep shards at once" in out and "[shard 1/2] " in out
     with open(out_root / "data" / "results.csv", newline="") as handle:
-        runs = [(r["sae_tag"], r["sae_layers"], r["lora_layers"], r["rank"]) for r in csv.DictReader(handle)]
+        runs = [
+            (r["model"], r["sae_tag"], r["sae_layers"], r["lora_layers"], r["rank"])
+            for r in csv.DictReader(handle)
+        ]
     done = list((out_root / "data" / "TopK" / "CE_increase").rglob("*.json.run.json"))  # completion records
     assert len(runs) == len(set(runs)) == len(done)
     for title in (
@@ -95,6 +99,11 @@ def test_demo_end_to_end_at_test_size(small_world, out_root: Path, capsys):
     assert list((out_root / "plots" / "dark_matter").glob("tiny__*/decomposition.png"))
     manifest = json.loads((out_root / "data" / "sweeps" / "tiny.json").read_text())
     assert {"l0", "width", "layer", "single_layer"} <= set(manifest["axes"])
+    # the model-size sweep: both built-in sizes, each on its own SAE, at every rank
+    assert manifest["models"] == ["tiny-s", "tiny"] and set(manifest["model_size"]) == {"tiny-s", "tiny"}
+    sized = [r for r in runs if r[:2] == ("tiny-s", manifest["model_size"]["tiny-s"])]
+    assert sorted(int(r[4]) for r in sized) == [1, 16]
+    assert (out_root / "saved_saes" / "tiny-s").is_dir()
     assert (out_root / "README.md").read_text() == README and not (out_root / "docs").exists()
     page = (out_root / "plots" / "demo" / "RESULTS.md").read_text()
     page_record = read_record(out_root / "plots" / "demo" / "RESULTS.md")  # the results it read, by digest

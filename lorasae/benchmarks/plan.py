@@ -11,6 +11,7 @@ from lorasae.benchmarks.config import HUB_TASKS, BenchmarkConfig
 from lorasae.benchmarks.layout import ALL_FOUR, Combination
 from lorasae.benchmarks.tasks import BUILTIN_TASKS
 from lorasae.models import model_key
+from lorasae.world.sizes import is_builtin_size
 
 
 def world_of(model_name: str) -> tuple[int, int | None]:
@@ -25,7 +26,7 @@ def world_of(model_name: str) -> tuple[int, int | None]:
 
 def is_builtin_world_model(model_name: str) -> bool:
     """The built-in model, or a folder of a model pretrained on the built-in world (has `world.json`)."""
-    return model_name == "tiny" or (Path(model_name).expanduser() / "world.json").is_file()
+    return is_builtin_size(model_name) or (Path(model_name).expanduser() / "world.json").is_file()
 
 
 def default_tasks(model_name: str) -> list[str]:

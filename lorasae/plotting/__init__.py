@@ -71,7 +71,14 @@ def plot_all(root: str | Path | None, model: str, out_dir: str | Path | None = N
     single = axes.get("single_layer") or [None]
     out: dict[str, list[Path]] = {
         "timing": try_plot(plot_timing, root, model, out_dir=out_dir),
-        "scaling": try_plot(plot_scaling_grid, root, model, sae_tags=axes or None, out_dir=out_dir),
+        "scaling": try_plot(
+            plot_scaling_grid,
+            root,
+            model,
+            sae_tags=axes or None,
+            out_dir=out_dir,
+            size_tags=sweep.get("model_size"),
+        ),
         "single_layer": try_plot(plot_single_layer_lora, root, model, sae_tag=single[0], out_dir=out_dir),
         "multi_sae": try_plot(plot_multi_sae, root, model, out_dir=out_dir),
         "model_size": try_plot(

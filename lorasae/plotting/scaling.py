@@ -175,13 +175,19 @@ def plot_scaling_grid(
     ranks: Sequence[int] | None = None,
     sae_tags: Mapping[str, Collection[str]] | None = None,
     out_dir: str | Path | None = None,
+    size_tags: Mapping[str, str] | None = None,
 ) -> list[Path]:
-    """The paper's 2×3 scaling figure (columns: L0, width, layer; rows: absolute, %); a sweep without
-    runs shows "no runs"; `sae_tags` (by sweep: `l0`, `width`, `layer`) picks the SAEs of each sweep;
-    writes `<model>_scaling.{png,pdf}`."""
-    df = select_model(load_results_csv(root), model)
-    fig, axes = new_figure(2, 3, figsize=(11.0, 5.5), sharey="row")
+    """The paper's scaling figure (columns: L0, width, layer, and model size when `size_tags` names at
+    least two models; rows: absolute, %); a sweep without runs shows "no runs"; `sae_tags` (by sweep:
+    `l0`, `width`, `layer`) picks the SAEs of each sweep, `size_tags` (model → SAE tag, the sweep
+    manifest's `model_size`) the SAE of each model; writes `<model>_scaling.{png,pdf}`."""
+    everything = load_results_csv(root)
+    df = select_model(everything, model)
+    sizes = size_tags if size_tags and len(size_tags) >= 2 else None
+    fig, axes = new_figure(2, 4 if sizes else 3, figsize=(14.5 if sizes else 11.0, 5.5), sharey="row")
     drawn = 0
+    if sizes:
+        drawn += _draw_size_panel(axes[0, 3], axes[1, 3], model_size_table(everything, sizes, where, ranks))
     for j, x in enumerate(("l0", "width", "layer")):
         tags = (sae_tags or {}).get(x)
         table = improvement_table(df, x, where=where, ranks=ranks, sae_tags=tags)
@@ -201,7 +207,8 @@ def plot_scaling_grid(
         drawn += 1
     if not drawn:
         raise MissingResultsError(f"No LoRA runs in data/results.csv for a scaling plot of {model!r}")
-    fig.suptitle(f"{model}: CE improvement from LoRA vs SAE sparsity, width and layer")
+    what = "sparsity, width, layer and model size" if sizes else "sparsity, width and layer"
+    fig.suptitle(f"{model}: CE improvement from LoRA vs SAE {what}")
     return save_figure(fig, plots_dir(root, out_dir), f"{sanitize(model)}_scaling")
 
 
@@ -248,3 +255,54 @@ def plot_improvement_vs_model_size(
         ax_pct.set_xticklabels([f"{v:g}B" for v in ticks["x"]])
     ax_abs.set_title(f"CE improvement from LoRA vs model size\n{_describe(table, 'model_size')}", fontsize=10)
     return save_figure(fig, plots_dir(root, out_dir), "model_size_scaling")
+
+
+def model_params_millions(model: str) -> float:
+    """A model's parameters in millions: a built-in size's count from its `world.json` (without building
+    it), else the size its name says (`model_size_billions`); NaN when neither says."""
+    from lorasae.results import model_size_billions
+    from lorasae.world.sizes import is_builtin_size
+    from lorasae.world.tiny_model import default_root
+
+    name = str(model).split("/")[-1]
+    folder = default_root() / name if is_builtin_size(name) else Path(str(model)).expanduser()
+    world = folder / "world.json"
+    if world.is_file():
+        import json
+
+        return json.loads(world.read_text())["n_params"] / 1e6
+    return 1000 * model_size_billions(name)
+
+
+def model_size_table(
+    df: pd.DataFrame,
+    size_tags: Mapping[str, str],
+    where: Mapping[str, Any] | None = None,
+    ranks: Sequence[int] | None = None,
+) -> pd.DataFrame:
+    """The model-size panel's rows: each model of `size_tags` on its own SAE (model → SAE tag), with `x`
+    its parameters in millions (`model_params_millions`); one row per (model, rank)."""
+    chosen = {sanitize(m): sanitize(t) for m, t in size_tags.items()}
+    rows = df[df["model_dir"].isin(list(chosen))]
+    rows = rows[rows["sae_tag"] == rows["model_dir"].map(chosen)]
+    rows = rows.assign(model_size_b=rows["model"].map(model_params_millions) / 1000)
+    table = improvement_table(rows, "model_size", where=where, ranks=ranks)
+    return table.assign(x=1000 * table["x"])
+
+
+def _draw_size_panel(ax_abs: Axes, ax_pct: Axes, table: pd.DataFrame) -> int:
+    """The grid's model-size column: one point per model and rank, x in millions of parameters; 1 if
+    drawn, 0 (and "no runs") when fewer than two models have runs."""
+    if table["model"].nunique() < 2:
+        no_data(ax_abs, f"no model-size sweep ({table['model'].nunique()} model with runs)")
+        return 0
+    _draw(ax_abs, ax_pct, table, "model_size")
+    ticks = table.drop_duplicates("model").sort_values("x")
+    ax_pct.set_xticks(ticks["x"].to_numpy(dtype=float))
+    ax_pct.set_xticklabels([f"{m}\n{v:.2g}M" for m, v in zip(ticks["model"], ticks["x"])], fontsize=8)
+    ax_pct.set_xlabel("Model size (parameters)")
+    ax_abs.set_title(f"vs model size: {_describe(table, 'model_size')}", fontsize=9)
+    for ax in (ax_abs, ax_pct):
+        ax.set_ylabel("")
+    ax_abs.get_legend().remove()
+    return 1

@@ -18,13 +18,14 @@ from lorasae.saebench.probing import SparseProbingEvalConfig
 from lorasae.saebench.ravel import RAVELEvalConfig
 from lorasae.saebench.scr_tpp import ScrAndTppEvalConfig
 from lorasae.saebench.unlearning import UnlearningEvalConfig
+from lorasae.world.sizes import is_builtin_size
 
 
 def small_sizes(args: SaeBenchArgs, device: torch.device) -> bool:
     if args.size not in ("auto", "full", "small"):
         raise ValueError(f"--size must be auto, full or small, got {args.size!r}")
     if args.size == "auto":
-        return args.model_name == "tiny" or device.type == "cpu"
+        return is_builtin_size(args.model_name) or device.type == "cpu"
     return args.size == "small"
 
 
@@ -32,7 +33,7 @@ def use_builtin_labels(args: SaeBenchArgs) -> bool:
     if args.labelled_data not in ("auto", "hub", "builtin"):
         raise ValueError(f"--labelled_data must be auto, hub or builtin, got {args.labelled_data!r}")
     if args.labelled_data == "auto":
-        return args.model_name == "tiny" or args.dataset == "builtin"
+        return is_builtin_size(args.model_name) or args.dataset == "builtin"
     return args.labelled_data == "builtin"
 
 
@@ -71,7 +72,7 @@ def make_plan(args: SaeBenchArgs, model: nn.Module, device: torch.device) -> Eva
     name = args.model_name
     bs = args.llm_batch_size or (16 if small else 32)
     ctx = _context(model, 128)
-    default_text = "builtin" if name == "tiny" else None
+    default_text = "builtin" if is_builtin_size(name) else None
     core_dataset = args.dataset or default_text or HUB_CORE_DATASET
     autointerp_dataset = args.dataset or default_text or HUB_AUTOINTERP_DATASET
     core = CoreEvalConfig(

@@ -26,6 +26,7 @@ from typing import Any
 from lorasae.atomic import read_output_json
 from lorasae.world import _lexicon as L
 from lorasae.world.corpus import LABELLED_DOMAINS, build_world, domain_texts, generate_corpus, quiz_facts
+from lorasae.world.sizes import is_builtin_size
 
 RAVEL_ENTITY_CLASS = "country"
 RAVEL_ATTRIBUTES: tuple[str, ...] = tuple(L.FACTS)
@@ -53,7 +54,7 @@ def model_world_docs(model_name: str) -> int | None:
     default corpus, also for models that are not built-in)."""
     from lorasae.models import resolve_model_name
 
-    if model_name != "tiny" and not Path(model_name).exists():
+    if not is_builtin_size(model_name) and not Path(model_name).exists():
         return None
     info = Path(resolve_model_name(model_name)) / "world.json"
     return read_output_json(info).get("config", {}).get("n_docs") if info.is_file() else None

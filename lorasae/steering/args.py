@@ -21,6 +21,7 @@ from lorasae.cli import CommonArgs, SaeChoiceArgs, field
 from lorasae.data import default_dataset
 from lorasae.paths import eval_dir, with_variant
 from lorasae.store.adapter_choice import adapter_help
+from lorasae.world.sizes import is_builtin_size
 
 
 @dataclass
@@ -61,7 +62,9 @@ class SteeringArgs(SaeChoiceArgs, CommonArgs):
     @property
     def builtin_model(self) -> bool:
         """The built-in model, by name or as a folder holding its world.json."""
-        return self.model_name == "tiny" or (Path(self.model_name).expanduser() / "world.json").is_file()
+        return (
+            is_builtin_size(self.model_name) or (Path(self.model_name).expanduser() / "world.json").is_file()
+        )
 
     @property
     def corpus(self) -> str:

@@ -39,10 +39,10 @@ def model_source(name: str) -> tuple[str, str | None]:
     digest of its weight files; the built-in tiny model by `tiny` and its folder's digest (without
     building it); a hub model by its id (no local digest)."""
     target = MODEL_REGISTRY.get(name, name)
-    if target == "builtin:tiny":
-        from lorasae.world.tiny_model import TINY_DIRNAME, default_root
+    if target.startswith("builtin:tiny"):
+        from lorasae.world.tiny_model import default_root
 
-        return name, model_weights_digest(default_root() / TINY_DIRNAME)
+        return name, model_weights_digest(default_root() / target.removeprefix("builtin:"))
     folder = Path(target).expanduser()
     if folder.is_dir():
         return portable(folder), model_weights_digest(folder)

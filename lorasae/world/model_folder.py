@@ -17,6 +17,7 @@ MODEL_FILES = (
     "special_tokens_map.json",
     "chat_template.jinja",
     "world.json",
+    "run.json",
 )
 """The files a build writes into `tiny/` (the model's own); nothing else in the folder is touched."""
 

@@ -45,11 +45,14 @@ __all__ = [
     "MODEL_FILES",
     "default_root",
     "TINY_DIRNAME",
+    "WORLD_RECORD_KIND",
     "world_info",
     "world_seed",
 ]
 
 TINY_DIRNAME = "tiny"
+WORLD_RECORD_KIND = "builtin_world"
+"""The run record's kind of a built model folder (`<folder>/run.json`, written with its files)."""
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
@@ -126,23 +129,30 @@ def _is_complete(folder: Path) -> bool:
 
 
 def ensure_tiny_model(
-    root: Path | str | None = None, config: TinyWorldConfig | None = None, progress: bool = True
+    root: Path | str | None = None,
+    config: TinyWorldConfig | None = None,
+    progress: bool = True,
+    size: str = TINY_DIRNAME,
 ) -> Path:
-    """Return `<root>/tiny`, building the model first if it has no config and weights (see module
-    docstring).
+    """Return `<root>/<size>` (`tiny`, or another built-in size of `lorasae.world.sizes` such as `tiny-s`),
+    building the model first if it has no config and weights (see module docstring).
 
-    An existing model is returned as is, whatever `config` says. Concurrent callers wait on a file lock,
-    so only one of them builds; temp folders of killed builds (`.tiny.tmp-*`, made only by this module)
-    are removed under the lock."""
-    target = Path(root or default_root()) / TINY_DIRNAME
+    An existing model is returned as is, whatever `config` says (default: the size's own config).
+    Concurrent callers wait on a file lock, so only one of them builds; temp folders of killed builds
+    (`.<size>.tmp-*`, made only by this module) are removed under the lock."""
+    target = Path(root or default_root()) / size
     if _is_complete(target):
         return target
+    if config is None:
+        from .sizes import size_config
+
+        config = size_config(size)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target.parent / f".{TINY_DIRNAME}.lock")):
+    with FileLock(str(target.parent / f".{size}.lock")):
         if not _is_complete(target):
-            for stale in target.parent.glob(f".{TINY_DIRNAME}.tmp-*"):  # left by killed builds
+            for stale in target.parent.glob(f".{size}.tmp-*"):  # left by killed builds
                 shutil.rmtree(stale, ignore_errors=True)
-            build_tiny_model(target, config or TinyWorldConfig(), progress=progress)
+            build_tiny_model(target, config, progress=progress)
     return target
 
 
@@ -262,9 +272,14 @@ def _pretrain(
 def _save_world(
     folder: Path, model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, info: dict
 ) -> None:
+    from lorasae.records import write_record
+
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     (folder / "world.json").write_text(json.dumps(info, indent=2) + "\n")
+    identity = {k: info[k] for k in ("config", "prose_fingerprint", "versions")}
+    results = {k: info[k] for k in ("n_params", "val_ce", "train_ce", "unigram_entropy", "seconds")}
+    write_record(folder, WORLD_RECORD_KIND, identity, extra=results)
 
 
 def _build(folder: Path, cfg: TinyWorldConfig, progress: bool) -> dict:
@@ -330,7 +345,7 @@ def _build(folder: Path, cfg: TinyWorldConfig, progress: bool) -> dict:
     finally:
         torch.set_num_threads(old_threads)
     print(
-        f"tiny world: val CE {val_ce:.3f} nats/token (train {train_ce:.3f}) vs unigram entropy "
+        f"{folder.name.split('.tmp-')[0].lstrip('.')} world: val CE {val_ce:.3f} nats/token (train {train_ce:.3f}) vs unigram entropy "
         f"{unigram:.3f} nats/token; {info['n_params'] / 1e6:.2f}M params, "
         f"{info['train_tokens_seen'] / 1e6:.2f}M tokens, built in {info['seconds']['total']:.0f} s"
     )
@@ -356,9 +371,12 @@ def world_info(model: str | Path | object | None) -> dict:
         return {}
     folder = Path(model).expanduser()
     if not folder.exists():
-        if str(model) not in ("tiny", "builtin:tiny"):  # the registry's name of the built-in model
+        from .sizes import is_builtin_size
+
+        size = str(model).removeprefix("builtin:")
+        if not is_builtin_size(size):  # the registry's names of the built-in models
             return {}
-        folder = ensure_tiny_model()
+        folder = ensure_tiny_model(size=size)
     info = folder / "world.json"
     return json.loads(info.read_text()) if info.is_file() else {}
 
