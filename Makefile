@@ -30,7 +30,7 @@ demo: $(STAMP)
 
 # The grokking study (README "The grokking study"), offline on CPU, with the README's clamp settings;
 # ARGS passes more flags to eval/grok/run.py (its defaults clamp from the pre checkpoint to the grok step).
-# eval/grok/run.py pins one float path (lorasae/cpu_numerics.py), so every x86 CPU gives the same numbers.
+# eval/grok/run.py pins one float path (lorasae/core/cpu_numerics.py), so every x86 CPU gives the same numbers.
 GROK_ARGS ?= --clamp_from_step 300 --clamp_steps 150 --n_clamp 16
 grok: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) eval/grok/run.py $(GROK_ARGS) $(ARGS)

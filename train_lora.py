@@ -17,7 +17,7 @@ from utils import main_guard, parse
 
 @main_guard
 def cli(argv: list[str]) -> None:
-    """The command line behind the error boundary (`lorasae.errors`)."""
+    """The command line behind the error boundary (`lorasae.core.errors`)."""
     main(parse(TrainLoraConfig, argv))
 
 

@@ -21,7 +21,7 @@ from utils import main_guard, parse_with_config_file
 
 @main_guard
 def cli(argv: list[str]) -> None:
-    """The command line behind the error boundary (`lorasae.errors`)."""
+    """The command line behind the error boundary (`lorasae.core.errors`)."""
     train_sae(parse_with_config_file(TrainSaeConfig, argv))
 
 

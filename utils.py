@@ -3,10 +3,10 @@
 line (`parse`, `parse_with_config_file`, `main_guard`: one-line errors), path conventions and device
 parsing."""
 
-from lorasae.cli import parse
-from lorasae.config_files import parse_with_config_file
-from lorasae.errors import main_guard
-from lorasae.paths import (
+from lorasae.core.cli import parse
+from lorasae.core.config_files import parse_with_config_file
+from lorasae.core.errors import main_guard
+from lorasae.core.paths import (
     adapter_dir,
     examples_label,
     lora_json_path,
@@ -17,7 +17,7 @@ from lorasae.paths import (
     sae_dir,
     sae_tag,
 )
-from lorasae.runtime import parse_count, parse_device, parse_dtype, seed_everything
+from lorasae.core.runtime import parse_count, parse_device, parse_dtype, seed_everything
 
 __all__ = [
     "adapter_dir",

@@ -36,8 +36,8 @@ from tabulate import tabulate
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import alternate, machine  # noqa: E402
 
-from lorasae.cli import parse  # noqa: E402
-from lorasae.runtime import parse_device  # noqa: E402
+from lorasae.core.cli import parse  # noqa: E402
+from lorasae.core.runtime import parse_device  # noqa: E402
 from lorasae.sae.batchtopk import BatchTopKConfig, BatchTopKSAE  # noqa: E402
 from lorasae.sae.jumprelu import JumpReLUConfig, JumpReLUSAE  # noqa: E402
 from lorasae.sae.matryoshka import MatryoshkaConfig, MatryoshkaSAE  # noqa: E402

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _timing import alternate  # noqa: E402
 
-from lorasae.cli import parse  # noqa: E402
+from lorasae.core.cli import parse  # noqa: E402
 
 
 @dataclass

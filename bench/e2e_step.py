@@ -1,6 +1,6 @@
 """An e2e SAE training step on the lean chunked KL (``lorasae.train.objectives.e2e_step``, the LoRA
 trainer's ``lorasae.kl.chunked_kl`` with the LM head applied per chunk of positions) vs the step as it was
-before: full [B, T, V] logits of the original and the spliced model and ``lorasae.losses.kl_next_token``
+before: full [B, T, V] logits of the original and the spliced model and ``lorasae.core.losses.kl_next_token``
 (kept here only, as the reference). Gemma-2-like model with the full 256k vocabulary and final-logit
 soft-capping, at a width that fits the CPU.
 
@@ -32,10 +32,10 @@ from _gemma import GemmaStepBench, gemma2_like  # noqa: E402
 from _memory import print_worker_result, step_peak, time_then_peaks  # noqa: E402
 from _timing import machine  # noqa: E402
 
-from lorasae.cli import parse  # noqa: E402
-from lorasae.hooks import splice  # noqa: E402
-from lorasae.losses import kl_next_token  # noqa: E402
-from lorasae.runtime import parse_device, parse_dtype  # noqa: E402
+from lorasae.core.cli import parse  # noqa: E402
+from lorasae.core.losses import kl_next_token  # noqa: E402
+from lorasae.core.runtime import parse_device, parse_dtype  # noqa: E402
+from lorasae.model.hooks import splice  # noqa: E402
 from lorasae.sae import SaeConfig, TopKSAE  # noqa: E402
 from lorasae.train.objectives import e2e_head, e2e_step  # noqa: E402
 from lorasae.train.optim import make_optimizer  # noqa: E402

@@ -18,10 +18,10 @@ from tabulate import tabulate
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import alternate, machine  # noqa: E402
 
-from lorasae.cli import parse  # noqa: E402
-from lorasae.hooks import residual_at  # noqa: E402
-from lorasae.models import load_model, num_layers  # noqa: E402
-from lorasae.runtime import parse_device, parse_dtype  # noqa: E402
+from lorasae.core.cli import parse  # noqa: E402
+from lorasae.core.runtime import parse_device, parse_dtype  # noqa: E402
+from lorasae.model.hooks import residual_at  # noqa: E402
+from lorasae.model.load import load_model, num_layers  # noqa: E402
 
 
 @dataclass

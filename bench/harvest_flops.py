@@ -1,6 +1,6 @@
 """Harvest throughput of a real-shape model (random weights) to layer L, against the model's FLOP bound.
 
-The truncated forward (`lorasae.hooks.residual_at`) of `batch` sequences of `ctx_len` tokens; FLOPs per
+The truncated forward (`lorasae.model.hooks.residual_at`) of `batch` sequences of `ctx_len` tokens; FLOPs per
 token = 2 x (embedding-free parameters of layers 0..L) + attention scores and values (4 x T_eff x heads x
 head_dim per layer, T_eff the mean attended length: causal, capped by Gemma-2's sliding window on
 alternate layers). Achieved TFLOP/s / `--peak_tflops` is the fraction of the bound.
@@ -21,11 +21,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _timing import median_seconds  # noqa: E402
 
-from lorasae.cli import parse  # noqa: E402
-from lorasae.hooks import residual_at  # noqa: E402
-from lorasae.model_configs import Shrink, random_model, real_config, shrunk_config  # noqa: E402
-from lorasae.precision import attention_implementation  # noqa: E402
-from lorasae.runtime import parse_device, parse_dtype  # noqa: E402
+from lorasae.core.cli import parse  # noqa: E402
+from lorasae.core.precision import attention_implementation  # noqa: E402
+from lorasae.core.runtime import parse_device, parse_dtype  # noqa: E402
+from lorasae.model.hooks import residual_at  # noqa: E402
+from lorasae.model.paper_shapes import Shrink, random_model, real_config, shrunk_config  # noqa: E402
 
 # dense bf16 tensor-core peaks (TFLOP/s, no sparsity) by device-name substring
 PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0, "4090": 165.0}
@@ -36,7 +36,7 @@ class HarvestFlopsBench:
     device: str | None = None
     """cpu, a GPU index or cuda:N (default: the GPU if any)."""
     model: str = "gemma-2-2b"
-    """Model shape (lorasae.model_configs.REAL_CONFIGS)."""
+    """Model shape (lorasae.model.paper_shapes.REAL_CONFIGS)."""
     layer: int = 12
     """Harvested layer."""
     batch: int = 32

@@ -41,11 +41,11 @@ from _gemma import GemmaStepBench, gemma2_like  # noqa: E402
 from _memory import print_worker_result, step_peak, time_then_peaks  # noqa: E402
 from _timing import machine  # noqa: E402
 
-from lorasae.cli import parse  # noqa: E402
-from lorasae.hooks import splice  # noqa: E402
+from lorasae.core.cli import parse  # noqa: E402
+from lorasae.core.runtime import parse_device, parse_dtype  # noqa: E402
 from lorasae.lora.adapters import attach_lora  # noqa: E402
 from lorasae.lora.trainer import KLObjective, sae_splices  # noqa: E402
-from lorasae.runtime import parse_device, parse_dtype  # noqa: E402
+from lorasae.model.hooks import splice  # noqa: E402
 from lorasae.sae import SaeConfig, TopKSAE  # noqa: E402
 
 

@@ -1,6 +1,6 @@
 """Real-shape rehearsal on the CPU: every paper path at Gemma-2-2B / Llama-3.2-1B shape, random weights.
 
-Each model is built from its real config (`lorasae/model_configs.py`, no download) in bf16 and saved with
+Each model is built from its real config (`lorasae/model/paper_shapes.py`, no download) in bf16 and saved with
 the built-in world's tokenizer into a folder that the scripts load like any model. Then each path runs as
 its own script, in its own process, so that it goes through the real loading, dtype and splice code:
 
@@ -37,8 +37,8 @@ sys.path.insert(0, str(REPO))
 
 from tabulate import tabulate  # noqa: E402
 
-from lorasae.cli import parse  # noqa: E402
-from lorasae.model_configs import PAPER_LAYER, Shrink, param_count, real_config, shrunk_config  # noqa: E402
+from lorasae.core.cli import parse  # noqa: E402
+from lorasae.model.paper_shapes import PAPER_LAYER, Shrink, param_count, real_config, shrunk_config  # noqa: E402
 
 PATHS = ("sae", "lora", "core", "benchmark", "steering", "steering_eval")
 
@@ -46,7 +46,7 @@ PATHS = ("sae", "lora", "core", "benchmark", "steering", "steering_eval")
 @dataclass
 class RehearsalArgs:
     models: str = "llama-3.2-1b,gemma-2-2b"
-    """Comma-separated model shapes (keys of lorasae.model_configs.REAL_CONFIGS)."""
+    """Comma-separated model shapes (keys of lorasae.model.paper_shapes.REAL_CONFIGS)."""
     paths: str = ",".join(PATHS)
     """Comma-separated paths to run: sae, lora, core, benchmark, steering, steering_eval (lora needs sae
     for Llama; core, benchmark and steering use the adapter lora saved)."""
@@ -104,8 +104,8 @@ def ensure_model(name: str, args: RehearsalArgs, workdir: Path) -> Path:
     """The random-weight model folder of `name` (built once; a marker says it is complete)."""
     import torch
 
-    from lorasae.model_configs import save_random_model
-    from lorasae.runtime import parse_dtype
+    from lorasae.core.runtime import parse_dtype
+    from lorasae.model.paper_shapes import save_random_model
 
     folder = model_folder(name, args, workdir)
     if (folder / ".complete").exists():
@@ -234,7 +234,7 @@ def with_sources(path: str, argv: list[str], sae: Path | None, adapter: Path | N
 
 
 def write_positives(workdir: Path, count: int) -> None:
-    from lorasae.atomic import atomic_write_json
+    from lorasae.core.atomic import atomic_write_json
     from lorasae.steering.args import positives_path
 
     texts = [
@@ -298,7 +298,7 @@ def rehearse_model(name: str, args: RehearsalArgs, workdir: Path, base: int) -> 
 def core_worker(args: RehearsalArgs) -> None:
     """SAEBench core on the LoRA-merged model (`run_eval.py --evals core --model_type peft`) with its
     sizes cut to `eval_seqs` sequences of 128 tokens (the script's smallest preset is 32 sequences)."""
-    from lorasae.models import model_key
+    from lorasae.model.load import model_key
     from lorasae.saebench.args import SaeBenchArgs, results_dir
     from lorasae.saebench.load import load_for_eval
     from lorasae.saebench.plan import make_plan

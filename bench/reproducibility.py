@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from lorasae.cli import parse  # noqa: E402
+from lorasae.core.cli import parse  # noqa: E402
 
 NUMBERS = ("L_base", "L_SAE", "L_LoRA")
 # the reference, a rerun, two threads, an AVX2-only CPU (aten and MKL), aten's generic kernels, MKL's
@@ -81,8 +81,8 @@ def run_worker(bench: ReproducibilityBench) -> dict:
 
     from lorasae.lora.config import TrainLoraConfig
     from lorasae.lora.run import main_many
-    from lorasae.model_defaults import default_k
-    from lorasae.models import model_shape
+    from lorasae.model.defaults import default_k
+    from lorasae.model.load import model_shape
     from lorasae.results import load_results_csv, select_model
     from lorasae.train.config import TrainSaeConfig
     from lorasae.train.sae_trainer import train_sae

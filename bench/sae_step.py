@@ -37,8 +37,8 @@ from tabulate import tabulate
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import alternate, machine, sync  # noqa: E402
 
-from lorasae.cli import parse  # noqa: E402
-from lorasae.runtime import parse_device, parse_dtype  # noqa: E402
+from lorasae.core.cli import parse  # noqa: E402
+from lorasae.core.runtime import parse_device, parse_dtype  # noqa: E402
 from lorasae.sae import SaeConfig, TopKSAE  # noqa: E402
 from lorasae.train.optim import make_optimizer  # noqa: E402
 

@@ -20,8 +20,8 @@ from lora_step import LoraStepBench, build  # noqa: E402
 from sae_step import Variant  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
-from lorasae.cli import parse  # noqa: E402
-from lorasae.paths import plots_dir  # noqa: E402
+from lorasae.core.cli import parse  # noqa: E402
+from lorasae.core.paths import plots_dir  # noqa: E402
 from lorasae.plotting._common import save_figure  # noqa: E402
 from lorasae.sae import SaeConfig, TopKSAE  # noqa: E402
 

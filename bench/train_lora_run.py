@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from lorasae.cli import parse  # noqa: E402
+from lorasae.core.cli import parse  # noqa: E402
 
 
 @dataclass
@@ -56,7 +56,7 @@ def prepare(bench: TrainLoraRunBench) -> tuple[Path, Path, int]:
     import torch
     from rehearsal import world_folder
 
-    from lorasae.model_configs import Shrink, save_random_model, shrunk_config
+    from lorasae.model.paper_shapes import Shrink, save_random_model, shrunk_config
     from lorasae.sae import SaeConfig, TopKSAE
 
     work = Path(bench.workdir)
@@ -92,13 +92,13 @@ def run_ours(bench: TrainLoraRunBench, model_dir: Path, sae_dir: Path, layer: in
 def run_original(bench: TrainLoraRunBench, model_dir: Path, sae_dir: Path, layer: int) -> float:
     import torch
 
-    from lorasae.data import load_token_split
-    from lorasae.hooks import splice
+    from lorasae.core.runtime import seed_everything
     from lorasae.kl import naive_kl
     from lorasae.lora.adapters import attach_lora
     from lorasae.lora.trainer import sae_splices
-    from lorasae.models import load_model, num_layers, special_token_ids
-    from lorasae.runtime import seed_everything
+    from lorasae.model.data import load_token_split
+    from lorasae.model.hooks import splice
+    from lorasae.model.load import load_model, num_layers, special_token_ids
     from lorasae.sae import load_sae
 
     start = time.perf_counter()

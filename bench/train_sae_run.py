@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from lorasae.cli import parse  # noqa: E402
+from lorasae.core.cli import parse  # noqa: E402
 
 
 @dataclass
@@ -87,8 +87,8 @@ def run_sparsify(bench: TrainSaeRunBench, out: Path) -> dict:
         from sparsify import SparseCoderConfig, TrainConfig, Trainer
     from datasets import Dataset
 
-    from lorasae.data import load_token_split
-    from lorasae.models import d_model, load_model
+    from lorasae.model.data import load_token_split
+    from lorasae.model.load import d_model, load_model
     from lorasae.train.sae_trainer import max_positions
 
     cfg = _settings(bench, out)

@@ -1,5 +1,5 @@
 """One point of the SAE training curve (the spliced validation CE) with the clean prefix reused
-(`lorasae/prefix.py`: layers 0…L cached once, each point runs layers L+1… and the head) vs the full
+(`lorasae/model/prefix.py`: layers 0…L cached once, each point runs layers L+1… and the head) vs the full
 spliced forward, interleaved in one process, on the built-in model's shape (Llama, 4 layers, d 128,
 vocab 4096, tied head, ctx 128; random weights: the timing does not depend on them), TopK SAE ×8 k 4 at
 layer 1, 8,192 validation tokens in batches of 8 sequences (train_sae.py's defaults for that model).
@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _timing import alternate, machine, sync  # noqa: E402
 
-from lorasae.cli import parse  # noqa: E402
+from lorasae.core.cli import parse  # noqa: E402
 
 
 @dataclass
@@ -51,7 +51,7 @@ class ValidationPrefixBench:
 
 def _model(cfg: ValidationPrefixBench, device: torch.device):
     if cfg.model:
-        from lorasae.models import load_model
+        from lorasae.model.load import load_model
 
         return load_model(cfg.model, device, "float32")[0]
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -65,9 +65,9 @@ def _model(cfg: ValidationPrefixBench, device: torch.device):
 
 
 def main(cfg: ValidationPrefixBench) -> None:
-    from lorasae.eval_ce import ce_sum_and_count
-    from lorasae.models import d_model, num_layers
-    from lorasae.prefix import build_prefix_cache
+    from lorasae.model.ce import ce_sum_and_count
+    from lorasae.model.load import d_model, num_layers
+    from lorasae.model.prefix import build_prefix_cache
     from lorasae.sae import SaeConfig, TopKSAE
     from lorasae.sae.splice import splice_fn
 

@@ -134,9 +134,9 @@ def world_model(small_world):
 
 @pytest.fixture(autouse=True)
 def _no_deferred_records_across_tests():
-    """Records deferred to the end of a command (`lorasae.records.defer_inferred_record`) never leak from
+    """Records deferred to the end of a command (`lorasae.core.records.defer_inferred_record`) never leak from
     one test into the next."""
-    from lorasae.records import drop_deferred
+    from lorasae.core.records import drop_deferred
 
     drop_deferred()
     yield

@@ -13,8 +13,8 @@ from typing import Any
 
 from simple_parsing import ArgumentGenerationMode
 
-from lorasae.cli import flag_actions, parse
-from lorasae.runtime import parse_count
+from lorasae.core.cli import flag_actions, parse
+from lorasae.core.runtime import parse_count
 
 REPO = Path(__file__).resolve().parent.parent
 GLOSSARY = REPO / "docs" / "FLAGS.md"
@@ -24,7 +24,7 @@ SCRIPTS: dict[str, tuple[str, str]] = {
     "train_sae": ("train_sae.py", "TrainSaeConfig"),
     "train_lora": ("train_lora.py", "TrainLoraConfig"),
     "sweep": ("sweep.py", "SweepConfig"),
-    "demo": ("lorasae/demo.py", "DemoConfig"),
+    "demo": ("lorasae/demo/main.py", "DemoConfig"),
     "saebench": ("eval/SAE-Bench/run_eval.py", "SaeBenchArgs"),
     "peft_dict": ("eval/SAE-Bench/get_peft_dict.py", "Config"),
     "positives": ("eval/steering/make_positive_examples.py", "Config"),
@@ -37,7 +37,7 @@ SCRIPTS: dict[str, tuple[str, str]] = {
     "dashboard": ("eval/dashboard/run.py", "DashboardArgs"),
     "grok": ("eval/grok/run.py", "GrokStudyConfig"),
 }
-BOTH_MODE = {"train_sae"}  # parsed with flat and dotted flags (`lorasae.config_files`)
+BOTH_MODE = {"train_sae"}  # parsed with flat and dotted flags (`lorasae.core.config_files`)
 
 _loaded: dict[str, type] = {}
 

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from lorasae.grok.model import GrokModelConfig
-from lorasae.grok.tasks import ModularTask
-from lorasae.grok.train import GrokTrainConfig
+from lorasae.grok_world.model import GrokModelConfig
+from lorasae.grok_world.tasks import ModularTask
+from lorasae.grok_world.train import GrokTrainConfig
 
 
 def small_grok_config(d_model: int = 32, d_ff: int = 64, max_steps: int = 60) -> GrokTrainConfig:

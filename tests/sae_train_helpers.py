@@ -58,6 +58,6 @@ def fast_args(model_dir: Path, data: Path, **overrides: object) -> list[str]:
 
 
 def fast_config(model_dir: Path, data: Path, **overrides: object) -> TrainSaeConfig:
-    from lorasae.cli import parse
+    from lorasae.core.cli import parse
 
     return parse(TrainSaeConfig, fast_args(model_dir, data, **overrides))

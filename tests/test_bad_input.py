@@ -1,5 +1,5 @@
 """The bad-input and fault matrix (issue 20): every script, called in-process through its error boundary
-(`cli(argv)`, `lorasae.errors.main_guard`), answers a bad input with a clear message and no traceback,
+(`cli(argv)`, `lorasae.core.errors.main_guard`), answers a bad input with a clear message and no traceback,
 exits non-zero, and changes no existing output (the output tree is hashed before and after). A few cases
 run as real subprocesses to check the boundary from the shell (exit code, `--debug`, Ctrl-C = 130).
 
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lorasae.paths import sae_dir
+from lorasae.core.paths import sae_dir
 from lorasae.sae import SaeConfig, TopKSAE
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,7 +35,7 @@ SCRIPTS = {
     "bench": "eval/benchmarks/run_benchmarks.py",
     "darkmatter": "eval/dark_matter/run.py",
     "grok": "eval/grok/run.py",
-    "demo": "lorasae/demo.py",
+    "demo": "lorasae/demo/main.py",
 }
 MORE_SCRIPTS = {  # covered by test_bad_input_files.py
     "interp": "eval/interp_analysis/run.py",

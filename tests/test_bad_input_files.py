@@ -28,7 +28,7 @@ from test_bad_input import (  # noqa: E402
     prepared,  # noqa: F401 (the fixture, module-scoped here)
 )
 
-from lorasae.errors import HINT  # noqa: E402
+from lorasae.core.errors import HINT  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -284,8 +284,8 @@ def test_bad_flag_value_exits_2_with_one_line_from_the_shell(tmp_path):
 
 
 def test_json_readers_say_regenerate_for_outputs_and_fix_by_hand_for_configs(tmp_path):
-    from lorasae.atomic import read_config_json, read_output_json
-    from lorasae.errors import CorruptFileError
+    from lorasae.core.atomic import read_config_json, read_output_json
+    from lorasae.core.errors import CorruptFileError
 
     bad = tmp_path / "curve.json"
     bad.write_text('{\n  "a": [1, 2,\n')
@@ -305,8 +305,8 @@ def test_json_readers_say_regenerate_for_outputs_and_fix_by_hand_for_configs(tmp
 
 
 def test_damaged_run_record_names_the_record_and_the_step(tmp_path):
-    from lorasae.errors import CorruptFileError
-    from lorasae.records import read_record, record_path, write_record
+    from lorasae.core.errors import CorruptFileError
+    from lorasae.core.records import read_record, record_path, write_record
 
     out = tmp_path / "curve.json"
     out.write_text("[1]")
@@ -317,7 +317,7 @@ def test_damaged_run_record_names_the_record_and_the_step(tmp_path):
 
 
 def test_damaged_curve_and_results_table_name_their_file_for_figures(tmp_path):
-    from lorasae.errors import CorruptFileError
+    from lorasae.core.errors import CorruptFileError
     from lorasae.results import load_results_csv, load_sae_curve
 
     curve = tmp_path / "data" / "TopK" / "val_loss" / "tiny" / "normal_SAE.json"
@@ -333,8 +333,8 @@ def test_damaged_curve_and_results_table_name_their_file_for_figures(tmp_path):
 
 
 def test_append_to_a_damaged_results_table_names_it_and_keeps_it(tmp_path):
-    from lorasae.atomic import append_csv_row
-    from lorasae.errors import CorruptFileError
+    from lorasae.core.atomic import append_csv_row
+    from lorasae.core.errors import CorruptFileError
 
     table = tmp_path / "results.csv"
     table.write_text('model,rank\ntiny,1\n"tiny,2\n')
@@ -347,8 +347,8 @@ def test_safetensors_check_accepts_a_whole_file_and_names_a_damaged_one(tmp_path
     import torch
     from safetensors.torch import save_file
 
-    from lorasae.errors import CorruptFileError
-    from lorasae.file_checks import check_safetensors, check_saved_folder
+    from lorasae.core.errors import CorruptFileError
+    from lorasae.core.file_checks import check_safetensors, check_saved_folder
 
     good = tmp_path / "m" / "model.safetensors"
     good.parent.mkdir()

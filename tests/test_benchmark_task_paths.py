@@ -6,8 +6,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from lorasae.benchmarks.layout import builtin_tasks_dir
-from lorasae.benchmarks.tasks import write_builtin_tasks
+from lorasae.lmeval.layout import builtin_tasks_dir
+from lorasae.lmeval.tasks import write_builtin_tasks
 
 
 def _docs(folder: Path, task: str) -> list[dict]:

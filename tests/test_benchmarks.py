@@ -10,17 +10,17 @@ import pytest
 import torch
 from conftest import make_char_tokenizer, make_tiny_model
 
-from lorasae.benchmarks.comparison import comparison_table, load_results, task_metrics
-from lorasae.benchmarks.config import BenchmarkConfig
-from lorasae.benchmarks.layout import ALL_FOUR, Combination, results_path
-from lorasae.benchmarks.pairing import resolve_pairing, sae_id_tag
-from lorasae.benchmarks.plan import plan_run
-from lorasae.benchmarks.run import write_results
-from lorasae.benchmarks.tasks import BUILTIN_TASKS
-from lorasae.benchmarks.wrapper import benchmark_lm
-from lorasae.cli import parse
-from lorasae.hooks import splice
-from lorasae.models import special_token_ids
+from lorasae.core.cli import parse
+from lorasae.lmeval.comparison import comparison_table, load_results, task_metrics
+from lorasae.lmeval.config import BenchmarkConfig
+from lorasae.lmeval.layout import ALL_FOUR, Combination, results_path
+from lorasae.lmeval.pairing import resolve_pairing, sae_id_tag
+from lorasae.lmeval.plan import plan_run
+from lorasae.lmeval.run import write_results
+from lorasae.lmeval.tasks import BUILTIN_TASKS
+from lorasae.lmeval.wrapper import benchmark_lm
+from lorasae.model.hooks import splice
+from lorasae.model.load import special_token_ids
 
 SAE_LAYER = 1
 
@@ -268,7 +268,7 @@ def test_sae_and_adapter_pairing(out_root):
     )
     # the adapter has no record of its own: one was inferred at its first use and is written when the
     # command succeeds (inferred once); an adapter first used now would be described by its results.csv row
-    from lorasae.records import drop_deferred, write_deferred
+    from lorasae.core.records import drop_deferred, write_deferred
 
     assert adapter / "run.json" in write_deferred()  # with the legacy SAE folders' records
     assert json.loads((adapter / "run.json").read_text())["inferred"] is True

@@ -11,12 +11,13 @@ from contextlib import contextmanager
 import pytest
 import torch
 
-from lorasae.benchmarks.comparison import load_results
-from lorasae.benchmarks.config import BenchmarkConfig
-from lorasae.benchmarks.layout import ALL_FOUR, results_path
-from lorasae.benchmarks.plan import world_of
-from lorasae.benchmarks.run import evaluate, run_benchmarks, task_manager_for
-from lorasae.benchmarks.tasks import (
+from lorasae.core.cli import parse
+from lorasae.lmeval.comparison import load_results
+from lorasae.lmeval.config import BenchmarkConfig
+from lorasae.lmeval.layout import ALL_FOUR, results_path
+from lorasae.lmeval.plan import world_of
+from lorasae.lmeval.run import evaluate, run_benchmarks, task_manager_for
+from lorasae.lmeval.tasks import (
     BUILTIN_TASKS,
     QUESTIONS,
     domains_docs,
@@ -26,10 +27,9 @@ from lorasae.benchmarks.tasks import (
     truthful_docs,
     write_builtin_tasks,
 )
-from lorasae.benchmarks.wrapper import benchmark_lm
-from lorasae.cli import parse
-from lorasae.hooks import residual_at
-from lorasae.models import d_model, load_model
+from lorasae.lmeval.wrapper import benchmark_lm
+from lorasae.model.hooks import residual_at
+from lorasae.model.load import d_model, load_model
 
 SAE_LAYER = 1
 
@@ -219,8 +219,8 @@ def test_sae_spliced_not_above_clean(facts_runs):
 
 def test_four_combinations_end_to_end(world_lm, world_model, out_root, capsys):
     """Save an SAE and an adapter in the project's layout, then `run_benchmarks.py --all_four`."""
+    from lorasae.core.paths import adapter_dir, sae_dir, sae_tag
     from lorasae.lora.adapters import attach_lora
-    from lorasae.paths import adapter_dir, sae_dir, sae_tag
 
     model, tokenizer = world_lm
     key = world_model.name  # the model's short name in output paths

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from lorasae.cli import parse
+from lorasae.core.cli import parse
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = {
     "train_sae.py": "TrainSaeConfig",
     "train_lora.py": "TrainLoraConfig",
     "sweep.py": "SweepConfig",
-    "lorasae/demo.py": "DemoConfig",
+    "lorasae/demo/main.py": "DemoConfig",
     "eval/steering/make_positive_examples.py": "Config",
     "eval/steering/tune_alpha.py": "Config",
     "eval/steering/run_eval.py": "Config",

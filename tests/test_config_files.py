@@ -11,7 +11,7 @@ import pytest
 import yaml
 from sae_train_helpers import fast_args, write_tiny_world
 
-from lorasae.config_files import CONFIG_FILENAME, parse_with_config_file
+from lorasae.core.config_files import CONFIG_FILENAME, parse_with_config_file
 from lorasae.train.config import TrainSaeConfig
 from lorasae.train.sae_trainer import train_sae
 

@@ -8,13 +8,13 @@ import pytest
 import torch
 from sae_train_helpers import fast_args, write_tiny_world
 
-from lorasae.cli import parse
-from lorasae.config_files import parse_with_config_file
-from lorasae.eval_ce import mean_ce
-from lorasae.hooks import residual_at, splice
+from lorasae.core.cli import parse
+from lorasae.core.config_files import parse_with_config_file
 from lorasae.lora.config import TrainLoraConfig
 from lorasae.lora.run import main as train_lora_main
-from lorasae.models import load_model
+from lorasae.model.ce import mean_ce
+from lorasae.model.hooks import residual_at, splice
+from lorasae.model.load import load_model
 from lorasae.sae import load_sae
 from lorasae.sae.crosscoder import Crosscoder, CrosscoderConfig
 from lorasae.sae.relu import ReluSAE, ReluSaeConfig
@@ -67,7 +67,7 @@ def test_crosscoder_run_per_source_metrics_and_spliced_ce(tmp_path, out_root):
     assert isinstance(coder, Crosscoder) and coder.cfg.hook_layers == [0, 2]
     # independent check: reconstructions from the unspliced pass, spliced by hand
     model, tokenizer = load_model(str(model_dir), "cpu")
-    from lorasae.data import load_token_split
+    from lorasae.model.data import load_token_split
 
     val = load_token_split(str(data), tokenizer, 32, 128).val
     with torch.no_grad():

@@ -7,6 +7,8 @@ import itertools
 import pytest
 import torch
 
+from lorasae.core.errors import PreflightError
+from lorasae.core.records import write_record
 from lorasae.darkmatter.error_saes import train_error_saes
 from lorasae.darkmatter.info import SAEInfo
 from lorasae.darkmatter.linear import fit_linear
@@ -17,9 +19,7 @@ from lorasae.darkmatter.tokens import (
     sae_stream_use,
     stream_chunks,
 )
-from lorasae.data import load_token_split
-from lorasae.errors import PreflightError
-from lorasae.records import write_record
+from lorasae.model.data import load_token_split
 from lorasae.sae import SaeConfig, TopKSAE
 
 BOS, EOS = 0, 1

@@ -7,13 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from lorasae.core.records import read_record
 from lorasae.darkmatter.downstream import component_ce
 from lorasae.darkmatter.info import build_sae_info
 from lorasae.darkmatter.linear import LinearMap
-from lorasae.eval_ce import mean_ce
-from lorasae.hooks import residual_at
-from lorasae.models import load_model, special_token_ids
-from lorasae.records import read_record
+from lorasae.model.ce import mean_ce
+from lorasae.model.hooks import residual_at
+from lorasae.model.load import load_model, special_token_ids
 from lorasae.sae import SaeConfig, TopKSAE, splice_fn
 
 LAYER = 1
@@ -22,7 +22,7 @@ LAYER = 1
 @pytest.fixture(scope="module")
 def world(small_world):
     model, tokenizer = load_model(str(small_world), device="cpu")
-    from lorasae.data import load_token_split
+    from lorasae.model.data import load_token_split
 
     chunks = load_token_split("builtin", tokenizer, ctx_len=64, num_val_tokens=64 * 12, seed=0).val
     return model, tokenizer, chunks
@@ -81,10 +81,10 @@ def test_component_ce_with_a_zero_map_is_the_plain_splice_and_the_original(world
 def test_run_end_to_end_on_the_small_world(small_world, out_root):
     """run.py over three widths at k=4, a k sweep, and base vs an adapter on layers 0-1: every number
     and figure written, the LoRA model's activations at layer 1 differ from the base model's."""
-    from lorasae.cli import parse
+    from lorasae.core.cli import parse
+    from lorasae.core.paths import dark_matter_dir, dark_matter_plots_dir, dark_matter_results_path, sae_dir
     from lorasae.darkmatter.cli import DarkMatterArgs, main, result_variant
     from lorasae.lora.adapters import attach_lora
-    from lorasae.paths import dark_matter_dir, dark_matter_plots_dir, dark_matter_results_path, sae_dir
 
     key = small_world.name
     for width_x, k in ((1, 4), (2, 4), (4, 4), (4, 2)):
@@ -199,8 +199,8 @@ def test_auto_adapter_is_trained_when_missing_and_then_found(small_world, out_ro
     """`--lora auto` for one of our SAEs with no adapter: train_lora runs once, and the adapter it saved is
     the one used (the lookup after training used to pass the SAE's path string where a ref belongs)."""
     import lorasae.lora.run as lora_run
+    from lorasae.core.paths import adapter_dir, sae_dir
     from lorasae.darkmatter.cli import DarkMatterArgs, resolve_adapter
-    from lorasae.paths import adapter_dir, sae_dir
 
     key = small_world.name
     source = sae_dir(key, "normal", 4, 4, LAYER)

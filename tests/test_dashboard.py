@@ -189,7 +189,7 @@ def _script():
 
 
 def test_help_says_how_changed_latents_are_chosen_and_the_context_cap(capsys):
-    from lorasae.cli import parse
+    from lorasae.core.cli import parse
 
     with pytest.raises(SystemExit) as exit_info:
         parse(_script().DashboardArgs, ["--help"])
@@ -205,10 +205,10 @@ def dashboard(world_model, tmp_path_factory):
     import os
 
     cli = _script().cli
+    from lorasae.core.paths import adapter_dir, sae_dir, sae_tag
     from lorasae.lora.adapters import attach_lora
-    from lorasae.model_defaults import default_k
-    from lorasae.models import d_model, load_model, num_layers
-    from lorasae.paths import adapter_dir, sae_dir, sae_tag
+    from lorasae.model.defaults import default_k
+    from lorasae.model.load import d_model, load_model, num_layers
 
     root = tmp_path_factory.mktemp("dashboard")
     before = os.environ.get("LORASAE_ROOT")
@@ -251,9 +251,9 @@ def dashboard(world_model, tmp_path_factory):
 
 
 def test_script_writes_an_index_a_page_per_latent_the_data_and_its_record(dashboard, world_model):
-    from lorasae.data import load_token_split
-    from lorasae.models import load_model, special_token_ids
-    from lorasae.records import read_record
+    from lorasae.core.records import read_record
+    from lorasae.model.data import load_token_split
+    from lorasae.model.load import load_model, special_token_ids
 
     out, _, _, adapter = dashboard
     data = json.loads((out / "data.json").read_text())
@@ -323,7 +323,7 @@ def test_neuronpedia_export_is_exactly_what_the_neuronpedia_client_uploads(dashb
 
 
 def test_base_only_dashboard_with_adapter_none_has_no_lora_column(dashboard, world_model, tmp_path):
-    from lorasae.cli import parse
+    from lorasae.core.cli import parse
     from lorasae.dashboard.run import DashboardArgs, run_dashboard
 
     root = dashboard[1]
@@ -342,7 +342,7 @@ def test_base_only_dashboard_with_adapter_none_has_no_lora_column(dashboard, wor
 
 
 def test_bad_flags_fail_before_anything_loads():
-    from lorasae.cli import parse
+    from lorasae.core.cli import parse
     from lorasae.dashboard.run import DashboardArgs, check_args
 
     for flags, says in (

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from lorasae import data
+from lorasae.model import data
 
 
 def _docs(n=50):

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from lorasae.cli import parse
-from lorasae.fingerprint import weights_digest
-from lorasae.lora.identity import ADAPTER_RECORD_KIND, LORA_RECORD_KIND
-from lorasae.model_defaults import default_sae_layer
-from lorasae.paths import lora_json_path
-from lorasae.records import write_record
+from lorasae.core.cli import parse
+from lorasae.core.fingerprint import weights_digest
+from lorasae.core.paths import lora_json_path
+from lorasae.core.records import write_record
+from lorasae.model.defaults import default_sae_layer
 from lorasae.sae import SaeConfig, TopKSAE
 from lorasae.store import (
     DEFAULT_ADAPTER_RULE,
@@ -29,6 +28,7 @@ from lorasae.store import (
 )
 from lorasae.store.adapter_records import AdapterPairingError
 from lorasae.store.adapters import adapter_tags
+from lorasae.store.lora_identity import ADAPTER_RECORD_KIND, LORA_RECORD_KIND
 
 N_LAYERS = 4
 LAYER = default_sae_layer(N_LAYERS)  # 1: the SAE sits on the default layer, so its tag carries no prefix
@@ -87,13 +87,13 @@ def shelf(out_root, tmp_path):
 
 def _every_loader(model: str, ref, made: dict[str, Path]) -> dict[str, Path | None]:
     """The adapter each eval's own loader picks with no adapter flag (and no filter of its own)."""
-    from lorasae.benchmarks.config import BenchmarkConfig
-    from lorasae.benchmarks.pairing import resolve_pairing
-    from lorasae.benchmarks.plan import plan_run
     from lorasae.darkmatter.cli import DarkMatterArgs
     from lorasae.darkmatter.cli import resolve_adapter as dark_matter_adapter
     from lorasae.dashboard.run import DashboardArgs, dashboard_adapter
     from lorasae.interp.run import InterpArgs, interp_adapter
+    from lorasae.lmeval.config import BenchmarkConfig
+    from lorasae.lmeval.pairing import resolve_pairing
+    from lorasae.lmeval.plan import plan_run
     from lorasae.saebench.load import default_adapter as saebench_adapter
 
     bench = parse(BenchmarkConfig, ["--model", model, "--all_four", "--sae_source", ref.source])
@@ -171,10 +171,10 @@ def test_the_line_an_eval_prints_names_the_adapter_and_its_records_settings(shel
 
 
 def test_every_eval_help_states_the_one_rule(capsys):
-    from lorasae.benchmarks.config import BenchmarkConfig
     from lorasae.darkmatter.cli import DarkMatterArgs
     from lorasae.dashboard.run import DashboardArgs
     from lorasae.interp.run import InterpArgs
+    from lorasae.lmeval.config import BenchmarkConfig
     from lorasae.saebench.args import SaeBenchArgs
     from lorasae.steering.args import SteeringArgs
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from lorasae.demo import DemoConfig, run_demo
-from lorasae.demo_evals import EvalSizes
-from lorasae.demo_readme import BEGIN, END, replace_block, results_block
-from lorasae.demo_report import SECTIONS, Section
-from lorasae.records import read_record
+from lorasae.core.records import read_record
+from lorasae.demo.main import DemoConfig, run_demo
+from lorasae.demo.readme import BEGIN, END, replace_block, results_block
+from lorasae.demo.sections import SECTIONS, Section
+from lorasae.evals.shape import EvalSizes
 
 README = f"# x\n\nbefore\n\n{BEGIN}\nold results\n{END}\n\nafter\n"
 

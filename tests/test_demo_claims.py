@@ -3,7 +3,7 @@ written out by hand)."""
 
 from __future__ import annotations
 
-from lorasae.demo_claims import (
+from lorasae.demo.claims import (
     benchmarks_claim,
     dark_matter_claim,
     gap_claim,

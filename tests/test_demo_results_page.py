@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from lorasae.demo import DemoConfig
-from lorasae.demo_readme import (
+from lorasae.core.results_columns import RESULTS_COLUMNS
+from lorasae.demo.main import DemoConfig
+from lorasae.demo.readme import (
     BEGIN,
     END,
     TOLERANCE,
@@ -20,9 +21,8 @@ from lorasae.demo_readme import (
     update_readme,
     write_results_page,
 )
-from lorasae.demo_report import Section
-from lorasae.demo_stages import cpu_name
-from lorasae.results_columns import RESULTS_COLUMNS
+from lorasae.demo.sections import Section
+from lorasae.demo.stages import cpu_name
 
 REPO = Path(__file__).resolve().parents[1]
 OLD_BEGIN = "<!-- demo-results:begin (written by `make demo`; edits here are overwritten) -->"

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lorasae.demo_stages import Stages, cpu_seconds
+from lorasae.demo.stages import Stages, cpu_seconds
 
 BURN = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass"
 

@@ -11,10 +11,10 @@ from dataclasses import fields
 
 from conftest import make_char_tokenizer, make_tiny_model
 
-from lorasae.cli import parse
-from lorasae.demo import DemoConfig, _sweep_config
+from lorasae.core.cli import parse
+from lorasae.demo.main import DemoConfig, _sweep_config
 from lorasae.lora.config import LoraHyperparams
-from lorasae.lora.identity import NOT_IDENTITY
+from lorasae.store.lora_identity import NOT_IDENTITY
 from lorasae.sweep.config import SweepConfig
 
 README_SWEEP = "--device cpu --catalog ours --model_type tiny --ranks 16 --rank 16 --num_train_examples 160 --eval_every 160"

@@ -8,8 +8,8 @@ import pytest
 import torch
 from conftest import make_tiny_model
 
-from lorasae.hooks import splice
-from lorasae.losses import kl_next_token
+from lorasae.core.losses import kl_next_token
+from lorasae.model.hooks import splice
 from lorasae.sae import SaeConfig, TopKSAE
 from lorasae.train.objectives import e2e_head, e2e_step
 

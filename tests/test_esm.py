@@ -12,11 +12,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lorasae.config_files import parse_with_config_file
-from lorasae.data import fasta_sequences, load_token_split
-from lorasae.eval_ce import mean_ce, mlm_mask
-from lorasae.hooks import splice
-from lorasae.models import decoder_layers, is_masked_lm, load_model
+from lorasae.core.config_files import parse_with_config_file
+from lorasae.model.ce import mean_ce, mlm_mask
+from lorasae.model.data import fasta_sequences, load_token_split
+from lorasae.model.hooks import splice
+from lorasae.model.load import decoder_layers, is_masked_lm, load_model
 from lorasae.sae import TopKSAE
 from lorasae.train.config import TrainSaeConfig
 from lorasae.train.sae_trainer import train_sae
@@ -106,7 +106,7 @@ def test_esm_sae_trains_and_its_spliced_metric_is_the_masked_lm_loss(tmp_path, o
 
 
 def test_protein_models_need_a_dataset():
-    from lorasae.data import default_dataset
+    from lorasae.model.data import default_dataset
 
     with pytest.raises(ValueError, match="--dataset file.fasta"):
         default_dataset("esm")
@@ -118,8 +118,8 @@ def test_token_dropout_makes_masked_input_residuals_differ_from_unmasked_ones(tm
     positions masked, the residuals at the *unmasked* positions of layer 0 are larger (the embeddings are
     rescaled by 0.88 / observed mask ratio), and the `<mask>` positions are a different input again. An
     SAE trained on unmasked inputs never sees either, so it must train on the scoring distribution."""
-    from lorasae.eval_ce import masked_lm_inputs
-    from lorasae.hooks import residual_at
+    from lorasae.model.ce import masked_lm_inputs
+    from lorasae.model.hooks import residual_at
 
     model_dir = write_tiny_esm(tmp_path / "world")
     model, tokenizer = load_model(str(model_dir), "cpu")
@@ -148,8 +148,8 @@ def test_masked_lm_sae_trains_and_validates_on_the_masked_inputs_it_is_scored_on
     """train_sae.py on a masked LM: every training batch's rows come from the fixed-mask inputs of the
     masked-LM loss (so `<mask>` positions are among them) and the validation FVU is measured on them too."""
     import lorasae.train.harvest as harvest
-    from lorasae.eval_ce import masked_lm_inputs
-    from lorasae.hooks import residual_at
+    from lorasae.model.ce import masked_lm_inputs
+    from lorasae.model.hooks import residual_at
 
     model_dir = write_tiny_esm(tmp_path / "world")
     fasta = write_fasta(tmp_path / "proteins.fasta")
@@ -179,8 +179,8 @@ def test_masked_lm_sae_trains_and_validates_on_the_masked_inputs_it_is_scored_on
 
 def test_masked_lm_crosscoder_validates_on_the_masked_inputs(tmp_path, out_root):
     """A crosscoder on a masked LM: each source's validation FVU is measured on the masked-LM inputs too."""
-    from lorasae.eval_ce import masked_lm_inputs
-    from lorasae.hooks import residual_at
+    from lorasae.model.ce import masked_lm_inputs
+    from lorasae.model.hooks import residual_at
     from lorasae.sae.crosscoder import Crosscoder
 
     model_dir = write_tiny_esm(tmp_path / "world")

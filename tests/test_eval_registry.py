@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from lorasae import demo
-from lorasae.demo import DemoConfig
+from lorasae.demo.main import DemoConfig
 
 PINNED_EVAL_STAGES = [
     "SAE-Bench (core, sparse_probing, scr, tpp, absorption, ravel, unlearning) on the base and the "
@@ -87,7 +87,7 @@ def test_every_suite_names_a_settings_class_a_runner_and_loadable_parts():
 
 
 def test_saebench_names_flags_and_table_columns_come_from_the_registry(capsys):
-    from lorasae.cli import parse
+    from lorasae.core.cli import parse
     from lorasae.evals import family
     from lorasae.saebench.args import SaeBenchArgs
     from lorasae.saebench.comparison import HEADLINE

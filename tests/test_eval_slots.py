@@ -16,11 +16,7 @@ from conftest import make_char_tokenizer, make_tiny_model
 from test_saebench_e2e import _args, saved_setup  # noqa: F401  (saved_setup: a fixture)
 from test_steering_runner import setup  # noqa: F401  (a fixture)
 
-from lorasae import demo_evals
-from lorasae.benchmarks.layout import settings_variant as benchmark_variant
-from lorasae.demo_evals import EvalSizes, saebench_stage, steering_done, steering_variant
-from lorasae.eval_identity import find_result, found, pick_result
-from lorasae.paths import (
+from lorasae.core.paths import (
     dark_matter_dir,
     dark_matter_results_path,
     lora_variant,
@@ -28,12 +24,18 @@ from lorasae.paths import (
     settings_variant,
     with_variant,
 )
-from lorasae.records import read_record, write_record
+from lorasae.core.records import read_record, write_record
+from lorasae.core.result_choice import find_result, found, pick_result
+from lorasae.evals.shape import EvalSizes
+from lorasae.lmeval.layout import settings_variant as benchmark_variant
 from lorasae.results import pick_steering_result
 from lorasae.saebench.args import SaeBenchArgs, result_variant, results_dir
 from lorasae.saebench.comparison import load_results, result_folders
+from lorasae.saebench.demo_stage import saebench_stage
 from lorasae.saebench.run import run
+from lorasae.steering import suite as steering_suite
 from lorasae.steering.negatives import negatives_file
+from lorasae.steering.suite import steering_done, steering_variant
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -148,13 +150,13 @@ def test_steering_results_of_two_sizes_both_survive_and_the_demo_finds_its_own(
     out_root,
     monkeypatch,
 ):
-    from lorasae.atomic import atomic_write_json
+    from lorasae.core.atomic import atomic_write_json
+    from lorasae.steering.alpha_sweep import tune_alpha
     from lorasae.steering.final_eval import run_steering_eval
     from lorasae.steering.latent import resolve_latent
     from lorasae.steering.negatives import BUILTIN_STANDINS
-    from lorasae.steering.positives import make_positive_examples
+    from lorasae.steering.positives_file import make_positive_examples
     from lorasae.steering.scripts import EvalConfig, PositivesConfig, TuneConfig
-    from lorasae.steering.tune import tune_alpha
 
     ctx, args, corpus = setup  # its negatives: 6 per set, cached under that size
     resolve_latent(ctx, 5)
@@ -178,7 +180,7 @@ def test_steering_results_of_two_sizes_both_survive_and_the_demo_finds_its_own(
         written[path] = path.read_bytes()
         variant = steering_variant(PositivesConfig(**common, num_negatives=count), tune, evaluate)
         assert read_record(path).get("variant") == variant and f"neg-{count}" in variant
-        monkeypatch.setattr(demo_evals, "MODEL", ctx.model_name)
+        monkeypatch.setattr(steering_suite, "MODEL", ctx.model_name)
         assert steering_done(variant)  # the done-check finds the result of exactly these settings
         assert (out_root / f"eval/steering/distributions/5__{variant}/all.png").is_file()
     assert len(written) == 2 and all(p.read_bytes() == b for p, b in written.items())  # both kept
@@ -209,7 +211,7 @@ def test_dark_matter_results_are_named_by_their_settings_and_read_by_the_one_rul
 
 
 def test_the_demo_results_page_gets_a_run_record_naming_the_results_it_read(out_root):
-    from lorasae.demo_readme import write_page_record
+    from lorasae.demo.readme import write_page_record
 
     steering = out_root / "eval/steering/results/sae__adapter-1__neg-50/latent_3.json"
     steering.parent.mkdir(parents=True)

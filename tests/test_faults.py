@@ -17,12 +17,12 @@ import pytest
 import torch
 from test_bad_input import SAE_SMALL, script
 
-from lorasae.atomic import atomic_dir, atomic_write_json, clean_stale_temps
-from lorasae.cli import parse
-from lorasae.errors import describe, run_guarded
+from lorasae.core.atomic import atomic_dir, atomic_write_json, clean_stale_temps
+from lorasae.core.cli import parse
+from lorasae.core.errors import describe, run_guarded
+from lorasae.core.paths import sae_dir
 from lorasae.lora.config import TrainLoraConfig
 from lorasae.lora.run import plan_runs
-from lorasae.paths import sae_dir
 from lorasae.sae import SaeConfig, TopKSAE
 from lorasae.train.existing import recorded_provenance
 from lorasae.train.sae_trainer import SaeTrainer
@@ -224,7 +224,7 @@ def _dead_pid() -> int:
 
 
 def test_stale_temporaries_of_killed_writes_are_removed_on_the_next_write(tmp_path):
-    from lorasae.atomic import HOST_TAG
+    from lorasae.core.atomic import HOST_TAG
 
     dead, old = f"{_dead_pid()}@{HOST_TAG}", time.time() - 3600
     stale_file = tmp_path / f".curve.json.{dead}.abcd1234.tmp"
@@ -266,9 +266,9 @@ def test_outputs_are_created_with_the_users_umask(tmp_path, umask, file_mode, di
 
 # --- tables show the settings that differ -------------------------------------------------------------
 def test_results_table_adds_an_examples_column_when_runs_differ_in_it(out_root):
-    from lorasae.atomic import append_csv_row
-    from lorasae.report import results_table
-    from lorasae.results_columns import RESULTS_COLUMNS
+    from lorasae.core.atomic import append_csv_row
+    from lorasae.core.results_columns import RESULTS_COLUMNS
+    from lorasae.results.summary import results_table
 
     def row(examples: int, l_lora: float) -> dict:
         values = {"model": "tiny", "sae_tag": "expansion_8_L0_1", "sae_source": "s", "sae_layers": "1"}
@@ -308,8 +308,8 @@ def test_saebench_compares_base_and_peft_only_on_the_same_sae():
 
 
 def test_benchmark_table_leaves_out_a_run_with_another_limit_and_says_so(out_root):
-    from lorasae.benchmarks.comparison import comparison_table
-    from lorasae.benchmarks.layout import ALL_FOUR, results_path
+    from lorasae.lmeval.comparison import comparison_table
+    from lorasae.lmeval.layout import ALL_FOUR, results_path
 
     def record(limit, acc, sae_print=None):
         config = {"limit": limit, "num_fewshot": None, "max_length": None, "tasks": ["arc_easy"]}
@@ -330,7 +330,7 @@ def test_benchmark_table_leaves_out_a_run_with_another_limit_and_says_so(out_roo
 def test_output_swapped_out_by_a_killed_atomic_dir_is_put_back_not_deleted(tmp_path):
     """A kill between atomic_dir's two renames leaves the old output only inside its `.old` temp: the
     next write into the folder restores it instead of cleaning it away."""
-    from lorasae.atomic import HOST_TAG
+    from lorasae.core.atomic import HOST_TAG
 
     dead, old = f"{_dead_pid()}@{HOST_TAG}", time.time() - 3600
     swapped = tmp_path / f".rank_16.{dead}.abcd1234.old"
@@ -354,7 +354,7 @@ def test_failed_rename_in_atomic_dir_puts_the_old_output_back(tmp_path, monkeypa
             raise OSError("disk full")
         return real_replace(src, dst)
 
-    monkeypatch.setattr("lorasae.atomic.os.replace", flaky_replace)
+    monkeypatch.setattr("lorasae.core.atomic.os.replace", flaky_replace)
     with pytest.raises(OSError, match="disk full"):
         with atomic_dir(target) as tmp:
             (tmp / "cfg.json").write_text("new")

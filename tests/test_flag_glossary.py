@@ -12,8 +12,8 @@ from collections import Counter
 import pytest
 from flag_glossary_helpers import REPO, SCRIPTS, parse_script, read_glossary, script_config, script_flags
 
-from lorasae.cli import FLAGS_DOC, HELP_EPILOG, parse
-from lorasae.errors import UsageError
+from lorasae.core.cli import FLAGS_DOC, HELP_EPILOG, parse
+from lorasae.core.errors import UsageError
 
 SCRIPTS_DOC, ENTRIES, ALIASES = read_glossary()
 ALIAS_OF = {

@@ -9,7 +9,9 @@ import torch
 from conftest import make_tiny_model
 from torch import nn
 
-from lorasae import atomic, hooks, models, paths, runtime
+from lorasae.core import atomic, paths, runtime
+from lorasae.model import hooks
+from lorasae.model import load as models
 
 
 def test_parse_device_and_dtype():

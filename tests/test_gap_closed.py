@@ -1,4 +1,4 @@
-"""The fraction of the CE gap closed: one rule (`lorasae.gap`), and a run whose spliced SAE does not raise
+"""The fraction of the CE gap closed: one rule (`lorasae.core.gap`), and a run whose spliced SAE does not raise
 the CE is flagged `non_positive_gap` — never printed as a percentage — in the LoRA result, its JSON and
 results.csv row, its summary line and table, the report/README table, results.csv reading, the scaling
 figure's table and the SAEBench comparison. A positive gap below two standard errors of its own
@@ -18,7 +18,7 @@ import pytest
 import torch
 from conftest import VOCAB, make_tiny_model
 
-from lorasae.gap import (
+from lorasae.core.gap import (
     GAP_EPSILON,
     GAP_WITHIN_NOISE,
     NO_GAP_TEXT,
@@ -178,9 +178,9 @@ def test_reading_results_csv_applies_the_rule_to_old_rows(out_root):
 
 
 def test_report_and_readme_tables_flag_the_run(out_root):
-    from lorasae.demo_readme import results_block
-    from lorasae.demo_report import Section
-    from lorasae.report import results_table
+    from lorasae.demo.readme import results_block
+    from lorasae.demo.sections import Section
+    from lorasae.results.summary import results_table
 
     _write_old_style_csv(out_root)
     for fmt in ("simple", "github"):
@@ -232,7 +232,7 @@ def test_saebench_gap_closed_by_the_adapter_is_flagged_without_a_gap():
 def test_results_table_is_one_order_whatever_order_the_runs_were_written_in(out_root):
     """Sweep shards append rows concurrently: the table groups by SAE (first appearance) and orders each
     SAE's runs by rank, so two demos with the same runs print the same table."""
-    from lorasae.report import results_rows
+    from lorasae.results.summary import results_rows
 
     runs = [("a", 16), ("b", 1), ("a", 1), ("b", 16), ("a", 4)]
     for tag, rank in runs:
@@ -321,8 +321,8 @@ def test_noisy_gap_is_flagged_in_the_result_json_row_line_and_table(out_root, ca
 
 
 def test_reading_results_csv_and_the_report_flag_a_noisy_gap(out_root):
-    from lorasae.report import results_table
     from lorasae.results import load_results_csv
+    from lorasae.results.summary import results_table
 
     _write_old_style_csv(out_root)  # older rows without gap_se: only the sign rule applies to them
     append_result(results_row(_run("noisy"), NOISY, ["src"], [1], 8.0, 4.0, None))
@@ -401,9 +401,9 @@ def _greedy_text(prompts: torch.Tensor, length: int) -> torch.Tensor:
 def test_train_lora_measures_the_gap_noise_on_the_validation_chunks():
     """train_lora's L_SAE − L_base carries a paired standard error from the validation chunks: a splice
     that barely perturbs the model gives a gap within noise (flagged), a strong one a gap far outside."""
-    from lorasae.eval_ce import ce_per_chunk
     from lorasae.lora.adapters import attach_lora
     from lorasae.lora.trainer import TrainSettings, train_lora
+    from lorasae.model.ce import ce_per_chunk
 
     g = torch.Generator().manual_seed(1)
     val = _greedy_text(torch.randint(4, VOCAB, (24, 1), generator=g), 32)
@@ -428,7 +428,7 @@ def test_train_lora_measures_the_gap_noise_on_the_validation_chunks():
 
 
 def test_demo_multi_sae_table_prints_the_flag_of_a_noisy_gap(out_root):
-    from lorasae.demo_report import _multi_sae
+    from lorasae.demo.sections import _multi_sae
 
     joint = RunId(MODEL, "joint", (2, 3), 4, 100)
     append_result(results_row(joint, DEMO, ["a", "b"], [0, 1], 8.0, 4.0, None))

@@ -7,12 +7,12 @@ import pytest
 import torch
 from grok_helpers import small_grok_config
 
-from lorasae import paths
+from lorasae.core import paths
 from lorasae.grok.experiments import clamp_fn, clamp_study, differing_latents
-from lorasae.grok.model import GrokModelConfig, build_model, last_logits
-from lorasae.grok.tasks import ModularTask
-from lorasae.grok.train import train_grok
-from lorasae.hooks import splice
+from lorasae.grok_world.model import GrokModelConfig, build_model, last_logits
+from lorasae.grok_world.tasks import ModularTask
+from lorasae.grok_world.train import train_grok
+from lorasae.model.hooks import splice
 from lorasae.sae import SaeConfig, TopKSAE
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from lorasae.grok.model import GrokModelConfig, build_model, last_logits, save_model
-from lorasae.grok.tasks import ModularTask
-from lorasae.hooks import residual_at, splice
-from lorasae.models import d_model, decoder_layers, load_model
+from lorasae.grok_world.model import GrokModelConfig, build_model, last_logits, save_model
+from lorasae.grok_world.tasks import ModularTask
+from lorasae.model.hooks import residual_at, splice
+from lorasae.model.load import d_model, decoder_layers, load_model
 
 TASK = ModularTask(prime=11, train_frac=0.5)
 SMALL = GrokModelConfig(d_model=32, d_ff=64, n_heads=2, n_layers=2)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from grok_helpers import small_grok_config
 
-from lorasae import paths
+from lorasae.core import paths
 from lorasae.grok.study import REPO, GrokStudyConfig, run_study
-from lorasae.models import model_key
+from lorasae.model.load import model_key
 from lorasae.sae import TopKSAE
 from lorasae.sae.crosscoder import Crosscoder
 
@@ -109,7 +109,7 @@ def test_make_grok_gives_the_same_numbers_in_fresh_roots_whatever_the_cpus_own_f
 
 
 def test_pin_sets_one_float_path_unless_the_user_opts_out():
-    from lorasae import cpu_numerics
+    from lorasae.core import cpu_numerics
 
     env = {"ATEN_CPU_CAPABILITY": "avx512", "MKL_CBWR": "AVX512"}
     assert cpu_numerics.pin(env) == {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "COMPATIBLE"} == env

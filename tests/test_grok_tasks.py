@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lorasae.grok.model import build_tokenizer
-from lorasae.grok.tasks import TASKS, ModularTask, modular_inverse
+from lorasae.grok_world.model import build_tokenizer
+from lorasae.grok_world.tasks import TASKS, ModularTask, modular_inverse
 
 
 @pytest.mark.parametrize("p", [2, 7, 11, 97])
@@ -104,7 +104,7 @@ def test_train_frac_one_trains_and_tests_on_every_pair_like_the_seed():
 
 
 def test_grok_source_names_round_trip_for_the_seed_options():
-    from lorasae.grok.data import grok_source, parse_grok_source
+    from lorasae.grok_world.data import grok_source, parse_grok_source
 
     for task in (ModularTask("floordiv", 7, 1.0, 2), ModularTask("division", 11, 0.5, 0)):
         assert parse_grok_source(grok_source(task)) == task

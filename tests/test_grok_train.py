@@ -9,10 +9,10 @@ import pytest
 import torch
 from grok_helpers import small_grok_config
 
-from lorasae import paths
+from lorasae.core import paths
 from lorasae.grok.experiments import continue_training
-from lorasae.grok.train import checkpoint_steps, ensure_grok_model, train_grok
-from lorasae.models import load_model
+from lorasae.grok_world.train import checkpoint_steps, ensure_grok_model, train_grok
+from lorasae.model.load import load_model
 
 CFG = small_grok_config()
 
@@ -56,8 +56,8 @@ def test_continuing_from_a_checkpoint_reproduces_the_run(small_run):
 
 
 def test_grok_registry_entry_resolves_to_the_cached_model(monkeypatch, tmp_path):
-    import lorasae.grok.train as grok_train
-    from lorasae.models import MODEL_REGISTRY, resolve_model_name
+    import lorasae.grok_world.train as grok_train
+    from lorasae.model.load import MODEL_REGISTRY, resolve_model_name
 
     monkeypatch.setattr(grok_train, "ensure_grok_model", lambda: tmp_path / "final")
     assert "grok" in MODEL_REGISTRY

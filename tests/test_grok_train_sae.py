@@ -12,17 +12,17 @@ import torch
 import torch.nn.functional as F
 from grok_helpers import small_grok_config
 
-from lorasae import paths
-from lorasae.config_files import parse_with_config_file
-from lorasae.data import load_token_split
-from lorasae.errors import PreflightError
-from lorasae.eval_ce import ce_sum_and_count, mean_ce
-from lorasae.grok.data import grok_source, parse_grok_source
+from lorasae.core import paths
+from lorasae.core.config_files import parse_with_config_file
+from lorasae.core.errors import PreflightError
 from lorasae.grok.saes import answer_activations
-from lorasae.grok.tasks import ModularTask
-from lorasae.grok.train import checkpoint_steps, train_grok
-from lorasae.hooks import residual_at
-from lorasae.models import load_model, model_key
+from lorasae.grok_world.data import grok_source, parse_grok_source
+from lorasae.grok_world.tasks import ModularTask
+from lorasae.grok_world.train import checkpoint_steps, train_grok
+from lorasae.model.ce import ce_sum_and_count, mean_ce
+from lorasae.model.data import load_token_split
+from lorasae.model.hooks import residual_at
+from lorasae.model.load import load_model, model_key
 from lorasae.sae.crosscoder import Crosscoder
 from lorasae.sae.registry import load_ours
 from lorasae.train.config import TrainSaeConfig

@@ -10,7 +10,7 @@ import torch
 from conftest import make_tiny_model
 from sae_train_helpers import fast_config, write_tiny_world
 
-from lorasae.hooks import residual_at
+from lorasae.model.hooks import residual_at
 from lorasae.train.distributed import DistInfo
 from lorasae.train.harvest import ActivationBuffer, default_harvest_steps
 

@@ -12,7 +12,7 @@ import torch
 from conftest import make_tiny_model
 from sae_train_helpers import fast_config
 
-from lorasae.losses import fvu
+from lorasae.core.losses import fvu
 from lorasae.sae import SaeConfig, TopKSAE
 from lorasae.train.config import TrainSaeConfig
 from lorasae.train.distributed import DistInfo
@@ -73,7 +73,7 @@ def test_buffer_and_validation_rows_are_f_of_x_without_the_special_positions():
     buffer = ActivationBuffer(
         model, LAYER, iter(batches), 2, DistInfo(), torch.device("cpu"), 3, rows=mod.rows
     )
-    from lorasae.hooks import residual_at
+    from lorasae.model.hooks import residual_at
 
     for ids, rows in zip(batches, buffer):
         keep = ~torch.isin(ids, torch.tensor(SPECIAL))
@@ -192,9 +192,9 @@ def test_identity_map_trains_exactly_the_plain_sae_into_its_own_folder(small_wor
 
 
 def test_modified_run_trains_on_the_nonlinear_error_and_is_scored_on_it(small_world, out_root):
-    from lorasae.data import load_token_split
-    from lorasae.hooks import residual_at
-    from lorasae.models import load_model, special_token_ids
+    from lorasae.model.data import load_token_split
+    from lorasae.model.hooks import residual_at
+    from lorasae.model.load import load_model, special_token_ids
     from lorasae.train.sae_trainer import train_sae
 
     given = _sae(32, width=128, k=4, seed=3).save(out_root / "given_sae")
@@ -220,7 +220,7 @@ def test_modified_run_trains_on_the_nonlinear_error_and_is_scored_on_it(small_wo
 def test_the_modification_file_is_the_same_setting_however_it_is_named(out_root, monkeypatch):
     """A file under the output root named relatively (from any folder) or absolutely is one setting, so a
     rerun with the other spelling is not refused as 'trained with other settings'."""
-    from lorasae.paths import from_portable
+    from lorasae.core.paths import from_portable
     from lorasae.train.config import TrainSaeConfig
 
     target = out_root / "data" / "dark_matter" / "tiny" / "linear_maps" / "m.safetensors"

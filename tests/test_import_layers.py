@@ -22,7 +22,18 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("training and outputs", ("train", "lora", "store", "results", "plotting")),
     (
         "evals",
-        ("evals", "saebench", "steering", "lmeval", "darkmatter", "interp", "dashboard", "grok", "sweep"),
+        (
+            "evals",
+            "saebench",
+            "steering",
+            "lmeval",
+            "darkmatter",
+            "interp",
+            "dashboard",
+            "grok",
+            "sweep",
+            "scale",
+        ),
     ),
     ("demo", ("demo",)),
 ]

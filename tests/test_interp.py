@@ -12,11 +12,11 @@ import pytest
 import torch
 from conftest import make_tiny_model
 
+from lorasae.core.records import read_record
 from lorasae.interp.activations import forward_states, layer_metrics
 from lorasae.interp.pipeline import analyse, summarise_metrics
 from lorasae.interp.stats import bootstrap_interval
 from lorasae.interp.token_loss import log_histogram, loss_difference, summarise
-from lorasae.records import read_record
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -57,7 +57,7 @@ def _independent_states(model, ids, fn=None) -> list[np.ndarray]:
     """Decoder-layer outputs from `output_hidden_states` (entry l+1 is layer l's output, taken before any
     forward hook of that layer runs; the last entry is after the final norm, so only layers 0 … n−2),
     with `fn` applied to layer SAE_LAYER's output by a raw forward hook."""
-    from lorasae.models import decoder_layers
+    from lorasae.model.load import decoder_layers
 
     handle = None
     if fn is not None:
@@ -137,7 +137,7 @@ def test_token_loss_difference_is_the_difference_of_two_independent_ces(arch):
 
     def manual_ce(adapter_on: bool) -> np.ndarray:
         """log-softmax and gather by hand, through a raw forward hook."""
-        from lorasae.models import decoder_layers
+        from lorasae.model.load import decoder_layers
 
         def hook(_m, _a, out):
             return fn(out) if isinstance(out, torch.Tensor) else (fn(out[0]), *out[1:])
@@ -211,15 +211,15 @@ def test_summary_record_is_lora_minus_base_of_the_per_sequence_values():
 def test_script_end_to_end_on_the_built_in_world(world_model, out_root, capsys):
     """Save an SAE and an adapter where train_sae.py / train_lora.py would, then the script with no SAE or
     adapter flags: the store finds both; the record's numbers match independent computations."""
-    from lorasae.cli import parse
-    from lorasae.data import load_token_split
-    from lorasae.eval_ce import mean_ce
-    from lorasae.hooks import residual_at
+    from lorasae.core.cli import parse
+    from lorasae.core.paths import adapter_dir, plots_dir, sae_dir, sae_tag
     from lorasae.interp.run import InterpArgs, find_records, run_interp
     from lorasae.lora.adapters import attach_lora
-    from lorasae.model_defaults import default_k
-    from lorasae.models import d_model, load_model, num_layers
-    from lorasae.paths import adapter_dir, plots_dir, sae_dir, sae_tag
+    from lorasae.model.ce import mean_ce
+    from lorasae.model.data import load_token_split
+    from lorasae.model.defaults import default_k
+    from lorasae.model.hooks import residual_at
+    from lorasae.model.load import d_model, load_model, num_layers
     from lorasae.sae import SaeConfig, TopKSAE
 
     model, tokenizer = load_model(str(world_model), device="cpu")

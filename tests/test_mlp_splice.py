@@ -1,4 +1,4 @@
-"""`mlp_splice` / `mlp_io_at` (lorasae/hooks.py), the hooks a transcoder needs: the MLP's (input, output)
+"""`mlp_splice` / `mlp_io_at` (lorasae/model/hooks.py), the hooks a transcoder needs: the MLP's (input, output)
 rows, and its output replaced by a function of its input, on the tiny Llama and Gemma 2."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import copy
 import pytest
 import torch
 
-from lorasae import hooks
+from lorasae.model import hooks
 from lorasae.sae.transcoder import Transcoder, TranscoderConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -1,4 +1,4 @@
-"""The paper's models written out as transformers configs (lorasae/model_configs.py): the parameter counts
+"""The paper's models written out as transformers configs (lorasae/model/paper_shapes.py): the parameter counts
 of the real models, and toy-width versions that keep the architecture."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lorasae.model_configs import Shrink, param_count, random_model, real_config, shrunk_config
+from lorasae.model.paper_shapes import Shrink, param_count, random_model, real_config, shrunk_config
 
 
 @pytest.mark.parametrize(

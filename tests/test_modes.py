@@ -57,7 +57,7 @@ def test_every_writer_follows_the_umask(tmp_path, umask):
     import matplotlib.pyplot as plt
     from safetensors.torch import save_file
 
-    from lorasae.atomic import append_csv_row, atomic_dir, atomic_save_file, atomic_write_json
+    from lorasae.core.atomic import append_csv_row, atomic_dir, atomic_save_file, atomic_write_json
     from lorasae.plotting._common import save_figure
     from lorasae.sae import SaeConfig, TopKSAE
 

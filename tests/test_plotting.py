@@ -38,7 +38,7 @@ from lorasae.results import (
     sanitize,
     select_model,
 )
-from lorasae.speedup import compute_speedup
+from lorasae.results.speedup import compute_speedup
 
 L_BASE = 2.5
 
@@ -150,8 +150,8 @@ def write_fake_interp_record(root: Path, model: str = "tiny") -> Path:
     per-sequence distances and per-token losses."""
     import torch
 
+    from lorasae.core.paths import interp_json_path
     from lorasae.interp.pipeline import RawMetrics, summarise_metrics
-    from lorasae.paths import interp_json_path
 
     gen = torch.Generator().manual_seed(0)
     n, layers = 40, [1, 2, 3]

@@ -1,4 +1,4 @@
-"""`--dtype auto` and the CUDA precision paths (lorasae/precision.py), checked on the CPU: the choices per
+"""`--dtype auto` and the CUDA precision paths (lorasae/core/precision.py), checked on the CPU: the choices per
 device (CUDA faked where only the decision is tested), and the bf16-autocast SAE path against float32."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ import pytest
 import torch
 from conftest import make_char_tokenizer, make_tiny_model
 
-from lorasae import precision
-from lorasae.cli import CommonArgs
-from lorasae.hooks import residual_at
-from lorasae.models import load_model
+from lorasae.core import precision
+from lorasae.core.cli import CommonArgs
+from lorasae.model.hooks import residual_at
+from lorasae.model.load import load_model
 from lorasae.sae import SaeConfig, TopKSAE
 from lorasae.train.objectives import reconstruction_step
 

@@ -1,4 +1,4 @@
-"""Reusing the clean prefix of the spliced forward (`lorasae/prefix.py`): the CE with the residual after
+"""Reusing the clean prefix of the spliced forward (`lorasae/model/prefix.py`): the CE with the residual after
 layer L cached equals the full spliced forward's, layers 0…L do not run, and every case the reuse is not
 known to be exact falls back to the full forward."""
 
@@ -11,9 +11,9 @@ import torch
 from conftest import make_tiny_model
 from torch import nn
 
-from lorasae.eval_ce import ce_sum_and_count
-from lorasae.models import decoder_layers
-from lorasae.prefix import PrefixCache, build_prefix_cache
+from lorasae.model.ce import ce_sum_and_count
+from lorasae.model.load import decoder_layers
+from lorasae.model.prefix import PrefixCache, build_prefix_cache
 from lorasae.sae import SaeConfig, TopKSAE
 from lorasae.sae.splice import splice_fn
 

@@ -1,4 +1,4 @@
-"""Run records (lorasae.records): written beside an output, read back, identity compared by digest."""
+"""Run records (lorasae.core.records): written beside an output, read back, identity compared by digest."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from lorasae.errors import CorruptFileError
-from lorasae.records import (
+from lorasae.core.errors import CorruptFileError
+from lorasae.core.records import (
     digest,
     ensure_record,
     model_weights_digest,
@@ -73,8 +73,8 @@ def test_model_digest_follows_the_weight_bytes(tmp_path):
 
 
 def test_inferred_record_is_written_only_when_the_guarded_command_succeeds(tmp_path):
-    from lorasae.errors import main_guard
-    from lorasae.records import defer_inferred_record
+    from lorasae.core.errors import main_guard
+    from lorasae.core.records import defer_inferred_record
 
     folder = tmp_path / "rank_16"
     folder.mkdir()

@@ -8,8 +8,8 @@ import pytest
 import torch
 from sae_train_helpers import fast_args, write_tiny_world
 
-from lorasae.cli import parse
-from lorasae.config_files import parse_with_config_file
+from lorasae.core.cli import parse
+from lorasae.core.config_files import parse_with_config_file
 from lorasae.lora.config import TrainLoraConfig
 from lorasae.lora.run import main as train_lora_main
 from lorasae.sae import load_sae
@@ -90,7 +90,7 @@ def test_relu_run_counts_dead_latents_and_saves_its_tag(tmp_path, out_root):
     args = fast_args(model_dir, data, architecture="relu", sparsity=0.05, sparsity_warmup_steps=20, lr=3e-3)
     result = train_sae(parse_with_config_file(TrainSaeConfig, args + ["--dead_after_tokens", "640"]))
     assert result.final_dir.parent.name == "expansion_4_relu_l1_0.05"
-    from lorasae.paths import sae_curve_path
+    from lorasae.core.paths import sae_curve_path
 
     # its curve sits beside the TopK one, never in its place
     curve = result.curve_files["val_loss"]
@@ -99,9 +99,9 @@ def test_relu_run_counts_dead_latents_and_saves_its_tag(tmp_path, out_root):
     assert result.train_metrics["l1_coef"] == 0.05 and result.train_metrics["l1"] > 0
     sae = ReluSAE.load(result.final_dir)
     # L0 and the never-active share recomputed from the validation activations
-    from lorasae.data import load_token_split
-    from lorasae.hooks import residual_at
-    from lorasae.models import load_model
+    from lorasae.model.data import load_token_split
+    from lorasae.model.hooks import residual_at
+    from lorasae.model.load import load_model
 
     model, tokenizer = load_model(str(model_dir), "cpu")
     val = load_token_split(str(data), tokenizer, 32, 128).val
@@ -211,9 +211,9 @@ def test_seed_loss_run_trains_on_the_squared_error_per_token_not_the_fvu(tmp_pat
     args = fast_args(model_dir, data, architecture="relu", sparsity=lam, recon_loss="sum_sq", lr=3e-3)
     result = train_sae(parse_with_config_file(TrainSaeConfig, args))
     m = result.train_metrics
-    from lorasae.data import load_token_split
-    from lorasae.hooks import residual_at
-    from lorasae.models import load_model
+    from lorasae.model.data import load_token_split
+    from lorasae.model.hooks import residual_at
+    from lorasae.model.load import load_model
 
     model, tokenizer = load_model(str(model_dir), "cpu")
     with torch.no_grad():

@@ -10,17 +10,17 @@ import os
 import pytest
 from test_run_identity_lora import argv, make_world, save_sae
 
-from lorasae.benchmarks.comparison import comparison_table
-from lorasae.benchmarks.config import BenchmarkConfig
-from lorasae.benchmarks.layout import ALL_FOUR, results_path, settings_variant
-from lorasae.benchmarks.pairing import resolve_pairing
-from lorasae.benchmarks.plan import plan_run
-from lorasae.cli import parse
-from lorasae.eval_identity import result_slot
+from lorasae.core.cli import parse
+from lorasae.core.paths import sae_dir
+from lorasae.core.records import read_record, write_deferred
+from lorasae.evals.identity import result_slot
+from lorasae.lmeval.comparison import comparison_table
+from lorasae.lmeval.config import BenchmarkConfig
+from lorasae.lmeval.layout import ALL_FOUR, results_path, settings_variant
+from lorasae.lmeval.pairing import resolve_pairing
+from lorasae.lmeval.plan import plan_run
 from lorasae.lora.config import TrainLoraConfig
 from lorasae.lora.run import main as train_lora
-from lorasae.paths import sae_dir
-from lorasae.records import read_record, write_deferred
 from lorasae.saebench.args import results_dir
 from lorasae.saebench.comparison import load_results
 from lorasae.store import AdapterFilter, external_ref, find_adapter, resolve_adapter

@@ -15,14 +15,14 @@ import pytest
 import torch
 from conftest import make_char_tokenizer, make_tiny_model
 
-from lorasae import paths
-from lorasae.cli import parse
-from lorasae.errors import OutputExistsError
+from lorasae.core import paths
+from lorasae.core.cli import parse
+from lorasae.core.errors import OutputExistsError
+from lorasae.core.paths import LORA_NAME_KEYS, adapter_dir, lora_variant, sae_dir
+from lorasae.core.records import read_record
 from lorasae.lora.config import TrainLoraConfig
 from lorasae.lora.run import main, make_run_id, plan_runs
-from lorasae.models import ModelShape
-from lorasae.paths import LORA_NAME_KEYS, adapter_dir, lora_variant, sae_dir
-from lorasae.records import read_record
+from lorasae.model.load import ModelShape
 from lorasae.results.lora_runs import load_lora_runs
 from lorasae.sae import SaeConfig, TopKSAE
 from lorasae.store import external_run, find_adapter

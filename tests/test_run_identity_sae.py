@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from sae_train_helpers import fast_config, write_tiny_world
 
-from lorasae import paths
-from lorasae.records import model_weights_digest, read_record
+from lorasae.core import paths
+from lorasae.core.records import model_weights_digest, read_record
 from lorasae.results import load_sae_curve
 
 # 10 steps, 3 curve points, checkpoints at 50 % and 100 %
@@ -52,7 +52,7 @@ def test_every_sae_folder_has_a_record_naming_model_weights_data_layer_and_setti
 
 
 def test_init_sae_is_recorded_as_a_parent_with_its_digest(world, out_root):
-    from lorasae.fingerprint import weights_digest
+    from lorasae.core.fingerprint import weights_digest
 
     first = _train(world)
     second = _train(world, k=2, init_sae=first.final_dir)
@@ -149,7 +149,7 @@ def test_sae_trained_on_another_model_of_the_same_width_is_refused_when_spliced(
 
 
 def test_the_store_reads_what_an_sae_is_from_its_record_not_its_folder_name(world, out_root):
-    from lorasae.records import SAE_RECORD_KIND
+    from lorasae.core.records import SAE_RECORD_KIND
     from lorasae.sae import SaeConfig, TopKSAE
     from lorasae.store import find_sae
     from lorasae.store.sae_records import sae_record
@@ -162,7 +162,7 @@ def test_the_store_reads_what_an_sae_is_from_its_record_not_its_folder_name(worl
     assert read_record(legacy) is None  # finding an SAE writes nothing (a failing command changes nothing)
     inferred = sae_record(legacy)
     assert inferred.inferred and inferred.kind == SAE_RECORD_KIND
-    from lorasae.records import drop_deferred, write_deferred
+    from lorasae.core.records import drop_deferred, write_deferred
 
     drop_deferred()  # the command failed: nothing is written
     assert read_record(legacy) is None
@@ -174,7 +174,7 @@ def test_the_store_reads_what_an_sae_is_from_its_record_not_its_folder_name(worl
     renamed = folder / "expansion_8_L0_5" / "model.layers.1"
     TopKSAE(SaeConfig(32, 256, 2, hook_layer=1)).save(renamed)
     identity = dict(inferred.identity, settings={"expansion_factor": 8, "k": 2})
-    from lorasae.records import write_record
+    from lorasae.core.records import write_record
 
     write_record(renamed, SAE_RECORD_KIND, identity)
     assert Path(find_sae(str(model_dir), k=2).source) == renamed
@@ -185,7 +185,7 @@ def test_the_store_reads_what_an_sae_is_from_its_record_not_its_folder_name(worl
 def test_an_sae_of_another_model_in_the_same_folder_is_refused_naming_the_model(world, out_root, tmp_path):
     from conftest import make_tiny_model
 
-    from lorasae.errors import OutputExistsError
+    from lorasae.core.errors import OutputExistsError
     from lorasae.train.sae_trainer import train_sae
 
     model_dir, data = world

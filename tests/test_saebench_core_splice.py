@@ -8,8 +8,8 @@ import pytest
 import torch
 from conftest import make_char_tokenizer, make_tiny_model
 
-from lorasae.eval_ce import mean_ce
-from lorasae.models import special_token_ids
+from lorasae.model.ce import mean_ce
+from lorasae.model.load import special_token_ids
 from lorasae.sae import SaeConfig, TopKSAE, splice_fn
 from lorasae.saebench.core import CoreEvalConfig, reconstruction_metrics, run_core
 

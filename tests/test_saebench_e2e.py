@@ -16,8 +16,8 @@ import pytest
 import torch
 from conftest import make_char_tokenizer, make_tiny_model
 
-from lorasae.cli import parse
-from lorasae.records import read_record
+from lorasae.core.cli import parse
+from lorasae.core.records import read_record
 from lorasae.saebench.absorption import AbsorptionEvalConfig, run_absorption
 from lorasae.saebench.args import EVALS, SaeBenchArgs, result_variant
 from lorasae.saebench.autointerp import AutoInterpEvalConfig, run_autointerp
@@ -403,8 +403,8 @@ def test_run_eval_all_eight_on_base_and_peft(saved_setup, out_root, capsys, monk
 
 
 def test_get_peft_dict_matches_merging_in_memory(saved_setup, out_root):
-    from lorasae.adapter_files import merge_adapter
-    from lorasae.models import load_model
+    from lorasae.model.adapters import merge_adapter
+    from lorasae.model.load import load_model
 
     out = save_peft_dict(saved_setup["model"], saved_setup["adapter"], None)
     assert out == out_root / "eval" / "SAE-Bench" / "peft_dicts" / "tinyrand_adapter_peft_1-2_rank_2.pt"

@@ -10,8 +10,8 @@ import pytest
 import torch
 from saebench_fact_model import FACT_ATTRIBUTES, ensure_fact_model
 
-from lorasae.hooks import residual_at, splice
-from lorasae.models import load_model
+from lorasae.model.hooks import residual_at, splice
+from lorasae.model.load import load_model
 from lorasae.saebench import ravel, unlearning
 from lorasae.saebench import world_tasks as w
 from lorasae.saebench.schema import validate_eval_output

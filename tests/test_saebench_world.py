@@ -20,7 +20,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lorasae.models import load_model, num_layers
+from lorasae.model.load import load_model, num_layers
 from lorasae.sae import SaeConfig, TopKSAE, geometric_median
 from lorasae.saebench import datasets as data
 from lorasae.saebench.activations import collect_residuals

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from lorasae.config_files import parse_with_config_file
+from lorasae.core.config_files import parse_with_config_file
 from lorasae.sae import SaeConfig, TopKSAE
 from lorasae.sae.relu import ReluSAE, ReluSaeConfig
 from lorasae.train.config import TrainSaeConfig

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lorasae.results import Curve
-from lorasae.speedup import (
+from lorasae.results.speedup import (
     default_targets,
     speedup_at,
     speedup_frame,

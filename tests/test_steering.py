@@ -11,13 +11,13 @@ from conftest import make_char_tokenizer, make_tiny_model
 from scipy import stats as sstats
 from torch import nn
 
-from lorasae.hooks import splice
-from lorasae.steering.examples import dedup, dedup_key, parse_examples, split_snippets
+from lorasae.model.hooks import splice
+from lorasae.steering.alpha_rule import AlphaScore, choose_alpha, parse_grid, score_alpha
+from lorasae.steering.example_sources import dedup, dedup_key, parse_examples, split_snippets
 from lorasae.steering.intervention import steer, steering_fn, unit_direction
 from lorasae.steering.loglik import encode_texts, mean_logliks, text_logliks, token_logprobs
 from lorasae.steering.negatives import split_sets
 from lorasae.steering.stats import lora_minus_base, minmax_normalise, normalised_delta, t_interval
-from lorasae.steering.tuning import AlphaScore, choose_alpha, parse_grid, score_alpha
 
 # --- log-likelihood ---------------------------------------------------------------------------------
 

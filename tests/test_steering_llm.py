@@ -1,4 +1,4 @@
-"""The shared LLM client (`lorasae.llm`) and the steering eval's example generation against a stand-in
+"""The shared LLM client (`lorasae.core.llm`) and the steering eval's example generation against a stand-in
 OpenAI-compatible server on 127.0.0.1 (no network)."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from lorasae.llm import LLMClient, LLMError, LLMSettings
+from lorasae.core.llm import LLMClient, LLMError, LLMSettings
 from lorasae.saebench.autointerp import AutoInterpEvalConfig, judge_settings
-from lorasae.steering.examples import generate_llm_examples
+from lorasae.steering.example_sources import generate_llm_examples
 
 
 class FakeLLM:

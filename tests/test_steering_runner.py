@@ -10,17 +10,17 @@ import pytest
 import torch
 from conftest import make_char_tokenizer, make_tiny_model
 
-from lorasae.atomic import atomic_write_json
-from lorasae.records import read_record
+from lorasae.core.atomic import atomic_write_json
+from lorasae.core.records import read_record
 from lorasae.sae import SaeConfig, TopKSAE
+from lorasae.steering.alpha_sweep import recorded_alpha, tune_alpha
 from lorasae.steering.args import SteeringArgs
 from lorasae.steering.context import SteeringContext
 from lorasae.steering.evaluator import build_splits
 from lorasae.steering.final_eval import run_steering_eval
 from lorasae.steering.latent import resolve_latent
 from lorasae.steering.negatives import BUILTIN_STANDINS, negatives_file
-from lorasae.steering.positives import make_positive_examples
-from lorasae.steering.tune import recorded_alpha, tune_alpha
+from lorasae.steering.positives_file import make_positive_examples
 from lorasae.store import find_sae
 
 VARIANT = "neg-6_negset-builtin_bs-8_len-48"  # the settings of `setup`'s args off the scripts' defaults
@@ -142,7 +142,7 @@ def test_missing_inputs_give_clear_errors(setup, out_root):
 def test_llm_positive_examples_through_the_runner(setup, out_root, monkeypatch):
     from test_steering_llm import FakeLLM
 
-    from lorasae.llm import LLMClient, LLMSettings
+    from lorasae.core.llm import LLMClient, LLMSettings
 
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(var, raising=False)

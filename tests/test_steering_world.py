@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import torch
 
-from lorasae.atomic import atomic_write_json
-from lorasae.models import load_model, num_layers
+from lorasae.core.atomic import atomic_write_json
+from lorasae.model.load import load_model, num_layers
 from lorasae.sae import SaeConfig, TopKSAE
+from lorasae.steering.alpha_sweep import tune_alpha
 from lorasae.steering.args import SteeringArgs, positives_path
 from lorasae.steering.context import SteeringContext
-from lorasae.steering.examples import split_snippets
+from lorasae.steering.example_sources import split_snippets
 from lorasae.steering.final_eval import run_steering_eval
 from lorasae.steering.latent import resolve_latent
 from lorasae.steering.loglik import encode_texts
 from lorasae.steering.negatives import builtin_documents
-from lorasae.steering.tune import tune_alpha
 from lorasae.world import world_seed as model_world_seed
 from lorasae.world.corpus import DOMAINS
 

@@ -1,4 +1,4 @@
-"""The store (`lorasae.store`): the read side of `lorasae/paths.py`. What `train_sae.py` wrote with default
+"""The store (`lorasae.store`): the read side of `lorasae/core/paths.py`. What `train_sae.py` wrote with default
 flags is what every other script picks with no flags; every front end resolves the same SAE and adapter
 for the same arguments; ambiguity errors only when the user's own flags are ambiguous; layers and run
 tags are settled (and finished runs skipped) before any weights load."""
@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from lorasae import paths
-from lorasae.cli import parse
+from lorasae.core import paths
+from lorasae.core.cli import parse
 from lorasae.lora.outputs import write_run_records
-from lorasae.models import LayerOutOfRangeError, model_shape
+from lorasae.model.load import LayerOutOfRangeError, model_shape
 from lorasae.sae import SaeConfig, TopKSAE
 from lorasae.sae.sources import SaeNotFoundError, SaeShapeError
 from lorasae.store import (
@@ -97,9 +97,9 @@ def test_ambiguity_only_when_the_flags_leave_several_non_default_families(traine
 
 
 def test_every_front_end_resolves_the_same_sae_and_adapter(trained):
-    from lorasae.benchmarks.config import BenchmarkConfig
-    from lorasae.benchmarks.pairing import resolve_pairing
-    from lorasae.benchmarks.plan import plan_run
+    from lorasae.lmeval.config import BenchmarkConfig
+    from lorasae.lmeval.pairing import resolve_pairing
+    from lorasae.lmeval.plan import plan_run
     from lorasae.saebench.load import default_adapter as saebench_adapter
     from lorasae.steering.context import default_adapter as steering_adapter
     from lorasae.store import resolve_sae

@@ -10,11 +10,11 @@ import pytest
 import torch
 from conftest import make_char_tokenizer, make_tiny_model
 
-from lorasae import paths
-from lorasae.cli import parse
+from lorasae.core import paths
+from lorasae.core.cli import parse
+from lorasae.core.records import read_record
 from lorasae.plotting import improvement_table
 from lorasae.plotting._common import width_label
-from lorasae.records import read_record
 from lorasae.results import load_results_csv, load_sweep_manifest
 from lorasae.sae import SaeConfig, TopKSAE
 from lorasae.sweep.catalog import Catalog, SaeEntry, gemma_scope_catalog, our_catalog
@@ -252,7 +252,7 @@ def test_model_size_over_our_catalog_leaves_out_models_without_saes(our_world, c
 def test_a_failing_sweep_shard_is_named_with_its_output_and_rerun_command(out_root, capsys):
     """run_shards (the demo's parallel sweep): each shard's lines come prefixed; a shard that fails raises
     with its last lines and the command that reruns it alone."""
-    from lorasae.errors import LorasaeError
+    from lorasae.core.errors import LorasaeError
     from lorasae.sweep.shards import run_shards
 
     with pytest.raises(LorasaeError) as err:  # no SAEs of ours under this root: every shard exits 1

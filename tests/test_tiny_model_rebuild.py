@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lorasae.errors import RunInterrupted
+from lorasae.core.errors import RunInterrupted
 from lorasae.world import tiny_model as tiny_mod
 from lorasae.world.tiny_model import TinyWorldConfig, ensure_tiny_model
 

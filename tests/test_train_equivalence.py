@@ -18,7 +18,7 @@ import torch
 from sae_train_helpers import fast_config, write_tiny_world
 from safetensors.torch import load_file
 
-from lorasae.errors import RunInterrupted
+from lorasae.core.errors import RunInterrupted
 from lorasae.train.logger import TrainLogger
 from lorasae.train.modification import save_modification_file
 from lorasae.train.sae_trainer import train_sae

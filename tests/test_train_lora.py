@@ -9,8 +9,7 @@ import pytest
 import torch
 from conftest import VOCAB, make_tiny_model
 
-from lorasae.eval_ce import mean_ce
-from lorasae.hooks import splice
+from lorasae.core.losses import kl_next_token
 from lorasae.kl import LogitHead, chunked_kl, final_hidden, naive_kl, verify_head
 from lorasae.lora.adapters import (
     PROJECTIONS,
@@ -22,8 +21,9 @@ from lorasae.lora.adapters import (
     target_modules,
 )
 from lorasae.lora.trainer import KLObjective, TrainSettings, train_lora, validation_ce
-from lorasae.losses import kl_next_token
-from lorasae.models import LayerOutOfRangeError
+from lorasae.model.ce import mean_ce
+from lorasae.model.hooks import splice
+from lorasae.model.load import LayerOutOfRangeError
 from lorasae.sae import SaeConfig, TopKSAE
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -277,7 +277,7 @@ def test_training_reduces_kl_and_restores_training_mode():
 
 
 def test_paper_defaults_small_model_defaults_and_help(capsys):
-    from lorasae.cli import parse
+    from lorasae.core.cli import parse
     from lorasae.lora.config import TrainLoraConfig
     from lorasae.train.config import TrainSaeConfig
 

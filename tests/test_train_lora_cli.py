@@ -12,15 +12,15 @@ import pytest
 import torch
 from conftest import make_char_tokenizer, make_tiny_model
 
-from lorasae.adapter_files import load_peft_model
-from lorasae.cli import parse
-from lorasae.eval_ce import mean_ce
+from lorasae.core.cli import parse
+from lorasae.core.paths import sae_dir
+from lorasae.core.results_columns import RESULTS_COLUMNS
 from lorasae.lora.config import TrainLoraConfig
 from lorasae.lora.run import main
 from lorasae.lora.trainer import sae_splices
-from lorasae.models import LayerOutOfRangeError, load_model, special_token_ids
-from lorasae.paths import sae_dir
-from lorasae.results_columns import RESULTS_COLUMNS
+from lorasae.model.adapters import load_peft_model
+from lorasae.model.ce import mean_ce
+from lorasae.model.load import LayerOutOfRangeError, load_model, special_token_ids
 from lorasae.sae import SaeConfig, TopKSAE
 from lorasae.sae.sources import SaeNotFoundError, SaeShapeError
 from lorasae.store import find_adapter
@@ -67,7 +67,7 @@ def test_one_checkpoint_writes_every_output_and_the_adapter_reproduces_l_lora(wo
     tag = "expansion_4_L0_4-100pct"
     ce = json.loads(summary.run.json_path("CE_increase").read_text())
     assert set(ce) - {"gap_flag"} == {"initial", "converged", "difference", "base"}
-    assert ce.get("gap_flag") == result.gap_flag  # the random tiny model: often no gap (lorasae.gap)
+    assert ce.get("gap_flag") == result.gap_flag  # the random tiny model: often no gap (lorasae.core.gap)
     assert ce["initial"] == result.L_SAE and ce["converged"] == result.L_LoRA and ce["base"] == result.L_base
     assert ce["difference"] == pytest.approx(ce["initial"] - ce["converged"])
     val = json.loads(summary.run.json_path("val_loss").read_text())
@@ -103,7 +103,7 @@ def test_one_checkpoint_writes_every_output_and_the_adapter_reproduces_l_lora(wo
     from lorasae.sae.sources import load_sae
 
     sae = load_sae(sae_dir("model", "normal", 4, 4, 1, pct=100))
-    from lorasae.data import load_token_split
+    from lorasae.model.data import load_token_split
 
     split = load_token_split(str(world / "text.txt"), tokenizer, 32, 96, 42)
     again = mean_ce(peft_model, split.val, 4, sae_splices({1: sae}, special_token_ids(tokenizer)))

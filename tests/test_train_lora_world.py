@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lorasae.cli import parse
+from lorasae.core.cli import parse
 from lorasae.lora.config import TrainLoraConfig
 from lorasae.lora.run import main as train_lora_main
 
@@ -18,10 +18,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def quick_sae(model_dir: Path, layer: int, k: int, expansion: int, num_val_tokens: int, steps: int = 300):
     """A TopK SAE trained for a few hundred Adam steps on FVU over activations of the training chunks
     (the split `train_lora.py` uses), saved as our final SAE. Independent of train_sae.py on purpose."""
-    from lorasae.data import load_token_split
-    from lorasae.hooks import residual_at
-    from lorasae.models import d_model, load_model, model_key
-    from lorasae.paths import sae_dir
+    from lorasae.core.paths import sae_dir
+    from lorasae.model.data import load_token_split
+    from lorasae.model.hooks import residual_at
+    from lorasae.model.load import d_model, load_model, model_key
     from lorasae.sae import SaeConfig, TopKSAE
 
     model, tokenizer = load_model(str(model_dir), "cpu")

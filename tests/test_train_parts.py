@@ -13,7 +13,7 @@ import pytest
 import torch
 from sae_train_helpers import fast_config, write_tiny_world
 
-from lorasae.cli import CommonArgs
+from lorasae.core.cli import CommonArgs
 from lorasae.sae import TopKSAE
 from lorasae.sae.registry import ARCHITECTURES, ON_DISK, SAE_CLASSES, Architecture, DictionarySpec, load_ours
 from lorasae.train.config import TrainSaeConfig

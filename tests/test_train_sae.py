@@ -12,12 +12,12 @@ import torch
 from conftest import make_tiny_model
 from sae_train_helpers import fast_config, write_tiny_world
 
-from lorasae import paths
-from lorasae.cli import parse
-from lorasae.eval_ce import mean_ce
+from lorasae.core import paths
+from lorasae.core.cli import parse
+from lorasae.core.losses import fvu, kl_next_token, total_variance
 from lorasae.kl import chunked_kl
-from lorasae.losses import fvu, kl_next_token, total_variance
-from lorasae.models import LayerOutOfRangeError
+from lorasae.model.ce import mean_ce
+from lorasae.model.load import LayerOutOfRangeError
 from lorasae.train.config import TrainSaeConfig, default_k
 from lorasae.train.optim import make_optimizer, resolve_optimizer_kind
 from lorasae.train.schedule import WarmupLinearDecay
@@ -128,7 +128,7 @@ def test_e2e_step_trains_only_the_sae():
     loss, out, stats = e2e_step(model, sae, ids, 1, 0.0, None)
     with torch.no_grad():
         p = model(ids).logits
-        from lorasae.hooks import splice
+        from lorasae.model.hooks import splice
 
         with splice(model, {1: lambda h: sae(h.reshape(-1, 32)).x_hat.reshape(h.shape)}):
             q = model(ids).logits

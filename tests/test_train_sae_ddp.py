@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from sae_train_helpers import fast_args, fast_config, write_tiny_world
 
-from lorasae import paths
+from lorasae.core import paths
 from lorasae.sae import TopKSAE
 from lorasae.train.sae_trainer import train_sae
 

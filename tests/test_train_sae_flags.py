@@ -10,7 +10,7 @@ from pathlib import Path
 import simple_parsing
 from simple_parsing import ArgumentGenerationMode
 
-from lorasae.cli import CONFIG_FLAG, _Parser
+from lorasae.core.cli import CONFIG_FLAG, _Parser
 from lorasae.train.config import TrainSaeConfig
 
 PINNED = Path(__file__).parent / "data" / "train_sae_flags.json"
@@ -50,7 +50,7 @@ def test_flags_are_exactly_mains():
 
 
 def test_config_files_of_the_repository_still_parse():
-    from lorasae.config_files import parse_with_config_file
+    from lorasae.core.config_files import parse_with_config_file
 
     configs = sorted((Path(__file__).parent.parent / "configs").glob("train-*"))
     assert configs

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from lorasae import paths
-from lorasae.cli import parse
-from lorasae.data import load_token_split
-from lorasae.hooks import residual_at
-from lorasae.models import d_model, load_model
+from lorasae.core import paths
+from lorasae.core.cli import parse
+from lorasae.model.data import load_token_split
+from lorasae.model.hooks import residual_at
+from lorasae.model.load import d_model, load_model
 from lorasae.sae import TopKSAE
 from lorasae.train.config import TrainSaeConfig, default_k
 from lorasae.train.sae_trainer import TrainResult, train_sae

@@ -26,8 +26,8 @@ def test_curve_chunks_are_the_first_chunks_covering_the_tokens():
 
 
 def test_short_run_curve_is_the_spliced_ce_of_the_first_chunks(tmp_path, out_root):
-    from lorasae.data import load_token_split
-    from lorasae.models import load_model, special_token_ids
+    from lorasae.model.data import load_token_split
+    from lorasae.model.load import load_model, special_token_ids
     from lorasae.sae import TopKSAE
     from lorasae.train.sae_trainer import train_sae
     from lorasae.train.validation import spliced_ce

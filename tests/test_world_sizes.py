@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lorasae.records import read_record
+from lorasae.core.records import read_record
 from lorasae.world.sizes import BUILTIN_SIZES, is_builtin_size, size_config
 from lorasae.world.tiny_model import WORLD_RECORD_KIND, TinyWorldConfig, ensure_tiny_model
 
@@ -56,7 +56,7 @@ def test_second_size_builds_beside_tiny_on_the_same_tokenizer_with_a_run_record(
 
 
 def test_registry_resolves_every_builtin_size_to_its_folder(tmp_path: Path, monkeypatch) -> None:
-    from lorasae import models
+    from lorasae.model import load as models
 
     built: list[str] = []
 
@@ -73,6 +73,6 @@ def test_registry_resolves_every_builtin_size_to_its_folder(tmp_path: Path, monk
 
 
 def test_builtin_sizes_default_to_the_builtin_corpus() -> None:
-    from lorasae.data import default_dataset
+    from lorasae.model.data import default_dataset
 
     assert default_dataset("tiny-s") == default_dataset("tiny") == "builtin"

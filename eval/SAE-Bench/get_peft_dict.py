@@ -13,8 +13,8 @@ eval/SAE-Bench/peft_dicts/<model>_<sae_tag>_peft_<a>-<b>_rank_<r>.pt.
 import sys
 from dataclasses import dataclass
 
-from lorasae.cli import parse
-from lorasae.errors import main_guard
+from lorasae.core.cli import parse
+from lorasae.core.errors import main_guard
 from lorasae.saebench.load import save_peft_dict
 
 
@@ -41,7 +41,7 @@ class Config:
 
 @main_guard
 def cli(argv: list[str]) -> None:
-    """The command line behind the error boundary (`lorasae.errors`)."""
+    """The command line behind the error boundary (`lorasae.core.errors`)."""
     config = parse(Config, argv)
     save_peft_dict(config.model, config.adapter, config.output, config.device, config.dtype)
 

@@ -22,15 +22,15 @@ default (`--scr_ablation_pooling unmasked` leaves padding and BOS out).
 
 import sys
 
-from lorasae.cli import parse
-from lorasae.errors import main_guard
+from lorasae.core.cli import parse
+from lorasae.core.errors import main_guard
 from lorasae.saebench.args import SaeBenchArgs
 from lorasae.saebench.run import run
 
 
 @main_guard
 def cli(argv: list[str]) -> None:
-    """The command line behind the error boundary (`lorasae.errors`)."""
+    """The command line behind the error boundary (`lorasae.core.errors`)."""
     run(parse(SaeBenchArgs, argv))
 
 

@@ -12,15 +12,15 @@ comparing the four combinations found there.
 
 import sys
 
-from lorasae.benchmarks.config import BenchmarkConfig
-from lorasae.benchmarks.run import run_benchmarks
-from lorasae.cli import parse
-from lorasae.errors import main_guard
+from lorasae.core.cli import parse
+from lorasae.core.errors import main_guard
+from lorasae.lmeval.config import BenchmarkConfig
+from lorasae.lmeval.run import run_benchmarks
 
 
 @main_guard
 def cli(argv: list[str]) -> None:
-    """The command line behind the error boundary (`lorasae.errors`)."""
+    """The command line behind the error boundary (`lorasae.core.errors`)."""
     run_benchmarks(parse(BenchmarkConfig, argv))
 
 

@@ -15,14 +15,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from lorasae.cli import parse  # noqa: E402
+from lorasae.core.cli import parse  # noqa: E402
+from lorasae.core.errors import main_guard  # noqa: E402
 from lorasae.darkmatter.cli import DarkMatterArgs, main  # noqa: E402
-from lorasae.errors import main_guard  # noqa: E402
 
 
 @main_guard
 def cli(argv: list[str]) -> None:
-    """The command line behind the error boundary (`lorasae.errors`)."""
+    """The command line behind the error boundary (`lorasae.core.errors`)."""
     main(parse(DarkMatterArgs, argv))
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from lorasae.cli import CommonArgs, field, parse, parse_count  # noqa: E402
-from lorasae.errors import main_guard  # noqa: E402
+from lorasae.core.cli import CommonArgs, field, parse, parse_count  # noqa: E402
+from lorasae.core.errors import main_guard  # noqa: E402
 
 
 @dataclass
@@ -76,7 +76,7 @@ def tour(args: TutorialArgs) -> None:
 
 @main_guard
 def cli(argv: list[str]) -> None:
-    """The command line behind the error boundary (`lorasae.errors`)."""
+    """The command line behind the error boundary (`lorasae.core.errors`)."""
     tour(parse(TutorialArgs, argv))
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from lorasae.cli import parse  # noqa: E402
-from lorasae.errors import main_guard  # noqa: E402
+from lorasae.core.cli import parse  # noqa: E402
+from lorasae.core.errors import main_guard  # noqa: E402
 from lorasae.scale.config import ScaleStudyConfig  # noqa: E402
 
 

@@ -12,15 +12,15 @@ most are used. Without --neuron the latent that best separates the built-in scie
 
 import sys
 
-from lorasae.cli import parse
-from lorasae.errors import main_guard
+from lorasae.core.cli import parse
+from lorasae.core.errors import main_guard
 from lorasae.steering.scripts import PositivesConfig as Config
 from lorasae.steering.scripts import make_positives as main
 
 
 @main_guard
 def cli(argv: list[str]) -> None:
-    """The command line behind the error boundary (`lorasae.errors`)."""
+    """The command line behind the error boundary (`lorasae.core.errors`)."""
     main(parse(Config, argv))
 
 

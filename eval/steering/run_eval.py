@@ -13,15 +13,15 @@ model's mean Δ per set and the LoRA-minus-base Δ with a t-interval; histograms
 
 import sys
 
-from lorasae.cli import parse
-from lorasae.errors import main_guard
+from lorasae.core.cli import parse
+from lorasae.core.errors import main_guard
 from lorasae.steering.scripts import EvalConfig as Config
 from lorasae.steering.scripts import evaluate as main
 
 
 @main_guard
 def cli(argv: list[str]) -> None:
-    """The command line behind the error boundary (`lorasae.errors`)."""
+    """The command line behind the error boundary (`lorasae.core.errors`)."""
     main(parse(Config, argv))
 
 

@@ -15,15 +15,15 @@ accumulate as the original's manual tuning did.
 
 import sys
 
-from lorasae.cli import parse
-from lorasae.errors import main_guard
+from lorasae.core.cli import parse
+from lorasae.core.errors import main_guard
 from lorasae.steering.scripts import TuneConfig as Config
 from lorasae.steering.scripts import tune as main
 
 
 @main_guard
 def cli(argv: list[str]) -> None:
-    """The command line behind the error boundary (`lorasae.errors`)."""
+    """The command line behind the error boundary (`lorasae.core.errors`)."""
     main(parse(Config, argv))
 
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from lorasae import paths
-from lorasae.cli import CommonArgs, field, parse_count
+from lorasae.core import paths
+from lorasae.core.cli import CommonArgs, field, parse_count
+from lorasae.core.paths import settings_variant
+from lorasae.core.runtime import parse_device
 from lorasae.darkmatter.pipeline import DarkMatterSettings, run_dark_matter
 from lorasae.darkmatter.plan import PAPER_L0, gemma_scope_width_sweep, our_sae_sources
-from lorasae.models import model_key
-from lorasae.paths import settings_variant
-from lorasae.runtime import parse_device
+from lorasae.model.load import model_key
 from lorasae.store.adapter_choice import adapter_help
 from lorasae.sweep.catalog import GEMMA_SCOPE
 
@@ -105,8 +105,8 @@ def result_variant(args: DarkMatterArgs) -> str:
     if key in GEMMA_SCOPE:
         defaults = {"layer": GEMMA_SCOPE[key].layer, "k": None}
     else:
-        from lorasae.model_defaults import default_k, default_sae_layer
-        from lorasae.models import model_shape
+        from lorasae.model.defaults import default_k, default_sae_layer
+        from lorasae.model.load import model_shape
 
         shape = model_shape(args.model_name)
         defaults = {"layer": default_sae_layer(shape.n_layers), "k": default_k(shape.d_model)}
@@ -134,8 +134,8 @@ def resolve_sources(args: DarkMatterArgs) -> tuple[list[str], list[str], str | N
         k_sweep = k_sweep or [e.source for e in gemma_scope_catalog(key).at(layer, 16384)]
         return width, k_sweep, args.lora_sae or find_sae(key, layer).source
     if not width or not k_sweep:
-        from lorasae.model_defaults import default_k, default_sae_layer
-        from lorasae.models import model_shape
+        from lorasae.model.defaults import default_k, default_sae_layer
+        from lorasae.model.load import model_shape
 
         shape = model_shape(args.model_name)
         layer = args.layer if args.layer is not None else default_sae_layer(shape.n_layers)
@@ -193,10 +193,10 @@ def resolve_adapter(args: DarkMatterArgs, lora_sae: str | None) -> str | None:
 
 
 def main(args: DarkMatterArgs) -> dict | None:
+    from lorasae.core.errors import PreflightError
     from lorasae.darkmatter.downstream import PROTOCOLS
     from lorasae.darkmatter.linear import SPLITS
-    from lorasae.errors import PreflightError
-    from lorasae.models import model_shape
+    from lorasae.model.load import model_shape
     from lorasae.store import preflight_saes
 
     if args.split not in SPLITS or args.downstream not in (None, *PROTOCOLS):

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lorasae.darkmatter.linear import LinearMap
-from lorasae.hooks import splice
+from lorasae.model.hooks import splice
 
 VARIANTS = ("sae", "sae+linear", "sae+nonlinear")
 CLEAN_PREFIX = 200

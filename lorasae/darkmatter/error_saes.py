@@ -21,10 +21,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from lorasae.core.losses import fvu
 from lorasae.darkmatter.info import SAEInfo
 from lorasae.darkmatter.linear import LinearMap, split_error, train_test_rows
-from lorasae.losses import fvu
-from lorasae.model_defaults import PAPER_CTX_LEN
+from lorasae.model.defaults import PAPER_CTX_LEN
 from lorasae.sae import TopKSAE
 from lorasae.train.config import TrainSaeConfig
 from lorasae.train.modification import save_modification_file

@@ -25,9 +25,9 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from lorasae.atomic import atomic_save_file
-from lorasae.hooks import splice
-from lorasae.losses import fvu
+from lorasae.core.atomic import atomic_save_file
+from lorasae.core.losses import fvu
+from lorasae.model.hooks import splice
 
 _TENSORS = ("x", "x_hat", "indptr", "indices", "values", "token_ids", "chunk", "position", "loss")
 _ENCODE_ELEMENTS = 2**25  # dense latents per encode call (a 1m-wide SAE: 32 tokens at a time)

@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
+from lorasae.core.losses import fvu, total_variance
 from lorasae.darkmatter.info import SAEInfo
-from lorasae.losses import fvu, total_variance
 
 _ROWS = 65536  # rows per Gram-matrix accumulation step
 

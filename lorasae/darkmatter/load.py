@@ -13,11 +13,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lorasae import paths
+from lorasae.core import paths
 from lorasae.darkmatter.info import SAEInfo, build_sae_info
 from lorasae.darkmatter.tokens import TokenRegion, stream_chunks
-from lorasae.data import default_dataset, load_token_split
-from lorasae.models import model_key, special_token_ids
+from lorasae.model.data import default_dataset, load_token_split
+from lorasae.model.load import model_key, special_token_ids
 
 
 def _load_model_and_sae(

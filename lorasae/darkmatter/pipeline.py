@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lorasae import paths
-from lorasae.atomic import atomic_write_json, atomic_write_text
+from lorasae.core import paths
+from lorasae.core.atomic import atomic_write_json, atomic_write_text
+from lorasae.core.losses import fvu
 from lorasae.darkmatter import figures
 from lorasae.darkmatter.downstream import component_ce
 from lorasae.darkmatter.error_saes import train_error_saes, write_linear_map
@@ -36,9 +37,8 @@ from lorasae.darkmatter.tokens import (
     analysis_region,
     sae_stream_use,
 )
-from lorasae.eval_identity import eval_identity, write_eval_record
-from lorasae.losses import fvu
-from lorasae.models import model_key, special_token_ids
+from lorasae.evals.identity import eval_identity, write_eval_record
+from lorasae.model.load import model_key, special_token_ids
 
 
 @dataclass

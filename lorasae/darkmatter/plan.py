@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from lorasae import paths
+from lorasae.core import paths
 from lorasae.sweep.catalog import gemma_scope_catalog
 
 PAPER_L0 = 60
@@ -41,11 +41,11 @@ def our_sae_sources(
     """(width sweep: ×E at fixed `k` for each E in `expansions`, k sweep: ×`k_expansion` at each of `ks`)
     as folders under saved_saes/<model>/normal/; `train_missing` trains any that is absent with
     `train_sae` (`sae_tokens` tokens each of `dataset`), else a missing one raises FileNotFoundError."""
-    from lorasae.models import model_key
+    from lorasae.model.load import model_key
     from lorasae.train.config import TrainSaeConfig, default_k
 
     if k is None:
-        from lorasae.models import d_model, load_model
+        from lorasae.model.load import d_model, load_model
 
         k = default_k(d_model(load_model(model, device="cpu")[0]))
     key = model_key(model)

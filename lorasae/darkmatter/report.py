@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-from lorasae import paths
+from lorasae.core import paths
 from lorasae.darkmatter.tokens import TokenRegion
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from lorasae.evals.shape import DemoContext, EvalSuite, Stage
+from collections.abc import Sequence
+
+from lorasae.core import paths
+from lorasae.evals.shape import DEMO_MODEL, DemoContext, EvalSizes, EvalSuite, Stage
+
+MODEL = DEMO_MODEL
 
 
 def demo_stage(ctx: DemoContext) -> Stage:
-    """`make demo`'s Dark Matter stage (`demo_evals.dark_matter_stage`): the k sweep without the main k."""
-    from lorasae.demo_evals import dark_matter_stage
+    """`make demo`'s Dark Matter stage (`dark_matter_stage`): the k sweep without the main k."""
 
     ks = tuple(x for x in ctx.sweep_k if x != ctx.k)
     return dark_matter_stage(
@@ -27,3 +31,29 @@ SUITES = (
         order=50,
     ),
 )
+
+
+def dark_matter_stage(device: str, layer: int, ks: Sequence[int], sae_tokens: int, lora_examples: int,
+                      rank: int, seed: int, force: bool, sizes: EvalSizes) -> Stage:  # fmt: skip
+    """`eval/dark_matter/run.py --model_type tiny` over the demo's width sweep (×2…×16 at the main k) and
+    k sweep (×8), and base vs LoRA for the main SAE with its rank-`rank` adapter on every layer."""
+    from lorasae.core.result_choice import find_result
+    from lorasae.darkmatter.cli import DarkMatterArgs, result_variant
+    from lorasae.darkmatter.cli import main as run_dark_matter
+
+    args = DarkMatterArgs(
+        device=device, model_type=MODEL, layer=layer, ks=list(ks), sae_tokens=sae_tokens,
+        lora_examples=lora_examples, lora_rank=rank, seed=seed, num_tokens=sizes.dark_matter_tokens,
+        pursuit_tokens=sizes.dark_matter_pursuit_tokens, error_sae_steps=sizes.dark_matter_error_sae_steps,
+        ce_chunks=sizes.dark_matter_ce_chunks,
+    )  # fmt: skip
+    what = f"Dark Matter results of {MODEL}"
+    done = (
+        not force
+        and find_result(paths.dark_matter_dir(MODEL), "results", what, result_variant(args)) is not None
+    )
+    return (
+        "Dark Matter of SAEs (error prediction, power law, components, base vs LoRA)",
+        not force and done,
+        lambda: run_dark_matter(args),
+    )

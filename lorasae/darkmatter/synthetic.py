@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import torch
 
+from lorasae.core.losses import total_variance
 from lorasae.darkmatter.info import SAEInfo
 from lorasae.darkmatter.linear import analyze_linear
-from lorasae.losses import total_variance
 
 
 @dataclass

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import torch
 
-from lorasae import paths
-from lorasae.data import load_texts, pack_chunks
-from lorasae.errors import PreflightError
-from lorasae.records import read_record
+from lorasae.core import paths
+from lorasae.core.errors import PreflightError
+from lorasae.core.records import read_record
+from lorasae.model.data import load_texts, pack_chunks
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def sae_stream_use(source: str | Path) -> StreamUse | None:
 
 def adapter_stream_use(adapter: str | Path | None) -> StreamUse | None:
     """What the LoRA run that saved `adapter` read (validation chunks + its training sequences, whole
-    batches), from the adapter's run record (`run.json`, `lorasae.lora.identity.run_identity`); None
+    batches), from the adapter's run record (`run.json`, `lorasae.store.lora_identity.run_identity`); None
     without an adapter or without a record that says so (an adapter made before run records)."""
     if adapter is None:
         return None

@@ -1,6 +1,6 @@
 """What a dashboard shows about latents, collected in one streaming pass over token chunks per model.
 
-`collect_stats` runs the model to the SAE's layer (`lorasae.hooks.residual_at`), encodes with the SAE and
+`collect_stats` runs the model to the SAE's layer (`lorasae.model.hooks.residual_at`), encodes with the SAE and
 keeps, for every latent: how many tokens it fires on (activation > 0), the sum of its activations, a
 histogram of log10(activation) over the tokens it fires on, and its `n_top` top sequences (by the
 sequence's maximum activation, with the position of that maximum). Special tokens (BOS, EOS, PAD) count
@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from lorasae.hooks import residual_at
+from lorasae.model.hooks import residual_at
 
 HIST_EDGES = np.linspace(-3.0, 3.0, 61)
 """Bin edges of the activation histogram in log10(activation): 1e-3 … 1e3, ten bins per decade (values

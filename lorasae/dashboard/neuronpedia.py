@@ -15,9 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lorasae.atomic import atomic_write_json
+from lorasae.core.atomic import atomic_write_json
+from lorasae.core.paths import sanitize
 from lorasae.dashboard.features import upload_feature
-from lorasae.paths import sanitize
 
 MAX_FEATURES_PER_BATCH = 128
 """neuronpedia 1.2.1 `feature_request.MAX_FEATURES_PER_BATCH`."""

@@ -10,28 +10,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lorasae import paths
-from lorasae.atomic import atomic_dir, atomic_write_json, atomic_write_text
-from lorasae.cli import CommonArgs, SaeChoiceArgs, field, parse_count
+from lorasae.core import paths
+from lorasae.core.atomic import atomic_dir, atomic_write_json, atomic_write_text
+from lorasae.core.cli import CommonArgs, SaeChoiceArgs, field, parse_count
+from lorasae.core.fingerprint import weights_digest
+from lorasae.core.records import model_weights_digest, write_record
+from lorasae.core.runtime import parse_device, seed_everything, setup_environment
 from lorasae.dashboard.collect import collect_contexts, collect_stats
 from lorasae.dashboard.features import feature, latent_record
 from lorasae.dashboard.logits import direct_logits
 from lorasae.dashboard.neuronpedia import export_neuronpedia, neuronpedia_ids
 from lorasae.dashboard.ranking import parse_latents
 from lorasae.dashboard.render import index_page, latent_page
-from lorasae.data import default_dataset, load_token_split
-from lorasae.eval_identity import adapter_label
+from lorasae.evals.identity import adapter_label
 from lorasae.evals.shape import DemoContext, Stage
-from lorasae.fingerprint import weights_digest
-from lorasae.model_defaults import (
+from lorasae.model.data import default_dataset, load_token_split
+from lorasae.model.defaults import (
     default_ctx_len,
     default_num_val_tokens,
     default_sae_layer,
     default_val_batch_size,
 )
-from lorasae.models import model_key, model_shape, resolve_model_name, special_token_ids
-from lorasae.records import model_weights_digest, write_record
-from lorasae.runtime import parse_device, seed_everything, setup_environment
+from lorasae.model.load import model_key, model_shape, resolve_model_name, special_token_ids
 from lorasae.sae.crosscoder import Crosscoder
 from lorasae.store import (
     AdapterFilter,

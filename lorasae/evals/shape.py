@@ -14,6 +14,33 @@ from dataclasses import dataclass
 from typing import Any
 
 Stage = tuple[str, bool, Callable[[], object]]
+DEMO_MODEL = "tiny"
+"""The model `make demo` evaluates (the built-in one)."""
+
+
+@dataclass(frozen=True)
+class EvalSizes:
+    """How much of each eval the demo runs (the README commands run the scripts' defaults)."""
+
+    steering_negatives: int = 50
+    """Examples per negative set in the steering evaluation (the script's default: 100)."""
+    steering_snippets: int = 5_000
+    """Corpus snippets scored when mining the positives (default 20,000)."""
+    steering_grid: str = "0.5,1,2,4,8"
+    """Alphas tuned (default 0.25 … 32)."""
+    benchmark_limit: float | None = 100
+    """Documents per benchmark task (None: every document; the built-in tasks have 69–275)."""
+    saebench_evals: str = "offline"
+    """SAE-Bench evals: offline (every eval that needs no LLM judge; autointerp too when $OPENAI_API_KEY is
+    set) or a comma-separated list."""
+    dark_matter_tokens: int = 24_000
+    """Tokens of each SAEInfo (half fit the linear map, half score it)."""
+    dark_matter_pursuit_tokens: int = 1_000
+    """Held-out tokens of gradient pursuit."""
+    dark_matter_error_sae_steps: int = 150
+    """Steps of each SAE trained on an error component."""
+    dark_matter_ce_chunks: int = 16
+    """Held-out chunks of the downstream-CE evaluation."""
 
 
 @dataclass(frozen=True)
@@ -33,8 +60,8 @@ class DemoContext:
     layer: int
     seed: int
     force: bool
-    sizes: Any
-    """`demo_evals.EvalSizes`: how much of each eval the demo runs."""
+    sizes: EvalSizes
+    """How much of each eval the demo runs."""
     k: int
     """The main SAE's k."""
     n_layers: int
@@ -95,4 +122,4 @@ def resolve(ref: str) -> Any:
         ) from err
 
 
-__all__ = ["DemoContext", "EvalSuite", "Headline", "Stage", "resolve"]
+__all__ = ["DEMO_MODEL", "DemoContext", "EvalSizes", "EvalSuite", "Headline", "Stage", "resolve"]

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from lorasae.grok.train import Curves, GrokTrainConfig, evaluate, load_checkpoint, train_steps
-from lorasae.hooks import SpliceFn, splice
+from lorasae.grok_world.train import Curves, GrokTrainConfig, evaluate, load_checkpoint, train_steps
+from lorasae.model.hooks import SpliceFn, splice
 from lorasae.sae import TopKSAE
 
 

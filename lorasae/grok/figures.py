@@ -9,7 +9,7 @@ import numpy as np
 from torch import Tensor
 
 from lorasae.grok.experiments import ClampResult
-from lorasae.grok.train import Curves
+from lorasae.grok_world.train import Curves
 from lorasae.plotting._common import new_figure, save_figure
 
 

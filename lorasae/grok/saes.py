@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from lorasae.hooks import residual_at
+from lorasae.model.hooks import residual_at
 
 
 @torch.no_grad()

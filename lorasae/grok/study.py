@@ -5,7 +5,7 @@ continues (against random latents, several seeds), draw the figures and write `d
 
 The SAEs and the crosscoder are trained by `train_sae.py`'s own entry (`train_sae(parse_with_config_file(
 TrainSaeConfig, ...))`) from the config files `configs/grok-{pre,post,crosscoder}.json`, on the run's train
-problems at the answer position (`--dataset grok:<task> --positions -2`, `lorasae/grok/data.py`); the study
+problems at the answer position (`--dataset grok:<task> --positions -2`, `lorasae/grok_world/data.py`); the study
 only sets the models (its checkpoint folders), the dataset and the layer, and reads the SAEs back from the
 folders train_sae.py wrote (`lorasae.sae.registry.load_ours`). They land where train_sae.py puts them:
 `saved_saes/grok-<run>-<step_N|final>/normal/...` under `paths.root()`.
@@ -22,12 +22,11 @@ import torch
 from tabulate import tabulate
 from transformers import LlamaForCausalLM
 
-from lorasae import cpu_numerics, paths
-from lorasae.atomic import atomic_write_json, read_output_json
-from lorasae.config_files import parse_with_config_file
-from lorasae.errors import PreflightError
+from lorasae.core import cpu_numerics, paths
+from lorasae.core.atomic import atomic_write_json, read_output_json
+from lorasae.core.config_files import parse_with_config_file
+from lorasae.core.errors import PreflightError
 from lorasae.grok import figures
-from lorasae.grok.data import grok_source
 from lorasae.grok.experiments import (
     clamp_fn,
     clamp_study,
@@ -35,11 +34,12 @@ from lorasae.grok.experiments import (
     relative_decoder_norms,
     token_attribution,
 )
-from lorasae.grok.model import accuracy
 from lorasae.grok.saes import answer_activations, latent_stats
-from lorasae.grok.tasks import DIVISIONS
-from lorasae.grok.train import Curves, GrokTrainConfig, checkpoint_steps, ensure_grok_model
-from lorasae.hooks import splice
+from lorasae.grok_world.data import grok_source
+from lorasae.grok_world.model import accuracy
+from lorasae.grok_world.tasks import DIVISIONS
+from lorasae.grok_world.train import Curves, GrokTrainConfig, checkpoint_steps, ensure_grok_model
+from lorasae.model.hooks import splice
 from lorasae.sae import TopKSAE, splice_fn
 from lorasae.sae.crosscoder import Crosscoder
 from lorasae.sae.registry import load_ours

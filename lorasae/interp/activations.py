@@ -1,7 +1,7 @@
 """Hidden states after each decoder layer, clean and with the SAE spliced (the original repository's
 `interp_analysis/activation_distances.py`, on our hooks).
 
-One forward pass captures the output of every requested decoder layer through `lorasae.hooks.splice`
+One forward pass captures the output of every requested decoder layer through `lorasae.model.hooks.splice`
 (the capture is an identity splice, so the forward is exactly the one the CE evaluation runs; at the
 SAE's layer the capture sees the reconstruction, as the original's hook order did) and returns the
 logits too, so the same pass gives both the distances and the per-token loss.
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lorasae.hooks import SpliceFn, splice
+from lorasae.model.hooks import SpliceFn, splice
 
 
 @torch.no_grad()

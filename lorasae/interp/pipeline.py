@@ -19,12 +19,12 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from lorasae.eval_ce import per_token_ce
-from lorasae.gap import paired_gap_se
-from lorasae.hooks import SpliceFn
+from lorasae.core.gap import paired_gap_se
 from lorasae.interp.activations import forward_states, layer_metrics
 from lorasae.interp.stats import bootstrap_interval
 from lorasae.interp.token_loss import DEFAULT_EDGES, log_histogram, loss_difference, summarise
+from lorasae.model.ce import per_token_ce
+from lorasae.model.hooks import SpliceFn
 
 VARIANTS = ("base", "lora")
 
@@ -105,7 +105,7 @@ def _metric_record(per_seq: Mapping[str, Tensor], confidence: float, resamples: 
 
 
 def _gap_se(clean: Tensor, sae: Tensor) -> float:
-    """Standard error of the CE gap (sae − clean) from the paired per-sequence CEs (`lorasae.gap`)."""
+    """Standard error of the CE gap (sae − clean) from the paired per-sequence CEs (`lorasae.core.gap`)."""
     counts = torch.full((clean.shape[0],), clean.shape[1])
     return paired_gap_se(clean.double().sum(1), counts, sae.double().sum(1), counts)
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lorasae import paths
-from lorasae.models import model_key
+from lorasae.core import paths
+from lorasae.model.load import model_key
 from lorasae.plotting._common import grid, new_figure, save_figure
 
 STYLE = {"base": ("Base + SAE", "tab:gray"), "lora": ("LoRA + SAE", "tab:green")}

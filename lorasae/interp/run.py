@@ -10,22 +10,22 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from lorasae import paths
-from lorasae.atomic import atomic_write_json
-from lorasae.cli import CommonArgs, SaeChoiceArgs, field, parse_count
-from lorasae.data import default_dataset, load_token_split
-from lorasae.eval_identity import eval_identity, write_eval_record
+from lorasae.core import paths
+from lorasae.core.atomic import atomic_write_json
+from lorasae.core.cli import CommonArgs, SaeChoiceArgs, field, parse_count
+from lorasae.core.gap import gap_closed
+from lorasae.core.records import RECORD_SUFFIX
+from lorasae.core.runtime import parse_device, seed_everything, setup_environment
+from lorasae.evals.identity import eval_identity, write_eval_record
 from lorasae.evals.shape import DemoContext, Stage
-from lorasae.gap import gap_closed
-from lorasae.model_defaults import (
+from lorasae.model.data import default_dataset, load_token_split
+from lorasae.model.defaults import (
     default_ctx_len,
     default_num_val_tokens,
     default_sae_layer,
     default_val_batch_size,
 )
-from lorasae.models import model_key, model_shape, special_token_ids
-from lorasae.records import RECORD_SUFFIX
-from lorasae.runtime import parse_device, seed_everything, setup_environment
+from lorasae.model.load import model_key, model_shape, special_token_ids
 from lorasae.sae.splice import splice_fn
 from lorasae.store import (
     AdapterFilter,

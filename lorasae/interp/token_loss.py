@@ -2,7 +2,7 @@
 `interp_analysis/get_token_loss.py` and `plot_token_loss.py`).
 
 For each scored token, Δ = L_SAE − L_LoRA+SAE: the next-token CE of the base model with the SAE spliced
-minus that of the LoRA-adapted model with the same SAE spliced (`lorasae.eval_ce.per_token_ce`, the
+minus that of the LoRA-adapted model with the same SAE spliced (`lorasae.model.ce.per_token_ce`, the
 pairing every CE of the project uses). Δ > 0: the adapter improved the token; Δ < 0: it degraded it.
 The distribution of |Δ| is summarised by a histogram on log-spaced bins, improvements and degradations
 counted separately (the original's 50 edges from 1e-5 to 10 nats), with the tokens below and above the

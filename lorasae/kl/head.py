@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lorasae.models import unwrap
+from lorasae.model.load import unwrap
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """LoRA adapters on the decoder layers of a causal LM: which layers, which projections, attaching them
-for training. Loading a saved adapter is `lorasae.adapter_files` (the store and the evals load adapters
+for training. Loading a saved adapter is `lorasae.model.adapters` (the store and the evals load adapters
 without the trainer); finding saved adapters is the store's (`lorasae.store.find_adapter`).
 """
 
@@ -9,9 +9,9 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from lorasae.adapter_files import quiet_peft
-from lorasae.layer_spec import format_layers, parse_layer_spec
-from lorasae.models import LayerOutOfRangeError, decoder_layers, layer_module_name, num_layers, unwrap
+from lorasae.core.layer_spec import format_layers, parse_layer_spec
+from lorasae.model.adapters import quiet_peft
+from lorasae.model.load import LayerOutOfRangeError, decoder_layers, layer_module_name, num_layers, unwrap
 
 # The seven projections of a Llama/Gemma decoder layer (SPEC §3.2), in the order of the original.
 PROJECTIONS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")

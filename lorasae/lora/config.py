@@ -24,18 +24,18 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from lorasae.cli import CommonArgs, field, parse_count
-from lorasae.data import default_dataset
+from lorasae.core.cli import CommonArgs, field, parse_count
 from lorasae.kl import KL_IMPLS
 from lorasae.lora.adapters import LORA_ALPHA, LORA_DROPOUT
-from lorasae.model_defaults import (
+from lorasae.model.data import default_dataset
+from lorasae.model.defaults import (
     default_ctx_len,
     default_num_val_tokens,
     default_sae_layer,
     default_val_batch_size,
     is_small,
 )
-from lorasae.models import model_key
+from lorasae.model.load import model_key
 
 PAPER_LR = 5e-5
 SMALL_MODEL_LR = 5e-4

@@ -2,17 +2,17 @@
 - `data/TopK/CE_increase/<model>/<sae_tag>/peft_<a>-<b>_rank_<r>_CE_increase_<N/1000>k[__<variant>].json`
   `{"initial": L_SAE, "converged": L_LoRA, "difference": L_SAE − L_LoRA, "base": L_base}`, plus
   `"gap_flag": "non_positive_gap"` (or `"gap_within_noise"`) when the SAE did not raise the CE beyond
-  its measurement noise (`lorasae.gap`);
+  its measurement noise (`lorasae.core.gap`);
 - `data/TopK/val_loss/.../..._val_losses_<N/1000>k[__<variant>].json`: spliced CE list, first = before
   training;
 - `data/TopK/time/.../..._time_<N/1000>k[__<variant>].json`: cumulative training minutes, first = 0;
-- one row in `data/results.csv` (columns `lorasae.results_columns.RESULTS_COLUMNS`, read by
+- one row in `data/results.csv` (columns `lorasae.core.results_columns.RESULTS_COLUMNS`, read by
   `lorasae.results`; `frac_gap_closed` empty and `gap_flag` set when flagged; `gap_se` the gap's noise); a
   redone run replaces its own row (same fingerprint), never adds a second;
 - with --save_model, the adapter in PEFT format at
   `saved_models/<model>/<sae_tag>/peft_<a>-<b>/rank_<r>[__<variant>]/`, with its run record `run.json`;
-- a run record (`lorasae.records`) beside each JSON, the CE_increase JSON's last: it is the completion
-  record (a run is done only when it exists with the run's identity: `lorasae.lora.identity.run_state`).
+- a run record (`lorasae.core.records`) beside each JSON, the CE_increase JSON's last: it is the completion
+  record (a run is done only when it exists with the run's identity: `lorasae.store.lora_identity.run_state`).
 
 `<variant>` is `paths.lora_variant` of the settings off their defaults (`identity.name_settings`); the
 paper's default runs have none, so their names are the original repository's.
@@ -29,12 +29,12 @@ from typing import Any
 
 from torch import nn
 
-from lorasae.atomic import append_csv_row, atomic_dir, atomic_write_json
+from lorasae.core.atomic import append_csv_row, atomic_dir, atomic_write_json
+from lorasae.core.paths import adapter_dir, lora_json_path, lora_variant, results_csv
+from lorasae.core.records import ADAPTER_RECORD_KIND, LORA_RECORD_KIND, record_path, write_record
+from lorasae.core.results_columns import RESULTS_COLUMNS
 from lorasae.lora.adapters import format_layers
 from lorasae.lora.trainer import LoraRunResult
-from lorasae.paths import adapter_dir, lora_json_path, lora_variant, results_csv
-from lorasae.records import ADAPTER_RECORD_KIND, LORA_RECORD_KIND, record_path, write_record
-from lorasae.results_columns import RESULTS_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def write_run_records(
 
 
 def ce_increase(result: LoraRunResult) -> dict[str, Any]:
-    """SPEC §3.4's four keys; plus `"gap_flag"` (`non_positive_gap` / `gap_within_noise`, `lorasae.gap`)
+    """SPEC §3.4's four keys; plus `"gap_flag"` (`non_positive_gap` / `gap_within_noise`, `lorasae.core.gap`)
     when the SAE did not raise the CE beyond its measurement noise."""
     out: dict[str, Any] = {
         "initial": result.L_SAE,
@@ -144,7 +144,7 @@ def results_row(
         "L_SAE": _number(result.L_SAE),
         "L_LoRA": _number(result.L_LoRA),
         "ce_gap": _number(result.ce_gap),
-        "gap_se": _number(result.gap_se),  # the gap's standard error (lorasae.gap.paired_gap_se)
+        "gap_se": _number(result.gap_se),  # the gap's standard error (lorasae.core.gap.paired_gap_se)
         "ce_improvement": _number(result.ce_improvement),
         "frac_gap_closed": _number(result.frac_gap_closed),  # empty when flagged
         "gap_flag": result.gap_flag or "",
@@ -159,8 +159,8 @@ def results_row(
 def replaced_fingerprint(run: RunId, base: Path | None = None) -> str | None:
     """The fingerprint of the run whose outputs lie under this run's names now (its completion record's
     identity digest), or None (none, or a damaged record)."""
-    from lorasae.errors import CorruptFileError
-    from lorasae.records import read_record
+    from lorasae.core.errors import CorruptFileError
+    from lorasae.core.records import read_record
 
     try:
         record = read_record(run.json_path("CE_increase", base))

@@ -1,20 +1,20 @@
 """Planning `train_lora.py`'s runs before any weights load (`plan_runs`): resolve the config against the
 model's shape, find the SAEs (our checkpoints, one run each, or `--sae` sources), name each run's outputs
 (`make_run_id`, with the settings off their defaults) and tell where each stands (`PlannedRun.state`: the
-one "done" rule of `lorasae.lora.identity.run_state`, shared with sweep.py and the demo)."""
+one "done" rule of `lorasae.store.lora_identity.run_state`, shared with sweep.py and the demo)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lorasae.errors import OutputExistsError
+from lorasae.core.errors import OutputExistsError
 from lorasae.lora.adapters import lora_layer_list, parse_layer_spec
 from lorasae.lora.config import TrainLoraConfig
-from lorasae.lora.identity import RunState, identity_digest, name_settings, run_identity, run_state
 from lorasae.lora.outputs import RunId
-from lorasae.model_defaults import default_sae_layer
-from lorasae.models import ModelShape, check_layer, model_shape
+from lorasae.model.defaults import default_sae_layer
+from lorasae.model.load import ModelShape, check_layer, model_shape
 from lorasae.store import SaeRun, check_run_layers, external_run, our_sae_runs, preflight_saes
+from lorasae.store.lora_identity import RunState, identity_digest, name_settings, run_identity, run_state
 
 
 def resolve_runs(cfg: TrainLoraConfig) -> list[SaeRun]:
@@ -50,7 +50,7 @@ class PlannedRun:
         return identity_digest(self.identity())
 
     def state(self) -> RunState:
-        """`lorasae.lora.identity.run_state`: the one "done" rule (train_lora.py, sweep.py, the demo)."""
+        """`lorasae.store.lora_identity.run_state`: the one "done" rule (train_lora.py, sweep.py, the demo)."""
         if self.run_id is None:
             return RunState("new")
         adapter = self.run_id.adapter_path() if self.cfg.save_model else None

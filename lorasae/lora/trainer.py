@@ -23,11 +23,11 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from lorasae.eval_ce import ce_per_chunk
-from lorasae.gap import GapClosed, gap_closed, paired_gap_se
-from lorasae.hooks import SpliceFn, splice
+from lorasae.core.gap import GapClosed, gap_closed, paired_gap_se
 from lorasae.kl import KL_IMPLS, LogitHead, chunked_kl, final_hidden, naive_kl, verify_head
 from lorasae.lora.base_view import BaseView
+from lorasae.model.ce import ce_per_chunk
+from lorasae.model.hooks import SpliceFn, splice
 from lorasae.train.distributed import DistInfo, all_reduce_sum, shard
 
 SpliceFactory = Callable[[Tensor], Mapping[int, SpliceFn]]
@@ -66,7 +66,7 @@ class LoraRunResult:
     train_kl: list[float] = field(default_factory=list)
     kl_impl: str = "fused"
     gap_se: float = float("nan")
-    """Standard error of L_SAE − L_base from the paired per-chunk CEs (`lorasae.gap.paired_gap_se`)."""
+    """Standard error of L_SAE − L_base from the paired per-chunk CEs (`lorasae.core.gap.paired_gap_se`)."""
 
     @property
     def ce_gap(self) -> float:
@@ -197,7 +197,7 @@ def validation_ce_chunks(
     adapters: bool = True,
     info: DistInfo | None = None,
 ) -> ChunkCE:
-    """Each validation chunk's CE (`lorasae.eval_ce.ce_per_chunk`; each rank takes its share, gathered
+    """Each validation chunk's CE (`lorasae.model.ce.ce_per_chunk`; each rank takes its share, gathered
     into every rank's copy), with the SAEs spliced when `splices` is given and the adapters off when
     `adapters` is False. The model's training mode is restored afterwards."""
     info = info or dist_info()
@@ -279,7 +279,7 @@ def train_lora(
     model.train()
     initial = spliced.mean
     result = LoraRunResult(_mean(base_ce), initial, initial, [initial], [0.0], [0], [], objective.impl)
-    if isinstance(base_ce, ChunkCE):  # the gap's noise: paired per-chunk differences (`lorasae.gap`)
+    if isinstance(base_ce, ChunkCE):  # the gap's noise: paired per-chunk differences (`lorasae.core.gap`)
         result.gap_se = paired_gap_se(base_ce.sums, base_ce.counts, spliced.sums, spliced.counts)
     log = settings.log_fn or (lambda _: None)
     log({"examples": 0, "val_loss": initial, "base_loss": result.L_base, "minutes": 0.0})

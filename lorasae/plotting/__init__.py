@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from lorasae.errors import CorruptFileError
+from lorasae.core.errors import CorruptFileError
 from lorasae.plotting.layers import plot_single_layer_lora
 from lorasae.plotting.multi_sae import multi_sae_table, plot_multi_sae
 from lorasae.plotting.scaling import (

@@ -16,7 +16,7 @@ from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from lorasae.atomic import atomic_save_file
+from lorasae.core.atomic import atomic_save_file
 from lorasae.results import resolve_root
 
 PNG_DPI = 150

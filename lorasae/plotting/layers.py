@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lorasae.gap import GAP_EPSILON
+from lorasae.core.gap import GAP_EPSILON
 from lorasae.plotting._common import examples_label, grid, new_figure, plots_dir, save_figure
 from lorasae.results import MissingResultsError, load_results_csv, parse_sae_tag, sanitize, select_model
 

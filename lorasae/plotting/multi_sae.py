@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from lorasae.gap import format_gap_closed, gap_fractions
-from lorasae.layer_spec import parse_layer_spec
+from lorasae.core.gap import format_gap_closed, gap_fractions
+from lorasae.core.layer_spec import parse_layer_spec
 from lorasae.plotting._common import examples_label, grid, new_figure, plots_dir, save_figure
 from lorasae.results import MissingResultsError, load_results_csv, sanitize, select_model
 
@@ -82,7 +82,7 @@ def plot_multi_sae(
     ax.bar([x + width / 2 for x in xs], table["L_LoRA"], width, color="#1f77b4", label="SAE(s) + LoRA")
     ax.axhline(table["L_base"].iloc[0], color="k", ls="--", lw=1, label="original model")
     for x, (_, row) in zip(xs, table.iterrows()):
-        flagged = isinstance(row.get("gap_flag"), str) and row["gap_flag"]  # lorasae.gap's text instead
+        flagged = isinstance(row.get("gap_flag"), str) and row["gap_flag"]  # lorasae.core.gap's text instead
         label = (
             format_gap_closed(None, row["gap_flag"]) if flagged else f"{row['pct_gap_closed']:.0f}% closed"
         )

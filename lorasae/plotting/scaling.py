@@ -22,7 +22,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
-from lorasae.gap import gap_fractions
+from lorasae.core.gap import gap_fractions
 from lorasae.plotting._common import (
     examples_label,
     grid,

@@ -17,7 +17,8 @@ timing plot's and the speed-up's data), `steering.py` (steering Δs), `sweep.py`
 Import from `lorasae.results`; the names below are its public API.
 """
 
-from lorasae.paths import sanitize
+from lorasae.core.paths import sanitize
+from lorasae.core.results_columns import RESULTS_COLUMNS
 from lorasae.results.curves import SAE_KINDS, Curve, load_sae_curve
 from lorasae.results.files import MissingResultsError, default_root, resolve_root, topk_dir
 from lorasae.results.lora_runs import LoraRun, list_models, load_lora_runs
@@ -38,7 +39,6 @@ from lorasae.results.steering import (
 from lorasae.results.sweep import load_sweep_manifest
 from lorasae.results.table import REGISTRY_SIZES_B, load_results_csv, model_size_billions, select_model
 from lorasae.results.timing import TimingData, load_base_ce, load_timing_data, select_checkpoint_runs
-from lorasae.results_columns import RESULTS_COLUMNS
 
 __all__ = [
     "Curve",

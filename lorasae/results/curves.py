@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lorasae.records import RECORD_SUFFIX, read_record
+from lorasae.core.records import RECORD_SUFFIX, read_record
 from lorasae.results.files import MissingResultsError, read_result_file, topk_dir
 
 SAE_KINDS = ("normal", "e2e")

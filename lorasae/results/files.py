@@ -7,10 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lorasae import paths
-from lorasae.atomic import read_output_json
-from lorasae.errors import LorasaeError
-from lorasae.paths import sanitize
+from lorasae.core import paths
+from lorasae.core.atomic import read_output_json
+from lorasae.core.errors import LorasaeError
+from lorasae.core.paths import sanitize
 
 
 class MissingResultsError(LorasaeError, FileNotFoundError):
@@ -18,7 +18,7 @@ class MissingResultsError(LorasaeError, FileNotFoundError):
 
 
 def default_root() -> Path:
-    """`$LORASAE_ROOT` if set, else the repository root (see `lorasae.paths.root`)."""
+    """`$LORASAE_ROOT` if set, else the repository root (see `lorasae.core.paths.root`)."""
     return paths.root()
 
 

@@ -9,9 +9,9 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lorasae.atomic import read_output_json
-from lorasae.paths import sanitize
-from lorasae.records import RECORD_SUFFIX
+from lorasae.core.atomic import read_output_json
+from lorasae.core.paths import sanitize
+from lorasae.core.records import RECORD_SUFFIX
 from lorasae.results.curves import Curve, _paired_curve
 from lorasae.results.files import MissingResultsError, _available, resolve_root, topk_dir
 from lorasae.results.names import SaeTag, parse_lora_filename, parse_sae_tag
@@ -92,7 +92,7 @@ def load_lora_runs(root: str | Path | None, model: str) -> list[LoraRun]:
             continue
         for tag_dir in sorted(p for p in base.iterdir() if p.is_dir()):
             for path in sorted(tag_dir.glob("*.json")):
-                if path.name.endswith(RECORD_SUFFIX):  # a run record (lorasae.records), not a result
+                if path.name.endswith(RECORD_SUFFIX):  # a run record (lorasae.core.records), not a result
                     continue
                 parsed = parse_lora_filename(path.name)
                 if parsed is None or parsed.quantity != quantity:

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from lorasae.layer_spec import parse_layer_spec
+from lorasae.core.layer_spec import parse_layer_spec
 from lorasae.store.tags import SaeTag, expand_width, parse_sae_tag
 
 __all__ = ["LoraFileName", "SaeTag", "expand_width", "parse_layers", "parse_lora_filename", "parse_sae_tag"]

@@ -61,8 +61,8 @@ def steering_label(path: str | Path) -> str:
 
 def pick_steering_result(model: str | None = None, root: str | Path | None = None) -> Path | None:
     """The steering result a report shows: of `model` (its `model` field; None: any), chosen among several
-    by `lorasae.eval_identity.pick_result` (the default settings first, else the newest; says which)."""
-    from lorasae.eval_identity import found, pick_result
+    by `lorasae.evals.identity.pick_result` (the default settings first, else the newest; says which)."""
+    from lorasae.core.result_choice import found, pick_result
 
     items = []
     for path in find_steering_results(root):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lorasae import paths
+from lorasae.core import paths
 from lorasae.results.files import read_result_file, resolve_root
 
 

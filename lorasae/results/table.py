@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lorasae.atomic import read_csv_rows
-from lorasae.gap import gap_flags
-from lorasae.paths import results_csv, sanitize
+from lorasae.core.atomic import read_csv_rows
+from lorasae.core.gap import gap_flags
+from lorasae.core.paths import results_csv, sanitize
+from lorasae.core.results_columns import DERIVED_COLUMNS, NUMERIC_COLUMNS, RESULTS_COLUMNS
 from lorasae.results.files import MissingResultsError, resolve_root
 from lorasae.results.names import parse_layers
-from lorasae.results_columns import DERIVED_COLUMNS, NUMERIC_COLUMNS, RESULTS_COLUMNS
 
-# Model keys of `lorasae.models.MODEL_REGISTRY` whose names do not say their size (billions, as the
+# Model keys of `lorasae.model.load.MODEL_REGISTRY` whose names do not say their size (billions, as the
 # paper labels them).
 REGISTRY_SIZES_B = {"gemma": 2.0, "llama": 1.0}
 
@@ -47,7 +47,7 @@ def load_results_csv(root: str | Path | None = None) -> pd.DataFrame:
         df[c] = ""
     for c in NUMERIC_COLUMNS:
         df[c] = pd.to_numeric(df[c].replace("", np.nan), errors="coerce").astype(float)
-    # the gap rule of `lorasae.gap`, applied again on reading: rows written before it existed (or by hand)
+    # the gap rule of `lorasae.core.gap`, applied again on reading: rows written before it existed (or by hand)
     # get their flag, and a flagged row has no fraction, whatever its cell says
     df["gap_flag"] = gap_flags(df["L_base"], df["L_SAE"], df["gap_se"])
     df.loc[df["gap_flag"] != "", "frac_gap_closed"] = np.nan

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from lorasae.paths import sanitize
+from lorasae.core.paths import sanitize
 from lorasae.results.curves import Curve, load_sae_curve
 from lorasae.results.files import MissingResultsError
 from lorasae.results.lora_runs import LoraRun, load_lora_runs

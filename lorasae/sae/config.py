@@ -13,9 +13,9 @@ from typing import Any
 
 import torch  # noqa: F401  (type annotations)
 
-from lorasae.runtime import dtype_name, parse_dtype
+from lorasae.core.runtime import dtype_name, parse_dtype
 
-# the one dtype table is `lorasae.runtime`'s; these are its names under the SAE package's old spellings
+# the one dtype table is `lorasae.core.runtime`'s; these are its names under the SAE package's old spellings
 to_torch_dtype = parse_dtype
 
 

@@ -30,8 +30,8 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from lorasae.atomic import atomic_dir
-from lorasae.losses import fvu
+from lorasae.core.atomic import atomic_dir
+from lorasae.core.losses import fvu
 from lorasae.sae.io import CFG_FILENAME, WEIGHTS_FILENAME, SaeFormatError, read_cfg, read_weights
 from lorasae.sae.topk import dtype_name, to_torch_dtype
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from torch import Tensor, nn
 
-from lorasae.hooks import residual_at, splice
+from lorasae.model.hooks import residual_at, splice
 from lorasae.sae.crosscoder import Crosscoder
 
 

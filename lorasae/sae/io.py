@@ -21,8 +21,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from lorasae.atomic import atomic_dir
-from lorasae.errors import LorasaeError
+from lorasae.core.atomic import atomic_dir
+from lorasae.core.errors import LorasaeError
 from lorasae.sae.config import SaeConfig, dtype_name, layer_from_hook_name
 
 CFG_FILENAME = "cfg.json"

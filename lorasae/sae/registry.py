@@ -131,7 +131,7 @@ class Architecture:
     (unit-norm decoder rows; for the `lorasae.sae.coder` classes, then `sae.after_step(out)`: BatchTopK's
     threshold estimate)."""
     reuses_prefix: bool = True
-    """The curve's spliced CE may reuse the clean residual up to its layer (`lorasae/prefix.py`)."""
+    """The curve's spliced CE may reuse the clean residual up to its layer (`lorasae/model/prefix.py`)."""
 
     def build(self, spec: DictionarySpec, device: torch.device | str) -> nn.Module:
         """A freshly initialised dictionary (its class's own initialisation, under the caller's seed)."""

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from lorasae.losses import fvu
+from lorasae.core.losses import fvu
 from lorasae.sae.attributes import DictionaryAttributes
 from lorasae.sae.config import dtype_name, to_torch_dtype
 from lorasae.sae.io import (

@@ -24,7 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
-from lorasae.errors import LorasaeError
+from lorasae.core.errors import LorasaeError
 from lorasae.sae.config import SaeConfig, dtype_name, layer_from_hook_name, to_torch_dtype
 from lorasae.sae.io import (
     CFG_FILENAME,

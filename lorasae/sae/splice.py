@@ -1,4 +1,4 @@
-"""``splice_fn``: the function given to ``lorasae.hooks.splice`` to replace a layer's output by an
+"""``splice_fn``: the function given to ``lorasae.model.hooks.splice`` to replace a layer's output by an
 SAE's reconstruction."""
 
 from __future__ import annotations

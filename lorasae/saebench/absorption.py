@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lorasae.models import max_positions
+from lorasae.model.load import max_positions
 from lorasae.saebench.absorption_probes import (
     binary_f1,
     feature_splits,

@@ -12,8 +12,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lorasae.hooks import residual_at
-from lorasae.models import special_token_ids
+from lorasae.model.hooks import residual_at
+from lorasae.model.load import special_token_ids
 
 
 def sae_device_dtype(sae: Any) -> tuple[torch.device, torch.dtype]:

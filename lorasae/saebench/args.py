@@ -8,10 +8,10 @@ from pathlib import Path
 
 from simple_parsing import field
 
-from lorasae.cli import MODEL_VARIANTS, CommonArgs, SaeChoiceArgs, split_model_type
-from lorasae.llm import API_KEY_ENV, DEFAULT_LLM_MODEL
-from lorasae.models import model_key
-from lorasae.paths import eval_dir, sanitize, settings_variant
+from lorasae.core.cli import MODEL_VARIANTS, CommonArgs, SaeChoiceArgs, split_model_type
+from lorasae.core.llm import API_KEY_ENV, DEFAULT_LLM_MODEL
+from lorasae.core.paths import eval_dir, sanitize, settings_variant
+from lorasae.model.load import model_key
 from lorasae.saebench.suite import EVALS
 from lorasae.store.adapter_choice import adapter_help
 
@@ -136,7 +136,7 @@ SHORT_NAMES = {
 
 def result_variant(args: SaeBenchArgs) -> str:
     """The settings of `args` off `run_eval.py`'s defaults, as its results' slot carries them
-    (`lorasae.paths.settings_variant`; '' with the defaults: `<sae_tag>[__<adapter>]` as before)."""
+    (`lorasae.core.paths.settings_variant`; '' with the defaults: `<sae_tag>[__<adapter>]` as before)."""
     return settings_variant(vars(args), vars(SaeBenchArgs()), SHORT_NAMES, NOT_IN_NAME)
 
 
@@ -151,7 +151,7 @@ def results_dir(
     model_name: str, model_type: str, output_dir: str | Path | None = None, slot: str = ""
 ) -> Path:
     """`eval/SAE-Bench/results/<model>_<base|peft>/<slot>/`: one slot per SAE (base: `<sae_tag>`) and per
-    SAE and adapter (peft: `<sae_tag>__<adapter label>`, `lorasae.eval_identity.result_slot`), followed by
+    SAE and adapter (peft: `<sae_tag>__<adapter label>`, `lorasae.evals.identity.result_slot`), followed by
     `__<variant>` for settings off the defaults (`result_variant`); without a slot, the model's folder (where the original, and this project before issue 25, wrote every SAE's
     results)."""
     folder = results_root(output_dir) / f"{sanitize(model_key(model_name))}_{model_type}"

@@ -22,7 +22,7 @@ import torch
 from tabulate import tabulate
 from torch import Tensor
 
-from lorasae.llm import (
+from lorasae.core.llm import (
     API_KEY_ENV,
     DEFAULT_LLM_MODEL,
     DEFAULT_MAX_RETRIES,
@@ -219,7 +219,7 @@ class AutoInterpEvalConfig:
 
 
 def judge_settings(config: AutoInterpEvalConfig) -> LLMSettings:
-    """The judge's endpoint for `lorasae.llm.LLMClient`: the key from `$<api_key_env>`, the base URL from
+    """The judge's endpoint for `lorasae.core.llm.LLMClient`: the key from `$<api_key_env>`, the base URL from
     the config or `$OPENAI_BASE_URL`; no temperature is sent (as SAEBench)."""
     return LLMSettings.from_env(
         model=config.judge_model,

@@ -8,13 +8,13 @@ from typing import Any
 
 from tabulate import tabulate
 
-from lorasae.atomic import atomic_save_file, read_output_json
-from lorasae.eval_identity import Found, pick_result
-from lorasae.gap import format_gap_closed
-from lorasae.gap import gap_closed as ce_gap_closed
-from lorasae.models import model_key
-from lorasae.paths import sanitize
-from lorasae.records import RECORD_SUFFIX, read_record
+from lorasae.core.atomic import atomic_save_file, read_output_json
+from lorasae.core.gap import format_gap_closed
+from lorasae.core.gap import gap_closed as ce_gap_closed
+from lorasae.core.paths import sanitize
+from lorasae.core.records import RECORD_SUFFIX, read_record
+from lorasae.core.result_choice import Found, pick_result
+from lorasae.model.load import model_key
 from lorasae.saebench.args import MODEL_TYPES, results_dir
 from lorasae.saebench.suite import EVALS, HEADLINE
 
@@ -195,7 +195,7 @@ def gap_closed(results: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any] 
     """SPEC §3.3 from the two core results: L_base = the base model's CE, L_SAE = its CE with the SAE
     spliced, L_LoRA = the merged model's CE with the SAE; fraction = (L_SAE − L_LoRA) / (L_SAE − L_base),
     None with `gap_flag` = `non_positive_gap` when L_SAE − L_base ≤ 0, `gap_within_noise` when below 2
-    standard errors (the base core result's `eval_result_unstructured.ce_loss_gap_stderr`; `lorasae.gap`);
+    standard errors (the base core result's `eval_result_unstructured.ce_loss_gap_stderr`; `lorasae.core.gap`);
     None when a core result is missing."""
     results = pair_results(results)[0]
     try:

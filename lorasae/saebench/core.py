@@ -31,10 +31,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from lorasae.eval_ce import per_token_ce
-from lorasae.gap import paired_gap_se
-from lorasae.hooks import residual_at, splice
-from lorasae.models import special_token_ids
+from lorasae.core.gap import paired_gap_se
+from lorasae.model.ce import per_token_ce
+from lorasae.model.hooks import residual_at, splice
+from lorasae.model.load import special_token_ids
 from lorasae.sae.splice import splice_fn
 from lorasae.saebench.activations import d_sae_of, keep_mask, sae_device_dtype
 from lorasae.saebench.schema import EVAL_TYPE_CORE, eval_output
@@ -236,7 +236,9 @@ def run_core(
     metrics: dict[str, dict[str, Any]] = {}
     B = config.batch_size_prompts
 
-    unstructured: dict[str, float] = {}  # the CE gap's standard error (lorasae.gap), not a SAEBench field
+    unstructured: dict[
+        str, float
+    ] = {}  # the CE gap's standard error (lorasae.core.gap), not a SAEBench field
     if config.compute_kl or config.compute_ce_loss:
         acc: dict[str, list[Tensor]] = {}
         rows: dict[str, list[Tensor]] = {}

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lorasae.data import load_texts, pack_chunks
+from lorasae.model.data import load_texts, pack_chunks
 
 TextsByClass = dict[str, list[str]]
 TrainTest = tuple[TextsByClass, TextsByClass]

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lorasae.data import load_texts
+from lorasae.model.data import load_texts
 from lorasae.saebench.world_tasks import ClozeQuestion, RavelPrompt, prompt_ids
 
 RAVEL_REPO = "adamkarvonen/ravel_prompts"

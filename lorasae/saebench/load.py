@@ -13,9 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from lorasae.atomic import atomic_save_file
-from lorasae.models import load_model, model_shape
-from lorasae.runtime import parse_device
+from lorasae.core.atomic import atomic_save_file
+from lorasae.core.runtime import parse_device
+from lorasae.model.load import load_model, model_shape
 from lorasae.saebench.args import MODEL_TYPES, SaeBenchArgs, peft_dict_path
 from lorasae.store import SaeRef, adapter_line, load_bundle, resolve_adapter, resolve_sae
 
@@ -47,7 +47,7 @@ def merged_model(model: nn.Module, adapter: Path, peft_dict: Path | None) -> tup
                 "regenerate it with get_peft_dict.py."
             )
         return model.eval(), f"merged state dict {peft_dict}"
-    from lorasae.adapter_files import merge_adapter
+    from lorasae.model.adapters import merge_adapter
 
     return merge_adapter(model, adapter).eval(), f"adapter {adapter} (merged in memory)"
 
@@ -55,7 +55,7 @@ def merged_model(model: nn.Module, adapter: Path, peft_dict: Path | None) -> tup
 def save_peft_dict(model_name: str, adapter: str | Path | None, output: str | Path | None, device: Any = "cpu",
                    dtype: str = "float32") -> Path:  # fmt: skip
     """`get_peft_dict.py`: merge the adapter into the base weights and save the full state dict."""
-    from lorasae.adapter_files import merge_adapter
+    from lorasae.model.adapters import merge_adapter
 
     adapter = Path(adapter) if adapter else default_adapter(model_name, resolve_sae(model_name))
     out = Path(output) if output else peft_dict_path(model_name, adapter)
@@ -88,7 +88,7 @@ def load_for_eval(args: SaeBenchArgs) -> Loaded:
         )
     ref = resolve_sae(args.model_name, args.sae, args.layer)
     if ref.layer is not None:
-        from lorasae.models import check_layer
+        from lorasae.model.load import check_layer
 
         check_layer(model_shape(args.model_name), ref.layer)
     adapter = default_adapter(args.model_name, ref, args.adapter) if args.model_variant == "peft" else None

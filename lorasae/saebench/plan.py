@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from lorasae.models import max_positions
+from lorasae.model.load import max_positions
 from lorasae.saebench.absorption import AbsorptionEvalConfig
 from lorasae.saebench.args import EVALS, HUB_AUTOINTERP_DATASET, HUB_CORE_DATASET, SaeBenchArgs
 from lorasae.saebench.autointerp import AutoInterpEvalConfig

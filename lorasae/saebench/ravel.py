@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from lorasae.hooks import residual_at, splice
+from lorasae.model.hooks import residual_at, splice
 from lorasae.saebench.activations import _model_device, d_sae_of, encode_on_device, sae_device_dtype
 from lorasae.saebench.ravel_completion import evaluate_completion
 from lorasae.saebench.schema import EVAL_TYPE_RAVEL, eval_output

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from lorasae.atomic import atomic_write_json
+from lorasae.core.atomic import atomic_write_json
 
 # SAEBench's eval type ids (`EVAL_TYPE_ID_*` in each eval's eval_output.py)
 EVAL_TYPE_CORE = "core"

@@ -4,14 +4,14 @@ stage and one figure for all eight."""
 
 from __future__ import annotations
 
-from lorasae.evals.shape import DemoContext, EvalSuite, Headline, Stage
+from lorasae.evals.shape import EvalSuite, Headline
 
 _M = "lorasae.saebench"
 _COMMON = dict(
     family="saebench",
     table=f"{_M}.comparison:comparison_table",
     figure=f"{_M}.comparison:comparison_figure",
-    demo_stage=f"{_M}.suite:demo_stage",
+    demo_stage=f"{_M}.demo_stage:demo_stage",
 )
 
 
@@ -113,11 +113,4 @@ HEADLINE: dict[str, list[tuple[str, str, str]]] = {
 """Each eval's headline numbers (category, key, label): the comparison table's columns."""
 
 
-def demo_stage(ctx: DemoContext) -> Stage:
-    """`make demo`'s SAE-Bench stage (`demo_evals.saebench_stage`)."""
-    from lorasae.demo_evals import saebench_stage
-
-    return saebench_stage(ctx.device, ctx.layer, ctx.seed, ctx.force, ctx.sizes)
-
-
-__all__ = ["EVALS", "HEADLINE", "OFFLINE", "SUITES", "demo_stage"]
+__all__ = ["EVALS", "HEADLINE", "OFFLINE", "SUITES"]

@@ -41,7 +41,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from lorasae.hooks import splice
+from lorasae.model.hooks import splice
 from lorasae.saebench.activations import (
     collect_residuals,
     d_sae_of,

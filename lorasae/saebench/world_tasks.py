@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lorasae.atomic import read_output_json
+from lorasae.core.atomic import read_output_json
 from lorasae.world import _lexicon as L
 from lorasae.world.corpus import LABELLED_DOMAINS, build_world, domain_texts, generate_corpus, quiz_facts
 from lorasae.world.sizes import is_builtin_size
@@ -52,7 +52,7 @@ class RavelPrompt:
 def model_world_docs(model_name: str) -> int | None:
     """The corpus size (`n_docs`) the built-in model was pretrained on, from its world.json (None: the
     default corpus, also for models that are not built-in)."""
-    from lorasae.models import resolve_model_name
+    from lorasae.model.load import resolve_model_name
 
     if not is_builtin_size(model_name) and not Path(model_name).exists():
         return None

@@ -110,7 +110,7 @@ class Point:
 
     @property
     def key(self) -> str:
-        from lorasae.paths import sanitize
+        from lorasae.core.paths import sanitize
 
         return f"{sanitize(self.model.rstrip('/').split('/')[-1])}_r{self.rank}_n{self.examples}_s{self.seed}"
 

@@ -1,7 +1,7 @@
 """The scale study's measurements on one model and one LoRA run ("point"), each through the project's own
 code: the model's TopK SAE (`train_sae`, trained when missing), the LoRA run (`train_lora`'s pipeline; its
 CE gap closed and the gap's standard error), the built-in lm-eval tasks with and without the SAE spliced
-(`lorasae.benchmarks`), and the steering effect of the SAE latent chosen for the science concept through
+(`lorasae.lmeval`), and the steering effect of the SAE latent chosen for the science concept through
 the base and the LoRA model (`lorasae.steering`'s evaluator, at a fixed alpha)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from lorasae import paths
+from lorasae.core import paths
 from lorasae.scale.config import Point, ScaleStudyConfig
 
 SAE_EXPANSION = 8
@@ -37,8 +37,8 @@ def model_setup(cfg: ScaleStudyConfig, name: str) -> ModelSetup:
     """The model's shape and its TopK SAE at `cfg.layer` (expansion 8, the default k for its width): the
     demo's SAE on a built-in size (`make demo` trains it), else trained here with `train_sae` on
     `cfg.sae_tokens` tokens when it does not exist yet (a folder of a built-in world, e.g. in tests)."""
-    from lorasae.model_defaults import default_k
-    from lorasae.models import model_key, model_shape
+    from lorasae.model.defaults import default_k
+    from lorasae.model.load import model_key, model_shape
 
     shape = model_shape(name)
     k, key = default_k(shape.d_model), model_key(name)
@@ -86,7 +86,7 @@ def lora_config(cfg: ScaleStudyConfig, setup: ModelSetup, point: Point):
 def train_point(cfg: ScaleStudyConfig, setup: ModelSetup, point: Point) -> tuple[dict[str, float], Path]:
     """Train the point's LoRA (skipped when train_lora's own record says it is done); its CE numbers from
     results.csv (the row with the run's fingerprint) and its adapter folder."""
-    from lorasae.gap import gap_closed
+    from lorasae.core.gap import gap_closed
     from lorasae.lora.plan import plan_runs
     from lorasae.lora.run import main_many
 
@@ -101,8 +101,8 @@ def train_point(cfg: ScaleStudyConfig, setup: ModelSetup, point: Point) -> tuple
 
 
 def _results_row(fingerprint: str) -> dict[str, float]:
-    from lorasae.atomic import read_csv_rows
-    from lorasae.paths import results_csv
+    from lorasae.core.atomic import read_csv_rows
+    from lorasae.core.paths import results_csv
 
     rows = [r for r in read_csv_rows(results_csv())[1] if r.get("fingerprint") == fingerprint]
     if not rows:
@@ -129,10 +129,10 @@ def benchmark_accuracy(
     """Accuracy and its standard error on each built-in task (lm-eval; `tasks`, default all of them),
     with `saes` spliced in when given; plus `mean` over the tasks (its SE from the tasks' SEs, as
     independent)."""
-    from lorasae.benchmarks.comparison import task_metrics
-    from lorasae.benchmarks.plan import default_tasks, world_of
-    from lorasae.benchmarks.run import evaluate, task_manager_for
-    from lorasae.benchmarks.wrapper import benchmark_lm
+    from lorasae.lmeval.comparison import task_metrics
+    from lorasae.lmeval.plan import default_tasks, world_of
+    from lorasae.lmeval.run import evaluate, task_manager_for
+    from lorasae.lmeval.wrapper import benchmark_lm
 
     tasks = list(tasks or default_tasks(name))
     seed, n_docs = world_of(name)

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lorasae import paths
-from lorasae.records import write_record
+from lorasae.core import paths
+from lorasae.core.records import write_record
 from lorasae.scale.config import PAPER_RANK_RATIO, ScaleStudyConfig
 
 BENCH = ("bench_base", "bench_base_sae", "bench_lora", "bench_lora_sae")
@@ -199,7 +199,7 @@ def plot_speed(speed: dict[str, Any], folder: Path) -> Path:
 
 def write_report(results: dict[str, Any], cfg: ScaleStudyConfig) -> dict[str, Path]:
     """The table (CSV and markdown, under data/scale_study/) and the four figures (plots/scale_study/)."""
-    from lorasae.atomic import atomic_write_text
+    from lorasae.core.atomic import atomic_write_text
 
     data = paths.root() / "data" / "scale_study"
     folder = paths.root() / "plots" / "scale_study"

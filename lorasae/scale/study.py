@@ -14,9 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lorasae import paths
-from lorasae.atomic import atomic_write_json, read_json
-from lorasae.records import model_weights_digest, same_run, write_record
+from lorasae.core import paths
+from lorasae.core.atomic import atomic_write_json, read_json
+from lorasae.core.records import model_weights_digest, same_run, write_record
 from lorasae.scale.config import Point, ScaleStudyConfig, plan_points, unique_points
 from lorasae.scale.measure import ModelSetup, model_setup, steering_sets
 
@@ -41,7 +41,7 @@ def cached(path: Path, identity: dict[str, Any], measure: Callable[[], dict[str,
 
 def model_identity(cfg: ScaleStudyConfig, setup: ModelSetup) -> dict[str, Any]:
     """What decides a model's own measurements: the model's and the SAE's weights and the eval settings."""
-    from lorasae.models import resolve_model_name
+    from lorasae.model.load import resolve_model_name
 
     return {
         "what": "model",
@@ -134,7 +134,7 @@ def measure_point(cfg: ScaleStudyConfig, setup: ModelSetup, model: dict, point: 
 
 def measure_speed(cfg: ScaleStudyConfig, setups: dict[str, ModelSetup]) -> dict[str, Any]:
     """Predicted and measured e2e / TopK per-token cost at each SAE layer of each model."""
-    from lorasae.models import load_model
+    from lorasae.model.load import load_model
     from lorasae.scale.measure import SAE_EXPANSION
     from lorasae.scale.speed import dims_of, measured_costs, predicted_costs
 
@@ -156,7 +156,7 @@ def measure_speed(cfg: ScaleStudyConfig, setups: dict[str, ModelSetup]) -> dict[
 
 def run_study(cfg: ScaleStudyConfig) -> dict[str, Any]:
     """Everything the study measures (resumed from its files), then the table and figures."""
-    from lorasae.runtime import setup_environment
+    from lorasae.core.runtime import setup_environment
 
     setup_environment(wandb=False)
     cfg.apply_quick()

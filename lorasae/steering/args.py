@@ -17,9 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from lorasae.cli import CommonArgs, SaeChoiceArgs, field
-from lorasae.data import default_dataset
-from lorasae.paths import eval_dir, with_variant
+from lorasae.core.cli import CommonArgs, SaeChoiceArgs, field
+from lorasae.core.paths import eval_dir, with_variant
+from lorasae.model.data import default_dataset
 from lorasae.store.adapter_choice import adapter_help
 from lorasae.world.sizes import is_builtin_size
 
@@ -96,7 +96,7 @@ def alpha_record_path(latent: int, base: Path | None = None, variant: str = "") 
 
 def results_path(latent: int, base: Path | None = None, slot: str = "") -> Path:
     """`eval/steering/results/[<slot>/]latent_<N>.json`; `slot` names the SAE and adapter
-    (`lorasae.eval_identity.source_slot`) and the settings variant, so one latent of two SAEs (or adapters,
+    (`lorasae.evals.identity.source_slot`) and the settings variant, so one latent of two SAEs (or adapters,
     or settings) never shares a file."""
     folder = eval_dir("steering", base) / "results"
     return (folder / slot if slot else folder) / f"latent_{latent}.json"

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lorasae.hooks import residual_at
+from lorasae.model.hooks import residual_at
 from lorasae.steering.loglik import encode_texts, pad_batch
 
 

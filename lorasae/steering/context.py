@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from lorasae.models import check_layer, d_model, model_shape
-from lorasae.runtime import parse_device, seed_everything, setup_environment
+from lorasae.core.runtime import parse_device, seed_everything, setup_environment
+from lorasae.model.load import check_layer, d_model, model_shape
 from lorasae.sae.sources import check_sae_fits
 from lorasae.steering.args import SteeringArgs
 from lorasae.steering.concept import ConceptChoice

@@ -13,14 +13,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from lorasae.hooks import residual_at
-from lorasae.llm import LLMClient, LLMSettings
+from lorasae.core.llm import LLMClient, LLMSettings
+from lorasae.model.hooks import residual_at
 from lorasae.steering.args import SteeringArgs
 from lorasae.steering.context import SteeringContext
 from lorasae.steering.intervention import steer
 from lorasae.steering.loglik import encode_texts, mean_logliks, pad_batch
 from lorasae.steering.negatives import EvalSets, load_negative_sets, split_sets, tuning_set_name
-from lorasae.steering.positives import load_positives
+from lorasae.steering.positives_file import load_positives
 from lorasae.steering.stats import normalised_delta
 
 

@@ -9,10 +9,12 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
-from lorasae.atomic import atomic_write_json, read_output_json
-from lorasae.eval_identity import eval_identity, source_slot, variant_files, write_eval_record
-from lorasae.llm import LLMClient
-from lorasae.paths import from_portable, with_variant
+from lorasae.core.atomic import atomic_write_json, read_output_json
+from lorasae.core.llm import LLMClient
+from lorasae.core.paths import from_portable, with_variant
+from lorasae.core.result_choice import variant_files
+from lorasae.evals.identity import eval_identity, source_slot, write_eval_record
+from lorasae.steering.alpha_sweep import find_alpha_record, recorded_alpha
 from lorasae.steering.args import (
     SteeringArgs,
     alpha_record_path,
@@ -23,7 +25,6 @@ from lorasae.steering.args import (
 from lorasae.steering.context import MODEL_LABEL, SteeringContext
 from lorasae.steering.evaluator import Evaluator, Outcome, build_splits
 from lorasae.steering.stats import Interval, lora_minus_base
-from lorasae.steering.tune import find_alpha_record, recorded_alpha
 from lorasae.steering.variants import find_upstream, recorded_off_default, step_variant
 
 

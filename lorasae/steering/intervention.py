@@ -4,7 +4,7 @@
   decoder direction d is scaled by ``1 + alpha`` (alpha = -1 removes it);
 - additive: ``h <- h + alpha * d`` (alpha in residual-stream units).
 
-No SAE is spliced: only the latent's decoder row is used. The edit is a `lorasae.hooks.splice` function.
+No SAE is spliced: only the latent's decoder row is used. The edit is a `lorasae.model.hooks.splice` function.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from lorasae.hooks import SpliceFn, splice
+from lorasae.model.hooks import SpliceFn, splice
 
 SteeringMode = Literal["multiplicative", "additive"]
 MODES: tuple[str, ...] = ("multiplicative", "additive")

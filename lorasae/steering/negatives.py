@@ -23,10 +23,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lorasae.atomic import atomic_write_json, read_output_json
-from lorasae.llm import LLMClient, LLMError
-from lorasae.paths import eval_dir, name_variant, with_variant
-from lorasae.steering.examples import dedup, generate_llm_examples, split_snippets
+from lorasae.core.atomic import atomic_write_json, read_output_json
+from lorasae.core.llm import LLMClient, LLMError
+from lorasae.core.paths import eval_dir, name_variant, with_variant
+from lorasae.steering.example_sources import dedup, generate_llm_examples, split_snippets
 
 CATEGORIES: tuple[str, ...] = ("medical", "arabic", "recipes", "shakespeare", "law")
 """The original's five negative categories (its 'biology' set is the medical facts)."""

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lorasae.llm import DEFAULT_MAX_RETRIES, LLMClient, LLMSettings
+from lorasae.core.llm import DEFAULT_MAX_RETRIES, LLMClient, LLMSettings
+from lorasae.steering.alpha_rule import parse_grid
+from lorasae.steering.alpha_sweep import tune_alpha
 from lorasae.steering.args import SteeringArgs
 from lorasae.steering.context import load_context
 from lorasae.steering.evaluator import llm_from_env
 from lorasae.steering.final_eval import run_steering_eval
 from lorasae.steering.latent import resolve_latent
-from lorasae.steering.positives import make_positive_examples
-from lorasae.steering.tune import tune_alpha
-from lorasae.steering.tuning import parse_grid
+from lorasae.steering.positives_file import make_positive_examples
 
 
 @dataclass
@@ -60,7 +60,7 @@ class PositivesConfig(SteeringArgs):
 
 
 def make_positives(config: PositivesConfig) -> None:
-    from lorasae.eval_identity import eval_identity, write_eval_record
+    from lorasae.evals.identity import eval_identity, write_eval_record
     from lorasae.steering.variants import step_variant
 
     ctx = load_context(config, with_adapter=False)

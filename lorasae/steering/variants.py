@@ -19,8 +19,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from lorasae.eval_identity import Found, pick_result
-from lorasae.paths import name_variant, nondefault_settings, portable
+from lorasae.core.paths import name_variant, nondefault_settings, portable
+from lorasae.core.result_choice import Found, pick_result
 from lorasae.steering.args import SteeringArgs
 
 # settings that never enter a steering output's name: the model, the SAE, the latent and the adapter are

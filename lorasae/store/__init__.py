@@ -1,4 +1,4 @@
-"""The read side of `lorasae/paths.py`: one place that finds SAEs and adapters, loads them with the model
+"""The read side of `lorasae/core/paths.py`: one place that finds SAEs and adapters, loads them with the model
 and checks they fit. Every front end (train_lora, sweep, the demo, SAE-Bench, steering, benchmarks, the
 analyses) calls it; none has its own finder, default rule or loader.
 

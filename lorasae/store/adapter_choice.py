@@ -1,6 +1,6 @@
 """The one rule for "the default adapter of an SAE", stated once (`DEFAULT_ADAPTER_RULE`, shown in every
 eval's `--help`) and applied by `store.adapters.default_adapter` for every eval: which adapters count
-(`run_completed`: the LoRA run that saved it is done by `lorasae.lora.identity.run_state`), the order among
+(`run_completed`: the LoRA run that saved it is done by `lorasae.store.lora_identity.run_state`), the order among
 them (`preference`), an eval's own wishes as an explicit filter (`AdapterFilter`, e.g. steering's rank-1
 `after` adapter), and the one line each eval prints about the adapter it runs with (`adapter_line`).
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from lorasae.errors import CorruptFileError
-from lorasae.records import RECORD_SUFFIX, RunRecord, read_record
+from lorasae.core.errors import CorruptFileError
+from lorasae.core.records import RECORD_SUFFIX, RunRecord, read_record
 
 DEFAULT_ADAPTER_RULE = (
     "Default adapter of an SAE (the same rule in every eval): among the adapters saved for that SAE whose "
@@ -52,7 +52,7 @@ class AdapterFilter:
 
 def _ce_candidates(adapter: Path, record: RunRecord) -> list[Path]:
     """The CE_increase JSONs the run that saved `adapter` may have written (its name, with any variant)."""
-    from lorasae.paths import lora_json_path
+    from lorasae.core.paths import lora_json_path
 
     identity = record.identity
     layers = [int(x) for x in identity.get("lora_layers") or []]
@@ -84,9 +84,9 @@ def own_record(adapter: Path) -> RunRecord | None:
 
 
 def run_completed(adapter: Path) -> bool:
-    """The LoRA run that saved `adapter` is done (`lorasae.lora.identity.run_state`): its CE_increase run
+    """The LoRA run that saved `adapter` is done (`lorasae.store.lora_identity.run_state`): its CE_increase run
     record, written last, holds the identity the adapter's own record holds."""
-    from lorasae.lora.identity import run_state
+    from lorasae.store.lora_identity import run_state
 
     record = own_record(adapter)
     if record is None:

@@ -18,10 +18,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lorasae.errors import LorasaeError
-from lorasae.fingerprint import weights_digest
-from lorasae.paths import results_csv, sanitize
-from lorasae.records import ADAPTER_RECORD_KIND, RunRecord, defer_inferred_record, read_record
+from lorasae.core.errors import LorasaeError
+from lorasae.core.fingerprint import weights_digest
+from lorasae.core.paths import results_csv, sanitize
+from lorasae.core.records import ADAPTER_RECORD_KIND, RunRecord, defer_inferred_record, read_record
 from lorasae.store.saes import saes_folder
 from lorasae.store.tags import layer_from_path
 
@@ -56,7 +56,7 @@ def _layers(adapter: Path, config: dict[str, Any]) -> list[int]:
 
 def _csv_sources(adapter: Path, base: Path | None) -> list[tuple[str, int | None]]:
     """From the adapter's newest row in `data/results.csv`."""
-    from lorasae.layer_spec import parse_layer_spec
+    from lorasae.core.layer_spec import parse_layer_spec
 
     path = results_csv(base)
     if not path.exists():
@@ -141,7 +141,7 @@ def inferred_identity(adapter: Path, base: Path | None = None) -> dict[str, Any]
 def adapter_record(adapter: str | Path, base: Path | None = None) -> RunRecord:
     """The adapter's run record; a record-less adapter gets one inferred at its first use (with the SAE
     digest of that moment), written beside it when that command finishes successfully
-    (`lorasae.records.defer_inferred_record`; kept in memory when its folder is read-only)."""
+    (`lorasae.core.records.defer_inferred_record`; kept in memory when its folder is read-only)."""
     adapter = Path(adapter)
     found = read_record(adapter)
     if found is not None:

@@ -1,5 +1,5 @@
 """Finding LoRA adapters (`saved_models/<model>/<sae_tag>/peft_<a>-<b>/rank_<r>[__<variant>]/`, as
-`lorasae/paths.py::adapter_dir` writes them) and the SAEs an adapter was trained for. What an adapter is
+`lorasae/core/paths.py::adapter_dir` writes them) and the SAEs an adapter was trained for. What an adapter is
 (SAE tag, rank, layers, SAEs) is read from its run record (`store.adapter_records`), not its folder names.
 
 The tag an adapter is saved under is the run's SAE tag (`store.tags.run_tag`), so the adapter of an SAE
@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from lorasae.errors import LorasaeError
-from lorasae.model_defaults import default_sae_layer
-from lorasae.models import model_key, model_shape
-from lorasae.paths import root, sanitize
+from lorasae.core.errors import LorasaeError
+from lorasae.core.paths import root, sanitize
+from lorasae.model.defaults import default_sae_layer
+from lorasae.model.load import model_key, model_shape
 from lorasae.store.adapter_choice import AdapterFilter, own_record, preference, run_completed
 from lorasae.store.saes import SaeRef, model_keys
 from lorasae.store.tags import parse_our_tag, single_sae_tag
@@ -148,7 +148,7 @@ def default_adapter(
     """The default adapter of the SAE `ref` (`adapter_choice.DEFAULT_ADAPTER_RULE`, the one rule every eval
     uses): of the tags train_lora.py saves its adapters under, matching `want`, trained on the SAE's
     weights as they are now (its weights digest, when it is a local folder)."""
-    from lorasae.fingerprint import weights_digest
+    from lorasae.core.fingerprint import weights_digest
 
     n_layers = n_layers if n_layers is not None else model_shape(model).n_layers
     tags = adapter_tags(ref, default_sae_layer(n_layers))
@@ -194,7 +194,7 @@ def sae_sources_for_adapter(
     from lorasae.store.adapter_records import legacy_sae_sources
 
     if use_record:
-        from lorasae.paths import from_portable
+        from lorasae.core.paths import from_portable
         from lorasae.store.adapter_records import adapter_record
 
         identity = adapter_record(adapter, base).identity

@@ -13,9 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from lorasae.errors import LorasaeError
-from lorasae.models import ModelShape, check_layer, load_model, unwrap
-from lorasae.preflight import check_finite_weights, check_sae_finite
+from lorasae.core.errors import LorasaeError
+from lorasae.core.preflight import check_finite_weights, check_sae_finite
+from lorasae.model.load import ModelShape, check_layer, load_model, unwrap
 from lorasae.sae.crosscoder import Crosscoder
 from lorasae.sae.crosscoder_splice import coder_layers
 from lorasae.sae.io import CFG_FILENAME, WEIGHTS_FILENAME, read_cfg, read_weights
@@ -152,7 +152,7 @@ def load_bundle(
     model.requires_grad_(False)
     saes = load_saes(refs, model, dtype=sae_dtype) if refs else {}
     if adapter is not None:
-        from lorasae.adapter_files import load_peft_model, merge_adapter
+        from lorasae.model.adapters import load_peft_model, merge_adapter
 
         model = merge_adapter(model, adapter) if merge else load_peft_model(model, adapter)
         model.requires_grad_(False)

@@ -1,7 +1,7 @@
 """The run record of an SAE folder as the store reads it (issue 25): the record train_sae.py wrote
 (`lorasae/train/sae_record.py`), or, for a legacy folder (saved before records) or an external one, a
 record inferred from what its names and `cfg.json` say, marked inferred (written beside it when a
-command that used it finishes successfully: `lorasae.records.defer_inferred_record`).
+command that used it finishes successfully: `lorasae.core.records.defer_inferred_record`).
 This is the only place where an SAE folder's name is parsed for what the SAE is; everything else reads
 the record. `check_sae_model` refuses an SAE whose record names another model."""
 
@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lorasae.errors import LorasaeError
-from lorasae.paths import SAE_KINDS
-from lorasae.records import (
+from lorasae.core.errors import LorasaeError
+from lorasae.core.paths import SAE_KINDS
+from lorasae.core.records import (
     SAE_RECORD_KIND,
     RunRecord,
     defer_inferred_record,
@@ -64,7 +64,7 @@ def inferred_identity(folder: Path) -> dict[str, Any]:
 def sae_record(folder: str | Path) -> RunRecord:
     """The SAE folder's run record; a folder without one gets a record inferred from its names and
     cfg.json, marked inferred, written beside it when the command using it finishes successfully
-    (`lorasae.records.defer_inferred_record`): finding or checking an SAE in a command that then fails
+    (`lorasae.core.records.defer_inferred_record`): finding or checking an SAE in a command that then fails
     changes no file."""
     folder = Path(folder)
     found = read_record(folder)

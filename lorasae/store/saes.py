@@ -1,8 +1,8 @@
 """Finding SAEs: this project's own (`saved_saes/<model>/<kind>/<tag>/model.layers.<L>/`, as
-`lorasae/paths.py` writes them) and external sources (`--sae`: SAELens or sparsify folders, sae-lens
+`lorasae/core/paths.py` writes them) and external sources (`--sae`: SAELens or sparsify folders, sae-lens
 `release/sae_id`), resolved to `SaeRef`s (source, layer, tag) without loading any weights.
 
-The defaults are `train_sae.py`'s (`lorasae/model_defaults.py`): with no flags, the SAE a default
+The defaults are `train_sae.py`'s (`lorasae/model/defaults.py`): with no flags, the SAE a default
 `train_sae.py` run wrote (default layer, expansion 8, default k) is the one chosen. Where the flags leave
 several families, the default value of each unspecified flag decides; an ambiguity error is raised only
 when that does not single one out.
@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lorasae.model_defaults import PAPER_EXPANSION, default_k, default_sae_layer
-from lorasae.models import MODEL_REGISTRY, ModelShape, model_key, model_shape
-from lorasae.paths import root, sanitize
-from lorasae.records import RECORD_NAME, read_record
+from lorasae.core.paths import root, sanitize
+from lorasae.core.records import RECORD_NAME, read_record
+from lorasae.model.defaults import PAPER_EXPANSION, default_k, default_sae_layer
+from lorasae.model.load import MODEL_REGISTRY, ModelShape, model_key, model_shape
 from lorasae.sae.sources import SaeNotFoundError, layer_from_hook_name
 from lorasae.store.sae_records import sae_record
 from lorasae.store.tags import (

@@ -1,4 +1,4 @@
-"""What output names say, read back: the inverse of `lorasae/paths.py`'s names.
+"""What output names say, read back: the inverse of `lorasae/core/paths.py`'s names.
 
 - our SAE tags `expansion_<E>_L0_<k>[-<pct>pct]` (`parse_our_tag`), and any SAE tag in general
   (`parse_sae_tag`: Gemma Scope's `layer_12_width_16k_average_l0_82` too);
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lorasae.paths import sanitize
+from lorasae.core.paths import sanitize
 
 OUR_TAG = re.compile(r"^expansion_(?P<e>\d+)_L0_(?P<k>\d+)(?:-(?P<pct>\d+)pct)?$")
 LAYER_DIR = re.compile(r"^(?:model\.)?layers?[._](?P<layer>\d+)$")

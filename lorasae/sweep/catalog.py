@@ -10,8 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lorasae import paths
-from lorasae.models import model_key, model_shape
+from lorasae.core import paths
+from lorasae.model.load import model_key, model_shape
 from lorasae.store.tags import expand_width  # one rule for `16k` → 16384 everywhere
 
 

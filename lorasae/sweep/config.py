@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lorasae.cli import CommonArgs, field
+from lorasae.core.cli import CommonArgs, field
 from lorasae.lora.config import LoraHyperparams
 
 AXES = ("l0", "width", "layer", "model_size", "single_layer")

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from lorasae.lora.adapters import lora_layer_list
-from lorasae.models import model_key
+from lorasae.model.load import model_key
 from lorasae.sweep.catalog import GEMMA_SCOPE, Catalog, SaeEntry
 from lorasae.sweep.config import SweepConfig, parse_width
 

@@ -8,13 +8,13 @@ from collections.abc import Sequence
 
 from tabulate import tabulate
 
-from lorasae import paths
-from lorasae.atomic import atomic_write_json
-from lorasae.cli import parse
-from lorasae.errors import main_guard
+from lorasae.core import paths
+from lorasae.core.atomic import atomic_write_json
+from lorasae.core.cli import parse
+from lorasae.core.errors import main_guard
 from lorasae.lora.adapters import format_layers
-from lorasae.model_defaults import default_sae_layer
-from lorasae.models import model_key
+from lorasae.model.defaults import default_sae_layer
+from lorasae.model.load import model_key
 from lorasae.store import external_run
 from lorasae.sweep.catalog import Catalog, SaeEntry, load_catalog
 from lorasae.sweep.config import SweepConfig
@@ -40,7 +40,7 @@ def lora_plan(cfg: SweepConfig, run: PlannedRun):
 
 
 def status(cfg: SweepConfig, run: PlannedRun) -> str:
-    """train_lora.py's state of the run (`lorasae.lora.identity.run_state`, the one "done" rule): done,
+    """train_lora.py's state of the run (`lorasae.store.lora_identity.run_state`, the one "done" rule): done,
     incomplete, damaged, different, or empty for a new run."""
     planned = lora_plan(cfg, run)
     state = planned.status() if planned is not None else "new"
@@ -81,8 +81,8 @@ MANIFEST_NOT_IDENTITY = frozenset(
 def write_manifest(plan: Plan, cfg: SweepConfig, catalogs: dict[str, Catalog]) -> None:
     """`data/sweeps/<model>.json`: the SAE tags of each sweep, which the figures select by; then its run
     record (the model and its weights digest, the sweep's settings and the manifest itself)."""
-    from lorasae.lora.identity import local_model
-    from lorasae.records import model_weights_digest, write_record
+    from lorasae.core.records import model_weights_digest, write_record
+    from lorasae.store.lora_identity import local_model
 
     main = model_key(cfg.model_name)
 
@@ -119,7 +119,7 @@ def lora_config(cfg: SweepConfig, run: PlannedRun):
     they are, plus the run's SAE, layers and rank."""
     from dataclasses import fields
 
-    from lorasae.cli import CommonArgs
+    from lorasae.core.cli import CommonArgs
     from lorasae.lora.config import LoraHyperparams, TrainLoraConfig
 
     shared = {f.name: getattr(cfg, f.name) for cls in (CommonArgs, LoraHyperparams) for f in fields(cls)}
@@ -153,8 +153,8 @@ def pending_runs(cfg: SweepConfig, plan: Plan) -> list[PlannedRun]:
 
 def main(cfg: SweepConfig) -> Plan:
     """Plan, run this shard's runs that are not done yet, write the manifest, draw the figures."""
+    from lorasae.core.runtime import setup_environment
     from lorasae.lora.run import main_many as train_lora_many
-    from lorasae.runtime import setup_environment
 
     setup_environment(wandb=cfg.wandb)
     plan, catalogs = plan_sweep(cfg)
@@ -182,7 +182,7 @@ def main(cfg: SweepConfig) -> Plan:
 
 def figures(cfg: SweepConfig) -> None:
     from lorasae.plotting import plot_all
-    from lorasae.report import print_results_table
+    from lorasae.results.summary import print_results_table
 
     model = model_key(cfg.model_name)
     for name, files in plot_all(None, model).items():
@@ -194,5 +194,5 @@ def figures(cfg: SweepConfig) -> None:
 
 @main_guard
 def cli(argv: list[str]) -> None:
-    """sweep.py's command line (also `python -m lorasae.sweep`) behind the error boundary (`lorasae.errors`)."""
+    """sweep.py's command line (also `python -m lorasae.sweep`) behind the error boundary (`lorasae.core.errors`)."""
     main(parse(SweepConfig, argv))

@@ -21,10 +21,10 @@ from collections import deque
 from pathlib import Path
 from typing import IO
 
-from lorasae import paths
-from lorasae.atomic import atomic_write_json
-from lorasae.errors import LorasaeError
-from lorasae.runtime import available_cpus
+from lorasae.core import paths
+from lorasae.core.atomic import atomic_write_json
+from lorasae.core.errors import LorasaeError
+from lorasae.core.runtime import available_cpus
 from lorasae.sweep.config import SweepConfig
 
 TAIL_LINES = 30  # lines of a failed shard's output repeated in the error
@@ -32,7 +32,7 @@ TAIL_LINES = 30  # lines of a failed shard's output repeated in the error
 
 def shard_config_path(cfg: SweepConfig) -> Path:
     """`data/sweeps/<model>.config.json`: the config every shard reads (beside the sweep manifest)."""
-    from lorasae.models import model_key
+    from lorasae.model.load import model_key
 
     manifest = paths.sweep_manifest(model_key(cfg.model_name))
     return manifest.with_name(f"{manifest.stem}.config.json")

@@ -1,7 +1,7 @@
 """`train_sae.py`'s flags (SPEC §3.1): the paper's settings are the defaults. Field docstrings are `--help`.
 
 Some defaults depend on the model and are filled in by `TrainSaeConfig.resolved(d_model, max_positions,
-n_layers)`, with the rules of `lorasae/model_defaults.py` (shared by every script):
+n_layers)`, with the rules of `lorasae/model/defaults.py` (shared by every script):
 - `layer`: 12 (the paper's) for models with more than 12 layers; 1 for smaller ones (the built-in tiny one).
 - `k`: 64 (the paper's) for models with d_model ≥ 1024; smaller models (the built-in tiny one, d=128)
   keep the paper's sparsity ratio k/d = 64/2304 ≈ 2.8 %, i.e. k = round(64·d/2304) (tiny: 4).
@@ -9,7 +9,7 @@ n_layers)`, with the rules of `lorasae/model_defaults.py` (shared by every scrip
 - `batch_size`: the paper's 1024 tokens per step: 1 sequence of 1024 tokens; 8 of the tiny model's 128.
 - `num_val_tokens`: 1,000,000 (the paper's) for models with d_model ≥ 1024; 8,192 (64 sequences of 128)
   for smaller ones. Short runs take their 101 curve points on fewer (`--curve_val_tokens`), each reusing
-  the clean prefix (`lorasae/prefix.py`); differences between SAEs and checkpoints are paired (same
+  the clean prefix (`lorasae/model/prefix.py`); differences between SAEs and checkpoints are paired (same
   tokens), so 8k tokens resolve them to a few thousandths of a nat.
 - `lr`: 2e-4 / sqrt(m / 2^14) with m the SAE width (Gao et al.'s scaling law, the paper's choice).
 - warm-up: `lr_warmup_steps` (1000), but never more than 10 % of the run (a 300-step run would otherwise
@@ -19,17 +19,18 @@ n_layers)`, with the rules of `lorasae/model_defaults.py` (shared by every scrip
 
 # no `from __future__ import annotations`: simple-parsing resolves the string annotations of the option
 # groups' nested dataclass field (`sae_kwargs: SaeKwargs`) in the namespace of the base class
-# (lorasae/cli.py), where the name does not exist; real annotation objects need no resolution.
+# (lorasae/core/cli.py), where the name does not exist; real annotation objects need no resolution.
 
 import dataclasses
 import math
 from dataclasses import dataclass
 from typing import TypeVar
 
-from lorasae import model_defaults
-from lorasae.cli import CommonArgs
-from lorasae.data import default_dataset
-from lorasae.model_defaults import (
+from lorasae.core.cli import CommonArgs
+from lorasae.core.paths import portable
+from lorasae.model import defaults as model_defaults
+from lorasae.model.data import default_dataset
+from lorasae.model.defaults import (
     PAPER_CTX_LEN,
     default_ctx_len,
     default_k,
@@ -37,8 +38,7 @@ from lorasae.model_defaults import (
     default_sae_layer,
     default_val_batch_size,
 )
-from lorasae.models import model_key
-from lorasae.paths import portable
+from lorasae.model.load import model_key
 from lorasae.sae.registry import ARCHITECTURES as REGISTRY
 from lorasae.train.options import (
     LR_SCHEDULERS,

@@ -28,8 +28,8 @@ import torch
 from tabulate import tabulate
 from torch import nn
 
-from lorasae.eval_ce import ce_sum_and_count, masked_lm_inputs
-from lorasae.hooks import residual_at
+from lorasae.model.ce import ce_sum_and_count, masked_lm_inputs
+from lorasae.model.hooks import residual_at
 from lorasae.sae import geometric_median
 from lorasae.sae.crosscoder import Crosscoder
 from lorasae.sae.crosscoder_splice import crosscoder_splice_fns, source_activations

@@ -1,6 +1,6 @@
 """The curve part handed to the training loop (SPEC §3.3): what a curve point measures, the original
 model's value, and the final statistics over every validation token. `SplicedCurve`: the validation CE
-with the SAE spliced at its layer (the clean prefix reused, `lorasae/prefix.py`). Other kinds:
+with the SAE spliced at its layer (the clean prefix reused, `lorasae/model/prefix.py`). Other kinds:
 `modified_parts.TargetFvuCurve` (the FVU of f(x)), `crosscoder_parts.CrosscoderCurve` (spliced at its
 sources)."""
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from lorasae.prefix import PrefixCache, build_prefix_cache
+from lorasae.model.prefix import PrefixCache, build_prefix_cache
 from lorasae.train.config import TrainSaeConfig
 from lorasae.train.distributed import DistInfo
 from lorasae.train.result import TrainResult
@@ -61,7 +61,7 @@ class SplicedCurve:
 
     def prefix_cache(self) -> PrefixCache | None:
         """The curve chunks' residual after the SAE's layer (this rank's share), built on first use;
-        None where every curve point runs the full forward (`lorasae/prefix.py`)."""
+        None where every curve point runs the full forward (`lorasae/model/prefix.py`)."""
         if not self._prefix_built:
             cfg = self.cfg
             self._prefix, note = build_prefix_cache(

@@ -10,11 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lorasae.errors import OutputExistsError
-from lorasae.fingerprint import differing, fingerprint
-from lorasae.models import ModelShape
-from lorasae.preflight import check_writable
-from lorasae.records import digest, read_record
+from lorasae.core.errors import OutputExistsError
+from lorasae.core.fingerprint import differing, fingerprint
+from lorasae.core.preflight import check_writable
+from lorasae.core.records import digest, read_record
+from lorasae.model.load import ModelShape
 from lorasae.sae.io import read_cfg
 from lorasae.train.config import TrainSaeConfig
 from lorasae.train.sae_record import sae_run_identity

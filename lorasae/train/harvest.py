@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor, nn
 
-from lorasae.hooks import residual_at
+from lorasae.model.hooks import residual_at
 from lorasae.train import distributed as dist_utils
 from lorasae.train.distributed import DistInfo
 from lorasae.train.modification import plain_rows

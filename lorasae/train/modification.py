@@ -29,9 +29,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from lorasae.atomic import atomic_save_file
-from lorasae.errors import LorasaeError
-from lorasae.paths import from_portable
+from lorasae.core.atomic import atomic_save_file
+from lorasae.core.errors import LorasaeError
+from lorasae.core.paths import from_portable
 
 
 class ModificationSettings(Protocol):
@@ -153,7 +153,7 @@ def load_modification(
     """The checked modification of a resolved config: the file exists and holds W [d, d] and b [d] with
     d = the model's d_model, it was fit at `cfg.layer` of this model, and its SAE reads d-dimensional
     activations. Runs before the language model loads (train_sae), so a wrong file fails in seconds."""
-    from lorasae.models import model_key
+    from lorasae.model.load import model_key
 
     path = from_portable(str(cfg.modification_file))
     tensors, meta = _read(path)

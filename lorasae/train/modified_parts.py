@@ -7,7 +7,7 @@ positions are dropped, so ranks' batches would differ in size)."""
 
 from __future__ import annotations
 
-from lorasae.errors import LorasaeError
+from lorasae.core.errors import LorasaeError
 from lorasae.train.curve import SplicedCurve
 from lorasae.train.distributed import DistInfo
 from lorasae.train.modification import HiddenModification

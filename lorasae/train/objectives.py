@@ -1,7 +1,7 @@
 """The two SAE training objectives, one function each (SPEC §3.1).
 
 - `reconstruction_step`: FVU (+ optional AuxK) on the residual stream after layer L, read with the
-  truncated forward (`lorasae.hooks.residual_at`, no layer after L runs) under no_grad.
+  truncated forward (`lorasae.model.hooks.residual_at`, no layer after L runs) under no_grad.
 - `e2e_step`: KL(p_original ‖ p_spliced) summed over positions / batch size. The original final hidden
   states come from a plain forward under no_grad; the spliced forward replaces layer L's output by the
   SAE reconstruction, and gradients reach only the SAE (the model's parameters are frozen). The KL is the
@@ -32,9 +32,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lorasae.hooks import residual_at, splice
+from lorasae.core.losses import squared_error, total_variance
 from lorasae.kl import LogitHead, chunked_kl, final_hidden, verified_head
-from lorasae.losses import squared_error, total_variance
+from lorasae.model.hooks import residual_at, splice
 from lorasae.sae import SaeOutput
 from lorasae.train.distributed import all_reduce_sum, global_total_variance, is_distributed
 from lorasae.train.options import RECON_LOSSES
@@ -215,7 +215,7 @@ def _layer_output(
 class ReconstructionObjective:
     """FVU (or --recon_loss sum_sq) of the SAE on its rows, + AuxK, + λ·L1 for SAEs with an L1 term;
     `sparsity(step)` is λ at that step (0 without an L1 term). The forward runs under `autocast()`
-    (`lorasae.precision.sae_autocast`: bf16 on CUDA with a bf16 model). Rows are a tensor x (reconstruct
+    (`lorasae.core.precision.sae_autocast`: bf16 on CUDA with a bf16 model). Rows are a tensor x (reconstruct
     x) or a pair (x, target) (reconstruct target from x: a transcoder's (MLP input, MLP output))."""
 
     def __init__(

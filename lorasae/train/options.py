@@ -7,13 +7,13 @@ features (e.g. --e2e with a crosscoder) live in `combination_problems`, once. It
 Field docstrings are `--help`."""
 
 # no `from __future__ import annotations`: simple-parsing resolves the string annotation of a nested
-# dataclass field (`sae_kwargs: SaeKwargs`) in the namespace of the base class (lorasae/cli.py), where the
+# dataclass field (`sae_kwargs: SaeKwargs`) in the namespace of the base class (lorasae/core/cli.py), where the
 # name does not exist; real annotation objects need no resolution.
 
 from dataclasses import dataclass
 from typing import Any
 
-from lorasae.cli import field, parse_count
+from lorasae.core.cli import field, parse_count
 
 CROSSCODER_ACTIVATIONS = ("topk", "relu")
 RECON_LOSSES = ("fvu", "sum_sq")

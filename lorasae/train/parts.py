@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
-from lorasae.precision import sae_autocast
+from lorasae.core.precision import sae_autocast
 from lorasae.sae.registry import Architecture
 from lorasae.train.architecture import step_sparsity, uses_sparsity
 from lorasae.train.config import TrainSaeConfig

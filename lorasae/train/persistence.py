@@ -14,11 +14,11 @@ from typing import Any
 
 from torch import nn
 
-from lorasae.atomic import atomic_write_json
-from lorasae.config_files import save_config
-from lorasae.errors import RunInterrupted
-from lorasae.models import ModelShape
-from lorasae.paths import portable
+from lorasae.core.atomic import atomic_write_json
+from lorasae.core.config_files import save_config
+from lorasae.core.errors import RunInterrupted
+from lorasae.core.paths import portable
+from lorasae.model.load import ModelShape
 from lorasae.sae import SaeShapeError
 from lorasae.sae.registry import load_ours
 from lorasae.train.config import TrainSaeConfig

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor, nn
 
-from lorasae.hooks import residual_at
+from lorasae.model.hooks import residual_at
 from lorasae.sae import geometric_median
 from lorasae.train import distributed as dist_utils
 from lorasae.train.distributed import DistInfo

@@ -1,5 +1,5 @@
 """The run records of what train_sae.py writes (issue 25): every SAE folder (the final SAE and each
-checkpoint, every architecture) gets `run.json` (`lorasae/records.py`), written after the folder's other
+checkpoint, every architecture) gets `run.json` (`lorasae/core/records.py`), written after the folder's other
 files, naming the model and its weights digest, the data, the layer(s), the architecture, every setting
 and its parents (a checkpoint's run: the final SAE's folder; --init_sae's SAE and --modification_file,
 with their digests). The curve files get a record each, naming the SAE run they belong to.
@@ -13,10 +13,9 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from lorasae.fingerprint import file_digest, weights_digest
-from lorasae.models import MODEL_REGISTRY, model_key
-from lorasae.paths import from_portable, portable
-from lorasae.records import (
+from lorasae.core.fingerprint import file_digest, weights_digest
+from lorasae.core.paths import from_portable, portable
+from lorasae.core.records import (
     CURVE_RECORD_KIND,
     SAE_RECORD_KIND,
     RunRecord,
@@ -25,6 +24,7 @@ from lorasae.records import (
     read_record,
     write_record,
 )
+from lorasae.model.load import MODEL_REGISTRY, model_key
 from lorasae.train.config import TrainSaeConfig
 from lorasae.train.result import TrainResult
 from lorasae.train.state import checkpoint_dir, resume_settings, state_path

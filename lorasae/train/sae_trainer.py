@@ -18,10 +18,12 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from lorasae.data import TokenSplit, load_token_split
-from lorasae.errors import LorasaeError
-from lorasae.eval_ce import masked_lm_inputs
-from lorasae.models import (  # noqa: F401  (max_positions: bench/train_sae_run.py imports it from here)
+from lorasae.core.errors import LorasaeError
+from lorasae.core.precision import use_sae_autocast
+from lorasae.core.runtime import parse_device, seed_everything, setup_environment
+from lorasae.model.ce import masked_lm_inputs
+from lorasae.model.data import TokenSplit, load_token_split
+from lorasae.model.load import (  # noqa: F401  (max_positions: bench/train_sae_run.py imports it from here)
     ModelShape,
     check_layer,
     d_model,
@@ -31,8 +33,6 @@ from lorasae.models import (  # noqa: F401  (max_positions: bench/train_sae_run.
     num_layers,
     special_token_ids,
 )
-from lorasae.precision import use_sae_autocast
-from lorasae.runtime import parse_device, seed_everything, setup_environment
 from lorasae.train import distributed as dist_utils
 from lorasae.train.architecture import build_sae, entry, maybe_compile
 from lorasae.train.config import TrainSaeConfig

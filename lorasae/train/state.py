@@ -20,11 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from lorasae.atomic import atomic_save_file
-from lorasae.errors import LorasaeError
-from lorasae.model_defaults import sae_defaults
-from lorasae.models import ModelShape, model_key
-from lorasae.paths import (
+from lorasae.core.atomic import atomic_save_file
+from lorasae.core.errors import LorasaeError
+from lorasae.core.paths import (
     crosscoder_tag,
     modified_sae_tag,
     relu_sae_tag,
@@ -32,6 +30,8 @@ from lorasae.paths import (
     sae_dir,
     sae_tag,
 )
+from lorasae.model.defaults import sae_defaults
+from lorasae.model.load import ModelShape, model_key
 from lorasae.train.config import SaeKwargs, TrainSaeConfig
 
 STATE_VERSION = 1

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from lorasae.eval_ce import ce_sum_and_count, masked_lm_inputs
-from lorasae.hooks import residual_at
-from lorasae.prefix import PrefixCache
+from lorasae.model.ce import ce_sum_and_count, masked_lm_inputs
+from lorasae.model.hooks import residual_at
+from lorasae.model.prefix import PrefixCache
 from lorasae.sae import TopKSAE
 from lorasae.sae.splice import splice_fn
 from lorasae.train import distributed as dist_utils

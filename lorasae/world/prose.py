@@ -114,7 +114,7 @@ def _read_cache(path: Path) -> tuple[tuple[str, str], ...] | None:
 
 
 def _write_cache(path: Path, chunks: tuple[tuple[str, str], ...]) -> None:
-    from lorasae.atomic import atomic_write_text
+    from lorasae.core.atomic import atomic_write_text
 
     try:
         atomic_write_text(path, json.dumps(chunks))

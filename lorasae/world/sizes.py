@@ -1,4 +1,4 @@
-"""The built-in model's sizes: `tiny` (the default) and `tiny-s`, its half-width sibling trained on the same
+"""The built-in world's config (`TinyWorldConfig`) and the built-in model's sizes: `tiny` (the default) and `tiny-s`, its half-width sibling trained on the same
 corpus, tokenizer and token budget by the same builder (`tiny_model.build_tiny_model`). Each size is one
 rule that turns a base `TinyWorldConfig` into that size's config, so a test world (a small base config)
 gets a small sibling the same way the default world gets its own."""
@@ -7,8 +7,70 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from .tiny_model import TinyWorldConfig
+from transformers import LlamaConfig
+
+
+@dataclass(frozen=True)
+class TinyWorldConfig:
+    """Everything that determines the built-in world (defaults: ~3 minutes on 2 CPU cores)."""
+
+    seed: int = 0
+    """The world seed (entities, facts, documents); `corpus.split_corpus(seed)` gives the held-out set."""
+    n_docs: int | None = None
+    """Generated documents in the corpus (None: `corpus.DEFAULT_N_DOCS`); stdlib prose comes on top."""
+    vocab_size: int = 4096
+    d_model: int = 128
+    n_layers: int = 4
+    n_heads: int = 4
+    d_ff: int = 512
+    ctx_len: int = 128
+    tie_embeddings: bool = True
+    train_tokens: int = 1_600_000
+    """Tokens of pretraining (steps = train_tokens // (batch_size * ctx_len))."""
+    batch_size: int = 32
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 30
+    weight_decay: float = 0.1
+    num_threads: int | None = None
+    """torch CPU threads while building (None: the cores available to this process, at most 8)."""
+
+    @classmethod
+    def for_tests(cls, seed: int = 0) -> TinyWorldConfig:
+        """A very small, fast world (seconds) for unit tests: same pipeline, tiny sizes."""
+        return cls(
+            seed=seed,
+            n_docs=800,
+            vocab_size=512,
+            d_model=32,
+            n_layers=2,
+            n_heads=2,
+            d_ff=64,
+            ctx_len=64,
+            train_tokens=160_000,
+            batch_size=8,
+            lr=1e-2,
+            warmup_steps=10,
+            num_threads=1,
+        )
+
+    def llama_config(self, vocab_size: int) -> LlamaConfig:
+        return LlamaConfig(
+            vocab_size=vocab_size,
+            hidden_size=self.d_model,
+            intermediate_size=self.d_ff,
+            num_hidden_layers=self.n_layers,
+            num_attention_heads=self.n_heads,
+            num_key_value_heads=self.n_heads,
+            max_position_embeddings=self.ctx_len,
+            tie_word_embeddings=self.tie_embeddings,
+            rms_norm_eps=1e-5,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=2,
+        )
 
 
 def _same(base: TinyWorldConfig) -> TinyWorldConfig:

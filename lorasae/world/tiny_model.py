@@ -21,21 +21,21 @@ import random
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import transformers
 from filelock import FileLock
 from tqdm.auto import tqdm
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
-from lorasae.atomic import honour_umask_tree
-from lorasae.errors import RunInterrupted
+from lorasae.core.atomic import honour_umask_tree
+from lorasae.core.errors import RunInterrupted
 
 from .corpus import Document, split_corpus
 from .model_folder import MODEL_FILES, missing_files, move_model_files
 from .prose import prose_fingerprint
+from .sizes import TinyWorldConfig, is_builtin_size, size_config
 from .tokenizer import train_tokenizer
 
 __all__ = [
@@ -56,70 +56,9 @@ WORLD_RECORD_KIND = "builtin_world"
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
-@dataclass(frozen=True)
-class TinyWorldConfig:
-    """Everything that determines the built-in world (defaults: ~3 minutes on 2 CPU cores)."""
-
-    seed: int = 0
-    """The world seed (entities, facts, documents); `corpus.split_corpus(seed)` gives the held-out set."""
-    n_docs: int | None = None
-    """Generated documents in the corpus (None: `corpus.DEFAULT_N_DOCS`); stdlib prose comes on top."""
-    vocab_size: int = 4096
-    d_model: int = 128
-    n_layers: int = 4
-    n_heads: int = 4
-    d_ff: int = 512
-    ctx_len: int = 128
-    tie_embeddings: bool = True
-    train_tokens: int = 1_600_000
-    """Tokens of pretraining (steps = train_tokens // (batch_size * ctx_len))."""
-    batch_size: int = 32
-    lr: float = 3e-3
-    min_lr_ratio: float = 0.1
-    warmup_steps: int = 30
-    weight_decay: float = 0.1
-    num_threads: int | None = None
-    """torch CPU threads while building (None: the cores available to this process, at most 8)."""
-
-    @classmethod
-    def for_tests(cls, seed: int = 0) -> TinyWorldConfig:
-        """A very small, fast world (seconds) for unit tests: same pipeline, tiny sizes."""
-        return cls(
-            seed=seed,
-            n_docs=800,
-            vocab_size=512,
-            d_model=32,
-            n_layers=2,
-            n_heads=2,
-            d_ff=64,
-            ctx_len=64,
-            train_tokens=160_000,
-            batch_size=8,
-            lr=1e-2,
-            warmup_steps=10,
-            num_threads=1,
-        )
-
-    def llama_config(self, vocab_size: int) -> LlamaConfig:
-        return LlamaConfig(
-            vocab_size=vocab_size,
-            hidden_size=self.d_model,
-            intermediate_size=self.d_ff,
-            num_hidden_layers=self.n_layers,
-            num_attention_heads=self.n_heads,
-            num_key_value_heads=self.n_heads,
-            max_position_embeddings=self.ctx_len,
-            tie_word_embeddings=self.tie_embeddings,
-            rms_norm_eps=1e-5,
-            pad_token_id=0,
-            bos_token_id=1,
-            eos_token_id=2,
-        )
-
-
 def default_root() -> Path:
-    """`<root>/saved_models` with the project root of `lorasae.paths` (env `LORASAE_ROOT`, else the repo)."""
-    from lorasae import paths
+    """`<root>/saved_models` with the project root of `lorasae.core.paths` (env `LORASAE_ROOT`, else the repo)."""
+    from lorasae.core import paths
 
     return paths.tiny_model_root()
 
@@ -144,8 +83,6 @@ def ensure_tiny_model(
     if _is_complete(target):
         return target
     if config is None:
-        from .sizes import size_config
-
         config = size_config(size)
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target.parent / f".{size}.lock")):
@@ -272,7 +209,7 @@ def _pretrain(
 def _save_world(
     folder: Path, model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, info: dict
 ) -> None:
-    from lorasae.records import write_record
+    from lorasae.core.records import write_record
 
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -354,7 +291,7 @@ def _build(folder: Path, cfg: TinyWorldConfig, progress: bool) -> dict:
 
 def _available_cpus() -> int:
     """CPUs this process may use, capped at 8 (the tiny model's matrices gain nothing from more)."""
-    from lorasae.runtime import available_cpus
+    from lorasae.core.runtime import available_cpus
 
     return min(8, available_cpus())
 
@@ -371,8 +308,6 @@ def world_info(model: str | Path | object | None) -> dict:
         return {}
     folder = Path(model).expanduser()
     if not folder.exists():
-        from .sizes import is_builtin_size
-
         size = str(model).removeprefix("builtin:")
         if not is_builtin_size(size):  # the registry's names of the built-in models
             return {}

@@ -1,0 +1,95 @@
+"""Run identity of eval results (issue 25): the slot a result is written to is named by the SAE (and the
+adapter) it was computed with and by the eval's settings that differ from the script's defaults (the
+variant, `lorasae.core.paths.settings_variant`; default settings keep the original names), and each result gets
+a run record naming the model and its weights digest, the SAE sources and their digests, the adapter and
+its run record, the eval's settings and the variant. Readers find results through those records and, when
+one SAE has results of several settings, pick one by `pick_result` (the one rule).
+
+Used by SAE-Bench (`lorasae.saebench`), the lm-eval benchmarks (`lorasae.lmeval`) and steering.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from lorasae.core.fingerprint import weights_digest
+from lorasae.core.paths import portable, sanitize
+from lorasae.core.records import write_record
+
+# settings that never change an eval's numbers
+NOT_IDENTITY = frozenset({"device", "wandb", "progress", "output_dir", "plot", "debug", "api_key_env"})
+
+
+def adapter_label(adapter: str | Path) -> str:
+    """`peft_<a>-<b>_rank_<r>[__<variant>]` for adapters in the project's layout, else the folder's name;
+    followed by `-<digest>` of the adapter's run record identity, so two different adapters never share
+    a label (a record-less adapter gets its inferred record here)."""
+    from lorasae.store.adapter_records import adapter_record
+
+    adapter = Path(adapter)
+    if adapter.name.startswith("rank_") and adapter.parent.name.startswith("peft_"):
+        name = f"{adapter.parent.name}_{adapter.name}"
+    else:
+        name = adapter.name
+    return f"{sanitize(name)}-{adapter_record(adapter).identity_digest[:8]}"
+
+
+def result_slot(sae_tag: str, adapter: str | Path | None = None) -> str:
+    """One slot per SAE (`<sae_tag>`) and, with an adapter, per SAE and adapter (`<sae_tag>__<label>`)."""
+    tag = sanitize(sae_tag)
+    return f"{tag}__{adapter_label(adapter)}" if adapter is not None else tag
+
+
+def source_slot(sae_source: str, adapter: str | Path | None = None) -> str:
+    """`result_slot` for an SAE known by its source (a folder: its path under the output root; a sae-lens
+    `release/sae_id`: that id), one path component."""
+    return result_slot(sanitize(_source(sae_source)), adapter)
+
+
+def _source(text: str) -> str:
+    return portable(text) if Path(text).expanduser().exists() else text
+
+
+def eval_identity(
+    model_name: str,
+    sae_sources: Sequence[str],
+    adapter: str | Path | None,
+    settings: Mapping[str, Any],
+    variant: str = "",
+) -> dict[str, Any]:
+    """What decided an eval result's numbers; `variant`: the settings off the script's defaults as they
+    appear in the result's path (readers tell default-settings results from others by it)."""
+    from lorasae.core.records import model_weights_digest
+    from lorasae.model.load import model_key
+    from lorasae.store.adapter_records import adapter_record
+    from lorasae.store.lora_identity import local_model
+
+    model_path = local_model(model_name)
+    return {
+        "model": model_key(model_name),
+        "model_source": _source(model_path),
+        "model_weights_digest": model_weights_digest(model_path),
+        "sae_sources": [_source(s) for s in sae_sources],
+        "sae_weights_digests": [weights_digest(s) for s in sae_sources],
+        "adapter": _source(str(adapter)) if adapter is not None else None,
+        "adapter_identity": adapter_record(adapter).identity_digest if adapter is not None else None,
+        "settings": {k: v for k, v in sorted(settings.items()) if k not in NOT_IDENTITY},
+        "variant": variant,
+    }
+
+
+def write_eval_record(path: Path, kind: str, identity: Mapping[str, Any]) -> Path:
+    """The result's run record (after the result itself); parents: the SAEs' and the adapter's records."""
+    from lorasae.core.paths import from_portable
+    from lorasae.core.records import record_path
+
+    parents = []
+    for source in [*identity.get("sae_sources", []), identity.get("adapter")]:
+        if source is None:
+            continue
+        local = from_portable(source)
+        record = record_path(local) if local.is_dir() else None
+        parents.append(str(record) if record is not None and record.is_file() else source)
+    return write_record(path, kind, identity, parents)

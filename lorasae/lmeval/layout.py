@@ -1,0 +1,85 @@
+"""The four settings a benchmark run compares (`Combination`, `ALL_FOUR`: base or LoRA model, SAE spliced or
+not) and where their results live: `eval/benchmarks/results/<model>_<peft|base>_<sae|no_sae>.json`, and
+the built-in lm-eval tasks generated beside them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from lorasae.core.paths import eval_dir, name_variant, sanitize, with_variant
+
+
+@dataclass(frozen=True)
+class Combination:
+    """One of the four settings: base or LoRA model, SAE spliced or not."""
+
+    peft: bool
+    sae: bool
+
+    @property
+    def model_type(self) -> str:
+        return "peft" if self.peft else "base"
+
+    @property
+    def sae_label(self) -> str:
+        return "sae" if self.sae else "no_sae"
+
+    @property
+    def label(self) -> str:
+        return f"{self.model_type}_{self.sae_label}"
+
+
+ALL_FOUR: tuple[Combination, ...] = (
+    Combination(peft=False, sae=False),
+    Combination(peft=False, sae=True),
+    Combination(peft=True, sae=False),
+    Combination(peft=True, sae=True),
+)
+
+
+# --- paths ----------------------------------------------------------------------------------------
+
+
+def results_dir(base: Path | None = None) -> Path:
+    return eval_dir("benchmarks", base) / "results"
+
+
+def settings_variant(limit: float | None = None, num_fewshot: int | None = None,
+                     max_length: int | None = None) -> str:  # fmt: skip
+    """The settings off their defaults that change a benchmark's numbers, as they go into result names
+    (`limit-50`, `fewshot-5`, `maxlen-512`, joined by `_`); empty for a full run with the defaults, whose
+    names stay the original's."""
+    given = {"limit": limit, "num_fewshot": num_fewshot, "max_length": max_length}
+    nondefault = {k: v for k, v in given.items() if v is not None}
+    return name_variant(nondefault, {"limit": "limit", "num_fewshot": "fewshot", "max_length": "maxlen"})
+
+
+def results_path(model: str, combination: Combination, base: Path | None = None, variant: str = "") -> Path:
+    """`eval/benchmarks/results/<model>_<peft|base>_<sae|no_sae>[__<variant>].json` (`<model>`: the short
+    model key; `variant`: `settings_variant`, so a `--limit` run never replaces a full one)."""
+    name = with_variant(f"{sanitize(model)}_{combination.label}", variant)
+    return results_dir(base) / f"{name}.json"
+
+
+def picked_variant(model: str, base: Path | None = None) -> str:
+    """The settings variant of the model's results a reader shows, by `eval_identity.pick_result` (the
+    default settings first, else the newest; '' when there are none). Results whose records predate
+    named variants have theirs read from the file name (`results_path` has always carried it)."""
+    from lorasae.core.result_choice import found, pick_result
+
+    files = []
+    for c in ALL_FOUR:
+        stem = f"{sanitize(model)}_{c.label}"
+        for p in results_dir(base).glob(f"{stem}*.json"):
+            name = p.name.removesuffix(".json")
+            if not p.name.endswith(".run.json") and (name == stem or name.startswith(f"{stem}__")):
+                files.append(found(p, name.removeprefix(stem).removeprefix("__")))
+    chosen = pick_result(files, f"benchmark results of {model}")
+    return chosen.variant if chosen is not None else ""
+
+
+def builtin_tasks_dir(seed: int = 0, n_docs: int | None = None, base: Path | None = None) -> Path:
+    """Where the built-in lm-eval tasks of a world are generated (beside the results computed on them)."""
+    name = f"world_{seed}" + (f"_{n_docs}docs" if n_docs is not None else "")
+    return results_dir(base) / "builtin_tasks" / name

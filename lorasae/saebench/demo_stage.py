@@ -1,0 +1,58 @@
+"""`make demo`'s SAE-Bench stage: `eval/SAE-Bench/run_eval.py` on the base and the LoRA-merged model, at
+the demo's sizes, done when the demo's own results exist (registered in `suite.py` as the eight suites' one
+demo stage)."""
+
+from __future__ import annotations
+
+from lorasae.evals.shape import DEMO_MODEL, DemoContext, EvalSizes, Stage
+from lorasae.saebench.suite import OFFLINE
+
+MODEL = DEMO_MODEL
+
+
+def demo_stage(ctx: DemoContext) -> Stage:
+    """`make demo`'s SAE-Bench stage (`saebench_stage`)."""
+
+    return saebench_stage(ctx.device, ctx.layer, ctx.seed, ctx.force, ctx.sizes)
+
+
+def saebench_evals(spec: str = "offline") -> list[str]:
+    import os
+
+    from lorasae.core.llm import API_KEY_ENV
+
+    if spec != "offline":
+        return [name.strip() for name in spec.split(",") if name.strip()]
+    return [*OFFLINE, "autointerp"] if os.environ.get(API_KEY_ENV) else list(OFFLINE)
+
+
+def saebench_stage(device: str, layer: int, seed: int, force: bool, sizes: EvalSizes) -> Stage:
+    """`eval/SAE-Bench/run_eval.py --model tiny --model_type base`, then `--model_type peft` (the adapter
+    the store picks for the main SAE: every layer, highest rank); the comparison table and figure."""
+    from lorasae.saebench.args import SaeBenchArgs, result_variant
+
+    evals = saebench_evals(sizes.saebench_evals)
+
+    def args(variant: str) -> SaeBenchArgs:
+        return SaeBenchArgs(
+            device=device, model=MODEL, model_variant=variant, evals=",".join(evals), seed=seed, layer=layer
+        )
+
+    def done() -> bool:
+        from lorasae.saebench.comparison import load_results
+        from lorasae.store import resolve_sae
+
+        try:
+            tag = resolve_sae(MODEL, None, layer).tag
+        except FileNotFoundError:  # no SAE yet: nothing evaluated
+            return False
+        found = load_results(MODEL, sae_tag=tag, variant=result_variant(args("base")))  # the demo's slots
+        return all(e in found.get(t, {}) for t in ("base", "peft") for e in evals)
+
+    def run() -> None:
+        from lorasae.saebench.run import run as run_eval
+
+        for variant in ("base", "peft"):
+            run_eval(args(variant))
+
+    return f"SAE-Bench ({', '.join(evals)}) on the base and the LoRA-merged model", not force and done(), run
