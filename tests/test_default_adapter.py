@@ -15,7 +15,7 @@ import pytest
 from lorasae.core.cli import parse
 from lorasae.core.fingerprint import weights_digest
 from lorasae.core.paths import lora_json_path
-from lorasae.core.records import write_record
+from lorasae.core.records import ADAPTER_RECORD_KIND, LORA_RECORD_KIND, write_record
 from lorasae.model.defaults import default_sae_layer
 from lorasae.sae import SaeConfig, TopKSAE
 from lorasae.store import (
@@ -28,7 +28,6 @@ from lorasae.store import (
 )
 from lorasae.store.adapter_records import AdapterPairingError
 from lorasae.store.adapters import adapter_tags
-from lorasae.store.lora_identity import ADAPTER_RECORD_KIND, LORA_RECORD_KIND
 
 N_LAYERS = 4
 LAYER = default_sae_layer(N_LAYERS)  # 1: the SAE sits on the default layer, so its tag carries no prefix
