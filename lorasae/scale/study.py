@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lorasae.core import paths
-from lorasae.core.atomic import atomic_write_json, read_json
+from lorasae.core.atomic import atomic_write_json, read_output_json
 from lorasae.core.records import model_weights_digest, same_run, write_record
 from lorasae.scale.config import Point, ScaleStudyConfig, plan_points, unique_points
 from lorasae.scale.measure import ModelSetup, model_setup, steering_sets
@@ -33,10 +33,10 @@ def cached(path: Path, identity: dict[str, Any], measure: Callable[[], dict[str,
     to `path` with its record (written last)."""
     if path.is_file() and same_run(path, identity):
         print(f"  reused {path.relative_to(paths.root())}")
-        return read_json(path)
+        return read_output_json(path)
     atomic_write_json(path, measure())
     write_record(path, RECORD_KIND, identity)
-    return read_json(path)  # as a rerun reads it
+    return read_output_json(path)  # as a rerun reads it
 
 
 def model_identity(cfg: ScaleStudyConfig, setup: ModelSetup) -> dict[str, Any]:
