@@ -76,6 +76,17 @@ def relu_sae_tag(expansion_factor: int, sparsity: float, pct: int | None = None)
     return tag if pct is None else f"{tag}-{pct}pct"
 
 
+def architecture_sae_tag(
+    architecture: str, expansion_factor: int, k: int, l0_coefficient: float, pct: int | None = None
+) -> str:
+    """`<architecture>_expansion_<E>_L0_<k>[-<pct>pct]` for a dictionary whose k sets its L0 (batchtopk,
+    matryoshka); `jumprelu_expansion_<E>_l0coef_<λ>[-<pct>pct]` for JumpReLU (λ sets its L0)."""
+    if architecture == "jumprelu":
+        tag = f"jumprelu_expansion_{expansion_factor}_l0coef_{l0_coefficient:g}"
+        return tag if pct is None else f"{tag}-{pct}pct"
+    return f"{architecture}_{sae_tag(expansion_factor, k, pct)}"
+
+
 def crosscoder_tag(
     expansion_factor: int,
     layers: list[int],

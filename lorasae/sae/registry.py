@@ -33,12 +33,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from lorasae.sae.batchtopk import BatchTopKSAE
+from lorasae.sae.batchtopk import BatchTopKConfig, BatchTopKSAE
 from lorasae.sae.config import SaeConfig
 from lorasae.sae.crosscoder import Crosscoder, CrosscoderConfig
 from lorasae.sae.io import read_cfg
-from lorasae.sae.jumprelu import JumpReLUSAE
-from lorasae.sae.matryoshka import MatryoshkaSAE
+from lorasae.sae.jumprelu import JumpReLUConfig, JumpReLUSAE
+from lorasae.sae.matryoshka import MatryoshkaConfig, MatryoshkaSAE
 from lorasae.sae.relu import SAE_LENS_ARCHITECTURE as RELU_ON_DISK
 from lorasae.sae.relu import ReluSAE, ReluSaeConfig
 from lorasae.sae.topk import TopKSAE
@@ -122,8 +122,9 @@ class Architecture:
     takes `sparsity_coef` and returns its own `.loss`). A transcoder's rows (MLP input, MLP output) need
     a rows part in `lorasae/train/parts.py`."""
     sparsity: Callable[[dict[str, Any]], str] = lambda settings: "topk"
-    """From its settings (`DictionarySpec.settings`): `topk` (no penalty) or `l1` (the trainer adds
-    λ·out.l1, λ = --sparsity with its warm-up)."""
+    """From its settings (`DictionarySpec.settings`): `topk` (no penalty), `l1` (the trainer adds
+    λ·out.l1, λ = --sparsity with its warm-up from λ/N) or `l0` (λ·out.l1, λ = --l0_coefficient rising
+    from 0 over --l0_warmup_steps: JumpReLU's penalty, SAELens's schedule)."""
     prepare_gradients: Callable[[nn.Module], None] = _remove_parallel
     """Before clipping, on the SAE (e.g. remove the gradient parallel to the unit-norm decoder rows)."""
     after_update: Callable[[nn.Module, Any], None] = _unit_norm
@@ -136,6 +137,41 @@ class Architecture:
     def build(self, spec: DictionarySpec, device: torch.device | str) -> nn.Module:
         """A freshly initialised dictionary (its class's own initialisation, under the caller's seed)."""
         return self.sae_class(self.make_config(spec), device=device)  # type: ignore[call-arg]
+
+
+def _coder_after_update(sae: nn.Module, out: Any) -> None:
+    """The `lorasae.sae.coder` classes: their decoder constraint, then their own per-step state."""
+    sae.set_decoder_norm_to_unit_norm()  # type: ignore[operator]
+    sae.after_step(out)  # type: ignore[operator]
+
+
+def _batchtopk_config(spec: DictionarySpec) -> BatchTopKConfig:
+    return BatchTopKConfig(
+        d_in=spec.d_in, d_sae=spec.d_sae, k=spec.k, model_name=spec.model_name, hook_layer=spec.hook_layer,
+        threshold_lr=spec.settings.get("threshold_lr", 0.01),
+    )  # fmt: skip
+
+
+def default_matryoshka_widths(d_sae: int) -> list[int]:
+    """d_sae/16, d_sae/4 (and d_sae): three nested prefixes, each 4× the last (distinct, ≥ 1)."""
+    return sorted({max(1, d_sae // 16), max(1, d_sae // 4)} - {d_sae})
+
+
+def _matryoshka_config(spec: DictionarySpec) -> MatryoshkaConfig:
+    widths = list(spec.settings.get("matryoshka_widths") or default_matryoshka_widths(spec.d_sae))
+    return MatryoshkaConfig(
+        d_in=spec.d_in, d_sae=spec.d_sae, k=spec.k, model_name=spec.model_name, hook_layer=spec.hook_layer,
+        threshold_lr=spec.settings.get("threshold_lr", 0.01), widths=widths,
+    )  # fmt: skip
+
+
+def _jumprelu_config(spec: DictionarySpec) -> JumpReLUConfig:
+    s = spec.settings
+    return JumpReLUConfig(
+        d_in=spec.d_in, d_sae=spec.d_sae, model_name=spec.model_name, hook_layer=spec.hook_layer,
+        bandwidth=s.get("jumprelu_bandwidth", 0.001), init_threshold=s.get("jumprelu_init_threshold", 0.001),
+        sparsity_loss=s.get("jumprelu_sparsity_loss", "step"),
+    )  # fmt: skip
 
 
 def _crosscoder_config(spec: DictionarySpec) -> CrosscoderConfig:
@@ -173,6 +209,19 @@ ARCHITECTURES: dict[str, Architecture] = {
         prepare_gradients=_no_op,
         after_update=_crosscoder_after_update,
         reuses_prefix=False,  # its curve splices every source layer in turn: the full forward each time
+    ),
+    "batchtopk": Architecture(
+        "batchtopk", BatchTopKSAE, BatchTopKConfig, "jumprelu", True, _batchtopk_config,
+        after_update=_coder_after_update,
+    ),
+    "matryoshka": Architecture(
+        "matryoshka", MatryoshkaSAE, MatryoshkaConfig, "jumprelu", True, _matryoshka_config,
+        after_update=_coder_after_update,
+    ),
+    "jumprelu": Architecture(
+        "jumprelu", JumpReLUSAE, JumpReLUConfig, "jumprelu", True, _jumprelu_config,
+        sparsity=lambda settings: "l0",
+        after_update=_coder_after_update,  # its unit-norm decoder (step mode) and its after_step (none)
     ),
 }  # fmt: skip
 

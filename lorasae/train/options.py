@@ -16,6 +16,7 @@ from typing import Any
 from lorasae.cli import field, parse_count
 
 CROSSCODER_ACTIVATIONS = ("topk", "relu")
+JUMPRELU_SPARSITY_LOSSES = ("step", "tanh")
 RECON_LOSSES = ("fvu", "sum_sq")
 LR_SCHEDULERS = ("linear_decay", "cosine", "constant")
 OPTIMIZERS = ("auto", "adam", "adam8bit")
@@ -90,12 +91,48 @@ class SaeKwargs:
     """--architecture crosscoder: topk (TopK over the summed pre-activations, k = --k) or relu (ReLU + L1
     weighted by the summed decoder norms, λ = --sparsity)."""
 
+    threshold_lr: float = 0.01
+    """--architecture batchtopk | matryoshka: rate of the inference threshold's moving average (SAELens's
+    `topk_threshold_lr`)."""
+
+    matryoshka_widths: list[int] = field(default_factory=list)
+    """--architecture matryoshka: the nested prefix sizes, increasing (e.g. --matryoshka_widths 32 128);
+    the full width is appended. Default: d_sae/16, d_sae/4 (and d_sae)."""
+
+    jumprelu_bandwidth: float = 0.001
+    """--architecture jumprelu: ε, the kernel bandwidth of the straight-through estimator (the paper's)."""
+
+    jumprelu_init_threshold: float = 0.001
+    """--architecture jumprelu: θ at initialisation (the paper's)."""
+
+    jumprelu_sparsity_loss: str = "step"
+    """--architecture jumprelu: step (L0, the paper's) or tanh (Anthropic's)."""
+
+    l0_coefficient: float = 1e-3
+    """--architecture jumprelu: λ of the L0 (or tanh) penalty, added to the FVU (so λ is in FVU units:
+    λ_fvu ≈ λ_mse / Σ_d Var(x_d) for a λ taken from an MSE objective)."""
+
+    l0_warmup_steps: int = 0
+    """--architecture jumprelu: λ rises linearly from 0 to --l0_coefficient over these steps (SAELens's)."""
+
     def problems(self) -> list[str]:
         out: list[str] = []
         _at_least(out, "sparsity", self.sparsity, 0)
         _at_least(out, "sparsity_warmup_steps", self.sparsity_warmup_steps, 0)
         if self.crosscoder_activation not in CROSSCODER_ACTIVATIONS:
             out.append(f"--crosscoder_activation must be topk or relu, got {self.crosscoder_activation!r}")
+        _at_least(out, "threshold_lr", self.threshold_lr, 0, strict=True)
+        if self.threshold_lr > 1:
+            out.append(f"--threshold_lr must be ≤ 1, got {self.threshold_lr}")
+        widths = list(self.matryoshka_widths)
+        if widths and (widths[0] < 1 or any(b <= a for a, b in zip(widths, widths[1:], strict=False))):
+            out.append(f"--matryoshka_widths must increase strictly from 1 or more, got {widths}")
+        _at_least(out, "jumprelu_bandwidth", self.jumprelu_bandwidth, 0, strict=True)
+        _at_least(out, "jumprelu_init_threshold", self.jumprelu_init_threshold, 0, strict=True)
+        if self.jumprelu_sparsity_loss not in JUMPRELU_SPARSITY_LOSSES:
+            out.append(f"--jumprelu_sparsity_loss must be step or tanh, got {self.jumprelu_sparsity_loss!r}")
+        _at_least(out, "l0_coefficient", self.l0_coefficient, 0)
+        _at_least(out, "l0_warmup_steps", self.l0_warmup_steps, 0)
         if self.recon_loss not in RECON_LOSSES:
             out.append(f"--recon_loss must be one of {', '.join(RECON_LOSSES)}, got {self.recon_loss!r}")
         return out
@@ -145,7 +182,9 @@ class ArchitectureOptions:
 
     architecture: str = field(default="topk", alias=["--sae_type"])
     """topk (the paper's) | relu (ReLU + decoder-norm-weighted L1, SAELens's standard SAE) | crosscoder
-    (one dictionary over the residual streams of --layers). Also --sae_type, the seed's name."""
+    (one dictionary over the residual streams of --layers) | batchtopk (top k·B over the batch) |
+    matryoshka (BatchTopK in nested prefixes, --matryoshka_widths) | jumprelu (per-latent thresholds, L0
+    penalty --l0_coefficient). Also --sae_type, the seed's name."""
 
     expansion_factor: int = 8
     """SAE width = d_model × expansion_factor."""
@@ -169,6 +208,10 @@ class ArchitectureOptions:
         if self.k is not None and not 1 <= self.k <= d_sae:
             out.append(f"--k must be between 1 and the SAE width {d_sae}, got {self.k}")
         _at_least(out, "auxk_alpha", self.auxk_alpha, 0)
+        if self.sae_kwargs.matryoshka_widths and max(self.sae_kwargs.matryoshka_widths) > d_sae:
+            out.append(
+                f"--matryoshka_widths must not exceed the SAE width {d_sae}, got {self.sae_kwargs.matryoshka_widths}"
+            )
         from lorasae.sae.registry import ARCHITECTURES  # the one list of architectures
 
         if self.architecture not in ARCHITECTURES:

@@ -25,6 +25,7 @@ from lorasae.errors import LorasaeError
 from lorasae.model_defaults import sae_defaults
 from lorasae.models import ModelShape, model_key
 from lorasae.paths import (
+    architecture_sae_tag,
     crosscoder_tag,
     modified_sae_tag,
     relu_sae_tag,
@@ -52,6 +53,10 @@ def checkpoint_dir(cfg: TrainSaeConfig, pct: int | None = None) -> Path:
         return sae_dir(cfg.model_key, cfg.kind, cfg.expansion_factor, cfg.k, layers, tag=tag)
     if cfg.architecture == "relu":
         tag = relu_sae_tag(cfg.expansion_factor, cfg.sae_kwargs.sparsity, pct)
+    elif cfg.architecture != "topk":  # topk keeps the paper's names
+        tag = architecture_sae_tag(
+            cfg.architecture, cfg.expansion_factor, cfg.k, cfg.sae_kwargs.l0_coefficient, pct
+        )
     else:
         tag = sae_tag(cfg.expansion_factor, cfg.k, pct)
     if cfg.hidden_modification != "none":  # saved_saes/<model>/modified/<modification>__<file>__<tag>/
