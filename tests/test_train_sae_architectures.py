@@ -79,3 +79,15 @@ def test_the_example_config_file_of_each_architecture_trains(name, world, tmp_pa
     assert cfg.architecture == name and result.steps == 10
     assert json.loads((Path(result.final_dir) / "cfg.json").read_text())["architecture"] == "jumprelu"
     assert type(load_sae(result.final_dir)) is CLASSES[name]
+
+
+def test_runs_trained_before_the_new_options_keep_their_settings_and_those_that_use_them_name_them():
+    from lorasae.train.options import SaeKwargs
+    from lorasae.train.state import LATER_SAE_KWARGS, LATER_SETTINGS, resume_settings
+
+    plain = resume_settings(TrainSaeConfig(model_type="tiny"))
+    assert not set(plain) & set(LATER_SETTINGS) and not set(plain["sae_kwargs"]) & set(LATER_SAE_KWARGS)
+    assert {k: getattr(SaeKwargs(), k) for k in LATER_SAE_KWARGS} == LATER_SAE_KWARGS  # the defaults agree
+    jump = resume_settings(TrainSaeConfig(model_type="tiny", sae_kwargs=SaeKwargs(l0_coefficient=0.01)))
+    assert jump["sae_kwargs"]["l0_coefficient"] == 0.01
+    assert resume_settings(TrainSaeConfig(model_type="tiny", objective="kl"))["objective"] == "kl"

@@ -20,6 +20,9 @@ JUMPRELU_SPARSITY_LOSSES = ("step", "tanh")
 RECON_LOSSES = ("fvu", "sum_sq")
 LR_SCHEDULERS = ("linear_decay", "cosine", "constant")
 OPTIMIZERS = ("auto", "adam", "adam8bit")
+OBJECTIVES = ("reconstruction", "kl")
+KL_FT_SUFFIX = "__kl-ft"
+"""The folder-name suffix of a `--objective kl` fine-tune (`<parent's tag>__kl-ft`)."""
 MODIFICATIONS = ("none", "linear_error", "nonlinear_error", "sae_error")
 MIN_CURVE_VAL_TOKENS = 2048  # paired CE differences over 2k tokens still resolve ~0.01 nat
 
@@ -226,8 +229,34 @@ class ObjectiveOptions:
     e2e: bool = False
     """End-to-end SAE: train on KL(p_original ‖ p_spliced) only, instead of reconstruction (FVU)."""
 
+    objective: str = "reconstruction"
+    """reconstruction (FVU, or the KL with --e2e) | kl: KL fine-tuning of --init_sae (Karvonen, arXiv
+    2503.17272): KL(p_original ‖ p_spliced) + --kl_mse_weight · FVU from the SAE's weights, for
+    --num_train_tokens (the paper's budget: 25M, the last few % of training); saved as
+    `<tag>__kl-ft` under normal/, its record naming the parent SAE."""
+
+    kl_mse_weight: float | None = None
+    """Weight of the FVU term added to the KL (--objective kl or --e2e). Default: 1.0 with --objective
+    kl (Karvonen's KL+MSE mix), 0 with --e2e (the KL alone)."""
+
     def problems(self) -> list[str]:
-        return []
+        out: list[str] = []
+        if self.objective not in OBJECTIVES:
+            out.append(f"--objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        _at_least(out, "kl_mse_weight", self.kl_mse_weight, 0)
+        return out
+
+    @property
+    def trains_on_kl(self) -> bool:
+        """Whether the loss is the KL to the original model (--e2e or --objective kl)."""
+        return self.e2e or self.objective == "kl"
+
+    @property
+    def mse_weight(self) -> float:
+        """--kl_mse_weight resolved: 1.0 for --objective kl, 0 for --e2e, unless given."""
+        if self.kl_mse_weight is not None:
+            return self.kl_mse_weight
+        return 1.0 if self.objective == "kl" else 0.0
 
 
 @dataclass
@@ -414,6 +443,16 @@ def combination_problems(cfg: Any) -> list[str]:
         out.append(f"--model {cfg.model} is not the first of --models {cfg.models}")
     if cfg.positions != "all" and cfg.e2e:
         out.append("--positions is for the reconstruction objective, not --e2e")
+    if cfg.objective == "kl" and not cfg.init_sae:
+        out.append("--objective kl fine-tunes an existing SAE: give it with --init_sae <folder>")
+    if cfg.objective == "kl" and (cfg.e2e or crosscoder or cfg.hidden_modification != "none"):
+        out.append(
+            "--objective kl fine-tunes a single-layer SAE: leave out --e2e, crosscoders and --hidden_modification"
+        )
+    if cfg.objective == "kl" and cfg.positions != "all":
+        out.append("--positions is for the reconstruction objective, not --objective kl")
+    if cfg.kl_mse_weight is not None and not (cfg.e2e or cfg.objective == "kl"):
+        out.append("--kl_mse_weight weighs the FVU next to the KL: use it with --objective kl or --e2e")
     if cfg.hidden_modification in MODIFICATIONS[1:] and (cfg.e2e or crosscoder):
         out.append(
             "--hidden_modification trains a reconstruction SAE (topk or relu), not --e2e or a crosscoder"
@@ -435,7 +474,7 @@ OPTION_GROUPS = (
 """The feature groups `TrainSaeConfig` is composed of, in --help order."""
 
 __all__ = [
-    "LR_SCHEDULERS", "MODIFICATIONS", "OPTION_GROUPS", "RECON_LOSSES", "ArchitectureOptions",
+    "KL_FT_SUFFIX", "LR_SCHEDULERS", "MODIFICATIONS", "OBJECTIVES", "OPTION_GROUPS", "RECON_LOSSES", "ArchitectureOptions",
     "CurveOptions", "LogOptions", "ModificationOptions", "ObjectiveOptions", "OptimizerOptions", "PersistenceOptions",
     "Positions", "SaeKwargs", "SourceOptions", "TokenOptions", "check_positions", "combination_problems",
     "curve_val_tokens", "parse_positions",

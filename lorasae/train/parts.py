@@ -5,6 +5,7 @@ its architecture's registry entry (`lorasae.sae.registry`):
 |---|---|---|---|
 | one layer (topk, relu, ...) | `LayerRows` (residual, harvested) | `ReconstructionObjective` | `SplicedCurve` |
 | `--e2e` | `LayerRows` (token ids) | `E2eObjective` (KL) | `SplicedCurve` |
+| `--objective kl --init_sae S` | `LayerRows` (token ids) | `E2eObjective` (KL + w·FVU) from S | `SplicedCurve` |
 | `--hidden_modification` | `LayerRows` (f(x), harvested) | `ReconstructionObjective` | `TargetFvuCurve` |
 | registry `rows="sources"` (crosscoder) | `Sources` | `CrosscoderObjective` | `CrosscoderCurve` |
 
@@ -119,11 +120,13 @@ def assemble(
         objective = ReconstructionObjective(cfg.auxk_alpha, cfg.sae_kwargs.recon_loss, sparsity, l1, autocast)
         return Parts(rows, objective, TargetFvuCurve(*curve_args, rows_fn))
     curve = SplicedCurve(*curve_args, plain_rows, ctx.entry.reuses_prefix)
-    if cfg.e2e:
+    if cfg.trains_on_kl:  # --e2e, or --objective kl: the same objective from --init_sae's weights
         # the KL applies the LM head per chunk of positions (no [B, T, V] logits), as LoRA training does
         head = e2e_head(ctx.model, ctx.val[:1, :16].to(ctx.device))
         rows = LayerRows(ctx.model, cfg.layer, cfg.position_index, plain_rows, ctx.info, ctx.device, None)
-        objective = E2eObjective(ctx.model, cfg.layer, head, cfg.auxk_alpha, sparsity, l1, autocast, e2e_fn)
+        objective = E2eObjective(
+            ctx.model, cfg.layer, head, cfg.auxk_alpha, sparsity, l1, autocast, e2e_fn, cfg.mse_weight
+        )
         return Parts(rows, objective, curve)
     rows = LayerRows(ctx.model, cfg.layer, cfg.position_index, plain_rows, ctx.info, ctx.device, harvest)
     objective = ReconstructionObjective(cfg.auxk_alpha, cfg.sae_kwargs.recon_loss, sparsity, l1, autocast)
