@@ -43,7 +43,8 @@ def test_each_option_group_reports_its_own_bad_values_and_none_by_default():
         "--k must be between 1 and the SAE width 64, got 200"
     ]
     assert ArchitectureOptions(architecture="lstm").problems(32) == [
-        "--architecture must be one of topk, relu, crosscoder, batchtopk, matryoshka, jumprelu, got 'lstm'"
+        "--architecture must be one of topk, relu, crosscoder, batchtopk, matryoshka, jumprelu, transcoder, "
+        "skip_transcoder, got 'lstm'"
     ]
     assert SaeKwargs(
         matryoshka_widths=[64, 16], jumprelu_sparsity_loss="l0", threshold_lr=2.0

@@ -43,7 +43,7 @@ from lorasae.sae.relu import SAE_LENS_ARCHITECTURE as RELU_ON_DISK
 from lorasae.sae.relu import ReluSAE, ReluSaeConfig
 from lorasae.sae.topk import TopKSAE
 from lorasae.sae.transcoder import ON_DISK as TRANSCODER_ON_DISK
-from lorasae.sae.transcoder import Transcoder
+from lorasae.sae.transcoder import Transcoder, TranscoderConfig
 
 SAE_CLASSES: dict[str, type[nn.Module]] = {
     "topk": TopKSAE,
@@ -116,11 +116,11 @@ class Architecture:
     make_config: Callable[[DictionarySpec], Any]
     """Its config for a training run's `DictionarySpec`."""
     rows: str = "layer"
-    """What the trainer feeds it: `layer` (rows [n, d] of one hook point, or pairs (x, target) passed as
-    `sae(x, dead_mask, target=target)`; its forward returns an `SaeOutput`/`CoderOutput`-like object and
-    the trainer's objective computes the loss) or `sources` (a list of rows, one per source; its forward
-    takes `sparsity_coef` and returns its own `.loss`). A transcoder's rows (MLP input, MLP output) need
-    a rows part in `lorasae/train/parts.py`."""
+    """What the trainer feeds it: `layer` (rows [n, d] of one hook point; its forward returns an
+    `SaeOutput`/`CoderOutput`-like object and the trainer's objective computes the loss), `mlp` (pairs
+    (MLP input, MLP output) of the layer passed as `sae(x, dead_mask, target=y)`, spliced in place of the
+    MLP output: `lorasae/train/transcoder_parts.py`) or `sources` (a list of rows, one per source; its
+    forward takes `sparsity_coef` and returns its own `.loss`)."""
     sparsity: Callable[[dict[str, Any]], str] = lambda settings: "topk"
     """From its settings (`DictionarySpec.settings`): `topk` (no penalty), `l1` (the trainer adds
     λ·out.l1, λ = --sparsity with its warm-up from λ/N) or `l0` (λ·out.l1, λ = --l0_coefficient rising
@@ -174,6 +174,21 @@ def _jumprelu_config(spec: DictionarySpec) -> JumpReLUConfig:
     )  # fmt: skip
 
 
+def _transcoder_config(skip: bool) -> Callable[[DictionarySpec], TranscoderConfig]:
+    def make(spec: DictionarySpec) -> TranscoderConfig:
+        activation = spec.settings.get("transcoder_activation", "relu")
+        return TranscoderConfig(
+            d_in=spec.d_in, d_sae=spec.d_sae, activation=activation, k=spec.k if activation == "topk" else None,
+            skip=skip, model_name=spec.model_name, hook_layer=spec.hook_layer,
+        )  # fmt: skip
+
+    return make
+
+
+def _transcoder_sparsity(settings: dict[str, Any]) -> str:
+    return "topk" if settings.get("transcoder_activation", "relu") == "topk" else "l1"
+
+
 def _crosscoder_config(spec: DictionarySpec) -> CrosscoderConfig:
     return CrosscoderConfig(
         d_in=[spec.d_in] * len(spec.hook_layers),
@@ -223,6 +238,16 @@ ARCHITECTURES: dict[str, Architecture] = {
         sparsity=lambda settings: "l0",
         after_update=_coder_after_update,  # its unit-norm decoder (step mode) and its after_step (none)
     ),
+    **{
+        name: Architecture(
+            name, Transcoder, TranscoderConfig, name, True, _transcoder_config(name == "skip_transcoder"),
+            rows="mlp",  # (MLP input, MLP output) at the layer: lorasae/train/transcoder_parts.py
+            sparsity=_transcoder_sparsity,
+            after_update=_coder_after_update,
+            reuses_prefix=False,  # layer L's MLP is replaced: its attention runs again at each point
+        )
+        for name in ("transcoder", "skip_transcoder")
+    },
 }  # fmt: skip
 
 

@@ -17,6 +17,7 @@ from lorasae.cli import field, parse_count
 
 CROSSCODER_ACTIVATIONS = ("topk", "relu")
 JUMPRELU_SPARSITY_LOSSES = ("step", "tanh")
+TRANSCODER_ACTIVATIONS = ("relu", "topk")
 RECON_LOSSES = ("fvu", "sum_sq")
 LR_SCHEDULERS = ("linear_decay", "cosine", "constant")
 OPTIMIZERS = ("auto", "adam", "adam8bit")
@@ -118,6 +119,10 @@ class SaeKwargs:
     l0_warmup_steps: int = 0
     """--architecture jumprelu: λ rises linearly from 0 to --l0_coefficient over these steps (SAELens's)."""
 
+    transcoder_activation: str = "relu"
+    """--architecture transcoder | skip_transcoder: relu (Dunefsky et al.; + decoder-norm-weighted L1, λ =
+    --sparsity; SAELens loads it) or topk (Paulo et al., sparsify's; k = --k)."""
+
     def problems(self) -> list[str]:
         out: list[str] = []
         _at_least(out, "sparsity", self.sparsity, 0)
@@ -136,6 +141,8 @@ class SaeKwargs:
             out.append(f"--jumprelu_sparsity_loss must be step or tanh, got {self.jumprelu_sparsity_loss!r}")
         _at_least(out, "l0_coefficient", self.l0_coefficient, 0)
         _at_least(out, "l0_warmup_steps", self.l0_warmup_steps, 0)
+        if self.transcoder_activation not in TRANSCODER_ACTIVATIONS:
+            out.append(f"--transcoder_activation must be relu or topk, got {self.transcoder_activation!r}")
         if self.recon_loss not in RECON_LOSSES:
             out.append(f"--recon_loss must be one of {', '.join(RECON_LOSSES)}, got {self.recon_loss!r}")
         return out
@@ -187,7 +194,8 @@ class ArchitectureOptions:
     """topk (the paper's) | relu (ReLU + decoder-norm-weighted L1, SAELens's standard SAE) | crosscoder
     (one dictionary over the residual streams of --layers) | batchtopk (top k·B over the batch) |
     matryoshka (BatchTopK in nested prefixes, --matryoshka_widths) | jumprelu (per-latent thresholds, L0
-    penalty --l0_coefficient). Also --sae_type, the seed's name."""
+    penalty --l0_coefficient) | transcoder | skip_transcoder (read layer L's MLP input, reconstruct its
+    output; --transcoder_activation). Also --sae_type, the seed's name."""
 
     expansion_factor: int = 8
     """SAE width = d_model × expansion_factor."""

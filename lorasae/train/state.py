@@ -55,8 +55,11 @@ def checkpoint_dir(cfg: TrainSaeConfig, pct: int | None = None) -> Path:
     if cfg.architecture == "relu":
         tag = relu_sae_tag(cfg.expansion_factor, cfg.sae_kwargs.sparsity, pct)
     elif cfg.architecture != "topk":  # topk keeps the paper's names
+        kw = cfg.sae_kwargs
+        relu = cfg.architecture in ("transcoder", "skip_transcoder") and kw.transcoder_activation == "relu"
+        coefficient = kw.sparsity if relu else kw.l0_coefficient
         tag = architecture_sae_tag(
-            cfg.architecture, cfg.expansion_factor, cfg.k, cfg.sae_kwargs.l0_coefficient, pct
+            cfg.architecture, cfg.expansion_factor, None if relu else cfg.k, coefficient, pct
         )
     else:
         tag = sae_tag(cfg.expansion_factor, cfg.k, pct)
@@ -178,6 +181,7 @@ LATER_SAE_KWARGS: dict[str, Any] = {
     "jumprelu_sparsity_loss": "step",
     "l0_coefficient": 1e-3,
     "l0_warmup_steps": 0,
+    "transcoder_activation": "relu",
 }
 
 
