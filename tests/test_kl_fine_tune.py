@@ -91,3 +91,21 @@ def test_objective_kl_needs_an_sae_to_fine_tune_and_kl_mse_weight_needs_a_kl():
     ]
     assert TrainSaeConfig(objective="kl", init_sae="x").mse_weight == 1.0
     assert TrainSaeConfig(e2e=True).mse_weight == 0.0
+
+
+def test_a_kl_fine_tune_of_another_k_or_an_init_sae_of_another_architecture_is_refused(tmp_path, monkeypatch):
+    from sae_train_helpers import fast_config, write_tiny_world
+
+    from lorasae.sae import SaeShapeError
+    from lorasae.train.sae_trainer import train_sae
+
+    monkeypatch.setenv("LORASAE_ROOT", str(tmp_path))
+    model_dir, data = write_tiny_world(tmp_path)
+    short = {"num_train_tokens": 128, "eval_every_pct": 100, "checkpoint_every_pct": 100}
+    parent = train_sae(fast_config(model_dir, data, **short))  # k = 4
+    with pytest.raises(SaeShapeError, match="pass --k 4"):
+        train_sae(fast_config(model_dir, data, init_sae=str(parent.final_dir), objective="kl", k=3, **short))
+    with pytest.raises(SaeShapeError, match="pass the --architecture it was trained with"):
+        train_sae(
+            fast_config(model_dir, data, init_sae=str(parent.final_dir), architecture="batchtopk", **short)
+        )
