@@ -162,7 +162,7 @@ class ObjectiveOptions:
     objective: str = "reconstruction"
     """reconstruction (FVU, or the KL with --e2e) | kl: KL fine-tuning of --init_sae (Karvonen, arXiv
     2503.17272): KL(p_original ‖ p_spliced) + --kl_mse_weight · FVU from the SAE's weights, for
-    --num_train_tokens (the paper's budget: 25M, the last few % of training); saved as
+    --num_train_tokens (the paper's budget: 25M, the last few percent of training); saved as
     `<tag>__kl-ft` under normal/, its record naming the parent SAE."""
 
     kl_mse_weight: float | None = None
