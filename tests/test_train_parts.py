@@ -43,8 +43,19 @@ def test_each_option_group_reports_its_own_bad_values_and_none_by_default():
         "--k must be between 1 and the SAE width 64, got 200"
     ]
     assert ArchitectureOptions(architecture="lstm").problems(32) == [
-        "--architecture must be one of topk, relu, crosscoder, got 'lstm'"
+        "--architecture must be one of topk, relu, crosscoder, batchtopk, matryoshka, jumprelu, transcoder, "
+        "skip_transcoder, got 'lstm'"
     ]
+    assert SaeKwargs(
+        matryoshka_widths=[64, 16], jumprelu_sparsity_loss="l0", threshold_lr=2.0
+    ).problems() == [
+        "--threshold_lr must be ≤ 1, got 2.0",
+        "--matryoshka_widths must increase strictly from 1 or more, got [64, 16]",
+        "--jumprelu_sparsity_loss must be step or tanh, got 'l0'",
+    ]
+    assert ArchitectureOptions(expansion_factor=2, sae_kwargs=SaeKwargs(matryoshka_widths=[8, 100])).problems(
+        32
+    ) == ["--matryoshka_widths must not exceed the SAE width 64, got [8, 100]"]
     assert SaeKwargs(recon_loss="l2").problems() == ["--recon_loss must be one of fvu, sum_sq, got 'l2'"]
     assert OptimizerOptions(lr=0.0).problems() == ["--lr must be > 0, got 0.0"]
     assert CurveOptions(eval_every_pct=0).problems() == ["--eval_every_pct must be in (0, 100], got 0"]

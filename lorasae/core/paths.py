@@ -76,6 +76,21 @@ def relu_sae_tag(expansion_factor: int, sparsity: float, pct: int | None = None)
     return tag if pct is None else f"{tag}-{pct}pct"
 
 
+def architecture_sae_tag(
+    architecture: str, expansion_factor: int, k: int | None, coefficient: float, pct: int | None = None
+) -> str:
+    """`<architecture>_expansion_<E>_L0_<k>[-<pct>pct]` for a dictionary whose k sets its L0 (batchtopk,
+    matryoshka, a TopK transcoder); `jumprelu_expansion_<E>_l0coef_<λ>[-<pct>pct]` for JumpReLU and
+    `<architecture>_expansion_<E>_relu_l1_<λ>[-<pct>pct]` for a ReLU transcoder (λ = `coefficient` sets
+    their L0)."""
+    if architecture == "jumprelu":
+        tag = f"jumprelu_expansion_{expansion_factor}_l0coef_{coefficient:g}"
+        return tag if pct is None else f"{tag}-{pct}pct"
+    if k is None:
+        return f"{architecture}_{relu_sae_tag(expansion_factor, coefficient, pct)}"
+    return f"{architecture}_{sae_tag(expansion_factor, k, pct)}"
+
+
 def crosscoder_tag(
     expansion_factor: int,
     layers: list[int],

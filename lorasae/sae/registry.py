@@ -33,17 +33,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from lorasae.sae.batchtopk import BatchTopKSAE
+from lorasae.sae.batchtopk import BatchTopKConfig, BatchTopKSAE
 from lorasae.sae.config import SaeConfig
 from lorasae.sae.crosscoder import Crosscoder, CrosscoderConfig
 from lorasae.sae.io import read_cfg
-from lorasae.sae.jumprelu import JumpReLUSAE
-from lorasae.sae.matryoshka import MatryoshkaSAE
+from lorasae.sae.jumprelu import JumpReLUConfig, JumpReLUSAE
+from lorasae.sae.matryoshka import MatryoshkaConfig, MatryoshkaSAE
 from lorasae.sae.relu import SAE_LENS_ARCHITECTURE as RELU_ON_DISK
 from lorasae.sae.relu import ReluSAE, ReluSaeConfig
 from lorasae.sae.topk import TopKSAE
 from lorasae.sae.transcoder import ON_DISK as TRANSCODER_ON_DISK
-from lorasae.sae.transcoder import Transcoder
+from lorasae.sae.transcoder import Transcoder, TranscoderConfig
 
 SAE_CLASSES: dict[str, type[nn.Module]] = {
     "topk": TopKSAE,
@@ -116,14 +116,15 @@ class Architecture:
     make_config: Callable[[DictionarySpec], Any]
     """Its config for a training run's `DictionarySpec`."""
     rows: str = "layer"
-    """What the trainer feeds it: `layer` (rows [n, d] of one hook point, or pairs (x, target) passed as
-    `sae(x, dead_mask, target=target)`; its forward returns an `SaeOutput`/`CoderOutput`-like object and
-    the trainer's objective computes the loss) or `sources` (a list of rows, one per source; its forward
-    takes `sparsity_coef` and returns its own `.loss`). A transcoder's rows (MLP input, MLP output) need
-    a rows part in `lorasae/train/parts.py`."""
+    """What the trainer feeds it: `layer` (rows [n, d] of one hook point; its forward returns an
+    `SaeOutput`/`CoderOutput`-like object and the trainer's objective computes the loss), `mlp` (pairs
+    (MLP input, MLP output) of the layer passed as `sae(x, dead_mask, target=y)`, spliced in place of the
+    MLP output: `lorasae/train/transcoder_parts.py`) or `sources` (a list of rows, one per source; its
+    forward takes `sparsity_coef` and returns its own `.loss`)."""
     sparsity: Callable[[dict[str, Any]], str] = lambda settings: "topk"
-    """From its settings (`DictionarySpec.settings`): `topk` (no penalty) or `l1` (the trainer adds
-    λ·out.l1, λ = --sparsity with its warm-up)."""
+    """From its settings (`DictionarySpec.settings`): `topk` (no penalty), `l1` (the trainer adds
+    λ·out.l1, λ = --sparsity with its warm-up from λ/N) or `l0` (λ·out.l1, λ = --l0_coefficient rising
+    from 0 over --l0_warmup_steps: JumpReLU's penalty, SAELens's schedule)."""
     prepare_gradients: Callable[[nn.Module], None] = _remove_parallel
     """Before clipping, on the SAE (e.g. remove the gradient parallel to the unit-norm decoder rows)."""
     after_update: Callable[[nn.Module, Any], None] = _unit_norm
@@ -136,6 +137,56 @@ class Architecture:
     def build(self, spec: DictionarySpec, device: torch.device | str) -> nn.Module:
         """A freshly initialised dictionary (its class's own initialisation, under the caller's seed)."""
         return self.sae_class(self.make_config(spec), device=device)  # type: ignore[call-arg]
+
+
+def _coder_after_update(sae: nn.Module, out: Any) -> None:
+    """The `lorasae.sae.coder` classes: their decoder constraint, then their own per-step state."""
+    sae.set_decoder_norm_to_unit_norm()  # type: ignore[operator]
+    sae.after_step(out)  # type: ignore[operator]
+
+
+def _batchtopk_config(spec: DictionarySpec) -> BatchTopKConfig:
+    return BatchTopKConfig(
+        d_in=spec.d_in, d_sae=spec.d_sae, k=spec.k, model_name=spec.model_name, hook_layer=spec.hook_layer,
+        threshold_lr=spec.settings.get("threshold_lr", 0.01),
+    )  # fmt: skip
+
+
+def default_matryoshka_widths(d_sae: int) -> list[int]:
+    """d_sae/16, d_sae/4 (and d_sae): three nested prefixes, each 4× the last (distinct, ≥ 1)."""
+    return sorted({max(1, d_sae // 16), max(1, d_sae // 4)} - {d_sae})
+
+
+def _matryoshka_config(spec: DictionarySpec) -> MatryoshkaConfig:
+    widths = list(spec.settings.get("matryoshka_widths") or default_matryoshka_widths(spec.d_sae))
+    return MatryoshkaConfig(
+        d_in=spec.d_in, d_sae=spec.d_sae, k=spec.k, model_name=spec.model_name, hook_layer=spec.hook_layer,
+        threshold_lr=spec.settings.get("threshold_lr", 0.01), widths=widths,
+    )  # fmt: skip
+
+
+def _jumprelu_config(spec: DictionarySpec) -> JumpReLUConfig:
+    s = spec.settings
+    return JumpReLUConfig(
+        d_in=spec.d_in, d_sae=spec.d_sae, model_name=spec.model_name, hook_layer=spec.hook_layer,
+        bandwidth=s.get("jumprelu_bandwidth", 0.001), init_threshold=s.get("jumprelu_init_threshold", 0.001),
+        sparsity_loss=s.get("jumprelu_sparsity_loss", "step"),
+    )  # fmt: skip
+
+
+def _transcoder_config(skip: bool) -> Callable[[DictionarySpec], TranscoderConfig]:
+    def make(spec: DictionarySpec) -> TranscoderConfig:
+        activation = spec.settings.get("transcoder_activation", "relu")
+        return TranscoderConfig(
+            d_in=spec.d_in, d_sae=spec.d_sae, activation=activation, k=spec.k if activation == "topk" else None,
+            skip=skip, model_name=spec.model_name, hook_layer=spec.hook_layer,
+        )  # fmt: skip
+
+    return make
+
+
+def _transcoder_sparsity(settings: dict[str, Any]) -> str:
+    return "topk" if settings.get("transcoder_activation", "relu") == "topk" else "l1"
 
 
 def _crosscoder_config(spec: DictionarySpec) -> CrosscoderConfig:
@@ -174,6 +225,29 @@ ARCHITECTURES: dict[str, Architecture] = {
         after_update=_crosscoder_after_update,
         reuses_prefix=False,  # its curve splices every source layer in turn: the full forward each time
     ),
+    "batchtopk": Architecture(
+        "batchtopk", BatchTopKSAE, BatchTopKConfig, "jumprelu", True, _batchtopk_config,
+        after_update=_coder_after_update,
+    ),
+    "matryoshka": Architecture(
+        "matryoshka", MatryoshkaSAE, MatryoshkaConfig, "jumprelu", True, _matryoshka_config,
+        after_update=_coder_after_update,
+    ),
+    "jumprelu": Architecture(
+        "jumprelu", JumpReLUSAE, JumpReLUConfig, "jumprelu", True, _jumprelu_config,
+        sparsity=lambda settings: "l0",
+        after_update=_coder_after_update,  # its unit-norm decoder (step mode) and its after_step (none)
+    ),
+    **{
+        name: Architecture(
+            name, Transcoder, TranscoderConfig, name, True, _transcoder_config(name == "skip_transcoder"),
+            rows="mlp",  # (MLP input, MLP output) at the layer: lorasae/train/transcoder_parts.py
+            sparsity=_transcoder_sparsity,
+            after_update=_coder_after_update,
+            reuses_prefix=False,  # layer L's MLP is replaced: its attention runs again at each point
+        )
+        for name in ("transcoder", "skip_transcoder")
+    },
 }  # fmt: skip
 
 

@@ -14,6 +14,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lorasae.core.paths import root, sanitize
 from lorasae.core.records import RECORD_NAME, read_record
@@ -113,6 +114,11 @@ def _not_found(message: str, model: str, base: Path | None) -> SaeNotFoundError:
     )
 
 
+def _is_kl_fine_tune(record: Any) -> bool:
+    """Whether a run record is a `train_sae.py --objective kl` fine-tune of another SAE."""
+    return (record.get("settings") or {}).get("objective") == "kl"
+
+
 def _families(model: str, kind: str, layers: Sequence[int], base: Path | None) -> dict[tuple[int, int], dict]:
     """{(expansion, k): {pct or None: tag folder}} of our TopK SAEs that exist at every one of `layers`,
     as their run records say (`sae_records.sae_record`; legacy folders get an inferred record)."""
@@ -123,6 +129,8 @@ def _families(model: str, kind: str, layers: Sequence[int], base: Path | None) -
             continue
         records = [sae_record(tag_dir / f"model.layers.{x}") for x in layers]
         if any(r.get("architecture") != "topk" or r.get("layer") != x for r, x in zip(records, layers)):
+            continue
+        if any(_is_kl_fine_tune(r) for r in records):  # `<tag>__kl-ft`: its own SAE, given with --sae
             continue
         settings = records[0].get("settings") or {}
         expansion, k = settings.get("expansion_factor"), settings.get("k")
@@ -267,6 +275,7 @@ def final_saes(model: str, kind: str = "normal", base: Path | None = None) -> li
         layer = record.get("layer")
         if (
             record.get("architecture") == "topk"
+            and not _is_kl_fine_tune(record)
             and record.get("checkpoint_pct") is None
             and isinstance(layer, int)
         ):

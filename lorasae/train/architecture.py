@@ -9,7 +9,8 @@ import dataclasses
 import torch
 from torch import nn
 
-from lorasae.model.load import model_key
+from lorasae.models import model_key
+from lorasae.sae.jumprelu import l0_coefficient
 from lorasae.sae.registry import Architecture, DictionarySpec, architecture
 from lorasae.train.config import TrainSaeConfig
 from lorasae.train.schedule import sparsity_coef
@@ -42,16 +43,24 @@ def build_sae(cfg: TrainSaeConfig, d_model: int, device: torch.device) -> nn.Mod
     return entry(cfg).build(dictionary_spec(cfg, d_model), device)
 
 
+def _sparsity_kind(cfg: TrainSaeConfig) -> str:
+    return entry(cfg).sparsity(dataclasses.asdict(cfg.sae_kwargs))
+
+
 def uses_sparsity(cfg: TrainSaeConfig) -> bool:
-    """Whether the run's loss has an L1 term (ReLU SAEs and ReLU crosscoders)."""
-    return entry(cfg).sparsity(dataclasses.asdict(cfg.sae_kwargs)) == "l1"
+    """Whether the run's loss has a sparsity term (ReLU SAEs and crosscoders' L1, JumpReLU's L0)."""
+    return _sparsity_kind(cfg) in ("l1", "l0")
 
 
 def step_sparsity(cfg: TrainSaeConfig, step: int) -> float:
-    """λ at 0-based `step` (0 for architectures without an L1 term)."""
-    if not uses_sparsity(cfg):
+    """λ at 0-based `step` (0 for architectures without a sparsity term): --sparsity warmed up from λ/N
+    for an L1 term; --l0_coefficient warmed up from 0 (SAELens's schedule) for JumpReLU's L0 term."""
+    kind, kw = _sparsity_kind(cfg), cfg.sae_kwargs
+    if kind == "l0":
+        return l0_coefficient(step, kw.l0_coefficient, kw.l0_warmup_steps)
+    if kind != "l1":
         return 0.0
-    return sparsity_coef(step, cfg.sae_kwargs.sparsity, cfg.sae_kwargs.sparsity_warmup_steps)
+    return sparsity_coef(step, kw.sparsity, kw.sparsity_warmup_steps)
 
 
 def maybe_compile(module: nn.Module, enabled: bool) -> nn.Module:

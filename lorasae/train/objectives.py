@@ -145,8 +145,10 @@ def e2e_step(
     head: LogitHead | None = None,
     chunk_size: int | None = None,
     sparsity_coef: float = 0.0,
+    mse_weight: float = 0.0,
 ) -> tuple[Tensor, SaeOutput, StepStats]:
-    """End-to-end objective: KL(p_original ‖ p_spliced), summed over positions / batch size.
+    """End-to-end objective: KL(p_original ‖ p_spliced), summed over positions / batch size
+    (+ `mse_weight` · the FVU of the SAE on the spliced layer's residual: KL fine-tuning's KL + MSE mix).
 
     `head` (from `e2e_head`, resolved once per run): the KL is taken from the final hidden states with
     the head applied per chunk of `chunk_size` positions (default: about 128 MiB of logits); without it,
@@ -179,6 +181,9 @@ def e2e_step(
         loss = loss + auxk_alpha * out.auxk_loss * (local_var / global_var) * world
     if sparsity_coef > 0 and hasattr(out, "l1"):
         loss = loss + sparsity_coef * out.l1
+    if mse_weight > 0:  # the FVU with the global variance as denominator (× W), as the local objective's
+        local_var, global_var, world = _variance_denominator(x)
+        loss = loss + mse_weight * squared_error(x, out.x_hat) / global_var * world
     stats.loss = loss.detach()
     return loss, out, stats
 
@@ -254,11 +259,14 @@ class E2eObjective:
         l1: bool,
         autocast: Callable[[], AbstractContextManager],
         step_fn: Callable[..., tuple[Tensor, Any, StepStats]] | None = None,
+        mse_weight: float = 0.0,
     ):
-        """`step_fn`: the KL step (default `e2e_step`; tests record it)."""
+        """`step_fn`: the KL step (default `e2e_step`; tests record it). `mse_weight`: w of the FVU term
+        added to the KL (`--kl_mse_weight`; KL fine-tuning's KL + w·FVU, Karvonen arXiv 2503.17272)."""
         self.model, self.layer, self.head = model, layer, head
         self.auxk_alpha, self.sparsity, self.l1, self.autocast = auxk_alpha, sparsity, l1, autocast
         self.step_fn = step_fn or e2e_step
+        self.mse_weight = mse_weight
 
     def __call__(
         self, sae: nn.Module, input_ids: Tensor, step: int, dead_mask: Tensor | None, world_size: int
@@ -267,6 +275,6 @@ class E2eObjective:
         with self.autocast():
             loss, out, stats = self.step_fn(
                 self.model, sae, input_ids, self.layer, self.auxk_alpha, dead_mask, head=self.head,
-                sparsity_coef=coef,
+                sparsity_coef=coef, **({"mse_weight": self.mse_weight} if self.mse_weight else {}),
             )  # fmt: skip
         return _layer_output(loss, out, stats, world_size, self.l1, coef)

@@ -13,12 +13,21 @@ Field docstrings are `--help`."""
 from dataclasses import dataclass
 from typing import Any
 
-from lorasae.core.cli import field, parse_count
+from lorasae.cli import field, parse_count
+from lorasae.train.sae_kwargs import (
+    CROSSCODER_ACTIVATIONS,
+    JUMPRELU_SPARSITY_LOSSES,
+    RECON_LOSSES,
+    TRANSCODER_ACTIVATIONS,
+    SaeKwargs,
+)
+from lorasae.train.sae_kwargs import at_least as _at_least
 
-CROSSCODER_ACTIVATIONS = ("topk", "relu")
-RECON_LOSSES = ("fvu", "sum_sq")
 LR_SCHEDULERS = ("linear_decay", "cosine", "constant")
 OPTIMIZERS = ("auto", "adam", "adam8bit")
+OBJECTIVES = ("reconstruction", "kl")
+KL_FT_SUFFIX = "__kl-ft"
+"""The folder-name suffix of a `--objective kl` fine-tune (`<parent's tag>__kl-ft`)."""
 MODIFICATIONS = ("none", "linear_error", "nonlinear_error", "sae_error")
 MIN_CURVE_VAL_TOKENS = 2048  # paired CE differences over 2k tokens still resolve ~0.01 nat
 
@@ -59,46 +68,6 @@ def curve_val_tokens(num_val_tokens: int, num_train_tokens: int, num_evals: int)
     differences between points stay paired; the final FVU/L0/dead statistics use every validation token."""
     per_interval = num_train_tokens // max(1, num_evals)
     return min(num_val_tokens, max(MIN_CURVE_VAL_TOKENS, per_interval))
-
-
-def _at_least(problems: list[str], flag: str, value: Any, low: float, strict: bool = False) -> None:
-    """Append `--flag must be ≥ low` (or `> low`) when a given value is below it."""
-    if value is not None and (value <= low if strict else value < low):
-        problems.append(f"--{flag} must be {'>' if strict else '≥'} {low}, got {value}")
-
-
-@dataclass
-class SaeKwargs:
-    """Architecture settings, also reachable as dotted flags (`--sae_kwargs.sparsity 5`, the seed's
-    spelling) besides their flat ones (`--sparsity 5`)."""
-
-    sparsity: float = 1e-3
-    """L1 coefficient λ of --architecture relu (and a relu crosscoder): loss = FVU (see --recon_loss) + λ · mean
-    over tokens of Σ_i z_i ‖W_dec_i‖ (the L1 weighted by decoder norms, as SAELens's standard SAE)."""
-
-    recon_loss: str = "fvu"
-    """Reconstruction term of --architecture relu: fvu | sum_sq (Σ_d (x̂−x)² per token, mean over tokens: the
-    term of SAELens's standard SAE and train-SAE's VanillaSAE, so their λ means the same; objectives.py)."""
-
-    sparsity_warmup_steps: int = 0
-    """Steps over which λ rises linearly from λ/N to λ (0 = the full λ from the first step)."""
-
-    topk: int | None = None
-    """The seed's name for --k: when given, it sets --k."""
-
-    crosscoder_activation: str = "topk"
-    """--architecture crosscoder: topk (TopK over the summed pre-activations, k = --k) or relu (ReLU + L1
-    weighted by the summed decoder norms, λ = --sparsity)."""
-
-    def problems(self) -> list[str]:
-        out: list[str] = []
-        _at_least(out, "sparsity", self.sparsity, 0)
-        _at_least(out, "sparsity_warmup_steps", self.sparsity_warmup_steps, 0)
-        if self.crosscoder_activation not in CROSSCODER_ACTIVATIONS:
-            out.append(f"--crosscoder_activation must be topk or relu, got {self.crosscoder_activation!r}")
-        if self.recon_loss not in RECON_LOSSES:
-            out.append(f"--recon_loss must be one of {', '.join(RECON_LOSSES)}, got {self.recon_loss!r}")
-        return out
 
 
 @dataclass
@@ -145,7 +114,10 @@ class ArchitectureOptions:
 
     architecture: str = field(default="topk", alias=["--sae_type"])
     """topk (the paper's) | relu (ReLU + decoder-norm-weighted L1, SAELens's standard SAE) | crosscoder
-    (one dictionary over the residual streams of --layers). Also --sae_type, the seed's name."""
+    (one dictionary over the residual streams of --layers) | batchtopk (top k·B over the batch) |
+    matryoshka (BatchTopK in nested prefixes, --matryoshka_widths) | jumprelu (per-latent thresholds, L0
+    penalty --l0_coefficient) | transcoder | skip_transcoder (read layer L's MLP input, reconstruct its
+    output; --transcoder_activation). Also --sae_type, the seed's name."""
 
     expansion_factor: int = 8
     """SAE width = d_model × expansion_factor."""
@@ -169,6 +141,10 @@ class ArchitectureOptions:
         if self.k is not None and not 1 <= self.k <= d_sae:
             out.append(f"--k must be between 1 and the SAE width {d_sae}, got {self.k}")
         _at_least(out, "auxk_alpha", self.auxk_alpha, 0)
+        if self.sae_kwargs.matryoshka_widths and max(self.sae_kwargs.matryoshka_widths) > d_sae:
+            out.append(
+                f"--matryoshka_widths must not exceed the SAE width {d_sae}, got {self.sae_kwargs.matryoshka_widths}"
+            )
         from lorasae.sae.registry import ARCHITECTURES  # the one list of architectures
 
         if self.architecture not in ARCHITECTURES:
@@ -183,8 +159,34 @@ class ObjectiveOptions:
     e2e: bool = False
     """End-to-end SAE: train on KL(p_original ‖ p_spliced) only, instead of reconstruction (FVU)."""
 
+    objective: str = "reconstruction"
+    """reconstruction (FVU, or the KL with --e2e) | kl: KL fine-tuning of --init_sae (Karvonen, arXiv
+    2503.17272): KL(p_original ‖ p_spliced) + --kl_mse_weight · FVU from the SAE's weights, for
+    --num_train_tokens (the paper's budget: 25M, the last few percent of training); saved as
+    `<tag>__kl-ft` under normal/, its record naming the parent SAE."""
+
+    kl_mse_weight: float | None = None
+    """Weight of the FVU term added to the KL (--objective kl or --e2e). Default: 1.0 with --objective
+    kl (Karvonen's KL+MSE mix), 0 with --e2e (the KL alone)."""
+
     def problems(self) -> list[str]:
-        return []
+        out: list[str] = []
+        if self.objective not in OBJECTIVES:
+            out.append(f"--objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        _at_least(out, "kl_mse_weight", self.kl_mse_weight, 0)
+        return out
+
+    @property
+    def trains_on_kl(self) -> bool:
+        """Whether the loss is the KL to the original model (--e2e or --objective kl)."""
+        return self.e2e or self.objective == "kl"
+
+    @property
+    def mse_weight(self) -> float:
+        """--kl_mse_weight resolved: 1.0 for --objective kl, 0 for --e2e, unless given."""
+        if self.kl_mse_weight is not None:
+            return self.kl_mse_weight
+        return 1.0 if self.objective == "kl" else 0.0
 
 
 @dataclass
@@ -371,6 +373,16 @@ def combination_problems(cfg: Any) -> list[str]:
         out.append(f"--model {cfg.model} is not the first of --models {cfg.models}")
     if cfg.positions != "all" and cfg.e2e:
         out.append("--positions is for the reconstruction objective, not --e2e")
+    if cfg.objective == "kl" and not cfg.init_sae:
+        out.append("--objective kl fine-tunes an existing SAE: give it with --init_sae <folder>")
+    if cfg.objective == "kl" and (cfg.e2e or crosscoder or cfg.hidden_modification != "none"):
+        out.append(
+            "--objective kl fine-tunes a single-layer SAE: leave out --e2e, crosscoders and --hidden_modification"
+        )
+    if cfg.objective == "kl" and cfg.positions != "all":
+        out.append("--positions is for the reconstruction objective, not --objective kl")
+    if cfg.kl_mse_weight is not None and not (cfg.e2e or cfg.objective == "kl"):
+        out.append("--kl_mse_weight weighs the FVU next to the KL: use it with --objective kl or --e2e")
     if cfg.hidden_modification in MODIFICATIONS[1:] and (cfg.e2e or crosscoder):
         out.append(
             "--hidden_modification trains a reconstruction SAE (topk or relu), not --e2e or a crosscoder"
@@ -392,7 +404,8 @@ OPTION_GROUPS = (
 """The feature groups `TrainSaeConfig` is composed of, in --help order."""
 
 __all__ = [
-    "LR_SCHEDULERS", "MODIFICATIONS", "OPTION_GROUPS", "RECON_LOSSES", "ArchitectureOptions",
+    "CROSSCODER_ACTIVATIONS", "JUMPRELU_SPARSITY_LOSSES", "TRANSCODER_ACTIVATIONS",
+    "KL_FT_SUFFIX", "LR_SCHEDULERS", "MODIFICATIONS", "OBJECTIVES", "OPTION_GROUPS", "RECON_LOSSES", "ArchitectureOptions",
     "CurveOptions", "LogOptions", "ModificationOptions", "ObjectiveOptions", "OptimizerOptions", "PersistenceOptions",
     "Positions", "SaeKwargs", "SourceOptions", "TokenOptions", "check_positions", "combination_problems",
     "curve_val_tokens", "parse_positions",

@@ -5,11 +5,13 @@ its architecture's registry entry (`lorasae.sae.registry`):
 |---|---|---|---|
 | one layer (topk, relu, ...) | `LayerRows` (residual, harvested) | `ReconstructionObjective` | `SplicedCurve` |
 | `--e2e` | `LayerRows` (token ids) | `E2eObjective` (KL) | `SplicedCurve` |
+| `--objective kl --init_sae S` | `LayerRows` (token ids) | `E2eObjective` (KL + w·FVU) from S | `SplicedCurve` |
 | `--hidden_modification` | `LayerRows` (f(x), harvested) | `ReconstructionObjective` | `TargetFvuCurve` |
+| registry `rows="mlp"` (transcoders) | `MlpRows` (MLP in, MLP out) | `ReconstructionObjective` | `TranscoderCurve` |
 | registry `rows="sources"` (crosscoder) | `Sources` | `CrosscoderObjective` | `CrosscoderCurve` |
 
 Persistence (`persistence.Persistence`) is the same for every run. A new architecture whose rows are one
-layer's needs nothing here; one with other rows (a transcoder's (MLP input, MLP output)) adds a row here.
+layer's needs nothing here; one with other rows adds a row here (as the transcoders' `transcoder_parts`).
 """
 
 from __future__ import annotations
@@ -103,12 +105,20 @@ def assemble(
         sources = Sources(cfg, ctx.model, source_models, ctx.sae, ctx.info, ctx.device)
         curve = CrosscoderCurve(cfg, sources, ctx.sae, ctx.curve_val, ctx.val)
         return Parts(sources, CrosscoderObjective(sources.keys, sparsity), curve)
+    autocast = functools.partial(sae_autocast, ctx.device, ctx.autocast)
+    l1 = uses_sparsity(cfg)
+    if ctx.entry.rows == "mlp":
+        from lorasae.train import transcoder_parts as tc
+
+        tc.check_supported(cfg)
+        rows = tc.MlpRows(ctx.model, cfg.layer, ctx.info, ctx.device)
+        objective = ReconstructionObjective(cfg.auxk_alpha, "fvu", sparsity, l1, autocast)
+        curve_args = (cfg, ctx.model, ctx.sae, ctx.curve_val, ctx.val, ctx.special_ids, ctx.info)
+        return Parts(rows, objective, tc.TranscoderCurve(*curve_args, plain_rows, False))
     if ctx.entry.rows != "layer":
         raise ValueError(f"architecture {ctx.entry.name}: train_sae.py has no rows {ctx.entry.rows!r} yet")
     from lorasae.train.rows import LayerRows
 
-    autocast = functools.partial(sae_autocast, ctx.device, ctx.autocast)
-    l1 = uses_sparsity(cfg)
     curve_args = (cfg, ctx.model, ctx.sae, ctx.curve_val, ctx.val, ctx.special_ids, ctx.info)
     harvest = cfg.harvest_steps or default_harvest_steps(ctx.device, cfg.tokens_per_step)
     if cfg.kind == "modified":
@@ -119,11 +129,13 @@ def assemble(
         objective = ReconstructionObjective(cfg.auxk_alpha, cfg.sae_kwargs.recon_loss, sparsity, l1, autocast)
         return Parts(rows, objective, TargetFvuCurve(*curve_args, rows_fn))
     curve = SplicedCurve(*curve_args, plain_rows, ctx.entry.reuses_prefix)
-    if cfg.e2e:
+    if cfg.trains_on_kl:  # --e2e, or --objective kl: the same objective from --init_sae's weights
         # the KL applies the LM head per chunk of positions (no [B, T, V] logits), as LoRA training does
         head = e2e_head(ctx.model, ctx.val[:1, :16].to(ctx.device))
         rows = LayerRows(ctx.model, cfg.layer, cfg.position_index, plain_rows, ctx.info, ctx.device, None)
-        objective = E2eObjective(ctx.model, cfg.layer, head, cfg.auxk_alpha, sparsity, l1, autocast, e2e_fn)
+        objective = E2eObjective(
+            ctx.model, cfg.layer, head, cfg.auxk_alpha, sparsity, l1, autocast, e2e_fn, cfg.mse_weight
+        )
         return Parts(rows, objective, curve)
     rows = LayerRows(ctx.model, cfg.layer, cfg.position_index, plain_rows, ctx.info, ctx.device, harvest)
     objective = ReconstructionObjective(cfg.auxk_alpha, cfg.sae_kwargs.recon_loss, sparsity, l1, autocast)

@@ -103,6 +103,18 @@ class Persistence:
                 f"{self.cfg.expansion_factor} gives {self.sae.cfg.d_sae}: pass --expansion_factor "
                 f"{d_sae // d_in if d_sae % d_in == 0 else '(a width that divides d_model)'}."
             )
+        if type(other) is not type(self.sae):
+            raise SaeShapeError(
+                f"The SAE in {folder} is a {type(other).__name__}, but --architecture {self.cfg.architecture} "
+                f"builds a {type(self.sae).__name__}: pass the --architecture it was trained with."
+            )
+        k_other, k_now = getattr(other.cfg, "k", None), getattr(self.sae.cfg, "k", None)
+        if self.cfg.objective == "kl" and k_other is not None and k_now is not None and k_other != k_now:
+            # a KL fine-tune is of the parent SAE itself (a plain --init_sae may start another k from it)
+            raise SaeShapeError(
+                f"--objective kl fine-tunes the SAE in {folder}, which keeps k={k_other} latents per token, "
+                f"but this run's --k is {k_now}: pass --k {k_other}."
+            )
         self.sae.load_state_dict({name: other.state_dict()[name] for name in self.sae.state_dict()})
         self.progress.needs_b_dec_init = False
 

@@ -20,9 +20,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from lorasae.core.atomic import atomic_save_file
-from lorasae.core.errors import LorasaeError
-from lorasae.core.paths import (
+from lorasae.atomic import atomic_save_file
+from lorasae.errors import LorasaeError
+from lorasae.model_defaults import sae_defaults
+from lorasae.models import ModelShape, model_key
+from lorasae.paths import (
+    architecture_sae_tag,
     crosscoder_tag,
     modified_sae_tag,
     relu_sae_tag,
@@ -33,6 +36,7 @@ from lorasae.core.paths import (
 from lorasae.model.defaults import sae_defaults
 from lorasae.model.load import ModelShape, model_key
 from lorasae.train.config import SaeKwargs, TrainSaeConfig
+from lorasae.train.options import KL_FT_SUFFIX
 
 STATE_VERSION = 1
 
@@ -52,8 +56,17 @@ def checkpoint_dir(cfg: TrainSaeConfig, pct: int | None = None) -> Path:
         return sae_dir(cfg.model_key, cfg.kind, cfg.expansion_factor, cfg.k, layers, tag=tag)
     if cfg.architecture == "relu":
         tag = relu_sae_tag(cfg.expansion_factor, cfg.sae_kwargs.sparsity, pct)
+    elif cfg.architecture != "topk":  # topk keeps the paper's names
+        kw = cfg.sae_kwargs
+        relu = cfg.architecture in ("transcoder", "skip_transcoder") and kw.transcoder_activation == "relu"
+        coefficient = kw.sparsity if relu else kw.l0_coefficient
+        tag = architecture_sae_tag(
+            cfg.architecture, cfg.expansion_factor, None if relu else cfg.k, coefficient, pct
+        )
     else:
         tag = sae_tag(cfg.expansion_factor, cfg.k, pct)
+    if cfg.objective == "kl":  # a KL fine-tune: beside the SAEs of its kind, never taken for its parent
+        tag = f"{tag}{KL_FT_SUFFIX}" if pct is None else tag.replace(f"-{pct}pct", f"{KL_FT_SUFFIX}-{pct}pct")
     if cfg.hidden_modification != "none":  # saved_saes/<model>/modified/<modification>__<file>__<tag>/
         tag = modified_sae_tag(cfg.hidden_modification, Path(str(cfg.modification_file)).stem, tag)
     return sae_dir(cfg.model_key, cfg.kind, cfg.expansion_factor, cfg.k, cfg.layer, tag=tag)
@@ -158,10 +171,26 @@ def load_state(path: Path) -> TrainingState:
     return TrainingState(**payload)
 
 
+LATER_SETTINGS: dict[str, Any] = {"objective": "reconstruction", "kl_mse_weight": None}
+"""Resume settings (and `sae_kwargs` entries, `LATER_SAE_KWARGS`) added with issue 28's architectures
+and KL fine-tuning: a run names them only where they differ from these defaults, so every run trained
+before keeps its settings, fingerprint and resumable state."""
+LATER_SAE_KWARGS: dict[str, Any] = {
+    "threshold_lr": 0.01,
+    "matryoshka_widths": [],
+    "jumprelu_bandwidth": 0.001,
+    "jumprelu_init_threshold": 0.001,
+    "jumprelu_sparsity_loss": "step",
+    "l0_coefficient": 1e-3,
+    "l0_warmup_steps": 0,
+    "transcoder_activation": "relu",
+}
+
+
 ADDED_SETTINGS: dict[str, Any] = {
     "architecture": "topk",
     "layers": [],
-    "sae_kwargs": asdict(SaeKwargs()),
+    "sae_kwargs": {k: v for k, v in asdict(SaeKwargs()).items() if k not in LATER_SAE_KWARGS},
     "lr_scheduler": "linear_decay",
     "hidden_modification": "none",
     "modification_file": None,
@@ -174,13 +203,17 @@ def resume_settings(cfg: TrainSaeConfig) -> dict[str, Any]:
     values = {key: getattr(cfg, key) for key in TrainSaeConfig.RESUME_KEYS}
     # nested settings (sae_kwargs) as plain dicts: the state file is read with weights_only=True
     values = {key: asdict(v) if is_dataclass(v) else v for key, v in values.items()}
+    values["sae_kwargs"] = {
+        k: v for k, v in values["sae_kwargs"].items() if k not in LATER_SAE_KWARGS or v != LATER_SAE_KWARGS[k]
+    }
+    values |= {k: getattr(cfg, k) for k, default in LATER_SETTINGS.items() if getattr(cfg, k) != default}
     return values | {"model": cfg.model_key}
 
 
 def check_compatible(state: TrainingState, cfg: TrainSaeConfig, d_model: int, path: Path) -> None:
     """Raise `ResumeError` naming every setting that differs from the saved run, and check that the saved
     SAE's width matches this model."""
-    saved, now = {**ADDED_SETTINGS, **state.config}, resume_settings(cfg)
+    saved, now = {**ADDED_SETTINGS, **LATER_SETTINGS, **state.config}, LATER_SETTINGS | resume_settings(cfg)
     diffs = [
         f"--{key}: saved {saved.get(key)!r}, now {value!r}"
         for key, value in now.items()

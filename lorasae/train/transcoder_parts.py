@@ -1,0 +1,117 @@
+"""`train_sae.py --architecture transcoder | skip_transcoder`: the parts of a run whose dictionary reads
+layer L's MLP input and reconstructs its MLP output (`lorasae.sae.transcoder`).
+
+- `MlpRows`: each step's rows are the pair (MLP input, MLP output) at --layer of this rank's batch
+  (`lorasae.hooks.mlp_io_at`: the forward stops after that MLP), fed to the trainer's
+  `ReconstructionObjective` as `sae(x, dead_mask, target=y)`; b_dec starts at the geometric median of the
+  first global batch's MLP outputs (the space it lives in).
+- `TranscoderCurve`: a curve point is the validation CE with layer L's MLP output replaced by the
+  transcoder's reconstruction (`lorasae.hooks.mlp_splice`; the attention and norms of layer L still run,
+  so the clean prefix cached after layer L cannot be reused: every point runs the full forward); the final
+  statistics are the FVU of the MLP output, L0 and never-active latents over every validation token.
+
+Every position (no --positions), one forward per step (no harvesting), one process or DDP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor, nn
+
+from lorasae.eval_ce import ce_sum_and_count
+from lorasae.hooks import mlp_io_at, mlp_splice
+from lorasae.sae import geometric_median
+from lorasae.sae.splice import splice_fn
+from lorasae.train import distributed as dist_utils
+from lorasae.train.config import TrainSaeConfig
+from lorasae.train.curve import FinalStats, SplicedCurve
+from lorasae.train.distributed import DistInfo
+from lorasae.train.validation import rank_share
+
+TRANSCODERS = ("transcoder", "skip_transcoder")
+
+
+def check_supported(cfg: TrainSaeConfig) -> None:
+    """One line naming what a transcoder run does not support."""
+    unsupported = [
+        flag
+        for flag, on in [
+            ("--positions", cfg.positions != "all"),
+            ("--e2e", cfg.e2e),
+            ("--objective kl", cfg.objective == "kl"),
+            ("--hidden_modification", cfg.hidden_modification != "none"),
+        ]
+        if on
+    ]
+    if unsupported:
+        raise ValueError(f"--architecture {cfg.architecture} does not support {', '.join(unsupported)} yet.")
+
+
+def _flat(t: Tensor) -> Tensor:
+    return t.reshape(-1, t.shape[-1]).float()
+
+
+class MlpRows:
+    """(MLP input, MLP output) rows [n, d] of layer `layer`, one model forward per step."""
+
+    def __init__(self, model: nn.Module, layer: int, info: DistInfo, device: torch.device):
+        self.model, self.layer, self.info, self.device = model, layer, info, device
+
+    @torch.no_grad()
+    def rows(self, ids: Tensor) -> tuple[Tensor, Tensor]:
+        mlp_in, mlp_out = mlp_io_at(self.model, ids.to(self.device), self.layer)
+        return _flat(mlp_in), _flat(mlp_out)
+
+    @torch.no_grad()
+    def init_b_dec(self, sae: nn.Module, first_local_batch: Tensor) -> None:
+        """b_dec = geometric median of the first global batch's MLP outputs (gathered over ranks)."""
+        targets = dist_utils.all_gather_cat(self.rows(first_local_batch)[1])
+        sae.b_dec.data.copy_(geometric_median(targets).to(sae.b_dec.dtype))
+
+    def stream(self, batches: Iterator[Tensor], steps: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """The row pairs of the next `steps` steps from the global batches of token ids `batches`."""
+        for _, batch in zip(range(steps), batches, strict=False):
+            yield self.rows(dist_utils.shard(batch, self.info))
+
+
+class TranscoderCurve(SplicedCurve):
+    """Curve points = the validation CE with layer L's MLP output replaced by the transcoder's."""
+
+    def prefix_cache(self) -> None:
+        return None  # layer L's MLP is replaced: its attention must run again (see the module docstring)
+
+    def _ce(self, sae: nn.Module | None) -> float:
+        cfg = self.cfg
+        mine = rank_share(self.curve_val, self.info)
+        fns = {cfg.layer: splice_fn(sae, skip_special=False)} if sae is not None else {}
+        with mlp_splice(self.model, fns):
+            total, count = ce_sum_and_count(self.model, mine, cfg.val_batch_size) if len(mine) else (0.0, 0)
+        device = next(self.model.parameters()).device
+        sums = dist_utils.all_reduce_sum(
+            torch.tensor([total, float(count)], dtype=torch.float64, device=device)
+        )
+        return float(sums[0] / sums[1])
+
+    @torch.no_grad()
+    def final(self) -> FinalStats:
+        """FVU of the MLP output, L0 and never-active latents over every validation token."""
+        cfg, sae = self.cfg, self.sae
+        rows = MlpRows(self.model, cfg.layer, self.info, sae.W_dec.device)
+        err = active = tokens = sq = torch.zeros((), dtype=torch.float64, device=sae.W_dec.device)
+        total = torch.zeros(sae.cfg.d_out, dtype=torch.float64, device=sae.W_dec.device)
+        fired = torch.zeros(sae.cfg.d_sae, dtype=torch.int32, device=sae.W_dec.device)
+        for ids in rank_share(self.val, self.info).split(cfg.val_batch_size):
+            x, y = rows.rows(ids)
+            acts, idx = sae.encode_topk(x)
+            y_hat = sae.reconstruct(x).double()
+            err = err + (y_hat - y.double()).pow(2).sum()
+            active, tokens = active + (acts > 0).sum(), tokens + len(x)
+            total, sq = total + y.double().sum(0), sq + y.double().pow(2).sum()
+            fired.index_fill_(0, idx[acts > 0], 1)
+        sums = dist_utils.all_reduce_sum(torch.cat([torch.stack([err, active, tokens, sq]), total]))
+        fired = dist_utils.all_reduce_sum(fired)
+        variance = sums[3] - sums[4:].pow(2).sum() / sums[2]
+        return FinalStats(
+            float(sums[0] / variance), float(sums[1] / sums[2]), float((fired == 0).double().mean())
+        )

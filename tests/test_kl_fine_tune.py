@@ -1,0 +1,111 @@
+"""Issue 28 item 5: KL fine-tuning as a method. `train_sae.py --init_sae <SAE> --objective kl` is the
+e2e objective (KL to the original model's next-token distribution with the SAE spliced) + w·FVU, started
+from the SAE's weights: on the built-in world it lowers the spliced CE of a TopK SAE, is saved as
+`<tag>__kl-ft` with a record naming its parent (which the store still finds as the default SAE), and
+`train_lora.py --sae <fine-tuned folder>` adapts the model to it (the combination)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from lorasae.cli import parse
+from lorasae.config_files import parse_with_config_file
+from lorasae.records import read_record
+from lorasae.train.config import TrainSaeConfig
+from lorasae.train.objectives import e2e_step
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _config(world_model: Path, *extra: str) -> TrainSaeConfig:
+    base = ["--device", "cpu", "--model", str(world_model), "--dataset", "builtin", "--layer", "0", "--k", "2",
+            "--expansion_factor", "4", "--num_val_tokens", "4096", "--curve_val_tokens", "4096", "--eval_every_pct", "50",
+            "--checkpoint_every_pct", "100", "--log_every_steps", "50"]  # fmt: skip
+    return parse_with_config_file(TrainSaeConfig, [*base, *extra])
+
+
+def test_kl_fine_tune_lowers_spliced_ce_names_its_parent_and_takes_lora(world_model, out_root):
+    from lorasae.lora.config import TrainLoraConfig
+    from lorasae.lora.run import main as train_lora_main
+    from lorasae.store.saes import find_sae
+    from lorasae.train.sae_trainer import train_sae
+
+    parent = train_sae(_config(world_model, "--num_train_tokens", "60k", "--lr", "3e-3"))
+    tuned = train_sae(
+        _config(world_model, "--init_sae", str(parent.final_dir), "--objective", "kl", "--num_train_tokens", "8k",
+                "--lr", "1e-3", "--lr_warmup_steps", "1")
+    )  # fmt: skip
+    folder = Path(tuned.final_dir)
+    assert (
+        folder.parent.name == f"{Path(parent.final_dir).parent.name}__kl-ft" and folder.parts[-3] == "normal"
+    )
+    # the curve's first point is the parent SAE spliced (same weights); the fine-tune lowers it
+    assert tuned.val_loss[0] == pytest.approx(parent.val_loss[-1], abs=1e-4)
+    assert tuned.val_loss[-1] < tuned.val_loss[0] - 0.01, tuned.val_loss
+    record = read_record(folder)
+    assert record.get("settings")["objective"] == "kl"
+    assert record.get("init_sae")["source"] in [str(p) for p in record.parents]
+    assert Path(find_sae(str(world_model), 0).source) == Path(
+        parent.final_dir
+    )  # the parent stays the default
+    lora_cfg = parse(
+        TrainLoraConfig,
+        ["--device", "cpu", "--model", str(world_model), "--dataset", "builtin", "--sae", str(folder),
+         "--LoRA_layers", "after", "--rank", "4", "--num_train_examples", "20", "--num_val_tokens", "2048",
+         "--progress", "false"],
+    )  # fmt: skip
+    (summary,) = train_lora_main(lora_cfg)
+    assert torch.isfinite(torch.tensor(summary.result.ce_gap))
+
+
+def test_the_kl_objective_adds_the_weighted_fvu_to_the_e2e_kl():
+    """e2e_step with mse_weight w = its KL (w = 0) + w · ‖x̂ − x‖² / Σ‖x − mean‖² (recomputed by hand)."""
+    from conftest import make_tiny_model
+
+    from lorasae.hooks import residual_at
+    from lorasae.sae import SaeConfig, TopKSAE
+
+    torch.manual_seed(0)
+    model = make_tiny_model("llama", n_layers=2, d=16).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    sae = TopKSAE(SaeConfig(d_in=16, d_sae=32, k=3))
+    ids = torch.randint(0, 50, (2, 8))
+    kl, _, _ = e2e_step(model, sae, ids, 0, 0.0, None)
+    mixed, _, _ = e2e_step(model, sae, ids, 0, 0.0, None, mse_weight=0.5)
+    x = residual_at(model, ids, 0).reshape(-1, 16).double()
+    x_hat = sae(x.float()).x_hat.double()
+    fvu = (x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum()
+    assert float(mixed) == pytest.approx(float(kl) + 0.5 * float(fvu), rel=1e-5)
+
+
+def test_objective_kl_needs_an_sae_to_fine_tune_and_kl_mse_weight_needs_a_kl():
+    assert TrainSaeConfig(objective="kl").problems(32, 128) == [
+        "--objective kl fine-tunes an existing SAE: give it with --init_sae <folder>"
+    ]
+    assert TrainSaeConfig(kl_mse_weight=0.5).problems(32, 128) == [
+        "--kl_mse_weight weighs the FVU next to the KL: use it with --objective kl or --e2e"
+    ]
+    assert TrainSaeConfig(objective="kl", init_sae="x").mse_weight == 1.0
+    assert TrainSaeConfig(e2e=True).mse_weight == 0.0
+
+
+def test_a_kl_fine_tune_of_another_k_or_an_init_sae_of_another_architecture_is_refused(tmp_path, monkeypatch):
+    from sae_train_helpers import fast_config, write_tiny_world
+
+    from lorasae.sae import SaeShapeError
+    from lorasae.train.sae_trainer import train_sae
+
+    monkeypatch.setenv("LORASAE_ROOT", str(tmp_path))
+    model_dir, data = write_tiny_world(tmp_path)
+    short = {"num_train_tokens": 128, "eval_every_pct": 100, "checkpoint_every_pct": 100}
+    parent = train_sae(fast_config(model_dir, data, **short))  # k = 4
+    with pytest.raises(SaeShapeError, match="pass --k 4"):
+        train_sae(fast_config(model_dir, data, init_sae=str(parent.final_dir), objective="kl", k=3, **short))
+    with pytest.raises(SaeShapeError, match="pass the --architecture it was trained with"):
+        train_sae(
+            fast_config(model_dir, data, init_sae=str(parent.final_dir), architecture="batchtopk", **short)
+        )
