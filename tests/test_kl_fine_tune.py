@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from lorasae.cli import parse
-from lorasae.config_files import parse_with_config_file
-from lorasae.records import read_record
+from lorasae.core.cli import parse
+from lorasae.core.config_files import parse_with_config_file
+from lorasae.core.records import read_record
 from lorasae.train.config import TrainSaeConfig
 from lorasae.train.objectives import e2e_step
 
@@ -65,7 +65,7 @@ def test_the_kl_objective_adds_the_weighted_fvu_to_the_e2e_kl():
     """e2e_step with mse_weight w = its KL (w = 0) + w · ‖x̂ − x‖² / Σ‖x − mean‖² (recomputed by hand)."""
     from conftest import make_tiny_model
 
-    from lorasae.hooks import residual_at
+    from lorasae.model.hooks import residual_at
     from lorasae.sae import SaeConfig, TopKSAE
 
     torch.manual_seed(0)

@@ -13,8 +13,8 @@ import torch
 from required_libs import require
 from sae_train_helpers import fast_args, write_tiny_world
 
-from lorasae.config_files import parse_with_config_file
-from lorasae.records import read_record
+from lorasae.core.config_files import parse_with_config_file
+from lorasae.core.records import read_record
 from lorasae.sae import load_sae
 from lorasae.sae.batchtopk import BatchTopKSAE
 from lorasae.sae.jumprelu import JumpReLUSAE

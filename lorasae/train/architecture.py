@@ -9,7 +9,7 @@ import dataclasses
 import torch
 from torch import nn
 
-from lorasae.models import model_key
+from lorasae.model.load import model_key
 from lorasae.sae.jumprelu import l0_coefficient
 from lorasae.sae.registry import Architecture, DictionarySpec, architecture
 from lorasae.train.config import TrainSaeConfig

@@ -13,7 +13,7 @@ Field docstrings are `--help`."""
 from dataclasses import dataclass
 from typing import Any
 
-from lorasae.cli import field, parse_count
+from lorasae.core.cli import field, parse_count
 from lorasae.train.sae_kwargs import (
     CROSSCODER_ACTIVATIONS,
     JUMPRELU_SPARSITY_LOSSES,

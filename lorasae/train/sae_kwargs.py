@@ -8,7 +8,7 @@
 from dataclasses import dataclass
 from typing import Any
 
-from lorasae.cli import field
+from lorasae.core.cli import field
 
 CROSSCODER_ACTIVATIONS = ("topk", "relu")
 JUMPRELU_SPARSITY_LOSSES = ("step", "tanh")

@@ -20,11 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from lorasae.atomic import atomic_save_file
-from lorasae.errors import LorasaeError
-from lorasae.model_defaults import sae_defaults
-from lorasae.models import ModelShape, model_key
-from lorasae.paths import (
+from lorasae.core.atomic import atomic_save_file
+from lorasae.core.errors import LorasaeError
+from lorasae.core.paths import (
     architecture_sae_tag,
     crosscoder_tag,
     modified_sae_tag,

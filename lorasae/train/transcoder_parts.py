@@ -2,11 +2,11 @@
 layer L's MLP input and reconstructs its MLP output (`lorasae.sae.transcoder`).
 
 - `MlpRows`: each step's rows are the pair (MLP input, MLP output) at --layer of this rank's batch
-  (`lorasae.hooks.mlp_io_at`: the forward stops after that MLP), fed to the trainer's
+  (`lorasae.model.hooks.mlp_io_at`: the forward stops after that MLP), fed to the trainer's
   `ReconstructionObjective` as `sae(x, dead_mask, target=y)`; b_dec starts at the geometric median of the
   first global batch's MLP outputs (the space it lives in).
 - `TranscoderCurve`: a curve point is the validation CE with layer L's MLP output replaced by the
-  transcoder's reconstruction (`lorasae.hooks.mlp_splice`; the attention and norms of layer L still run,
+  transcoder's reconstruction (`lorasae.model.hooks.mlp_splice`; the attention and norms of layer L still run,
   so the clean prefix cached after layer L cannot be reused: every point runs the full forward); the final
   statistics are the FVU of the MLP output, L0 and never-active latents over every validation token.
 
@@ -19,8 +19,8 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
-from lorasae.eval_ce import ce_sum_and_count
-from lorasae.hooks import mlp_io_at, mlp_splice
+from lorasae.model.ce import ce_sum_and_count
+from lorasae.model.hooks import mlp_io_at, mlp_splice
 from lorasae.sae import geometric_median
 from lorasae.sae.splice import splice_fn
 from lorasae.train import distributed as dist_utils
