@@ -18,6 +18,7 @@ from torch import nn
 
 from lorasae.hooks import splice
 from lorasae.models import special_token_ids, unwrap
+from lorasae.sae.capabilities import sae_splice_site
 
 SpliceBuilder = Callable[[Any, torch.Tensor, Sequence[int]], Callable[[torch.Tensor], torch.Tensor]]
 
@@ -78,8 +79,9 @@ def sae_spliced(
     recorder = InputIdsRecorder(model)
 
     def layer_fn(layer: int, sae: Any) -> Callable[[torch.Tensor], torch.Tensor]:
-        def fn(hidden: torch.Tensor) -> torch.Tensor:
-            out = build(sae, recorder.ids_for(hidden), special)(hidden)
+        # a transcoder's function gets (mlp_input, mlp_output) from `hooks.splice` (its splice_site)
+        def fn(hidden: torch.Tensor, *original: torch.Tensor) -> torch.Tensor:
+            out = build(sae, recorder.ids_for(hidden), special)(hidden, *original)
             # lm-eval would silently score NaN log-likelihoods (argmax picks the first choice)
             if not bool(torch.isfinite(out).all()):
                 raise FloatingPointError(
@@ -87,6 +89,7 @@ def sae_spliced(
                 )
             return out
 
+        fn.splice_site = sae_splice_site(sae)  # type: ignore[attr-defined]
         return fn
 
     try:

@@ -31,7 +31,6 @@ from lorasae.model_defaults import (
 from lorasae.models import model_key, model_shape, resolve_model_name, special_token_ids
 from lorasae.records import model_weights_digest, write_record
 from lorasae.runtime import parse_device, seed_everything, setup_environment
-from lorasae.sae.crosscoder import Crosscoder
 from lorasae.store import SaeRef, SaeRun, load_bundle, resolve_adapter, resolve_sae
 
 MAX_CONTEXTS = 100
@@ -123,12 +122,10 @@ def run_dashboard(args: DashboardArgs) -> Path:
     ref = resolve_sae(name, args.sae, args.layer)
     no_adapter = (args.adapter or "").lower() == "none"
     adapter = None if no_adapter else resolve_adapter(name, ref, args.adapter, args.rank, args.lora_span)
-    bundle = load_bundle(name, [ref], adapter, device=parse_device(args.device), dtype=args.dtype)
+    bundle = load_bundle(
+        name, [ref], adapter, device=parse_device(args.device), dtype=args.dtype, suite="dashboard"
+    )
     layer, sae, model, tokenizer = bundle.layer, bundle.sae, bundle.model, bundle.tokenizer
-    if isinstance(sae, Crosscoder):
-        raise ValueError(
-            f"{ref.source} is a crosscoder (several layers); dashboards take an SAE of one layer."
-        )
     ctx_len = args.ctx_len or default_ctx_len(shape.max_positions)
     num_tokens = args.num_tokens or default_num_val_tokens(shape.d_model)
     batch_size = args.batch_size or default_val_batch_size(shape.d_model, ctx_len)

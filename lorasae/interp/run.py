@@ -93,7 +93,9 @@ def run_interp(args: InterpArgs) -> Path:
     shape = model_shape(name)
     ref = resolve_sae(name, args.sae, args.layer)
     adapter = resolve_adapter(name, ref, args.adapter, args.rank, args.lora_span)
-    bundle = load_bundle(name, [ref], adapter, device=parse_device(args.device), dtype=args.dtype)
+    bundle = load_bundle(
+        name, [ref], adapter, device=parse_device(args.device), dtype=args.dtype, suite="interp"
+    )
     layer, sae = bundle.layer, bundle.sae
     ctx_len = args.ctx_len or default_ctx_len(shape.max_positions)
     num_tokens = args.num_tokens or default_num_val_tokens(shape.d_model)

@@ -16,6 +16,7 @@ from lorasae.models import model_key, num_layers
 from lorasae.paths import plots_dir, sanitize
 from lorasae.preflight import check_writable
 from lorasae.runtime import seed_everything, setup_environment
+from lorasae.sae.capabilities import check_suite
 from lorasae.saebench import datasets as data
 from lorasae.saebench import hub_tasks, world_tasks
 from lorasae.saebench.absorption import run_absorption
@@ -173,6 +174,8 @@ def run(args: SaeBenchArgs) -> dict[str, Path | None]:
         [results_dir(args.model_name, args.model_variant, args.output_dir), plots_dir()], "SAE-Bench results"
     )
     loaded = load_for_eval(args)
+    for name in evals:  # a one-line refusal for an architecture an eval cannot take
+        check_suite(f"saebench.{name}", loaded.sae, loaded.sae_source)
     slot = result_slot(loaded.sae_tag, loaded.adapter)
     device = next(loaded.model.parameters()).device
     plan = make_plan(args, loaded.model, device)

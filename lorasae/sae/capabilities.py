@@ -1,0 +1,120 @@
+"""What each consumer of a dictionary needs from it, checked in one place, and the one refusal text.
+
+Two capabilities tell the dictionaries apart for the evals:
+
+- ``splice_site``: ``"resid"`` (an SAE reads and rewrites the residual after its layer: TopK, ReLU,
+  BatchTopK, Matryoshka, JumpReLU, sae_lens SAEs, crosscoders) or ``"mlp"`` (a transcoder reads the
+  MLP's input and replaces the MLP's output). ``lorasae.sae.splice.splice_fn`` marks a transcoder's
+  function and ``lorasae.hooks.splice`` hooks the MLP for it, so every CE, the LoRA objective and the
+  splice-only evals take any dictionary.
+- one layer or several (a crosscoder reads several layers at once).
+
+The suites that only splice the dictionary (``SPLICE_SUITES``) take every architecture. The others
+(``READING_SUITES``) encode the residual after the SAE's layer, decode into it, or read ``W_dec`` rows as
+residual directions; they take one-layer residual dictionaries and refuse the rest with
+:func:`check_suite`'s one line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor, nn
+
+from lorasae.errors import LorasaeError
+from lorasae.hooks import MLP, RESID, mlp_io_at, residual_at
+
+SAEBENCH_SUITES = tuple(
+    f"saebench.{name}"
+    for name in ("core", "sparse_probing", "scr", "tpp", "absorption", "autointerp", "ravel", "unlearning")
+)
+SPLICE_SUITES = ("train_lora", "eval_ce", "interp", "benchmarks")
+"""Use the dictionary only through `lorasae.hooks.splice` (CE, the LoRA objective, states after it)."""
+READING_SUITES = (*SAEBENCH_SUITES, "steering", "dark_matter", "dashboard")
+"""Read the residual the dictionary encodes, or its decoder rows as residual directions."""
+SUITES = (*SPLICE_SUITES, *READING_SUITES)
+
+_REASONS = {
+    MLP: "it reads the MLP input and writes the MLP output, but this suite encodes and edits the residual "
+    "after the layer; use a residual SAE here (train_lora, eval_ce, interp and benchmarks take it)",
+    "layers": "it reads several layers at once, but this suite takes the dictionary of one layer",
+}
+
+
+class UnsupportedArchitectureError(LorasaeError, ValueError):
+    """A suite was given a dictionary it cannot evaluate (the message says why, in one line)."""
+
+
+def sae_splice_site(sae: object) -> str:
+    """``"mlp"`` for a transcoder (its reconstruction replaces the MLP output), else ``"resid"``."""
+    site = getattr(sae, "splice_site", RESID)
+    return MLP if site == MLP else RESID
+
+
+def is_multi_layer(sae: object) -> bool:
+    """Whether the dictionary reads several layers at once (a crosscoder)."""
+    from lorasae.sae.crosscoder import Crosscoder
+
+    return isinstance(sae, Crosscoder)
+
+
+def architecture_name(sae: object) -> str:
+    """Our architecture name of a loaded dictionary (`lorasae.sae.registry`), or ``sae_lens <Class>`` for
+    one sae_lens models."""
+    from lorasae.sae.registry import SAE_CLASSES
+
+    if getattr(sae, "splice_site", None) == MLP and hasattr(sae, "cfg") and hasattr(sae.cfg, "skip"):
+        return "skip_transcoder" if sae.cfg.skip else "transcoder"
+    names = {cls: name for name, cls in reversed(SAE_CLASSES.items())}
+    if type(sae) in names:
+        return names[type(sae)]
+    inner = getattr(sae, "sae", None)  # a SaeLensAdapter
+    return f"sae_lens {type(inner).__name__}" if inner is not None else type(sae).__name__
+
+
+def unsupported_reason(suite: str, sae: object) -> str | None:
+    """Why `suite` cannot take `sae` (None: it can)."""
+    if suite not in SUITES:
+        raise ValueError(
+            f"lorasae.sae.capabilities: unknown suite {suite!r}; use one of {', '.join(SUITES)}."
+        )
+    if suite in SPLICE_SUITES:
+        return None
+    if sae_splice_site(sae) == MLP:
+        return _REASONS[MLP]
+    if is_multi_layer(sae):
+        return _REASONS["layers"]
+    return None
+
+
+def check_suite(suite: str, sae: object, source: str | None = None) -> None:
+    """Raise :class:`UnsupportedArchitectureError` (one line naming the suite, the architecture and why)
+    unless `suite` can evaluate `sae`."""
+    reason = unsupported_reason(suite, sae)
+    if reason is not None:
+        where = f" ({source})" if source else ""
+        raise UnsupportedArchitectureError(
+            f"{suite} does not take a {architecture_name(sae)} dictionary{where}: {reason}."
+        )
+
+
+def sae_input_at(sae: object, model: nn.Module, input_ids: Tensor, layer: int, **kwargs: Any) -> Tensor:
+    """What the dictionary at `layer` encodes for `input_ids` [B, T]: layer L's MLP input for a
+    transcoder, else the residual after layer L ([B, T, d])."""
+    if sae_splice_site(sae) == MLP:
+        return mlp_io_at(model, input_ids, layer, **kwargs)[0]
+    return residual_at(model, input_ids, layer, **kwargs)
+
+
+__all__ = [
+    "READING_SUITES",
+    "SPLICE_SUITES",
+    "SUITES",
+    "UnsupportedArchitectureError",
+    "architecture_name",
+    "check_suite",
+    "is_multi_layer",
+    "sae_input_at",
+    "sae_splice_site",
+    "unsupported_reason",
+]
