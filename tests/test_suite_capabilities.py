@@ -1,0 +1,146 @@
+"""Which eval suite takes which dictionary (`lorasae.sae.capabilities`): every architecture × every suite
+either runs the suite's use of the dictionary or is refused in one line naming the suite and the
+architecture; the suites' entry points refuse through the store's load; SAE-Bench's offline evals run
+end to end with a JumpReLU SAE (dense codes) and refuse a transcoder before any eval."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from arch_helpers import ARCHITECTURES, make_dictionary
+from conftest import make_char_tokenizer, make_tiny_model
+
+from lorasae.eval_ce import mean_ce
+from lorasae.hooks import splice
+from lorasae.lora.trainer import sae_splices
+from lorasae.sae.capabilities import (
+    READING_SUITES,
+    SPLICE_SUITES,
+    SUITES,
+    UnsupportedArchitectureError,
+    check_suite,
+    sae_input_at,
+    unsupported_reason,
+)
+from lorasae.sae.crosscoder import Crosscoder, CrosscoderConfig
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+LAYER = 1
+RESIDUAL = ("topk", "relu", "batchtopk", "matryoshka", "jumprelu")
+
+
+@pytest.fixture(scope="module")
+def model_and_chunks():
+    model = make_tiny_model("llama", n_layers=3)
+    chunks = torch.randint(3, 96, (4, 12), generator=torch.Generator().manual_seed(1))
+    return model, chunks
+
+
+def _suite_use(suite: str, sae, model, chunks) -> None:
+    """What `suite` does with the dictionary, on the tiny model: splice suites run their splice (the
+    benchmarks through lm-eval's wrapper), reading suites encode the dictionary's input and decode."""
+    if suite in SPLICE_SUITES:
+        clean = model(input_ids=chunks).logits
+        with splice(model, sae_splices({LAYER: sae}, [])(chunks)):
+            spliced = model(input_ids=chunks).logits
+        if suite == "benchmarks":
+            from lorasae.benchmarks.wrapper import sae_spliced
+
+            with sae_spliced(model, {LAYER: sae}, []):
+                wrapped = model(input_ids=chunks).logits
+            torch.testing.assert_close(wrapped, spliced)
+        assert torch.isfinite(spliced).all() and not torch.allclose(spliced, clean)
+        assert mean_ce(model, chunks, 2, sae_splices({LAYER: sae}, [])) > 0
+        return
+    x = sae_input_at(sae, model, chunks, LAYER)
+    z = sae.encode(x)
+    assert z.shape == (*x.shape[:-1], sae.W_dec.shape[0]) and sae.W_dec.shape[1] == x.shape[-1]
+    torch.testing.assert_close(sae.decode(z), sae.reconstruct(x))
+    if hasattr(sae, "encode_topk"):  # Dark Matter's sparse path
+        torch.testing.assert_close(sae.decode_topk(*sae.encode_topk(x)), sae.reconstruct(x))
+
+
+@pytest.mark.parametrize("suite", SUITES)
+@pytest.mark.parametrize("kind", ARCHITECTURES)
+@torch.no_grad()
+def test_every_suite_runs_each_architecture_or_refuses_it_in_one_line(model_and_chunks, kind, suite):
+    model, chunks = model_and_chunks
+    sae = make_dictionary(kind, 32, LAYER)
+    if kind in RESIDUAL or suite in SPLICE_SUITES:
+        assert unsupported_reason(suite, sae) is None
+        check_suite(suite, sae)
+        _suite_use(suite, sae, model, chunks)
+        return
+    assert suite in READING_SUITES and kind.endswith("transcoder")
+    with pytest.raises(UnsupportedArchitectureError) as err:
+        check_suite(suite, sae, "some/folder")
+    message = str(err.value)
+    assert "\n" not in message and f"a {kind} dictionary" in message and message.startswith(suite)
+    assert "some/folder" in message and "MLP" in message
+
+
+def test_a_crosscoder_is_refused_by_the_suites_that_read_one_layer():
+    coder = Crosscoder(
+        CrosscoderConfig(d_in=[32, 32], d_sae=64, k=4, sources=["l1", "l2"], hook_layers=[1, 2])
+    )
+    assert all(unsupported_reason(s, coder) is None for s in SPLICE_SUITES)
+    for suite in READING_SUITES:
+        with pytest.raises(
+            UnsupportedArchitectureError, match=f"^{suite} does not take a crosscoder .*several"
+        ):
+            check_suite(suite, coder)
+
+
+def test_unknown_suite_names_the_known_ones():
+    with pytest.raises(ValueError, match="unknown suite 'sae_bench'.*saebench.core"):
+        unsupported_reason("sae_bench", make_dictionary("topk", 32, LAYER))
+
+
+@pytest.fixture
+def saved(tmp_path, out_root):
+    """A saved tiny model + character tokenizer, a JumpReLU SAE and a transcoder for its layer 1."""
+    model_dir = tmp_path / "tinyrand"
+    make_tiny_model("llama").save_pretrained(model_dir)
+    make_char_tokenizer().save_pretrained(model_dir)
+    folders = {
+        k: make_dictionary(k, 32, LAYER).save(tmp_path / k / "model.layers.1")
+        for k in ("jumprelu", "transcoder")
+    }
+    return {"model": str(model_dir), **{k: str(v) for k, v in folders.items()}}
+
+
+def test_the_suites_entry_points_refuse_a_transcoder_through_the_store(saved):
+    from lorasae.darkmatter.load import _load_model_and_sae
+    from lorasae.store import external_ref, load_bundle
+
+    with pytest.raises(UnsupportedArchitectureError, match="^dark_matter does not take a transcoder"):
+        _load_model_and_sae(saved["model"], saved["transcoder"])
+    for suite in ("steering", "dashboard"):
+        with pytest.raises(UnsupportedArchitectureError, match=f"^{suite} does not take a transcoder"):
+            load_bundle(saved["model"], [external_ref(saved["transcoder"], None)], suite=suite)
+    bundle = load_bundle(saved["model"], [external_ref(saved["transcoder"], None)], suite="interp")
+    assert bundle.layer == LAYER and bundle.sae.splice_site == "mlp"
+
+
+def test_saebench_runs_its_offline_evals_on_a_jumprelu_sae_and_refuses_a_transcoder(saved, tmp_path):
+    from lorasae.cli import parse
+    from lorasae.saebench.args import SaeBenchArgs
+    from lorasae.saebench.run import run
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n\n".join(f"the cat {i} sat on the mat and the dog ran far" for i in range(400)))
+
+    def args(sae: str, evals: str) -> SaeBenchArgs:
+        return parse(
+            SaeBenchArgs,
+            ["--device", "cpu", "--model", saved["model"], "--model_variant", "base", "--sae", sae,
+             "--evals", evals, "--dataset", str(corpus), "--labelled_data", "builtin",
+             "--train_set_size", "40", "--test_set_size", "20"],
+        )  # fmt: skip
+
+    with pytest.raises(UnsupportedArchitectureError, match="^saebench.core does not take a transcoder"):
+        run(args(saved["transcoder"], "core,autointerp"))
+    offline = "core,sparse_probing,scr,tpp,absorption,ravel,unlearning"
+    written = run(args(saved["jumprelu"], offline))
+    assert set(written) == set(offline.split(",")) and all(p is None or p.exists() for p in written.values())
