@@ -136,3 +136,16 @@ def test_loaded_dictionaries_are_frozen_in_eval_mode_and_stay_so_in_lora_trainin
         pre = (x - sae.b_dec) @ sae.encoder.weight.t() + sae.encoder.bias
         fired = (pre > float(sae.threshold)) & (pre > 0)
         assert torch.equal(sae.encode(x) != 0, fired)
+
+
+def test_a_transcoder_writing_another_width_than_d_model_is_refused_before_and_on_load(tmp_path):
+    from lorasae.sae.sources import SaeShapeError
+    from lorasae.sae.transcoder import Transcoder, TranscoderConfig
+    from lorasae.store import load_saes, preflight_saes
+    from lorasae.store.saes import SaeRef
+
+    folder = Transcoder(TranscoderConfig(d_in=32, d_sae=64, d_out=16, hook_layer=LAYER)).save(tmp_path / "tc")
+    with pytest.raises(SaeShapeError, match="writes 16-dimensional MLP outputs.*d_model is 32"):
+        preflight_saes([str(folder)], 32)
+    with pytest.raises(SaeShapeError, match="writes 16-dimensional MLP outputs"):
+        load_saes([SaeRef(str(folder), LAYER, "tc")], make_tiny_model("llama", n_layers=3))

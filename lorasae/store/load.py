@@ -47,8 +47,9 @@ def preflight_saes(sources: Sequence[str], d_model: int | None = None) -> None:
             cfg = read_cfg(folder)
             widths = cfg.get("d_in")
             for d_in in widths if isinstance(widths, list) else [widths] if widths is not None else []:
-                # a crosscoder records one input width per source layer
-                check_sae_fits(SimpleNamespace(cfg=SimpleNamespace(d_in=d_in)), d_model, f"The SAE {source}")
+                # a crosscoder records one input width per source layer; a transcoder its output width too
+                shape = SimpleNamespace(d_in=d_in, d_out=cfg.get("d_out"))
+                check_sae_fits(SimpleNamespace(cfg=shape), d_model, f"The SAE {source}")
         if (folder / WEIGHTS_FILENAME).is_file():
             check_finite_weights(read_weights(folder), folder)
 
