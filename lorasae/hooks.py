@@ -114,14 +114,17 @@ def mlp_of(model: nn.Module, layer: int) -> nn.Module:
 @contextmanager
 def mlp_splice(model: nn.Module, fns: Mapping[int, SpliceFn]) -> Iterator[None]:
     """Within the block, the output of layer L's MLP is replaced by `fns[L](mlp_input)` (a transcoder's
-    `reconstruct`); everything around the MLP (its norms, the residual add) runs as before."""
-    with ExitStack() as stack:
-        for layer, fn in fns.items():
+    `reconstruct`); everything around the MLP (its norms, the residual add) runs as before. (`splice`
+    with each function marked `splice_site = "mlp"`.)"""
 
-            def hook(_module, args, _output, fn=fn):
-                return fn(args[0])
+    def on_mlp(fn: SpliceFn) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        def replace(mlp_input: torch.Tensor, _mlp_output: torch.Tensor) -> torch.Tensor:
+            return fn(mlp_input)
 
-            stack.callback(mlp_of(model, layer).register_forward_hook(hook).remove)
+        replace.splice_site = MLP  # type: ignore[attr-defined]
+        return replace
+
+    with splice(model, {layer: on_mlp(fn) for layer, fn in fns.items()}):
         yield
 
 
