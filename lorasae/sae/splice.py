@@ -34,21 +34,9 @@ def splice_fn(
     if skip_special and input_ids is not None and special:
         keep = torch.isin(input_ids, torch.tensor(special, device=input_ids.device))
 
-    def fn(h: Tensor) -> Tensor:
-        out = reconstruct(h.to(device=w.device, dtype=w.dtype)).to(device=h.device, dtype=h.dtype)
-        if keep is None:
-            return out
-        if keep.shape != h.shape[:-1]:
-            raise ValueError(
-                f"splice_fn: input_ids have shape {tuple(keep.shape)} but the hidden state is "
-                f"{tuple(h.shape)}; build the splice function from the same batch's input_ids."
-            )
-        return torch.where(keep.to(h.device).unsqueeze(-1), h, out)
+    site = sae_splice_site(sae)
 
-    if sae_splice_site(sae) != MLP:
-        return fn
-
-    def on_mlp(x: Tensor, original: Tensor) -> Tensor:
+    def replace(x: Tensor, original: Tensor) -> Tensor:
         out = reconstruct(x.to(device=w.device, dtype=w.dtype)).to(
             device=original.device, dtype=original.dtype
         )
@@ -56,10 +44,13 @@ def splice_fn(
             return out
         if keep.shape != original.shape[:-1]:
             raise ValueError(
-                f"splice_fn: input_ids have shape {tuple(keep.shape)} but the MLP output is "
-                f"{tuple(original.shape)}; build the splice function from the same batch's input_ids."
+                f"splice_fn: input_ids have shape {tuple(keep.shape)} but the "
+                f"{'MLP output' if site == MLP else 'hidden state'} is {tuple(original.shape)}; build the "
+                "splice function from the same batch's input_ids."
             )
         return torch.where(keep.to(original.device).unsqueeze(-1), original, out)
 
-    on_mlp.splice_site = MLP  # type: ignore[attr-defined]
-    return on_mlp
+    if site == MLP:  # called by `hooks.splice` as (mlp_input, mlp_output)
+        replace.splice_site = MLP  # type: ignore[attr-defined]
+        return replace
+    return lambda h: replace(h, h)
