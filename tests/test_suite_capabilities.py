@@ -1,9 +1,11 @@
 """Which eval suite takes which dictionary (`lorasae.sae.capabilities`): every architecture × every suite
-either runs the suite's use of the dictionary or is refused in one line naming the suite and the
-architecture; the suites' entry points refuse through the store's load; SAE-Bench's offline evals run
+either runs the suite's use of the dictionary (dashboards encode a transcoder's MLP input) or is refused
+in one line naming the suite and the architecture; the suites' entry points refuse through the store's load; SAE-Bench's offline evals run
 end to end with a JumpReLU SAE (dense codes) and refuse a transcoder before any eval."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 import torch
@@ -14,7 +16,9 @@ from lorasae.eval_ce import mean_ce
 from lorasae.hooks import splice
 from lorasae.lora.trainer import sae_splices
 from lorasae.sae.capabilities import (
+    ENCODING_SUITES,
     READING_SUITES,
+    RESIDUAL_SUITES,
     SPLICE_SUITES,
     SUITES,
     UnsupportedArchitectureError,
@@ -55,9 +59,14 @@ def _suite_use(suite: str, sae, model, chunks) -> None:
         return
     x = sae_input_at(sae, model, chunks, LAYER)
     z = sae.encode(x)
+    if suite == "dashboard":  # the dashboards' own encoding pass
+        from lorasae.dashboard.collect import encode_batch
+
+        torch.testing.assert_close(encode_batch(model, sae, LAYER, chunks, []), z.float())
     assert z.shape == (*x.shape[:-1], sae.W_dec.shape[0]) and sae.W_dec.shape[1] == x.shape[-1]
-    torch.testing.assert_close(sae.decode(z), sae.reconstruct(x))
-    if hasattr(sae, "encode_topk"):  # Dark Matter's sparse path
+    skip = sae.skip_term(x) if hasattr(sae, "skip_term") else None  # a skip transcoder's linear term
+    torch.testing.assert_close(sae.decode(z) + (0 if skip is None else skip), sae.reconstruct(x))
+    if hasattr(sae, "encode_topk") and skip is None:  # Dark Matter's sparse path
         torch.testing.assert_close(sae.decode_topk(*sae.encode_topk(x)), sae.reconstruct(x))
 
 
@@ -67,12 +76,12 @@ def _suite_use(suite: str, sae, model, chunks) -> None:
 def test_every_suite_runs_each_architecture_or_refuses_it_in_one_line(model_and_chunks, kind, suite):
     model, chunks = model_and_chunks
     sae = make_dictionary(kind, 32, LAYER)
-    if kind in RESIDUAL or suite in SPLICE_SUITES:
+    if kind in RESIDUAL or suite in SPLICE_SUITES or suite in ENCODING_SUITES:
         assert unsupported_reason(suite, sae) is None
         check_suite(suite, sae)
         _suite_use(suite, sae, model, chunks)
         return
-    assert suite in READING_SUITES and kind.endswith("transcoder")
+    assert suite in RESIDUAL_SUITES and kind.endswith("transcoder")
     with pytest.raises(UnsupportedArchitectureError) as err:
         check_suite(suite, sae, "some/folder")
     message = str(err.value)
@@ -116,11 +125,11 @@ def test_the_suites_entry_points_refuse_a_transcoder_through_the_store(saved):
 
     with pytest.raises(UnsupportedArchitectureError, match="^dark_matter does not take a transcoder"):
         _load_model_and_sae(saved["model"], saved["transcoder"])
-    for suite in ("steering", "dashboard"):
-        with pytest.raises(UnsupportedArchitectureError, match=f"^{suite} does not take a transcoder"):
-            load_bundle(saved["model"], [external_ref(saved["transcoder"], None)], suite=suite)
-    bundle = load_bundle(saved["model"], [external_ref(saved["transcoder"], None)], suite="interp")
-    assert bundle.layer == LAYER and bundle.sae.splice_site == "mlp"
+    with pytest.raises(UnsupportedArchitectureError, match="^steering does not take a transcoder"):
+        load_bundle(saved["model"], [external_ref(saved["transcoder"], None)], suite="steering")
+    for suite in ("interp", "dashboard"):
+        bundle = load_bundle(saved["model"], [external_ref(saved["transcoder"], None)], suite=suite)
+        assert bundle.layer == LAYER and bundle.sae.splice_site == "mlp"
 
 
 def test_saebench_runs_its_offline_evals_on_a_jumprelu_sae_and_refuses_a_transcoder(saved, tmp_path):
@@ -144,3 +153,15 @@ def test_saebench_runs_its_offline_evals_on_a_jumprelu_sae_and_refuses_a_transco
     offline = "core,sparse_probing,scr,tpp,absorption,ravel,unlearning"
     written = run(args(saved["jumprelu"], offline))
     assert set(written) == set(offline.split(",")) and all(p is None or p.exists() for p in written.values())
+
+
+def test_dashboard_of_a_transcoder_shows_its_latents_on_the_mlp_input(world_model, out_root, tmp_path):
+    from lorasae.cli import parse
+    from lorasae.dashboard.run import DashboardArgs, run_dashboard
+
+    folder = make_dictionary("transcoder", 32, 0).save(tmp_path / "tc")
+    argv = ["--model", str(world_model), "--device", "cpu", "--dataset", "builtin", "--num_tokens", "512"]
+    argv += ["--ctx_len", "64", "--sae", str(folder), "--adapter", "none", "--latents", "frequent:2"]
+    out = run_dashboard(parse(DashboardArgs, [*argv, "--out", str(tmp_path / "d"), "--progress", "false"]))
+    data = json.loads((out / "data.json").read_text())
+    assert len(data["latents"]) == 2 and data["adapter"] is None

@@ -10,8 +10,10 @@ Two capabilities tell the dictionaries apart for the evals:
 - one layer or several (a crosscoder reads several layers at once).
 
 The suites that only splice the dictionary (``SPLICE_SUITES``) take every architecture. The others
-(``READING_SUITES``) encode the residual after the SAE's layer, decode into it, or read ``W_dec`` rows as
-residual directions; they take one-layer residual dictionaries and refuse the rest with
+(``READING_SUITES``) take the dictionary of one layer: the dashboards (``ENCODING_SUITES``) encode what the
+dictionary reads (:func:`sae_input_at`: a transcoder's MLP input) and read its decoder rows as what it
+writes, so they take transcoders too; the rest (``RESIDUAL_SUITES``) reconstruct the residual after the
+layer, edit it, or read ``W_dec`` rows as residual directions, and refuse a transcoder. A refusal is
 :func:`check_suite`'s one line.
 """
 
@@ -30,13 +32,18 @@ SAEBENCH_SUITES = tuple(
 )
 SPLICE_SUITES = ("train_lora", "eval_ce", "interp", "benchmarks")
 """Use the dictionary only through `lorasae.hooks.splice` (CE, the LoRA objective, states after it)."""
-READING_SUITES = (*SAEBENCH_SUITES, "steering", "dark_matter", "dashboard")
-"""Read the residual the dictionary encodes, or its decoder rows as residual directions."""
+ENCODING_SUITES = ("dashboard",)
+"""Encode what the dictionary reads (`sae_input_at`) and read its decoder rows as what it writes."""
+RESIDUAL_SUITES = (*SAEBENCH_SUITES, "steering", "dark_matter")
+"""Reconstruct or edit the residual after the layer, or read the decoder rows as residual directions."""
+READING_SUITES = (*ENCODING_SUITES, *RESIDUAL_SUITES)
+"""Take the dictionary of one layer."""
 SUITES = (*SPLICE_SUITES, *READING_SUITES)
 
 _REASONS = {
-    MLP: "it reads the MLP input and writes the MLP output, but this suite encodes and edits the residual "
-    "after the layer; use a residual SAE here (train_lora, eval_ce, interp and benchmarks take it)",
+    MLP: "it reads the MLP input and writes the MLP output, but this suite reconstructs and edits the "
+    "residual after the layer; use a residual SAE here (train_lora, eval_ce, interp, benchmarks and "
+    "dashboards take it)",
     "layers": "it reads several layers at once, but this suite takes the dictionary of one layer",
 }
 
@@ -80,10 +87,10 @@ def unsupported_reason(suite: str, sae: object) -> str | None:
         )
     if suite in SPLICE_SUITES:
         return None
-    if sae_splice_site(sae) == MLP:
-        return _REASONS[MLP]
     if is_multi_layer(sae):
         return _REASONS["layers"]
+    if sae_splice_site(sae) == MLP and suite in RESIDUAL_SUITES:
+        return _REASONS[MLP]
     return None
 
 
@@ -107,7 +114,9 @@ def sae_input_at(sae: object, model: nn.Module, input_ids: Tensor, layer: int, *
 
 
 __all__ = [
+    "ENCODING_SUITES",
     "READING_SUITES",
+    "RESIDUAL_SUITES",
     "SPLICE_SUITES",
     "SUITES",
     "UnsupportedArchitectureError",
