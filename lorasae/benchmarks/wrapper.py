@@ -66,7 +66,8 @@ def sae_spliced(
     special_ids: Sequence[int],
     splice_builder: SpliceBuilder | None = None,
 ) -> Iterator[None]:
-    """Within the block, every forward pass of `model` has `saes[L]` spliced after decoder layer L.
+    """Within the block, every forward pass of `model` has `saes[L]` spliced after decoder layer L (a
+    transcoder: in place of layer L's MLP output).
 
     `splice_builder(sae, input_ids, special_ids)` (default `lorasae.sae.splice_fn`) builds the function
     that replaces the hidden state; it decides what happens at special-token positions (Gemma Scope:
