@@ -37,6 +37,12 @@ from lorasae.errors import main_guard
 # the sweep SAEs keep no intermediate checkpoints (validation does not change training: same final SAEs).
 SWEEP_EVAL_EVERY_PCT = 100.0
 
+BASE_STAGES = 8
+"""The world, the sweep SAEs, the main SAE, the e2e SAE, LoRA from checkpoints, the scaling sweeps, the
+rank-1 `after` LoRA, and the figures."""
+EVAL_LORA_STAGES = 1
+"""The multiple-SAE LoRA, run only with the evals."""
+
 
 @dataclass
 class DemoConfig:
@@ -148,7 +154,7 @@ def run_demo(cfg: DemoConfig) -> None:
     from lorasae.world.tiny_model import ensure_tiny_model
 
     check_demo_config(cfg)
-    stages = Stages(total=15 if cfg.evals else 8, record=paths.root() / "data" / "demo_stages.json")
+    stages = Stages(total=stage_count(cfg.evals), record=paths.root() / "data" / "demo_stages.json")
     model = "tiny"
     stages.run(
         "built-in world", (paths.tiny_model_root() / "tiny" / "world.json").exists(), ensure_tiny_model
@@ -345,24 +351,25 @@ def _sweep_config(cfg: DemoConfig, model: str, k: int, widths: list[int], layers
 
 
 def _eval_stages(stages: Stages, cfg: DemoConfig, k: int, n_layers: int) -> None:
-    from lorasae import demo_evals
-    from lorasae.dashboard.run import demo_stage as dashboard_stage
-    from lorasae.interp.run import demo_stage as interp_stage
+    """The evaluation stages, as the registry lists them (`lorasae.evals`), each made when its turn
+    comes (its `done` check may need the stages before it)."""
+    from lorasae.evals import DemoContext, demo_stage_functions
 
-    sizes = cfg.sizes
-    stages.run(*demo_evals.saebench_stage(cfg.device, cfg.layer, cfg.seed, cfg.force, sizes))
-    stages.run(*demo_evals.steering_stage(cfg.device, cfg.layer, cfg.seed, cfg.force, sizes))
-    stages.run(*demo_evals.benchmarks_stage(cfg.device, cfg.layer, cfg.seed, cfg.force, sizes))
-    stages.run(*interp_stage(cfg.device, layer=cfg.layer, rank=cfg.rank, lora_span=f"0-{n_layers - 1}",
-                             seed=cfg.seed, force=cfg.force))  # fmt: skip
-    ks = tuple(x for x in cfg.sweep_k if x != k)
-    stages.run(
-        *demo_evals.dark_matter_stage(
-            cfg.device, cfg.layer, ks, cfg.sae_tokens, cfg.lora_examples, cfg.rank, cfg.seed, cfg.force, sizes
-        )
-    )
-    stages.run(*dashboard_stage(cfg.device, layer=cfg.layer, rank=cfg.rank, lora_span=f"0-{n_layers - 1}",
-                                seed=cfg.seed, force=cfg.force))  # fmt: skip
+    ctx = DemoContext(
+        device=cfg.device, layer=cfg.layer, seed=cfg.seed, force=cfg.force, sizes=cfg.sizes, k=k,
+        n_layers=n_layers, rank=cfg.rank, sweep_k=tuple(cfg.sweep_k), sae_tokens=cfg.sae_tokens,
+        lora_examples=cfg.lora_examples,
+    )  # fmt: skip
+    for make_stage in demo_stage_functions():
+        stages.run(*make_stage(ctx))
+
+
+def stage_count(evals: bool) -> int:
+    """The demo's stage count: the training stages and the figures, and with the evals the multiple-SAE
+    LoRA and one stage per demo stage of the registry."""
+    from lorasae.evals import demo_stage_refs
+
+    return BASE_STAGES + (EVAL_LORA_STAGES + len(demo_stage_refs()) if evals else 0)
 
 
 def _figures(model: str) -> dict[str, list[Path]]:

@@ -177,12 +177,12 @@ def _saebench(model: str) -> Claim:
 
 def _steering(model: str) -> Claim:
     from lorasae.atomic import read_output_json
-    from lorasae.demo_evals import steering_results
+    from lorasae.results import pick_steering_result
 
-    found = [r for r in (read_output_json(p) for p in steering_results()) if r.get("model") == model]
-    if not found:
+    path = pick_steering_result(model)
+    if path is None:
         raise LookupError("steering results")
-    record = found[-1]
+    record = read_output_json(path)
     iv = record["summary"]["positive"]["lora_minus_base"]
     return steering_claim(record["alpha"], iv["mean"], iv["low"], iv["high"], record["confidence"])
 
@@ -190,10 +190,12 @@ def _steering(model: str) -> Claim:
 def _benchmarks(model: str) -> Claim:
     from lorasae.atomic import read_output_json as read_json
     from lorasae.benchmarks.comparison import task_metrics
-    from lorasae.benchmarks.layout import Combination, results_path
+    from lorasae.benchmarks.layout import Combination, picked_variant, results_path
+
+    variant = picked_variant(model)  # the results the report's table shows
 
     def load(peft: bool) -> dict:
-        data = read_json(results_path(model, Combination(peft=peft, sae=True)))
+        data = read_json(results_path(model, Combination(peft=peft, sae=True), variant=variant))
         return data["results"] if "results" in data else data
 
     base, lora = load(False), load(True)
@@ -226,8 +228,12 @@ def _interp(model: str) -> Claim:
 def _dark_matter(model: str) -> Claim:
     from lorasae import paths
     from lorasae.atomic import read_output_json as read_json
+    from lorasae.eval_identity import find_result
 
-    summary = read_json(paths.dark_matter_dir(model) / "results.json")
+    path = find_result(paths.dark_matter_dir(model), "results", f"Dark Matter results of {model}")
+    if path is None:
+        raise LookupError("Dark Matter results")
+    summary = read_json(path)
     rows = [r for name in ("width_sweep", "k_sweep") for r in summary.get(name) or []]
     if not rows:
         raise LookupError("Dark Matter sweeps")

@@ -10,14 +10,19 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lorasae import paths
+from lorasae.saebench.suite import OFFLINE
+
+if TYPE_CHECKING:
+    from lorasae.steering.scripts import EvalConfig, PositivesConfig, TuneConfig
 
 Stage = tuple[str, bool, Callable[[], object]]
 MODEL = "tiny"
 
 # SAEBench's evals that run offline (autointerp needs an LLM judge: it runs when $OPENAI_API_KEY is set)
-OFFLINE_SAEBENCH = ("core", "sparse_probing", "scr", "tpp", "absorption", "ravel", "unlearning")
+OFFLINE_SAEBENCH = OFFLINE
 
 
 @dataclass(frozen=True)
@@ -58,9 +63,14 @@ def saebench_evals(spec: str = "offline") -> list[str]:
 def saebench_stage(device: str, layer: int, seed: int, force: bool, sizes: EvalSizes) -> Stage:
     """`eval/SAE-Bench/run_eval.py --model tiny --model_type base`, then `--model_type peft` (the adapter
     the store picks for the main SAE: every layer, highest rank); the comparison table and figure."""
-    from lorasae.saebench.args import SaeBenchArgs
+    from lorasae.saebench.args import SaeBenchArgs, result_variant
 
     evals = saebench_evals(sizes.saebench_evals)
+
+    def args(variant: str) -> SaeBenchArgs:
+        return SaeBenchArgs(
+            device=device, model=MODEL, model_variant=variant, evals=",".join(evals), seed=seed, layer=layer
+        )
 
     def done() -> bool:
         from lorasae.saebench.comparison import load_results
@@ -70,23 +80,14 @@ def saebench_stage(device: str, layer: int, seed: int, force: bool, sizes: EvalS
             tag = resolve_sae(MODEL, None, layer).tag
         except FileNotFoundError:  # no SAE yet: nothing evaluated
             return False
-        found = load_results(MODEL, sae_tag=tag)  # the main SAE's slots
+        found = load_results(MODEL, sae_tag=tag, variant=result_variant(args("base")))  # the demo's slots
         return all(e in found.get(t, {}) for t in ("base", "peft") for e in evals)
 
     def run() -> None:
         from lorasae.saebench.run import run as run_eval
 
         for variant in ("base", "peft"):
-            run_eval(
-                SaeBenchArgs(
-                    device=device,
-                    model=MODEL,
-                    model_variant=variant,
-                    evals=",".join(evals),
-                    seed=seed,
-                    layer=layer,
-                )  # fmt: skip
-            )
+            run_eval(args(variant))
 
     return f"SAE-Bench ({', '.join(evals)}) on the base and the LoRA-merged model", not force and done(), run
 
@@ -105,21 +106,47 @@ def steering_stage(device: str, layer: int, seed: int, force: bool, sizes: EvalS
     common = dict(
         device=device, model_type=MODEL, layer=layer, seed=seed, num_negatives=sizes.steering_negatives
     )
+    positives = scripts.PositivesConfig(**common, max_snippets=sizes.steering_snippets)
+    tune = scripts.TuneConfig(**common, grid=sizes.steering_grid)
+    evaluate = scripts.EvalConfig(**common)
 
     def run() -> None:
+        from dataclasses import replace
+
         from lorasae.steering.context import load_context
         from lorasae.steering.latent import resolve_latent
 
         ctx = load_context(scripts.PositivesConfig(**common), with_adapter=False)
         latent = resolve_latent(ctx, None)  # chosen once; the three steps then name it
         del ctx
-        scripts.make_positives(
-            scripts.PositivesConfig(**common, neuron=latent, max_snippets=sizes.steering_snippets)
-        )
-        scripts.tune(scripts.TuneConfig(**common, neuron=latent, grid=sizes.steering_grid))
-        scripts.evaluate(scripts.EvalConfig(**common, neuron=latent))
+        scripts.make_positives(replace(positives, neuron=latent))
+        scripts.tune(replace(tune, neuron=latent))
+        scripts.evaluate(replace(evaluate, neuron=latent))
 
-    return "steering (latent, positives, alpha, evaluation)", not force and bool(steering_results()), run
+    done = steering_done(steering_variant(positives, tune, evaluate))
+    return "steering (latent, positives, alpha, evaluation)", not force and done, run
+
+
+def steering_variant(positives: PositivesConfig, tune: TuneConfig, evaluate: EvalConfig) -> str:
+    """The settings variant the three steering steps give the evaluation's result (each step names its
+    output by its own settings off their defaults and those of the output it built on)."""
+    from lorasae.steering.variants import TUNE_ACCUMULATED, step_variant
+
+    off, _ = step_variant(positives)
+    off, _ = step_variant(tune, off, ignore=TUNE_ACCUMULATED)
+    return step_variant(evaluate, off)[1]
+
+
+def steering_done(variant: str) -> bool:
+    """A steering result of `MODEL` with the settings `variant` exists (found through its run record)."""
+    from lorasae.atomic import read_output_json
+    from lorasae.eval_identity import found
+
+    for path in steering_results():
+        data = read_output_json(path)
+        if isinstance(data, dict) and data.get("model") == MODEL and found(path).variant == variant:
+            return True
+    return False
 
 
 def benchmarks_stage(device: str, layer: int, seed: int, force: bool, sizes: EvalSizes) -> Stage:
@@ -152,8 +179,9 @@ def dark_matter_stage(device: str, layer: int, ks: Sequence[int], sae_tokens: in
                       rank: int, seed: int, force: bool, sizes: EvalSizes) -> Stage:  # fmt: skip
     """`eval/dark_matter/run.py --model_type tiny` over the demo's width sweep (×2…×16 at the main k) and
     k sweep (×8), and base vs LoRA for the main SAE with its rank-`rank` adapter on every layer."""
-    from lorasae.darkmatter.cli import DarkMatterArgs
+    from lorasae.darkmatter.cli import DarkMatterArgs, result_variant
     from lorasae.darkmatter.cli import main as run_dark_matter
+    from lorasae.eval_identity import find_result
 
     args = DarkMatterArgs(
         device=device, model_type=MODEL, layer=layer, ks=list(ks), sae_tokens=sae_tokens,
@@ -161,7 +189,11 @@ def dark_matter_stage(device: str, layer: int, ks: Sequence[int], sae_tokens: in
         pursuit_tokens=sizes.dark_matter_pursuit_tokens, error_sae_steps=sizes.dark_matter_error_sae_steps,
         ce_chunks=sizes.dark_matter_ce_chunks,
     )  # fmt: skip
-    done = (paths.dark_matter_dir(MODEL) / "results.json").exists()
+    what = f"Dark Matter results of {MODEL}"
+    done = (
+        not force
+        and find_result(paths.dark_matter_dir(MODEL), "results", what, result_variant(args)) is not None
+    )
     return (
         "Dark Matter of SAEs (error prediction, power law, components, base vs LoRA)",
         not force and done,

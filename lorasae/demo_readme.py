@@ -10,6 +10,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from lorasae import paths
 from lorasae.atomic import atomic_write_text
 
 BEGIN = "<!-- demo-results:begin (written by `python -m lorasae.demo --update_readme`; edits here are overwritten) -->"
@@ -29,7 +30,8 @@ TOLERANCE = (
     "benchmarks, Dark Matter) also move within their own sampling error."
 )
 
-# section title → the figures (names under plots/, or plot_all keys) it shows
+# section title → the figures (names under plots/, plot_all keys ending in ':', or a figure of the Dark
+# Matter results the report shows, `dark_matter:<file name>`) it shows
 SECTION_FIGURES: dict[str, tuple[str, ...]] = {
     "LoRA runs (every run of the demo)": ("tiny_scaling.png", "tiny_single_layer_lora.png"),
     "e2e speed-up": ("tiny_timing.png",),
@@ -40,7 +42,7 @@ SECTION_FIGURES: dict[str, tuple[str, ...]] = {
         "tiny_interp_layers.png",
         "tiny_interp_token_loss.png",
     ),
-    "Dark Matter of SAEs": ("dark_matter/tiny/decomposition.png", "dark_matter/tiny/base_vs_lora.png"),
+    "Dark Matter of SAEs": ("dark_matter:decomposition.png", "dark_matter:base_vs_lora.png"),
 }
 
 
@@ -87,12 +89,33 @@ def _section_files(root: Path, plotted: Mapping[str, Sequence[Path]]) -> dict[st
     out: dict[str, list[Path]] = {}
     for title, names in SECTION_FIGURES.items():
         for name in names:
-            if name.endswith(":"):  # every figure plot_all drew under keys with this prefix
+            if name == "steering:":  # the result the report shows (`pick_steering_result`)
+                files = [Path(f) for f in plotted.get(f"steering:{_steering_label(root)}", [])]
+            elif name.endswith(":"):  # every figure plot_all drew under keys with this prefix
                 files = [Path(f) for key, fs in plotted.items() if key.startswith(name) for f in fs]
+            elif name.startswith("dark_matter:"):
+                files = [f for f in _dark_matter_figures(root) if f.name == name.removeprefix("dark_matter:")]
             else:
                 files = [plots / name]
             out.setdefault(title, []).extend(f for f in files if f.suffix == ".png" and f.is_file())
     return out
+
+
+def _steering_label(root: Path) -> str | None:
+    from lorasae.results import pick_steering_result, steering_label
+
+    path = pick_steering_result(None, root)
+    return steering_label(path) if path is not None else None
+
+
+def _dark_matter_figures(root: Path, model: str = "tiny") -> list[Path]:
+    """The figures the Dark Matter results the report shows (`eval_identity.find_result`) name."""
+    from lorasae.atomic import read_output_json
+    from lorasae.eval_identity import find_result
+
+    path = find_result(paths.dark_matter_dir(model, root), "results", f"Dark Matter results of {model}")
+    summary = read_output_json(path, "eval/dark_matter/run.py", True) if path is not None else None
+    return [paths.from_portable(f) for f in (summary or {}).get("figures", [])]
 
 
 def _copy(files: Mapping[str, Sequence[Path]], folder: Path) -> dict[str, list[Path]]:
@@ -132,7 +155,44 @@ def write_results_page(
     page = folder / PAGE_NAME
     body = _block(root, model, minutes, machine, plotted, folder, folder)
     atomic_write_text(page, f"# `make demo` results ({model})\n\n{body}")
+    write_page_record(page, root, model)
     return page
+
+
+def page_inputs(root: Path, model: str) -> list[Path]:
+    """The result files the page's sections read (each found by the readers' one rule), those that exist."""
+    from lorasae.benchmarks.layout import ALL_FOUR, picked_variant, results_path
+    from lorasae.eval_identity import find_result
+    from lorasae.interp.run import find_records
+    from lorasae.results import pick_steering_result
+    from lorasae.saebench.comparison import result_folders
+
+    found: list[Path | None] = [paths.results_csv(root)]
+    for folder in result_folders(model, paths.eval_dir("SAE-Bench", root) / "results").values():
+        found += sorted(p for p in folder.glob("*.json") if not p.name.endswith(".run.json"))
+    found.append(pick_steering_result(model, root))
+    variant = picked_variant(model, root)
+    found += [results_path(model, c, root, variant) for c in ALL_FOUR]
+    found += find_records(model, root)[-1:]
+    found.append(
+        find_result(paths.dark_matter_dir(model, root), "results", f"Dark Matter results of {model}")
+    )
+    return [p for p in dict.fromkeys(found) if p is not None and p.is_file()]
+
+
+def write_page_record(page: Path, root: Path, model: str) -> Path:
+    """The page's run record: the model and, per result file it read, its run record's identity digest
+    (the file's own digest for one without a record); parents: those records."""
+    from lorasae.fingerprint import file_digest
+    from lorasae.records import read_record, write_record
+
+    inputs, parents = {}, []
+    for path in page_inputs(root, model):
+        record = read_record(path)
+        inputs[paths.portable(path)] = record.identity_digest if record is not None else file_digest(path)
+        if record is not None:
+            parents.append(record.path)
+    return write_record(page, "demo_results_page", {"model": model, "inputs": inputs}, parents)
 
 
 def update_readme(

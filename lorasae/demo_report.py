@@ -64,17 +64,13 @@ def _saebench(model: str, fmt: str) -> str:
 
 def _steering(model: str, fmt: str) -> str:
     from lorasae.atomic import read_output_json
-    from lorasae.demo_evals import steering_results
+    from lorasae.results import pick_steering_result
     from lorasae.steering.final_eval import summary_table
 
-    found = [
-        r
-        for r in (read_output_json(p, "eval/steering/run_eval.py") for p in steering_results())
-        if r and r.get("model") == model
-    ]
-    if not found:
+    path = pick_steering_result(model)
+    record = read_output_json(path, "eval/steering/run_eval.py") if path is not None else None
+    if not record:
         raise FileNotFoundError("steering results")
-    record = found[-1]
     adapter = Path(record["adapter"])
     if adapter.is_relative_to(paths.root()):
         adapter = adapter.relative_to(paths.root())
@@ -105,8 +101,10 @@ def _interp(model: str, fmt: str) -> str:
 def _dark_matter(model: str, fmt: str) -> str:
     from lorasae.atomic import read_output_json
     from lorasae.darkmatter.pipeline import report_markdown
+    from lorasae.eval_identity import find_result
 
-    summary = read_output_json(paths.dark_matter_dir(model) / "results.json", "eval/dark_matter/run.py", True)
+    path = find_result(paths.dark_matter_dir(model), "results", f"Dark Matter results of {model}")
+    summary = read_output_json(path, "eval/dark_matter/run.py", True) if path is not None else None
     if summary is None:
         raise FileNotFoundError("Dark Matter results")
     body = report_markdown(summary).split("\n", 1)[-1]  # the first line is the report's own title

@@ -185,31 +185,62 @@ LORA_NAME_KEYS = {
 }
 
 
-def lora_variant(nondefault: Mapping[str, Any]) -> str:
-    """The naming rule of LoRA outputs (issue 25): the settings of a run that differ from the flags'
-    defaults, as `<short name>-<value>` joined by `_` in `LORA_NAME_KEYS` order (e.g. `n-300_lr-0.001`);
-    empty for the paper's default runs, whose names stay the original repository's. Numbers are written
-    exactly (`repr`); a value that cannot be written exactly in a name (a dataset path, text) is shortened
-    and the whole variant then ends in `_h-<digest>` of every differing setting, so two runs differing in
-    any setting never share a name."""
-    unknown = sorted(set(nondefault) - set(LORA_NAME_KEYS))
-    if unknown:
-        raise ValueError(f"no short name for LoRA setting(s) {unknown}: add them to LORA_NAME_KEYS")
+def name_variant(nondefault: Mapping[str, Any], short_names: Mapping[str, str] | None = None) -> str:
+    """The one naming rule of outputs whose settings differ from a script's defaults (issue 25): each
+    differing setting as `<short name>-<value>` joined by `_` (`short_names` order first, then by name; a
+    setting without a short name goes by its own name); empty for a run with the defaults, whose names stay
+    the original repository's. Numbers are written exactly (`repr`); a value that cannot be written exactly
+    in a name (a path, text, a list) is shortened and the whole variant then ends in `_h-<digest>` of every
+    differing setting, so two runs differing in any setting never share a name."""
+    short_names = short_names or {}
+    order = [k for k in short_names if k in nondefault] + sorted(
+        k for k in nondefault if k not in short_names
+    )
     parts, lossy = [], False
-    for key, short in LORA_NAME_KEYS.items():
-        if key not in nondefault:
-            continue
+    for key in order:
         value = nondefault[key]
         if isinstance(value, bool) or not isinstance(value, int | float):
             text = sanitize(Path(str(value)).name)[:24]
             lossy = lossy or text != str(value)
         else:
             text = repr(value)
-        parts.append(f"{short}-{text}")
+        parts.append(f"{short_names.get(key, sanitize(key))}-{text}")
     if lossy:
         text = json.dumps(dict(nondefault), sort_keys=True, default=str)
         parts.append("h-" + hashlib.sha256(text.encode()).hexdigest()[:8])
     return "_".join(parts)
+
+
+def nondefault_settings(
+    settings: Mapping[str, Any], defaults: Mapping[str, Any], ignore: frozenset[str] | set[str] = frozenset()
+) -> dict[str, Any]:
+    """The settings (of those `defaults` knows, less `ignore`) whose value differs from the default."""
+    return {k: v for k, v in settings.items() if k in defaults and k not in ignore and v != defaults[k]}
+
+
+def settings_variant(
+    settings: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+    short_names: Mapping[str, str] | None = None,
+    ignore: frozenset[str] | set[str] = frozenset(),
+) -> str:
+    """`name_variant` of the settings that differ from the script's defaults (`nondefault_settings`): what
+    an eval result's slot carries beside the SAE and adapter ('' with the defaults: the original names)."""
+    return name_variant(nondefault_settings(settings, defaults, ignore), short_names)
+
+
+def with_variant(name: str, variant: str) -> str:
+    """`<name>__<variant>`, or `name` itself for the default settings."""
+    return f"{name}__{variant}" if variant else name
+
+
+def lora_variant(nondefault: Mapping[str, Any]) -> str:
+    """The naming rule of LoRA outputs (`name_variant` with `LORA_NAME_KEYS`, e.g. `n-300_lr-0.001`); every
+    setting must have a short name there."""
+    unknown = sorted(set(nondefault) - set(LORA_NAME_KEYS))
+    if unknown:
+        raise ValueError(f"no short name for LoRA setting(s) {unknown}: add them to LORA_NAME_KEYS")
+    return name_variant(nondefault, LORA_NAME_KEYS)
 
 
 def lora_json_path(
@@ -296,9 +327,15 @@ def dark_matter_map_path(model: str, key: str, base: Path | None = None) -> Path
     return dark_matter_dir(model, base) / "linear_maps" / f"{sanitize(key)}.safetensors"
 
 
-def dark_matter_plots_dir(model: str, base: Path | None = None) -> Path:
-    """`plots/dark_matter/<model>/`"""
-    return plots_dir(base) / "dark_matter" / sanitize(model)
+def dark_matter_results_path(model: str, variant: str = "", base: Path | None = None) -> Path:
+    """`data/dark_matter/<model>/results[__<variant>].json` (`variant`: the run's settings off the script's
+    defaults; its Markdown report beside it with `.md`)."""
+    return dark_matter_dir(model, base) / f"{with_variant('results', variant)}.json"
+
+
+def dark_matter_plots_dir(model: str, base: Path | None = None, variant: str = "") -> Path:
+    """`plots/dark_matter/<model>[__<variant>]/`"""
+    return plots_dir(base) / "dark_matter" / with_variant(sanitize(model), variant)
 
 
 # --- the grokking world (lorasae/grok/) -----------------------------------------------------------

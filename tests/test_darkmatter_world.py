@@ -82,9 +82,9 @@ def test_run_end_to_end_on_the_small_world(small_world, out_root):
     """run.py over three widths at k=4, a k sweep, and base vs an adapter on layers 0-1: every number
     and figure written, the LoRA model's activations at layer 1 differ from the base model's."""
     from lorasae.cli import parse
-    from lorasae.darkmatter.cli import DarkMatterArgs, main
+    from lorasae.darkmatter.cli import DarkMatterArgs, main, result_variant
     from lorasae.lora.adapters import attach_lora
-    from lorasae.paths import dark_matter_dir, dark_matter_plots_dir, sae_dir
+    from lorasae.paths import dark_matter_dir, dark_matter_plots_dir, dark_matter_results_path, sae_dir
 
     key = small_world.name
     for width_x, k in ((1, 4), (2, 4), (4, 4), (4, 2)):
@@ -105,8 +105,14 @@ def test_run_end_to_end_on_the_small_world(small_world, out_root):
             "--lora", str(adapter), "--num_tokens", "3000", "--pursuit_tokens", "200", "--ce_chunks", "4",
             "--error_sae_steps", "20"]  # fmt: skip
     summary = main(parse(DarkMatterArgs, argv))
-    written = json.loads((dark_matter_dir(key) / "results.json").read_text())
-    record = read_record(dark_matter_dir(key) / "results.json")  # what made it, written last
+    # named by the settings off the script's defaults: a run with other settings never replaces it
+    variant = result_variant(parse(DarkMatterArgs, argv))
+    results = dark_matter_results_path(key, variant)
+    assert "tokens-3000" in variant
+    assert results.name == f"results__{variant}.json" and not (dark_matter_dir(key) / "results.json").exists()
+    written = json.loads(results.read_text())
+    record = read_record(results)  # what made it, written last
+    assert record.get("variant") == variant
     assert (
         record.kind == "dark_matter" and record.get("adapter") and len(record.get("sae_sources")) == 4
     )  # 3 widths, k 2 and 4 (x4 shared)
@@ -135,7 +141,7 @@ def test_run_end_to_end_on_the_small_world(small_world, out_root):
     assert base["ce"]["original"] != lora["ce"]["original"]
     infos = list((dark_matter_dir(key) / "info").glob("*.safetensors"))
     assert len(infos) == 5  # 3 widths + the k=2 SAE + the LoRA model's record
-    stems = {p.stem for p in dark_matter_plots_dir(key).glob("*.png")}
+    stems = {p.stem for p in dark_matter_plots_dir(key, variant=variant).glob("*.png")}
     assert stems == {
         "decomposition",
         "per_token_r2",
@@ -144,7 +150,7 @@ def test_run_end_to_end_on_the_small_world(small_world, out_root):
         "synthetic",
         "base_vs_lora",
     }
-    report = (dark_matter_dir(key) / "results.md").read_text()
+    report = results.with_suffix(".md").read_text()
     assert "## power laws" in report and "Over every sweep: vector R²" in report
     # the analysed tokens start after the 44 chunks the ×2 SAE read; a random split; contexts of 64 < 256
     assert written["tokens"]["start"] == 44 and written["tokens"]["count"] == 47 + 4

@@ -45,7 +45,7 @@ SMALL_EVALS = EvalSizes(
 )  # fmt: skip
 FIGURES = [
     "tiny_timing", "tiny_scaling", "tiny_single_layer_lora", "tiny_multi_sae", "saebench_tiny",
-    "tiny_interp_layers", "tiny_interp_token_loss", "dark_matter/tiny/decomposition",
+    "tiny_interp_layers", "tiny_interp_token_loss",
 ]  # fmt: skip
 
 
@@ -84,11 +84,23 @@ def test_demo_end_to_end_at_test_size(small_world, out_root: Path, capsys):
     assert re.search(r"^SAE@0\+1 ", out, re.M) and re.search(r"^SAE@1 ", out, re.M)  # joint, and each alone
     for name in FIGURES:
         assert (out_root / "plots" / f"{name}.png").stat().st_size > 0, name
-    assert list((out_root / "plots").glob("steering_latent_*.png"))
+    assert list((out_root / "plots").glob("steering_*latent_*.png"))  # named by the result's slot
+    # Dark Matter at the demo's sizes: its own results and figures, named by its settings
+    (dm_results,) = [
+        p
+        for p in (out_root / "data" / "dark_matter" / "tiny").glob("results__*.json")
+        if ".run." not in p.name
+    ]
+    assert read_record(dm_results).get("variant") == dm_results.name.removesuffix(".json").split("__", 1)[1]
+    assert list((out_root / "plots" / "dark_matter").glob("tiny__*/decomposition.png"))
     manifest = json.loads((out_root / "data" / "sweeps" / "tiny.json").read_text())
     assert {"l0", "width", "layer", "single_layer"} <= set(manifest["axes"])
     assert (out_root / "README.md").read_text() == README and not (out_root / "docs").exists()
     page = (out_root / "plots" / "demo" / "RESULTS.md").read_text()
+    page_record = read_record(out_root / "plots" / "demo" / "RESULTS.md")  # the results it read, by digest
+    assert page_record.kind == "demo_results_page" and str(
+        dm_results.relative_to(out_root)
+    ) in page_record.get("inputs")
     assert "| SAE" in page and "](tiny_timing.png)" in page
     for title, _, _ in SECTIONS:
         assert f"#### {title}" in page, title

@@ -23,7 +23,7 @@ from lorasae.paths import sae_dir
 from lorasae.records import read_record, write_deferred
 from lorasae.saebench.args import results_dir
 from lorasae.saebench.comparison import load_results
-from lorasae.store import external_ref, find_adapter, resolve_adapter
+from lorasae.store import AdapterFilter, external_ref, find_adapter, resolve_adapter
 from lorasae.store.adapter_records import AdapterPairingError, check_pairing
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -145,10 +145,12 @@ def test_a_benchmark_limit_run_never_replaces_the_full_result(out_root):
     for combo in ALL_FOUR:
         limited[combo].write_text(json.dumps(record(50, 0.99)))
     assert {c: p.read_bytes() for c, p in full.items()} == before
-    assert "0.99" in comparison_table("tiny") and "0.61" not in comparison_table("tiny")  # the newest
-    assert "0.61" in comparison_table("tiny", variant="") and "0.99" not in comparison_table(
-        "tiny", variant=""
-    )
+    # the reader's one rule (`eval_identity.pick_result`): the default settings first, though older
+    assert "0.61" in comparison_table("tiny") and "0.99" not in comparison_table("tiny")
+    assert "0.99" in comparison_table("tiny", variant="limit-50")
+    for combo in ALL_FOUR:
+        full[combo].unlink()
+    assert "0.99" in comparison_table("tiny")  # no default run: the newest
 
 
 def test_the_finder_prefers_the_adapter_trained_on_the_current_sae_weights(world):
@@ -163,7 +165,7 @@ def test_the_finder_prefers_the_adapter_trained_on_the_current_sae_weights(world
     assert find_adapter(model, tag, num_examples=4) == old.run.adapter_path()  # the example count, by record
     assert find_adapter(model, tag, num_examples=6) == new.run.adapter_path()
     with pytest.raises(AdapterPairingError):  # asked for the old SAE's adapter by rank: refused
-        resolve_adapter(model, ref, rank=8)
+        resolve_adapter(model, ref, want=AdapterFilter(rank=8))
 
 
 def test_dark_matter_refuses_an_adapter_trained_for_an_sae_retrained_since(world):

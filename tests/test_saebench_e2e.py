@@ -19,7 +19,7 @@ from conftest import make_char_tokenizer, make_tiny_model
 from lorasae.cli import parse
 from lorasae.records import read_record
 from lorasae.saebench.absorption import AbsorptionEvalConfig, run_absorption
-from lorasae.saebench.args import EVALS, SaeBenchArgs
+from lorasae.saebench.args import EVALS, SaeBenchArgs, result_variant
 from lorasae.saebench.autointerp import AutoInterpEvalConfig, run_autointerp
 from lorasae.saebench.comparison import HEADLINE, comparison_rows, gap_closed, load_results
 from lorasae.saebench.core import CoreEvalConfig, run_core
@@ -390,7 +390,8 @@ def test_run_eval_all_eight_on_base_and_peft(saved_setup, out_root, capsys, monk
         score is not None
     )
     assert json.loads(base["scr"].read_text())["eval_config"]["ablation_pooling"] == "saebench"
-    assert (out_root / "plots" / "saebench_tinyrand.png").exists()
+    variant = result_variant(_args(saved_setup, "base", "all", extra))  # the figure is named by the settings
+    assert variant and (out_root / "plots" / f"saebench_tinyrand__{variant}.png").exists()
     rows = comparison_rows(load_results(saved_setup["model"]))
     core_row = next(r for r in rows if r[1] == "CE clean")
     assert core_row[4] == pytest.approx(core_peft["ce_loss_without_sae"] - core_base["ce_loss_without_sae"])

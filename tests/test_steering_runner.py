@@ -18,10 +18,12 @@ from lorasae.steering.context import SteeringContext
 from lorasae.steering.evaluator import build_splits
 from lorasae.steering.final_eval import run_steering_eval
 from lorasae.steering.latent import resolve_latent
-from lorasae.steering.negatives import BUILTIN_STANDINS, negatives_dir
+from lorasae.steering.negatives import BUILTIN_STANDINS, negatives_file
 from lorasae.steering.positives import make_positive_examples
 from lorasae.steering.tune import recorded_alpha, tune_alpha
 from lorasae.store import find_sae
+
+VARIANT = "neg-6_negset-builtin_bs-8_len-48"  # the settings of `setup`'s args off the scripts' defaults
 
 
 @pytest.fixture
@@ -42,7 +44,7 @@ def setup(out_root, tmp_path):
     # negatives from their cache files (the built-in world is not needed)
     for i, name in enumerate(BUILTIN_STANDINS.values()):
         examples = [f"{name} text number {j} with some words {i}" for j in range(6)]
-        atomic_write_json(negatives_dir("builtin") / f"{name}.json", {"examples": examples, "requested": 6})
+        atomic_write_json(negatives_file("builtin", name, 6, 0), {"examples": examples, "requested": 6})
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(
         "\n\n".join(
@@ -72,7 +74,8 @@ def test_runner_end_to_end(setup, out_root, capsys):
     entry = record["modes"]["multiplicative"]["splits"]["tuning"]
     assert [e["alpha"] for e in entry["evaluations"]] == [0.5, 2.0]
     assert entry["chosen_alpha"] in (0.5, 2.0) and entry["sets"]["medical"] == 6
-    alpha_record = read_record(out_root / "eval/steering/results/latent_5_alpha.json")
+    # named by the settings off the scripts' defaults
+    alpha_record = read_record(out_root / f"eval/steering/results/latent_5_alpha__{VARIANT}.json")
     assert alpha_record.kind == "steering_alpha" and alpha_record.get("settings")["latent"] == 5
     # a single evaluation joins the record; the choice is re-made over all three
     record = tune_alpha(ctx, args, alpha=1.0)
@@ -100,11 +103,11 @@ def test_runner_end_to_end(setup, out_root, capsys):
     iv = summary["positive"]["lora_minus_base"]
     diff = np.array(results["deltas"]["lora"]["positive"]) - np.array(results["deltas"]["base"]["positive"])
     assert iv["mean"] == pytest.approx(diff.mean()) and iv["low"] < iv["mean"] < iv["high"]
-    figures = sorted(p.name for p in (out_root / "eval/steering/distributions/5").iterdir())
+    figures = sorted(p.name for p in (out_root / f"eval/steering/distributions/5__{VARIANT}").iterdir())
     assert figures == ["all.pdf", "all.png"]
     # one result per SAE, adapter and latent, with its run record
     (written,) = (out_root / "eval/steering/results").glob("*/latent_5.json")
-    assert written.parent.name.startswith("random-sae__adapter-")
+    assert written.parent.name.startswith("random-sae__adapter-") and written.parent.name.endswith(VARIANT)
     assert (
         read_record(written).kind == "steering_result" and read_record(written).get("settings")["latent"] == 5
     )

@@ -17,7 +17,7 @@ from lorasae.sae import SaeConfig, TopKSAE
 from lorasae.sae.sources import SaeNotFoundError, SaeShapeError
 from lorasae.store import (
     SaeRef,
-    adapter_for_sae,
+    default_adapter,
     external_ref,
     find_sae,
     load_bundle,
@@ -111,7 +111,7 @@ def test_every_front_end_resolves_the_same_sae_and_adapter(trained):
     # train_lora.py --checkpoint_percent 100 --rank 4 --save_model saves here (all layers)
     adapter = _adapter(root, "tiny", f"{family}-100pct", "0-1", 4)
     assert resolve_sae(model) == ref
-    assert adapter_for_sae(model, ref) == adapter
+    assert default_adapter(model, ref) == adapter
     assert saebench_adapter(model, ref) == adapter
     bench = parse(BenchmarkConfig, ["--model", model, "--all_four"])
     plan = resolve_pairing(bench, plan_run(bench), n_layers)

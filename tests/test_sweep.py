@@ -14,6 +14,7 @@ from lorasae import paths
 from lorasae.cli import parse
 from lorasae.plotting import improvement_table
 from lorasae.plotting._common import width_label
+from lorasae.records import read_record
 from lorasae.results import load_results_csv, load_sweep_manifest
 from lorasae.sae import SaeConfig, TopKSAE
 from lorasae.sweep.catalog import Catalog, SaeEntry, gemma_scope_catalog, our_catalog
@@ -208,6 +209,10 @@ def test_sweep_over_our_saes_end_to_end(our_world, capsys):
     assert sorted(df["sae_layers"].value_counts().items()) == [("0", 2), ("1", 11), ("2", 2)]
 
     manifest = load_sweep_manifest(None, "model")
+    record = read_record(paths.sweep_manifest("model"))  # the manifest's run record: what made it
+    assert record.kind == "sweep_manifest" and record.get("manifest") == manifest
+    assert record.get("settings")["ranks"] == [1, 4] and record.get("settings")["rank"] == 2
+    assert "device" not in record.get("settings") and record.get("model_weights_digest")
     assert manifest["axes"]["width"] == ["expansion_2_L0_4", "expansion_4_L0_4", "expansion_8_L0_4"]
     assert manifest["axes"]["l0"] == ["expansion_4_L0_2", "expansion_4_L0_4", "expansion_4_L0_8"]
     assert manifest["axes"]["single_layer"] == ["expansion_4_L0_4"]

@@ -4,8 +4,8 @@
     python eval/SAE-Bench/get_peft_dict.py
     python eval/SAE-Bench/get_peft_dict.py --model tiny --adapter saved_models/tiny/<sae_tag>/peft_0-3/rank_16
 
-Defaults: Gemma-2-2B, and the adapter `run_eval.py --model_type peft` would merge (the newest one trained
-for the model's default SAE: for Gemma, train_sae.py's default expansion_8_L0_64 at layer 12, whose
+Defaults: Gemma-2-2B, and the adapter `run_eval.py --model_type peft` would merge (the default adapter
+of the model's default SAE, `lorasae.store.DEFAULT_ADAPTER_RULE`: for Gemma, train_sae.py's default expansion_8_L0_64 at layer 12, whose
 rank-64 adapter on layers 0-25 is the original's), saved to
 eval/SAE-Bench/peft_dicts/<model>_<sae_tag>_peft_<a>-<b>_rank_<r>.pt.
 """
@@ -26,8 +26,8 @@ class Config:
     """Base model: gemma (google/gemma-2-2b), llama, tiny (built-in) or any Hugging Face id or folder."""
 
     adapter: str | None = None
-    """Adapter folder (PEFT format). Default: the newest adapter trained for the model's default SAE
-    (what run_eval.py --model_type peft merges)."""
+    """Adapter folder (PEFT format). Default: the default adapter of the model's default SAE (what
+    run_eval.py --model_type peft merges; the rule: `lorasae.store.DEFAULT_ADAPTER_RULE`)."""
 
     output: str | None = None
     """Output file. Default: eval/SAE-Bench/peft_dicts/<model>_<sae_tag>_peft_<a>-<b>_rank_<r>.pt."""

@@ -6,7 +6,8 @@
     python eval/dark_matter/run.py --model_type gemma-9b --plan_only   (which SAEs, from sae-lens, offline)
 
 Writes the SAEInfo records (data/dark_matter/<model>/info/*.safetensors), results.json and results.md
-(data/dark_matter/<model>/) and the figures (plots/dark_matter/<model>/).
+(data/dark_matter/<model>/) and the figures (plots/dark_matter/<model>/); with settings off the
+defaults, results__<variant>.json / .md and plots/dark_matter/<model>__<variant>/ (never over the default run).
 """
 
 import sys

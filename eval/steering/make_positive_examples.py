@@ -1,4 +1,5 @@
-"""Positive examples for an SAE latent (SPEC §4.2) → eval/steering/datasets/latent_<N>.json.
+"""Positive examples for an SAE latent (SPEC §4.2) → eval/steering/datasets/latent_<N>[__<variant>].json
+(`__<variant>`: settings off the defaults, `lorasae/steering/variants.py`).
 
     python eval/steering/make_positive_examples.py --device 0 --neuron N [--description TEXT]
     python eval/steering/make_positive_examples.py --device cpu --model tiny            (offline)

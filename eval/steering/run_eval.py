@@ -1,5 +1,5 @@
-"""The steering evaluation (SPEC §4.2) → eval/steering/results/latent_<N>.json and
-eval/steering/distributions/<N>/*.png.
+"""The steering evaluation (SPEC §4.2) → eval/steering/results/<SAE, adapter[, variant]>/latent_<N>.json
+and eval/steering/distributions/<N>[__<variant>]/*.png (`lorasae/steering/variants.py`).
 
     python eval/steering/run_eval.py --device 0 --neuron N --alpha A
     python eval/steering/run_eval.py --device cpu --model tiny          (offline; alpha from tune_alpha.py)

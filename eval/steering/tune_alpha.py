@@ -1,4 +1,5 @@
-"""Tune the steering strength alpha (SPEC §4.2) → eval/steering/results/latent_<N>_alpha.json.
+"""Tune the steering strength alpha (SPEC §4.2) → eval/steering/results/latent_<N>_alpha[__<variant>].json
+(`__<variant>`: settings off the defaults, `lorasae/steering/variants.py`).
 
     python eval/steering/tune_alpha.py --device 0 --neuron N --tuning --alpha A   (evaluate one alpha)
     python eval/steering/tune_alpha.py --device 0 --neuron N --tuning             (sweep a grid, choose)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from lorasae.atomic import read_json
-from lorasae.benchmarks.layout import ALL_FOUR, newest_variant, results_dir, results_path
+from lorasae.benchmarks.layout import ALL_FOUR, picked_variant, results_dir, results_path
 
 
 def load_results(path: str | Path) -> dict[str, dict[str, Any]]:
@@ -49,10 +49,10 @@ def comparison_table(
     variant: str | None = None,
 ) -> str:
     """One row per (task, metric), one column per combination found on disk (value ± stderr), of the
-    results with the settings `variant` (`layout.settings_variant`; None: those of the newest file)."""
+    results with the settings `variant` (`layout.settings_variant`; None: `layout.picked_variant`, the default settings first, else the newest)."""
     from tabulate import tabulate
 
-    variant = newest_variant(model, base) if variant is None else variant
+    variant = picked_variant(model, base) if variant is None else variant
     found = {c: results_path(model, c, base, variant) for c in ALL_FOUR}
     records = {c: read_json(p) for c, p in found.items() if p.exists()}
     if not records:

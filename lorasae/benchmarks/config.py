@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from lorasae.cli import MODEL_VARIANTS, CommonArgs, SwitchAlias, field, split_model_type
+from lorasae.store.adapter_choice import adapter_help
 from lorasae.store.saes import GEMMA_SCOPE_2B, GEMMA_SCOPE_9B
 
 MODEL_TYPES = MODEL_VARIANTS  # base | peft (`--model_variant`)
@@ -102,9 +103,13 @@ class BenchmarkConfig(CommonArgs):
     """Decoder layer to splice the SAE after (also --layer, as in every script). Default: the SAE's own
     hook layer."""
 
-    adapter: str | None = None
-    """LoRA adapter folder (PEFT format) for --model_type peft. Default: the one trained for the SAE on the
-    most layers, at the highest rank, the newest among equals (rank 64 on layers L+1…n-1 for --model_size, as the original)."""
+    adapter: str | None = field(
+        default=None,
+        help=adapter_help(
+            "LoRA adapter folder (PEFT format) for --model_variant peft. Default: the default adapter (among "
+            "the rank-64 ones on layers L+1…n-1 for --model_size, as the original)."
+        ),
+    )
 
     rank: int | None = field(default=None, alias=["--lora_rank"])
     """Only consider saved adapters of this LoRA rank when looking one up (also --lora_rank, the name of

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from lorasae.paths import eval_dir, sanitize
+from lorasae.paths import eval_dir, name_variant, sanitize, with_variant
 
 
 @dataclass(frozen=True)
@@ -50,32 +50,33 @@ def settings_variant(limit: float | None = None, num_fewshot: int | None = None,
     """The settings off their defaults that change a benchmark's numbers, as they go into result names
     (`limit-50`, `fewshot-5`, `maxlen-512`, joined by `_`); empty for a full run with the defaults, whose
     names stay the original's."""
-    parts = []
-    for short, value in (("limit", limit), ("fewshot", num_fewshot), ("maxlen", max_length)):
-        if value is not None:
-            parts.append(f"{short}-{value!r}")
-    return "_".join(parts)
+    given = {"limit": limit, "num_fewshot": num_fewshot, "max_length": max_length}
+    nondefault = {k: v for k, v in given.items() if v is not None}
+    return name_variant(nondefault, {"limit": "limit", "num_fewshot": "fewshot", "max_length": "maxlen"})
 
 
 def results_path(model: str, combination: Combination, base: Path | None = None, variant: str = "") -> Path:
     """`eval/benchmarks/results/<model>_<peft|base>_<sae|no_sae>[__<variant>].json` (`<model>`: the short
     model key; `variant`: `settings_variant`, so a `--limit` run never replaces a full one)."""
-    name = f"{sanitize(model)}_{combination.label}" + (f"__{variant}" if variant else "")
+    name = with_variant(f"{sanitize(model)}_{combination.label}", variant)
     return results_dir(base) / f"{name}.json"
 
 
-def newest_variant(model: str, base: Path | None = None) -> str:
-    """The variant of the model's newest results file ('' when the newest is a full default run)."""
-    files = [
-        p
-        for c in ALL_FOUR
-        for p in results_dir(base).glob(f"{sanitize(model)}_{c.label}*.json")
-        if not p.name.endswith(".run.json")
-    ]
-    if not files:
-        return ""
-    stem = max(files, key=lambda p: p.stat().st_mtime).name.removesuffix(".json")
-    return stem.split("__", 1)[1] if "__" in stem else ""
+def picked_variant(model: str, base: Path | None = None) -> str:
+    """The settings variant of the model's results a reader shows, by `eval_identity.pick_result` (the
+    default settings first, else the newest; '' when there are none). Results whose records predate
+    named variants have theirs read from the file name (`results_path` has always carried it)."""
+    from lorasae.eval_identity import found, pick_result
+
+    files = []
+    for c in ALL_FOUR:
+        stem = f"{sanitize(model)}_{c.label}"
+        for p in results_dir(base).glob(f"{stem}*.json"):
+            name = p.name.removesuffix(".json")
+            if not p.name.endswith(".run.json") and (name == stem or name.startswith(f"{stem}__")):
+                files.append(found(p, name.removeprefix(stem).removeprefix("__")))
+    chosen = pick_result(files, f"benchmark results of {model}")
+    return chosen.variant if chosen is not None else ""
 
 
 def builtin_tasks_dir(seed: int = 0, n_docs: int | None = None, base: Path | None = None) -> Path:

@@ -9,9 +9,11 @@ from pathlib import Path
 from lorasae.benchmarks.config import BenchmarkConfig
 from lorasae.benchmarks.plan import Plan
 from lorasae.store import (
+    AdapterFilter,
     SaeRef,
-    adapter_for_sae,
+    adapter_line,
     check_adapter_dir,
+    default_adapter,
     external_ref,
     find_adapter,
     find_sae,
@@ -27,9 +29,9 @@ __all__ = ["resolve_pairing", "sae_id_tag"]
 def resolve_pairing(config: BenchmarkConfig, plan: Plan, n_layers: int) -> Plan:
     """Settle which SAE(s) and adapter the combinations use:
     - the Gemma Scope settings (--model_size): the original's SAE and its rank-64 adapter on layers L+1…n-1;
-    - --sae_source: that SAE, and the newest adapter trained for it;
+    - --sae_source: that SAE, and its default adapter (`store.DEFAULT_ADAPTER_RULE`);
     - --adapter: that adapter, and the SAE it was trained for (results.csv, else its tag folder);
-    - neither: the model's default SAE (the store's `find_sae`) and the newest adapter trained for it."""
+    - neither: the model's default SAE (the store's `find_sae`) and its default adapter."""
     gemma_scope = config.gemma_scope
     rank, span = config.rank, None
     ref: SaeRef | None = None
@@ -54,7 +56,7 @@ def resolve_pairing(config: BenchmarkConfig, plan: Plan, n_layers: int) -> Plan:
                 tags = adapter_tags(ref, None)
                 adapter = find_adapter(plan.model_name, tags, rank, span)
             else:
-                adapter = adapter_for_sae(plan.model_name, ref, rank, span, n_layers)
+                adapter = default_adapter(plan.model_name, ref, AdapterFilter(rank, span), n_layers)
     if ref is not None and not sources:
         sources = [(ref.source, ref.layer)]
     plan.sae_sources = sources if plan.needs_sae else []
@@ -63,4 +65,5 @@ def resolve_pairing(config: BenchmarkConfig, plan: Plan, n_layers: int) -> Plan:
         note = check_pairing(plan.adapter, [source for source, _ in sources])
         if note:
             print(note)
+    print(adapter_line(plan.adapter, "benchmarks"))
     return plan

@@ -184,7 +184,7 @@ def run_benchmarks(config: BenchmarkConfig) -> list[Path]:
         path = write_results(results_path(plan.model_key, combo, variant=variant), out, meta)
         settings = {k: meta[k] for k in ("model_type", "sae", "tasks", "num_fewshot", "limit", "max_length")}
         sources = [src for src, _ in plan.sae_sources] if combo.sae else []
-        identity = eval_identity(plan.model_name, sources, adapter if combo.peft else None, settings)
+        identity = eval_identity(plan.model_name, sources, adapter if combo.peft else None, settings, variant)
         write_eval_record(path, "benchmark_result", identity)
         written.append(path)
         print(

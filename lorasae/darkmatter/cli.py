@@ -11,7 +11,9 @@ from lorasae.cli import CommonArgs, field, parse_count
 from lorasae.darkmatter.pipeline import DarkMatterSettings, run_dark_matter
 from lorasae.darkmatter.plan import PAPER_L0, gemma_scope_width_sweep, our_sae_sources
 from lorasae.models import model_key
+from lorasae.paths import settings_variant
 from lorasae.runtime import parse_device
+from lorasae.store.adapter_choice import adapter_help
 from lorasae.sweep.catalog import GEMMA_SCOPE
 
 
@@ -43,8 +45,13 @@ class DarkMatterArgs(CommonArgs):
     """Training tokens of each SAE trained here (the demo's budget)."""
     scope_l0: float = PAPER_L0
     """L0 that the Gemma Scope width sweep holds (the closest at each width)."""
-    lora: str = "auto"
-    """Adapter for the base-vs-LoRA comparison: 'auto' (the newest trained for --lora_sae), 'none', or a folder."""
+    lora: str = field(
+        default="auto",
+        help=adapter_help(
+            "Adapter for the base-vs-LoRA comparison: 'auto' (the default adapter of --lora_sae, of "
+            "--lora_rank and --lora_span), 'none', or a folder."
+        ),
+    )
     lora_rank: int | None = 16
     """Rank of the adapter that 'auto' looks for (and trains when missing); None: any rank."""
     lora_span: str | None = None
@@ -76,6 +83,37 @@ class DarkMatterArgs(CommonArgs):
     """Sequences per model forward."""
     plan_only: bool = False
     """Print which SAEs would be analysed and stop (offline; useful to plan a Gemma Scope run)."""
+
+
+# settings that never name a run's results: the model is their folder; the others change no number
+NOT_IN_NAME = frozenset(
+    {"device", "wandb", "model_type", "model", "plan_only", "train_missing", "train_lora_missing"}
+)
+SHORT_NAMES = {
+    "num_tokens": "tokens", "pursuit_tokens": "pursuit", "ce_chunks": "ce", "error_sae_steps": "errsteps",
+    "sae_tokens": "saetokens", "lora_examples": "loran", "lora_rank": "lorarank", "expansions": "widths",
+    "ks": "ks", "k": "k", "k_expansion": "kwidth", "layer": "layer", "seed": "seed", "dataset": "data",
+}  # fmt: skip
+
+
+def result_variant(args: DarkMatterArgs) -> str:
+    """The settings of `args` off the script's defaults, as its results' names carry them ('' with the
+    defaults: `results.json`, the original names); `--layer` and `--k` count as defaults when they name
+    the layer and k the script picks without them."""
+    settings = dict(vars(args))
+    key = model_key(args.model_name)
+    if key in GEMMA_SCOPE:
+        defaults = {"layer": GEMMA_SCOPE[key].layer, "k": None}
+    else:
+        from lorasae.model_defaults import default_k, default_sae_layer
+        from lorasae.models import model_shape
+
+        shape = model_shape(args.model_name)
+        defaults = {"layer": default_sae_layer(shape.n_layers), "k": default_k(shape.d_model)}
+    for name, value in defaults.items():
+        if settings[name] is not None and settings[name] == value:
+            settings[name] = None
+    return settings_variant(settings, vars(DarkMatterArgs()), SHORT_NAMES, NOT_IN_NAME)
 
 
 def _device(args: DarkMatterArgs) -> str:
@@ -126,17 +164,17 @@ def _paired(adapter: str, sae: str) -> str:
 
 
 def resolve_adapter(args: DarkMatterArgs, lora_sae: str | None) -> str | None:
-    """The adapter of the base-vs-LoRA comparison: given, found (`store.adapter_for_sae`), trained
+    """The adapter of the base-vs-LoRA comparison: given, found (`store.default_adapter`), trained
     here for one of our SAEs when missing, or None (comparison skipped)."""
     if args.lora == "none" or lora_sae is None:
         return None
     if args.lora != "auto":
         return _paired(args.lora, lora_sae)
-    from lorasae.store import adapter_for_sae, external_ref
+    from lorasae.store import AdapterFilter, default_adapter, external_ref
 
     try:
         ref = external_ref(lora_sae, args.layer)
-        found = adapter_for_sae(args.model_name, ref, rank=args.lora_rank, lora_span=args.lora_span)
+        found = default_adapter(args.model_name, ref, AdapterFilter(args.lora_rank, args.lora_span))
         return _paired(str(found), lora_sae)
     except FileNotFoundError as err:
         if not (args.train_lora_missing and Path(lora_sae).exists()):
@@ -151,7 +189,7 @@ def resolve_adapter(args: DarkMatterArgs, lora_sae: str | None) -> str | None:
         device=_device(args), model=args.model_name, dataset=args.dataset, seed=args.seed, sae=[lora_sae],
         rank=args.lora_rank or 16, num_train_examples=args.lora_examples, save_model=True, progress=False,
     ))  # fmt: skip
-    return str(adapter_for_sae(args.model_name, ref, rank=args.lora_rank, lora_span=args.lora_span))
+    return str(default_adapter(args.model_name, ref, AdapterFilter(args.lora_rank, args.lora_span)))
 
 
 def main(args: DarkMatterArgs) -> dict | None:
@@ -171,6 +209,10 @@ def main(args: DarkMatterArgs) -> dict | None:
         preflight_saes(given, model_shape(args.model_name).d_model)
     width, k_sweep, lora_sae = resolve_sources(args)
     adapter = resolve_adapter(args, lora_sae) if not args.plan_only else None
+    if not args.plan_only:
+        from lorasae.store import adapter_line
+
+        print(adapter_line(adapter, "dark matter"))
     print(
         "width sweep:", *width, "k sweep:", *k_sweep, f"base vs LoRA: {lora_sae} with {args.lora}", sep="\n  "
     )
@@ -182,4 +224,5 @@ def main(args: DarkMatterArgs) -> dict | None:
         downstream=args.downstream,
         device=_device(args), seed=args.seed,
     )  # fmt: skip
-    return run_dark_matter(args.model_name, width, k_sweep, lora_sae, adapter, settings)
+    variant = result_variant(args)
+    return run_dark_matter(args.model_name, width, k_sweep, lora_sae, adapter, settings, variant=variant)

@@ -149,15 +149,17 @@ def run_dark_matter(
     adapter: str | Path | None = None,
     settings: DarkMatterSettings | None = None,
     out: Path | None = None,
+    variant: str = "",
 ) -> dict:
     """Every analysis over `width_sources` (one family at fixed k, widths ascending after sorting) and
     `k_sources` (one width, several k); base vs LoRA-adapted for `lora_source` with `adapter` (skipped
     when either is None). Numbers into `out` (default data/dark_matter/<model>/), figures into
-    plots/dark_matter/<model>/. Returns the summary written to `<out>/results.json`."""
+    plots/dark_matter/<model>[__<variant>]/. Returns the summary written to
+    `<out>/results[__<variant>].json` (`variant`: the settings off the script's defaults, `cli.result_variant`)."""
     s = settings or DarkMatterSettings()
     key = model_key(model_name)
     out = Path(out) if out is not None else paths.dark_matter_dir(key)
-    plots = paths.dark_matter_plots_dir(key)
+    plots = paths.dark_matter_plots_dir(key, variant=variant)
     began = time.perf_counter()
     cache: dict[str, tuple[dict, SAEInfo, object]] = {}
     sources = dict.fromkeys([*width_sources, *k_sources, *([lora_source] if lora_source else [])])
@@ -238,10 +240,12 @@ def run_dark_matter(
         )
     summary["figures"] = [str(p) for p in summary["figures"]]
     summary["seconds"] = round(time.perf_counter() - began, 1)
-    results = atomic_write_json(out / "results.json", summary)
-    atomic_write_text(out / "results.md", report_markdown(summary))
+    results = atomic_write_json(out / paths.dark_matter_results_path(key, variant).name, summary)
+    atomic_write_text(results.with_suffix(".md"), report_markdown(summary))
     settings_ = {**asdict(s), "width_sources": list(width_sources), "k_sources": list(k_sources)}
-    identity = eval_identity(model_name, list(sources), adapter, settings_ | {"lora_source": lora_source})
+    identity = eval_identity(
+        model_name, list(sources), adapter, settings_ | {"lora_source": lora_source}, variant
+    )
     write_eval_record(results, "dark_matter", identity)  # last: the run's record
     print(report_markdown(summary), flush=True)
     return summary

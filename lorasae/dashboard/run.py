@@ -21,6 +21,7 @@ from lorasae.dashboard.ranking import parse_latents
 from lorasae.dashboard.render import index_page, latent_page
 from lorasae.data import default_dataset, load_token_split
 from lorasae.eval_identity import adapter_label
+from lorasae.evals.shape import DemoContext, Stage
 from lorasae.fingerprint import weights_digest
 from lorasae.model_defaults import (
     default_ctx_len,
@@ -31,7 +32,16 @@ from lorasae.model_defaults import (
 from lorasae.models import model_key, model_shape, resolve_model_name, special_token_ids
 from lorasae.records import model_weights_digest, write_record
 from lorasae.runtime import parse_device, seed_everything, setup_environment
-from lorasae.store import SaeRef, SaeRun, load_bundle, resolve_adapter, resolve_sae
+from lorasae.store import (
+    AdapterFilter,
+    SaeRef,
+    SaeRun,
+    adapter_line,
+    load_bundle,
+    resolve_adapter,
+    resolve_sae,
+)
+from lorasae.store.adapter_choice import adapter_help
 
 MAX_CONTEXTS = 100
 """The cap on top contexts per latent and model (pages stay small: ~20 tokens per context)."""
@@ -42,9 +52,13 @@ class DashboardArgs(SaeChoiceArgs, CommonArgs):
     """Static HTML dashboards of SAE latents (top contexts, activation histogram, logits), for the base
     model and, with a LoRA adapter, the LoRA model beside it with what changed."""
 
-    adapter: str | None = None
-    """LoRA adapter folder (PEFT format). Default: the adapter saved for the SAE (of --rank and --lora_span
-    when given; the widest span, then the highest rank); 'none' for the base model alone."""
+    adapter: str | None = field(
+        default=None,
+        help=adapter_help(
+            "LoRA adapter folder (PEFT format); 'none' for the base model alone. Default: the default "
+            "adapter (of --rank and --lora_span when given)."
+        ),
+    )
 
     rank: int | None = field(default=None, alias=["--lora_rank"])
     """Rank of the adapter to find: --lora_rank (--rank, train_lora.py's training rank, kept here as an
@@ -100,6 +114,14 @@ def sae_tag(model_name: str, ref: SaeRef) -> str:
     return SaeRun((ref,)).tag(default_layer=default_sae_layer(model_shape(model_name).n_layers))
 
 
+def dashboard_adapter(args: DashboardArgs, ref: SaeRef) -> Path | None:
+    """The adapter the pages compare with: None for --adapter none, the folder given, else the store's
+    default adapter of the SAE (of --rank and --lora_span when given); checked to pair with the SAE."""
+    if (args.adapter or "").lower() == "none":
+        return None
+    return resolve_adapter(args.model_name, ref, args.adapter, AdapterFilter(args.rank, args.lora_span))
+
+
 def check_args(args: DashboardArgs) -> None:
     """Flag values that cannot work, before anything loads."""
     if not 1 <= args.contexts <= MAX_CONTEXTS:
@@ -120,10 +142,10 @@ def run_dashboard(args: DashboardArgs) -> Path:
     name = args.model_name
     shape = model_shape(name)
     ref = resolve_sae(name, args.sae, args.layer)
-    no_adapter = (args.adapter or "").lower() == "none"
-    adapter = None if no_adapter else resolve_adapter(name, ref, args.adapter, args.rank, args.lora_span)
+    adapter = dashboard_adapter(args, ref)
+    print(adapter_line(adapter, "dashboards"))
     bundle = load_bundle(
-        name, [ref], adapter, device=parse_device(args.device), dtype=args.dtype, suite="dashboard"
+        name, [ref], adapter, device=parse_device(args.device), dtype=args.dtype, suite="dashboards"
     )
     layer, sae, model, tokenizer = bundle.layer, bundle.sae, bundle.model, bundle.tokenizer
     ctx_len = args.ctx_len or default_ctx_len(shape.max_positions)
@@ -246,17 +268,12 @@ def steering_latent() -> int | None:
     return None
 
 
-def demo_stage(
-    device: str = "cpu",
-    layer: int | None = None,
-    rank: int | None = None,
-    lora_span: str | None = None,
-    seed: int = 42,
-    force: bool = False,
-) -> tuple[str, bool, Callable[[], Path]]:
-    """`(title, done, fn)` for `Stages.run` in `lorasae/demo.py`: dashboards of the built-in model's main
+def demo_stage(ctx: DemoContext) -> Stage:
+    """`make demo`'s stage (the registry's one signature, `lorasae.evals.DemoContext`): dashboards of the built-in model's main
     SAE for the steering latent and the 8 latents its adapter of `rank` on `lora_span` changes most; done
     when they exist. Call it after the steering and LoRA stages."""
+    device, layer, rank, lora_span = ctx.device, ctx.layer, ctx.rank, ctx.every_layer
+    seed, force = ctx.seed, ctx.force
 
     def args() -> DashboardArgs:
         latent = steering_latent()
@@ -272,7 +289,7 @@ def demo_stage(
     def done() -> bool:
         try:
             ref = resolve_sae("tiny", layer=layer)
-            adapter = resolve_adapter("tiny", ref, None, rank, lora_span)
+            adapter = resolve_adapter("tiny", ref, None, AdapterFilter(rank, lora_span))
         except FileNotFoundError:
             return False
         folder = paths.dashboard_dir(model_key("tiny"), sae_tag("tiny", ref)) / adapter_label(adapter)
@@ -282,4 +299,11 @@ def demo_stage(
     return title, (not force and done()), lambda: run_dashboard(args())
 
 
-__all__ = ["MAX_CONTEXTS", "DashboardArgs", "demo_stage", "run_dashboard", "steering_latent"]
+__all__ = [
+    "MAX_CONTEXTS",
+    "DashboardArgs",
+    "dashboard_adapter",
+    "demo_stage",
+    "run_dashboard",
+    "steering_latent",
+]

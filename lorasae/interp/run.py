@@ -5,7 +5,6 @@ validation chunks every script shares, write the JSON record, print the tables, 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from lorasae.atomic import atomic_write_json
 from lorasae.cli import CommonArgs, SaeChoiceArgs, field, parse_count
 from lorasae.data import default_dataset, load_token_split
 from lorasae.eval_identity import eval_identity, write_eval_record
+from lorasae.evals.shape import DemoContext, Stage
 from lorasae.gap import gap_closed
 from lorasae.model_defaults import (
     default_ctx_len,
@@ -27,7 +27,16 @@ from lorasae.models import model_key, model_shape, special_token_ids
 from lorasae.records import RECORD_SUFFIX
 from lorasae.runtime import parse_device, seed_everything, setup_environment
 from lorasae.sae.splice import splice_fn
-from lorasae.store import SaeRef, SaeRun, load_bundle, resolve_adapter, resolve_sae
+from lorasae.store import (
+    AdapterFilter,
+    SaeRef,
+    SaeRun,
+    adapter_line,
+    load_bundle,
+    resolve_adapter,
+    resolve_sae,
+)
+from lorasae.store.adapter_choice import adapter_help
 
 
 @dataclass
@@ -35,9 +44,13 @@ class InterpArgs(SaeChoiceArgs, CommonArgs):
     """The interpretability analysis of the original repository (`interp_analysis/`) for one SAE and its
     LoRA adapter."""
 
-    adapter: str | None = None
-    """LoRA adapter folder (PEFT format). Default: the newest adapter saved for the SAE (of --rank and
-    --lora_span when given)."""
+    adapter: str | None = field(
+        default=None,
+        help=adapter_help(
+            "LoRA adapter folder (PEFT format). Default: the default adapter (of --rank and --lora_span "
+            "when given)."
+        ),
+    )
 
     rank: int | None = field(default=None, alias=["--lora_rank"])
     """Rank of the adapter to find: --lora_rank (--rank, train_lora.py's training rank, kept here as an
@@ -69,6 +82,12 @@ class InterpArgs(SaeChoiceArgs, CommonArgs):
     """Show a progress bar."""
 
 
+def interp_adapter(args: InterpArgs, ref: SaeRef) -> Path:
+    """The adapter the analysis runs with: --adapter, else the store's default adapter of the SAE (of --rank
+    and --lora_span when given); checked to pair with the SAE's weights."""
+    return resolve_adapter(args.model_name, ref, args.adapter, AdapterFilter(args.rank, args.lora_span))
+
+
 def adapter_label(adapter: Path) -> str:
     """`peft_<a>-<b>_rank_<r>` for adapters in the project's layout, else the folder's name."""
     if adapter.name.startswith("rank_") and adapter.parent.name.startswith("peft_"):
@@ -92,7 +111,8 @@ def run_interp(args: InterpArgs) -> Path:
     name = args.model_name
     shape = model_shape(name)
     ref = resolve_sae(name, args.sae, args.layer)
-    adapter = resolve_adapter(name, ref, args.adapter, args.rank, args.lora_span)
+    adapter = interp_adapter(args, ref)
+    print(adapter_line(adapter, "interp"))
     bundle = load_bundle(
         name, [ref], adapter, device=parse_device(args.device), dtype=args.dtype, suite="interp"
     )
@@ -188,17 +208,12 @@ def print_tables(record: dict) -> None:
     print(format_tables(record))
 
 
-def demo_stage(
-    device: str = "cpu",
-    layer: int | None = None,
-    rank: int | None = None,
-    lora_span: str | None = None,
-    seed: int = 42,
-    force: bool = False,
-) -> tuple[str, bool, Callable[[], Path]]:
-    """`(title, done, fn)` for `Stages.run` in `lorasae/demo.py`: the analysis of the built-in model's
-    main SAE with its newest adapter of `rank` on `lora_span` (`<a>-<b>`; the paper's is every layer);
+def demo_stage(ctx: DemoContext) -> Stage:
+    """`make demo`'s stage (the registry's one signature, `lorasae.evals.DemoContext`): the analysis of the built-in model's
+    main SAE with its default adapter of `rank` on `lora_span` (`<a>-<b>`; the paper's is every layer);
     done when that record exists. Call it after the LoRA stages (it looks the adapter up)."""
+    device, layer, rank, lora_span = ctx.device, ctx.layer, ctx.rank, ctx.every_layer
+    seed, force = ctx.seed, ctx.force
     args = InterpArgs(
         model_type="tiny", device=device, layer=layer, rank=rank, lora_span=lora_span, seed=seed,
         progress=False,
@@ -207,7 +222,7 @@ def demo_stage(
     def done() -> bool:
         try:
             ref = resolve_sae(args.model_name, layer=layer)
-            adapter = resolve_adapter(args.model_name, ref, None, rank, lora_span)
+            adapter = resolve_adapter(args.model_name, ref, None, AdapterFilter(rank, lora_span))
         except FileNotFoundError:
             return False
         return output_path(args.model_name, ref, adapter).exists()
@@ -232,6 +247,7 @@ def main(args: InterpArgs) -> None:
 __all__ = [
     "InterpArgs",
     "adapter_label",
+    "interp_adapter",
     "demo_stage",
     "find_records",
     "main",

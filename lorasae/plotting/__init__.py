@@ -32,6 +32,7 @@ from lorasae.results import (
     load_steering_deltas,
     load_sweep_manifest,
     resolve_root,
+    steering_label,
 )
 
 __all__ = [
@@ -83,7 +84,8 @@ def plot_all(root: str | Path | None, model: str, out_dir: str | Path | None = N
     }
     target = Path(out_dir) if out_dir is not None else resolve_root(root) / "plots"
     for path in find_steering_results(root):
-        out[f"steering:{path.stem}"] = plot_steering_histograms(
-            load_steering_deltas(path), target / f"steering_{path.stem}", title=path.stem
+        label = steering_label(path)  # one figure per result (slot and latent), never shared
+        out[f"steering:{label}"] = plot_steering_histograms(
+            load_steering_deltas(path), target / f"steering_{label}", title=label
         )
     return out

@@ -29,7 +29,12 @@ from lorasae.results.names import (
     parse_lora_filename,
     parse_sae_tag,
 )
-from lorasae.results.steering import find_steering_results, load_steering_deltas
+from lorasae.results.steering import (
+    find_steering_results,
+    load_steering_deltas,
+    pick_steering_result,
+    steering_label,
+)
 from lorasae.results.sweep import load_sweep_manifest
 from lorasae.results.table import REGISTRY_SIZES_B, load_results_csv, model_size_billions, select_model
 from lorasae.results.timing import TimingData, load_base_ce, load_timing_data, select_checkpoint_runs
@@ -48,6 +53,8 @@ __all__ = [
     "default_root",
     "expand_width",
     "find_steering_results",
+    "pick_steering_result",
+    "steering_label",
     "list_models",
     "load_base_ce",
     "load_lora_runs",

@@ -1,5 +1,6 @@
-"""Steering results: the per-example steering Δs of a results file (`load_steering_deltas`) and the files
-under `eval/steering/results/` that hold them (`find_steering_results`)."""
+"""Steering results: the per-example steering Δs of a results file (`load_steering_deltas`), the files
+under `eval/steering/results/` that hold them (`find_steering_results`), the one a report shows
+(`pick_steering_result`) and a name per file for figures (`steering_label`)."""
 
 from __future__ import annotations
 
@@ -49,3 +50,24 @@ def find_steering_results(root: str | Path | None = None) -> list[Path]:
         ):
             found.append(path)
     return found
+
+
+def steering_label(path: str | Path) -> str:
+    """A name per steering result for its figures: `latent_<N>`, prefixed by its slot folder (SAE, adapter
+    and settings) when it has one, so two results of one latent never share a figure."""
+    path = Path(path)
+    return path.stem if path.parent.name == "results" else f"{path.parent.name}__{path.stem}"
+
+
+def pick_steering_result(model: str | None = None, root: str | Path | None = None) -> Path | None:
+    """The steering result a report shows: of `model` (its `model` field; None: any), chosen among several
+    by `lorasae.eval_identity.pick_result` (the default settings first, else the newest; says which)."""
+    from lorasae.eval_identity import found, pick_result
+
+    items = []
+    for path in find_steering_results(root):
+        raw = _read_json(path, "steering results", "`python eval/steering/run_eval.py`")
+        if model is None or (isinstance(raw, Mapping) and raw.get("model") == model):
+            items.append(found(path))
+    chosen = pick_result(items, f"steering results{f' of {model}' if model else ''}")
+    return chosen.path if chosen is not None else None

@@ -9,12 +9,17 @@ Two capabilities tell the dictionaries apart for the evals:
   splice-only evals take any dictionary.
 - one layer or several (a crosscoder reads several layers at once).
 
-The suites that only splice the dictionary (``SPLICE_SUITES``) take every architecture. The others
-(``READING_SUITES``) take the dictionary of one layer: the dashboards (``ENCODING_SUITES``) encode what the
-dictionary reads (:func:`sae_input_at`: a transcoder's MLP input) and read its decoder rows as what it
-writes, so they take transcoders too; the rest (``RESIDUAL_SUITES``) reconstruct the residual after the
-layer, edit it, or read ``W_dec`` rows as residual directions, and refuse a transcoder. A refusal is
-:func:`check_suite`'s one line.
+Each eval suite of the registry (`lorasae.evals`) says which dictionaries it takes in its
+``EvalSuite.dictionaries``; ``train_lora`` (the LoRA objective and its CEs) is a consumer outside the
+registry that takes any:
+
+- ``"any"`` (train_lora, interp, benchmarks): the dictionary is used only through the splice;
+- ``"encoding"`` (dashboards): one layer; it encodes what the dictionary reads (:func:`sae_input_at`, a
+  transcoder's MLP input) and reads its decoder rows as what it writes;
+- ``"residual"`` (SAE-Bench's eight, steering, Dark Matter, grokking): one layer; it reconstructs or
+  edits the residual after the layer, or reads decoder rows as residual directions: no transcoder.
+
+A refusal is :func:`check_suite`'s one line.
 """
 
 from __future__ import annotations
@@ -26,24 +31,14 @@ from torch import Tensor, nn
 from lorasae.errors import LorasaeError
 from lorasae.hooks import MLP, RESID, mlp_io_at, residual_at
 
-SAEBENCH_SUITES = tuple(
-    f"saebench.{name}"
-    for name in ("core", "sparse_probing", "scr", "tpp", "absorption", "autointerp", "ravel", "unlearning")
-)
-SPLICE_SUITES = ("train_lora", "eval_ce", "interp", "benchmarks")
-"""Use the dictionary only through `lorasae.hooks.splice` (CE, the LoRA objective, states after it)."""
-ENCODING_SUITES = ("dashboard",)
-"""Encode what the dictionary reads (`sae_input_at`) and read its decoder rows as what it writes."""
-RESIDUAL_SUITES = (*SAEBENCH_SUITES, "steering", "dark_matter")
-"""Reconstruct or edit the residual after the layer, or read the decoder rows as residual directions."""
-READING_SUITES = (*ENCODING_SUITES, *RESIDUAL_SUITES)
-"""Take the dictionary of one layer."""
-SUITES = (*SPLICE_SUITES, *READING_SUITES)
+ANY, ENCODING, RESIDUAL = "any", "encoding", "residual"
+OUTSIDE_REGISTRY = {"train_lora": ANY}
+"""Consumers of a dictionary that are not eval suites, and what they take."""
 
 _REASONS = {
     MLP: "it reads the MLP input and writes the MLP output, but this suite reconstructs and edits the "
-    "residual after the layer; use a residual SAE here (train_lora, eval_ce, interp, benchmarks and "
-    "dashboards take it)",
+    "residual after the layer; use a residual SAE here (train_lora, interp, benchmarks and dashboards "
+    "take it)",
     "layers": "it reads several layers at once, but this suite takes the dictionary of one layer",
 }
 
@@ -79,17 +74,40 @@ def architecture_name(sae: object) -> str:
     return f"sae_lens {type(inner).__name__}" if inner is not None else type(sae).__name__
 
 
+def suite_names() -> tuple[str, ...]:
+    """Every consumer :func:`check_suite` knows: the registry's suites and ``train_lora``."""
+    from lorasae.evals.registry import suites
+
+    return (*OUTSIDE_REGISTRY, *(s.name for s in suites()))
+
+
+def takes(suite: str) -> str:
+    """What `suite` takes: ``"any"``, ``"encoding"`` or ``"residual"`` (its registry entry's)."""
+    if suite in OUTSIDE_REGISTRY:
+        return OUTSIDE_REGISTRY[suite]
+    from lorasae.evals.registry import suite as registry_suite
+
+    try:
+        kind = registry_suite(suite).dictionaries
+    except LookupError:
+        raise ValueError(
+            f"lorasae.sae.capabilities: unknown suite {suite!r}; use one of {', '.join(suite_names())}."
+        ) from None
+    if kind not in (ANY, ENCODING, RESIDUAL):
+        raise ValueError(
+            f"suite {suite!r}: dictionaries={kind!r} is not {ANY!r}, {ENCODING!r} or {RESIDUAL!r}; fix its suite.py."
+        )
+    return kind
+
+
 def unsupported_reason(suite: str, sae: object) -> str | None:
     """Why `suite` cannot take `sae` (None: it can)."""
-    if suite not in SUITES:
-        raise ValueError(
-            f"lorasae.sae.capabilities: unknown suite {suite!r}; use one of {', '.join(SUITES)}."
-        )
-    if suite in SPLICE_SUITES:
+    kind = takes(suite)
+    if kind == ANY:
         return None
     if is_multi_layer(sae):
         return _REASONS["layers"]
-    if sae_splice_site(sae) == MLP and suite in RESIDUAL_SUITES:
+    if sae_splice_site(sae) == MLP and kind == RESIDUAL:
         return _REASONS[MLP]
     return None
 
@@ -101,8 +119,17 @@ def check_suite(suite: str, sae: object, source: str | None = None) -> None:
     if reason is not None:
         where = f" ({source})" if source else ""
         raise UnsupportedArchitectureError(
-            f"{suite} does not take a {architecture_name(sae)} dictionary{where}: {reason}."
+            f"{_label(suite)} does not take a {architecture_name(sae)} dictionary{where}: {reason}."
         )
+
+
+def _label(suite: str) -> str:
+    """The suite as the refusal names it (SAE-Bench's eight: "SAE-Bench core", ...)."""
+    if suite in OUTSIDE_REGISTRY:
+        return suite
+    from lorasae.evals.registry import suite as registry_suite
+
+    return f"SAE-Bench {suite}" if registry_suite(suite).family == "saebench" else suite
 
 
 def sae_input_at(sae: object, model: nn.Module, input_ids: Tensor, layer: int, **kwargs: Any) -> Tensor:
@@ -114,16 +141,16 @@ def sae_input_at(sae: object, model: nn.Module, input_ids: Tensor, layer: int, *
 
 
 __all__ = [
-    "ENCODING_SUITES",
-    "READING_SUITES",
-    "RESIDUAL_SUITES",
-    "SPLICE_SUITES",
-    "SUITES",
+    "ANY",
+    "ENCODING",
+    "RESIDUAL",
     "UnsupportedArchitectureError",
     "architecture_name",
     "check_suite",
     "is_multi_layer",
     "sae_input_at",
     "sae_splice_site",
+    "suite_names",
+    "takes",
     "unsupported_reason",
 ]

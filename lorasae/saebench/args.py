@@ -11,11 +11,10 @@ from simple_parsing import field
 from lorasae.cli import MODEL_VARIANTS, CommonArgs, SaeChoiceArgs, split_model_type
 from lorasae.llm import API_KEY_ENV, DEFAULT_LLM_MODEL
 from lorasae.models import model_key
-from lorasae.paths import eval_dir, sanitize
+from lorasae.paths import eval_dir, sanitize, settings_variant
+from lorasae.saebench.suite import EVALS
+from lorasae.store.adapter_choice import adapter_help
 
-EVALS: tuple[str, ...] = (
-    "core", "sparse_probing", "scr", "tpp", "absorption", "autointerp", "ravel", "unlearning",
-)  # fmt: skip
 MODEL_TYPES: tuple[str, ...] = MODEL_VARIANTS  # base | peft (`--model_variant`)
 HUB_CORE_DATASET = "Skylion007/openwebtext"  # SAEBench core's default
 HUB_AUTOINTERP_DATASET = "monology/pile-uncopyrighted"  # SAEBench autointerp's default
@@ -42,17 +41,21 @@ class SaeBenchArgs(SaeChoiceArgs, CommonArgs):
     """Text for core and autointerp: 'builtin', a hub dataset or a local txt/jsonl/parquet file or folder.
     Default: builtin for the tiny model, else SAEBench's (openwebtext for core, the Pile for autointerp)."""
 
-    adapter: str | None = None
-    """LoRA adapter folder (PEFT format) for --model_variant peft. Default: the adapter saved for the SAE with the widest layer span, then the highest rank, then the newest
-    (`find_adapter`)."""
+    adapter: str | None = field(
+        default=None,
+        help=adapter_help(
+            "LoRA adapter folder (PEFT format) for --model_variant peft. Default: the default adapter."
+        ),
+    )
 
     peft_dict: str | None = None
     """Merged state dict written by get_peft_dict.py, loaded instead of merging the adapter in memory.
     Default: eval/SAE-Bench/peft_dicts/<name of the adapter>.pt when it exists and is newer than the adapter."""
 
-    evals: str = "all"
-    """Comma-separated evals: core, sparse_probing, scr, tpp, absorption, autointerp, ravel, unlearning (or all:
-    SAEBench's eight)."""
+    evals: str = field(
+        default="all",
+        help=f"Comma-separated evals: {', '.join(EVALS)} (or all: SAEBench's eight).",
+    )
 
     size: str = "auto"
     """Eval sizes: full (SAEBench's defaults), small (seconds to a minute each on a CPU), or auto (small for the
@@ -107,6 +110,25 @@ class SaeBenchArgs(SaeChoiceArgs, CommonArgs):
         return self.model or self.model_type
 
 
+# settings that never enter a result's slot name: the SAE, the adapter and the model are the slot itself
+# (`eval_identity.result_slot`); the others do not change a result's numbers
+NOT_IN_NAME = frozenset(
+    {"device", "wandb", "model_type", "model", "sae", "layer", "adapter", "peft_dict", "evals"}
+    | {"output_dir", "plot", "api_key_env"}
+)
+SHORT_NAMES = {
+    "size": "size", "labelled_data": "labels", "dataset": "data", "dtype": "dtype", "seed": "seed",
+    "llm_batch_size": "bs", "train_set_size": "train", "test_set_size": "test", "autointerp_latents": "latents",
+    "scr_ablation_pooling": "pool", "judge_model": "judge", "judge_base_url": "judgeurl", "forget_corpus": "forget",
+}  # fmt: skip
+
+
+def result_variant(args: SaeBenchArgs) -> str:
+    """The settings of `args` off `run_eval.py`'s defaults, as its results' slot carries them
+    (`lorasae.paths.settings_variant`; '' with the defaults: `<sae_tag>[__<adapter>]` as before)."""
+    return settings_variant(vars(args), vars(SaeBenchArgs()), SHORT_NAMES, NOT_IN_NAME)
+
+
 # --- paths ----------------------------------------------------------------------------------------
 
 
@@ -118,8 +140,8 @@ def results_dir(
     model_name: str, model_type: str, output_dir: str | Path | None = None, slot: str = ""
 ) -> Path:
     """`eval/SAE-Bench/results/<model>_<base|peft>/<slot>/`: one slot per SAE (base: `<sae_tag>`) and per
-    SAE and adapter (peft: `<sae_tag>__<adapter label>`, `lorasae.eval_identity.result_slot`); without a
-    slot, the model's folder (where the original, and this project before issue 25, wrote every SAE's
+    SAE and adapter (peft: `<sae_tag>__<adapter label>`, `lorasae.eval_identity.result_slot`), followed by
+    `__<variant>` for settings off the defaults (`result_variant`); without a slot, the model's folder (where the original, and this project before issue 25, wrote every SAE's
     results)."""
     folder = results_root(output_dir) / f"{sanitize(model_key(model_name))}_{model_type}"
     return folder / slot if slot else folder

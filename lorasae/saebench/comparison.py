@@ -9,52 +9,15 @@ from typing import Any
 from tabulate import tabulate
 
 from lorasae.atomic import atomic_save_file, read_json
+from lorasae.eval_identity import Found, pick_result
 from lorasae.gap import format_gap_closed
 from lorasae.gap import gap_closed as ce_gap_closed
+from lorasae.models import model_key
 from lorasae.paths import sanitize
-from lorasae.saebench.args import EVALS, MODEL_TYPES, results_dir
+from lorasae.records import RECORD_SUFFIX, read_record
+from lorasae.saebench.args import MODEL_TYPES, results_dir
+from lorasae.saebench.suite import EVALS, HEADLINE
 
-HEADLINE: dict[str, list[tuple[str, str, str]]] = {
-    "core": [
-        ("sparsity", "l0", "L0"),
-        ("reconstruction_quality", "explained_variance", "explained variance"),
-        ("reconstruction_quality", "cossim", "cosine sim"),
-        ("model_performance_preservation", "ce_loss_score", "CE loss score"),
-        ("model_performance_preservation", "ce_loss_with_sae", "CE with SAE"),
-        ("model_performance_preservation", "ce_loss_without_sae", "CE clean"),
-        ("model_behavior_preservation", "kl_div_score", "KL score"),
-        ("misc_metrics", "frac_dead", "dead fraction"),
-        ("misc_metrics", "frac_dense", "dense fraction"),
-    ],
-    "sparse_probing": [
-        ("llm", "llm_test_accuracy", "LLM probe acc"),
-        ("sae", "sae_top_1_test_accuracy", "SAE top-1 acc"),
-        ("sae", "sae_top_2_test_accuracy", "SAE top-2 acc"),
-        ("sae", "sae_top_5_test_accuracy", "SAE top-5 acc"),
-        ("sae", "sae_test_accuracy", "SAE all-latents acc"),
-    ],
-    "scr": [
-        ("scr_metrics", "scr_metric_threshold_2", "SCR top-2"),
-        ("scr_metrics", "scr_metric_threshold_10", "SCR top-10"),
-        ("scr_metrics", "scr_metric_threshold_20", "SCR top-20"),
-    ],
-    "tpp": [
-        ("tpp_metrics", "tpp_threshold_2_total_metric", "TPP top-2"),
-        ("tpp_metrics", "tpp_threshold_10_total_metric", "TPP top-10"),
-        ("tpp_metrics", "tpp_threshold_20_total_metric", "TPP top-20"),
-    ],
-    "absorption": [
-        ("mean", "mean_absorption_fraction_score", "absorption fraction"),
-        ("mean", "mean_full_absorption_score", "full absorption"),
-    ],
-    "autointerp": [("autointerp", "autointerp_score", "autointerp score")],
-    "ravel": [
-        ("ravel", "disentanglement_score", "disentanglement"),
-        ("ravel", "cause_score", "cause"),
-        ("ravel", "isolation_score", "isolation"),
-    ],
-    "unlearning": [("unlearning", "unlearning_score", "unlearning score")],
-}
 NOT_SCORED = ("probe_too_weak", "too_few_known_prompts", "too_few_known_questions")
 """`eval_result_unstructured.status` of an eval that ran but had nothing to score (its `message` says why)."""
 
@@ -83,46 +46,72 @@ def summary_line(eval_name: str, result: dict[str, Any]) -> str:
     return ", ".join(parts) or "(no metrics)"
 
 
-def _newest(folders: list[Path]) -> Path | None:
-    def stamp(folder: Path) -> float:
-        return max((p.stat().st_mtime for p in folder.glob("*.json")), default=0.0)
+def _slot(folder: Path) -> Found:
+    """A slot folder with the run record of its newest eval result (None for results made before
+    records: their SAE is then read from the slot's name, as it was written)."""
+    files = sorted(
+        (p for p in folder.glob("*.json") if not p.name.endswith(RECORD_SUFFIX) and p.stem in EVALS),
+        key=lambda p: p.stat().st_mtime,
+    )
+    for path in reversed(files):
+        record = read_record(path)
+        if record is not None:
+            return Found(folder, record)
+    return Found(folder, None)
 
-    return max(folders, key=stamp) if folders else None
+
+def _slot_sae(slot: Found) -> str:
+    tag = slot.record.get("settings", {}).get("sae_tag") if slot.record is not None else None
+    return str(tag) if tag else slot.path.name.split("__")[0]
 
 
 def result_folders(
-    model_name: str, output_dir: str | Path | None = None, sae_tag: str | None = None
+    model_name: str,
+    output_dir: str | Path | None = None,
+    sae_tag: str | None = None,
+    variant: str | None = None,
 ) -> dict[str, Path]:
-    """{model_type: folder} of one SAE's results: its base slot `<model>_base/<sae_tag>/` and the newest of
-    its peft slots `<model>_peft/<sae_tag>__<adapter>/` (`sae_tag` None: the SAE evaluated last); the
-    model's folder itself for results written before slots existed."""
-    base_root = results_dir(model_name, "base", output_dir)
-    peft_root = results_dir(model_name, "peft", output_dir)
-    base_slots = sorted(p for p in base_root.glob("*") if p.is_dir()) if base_root.is_dir() else []
-    peft_slots = sorted(p for p in peft_root.glob("*__*") if p.is_dir()) if peft_root.is_dir() else []
+    """{model_type: folder} of one SAE's results (`sae_tag` None: the SAE evaluated last), found through
+    the results' run records: the slots of the settings `variant` (None: by `eval_identity.pick_result`,
+    the default settings first, else the newest; the peft slot then of the same settings as the base one
+    where it exists), the newest adapter's among peft slots; the model's folder itself for results
+    written before slots existed."""
+    slots = {}
+    for kind in MODEL_TYPES:
+        root = results_dir(model_name, kind, output_dir)
+        slots[kind] = [_slot(p) for p in sorted(root.iterdir()) if p.is_dir()] if root.is_dir() else []
     if sae_tag is None:
-        newest = _newest(base_slots + peft_slots)
-        sae_tag = None if newest is None else newest.name.split("__")[0]
+        every = slots["base"] + slots["peft"]
+        sae_tag = _slot_sae(max(every, key=lambda s: s.stamp)) if every else None
     out: dict[str, Path] = {}
     if sae_tag is not None:
         tag = sanitize(sae_tag)
-        if (base_root / tag).is_dir():
-            out["base"] = base_root / tag
-        peft = _newest([p for p in peft_slots if p.name.split("__")[0] == tag])
-        if peft is not None:
-            out["peft"] = peft
-    for kind, root in (("base", base_root), ("peft", peft_root)):  # results from before slots
-        if kind not in out and any(root.glob("*.json")):
+        chosen = variant
+        for kind in MODEL_TYPES:
+            mine = [s for s in slots[kind] if sanitize(_slot_sae(s)) == tag]
+            what = f"SAE-Bench {kind} results of {tag} for {model_key(model_name)}"
+            pick = pick_result(mine, what, chosen) if chosen is not None else None
+            if pick is None and variant is None:
+                pick = pick_result(mine, what)
+            if pick is not None:
+                out[kind] = pick.path
+                chosen = pick.variant
+    for kind in MODEL_TYPES:  # results from before slots
+        root = results_dir(model_name, kind, output_dir)
+        if kind not in out and variant in (None, "") and any(root.glob("*.json")):
             out[kind] = root
     return out
 
 
 def load_results(
-    model_name: str, output_dir: str | Path | None = None, sae_tag: str | None = None
+    model_name: str,
+    output_dir: str | Path | None = None,
+    sae_tag: str | None = None,
+    variant: str | None = None,
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """{model_type: {eval: result}} of one SAE (`result_folders`) for whatever results exist."""
     out: dict[str, dict[str, dict[str, Any]]] = {}
-    for kind, folder in result_folders(model_name, output_dir, sae_tag).items():
+    for kind, folder in result_folders(model_name, output_dir, sae_tag, variant).items():
         for name in EVALS:
             path = folder / f"{name}.json"
             if path.exists():
@@ -263,7 +252,7 @@ def comparison_figure(results: dict[str, dict[str, dict[str, Any]]], out_stem: P
         ax.set_axis_off()
     paths = []
     for fmt in ("png", "pdf"):
-        path = out_stem.with_suffix(f".{fmt}")
+        path = out_stem.with_name(f"{out_stem.name}.{fmt}")  # the stem may hold dots (a settings variant)
         atomic_save_file(path, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=150))
         paths.append(path)
     return paths

@@ -17,13 +17,14 @@ from lorasae.atomic import atomic_save_file
 from lorasae.models import load_model, model_shape
 from lorasae.runtime import parse_device
 from lorasae.saebench.args import MODEL_TYPES, SaeBenchArgs, peft_dict_path
-from lorasae.store import SaeRef, load_bundle, resolve_adapter, resolve_sae
+from lorasae.store import SaeRef, adapter_line, load_bundle, resolve_adapter, resolve_sae
 
 # --- model, SAE, adapter --------------------------------------------------------------------------
 
 
 def default_adapter(model_name: str, ref: SaeRef, adapter: str | None = None) -> Path:
-    """The adapter `--model_type peft` merges: `adapter` when given, else the newest one saved for the SAE."""
+    """The adapter `--model_type peft` merges: `adapter` when given, else the store's default adapter of the
+    SAE (`store.DEFAULT_ADAPTER_RULE`)."""
     try:
         return resolve_adapter(model_name, ref, adapter)
     except FileNotFoundError as error:
@@ -91,6 +92,7 @@ def load_for_eval(args: SaeBenchArgs) -> Loaded:
 
         check_layer(model_shape(args.model_name), ref.layer)
     adapter = default_adapter(args.model_name, ref, args.adapter) if args.model_variant == "peft" else None
+    print(adapter_line(adapter, f"SAE-Bench {args.model_variant}"))
     bundle = load_bundle(args.model_name, [ref], device=parse_device(args.device), dtype=args.dtype)
     model, description = bundle.model, "base model"
     if adapter is not None:

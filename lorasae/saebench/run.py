@@ -13,14 +13,14 @@ from typing import Any
 from lorasae.eval_identity import eval_identity, result_slot, write_eval_record
 from lorasae.fingerprint import fingerprint, weights_digest
 from lorasae.models import model_key, num_layers
-from lorasae.paths import plots_dir, sanitize
+from lorasae.paths import plots_dir, sanitize, with_variant
 from lorasae.preflight import check_writable
 from lorasae.runtime import seed_everything, setup_environment
 from lorasae.sae.capabilities import check_suite
 from lorasae.saebench import datasets as data
 from lorasae.saebench import hub_tasks, world_tasks
 from lorasae.saebench.absorption import run_absorption
-from lorasae.saebench.args import SaeBenchArgs, ravel_cache_dir, results_dir
+from lorasae.saebench.args import SaeBenchArgs, ravel_cache_dir, result_variant, results_dir
 from lorasae.saebench.autointerp import run_autointerp
 from lorasae.saebench.comparison import (
     SAE_FINGERPRINT,
@@ -175,8 +175,9 @@ def run(args: SaeBenchArgs) -> dict[str, Path | None]:
     )
     loaded = load_for_eval(args)
     for name in evals:  # a one-line refusal for an architecture an eval cannot take
-        check_suite(f"saebench.{name}", loaded.sae, loaded.sae_source)
-    slot = result_slot(loaded.sae_tag, loaded.adapter)
+        check_suite(name, loaded.sae, loaded.sae_source)
+    variant = result_variant(args)
+    slot = with_variant(result_slot(loaded.sae_tag, loaded.adapter), variant)
     device = next(loaded.model.parameters()).device
     plan = make_plan(args, loaded.model, device)
     print(
@@ -193,14 +194,17 @@ def run(args: SaeBenchArgs) -> dict[str, Path | None]:
     for name, path in written.items():
         if path is not None:
             identity = eval_identity(
-                args.model_name, [loaded.sae_source], loaded.adapter, {**settings, "eval": name}
-            )
+                args.model_name, [loaded.sae_source], loaded.adapter,
+                {**settings, "eval": name, "sae_tag": loaded.sae_tag}, variant,
+            )  # fmt: skip
             write_eval_record(path, "saebench_result", identity)
-    results = pair_results(load_results(args.model_name, args.output_dir, sae_tag=loaded.sae_tag))[0]
+    found = load_results(args.model_name, args.output_dir, sae_tag=loaded.sae_tag, variant=variant)
+    results = pair_results(found)[0]
     print(f"\nSAE-Bench results for {args.model_name} (base vs LoRA-merged):")
     print(comparison_table(results))
     if args.plot and "base" in results and "peft" in results:
-        paths = comparison_figure(results, plots_dir() / f"saebench_{sanitize(model_key(args.model_name))}")
+        stem = with_variant(f"saebench_{sanitize(model_key(args.model_name))}", variant)  # per settings
+        paths = comparison_figure(results, plots_dir() / stem)
         if paths:
             print(f"figure: {paths[0]}")
     return written

@@ -7,8 +7,9 @@ the tuning split (`tune.py`, with `evaluator.py`); evaluate on the test split, w
 print the table and draw the histograms (`final_eval.py`).
 
 Outputs (under `eval/steering/`): `datasets/latent_<N>.json` (positives), `datasets[/builtin]/<set>.json`
-(negatives), `results/latent_<N>_alpha.json` (tuning record), `results/latent_<N>.json` (evaluation),
-`distributions/<N>/<set>.png|pdf` (histograms).
+(negatives), `results/latent_<N>_alpha.json` (tuning record), `results/<SAE and adapter>/latent_<N>.json`
+(evaluation), `distributions/<N>/<set>.png|pdf` (histograms); each name followed by `__<variant>` when
+settings differ from the scripts' defaults (`variants.py`).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from lorasae.cli import CommonArgs, SaeChoiceArgs
+from lorasae.cli import CommonArgs, SaeChoiceArgs, field
 from lorasae.data import default_dataset
-from lorasae.paths import eval_dir
+from lorasae.paths import eval_dir, with_variant
+from lorasae.store.adapter_choice import adapter_help
 
 
 @dataclass
@@ -29,8 +31,13 @@ class SteeringArgs(SaeChoiceArgs, CommonArgs):
     """SAE latent to steer. Default: the latent that best separates the built-in world's science documents
     from its other domains (the choice is printed)."""
 
-    adapter: str | None = None
-    """LoRA adapter folder (PEFT format). Default: the newest rank-1 `after` adapter saved for the SAE."""
+    adapter: str | None = field(
+        default=None,
+        help=adapter_help(
+            "LoRA adapter folder (PEFT format). Default: the default adapter among the rank-1 `after` "
+            "adapters (layers L+1…n-1) saved for the SAE."
+        ),
+    )
 
     mode: str = "multiplicative"
     """Steering edit: multiplicative (h + alpha (h.d) d, the paper's) or additive (h + alpha d)."""
@@ -76,23 +83,24 @@ class SteeringArgs(SaeChoiceArgs, CommonArgs):
 # --- paths ----------------------------------------------------------------------------------------
 
 
-def positives_path(latent: int, base: Path | None = None) -> Path:
-    return eval_dir("steering", base) / "datasets" / f"latent_{latent}.json"
+def positives_path(latent: int, base: Path | None = None, variant: str = "") -> Path:
+    return eval_dir("steering", base) / "datasets" / f"{with_variant(f'latent_{latent}', variant)}.json"
 
 
-def alpha_record_path(latent: int, base: Path | None = None) -> Path:
-    return eval_dir("steering", base) / "results" / f"latent_{latent}_alpha.json"
+def alpha_record_path(latent: int, base: Path | None = None, variant: str = "") -> Path:
+    return eval_dir("steering", base) / "results" / f"{with_variant(f'latent_{latent}_alpha', variant)}.json"
 
 
 def results_path(latent: int, base: Path | None = None, slot: str = "") -> Path:
     """`eval/steering/results/[<slot>/]latent_<N>.json`; `slot` names the SAE and adapter
-    (`lorasae.eval_identity.source_slot`), so one latent of two SAEs (or adapters) never shares a file."""
+    (`lorasae.eval_identity.source_slot`) and the settings variant, so one latent of two SAEs (or adapters,
+    or settings) never shares a file."""
     folder = eval_dir("steering", base) / "results"
     return (folder / slot if slot else folder) / f"latent_{latent}.json"
 
 
-def distributions_dir(latent: int, base: Path | None = None) -> Path:
-    return eval_dir("steering", base) / "distributions" / str(latent)
+def distributions_dir(latent: int, base: Path | None = None, variant: str = "") -> Path:
+    return eval_dir("steering", base) / "distributions" / with_variant(str(latent), variant)
 
 
 __all__ = [

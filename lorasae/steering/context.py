@@ -1,6 +1,6 @@
 """What the steering evaluation steers: the model, its SAE and the rank-1 `after` LoRA adapter
-(`SteeringContext`, `load_context`), and the defaults that find them (the newest SAE and adapter saved
-for the model; the built-in world's seed)."""
+(`SteeringContext`, `load_context`), and the defaults that find them (the store's default SAE, its
+default adapter among the rank-1 `after` ones: `steering_filter`; the built-in world's seed)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,15 @@ from lorasae.sae.sources import check_sae_fits
 from lorasae.steering.args import SteeringArgs
 from lorasae.steering.concept import ConceptChoice
 from lorasae.steering.intervention import check_mode, unit_direction
-from lorasae.store import SaeRef, load_bundle, preflight_saes, resolve_adapter, resolve_sae
+from lorasae.store import (
+    AdapterFilter,
+    SaeRef,
+    adapter_line,
+    load_bundle,
+    preflight_saes,
+    resolve_adapter,
+    resolve_sae,
+)
 from lorasae.world import world_seed
 
 KINDS: tuple[str, ...] = ("base", "lora")
@@ -29,12 +37,18 @@ MODEL_LABEL = {"base": "base", "lora": "LoRA"}
 # --- model, SAE, adapter --------------------------------------------------------------------------
 
 
-def default_adapter(model_name: str, ref: SaeRef, n_layers: int, adapter: str | None = None) -> Path:
-    """`adapter` when given, else the newest rank-1 adapter on layers L+1 … n−1 (`--LoRA_layers after`)
-    trained for this SAE (the paper's steering comparison)."""
+def steering_filter(ref: SaeRef, n_layers: int) -> AdapterFilter:
+    """What steering asks of the default adapter (SPEC §steering: the base model vs the model with a
+    rank-1 `after` adapter): rank 1 on layers L+1 … n−1; the store's one rule picks among the matches."""
     assert ref.layer is not None
+    return AdapterFilter(rank=1, lora_span=f"{ref.layer + 1}-{n_layers - 1}")
+
+
+def default_adapter(model_name: str, ref: SaeRef, n_layers: int, adapter: str | None = None) -> Path:
+    """`adapter` when given, else the store's default adapter (`store.DEFAULT_ADAPTER_RULE`) filtered by
+    `steering_filter` (the paper's steering comparison)."""
     try:
-        return resolve_adapter(model_name, ref, adapter, rank=1, lora_span=f"{ref.layer + 1}-{n_layers - 1}")
+        return resolve_adapter(model_name, ref, adapter, steering_filter(ref, n_layers))
     except FileNotFoundError as error:
         raise FileNotFoundError(
             f"{error}\nThe steering eval compares the base model with a rank-1 adapter on the layers after "
@@ -112,6 +126,7 @@ def load_context(args: SteeringArgs, with_adapter: bool = True) -> SteeringConte
         check_layer(shape, ref.layer)
     preflight_saes([ref.source], shape.d_model)  # width and finite weights before the adapter is sought
     adapter = default_adapter(args.model_name, ref, shape.n_layers, args.adapter) if with_adapter else None
+    print(adapter_line(adapter, "steering"))
     bundle = load_bundle(
         args.model_name, [ref], adapter, device=parse_device(args.device), dtype=args.dtype, suite="steering"
     )
@@ -128,5 +143,6 @@ def load_context(args: SteeringArgs, with_adapter: bool = True) -> SteeringConte
 __all__ = [
     "SteeringContext",
     "default_adapter",
+    "steering_filter",
     "load_context",
 ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -101,16 +102,21 @@ class Evaluator:
 
 
 def build_splits(
-    ctx: SteeringContext, args: SteeringArgs, llm: LLMClient | None = None
+    ctx: SteeringContext, args: SteeringArgs, llm: LLMClient | None = None, positives: Path | None = None
 ) -> tuple[EvalSets, EvalSets]:
-    """(tuning, test) splits of the latent's positives and the negative sets."""
+    """(tuning, test) splits of the latent's positives (`positives`: their file; default: those of the
+    default settings) and the negative sets."""
     if ctx.latent is None:
         raise ValueError("choose the latent first")
     kind = args.negatives_kind
     seed = ctx.world_seed if kind == "builtin" and ctx.world_seed is not None else args.seed
     negatives = load_negative_sets(kind, args.num_negatives, seed, llm)
     return split_sets(
-        load_positives(ctx.latent), negatives, tuning_set_name(kind), args.tuning_fraction, args.seed
+        load_positives(ctx.latent, positives),
+        negatives,
+        tuning_set_name(kind),
+        args.tuning_fraction,
+        args.seed,
     )
 
 

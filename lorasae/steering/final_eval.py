@@ -9,14 +9,22 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
-from lorasae.atomic import atomic_write_json
-from lorasae.eval_identity import eval_identity, source_slot, write_eval_record
+from lorasae.atomic import atomic_write_json, read_json
+from lorasae.eval_identity import eval_identity, source_slot, variant_files, write_eval_record
 from lorasae.llm import LLMClient
-from lorasae.steering.args import SteeringArgs, alpha_record_path, distributions_dir, results_path
+from lorasae.paths import from_portable, with_variant
+from lorasae.steering.args import (
+    SteeringArgs,
+    alpha_record_path,
+    distributions_dir,
+    positives_path,
+    results_path,
+)
 from lorasae.steering.context import MODEL_LABEL, SteeringContext
 from lorasae.steering.evaluator import Evaluator, Outcome, build_splits
 from lorasae.steering.stats import Interval, lora_minus_base
-from lorasae.steering.tune import recorded_alpha
+from lorasae.steering.tune import find_alpha_record, recorded_alpha
+from lorasae.steering.variants import find_upstream, recorded_off_default, step_variant
 
 
 def _summary(outcome: Outcome, kinds: Sequence[str], confidence: float) -> dict[str, Any]:
@@ -80,17 +88,29 @@ def run_steering_eval(
     from lorasae.plotting.steering import plot_steering_histograms
 
     assert ctx.latent is not None
-    source = "--alpha"
+    source, upstream, positives = "--alpha", None, None
     if alpha is None:
-        alpha, source = recorded_alpha(ctx.latent, ctx, args.mode), str(alpha_record_path(ctx.latent))
-    _, test_sets = build_splits(ctx, args, llm)
+        upstream = find_alpha_record(ctx, args)
+        path = upstream.path if upstream is not None else alpha_record_path(ctx.latent)
+        alpha, source = recorded_alpha(ctx.latent, ctx, args.mode, path), str(path)
+        tuned_on = read_json(path).get("positives")
+        positives = from_portable(tuned_on) if tuned_on and from_portable(tuned_on).is_file() else None
+    if positives is None:
+        found_positives = find_upstream(
+            variant_files(positives_path(ctx.latent).parent, f"latent_{ctx.latent}"), ctx.sae_source, args,
+            f"positives of latent {ctx.latent}",
+        )  # fmt: skip
+        positives = found_positives.path if found_positives is not None else None
+        upstream = upstream or found_positives
+    off, variant = step_variant(args, recorded_off_default(upstream) if upstream is not None else None)
+    _, test_sets = build_splits(ctx, args, llm, positives)
     outcome = Evaluator(ctx, test_sets, args.batch_size, args.max_length).evaluate(
         alpha, args.mode, progress=True
     )
     kinds = ctx.kinds
     summary = _summary(outcome, kinds, confidence)
 
-    out_dir = distributions_dir(ctx.latent)
+    out_dir = distributions_dir(ctx.latent, variant=variant)
     figures: list[str] = []
     negatives = [s for s in test_sets.negatives]
     panels = [(name, [name]) for name in negatives] if per_set_histograms else []
@@ -125,10 +145,12 @@ def run_steering_eval(
         },
         "histograms": figures,
     }
-    path = atomic_write_json(results_path(ctx.latent, slot=source_slot(ctx.sae_source, ctx.adapter)), results)
+    slot = with_variant(source_slot(ctx.sae_source, ctx.adapter), variant)
+    path = atomic_write_json(results_path(ctx.latent, slot=slot), results)
     settings = {k: v for k, v in vars(args).items() if k not in ("model", "sae", "adapter")}
     settings |= {"latent": ctx.latent, "alpha": float(alpha), "mode": args.mode, "confidence": confidence}
-    identity = eval_identity(ctx.model_name, [ctx.sae_source], ctx.adapter, settings)
+    settings |= {"off_default": off, "positives": str(positives) if positives else None}
+    identity = eval_identity(ctx.model_name, [ctx.sae_source], ctx.adapter, settings, variant)
     write_eval_record(path, "steering_result", identity)
 
     print(

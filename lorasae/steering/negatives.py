@@ -25,7 +25,7 @@ from pathlib import Path
 
 from lorasae.atomic import atomic_write_json, read_json
 from lorasae.llm import LLMClient, LLMError
-from lorasae.paths import eval_dir
+from lorasae.paths import eval_dir, name_variant, with_variant
 from lorasae.steering.examples import dedup, generate_llm_examples, split_snippets
 
 CATEGORIES: tuple[str, ...] = ("medical", "arabic", "recipes", "shakespeare", "law")
@@ -162,6 +162,18 @@ def negatives_dir(kind: str, base: Path | None = None) -> Path:
     return folder / "builtin" if kind == "builtin" else folder
 
 
+DEFAULT_COUNT = 100  # the scripts' --num_negatives
+DEFAULT_SEED = {"builtin": 0, "hub": 42}  # the built-in world's default seed; the scripts' --seed
+
+
+def negatives_file(kind: str, name: str, count: int, seed: int, base: Path | None = None) -> Path:
+    """`datasets[/builtin]/<set>[__<variant>].json`: one cached set per size and seed (`variant`: `n-<count>`
+    and `seed-<seed>` where they differ from the defaults), so a demo-size set never replaces another."""
+    off = {"n": count} if count != DEFAULT_COUNT else {}
+    off |= {"seed": seed} if seed != DEFAULT_SEED[kind] else {}
+    return negatives_dir(kind, base) / f"{with_variant(name, name_variant(off))}.json"
+
+
 def load_negative_sets(
     kind: str,
     count: int = 100,
@@ -169,17 +181,16 @@ def load_negative_sets(
     llm: LLMClient | None = None,
     refresh: bool = False,
 ) -> dict[str, list[str]]:
-    """Negative sets by name (the tuning set first), built on first use and cached as JSON (rebuilt when
-    the cache holds fewer examples or another seed). `kind`: `builtin` (offline stand-ins; `seed` is the
+    """Negative sets by name (the tuning set first), built on first use and cached as JSON, one file per
+    count and seed (`negatives_file`). `kind`: `builtin` (offline stand-ins; `seed` is the
     world's) or `hub` (the original's datasets; `seed` shuffles them)."""
     if kind not in ("builtin", "hub"):
         raise ValueError(f"negative sets must be 'builtin' or 'hub', got {kind!r}")
-    folder = negatives_dir(kind)
     names = [BUILTIN_STANDINS[c] if kind == "builtin" else c for c in CATEGORIES]
     cached: dict[str, list[str]] = {}
     if not refresh:
         for name in names:
-            path = folder / f"{name}.json"
+            path = negatives_file(kind, name, count, seed)
             if path.exists():
                 data = read_json(path)
                 enough = len(data.get("examples", [])) >= count or data.get("requested", 0) >= count
@@ -191,7 +202,7 @@ def load_negative_sets(
         for name, examples in built.items():
             source = f"built-in domain '{name}'" if kind == "builtin" else _describe_hub(name)
             atomic_write_json(
-                folder / f"{name}.json",
+                negatives_file(kind, name, count, seed),
                 {"examples": examples, "source": source, "requested": count, "seed": seed},
             )
             cached[name] = examples

@@ -45,14 +45,16 @@ def make_positive_examples(
     overwrite: bool = False,
     seed: int = 42,
     batch_size: int = 32,
+    variant: str = "",
 ) -> Path:
-    """Write `datasets/latent_<N>.json`. With an LLM (and not `from_corpus`): ask it for examples of the
+    """Write `datasets/latent_<N>[__<variant>].json` (`variant`: the settings off their defaults,
+    `lorasae.steering.variants`). With an LLM (and not `from_corpus`): ask it for examples of the
     described feature (few-shot with the corpus snippets that activate the latent most when no
     description is given); otherwise the top-activating corpus snippets. Existing examples are kept and
     new ones appended (deduplicated) unless `overwrite`."""
     if ctx.latent is None:
         raise ValueError("choose the latent first")
-    path = positives_path(ctx.latent)
+    path = positives_path(ctx.latent, variant=variant)
     existing: list[str] = []
     if path.exists() and not overwrite:
         existing = list(read_json(path).get("examples", []))
@@ -122,8 +124,9 @@ def make_positive_examples(
     return path
 
 
-def load_positives(latent: int) -> list[str]:
-    path = positives_path(latent)
+def load_positives(latent: int, path: Path | None = None) -> list[str]:
+    """The examples of `path` (default: the latent's positives of the default settings)."""
+    path = path if path is not None else positives_path(latent)
     if not path.exists():
         raise FileNotFoundError(
             f"{path} does not exist: run `python eval/steering/make_positive_examples.py --neuron {latent}` first."

@@ -60,15 +60,19 @@ class PositivesConfig(SteeringArgs):
 
 
 def make_positives(config: PositivesConfig) -> None:
+    from lorasae.eval_identity import eval_identity, write_eval_record
+    from lorasae.steering.variants import step_variant
+
     ctx = load_context(config, with_adapter=False)
     resolve_latent(ctx, config.neuron)
+    off, variant = step_variant(config)
     settings = LLMSettings.from_env(
         model=config.llm_model, base_url=config.llm_base_url, max_retries=config.max_retries
     )
     use_llm = settings.available and not config.from_corpus
     if config.from_corpus is False and not settings.available:
         raise SystemExit("--from_corpus false needs an LLM key: set OPENAI_API_KEY (environment or .env).")
-    make_positive_examples(
+    path = make_positive_examples(
         ctx,
         config.corpus,
         description=config.description,
@@ -83,7 +87,12 @@ def make_positives(config: PositivesConfig) -> None:
         overwrite=config.overwrite,
         seed=config.seed,
         batch_size=config.batch_size,
+        variant=variant,
     )
+    settings = {k: v for k, v in vars(config).items() if k not in ("model", "sae", "adapter")}
+    settings |= {"latent": ctx.latent, "off_default": off}
+    identity = eval_identity(ctx.model_name, [ctx.sae_source], None, settings, variant)
+    write_eval_record(path, "steering_positives", identity)
 
 
 @dataclass

@@ -12,9 +12,10 @@ from tabulate import tabulate
 from tqdm.auto import tqdm
 
 from lorasae.atomic import atomic_write_json, read_json
-from lorasae.eval_identity import eval_identity, write_eval_record
+from lorasae.eval_identity import eval_identity, variant_files, write_eval_record
 from lorasae.llm import LLMClient
-from lorasae.steering.args import SteeringArgs, alpha_record_path
+from lorasae.paths import portable
+from lorasae.steering.args import SteeringArgs, alpha_record_path, positives_path
 from lorasae.steering.context import MODEL_LABEL, SteeringContext
 from lorasae.steering.evaluator import Evaluator, build_splits
 from lorasae.steering.tuning import (
@@ -24,6 +25,12 @@ from lorasae.steering.tuning import (
     default_grid,
     rule_text,
     score_alpha,
+)
+from lorasae.steering.variants import (
+    TUNE_ACCUMULATED,
+    find_upstream,
+    recorded_off_default,
+    step_variant,
 )
 
 
@@ -45,7 +52,14 @@ def tune_alpha(
     a record of another model, SAE, layer or adapter is replaced, and a split whose sets changed starts
     afresh), and choose alpha by the rule of `lorasae.steering.tuning` (budget `max_negative_drop`) over
     every alpha recorded for the split. Returns the record."""
-    tune_sets, test_sets = build_splits(ctx, args, llm)
+    assert ctx.latent is not None
+    positives = find_upstream(
+        variant_files(positives_path(ctx.latent).parent, f"latent_{ctx.latent}"), ctx.sae_source, args,
+        f"positives of latent {ctx.latent}",
+    )  # fmt: skip
+    upstream = recorded_off_default(positives) if positives else None
+    off, variant = step_variant(args, upstream, ignore=TUNE_ACCUMULATED)
+    tune_sets, test_sets = build_splits(ctx, args, llm, positives.path if positives else None)
     split_name = "tuning" if tuning else "test"
     if not tuning:
         warnings.warn(
@@ -63,8 +77,7 @@ def tune_alpha(
     for value in tqdm(alphas, desc="alpha sweep", disable=len(alphas) == 1):
         scores.append(score_alpha(value, evaluator.evaluate(value, args.mode).delta))
 
-    assert ctx.latent is not None
-    path = alpha_record_path(ctx.latent)
+    path = alpha_record_path(ctx.latent, variant=variant)
     key = ctx.describe()
     record: dict[str, Any] = read_json(path) if path.exists() else {}
     if {k: record.get(k) for k in key} != key:
@@ -86,12 +99,13 @@ def tune_alpha(
     entry["chosen_alpha"] = choice.alpha
     entry["warning"] = choice.warning
     entry["last_run"] = "sweep" if alpha is None else "single"
+    record["positives"] = portable(positives.path) if positives else None
     atomic_write_json(path, record)
     settings = {k: v for k, v in vars(args).items() if k not in ("model", "sae", "adapter")}
     settings |= {"latent": ctx.latent, "split": split_name, "max_negative_drop": max_negative_drop}
-    write_eval_record(
-        path, "steering_alpha", eval_identity(ctx.model_name, [ctx.sae_source], ctx.adapter, settings)
-    )
+    settings |= {"off_default": off}
+    identity = eval_identity(ctx.model_name, [ctx.sae_source], ctx.adapter, settings, variant)
+    write_eval_record(path, "steering_alpha", identity)
 
     rows = []
     for e in entry["evaluations"]:
@@ -117,8 +131,17 @@ def tune_alpha(
     return record
 
 
-def recorded_alpha(latent: int, ctx: SteeringContext, mode: str) -> float:
-    path = alpha_record_path(latent)
+def find_alpha_record(ctx: SteeringContext, args: SteeringArgs):
+    """The tuning record the evaluation uses (`variants.find_upstream`), or None when there is none."""
+    assert ctx.latent is not None
+    folder = alpha_record_path(ctx.latent).parent
+    items = variant_files(folder, f"latent_{ctx.latent}_alpha")
+    return find_upstream(items, ctx.sae_source, args, f"tuning records of latent {ctx.latent}")
+
+
+def recorded_alpha(latent: int, ctx: SteeringContext, mode: str, path=None) -> float:
+    """The alpha chosen on the tuning split in the tuning record `path` (default: the default settings')."""
+    path = path if path is not None else alpha_record_path(latent)
     if not path.exists():
         raise FileNotFoundError(
             f"No --alpha given and no tuning record {path}: run "

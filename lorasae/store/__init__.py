@@ -5,16 +5,19 @@ analyses) calls it; none has its own finder, default rule or loader.
 - `tags`: what output names say (`parse_sae_tag`, `run_tag`, `source_tag`);
 - `saes`: `find_sae` (an eval's SAE: train_sae.py's defaults when not told), `our_sae_runs`
   (train_lora.py's runs over our checkpoints), `external_run` (`--sae` sources), all without loading;
-- `adapters`: `find_adapter`, `adapter_for_sae`, `sae_sources_for_adapter`;
+- `adapters`: `default_adapter` (the one rule, `adapter_choice.DEFAULT_ADAPTER_RULE`, every eval uses),
+  `find_adapter`, `resolve_adapter`, `sae_sources_for_adapter`; `adapter_choice`: the rule's parts and
+  `adapter_line` (the line every eval prints about its adapter);
 - `load`: `load_saes` (checked `{layer: SAE}`), `load_bundle` (model + tokenizer + SAEs + adapter);
 - `sae_records`: an SAE folder's run record (`sae_record`; inferred once for legacy folders), and
   `check_sae_model` (an SAE whose record names another model is refused).
 """
 
+from lorasae.store.adapter_choice import DEFAULT_ADAPTER_RULE, AdapterFilter, adapter_line
 from lorasae.store.adapters import (
     AdapterNotFoundError,
-    adapter_for_sae,
     check_adapter_dir,
+    default_adapter,
     find_adapter,
     list_adapters,
     resolve_adapter,
@@ -47,18 +50,21 @@ from lorasae.store.saes import (
 from lorasae.store.tags import parse_our_tag, parse_sae_tag, run_tag, single_sae_tag, source_tag
 
 __all__ = [
+    "DEFAULT_ADAPTER_RULE",
     "GEMMA_SCOPE_2B",
     "GEMMA_SCOPE_9B",
+    "AdapterFilter",
     "AdapterNotFoundError",
     "Bundle",
     "SaeMismatchError",
     "SaeModelMismatchError",
     "SaeRef",
     "SaeRun",
-    "adapter_for_sae",
+    "adapter_line",
     "check_adapter_dir",
     "check_run_layers",
     "check_sae_model",
+    "default_adapter",
     "external_ref",
     "external_run",
     "final_saes",

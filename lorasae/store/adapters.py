@@ -16,6 +16,7 @@ from lorasae.errors import LorasaeError
 from lorasae.model_defaults import default_sae_layer
 from lorasae.models import model_key, model_shape
 from lorasae.paths import root, sanitize
+from lorasae.store.adapter_choice import AdapterFilter, own_record, preference, run_completed
 from lorasae.store.saes import SaeRef, model_keys
 from lorasae.store.tags import parse_our_tag, single_sae_tag
 
@@ -59,21 +60,6 @@ def _matches(path: Path, tags: Sequence[str] | None, rank: int | None, span: str
     )
 
 
-def _span_width(path: Path) -> int:
-    layers = _identity(path).get("lora_layers") or []
-    return max(layers) - min(layers) + 1 if layers else 0
-
-
-def _rank(path: Path) -> int:
-    return int(_identity(path).get("rank") or 0)
-
-
-def _preference(path: Path) -> tuple[int, int, float]:
-    """Among matching adapters: the widest layer span (the paper adapts every layer; a one-layer or
-    `after` adapter is an experiment's), then the highest rank, then the newest."""
-    return _span_width(path), _rank(path), (path / "adapter_config.json").stat().st_mtime
-
-
 def _trained_on(path: Path, sae_digest: str | None) -> bool:
     """The adapter's record names these SAE weights (or names none: a record inferred without them)."""
     digests = [d for d in _identity(path).get("sae_weights_digests") or [] if d]
@@ -91,8 +77,10 @@ def find_adapter(
 ) -> Path:
     """The saved adapter of `model` (under any of its names) for any of the SAE tags, of the rank, layer
     span (`<a>-<b>`) and example count when given, trained on the SAE weights with digest `sae_digest`
-    when given (all read from the adapters' run records); among several, the widest span, then the
-    highest rank, then the newest. `AdapterNotFoundError` listing what exists otherwise."""
+    when given (all read from the adapters' run records), by `adapter_choice.DEFAULT_ADAPTER_RULE`:
+    completed runs first (record-less adapters only when none matches), then `adapter_choice.preference`.
+    `AdapterNotFoundError` listing what exists otherwise; adapters of the tags trained only on other
+    weights are returned for the pairing check to refuse (`adapter_records.check_pairing`)."""
     tags = [sae_tag] if isinstance(sae_tag, str) else (list(sae_tag) if sae_tag is not None else None)
     found = [p for key in model_keys(model) for p in list_adapters(key, base)]
     matches = [
@@ -102,10 +90,12 @@ def find_adapter(
         and (num_examples is None or _identity(p).get("num_train_examples") == num_examples)
     ]
     paired = [p for p in matches if _trained_on(p, sae_digest)]
-    if paired:
-        return max(paired, key=_preference)
-    if matches:  # adapters for this SAE's name, all trained on other weights: the pairing check says so
-        return max(matches, key=_preference)
+    completed = [p for p in paired if run_completed(p)]
+    recordless = [p for p in paired if own_record(p) is None]
+    other_weights = [p for p in matches if p not in paired]  # returned for the pairing check to refuse
+    for tier in (completed, recordless, other_weights):
+        if tier:
+            return max(tier, key=lambda p: preference(p, _identity(p)))
     wanted = ", ".join(
         f"{name}={value}"
         for name, value in (
@@ -118,9 +108,16 @@ def find_adapter(
     )
     where = adapters_folder(model, base)
     listing = "\n".join(f"  {p.relative_to(p.parents[3])}" for p in found) or "  (none)"
+    unfinished = [p for p in paired if p not in completed and p not in recordless]
+    why = (
+        f"\n{len(unfinished)} match but their LoRA run did not complete (no CE_increase run record with the "
+        "adapter's identity): rerun it."
+        if unfinished
+        else ""
+    )
     raise AdapterNotFoundError(
         f"No saved LoRA adapter for model {model_key(model)!r}{' with ' + wanted if wanted else ''} under "
-        f"{where}.\nAdapters found:\n{listing}\n"
+        f"{where}.\nAdapters found:\n{listing}{why}\n"
         "Train one with `python train_lora.py --model_type <model> --sae_layer <L> --rank <r> --save_model`."
     )
 
@@ -141,33 +138,33 @@ def adapter_tags(ref: SaeRef, default_layer: int | None) -> list[str]:
     return [single_sae_tag(t, ref.layer, default_layer) for t in tags]
 
 
-def adapter_for_sae(
+def default_adapter(
     model: str,
     ref: SaeRef,
-    rank: int | None = None,
-    lora_span: str | None = None,
+    want: AdapterFilter = AdapterFilter(),
     n_layers: int | None = None,
     base: Path | None = None,
 ) -> Path:
-    """The adapter train_lora.py saved for this SAE (of a rank and layer span when given; else
-    `find_adapter`'s preference: widest span, highest rank, newest), preferring those whose run record
-    names the SAE's current weights."""
+    """The default adapter of the SAE `ref` (`adapter_choice.DEFAULT_ADAPTER_RULE`, the one rule every eval
+    uses): of the tags train_lora.py saves its adapters under, matching `want`, trained on the SAE's
+    weights as they are now (its weights digest, when it is a local folder)."""
     from lorasae.fingerprint import weights_digest
 
     n_layers = n_layers if n_layers is not None else model_shape(model).n_layers
     tags = adapter_tags(ref, default_sae_layer(n_layers))
     digest = weights_digest(ref.source) if Path(ref.source).exists() else None
-    return find_adapter(model, tags, rank, lora_span, base, sae_digest=digest)
+    return find_adapter(model, tags, want.rank, want.lora_span, base, want.num_examples, sae_digest=digest)
 
 
 def resolve_adapter(
-    model: str, ref: SaeRef, adapter: str | None = None, rank: int | None = None, lora_span: str | None = None
+    model: str, ref: SaeRef, adapter: str | None = None, want: AdapterFilter = AdapterFilter()
 ) -> Path:
-    """`adapter` when given (checked to hold a PEFT adapter), else `adapter_for_sae`; either way checked
-    to have been trained on the SAE's weights as they are now (`adapter_records.check_pairing`)."""
+    """`adapter` when given (checked to hold a PEFT adapter), else `default_adapter`; either way checked
+    to have been trained on the SAE's weights as they are now (`adapter_records.check_pairing`: refused
+    otherwise)."""
     from lorasae.store.adapter_records import check_pairing
 
-    path = check_adapter_dir(adapter) if adapter else adapter_for_sae(model, ref, rank, lora_span)
+    path = check_adapter_dir(adapter) if adapter else default_adapter(model, ref, want)
     note = check_pairing(path, [ref.source])
     if note:
         print(note)

@@ -72,8 +72,18 @@ def plan_table(runs: Sequence[PlannedRun], cfg: SweepConfig) -> str:
     return tabulate(rows, headers=headers)
 
 
+# sweep settings that change no run and no tag: left out of the manifest's run record
+MANIFEST_NOT_IDENTITY = frozenset(
+    {"device", "wandb", "progress", "overwrite", "shard", "dry_run", "figures", "save_model"}
+)
+
+
 def write_manifest(plan: Plan, cfg: SweepConfig, catalogs: dict[str, Catalog]) -> None:
-    """`data/sweeps/<model>.json`: the SAE tags of each sweep, which the figures select by."""
+    """`data/sweeps/<model>.json`: the SAE tags of each sweep, which the figures select by; then its run
+    record (the model and its weights digest, the sweep's settings and the manifest itself)."""
+    from lorasae.lora.identity import local_model
+    from lorasae.records import model_weights_digest, write_record
+
     main = model_key(cfg.model_name)
 
     def tag(e: SaeEntry) -> str:
@@ -92,7 +102,16 @@ def write_manifest(plan: Plan, cfg: SweepConfig, catalogs: dict[str, Catalog]) -
         "models": [model_key(e.model) for e in plan.axis_saes.get("model_size", [])] or None,
         "model_size": {model_key(e.model): tag(e) for e in plan.axis_saes.get("model_size", [])} or None,
     }
-    atomic_write_json(paths.sweep_manifest(main), manifest)
+    path = atomic_write_json(paths.sweep_manifest(main), manifest)
+    settings = {k: v for k, v in sorted(vars(cfg).items()) if k not in MANIFEST_NOT_IDENTITY}
+    model_path = local_model(cfg.model_name)
+    identity = {
+        "model": main,
+        "model_weights_digest": model_weights_digest(model_path),
+        "settings": settings,
+        "manifest": manifest,
+    }
+    write_record(path, "sweep_manifest", identity)
 
 
 def lora_config(cfg: SweepConfig, run: PlannedRun):

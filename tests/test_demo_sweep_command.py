@@ -1,0 +1,37 @@
+"""README's post-demo sweep command finds every run the demo's sweep stage trained (issue 25): after
+`make demo`, `sweep.py ... --ranks 16 --num_train_examples 160 --eval_every 160` found 9 of the demo's 11
+runs done and retrained 2. The 2 were the one-layer runs (`single_layer` axis): the sweep trains them at
+`--rank` (default 64, the paper's), the demo at its `rank` (16), so without `--rank 16` they are other runs
+(`peft_2-2_rank_64...` beside the demo's `peft_2-2_rank_16..._every-160`), correctly not done. The command
+needs `--rank 16`; this test holds the corrected command to the demo's sweep settings."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+from conftest import make_char_tokenizer, make_tiny_model
+
+from lorasae.cli import parse
+from lorasae.demo import DemoConfig, _sweep_config
+from lorasae.lora.config import LoraHyperparams
+from lorasae.lora.identity import NOT_IDENTITY
+from lorasae.sweep.config import SweepConfig
+
+README_SWEEP = "--device cpu --catalog ours --model_type tiny --ranks 16 --rank 16 --num_train_examples 160 --eval_every 160"
+# what, beside the SAE, decides a sweep run's identity (`lorasae.sweep.run.lora_config`)
+RUN_SETTINGS = [f.name for f in fields(LoraHyperparams) if f.name not in NOT_IDENTITY] + [
+    "seed", "dataset", "dtype", "LoRA_layers", "single_layers", "catalog",
+]  # fmt: skip
+
+
+def test_the_readme_sweep_command_plans_the_runs_the_demo_trained(tmp_path, out_root):
+    folder = tmp_path / "tiny"
+    make_tiny_model("llama", n_layers=4).save_pretrained(folder)
+    make_char_tokenizer().save_pretrained(folder)
+    demo = _sweep_config(DemoConfig(), str(folder), 4, [2, 4, 16], [0, 2, 3])
+    readme = parse(SweepConfig, README_SWEEP.split())
+    assert {k: getattr(readme, k) for k in RUN_SETTINGS} == {k: getattr(demo, k) for k in RUN_SETTINGS}
+    assert set(readme.ranks) <= set(demo.ranks)  # the L0, width and layer runs at rank 16
+    assert readme.rank == demo.rank == 16  # the one-layer runs at the demo's rank
+    without = parse(SweepConfig, README_SWEEP.replace(" --rank 16", "").split())
+    assert without.rank == 64 != demo.rank  # the command before: its 2 one-layer runs were other runs
