@@ -34,7 +34,13 @@ def _load_model_and_sae(
 
     adapter_dir = Path(adapter) if adapter is not None else None
     bundle = load_bundle(
-        model_name, [external_ref(sae_source, layer)], adapter_dir, merge=True, device=device, dtype=dtype
+        model_name,
+        [external_ref(sae_source, layer)],
+        adapter_dir,
+        merge=True,
+        device=device,
+        dtype=dtype,
+        suite="dark_matter",
     )
     return bundle.model, bundle.tokenizer, bundle.sae, bundle.layer
 

@@ -1,6 +1,7 @@
 """What a dashboard shows about latents, collected in one streaming pass over token chunks per model.
 
-`collect_stats` runs the model to the SAE's layer (`lorasae.model.hooks.residual_at`), encodes with the SAE and
+`collect_stats` runs the model to the SAE's layer (the residual after it; a transcoder's MLP input:
+`lorasae.sae.capabilities.sae_input_at`), encodes with the SAE and
 keeps, for every latent: how many tokens it fires on (activation > 0), the sum of its activations, a
 histogram of log10(activation) over the tokens it fires on, and its `n_top` top sequences (by the
 sequence's maximum activation, with the position of that maximum). Special tokens (BOS, EOS, PAD) count
@@ -21,7 +22,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from lorasae.model.hooks import residual_at
+from lorasae.sae.capabilities import sae_input_at
 
 HIST_EDGES = np.linspace(-3.0, 3.0, 61)
 """Bin edges of the activation histogram in log10(activation): 1e-3 … 1e3, ten bins per decade (values
@@ -73,7 +74,7 @@ def encode_batch(
     """[B, T, n_latents] SAE activations (float32, on the CPU) of a batch of chunks; 0 on special tokens."""
     device = next(model.parameters()).device
     with torch.no_grad():
-        hidden = residual_at(model, ids.to(device), layer)
+        hidden = sae_input_at(sae, model, ids.to(device), layer)  # a transcoder's: the MLP input
         sae_param = next(iter(sae.parameters()), None) if hasattr(sae, "parameters") else None
         if sae_param is not None:
             hidden = hidden.to(sae_param.device, sae_param.dtype)

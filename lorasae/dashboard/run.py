@@ -31,8 +31,9 @@ from lorasae.model.defaults import (
     default_sae_layer,
     default_val_batch_size,
 )
-from lorasae.model.load import model_key, model_shape, resolve_model_name, special_token_ids
-from lorasae.sae.crosscoder import Crosscoder
+from lorasae.models import model_key, model_shape, resolve_model_name, special_token_ids
+from lorasae.records import model_weights_digest, write_record
+from lorasae.runtime import parse_device, seed_everything, setup_environment
 from lorasae.store import (
     AdapterFilter,
     SaeRef,
@@ -145,12 +146,10 @@ def run_dashboard(args: DashboardArgs) -> Path:
     ref = resolve_sae(name, args.sae, args.layer)
     adapter = dashboard_adapter(args, ref)
     print(adapter_line(adapter, "dashboards"))
-    bundle = load_bundle(name, [ref], adapter, device=parse_device(args.device), dtype=args.dtype)
+    bundle = load_bundle(
+        name, [ref], adapter, device=parse_device(args.device), dtype=args.dtype, suite="dashboards"
+    )
     layer, sae, model, tokenizer = bundle.layer, bundle.sae, bundle.model, bundle.tokenizer
-    if isinstance(sae, Crosscoder):
-        raise ValueError(
-            f"{ref.source} is a crosscoder (several layers); dashboards take an SAE of one layer."
-        )
     ctx_len = args.ctx_len or default_ctx_len(shape.max_positions)
     num_tokens = args.num_tokens or default_num_val_tokens(shape.d_model)
     batch_size = args.batch_size or default_val_batch_size(shape.d_model, ctx_len)

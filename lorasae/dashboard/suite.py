@@ -13,5 +13,6 @@ SUITES = (
         figure="lorasae.dashboard.run:write_pages",
         demo_stage="lorasae.dashboard.run:demo_stage",
         order=60,
+        dictionaries="encoding",
     ),
 )

@@ -102,6 +102,10 @@ class EvalSuite:
     """Suites run by one script and reported in one table ("saebench": SAEBench's eight); '' for itself."""
     offline: bool = True
     """Runs without network or an LLM judge (the demo runs the offline ones)."""
+    dictionaries: str = "residual"
+    """Which dictionaries it takes (`lorasae.sae.capabilities`): "any" (it uses the dictionary only
+    through the splice), "encoding" (one layer; it encodes what the dictionary reads, a transcoder's MLP
+    input included) or "residual" (a one-layer dictionary of the residual after its layer)."""
 
     def load(self, field_name: str) -> Any:
         """The object one of its `module:attribute` fields names."""

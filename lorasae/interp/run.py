@@ -113,7 +113,9 @@ def run_interp(args: InterpArgs) -> Path:
     ref = resolve_sae(name, args.sae, args.layer)
     adapter = interp_adapter(args, ref)
     print(adapter_line(adapter, "interp"))
-    bundle = load_bundle(name, [ref], adapter, device=parse_device(args.device), dtype=args.dtype)
+    bundle = load_bundle(
+        name, [ref], adapter, device=parse_device(args.device), dtype=args.dtype, suite="interp"
+    )
     layer, sae = bundle.layer, bundle.sae
     ctx_len = args.ctx_len or default_ctx_len(shape.max_positions)
     num_tokens = args.num_tokens or default_num_val_tokens(shape.d_model)

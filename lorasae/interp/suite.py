@@ -15,5 +15,6 @@ SUITES = (
         figure="lorasae.interp.plots:plot_interp",
         demo_stage="lorasae.interp.run:demo_stage",
         order=40,
+        dictionaries="any",
     ),
 )

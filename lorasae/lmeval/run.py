@@ -113,7 +113,7 @@ def run_benchmarks(config: BenchmarkConfig) -> list[Path]:
     for param in model.parameters():
         param.requires_grad_(False)
     refs = [external_ref(source, layer) for source, layer in plan.sae_sources]
-    saes = load_saes(refs, model, device) if plan.needs_sae else {}
+    saes = load_saes(refs, model, device, suite="benchmarks") if plan.needs_sae else {}
     adapter = plan.adapter
     sae_desc = ", ".join(f"{src} @ layer {layer}" for layer, (src, _) in zip(saes, plan.sae_sources))
     print(

@@ -23,6 +23,7 @@ SUITES = (
         table="lorasae.lmeval.comparison:comparison_table",
         demo_stage="lorasae.lmeval.suite:demo_stage",
         order=30,
+        dictionaries="any",
     ),
 )
 

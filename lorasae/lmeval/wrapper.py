@@ -16,8 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from lorasae.model.hooks import splice
-from lorasae.model.load import special_token_ids, unwrap
+from lorasae.hooks import splice
+from lorasae.models import special_token_ids, unwrap
+from lorasae.sae.capabilities import sae_splice_site
 
 SpliceBuilder = Callable[[Any, torch.Tensor, Sequence[int]], Callable[[torch.Tensor], torch.Tensor]]
 
@@ -65,7 +66,8 @@ def sae_spliced(
     special_ids: Sequence[int],
     splice_builder: SpliceBuilder | None = None,
 ) -> Iterator[None]:
-    """Within the block, every forward pass of `model` has `saes[L]` spliced after decoder layer L.
+    """Within the block, every forward pass of `model` has `saes[L]` spliced after decoder layer L (a
+    transcoder: in place of layer L's MLP output).
 
     `splice_builder(sae, input_ids, special_ids)` (default `lorasae.sae.splice_fn`) builds the function
     that replaces the hidden state; it decides what happens at special-token positions (Gemma Scope:
@@ -78,8 +80,9 @@ def sae_spliced(
     recorder = InputIdsRecorder(model)
 
     def layer_fn(layer: int, sae: Any) -> Callable[[torch.Tensor], torch.Tensor]:
-        def fn(hidden: torch.Tensor) -> torch.Tensor:
-            out = build(sae, recorder.ids_for(hidden), special)(hidden)
+        # a transcoder's function gets (mlp_input, mlp_output) from `hooks.splice` (its splice_site)
+        def fn(hidden: torch.Tensor, *original: torch.Tensor) -> torch.Tensor:
+            out = build(sae, recorder.ids_for(hidden), special)(hidden, *original)
             # lm-eval would silently score NaN log-likelihoods (argmax picks the first choice)
             if not bool(torch.isfinite(out).all()):
                 raise FloatingPointError(
@@ -87,6 +90,7 @@ def sae_spliced(
                 )
             return out
 
+        fn.splice_site = sae_splice_site(sae)  # type: ignore[attr-defined]
         return fn
 
     try:

@@ -13,11 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lorasae.core.atomic import read_csv_rows
-from lorasae.core.paths import results_csv
-from lorasae.core.paths import root as output_root
-from lorasae.core.preflight import check_writable
-from lorasae.core.runtime import parse_device, seed_everything, setup_environment
+from lorasae.atomic import read_csv_rows
+from lorasae.data import TokenSplit, load_token_split
 from lorasae.lora.adapters import attach_lora, format_layers
 from lorasae.lora.config import TrainLoraConfig
 from lorasae.lora.outputs import (
@@ -38,9 +35,12 @@ from lorasae.lora.trainer import (
     train_lora,
     validation_ce_chunks,
 )
-from lorasae.model.data import TokenSplit, load_token_split
-from lorasae.model.hooks import residual_at
-from lorasae.model.load import ModelShape, d_model, load_model, special_token_ids
+from lorasae.models import ModelShape, d_model, load_model, special_token_ids
+from lorasae.paths import results_csv
+from lorasae.paths import root as output_root
+from lorasae.preflight import check_writable
+from lorasae.runtime import parse_device, seed_everything, setup_environment
+from lorasae.sae.capabilities import sae_input_at
 from lorasae.sae.crosscoder import Crosscoder
 from lorasae.sae.crosscoder_splice import coder_layers, source_activations
 from lorasae.store import SaeRun, load_saes
@@ -72,7 +72,8 @@ class RunSummary:
 
 @torch.no_grad()
 def sae_l0(sae: object, model: nn.Module, layer: int, chunks: torch.Tensor) -> float:
-    """The SAE's L0: `k` for TopK SAEs, else the mean number of active latents per token on `chunks`."""
+    """The SAE's L0: `k` for TopK SAEs (BatchTopK's: its average), else the mean number of active latents
+    per token on `chunks`."""
     k = getattr(sae.cfg, "k", None)
     if k:
         return float(k)
@@ -81,7 +82,7 @@ def sae_l0(sae: object, model: nn.Module, layer: int, chunks: torch.Tensor) -> f
         xs = source_activations(model, chunks.to(device), coder_layers(sae))
         z = sae.encode([x.reshape(-1, x.shape[-1]) for x in xs])
         return float((z != 0).sum(-1).float().mean())
-    x = residual_at(model, chunks.to(device), layer)
+    x = sae_input_at(sae, model, chunks.to(device), layer)  # a transcoder's: the MLP input
     return float((sae.encode(x) != 0).sum(-1).float().mean())
 
 
@@ -224,7 +225,7 @@ def train_run(
     it was planned)."""
     info, split = session.info, session.split
     model = session.model
-    saes = load_saes(run, model, session.device, next(model.parameters()).dtype)
+    saes = load_saes(run, model, session.device, next(model.parameters()).dtype, suite="train_lora")
     sae_layers = sorted(saes)
     run_id = make_run_id(cfg, run, sae_layers, ModelShape.of(model))
     # the SAEs' width and L0 (measured on the original model for non-TopK SAEs), for results.csv

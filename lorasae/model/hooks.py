@@ -1,7 +1,12 @@
 """Forward hooks on the residual stream after decoder layer L (TransformerLens `blocks.L.hook_resid_post`):
 splicing a function into the forward pass, and a truncated forward that stops at layer L. For
 transcoders, the same two at layer L's MLP (the `mlp` submodule of the decoder layer): `mlp_splice`
-replaces the MLP's output by a function of its input, `mlp_io_at` reads the (input, output) rows."""
+replaces the MLP's output by a function of its input, `mlp_io_at` reads the (input, output) rows.
+
+`splice` is the one splice of every CE, LoRA objective and eval: a function marked
+`splice_site = "mlp"` (`lorasae.sae.splice.splice_fn` of a transcoder) is called as `fn(mlp_input,
+mlp_output)` at layer L's MLP and its result replaces the MLP output; any other function replaces the
+residual after layer L."""
 
 from __future__ import annotations
 
@@ -25,13 +30,33 @@ def _replace_hidden(output, fn: SpliceFn):
     raise TypeError(f"Unexpected decoder layer output type {type(output).__name__}")
 
 
+RESID, MLP = "resid", "mlp"
+
+
+def splice_site_of(fn: object) -> str:
+    """Where `fn` splices: its `splice_site` attribute (`"mlp"` for a transcoder's), else `"resid"`."""
+    site = getattr(fn, "splice_site", RESID)
+    if site not in (RESID, MLP):
+        raise ValueError(f"lorasae.hooks: unknown splice_site {site!r}; use {RESID!r} or {MLP!r}.")
+    return site
+
+
 @contextmanager
 def splice(model: nn.Module, fns: Mapping[int, SpliceFn]) -> Iterator[None]:
-    """Within the block, the output hidden state of each decoder layer L in `fns` is replaced by `fns[L](h)`."""
+    """Within the block, for each layer L in `fns`: the output hidden state of decoder layer L is replaced
+    by `fns[L](h)`, or, for a function whose `splice_site` is `"mlp"`, layer L's MLP output by
+    `fns[L](mlp_input, mlp_output)`."""
     layers = decoder_layers(model)
     with ExitStack() as stack:
         for layer, fn in fns.items():
             check_layer(model, layer)
+            if splice_site_of(fn) == MLP:
+
+                def on_mlp(_module, args, output, fn=fn):
+                    return fn(args[0], output)
+
+                stack.callback(mlp_of(model, layer).register_forward_hook(on_mlp).remove)
+                continue
 
             def hook(_module, _args, output, fn=fn):
                 return _replace_hidden(output, fn)
@@ -89,14 +114,17 @@ def mlp_of(model: nn.Module, layer: int) -> nn.Module:
 @contextmanager
 def mlp_splice(model: nn.Module, fns: Mapping[int, SpliceFn]) -> Iterator[None]:
     """Within the block, the output of layer L's MLP is replaced by `fns[L](mlp_input)` (a transcoder's
-    `reconstruct`); everything around the MLP (its norms, the residual add) runs as before."""
-    with ExitStack() as stack:
-        for layer, fn in fns.items():
+    `reconstruct`); everything around the MLP (its norms, the residual add) runs as before. (`splice`
+    with each function marked `splice_site = "mlp"`.)"""
 
-            def hook(_module, args, _output, fn=fn):
-                return fn(args[0])
+    def on_mlp(fn: SpliceFn) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        def replace(mlp_input: torch.Tensor, _mlp_output: torch.Tensor) -> torch.Tensor:
+            return fn(mlp_input)
 
-            stack.callback(mlp_of(model, layer).register_forward_hook(hook).remove)
+        replace.splice_site = MLP  # type: ignore[attr-defined]
+        return replace
+
+    with splice(model, {layer: on_mlp(fn) for layer, fn in fns.items()}):
         yield
 
 

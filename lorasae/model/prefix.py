@@ -13,6 +13,11 @@ embedding (cheap: a lookup), the final norm, the head and its soft-capping; `lor
 the stub at L like the real layer, and `lorasae.model.ce.ce_sum_and_count` computes the CE unchanged. The
 batch is identified by the input ids reaching the embedding (checked equal to the cached chunks).
 
+A transcoder at layer L (`splice_site == "mlp"`) replaces the MLP output *inside* layer L, so its
+spliced forward shares only layers 0…L-1 with the clean one: `reusable_prefix_layer` gives the layer to
+cache after (L, or L-1 for a transcoder; None at layer 0), and `PrefixCache.ce_sum_and_count` refuses a
+splice that would change a cached layer.
+
 Used only for the architectures whose decoder loop is known to be plain (`SUPPORTED_MODEL_TYPES`), after
 checking once that one batch's logits equal the full forward's; anything else, a masked LM, or a cache
 above `max_bytes` falls back to the full forward (`build_prefix_cache` returns None and says why)."""
@@ -26,9 +31,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from lorasae.model.ce import SpliceFns, ce_sum_and_count
-from lorasae.model.hooks import residual_at
-from lorasae.model.load import check_layer, d_model, decoder_layers, is_masked_lm, unwrap
+from lorasae.eval_ce import SpliceFns, ce_sum_and_count
+from lorasae.hooks import MLP, residual_at, splice_site_of
+from lorasae.models import check_layer, d_model, decoder_layers, is_masked_lm, unwrap
 
 # decoder loops that call every layer in order on the previous layer's output with masks/positions built
 # before the loop (transformers 5 modeling code of these model types)
@@ -125,16 +130,30 @@ class PrefixCache:
     ) -> tuple[float, int]:
         """`eval_ce.ce_sum_and_count` of the cached chunks with `splice_fns` (layers ≥ `layer` only),
         running only the layers after `layer`."""
-        if any(layer < self.layer for layer in _splice_layers(splice_fns, self.chunks[:1])):
-            raise ValueError(f"prefix cache after layer {self.layer}: cannot splice an earlier layer")
+        for layer, fn in _splices(splice_fns, self.chunks[:1]).items():
+            last = reusable_prefix_layer(layer, splice_site_of(fn))
+            if last is None or last < self.layer:
+                raise ValueError(
+                    f"prefix cache after layer {self.layer}: cannot splice an earlier layer (the "
+                    f"{splice_site_of(fn)} splice at layer {layer} changes layer {self.layer} or before; "
+                    "cache after prefix.reusable_prefix_layer of it)."
+                )
         with self.active():
             return ce_sum_and_count(self.model, self.chunks, batch_size, splice_fns, scored_position)
 
 
-def _splice_layers(splice_fns: SpliceFns | None, ids: torch.Tensor) -> list[int]:
+def _splices(splice_fns: SpliceFns | None, ids: torch.Tensor) -> dict:
     if splice_fns is None:
-        return []
-    return list(splice_fns(ids) if callable(splice_fns) else splice_fns)
+        return {}
+    return dict(splice_fns(ids) if callable(splice_fns) else splice_fns)
+
+
+def reusable_prefix_layer(splice_layer: int, site: str = "resid") -> int | None:
+    """The last decoder layer whose output a splice at `splice_layer` leaves unchanged and a prefix cache
+    may hold: the layer itself for a residual splice (it changes what comes after), the layer before for
+    an MLP splice (a transcoder changes layer L itself); None when nothing can be reused."""
+    last = splice_layer - 1 if site == MLP else splice_layer
+    return last if last >= 0 else None
 
 
 def unsupported_reason(model: nn.Module) -> str | None:

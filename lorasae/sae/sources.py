@@ -130,7 +130,8 @@ def sae_hook_layer(sae: Any) -> int | None:
 
 
 def check_sae_fits(sae: Any, d_model: int, name: str = "the SAE") -> None:
-    """Raise :class:`SaeShapeError` (a ValueError) unless the SAE reads d_model-wide activations."""
+    """Raise :class:`SaeShapeError` (a ValueError) unless the SAE reads d_model-wide activations (and,
+    for a transcoder, writes d_model-wide MLP outputs)."""
     d_in = getattr(getattr(sae, "cfg", None), "d_in", None)
     d_in = int(d_in) if d_in is not None else int(sae.W_dec.shape[1])
     if d_in != int(d_model):
@@ -138,6 +139,12 @@ def check_sae_fits(sae: Any, d_model: int, name: str = "the SAE") -> None:
             f"{name} reads {d_in}-dimensional activations, but the model's residual stream has "
             f"d_model = {d_model}: it was trained on another model. Pick an SAE trained on this model "
             "(or the model this SAE was trained on)."
+        )
+    d_out = getattr(getattr(sae, "cfg", None), "d_out", None)  # a transcoder writes the MLP output
+    if d_out is not None and int(d_out) != int(d_model):
+        raise SaeShapeError(
+            f"{name} writes {int(d_out)}-dimensional MLP outputs, but the model's d_model is {d_model}: "
+            "it was trained on another model. Pick a transcoder trained on this model."
         )
 
 

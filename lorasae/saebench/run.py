@@ -10,12 +10,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lorasae.core.fingerprint import fingerprint, weights_digest
-from lorasae.core.paths import plots_dir, sanitize, with_variant
-from lorasae.core.preflight import check_writable
-from lorasae.core.runtime import seed_everything, setup_environment
-from lorasae.evals.identity import eval_identity, result_slot, write_eval_record
-from lorasae.model.load import model_key, num_layers
+from lorasae.eval_identity import eval_identity, result_slot, write_eval_record
+from lorasae.fingerprint import fingerprint, weights_digest
+from lorasae.models import model_key, num_layers
+from lorasae.paths import plots_dir, sanitize, with_variant
+from lorasae.preflight import check_writable
+from lorasae.runtime import seed_everything, setup_environment
+from lorasae.sae.capabilities import check_suite
 from lorasae.saebench import datasets as data
 from lorasae.saebench import hub_tasks, world_tasks
 from lorasae.saebench.absorption import run_absorption
@@ -173,6 +174,8 @@ def run(args: SaeBenchArgs) -> dict[str, Path | None]:
         [results_dir(args.model_name, args.model_variant, args.output_dir), plots_dir()], "SAE-Bench results"
     )
     loaded = load_for_eval(args)
+    for name in evals:  # a one-line refusal for an architecture an eval cannot take
+        check_suite(name, loaded.sae, loaded.sae_source)
     variant = result_variant(args)
     slot = with_variant(result_slot(loaded.sae_tag, loaded.adapter), variant)
     device = next(loaded.model.parameters()).device

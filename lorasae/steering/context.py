@@ -127,7 +127,9 @@ def load_context(args: SteeringArgs, with_adapter: bool = True) -> SteeringConte
     preflight_saes([ref.source], shape.d_model)  # width and finite weights before the adapter is sought
     adapter = default_adapter(args.model_name, ref, shape.n_layers, args.adapter) if with_adapter else None
     print(adapter_line(adapter, "steering"))
-    bundle = load_bundle(args.model_name, [ref], adapter, device=parse_device(args.device), dtype=args.dtype)
+    bundle = load_bundle(
+        args.model_name, [ref], adapter, device=parse_device(args.device), dtype=args.dtype, suite="steering"
+    )
     layer = bundle.layer
     print(
         f"model {args.model_name} | SAE {ref.source} (layer {layer}, {int(bundle.sae.W_dec.shape[0])} latents)"

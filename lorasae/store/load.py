@@ -13,9 +13,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from lorasae.core.errors import LorasaeError
-from lorasae.core.preflight import check_finite_weights, check_sae_finite
-from lorasae.model.load import ModelShape, check_layer, load_model, unwrap
+from lorasae.errors import LorasaeError
+from lorasae.models import ModelShape, check_layer, load_model, unwrap
+from lorasae.preflight import check_finite_weights, check_sae_finite
+from lorasae.sae.capabilities import check_suite
 from lorasae.sae.crosscoder import Crosscoder
 from lorasae.sae.crosscoder_splice import coder_layers
 from lorasae.sae.io import CFG_FILENAME, WEIGHTS_FILENAME, read_cfg, read_weights
@@ -46,8 +47,9 @@ def preflight_saes(sources: Sequence[str], d_model: int | None = None) -> None:
             cfg = read_cfg(folder)
             widths = cfg.get("d_in")
             for d_in in widths if isinstance(widths, list) else [widths] if widths is not None else []:
-                # a crosscoder records one input width per source layer
-                check_sae_fits(SimpleNamespace(cfg=SimpleNamespace(d_in=d_in)), d_model, f"The SAE {source}")
+                # a crosscoder records one input width per source layer; a transcoder its output width too
+                shape = SimpleNamespace(d_in=d_in, d_out=cfg.get("d_out"))
+                check_sae_fits(SimpleNamespace(cfg=shape), d_model, f"The SAE {source}")
         if (folder / WEIGHTS_FILENAME).is_file():
             check_finite_weights(read_weights(folder), folder)
 
@@ -57,9 +59,11 @@ def load_saes(
     model: nn.Module,
     device: torch.device | str | None = None,
     dtype: torch.dtype | str = torch.float32,
+    suite: str | None = None,
 ) -> dict[int, Any]:
     """`{layer: SAE}` for the refs, checked against `model` (the model their run records name, width,
-    layer range), frozen, in eval mode."""
+    layer range) and, when given, against what `suite` can evaluate (`lorasae.sae.capabilities`),
+    frozen, in eval mode."""
     refs = refs.refs if isinstance(refs, SaeRun) else tuple(refs)
     shape = ModelShape.of(model)
     device = device if device is not None else next(model.parameters()).device
@@ -68,6 +72,8 @@ def load_saes(
     for ref in refs:
         check_sae_model(ref.source, model_path)  # its run record names this model (or says nothing)
         sae = load_sae(ref.source, device=device, dtype=dtype, layer=ref.layer)
+        if suite is not None:
+            check_suite(suite, sae, ref.source)
         if isinstance(sae, Crosscoder):  # one dictionary spliced at each of its source layers
             _add_crosscoder(saes, sae, ref.source, shape)
             continue
@@ -146,11 +152,13 @@ def load_bundle(
     device: torch.device | str | None = None,
     dtype: torch.dtype | str = torch.float32,
     sae_dtype: torch.dtype | str = torch.float32,
+    suite: str | None = None,
 ) -> Bundle:
-    """Load the model, its SAEs (checked), and the adapter (a PeftModel, or merged when `merge`)."""
+    """Load the model, its SAEs (checked, against `suite` too when given), and the adapter (a
+    PeftModel, or merged when `merge`)."""
     model, tokenizer = load_model(model_name, device, dtype)
     model.requires_grad_(False)
-    saes = load_saes(refs, model, dtype=sae_dtype) if refs else {}
+    saes = load_saes(refs, model, dtype=sae_dtype, suite=suite) if refs else {}
     if adapter is not None:
         from lorasae.model.adapters import load_peft_model, merge_adapter
 
