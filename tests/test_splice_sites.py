@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from arch_helpers import make_dictionary
 from conftest import make_tiny_model
 
-from lorasae.eval_ce import mean_ce
-from lorasae.hooks import mlp_io_at, residual_at, splice
 from lorasae.lora.trainer import sae_splices
-from lorasae.prefix import build_prefix_cache, reusable_prefix_layer
+from lorasae.model.ce import mean_ce
+from lorasae.model.hooks import mlp_io_at, residual_at, splice
+from lorasae.model.prefix import build_prefix_cache, reusable_prefix_layer
 from lorasae.sae.capabilities import sae_input_at
 from lorasae.sae.splice import splice_fn
 

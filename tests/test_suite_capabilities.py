@@ -12,9 +12,9 @@ import torch
 from arch_helpers import ARCHITECTURES, make_dictionary
 from conftest import make_char_tokenizer, make_tiny_model
 
-from lorasae.eval_ce import mean_ce
-from lorasae.hooks import splice
 from lorasae.lora.trainer import sae_splices
+from lorasae.model.ce import mean_ce
+from lorasae.model.hooks import splice
 from lorasae.sae.capabilities import (
     ANY,
     ENCODING,
@@ -49,7 +49,7 @@ def _suite_use(suite: str, sae, model, chunks) -> None:
         with splice(model, sae_splices({LAYER: sae}, [])(chunks)):
             spliced = model(input_ids=chunks).logits
         if suite == "benchmarks":
-            from lorasae.benchmarks.wrapper import sae_spliced
+            from lorasae.lmeval.wrapper import sae_spliced
 
             with sae_spliced(model, {LAYER: sae}, []):
                 wrapped = model(input_ids=chunks).logits
@@ -135,7 +135,7 @@ def test_the_suites_entry_points_refuse_a_transcoder_through_the_store(saved):
 
 
 def test_saebench_runs_its_offline_evals_on_a_jumprelu_sae_and_refuses_a_transcoder(saved, tmp_path):
-    from lorasae.cli import parse
+    from lorasae.core.cli import parse
     from lorasae.saebench.args import SaeBenchArgs
     from lorasae.saebench.run import run
 
@@ -158,7 +158,7 @@ def test_saebench_runs_its_offline_evals_on_a_jumprelu_sae_and_refuses_a_transco
 
 
 def test_dashboard_of_a_transcoder_shows_its_latents_on_the_mlp_input(world_model, out_root, tmp_path):
-    from lorasae.cli import parse
+    from lorasae.core.cli import parse
     from lorasae.dashboard.run import DashboardArgs, run_dashboard
 
     folder = make_dictionary("transcoder", 32, 0).save(tmp_path / "tc")

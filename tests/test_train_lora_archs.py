@@ -12,11 +12,11 @@ import torch
 import torch.nn.functional as F
 from arch_helpers import NEW_ARCHITECTURES, make_dictionary
 
-from lorasae.cli import parse
-from lorasae.data import load_token_split
+from lorasae.core.cli import parse
 from lorasae.lora.config import TrainLoraConfig
 from lorasae.lora.run import main as train_lora_main
-from lorasae.models import load_model
+from lorasae.model.data import load_token_split
+from lorasae.model.load import load_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -31,9 +31,7 @@ from lorasae.model.defaults import (
     default_sae_layer,
     default_val_batch_size,
 )
-from lorasae.models import model_key, model_shape, resolve_model_name, special_token_ids
-from lorasae.records import model_weights_digest, write_record
-from lorasae.runtime import parse_device, seed_everything, setup_environment
+from lorasae.model.load import model_key, model_shape, resolve_model_name, special_token_ids
 from lorasae.store import (
     AdapterFilter,
     SaeRef,

@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from lorasae.hooks import splice
-from lorasae.models import special_token_ids, unwrap
+from lorasae.model.hooks import splice
+from lorasae.model.load import special_token_ids, unwrap
 from lorasae.sae.capabilities import sae_splice_site
 
 SpliceBuilder = Callable[[Any, torch.Tensor, Sequence[int]], Callable[[torch.Tensor], torch.Tensor]]

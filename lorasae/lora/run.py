@@ -13,8 +13,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lorasae.atomic import read_csv_rows
-from lorasae.data import TokenSplit, load_token_split
+from lorasae.core.atomic import read_csv_rows
+from lorasae.core.paths import results_csv
+from lorasae.core.paths import root as output_root
+from lorasae.core.preflight import check_writable
+from lorasae.core.runtime import parse_device, seed_everything, setup_environment
 from lorasae.lora.adapters import attach_lora, format_layers
 from lorasae.lora.config import TrainLoraConfig
 from lorasae.lora.outputs import (
@@ -35,11 +38,8 @@ from lorasae.lora.trainer import (
     train_lora,
     validation_ce_chunks,
 )
-from lorasae.models import ModelShape, d_model, load_model, special_token_ids
-from lorasae.paths import results_csv
-from lorasae.paths import root as output_root
-from lorasae.preflight import check_writable
-from lorasae.runtime import parse_device, seed_everything, setup_environment
+from lorasae.model.data import TokenSplit, load_token_split
+from lorasae.model.load import ModelShape, d_model, load_model, special_token_ids
 from lorasae.sae.capabilities import sae_input_at
 from lorasae.sae.crosscoder import Crosscoder
 from lorasae.sae.crosscoder_splice import coder_layers, source_activations

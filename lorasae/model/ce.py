@@ -1,5 +1,5 @@
 """Mean next-token cross-entropy over validation chunks, optionally with functions (SAEs) spliced into
-the residual stream (a transcoder's into its layer's MLP output: `lorasae.hooks.splice`). Shared by `train_sae.py`, `train_lora.py` and the evals, so every CE in the project
+the residual stream (a transcoder's into its layer's MLP output: `lorasae.model.hooks.splice`). Shared by `train_sae.py`, `train_lora.py` and the evals, so every CE in the project
 is computed the same way: logits at positions 0…T-2 score tokens 1…T-1 of each chunk, summed in float64
 over all scored tokens of all chunks and divided by their count (a token-weighted mean).
 

@@ -37,7 +37,7 @@ def splice_site_of(fn: object) -> str:
     """Where `fn` splices: its `splice_site` attribute (`"mlp"` for a transcoder's), else `"resid"`."""
     site = getattr(fn, "splice_site", RESID)
     if site not in (RESID, MLP):
-        raise ValueError(f"lorasae.hooks: unknown splice_site {site!r}; use {RESID!r} or {MLP!r}.")
+        raise ValueError(f"lorasae.model.hooks: unknown splice_site {site!r}; use {RESID!r} or {MLP!r}.")
     return site
 
 

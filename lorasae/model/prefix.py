@@ -31,9 +31,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from lorasae.eval_ce import SpliceFns, ce_sum_and_count
-from lorasae.hooks import MLP, residual_at, splice_site_of
-from lorasae.models import check_layer, d_model, decoder_layers, is_masked_lm, unwrap
+from lorasae.model.ce import SpliceFns, ce_sum_and_count
+from lorasae.model.hooks import MLP, residual_at, splice_site_of
+from lorasae.model.load import check_layer, d_model, decoder_layers, is_masked_lm, unwrap
 
 # decoder loops that call every layer in order on the previous layer's output with masks/positions built
 # before the loop (transformers 5 modeling code of these model types)

@@ -5,7 +5,7 @@ Two capabilities tell the dictionaries apart for the evals:
 - ``splice_site``: ``"resid"`` (an SAE reads and rewrites the residual after its layer: TopK, ReLU,
   BatchTopK, Matryoshka, JumpReLU, sae_lens SAEs, crosscoders) or ``"mlp"`` (a transcoder reads the
   MLP's input and replaces the MLP's output). ``lorasae.sae.splice.splice_fn`` marks a transcoder's
-  function and ``lorasae.hooks.splice`` hooks the MLP for it, so every CE, the LoRA objective and the
+  function and ``lorasae.model.hooks.splice`` hooks the MLP for it, so every CE, the LoRA objective and the
   splice-only evals take any dictionary.
 - one layer or several (a crosscoder reads several layers at once).
 
@@ -28,8 +28,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from lorasae.errors import LorasaeError
-from lorasae.hooks import MLP, RESID, mlp_io_at, residual_at
+from lorasae.core.errors import LorasaeError
+from lorasae.model.hooks import MLP, RESID, mlp_io_at, residual_at
 
 ANY, ENCODING, RESIDUAL = "any", "encoding", "residual"
 OUTSIDE_REGISTRY = {"train_lora": ANY}

@@ -1,4 +1,4 @@
-"""``splice_fn``: the function given to ``lorasae.hooks.splice`` to replace a layer's output by an
+"""``splice_fn``: the function given to ``lorasae.model.hooks.splice`` to replace a layer's output by an
 SAE's reconstruction — the residual after the layer, or, for a transcoder (``splice_site == "mlp"``),
 the layer's MLP output by the transcoder's prediction from the MLP input."""
 
@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import Tensor
 
-from lorasae.hooks import MLP
+from lorasae.model.hooks import MLP
 from lorasae.sae.capabilities import sae_splice_site
 
 

@@ -10,12 +10,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lorasae.eval_identity import eval_identity, result_slot, write_eval_record
-from lorasae.fingerprint import fingerprint, weights_digest
-from lorasae.models import model_key, num_layers
-from lorasae.paths import plots_dir, sanitize, with_variant
-from lorasae.preflight import check_writable
-from lorasae.runtime import seed_everything, setup_environment
+from lorasae.core.fingerprint import fingerprint, weights_digest
+from lorasae.core.paths import plots_dir, sanitize, with_variant
+from lorasae.core.preflight import check_writable
+from lorasae.core.runtime import seed_everything, setup_environment
+from lorasae.evals.identity import eval_identity, result_slot, write_eval_record
+from lorasae.model.load import model_key, num_layers
 from lorasae.sae.capabilities import check_suite
 from lorasae.saebench import datasets as data
 from lorasae.saebench import hub_tasks, world_tasks

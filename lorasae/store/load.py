@@ -13,9 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from lorasae.errors import LorasaeError
-from lorasae.models import ModelShape, check_layer, load_model, unwrap
-from lorasae.preflight import check_finite_weights, check_sae_finite
+from lorasae.core.errors import LorasaeError
+from lorasae.core.preflight import check_finite_weights, check_sae_finite
+from lorasae.model.load import ModelShape, check_layer, load_model, unwrap
 from lorasae.sae.capabilities import check_suite
 from lorasae.sae.crosscoder import Crosscoder
 from lorasae.sae.crosscoder_splice import coder_layers
