@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from lorasae import demo
+from lorasae.demo import main as demo
 from lorasae.demo.main import DemoConfig
 
 PINNED_EVAL_STAGES = [

@@ -281,7 +281,8 @@ def test_hub_negative_sets_and_cache(out_root, monkeypatch):
     assert list(sets) == ["medical", "arabic", "recipes", "shakespeare"]  # tuning set first; law needs an LLM
     assert sets["recipes"][0] == "input row 0 with enough words in it here"
     assert "medalpaca/medical_meadow_medical_flashcards" in seen and len(sets["arabic"]) == 5
-    assert (out_root / "eval/steering/datasets/recipes.json").exists()
+    assert negatives.negatives_file("hub", "recipes", count=5, seed=3).exists()
+    assert negatives.negatives_file("hub", "recipes", 5, 3).name == "recipes__n-5_seed-3.json"  # off defaults
     seen.clear()
     with pytest.warns(UserWarning, match="law"):
         again = negatives.load_negative_sets("hub", count=5, seed=3)

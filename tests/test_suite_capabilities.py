@@ -12,20 +12,11 @@ import torch
 from arch_helpers import ARCHITECTURES, make_dictionary
 from conftest import make_char_tokenizer, make_tiny_model
 
+from lorasae.evals.capabilities import check_suite, consumer, suite_names, takes, unsupported_reason
 from lorasae.lora.trainer import sae_splices
 from lorasae.model.ce import mean_ce
 from lorasae.model.hooks import splice
-from lorasae.sae.capabilities import (
-    ANY,
-    ENCODING,
-    RESIDUAL,
-    UnsupportedArchitectureError,
-    check_suite,
-    sae_input_at,
-    suite_names,
-    takes,
-    unsupported_reason,
-)
+from lorasae.sae.capabilities import ANY, ENCODING, RESIDUAL, UnsupportedArchitectureError, sae_input_at
 from lorasae.sae.crosscoder import Crosscoder, CrosscoderConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -128,9 +119,9 @@ def test_the_suites_entry_points_refuse_a_transcoder_through_the_store(saved):
     with pytest.raises(UnsupportedArchitectureError, match="^dark_matter does not take a transcoder"):
         _load_model_and_sae(saved["model"], saved["transcoder"])
     with pytest.raises(UnsupportedArchitectureError, match="^steering does not take a transcoder"):
-        load_bundle(saved["model"], [external_ref(saved["transcoder"], None)], suite="steering")
+        load_bundle(saved["model"], [external_ref(saved["transcoder"], None)], suite=consumer("steering"))
     for suite in ("interp", "dashboards"):
-        bundle = load_bundle(saved["model"], [external_ref(saved["transcoder"], None)], suite=suite)
+        bundle = load_bundle(saved["model"], [external_ref(saved["transcoder"], None)], suite=consumer(suite))
         assert bundle.layer == LAYER and bundle.sae.splice_site == "mlp"
 
 

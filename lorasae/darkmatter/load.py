@@ -16,6 +16,7 @@ from torch import nn
 from lorasae.core import paths
 from lorasae.darkmatter.info import SAEInfo, build_sae_info
 from lorasae.darkmatter.tokens import TokenRegion, stream_chunks
+from lorasae.evals.capabilities import consumer
 from lorasae.model.data import default_dataset, load_token_split
 from lorasae.model.load import model_key, special_token_ids
 
@@ -40,7 +41,7 @@ def _load_model_and_sae(
         merge=True,
         device=device,
         dtype=dtype,
-        suite="dark_matter",
+        suite=consumer("dark_matter"),
     )
     return bundle.model, bundle.tokenizer, bundle.sae, bundle.layer
 

@@ -22,6 +22,7 @@ from lorasae.dashboard.logits import direct_logits
 from lorasae.dashboard.neuronpedia import export_neuronpedia, neuronpedia_ids
 from lorasae.dashboard.ranking import parse_latents
 from lorasae.dashboard.render import index_page, latent_page
+from lorasae.evals.capabilities import consumer
 from lorasae.evals.identity import adapter_label
 from lorasae.evals.shape import DemoContext, Stage
 from lorasae.model.data import default_dataset, load_token_split
@@ -145,7 +146,7 @@ def run_dashboard(args: DashboardArgs) -> Path:
     adapter = dashboard_adapter(args, ref)
     print(adapter_line(adapter, "dashboards"))
     bundle = load_bundle(
-        name, [ref], adapter, device=parse_device(args.device), dtype=args.dtype, suite="dashboards"
+        name, [ref], adapter, device=parse_device(args.device), dtype=args.dtype, suite=consumer("dashboards")
     )
     layer, sae, model, tokenizer = bundle.layer, bundle.sae, bundle.model, bundle.tokenizer
     ctx_len = args.ctx_len or default_ctx_len(shape.max_positions)

@@ -16,6 +16,7 @@ from lorasae.core.cli import CommonArgs, SaeChoiceArgs, field, parse_count
 from lorasae.core.gap import gap_closed
 from lorasae.core.records import RECORD_SUFFIX
 from lorasae.core.runtime import parse_device, seed_everything, setup_environment
+from lorasae.evals.capabilities import consumer
 from lorasae.evals.identity import eval_identity, write_eval_record
 from lorasae.evals.shape import DemoContext, Stage
 from lorasae.model.data import default_dataset, load_token_split
@@ -114,7 +115,7 @@ def run_interp(args: InterpArgs) -> Path:
     adapter = interp_adapter(args, ref)
     print(adapter_line(adapter, "interp"))
     bundle = load_bundle(
-        name, [ref], adapter, device=parse_device(args.device), dtype=args.dtype, suite="interp"
+        name, [ref], adapter, device=parse_device(args.device), dtype=args.dtype, suite=consumer("interp")
     )
     layer, sae = bundle.layer, bundle.sae
     ctx_len = args.ctx_len or default_ctx_len(shape.max_positions)

@@ -13,6 +13,7 @@ from typing import Any
 from lorasae.core.atomic import atomic_write_json, atomic_write_text
 from lorasae.core.fingerprint import fingerprint, weights_digest
 from lorasae.core.runtime import parse_device, seed_everything, setup_environment
+from lorasae.evals.capabilities import consumer
 from lorasae.evals.identity import eval_identity, write_eval_record
 from lorasae.lmeval.comparison import comparison_table, summary_line
 from lorasae.lmeval.config import BenchmarkConfig
@@ -113,7 +114,7 @@ def run_benchmarks(config: BenchmarkConfig) -> list[Path]:
     for param in model.parameters():
         param.requires_grad_(False)
     refs = [external_ref(source, layer) for source, layer in plan.sae_sources]
-    saes = load_saes(refs, model, device, suite="benchmarks") if plan.needs_sae else {}
+    saes = load_saes(refs, model, device, suite=consumer("benchmarks")) if plan.needs_sae else {}
     adapter = plan.adapter
     sae_desc = ", ".join(f"{src} @ layer {layer}" for layer, (src, _) in zip(saes, plan.sae_sources))
     print(

@@ -40,7 +40,7 @@ from lorasae.lora.trainer import (
 )
 from lorasae.model.data import TokenSplit, load_token_split
 from lorasae.model.load import ModelShape, d_model, load_model, special_token_ids
-from lorasae.sae.capabilities import sae_input_at
+from lorasae.sae.capabilities import TRAIN_LORA, sae_input_at
 from lorasae.sae.crosscoder import Crosscoder
 from lorasae.sae.crosscoder_splice import coder_layers, source_activations
 from lorasae.store import SaeRun, load_saes
@@ -225,7 +225,7 @@ def train_run(
     it was planned)."""
     info, split = session.info, session.split
     model = session.model
-    saes = load_saes(run, model, session.device, next(model.parameters()).dtype, suite="train_lora")
+    saes = load_saes(run, model, session.device, next(model.parameters()).dtype, suite=TRAIN_LORA)
     sae_layers = sorted(saes)
     run_id = make_run_id(cfg, run, sae_layers, ModelShape.of(model))
     # the SAEs' width and L0 (measured on the original model for non-TopK SAEs), for results.csv

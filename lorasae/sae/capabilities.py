@@ -19,11 +19,13 @@ registry that takes any:
 - ``"residual"`` (SAE-Bench's eight, steering, Dark Matter, grokking): one layer; it reconstructs or
   edits the residual after the layer, or reads decoder rows as residual directions: no transcoder.
 
-A refusal is :func:`check_suite`'s one line.
+A refusal is :func:`check_consumer`'s one line; `lorasae.evals.capabilities` names the registry's suites
+as consumers.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from torch import Tensor, nn
@@ -32,9 +34,6 @@ from lorasae.core.errors import LorasaeError
 from lorasae.model.hooks import MLP, RESID, mlp_io_at, residual_at
 
 ANY, ENCODING, RESIDUAL = "any", "encoding", "residual"
-OUTSIDE_REGISTRY = {"train_lora": ANY}
-"""Consumers of a dictionary that are not eval suites, and what they take."""
-
 _REASONS = {
     MLP: "it reads the MLP input and writes the MLP output, but this suite reconstructs and edits the "
     "residual after the layer; use a residual SAE here (train_lora, interp, benchmarks and dashboards "
@@ -74,62 +73,39 @@ def architecture_name(sae: object) -> str:
     return f"sae_lens {type(inner).__name__}" if inner is not None else type(sae).__name__
 
 
-def suite_names() -> tuple[str, ...]:
-    """Every consumer :func:`check_suite` knows: the registry's suites and ``train_lora``."""
-    from lorasae.evals.registry import suites
+@dataclass(frozen=True)
+class Consumer:
+    """A consumer of a dictionary as a refusal names it (`name`), and what it takes (`takes`: any,
+    encoding or residual). Eval suites get theirs from the registry (`lorasae.evals.capabilities.consumer`)."""
 
-    return (*OUTSIDE_REGISTRY, *(s.name for s in suites()))
-
-
-def takes(suite: str) -> str:
-    """What `suite` takes: ``"any"``, ``"encoding"`` or ``"residual"`` (its registry entry's)."""
-    if suite in OUTSIDE_REGISTRY:
-        return OUTSIDE_REGISTRY[suite]
-    from lorasae.evals.registry import suite as registry_suite
-
-    try:
-        kind = registry_suite(suite).dictionaries
-    except LookupError:
-        raise ValueError(
-            f"lorasae.sae.capabilities: unknown suite {suite!r}; use one of {', '.join(suite_names())}."
-        ) from None
-    if kind not in (ANY, ENCODING, RESIDUAL):
-        raise ValueError(
-            f"suite {suite!r}: dictionaries={kind!r} is not {ANY!r}, {ENCODING!r} or {RESIDUAL!r}; fix its suite.py."
-        )
-    return kind
+    name: str
+    takes: str
 
 
-def unsupported_reason(suite: str, sae: object) -> str | None:
-    """Why `suite` cannot take `sae` (None: it can)."""
-    kind = takes(suite)
-    if kind == ANY:
+TRAIN_LORA = Consumer("train_lora", ANY)
+"""The LoRA objective and its CEs: a consumer outside the eval registry that takes any dictionary."""
+
+
+def refusal_reason(consumer: Consumer, sae: object) -> str | None:
+    """Why `consumer` cannot take `sae` (None: it can)."""
+    if consumer.takes == ANY:
         return None
     if is_multi_layer(sae):
         return _REASONS["layers"]
-    if sae_splice_site(sae) == MLP and kind == RESIDUAL:
+    if sae_splice_site(sae) == MLP and consumer.takes == RESIDUAL:
         return _REASONS[MLP]
     return None
 
 
-def check_suite(suite: str, sae: object, source: str | None = None) -> None:
-    """Raise :class:`UnsupportedArchitectureError` (one line naming the suite, the architecture and why)
-    unless `suite` can evaluate `sae`."""
-    reason = unsupported_reason(suite, sae)
+def check_consumer(consumer: Consumer, sae: object, source: str | None = None) -> None:
+    """Raise :class:`UnsupportedArchitectureError` (one line naming the consumer, the architecture and
+    why) unless `consumer` can take `sae`."""
+    reason = refusal_reason(consumer, sae)
     if reason is not None:
         where = f" ({source})" if source else ""
         raise UnsupportedArchitectureError(
-            f"{_label(suite)} does not take a {architecture_name(sae)} dictionary{where}: {reason}."
+            f"{consumer.name} does not take a {architecture_name(sae)} dictionary{where}: {reason}."
         )
-
-
-def _label(suite: str) -> str:
-    """The suite as the refusal names it (SAE-Bench's eight: "SAE-Bench core", ...)."""
-    if suite in OUTSIDE_REGISTRY:
-        return suite
-    from lorasae.evals.registry import suite as registry_suite
-
-    return f"SAE-Bench {suite}" if registry_suite(suite).family == "saebench" else suite
 
 
 def sae_input_at(sae: object, model: nn.Module, input_ids: Tensor, layer: int, **kwargs: Any) -> Tensor:
@@ -144,13 +120,13 @@ __all__ = [
     "ANY",
     "ENCODING",
     "RESIDUAL",
+    "TRAIN_LORA",
+    "Consumer",
     "UnsupportedArchitectureError",
     "architecture_name",
-    "check_suite",
+    "check_consumer",
     "is_multi_layer",
+    "refusal_reason",
     "sae_input_at",
     "sae_splice_site",
-    "suite_names",
-    "takes",
-    "unsupported_reason",
 ]

@@ -14,9 +14,9 @@ from lorasae.core.fingerprint import fingerprint, weights_digest
 from lorasae.core.paths import plots_dir, sanitize, with_variant
 from lorasae.core.preflight import check_writable
 from lorasae.core.runtime import seed_everything, setup_environment
+from lorasae.evals.capabilities import check_suite
 from lorasae.evals.identity import eval_identity, result_slot, write_eval_record
 from lorasae.model.load import model_key, num_layers
-from lorasae.sae.capabilities import check_suite
 from lorasae.saebench import datasets as data
 from lorasae.saebench import hub_tasks, world_tasks
 from lorasae.saebench.absorption import run_absorption

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from lorasae.core.runtime import parse_device, seed_everything, setup_environment
+from lorasae.evals.capabilities import consumer
 from lorasae.model.load import check_layer, d_model, model_shape
 from lorasae.sae.sources import check_sae_fits
 from lorasae.steering.args import SteeringArgs
@@ -128,7 +129,12 @@ def load_context(args: SteeringArgs, with_adapter: bool = True) -> SteeringConte
     adapter = default_adapter(args.model_name, ref, shape.n_layers, args.adapter) if with_adapter else None
     print(adapter_line(adapter, "steering"))
     bundle = load_bundle(
-        args.model_name, [ref], adapter, device=parse_device(args.device), dtype=args.dtype, suite="steering"
+        args.model_name,
+        [ref],
+        adapter,
+        device=parse_device(args.device),
+        dtype=args.dtype,
+        suite=consumer("steering"),
     )
     layer = bundle.layer
     print(

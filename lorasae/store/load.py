@@ -16,7 +16,7 @@ from torch import nn
 from lorasae.core.errors import LorasaeError
 from lorasae.core.preflight import check_finite_weights, check_sae_finite
 from lorasae.model.load import ModelShape, check_layer, load_model, unwrap
-from lorasae.sae.capabilities import check_suite
+from lorasae.sae.capabilities import Consumer, check_consumer
 from lorasae.sae.crosscoder import Crosscoder
 from lorasae.sae.crosscoder_splice import coder_layers
 from lorasae.sae.io import CFG_FILENAME, WEIGHTS_FILENAME, read_cfg, read_weights
@@ -59,7 +59,7 @@ def load_saes(
     model: nn.Module,
     device: torch.device | str | None = None,
     dtype: torch.dtype | str = torch.float32,
-    suite: str | None = None,
+    suite: Consumer | None = None,
 ) -> dict[int, Any]:
     """`{layer: SAE}` for the refs, checked against `model` (the model their run records name, width,
     layer range) and, when given, against what `suite` can evaluate (`lorasae.sae.capabilities`),
@@ -73,7 +73,7 @@ def load_saes(
         check_sae_model(ref.source, model_path)  # its run record names this model (or says nothing)
         sae = load_sae(ref.source, device=device, dtype=dtype, layer=ref.layer)
         if suite is not None:
-            check_suite(suite, sae, ref.source)
+            check_consumer(suite, sae, ref.source)
         if isinstance(sae, Crosscoder):  # one dictionary spliced at each of its source layers
             _add_crosscoder(saes, sae, ref.source, shape)
             continue
@@ -152,7 +152,7 @@ def load_bundle(
     device: torch.device | str | None = None,
     dtype: torch.dtype | str = torch.float32,
     sae_dtype: torch.dtype | str = torch.float32,
-    suite: str | None = None,
+    suite: Consumer | None = None,
 ) -> Bundle:
     """Load the model, its SAEs (checked, against `suite` too when given), and the adapter (a
     PeftModel, or merged when `merge`)."""
