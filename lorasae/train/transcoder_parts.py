@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from lorasae.model.ce import ce_sum_and_count
-from lorasae.model.hooks import mlp_io_at, mlp_splice
+from lorasae.model.hooks import mlp_io_at, splice
 from lorasae.sae import geometric_median
 from lorasae.sae.splice import splice_fn
 from lorasae.train import distributed as dist_utils
@@ -85,7 +85,7 @@ class TranscoderCurve(SplicedCurve):
         cfg = self.cfg
         mine = rank_share(self.curve_val, self.info)
         fns = {cfg.layer: splice_fn(sae, skip_special=False)} if sae is not None else {}
-        with mlp_splice(self.model, fns):
+        with splice(self.model, fns):  # splice_fn marks a transcoder's function for the MLP output
             total, count = ce_sum_and_count(self.model, mine, cfg.val_batch_size) if len(mine) else (0.0, 0)
         device = next(self.model.parameters()).device
         sums = dist_utils.all_reduce_sum(
