@@ -61,6 +61,23 @@ def test_kl_fine_tune_lowers_spliced_ce_names_its_parent_and_takes_lora(world_mo
     assert torch.isfinite(torch.tensor(summary.result.ce_gap))
 
 
+def test_a_kl_fine_tune_of_the_default_sae_writes_its_own_curve_not_the_default_sae_curve(world_model):
+    """Found running README's commands after the demo: the fine-tune of the model's default SAE wrote the
+    default SAE's curve files (the timing figure's), replacing them."""
+    from lorasae.model.defaults import sae_defaults
+    from lorasae.model.load import model_shape
+    from lorasae.train.state import curve_path
+
+    shape = model_shape(str(world_model))
+    layer, expansion, k = sae_defaults(shape)
+    flags = ["--layer", str(layer), "--expansion_factor", str(expansion), "--k", str(k)]
+    default = _config(world_model, *flags)
+    tuned = _config(world_model, *flags, "--init_sae", "some/folder", "--objective", "kl")
+    for quantity in ("val_loss", "time"):
+        assert curve_path(default, quantity, shape).name == "normal_SAE.json"
+        assert curve_path(tuned, quantity, shape).name.endswith(f"__kl-ft__layer_{layer}_SAE.json")
+
+
 def test_the_kl_objective_adds_the_weighted_fvu_to_the_e2e_kl():
     """e2e_step with mse_weight w = its KL (w = 0) + w · ‖x̂ − x‖² / Σ‖x − mean‖² (recomputed by hand)."""
     from conftest import make_tiny_model

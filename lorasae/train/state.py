@@ -72,9 +72,11 @@ def checkpoint_dir(cfg: TrainSaeConfig, pct: int | None = None) -> Path:
 
 def is_default_sae(cfg: TrainSaeConfig, shape: ModelShape) -> bool:
     """Whether the run trains the model's default SAE (`model_defaults.sae_defaults`: layer, expansion,
-    k), a TopK one (normal or e2e) on one model: the SAE whose curves keep the original's file names."""
+    k), a TopK one (normal or e2e) on one model, not a KL fine-tune of another SAE (its folder is
+    `<tag>__kl-ft`): the SAE whose curves keep the original's file names."""
     return (
         cfg.architecture == "topk"
+        and cfg.objective != "kl"
         and cfg.kind in ("normal", "e2e")
         and not cfg.models
         and (cfg.layer, cfg.expansion_factor, cfg.k) == sae_defaults(shape)
