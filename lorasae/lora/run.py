@@ -72,18 +72,24 @@ class RunSummary:
 
 @torch.no_grad()
 def sae_l0(sae: object, model: nn.Module, layer: int, chunks: torch.Tensor) -> float:
-    """The SAE's L0: `k` for TopK SAEs (BatchTopK's: its average), else the mean number of active latents
-    per token on `chunks`."""
-    k = getattr(sae.cfg, "k", None)
-    if k:
-        return float(k)
-    device = next(model.parameters()).device
-    if isinstance(sae, Crosscoder):  # latents from every source layer
-        xs = source_activations(model, chunks.to(device), coder_layers(sae))
-        z = sae.encode([x.reshape(-1, x.shape[-1]) for x in xs])
-        return float((z != 0).sum(-1).float().mean())
-    x = sae_input_at(sae, model, chunks.to(device), layer)  # a transcoder's: the MLP input
-    return float((sae.encode(x) != 0).sum(-1).float().mean())
+    """The SAE's L0: its `fixed_l0` where its inference encoding fixes one (a TopK SAE, transcoder or
+    crosscoder: k), else the mean number of active latents per token on `chunks`, measured in eval mode
+    (BatchTopK / Matryoshka: above their inference threshold; JumpReLU, ReLU)."""
+    fixed = getattr(sae, "fixed_l0", None)
+    if fixed:
+        return float(fixed)
+    assert isinstance(sae, nn.Module)
+    device, training = next(model.parameters()).device, sae.training
+    sae.eval()  # BatchTopK's training mode would keep k per token on average
+    try:
+        if isinstance(sae, Crosscoder):  # latents from every source layer
+            xs = source_activations(model, chunks.to(device), coder_layers(sae))
+            z = sae.encode([x.reshape(-1, x.shape[-1]) for x in xs])
+        else:
+            z = sae.encode(sae_input_at(sae, model, chunks.to(device), layer))  # a transcoder's: MLP input
+    finally:
+        sae.train(training)
+    return float((z != 0).sum(-1).double().mean())
 
 
 def output_folders(cfg: TrainLoraConfig) -> list[Path]:

@@ -114,6 +114,11 @@ class BatchTopKSAE(TopKSAE):
         super().__init__(cfg, device=device, dtype=dtype, fast=fast)
         self.register_buffer("threshold", torch.zeros((), dtype=torch.float64, device=device))
 
+    @property
+    def fixed_l0(self) -> None:
+        """None: at inference latents fire above the threshold, k is only the training average."""
+        return None
+
     # ---- encode / decode ----------------------------------------------------------------------
     def _pre(self, x: Tensor) -> Tensor:
         return self.encoder(x.to(self.dtype).reshape(-1, self.cfg.d_in) - self.b_dec)

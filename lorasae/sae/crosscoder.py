@@ -121,6 +121,11 @@ class Crosscoder(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.W_dec[0].dtype
 
+    @property
+    def fixed_l0(self) -> int | None:
+        """k for a TopK crosscoder (its latents per token); None for a ReLU one (measured)."""
+        return self.cfg.k if self.cfg.activation == "topk" else None
+
     def _check(self, xs: list[Tensor]) -> None:
         if len(xs) != self.cfg.n_sources:
             raise ValueError(f"expected {self.cfg.n_sources} sources, got {len(xs)}")

@@ -82,6 +82,12 @@ class TopKSAE(DictionaryAttributes, nn.Module):
     def b_enc(self) -> Tensor:
         return self.encoder.bias
 
+    @property
+    def fixed_l0(self) -> int | None:
+        """The active latents per token its inference encoding fixes: k (None: no fixed count, it is
+        measured; `BatchTopKSAE` fires above a threshold at inference)."""
+        return self.cfg.k
+
     # ---- encode / decode ----------------------------------------------------------------------
     def _encode(self, x: Tensor, want_pre: bool = False) -> tuple[Tensor, Tensor, Tensor | None]:
         """(acts, idx, ReLU'd dense pre-activations if ``want_pre``)."""

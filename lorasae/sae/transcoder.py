@@ -117,6 +117,11 @@ class Transcoder(DictionaryAttributes, nn.Module):
             nn.Parameter(torch.zeros(cfg.d_out, cfg.d_in, device=device, dtype=dt)) if cfg.skip else None
         )
 
+    @property
+    def fixed_l0(self) -> int | None:
+        """k for a TopK transcoder (its latents per token); None for a ReLU one (measured)."""
+        return self.cfg.k if self.cfg.activation == "topk" else None
+
     # ---- encode / decode ----------------------------------------------------------------------
     def encode_topk(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(acts, idx): the k kept latents (TopK), or every latent with indices 0..d_sae-1 (ReLU)."""
