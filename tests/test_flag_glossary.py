@@ -90,7 +90,7 @@ SAMPLE = {"int": ["3"], "count": ["3k"], "float": ["0.25"], "str": ["x9"], "bool
 
 def samples(short: str, flag: str) -> list[str]:
     entry = ENTRIES[flag]
-    if flag == "--sae_type":
+    if flag == "--architecture":
         return ["relu"]  # a value its check accepts
     if entry.type == "bool":
         return ["true" if entry.defaults[short] == "false" else "false"]

@@ -72,8 +72,19 @@ class CommonArgs:
 
 
 @dataclass
-class SaeChoiceArgs:
-    """Which SAE an eval uses, resolved by the store (`lorasae.store.resolve_sae`)."""
+class SaeArchitectureArgs:
+    """`--architecture` of every script that picks one of our saved SAEs (the evals' `SaeChoiceArgs`,
+    train_lora.py, run_benchmarks.py): train_sae.py's flag, read back by the store (`lorasae.store.find_sae`)."""
+
+    architecture: str = "topk"
+    """Dictionary architecture of our saved SAE to use when no --sae is given (train_sae.py's
+    --architecture; read from each SAE's run record or cfg.json, never its folder name): topk (the
+    default, the paper's) | relu | batchtopk | matryoshka | jumprelu | transcoder | skip_transcoder."""
+
+
+@dataclass
+class SaeChoiceArgs(SaeArchitectureArgs):
+    """Which SAE an eval uses, resolved by the store (`lorasae.store.chosen_sae`)."""
 
     sae: str | None = field(default=None, alias=["--sae_source"])
     """SAE: a folder (ours, SAELens or sparsify format) or a sae-lens release `release/sae_id`. Default: the
@@ -284,6 +295,7 @@ __all__ = [
     "HELP_EPILOG",
     "MODEL_VARIANTS",
     "CommonArgs",
+    "SaeArchitectureArgs",
     "SaeChoiceArgs",
     "SwitchAlias",
     "build_parser",

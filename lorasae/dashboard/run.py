@@ -38,6 +38,7 @@ from lorasae.store import (
     SaeRef,
     SaeRun,
     adapter_line,
+    chosen_sae,
     load_bundle,
     resolve_adapter,
     resolve_sae,
@@ -142,7 +143,7 @@ def run_dashboard(args: DashboardArgs) -> Path:
     seed_everything(args.seed)
     name = args.model_name
     shape = model_shape(name)
-    ref = resolve_sae(name, args.sae, args.layer)
+    ref = chosen_sae(args)
     adapter = dashboard_adapter(args, ref)
     print(adapter_line(adapter, "dashboards"))
     bundle = load_bundle(

@@ -33,6 +33,7 @@ from lorasae.store import (
     SaeRef,
     SaeRun,
     adapter_line,
+    chosen_sae,
     load_bundle,
     resolve_adapter,
     resolve_sae,
@@ -111,7 +112,7 @@ def run_interp(args: InterpArgs) -> Path:
     seed_everything(args.seed)
     name = args.model_name
     shape = model_shape(name)
-    ref = resolve_sae(name, args.sae, args.layer)
+    ref = chosen_sae(args)
     adapter = interp_adapter(args, ref)
     print(adapter_line(adapter, "interp"))
     bundle = load_bundle(

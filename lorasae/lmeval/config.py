@@ -13,7 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from lorasae.core.cli import MODEL_VARIANTS, CommonArgs, SwitchAlias, field, split_model_type
+from lorasae.core.cli import (
+    MODEL_VARIANTS,
+    CommonArgs,
+    SaeArchitectureArgs,
+    SwitchAlias,
+    field,
+    split_model_type,
+)
 from lorasae.store.adapter_choice import adapter_help
 from lorasae.store.saes import GEMMA_SCOPE_2B, GEMMA_SCOPE_9B
 
@@ -39,7 +46,7 @@ HUB_TASKS: tuple[str, ...] = ("mmlu", "hellaswag", "truthfulqa_mc1", "truthfulqa
 
 
 @dataclass
-class BenchmarkConfig(CommonArgs):
+class BenchmarkConfig(SaeArchitectureArgs, CommonArgs):
     """Run lm-eval-harness benchmarks on the base or LoRA model, with or without the SAE spliced in."""
 
     SWITCH_ALIASES: ClassVar[tuple[SwitchAlias, ...]] = (SwitchAlias("--sae", "--splice_sae"),)

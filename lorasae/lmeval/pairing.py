@@ -50,7 +50,7 @@ def resolve_pairing(config: BenchmarkConfig, plan: Plan, n_layers: int) -> Plan:
             sources = sae_sources_for_adapter(adapter, config.sae_layer)
     elif plan.needs_adapter or plan.needs_sae:
         if ref is None:
-            ref = find_sae(plan.model_name, config.sae_layer)
+            ref = find_sae(plan.model_name, config.sae_layer, architecture=config.architecture)
         if plan.needs_adapter:
             if gemma_scope is not None:  # also the adapters the original repository saved
                 tags = adapter_tags(ref, None)

@@ -24,7 +24,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from lorasae.core.cli import CommonArgs, field, parse_count
+from lorasae.core.cli import CommonArgs, SaeArchitectureArgs, field, parse_count
 from lorasae.kl import KL_IMPLS
 from lorasae.lora.adapters import LORA_ALPHA, LORA_DROPOUT
 from lorasae.model.data import default_dataset
@@ -115,7 +115,7 @@ class LoraHyperparams:
 
 
 @dataclass
-class TrainLoraConfig(LoraHyperparams, CommonArgs):
+class TrainLoraConfig(LoraHyperparams, SaeArchitectureArgs, CommonArgs):
     """Train LoRA adapters on a frozen model so that, with frozen SAEs spliced in, it matches the
     original model's next-token distribution (KL objective)."""
 
@@ -141,7 +141,7 @@ class TrainLoraConfig(LoraHyperparams, CommonArgs):
     Repeat (--sae A --sae B) for several SAEs trained jointly, paired in order with --sae_layer."""
 
     sae_kind: str = "normal"
-    """Which of our SAEs: normal (TopK) or e2e."""
+    """Which of our SAEs: normal (reconstruction-trained, of --architecture) or e2e."""
 
     expansion_factor: int | None = field(default=None, alias=["--sae_expansion_factor"])
     """Which of our SAEs, when saved_saes/<model>/<kind>/ holds several families (expansion_<E>_L0_<k>):

@@ -23,8 +23,9 @@ def resolve_runs(cfg: TrainLoraConfig) -> list[SaeRun]:
     if cfg.sae:
         return [external_run(cfg.sae, layers)]
     return our_sae_runs(
-        cfg.model_name, layers, cfg.sae_kind, cfg.expansion_factor, cfg.k, cfg.checkpoint_percent
-    )
+        cfg.model_name, layers, cfg.sae_kind, cfg.expansion_factor, cfg.k, cfg.checkpoint_percent,
+        architecture=cfg.architecture,
+    )  # fmt: skip
 
 
 @dataclass

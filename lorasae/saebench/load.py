@@ -17,7 +17,7 @@ from lorasae.core.atomic import atomic_save_file
 from lorasae.core.runtime import parse_device
 from lorasae.model.load import load_model, model_shape
 from lorasae.saebench.args import MODEL_TYPES, SaeBenchArgs, peft_dict_path
-from lorasae.store import SaeRef, adapter_line, load_bundle, resolve_adapter, resolve_sae
+from lorasae.store import SaeRef, adapter_line, chosen_sae, load_bundle, resolve_adapter, resolve_sae
 
 # --- model, SAE, adapter --------------------------------------------------------------------------
 
@@ -86,7 +86,7 @@ def load_for_eval(args: SaeBenchArgs) -> Loaded:
             f"--model_variant must be one of {MODEL_TYPES} (the model to evaluate on), got "
             f"{args.model_variant!r}"
         )
-    ref = resolve_sae(args.model_name, args.sae, args.layer)
+    ref = chosen_sae(args)
     if ref.layer is not None:
         from lorasae.model.load import check_layer
 

@@ -24,10 +24,10 @@ from lorasae.store import (
     AdapterFilter,
     SaeRef,
     adapter_line,
+    chosen_sae,
     load_bundle,
     preflight_saes,
     resolve_adapter,
-    resolve_sae,
 )
 from lorasae.world import world_seed
 
@@ -122,7 +122,7 @@ def load_context(args: SteeringArgs, with_adapter: bool = True) -> SteeringConte
     seed_everything(args.seed)
     check_mode(args.mode)
     shape = model_shape(args.model_name)
-    ref = resolve_sae(args.model_name, args.sae, args.layer)
+    ref = chosen_sae(args)
     if ref.layer is not None:
         check_layer(shape, ref.layer)
     preflight_saes([ref.source], shape.d_model)  # width and finite weights before the adapter is sought

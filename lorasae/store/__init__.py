@@ -3,7 +3,8 @@ and checks they fit. Every front end (train_lora, sweep, the demo, SAE-Bench, st
 analyses) calls it; none has its own finder, default rule or loader.
 
 - `tags`: what output names say (`parse_sae_tag`, `run_tag`, `source_tag`);
-- `saes`: `find_sae` (an eval's SAE: train_sae.py's defaults when not told), `our_sae_runs`
+- `saes`: `find_sae` (an eval's SAE: train_sae.py's defaults when not told; `chosen_sae`: from an eval's
+  SAE-choice flags, `--architecture` included; `families`: our SAE families by architecture), `our_sae_runs`
   (train_lora.py's runs over our checkpoints), `external_run` (`--sae` sources), all without loading;
 - `adapters`: `default_adapter` (the one rule, `adapter_choice.DEFAULT_ADAPTER_RULE`, every eval uses),
   `find_adapter`, `resolve_adapter`, `sae_sources_for_adapter`; `adapter_choice`: the rule's parts and
@@ -37,6 +38,8 @@ from lorasae.store.saes import (
     GEMMA_SCOPE_9B,
     SaeRef,
     SaeRun,
+    check_architecture,
+    chosen_sae,
     external_ref,
     external_run,
     final_saes,
@@ -60,6 +63,8 @@ __all__ = [
     "SaeModelMismatchError",
     "SaeRef",
     "SaeRun",
+    "check_architecture",
+    "chosen_sae",
     "adapter_line",
     "check_adapter_dir",
     "check_run_layers",

@@ -36,7 +36,7 @@ NOT_IDENTITY = frozenset(
 # SAE sources and layers, the LoRA layers and rank), not as the flags that selected them
 _TOP_LEVEL = frozenset(
     {"model", "model_type", "dataset", "sae", "sae_layer", "sae_kind", "expansion_factor", "k", "LoRA_layers"}
-    | {"rank", "num_train_examples"}
+    | {"architecture", "rank", "num_train_examples"}
 )
 
 

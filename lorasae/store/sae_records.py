@@ -27,9 +27,34 @@ class SaeModelMismatchError(LorasaeError, ValueError):
     """An SAE's run record names another model than the one it is spliced into."""
 
 
+def _cfg_architecture(cfg: dict[str, Any]) -> str | None:
+    """Our architecture name when cfg.json says it (an `architecture` field; None without one: an older
+    folder, read by its names as before)."""
+    if "architecture" not in cfg:
+        return None
+    from lorasae.sae.registry import architecture_from_cfg
+
+    return architecture_from_cfg(cfg)
+
+
+def _cfg_settings(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The expansion factor and k that cfg.json's widths and k say (a crosscoder's d_in is a list)."""
+    d_in, d_sae = cfg.get("d_in"), cfg.get("d_sae")
+    details = (cfg.get("metadata") or {}).get("training_architecture_details") or {}
+    k = cfg.get("k", details.get("k"))
+    out: dict[str, Any] = {}
+    if isinstance(d_in, int) and isinstance(d_sae, int) and d_in > 0 and d_sae % d_in == 0:
+        out["expansion_factor"] = d_sae // d_in
+    if isinstance(k, int):
+        out["k"] = k
+    return out
+
+
 def inferred_identity(folder: Path) -> dict[str, Any]:
     """What a folder without a record says of its SAE: our layout's names
-    (`saved_saes/<model>/<kind>/<tag>/model.layers.<L>`) and `cfg.json`'s recorded settings."""
+    (`saved_saes/<model>/<kind>/<tag>/model.layers.<L>`: model, kind, layer, checkpoint) and `cfg.json`'s
+    recorded settings; the architecture, width and k from cfg.json where it names its architecture (the
+    tag's only for older folders whose cfg.json does not)."""
     folder = Path(folder)
     tag = folder.parent.name
     arch = ARCH_TAG.match(tag)
@@ -39,8 +64,10 @@ def inferred_identity(folder: Path) -> dict[str, Any]:
         cfg = {}
     ours = (cfg.get("metadata") or {}).get("lorasae") or {}
     settings = dict(ours.get("settings") or {})
-    architecture = None
-    if arch:
+    architecture = _cfg_architecture(cfg)
+    if architecture is not None:  # what the weights are, whatever the folder is called
+        settings = {**_cfg_settings(cfg), **settings}
+    elif arch:
         settings.setdefault("expansion_factor", int(arch["e"]))
         if arch["k"]:
             settings.setdefault("k", int(arch["k"]))

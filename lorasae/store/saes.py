@@ -21,6 +21,7 @@ from lorasae.core.records import RECORD_NAME, read_record
 from lorasae.model.defaults import PAPER_EXPANSION, default_k, default_sae_layer
 from lorasae.model.load import MODEL_REGISTRY, ModelShape, model_key, model_shape
 from lorasae.sae.sources import SaeNotFoundError, layer_from_hook_name
+from lorasae.store.families import Family, check_architecture, families_in, is_kl_fine_tune
 from lorasae.store.sae_records import sae_record
 from lorasae.store.tags import (
     LAYER_DIR,
@@ -105,70 +106,61 @@ def list_our_saes(model: str, base: Path | None = None) -> list[str]:
     return sorted(str(p.parent.relative_to(folder)) for p in folder.glob("*/*/model.layers.*/cfg.json"))
 
 
-def _not_found(message: str, model: str, base: Path | None) -> SaeNotFoundError:
-    listing = "\n".join(f"  {s}" for s in list_our_saes(model, base)) or "  (none)"
+def _not_found(
+    message: str, model: str, base: Path | None, kind: str = "normal", architecture: str = "topk"
+) -> SaeNotFoundError:
+    """One line: what was asked, the folder searched and what it holds, and what to do."""
+    folder = saes_folder(model, base) / kind
+    held = [s.split("/", 1)[1] for s in list_our_saes(model, base) if s.startswith(f"{kind}/")]
+    listing = ", ".join(held[:8]) + (f" and {len(held) - 8} more" if len(held) > 8 else "") or "none"
     return SaeNotFoundError(
-        f"{message}\nSAEs under {saes_folder(model, base)}:\n{listing}\n"
-        f"Train one with `python train_sae.py --model_type {model_key(model)} ...`, "
-        "or pass an SAE with --sae (a folder or a sae-lens release/sae_id)."
+        f"{message} Searched {folder} (holds: {listing}). Train one with `python train_sae.py --model_type "
+        f"{model_key(model)} --architecture {architecture} ...`, or pass an SAE with --sae (a folder or a "
+        "sae-lens release/sae_id)."
     )
 
 
-def _is_kl_fine_tune(record: Any) -> bool:
-    """Whether a run record is a `train_sae.py --objective kl` fine-tune of another SAE."""
-    return (record.get("settings") or {}).get("objective") == "kl"
-
-
-def _families(model: str, kind: str, layers: Sequence[int], base: Path | None) -> dict[tuple[int, int], dict]:
-    """{(expansion, k): {pct or None: tag folder}} of our TopK SAEs that exist at every one of `layers`,
-    as their run records say (`sae_records.sae_record`; legacy folders get an inferred record)."""
-    folder = saes_folder(model, base) / kind
-    families: dict[tuple[int, int], dict[int | None, Path]] = {}
-    for tag_dir in sorted(folder.iterdir()) if folder.is_dir() else ():
-        if not all((tag_dir / f"model.layers.{x}" / "cfg.json").exists() for x in layers):
-            continue
-        records = [sae_record(tag_dir / f"model.layers.{x}") for x in layers]
-        if any(r.get("architecture") != "topk" or r.get("layer") != x for r, x in zip(records, layers)):
-            continue
-        if any(_is_kl_fine_tune(r) for r in records):  # `<tag>__kl-ft`: its own SAE, given with --sae
-            continue
-        settings = records[0].get("settings") or {}
-        expansion, k = settings.get("expansion_factor"), settings.get("k")
-        if isinstance(expansion, int) and isinstance(k, int):
-            families.setdefault((expansion, k), {})[records[0].get("checkpoint_pct")] = tag_dir
-    return families
+def _families(
+    model: str, kind: str, layers: Sequence[int], base: Path | None, architecture: str = "topk"
+) -> dict[Family, dict]:
+    """`families.families_in` the model's `kind` folder."""
+    return families_in(saes_folder(model, base) / kind, layers, architecture)
 
 
 def _choose_family(
-    families: dict[tuple[int, int], dict],
+    families: dict[Family, dict],
     expansion_factor: int | None,
     k: int | None,
     shape: ModelShape | None,
     what: str,
     model: str,
     base: Path | None,
-) -> tuple[tuple[int, int], dict]:
+    kind: str = "normal",
+    architecture: str = "topk",
+) -> tuple[Family, dict]:
     wanted = {
-        key: v
-        for key, v in families.items()
-        if (expansion_factor is None or key[0] == expansion_factor) and (k is None or key[1] == k)
+        f: v
+        for f, v in families.items()
+        if (expansion_factor is None or f.expansion == expansion_factor) and (k is None or f.k == k)
     }
     asked = "".join(f" {n} {v}" for n, v in (("expansion", expansion_factor), ("k", k)) if v is not None)
     if not wanted:
-        raise _not_found(f"No {what}{asked}.", model, base)
+        raise _not_found(f"No {what}{asked}.", model, base, kind, architecture)
     # each flag the user left out takes train_sae.py's default, if that decides
     if len(wanted) > 1 and expansion_factor is None:
-        wanted = {key: v for key, v in wanted.items() if key[0] == PAPER_EXPANSION} or wanted
+        wanted = {f: v for f, v in wanted.items() if f.expansion == PAPER_EXPANSION} or wanted
     if len(wanted) > 1 and k is None:
         k_default = default_k((shape or model_shape(model)).d_model)
-        wanted = {key: v for key, v in wanted.items() if key[1] == k_default} or wanted
+        wanted = {f: v for f, v in wanted.items() if f.k == k_default} or wanted
     if len(wanted) > 1:
-        names = ", ".join(f"expansion_{e}_L0_{kk}" for e, kk in sorted(wanted))
+        names = ", ".join(sorted(f.name for f in wanted))
         raise _not_found(
             f"Several {what}{asked} ({names}) and none is train_sae.py's default: choose one with "
-            "--expansion_factor and --k.",
+            "--expansion_factor and --k, or give its folder with --sae.",
             model,
             base,
+            kind,
+            architecture,
         )
     return next(iter(wanted.items()))
 
@@ -182,8 +174,10 @@ def our_sae_runs(
     checkpoint_percent: int | None = None,
     base: Path | None = None,
     shape: ModelShape | None = None,
+    architecture: str = "topk",
 ) -> list[SaeRun]:
-    """train_lora.py's runs over our SAEs at `layers` (default: train_sae.py's default layer).
+    """train_lora.py's runs over our SAEs of `architecture` (as their records say) at `layers` (default:
+    train_sae.py's default layer).
 
     With `checkpoint_percent`, one run on that checkpoint (100 falls back to the final SAE when no
     `-100pct` folder exists); without, one run per existing 10 %…100 % checkpoint, or on the final SAE
@@ -194,10 +188,11 @@ def our_sae_runs(
         shape = shape or model_shape(model)
         layers = [default_sae_layer(shape.n_layers)]
     layer_text = ",".join(str(x) for x in layers)
-    what = f"{kind} SAE of model {model_key(model)!r} at layer(s) {layer_text}"
-    (expansion, k_found), by_pct = _choose_family(
-        _families(model, kind, layers, base), expansion_factor, k, shape, what, model, base
-    )
+    what = f"{kind} SAE ({architecture}) of model {model_key(model)!r} at layer(s) {layer_text}"
+    family, by_pct = _choose_family(
+        _families(model, kind, layers, base, architecture), expansion_factor, k, shape, what, model, base,
+        kind, architecture,
+    )  # fmt: skip
     if checkpoint_percent is not None:
         if checkpoint_percent in by_pct:
             chosen = [checkpoint_percent]
@@ -206,10 +201,12 @@ def our_sae_runs(
         else:
             have = ", ".join(f"{p}%" for p in sorted(p for p in by_pct if p is not None)) or "none"
             raise _not_found(
-                f"No {checkpoint_percent}% checkpoint of expansion_{expansion}_L0_{k_found} at layer(s) "
-                f"{layer_text} (checkpoints: {have}).",
+                f"No {checkpoint_percent}% checkpoint of {family.name} at layer(s) {layer_text} "
+                f"(checkpoints: {have}).",
                 model,
                 base,
+                kind,
+                architecture,
             )
     else:
         chosen = sorted(p for p in by_pct if p is not None) or [None]
@@ -226,10 +223,13 @@ def find_sae(
     expansion_factor: int | None = None,
     k: int | None = None,
     base: Path | None = None,
+    architecture: str = "topk",
 ) -> SaeRef:
-    """The SAE an eval uses when not given one: our final SAE of the chosen family at the layer (its 100 %
-    checkpoint, or failing that its latest checkpoint, when no final SAE exists); for Gemma-2-2B with
-    none saved, the paper's Gemma Scope SAE. Searches every name the model's outputs may be under."""
+    """The SAE an eval uses when not given one: our final SAE of `architecture` (as its run record says)
+    and the chosen family at the layer (its 100 % checkpoint, or failing that its latest checkpoint, when
+    no final SAE exists); for Gemma-2-2B with none saved, the paper's Gemma Scope SAE (default
+    architecture only). Searches every name the model's outputs may be under."""
+    check_architecture(architecture)
     error: SaeNotFoundError | None = None
     shape: ModelShape | None = None
     for key in model_keys(model):
@@ -238,27 +238,36 @@ def find_sae(
         shape = shape or model_shape(model)
         layers = [layer] if layer is not None else None
         try:
-            runs = our_sae_runs(key, layers, kind, expansion_factor, k, None, base, shape)
+            runs = our_sae_runs(key, layers, kind, expansion_factor, k, None, base, shape, architecture)
         except SaeNotFoundError as err:
             error = error or err
             continue
         by_pct = {run.checkpoint_pct: run.refs[0] for run in runs}
-        final = _final_ref(key, kind, runs[0].refs[0], base)
+        final = _final_ref(key, kind, runs[0].refs[0], base, architecture)
         return final or by_pct.get(100) or by_pct[max(p for p in by_pct if p is not None)]
     if (
         model_key(model) == "gemma"
         and kind == "normal"
+        and architecture == "topk"
         and layer in (None, 12)
         and not (expansion_factor or k)
     ):
         return external_ref(GEMMA_SCOPE_2B, 12)
-    raise error or _not_found(f"No {kind} SAE saved for model {model_key(model)!r}.", model, base)
+    raise error or _not_found(
+        f"No {kind} SAE ({architecture}) saved for model {model_key(model)!r}.",
+        model,
+        base,
+        kind,
+        architecture,
+    )
 
 
-def _final_ref(model: str, kind: str, any_ref: SaeRef, base: Path | None) -> SaeRef | None:
+def _final_ref(
+    model: str, kind: str, any_ref: SaeRef, base: Path | None, architecture: str = "topk"
+) -> SaeRef | None:
     """The final SAE of `any_ref`'s family at its layer (by the records), if it exists."""
     assert any_ref.layer is not None
-    for by_pct in _families(model, kind, [any_ref.layer], base).values():
+    for by_pct in _families(model, kind, [any_ref.layer], base, architecture).values():
         if Path(any_ref.source).parent in by_pct.values() and None in by_pct:
             final = by_pct[None]
             return SaeRef(str(final / f"model.layers.{any_ref.layer}"), any_ref.layer, final.name)
@@ -275,7 +284,7 @@ def final_saes(model: str, kind: str = "normal", base: Path | None = None) -> li
         layer = record.get("layer")
         if (
             record.get("architecture") == "topk"
-            and not _is_kl_fine_tune(record)
+            and not is_kl_fine_tune(record)
             and record.get("checkpoint_pct") is None
             and isinstance(layer, int)
         ):
@@ -354,12 +363,20 @@ def resolve_sae(model: str, sae: str | None = None, layer: int | None = None, **
     return find_sae(model, layer, **family)
 
 
+def chosen_sae(args: Any) -> SaeRef:
+    """The SAE an eval's SAE-choice flags (`lorasae.core.cli.SaeChoiceArgs`) name: `--sae` at `--layer`,
+    else our SAE of `--architecture` at `--layer` (`find_sae`)."""
+    return resolve_sae(args.model_name, args.sae, args.layer, architecture=args.architecture)
+
+
 __all__ = [
     "GEMMA_SCOPE_2B",
     "GEMMA_SCOPE_9B",
     "LAYER_DIR",
     "SaeRef",
     "SaeRun",
+    "check_architecture",
+    "chosen_sae",
     "external_ref",
     "external_run",
     "final_saes",
