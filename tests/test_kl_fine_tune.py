@@ -126,3 +126,23 @@ def test_a_kl_fine_tune_of_another_k_or_an_init_sae_of_another_architecture_is_r
         train_sae(
             fast_config(model_dir, data, init_sae=str(parent.final_dir), architecture="batchtopk", **short)
         )
+
+
+def test_a_kl_fine_tune_defaults_to_karvonens_25m_tokens_on_hub_models_and_a_short_run_on_built_in_ones():
+    """--num_train_tokens left out: Karvonen's 25M-token KL fine-tune (arXiv 2503.17272) on Gemma-2-2B's
+    shape, a run of seconds on the built-in model's; the SAE training budget (2B) is unchanged."""
+    from lorasae.model.defaults import KL_FINE_TUNE_TOKENS, SMALL_MODEL_KL_FINE_TUNE_TOKENS
+
+    kl = ["--objective", "kl", "--init_sae", "some/folder"]
+    gemma = parse(TrainSaeConfig, ["--model_type", "gemma", *kl]).resolved(2304, 8192, 26)
+    tiny = parse(TrainSaeConfig, ["--model_type", "tiny", *kl]).resolved(128, 128, 4)
+    assert gemma.num_train_tokens == KL_FINE_TUNE_TOKENS == 25_000_000
+    assert tiny.num_train_tokens == SMALL_MODEL_KL_FINE_TUNE_TOKENS < 100_000
+    for model, shape in (("gemma", (2304, 8192, 26)), ("tiny", (128, 128, 4))):
+        assert (
+            parse(TrainSaeConfig, ["--model_type", model]).resolved(*shape).num_train_tokens == 2_000_000_000
+        )
+        given = parse(TrainSaeConfig, ["--model_type", model, *kl, "--num_train_tokens", "8k"]).resolved(
+            *shape
+        )
+        assert given.num_train_tokens == 8000

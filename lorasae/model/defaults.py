@@ -10,6 +10,9 @@ trainers share one validation/train split.
 - expansion factor: 8 (the paper's).
 - context: 1024 tokens, capped at the model's context window; validation: 1M tokens for d_model ≥ 1024,
   8,192 for small models; validation batches of 4096 tokens (1024 for small models).
+- training tokens: 2B (the paper's SAE budget on Gemma-2-2B) for an SAE; for a KL fine-tune of one
+  (`--objective kl`), Karvonen's 25M (arXiv 2503.17272: "the final 25M training tokens") for d_model ≥
+  1024, 32,768 for small models (the built-in ones: 32 steps, seconds on a CPU).
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ SMALL_MODEL_VAL_TOKENS = 8_192
 PAPER_CTX_LEN = 1024
 VAL_BATCH_TOKENS = 4096  # tokens per validation forward pass (Gemma-2-2B's fp32 logits: 4 GiB)
 SMALL_MODEL_VAL_BATCH_TOKENS = 1024  # small models run on CPUs, where small batches are faster
+PAPER_SAE_TOKENS = 2_000_000_000  # the paper's Gemma-2-2B SAEs (4B for Llama: pass --num_train_tokens)
+KL_FINE_TUNE_TOKENS = 25_000_000  # Karvonen, arXiv 2503.17272: the KL+MSE fine-tune's budget
+SMALL_MODEL_KL_FINE_TUNE_TOKENS = 32_768  # the built-in models: 32 steps of 1024 tokens
 
 
 def is_small(d_model: int) -> bool:
@@ -46,6 +52,14 @@ def default_sae_layer(n_layers: int) -> int:
 def default_num_val_tokens(d_model: int) -> int:
     """1M validation tokens (the paper's) for d_model ≥ 1024, 8,192 for small models."""
     return PAPER_VAL_TOKENS if not is_small(d_model) else SMALL_MODEL_VAL_TOKENS
+
+
+def default_num_train_tokens(d_model: int, objective: str = "reconstruction") -> int:
+    """Training tokens of train_sae.py: 2B for an SAE; for a KL fine-tune (`objective == "kl"`) 25M
+    (Karvonen's) for d_model ≥ 1024, 32,768 for small models."""
+    if objective != "kl":
+        return PAPER_SAE_TOKENS
+    return KL_FINE_TUNE_TOKENS if not is_small(d_model) else SMALL_MODEL_KL_FINE_TUNE_TOKENS
 
 
 def default_ctx_len(max_positions: int | None) -> int:

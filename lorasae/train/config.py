@@ -7,6 +7,8 @@ n_layers)`, with the rules of `lorasae/model/defaults.py` (shared by every scrip
   keep the paper's sparsity ratio k/d = 64/2304 ≈ 2.8 %, i.e. k = round(64·d/2304) (tiny: 4).
 - `ctx_len`: 1024 (the paper's), capped at the model's `max_position_embeddings`.
 - `batch_size`: the paper's 1024 tokens per step: 1 sequence of 1024 tokens; 8 of the tiny model's 128.
+- `num_train_tokens`: 2B (the paper's); with `--objective kl`, Karvonen's 25M for d_model ≥ 1024 and
+  32,768 for smaller models (the built-in ones).
 - `num_val_tokens`: 1,000,000 (the paper's) for models with d_model ≥ 1024; 8,192 (64 sequences of 128)
   for smaller ones. Short runs take their 101 curve points on fewer (`--curve_val_tokens`), each reusing
   the clean prefix (`lorasae/model/prefix.py`); differences between SAEs and checkpoints are paired (same
@@ -34,6 +36,7 @@ from lorasae.model.defaults import (
     PAPER_CTX_LEN,
     default_ctx_len,
     default_k,
+    default_num_train_tokens,
     default_num_val_tokens,
     default_sae_layer,
     default_val_batch_size,
@@ -119,6 +122,8 @@ class TrainSaeConfig(
         cfg.batch_size = cfg.batch_size if cfg.batch_size is not None else default_batch_size(cfg.ctx_len)
         if cfg.val_batch_size is None:
             cfg.val_batch_size = default_val_batch_size(d_model, cfg.ctx_len)
+        if cfg.num_train_tokens is None:
+            cfg.num_train_tokens = default_num_train_tokens(d_model, cfg.objective)
         if cfg.num_val_tokens is None:
             cfg.num_val_tokens = default_num_val_tokens(d_model)
         if cfg.curve_val_tokens is None:
@@ -182,6 +187,7 @@ class TrainSaeConfig(
     @property
     def total_steps(self) -> int:
         """Optimiser steps: enough global batches to cover `num_train_tokens` (at least one)."""
+        assert self.num_train_tokens is not None, "call resolved() first"
         return max(1, math.ceil(self.num_train_tokens / self.tokens_per_step))
 
     @property

@@ -78,8 +78,10 @@ class TokenOptions:
     """Decoder layer whose output (the residual stream after block L) the SAE reconstructs. Default: 12
     (the paper's) for models with more than 12 layers; 1 for smaller ones (the built-in tiny model)."""
 
-    num_train_tokens: int = field(default=2_000_000_000, type=parse_count)
-    """Training tokens (2B for Gemma, 4B for Llama in the paper); `300_000`, `2e9`, `15k` accepted."""
+    num_train_tokens: int | None = field(default=None, type=parse_count)
+    """Training tokens; `300_000`, `2e9`, `15k` accepted. Default: 2B (the paper's Gemma budget; 4B for
+    Llama in the paper); with --objective kl, Karvonen's 25M-token fine-tune for models with d ≥ 1024 and
+    32,768 tokens (seconds) for small ones (the built-in models)."""
 
     num_val_tokens: int | None = field(default=None, type=parse_count)
     """Validation tokens (the first chunks of the data). Default: 1M; 8,192 for small models (d < 1024)."""
@@ -162,8 +164,8 @@ class ObjectiveOptions:
     objective: str = "reconstruction"
     """reconstruction (FVU, or the KL with --e2e) | kl: KL fine-tuning of --init_sae (Karvonen, arXiv
     2503.17272): KL(p_original ‖ p_spliced) + --kl_mse_weight · FVU from the SAE's weights, for
-    --num_train_tokens (the paper's budget: 25M, the last few percent of training); saved as
-    `<tag>__kl-ft` under normal/, its record naming the parent SAE."""
+    --num_train_tokens (default: the paper's 25M, the last few percent of training; 32,768 on the
+    built-in models); saved as `<tag>__kl-ft` under normal/, its record naming the parent SAE."""
 
     kl_mse_weight: float | None = None
     """Weight of the FVU term added to the KL (--objective kl or --e2e). Default: 1.0 with --objective
