@@ -149,3 +149,31 @@ def test_a_transcoder_writing_another_width_than_d_model_is_refused_before_and_o
         preflight_saes([str(folder)], 32)
     with pytest.raises(SaeShapeError, match="writes 16-dimensional MLP outputs"):
         load_saes([SaeRef(str(folder), LAYER, "tc")], make_tiny_model("llama", n_layers=3))
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma2"])
+def test_the_transcoder_curve_reuses_the_prefix_before_its_layer_with_equal_values(arch):
+    """Issue 28 loose end 4: a transcoder's curve point caches the clean residual after layer L − 1
+    (layer L's MLP is replaced, its attention runs again) and gives the full forward's CE."""
+    from lorasae.train.config import TrainSaeConfig
+    from lorasae.train.distributed import DistInfo
+    from lorasae.train.modification import plain_rows
+    from lorasae.train.transcoder_parts import TranscoderCurve
+
+    model = make_tiny_model(arch, n_layers=3).eval()
+    chunks = torch.randint(3, 96, (6, 16), generator=torch.Generator().manual_seed(0))
+    for layer in (LAYER, 2, 0):
+        tc = make_dictionary("skip_transcoder", 32, layer)
+        cfg = TrainSaeConfig(layer=layer, val_batch_size=4)
+        curves = {reuse: TranscoderCurve(cfg, model, tc, chunks, chunks, [], DistInfo(), plain_rows, reuse)
+                  for reuse in (True, False)}  # fmt: skip
+        for curve in curves.values():
+            curve.prepare()
+        cache = curves[True].prefix_cache()
+        assert curves[False].prefix_cache() is None
+        if layer == 0:
+            assert cache is None  # nothing before layer 0's MLP to reuse
+        else:
+            assert cache is not None and cache.layer == layer - 1
+        assert curves[True].value() == pytest.approx(curves[False].value(), abs=1e-6)
+        assert curves[True].base() == pytest.approx(curves[False].base(), abs=1e-6)

@@ -132,7 +132,8 @@ class Architecture:
     (unit-norm decoder rows; for the `lorasae.sae.coder` classes, then `sae.after_step(out)`: BatchTopK's
     threshold estimate)."""
     reuses_prefix: bool = True
-    """The curve's spliced CE may reuse the clean residual up to its layer (`lorasae/model/prefix.py`)."""
+    """The curve's spliced CE may reuse the clean residual up to the last layer its splice leaves unchanged
+    (its layer; a transcoder's: the one before, `lorasae/model/prefix.py`)."""
 
     def build(self, spec: DictionarySpec, device: torch.device | str) -> nn.Module:
         """A freshly initialised dictionary (its class's own initialisation, under the caller's seed)."""
@@ -244,7 +245,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             rows="mlp",  # (MLP input, MLP output) at the layer: lorasae/train/transcoder_parts.py
             sparsity=_transcoder_sparsity,
             after_update=_coder_after_update,
-            reuses_prefix=False,  # layer L's MLP is replaced: its attention runs again at each point
+            # layer L's MLP is replaced, its attention runs again: the prefix up to L − 1 is reused
         )
         for name in ("transcoder", "skip_transcoder")
     },

@@ -59,13 +59,20 @@ class SplicedCurve:
         if self.reuses_prefix:
             self.prefix_cache()
 
+    def cache_layer(self) -> int | None:
+        """The last layer whose clean output the spliced forward shares (None: none): the SAE's layer."""
+        return self.cfg.layer
+
     def prefix_cache(self) -> PrefixCache | None:
-        """The curve chunks' residual after the SAE's layer (this rank's share), built on first use;
+        """The curve chunks' residual after `cache_layer()` (this rank's share), built on first use;
         None where every curve point runs the full forward (`lorasae/model/prefix.py`)."""
+        layer = self.cache_layer()
+        if not self.reuses_prefix or layer is None:
+            return None
         if not self._prefix_built:
             cfg = self.cfg
             self._prefix, note = build_prefix_cache(
-                self.model, rank_share(self.curve_val, self.info), cfg.layer, cfg.val_batch_size,
+                self.model, rank_share(self.curve_val, self.info), layer, cfg.val_batch_size,
                 int(cfg.val_prefix_cache_gib * 2**30),
             )  # fmt: skip
             self._prefix_built = True

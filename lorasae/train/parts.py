@@ -114,7 +114,7 @@ def assemble(
         rows = tc.MlpRows(ctx.model, cfg.layer, ctx.info, ctx.device)
         objective = ReconstructionObjective(cfg.auxk_alpha, "fvu", sparsity, l1, autocast)
         curve_args = (cfg, ctx.model, ctx.sae, ctx.curve_val, ctx.val, ctx.special_ids, ctx.info)
-        return Parts(rows, objective, tc.TranscoderCurve(*curve_args, plain_rows, False))
+        return Parts(rows, objective, tc.TranscoderCurve(*curve_args, plain_rows, ctx.entry.reuses_prefix))
     if ctx.entry.rows != "layer":
         raise ValueError(f"architecture {ctx.entry.name}: train_sae.py has no rows {ctx.entry.rows!r} yet")
     from lorasae.train.rows import LayerRows

@@ -7,7 +7,8 @@ layer L's MLP input and reconstructs its MLP output (`lorasae.sae.transcoder`).
   first global batch's MLP outputs (the space it lives in).
 - `TranscoderCurve`: a curve point is the validation CE with layer L's MLP output replaced by the
   transcoder's reconstruction (`lorasae.model.hooks.mlp_splice`; the attention and norms of layer L still run,
-  so the clean prefix cached after layer L cannot be reused: every point runs the full forward); the final
+  so the clean residual is cached after layer L − 1, `lorasae/model/prefix.py`, and each point runs
+  layers L… only; at layer 0 every point runs the full forward); the final
   statistics are the FVU of the MLP output, L0 and never-active latents over every validation token.
 
 Every position (no --positions), one forward per step (no harvesting), one process or DDP."""
@@ -20,7 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from lorasae.model.ce import ce_sum_and_count
-from lorasae.model.hooks import mlp_io_at, splice
+from lorasae.model.hooks import MLP, mlp_io_at, splice
+from lorasae.model.prefix import reusable_prefix_layer
 from lorasae.sae import geometric_median
 from lorasae.sae.splice import splice_fn
 from lorasae.train import distributed as dist_utils
@@ -78,15 +80,22 @@ class MlpRows:
 class TranscoderCurve(SplicedCurve):
     """Curve points = the validation CE with layer L's MLP output replaced by the transcoder's."""
 
-    def prefix_cache(self) -> None:
-        return None  # layer L's MLP is replaced: its attention must run again (see the module docstring)
+    def cache_layer(self) -> int | None:
+        """Layer L − 1: layer L's MLP is replaced, its attention runs again (None at layer 0)."""
+        return reusable_prefix_layer(self.cfg.layer, MLP)
 
     def _ce(self, sae: nn.Module | None) -> float:
         cfg = self.cfg
         mine = rank_share(self.curve_val, self.info)
         fns = {cfg.layer: splice_fn(sae, skip_special=False)} if sae is not None else {}
-        with splice(self.model, fns):  # splice_fn marks a transcoder's function for the MLP output
-            total, count = ce_sum_and_count(self.model, mine, cfg.val_batch_size) if len(mine) else (0.0, 0)
+        prefix = self.prefix_cache()
+        if prefix is not None:  # only layers L… run; the cache checks the splice leaves its layers alone
+            total, count = prefix.ce_sum_and_count(cfg.val_batch_size, fns)
+        else:
+            with splice(self.model, fns):  # splice_fn marks a transcoder's function for the MLP output
+                total, count = (
+                    ce_sum_and_count(self.model, mine, cfg.val_batch_size) if len(mine) else (0.0, 0)
+                )
         device = next(self.model.parameters()).device
         sums = dist_utils.all_reduce_sum(
             torch.tensor([total, float(count)], dtype=torch.float64, device=device)
