@@ -111,10 +111,10 @@ def _not_found(
 ) -> SaeNotFoundError:
     """One line: what was asked, the folder searched and what it holds, and what to do."""
     folder = saes_folder(model, base) / kind
-    held = [s.split("/", 1)[1] for s in list_our_saes(model, base) if s.startswith(f"{kind}/")]
-    listing = ", ".join(held[:8]) + (f" and {len(held) - 8} more" if len(held) > 8 else "") or "none"
+    held = list_our_saes(model, base)
+    listing = ", ".join(held[:20]) + (f" and {len(held) - 20} more" if len(held) > 20 else "") or "none"
     return SaeNotFoundError(
-        f"{message} Searched {folder} (holds: {listing}). Train one with `python train_sae.py --model_type "
+        f"{message} Searched {folder} (SAEs of this model: {listing}). Train one with `python train_sae.py --model_type "
         f"{model_key(model)} --architecture {architecture} ...`, or pass an SAE with --sae (a folder or a "
         "sae-lens release/sae_id)."
     )
