@@ -427,6 +427,7 @@ def test_hub_selection_on_stand_in_tables(monkeypatch):
     import pandas as pd
 
     from lorasae.saebench import datasets as data
+    from lorasae.saebench import hub_datasets as hub
 
     def frames(name: str):
         rows = []
@@ -447,14 +448,14 @@ def test_hub_selection_on_stand_in_tables(monkeypatch):
         df = pd.DataFrame(rows)
         return df, df.copy()
 
-    monkeypatch.setattr(data, "_hub_frames", frames)
-    train, test = data.hub_probing_dataset("LabHC/bias_in_bios_class_set1", 40, 20, seed=0)
+    monkeypatch.setattr(hub, "_hub_frames", frames)
+    train, test = hub.hub_probing_dataset("LabHC/bias_in_bios_class_set1", 40, 20, seed=0)
     assert list(train) == ["0", "1", "2", "6", "9"] and list(test) == list(train)
     assert all(len(v) == 20 for v in train.values()) and all(len(v) == 10 for v in test.values())
     assert sum(t.startswith("bio 6 1") for t in train["6"]) == 10  # balanced by gender
-    train, _ = data.hub_probing_dataset("canrager/amazon_reviews_mcauley_1and5_sentiment", 16, 8, seed=0)
+    train, _ = hub.hub_probing_dataset("canrager/amazon_reviews_mcauley_1and5_sentiment", 16, 8, seed=0)
     assert list(train) == ["1.0", "5.0"] and all(len(v) == 8 for v in train.values())
-    runs = data.hub_scr_runs("LabHC/bias_in_bios_class_set1", 16, 8, seed=0)
+    runs = hub.hub_scr_runs("LabHC/bias_in_bios_class_set1", 16, 8, seed=0)
     assert list(runs) == [
         f"LabHC/bias_in_bios_class_set1_scr_{a}_{b}"
         for a, b in data.SCR_COLUMN1_VALS["LabHC/bias_in_bios_class_set1"]
@@ -467,4 +468,4 @@ def test_hub_selection_on_stand_in_tables(monkeypatch):
         for t in runs["LabHC/bias_in_bios_class_set1_scr_professor_nurse"][0]["female_nurse_data_only"]
     )
     with pytest.raises(ValueError, match="unsupported"):
-        data.hub_probing_dataset("codeparrot/github-code", 16, 8, seed=0)
+        hub.hub_probing_dataset("codeparrot/github-code", 16, 8, seed=0)
