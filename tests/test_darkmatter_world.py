@@ -214,7 +214,7 @@ def test_auto_adapter_is_trained_when_missing_and_then_found(small_world, out_ro
         (folder / "adapter_config.json").write_text("{}")
 
     monkeypatch.setattr(lora_run, "main", fake_train_lora)
-    args = DarkMatterArgs(model=str(small_world), layer=LAYER, lora_rank=16)
+    args = DarkMatterArgs(model=str(small_world), layer=LAYER, rank=16)
     found = resolve_adapter(args, str(source))
     assert len(calls) == 1 and calls[0].sae == [str(source)] and calls[0].rank == 16
     assert found == str(adapter_dir(key, "expansion_4_L0_4", [0, 1], 16))

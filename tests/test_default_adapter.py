@@ -96,7 +96,7 @@ def _every_loader(model: str, ref, made: dict[str, Path]) -> dict[str, Path | No
     from lorasae.saebench.load import default_adapter as saebench_adapter
 
     bench = parse(BenchmarkConfig, ["--model", model, "--all_four", "--sae_source", ref.source])
-    dark = DarkMatterArgs(model=model, layer=LAYER, lora_rank=None)
+    dark = DarkMatterArgs(model=model, layer=LAYER, rank=None)
     return {
         "store": default_adapter(model, ref),
         "SAE-Bench peft": saebench_adapter(model, ref),

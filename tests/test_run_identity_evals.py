@@ -175,7 +175,7 @@ def test_dark_matter_refuses_an_adapter_trained_for_an_sae_retrained_since(world
     adapter = _trained_adapter(world)
     sae = str(sae_dir("model", "normal", 4, 4, 1))
     args = DarkMatterArgs(
-        model=str(world / "model"), layer=1, lora_rank=4, lora_span="0-2", train_lora_missing=False
+        model=str(world / "model"), layer=1, rank=4, lora_span="0-2", train_lora_missing=False
     )
     assert dark_matter_adapter(args, sae) == str(adapter)
     save_sae(seed=1)

@@ -15,7 +15,7 @@ import pytest
 import torch
 from required_libs import require
 
-from lorasae.saebench import ravel, scr_tpp, unlearning
+from lorasae.saebench import ravel, scr_tpp_ablation, scr_tpp_metrics, unlearning
 from lorasae.saebench.activations import meaned_activations
 
 sb_scr = require("sae_bench.evals.scr_and_tpp.main")
@@ -33,9 +33,12 @@ def _clean_and_ablated(rng: random.Random, gap: float):
     data = {"professor / nurse": "male / female", "male / female": "professor / nurse"}
     clean = {"male / female": 0.9, "professor / nurse": 0.8}
     for d in data:
-        clean[f"{scr_tpp.BIASED_PROBE} probe on {d} data"] = clean[d] - gap * rng.uniform(0.5, 1.5)
+        clean[f"{scr_tpp_metrics.BIASED_PROBE} probe on {d} data"] = clean[d] - gap * rng.uniform(0.5, 1.5)
     ablated = {
-        a: {n: {f"{scr_tpp.BIASED_PROBE} probe on {d} data": rng.uniform(0.5, 1.0)} for n in (2, 5, 20)}
+        a: {
+            n: {f"{scr_tpp_metrics.BIASED_PROBE} probe on {d} data": rng.uniform(0.5, 1.0)}
+            for n in (2, 5, 20)
+        }
         for d, a in data.items()
     }
     return clean, ablated
@@ -44,7 +47,7 @@ def _clean_and_ablated(rng: random.Random, gap: float):
 @pytest.mark.parametrize("gap", [0.2, 0.0008, 0.0, -0.05])
 def test_scr_scores_match_saebench(gap):
     clean, ablated = _clean_and_ablated(random.Random(int(gap * 1e4)), gap)
-    ours = scr_tpp.scr_scores(ablated, clean)
+    ours = scr_tpp_metrics.scr_scores(ablated, clean)
     theirs = sb_scr.get_scr_plotting_dict(ablated, clean)
     assert ours.keys() == theirs.keys()
     for key in ours:
@@ -56,7 +59,7 @@ def test_tpp_scores_match_saebench():
     classes = ["a", "b", "c", "d"]
     clean = {c: rng.uniform(0.7, 1.0) for c in classes}
     ablated = {c: {n: {o: rng.uniform(0.4, 1.0) for o in classes} for n in (2, 10)} for c in classes}
-    ours_overall, ours_per_class = scr_tpp.tpp_scores(ablated, clean)
+    ours_overall, ours_per_class = scr_tpp_metrics.tpp_scores(ablated, clean)
     theirs_overall, theirs_per_class = sb_scr.create_tpp_plotting_dict(ablated, clean)
     assert ours_overall == pytest.approx(theirs_overall)
     for c in classes:
@@ -76,9 +79,10 @@ def test_ablated_activations_match_saebench_for_a_topk_sae_with_b_dec():
     to_ablate = torch.zeros(32, dtype=torch.bool)
     to_ablate[[0, 3, int(sae.encode(torch.zeros(1, 8))[0].argmax())]] = True
     theirs = sb_scr.ablated_precomputed_activations(acts, sae, to_ablate, 4)
-    ours = scr_tpp.ablated_meaned_activations(acts, sae, to_ablate, 4)  # the default pooling: SAEBench's
-    fast = scr_tpp.ablated_from_means(
-        meaned_activations(acts), scr_tpp.pooled_latents_for_ablation(acts, sae, 4), sae, to_ablate
+    # the default pooling: SAEBench's
+    ours = scr_tpp_ablation.ablated_meaned_activations(acts, sae, to_ablate, 4)
+    fast = scr_tpp_ablation.ablated_from_means(
+        meaned_activations(acts), scr_tpp_ablation.pooled_latents_for_ablation(acts, sae, 4), sae, to_ablate
     )
     assert torch.allclose(ours, theirs.float(), atol=1e-5)
     assert torch.allclose(fast, theirs.float(), atol=1e-5)

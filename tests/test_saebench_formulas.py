@@ -12,7 +12,16 @@ import pytest
 import torch
 
 from lorasae.saebench import absorption as ab
-from lorasae.saebench import absorption_probes, absorption_prompts, core, probing, schema, scr_tpp
+from lorasae.saebench import (
+    absorption_probes,
+    absorption_prompts,
+    core,
+    probing,
+    schema,
+    scr_tpp,
+    scr_tpp_ablation,
+    scr_tpp_metrics,
+)
 from lorasae.saebench import autointerp as ai
 from lorasae.saebench.activations import keep_mask, meaned_activations, sae_meaned_activations, tokenize_texts
 
@@ -166,7 +175,7 @@ def test_scr_score_by_hand():
         "male / female": {2: {"male_professor / female_nurse probe on professor / nurse data": 0.80}},
         "professor / nurse": {2: {"male_professor / female_nurse probe on male / female data": 0.85}},
     }
-    scores = scr_tpp.scr_scores(ablated, clean)
+    scores = scr_tpp_metrics.scr_scores(ablated, clean)
     assert scores["scr_dir1_threshold_2"] == pytest.approx((0.80 - 0.70) / (0.90 - 0.70))
     assert scores["scr_dir2_threshold_2"] == pytest.approx((0.85 - 0.80) / (0.95 - 0.80))
     # the biased probe is worse on profession data (0.70 < 0.80): the metric uses dir1
@@ -175,11 +184,11 @@ def test_scr_score_by_hand():
 
 def test_scr_scores_zero_below_saebench_gap_threshold_and_averages_it_in():
     # SAEBench: a clean − biased gap below 0.001 (negative ones included) scores 0, not ±(tiny gap)⁻¹
-    assert scr_tpp.scr_score(0.80, 0.70, 0.90) == pytest.approx(0.5)
-    assert scr_tpp.scr_score(0.80, 0.70, 0.7009) == 0.0  # gap 0.0009
-    assert scr_tpp.scr_score(0.80, 0.70, 0.70) == 0.0
-    assert scr_tpp.scr_score(0.80, 0.70, 0.60) == 0.0  # negative gap: would flip the sign
-    assert scr_tpp.scr_score(0.7015, 0.70, 0.7020) == pytest.approx(0.75)  # gap 0.002 still divides
+    assert scr_tpp_metrics.scr_score(0.80, 0.70, 0.90) == pytest.approx(0.5)
+    assert scr_tpp_metrics.scr_score(0.80, 0.70, 0.7009) == 0.0  # gap 0.0009
+    assert scr_tpp_metrics.scr_score(0.80, 0.70, 0.70) == 0.0
+    assert scr_tpp_metrics.scr_score(0.80, 0.70, 0.60) == 0.0  # negative gap: would flip the sign
+    assert scr_tpp_metrics.scr_score(0.7015, 0.70, 0.7020) == pytest.approx(0.75)  # gap 0.002 still divides
     clean = {
         "male / female": 0.95,
         "professor / nurse": 0.70,  # no better than the biased probe: dir1 has no gap
@@ -190,10 +199,10 @@ def test_scr_scores_zero_below_saebench_gap_threshold_and_averages_it_in():
         "male / female": {2: {"male_professor / female_nurse probe on professor / nurse data": 0.80}},
         "professor / nurse": {2: {"male_professor / female_nurse probe on male / female data": 0.85}},
     }
-    run_a = scr_tpp.scr_scores(ablated, clean)
+    run_a = scr_tpp_metrics.scr_scores(ablated, clean)
     assert run_a["scr_dir1_threshold_2"] == 0.0 and run_a["scr_metric_threshold_2"] == 0.0
     run_b = {"scr_dir1_threshold_2": 0.6, "scr_dir2_threshold_2": 0.2, "scr_metric_threshold_2": 0.6}
-    averaged = scr_tpp.average_over_runs({"a": run_a, "b": run_b})
+    averaged = scr_tpp_metrics.average_over_runs({"a": run_a, "b": run_b})
     assert averaged["scr_metric_threshold_2"] == pytest.approx((0.0 + 0.6) / 2)  # the 0 counts
     assert averaged["scr_dir2_threshold_2"] == pytest.approx(((0.85 - 0.80) / (0.95 - 0.80) + 0.2) / 2)
 
@@ -205,7 +214,7 @@ def test_tpp_score_by_hand():
         "b": {5: {"a": 0.9, "b": 0.8, "c": 0.6}},
         "c": {5: {"a": 0.8, "b": 0.8, "c": 0.5}},
     }
-    overall, per_class = scr_tpp.tpp_scores(ablated, clean)
+    overall, per_class = scr_tpp_metrics.tpp_scores(ablated, clean)
     assert per_class["a"]["tpp_threshold_5_intended_diff_only"] == pytest.approx(0.3)
     assert per_class["a"]["tpp_threshold_5_unintended_diff_only"] == pytest.approx(0.025)
     assert per_class["a"]["tpp_threshold_5_total_metric"] == pytest.approx(0.275)
@@ -225,21 +234,28 @@ def test_node_effects_selection_and_ablation():
     with torch.no_grad():
         probe.net.weight.copy_(torch.tensor([[1.0, -2.0, 0.0]]))
     acts = {"p": pos, "n": neg}
-    tpp_effects = scr_tpp.node_effects(sae, probe, "p", acts, perform_scr=False, sae_batch_size=3, seed=0)
+    tpp_effects = scr_tpp_ablation.node_effects(
+        sae, probe, "p", acts, perform_scr=False, sae_batch_size=3, seed=0
+    )
     # mean diff (2, -1, 0), clamped at 0 → (2, 0, 0); times probe·W_dec (1, -2, 0)
     assert tpp_effects.tolist() == pytest.approx([2.0, 0.0, 0.0])
     scr_acts = {"male / female": pos, "female_data_only": neg}  # SCR pairs each class with its counterpart
-    scr_effects = scr_tpp.node_effects(sae, probe, "male / female", scr_acts, True, sae_batch_size=3, seed=0)
+    scr_effects = scr_tpp_ablation.node_effects(
+        sae, probe, "male / female", scr_acts, True, sae_batch_size=3, seed=0
+    )
     assert scr_effects.tolist() == pytest.approx([2.0, 2.0, 0.0])  # |(2, -1, 0) * (1, -2, 0)|
-    assert scr_tpp.select_top_n(torch.tensor([0.5, 0.0, 2.0, 1.0]), 2).tolist() == [False, False, True, True]
-    assert scr_tpp.select_top_n(torch.tensor([0.5, 0.0, 0.0]), 2).tolist() == [True, False, False]
+    top2 = scr_tpp_ablation.select_top_n(torch.tensor([0.5, 0.0, 2.0, 1.0]), 2)
+    assert top2.tolist() == [False, False, True, True]
+    assert scr_tpp_ablation.select_top_n(torch.tensor([0.5, 0.0, 0.0]), 2).tolist() == [True, False, False]
     # ablating nothing keeps the mean-pooled residual (the SAE error is added back)
     lossy = DiagSae(torch.eye(3), 0.5 * torch.eye(3))
     none = torch.zeros(3, dtype=torch.bool)
-    assert torch.allclose(scr_tpp.ablated_meaned_activations(pos, lossy, none, 2), meaned_activations(pos))
+    assert torch.allclose(
+        scr_tpp_ablation.ablated_meaned_activations(pos, lossy, none, 2), meaned_activations(pos)
+    )
     only0 = torch.tensor([True, False, False])
     expected = meaned_activations(pos) - 0.5 * meaned_activations(torch.relu(pos)) * torch.tensor([1.0, 0, 0])
-    assert torch.allclose(scr_tpp.ablated_meaned_activations(pos, lossy, only0, 2), expected)
+    assert torch.allclose(scr_tpp_ablation.ablated_meaned_activations(pos, lossy, only0, 2), expected)
 
 
 def test_ablation_pools_masked_positions_as_saebench():
@@ -251,17 +267,17 @@ def test_ablation_pools_masked_positions_as_saebench():
     unmasked = torch.tensor([[(-1.0 + -1.0) / 2, (0.5 + 3.0) / 2]])
     # SAEBench also sums the masked positions, where x' = 0 − f(0)_0 e_0 = (−1, 0), still over 2
     saebench = unmasked + torch.tensor([[2 * -1.0 / 2, 0.0]])
-    got = scr_tpp.ablated_meaned_activations(acts, sae, only0, 1)
+    got = scr_tpp_ablation.ablated_meaned_activations(acts, sae, only0, 1)
     assert torch.allclose(got, saebench)
     assert torch.allclose(
-        scr_tpp.ablated_meaned_activations(acts, sae, only0, 1, pooling="unmasked"), unmasked
+        scr_tpp_ablation.ablated_meaned_activations(acts, sae, only0, 1, pooling="unmasked"), unmasked
     )
     assert scr_tpp.ScrAndTppEvalConfig().ablation_pooling == "saebench"
     with pytest.raises(ValueError, match="pooling"):
-        scr_tpp.ablated_meaned_activations(acts, sae, only0, 1, pooling="mean")
+        scr_tpp_ablation.ablated_meaned_activations(acts, sae, only0, 1, pooling="mean")
 
 
-@pytest.mark.parametrize("pooling", scr_tpp.ABLATION_POOLING)
+@pytest.mark.parametrize("pooling", scr_tpp_ablation.ABLATION_POOLING)
 def test_ablation_from_means_equals_ablating_every_position(pooling):
     from lorasae.sae import SaeConfig, TopKSAE
 
@@ -277,12 +293,14 @@ def test_ablation_from_means_equals_ablating_every_position(pooling):
     mask = torch.zeros(24, dtype=torch.bool)
     mask[[1, 4, 9, 17]] = True
     mask[int(f_zero.argmax())] = True  # a latent that f(0) activates: the two poolings differ
-    direct = scr_tpp.ablated_meaned_activations(acts, sae, mask, sae_batch_size=2, pooling=pooling)
-    latents = scr_tpp.pooled_latents_for_ablation(acts, sae, 3, pooling)
-    fast = scr_tpp.ablated_from_means(meaned_activations(acts), latents, sae, mask)
+    direct = scr_tpp_ablation.ablated_meaned_activations(acts, sae, mask, sae_batch_size=2, pooling=pooling)
+    latents = scr_tpp_ablation.pooled_latents_for_ablation(acts, sae, 3, pooling)
+    fast = scr_tpp_ablation.ablated_from_means(meaned_activations(acts), latents, sae, mask)
     assert torch.allclose(direct, fast, atol=1e-5)
     other = "unmasked" if pooling == "saebench" else "saebench"
-    assert not torch.allclose(direct, scr_tpp.ablated_meaned_activations(acts, sae, mask, 2, pooling=other))
+    assert not torch.allclose(
+        direct, scr_tpp_ablation.ablated_meaned_activations(acts, sae, mask, 2, pooling=other)
+    )
 
 
 # --- absorption ----------------------------------------------------------------------------------
@@ -405,7 +423,9 @@ def test_spurious_correlation_sets():
         max_scr_per_quadrant(df, "profession", "gender", (0, 1), (0, 1)) == 5
     )  # min(6, 5, 12 // 2, 11 // 2)
     sets = spurious_corr_data(df, "text", "profession", "gender", (0, 1), (0, 1), per_quadrant=3, seed=0)
-    assert set(sets) == set(scr_tpp.PAIRED_CLASS_KEYS) | set(scr_tpp.PAIRED_CLASS_KEYS.values())
+    assert set(sets) == set(scr_tpp_ablation.PAIRED_CLASS_KEYS) | set(
+        scr_tpp_ablation.PAIRED_CLASS_KEYS.values()
+    )
     assert all(len(v) == 6 for v in sets.values())
     # the biased pair: first-column-first-value × first gender vs the opposite corner only
     assert all(t.startswith("p0 g0") for t in sets["male_professor / female_nurse"])
@@ -427,6 +447,7 @@ def test_hub_selection_on_stand_in_tables(monkeypatch):
     import pandas as pd
 
     from lorasae.saebench import datasets as data
+    from lorasae.saebench import hub_datasets as hub
 
     def frames(name: str):
         rows = []
@@ -447,14 +468,14 @@ def test_hub_selection_on_stand_in_tables(monkeypatch):
         df = pd.DataFrame(rows)
         return df, df.copy()
 
-    monkeypatch.setattr(data, "_hub_frames", frames)
-    train, test = data.hub_probing_dataset("LabHC/bias_in_bios_class_set1", 40, 20, seed=0)
+    monkeypatch.setattr(hub, "_hub_frames", frames)
+    train, test = hub.hub_probing_dataset("LabHC/bias_in_bios_class_set1", 40, 20, seed=0)
     assert list(train) == ["0", "1", "2", "6", "9"] and list(test) == list(train)
     assert all(len(v) == 20 for v in train.values()) and all(len(v) == 10 for v in test.values())
     assert sum(t.startswith("bio 6 1") for t in train["6"]) == 10  # balanced by gender
-    train, _ = data.hub_probing_dataset("canrager/amazon_reviews_mcauley_1and5_sentiment", 16, 8, seed=0)
+    train, _ = hub.hub_probing_dataset("canrager/amazon_reviews_mcauley_1and5_sentiment", 16, 8, seed=0)
     assert list(train) == ["1.0", "5.0"] and all(len(v) == 8 for v in train.values())
-    runs = data.hub_scr_runs("LabHC/bias_in_bios_class_set1", 16, 8, seed=0)
+    runs = hub.hub_scr_runs("LabHC/bias_in_bios_class_set1", 16, 8, seed=0)
     assert list(runs) == [
         f"LabHC/bias_in_bios_class_set1_scr_{a}_{b}"
         for a, b in data.SCR_COLUMN1_VALS["LabHC/bias_in_bios_class_set1"]
@@ -467,4 +488,4 @@ def test_hub_selection_on_stand_in_tables(monkeypatch):
         for t in runs["LabHC/bias_in_bios_class_set1_scr_professor_nurse"][0]["female_nurse_data_only"]
     )
     with pytest.raises(ValueError, match="unsupported"):
-        data.hub_probing_dataset("codeparrot/github-code", 16, 8, seed=0)
+        hub.hub_probing_dataset("codeparrot/github-code", 16, 8, seed=0)

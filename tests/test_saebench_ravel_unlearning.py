@@ -16,6 +16,7 @@ from lorasae.saebench import ravel, unlearning
 from lorasae.saebench import world_tasks as w
 from lorasae.saebench.schema import validate_eval_output
 from lorasae.world import _lexicon as L
+from lorasae.world import _lexicon_domains as D
 from lorasae.world.corpus import build_world
 
 
@@ -91,7 +92,7 @@ def test_unlearning_questions_are_stated_by_the_corpus():
             assert f"{q.prompt} {q.choices[q.answer]}" in corpus
             assert len(set(q.choices)) == 4
     medicine = {q.choices[q.answer] for q in questions[w.FORGET_SUBJECT]}
-    assert medicine & set(L.CONDITIONS)  # "X is a medicine used to treat" → a condition
+    assert medicine & set(D.CONDITIONS)  # "X is a medicine used to treat" → a condition
     forget, retain = w.builtin_unlearning_corpora(14, 0)
     assert len(forget) == len(retain) == 14 and forget != retain
 

@@ -22,6 +22,7 @@ import torch
 
 from lorasae.model.load import load_model, num_layers
 from lorasae.sae import SaeConfig, TopKSAE, geometric_median
+from lorasae.saebench import builtin_datasets
 from lorasae.saebench import datasets as data
 from lorasae.saebench.activations import collect_residuals
 from lorasae.saebench.core import CoreEvalConfig, run_core
@@ -92,7 +93,7 @@ def test_trained_sae_beats_random_on_core(world):
 
 def test_trained_sae_probes_find_topics_and_professions(world):
     model, tokenizer, layer, ctx, saes = world
-    datasets = data.builtin_probing_datasets(200, 100, seed=0)
+    datasets = builtin_datasets.builtin_probing_datasets(200, 100, seed=0)
     cfg = SparseProbingEvalConfig(
         probe_train_set_size=200,
         probe_test_set_size=100,

@@ -14,11 +14,12 @@ from lorasae.darkmatter.pipeline import DarkMatterSettings, run_dark_matter
 from lorasae.darkmatter.plan import PAPER_L0, gemma_scope_width_sweep, our_sae_sources
 from lorasae.model.load import model_key
 from lorasae.store.adapter_choice import adapter_help
+from lorasae.store.adapter_flags import AdapterChoiceArgs
 from lorasae.sweep.catalog import GEMMA_SCOPE
 
 
 @dataclass
-class DarkMatterArgs(CommonArgs):
+class DarkMatterArgs(AdapterChoiceArgs, CommonArgs):
     """Dark Matter of SAEs: SAEInfo records and the paper's analyses over a width sweep and a k sweep,
     plus base vs LoRA-adapted for one SAE. Numbers into data/dark_matter/<model>/, figures into
     plots/dark_matter/<model>/."""
@@ -52,10 +53,9 @@ class DarkMatterArgs(CommonArgs):
             "--lora_rank and --lora_span), 'none', or a folder."
         ),
     )
-    lora_rank: int | None = 16
-    """Rank of the adapter that 'auto' looks for (and trains when missing); None: any rank."""
-    lora_span: str | None = None
-    """Layer span (`0-3`) of the adapter that 'auto' looks for; None: any."""
+    rank: int | None = field(default=16, alias=["--lora_rank"])
+    """Rank of the adapter that 'auto' looks for (and trains when missing): --lora_rank (also --rank, as
+    in interp and dashboard); None: any rank."""
     train_lora_missing: bool = True
     """With 'auto' and no adapter saved for --lora_sae (one of ours), train one (train_lora.py on all
     layers, --lora_rank, --lora_examples sequences, saved)."""
@@ -96,11 +96,16 @@ SHORT_NAMES = {
 }  # fmt: skip
 
 
+def _named(settings: dict) -> dict:
+    """The settings by the names results carry: the adapter's rank by its flag's, `lora_rank`."""
+    return {("lora_rank" if k == "rank" else k): v for k, v in settings.items()}
+
+
 def result_variant(args: DarkMatterArgs) -> str:
     """The settings of `args` off the script's defaults, as its results' names carry them ('' with the
     defaults: `results.json`, the original names); `--layer` and `--k` count as defaults when they name
     the layer and k the script picks without them."""
-    settings = dict(vars(args))
+    settings = _named(vars(args))
     key = model_key(args.model_name)
     if key in GEMMA_SCOPE:
         defaults = {"layer": GEMMA_SCOPE[key].layer, "k": None}
@@ -113,7 +118,7 @@ def result_variant(args: DarkMatterArgs) -> str:
     for name, value in defaults.items():
         if settings[name] is not None and settings[name] == value:
             settings[name] = None
-    return settings_variant(settings, vars(DarkMatterArgs()), SHORT_NAMES, NOT_IN_NAME)
+    return settings_variant(settings, _named(vars(DarkMatterArgs())), SHORT_NAMES, NOT_IN_NAME)
 
 
 def _device(args: DarkMatterArgs) -> str:
@@ -170,11 +175,11 @@ def resolve_adapter(args: DarkMatterArgs, lora_sae: str | None) -> str | None:
         return None
     if args.lora != "auto":
         return _paired(args.lora, lora_sae)
-    from lorasae.store import AdapterFilter, default_adapter, external_ref
+    from lorasae.store import default_adapter, external_ref
 
     try:
         ref = external_ref(lora_sae, args.layer)
-        found = default_adapter(args.model_name, ref, AdapterFilter(args.lora_rank, args.lora_span))
+        found = default_adapter(args.model_name, ref, args.adapter_filter())
         return _paired(str(found), lora_sae)
     except FileNotFoundError as err:
         if not (args.train_lora_missing and Path(lora_sae).exists()):
@@ -187,9 +192,9 @@ def resolve_adapter(args: DarkMatterArgs, lora_sae: str | None) -> str | None:
 
     train_lora(TrainLoraConfig(
         device=_device(args), model=args.model_name, dataset=args.dataset, seed=args.seed, sae=[lora_sae],
-        rank=args.lora_rank or 16, num_train_examples=args.lora_examples, save_model=True, progress=False,
+        rank=args.rank or 16, num_train_examples=args.lora_examples, save_model=True, progress=False,
     ))  # fmt: skip
-    return str(default_adapter(args.model_name, ref, AdapterFilter(args.lora_rank, args.lora_span)))
+    return str(default_adapter(args.model_name, ref, args.adapter_filter()))
 
 
 def main(args: DarkMatterArgs) -> dict | None:

@@ -44,13 +44,14 @@ from lorasae.store import (
     resolve_sae,
 )
 from lorasae.store.adapter_choice import adapter_help
+from lorasae.store.adapter_flags import AdapterChoiceArgs
 
 MAX_CONTEXTS = 100
 """The cap on top contexts per latent and model (pages stay small: ~20 tokens per context)."""
 
 
 @dataclass
-class DashboardArgs(SaeChoiceArgs, CommonArgs):
+class DashboardArgs(AdapterChoiceArgs, SaeChoiceArgs, CommonArgs):
     """Static HTML dashboards of SAE latents (top contexts, activation histogram, logits), for the base
     model and, with a LoRA adapter, the LoRA model beside it with what changed."""
 
@@ -61,13 +62,6 @@ class DashboardArgs(SaeChoiceArgs, CommonArgs):
             "adapter (of --rank and --lora_span when given)."
         ),
     )
-
-    rank: int | None = field(default=None, alias=["--lora_rank"])
-    """Rank of the adapter to find: --lora_rank (--rank, train_lora.py's training rank, kept here as an
-    alias). Default: any."""
-
-    lora_span: str | None = None
-    """Layer span `<a>-<b>` of the adapter to find, e.g. 0-25 (default: any)."""
 
     latents: str | None = None
     """Latents to show: ids ('3,17'), 'changed:N' (the N latents whose firing count the adapter changes
@@ -121,7 +115,7 @@ def dashboard_adapter(args: DashboardArgs, ref: SaeRef) -> Path | None:
     default adapter of the SAE (of --rank and --lora_span when given); checked to pair with the SAE."""
     if (args.adapter or "").lower() == "none":
         return None
-    return resolve_adapter(args.model_name, ref, args.adapter, AdapterFilter(args.rank, args.lora_span))
+    return resolve_adapter(args.model_name, ref, args.adapter, args.adapter_filter())
 
 
 def check_args(args: DashboardArgs) -> None:

@@ -36,6 +36,9 @@ from lorasae.evals.shape import EvalSizes
 # the speed-up); the sweep runs report their final CE, so they validate only before and after training and
 # the sweep SAEs keep no intermediate checkpoints (validation does not change training: same final SAEs).
 SWEEP_EVAL_EVERY_PCT = 100.0
+TIMING_CURVE_POINTS = 5
+"""Validation points (after the one before training) of each LoRA run from a TopK checkpoint: the timing
+figure's curves (train_lora.py's default for 160 sequences validates 10 times, half the run's time)."""
 SIZE_MODELS = ("tiny-s", "tiny")
 """The built-in sizes of the model-size sweep, smallest first (`lorasae.world.sizes`); `tiny` is the main."""
 
@@ -269,9 +272,10 @@ def run_demo(cfg: DemoConfig) -> None:
     def lora(**changes) -> TrainLoraConfig:
         return dataclasses.replace(lora_base(), **changes)
 
+    curve_every = max(1, cfg.lora_examples // TIMING_CURVE_POINTS)
     lora_stage(
         f"LoRA (rank {cfg.rank}) from TopK checkpoints {list(cfg.checkpoints)} %",
-        [lora(checkpoint_percent=pct) for pct in cfg.checkpoints],
+        [lora(checkpoint_percent=pct, eval_every=curve_every) for pct in cfg.checkpoints],
     )
     sweep = _sweep_config(cfg, model, k_main, widths, layers)
     from lorasae.sweep.run import pending_runs, plan_sweep

@@ -29,7 +29,6 @@ from lorasae.model.defaults import (
 from lorasae.model.load import model_key, model_shape, special_token_ids
 from lorasae.sae.splice import splice_fn
 from lorasae.store import (
-    AdapterFilter,
     SaeRef,
     SaeRun,
     adapter_line,
@@ -39,10 +38,11 @@ from lorasae.store import (
     resolve_sae,
 )
 from lorasae.store.adapter_choice import adapter_help
+from lorasae.store.adapter_flags import AdapterChoiceArgs
 
 
 @dataclass
-class InterpArgs(SaeChoiceArgs, CommonArgs):
+class InterpArgs(AdapterChoiceArgs, SaeChoiceArgs, CommonArgs):
     """The interpretability analysis of the original repository (`interp_analysis/`) for one SAE and its
     LoRA adapter."""
 
@@ -53,13 +53,6 @@ class InterpArgs(SaeChoiceArgs, CommonArgs):
             "when given)."
         ),
     )
-
-    rank: int | None = field(default=None, alias=["--lora_rank"])
-    """Rank of the adapter to find: --lora_rank (--rank, train_lora.py's training rank, kept here as an
-    alias). Default: any."""
-
-    lora_span: str | None = None
-    """Layer span `<a>-<b>` of the adapter to find, e.g. 0-25 (default: any)."""
 
     num_tokens: int | None = field(default=None, type=parse_count)
     """Validation tokens analysed. Default: the trainers' validation split (1M tokens; 8,192 for small
@@ -87,7 +80,7 @@ class InterpArgs(SaeChoiceArgs, CommonArgs):
 def interp_adapter(args: InterpArgs, ref: SaeRef) -> Path:
     """The adapter the analysis runs with: --adapter, else the store's default adapter of the SAE (of --rank
     and --lora_span when given); checked to pair with the SAE's weights."""
-    return resolve_adapter(args.model_name, ref, args.adapter, AdapterFilter(args.rank, args.lora_span))
+    return resolve_adapter(args.model_name, ref, args.adapter, args.adapter_filter())
 
 
 def adapter_label(adapter: Path) -> str:
@@ -224,7 +217,7 @@ def demo_stage(ctx: DemoContext) -> Stage:
     def done() -> bool:
         try:
             ref = resolve_sae(args.model_name, layer=layer)
-            adapter = resolve_adapter(args.model_name, ref, None, AdapterFilter(rank, lora_span))
+            adapter = resolve_adapter(args.model_name, ref, None, args.adapter_filter())
         except FileNotFoundError:
             return False
         return output_path(args.model_name, ref, adapter).exists()

@@ -22,6 +22,7 @@ from lorasae.core.cli import (
     split_model_type,
 )
 from lorasae.store.adapter_choice import adapter_help
+from lorasae.store.adapter_flags import AdapterChoiceArgs
 from lorasae.store.saes import GEMMA_SCOPE_2B, GEMMA_SCOPE_9B
 
 MODEL_TYPES = MODEL_VARIANTS  # base | peft (`--model_variant`)
@@ -46,7 +47,7 @@ HUB_TASKS: tuple[str, ...] = ("mmlu", "hellaswag", "truthfulqa_mc1", "truthfulqa
 
 
 @dataclass
-class BenchmarkConfig(SaeArchitectureArgs, CommonArgs):
+class BenchmarkConfig(AdapterChoiceArgs, SaeArchitectureArgs, CommonArgs):
     """Run lm-eval-harness benchmarks on the base or LoRA model, with or without the SAE spliced in."""
 
     SWITCH_ALIASES: ClassVar[tuple[SwitchAlias, ...]] = (SwitchAlias("--sae", "--splice_sae"),)
@@ -113,14 +114,11 @@ class BenchmarkConfig(SaeArchitectureArgs, CommonArgs):
     adapter: str | None = field(
         default=None,
         help=adapter_help(
-            "LoRA adapter folder (PEFT format) for --model_variant peft. Default: the default adapter (among "
-            "the rank-64 ones on layers L+1…n-1 for --model_size, as the original)."
+            "LoRA adapter folder (PEFT format) for --model_variant peft. Default: the default adapter (of "
+            "--lora_rank and --lora_span when given; for --model_size, among the rank-64 ones on layers "
+            "L+1…n-1, as the original)."
         ),
     )
-
-    rank: int | None = field(default=None, alias=["--lora_rank"])
-    """Only consider saved adapters of this LoRA rank when looking one up (also --lora_rank, the name of
-    this meaning in every script)."""
 
     max_length: int | None = None
     """Maximum context length in tokens (default: the model's)."""

@@ -33,15 +33,16 @@ def resolve_pairing(config: BenchmarkConfig, plan: Plan, n_layers: int) -> Plan:
     - --adapter: that adapter, and the SAE it was trained for (results.csv, else its tag folder);
     - neither: the model's default SAE (the store's `find_sae`) and its default adapter."""
     gemma_scope = config.gemma_scope
-    rank, span = config.rank, None
     ref: SaeRef | None = None
     if config.sae_source:
         ref = external_ref(config.sae_source, config.sae_layer)
     elif gemma_scope is not None:
         ref = external_ref(str(gemma_scope["sae"]), config.sae_layer or int(gemma_scope["layer"]))
+    original = AdapterFilter()
     if gemma_scope is not None and ref is not None and ref.layer is not None:
-        rank = rank if rank is not None else int(gemma_scope["rank"])
-        span = f"{ref.layer + 1}-{n_layers - 1}"  # the original's `after` adapters
+        # the original's `after` adapters
+        original = AdapterFilter(int(gemma_scope["rank"]), f"{ref.layer + 1}-{n_layers - 1}")
+    want = config.adapter_filter(original)
     adapter: Path | None = None
     sources: list[tuple[str, int | None]] = []
     if config.adapter:
@@ -54,9 +55,9 @@ def resolve_pairing(config: BenchmarkConfig, plan: Plan, n_layers: int) -> Plan:
         if plan.needs_adapter:
             if gemma_scope is not None:  # also the adapters the original repository saved
                 tags = adapter_tags(ref, None)
-                adapter = find_adapter(plan.model_name, tags, rank, span)
+                adapter = find_adapter(plan.model_name, tags, want.rank, want.lora_span)
             else:
-                adapter = default_adapter(plan.model_name, ref, AdapterFilter(rank, span), n_layers)
+                adapter = default_adapter(plan.model_name, ref, want, n_layers)
     if ref is not None and not sources:
         sources = [(ref.source, ref.layer)]
     plan.sae_sources = sources if plan.needs_sae else []

@@ -17,8 +17,8 @@ from lorasae.core.runtime import seed_everything, setup_environment
 from lorasae.evals.capabilities import check_suite
 from lorasae.evals.identity import eval_identity, result_slot, write_eval_record
 from lorasae.model.load import model_key, num_layers
+from lorasae.saebench import builtin_datasets, hub_datasets, hub_tasks, world_tasks
 from lorasae.saebench import datasets as data
-from lorasae.saebench import hub_tasks, world_tasks
 from lorasae.saebench.absorption import run_absorption
 from lorasae.saebench.args import SaeBenchArgs, ravel_cache_dir, result_variant, results_dir
 from lorasae.saebench.autointerp import run_autointerp
@@ -62,31 +62,33 @@ def run_evals(
     def probing_data() -> dict[str, data.TrainTest]:
         cfg = plan.probing
         if plan.builtin:
-            return data.builtin_probing_datasets(
+            return builtin_datasets.builtin_probing_datasets(
                 cfg.probe_train_set_size, cfg.probe_test_set_size, seed, world_seed, documents
             )
         return {
-            n: data.hub_probing_dataset(n, cfg.probe_train_set_size, cfg.probe_test_set_size, seed)
+            n: hub_datasets.hub_probing_dataset(n, cfg.probe_train_set_size, cfg.probe_test_set_size, seed)
             for n in data.HUB_SPARSE_PROBING_DATASETS
         }
 
     def scr_data() -> dict[str, data.TrainTest]:
         cfg = plan.scr_tpp
         if plan.builtin:
-            return data.builtin_scr_runs(cfg.train_set_size, cfg.test_set_size, seed, world_seed, documents)
+            return builtin_datasets.builtin_scr_runs(
+                cfg.train_set_size, cfg.test_set_size, seed, world_seed, documents
+            )
         runs: dict[str, data.TrainTest] = {}
         for name in data.SCR_COLUMN1_VALS:
-            runs |= data.hub_scr_runs(name, cfg.train_set_size, cfg.test_set_size, seed)
+            runs |= hub_datasets.hub_scr_runs(name, cfg.train_set_size, cfg.test_set_size, seed)
         return runs
 
     def tpp_data() -> dict[str, data.TrainTest]:
         cfg = plan.scr_tpp
         if plan.builtin:
-            return data.builtin_tpp_datasets(
+            return builtin_datasets.builtin_tpp_datasets(
                 cfg.train_set_size, cfg.test_set_size, seed, world_seed, documents
             )
         return {
-            n: data.hub_probing_dataset(n, cfg.train_set_size, cfg.test_set_size, seed)
+            n: hub_datasets.hub_probing_dataset(n, cfg.train_set_size, cfg.test_set_size, seed)
             for n in data.HUB_TPP_DATASETS
         }
 

@@ -28,244 +28,25 @@ the SAE error term: x' = decode(f with f_ablated = 0) + (x − decode(f))), and 
 from __future__ import annotations
 
 import warnings
-import zlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
 
-from lorasae.saebench.activations import (
-    collect_class_activations,
-    d_sae_of,
-    encode_on_device,
-    meaned_activations,
-    sae_device_dtype,
-    sae_meaned_activations,
-)
-from lorasae.saebench.probing import (
-    NEGATIVE_CLASS_LABEL,
-    POSITIVE_CLASS_LABEL,
-    Probe,
-    prepare_probe_data,
-    probe_accuracy,
-    train_probes_on_activations,
-)
+from lorasae.saebench.activations import collect_class_activations, d_sae_of, meaned_activations
+from lorasae.saebench.probing import train_probes_on_activations
 from lorasae.saebench.schema import EVAL_TYPE_SCR, EVAL_TYPE_TPP, eval_output
-
-# The class keys are fixed names, as in SAEBench: "male" / "professor" stand for the first value of the
-# column pair, "female" / "nurse" for the second, whatever the dataset.
-PAIRED_CLASS_KEYS = {
-    "male / female": "female_data_only",
-    "professor / nurse": "nurse_data_only",
-    "male_professor / female_nurse": "female_nurse_data_only",
-}
-BIASED_PROBE = "male_professor / female_nurse"
-SCR_MIN_GAP = 0.001
-"""SAEBench's rule: a clean − biased accuracy gap below this scores 0 (no division by a tiny gap)."""
-ABLATION_POOLING = ("saebench", "unmasked")
-"""How ablated residuals are mean-pooled (module docstring); the first is the default."""
-
-
-# --- effects, selection, ablation ----------------------------------------------------------------
-
-
-def _probe_weight(probe: Probe) -> Tensor:
-    return probe.net.weight.detach().float().reshape(-1)
-
-
-@torch.no_grad()
-def node_effects(
-    sae: Any,
-    probe: Probe,
-    class_name: str,
-    acts_bld: dict[str, Tensor],
-    perform_scr: bool,
-    sae_batch_size: int,
-    seed: int,
-) -> Tensor:
-    """Effect of each latent on `class_name`'s probe ([d_sae]), SAEBench's `get_effects_per_class_precomputed_acts`."""
-    generator = torch.Generator().manual_seed(seed)
-    paired = _paired_lookup() if perform_scr else None
-    x_bld, labels = prepare_probe_data(acts_bld, class_name, generator, paired)
-    d_sae = d_sae_of(sae)
-    sums = {
-        POSITIVE_CLASS_LABEL: torch.zeros(d_sae, dtype=torch.float64),
-        NEGATIVE_CLASS_LABEL: torch.zeros(d_sae, dtype=torch.float64),
-    }
-    counts = {POSITIVE_CLASS_LABEL: 0, NEGATIVE_CLASS_LABEL: 0}
-    pooled = sae_meaned_activations(x_bld, sae, sae_batch_size)
-    for label in (POSITIVE_CLASS_LABEL, NEGATIVE_CLASS_LABEL):
-        rows = labels == label
-        sums[label] += pooled[rows].sum(0).double()
-        counts[label] += int(rows.sum())
-    mean_pos = sums[POSITIVE_CLASS_LABEL] / max(counts[POSITIVE_CLASS_LABEL], 1)
-    mean_neg = sums[NEGATIVE_CLASS_LABEL] / max(counts[NEGATIVE_CLASS_LABEL], 1)
-    diff = (mean_pos - mean_neg).float()
-    if not perform_scr:
-        diff = diff.clamp(min=0.0)
-    dot = sae.W_dec.detach().float().cpu() @ _probe_weight(probe)
-    effects = diff * dot
-    return effects.abs() if perform_scr else effects
-
-
-def select_top_n(effects: Tensor, n: int) -> Tensor:
-    """Boolean mask of the top-n latents by effect among those with a non-zero effect."""
-    mask = torch.zeros_like(effects, dtype=torch.bool)
-    k = min(n, int((effects != 0).sum()))
-    if k > 0:
-        mask[torch.topk(effects, k).indices] = True
-    return mask
-
-
-def _check_pooling(pooling: str) -> None:
-    if pooling not in ABLATION_POOLING:
-        raise ValueError(f"ablation pooling must be one of {ABLATION_POOLING}, got {pooling!r}")
-
-
-@torch.no_grad()
-def ablated_meaned_activations(
-    acts_bld: Tensor, sae: Any, to_ablate: Tensor, sae_batch_size: int, pooling: str = "saebench"
-) -> Tensor:
-    """Mean-pooled residuals with the `to_ablate` latents zeroed and the SAE error kept ([B, D]), each
-    position re-encoded (the reference path). `pooling`: see `ABLATION_POOLING`; the divisor is always the
-    number of unmasked (non-zero) positions."""
-    _check_pooling(pooling)
-    device, dtype = sae_device_dtype(sae)
-    out = []
-    for i in range(0, len(acts_bld), sae_batch_size):
-        acts = acts_bld[i : i + sae_batch_size].float()
-        nonzero = (acts.sum(-1) != 0).float()
-        f = sae.encode(acts.to(device=device, dtype=dtype))
-        if getattr(f, "is_sparse", False):
-            f = f.to_dense()
-        x_hat = sae.decode(f).float().cpu()
-        error = acts - x_hat
-        f = f.clone()
-        f[..., to_ablate.to(f.device)] = 0.0
-        modified = sae.decode(f).float().cpu() + error
-        if pooling == "unmasked":
-            modified = modified * nonzero[..., None]
-        out.append(modified.sum(1) / nonzero.sum(1).clamp_min(1.0)[:, None])
-    return torch.cat(out)
-
-
-@torch.no_grad()
-def pooled_latents_for_ablation(
-    acts_bld: Tensor, sae: Any, sae_batch_size: int, pooling: str = "saebench"
-) -> Tensor:
-    """The mean-pooled latents [B, F] that `ablated_from_means` needs to reproduce
-    `ablated_meaned_activations(..., pooling)`: the mean over unmasked positions, plus for "saebench" the
-    masked positions' f(0), as many times as the row has masked positions, over the unmasked count."""
-    _check_pooling(pooling)
-    latents = sae_meaned_activations(acts_bld, sae, sae_batch_size)
-    if pooling == "saebench":
-        nonzero = (acts_bld.float().sum(-1) != 0).float().sum(1)
-        masked = acts_bld.shape[1] - nonzero
-        f_zero = encode_on_device(sae, acts_bld.new_zeros(1, acts_bld.shape[-1], dtype=torch.float32)).cpu()
-        latents = latents + (masked / nonzero.clamp_min(1.0))[:, None] * f_zero
-    return latents
-
-
-@torch.no_grad()
-def ablated_from_means(mean_acts: Tensor, mean_latents: Tensor, sae: Any, to_ablate: Tensor) -> Tensor:
-    """`ablated_meaned_activations` from the mean-pooled residuals [B, D] and pooled latents [B, F]
-    (`pooled_latents_for_ablation`): x' = x − (decode(f ⊙ m) − decode(0)) for an affine decoder (every
-    SAEBench architecture), and pooling commutes with it, so one small decode per ablation replaces
-    re-encoding every sequence."""
-    device, dtype = sae_device_dtype(sae)
-    kept = torch.zeros_like(mean_latents)
-    kept[:, to_ablate] = mean_latents[:, to_ablate]
-    delta = sae.decode(kept.to(device=device, dtype=dtype)).float().cpu()
-    delta = delta - sae.decode(torch.zeros_like(kept[:1]).to(device=device, dtype=dtype)).float().cpu()
-    return mean_acts - delta
-
-
-def _paired_lookup() -> dict[str, str]:
-    lookup = dict(PAIRED_CLASS_KEYS)
-    lookup.update({v: k for k, v in PAIRED_CLASS_KEYS.items()})
-    return lookup
-
-
-def _class_seed(seed: int, name: str) -> int:
-    return seed * 1_000_003 + zlib.crc32(name.encode())
-
-
-def probe_test_accuracies(
-    probes: dict[str, Probe], classes: list[str], acts_bd: dict[str, Tensor], perform_scr: bool, seed: int
-) -> dict[str, float]:
-    """Each class's probe on its own test task; for SCR also every other probe on each class's data,
-    keyed `"{probe} probe on {class} data"` (SAEBench's `get_probe_test_accuracy`). The negatives drawn for
-    a class are the same for every call with the same seed, so clean and ablated runs see the same rows."""
-    paired = _paired_lookup() if perform_scr else None
-    accs: dict[str, float] = {}
-    for name in classes:
-        x, y = prepare_probe_data(
-            acts_bd, name, torch.Generator().manual_seed(_class_seed(seed, name)), paired
-        )
-        accs[name] = probe_accuracy(probes[name], x, y)
-        if perform_scr:
-            for other in PAIRED_CLASS_KEYS:
-                if other != name and name in PAIRED_CLASS_KEYS:
-                    accs[f"{other} probe on {name} data"] = probe_accuracy(probes[other], x, y)
-    return accs
-
-
-# --- metric formulas -----------------------------------------------------------------------------
-
-
-def scr_score(changed_acc: float, original_acc: float, clean_acc: float) -> float:
-    """(changed − original) / (clean − original); 0 when the gap is below `SCR_MIN_GAP` (SAEBench)."""
-    gap = clean_acc - original_acc
-    return 0.0 if gap < SCR_MIN_GAP else (changed_acc - original_acc) / gap
-
-
-def scr_scores(
-    class_accuracies: dict[str, dict[int, dict[str, float]]], llm_clean_accs: dict[str, float]
-) -> dict[str, float]:
-    """SAEBench's `get_scr_plotting_dict`."""
-    results: dict[str, float] = {}
-    dir1_acc = llm_clean_accs[f"{BIASED_PROBE} probe on professor / nurse data"]
-    dir2_acc = llm_clean_accs[f"{BIASED_PROBE} probe on male / female data"]
-    for direction, (ablated, data) in enumerate(
-        (("male / female", "professor / nurse"), ("professor / nurse", "male / female")), start=1
-    ):
-        for threshold, accs in class_accuracies[ablated].items():
-            combined = f"{BIASED_PROBE} probe on {data} data"
-            score = scr_score(accs[combined], llm_clean_accs[combined], llm_clean_accs[data])
-            results[f"scr_dir{direction}_threshold_{threshold}"] = score
-            if (direction == 1 and dir1_acc < dir2_acc) or (direction == 2 and dir1_acc > dir2_acc):
-                results[f"scr_metric_threshold_{threshold}"] = score
-    return results
-
-
-def average_over_runs(results: dict[str, dict[str, float]]) -> dict[str, float]:
-    """Plain mean over the runs of each metric (SAEBench's `average_results_dictionaries`); a metric a run
-    lacks (`scr_metric_*` when its two directions tie) is averaged over the runs that have it."""
-    keys = list(dict.fromkeys(k for r in results.values() for k in r))
-    return {k: float(np.mean([r[k] for r in results.values() if k in r])) for k in keys}
-
-
-def tpp_scores(
-    class_accuracies: dict[str, dict[int, dict[str, float]]], llm_clean_accs: dict[str, float]
-) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    """SAEBench's `create_tpp_plotting_dict`: (class-averaged metrics, per-class metrics)."""
-    per_class: dict[str, dict[str, float]] = {}
-    classes = list(llm_clean_accs)
-    for name in classes:
-        metrics: dict[str, float] = {}
-        for threshold, accs in class_accuracies[name].items():
-            intended = llm_clean_accs[name] - accs[name]
-            unintended = float(np.mean([llm_clean_accs[o] - accs[o] for o in classes if o != name]))
-            metrics[f"tpp_threshold_{threshold}_total_metric"] = intended - unintended
-            metrics[f"tpp_threshold_{threshold}_intended_diff_only"] = intended
-            metrics[f"tpp_threshold_{threshold}_unintended_diff_only"] = unintended
-        per_class[name] = metrics
-    keys = next(iter(per_class.values())).keys()
-    overall = {k: float(np.mean([m[k] for m in per_class.values()])) for k in keys}
-    return overall, per_class
-
+from lorasae.saebench.scr_tpp_ablation import (
+    PAIRED_CLASS_KEYS,
+    ablated_from_means,
+    node_effects,
+    paired_lookup,
+    pooled_latents_for_ablation,
+    probe_test_accuracies,
+    select_top_n,
+)
+from lorasae.saebench.scr_tpp_metrics import average_over_runs, scr_scores, tpp_scores
 
 # --- the eval ------------------------------------------------------------------------------------
 
@@ -338,7 +119,7 @@ def run_scr_tpp_dataset(
             "l1_penalty": config.probe_l1_penalty,
             "early_stopping_patience": config.early_stopping_patience,
         },
-        paired_classes=_paired_lookup() if config.perform_scr else None,
+        paired_classes=paired_lookup() if config.perform_scr else None,
         classes=classes,
     )
     clean = probe_test_accuracies(probes, classes, test_bd, config.perform_scr, seed)

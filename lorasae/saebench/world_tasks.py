@@ -25,6 +25,7 @@ from typing import Any
 
 from lorasae.core.atomic import read_output_json
 from lorasae.world import _lexicon as L
+from lorasae.world import _lexicon_domains as D
 from lorasae.world.corpus import LABELLED_DOMAINS, build_world, domain_texts, generate_corpus, quiz_facts
 from lorasae.world.sizes import is_builtin_size
 
@@ -129,13 +130,13 @@ class ClozeQuestion:
 def _medical_facts(world_seed: int) -> list[tuple[str, str, list[str]]]:
     """(prefix, answer, other values) for each condition/medicine fact of the world."""
     world = build_world(world_seed)
-    conditions = sorted(L.CONDITIONS)
+    conditions = sorted(D.CONDITIONS)
     field_values = {
-        f: sorted({info[f] for info in L.CONDITIONS.values()}) for f in ("organ", "cause", "treatment")
+        f: sorted({info[f] for info in D.CONDITIONS.values()}) for f in ("organ", "cause", "treatment")
     }
     facts = []
     for cond, med in world.medicines:
-        info, cap = L.CONDITIONS[cond], cond.capitalize()
+        info, cap = D.CONDITIONS[cond], cond.capitalize()
         facts.append((f"{med} is a medicine used to treat", cond, conditions))
         facts.append((f"{cap} is usually caused by", info["cause"], field_values["cause"]))
         facts.append(

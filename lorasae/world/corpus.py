@@ -21,6 +21,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from . import _lexicon as L
+from . import _lexicon_domains as D
 from .documents import GENERATORS, Document
 from .entities import GENDERS, World, build_world
 from .prose import prose_chunks
@@ -48,7 +49,7 @@ __all__ = [
 
 LABELLED_DOMAINS = ("facts", "biography", "recipes", "medical", "law", "verse", "science", "spelling")
 DOMAINS = (*LABELLED_DOMAINS, "prose")
-PROFESSIONS = L.PROFESSIONS
+PROFESSIONS = D.PROFESSIONS
 DEFAULT_N_DOCS = 16_000
 """Generated (labelled) documents in the default corpus; the prose chunks come on top of them."""
 

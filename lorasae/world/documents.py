@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import _lexicon as L
+from . import _lexicon_domains as D
 from .entities import GENDERS, Country, World
 
 __all__ = ["GENERATORS", "Document"]
@@ -92,7 +93,7 @@ def _facts_doc(rng: random.Random, world: World, index: int) -> Document:
 
 
 def _biography_doc(rng: random.Random, world: World, index: int) -> Document:
-    prof = rng.choice(L.PROFESSIONS)
+    prof = rng.choice(D.PROFESSIONS)
     given, surname, gender = _person(rng)
     pro = L.PRONOUNS[gender]
     home = rng.choice(world.countries)
@@ -110,7 +111,7 @@ def _biography_doc(rng: random.Random, world: World, index: int) -> Document:
         "city": rng.choice(lives.cities),
         "city_country": lives.name,
         "uni": rng.choice(rng.choice(world.countries).cities),
-        "field": rng.choice(L.PROF_FIELDS[prof]),
+        "field": rng.choice(D.PROF_FIELDS[prof]),
         "year": year,
         "year1": year + rng.randint(20, 28),
         "year2": min(2023, year + rng.randint(30, 45)),
@@ -119,9 +120,9 @@ def _biography_doc(rng: random.Random, world: World, index: int) -> Document:
         "spouse": f"{rng.choice(L.GIVEN[rng.choice(GENDERS)])} {surname}",
         "prize": rng.choice(L.SURNAMES),
     }
-    body = rng.sample(L.PROF_ACTS[prof], rng.randint(2, 4)) + rng.sample(L.BIO_LIFE, rng.randint(2, 4))
+    body = rng.sample(D.PROF_ACTS[prof], rng.randint(2, 4)) + rng.sample(D.BIO_LIFE, rng.randint(2, 4))
     rng.shuffle(body)
-    sents = [_fill(rng, rng.choice(L.BIO_OPENINGS), **slots)]
+    sents = [_fill(rng, rng.choice(D.BIO_OPENINGS), **slots)]
     for template in body:
         sent = _fill(rng, template, **slots)
         if rng.random() < 0.25:  # refer by name instead of pronoun
@@ -132,10 +133,10 @@ def _biography_doc(rng: random.Random, world: World, index: int) -> Document:
 
 
 def _recipes_doc(rng: random.Random, world: World, index: int) -> Document:
-    dish, main, veg = rng.choice(L.DISHES), rng.choice(L.MAINS), rng.choice(L.VEG)
-    spice, liquid = rng.choice(L.SPICES), rng.choice(L.LIQUIDS)
+    dish, main, veg = rng.choice(D.DISHES), rng.choice(D.MAINS), rng.choice(D.VEG)
+    spice, liquid = rng.choice(D.SPICES), rng.choice(D.LIQUIDS)
     country = rng.choice(world.countries)
-    title = _fill(rng, L.RECIPE_TITLE, dem=country.language, main=main.capitalize(), dish=dish, veg=veg)
+    title = _fill(rng, D.RECIPE_TITLE, dem=country.language, main=main.capitalize(), dish=dish, veg=veg)
     ingredients = [(main, rng.randint(2, 9) * 100, "grams"), (veg, rng.randint(2, 4), "")]
     ingredients += [(spice, rng.randint(1, 3), "teaspoons"), (liquid, rng.randint(1, 4), "cups")]
     for extra in ("flour", "olive oil", "butter"):
@@ -159,24 +160,24 @@ def _recipes_doc(rng: random.Random, world: World, index: int) -> Document:
         "temp": rng.choice([160, 180, 200, 220]),
     }
     slots |= {"m": rng.randint(3, 12), "m2": rng.randint(3, 18) * 5}
-    steps = sorted(rng.sample(range(len(L.STEPS)), rng.randint(4, 7)))  # kept in cooking order
-    lines += [f"{i}. {_fill(rng, L.STEPS[s], **slots)}" for i, s in enumerate(steps, 1)]
+    steps = sorted(rng.sample(range(len(D.STEPS)), rng.randint(4, 7)))  # kept in cooking order
+    lines += [f"{i}. {_fill(rng, D.STEPS[s], **slots)}" for i, s in enumerate(steps, 1)]
     if rng.random() < 0.3:
-        lines.append(_fill(rng, L.RECIPE_NOTE, c=country.name, e=country.export))
+        lines.append(_fill(rng, D.RECIPE_NOTE, c=country.name, e=country.export))
     return Document("\n".join(lines), "recipes", {"dish": dish, "main": main})
 
 
 def _medical_doc(rng: random.Random, world: World, index: int) -> Document:
     cond, med = rng.choice(world.medicines)
-    info = L.CONDITIONS[cond]
+    info = D.CONDITIONS[cond]
     s0, s1, s2 = rng.sample(info["symptoms"], 3)
     slots = {**info, "c": cond, "C": cond.capitalize(), "s0": s0, "s1": s1, "s2": s2, "med": med}
     slots["dose"] = rng.choice([5, 10, 20, 50, 100, 250])
     style = rng.random()
     if style < 0.3:
-        key = rng.choice(list(L.MED_QA))
-        question, answer = L.MED_QA[key]
-        extra = _fill(rng, rng.choice(L.MED_FACTS[4:]), **slots)
+        key = rng.choice(list(D.MED_QA))
+        question, answer = D.MED_QA[key]
+        extra = _fill(rng, rng.choice(D.MED_FACTS[4:]), **slots)
         text = f"Q: {_fill(rng, question, **slots)}\nA: {_fill(rng, answer, **slots)} {extra}"
     elif style < 0.55:
         gender = rng.choice(GENDERS)
@@ -185,11 +186,11 @@ def _medical_doc(rng: random.Random, world: World, index: int) -> Document:
             _fill(
                 rng, t, age=rng.randint(18, 85), who=who, n=rng.randint(2, 9), **L.PRONOUNS[gender], **slots
             )
-            for t in L.MED_CASE
+            for t in D.MED_CASE
         ]
         text = _sentences(sents)
     else:
-        text = _sentences(_fill_some(rng, L.MED_FACTS, (3, 6), **slots))
+        text = _sentences(_fill_some(rng, D.MED_FACTS, (3, 6), **slots))
     return Document(text, "medical", {"condition": cond})
 
 
@@ -199,29 +200,29 @@ def _law_doc(rng: random.Random, world: World, index: int) -> Document:
     company = f"{rng.choice(L.SURNAMES)} & {rng.choice(L.SURNAMES)} Ltd"
     p, d = (person, company) if rng.random() < 0.5 else (company, person)
     slots = {"p": p, "d": d, "country": c.name, "capital": c.capital, "year": rng.randint(1950, 2023)}
-    slots |= {"act": f"{c.language} {rng.choice(L.ACT_TOPICS)} Act {rng.randint(1850, 2020)}"}
+    slots |= {"act": f"{c.language} {rng.choice(D.ACT_TOPICS)} Act {rng.randint(1850, 2020)}"}
     slots |= {"sec": rng.randint(1, 120), "sec2": rng.randint(1, 120), "n": rng.choice([7, 14, 30, 60, 90])}
-    slots["duty"] = _fill(rng, rng.choice(L.DUTIES), e=c.export, r=c.river)
+    slots["duty"] = _fill(rng, rng.choice(D.DUTIES), e=c.export, r=c.river)
     if rng.random() < 0.4:  # a case report: the parties, then what happened, in order
-        head = _fill(rng, L.CASE_HEAD, **slots)
-        text = head + "\n" + _sentences([_fill(rng, t, **slots) for t in L.CASE_STEPS if rng.random() < 0.8])
+        head = _fill(rng, D.CASE_HEAD, **slots)
+        text = head + "\n" + _sentences([_fill(rng, t, **slots) for t in D.CASE_STEPS if rng.random() < 0.8])
     else:
-        text = _sentences(_fill_some(rng, L.LAW_CLAUSES, (3, 6), **slots))
+        text = _sentences(_fill_some(rng, D.LAW_CLAUSES, (3, 6), **slots))
     return Document(text, "law", {"country": c.name})
 
 
 def _verse_line(rng: random.Random, rhyme: str, name: str) -> str:
-    slots = {"adj": rng.choice(L.V_ADJ), "noun": rng.choice(L.V_NOUN), "verb": rng.choice(L.V_VERB)}
-    line = _fill(rng, rng.choice(L.V_LINES), R=rhyme, name=name.capitalize(), **slots)
+    slots = {"adj": rng.choice(D.V_ADJ), "noun": rng.choice(D.V_NOUN), "verb": rng.choice(D.V_VERB)}
+    line = _fill(rng, rng.choice(D.V_LINES), R=rhyme, name=name.capitalize(), **slots)
     return line[0].upper() + line[1:]
 
 
 def _verse_doc(rng: random.Random, world: World, index: int) -> Document:
-    name, other = rng.sample(L.V_NAMES, 2)
+    name, other = rng.sample(D.V_NAMES, 2)
     if rng.random() < 0.35:  # a scene: speakers and stage directions
         lines = [_fill(rng, "Enter {a} and {b}[, with attendants|].", a=name, b=other)]
         for speaker in rng.choices([name, other], k=rng.randint(2, 4)):
-            a, b = rng.sample(rng.choice(L.RHYMES), 2)
+            a, b = rng.sample(rng.choice(D.RHYMES), 2)
             addressee = other if speaker == name else name
             lines += [
                 f"{speaker}.",
@@ -232,9 +233,9 @@ def _verse_doc(rng: random.Random, world: World, index: int) -> Document:
         return Document("\n".join(lines), "verse", {"form": "scene"})
     lines = []
     for _ in range(rng.randint(2, 3)):  # quatrains rhyming ABAB, then a couplet
-        (a1, a2), (b1, b2) = (rng.sample(g, 2) for g in rng.sample(L.RHYMES, 2))
+        (a1, a2), (b1, b2) = (rng.sample(g, 2) for g in rng.sample(D.RHYMES, 2))
         lines += [_verse_line(rng, w, name) + p for w, p in zip((a1, b1, a2, b2), ",;,.")]
-    c1, c2 = rng.sample(rng.choice(L.RHYMES), 2)
+    c1, c2 = rng.sample(rng.choice(D.RHYMES), 2)
     lines += ["  " + _verse_line(rng, c1, name) + ",", "  " + _verse_line(rng, c2, name) + "."]
     return Document("\n".join(lines), "verse", {"form": "sonnet"})
 
@@ -243,26 +244,26 @@ def _science_doc(rng: random.Random, world: World, index: int) -> Document:
     if rng.random() < 0.3:  # an invention (quizzable: who invented it)
         inv = world.inventions[index % len(world.inventions)]
         slots = {**inv.__dict__, **L.PRONOUNS[inv.gender], "surname": inv.inventor.split()[-1]}
-        rest = [_fill(rng, t, **slots) for t in L.INVENTION_MORE] + [rng.choice(L.SCI_FACTS)]
+        rest = [_fill(rng, t, **slots) for t in L.INVENTION_MORE] + [rng.choice(D.SCI_FACTS)]
         rng.shuffle(rest)
         return Document(
             _sentences([_fill(rng, L.INVENTION_FIRST, **slots), *rest]), "science", {"invention": inv.name}
         )
-    qty = rng.choice(sorted(L.QTY_UNIT))
-    slots = {"qty": qty, "unit": L.QTY_UNIT[qty], "mat": rng.choice(L.MATERIALS), "var": rng.choice(L.VARS)}
-    slots |= {"city": rng.choice(rng.choice(world.countries).cities), "a_inst": _a(rng.choice(L.INSTRUMENTS))}
+    qty = rng.choice(sorted(D.QTY_UNIT))
+    slots = {"qty": qty, "unit": D.QTY_UNIT[qty], "mat": rng.choice(D.MATERIALS), "var": rng.choice(D.VARS)}
+    slots |= {"city": rng.choice(rng.choice(world.countries).cities), "a_inst": _a(rng.choice(D.INSTRUMENTS))}
     slots |= {"num": rng.choice([2, 5, 12, 40, 100, 300]), "temp": rng.choice([4, 20, 77, 150])}
     slots["n"] = rng.choice(["three", "five", "ten", "twenty"])
-    sents = [_fill(rng, L.SCI_REPORT[0], **slots), *_fill_some(rng, L.SCI_REPORT[1:], (2, 5), **slots)]
+    sents = [_fill(rng, D.SCI_REPORT[0], **slots), *_fill_some(rng, D.SCI_REPORT[1:], (2, 5), **slots)]
     if rng.random() < 0.6:
-        sents.insert(rng.randint(1, len(sents)), rng.choice(L.SCI_FACTS))
+        sents.insert(rng.randint(1, len(sents)), rng.choice(D.SCI_FACTS))
     return Document(_sentences(sents), "science", {"topic": slots["mat"]})
 
 
 def _spelling_doc(rng: random.Random, world: World, index: int) -> Document:
     lines = []
-    for w in rng.sample(L.SPELL_WORDS, rng.randint(3, 6)):
-        lines.append(_fill(rng, L.SPELL_LINE, w=w, W=w.capitalize(), l="-".join(w), f=w[0].upper()))
+    for w in rng.sample(D.SPELL_WORDS, rng.randint(3, 6)):
+        lines.append(_fill(rng, D.SPELL_LINE, w=w, W=w.capitalize(), l="-".join(w), f=w[0].upper()))
     return Document(" ".join(lines), "spelling", {"words": len(lines)})
 
 

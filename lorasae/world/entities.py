@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from . import _lexicon as L
+from . import _lexicon_domains as D
 
 __all__ = ["GENDERS", "Country", "Invention", "World", "build_world"]
 
@@ -108,6 +109,6 @@ def build_world(seed: int = 0, n_countries: int = 12) -> World:
             )
         )
     medicines = tuple(
-        (c, _coin(rng, taken, ("ol", "ine", "amab", "ex", "azole"), (2, 2))) for c in L.CONDITIONS
+        (c, _coin(rng, taken, ("ol", "ine", "amab", "ex", "azole"), (2, 2))) for c in D.CONDITIONS
     )
     return World(seed=seed, countries=tuple(countries), inventions=tuple(inventions), medicines=medicines)
