@@ -95,7 +95,7 @@ def _benchmarks(argv: list[str], monkeypatch) -> AdapterFilter:
     def find(model, tags, rank=None, lora_span=None, *rest, **kwargs):  # the original's adapters' lookup
         asked.append(AdapterFilter(rank, lora_span))
 
-    monkeypatch.setattr(pairing, "find_sae", lambda model, layer: None)
+    monkeypatch.setattr(pairing, "find_sae", lambda model, layer, **family: None)
     monkeypatch.setattr(
         pairing, "external_ref", lambda source, layer: SimpleNamespace(source=source, layer=layer)
     )
