@@ -16,13 +16,15 @@ from lorasae.world.tiny_model import WORLD_RECORD_KIND, TinyWorldConfig, ensure_
 MICRO = dataclasses.replace(TinyWorldConfig.for_tests(), n_docs=200, train_tokens=2_000)
 
 
-def test_tiny_s_is_tiny_at_half_width_on_half_the_tokens_with_everything_else_the_same() -> None:
+def test_tiny_s_is_tiny_at_half_width_on_half_the_tokens_at_twice_the_rate_with_everything_else_the_same() -> (
+    None
+):
     tiny, small = size_config("tiny"), size_config("tiny-s")
     assert tiny == TinyWorldConfig()
     assert (small.d_model, small.d_ff) == (tiny.d_model // 2, tiny.d_ff // 2)
     assert small.d_model // small.n_heads == tiny.d_model // tiny.n_heads  # same head width
-    assert small.train_tokens == tiny.train_tokens // 2
-    same = ("seed", "n_docs", "vocab_size", "n_layers", "ctx_len", "batch_size", "lr", "warmup_steps")
+    assert (small.train_tokens, small.lr) == (tiny.train_tokens // 2, tiny.lr * 2)
+    same = ("seed", "n_docs", "vocab_size", "n_layers", "ctx_len", "batch_size", "warmup_steps")
     assert all(getattr(small, f) == getattr(tiny, f) for f in same)
     test_small = size_config("tiny-s", TinyWorldConfig.for_tests())
     assert test_small.d_model == TinyWorldConfig.for_tests().d_model // 2
