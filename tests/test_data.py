@@ -49,6 +49,36 @@ def test_split_is_deterministic_and_disjoint(tmp_path, char_tokenizer):
     assert torch.equal(train_a[0], all_chunks[7])  # train starts right after validation
 
 
+class CountingTokenizer:
+    """`char_tokenizer` counting its calls (one per batch of documents `pack_chunks` tokenizes)."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.calls = tokenizer, 0
+
+    def __getattr__(self, name):
+        return getattr(self.tokenizer, name)
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.tokenizer(*args, **kwargs)
+
+
+def test_training_continues_the_stream_the_validation_chunks_were_packed_from(tmp_path, char_tokenizer):
+    """The first `train_chunks` does not pack the validation chunks again (issue 30: the error SAEs'
+    ~2,600 validation chunks were packed twice per run); a second call streams the same chunks anew."""
+    src = tmp_path / "corpus.jsonl"
+    _write_jsonl(src, _docs(400))
+    counting = CountingTokenizer(char_tokenizer)
+    split = data.load_token_split(str(src), counting, ctx_len=32, num_val_tokens=200)
+    first = split.train_chunks()
+    continued = torch.stack([next(first) for _ in range(5)])
+    assert counting.calls == 1  # one batch of 64 documents holds the 7 validation and 5 training chunks
+    again = split.train_chunks()
+    assert torch.equal(torch.stack([next(again) for _ in range(5)]), continued) and counting.calls == 2
+    all_chunks = list(data.pack_chunks(data.load_texts(str(src)), char_tokenizer, 32))
+    assert torch.equal(continued, torch.stack(all_chunks[7:12]))
+
+
 def test_resume_position(tmp_path, char_tokenizer):
     src = tmp_path / "corpus.jsonl"
     _write_jsonl(src, _docs(400))

@@ -9,8 +9,11 @@ target (`lorasae/train/modification.py`): W*, b and the SAE go into
 activations of the training split after the Dark Matter token region (train_sae's validation chunks are
 the stream up to the region's end: `num_val_tokens = after_chunks · ctx_len`), so neither W* nor the
 SAEInfo ever saw their training tokens. The held-out FVU is computed on the SAEInfo's held-out rows (the
-tokens W* was not fit on); train_sae's own validation FVU (over its validation chunks, the stream up to
-the region's end) is kept next to it.
+tokens W* was not fit on); train_sae's own validation FVU is kept next to it, on the first
+`VAL_TOKENS` = 8,192 tokens of the stream (`--final_val_tokens`: whole chunks, 64 of the built-in
+model's 128 tokens, 8 of 1024). Those tokens precede the region, so W* never saw them either; the
+statistics over the whole stream up to the region's end (~360k tokens in the demo) cost each run a model
+forward over every one of them for a secondary number.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ TARGETS = {"linear": "linear_error", "nonlinear": "nonlinear_error"}
 """Error component -> `--hidden_modification`."""
 
 CURVE_VAL_TOKENS = 2048  # the curve's two points (before/after): the held-out FVU is computed separately
+VAL_TOKENS = 8192  # train_sae's final statistics (val_fvu): the first chunks of the stream
 
 
 @dataclass
@@ -45,7 +49,9 @@ class ErrorSaeResult:
     test_fvu: float
     """FVU on the SAEInfo's held-out rows (the tokens W* was not fit on)."""
     val_fvu: float
-    """train_sae's validation FVU on f(x) over its validation chunks (the stream up to the region's end)."""
+    """train_sae's validation FVU on f(x) over the first `val_tokens` tokens of the stream."""
+    val_tokens: int
+    """Positions of `val_fvu`'s chunks (whole chunks; special positions skipped, as in training)."""
     folder: str
     """Where train_sae saved it (saved_saes/<model>/modified/...)."""
 
@@ -79,15 +85,18 @@ def train_error_saes(
     seed: int = 42,
     split: str = "random",
     after_chunks: int | None = None,
+    val_tokens: int | None = VAL_TOKENS,
 ) -> list[ErrorSaeResult]:
     """One SAE per (component, expansion) through train_sae, `steps` steps of 1024 tokens on the chunks
     after the first `after_chunks` of the stream (default: the SAEInfo's `num_chunks`; the runs'
-    validation set), so none of the analysed tokens is a training token."""
+    validation set), so none of the analysed tokens is a training token. Their `val_fvu` is on the first
+    `val_tokens` tokens of the stream (None: all `after_chunks`)."""
     from lorasae.train.sae_trainer import train_sae
 
     heldout = heldout_components(info, lin, train_fraction, split, seed)
     after_chunks = int(info.meta["num_chunks"]) if after_chunks is None else after_chunks
     ctx_len = int(info.meta["ctx_len"])
+    val_chunks = after_chunks if val_tokens is None else min(after_chunks, -(-val_tokens // ctx_len))
     results = []
     for name, modification in TARGETS.items():
         for expansion in expansions:
@@ -95,8 +104,10 @@ def train_error_saes(
                 device=device, model=model_name, dataset=dataset, seed=seed, layer=int(info.meta["layer"]),
                 num_train_tokens=steps * PAPER_CTX_LEN, ctx_len=ctx_len,
                 num_val_tokens=after_chunks * ctx_len, curve_val_tokens=CURVE_VAL_TOKENS,
-                expansion_factor=expansion, k=k, hidden_modification=modification, modification_file=str(map_file),
-                eval_every_pct=100, checkpoint_every_pct=100, log_every_steps=max(1, steps // 10), overwrite=True,
+                final_val_tokens=val_tokens, expansion_factor=expansion, k=k,
+                hidden_modification=modification,
+                modification_file=str(map_file), eval_every_pct=100,
+                checkpoint_every_pct=100, log_every_steps=max(1, steps // 10), overwrite=True,
             )  # fmt: skip
             result = train_sae(cfg)
             sae = TopKSAE.load(result.final_dir, device=device)
@@ -112,6 +123,7 @@ def train_error_saes(
                     result.train_metrics.get("fvu", float("nan")),
                     test_fvu,
                     result.val_fvu,
+                    val_chunks * ctx_len,
                     str(result.final_dir),
                 )  # fmt: skip
             )

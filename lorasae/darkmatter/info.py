@@ -188,6 +188,34 @@ def _encode_sparse(sae: nn.Module, x: Tensor) -> tuple[Tensor, Tensor, Tensor, T
     return torch.cat(x_hats), indptr, torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts])
 
 
+def _forward_rows(model: nn.Module, ids: Tensor, keep: Tensor, layer: int, device) -> tuple[Tensor, Tensor]:
+    """(layer `layer`'s output, next-token loss) at the `keep` positions of `ids`, from one forward."""
+    captured: list[Tensor] = []
+
+    def capture(h: Tensor) -> Tensor:
+        captured.append(h.detach())
+        return h
+
+    with splice(model, {layer: capture}):
+        logits = model(input_ids=ids.to(device), use_cache=False).logits
+    loss = torch.full(ids.shape, float("nan"))
+    loss[:, :-1] = F.cross_entropy(
+        logits[:, :-1].float().reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1).to(device), reduction="none"
+    ).reshape(ids.shape[0], -1).cpu()  # fmt: skip
+    return captured[0][keep.to(captured[0].device)].float(), loss[keep]
+
+
+def _clean_rows(clean: SAEInfo, kept_ids: Tensor, offset: int) -> tuple[Tensor, Tensor]:
+    """`_forward_rows`'s answer for the batch whose kept tokens are `kept_ids`, read from `clean` at row
+    `offset` (a fresh copy: the SAE encodes the same tensor as after a forward)."""
+    rows = slice(offset, offset + len(kept_ids))
+    if not torch.equal(clean.token_ids[rows], kept_ids):
+        raise ValueError(
+            "lorasae/darkmatter/info.py: `clean` holds other tokens; build it on the same chunks"
+        )
+    return clean.x[rows].clone(), clean.loss[rows]
+
+
 @torch.no_grad()
 def build_sae_info(
     model: nn.Module,
@@ -198,30 +226,25 @@ def build_sae_info(
     batch_size: int = 8,
     meta: dict[str, Any] | None = None,
     progress: bool = True,
+    clean: SAEInfo | None = None,
 ) -> SAEInfo:
     """Run the model over `chunks` [n, T] once, reading layer `layer`'s output (through `hooks.splice`
     with the identity, so the forward is the project's) and the logits for the per-token loss; encode
-    each non-special position with the SAE."""
+    each non-special position with the SAE. `clean`: an SAEInfo of the same model, layer, chunks and
+    special ids (another SAE's): its activations and losses are taken instead of running the model
+    again, batch by batch as the forward gives them, so the record is the same bit for bit."""
     device = next(model.parameters()).device
     special = torch.tensor(sorted(set(special_ids)), dtype=torch.long)
     parts: dict[str, list[Tensor]] = {name: [] for name in _TENSORS}
-    nnz = 0
+    nnz = offset = 0
     for start in tqdm(range(0, len(chunks), batch_size), desc="SAEInfo", disable=not progress, leave=False):
         ids = chunks[start : start + batch_size]
-        captured: list[Tensor] = []
-
-        def capture(h: Tensor, captured: list[Tensor] = captured) -> Tensor:
-            captured.append(h.detach())
-            return h
-
-        with splice(model, {layer: capture}):
-            logits = model(input_ids=ids.to(device), use_cache=False).logits
-        loss = torch.full(ids.shape, float("nan"))
-        loss[:, :-1] = F.cross_entropy(
-            logits[:, :-1].float().reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1).to(device), reduction="none"
-        ).reshape(ids.shape[0], -1).cpu()  # fmt: skip
         keep = ~torch.isin(ids, special)
-        x = captured[0][keep.to(captured[0].device)].float()
+        if clean is not None:
+            x, kept_loss = _clean_rows(clean, ids[keep], offset)
+        else:
+            x, kept_loss = _forward_rows(model, ids, keep, layer, device)
+        offset += len(x)
         x_hat, indptr, indices, values = _encode_sparse(sae, x)
         rows, cols = torch.nonzero(keep, as_tuple=True)
         parts["x"].append(x.cpu())
@@ -233,7 +256,11 @@ def build_sae_info(
         parts["token_ids"].append(ids[keep])
         parts["chunk"].append((rows + start).to(torch.int32))
         parts["position"].append(cols.to(torch.int32))
-        parts["loss"].append(loss[keep])
+        parts["loss"].append(kept_loss)
+    if clean is not None and offset != len(clean):
+        raise ValueError(
+            "lorasae/darkmatter/info.py: `clean` holds other tokens; build it on the same chunks"
+        )
     cfg = getattr(sae, "cfg", None)
     info_meta = {"layer": layer, "d_sae": int(sae.W_dec.shape[0]), "num_chunks": len(chunks)}  # type: ignore[attr-defined]
     info_meta["ctx_len"] = int(chunks.shape[1])

@@ -97,11 +97,13 @@ def get_sae_info(
     progress: bool = True,
     start: int = 0,
     chunks: torch.Tensor | None = None,
+    clean: SAEInfo | None = None,
 ) -> SAEInfo:
     """The SAEInfo of `sae_source` on `num_tokens` tokens of `dataset` from chunk `start` of the stream
     (`tokens.analysis_region` picks it after what the SAEs and the adapter read), from the cache
     `data/dark_matter/<model>/info/<key>.safetensors` when there, else built and cached. `loaded` passes
-    an already loaded (model, tokenizer, sae, layer) to save a reload, `chunks` the already packed tokens."""
+    an already loaded (model, tokenizer, sae, layer) to save a reload, `chunks` the already packed tokens,
+    `clean` another SAE's SAEInfo of the same model, layer and tokens (its forward reused, `build_sae_info`)."""
     model, tokenizer, sae, layer = loaded or _load_model_and_sae(
         model_name, sae_source, device, adapter, layer
     )
@@ -115,6 +117,8 @@ def get_sae_info(
         chunks = token_chunks(model_name, tokenizer, num_tokens, dataset, ctx_len, seed, start)
     meta = {"model": model_name, "sae": sae_source, "adapter": str(adapter) if adapter else None,
             "dataset": dataset or default_dataset(model_name), "seed": seed, "start_chunk": start}  # fmt: skip
-    info = build_sae_info(model, sae, chunks, layer, special_token_ids(tokenizer), batch_size, meta, progress)
+    info = build_sae_info(
+        model, sae, chunks, layer, special_token_ids(tokenizer), batch_size, meta, progress, clean
+    )
     info.save(path)
     return info

@@ -90,9 +90,11 @@ def analyze_sae(
     adapter: str | Path | None = None,
     uses: Sequence[StreamUse] = (),
     chunks: dict | None = None,
+    forwards: dict | None = None,
 ):
     """(row of numbers, SAEInfo, fitted W*) for one SAE: linear analysis, gradient pursuit, downstream CE,
-    on the tokens after what `uses` read (`chunks` caches the packed region between SAEs)."""
+    on the tokens after what `uses` read (`chunks` caches the packed region between SAEs, `forwards` the
+    first SAEInfo per region, layer and adapter, whose model forward the next SAEs' SAEInfos reuse)."""
     loaded = _load_model_and_sae(model_name, source, s.device, adapter)
     model, tokenizer, sae, layer = loaded
     ctx_len = analysis_ctx_len(model)
@@ -103,9 +105,13 @@ def analyze_sae(
             model_name, tokenizer, region.count * ctx_len, s.dataset, ctx_len, s.seed, region.start
         )
     info_chunks = region.count - s.ce_chunks
+    forwards = {} if forwards is None else forwards
+    same_forward = (region, layer, str(adapter) if adapter else None)
     info = get_sae_info(model_name, source, info_chunks * ctx_len, s.dataset, s.device, adapter, seed=s.seed,
                         batch_size=s.batch_size, loaded=loaded, progress=s.progress, start=region.start,
-                        chunks=chunks[region][:info_chunks], ctx_len=ctx_len)  # fmt: skip
+                        chunks=chunks[region][:info_chunks], ctx_len=ctx_len,
+                        clean=forwards.get(same_forward))  # fmt: skip
+    forwards.setdefault(same_forward, info)
     report, lin = analyze_linear(info, s.train_fraction, s.device, s.split, s.seed)
     _, test = train_test_rows(len(info), s.train_fraction, s.split, s.seed)
     rows = test[: s.pursuit_tokens]
@@ -165,10 +171,11 @@ def run_dark_matter(
     sources = dict.fromkeys([*width_sources, *k_sources, *([lora_source] if lora_source else [])])
     uses = [u for u in [*map(sae_stream_use, sources), adapter_stream_use(adapter)] if u is not None]
     chunks: dict = {}
+    forwards: dict = {}
 
     def analyzed(source: str):
         if source not in cache:
-            cache[source] = analyze_sae(model_name, source, s, None, uses, chunks)
+            cache[source] = analyze_sae(model_name, source, s, None, uses, chunks, forwards)
             print(f"dark matter: {cache[source][0]['label']}: FVU {cache[source][0]['fvu']:.3f}, "
                   f"vector R² {cache[source][0]['vector_r2']:.3f}, norm R² {cache[source][0]['norm_r2']:.3f}",
                   flush=True)  # fmt: skip
@@ -233,7 +240,7 @@ def run_dark_matter(
     summary["figures"] += figures.plot_synthetic(summary["synthetic"], plots)
     if lora_source is not None and adapter is not None:
         base_row = analyzed(lora_source)[0]
-        lora_row = analyze_sae(model_name, lora_source, s, adapter, uses, chunks)[0]
+        lora_row = analyze_sae(model_name, lora_source, s, adapter, uses, chunks, forwards)[0]
         summary["base_vs_lora"] = {"base": base_row, "lora": lora_row}
         summary["figures"] += figures.plot_base_vs_lora(
             base_row, lora_row, plots, f"{title}: {base_row['label']} on the base vs LoRA model"

@@ -100,6 +100,15 @@ def tokens_line(summary: dict) -> str:
             f"{summary['settings']['ce_chunks']} chunks of the region, protocol {protocol}{why}.")  # fmt: skip
 
 
+def _val_label(results: list[dict]) -> str:
+    """The val FVU column's header: its tokens (results before `val_tokens` was recorded: the whole
+    stream up to the region's end)."""
+    counts = {r.get("val_tokens") for r in results}
+    if len(counts) == 1 and None not in counts:
+        return f"val FVU (first {counts.pop():,} tokens)"
+    return "val FVU (stream to the region's end)"
+
+
 def report_markdown(summary: dict) -> str:
     """The tables of a run: per SAE, baselines, power laws, error SAEs, synthetic, base vs LoRA."""
     parts = [f"# Dark matter of SAEs: {summary['model']}"]
@@ -124,7 +133,7 @@ def report_markdown(summary: dict) -> str:
             "width",
             "k",
             "train FVU",
-            "val FVU (stream to the region's end)",
+            _val_label(summary["error_saes"]["results"]),
             "test FVU (held out)",
         ]
         parts += [

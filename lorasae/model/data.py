@@ -12,7 +12,7 @@ import itertools
 import json
 import warnings
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -176,7 +176,9 @@ def pack_chunks(
 @dataclass
 class TokenSplit:
     """Validation = the first `num_val_chunks` chunks of the packed stream; train = the chunks after them.
-    Training chunks are streamed again from the source on demand, so resuming can skip to any position."""
+    Training chunks are streamed again from the source on demand, so resuming can skip to any position;
+    the first `train_chunks` continues the stream `load_token_split` packed the validation chunks from
+    (the same chunks, without packing the validation ones a second time)."""
 
     source: str
     tokenizer: object
@@ -184,6 +186,8 @@ class TokenSplit:
     seed: int
     val: torch.Tensor
     text_field: str = "text"
+    after_val: Iterator[torch.Tensor] | None = field(default=None, repr=False, compare=False)
+    """The packed stream right after the validation chunks, taken by the first `train_chunks`."""
 
     @property
     def num_val_chunks(self) -> int:
@@ -198,7 +202,8 @@ class TokenSplit:
         """Train chunks from position `skip` on; cycles (with a warning) when the source runs out."""
         epoch = 0
         while True:
-            stream = itertools.islice(self._stream(), self.num_val_chunks, None)
+            rest, self.after_val = self.after_val, None
+            stream = rest if rest is not None else itertools.islice(self._stream(), self.num_val_chunks, None)
             produced = 0
             for chunk in stream:
                 produced += 1
@@ -237,7 +242,8 @@ def load_token_split(
     split = TokenSplit(
         source, tokenizer, ctx_len, seed, torch.empty(0, ctx_len, dtype=torch.long), text_field
     )
-    val = list(itertools.islice(split._stream(), num_val_chunks))
+    stream = split._stream()
+    val = list(itertools.islice(stream, num_val_chunks))
     if len(val) < num_val_chunks:
         have = len(val) * ctx_len
         fix = (
@@ -251,5 +257,5 @@ def load_token_split(
             f"Dataset {source!r} holds only {len(val)} chunk(s) of {ctx_len} tokens ({have:,} tokens), fewer "
             f"than the {num_val_chunks} ({num_val_chunks * ctx_len:,} tokens) needed for validation; {fix}."
         )
-    split.val = torch.stack(val)
+    split.val, split.after_val = torch.stack(val), stream
     return split

@@ -1,6 +1,7 @@
 """The curve part handed to the training loop (SPEC §3.3): what a curve point measures, the original
-model's value, and the final statistics over every validation token. `SplicedCurve`: the validation CE
-with the SAE spliced at its layer (the clean prefix reused, `lorasae/model/prefix.py`). Other kinds:
+model's value, and the final statistics over the validation chunks (`--final_val_tokens`, default all).
+`SplicedCurve`: the validation CE with the SAE spliced at its layer (the clean prefix reused,
+`lorasae/model/prefix.py`). Other kinds:
 `modified_parts.TargetFvuCurve` (the FVU of f(x)), `crosscoder_parts.CrosscoderCurve` (spliced at its
 sources)."""
 
@@ -21,7 +22,7 @@ from lorasae.train.validation import rank_share, reconstruction_stats, spliced_c
 
 @dataclass
 class FinalStats:
-    """The run's final statistics over every validation token."""
+    """The run's final statistics over its validation chunks (`--final_val_tokens`, default all)."""
 
     val_fvu: float
     val_l0: float
@@ -96,7 +97,7 @@ class SplicedCurve:
         return self._ce(None)
 
     def final(self) -> FinalStats:
-        """FVU, L0 and never-active latents of the SAE's rows over every validation token."""
+        """FVU, L0 and never-active latents of the SAE's rows over the final statistics' chunks."""
         cfg = self.cfg
         stats = reconstruction_stats(
             self.model, self.sae, cfg.layer, self.val, cfg.val_batch_size, self.info, self.rows_fn,

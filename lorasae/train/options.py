@@ -234,7 +234,11 @@ class CurveOptions:
     curve_val_tokens: int | None = field(default=None, type=parse_count)
     """Validation tokens of each curve point (the first chunks). Default: all of --num_val_tokens, but for
     short runs the tokens trained between two points, at least 2048 (validation would otherwise dominate);
-    the final FVU, L0 and dead-latent statistics always use every validation token."""
+    the final FVU, L0 and dead-latent statistics use --final_val_tokens."""
+
+    final_val_tokens: int | None = field(default=None, type=parse_count)
+    """Validation tokens of the final FVU, L0 and never-active statistics (the first chunks). Default: all
+    of --num_val_tokens. Training is unchanged: it starts after --num_val_tokens either way."""
 
     val_batch_size: int | None = None
     """Sequences per forward pass during validation. Default: 4096 tokens' worth (4 of 1024 tokens);
@@ -248,6 +252,7 @@ class CurveOptions:
     def problems(self) -> list[str]:
         out: list[str] = []
         _at_least(out, "val_batch_size", self.val_batch_size, 1)
+        _at_least(out, "final_val_tokens", self.final_val_tokens, 1)
         _at_least(out, "val_prefix_cache_gib", self.val_prefix_cache_gib, 0)
         if not 0 < self.eval_every_pct <= 100:
             out.append(f"--eval_every_pct must be in (0, 100], got {self.eval_every_pct}")

@@ -76,7 +76,9 @@ class RunContext:
     model: nn.Module
     sae: nn.Module
     curve_val: Tensor
+    """The curve points' validation chunks (--curve_val_tokens)."""
     val: Tensor
+    """The final statistics' validation chunks (--final_val_tokens)."""
     special_ids: list[int]
     info: DistInfo
     device: torch.device

@@ -34,6 +34,9 @@ def summary_line(cfg: TrainSaeConfig, r: TrainResult) -> str:
     ce = f"{what} {r.val_loss[0]:.4f} -> {r.val_loss[-1]:.4f}" if r.val_loss else "no curve"
     if cfg.curve_val_tokens and cfg.num_val_tokens and cfg.curve_val_tokens < cfg.num_val_tokens:
         ce += f" on the first {cfg.curve_val_tokens:,} of {cfg.num_val_tokens:,} val tokens (short run)"
+    final = f"val FVU {r.val_fvu:.4f}, L0 {r.val_l0:.2f}"
+    if cfg.final_val_tokens and cfg.num_val_tokens and cfg.final_val_tokens < cfg.num_val_tokens:
+        final += f" on the first {cfg.final_val_tokens:,} val tokens"
     base = f"original model {r.base_ce:.4f}" if r.base_ce is not None else f"of {cfg.modification_file}"
     sparsity = f"λ={cfg.sae_kwargs.sparsity:g}" if uses_sparsity(cfg) else f"k={cfg.k}"
     where = f"layers {cfg.layers}" if cfg.architecture == "crosscoder" else f"layer {cfg.layer}"
@@ -42,6 +45,6 @@ def summary_line(cfg: TrainSaeConfig, r: TrainResult) -> str:
     return (
         f"{cfg.kind} {cfg.architecture} SAE {cfg.model_key} {where} ({sparsity}, width {cfg.expansion_factor}x): "
         f"{r.steps} steps, {r.tokens:,} tokens, {r.minutes[-1] if r.minutes else 0:.2f} train min; {ce} "
-        f"({base}); val FVU {r.val_fvu:.4f}, L0 {r.val_l0:.2f}, "
+        f"({base}); {final}, "
         f"dead {100 * r.train_dead_fraction:.1f}% -> {r.final_dir}"
     )

@@ -51,8 +51,8 @@ def model_source(name: str) -> tuple[str, str | None]:
 
 def sae_run_identity(cfg: TrainSaeConfig) -> dict[str, Any]:
     """Everything that decides the SAE's numbers (a resolved config): the model(s) and weights digests,
-    the data, layer(s), architecture, kind, every resume setting, and the digests of --init_sae's SAE and
-    of --modification_file."""
+    the data, layer(s), architecture, kind, every resume setting, the digests of --init_sae's SAE and
+    of --modification_file, and --final_val_tokens when given (the final statistics' tokens)."""
     names = cfg.models or [cfg.model_name]
     sources = [model_source(name) for name in names]
     init = (
@@ -65,7 +65,8 @@ def sae_run_identity(cfg: TrainSaeConfig) -> dict[str, Any]:
             "file": cfg.modification_file,
             "digest": file_digest(found) if found.is_file() else None,
         }
-    return {
+    final = {"final_val_tokens": cfg.final_val_tokens} if cfg.final_val_tokens is not None else {}
+    return final | {
         "model": model_key(cfg.model_name),
         "model_source": sources[0][0],
         "model_weights": sources[0][1],

@@ -93,7 +93,8 @@ class SaeTrainer:
         self.progress = Progress(torch.zeros(d_sae, dtype=torch.long, device=self.device))
         ctx = RunContext(
             cfg, self.entry, model, self.sae,
-            curve_val=curve_chunks(split.val, cfg.curve_val_tokens or split.val.numel()), val=split.val,
+            curve_val=curve_chunks(split.val, cfg.curve_val_tokens or split.val.numel()),
+            val=curve_chunks(split.val, cfg.final_val_tokens or split.val.numel()),
             special_ids=special_token_ids(tokenizer), info=self.info, device=self.device,
             # bf16 model on CUDA: the SAE's forward under bf16 autocast, its parameters and Adam in float32
             autocast=use_sae_autocast(self.device, next(model.parameters()).dtype),
