@@ -1,0 +1,118 @@
+"""Run the comparison (`run_comparison`): per row train (or reuse) the dictionary, KL fine-tune it, LoRA on
+both, through the project's one SAE trainer (`train_sae`) and one LoRA pipeline (`train_lora`'s
+`main_many`, whose validation CE is `lorasae.model.ce`'s); then the table (`table`) and the figure.
+Every run writes where its own run record says; an identical rerun is skipped by those rules. The KL
+fine-tunes of the TopK checkpoints (--checkpoints, the timing figure's) run here too."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lorasae.core.errors import PreflightError
+from lorasae.dictcompare.config import DictionariesConfig
+from lorasae.dictcompare.plan import RowPlan, kl_config, lora_config, plan_rows, resolve
+from lorasae.dictcompare.table import LoraNumbers, Row, comparison_path, done, write_comparison
+
+RERUN = "python eval/dictionaries/run.py"
+
+
+@dataclass(frozen=True)
+class SaeNumbers:
+    folder: Path
+    l0: float
+    fvu: float
+    minutes: float
+
+
+def _sae(plan: RowPlan) -> SaeNumbers:
+    """Train the row's dictionary (an identical finished run is skipped by `train_sae`), or read the
+    reused SAE's recorded numbers."""
+    from lorasae.core.records import read_record
+    from lorasae.train.sae_record import recorded_result
+    from lorasae.train.sae_trainer import train_sae
+
+    if plan.reused is not None:
+        result = recorded_result(read_record(plan.reused), plan.sae)
+        folder = plan.reused
+    else:
+        result = train_sae(plan.sae)
+        folder = Path(result.final_dir)
+    return SaeNumbers(folder, result.val_l0, result.val_fvu, result.minutes[-1] if result.minutes else 0.0)
+
+
+def fine_tune(cfg: DictionariesConfig, parent, parent_dir: Path) -> SaeNumbers:
+    """KL fine-tune of the SAE in `parent_dir` (skipped when this very fine-tune is done)."""
+    from lorasae.train.sae_trainer import train_sae
+
+    result = train_sae(resolve(kl_config(cfg, parent, parent_dir)))
+    return SaeNumbers(Path(result.final_dir), result.val_l0, result.val_fvu, result.minutes[-1])
+
+
+def _lora(cfg: DictionariesConfig, folder: Path) -> LoraNumbers:
+    """LoRA on the SAE in `folder` (skipped when done), read back from the run's own outputs."""
+    from lorasae.core.atomic import read_output_json
+    from lorasae.lora.plan import plan_runs
+    from lorasae.lora.run import main_many
+
+    run = lora_config(cfg, folder)
+    main_many([run])
+    (planned,) = plan_runs(run)
+    assert planned.run_id is not None
+    ce = read_output_json(planned.run_id.json_path("CE_increase"), RERUN)
+    minutes = read_output_json(planned.run_id.json_path("time"), RERUN)
+    return LoraNumbers(float(ce["base"]), float(ce["initial"]), float(ce["converged"]), float(minutes[-1]))
+
+
+def run_row(cfg: DictionariesConfig, plan: RowPlan) -> Row:
+    sae = _sae(plan)
+    tuned = fine_tune(cfg, plan.sae, sae.folder)
+    lora, both = _lora(cfg, sae.folder), _lora(cfg, tuned.folder)
+    return Row(plan.architecture, sae.l0, sae.fvu, sae.minutes, tuned.minutes, lora, both,
+               reused=plan.reused is not None)  # fmt: skip
+
+
+def fine_tune_checkpoints(cfg: DictionariesConfig) -> list[Path]:
+    """KL fine-tunes of the TopK SAE's --checkpoints (the store's checkpoint folders), for the timing figure."""
+    from lorasae.dictcompare.plan import sae_config
+    from lorasae.store.saes import our_sae_runs
+
+    parent = resolve(sae_config(cfg, "topk"))
+    out = []
+    for pct in cfg.checkpoints:
+        (run,) = our_sae_runs(cfg.model_name, [cfg.layer], "normal", parent.expansion_factor, parent.k, pct)
+        out.append(fine_tune(cfg, parent, Path(run.refs[0].source)).folder)
+    return out
+
+
+def run_comparison(cfg: DictionariesConfig) -> Path:
+    """Every row, the table (printed and saved with its run record) and the figure; returns the JSON."""
+    problems = cfg.problems()
+    if problems:
+        raise PreflightError("eval/dictionaries/run.py: " + "; ".join(problems))
+    path = comparison_path(cfg)
+    if not cfg.force and done(cfg):
+        print(f"Skipped: {path} holds this comparison (same settings); --force redoes it.")
+        return path
+    began = time.perf_counter()
+    fine_tune_checkpoints(cfg)
+    rows = [run_row(cfg, plan) for plan in plan_rows(cfg)]
+    write_comparison(cfg, rows, time.perf_counter() - began)
+    from lorasae.dictcompare.figure import plot_comparison
+    from lorasae.dictcompare.table import print_comparison
+
+    print_comparison(_model_key(cfg))
+    for file in plot_comparison(None, _model_key(cfg)):
+        print(f"  figure: {file}")
+    return path
+
+
+def _model_key(cfg: DictionariesConfig) -> str:
+    from lorasae.model.load import model_key
+
+    return model_key(cfg.model_name)
+
+
+def main(cfg: DictionariesConfig) -> Path:
+    return run_comparison(cfg)
