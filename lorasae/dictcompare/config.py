@@ -47,11 +47,11 @@ class DictionariesConfig:
     kl_mse_weight: float = 1.0
     """Weight of the FVU term beside the KL in the fine-tune (Karvonen's KL+MSE mix)."""
 
-    jumprelu_init_threshold: float = 0.6
+    jumprelu_init_threshold: float = 1.5
     """JumpReLU's initial threshold θ: the rule that brings its L0 near k (see docs/DEVIATIONS.md); the
     table reports the L0 it reaches."""
 
-    jumprelu_l0_coefficient: float = 0.01
+    l0_coefficient: float = 0.01
     """JumpReLU's L0 penalty λ (with a 50-step warm-up)."""
 
     rank: int = 16
@@ -60,7 +60,7 @@ class DictionariesConfig:
     lora_examples: int = field(default=160, type=parse_count)
     """Training sequences of each LoRA run."""
 
-    checkpoints: list[int] = field(default_factory=list)
+    kl_checkpoints: list[int] = field(default_factory=list)
     """Also KL fine-tune these checkpoints (percent) of the TopK SAE at the same budget, for the timing
     figure's "TopK + KL fine-tune" (the demo: 20 40 60 80 100). Empty: none."""
 
@@ -77,8 +77,8 @@ class DictionariesConfig:
             out.append("--sae_tokens, --lora_examples and --rank must be ≥ 1")
         if not 0 < self.kl_tokens_pct <= 100:
             out.append(f"--kl_tokens_pct must be in (0, 100], got {self.kl_tokens_pct}")
-        if any(not 1 <= c <= 100 for c in self.checkpoints):
-            out.append("--checkpoints are percentages in 1 … 100")
+        if any(not 1 <= c <= 100 for c in self.kl_checkpoints):
+            out.append("--kl_checkpoints are percentages in 1 … 100")
         return out
 
     @property

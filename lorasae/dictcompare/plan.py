@@ -66,7 +66,7 @@ def sae_config(cfg: DictionariesConfig, architecture: str) -> TrainSaeConfig:
     cheap = replace(base, architecture=architecture, eval_every_pct=100.0, checkpoint_every_pct=100)
     if architecture == "jumprelu":
         kwargs = SaeKwargs(
-            l0_coefficient=cfg.jumprelu_l0_coefficient,
+            l0_coefficient=cfg.l0_coefficient,
             jumprelu_init_threshold=cfg.jumprelu_init_threshold,
             l0_warmup_steps=50,
         )

@@ -2,7 +2,7 @@
 both, through the project's one SAE trainer (`train_sae`) and one LoRA pipeline (`train_lora`'s
 `main_many`, whose validation CE is `lorasae.model.ce`'s); then the table (`table`) and the figure.
 Every run writes where its own run record says; an identical rerun is skipped by those rules. The KL
-fine-tunes of the TopK checkpoints (--checkpoints, the timing figure's) run here too."""
+fine-tunes of the TopK checkpoints (--kl_checkpoints, the timing figure's) run here too."""
 
 from __future__ import annotations
 
@@ -74,13 +74,13 @@ def run_row(cfg: DictionariesConfig, plan: RowPlan) -> Row:
 
 
 def fine_tune_checkpoints(cfg: DictionariesConfig) -> list[Path]:
-    """KL fine-tunes of the TopK SAE's --checkpoints (the store's checkpoint folders), for the timing figure."""
+    """KL fine-tunes of the TopK SAE's --kl_checkpoints (the store's checkpoint folders), for the timing figure."""
     from lorasae.dictcompare.plan import sae_config
     from lorasae.store.saes import our_sae_runs
 
     parent = resolve(sae_config(cfg, "topk"))
     out = []
-    for pct in cfg.checkpoints:
+    for pct in cfg.kl_checkpoints:
         (run,) = our_sae_runs(cfg.model_name, [cfg.layer], "normal", parent.expansion_factor, parent.k, pct)
         out.append(fine_tune(cfg, parent, Path(run.refs[0].source)).folder)
     return out

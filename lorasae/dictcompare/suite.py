@@ -17,7 +17,7 @@ def demo_config(ctx: DemoContext):
 
     return DictionariesConfig(
         device=ctx.device, model_type=DEMO_MODEL, layer=ctx.layer, k=ctx.k, sae_tokens=ctx.sae_tokens,
-        rank=ctx.rank, lora_examples=ctx.lora_examples, checkpoints=list(DEMO_CHECKPOINTS), seed=ctx.seed,
+        rank=ctx.rank, lora_examples=ctx.lora_examples, kl_checkpoints=list(DEMO_CHECKPOINTS), seed=ctx.seed,
         force=ctx.force,
     )  # fmt: skip
 
@@ -46,7 +46,7 @@ def _checkpoints_done(cfg) -> bool:
     from lorasae.train.state import checkpoint_dir
 
     parent = resolve(sae_config(cfg, "topk"))
-    for pct in cfg.checkpoints:
+    for pct in cfg.kl_checkpoints:
         try:
             (run,) = our_sae_runs(DEMO_MODEL, [cfg.layer], "normal", parent.expansion_factor, parent.k, pct)
         except SaeNotFoundError:

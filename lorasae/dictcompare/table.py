@@ -16,7 +16,7 @@ from lorasae.core.gap import GapClosed, gap_closed
 from lorasae.dictcompare.config import NOT_IDENTITY, DictionariesConfig
 
 RECORD_KIND = "dictionary_comparison"
-IDENTITY_IGNORE = NOT_IDENTITY | {"checkpoints"}
+IDENTITY_IGNORE = NOT_IDENTITY | {"kl_checkpoints"}
 """Settings not in the table's identity or path: the model is in the path, and the checkpoints' KL
 fine-tunes (the timing figure's) are runs of their own that do not change the table."""
 COLUMNS = (
@@ -114,7 +114,7 @@ def done(cfg: DictionariesConfig) -> bool:
 def caption(cfg: DictionariesConfig) -> str:
     return (
         f"{cfg.model_name}, layer {cfg.layer}, ×{cfg.expansion_factor}, matched L0 (k={cfg.k or 'default'}; "
-        f"JumpReLU θ₀={cfg.jumprelu_init_threshold:g}, λ={cfg.jumprelu_l0_coefficient:g}: its measured L0 "
+        f"JumpReLU θ₀={cfg.jumprelu_init_threshold:g}, λ={cfg.l0_coefficient:g}: its measured L0 "
         f"shown). Budgets: each dictionary {cfg.sae_tokens:,} tokens; KL fine-tune {cfg.kl_tokens:,} tokens "
         f"({cfg.kl_tokens_pct:g} %, KL + {cfg.kl_mse_weight:g}·FVU); LoRA rank {cfg.rank} on every layer, "
         f"{cfg.lora_examples} sequences. CE in nats/token on the LoRA runs' validation tokens; gap closed = "
