@@ -67,23 +67,34 @@ def _lora(cfg: DictionariesConfig, folder: Path) -> LoraNumbers:
 
 def run_row(cfg: DictionariesConfig, plan: RowPlan) -> Row:
     sae = _sae(plan)
-    tuned = fine_tune(cfg, plan.sae, sae.folder)
+    tuned = fine_tune(cfg, plan.sae, kl_parent(cfg, plan, sae.folder))
     lora, both = _lora(cfg, sae.folder), _lora(cfg, tuned.folder)
     return Row(plan.architecture, sae.l0, sae.fvu, sae.minutes, tuned.minutes, lora, both,
                reused=plan.reused is not None)  # fmt: skip
 
 
+def kl_parent(cfg: DictionariesConfig, plan: RowPlan, folder: Path) -> Path:
+    """The SAE the row's KL fine-tune starts from: the dictionary itself, except for the TopK row when the
+    timing figure fine-tunes the 100 % checkpoint too (the same weights): that one fine-tune serves both."""
+    if plan.architecture == "topk" and 100 in cfg.kl_checkpoints:
+        return _checkpoint_folder(cfg, plan.sae, 100)
+    return folder
+
+
+def _checkpoint_folder(cfg: DictionariesConfig, parent, pct: int) -> Path:
+    """The store's folder of the TopK SAE's `pct` % checkpoint (100: the final SAE when none was kept)."""
+    from lorasae.store.saes import our_sae_runs
+
+    (run,) = our_sae_runs(cfg.model_name, [cfg.layer], "normal", parent.expansion_factor, parent.k, pct)
+    return Path(run.refs[0].source)
+
+
 def fine_tune_checkpoints(cfg: DictionariesConfig) -> list[Path]:
     """KL fine-tunes of the TopK SAE's --kl_checkpoints (the store's checkpoint folders), for the timing figure."""
     from lorasae.dictcompare.plan import sae_config
-    from lorasae.store.saes import our_sae_runs
 
     parent = resolve(sae_config(cfg, "topk"))
-    out = []
-    for pct in cfg.kl_checkpoints:
-        (run,) = our_sae_runs(cfg.model_name, [cfg.layer], "normal", parent.expansion_factor, parent.k, pct)
-        out.append(fine_tune(cfg, parent, Path(run.refs[0].source)).folder)
-    return out
+    return [fine_tune(cfg, parent, _checkpoint_folder(cfg, parent, pct)).folder for pct in cfg.kl_checkpoints]
 
 
 def run_comparison(cfg: DictionariesConfig) -> Path:

@@ -6,18 +6,16 @@ from __future__ import annotations
 
 from lorasae.evals.shape import DEMO_MODEL, DemoContext, EvalSuite, Stage
 
-DEMO_CHECKPOINTS = [20, 40, 60, 80, 100]
-"""The TopK checkpoints the demo fine-tunes (those its LoRA-from-checkpoint runs adapt)."""
-
 
 def demo_config(ctx: DemoContext):
     """The demo's comparison: the main SAE's layer, k and token budget, LoRA at the demo's rank and
-    sequences, KL fine-tunes at the default 10 % of the SAE's tokens."""
+    sequences, KL fine-tunes at the default 10 % of the SAE's tokens, of each dictionary and of the
+    checkpoints the timing experiment adapts with LoRA."""
     from lorasae.dictcompare.config import DictionariesConfig
 
     return DictionariesConfig(
         device=ctx.device, model_type=DEMO_MODEL, layer=ctx.layer, k=ctx.k, sae_tokens=ctx.sae_tokens,
-        rank=ctx.rank, lora_examples=ctx.lora_examples, kl_checkpoints=list(DEMO_CHECKPOINTS), seed=ctx.seed,
+        rank=ctx.rank, lora_examples=ctx.lora_examples, kl_checkpoints=list(ctx.checkpoints), seed=ctx.seed,
         force=ctx.force,
     )  # fmt: skip
 
@@ -29,7 +27,7 @@ def demo_stage(ctx: DemoContext) -> Stage:
     cfg = demo_config(ctx)
     return (
         f"dictionaries at matched L0 (k={ctx.k}): {', '.join(cfg.architectures)}; LoRA, KL fine-tune, both; "
-        f"KL fine-tunes of TopK checkpoints {DEMO_CHECKPOINTS} %",
+        f"KL fine-tunes of TopK checkpoints {list(ctx.checkpoints)} %",
         not ctx.force and done(cfg) and _checkpoints_done(cfg),
         lambda: run_comparison(cfg),
     )
