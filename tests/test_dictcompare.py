@@ -106,3 +106,17 @@ def test_the_timing_figures_kl_points_start_at_the_checkpoints_training_time_plu
     np.testing.assert_allclose(x20, [2.0, 2.5])
     np.testing.assert_allclose(x100, [10.0, 10.4])
     np.testing.assert_allclose(ce100, [2.0, 1.9])
+
+
+def test_the_shards_run_every_job_once_and_the_topk_row_owns_the_100_percent_fine_tune():
+    from lorasae.dictcompare.shards import jobs, shard_jobs
+
+    cfg = DictionariesConfig(kl_checkpoints=[20, 40, 100])
+    every = jobs(cfg)
+    assert ("checkpoint", 100) not in every and ("checkpoint", 20) in every and ("row", "topk") in every
+    parts = [shard_jobs(every, i, 2) for i in range(2)]
+    assert sorted(parts[0] + parts[1]) == sorted(every) and len(every) == len(set(every))
+    alone = jobs(dataclasses.replace(cfg, architectures=["jumprelu"]))
+    assert ("checkpoint", 100) in alone  # no TopK row to share it with
+    with pytest.raises(ValueError, match="shard 2/2"):
+        shard_jobs(every, 2, 2)

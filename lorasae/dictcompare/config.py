@@ -64,6 +64,11 @@ class DictionariesConfig:
     """Also KL fine-tune these checkpoints (percent) of the TopK SAE at the same budget, for the timing
     figure's "TopK + KL fine-tune" (the demo: 20 40 60 80 100). Empty: none."""
 
+    shards: int | None = None
+    """Independent runs go in this many processes at once (`python -m lorasae.dictcompare.shards`, one
+    thread each: a small model's step uses one core); 1 runs them in this process. Default: on the CPU one
+    per available core, on a GPU 1."""
+
     seed: int = 42
     """Random seed."""
 
@@ -73,6 +78,8 @@ class DictionariesConfig:
     def problems(self) -> list[str]:
         out = [f"--architectures: {a!r} is not one of {', '.join(ARCHITECTURES)}" for a in self.architectures
                if a not in ARCHITECTURES]  # fmt: skip
+        if self.shards is not None and self.shards < 1:
+            out.append(f"--shards must be ≥ 1, got {self.shards}")
         if self.sae_tokens < 1 or self.lora_examples < 1 or self.rank < 1:
             out.append("--sae_tokens, --lora_examples and --rank must be ≥ 1")
         if not 0 < self.kl_tokens_pct <= 100:
@@ -90,5 +97,5 @@ class DictionariesConfig:
         return max(1, round(self.sae_tokens * self.kl_tokens_pct / 100))
 
 
-NOT_IDENTITY = frozenset({"device", "force", "model", "model_type"})
+NOT_IDENTITY = frozenset({"device", "force", "model", "model_type", "shards"})
 """Settings that never change the comparison's numbers (left out of its identity and path)."""

@@ -107,6 +107,11 @@ def run_comparison(cfg: DictionariesConfig) -> Path:
         print(f"Skipped: {path} holds this comparison (same settings); --force redoes it.")
         return path
     began = time.perf_counter()
+    workers = _workers(cfg)
+    if workers > 1:  # the runs in parallel processes; here each is then skipped by its record
+        from lorasae.dictcompare.shards import run_sharded
+
+        run_sharded(cfg, workers)
     fine_tune_checkpoints(cfg)
     rows = [run_row(cfg, plan) for plan in plan_rows(cfg)]
     write_comparison(cfg, rows, time.perf_counter() - began)
@@ -117,6 +122,15 @@ def run_comparison(cfg: DictionariesConfig) -> Path:
     for file in plot_comparison(None, _model_key(cfg)):
         print(f"  figure: {file}")
     return path
+
+
+def _workers(cfg: DictionariesConfig) -> int:
+    """--shards, else one process per CPU core (1 on a GPU); never more than the jobs."""
+    from lorasae.core.runtime import available_cpus, parse_device
+    from lorasae.dictcompare.shards import jobs
+
+    wanted = cfg.shards or (available_cpus() if parse_device(cfg.device).type == "cpu" else 1)
+    return max(1, min(wanted, len(jobs(cfg))))
 
 
 def _model_key(cfg: DictionariesConfig) -> str:
