@@ -120,3 +120,16 @@ def test_the_shards_run_every_job_once_and_the_topk_row_owns_the_100_percent_fin
     assert ("checkpoint", 100) in alone  # no TopK row to share it with
     with pytest.raises(ValueError, match="shard 2/2"):
         shard_jobs(every, 2, 2)
+
+
+def test_a_dictionary_that_cannot_be_kl_fine_tuned_gets_no_kl_numbers_and_the_table_says_why():
+    from lorasae.dictcompare.table import format_table
+
+    row = Row("transcoder", 4.0, 0.4, 0.4, None, LoraNumbers(1.5, 1.6, 1.55, 0.3), None,
+              kl_missing="--architecture transcoder does not support --objective kl yet")  # fmt: skip
+    values = row.values()
+    assert values["gap closed % LoRA"] == pytest.approx(50.0)
+    assert values["CE +KL-ft"] is None and values["gap closed % both"] is None and values["both min"] is None
+    payload = {"columns": list(COLUMNS), "rows": [values], "caption": "c.",
+               "not_fine_tuned": {"transcoder": row.kl_missing}}  # fmt: skip
+    assert "transcoder: no KL fine-tune (--architecture transcoder does not support" in format_table(payload)

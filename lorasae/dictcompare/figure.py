@@ -15,7 +15,8 @@ BARS = (("CE spliced", "spliced", "tab:red"), ("CE +LoRA", "+ LoRA", "tab:green"
 
 
 def plot_comparison(root: str | Path | None, model: str, out_dir: str | Path | None = None) -> list[Path]:
-    """Grouped bars of the comparison table of `model` (`table.load_comparison`)."""
+    """Grouped bars of the comparison table of `model` (`table.load_comparison`); a CE not measured (no KL
+    fine-tune of a transcoder) has no bar."""
     from lorasae.dictcompare.table import load_comparison
 
     payload = load_comparison(root, model)
@@ -26,11 +27,15 @@ def plot_comparison(root: str | Path | None, model: str, out_dir: str | Path | N
     fig, ax = new_figure(figsize=(7.0, 4.0))
     for i, (column, label, color) in enumerate(BARS):
         ax.bar(
-            x + (i - (len(BARS) - 1) / 2) * width, [r[column] for r in rows], width, label=label, color=color
+            x + (i - (len(BARS) - 1) / 2) * width,
+            [np.nan if r[column] is None else r[column] for r in rows],
+            width,
+            label=label,
+            color=color,
         )
     clean = float(np.median([r["CE clean"] for r in rows]))
     ax.axhline(clean, color="dimgray", ls="--", lw=1.0, label=f"original model = {clean:.4f}")
-    values = [r[c] for r in rows for c, _, _ in BARS] + [clean]
+    values = [r[c] for r in rows for c, _, _ in BARS if r[c] is not None] + [clean]
     lo, hi = min(values), max(values)
     ax.set_ylim(lo - 0.15 * (hi - lo), hi + 0.05 * (hi - lo))  # the differences, not the CE's size
     ax.set_xticks(x, names, fontsize=8)

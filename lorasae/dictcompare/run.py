@@ -65,10 +65,28 @@ def _lora(cfg: DictionariesConfig, folder: Path) -> LoraNumbers:
     return LoraNumbers(float(ce["base"]), float(ce["initial"]), float(ce["converged"]), float(minutes[-1]))
 
 
+def kl_unsupported(cfg: DictionariesConfig, plan: RowPlan) -> str:
+    """Why the row's dictionary cannot be KL fine-tuned ('' when it can): train_sae's own refusal."""
+    from lorasae.train.transcoder_parts import TRANSCODERS, check_supported
+
+    if plan.architecture not in TRANSCODERS:
+        return ""
+    try:
+        check_supported(resolve(kl_config(cfg, plan.sae, Path("parent"))))
+    except ValueError as err:
+        return str(err).rstrip(".")
+    return ""
+
+
 def run_row(cfg: DictionariesConfig, plan: RowPlan) -> Row:
     sae = _sae(plan)
+    lora = _lora(cfg, sae.folder)
+    missing = kl_unsupported(cfg, plan)
+    if missing:
+        return Row(plan.architecture, sae.l0, sae.fvu, sae.minutes, None, lora, None,
+                   reused=plan.reused is not None, kl_missing=missing)  # fmt: skip
     tuned = fine_tune(cfg, plan.sae, kl_parent(cfg, plan, sae.folder))
-    lora, both = _lora(cfg, sae.folder), _lora(cfg, tuned.folder)
+    both = _lora(cfg, tuned.folder)
     return Row(plan.architecture, sae.l0, sae.fvu, sae.minutes, tuned.minutes, lora, both,
                reused=plan.reused is not None)  # fmt: skip
 

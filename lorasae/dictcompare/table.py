@@ -39,16 +39,18 @@ class LoraNumbers:
 @dataclass(frozen=True)
 class Row:
     """One dictionary: `lora` is LoRA on it, `both` LoRA on its KL fine-tune (whose L_SAE is the CE
-    after the fine-tune alone)."""
+    after the fine-tune alone); `kl_minutes` and `both` are None where the architecture cannot be KL
+    fine-tuned (`kl_missing` says why)."""
 
     architecture: str
     l0: float
     fvu: float
     sae_minutes: float
-    kl_minutes: float
+    kl_minutes: float | None
     lora: LoraNumbers
-    both: LoraNumbers
+    both: LoraNumbers | None
     reused: bool = False
+    kl_missing: str = ""
 
     @property
     def ce_clean(self) -> float:
@@ -59,24 +61,27 @@ class Row:
         return self.lora.L_SAE
 
     @property
-    def ce_kl(self) -> float:
-        return self.both.L_SAE
+    def ce_kl(self) -> float | None:
+        return self.both.L_SAE if self.both is not None else None
 
-    def closed(self, after: float) -> GapClosed:
+    def closed(self, after: float | None) -> GapClosed:
         """The fraction of this dictionary's gap (spliced vs clean) that `after` closes."""
         return gap_closed(self.ce_clean, self.ce_spliced, after)
 
     def values(self) -> dict[str, Any]:
-        """The row by `COLUMNS` (gap fractions as percentages, None when flagged)."""
+        """The row by `COLUMNS` (gap fractions as percentages; None when flagged or not measured)."""
 
         def pct(g: GapClosed) -> float | None:
             return None if g.fraction is None else 100 * g.fraction
 
+        both = self.both.L_LoRA if self.both is not None else None
+        both_min = (
+            None if self.both is None or self.kl_minutes is None else self.kl_minutes + self.both.minutes
+        )
         return dict(zip(COLUMNS, (
             self.architecture, self.l0, self.fvu, self.ce_clean, self.ce_spliced, self.lora.L_LoRA, self.ce_kl,
-            self.both.L_LoRA, pct(self.closed(self.lora.L_LoRA)), pct(self.closed(self.ce_kl)),
-            pct(self.closed(self.both.L_LoRA)), self.sae_minutes, self.lora.minutes, self.kl_minutes,
-            self.kl_minutes + self.both.minutes,
+            both, pct(self.closed(self.lora.L_LoRA)), pct(self.closed(self.ce_kl)), pct(self.closed(both)),
+            self.sae_minutes, self.lora.minutes, self.kl_minutes, both_min,
         ), strict=True))  # fmt: skip
 
 
@@ -132,6 +137,7 @@ def write_comparison(cfg: DictionariesConfig, rows: list[Row], seconds: float) -
         "columns": list(COLUMNS),
         "rows": [row.values() for row in rows],
         "reused_sae": [row.architecture for row in rows if row.reused],
+        "not_fine_tuned": {row.architecture: row.kl_missing for row in rows if row.kl_missing},
         "caption": caption(cfg),
         "settings": settings(cfg),
         "wall_seconds": round(seconds, 1),
@@ -157,7 +163,10 @@ def format_table(payload: dict[str, Any], fmt: str = "github") -> str:
         [_cell(row[c]) if not c.startswith("gap") else _pct(row[c]) for c in columns]
         for row in payload["rows"]
     ]
-    return tabulate(body, headers=columns, tablefmt=fmt) + "\n\n" + payload["caption"]
+    missing = "".join(
+        f" {a}: no KL fine-tune ({why})." for a, why in payload.get("not_fine_tuned", {}).items()
+    )
+    return tabulate(body, headers=columns, tablefmt=fmt) + "\n\n" + payload["caption"] + missing
 
 
 def _pct(value: float | None) -> str:
