@@ -32,6 +32,7 @@ SCRIPTS: dict[str, tuple[str, str]] = {
     "steering": ("eval/steering/run_eval.py", "Config"),
     "benchmarks": ("eval/benchmarks/run_benchmarks.py", "BenchmarkConfig"),
     "dark_matter": ("eval/dark_matter/run.py", "DarkMatterArgs"),
+    "dictionaries": ("eval/dictionaries/run.py", "DictionariesConfig"),
     "dm_tutorial": ("eval/dark_matter/tutorial.py", "TutorialArgs"),
     "interp": ("eval/interp_analysis/run.py", "InterpArgs"),
     "dashboard": ("eval/dashboard/run.py", "DashboardArgs"),

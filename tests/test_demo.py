@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from lorasae.core.records import read_record
-from lorasae.demo.main import DemoConfig, run_demo
+from lorasae.demo.main import DemoConfig, run_demo, stage_count
 from lorasae.demo.readme import BEGIN, END, replace_block, results_block
 from lorasae.demo.sections import SECTIONS, Section
 from lorasae.evals.shape import EvalSizes
@@ -59,10 +59,11 @@ def test_demo_end_to_end_at_test_size(small_world, small_world_s, out_root: Path
         widths=(4, 8), multi_layers=(0, 1), sizes=SMALL_EVALS, sweep_shards=2,
     )  # fmt: skip
     run_demo(cfg)
+    total = stage_count(True)  # the training stages, the figures and one stage per demo stage of the registry
     out = capsys.readouterr().out
-    assert "[1/15] built-in world (tiny-s, tiny): outputs exist, skipped" in out
-    for stage in range(2, 16):
-        assert re.search(rf"^\[{stage}/15\] .*: done in \d+ s$", out, re.M), out
+    assert f"[1/{total}] built-in world (tiny-s, tiny): outputs exist, skipped" in out
+    for stage in range(2, total + 1):
+        assert re.search(rf"^\[{stage}/{total}\] .*: done in \d+ s$", out, re.M), out
     # the table: the 2 checkpoints; k 1 and 2, width ×4, layer 1, at rank 1 and 16; one layer at a time;
     # rank 1 after; both layers at once
     table = out[out.index("% gap closed") :]
@@ -117,7 +118,9 @@ def test_demo_end_to_end_at_test_size(small_world, small_world_s, out_root: Path
     assert page.count("\n- **") >= 6  # the generated claims
 
     recorded = json.loads((out_root / "data" / "demo_stages.json").read_text())["seconds"]
-    assert sorted(recorded, key=int) == [str(i) for i in range(2, 16)]  # stage 1 (the world) was skipped
+    assert sorted(recorded, key=int) == [
+        str(i) for i in range(2, total + 1)
+    ]  # stage 1 (the world) was skipped
     assert (
         len(list((out_root / "eval" / "dashboard" / "tiny").glob("*/peft_0-1_rank_16*/latent_*.html"))) >= 8
     )
@@ -132,7 +135,7 @@ def test_demo_end_to_end_at_test_size(small_world, small_world_s, out_root: Path
 
     run_demo(cfg)  # a rerun skips every stage but the figures, and the page keeps the from-scratch time
     out = capsys.readouterr().out
-    assert out.count("outputs exist, skipped") == 14, out
+    assert out.count("outputs exist, skipped") == total - 1, out
     minutes = sum(json.loads((out_root / "data" / "demo_stages.json").read_text())["seconds"].values()) / 60
     page = (out_root / "plots" / "demo" / "RESULTS.md").read_text()
     assert f"from scratch (world build included): {minutes:.1f} min" in page

@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "steering",
             "lmeval",
             "darkmatter",
+            "dictcompare",
             "interp",
             "dashboard",
             "grok",

@@ -146,3 +146,25 @@ def test_a_kl_fine_tune_defaults_to_karvonens_25m_tokens_on_hub_models_and_a_sho
             *shape
         )
         assert given.num_train_tokens == 8000
+
+
+def test_kl_fine_tunes_of_two_checkpoints_of_one_sae_write_two_folders_each_named_after_its_parent(
+    world_model,
+):
+    """The timing figure fine-tunes every TopK checkpoint: `<parent tag>__kl-ft` must name the checkpoint
+    (a fine-tune of the 20 % checkpoint and one of the final SAE may not share a folder)."""
+    from lorasae.model.load import model_shape
+    from lorasae.train.state import checkpoint_dir
+
+    shape = model_shape(str(world_model))
+    parent = _config(world_model).resolved(shape.d_model, shape.max_positions, shape.n_layers)
+    final, at_20 = checkpoint_dir(parent), checkpoint_dir(parent, 20)
+
+    def tuned_dir(init: Path) -> Path:
+        cfg = _config(world_model, "--init_sae", str(init), "--objective", "kl")
+        return checkpoint_dir(cfg.resolved(shape.d_model, shape.max_positions, shape.n_layers))
+
+    assert tuned_dir(final).parent.name == f"{final.parent.name}__kl-ft"
+    assert tuned_dir(at_20).parent.name == f"{at_20.parent.name}__kl-ft"
+    # an SAE from elsewhere (not one of this family's folders) keeps the family's tag
+    assert tuned_dir(Path("elsewhere/some_sae")).parent.name == f"{final.parent.name}__kl-ft"

@@ -318,6 +318,11 @@ def eval_dir(suite: str, base: Path | None = None) -> Path:
     return _root(base) / "eval" / suite
 
 
+def dictionaries_dir(model: str, base: Path | None = None) -> Path:
+    """`data/dictionaries/<model>/`: the dictionary comparison's table (JSON + run record)."""
+    return _root(base) / "data" / "dictionaries" / sanitize(model)
+
+
 def tiny_model_root(base: Path | None = None) -> Path:
     """Folder holding the built-in model at `<this>/tiny/`."""
     return _root(base) / "saved_models"

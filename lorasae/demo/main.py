@@ -378,7 +378,7 @@ def _eval_stages(stages: Stages, cfg: DemoConfig, k: int, n_layers: int) -> None
     ctx = DemoContext(
         device=cfg.device, layer=cfg.layer, seed=cfg.seed, force=cfg.force, sizes=cfg.sizes, k=k,
         n_layers=n_layers, rank=cfg.rank, sweep_k=tuple(cfg.sweep_k), sae_tokens=cfg.sae_tokens,
-        lora_examples=cfg.lora_examples,
+        lora_examples=cfg.lora_examples, checkpoints=tuple(cfg.checkpoints),
     )  # fmt: skip
     for make_stage in demo_stage_functions():
         stages.run(*make_stage(ctx))

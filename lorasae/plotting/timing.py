@@ -3,7 +3,9 @@
 Draws the TopK SAE's validation curve, the e2e SAE's curve, and from each TopK checkpoint the LoRA
 curve trained on it, shifted right by the SAE training time up to that checkpoint (so every green
 curve starts on the blue one), plus a dashed line through the LoRA curves' final points and a dashed
-grey line at the original model's CE (L_base). Times are in hours when the longest run takes at least
+grey line at the original model's CE (L_base). Beside them, "TopK + KL fine-tune" from each checkpoint
+(`train_sae.py --objective kl --init_sae <checkpoint>`, found through the run records): a purple segment
+from the checkpoint to x = SAE time to the checkpoint + fine-tune time, y = the CE after. Times are in hours when the longest run takes at least
 an hour, else in minutes (the built-in model trains in minutes); `time_unit` forces either.
 """
 
@@ -15,6 +17,7 @@ import numpy as np
 
 from lorasae.plotting._common import examples_label, grid, new_figure, plots_dir, save_figure
 from lorasae.results import load_timing_data, sanitize
+from lorasae.results.kl_fine_tunes import kl_points
 
 
 def plot_timing(
@@ -29,7 +32,7 @@ def plot_timing(
     ylim: tuple[float, float] | None = None,
     out_dir: str | Path | None = None,
 ) -> list[Path]:
-    """Spliced CE vs training time for TopK SAE, e2e SAE and TopK+LoRA; writes `<model>_timing.{png,pdf}`.
+    """Spliced CE vs training time for TopK SAE, e2e SAE, TopK+LoRA and TopK+KL fine-tune; writes `<model>_timing.{png,pdf}`.
 
     The LoRA configuration (SAE tag, layers, rank, N) defaults to the one with the most checkpoints.
     """
@@ -38,6 +41,8 @@ def plot_timing(
     )
     ends = [data.topk.minutes[-1]] + ([data.e2e.minutes[-1]] if data.e2e else [])
     ends += [sae_min + run.curve.minutes[-1] for _, sae_min, run in data.checkpoints if run.curve]
+    kl = kl_points(data.topk, data.kl_fine_tunes)
+    ends += [float(t[-1]) for _, t, _ in kl]
     if time_unit == "auto":
         time_unit = "hours" if max(ends) >= 60 else "minutes"
     if time_unit not in ("hours", "minutes"):
@@ -60,6 +65,13 @@ def plot_timing(
         finals_y.append(run.curve.ce[-1])
     if len(finals_t) > 1:
         ax.plot(finals_t, finals_y, "--", color="darkgreen", lw=0.9, label="TopK + LoRA (final points)")
+    for i, (_pct, t, ce) in enumerate(kl):
+        label = "TopK + KL fine-tune (from each checkpoint)" if i == 0 else None
+        ax.plot(t * scale, ce, color="darkviolet", lw=0.9, label=label)
+        ax.plot(t[-1] * scale, ce[-1], "s", color="darkviolet", ms=3)
+    if len(kl) > 1:
+        ax.plot([t[-1] * scale for _, t, _ in kl], [ce[-1] for _, _, ce in kl], ":", color="darkviolet", lw=0.9,
+                label="TopK + KL fine-tune (final points)")  # fmt: skip
     if data.L_base is not None:
         ax.axhline(data.L_base, color="dimgray", ls="--", lw=0.9,
                    label=f"Original model (best achievable) = {data.L_base:.4f}")  # fmt: skip
@@ -83,7 +95,7 @@ def plot_timing(
 def _auto_ylim(data) -> tuple[float, float]:
     """From a bit under min(L_base, every CE) up to the highest CE after 10% of SAE training (the
     untrained SAE's CE would squash everything else)."""
-    values = [run.curve.ce for _, _, run in data.checkpoints]
+    values = [run.curve.ce for _, _, run in data.checkpoints] + [t.curve.ce for t in data.kl_fine_tunes]
     for curve in (data.topk, data.e2e):
         if curve is not None:
             late = curve.ce[curve.progress >= 0.1 - 1e-9]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import warnings
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import numpy as np
 from lorasae.core.paths import sanitize
 from lorasae.results.curves import Curve, load_sae_curve
 from lorasae.results.files import MissingResultsError
+from lorasae.results.kl_fine_tunes import KlFineTune, find_kl_fine_tunes
 from lorasae.results.lora_runs import LoraRun, load_lora_runs
 from lorasae.results.names import parse_layers, parse_sae_tag
 from lorasae.results.table import load_results_csv, select_model
@@ -31,6 +32,7 @@ class TimingData:
     checkpoints: list[tuple[float, float, LoraRun]]  # (pct, SAE minutes at the checkpoint, run)
     L_base: float | None
     config: tuple  # (SAE base tag, LoRA layers, rank, N[, settings variant]): `LoraRun.config`
+    kl_fine_tunes: list[KlFineTune] = field(default_factory=list)  # of the same TopK SAE's checkpoints
 
 
 def _pick(values: Sequence[Any], requested: Any, what: str, available_msg: str) -> Any:
@@ -128,4 +130,16 @@ def load_timing_data(
         warnings.warn(f"no e2e SAE curve: {e}", stacklevel=2)
         e2e = None
     checkpoints = [(pct, topk.minutes_at_progress(pct / 100.0), run) for pct, run in chosen]
-    return TimingData(model, topk, e2e, checkpoints, load_base_ce(root, model, runs), config)
+    tunes = find_kl_fine_tunes(root, model, *_family(model, config[0]))
+    return TimingData(model, topk, e2e, checkpoints, load_base_ce(root, model, runs), config, tunes)
+
+
+def _family(model: str, run_tag: str) -> tuple[str, int]:
+    """(the SAE family's tag, its layer) of a LoRA run's SAE tag (`layer_<L>__<tag>` off the default layer)."""
+    from lorasae.model.defaults import default_sae_layer
+    from lorasae.model.load import model_shape
+
+    tag = parse_sae_tag(run_tag)
+    if tag.layer is not None:
+        return run_tag.split("__", 1)[-1], tag.layer
+    return tag.base, default_sae_layer(model_shape(model).n_layers)

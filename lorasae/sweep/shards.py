@@ -64,19 +64,28 @@ def run_shards(cfg: SweepConfig, workers: int, threads: int | None = None) -> No
     interrupted (each stops at a step boundary) before this re-raises."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    threads = threads or max(1, available_cpus() // workers)
     config_file = shard_config_path(cfg)
     atomic_write_json(config_file, dataclasses.asdict(dataclasses.replace(cfg, shard="0/1")))
+    commands = [shard_command(config_file, f"{i}/{workers}") for i in range(workers)]
+    run_processes(commands, "sweep shard", threads)
+
+
+def run_processes(commands: list[list[str]], what: str, threads: int | None = None) -> None:
+    """Run `commands` (each `[python, -m, module, ...]`, the i-th called "<what> i/n") at once, each process
+    with `threads` CPU threads (default: the available cores split evenly, at least one), their lines
+    printed as they come, prefixed. Raises if any fails; on Ctrl-C they are interrupted first."""
+    workers = len(commands)
+    threads = threads or max(1, available_cpus() // max(1, workers))
     env = dict(os.environ, LORASAE_ROOT=str(paths.root()), PYTHONUNBUFFERED="1")
     env |= {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    print(f"{workers} sweep shards at once, {threads} thread(s) each; each one is: "
-          f"python {' '.join(shard_command(config_file, f'i/{workers}')[1:])}", flush=True)  # fmt: skip
+    print(f"{workers} {what}s at once, {threads} thread(s) each; each one is: "
+          f"python {' '.join(commands[0][1:])}", flush=True)  # fmt: skip
     lock = threading.Lock()
     procs, pumps, tails = [], [], []
     try:
-        for i in range(workers):
+        for i, command in enumerate(commands):
             proc = subprocess.Popen(
-                shard_command(config_file, f"{i}/{workers}"),
+                command,
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -84,7 +93,9 @@ def run_shards(cfg: SweepConfig, workers: int, threads: int | None = None) -> No
                 bufsize=1,
             )
             tail: deque[str] = deque(maxlen=TAIL_LINES)
-            pump = threading.Thread(target=_pump, args=(proc.stdout, f"[shard {i}/{workers}] ", tail, lock))
+            pump = threading.Thread(
+                target=_pump, args=(proc.stdout, f"[{what.split()[-1]} {i}/{workers}] ", tail, lock)
+            )
             pump.start()
             procs.append(proc)
             pumps.append(pump)
@@ -93,7 +104,7 @@ def run_shards(cfg: SweepConfig, workers: int, threads: int | None = None) -> No
     except BaseException:
         for proc in procs:
             if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)  # the shard finishes its step and exits
+                proc.send_signal(signal.SIGINT)  # the process finishes its step and exits
         for proc in procs:
             try:
                 proc.wait(60)
@@ -107,7 +118,7 @@ def run_shards(cfg: SweepConfig, workers: int, threads: int | None = None) -> No
     if failed:
         i, code = failed[0]
         raise LorasaeError(
-            f"sweep shard {i}/{workers} failed (exit code {code}); its last lines:\n"
+            f"{what} {i}/{workers} failed (exit code {code}); its last lines:\n"
             + "\n".join(tails[i])
-            + f"\nRerun it alone to see everything: python {' '.join(shard_command(config_file, f'{i}/{workers}')[1:])}"
+            + f"\nRerun it alone to see everything: python {' '.join(commands[i][1:])}"
         )

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import random
+import re
 import warnings
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
@@ -64,10 +65,21 @@ def checkpoint_dir(cfg: TrainSaeConfig, pct: int | None = None) -> Path:
     else:
         tag = sae_tag(cfg.expansion_factor, cfg.k, pct)
     if cfg.objective == "kl":  # a KL fine-tune: beside the SAEs of its kind, never taken for its parent
-        tag = f"{tag}{KL_FT_SUFFIX}" if pct is None else tag.replace(f"-{pct}pct", f"{KL_FT_SUFFIX}-{pct}pct")
+        base = _kl_parent_tag(cfg, tag if pct is None else tag.removesuffix(f"-{pct}pct"))
+        tag = f"{base}{KL_FT_SUFFIX}" + ("" if pct is None else f"-{pct}pct")
     if cfg.hidden_modification != "none":  # saved_saes/<model>/modified/<modification>__<file>__<tag>/
         tag = modified_sae_tag(cfg.hidden_modification, Path(str(cfg.modification_file)).stem, tag)
     return sae_dir(cfg.model_key, cfg.kind, cfg.expansion_factor, cfg.k, cfg.layer, tag=tag)
+
+
+def _kl_parent_tag(cfg: TrainSaeConfig, family_tag: str) -> str:
+    """The tag a KL fine-tune is named after: its parent's folder when the parent is one of this family's
+    SAEs (`<tag>` or a checkpoint `<tag>-<pct>pct`, so fine-tunes of two checkpoints get two folders), else
+    the family's tag."""
+    parent = Path(str(cfg.init_sae)).parent.name if cfg.init_sae else ""
+    if parent == family_tag or re.fullmatch(re.escape(family_tag) + r"-\d+pct", parent):
+        return parent
+    return family_tag
 
 
 def is_default_sae(cfg: TrainSaeConfig, shape: ModelShape) -> bool:

@@ -1,0 +1,46 @@
+"""The comparison's figure: grouped bars of CE per dictionary (spliced, +LoRA, +KL fine-tune, +both) with
+the clean model's CE as a line; `plots/<model>_dictionaries.{png,pdf}`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from lorasae.core.paths import sanitize
+from lorasae.plotting._common import grid, new_figure, plots_dir, save_figure
+
+BARS = (("CE spliced", "spliced", "tab:red"), ("CE +LoRA", "+ LoRA", "tab:green"),
+        ("CE +KL-ft", "+ KL fine-tune", "tab:purple"), ("CE +both", "+ both", "tab:blue"))  # fmt: skip
+
+
+def plot_comparison(root: str | Path | None, model: str, out_dir: str | Path | None = None) -> list[Path]:
+    """Grouped bars of the comparison table of `model` (`table.load_comparison`); a CE not measured (no KL
+    fine-tune of a transcoder) has no bar."""
+    from lorasae.dictcompare.table import load_comparison
+
+    payload = load_comparison(root, model)
+    rows = payload["rows"]
+    names = [f"{r['architecture']}\nL0 {r['L0']:.1f}" for r in rows]
+    x = np.arange(len(rows))
+    width = 0.8 / len(BARS)
+    fig, ax = new_figure(figsize=(7.0, 4.0))
+    for i, (column, label, color) in enumerate(BARS):
+        ax.bar(
+            x + (i - (len(BARS) - 1) / 2) * width,
+            [np.nan if r[column] is None else r[column] for r in rows],
+            width,
+            label=label,
+            color=color,
+        )
+    clean = float(np.median([r["CE clean"] for r in rows]))
+    ax.axhline(clean, color="dimgray", ls="--", lw=1.0, label=f"original model = {clean:.4f}")
+    values = [r[c] for r in rows for c, _, _ in BARS if r[c] is not None] + [clean]
+    lo, hi = min(values), max(values)
+    ax.set_ylim(lo - 0.15 * (hi - lo), hi + 0.05 * (hi - lo))  # the differences, not the CE's size
+    ax.set_xticks(x, names, fontsize=8)
+    ax.set_ylabel("CE with the dictionary spliced (nats/token)")
+    ax.set_title(f"{model}: dictionaries at matched L0 — LoRA vs KL fine-tuning", fontsize=10)
+    grid(ax)
+    ax.legend(fontsize=7, ncol=3, loc="upper left", framealpha=1)
+    return save_figure(fig, plots_dir(root, out_dir), f"{sanitize(model)}_dictionaries")
