@@ -49,7 +49,7 @@ def test_the_table_is_saved_with_its_columns_and_record_and_the_same_settings_ar
     world_model, out_root, monkeypatch, capsys
 ):
     from lorasae.core.records import record_path
-    from lorasae.dictcompare import run as run_module
+    from lorasae.dictcompare import comparison as run_module
     from lorasae.dictcompare.table import comparison_path, done, load_comparison, write_comparison
 
     cfg = _small(world_model)

@@ -15,8 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lorasae.core.cli import parse  # noqa: E402
 from lorasae.core.errors import main_guard  # noqa: E402
+from lorasae.dictcompare.comparison import main  # noqa: E402
 from lorasae.dictcompare.config import DictionariesConfig  # noqa: E402
-from lorasae.dictcompare.run import main  # noqa: E402
 
 
 @main_guard

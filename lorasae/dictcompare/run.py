@@ -1,19 +1,17 @@
-"""Run the comparison (`run_comparison`): per row train (or reuse) the dictionary, KL fine-tune it, LoRA on
-both, through the project's one SAE trainer (`train_sae`) and one LoRA pipeline (`train_lora`'s
+"""The comparison's runs (`comparison.run_comparison` orders them): per row train (or reuse) the dictionary,
+KL fine-tune it, LoRA on both, through the project's one SAE trainer (`train_sae`) and one LoRA pipeline (`train_lora`'s
 `main_many`, whose validation CE is `lorasae.model.ce`'s); then the table (`table`) and the figure.
 Every run writes where its own run record says; an identical rerun is skipped by those rules. The KL
 fine-tunes of the TopK checkpoints (--kl_checkpoints, the timing figure's) run here too."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lorasae.core.errors import PreflightError
 from lorasae.dictcompare.config import DictionariesConfig
-from lorasae.dictcompare.plan import RowPlan, kl_config, lora_config, plan_rows, resolve
-from lorasae.dictcompare.table import LoraNumbers, Row, comparison_path, done, write_comparison
+from lorasae.dictcompare.plan import RowPlan, kl_config, lora_config, resolve
+from lorasae.dictcompare.table import LoraNumbers, Row
 
 RERUN = "python eval/dictionaries/run.py"
 
@@ -113,49 +111,3 @@ def fine_tune_checkpoints(cfg: DictionariesConfig) -> list[Path]:
 
     parent = resolve(sae_config(cfg, "topk"))
     return [fine_tune(cfg, parent, _checkpoint_folder(cfg, parent, pct)).folder for pct in cfg.kl_checkpoints]
-
-
-def run_comparison(cfg: DictionariesConfig) -> Path:
-    """Every row, the table (printed and saved with its run record) and the figure; returns the JSON."""
-    problems = cfg.problems()
-    if problems:
-        raise PreflightError("eval/dictionaries/run.py: " + "; ".join(problems))
-    path = comparison_path(cfg)
-    if not cfg.force and done(cfg):
-        print(f"Skipped: {path} holds this comparison (same settings); --force redoes it.")
-        return path
-    began = time.perf_counter()
-    workers = _workers(cfg)
-    if workers > 1:  # the runs in parallel processes; here each is then skipped by its record
-        from lorasae.dictcompare.shards import run_sharded
-
-        run_sharded(cfg, workers)
-    fine_tune_checkpoints(cfg)
-    rows = [run_row(cfg, plan) for plan in plan_rows(cfg)]
-    write_comparison(cfg, rows, time.perf_counter() - began)
-    from lorasae.dictcompare.figure import plot_comparison
-    from lorasae.dictcompare.table import print_comparison
-
-    print_comparison(_model_key(cfg))
-    for file in plot_comparison(None, _model_key(cfg)):
-        print(f"  figure: {file}")
-    return path
-
-
-def _workers(cfg: DictionariesConfig) -> int:
-    """--shards, else one process per CPU core (1 on a GPU); never more than the jobs."""
-    from lorasae.core.runtime import available_cpus, parse_device
-    from lorasae.dictcompare.shards import jobs
-
-    wanted = cfg.shards or (available_cpus() if parse_device(cfg.device).type == "cpu" else 1)
-    return max(1, min(wanted, len(jobs(cfg))))
-
-
-def _model_key(cfg: DictionariesConfig) -> str:
-    from lorasae.model.load import model_key
-
-    return model_key(cfg.model_name)
-
-
-def main(cfg: DictionariesConfig) -> Path:
-    return run_comparison(cfg)

@@ -21,7 +21,7 @@ def demo_config(ctx: DemoContext):
 
 
 def demo_stage(ctx: DemoContext) -> Stage:
-    from lorasae.dictcompare.run import run_comparison
+    from lorasae.dictcompare.comparison import run_comparison
     from lorasae.dictcompare.table import done
 
     cfg = demo_config(ctx)
@@ -60,7 +60,7 @@ SUITES = (
         "dictionaries",
         "dictionaries at matched L0: spliced CE, LoRA, KL fine-tuning and both",
         config="lorasae.dictcompare.config:DictionariesConfig",
-        run="lorasae.dictcompare.run:main",
+        run="lorasae.dictcompare.comparison:main",
         table="lorasae.dictcompare.table:print_comparison",
         figure="lorasae.dictcompare.figure:plot_comparison",
         demo_stage="lorasae.dictcompare.suite:demo_stage",
