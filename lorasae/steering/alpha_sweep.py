@@ -15,7 +15,7 @@ from lorasae.core.atomic import atomic_write_json, read_output_json
 from lorasae.core.llm import LLMClient
 from lorasae.core.paths import portable
 from lorasae.core.result_choice import variant_files
-from lorasae.evals.identity import eval_identity, write_eval_record
+from lorasae.evals.identity import done_already, eval_identity, write_eval_record
 from lorasae.steering.alpha_rule import (
     DEFAULT_MAX_NEGATIVE_DROP,
     AlphaScore,
@@ -60,8 +60,18 @@ def tune_alpha(
     )  # fmt: skip
     upstream = recorded_off_default(positives) if positives else None
     off, variant = step_variant(args, upstream, ignore=TUNE_ACCUMULATED)
-    tune_sets, test_sets = build_splits(ctx, args, llm, positives.path if positives else None)
     split_name = "tuning" if tuning else "test"
+    path = alpha_record_path(ctx.latent, variant=variant)
+    settings = {k: v for k, v in vars(args).items() if k not in ("model", "sae", "adapter")}
+    settings |= {"latent": ctx.latent, "split": split_name, "max_negative_drop": max_negative_drop}
+    settings |= {"off_default": off}
+    identity = eval_identity(ctx.model_name, [ctx.sae_source], ctx.adapter, settings, variant)
+    if done_already("tune_alpha", path, identity, args.overwrite):
+        record = read_output_json(path)
+        chosen = _mode_entry(record, args.mode).get("splits", {}).get(split_name, {}).get("chosen_alpha")
+        print(f"Chosen alpha = {chosen:g} ({split_name} split) → {path}")
+        return record
+    tune_sets, test_sets = build_splits(ctx, args, llm, positives.path if positives else None)
     if not tuning:
         warnings.warn(
             "Evaluating alphas on the test split: choosing alpha this way leaks the test set.", stacklevel=2
@@ -78,7 +88,6 @@ def tune_alpha(
     for value in tqdm(alphas, desc="alpha sweep", disable=len(alphas) == 1):
         scores.append(score_alpha(value, evaluator.evaluate(value, args.mode).delta))
 
-    path = alpha_record_path(ctx.latent, variant=variant)
     key = ctx.describe()
     record: dict[str, Any] = read_output_json(path) if path.exists() else {}
     if {k: record.get(k) for k in key} != key:
@@ -102,10 +111,6 @@ def tune_alpha(
     entry["last_run"] = "sweep" if alpha is None else "single"
     record["positives"] = portable(positives.path) if positives else None
     atomic_write_json(path, record)
-    settings = {k: v for k, v in vars(args).items() if k not in ("model", "sae", "adapter")}
-    settings |= {"latent": ctx.latent, "split": split_name, "max_negative_drop": max_negative_drop}
-    settings |= {"off_default": off}
-    identity = eval_identity(ctx.model_name, [ctx.sae_source], ctx.adapter, settings, variant)
     write_eval_record(path, "steering_alpha", identity)
 
     rows = []
