@@ -35,6 +35,11 @@ from lorasae.steering.variants import (
 )
 
 
+def _grid(text: Any) -> list[float] | None:
+    """A `--grid` value as floats (None when not a grid string)."""
+    return [float(a) for a in text.split(",") if a.strip()] if isinstance(text, str) else None
+
+
 def _mode_entry(record: dict[str, Any], mode: str) -> dict[str, Any]:
     return record.get("modes", {}).get(mode, {})
 
@@ -64,7 +69,9 @@ def tune_alpha(
     path = alpha_record_path(ctx.latent, variant=variant)
     settings = {k: v for k, v in vars(args).items() if k not in ("model", "sae", "adapter")}
     settings |= {"latent": ctx.latent, "split": split_name, "max_negative_drop": max_negative_drop}
-    settings |= {"off_default": off}
+    settings |= {"off_default": off, "alpha": alpha}  # the alpha (or grid) evaluated, as given here
+    if grid is not None and _grid(settings.get("grid")) != [float(a) for a in grid]:
+        settings["grid"] = [float(a) for a in grid]
     identity = eval_identity(ctx.model_name, [ctx.sae_source], ctx.adapter, settings, variant)
     if done_already("tune_alpha", path, identity, args.overwrite):
         record = read_output_json(path)
