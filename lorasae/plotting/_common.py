@@ -81,6 +81,13 @@ def save_figure(
     return paths
 
 
+def results_csv_input(root: str | Path | None) -> list[Path]:
+    """`data/results.csv` of `root`: the input of the figures drawn from the LoRA runs' table."""
+    from lorasae.core.paths import results_csv
+
+    return [results_csv(resolve_root(root))]
+
+
 def figure_inputs(inputs: Iterable[str | Path]) -> list[dict[str, str]]:
     """The files a figure was drawn from, as its record names them: path (relative to the output root when
     inside it) and content digest, in name order."""
