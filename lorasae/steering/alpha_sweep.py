@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from tabulate import tabulate
@@ -33,6 +34,15 @@ from lorasae.steering.variants import (
     recorded_off_default,
     step_variant,
 )
+
+
+def _describes(path: Path, ctx: SteeringContext) -> bool:
+    """Whether the tuning record at `path` names this setup as `recorded_alpha` checks it (model, SAE, layer,
+    adapter as given now: a moved root makes it another setup, and the record is redone)."""
+    if not path.is_file():
+        return False
+    record = read_output_json(path)
+    return all(record.get(k) == v for k, v in ctx.describe().items())
 
 
 def _grid(text: Any) -> list[float] | None:
@@ -73,7 +83,7 @@ def tune_alpha(
     if grid is not None and _grid(settings.get("grid")) != [float(a) for a in grid]:
         settings["grid"] = [float(a) for a in grid]
     identity = eval_identity(ctx.model_name, [ctx.sae_source], ctx.adapter, settings, variant)
-    if done_already("tune_alpha", path, identity, args.overwrite):
+    if _describes(path, ctx) and done_already("tune_alpha", path, identity, args.overwrite):
         record = read_output_json(path)
         chosen = _mode_entry(record, args.mode).get("splits", {}).get(split_name, {}).get("chosen_alpha")
         print(f"Chosen alpha = {chosen:g} ({split_name} split) → {path}")
