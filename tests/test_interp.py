@@ -246,7 +246,9 @@ def test_script_end_to_end_on_the_built_in_world(world_model, out_root, capsys):
     assert record.get("adapter_identity") and find_records(world_model.name) == [out]
     assert rec["layers"] == list(range(SAE_LAYER, n)) and rec["num_sequences"] == 8
     for kind in ("layers", "token_loss"):
-        png = plots_dir() / f"{world_model.name}_interp_{kind}.png"
+        png = (
+            plots_dir() / f"{world_model.name}_interp_{kind}__{out.parent.name}__{out.stem}.png"
+        )  # its result
         assert png.is_file() and png.stat().st_size > 5000
 
     # independent: the base model's distance at the SAE layer is the SAE's reconstruction error

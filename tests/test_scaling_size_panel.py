@@ -52,7 +52,7 @@ def test_scaling_grid_gets_a_size_column_with_two_points_per_rank(
 ) -> None:
     saved = {}
 
-    def keep(fig, folder, name):
+    def keep(fig, folder, name, inputs=()):
         saved["fig"] = fig
         return [Path(folder) / f"{name}.png"]
 

@@ -7,8 +7,10 @@
 Per layer from the SAE's on: the mean L2 distance and cosine similarity between the clean base model's
 hidden states and the SAE-spliced states of the base model and of the LoRA-adapted model, LoRA − base
 with percentile-bootstrap intervals over sequences; and per token, L_SAE − L_LoRA+SAE (log-binned
-histogram). Writes data/interp/<model>/<sae_tag>/peft_<a>-<b>_rank_<r>.json and
-plots/<model>_interp_layers.png|pdf, plots/<model>_interp_token_loss.png|pdf.
+histogram). Writes data/interp/<model>/<sae_tag>/peft_<a>-<b>_rank_<r>.json and, named after it,
+plots/<model>_interp_layers__<sae_tag>__<result>.png|pdf and plots/<model>_interp_token_loss__<...>.png|pdf.
+An identical rerun is skipped (saying so; its tables and figures are shown from the result); --overwrite
+redoes it.
 """
 
 import sys

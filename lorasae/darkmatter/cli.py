@@ -83,11 +83,23 @@ class DarkMatterArgs(AdapterChoiceArgs, CommonArgs):
     """Sequences per model forward."""
     plan_only: bool = False
     """Print which SAEs would be analysed and stop (offline; useful to plan a Gemma Scope run)."""
+    overwrite: bool = False
+    """Redo the analysis when its results exist with a run record of the same run (the same SAEs, adapter
+    and their weights, model and settings); by default such an identical rerun is skipped, saying so."""
 
 
 # settings that never name a run's results: the model is their folder; the others change no number
 NOT_IN_NAME = frozenset(
-    {"device", "wandb", "model_type", "model", "plan_only", "train_missing", "train_lora_missing"}
+    {
+        "device",
+        "wandb",
+        "model_type",
+        "model",
+        "plan_only",
+        "train_missing",
+        "train_lora_missing",
+        "overwrite",
+    }
 )
 SHORT_NAMES = {
     "num_tokens": "tokens", "pursuit_tokens": "pursuit", "ce_chunks": "ce", "error_sae_steps": "errsteps",
@@ -230,4 +242,13 @@ def main(args: DarkMatterArgs) -> dict | None:
         device=_device(args), seed=args.seed,
     )  # fmt: skip
     variant = result_variant(args)
-    return run_dark_matter(args.model_name, width, k_sweep, lora_sae, adapter, settings, variant=variant)
+    return run_dark_matter(
+        args.model_name,
+        width,
+        k_sweep,
+        lora_sae,
+        adapter,
+        settings,
+        variant=variant,
+        overwrite=args.overwrite,
+    )

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from lorasae.core import paths
-from lorasae.core.atomic import atomic_write_json, atomic_write_text
+from lorasae.core.atomic import atomic_write_json, atomic_write_text, read_output_json
 from lorasae.core.losses import fvu
 from lorasae.darkmatter import figures
 from lorasae.darkmatter.downstream import component_ce
@@ -37,7 +37,7 @@ from lorasae.darkmatter.tokens import (
     analysis_region,
     sae_stream_use,
 )
-from lorasae.evals.identity import eval_identity, write_eval_record
+from lorasae.evals.identity import done_already, eval_identity, write_eval_record
 from lorasae.model.load import model_key, special_token_ids
 
 
@@ -156,19 +156,29 @@ def run_dark_matter(
     settings: DarkMatterSettings | None = None,
     out: Path | None = None,
     variant: str = "",
+    overwrite: bool = False,
 ) -> dict:
     """Every analysis over `width_sources` (one family at fixed k, widths ascending after sorting) and
     `k_sources` (one width, several k); base vs LoRA-adapted for `lora_source` with `adapter` (skipped
     when either is None). Numbers into `out` (default data/dark_matter/<model>/), figures into
     plots/dark_matter/<model>[__<variant>]/. Returns the summary written to
-    `<out>/results[__<variant>].json` (`variant`: the settings off the script's defaults, `cli.result_variant`)."""
+    `<out>/results[__<variant>].json` (`variant`: the settings off the script's defaults, `cli.result_variant`).
+    An identical rerun (the results' run record names the same run) is skipped, saying so, unless
+    `overwrite`; the summary is then read back."""
     s = settings or DarkMatterSettings()
     key = model_key(model_name)
     out = Path(out) if out is not None else paths.dark_matter_dir(key)
+    sources = dict.fromkeys([*width_sources, *k_sources, *([lora_source] if lora_source else [])])
+    settings_ = {**asdict(s), "width_sources": list(width_sources), "k_sources": list(k_sources)}
+    identity = eval_identity(
+        model_name, list(sources), adapter, settings_ | {"lora_source": lora_source}, variant
+    )
+    results_file = out / paths.dark_matter_results_path(key, variant).name
+    if done_already("dark matter", results_file, identity, overwrite):
+        return read_output_json(results_file)
     plots = paths.dark_matter_plots_dir(key, variant=variant)
     began = time.perf_counter()
     cache: dict[str, tuple[dict, SAEInfo, object]] = {}
-    sources = dict.fromkeys([*width_sources, *k_sources, *([lora_source] if lora_source else [])])
     uses = [u for u in [*map(sae_stream_use, sources), adapter_stream_use(adapter)] if u is not None]
     chunks: dict = {}
     forwards: dict = {}
@@ -247,12 +257,8 @@ def run_dark_matter(
         )
     summary["figures"] = [str(p) for p in summary["figures"]]
     summary["seconds"] = round(time.perf_counter() - began, 1)
-    results = atomic_write_json(out / paths.dark_matter_results_path(key, variant).name, summary)
+    results = atomic_write_json(results_file, summary)
     atomic_write_text(results.with_suffix(".md"), report_markdown(summary))
-    settings_ = {**asdict(s), "width_sources": list(width_sources), "k_sources": list(k_sources)}
-    identity = eval_identity(
-        model_name, list(sources), adapter, settings_ | {"lora_source": lora_source}, variant
-    )
     write_eval_record(results, "dark_matter", identity)  # last: the run's record
     print(report_markdown(summary), flush=True)
     return summary

@@ -45,7 +45,7 @@ def dark_matter_stage(device: str, layer: int, ks: Sequence[int], sae_tokens: in
         device=device, model_type=MODEL, layer=layer, ks=list(ks), sae_tokens=sae_tokens,
         lora_examples=lora_examples, rank=rank, seed=seed, num_tokens=sizes.dark_matter_tokens,
         pursuit_tokens=sizes.dark_matter_pursuit_tokens, error_sae_steps=sizes.dark_matter_error_sae_steps,
-        ce_chunks=sizes.dark_matter_ce_chunks,
+        ce_chunks=sizes.dark_matter_ce_chunks, overwrite=force,
     )  # fmt: skip
     what = f"Dark Matter results of {MODEL}"
     done = (

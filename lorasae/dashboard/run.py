@@ -23,7 +23,7 @@ from lorasae.dashboard.neuronpedia import export_neuronpedia, neuronpedia_ids
 from lorasae.dashboard.ranking import parse_latents
 from lorasae.dashboard.render import index_page, latent_page
 from lorasae.evals.capabilities import consumer
-from lorasae.evals.identity import adapter_label
+from lorasae.evals.identity import adapter_label, done_already
 from lorasae.evals.shape import DemoContext, Stage
 from lorasae.model.data import default_dataset, load_token_split
 from lorasae.model.defaults import (
@@ -104,6 +104,10 @@ class DashboardArgs(AdapterChoiceArgs, SaeChoiceArgs, CommonArgs):
     progress: bool = True
     """Show progress bars."""
 
+    overwrite: bool = False
+    """Redo dashboards whose folder exists with a run record of the same run (the same SAE, adapter and
+    their weights, model and settings); by default such an identical rerun is skipped, saying so."""
+
 
 def sae_tag(model_name: str, ref: SaeRef) -> str:
     """The SAE's tag in output names (as train_lora.py and the interpretability analysis name it)."""
@@ -158,6 +162,24 @@ def run_dashboard(args: DashboardArgs) -> Path:
         f"{len(chunks)} chunks × {ctx_len} tokens of {dataset} (validation split)"
     )
 
+    spec = args.latents or ("changed:10" if adapter is not None else "frequent:10")
+    out = Path(args.out) if args.out else paths.dashboard_dir(model_key(name), tag) / (label or "base")
+    identity = {
+        "model": name,
+        "model_digest": model_weights_digest(resolve_model_name(name)),
+        "sae": ref.source,
+        "sae_digest": weights_digest(ref.source),
+        "layer": layer,
+        "adapter": str(adapter) if adapter is not None else None,
+        "settings": {
+            "latents_spec": spec, "dataset": dataset, "num_tokens": num_tokens, "ctx_len": ctx_len,
+            "contexts": args.contexts, "context_before": args.context_before,
+            "context_after": args.context_after, "logits": args.logits, "seed": args.seed,
+        },
+    }  # fmt: skip
+    exported = args.export != "neuronpedia" or (out / "neuronpedia").is_dir()
+    if exported and done_already("dashboard", out, identity, args.overwrite, ignore=("latents",)):
+        return out
     variants: dict[str, Callable[[], AbstractContextManager]] = {"base": nullcontext}
     if adapter is not None:
         variants = {"base": model.disable_adapter, "lora": nullcontext}
@@ -176,7 +198,6 @@ def run_dashboard(args: DashboardArgs) -> Path:
         )  # fmt: skip
         for v, ctx in variants.items()
     }
-    spec = args.latents or ("changed:10" if adapter is not None else "frequent:10")
     reasons = parse_latents(spec).resolve(n_latents, stats["base"], stats.get("lora"))
     latents = list(reasons)
     print(f"latents ({spec}): {latents}")
@@ -216,26 +237,8 @@ def run_dashboard(args: DashboardArgs) -> Path:
             for i in latents
         ],
     }
-    out = Path(args.out) if args.out else paths.dashboard_dir(model_key(name), tag) / (label or "base")
     write_pages(data, out, args.export)
-    write_record(
-        out,
-        "dashboard",
-        {
-            "model": name,
-            "model_digest": model_weights_digest(resolve_model_name(name)),
-            "sae": ref.source,
-            "sae_digest": weights_digest(ref.source),
-            "layer": layer,
-            "adapter": str(adapter) if adapter is not None else None,
-            "latents": latents,
-            "settings": {
-                "latents_spec": spec, "dataset": dataset, "num_tokens": num_tokens, "ctx_len": ctx_len,
-                "contexts": args.contexts, "context_before": args.context_before,
-                "context_after": args.context_after, "logits": args.logits, "seed": args.seed,
-            },
-        },
-    )  # fmt: skip
+    write_record(out, "dashboard", {**identity, "latents": latents})
     print(f"wrote {out / 'index.html'} ({len(latents)} latent pages)")
     return out
 
@@ -279,7 +282,7 @@ def demo_stage(ctx: DemoContext) -> Stage:
         )
         return DashboardArgs(
             model_type="tiny", device=device, layer=layer, rank=rank, lora_span=lora_span, seed=seed,
-            latents=spec, note=note, progress=False,
+            latents=spec, note=note, progress=False, overwrite=force,
         )  # fmt: skip
 
     def done() -> bool:

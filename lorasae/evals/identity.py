@@ -5,21 +5,27 @@ a run record naming the model and its weights digest, the SAE sources and their 
 its run record, the eval's settings and the variant. Readers find results through those records and, when
 one SAE has results of several settings, pick one by `pick_result` (the one rule).
 
+An identical rerun (a result whose record names the same identity) is skipped, saying so, unless
+`--overwrite` (`done_already`, the one rule every eval suite uses).
+
 Used by SAE-Bench (`lorasae.saebench`), the lm-eval benchmarks (`lorasae.lmeval`) and steering.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from lorasae.core.fingerprint import weights_digest
 from lorasae.core.paths import portable, sanitize
-from lorasae.core.records import write_record
+from lorasae.core.records import digest, read_record, write_record
 
 # settings that never change an eval's numbers
-NOT_IDENTITY = frozenset({"device", "wandb", "progress", "output_dir", "plot", "debug", "api_key_env"})
+NOT_IDENTITY = frozenset(
+    {"device", "wandb", "progress", "output_dir", "plot", "debug", "api_key_env", "overwrite"}
+)
 
 
 def adapter_label(adapter: str | Path) -> str:
@@ -93,3 +99,37 @@ def write_eval_record(path: Path, kind: str, identity: Mapping[str, Any]) -> Pat
         record = record_path(local) if local.is_dir() else None
         parents.append(str(record) if record is not None and record.is_file() else source)
     return write_record(path, kind, identity, parents)
+
+
+def done_already(
+    what: str,
+    path: str | Path,
+    identity: Mapping[str, Any],
+    overwrite: bool = False,
+    ignore: Collection[str] = (),
+) -> bool:
+    """True when `path` exists with a run record naming exactly `identity` (the same SAE and weights, the same
+    adapter, model and settings; settings that never change the numbers, `NOT_IDENTITY`, are left out on
+    both sides, and the identity's fields `ignore`, which the run decides only as it goes): the identical
+    rerun is skipped, and one line says so. False (do the work) with `overwrite`, or when the result is
+    missing, has no record, or was made by another run."""
+    path = Path(path)
+    if overwrite or not path.exists():
+        return False
+    record = read_record(path)
+    if record is None or comparable(record.identity, ignore) != comparable(identity, ignore):
+        return False
+    print(
+        f"{what}: {portable(path)} exists for these settings (run record {portable(record.path)}); "
+        "skipped — --overwrite redoes it"
+    )
+    return True
+
+
+def comparable(identity: Mapping[str, Any], ignore: Collection[str] = ()) -> str:
+    """The digest two eval identities are compared by: their settings less `NOT_IDENTITY`, less `ignore`."""
+    ident = json.loads(json.dumps(dict(identity), sort_keys=True, default=str))
+    ident = {k: v for k, v in ident.items() if k not in ignore}
+    if isinstance(ident.get("settings"), dict):
+        ident["settings"] = {k: v for k, v in ident["settings"].items() if k not in NOT_IDENTITY}
+    return digest(ident)

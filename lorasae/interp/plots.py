@@ -7,11 +7,15 @@ them from the file alone):
   brings the spliced model's later states closer to the clean model's);
 - `<model>_interp_token_loss`: the log-binned histogram of |L_SAE − L_LoRA+SAE| per token, improvements
   and degradations overlaid.
+
+`eval/interp_analysis/run.py` names them after the result they draw (`__<sae_tag>__<adapter label>`, as the
+result's own path), so analysing another SAE or adapter never redraws another run's figure; `make demo`
+draws its own analysis under the plain names.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +28,16 @@ STYLE = {"base": ("Base + SAE", "tab:gray"), "lora": ("LoRA + SAE", "tab:green")
 METRICS = {"l2": "L2 distance to clean", "cosine": "cosine similarity to clean"}
 
 
-def figure_stem(model: str, kind: str) -> str:
-    """`<model>_interp_layers` / `<model>_interp_token_loss` (model as in output paths)."""
-    return f"{paths.sanitize(model_key(model))}_interp_{kind}"
+def figure_stem(model: str, kind: str, variant: str = "") -> str:
+    """`<model>_interp_layers` / `<model>_interp_token_loss` (model as in output paths), followed by
+    `__<variant>` when given."""
+    stem = f"{paths.sanitize(model_key(model))}_interp_{kind}"
+    return f"{stem}__{paths.sanitize(variant)}" if variant else stem
 
 
-def plot_interp_layers(record: Mapping, out_dir: str | Path, stem: str) -> list[Path]:
+def plot_interp_layers(
+    record: Mapping, out_dir: str | Path, stem: str, inputs: Sequence[Path] = ()
+) -> list[Path]:
     """Absolute values (top) and LoRA − base with the interval (bottom), L2 left, cosine right."""
     x = np.asarray(record["layers_after_sae"])
     fig, axes = new_figure(2, 2, figsize=(9.0, 5.6), sharex=True)
@@ -54,10 +62,12 @@ def plot_interp_layers(record: Mapping, out_dir: str | Path, stem: str) -> list[
             grid(ax)
             ax.set_xticks(x)
     fig.suptitle(_title(record, f"n = {record['num_sequences']} sequences"))
-    return save_figure(fig, out_dir, stem)
+    return save_figure(fig, out_dir, stem, inputs)
 
 
-def plot_interp_token_loss(record: Mapping, out_dir: str | Path, stem: str) -> list[Path]:
+def plot_interp_token_loss(
+    record: Mapping, out_dir: str | Path, stem: str, inputs: Sequence[Path] = ()
+) -> list[Path]:
     """Improvements (blue) and degradations (red) of the per-token loss on the record's log bins."""
     hist = record["token_loss"]["histogram"]
     summary = record["token_loss"]["summary"]
@@ -85,16 +95,19 @@ def plot_interp_token_loss(record: Mapping, out_dir: str | Path, stem: str) -> l
         ),
         fontsize=9,
     )
-    return save_figure(fig, out_dir, stem)
+    return save_figure(fig, out_dir, stem, inputs)
 
 
-def plot_interp(record: Mapping, out_dir: str | Path | None = None) -> dict[str, list[Path]]:
-    """Both figures under `out_dir` (default `paths.plots_dir()`), named after the record's model."""
+def plot_interp(
+    record: Mapping, out_dir: str | Path | None = None, variant: str = "", inputs: Sequence[Path] = ()
+) -> dict[str, list[Path]]:
+    """Both figures under `out_dir` (default `paths.plots_dir()`), named after the record's model and
+    `variant`; `inputs`: the result file(s) drawn, for the figures' run records."""
     out = Path(out_dir) if out_dir is not None else paths.plots_dir()
     model = record["model"]
     return {
-        "layers": plot_interp_layers(record, out, figure_stem(model, "layers")),
-        "token_loss": plot_interp_token_loss(record, out, figure_stem(model, "token_loss")),
+        "layers": plot_interp_layers(record, out, figure_stem(model, "layers", variant), inputs),
+        "token_loss": plot_interp_token_loss(record, out, figure_stem(model, "token_loss", variant), inputs),
     }
 
 

@@ -11,13 +11,13 @@ from pathlib import Path
 from tabulate import tabulate
 
 from lorasae.core import paths
-from lorasae.core.atomic import atomic_write_json
+from lorasae.core.atomic import atomic_write_json, read_output_json
 from lorasae.core.cli import CommonArgs, SaeChoiceArgs, field, parse_count
 from lorasae.core.gap import gap_closed
 from lorasae.core.records import RECORD_SUFFIX
 from lorasae.core.runtime import parse_device, seed_everything, setup_environment
 from lorasae.evals.capabilities import consumer
-from lorasae.evals.identity import eval_identity, write_eval_record
+from lorasae.evals.identity import done_already, eval_identity, write_eval_record
 from lorasae.evals.shape import DemoContext, Stage
 from lorasae.model.data import default_dataset, load_token_split
 from lorasae.model.defaults import (
@@ -73,6 +73,10 @@ class InterpArgs(AdapterChoiceArgs, SaeChoiceArgs, CommonArgs):
     plots: bool = True
     """Draw the two figures into plots/."""
 
+    overwrite: bool = False
+    """Redo an analysis whose result exists with a run record of the same run (the same SAE, adapter and
+    their weights, model and settings); by default such an identical rerun is skipped, saying so."""
+
     progress: bool = True
     """Show a progress bar."""
 
@@ -96,10 +100,12 @@ def output_path(model_name: str, ref: SaeRef, adapter: Path) -> Path:
     return paths.interp_json_path(model_key(model_name), tag, adapter_label(adapter))
 
 
-def run_interp(args: InterpArgs) -> Path:
-    """The analysis end to end; returns the JSON record's path."""
+def run_interp(args: InterpArgs, figure_variant: str | None = None) -> Path:
+    """The analysis end to end; returns the JSON record's path. An identical rerun (the result's run record
+    names the same run) is skipped, saying so, unless `--overwrite`; its tables and figures are shown from
+    the result. The figures are named after the result (`<model>_interp_<kind>__<sae_tag>__<adapter>`), or
+    `figure_variant` ('' : the plain names, the demo's)."""
     from lorasae.interp.pipeline import analyse, summarise_metrics
-    from lorasae.interp.plots import plot_interp
 
     setup_environment(wandb=args.wandb)
     seed_everything(args.seed)
@@ -122,6 +128,13 @@ def run_interp(args: InterpArgs) -> Path:
         f"model {name} | SAE {ref.source} (layer {layer}) | adapter {adapter} | "
         f"{len(chunks)} sequences × {ctx_len} tokens of {dataset}"
     )
+    out = output_path(name, ref, adapter)
+    settings = {k: v for k, v in vars(args).items() if k not in ("model", "sae", "adapter")}
+    settings |= {"layer": layer, "dataset": dataset, "ctx_len": ctx_len, "num_tokens": num_tokens}
+    identity = eval_identity(name, [ref.source], adapter, settings)
+    if done_already("interp", out, identity, args.overwrite):
+        _report(read_output_json(out), out, args, figure_variant)
+        return out
     began = time.perf_counter()
     raw = analyse(
         bundle.model,
@@ -143,17 +156,22 @@ def run_interp(args: InterpArgs) -> Path:
         **summarise_metrics(raw, layer, args.confidence, args.resamples, args.seed),
     }
     record["seconds"] = round(time.perf_counter() - began, 1)
-    out = output_path(name, ref, adapter)
     atomic_write_json(out, record)
-    settings = {k: v for k, v in vars(args).items() if k not in ("model", "sae", "adapter")}
-    settings |= {"layer": layer, "dataset": dataset, "ctx_len": ctx_len, "num_tokens": num_tokens}
-    write_eval_record(out, "interp_result", eval_identity(name, [ref.source], adapter, settings))
-    print_tables(record)
+    write_eval_record(out, "interp_result", identity)
     print(f"wrote {out}")
-    if args.plots:
-        for files in plot_interp(record).values():
-            print(f"  figure: {next(f for f in files if f.suffix == '.png')}")
+    _report(record, out, args, figure_variant)
     return out
+
+
+def _report(record: dict, out: Path, args: InterpArgs, figure_variant: str | None) -> None:
+    """The tables, and the figures (named after the result `out`, or `figure_variant` when given)."""
+    from lorasae.interp.plots import plot_interp
+
+    print_tables(record)
+    if args.plots:
+        variant = f"{out.parent.name}__{out.stem}" if figure_variant is None else figure_variant
+        for files in plot_interp(record, variant=variant, inputs=[out]).values():
+            print(f"  figure: {next(f for f in files if f.suffix == '.png')}")
 
 
 def format_tables(record: dict, tablefmt: str = "simple") -> str:
@@ -211,7 +229,7 @@ def demo_stage(ctx: DemoContext) -> Stage:
     seed, force = ctx.seed, ctx.force
     args = InterpArgs(
         model_type="tiny", device=device, layer=layer, rank=rank, lora_span=lora_span, seed=seed,
-        progress=False,
+        progress=False, overwrite=force,
     )  # fmt: skip
 
     def done() -> bool:
@@ -223,7 +241,7 @@ def demo_stage(ctx: DemoContext) -> Stage:
         return output_path(args.model_name, ref, adapter).exists()
 
     title = "interpretability analysis (activation distances, per-token loss)"
-    return title, (not force and done()), lambda: run_interp(args)
+    return title, (not force and done()), lambda: run_interp(args, figure_variant="")
 
 
 def find_records(model: str, base: Path | None = None) -> list[Path]:

@@ -130,6 +130,11 @@ class BenchmarkConfig(AdapterChoiceArgs, SaeArchitectureArgs, CommonArgs):
     log_samples: bool = False
     """Also write the per-document requests and log-likelihoods next to each results file."""
 
+    overwrite: bool = False
+    """Redo a combination whose results file exists with a run record of the same run (the same model, SAE
+    and adapter and their weights, tasks and settings); by default such an identical rerun is skipped,
+    saying so."""
+
     def __post_init__(self) -> None:
         self.model_type, self.model_variant = split_model_type(
             self.model_type, self.model_variant, None, "base"

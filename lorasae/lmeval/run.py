@@ -14,7 +14,7 @@ from lorasae.core.atomic import atomic_write_json, atomic_write_text
 from lorasae.core.fingerprint import fingerprint, weights_digest
 from lorasae.core.runtime import parse_device, seed_everything, setup_environment
 from lorasae.evals.capabilities import consumer
-from lorasae.evals.identity import eval_identity, write_eval_record
+from lorasae.evals.identity import done_already, eval_identity, write_eval_record
 from lorasae.lmeval.comparison import comparison_table, summary_line
 from lorasae.lmeval.config import BenchmarkConfig
 from lorasae.lmeval.layout import builtin_tasks_dir, results_path, settings_variant
@@ -130,6 +130,15 @@ def run_benchmarks(config: BenchmarkConfig) -> list[Path]:
     written: list[Path] = []
     peft_model = None
     for combo in plan.combinations:
+        path = results_path(plan.model_key, combo, variant=variant)
+        settings = {
+            "model_type": combo.model_type, "sae": combo.sae, "tasks": plan.tasks,
+            "num_fewshot": config.num_fewshot, "limit": config.limit_value, "max_length": config.max_length,
+        }  # fmt: skip
+        sources = [src for src, _ in plan.sae_sources] if combo.sae else []
+        identity = eval_identity(plan.model_name, sources, adapter if combo.peft else None, settings, variant)
+        if done_already(f"benchmarks {combo.label}", path, identity, config.overwrite):
+            continue
         if combo.peft and peft_model is None:
             from lorasae.model.adapters import load_peft_model
 
@@ -182,10 +191,7 @@ def run_benchmarks(config: BenchmarkConfig) -> list[Path]:
             "seconds": round(seconds, 2),
             "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         }
-        path = write_results(results_path(plan.model_key, combo, variant=variant), out, meta)
-        settings = {k: meta[k] for k in ("model_type", "sae", "tasks", "num_fewshot", "limit", "max_length")}
-        sources = [src for src, _ in plan.sae_sources] if combo.sae else []
-        identity = eval_identity(plan.model_name, sources, adapter if combo.peft else None, settings, variant)
+        path = write_results(path, out, meta)
         write_eval_record(path, "benchmark_result", identity)
         written.append(path)
         print(

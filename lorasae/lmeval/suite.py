@@ -48,6 +48,7 @@ def benchmarks_stage(device: str, layer: int, seed: int, force: bool, sizes: Eva
                 seed=seed,
                 limit=sizes.benchmark_limit,
                 sae_layer=layer,
+                overwrite=force,
             )  # fmt: skip
         )
 

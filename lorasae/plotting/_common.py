@@ -4,11 +4,17 @@ Figures are built with `matplotlib.figure.Figure` directly (never pyplot), so th
 display and without touching the global backend: the same code runs in a headless test, a script on a
 GPU box, or a notebook kernel (which shows the saved PNGs). `save_figure` writes `<stem>.png` and
 `<stem>.pdf` through a temporary file and a rename, so an interrupted run never leaves half a figure.
+
+A figure's bytes are a function of its content only (no creation date in the PDF), and a file is written
+only when its bytes differ from the file there: redrawing a figure from the same inputs touches nothing.
+With `inputs`, each figure gets a run record (`<figure>.run.json`, `lorasae.core.records`) naming the files
+it was drawn from and their digests, written with the figure (kept while the figure is unchanged).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import io
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +23,15 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from lorasae.core.atomic import atomic_save_file
+from lorasae.core.fingerprint import file_digest
+from lorasae.core.records import read_record, write_record
 from lorasae.results import resolve_root
 
 PNG_DPI = 150
+FIGURE_RECORD_KIND = "figure"
+# metadata that would make the bytes differ between two saves of the same figure (matplotlib's defaults
+# stamp the PDF with the time it was written)
+STABLE_METADATA = {"pdf": {"CreationDate": None}}
 
 
 def new_figure(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] = (6.0, 4.0), **kw):
@@ -33,16 +45,56 @@ def plots_dir(root: str | Path | None, out_dir: str | Path | None) -> Path:
     return Path(out_dir) if out_dir is not None else resolve_root(root) / "plots"
 
 
-def save_figure(fig: Figure, out_dir: str | Path, stem: str) -> list[Path]:
-    """Write `<out_dir>/<stem>.png` and `.pdf` atomically; return both paths."""
+def figure_bytes(fig: Figure, fmt: str, dpi: int = PNG_DPI) -> bytes:
+    """The figure rendered as `fmt` (png or pdf): the same content gives the same bytes."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=fmt, dpi=dpi, metadata=STABLE_METADATA.get(fmt))
+    return buffer.getvalue()
+
+
+def write_if_changed(path: str | Path, data: bytes) -> bool:
+    """Write `data` to `path` atomically unless the file there holds exactly these bytes (then nothing is
+    touched); True when written."""
+    path = Path(path)
+    if path.is_file() and path.read_bytes() == data:
+        return False
+    atomic_save_file(path, lambda tmp: tmp.write_bytes(data))
+    return True
+
+
+def save_figure(
+    fig: Figure, out_dir: str | Path, stem: str, inputs: Iterable[str | Path] = (), dpi: int = PNG_DPI
+) -> list[Path]:
+    """Write `<out_dir>/<stem>.png` and `.pdf` atomically, each only when its bytes changed; return both
+    paths. With `inputs` (the files the figure was drawn from), each figure written, or lacking one, gets a
+    run record naming them and their digests."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    sources = figure_inputs(inputs)
     paths = []
     for fmt in ("png", "pdf"):
         final = out / f"{stem}.{fmt}"
-        atomic_save_file(final, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=PNG_DPI))
+        changed = write_if_changed(final, figure_bytes(fig, fmt, dpi))
+        if sources and (changed or read_record(final) is None):
+            write_record(final, FIGURE_RECORD_KIND, {"figure": final.name, "inputs": sources})
         paths.append(final)
     return paths
+
+
+def results_csv_input(root: str | Path | None) -> list[Path]:
+    """`data/results.csv` of `root`: the input of the figures drawn from the LoRA runs' table."""
+    from lorasae.core.paths import results_csv
+
+    return [results_csv(resolve_root(root))]
+
+
+def figure_inputs(inputs: Iterable[str | Path]) -> list[dict[str, str]]:
+    """The files a figure was drawn from, as its record names them: path (relative to the output root when
+    inside it) and content digest, in name order."""
+    from lorasae.core.paths import portable
+
+    files = sorted({Path(p) for p in inputs if Path(p).is_file()}, key=lambda p: portable(p))
+    return [{"path": portable(p), "digest": file_digest(p)} for p in files]
 
 
 def rank_colors(ranks: Sequence[float]) -> dict[float, tuple]:

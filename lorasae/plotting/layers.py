@@ -12,7 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from lorasae.core.gap import GAP_EPSILON
-from lorasae.plotting._common import examples_label, grid, new_figure, plots_dir, save_figure
+from lorasae.plotting._common import (
+    examples_label,
+    grid,
+    new_figure,
+    plots_dir,
+    results_csv_input,
+    save_figure,
+)
 from lorasae.results import MissingResultsError, load_results_csv, parse_sae_tag, sanitize, select_model
 
 
@@ -84,4 +91,6 @@ def plot_single_layer_lora(
                  fontsize=10)  # fmt: skip
     grid(ax)
     ax.legend(fontsize=7, framealpha=1, loc="upper right")
-    return save_figure(fig, plots_dir(root, out_dir), f"{sanitize(model)}_single_layer_lora")
+    return save_figure(
+        fig, plots_dir(root, out_dir), f"{sanitize(model)}_single_layer_lora", results_csv_input(root)
+    )

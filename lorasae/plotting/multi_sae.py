@@ -17,7 +17,14 @@ import pandas as pd
 
 from lorasae.core.gap import format_gap_closed, gap_fractions
 from lorasae.core.layer_spec import parse_layer_spec
-from lorasae.plotting._common import examples_label, grid, new_figure, plots_dir, save_figure
+from lorasae.plotting._common import (
+    examples_label,
+    grid,
+    new_figure,
+    plots_dir,
+    results_csv_input,
+    save_figure,
+)
 from lorasae.results import MissingResultsError, load_results_csv, sanitize, select_model
 
 KEY = ["rank", "num_examples", "lora_layers"]
@@ -99,4 +106,4 @@ def plot_multi_sae(
     )
     grid(ax)
     ax.legend(fontsize=7, loc="upper right", framealpha=1)
-    return save_figure(fig, plots_dir(root, out_dir), f"{sanitize(model)}_multi_sae")
+    return save_figure(fig, plots_dir(root, out_dir), f"{sanitize(model)}_multi_sae", results_csv_input(root))

@@ -30,6 +30,7 @@ from lorasae.plotting._common import (
     no_data,
     plots_dir,
     rank_colors,
+    results_csv_input,
     save_figure,
     width_label,
 )
@@ -164,7 +165,9 @@ def plot_improvement_vs(
     fig, (ax_abs, ax_pct) = new_figure(2, 1, figsize=(5.0, 5.0), sharex=True)
     _draw(ax_abs, ax_pct, table, x)
     ax_abs.set_title(f"{model}: LoRA CE improvement vs SAE {NAMES[x]}\n{_describe(table, x)}", fontsize=10)
-    return save_figure(fig, plots_dir(root, out_dir), f"{sanitize(model)}_improvement_vs_{x}")
+    return save_figure(
+        fig, plots_dir(root, out_dir), f"{sanitize(model)}_improvement_vs_{x}", results_csv_input(root)
+    )
 
 
 def plot_scaling_grid(
@@ -209,7 +212,7 @@ def plot_scaling_grid(
         raise MissingResultsError(f"No LoRA runs in data/results.csv for a scaling plot of {model!r}")
     what = "sparsity, width, layer and model size" if sizes else "sparsity, width and layer"
     fig.suptitle(f"{model}: CE improvement from LoRA vs SAE {what}")
-    return save_figure(fig, plots_dir(root, out_dir), f"{sanitize(model)}_scaling")
+    return save_figure(fig, plots_dir(root, out_dir), f"{sanitize(model)}_scaling", results_csv_input(root))
 
 
 def plot_improvement_vs_model_size(
@@ -254,7 +257,7 @@ def plot_improvement_vs_model_size(
     else:
         ax_pct.set_xticklabels([f"{v:g}B" for v in ticks["x"]])
     ax_abs.set_title(f"CE improvement from LoRA vs model size\n{_describe(table, 'model_size')}", fontsize=10)
-    return save_figure(fig, plots_dir(root, out_dir), "model_size_scaling")
+    return save_figure(fig, plots_dir(root, out_dir), "model_size_scaling", results_csv_input(root))
 
 
 def model_params_millions(model: str) -> float:

@@ -100,6 +100,10 @@ class SaeBenchArgs(SaeChoiceArgs, CommonArgs):
     plot: bool = True
     """Write the base-vs-peft figure to plots/ when both results exist."""
 
+    overwrite: bool = False
+    """Redo an eval whose result exists with a run record of the same run (the same SAE and adapter and
+    their weights, model and settings); by default such an identical rerun is skipped, saying so."""
+
     def __post_init__(self) -> None:
         self.model_type, self.model_variant = split_model_type(
             self.model_type, self.model_variant, "gemma", "peft"
@@ -125,7 +129,7 @@ NOT_IN_NAME = frozenset(
         "peft_dict",
         "evals",
     }
-    | {"output_dir", "plot", "api_key_env"}
+    | {"output_dir", "plot", "api_key_env", "overwrite"}
 )
 SHORT_NAMES = {
     "size": "size", "labelled_data": "labels", "dataset": "data", "dtype": "dtype", "seed": "seed",

@@ -3,12 +3,13 @@ table and figure, and the CE gap closed by the adapter (`gap_closed`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from tabulate import tabulate
 
-from lorasae.core.atomic import atomic_save_file, read_output_json
+from lorasae.core.atomic import read_output_json
 from lorasae.core.gap import format_gap_closed
 from lorasae.core.gap import gap_closed as ce_gap_closed
 from lorasae.core.paths import sanitize
@@ -228,9 +229,14 @@ def _fmt(value: Any, signed: bool = False) -> str:
     return f"{value:+.4f}" if signed else f"{value:.4f}"
 
 
-def comparison_figure(results: dict[str, dict[str, dict[str, Any]]], out_stem: Path) -> list[Path]:
-    """Bars of each headline metric, base vs peft; PNG and PDF written atomically."""
+def comparison_figure(
+    results: dict[str, dict[str, dict[str, Any]]], out_stem: Path, inputs: Sequence[Path] = ()
+) -> list[Path]:
+    """Bars of each headline metric, base vs peft; PNG and PDF written by `save_figure` (only when their
+    bytes change), with a run record naming `inputs` (the result files drawn)."""
     from matplotlib.figure import Figure
+
+    from lorasae.plotting._common import save_figure
 
     rows = [
         r
@@ -250,9 +256,4 @@ def comparison_figure(results: dict[str, dict[str, dict[str, Any]]], out_stem: P
         ax.tick_params(labelsize=7)
     for ax in axes[len(rows) :]:
         ax.set_axis_off()
-    paths = []
-    for fmt in ("png", "pdf"):
-        path = out_stem.with_name(f"{out_stem.name}.{fmt}")  # the stem may hold dots (a settings variant)
-        atomic_save_file(path, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=150))
-        paths.append(path)
-    return paths
+    return save_figure(fig, out_stem.parent, out_stem.name, inputs, dpi=150)  # the stem may hold dots

@@ -35,7 +35,13 @@ def saebench_stage(device: str, layer: int, seed: int, force: bool, sizes: EvalS
 
     def args(variant: str) -> SaeBenchArgs:
         return SaeBenchArgs(
-            device=device, model=MODEL, model_variant=variant, evals=",".join(evals), seed=seed, layer=layer
+            device=device,
+            model=MODEL,
+            model_variant=variant,
+            evals=",".join(evals),
+            seed=seed,
+            layer=layer,
+            overwrite=force,
         )
 
     def done() -> bool:

@@ -15,7 +15,7 @@ from lorasae.core.paths import plots_dir, sanitize, with_variant
 from lorasae.core.preflight import check_writable
 from lorasae.core.runtime import seed_everything, setup_environment
 from lorasae.evals.capabilities import check_suite
-from lorasae.evals.identity import eval_identity, result_slot, write_eval_record
+from lorasae.evals.identity import done_already, eval_identity, result_slot, write_eval_record
 from lorasae.model.load import model_key, num_layers
 from lorasae.saebench import builtin_datasets, hub_datasets, hub_tasks, world_tasks
 from lorasae.saebench import datasets as data
@@ -28,6 +28,7 @@ from lorasae.saebench.comparison import (
     comparison_table,
     load_results,
     pair_results,
+    result_folders,
     summary_line,
 )
 from lorasae.saebench.core import run_core
@@ -167,7 +168,8 @@ def run_evals(
 
 
 def run(args: SaeBenchArgs) -> dict[str, Path | None]:
-    """The whole `run_eval.py`."""
+    """The whole `run_eval.py`; returns {eval: its result file (None: not computed)}. An eval whose result
+    exists with a run record of the same run is skipped, saying so, unless `--overwrite`."""
     setup_environment(wandb=args.wandb)
     seed_everything(args.seed)
     evals = selected_evals(args.evals)
@@ -188,25 +190,39 @@ def run(args: SaeBenchArgs) -> dict[str, Path | None]:
         f"labelled data: {'built-in' if plan.builtin else 'hub'} | evals: {', '.join(evals)}"
     )
     out_dir = results_dir(args.model_name, args.model_variant, args.output_dir, slot)
+    settings = {k: v for k, v in vars(args).items() if k not in ("evals", "sae", "adapter", "model")}
+    identities = {
+        name: eval_identity(
+            args.model_name,
+            [loaded.sae_source],
+            loaded.adapter,
+            {**settings, "eval": name, "sae_tag": loaded.sae_tag},
+            variant,
+        )  # fmt: skip
+        for name in evals
+    }
+    todo = [
+        name
+        for name in evals
+        if not done_already(name, out_dir / f"{name}.json", identities[name], args.overwrite)
+    ]
     written = run_evals(
-        loaded, plan, evals, out_dir, args.seed, world_seed(args.model_name),
+        loaded, plan, todo, out_dir, args.seed, world_seed(args.model_name),
         forget_corpus=args.forget_corpus, world_docs=model_world_docs(args.model_name),
     )  # fmt: skip
-    settings = {k: v for k, v in vars(args).items() if k not in ("evals", "sae", "adapter", "model")}
     for name, path in written.items():
         if path is not None:
-            identity = eval_identity(
-                args.model_name, [loaded.sae_source], loaded.adapter,
-                {**settings, "eval": name, "sae_tag": loaded.sae_tag}, variant,
-            )  # fmt: skip
-            write_eval_record(path, "saebench_result", identity)
+            write_eval_record(path, "saebench_result", identities[name])
+    written = {name: written.get(name, out_dir / f"{name}.json") for name in evals}  # skipped: kept
     found = load_results(args.model_name, args.output_dir, sae_tag=loaded.sae_tag, variant=variant)
     results = pair_results(found)[0]
     print(f"\nSAE-Bench results for {args.model_name} (base vs LoRA-merged):")
     print(comparison_table(results))
     if args.plot and "base" in results and "peft" in results:
         stem = with_variant(f"saebench_{sanitize(model_key(args.model_name))}", variant)  # per settings
-        paths = comparison_figure(results, plots_dir() / stem)
+        folders = result_folders(args.model_name, args.output_dir, loaded.sae_tag, variant)
+        inputs = [folders[kind] / f"{name}.json" for kind in results for name in results[kind]]
+        paths = comparison_figure(results, plots_dir() / stem, inputs)
         if paths:
             print(f"figure: {paths[0]}")
     return written

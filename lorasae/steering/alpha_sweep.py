@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from tabulate import tabulate
@@ -15,7 +16,7 @@ from lorasae.core.atomic import atomic_write_json, read_output_json
 from lorasae.core.llm import LLMClient
 from lorasae.core.paths import portable
 from lorasae.core.result_choice import variant_files
-from lorasae.evals.identity import eval_identity, write_eval_record
+from lorasae.evals.identity import done_already, eval_identity, write_eval_record
 from lorasae.steering.alpha_rule import (
     DEFAULT_MAX_NEGATIVE_DROP,
     AlphaScore,
@@ -33,6 +34,20 @@ from lorasae.steering.variants import (
     recorded_off_default,
     step_variant,
 )
+
+
+def _describes(path: Path, ctx: SteeringContext) -> bool:
+    """Whether the tuning record at `path` names this setup as `recorded_alpha` checks it (model, SAE, layer,
+    adapter as given now: a moved root makes it another setup, and the record is redone)."""
+    if not path.is_file():
+        return False
+    record = read_output_json(path)
+    return all(record.get(k) == v for k, v in ctx.describe().items())
+
+
+def _grid(text: Any) -> list[float] | None:
+    """A `--grid` value as floats (None when not a grid string)."""
+    return [float(a) for a in text.split(",") if a.strip()] if isinstance(text, str) else None
 
 
 def _mode_entry(record: dict[str, Any], mode: str) -> dict[str, Any]:
@@ -60,8 +75,20 @@ def tune_alpha(
     )  # fmt: skip
     upstream = recorded_off_default(positives) if positives else None
     off, variant = step_variant(args, upstream, ignore=TUNE_ACCUMULATED)
-    tune_sets, test_sets = build_splits(ctx, args, llm, positives.path if positives else None)
     split_name = "tuning" if tuning else "test"
+    path = alpha_record_path(ctx.latent, variant=variant)
+    settings = {k: v for k, v in vars(args).items() if k not in ("model", "sae", "adapter")}
+    settings |= {"latent": ctx.latent, "split": split_name, "max_negative_drop": max_negative_drop}
+    settings |= {"off_default": off, "alpha": alpha}  # the alpha (or grid) evaluated, as given here
+    if grid is not None and _grid(settings.get("grid")) != [float(a) for a in grid]:
+        settings["grid"] = [float(a) for a in grid]
+    identity = eval_identity(ctx.model_name, [ctx.sae_source], ctx.adapter, settings, variant)
+    if _describes(path, ctx) and done_already("tune_alpha", path, identity, args.overwrite):
+        record = read_output_json(path)
+        chosen = _mode_entry(record, args.mode).get("splits", {}).get(split_name, {}).get("chosen_alpha")
+        print(f"Chosen alpha = {chosen:g} ({split_name} split) → {path}")
+        return record
+    tune_sets, test_sets = build_splits(ctx, args, llm, positives.path if positives else None)
     if not tuning:
         warnings.warn(
             "Evaluating alphas on the test split: choosing alpha this way leaks the test set.", stacklevel=2
@@ -78,7 +105,6 @@ def tune_alpha(
     for value in tqdm(alphas, desc="alpha sweep", disable=len(alphas) == 1):
         scores.append(score_alpha(value, evaluator.evaluate(value, args.mode).delta))
 
-    path = alpha_record_path(ctx.latent, variant=variant)
     key = ctx.describe()
     record: dict[str, Any] = read_output_json(path) if path.exists() else {}
     if {k: record.get(k) for k in key} != key:
@@ -102,10 +128,6 @@ def tune_alpha(
     entry["last_run"] = "sweep" if alpha is None else "single"
     record["positives"] = portable(positives.path) if positives else None
     atomic_write_json(path, record)
-    settings = {k: v for k, v in vars(args).items() if k not in ("model", "sae", "adapter")}
-    settings |= {"latent": ctx.latent, "split": split_name, "max_negative_drop": max_negative_drop}
-    settings |= {"off_default": off}
-    identity = eval_identity(ctx.model_name, [ctx.sae_source], ctx.adapter, settings, variant)
     write_eval_record(path, "steering_alpha", identity)
 
     rows = []

@@ -59,6 +59,11 @@ class SteeringArgs(SaeChoiceArgs, CommonArgs):
     max_length: int = 64
     """Tokens per example (longer examples are truncated)."""
 
+    overwrite: bool = False
+    """Redo a step whose output exists with a run record of the same run (the same SAE, adapter and their
+    weights, model and settings; by default such an identical rerun is skipped, saying so); for the
+    positives, also start the file afresh instead of appending new examples to it."""
+
     @property
     def builtin_model(self) -> bool:
         """The built-in model, by name or as a folder holding its world.json."""

@@ -13,7 +13,7 @@ from lorasae.core.atomic import atomic_write_json, read_output_json
 from lorasae.core.llm import LLMClient
 from lorasae.core.paths import from_portable, with_variant
 from lorasae.core.result_choice import variant_files
-from lorasae.evals.identity import eval_identity, source_slot, write_eval_record
+from lorasae.evals.identity import done_already, eval_identity, source_slot, write_eval_record
 from lorasae.steering.alpha_sweep import find_alpha_record, recorded_alpha
 from lorasae.steering.args import (
     SteeringArgs,
@@ -104,6 +104,16 @@ def run_steering_eval(
         positives = found_positives.path if found_positives is not None else None
         upstream = upstream or found_positives
     off, variant = step_variant(args, recorded_off_default(upstream) if upstream is not None else None)
+    slot = with_variant(source_slot(ctx.sae_source, ctx.adapter), variant)
+    path = results_path(ctx.latent, slot=slot)
+    settings = {k: v for k, v in vars(args).items() if k not in ("model", "sae", "adapter")}
+    settings |= {"latent": ctx.latent, "alpha": float(alpha), "mode": args.mode, "confidence": confidence}
+    settings |= {"off_default": off, "positives": str(positives) if positives else None}
+    identity = eval_identity(ctx.model_name, [ctx.sae_source], ctx.adapter, settings, variant)
+    if done_already("steering", path, identity, args.overwrite):
+        results = read_output_json(path)
+        _print_table(results["summary"], ctx.kinds, float(results["confidence"]))
+        return results
     _, test_sets = build_splits(ctx, args, llm, positives)
     outcome = Evaluator(ctx, test_sets, args.batch_size, args.max_length).evaluate(
         alpha, args.mode, progress=True
@@ -146,12 +156,7 @@ def run_steering_eval(
         },
         "histograms": figures,
     }
-    slot = with_variant(source_slot(ctx.sae_source, ctx.adapter), variant)
-    path = atomic_write_json(results_path(ctx.latent, slot=slot), results)
-    settings = {k: v for k, v in vars(args).items() if k not in ("model", "sae", "adapter")}
-    settings |= {"latent": ctx.latent, "alpha": float(alpha), "mode": args.mode, "confidence": confidence}
-    settings |= {"off_default": off, "positives": str(positives) if positives else None}
-    identity = eval_identity(ctx.model_name, [ctx.sae_source], ctx.adapter, settings, variant)
+    atomic_write_json(path, results)
     write_eval_record(path, "steering_result", identity)
 
     print(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from lorasae.core.llm import DEFAULT_MAX_RETRIES, LLMClient, LLMSettings
 from lorasae.steering.alpha_rule import parse_grid
 from lorasae.steering.alpha_sweep import tune_alpha
-from lorasae.steering.args import SteeringArgs
+from lorasae.steering.args import SteeringArgs, positives_path
 from lorasae.steering.context import load_context
 from lorasae.steering.evaluator import llm_from_env
 from lorasae.steering.final_eval import run_steering_eval
@@ -55,22 +55,24 @@ class PositivesConfig(SteeringArgs):
     max_snippets: int = 20_000
     """Corpus snippets (sentences) scored when mining."""
 
-    overwrite: bool = False
-    """Start the file afresh instead of appending new examples to it."""
-
 
 def make_positives(config: PositivesConfig) -> None:
-    from lorasae.evals.identity import eval_identity, write_eval_record
+    from lorasae.evals.identity import done_already, eval_identity, write_eval_record
     from lorasae.steering.variants import step_variant
 
     ctx = load_context(config, with_adapter=False)
     resolve_latent(ctx, config.neuron)
     off, variant = step_variant(config)
-    settings = LLMSettings.from_env(
+    settings = {k: v for k, v in vars(config).items() if k not in ("model", "sae", "adapter")}
+    settings |= {"latent": ctx.latent, "off_default": off}
+    identity = eval_identity(ctx.model_name, [ctx.sae_source], None, settings, variant)
+    if done_already("positives", positives_path(ctx.latent, variant=variant), identity, config.overwrite):
+        return
+    llm_settings = LLMSettings.from_env(
         model=config.llm_model, base_url=config.llm_base_url, max_retries=config.max_retries
     )
-    use_llm = settings.available and not config.from_corpus
-    if config.from_corpus is False and not settings.available:
+    use_llm = llm_settings.available and not config.from_corpus
+    if config.from_corpus is False and not llm_settings.available:
         raise SystemExit("--from_corpus false needs an LLM key: set OPENAI_API_KEY (environment or .env).")
     path = make_positive_examples(
         ctx,
@@ -78,7 +80,7 @@ def make_positives(config: PositivesConfig) -> None:
         description=config.description,
         from_corpus=not use_llm,
         num_examples=config.num_examples,
-        llm=LLMClient(settings, seed=config.seed) if use_llm else None,
+        llm=LLMClient(llm_settings, seed=config.seed) if use_llm else None,
         per_call=config.per_call,
         words=config.words,
         concurrency=config.concurrency,
@@ -89,9 +91,6 @@ def make_positives(config: PositivesConfig) -> None:
         batch_size=config.batch_size,
         variant=variant,
     )
-    settings = {k: v for k, v in vars(config).items() if k not in ("model", "sae", "adapter")}
-    settings |= {"latent": ctx.latent, "off_default": off}
-    identity = eval_identity(ctx.model_name, [ctx.sae_source], None, settings, variant)
     write_eval_record(path, "steering_positives", identity)
 
 

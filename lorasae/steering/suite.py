@@ -45,7 +45,12 @@ def steering_stage(device: str, layer: int, seed: int, force: bool, sizes: EvalS
     from lorasae.steering import scripts
 
     common = dict(
-        device=device, model_type=MODEL, layer=layer, seed=seed, num_negatives=sizes.steering_negatives
+        device=device,
+        model_type=MODEL,
+        layer=layer,
+        seed=seed,
+        num_negatives=sizes.steering_negatives,
+        overwrite=force,
     )
     positives = scripts.PositivesConfig(**common, max_snippets=sizes.steering_snippets)
     tune = scripts.TuneConfig(**common, grid=sizes.steering_grid)

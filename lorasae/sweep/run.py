@@ -4,7 +4,9 @@ and print the table."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
 from tabulate import tabulate
 
@@ -102,7 +104,10 @@ def write_manifest(plan: Plan, cfg: SweepConfig, catalogs: dict[str, Catalog]) -
         "models": [model_key(e.model) for e in plan.axis_saes.get("model_size", [])] or None,
         "model_size": {model_key(e.model): tag(e) for e in plan.axis_saes.get("model_size", [])} or None,
     }
-    path = atomic_write_json(paths.sweep_manifest(main), manifest)
+    path = paths.sweep_manifest(main)
+    if unchanged_manifest(path, manifest):
+        return  # the same tags: the manifest and the record of the sweep that wrote it stay as they are
+    atomic_write_json(path, manifest)
     settings = {k: v for k, v in sorted(vars(cfg).items()) if k not in MANIFEST_NOT_IDENTITY}
     model_path = local_model(cfg.model_name)
     identity = {
@@ -112,6 +117,16 @@ def write_manifest(plan: Plan, cfg: SweepConfig, catalogs: dict[str, Catalog]) -
         "manifest": manifest,
     }
     write_record(path, "sweep_manifest", identity)
+
+
+def unchanged_manifest(path: Path, manifest: dict) -> bool:
+    """True when `path` holds exactly `manifest` and has its run record (an all-done rerun of the sweep)."""
+    from lorasae.core.atomic import read_output_json
+    from lorasae.core.records import read_record
+
+    if not path.is_file() or read_record(path) is None:
+        return False
+    return read_output_json(path) == json.loads(json.dumps(manifest))
 
 
 def lora_config(cfg: SweepConfig, run: PlannedRun):
