@@ -346,3 +346,33 @@ def test_multi_sae_table_pairs_the_joint_run_with_each_sae_alone(root: Path):
     assert joint["pct_gap_closed"] == pytest.approx(expected) == pytest.approx(20.0)
     with pytest.raises(MissingResultsError, match="several SAEs"):
         multi_sae_table(select_model(load_results_csv(root), "tiny"), rank=1)
+
+
+def test_multi_sae_table_takes_the_very_sae_of_the_joint_run_over_a_newer_one_of_the_same_width_and_l0(
+    tmp_path: Path,
+):
+    """A KL fine-tune of the main SAE has its width and L0 and is adapted later: the row "SAE@1 alone" must
+    still be the run on the SAE the joint run spliced at layer 1 (its `sae_source`)."""
+    from lorasae.plotting import multi_sae_table
+
+    def row(tag, source, layers, l_sae, l_lora, stamp):
+        return {
+            **_row("tiny", tag, layers, "0-3", 16, 160, 1024, 4, None, l_sae, l_lora, stamp),
+            "sae_source": source,
+        }
+
+    rows = [
+        row("layers_1+2__main", "saes/main/model.layers.1;saes/main/model.layers.2", "1-2", 2.6, 2.3, 1),
+        row("main", "saes/main/model.layers.1", "1", 2.03, 1.84, 2),
+        row("main__kl-ft", "saes/main__kl-ft/model.layers.1", "1", 1.89, 1.81, 3),
+        row("layer_2__main", "saes/layer_2/model.layers.2", "2", 2.14, 1.93, 4),
+    ]
+    (tmp_path / "data").mkdir()
+    with open(tmp_path / "data" / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(RESULTS_COLUMNS))
+        w.writeheader()
+        w.writerows({k: r.get(k, "") for k in RESULTS_COLUMNS} for r in rows)
+    table = multi_sae_table(select_model(load_results_csv(tmp_path), "tiny"))
+    assert table["config"].tolist() == ["SAE@1+2", "SAE@1", "SAE@2"]
+    assert table.iloc[1]["L_SAE"] == pytest.approx(2.03)  # not the newer fine-tune's 1.89
+    assert table.iloc[2]["L_SAE"] == pytest.approx(2.14)  # no exact source at layer 2: its family's newest

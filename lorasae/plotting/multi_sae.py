@@ -37,7 +37,9 @@ def _latest(rows: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
 
 def multi_sae_table(df: pd.DataFrame, rank: int | None = None) -> pd.DataFrame:
     """Rows `config` (`SAE@1+2`, `SAE@1`, ...), `sae_layers`, `L_base`, `L_SAE`, `L_LoRA`, `pct_gap_closed`:
-    the joint run with the most SAE layers first, then each of its layers' SAE alone."""
+    the joint run with the most SAE layers first, then each of its layers' SAE alone: the run on the very
+    SAE the joint run spliced there (its `sae_source`) when there is one, else the newest of its family
+    (width and L0), so a later fine-tune or dictionary of the same width and L0 never stands in for it."""
     multi = df[(df["n_sae_layers"] > 1) & df["L_LoRA"].notna()]
     if rank is not None:
         multi = multi[multi["rank"] == rank]
@@ -60,9 +62,14 @@ def multi_sae_table(df: pd.DataFrame, rank: int | None = None) -> pd.DataFrame:
     for col in ("sae_width", "sae_l0"):  # the joint run's SAE family when it has runs alone
         family = same[same[col] == joint[col]]
         same = family if len(family) else same
+    joint_sources = set(str(joint["sae_source"]).split(";"))
     rows = [joint]
     for layer in layers:
-        alone = _latest(same[same["sae_layer"] == layer], ["sae_layer"])
+        at_layer = same[same["sae_layer"] == layer]
+        exact = at_layer[
+            at_layer["sae_source"].astype(str).isin(joint_sources)
+        ]  # the very SAE of the joint run
+        alone = _latest(exact if len(exact) else at_layer, ["sae_layer"])
         if len(alone):
             rows.append(alone.iloc[-1])
     table = pd.DataFrame(rows)
