@@ -76,13 +76,16 @@ def test_pick_result_takes_the_default_settings_first_else_the_newest_and_says_w
     big = _result(tmp_path / "r__neg-500.json", "neg-500", 200)
     assert pick_result([small, default, big], "results") == default  # older, but the default settings
     out = capsys.readouterr().out
-    assert "3 results" in out and str(default.path) in out and "default settings" in out
+    assert "3 settings" in out and str(default.path) in out and "default settings" in out
     assert pick_result([small, big], "results") == small  # no default: the newest
     assert "the newest" in capsys.readouterr().out
     assert pick_result([small, default, big], "results", variant="neg-500") == big  # asked for: exactly
     assert pick_result([small, default], "results", variant="neg-5") is None
     assert pick_result([default], "results") == default and capsys.readouterr().out == ""  # no choice: silent
     assert find_result(tmp_path, "r", "results", "neg-50") == small.path
+    # several files of one variant (the benchmarks' four combinations) are no choice of settings: silent
+    same = [_result(tmp_path / f"c{i}__limit-100.json", "limit-100", 400 + i) for i in range(4)]
+    assert pick_result(same, "results").variant == "limit-100" and capsys.readouterr().out == ""
 
 
 def test_saebench_results_of_two_settings_both_survive_and_the_comparison_finds_each(

@@ -47,10 +47,11 @@ def pick_result(candidates: Sequence[Found], what: str, variant: str | None = No
         return None
     defaults = [c for c in candidates if c.variant == ""]
     chosen = max(defaults or candidates, key=lambda c: c.stamp)
-    if len(candidates) > 1:
+    variants = {c.variant for c in candidates}
+    if len(variants) > 1:  # several files of one variant (e.g. one per combination) are no choice of settings
         why = "the default settings" if defaults else "the newest"
         others = ", ".join(sorted({c.variant or "defaults" for c in candidates if c is not chosen}))
-        print(f"note: {what}: {len(candidates)} results; using {chosen.path} ({why}); others: {others}")
+        print(f"note: {what}: {len(variants)} settings; using {chosen.path} ({why}); others: {others}")
     return chosen
 
 
