@@ -16,9 +16,12 @@ PINNED_EVAL_STAGES = [
     "benchmarks (base / LoRA × without / with the SAE)",
     "interpretability analysis (activation distances, per-token loss)",
     "Dark Matter of SAEs (error prediction, power law, components, base vs LoRA)",
+    "dictionaries at matched L0 (k=4): topk, batchtopk, matryoshka, jumprelu, transcoder; LoRA, KL fine-tune, "
+    "both; KL fine-tunes of TopK checkpoints [20, 40, 60, 80, 100] %",
     "latent dashboards (steering latent and the latents the adapter changes most)",
 ]
-"""The demo's evaluation stages before the registry, in order (`make demo`'s stages 9 … 14)."""
+"""The demo's evaluation stages in order (`make demo`'s stages 9 … 15): those from before the registry,
+and the dictionaries' comparison (issue 28) added through it."""
 
 
 class _Recorder:
@@ -50,15 +53,20 @@ def _demo_total(monkeypatch: pytest.MonkeyPatch, evals: bool) -> int:
     return seen[0]
 
 
-def test_the_demo_eval_stages_keep_their_order_and_titles(out_root, monkeypatch):
+def test_the_demo_eval_stages_keep_their_order_and_titles(out_root, small_world, monkeypatch):
+    import shutil
+
+    # a stage's done check may read the model (the comparison's table names it): the small world stands in
+    # for the built-in one, which would otherwise be built here
+    shutil.copytree(small_world, out_root / "saved_models" / "tiny")
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     recorder = _Recorder()
     demo._eval_stages(recorder, DemoConfig(), 4, 4)
     assert recorder.titles == PINNED_EVAL_STAGES
 
 
-def test_the_demo_announces_fifteen_stages_with_evals_and_eight_without(out_root, monkeypatch):
-    assert _demo_total(monkeypatch, evals=True) == 15
+def test_the_demo_announces_sixteen_stages_with_evals_and_eight_without(out_root, monkeypatch):
+    assert _demo_total(monkeypatch, evals=True) == 16
     assert _demo_total(monkeypatch, evals=False) == 8
 
 
@@ -67,7 +75,7 @@ def test_the_registry_lists_every_suite_once_in_order():
 
     assert [s.name for s in suites()] == [
         "core", "sparse_probing", "scr", "tpp", "absorption", "autointerp", "ravel", "unlearning",
-        "steering", "benchmarks", "interp", "dark_matter", "dashboards", "grokking",
+        "steering", "benchmarks", "interp", "dark_matter", "dictionaries", "dashboards", "grokking",
     ]  # fmt: skip
 
 
@@ -113,9 +121,15 @@ def test_saebench_names_flags_and_table_columns_come_from_the_registry(capsys):
     }  # fmt: skip
 
 
-def test_an_eval_added_in_its_own_folder_joins_the_registry_and_the_demo(out_root, tmp_path, monkeypatch):
+def test_an_eval_added_in_its_own_folder_joins_the_registry_and_the_demo(
+    out_root, small_world, tmp_path, monkeypatch
+):
     """Adding an eval touches one folder: a package with a suite.py is listed, and its demo stage runs."""
+    import shutil
+
     import lorasae
+
+    shutil.copytree(small_world, out_root / "saved_models" / "tiny")  # the done checks may read the model
     from lorasae.evals import registry
 
     folder = tmp_path / "toy_eval"
@@ -134,7 +148,7 @@ def test_an_eval_added_in_its_own_folder_joins_the_registry_and_the_demo(out_roo
     registry.suites.cache_clear()
     try:
         assert [s.name for s in registry.suites()][-3:] == ["dashboards", "toy", "grokking"]
-        assert demo.stage_count(True) == 16
+        assert demo.stage_count(True) == 17
         recorder = _Recorder()
         monkeypatch.delenv("OPENAI_API_KEY", raising=False)
         demo._eval_stages(recorder, DemoConfig(), 4, 4)
