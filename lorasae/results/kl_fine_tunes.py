@@ -36,14 +36,17 @@ def _sae_record(folder: Path):
     return record if record is not None and record.kind == SAE_RECORD_KIND else None
 
 
-def find_kl_fine_tunes(root: str | Path | None, model: str, family_tag: str, layer: int) -> list[KlFineTune]:
-    """The fine-tunes of the TopK SAE family `family_tag` (e.g. `expansion_8_L0_4`) at `layer`, one per
+def find_kl_fine_tunes(
+    root: str | Path | None, model: str, family_tag: str, layer: int | None
+) -> list[KlFineTune]:
+    """The fine-tunes of the TopK SAE family `family_tag` (e.g. `expansion_8_L0_4`) at `layer` (None: any), one per
     checkpoint percentage: of several budgets, the budget that covers the most checkpoints (then the
     largest)."""
     family = parse_sae_tag(family_tag)
     folder = resolve_root(root) / "saved_saes" / model / "normal"
     found: list[KlFineTune] = []
-    for cfg in sorted(folder.glob(f"*/model.layers.{layer}/cfg.json")) if folder.is_dir() else ():
+    pattern = f"*/model.layers.{'*' if layer is None else layer}/cfg.json"
+    for cfg in sorted(folder.glob(pattern)) if folder.is_dir() else ():
         record = _sae_record(cfg.parent)
         settings = (record.get("settings") or {}) if record else {}
         init = (record.get("init_sae") or {}) if record else {}
@@ -51,7 +54,7 @@ def find_kl_fine_tunes(root: str | Path | None, model: str, family_tag: str, lay
             continue
         parent = _sae_record(from_portable(init.get("source", ""))) if init.get("source") else None
         parent_settings = (parent.get("settings") or {}) if parent else {}
-        if parent is None or parent.get("architecture") != "topk" or parent.get("layer") != layer:
+        if parent is None or parent.get("architecture") != "topk" or layer not in (None, parent.get("layer")):
             continue
         if (parent_settings.get("expansion_factor"), parent_settings.get("k")) != (
             family.expansion,

@@ -134,12 +134,18 @@ def load_timing_data(
     return TimingData(model, topk, e2e, checkpoints, load_base_ce(root, model, runs), config, tunes)
 
 
-def _family(model: str, run_tag: str) -> tuple[str, int]:
-    """(the SAE family's tag, its layer) of a LoRA run's SAE tag (`layer_<L>__<tag>` off the default layer)."""
+def _family(model: str, run_tag: str) -> tuple[str, int | None]:
+    """(the SAE family's tag, its layer) of a LoRA run's SAE tag (`layer_<L>__<tag>` off the default layer);
+    the layer None (any) when the default layer would need a built-in model that is not built (reading
+    results never builds a world)."""
+    from lorasae.core import paths
     from lorasae.model.defaults import default_sae_layer
     from lorasae.model.load import model_shape
+    from lorasae.world.sizes import is_builtin_size
 
     tag = parse_sae_tag(run_tag)
     if tag.layer is not None:
         return run_tag.split("__", 1)[-1], tag.layer
+    if is_builtin_size(model) and not (paths.tiny_model_root() / model / "world.json").is_file():
+        return tag.base, None
     return tag.base, default_sae_layer(model_shape(model).n_layers)
