@@ -34,10 +34,11 @@ def world(tmp_path_factory) -> tuple[Path, Path]:
 
 def test_paper_defaults_and_small_model_scaling():
     cfg = parse(TrainSaeConfig, ["--model_type", "gemma"])
-    assert (cfg.layer, cfg.num_train_tokens, cfg.expansion_factor) == (None, 2_000_000_000, 8)
+    assert (cfg.layer, cfg.num_train_tokens, cfg.expansion_factor) == (None, None, 8)  # resolved per model
     assert (cfg.eval_every_pct, cfg.auxk_alpha, cfg.e2e, cfg.max_grad_norm) == (1.0, 0.0, False, 1.0)
     gemma = cfg.resolved(d_model=2304, max_positions=8192, n_layers=26)
     assert gemma.layer == 12  # the paper's layer
+    assert gemma.num_train_tokens == 2_000_000_000  # the paper's Gemma budget
     assert gemma.batch_size == 1 and gemma.val_batch_size == 4
     assert (gemma.k, gemma.ctx_len, gemma.num_val_tokens) == (64, 1024, 1_000_000)
     assert gemma.lr == pytest.approx(2e-4 / math.sqrt(18432 / 2**14))

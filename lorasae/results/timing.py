@@ -139,6 +139,7 @@ def _family(model: str, run_tag: str) -> tuple[str, int | None]:
     the layer None (any) when the default layer would need a built-in model that is not built (reading
     results never builds a world)."""
     from lorasae.core import paths
+    from lorasae.core.errors import LorasaeError
     from lorasae.model.defaults import default_sae_layer
     from lorasae.model.load import model_shape
     from lorasae.world.sizes import is_builtin_size
@@ -148,4 +149,7 @@ def _family(model: str, run_tag: str) -> tuple[str, int | None]:
         return run_tag.split("__", 1)[-1], tag.layer
     if is_builtin_size(model) and not (paths.tiny_model_root() / model / "world.json").is_file():
         return tag.base, None
-    return tag.base, default_sae_layer(model_shape(model).n_layers)
+    try:
+        return tag.base, default_sae_layer(model_shape(model).n_layers)
+    except (LorasaeError, OSError, ValueError):  # a hub model not cached here, a folder that is gone
+        return tag.base, None
