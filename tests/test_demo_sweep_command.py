@@ -12,7 +12,8 @@ from dataclasses import fields
 from conftest import make_char_tokenizer, make_tiny_model
 
 from lorasae.core.cli import parse
-from lorasae.demo.main import DemoConfig, _sweep_config
+from lorasae.demo.main import DemoConfig
+from lorasae.demo.sweep_stage import sweep_config
 from lorasae.lora.config import LoraHyperparams
 from lorasae.store.lora_identity import NOT_IDENTITY
 from lorasae.sweep.config import SweepConfig
@@ -28,7 +29,7 @@ def test_the_readme_sweep_command_plans_the_runs_the_demo_trained(tmp_path, out_
     folder = tmp_path / "tiny"
     make_tiny_model("llama", n_layers=4).save_pretrained(folder)
     make_char_tokenizer().save_pretrained(folder)
-    demo = _sweep_config(DemoConfig(), str(folder), 4, [2, 4, 16], [0, 2, 3])
+    demo = sweep_config(DemoConfig(), str(folder), 4, [2, 4, 16], [0, 2, 3])
     readme = parse(SweepConfig, README_SWEEP.split())
     assert {k: getattr(readme, k) for k in RUN_SETTINGS} == {k: getattr(demo, k) for k in RUN_SETTINGS}
     assert set(readme.ranks) <= set(demo.ranks)  # the L0, width and layer runs at rank 16

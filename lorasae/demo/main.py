@@ -30,6 +30,7 @@ from lorasae.core.cli import field, parse, parse_count
 from lorasae.core.errors import main_guard
 from lorasae.demo.readme import update_readme, write_results_page
 from lorasae.demo.stages import Stages
+from lorasae.demo.sweep_stage import SIZE_MODELS, run_sweep, sweep_config, sweep_shards
 from lorasae.evals.shape import EvalSizes
 
 # Only the main TopK SAE, the e2e SAE and the LoRA runs from checkpoints draw curves (the timing figure and
@@ -39,8 +40,6 @@ SWEEP_EVAL_EVERY_PCT = 100.0
 TIMING_CURVE_POINTS = 5
 """Validation points (after the one before training) of each LoRA run from a TopK checkpoint: the timing
 figure's curves (train_lora.py's default for 160 sequences validates 10 times, half the run's time)."""
-SIZE_MODELS = ("tiny-s", "tiny")
-"""The built-in sizes of the model-size sweep, smallest first (`lorasae.world.sizes`); `tiny` is the main."""
 
 BASE_STAGES = 8
 """The world, the sweep SAEs, the main SAE, the e2e SAE, LoRA from checkpoints, the scaling sweeps, the
@@ -277,7 +276,7 @@ def run_demo(cfg: DemoConfig) -> None:
         f"LoRA (rank {cfg.rank}) from TopK checkpoints {list(cfg.checkpoints)} %",
         [lora(checkpoint_percent=pct, eval_every=curve_every) for pct in cfg.checkpoints],
     )
-    sweep = _sweep_config(cfg, model, k_main, widths, layers)
+    sweep = sweep_config(cfg, model, k_main, widths, layers)
     from lorasae.sweep.run import pending_runs, plan_sweep
 
     pending = [] if cfg.force else pending_runs(sweep, plan_sweep(sweep)[0])
@@ -285,7 +284,7 @@ def run_demo(cfg: DemoConfig) -> None:
         f"scaling sweeps: L0, width, layer, model size ({', '.join(sizes)}) at ranks {list(cfg.ranks)}; "
         f"one layer at a time (rank {cfg.rank})",
         not cfg.force and not pending and paths.sweep_manifest(model).exists(),
-        lambda: _run_sweep(sweep, _shards(cfg, len(pending) if not cfg.force else None)),
+        lambda: run_sweep(sweep, sweep_shards(cfg, len(pending) if not cfg.force else None)),
     )
     after = list(range(cfg.layer + 1, n_layers))
     lora_stage(
@@ -320,54 +319,6 @@ def run_demo(cfg: DemoConfig) -> None:
         print(
             f"results snapshot of {readme} rewritten" if readme else "README.md has no demo block: left alone"
         )
-
-
-def _shards(cfg: DemoConfig, runs: int | None) -> int:
-    """How many sweep shards run at once: `--sweep_shards`, else one per CPU core (1 on a GPU); never more
-    than the runs left."""
-    from lorasae.core.runtime import available_cpus, parse_device
-
-    shards = cfg.sweep_shards or (available_cpus() if parse_device(cfg.device).type == "cpu" else 1)
-    return max(1, min(shards, runs)) if runs is not None else max(1, shards)
-
-
-def _run_sweep(sweep, shards: int) -> None:
-    if shards == 1:
-        from lorasae.sweep.run import main
-
-        main(sweep)
-    else:
-        from lorasae.sweep.shards import run_shards
-
-        run_shards(sweep, shards)
-
-
-def _sweep_config(cfg: DemoConfig, model: str, k: int, widths: list[int], layers: list[int]):
-    from lorasae.model.load import model_shape
-    from lorasae.sweep.config import SweepConfig
-
-    d_model = model_shape(model).d_model
-    return SweepConfig(
-        device=cfg.device,
-        model_type=model,
-        seed=cfg.seed,
-        catalog="ours",
-        axes=["l0", "width", "layer", "model_size", "single_layer"],
-        models=list(SIZE_MODELS),
-        layer=cfg.layer,
-        width=str(8 * d_model),
-        l0=float(k),
-        widths=[str(e * d_model) for e in widths],
-        layers=layers,
-        ranks=list(cfg.ranks),
-        rank=cfg.rank,
-        num_train_examples=cfg.lora_examples,
-        eval_every=cfg.lora_examples,
-        save_model=True,
-        progress=False,
-        figures=False,
-        overwrite=cfg.force,
-    )
 
 
 def _eval_stages(stages: Stages, cfg: DemoConfig, k: int, n_layers: int) -> None:
