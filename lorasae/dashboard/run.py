@@ -23,7 +23,7 @@ from lorasae.dashboard.neuronpedia import export_neuronpedia, neuronpedia_ids
 from lorasae.dashboard.ranking import parse_latents
 from lorasae.dashboard.render import index_page, latent_page
 from lorasae.evals.capabilities import consumer
-from lorasae.evals.identity import adapter_label, done_already
+from lorasae.evals.identity import adapter_label, done_already, portable_source
 from lorasae.evals.shape import DemoContext, Stage
 from lorasae.model.data import default_dataset, load_token_split
 from lorasae.model.defaults import (
@@ -165,12 +165,12 @@ def run_dashboard(args: DashboardArgs) -> Path:
     spec = args.latents or ("changed:10" if adapter is not None else "frequent:10")
     out = Path(args.out) if args.out else paths.dashboard_dir(model_key(name), tag) / (label or "base")
     identity = {
-        "model": name,
+        "model": portable_source(name),
         "model_digest": model_weights_digest(resolve_model_name(name)),
-        "sae": ref.source,
+        "sae": portable_source(ref.source),
         "sae_digest": weights_digest(ref.source),
         "layer": layer,
-        "adapter": str(adapter) if adapter is not None else None,
+        "adapter": portable_source(adapter) if adapter is not None else None,
         "settings": {
             "latents_spec": spec, "dataset": dataset, "num_tokens": num_tokens, "ctx_len": ctx_len,
             "contexts": args.contexts, "context_before": args.context_before,
@@ -209,14 +209,14 @@ def run_dashboard(args: DashboardArgs) -> Path:
             logits = direct_logits(model, sae.W_dec, latents, args.logits)
         for i in latents:
             features[i][v] = feature(i, stats[v], contexts[i], logits[i], tokenizer)
-    shown_source = paths.portable(ref.source) if Path(ref.source).exists() else ref.source
+    shown_source = portable_source(ref.source)
     data = {
         "model": name,
         "model_label": model_key(name),
-        "sae": ref.source,
+        "sae": portable_source(ref.source),
         "sae_tag": tag,
         "layer": layer,
-        "adapter": str(adapter) if adapter is not None else None,
+        "adapter": portable_source(adapter) if adapter is not None else None,
         "adapter_label": label,
         "dataset": dataset,
         "num_tokens": stats["base"].num_tokens,
