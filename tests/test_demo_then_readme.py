@@ -104,3 +104,104 @@ def _script(relative: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_readme_interp_command_after_the_demo_skips_and_leaves_the_demos_files(demo_root, capsys):
+    """Same SAE, adapter and settings (README's --lora_rank / --lora_span are the demo's adapter's): the
+    analysis is skipped; its figures are drawn under names of their own beside the demo's plain ones."""
+    from lorasae.interp.run import demo_stage
+
+    ctx = _context(demo_root)
+    title, done, run = demo_stage(ctx)
+    assert not done
+    run()
+    data, plots = demo_root / "data" / "interp", demo_root / "plots"
+    (result,) = [p for p in data.rglob("*.json") if not p.name.endswith(".run.json")]
+    assert (plots / "tiny_interp_layers.png").is_file()
+    before = _files([data, plots])
+    capsys.readouterr()
+    time.sleep(0.01)
+    argv = [
+        "--device",
+        "cpu",
+        "--model_type",
+        "tiny",
+        "--lora_rank",
+        str(ctx.rank),
+        "--lora_span",
+        ctx.every_layer,
+    ]
+    assert _script("eval/interp_analysis/run.py").cli(argv) in (0, None)
+    out = capsys.readouterr().out
+    assert f"interp: {result.relative_to(demo_root)} {SKIP_LINE}" in out
+    after = _files([data, plots])
+    assert {p: after[p] for p in before} == before
+    assert demo_stage(ctx)[1]  # the demo still finds its stage done
+
+
+def test_readme_dashboard_command_after_the_demo_writes_its_own_folder(demo_root, capsys):
+    """The demo's dashboards show other latents (the steering latent and changed:8) than README's command
+    (changed:10, the script's default): another run, in a folder of its own, the demo's left as they were;
+    README's command run again is skipped."""
+    from lorasae.dashboard.run import demo_stage
+
+    ctx = _context(demo_root)
+    title, done, run = demo_stage(ctx)
+    assert not done
+    run()
+    dashboards = demo_root / "eval" / "dashboard"
+    (demo_index,) = dashboards.rglob("index.html")
+    assert "__latents-changed" in demo_index.parent.name
+    before = _files([dashboards])
+    argv = ["--device", "cpu", "--model_type", "tiny", "--latents", "changed:10", "--export", "neuronpedia"]
+    assert _script("eval/dashboard/run.py").cli([*argv, "--progress", "false"]) == 0
+    indexes = sorted(dashboards.rglob("index.html"))
+    assert len(indexes) == 2
+    (readme_index,) = [p for p in indexes if p != demo_index]
+    assert readme_index.parent.name == demo_index.parent.name.split("__")[0]  # the default settings' name
+    after = _files([dashboards])
+    assert {p: after[p] for p in before} == before
+    assert demo_stage(ctx)[1]
+    capsys.readouterr()
+    assert _script("eval/dashboard/run.py").cli([*argv, "--progress", "false"]) == 0
+    assert f"dashboard: {readme_index.parent.relative_to(demo_root)} {SKIP_LINE}" in capsys.readouterr().out
+    assert _files([dashboards]) == after
+
+
+def test_readme_steering_benchmark_and_dark_matter_commands_name_other_results_than_the_demos(demo_root):
+    """The demo runs these three at smaller sizes than the scripts' defaults, which README's commands run:
+    each is another run and its results carry the demo's settings in their names (`settings_variant`),
+    so README's commands write the default-named results beside the demo's, never over them."""
+    from lorasae.core.cli import parse
+    from lorasae.darkmatter.cli import DarkMatterArgs
+    from lorasae.darkmatter.cli import result_variant as dark_matter_variant
+    from lorasae.darkmatter.suite import demo_args
+    from lorasae.evals.shape import EvalSizes
+    from lorasae.lmeval.config import BenchmarkConfig
+    from lorasae.lmeval.layout import settings_variant as benchmark_variant
+    from lorasae.steering.scripts import EvalConfig, PositivesConfig, TuneConfig
+    from lorasae.steering.suite import demo_configs, steering_variant
+
+    ctx = _context(demo_root)
+    sizes = EvalSizes()  # the demo's
+    tiny = ["--device", "cpu", "--model_type", "tiny"]
+
+    demo = steering_variant(*demo_configs(ctx.device, ctx.layer, ctx.seed, False, sizes))
+    readme = steering_variant(
+        parse(PositivesConfig, tiny), parse(TuneConfig, [*tiny, "--tuning"]), parse(EvalConfig, tiny)
+    )
+    assert readme == "" and demo.startswith("neg-50") and "snippets-5000" in demo
+
+    readme_cfg = parse(BenchmarkConfig, ["--device", "cpu", "--model", "tiny", "--all_four"])
+    readme = benchmark_variant(readme_cfg.limit_value, readme_cfg.num_fewshot, readme_cfg.max_length)
+    demo = benchmark_variant(BenchmarkConfig(limit=sizes.benchmark_limit).limit_value)
+    assert readme == "" and demo == "limit-100"
+
+    ks = tuple(x for x in ctx.sweep_k if x != ctx.k)
+    demo = dark_matter_variant(
+        demo_args(
+            ctx.device, ctx.layer, ks, ctx.sae_tokens, ctx.lora_examples, ctx.rank, ctx.seed, False, sizes
+        )
+    )
+    readme = dark_matter_variant(parse(DarkMatterArgs, tiny))
+    assert readme == "" and demo and "tokens-24000" in demo
