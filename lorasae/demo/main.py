@@ -357,7 +357,7 @@ def _figures(model: str) -> dict[str, list[Path]]:
 @main_guard
 def cli(argv: list[str]) -> None:
     """The command line behind the error boundary (`lorasae.core.errors`)."""
-    run_demo(parse(DemoConfig, argv))
+    run_demo(parse(DemoConfig, argv, prog="python -m lorasae.demo"))
 
 
 if __name__ == "__main__":
