@@ -19,8 +19,8 @@ def run_comparison(cfg: DictionariesConfig) -> Path:
     if problems:
         raise PreflightError("eval/dictionaries/run.py: " + "; ".join(problems))
     path = comparison_path(cfg)
-    if not cfg.force and done(cfg):
-        print(f"Skipped: {path} holds this comparison (same settings); --force redoes it.")
+    if not cfg.overwrite and done(cfg):
+        print(f"Skipped: {path} holds this comparison (same settings); --overwrite redoes it.")
         return path
     began = time.perf_counter()
     workers = _workers(cfg)

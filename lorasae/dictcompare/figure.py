@@ -15,8 +15,8 @@ BARS = (("CE spliced", "spliced", "tab:red"), ("CE +LoRA", "+ LoRA", "tab:green"
 
 
 def plot_comparison(root: str | Path | None, model: str, out_dir: str | Path | None = None) -> list[Path]:
-    """Grouped bars of the comparison table of `model` (`table.load_comparison`); a CE not measured (no KL
-    fine-tune of a transcoder) has no bar."""
+    """Grouped bars of the comparison table of `model` (`table.load_comparison`); a CE not measured (a
+    dictionary train_sae.py cannot KL fine-tune) has no bar."""
     from lorasae.dictcompare.table import load_comparison
 
     payload = load_comparison(root, model)
@@ -37,7 +37,7 @@ def plot_comparison(root: str | Path | None, model: str, out_dir: str | Path | N
     ax.axhline(clean, color="dimgray", ls="--", lw=1.0, label=f"original model = {clean:.4f}")
     values = [r[c] for r in rows for c, _, _ in BARS if r[c] is not None] + [clean]
     lo, hi = min(values), max(values)
-    ax.set_ylim(lo - 0.15 * (hi - lo), hi + 0.05 * (hi - lo))  # the differences, not the CE's size
+    ax.set_ylim(lo - 0.15 * (hi - lo), hi + 0.3 * (hi - lo))  # the differences; room for the legend
     ax.set_xticks(x, names, fontsize=8)
     ax.set_ylabel("CE with the dictionary spliced (nats/token)")
     ax.set_title(f"{model}: dictionaries at matched L0 — LoRA vs KL fine-tuning", fontsize=10)

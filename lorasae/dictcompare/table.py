@@ -117,11 +117,14 @@ def done(cfg: DictionariesConfig) -> bool:
 
 
 def caption(cfg: DictionariesConfig) -> str:
+    from lorasae.dictcompare.plan import kl_budget
+
+    share = f"{cfg.kl_tokens_pct:g} %" if cfg.kl_tokens_pct is not None else "train_sae.py's default"
     return (
         f"{cfg.model_name}, layer {cfg.layer}, ×{cfg.expansion_factor}, matched L0 (k={cfg.k or 'default'}; "
         f"JumpReLU θ₀={cfg.jumprelu_init_threshold:g}, λ={cfg.l0_coefficient:g}: its measured L0 "
-        f"shown). Budgets: each dictionary {cfg.sae_tokens:,} tokens; KL fine-tune {cfg.kl_tokens:,} tokens "
-        f"({cfg.kl_tokens_pct:g} %, KL + {cfg.kl_mse_weight:g}·FVU); LoRA rank {cfg.rank} on every layer, "
+        f"shown). Budgets: each dictionary {cfg.sae_tokens:,} tokens; KL fine-tune {kl_budget(cfg):,} tokens "
+        f"({share}, KL + {cfg.kl_mse_weight:g}·FVU); LoRA rank {cfg.rank} on every layer, "
         f"{cfg.lora_examples} sequences. CE in nats/token on the LoRA runs' validation tokens; gap closed = "
         "(CE spliced − CE after) / (CE spliced − CE clean); minutes are training time (validation excluded)."
     )
