@@ -6,9 +6,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lorasae.core.cli import CommonArgs, field
+from lorasae.core.paths import LORA_NAME_KEYS, settings_variant
 from lorasae.lora.config import LoraHyperparams
 
 AXES = ("l0", "width", "layer", "model_size", "single_layer")
+
+# sweep settings that change no run and no tag: left out of the manifest's run record and its name
+MANIFEST_NOT_IDENTITY = frozenset(
+    {"device", "wandb", "progress", "overwrite", "shard", "dry_run", "figures", "save_model"}
+)
+# ... and the model, which the manifest's name carries already
+NOT_IN_NAME = MANIFEST_NOT_IDENTITY | {"model_type", "model"}
+# short names of the settings in a manifest's name (the LoRA settings by train_lora.py's, `LORA_NAME_KEYS`)
+SHORT_NAMES = {
+    "catalog": "catalog", "axes": "axes", "layer": "layer", "width": "width", "l0": "l0", "layers": "layers",
+    "widths": "widths", "ranks": "ranks", "rank": "rank", "LoRA_layers": "lora", "single_layers": "single",
+    "models": "models",
+} | LORA_NAME_KEYS  # fmt: skip
 
 
 def parse_width(text: str | int) -> int:
@@ -96,3 +110,10 @@ class SweepConfig(LoraHyperparams, CommonArgs):
         if not self.ranks or min(self.ranks) < 1 or self.rank < 1:
             raise ValueError("LoRA ranks must be positive")
         self.shard_index()
+
+
+def sweep_variant(cfg: SweepConfig) -> str:
+    """The settings of `cfg` off sweep.py's defaults (`lorasae.core.paths.settings_variant`), as its
+    manifest, shard config and figures carry them ('' with the defaults: the original names). Every shard
+    of one sweep has the same."""
+    return settings_variant(vars(cfg), vars(SweepConfig()), SHORT_NAMES, NOT_IN_NAME)

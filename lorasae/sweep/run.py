@@ -19,7 +19,7 @@ from lorasae.model.defaults import default_sae_layer
 from lorasae.model.load import model_key
 from lorasae.store import external_run
 from lorasae.sweep.catalog import Catalog, SaeEntry, load_catalog
-from lorasae.sweep.config import SweepConfig
+from lorasae.sweep.config import MANIFEST_NOT_IDENTITY, SweepConfig, sweep_variant
 from lorasae.sweep.plan import Plan, PlannedRun, build_plan, shard
 
 
@@ -74,15 +74,11 @@ def plan_table(runs: Sequence[PlannedRun], cfg: SweepConfig) -> str:
     return tabulate(rows, headers=headers)
 
 
-# sweep settings that change no run and no tag: left out of the manifest's run record
-MANIFEST_NOT_IDENTITY = frozenset(
-    {"device", "wandb", "progress", "overwrite", "shard", "dry_run", "figures", "save_model"}
-)
-
-
-def write_manifest(plan: Plan, cfg: SweepConfig, catalogs: dict[str, Catalog]) -> None:
-    """`data/sweeps/<model>.json`: the SAE tags of each sweep, which the figures select by; then its run
-    record (the model and its weights digest, the sweep's settings and the manifest itself)."""
+def write_manifest(plan: Plan, cfg: SweepConfig, catalogs: dict[str, Catalog]) -> Path:
+    """`data/sweeps/<model>[__<variant>].json` (`variant`: the sweep's settings off sweep.py's defaults, so
+    a sweep with other settings writes its own): the SAE tags of each sweep, which the figures select by;
+    then its run record (the model and its weights digest, the variant, the sweep's settings and the
+    manifest itself). Returns its path."""
     from lorasae.core.records import model_weights_digest, write_record
     from lorasae.store.lora_identity import local_model
 
@@ -104,19 +100,22 @@ def write_manifest(plan: Plan, cfg: SweepConfig, catalogs: dict[str, Catalog]) -
         "models": [model_key(e.model) for e in plan.axis_saes.get("model_size", [])] or None,
         "model_size": {model_key(e.model): tag(e) for e in plan.axis_saes.get("model_size", [])} or None,
     }
-    path = paths.sweep_manifest(main)
+    variant = sweep_variant(cfg)
+    path = paths.sweep_manifest(main, variant=variant)
     if unchanged_manifest(path, manifest):
-        return  # the same tags: the manifest and the record of the sweep that wrote it stay as they are
+        return path  # the same tags: the manifest and the record of the sweep that wrote it stay as they are
     atomic_write_json(path, manifest)
     settings = {k: v for k, v in sorted(vars(cfg).items()) if k not in MANIFEST_NOT_IDENTITY}
     model_path = local_model(cfg.model_name)
     identity = {
         "model": main,
         "model_weights_digest": model_weights_digest(model_path),
+        "variant": variant,
         "settings": settings,
         "manifest": manifest,
     }
     write_record(path, "sweep_manifest", identity)
+    return path
 
 
 def unchanged_manifest(path: Path, manifest: dict) -> bool:
@@ -196,11 +195,13 @@ def main(cfg: SweepConfig) -> Plan:
 
 
 def figures(cfg: SweepConfig) -> None:
+    """Every figure of the sweep's model; those drawn from its manifest (scaling, model size, one layer at a
+    time) carry the sweep's variant in their names, so a sweep with other settings never redraws them."""
     from lorasae.plotting import plot_all
     from lorasae.results.summary import print_results_table
 
     model = model_key(cfg.model_name)
-    for name, files in plot_all(None, model).items():
+    for name, files in plot_all(None, model, sweep_variant=sweep_variant(cfg)).items():
         for file in files:
             if file.suffix == ".png":
                 print(f"  {name}: {file}")
