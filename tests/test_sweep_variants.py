@@ -18,7 +18,7 @@ import pytest
 
 from lorasae.core import paths
 from lorasae.core.cli import parse
-from lorasae.core.records import record_path
+from lorasae.core.records import read_record, record_path
 from lorasae.demo import main as demo_main
 from lorasae.results import find_sweep_manifest, load_sweep_manifest
 from lorasae.sweep.config import SweepConfig, sweep_variant
@@ -152,3 +152,33 @@ def test_the_demo_figures_stage_draws_from_the_demo_manifest_even_when_a_newer_s
     assert state(figures) == before
     theirs = no_training / "plots" / f"model_scaling__{sweep_variant(other)}.png"
     assert theirs.read_bytes() != figures[0].read_bytes()
+
+
+def test_a_sweep_named_plain_and_its_shards_write_the_plain_names_and_record_its_settings(
+    no_training: Path,
+) -> None:
+    # the demo's sweep is named '' (`--sweep_name`): README's `data/sweeps/tiny.json`, `tiny.config.json`
+    cfg = parse(SweepConfig, argv(no_training) + ["--sweep_name", ""])
+    assert sweep_variant(cfg) == "" and shard_config_path(cfg) == paths.sweep_config("model")
+    main(cfg)
+    plain = paths.sweep_manifest("model")
+    assert read_record(plain).get("variant") == "" and read_record(plain).get("settings")["ranks"] == [1, 4]
+    assert (no_training / "plots" / "model_scaling.png").is_file()
+    before = state([plain, record_path(plain)])
+    config = shard_config_path(cfg)
+    config.write_text(json.dumps(dataclasses.asdict(cfg)))  # as run_shards writes it
+    shard = parse(SweepConfig, ["--config_file", str(config), "--shard", "1/2"])
+    assert sweep_variant(shard) == ""  # the name travels in the shard config
+    main(shard)
+    assert state([plain, record_path(plain)]) == before
+    # the same name with other settings but the same SAEs: the manifest stays, its record names the new ones
+    main(parse(SweepConfig, argv(no_training) + ["--sweep_name", "", "--ranks", "1"]))
+    assert json.loads(plain.read_text()) == json.loads(before[plain][0])
+    assert read_record(plain).get("settings")["ranks"] == [1]
+
+
+def test_a_sweep_name_that_cannot_stand_in_a_file_name_is_refused() -> None:
+    for bad in ("../x", "a/b", "a__b", "_a", "a b"):
+        with pytest.raises(ValueError, match="--sweep_name"):
+            sweep_variant(SweepConfig(sweep_name=bad))
+    assert sweep_variant(SweepConfig(sweep_name="my-run_2.5")) == "my-run_2.5"

@@ -75,8 +75,8 @@ def plan_table(runs: Sequence[PlannedRun], cfg: SweepConfig) -> str:
 
 
 def write_manifest(plan: Plan, cfg: SweepConfig, catalogs: dict[str, Catalog]) -> Path:
-    """`data/sweeps/<model>[__<variant>].json` (`variant`: the sweep's settings off sweep.py's defaults, so
-    a sweep with other settings writes its own): the SAE tags of each sweep, which the figures select by;
+    """`data/sweeps/<model>[__<variant>].json` (`variant`: `sweep_variant`, its --sweep_name else its settings
+    off sweep.py's defaults, so a sweep with other settings writes its own): the SAE tags of each sweep, which the figures select by;
     then its run record (the model and its weights digest, the variant, the sweep's settings and the
     manifest itself). Returns its path."""
     from lorasae.core.records import model_weights_digest, write_record
@@ -102,10 +102,10 @@ def write_manifest(plan: Plan, cfg: SweepConfig, catalogs: dict[str, Catalog]) -
     }
     variant = sweep_variant(cfg)
     path = paths.sweep_manifest(main, variant=variant)
-    if unchanged_manifest(path, manifest):
-        return path  # the same tags: the manifest and the record of the sweep that wrote it stay as they are
-    atomic_write_json(path, manifest)
     settings = {k: v for k, v in sorted(vars(cfg).items()) if k not in MANIFEST_NOT_IDENTITY}
+    if unchanged_manifest(path, manifest, settings):
+        return path  # the same sweep's rerun: the manifest and its record stay as they are
+    atomic_write_json(path, manifest)
     model_path = local_model(cfg.model_name)
     identity = {
         "model": main,
@@ -118,12 +118,17 @@ def write_manifest(plan: Plan, cfg: SweepConfig, catalogs: dict[str, Catalog]) -
     return path
 
 
-def unchanged_manifest(path: Path, manifest: dict) -> bool:
-    """True when `path` holds exactly `manifest` and has its run record (an all-done rerun of the sweep)."""
+def unchanged_manifest(path: Path, manifest: dict, settings: dict | None = None) -> bool:
+    """True when `path` holds exactly `manifest` and has its run record, which names `settings` when given
+    (an all-done rerun of the sweep; a sweep named by `--sweep_name` with other settings rewrites the record
+    even when its SAEs are the same)."""
     from lorasae.core.atomic import read_output_json
     from lorasae.core.records import read_record
 
-    if not path.is_file() or read_record(path) is None:
+    record = read_record(path) if path.is_file() else None
+    if record is None:
+        return False
+    if settings is not None and record.get("settings") != json.loads(json.dumps(settings)):
         return False
     return read_output_json(path) == json.loads(json.dumps(manifest))
 
