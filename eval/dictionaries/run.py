@@ -5,8 +5,8 @@ transcoders (plain and skip), each with the CE spliced, after LoRA, after a KL f
     python eval/dictionaries/run.py --architectures topk jumprelu --kl_tokens_pct 5
 
 Writes data/dictionaries/<model>/comparison[__<variant>].json (with its run record) and
-plots/<model>_dictionaries.{png,pdf}; every SAE, fine-tune and LoRA run writes its usual outputs.
-A finished comparison is skipped; --overwrite (earlier: --force) redoes it.
+plots/<model>_dictionaries[__<variant>].{png,pdf} (the same variant); every SAE, fine-tune and LoRA run
+writes its usual outputs. A finished comparison is skipped; --overwrite (earlier: --force) redoes it.
 """
 
 import sys

@@ -35,7 +35,7 @@ def run_comparison(cfg: DictionariesConfig) -> Path:
     from lorasae.dictcompare.table import print_comparison
 
     print_comparison(_model_key(cfg))
-    for file in plot_comparison(None, _model_key(cfg)):
+    for file in plot_comparison(None, _model_key(cfg), comparison=path):
         print(f"  figure: {file}")
     return path
 
