@@ -70,6 +70,19 @@ def test_the_table_is_saved_with_its_columns_and_record_and_the_same_settings_ar
     assert "Skipped" in capsys.readouterr().out
 
 
+def test_an_explicit_k_equal_to_the_models_default_names_the_same_table_as_none(world_model, out_root):
+    # make demo passes --k 4 and README's command too; the default (None) is the model's k: one comparison
+    from lorasae.dictcompare.plan import matched_k
+    from lorasae.dictcompare.table import comparison_path, identity
+
+    implicit = _small(world_model, k=None)
+    explicit = _small(world_model, k=matched_k(implicit))
+    assert comparison_path(explicit) == comparison_path(implicit)
+    assert identity(explicit) == identity(implicit)
+    other = _small(world_model, k=matched_k(implicit) + 1)
+    assert comparison_path(other) != comparison_path(implicit)
+
+
 def test_the_plan_reuses_the_stores_topk_sae_only_when_its_record_is_this_run_and_finds_its_kl_fine_tune(
     world_model, out_root
 ):

@@ -86,12 +86,19 @@ class Row:
 
 
 def settings(cfg: DictionariesConfig) -> dict[str, Any]:
-    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in IDENTITY_IGNORE}
+    """The table's settings as run: `k` resolved to the matched L0 (an explicit `--k` equal to the model's
+    default k is the same comparison as none)."""
+    from lorasae.dictcompare.plan import matched_k
+
+    out = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in IDENTITY_IGNORE}
+    return {**out, "k": matched_k(cfg)}
 
 
 def comparison_path(cfg: DictionariesConfig) -> Path:
-    """`data/dictionaries/<model>/comparison[__<variant>].json`: settings off the defaults name the file."""
-    variant = paths.settings_variant(settings(cfg), settings(DictionariesConfig()))
+    """`data/dictionaries/<model>/comparison[__<variant>].json`: settings off the defaults (for this model)
+    name the file."""
+    defaults = dataclasses.replace(DictionariesConfig(), model_type=cfg.model_type, model=cfg.model)
+    variant = paths.settings_variant(settings(cfg), settings(defaults))
     from lorasae.model.load import model_key
 
     folder = paths.dictionaries_dir(model_key(cfg.model_name))
