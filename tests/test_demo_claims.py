@@ -4,6 +4,7 @@ written out by hand)."""
 from __future__ import annotations
 
 from lorasae.demo.claims import (
+    SCALE_STUDY_POINTER,
     benchmarks_claim,
     dark_matter_claim,
     gap_claim,
@@ -46,7 +47,7 @@ def test_several_saes():
 
 def test_speedup_verdict_against_the_papers_three_to_twenty():
     claim = speedup_claim([2.034, 1.673, 1.906], 2)
-    assert claim.bullet() == (
+    assert claim.bullet().removesuffix(f" {SCALE_STUDY_POINTER}") == (
         "- **e2e speed-up** (smaller): 1.7–2.0× where TopK + LoRA reaches the e2e SAE's CE (paper: 3–20×); "
         "2 of the e2e SAE's 5 target CEs are not reached."
     )
@@ -63,7 +64,7 @@ def test_saebench_agrees_when_the_ce_with_the_sae_falls():
 
 
 def test_steering_verdict_from_the_interval():
-    assert steering_claim(0.5, -0.04, -0.06, -0.01, 0.9).bullet() == (
+    assert steering_claim(0.5, -0.04, -0.06, -0.01, 0.9).bullet().removesuffix(f" {SCALE_STUDY_POINTER}") == (
         "- **Steering** (does not show): alpha 0.5; LoRA − base change of the positives' log-likelihood "
         "-0.04 [-0.06, -0.01] (90% interval)."
     )
@@ -73,7 +74,7 @@ def test_steering_verdict_from_the_interval():
 
 def test_benchmarks_need_most_tasks_beyond_one_standard_error():
     rows = [("mmlu", 0.30, 0.40, 0.05), ("hellaswag", 0.50, 0.52, 0.05), ("truthful", 0.6, 0.7, None)]
-    assert benchmarks_claim(rows).bullet() == (
+    assert benchmarks_claim(rows).bullet().removesuffix(f" {SCALE_STUDY_POINTER}") == (
         "- **Benchmarks** (does not show): with the SAE spliced, LoRA − base accuracy: mmlu +0.10, "
         "hellaswag +0.02, truthful +0.10; 1 of 3 by more than one standard error."
     )
@@ -98,3 +99,12 @@ def test_dark_matter_claim_against_the_paper():
         "agrees); norm R² 0.72–0.80 (paper > 0.9: lower); nonlinear FVU 0.14–0.17 over the SAEs."
     )
     assert dark_matter_claim([0.3], [0.95], [0.1]).verdict == "vector R² differs, norm R² agrees"
+
+
+def test_a_claim_the_scale_study_varies_points_to_it_only_when_it_does_not_agree():
+    from lorasae.demo.claims import SCALE_STUDY_POINTER, Claim
+
+    assert Claim("Steering", "does not show", "x.").bullet().endswith(SCALE_STUDY_POINTER)
+    assert Claim("e2e speed-up", "smaller", "x.").bullet().endswith(SCALE_STUDY_POINTER)
+    assert SCALE_STUDY_POINTER not in Claim("Steering", "agrees", "x.").bullet()
+    assert SCALE_STUDY_POINTER not in Claim("Gap closed", "does not show", "x.").bullet()

@@ -28,7 +28,13 @@ class Claim:
     text: str
 
     def bullet(self) -> str:
-        return f"- **{self.title}** ({self.verdict}): {self.text}"
+        study = f" {SCALE_STUDY_POINTER}" if self.title in SCALE_STUDIED and self.verdict != "agrees" else ""
+        return f"- **{self.title}** ({self.verdict}): {self.text}{study}"
+
+
+SCALE_STUDIED = ("e2e speed-up", "Steering", "Benchmarks")
+"""The claims the scale study varies rank, budget and model size for (issue 30)."""
+SCALE_STUDY_POINTER = "What rank/d, the training budget and model size do to it: README's scale study (`eval/scale_study/run.py`)."
 
 
 def _pct(value: float) -> str:
