@@ -7,7 +7,7 @@ import pytest
 import torch
 from grok_helpers import small_grok_config
 
-from lorasae.core import paths
+from lorasae.core import grok_paths
 from lorasae.grok.experiments import clamp_fn, clamp_study, differing_latents
 from lorasae.grok_world.model import GrokModelConfig, build_model, last_logits
 from lorasae.grok_world.tasks import ModularTask
@@ -81,7 +81,7 @@ def test_clamp_study_runs_targeted_random_and_baseline_conditions(small_run):
     targeted = torch.tensor([0, 1, 2])
     candidates = torch.arange(10, 30)
     runs = clamp_study(
-        CFG, paths.grok_checkpoint_dir(CFG.run_name, 20, base), sae, 0, targeted, candidates, 40, seeds=2
+        CFG, grok_paths.grok_checkpoint_dir(CFG.run_name, 20, base), sae, 0, targeted, candidates, 40, seeds=2
     )
     assert [r.condition for r in runs] == ["none", "targeted", "random", "random"]
     assert runs[1].latents == [0, 1, 2]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from grok_helpers import small_grok_config
 
-from lorasae.core import paths
+from lorasae.core import grok_paths, paths
 from lorasae.grok.study import REPO, GrokStudyConfig, run_study
 from lorasae.model.load import model_key
 from lorasae.sae import TopKSAE
@@ -41,7 +41,7 @@ def test_study_on_a_small_prime_writes_saes_crosscoder_clamp_results_and_figures
     )
     study = run_study(cfg)
     run = train.run_name
-    saved = json.loads((paths.grok_data_dir(run) / "study.json").read_text())
+    saved = json.loads((grok_paths.grok_data_dir(run) / "study.json").read_text())
     assert saved["clamp"]["random_seeds"] == 2 and len(saved["clamp"]["test_acc_random"]) == 2
     assert saved["clamp"]["to_step"] == saved["clamp"]["from_step"] + 20
     assert len(saved["clamp"]["final_model_test_acc_clamped"]["random"]) == 2
@@ -51,8 +51,8 @@ def test_study_on_a_small_prime_writes_saes_crosscoder_clamp_results_and_figures
     assert saved["crosscoder"]["l0"] <= 3
     assert study["train"]["pre_train_acc"] >= 0.9
     # the SAEs are train_sae.py's, under the checkpoints' names, and the study read those folders
-    pre_key = model_key(str(paths.grok_checkpoint_dir(run, study["train"]["pre_step"])))
-    final_key = model_key(str(paths.grok_model_dir(run)))
+    pre_key = model_key(str(grok_paths.grok_checkpoint_dir(run, study["train"]["pre_step"])))
+    final_key = model_key(str(grok_paths.grok_model_dir(run)))
     post_folder = out_root / "saved_saes" / final_key / "normal" / "expansion_2_L0_3" / "model.layers.0"
     assert saved["sae_folders"]["post"] == str(post_folder)
     assert TopKSAE.load(post_folder).cfg.d_sae == 64

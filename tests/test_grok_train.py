@@ -9,7 +9,7 @@ import pytest
 import torch
 from grok_helpers import small_grok_config
 
-from lorasae.core import paths
+from lorasae.core import grok_paths
 from lorasae.grok.experiments import continue_training
 from lorasae.grok_world.train import checkpoint_steps, ensure_grok_model, train_grok
 from lorasae.model.load import load_model
@@ -29,7 +29,7 @@ def test_small_prime_run_reaches_full_train_accuracy_and_saves_everything(small_
     assert result.curves.train_acc[-1] == 1.0
     assert result.curves.step == [0, 10, 20, 30, 40, 50, 60]
     assert checkpoint_steps(CFG.run_name, base) == [0, 20, 40, 60]  # step 0: the initialisation
-    saved = json.loads((paths.grok_data_dir(CFG.run_name, base) / "curves.json").read_text())
+    saved = json.loads((grok_paths.grok_data_dir(CFG.run_name, base) / "curves.json").read_text())
     assert saved["train_acc"] == result.curves.train_acc
     model, tokenizer = load_model(str(result.final_dir), device="cpu")
     ids, labels = CFG.task.datasets()["train"]
@@ -47,7 +47,7 @@ def test_ensure_grok_model_reuses_a_finished_run(small_run):
 def test_continuing_from_a_checkpoint_reproduces_the_run(small_run):
     base, result = small_run
     data = CFG.task.datasets()
-    _, curves = continue_training(CFG, paths.grok_checkpoint_dir(CFG.run_name, 20, base), data, 60)
+    _, curves = continue_training(CFG, grok_paths.grok_checkpoint_dir(CFG.run_name, 20, base), data, 60)
     assert curves.step == [20, 30, 40, 50, 60]
     torch.testing.assert_close(
         torch.tensor(curves.train_loss), torch.tensor(result.curves.train_loss[2:]), rtol=1e-4, atol=1e-6

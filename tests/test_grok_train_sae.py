@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from grok_helpers import small_grok_config
 
-from lorasae.core import paths
+from lorasae.core import grok_paths
 from lorasae.core.config_files import parse_with_config_file
 from lorasae.core.errors import PreflightError
 from lorasae.grok.saes import answer_activations
@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parent.parent
 def small_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("grok_sae")
     result = train_grok(CFG, base, progress=False)
-    pre = paths.grok_checkpoint_dir(CFG.run_name, checkpoint_steps(CFG.run_name, base)[1], base)
+    pre = grok_paths.grok_checkpoint_dir(CFG.run_name, checkpoint_steps(CFG.run_name, base)[1], base)
     return pre, result.final_dir
 
 

@@ -370,37 +370,6 @@ def dark_matter_plots_dir(model: str, base: Path | None = None, variant: str = "
     return plots_dir(base) / "dark_matter" / with_variant(sanitize(model), variant)
 
 
-# --- the grokking world (lorasae/grok/) -----------------------------------------------------------
-
-
-def grok_model_dir(run: str, base: Path | None = None) -> Path:
-    """`saved_models/grok/<run>/final/`: the trained featurizing model (transformers folder)."""
-    return _root(base) / "saved_models" / "grok" / sanitize(run) / "final"
-
-
-def grok_checkpoint_dir(run: str, step: int, base: Path | None = None) -> Path:
-    """`saved_models/grok/<run>/checkpoints/step_<N>/`: model, tokenizer, optimizer state, state.json."""
-    return _root(base) / "saved_models" / "grok" / sanitize(run) / "checkpoints" / f"step_{step}"
-
-
-_GROK_MODEL_FOLDER = re.compile(
-    r"saved_models/grok/(?P<run>[^/]+)/(?:checkpoints/)?(?P<which>final|step_\d+)/?$"
-)
-
-
-def grok_model_key(folder: str) -> str | None:
-    """`grok-<run>-<final|step_N>` for a grokking run's model folder (`grok_model_dir`,
-    `grok_checkpoint_dir`), so SAEs trained on its checkpoints do not share one `saved_saes/step_N/`;
-    None for any other path."""
-    m = _GROK_MODEL_FOLDER.search(Path(folder).as_posix())
-    return f"grok-{m['run']}-{m['which']}" if m else None
-
-
-def grok_data_dir(run: str, base: Path | None = None) -> Path:
-    """`data/grok/<run>/`: curves, SAE metrics and the clamping results of a grokking run."""
-    return _root(base) / "data" / "grok" / sanitize(run)
-
-
 # --- the interpretability analysis (lorasae/interp/) ----------------------------------------------
 
 

@@ -22,7 +22,7 @@ import torch
 from tabulate import tabulate
 from transformers import LlamaForCausalLM
 
-from lorasae.core import cpu_numerics, paths
+from lorasae.core import cpu_numerics, grok_paths, paths
 from lorasae.core.atomic import atomic_write_json, read_output_json
 from lorasae.core.config_files import parse_with_config_file
 from lorasae.core.errors import PreflightError
@@ -157,7 +157,7 @@ def run_study(cfg: GrokStudyConfig, base: Path | None = None) -> dict:
             f"layer(s) (0 … {tc.model.n_layers - 1}); pass --layer 0 or more --train.model.n_layers."
         )
     final_dir = ensure_grok_model(tc, base)
-    out = paths.grok_data_dir(run, base)
+    out = grok_paths.grok_data_dir(run, base)
     plots = paths.plots_dir(base)
     summary = read_output_json(out / "train_summary.json")
     curves = Curves(**read_output_json(out / "curves.json"))
@@ -166,14 +166,14 @@ def run_study(cfg: GrokStudyConfig, base: Path | None = None) -> dict:
         (
             s
             for s in steps
-            if read_output_json(paths.grok_checkpoint_dir(run, s, base) / "state.json")["train_acc"]
+            if read_output_json(grok_paths.grok_checkpoint_dir(run, s, base) / "state.json")["train_acc"]
             >= cfg.pre_train_acc
         ),
         None,
     )
     if pre_step is None:
         raise RuntimeError(f"no checkpoint of {run} reached train accuracy {cfg.pre_train_acc}: train longer")
-    pre_dir = paths.grok_checkpoint_dir(run, pre_step, base)
+    pre_dir = grok_paths.grok_checkpoint_dir(run, pre_step, base)
     pre_state = read_output_json(pre_dir / "state.json")
     data = tc.task.datasets()
     all_ids, all_labels = data["all"]
@@ -246,7 +246,7 @@ def run_study(cfg: GrokStudyConfig, base: Path | None = None) -> dict:
         raise ValueError(f"--clamp_from_step {from_step}: no checkpoint there (saved: {steps})")
     end_step = from_step + cfg.clamp_steps if cfg.clamp_steps else max(grok_step, from_step + tc.eval_every)
     clamp = clamp_study(
-        tc, paths.grok_checkpoint_dir(run, from_step, base), post_sae, cfg.layer, targeted, candidates, end_step, cfg.clamp_seeds, cfg.clamp_value,
+        tc, grok_paths.grok_checkpoint_dir(run, from_step, base), post_sae, cfg.layer, targeted, candidates, end_step, cfg.clamp_seeds, cfg.clamp_value,
         include_baseline=cfg.clamp_baseline_run,
     )  # fmt: skip
     ablation = _static_ablation(post_model, post_sae, cfg.layer, data, clamp, cfg.clamp_value)

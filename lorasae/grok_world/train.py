@@ -22,7 +22,7 @@ from simple_parsing import field as cli_field
 from tqdm.auto import tqdm
 from transformers import LlamaForCausalLM
 
-from lorasae.core import paths
+from lorasae.core import grok_paths
 from lorasae.core.atomic import atomic_dir, atomic_write_json, read_output_json
 from lorasae.grok_world.model import GrokModelConfig, build_model, last_logits, save_model
 from lorasae.grok_world.tasks import ModularTask
@@ -171,7 +171,7 @@ def load_checkpoint(folder: Path, cfg: GrokTrainConfig) -> tuple[LlamaForCausalL
 
 def checkpoint_steps(run_name: str, base: Path | None = None) -> list[int]:
     """Steps of the complete checkpoints saved for a run, ascending."""
-    root = paths.grok_checkpoint_dir(run_name, 0, base).parent
+    root = grok_paths.grok_checkpoint_dir(run_name, 0, base).parent
     if not root.is_dir():
         return []
     done = [p for p in root.glob("step_*") if (p / "state.json").is_file()]
@@ -215,7 +215,7 @@ def train_grok(cfg: GrokTrainConfig, base: Path | None = None, progress: bool = 
     def on_eval(step: int, metrics: dict[str, float]) -> bool:
         if step % cfg.checkpoint_every == 0:
             save_checkpoint(
-                paths.grok_checkpoint_dir(name, step, base),
+                grok_paths.grok_checkpoint_dir(name, step, base),
                 model,
                 optimizer,
                 cfg.task,
@@ -225,7 +225,7 @@ def train_grok(cfg: GrokTrainConfig, base: Path | None = None, progress: bool = 
 
     curves = train_steps(model, optimizer, data, 0, cfg.max_steps, cfg.eval_every, on_eval, desc=name)
     seconds = time.perf_counter() - t0
-    final = paths.grok_model_dir(name, base)
+    final = grok_paths.grok_model_dir(name, base)
     info = {"step": curves.step[-1], "train_acc": curves.train_acc[-1], "test_acc": curves.test_acc[-1]}
     save_checkpoint(final, model, optimizer, cfg.task, info)
     result = GrokResult(
@@ -236,7 +236,7 @@ def train_grok(cfg: GrokTrainConfig, base: Path | None = None, progress: bool = 
         seconds,
         final,
     )
-    out = paths.grok_data_dir(name, base)
+    out = grok_paths.grok_data_dir(name, base)
     atomic_write_json(out / "curves.json", dataclasses.asdict(curves))
     atomic_write_json(out / "train_summary.json", {**result.summary(), "config": cfg.to_dict()})
     if progress:
@@ -250,7 +250,7 @@ def train_grok(cfg: GrokTrainConfig, base: Path | None = None, progress: bool = 
 def ensure_grok_model(cfg: GrokTrainConfig | None = None, base: Path | None = None) -> Path:
     """The final model folder of the run `cfg` (default settings when None), trained first if missing."""
     cfg = cfg or GrokTrainConfig()
-    final = paths.grok_model_dir(cfg.run_name, base)
+    final = grok_paths.grok_model_dir(cfg.run_name, base)
     if not (final / "state.json").is_file():
         train_grok(cfg, base)
     return final

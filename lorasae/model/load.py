@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lorasae.core import paths
+from lorasae.core import grok_paths
 from lorasae.core.errors import LorasaeError
 from lorasae.core.file_checks import check_saved_folder
 from lorasae.core.precision import attention_implementation, configure_matmul, resolve_dtype
@@ -89,7 +89,9 @@ def model_key(name: str) -> str:
     key = name.strip().rstrip("/")
     if key in MODEL_REGISTRY:
         return "gemma" if key == "gemma-2b" else key
-    if grok := paths.grok_model_key(key):  # a grokking run's checkpoint: `step_300` alone says too little
+    if grok := grok_paths.grok_model_key(
+        key
+    ):  # a grokking run's checkpoint: `step_300` alone says too little
         return grok
     return key.split("/")[-1]
 
