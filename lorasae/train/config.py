@@ -52,14 +52,13 @@ from lorasae.train.options import (
     ObjectiveOptions,
     OptimizerOptions,
     PersistenceOptions,
-    Positions,
     SaeKwargs,
     SourceOptions,
     TokenOptions,
     combination_problems,
     curve_val_tokens,
-    parse_positions,
 )
+from lorasae.train.position_spec import Positions, parse_positions
 
 __all__ = ["ARCHITECTURES", "LR_SCHEDULERS", "SaeKwargs", "TrainSaeConfig", "default_batch_size", "default_k", "default_lr"]  # fmt: skip
 

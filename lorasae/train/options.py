@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lorasae.core.cli import field, parse_count
+from lorasae.train.position_spec import check_positions
 from lorasae.train.sae_kwargs import (
     CROSSCODER_ACTIVATIONS,
     JUMPRELU_SPARSITY_LOSSES,
@@ -30,34 +31,6 @@ KL_FT_SUFFIX = "__kl-ft"
 """The folder-name suffix of a `--objective kl` fine-tune (`<parent's tag>__kl-ft`)."""
 MODIFICATIONS = ("none", "linear_error", "nonlinear_error", "sae_error")
 MIN_CURVE_VAL_TOKENS = 2048  # paired CE differences over 2k tokens still resolve ~0.01 nat
-
-Positions = int | None
-"""None: every position of each chunk; an int: that one position (negative from the end)."""
-
-
-def parse_positions(spec: str | int | None) -> Positions:
-    """`all` → None, `last` → -1, an integer (as text or int) → itself."""
-    if spec is None or spec == "all":
-        return None
-    if spec == "last":
-        return -1
-    try:
-        return int(spec)
-    except ValueError:
-        raise ValueError(
-            f"--positions must be all, last or a position index (e.g. -2), got {spec!r}"
-        ) from None
-
-
-def check_positions(spec: str, ctx_len: int) -> str | None:
-    """A problem with `--positions` for chunks of `ctx_len` tokens, or None."""
-    try:
-        pos = parse_positions(spec)
-    except ValueError as err:
-        return str(err)
-    if pos is not None and not -ctx_len <= pos < ctx_len:
-        return f"--positions {spec} is outside chunks of --ctx_len {ctx_len} tokens"
-    return None
 
 
 def curve_val_tokens(num_val_tokens: int, num_train_tokens: int, num_evals: int) -> int:
@@ -414,6 +387,5 @@ __all__ = [
     "CROSSCODER_ACTIVATIONS", "JUMPRELU_SPARSITY_LOSSES", "TRANSCODER_ACTIVATIONS",
     "KL_FT_SUFFIX", "LR_SCHEDULERS", "MODIFICATIONS", "OBJECTIVES", "OPTION_GROUPS", "RECON_LOSSES", "ArchitectureOptions",
     "CurveOptions", "LogOptions", "ModificationOptions", "ObjectiveOptions", "OptimizerOptions", "PersistenceOptions",
-    "Positions", "SaeKwargs", "SourceOptions", "TokenOptions", "check_positions", "combination_problems",
-    "curve_val_tokens", "parse_positions",
+    "SaeKwargs", "SourceOptions", "TokenOptions", "combination_problems", "curve_val_tokens",
 ]  # fmt: skip

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from torch import Tensor
 
-from lorasae.train.options import Positions, check_positions, parse_positions
+from lorasae.train.position_spec import Positions, check_positions, parse_positions
 
 
 def select_positions(hidden: Tensor, positions: Positions) -> Tensor:

@@ -16,7 +16,7 @@ from lorasae.sae import geometric_median
 from lorasae.train import distributed as dist_utils
 from lorasae.train.distributed import DistInfo
 from lorasae.train.harvest import ActivationBuffer
-from lorasae.train.options import Positions
+from lorasae.train.position_spec import Positions
 from lorasae.train.positions import select_positions
 
 RowsFn = Callable[[Tensor, Tensor], Tensor]
