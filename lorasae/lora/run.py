@@ -7,7 +7,7 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -30,6 +30,7 @@ from lorasae.lora.outputs import (
     write_run_records,
 )
 from lorasae.lora.plan import PlannedRun, make_run_id, plan_runs
+from lorasae.lora.target_cache import TargetCache
 from lorasae.lora.trainer import (
     ChunkCE,
     LoraRunResult,
@@ -174,6 +175,8 @@ class LoraSession:
     """The original model's validation CE, per chunk (the gap's noise is measured from it)."""
     info: distributed.DistInfo
     device: torch.device
+    targets: TargetCache = field(default_factory=TargetCache)
+    """The original model's outputs on the training batches, shared by the session's runs."""
 
     @property
     def n_layers(self) -> int:
@@ -271,6 +274,7 @@ def train_run(
             settings,
             base_ce=session.base_ce,
             info=info,
+            targets=session.targets,
         )
         paths: dict[str, str] = {}
         if info.is_main:
