@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lorasae.core import paths
+from lorasae.core.budget import DEMO_SAE_TOKENS
 from lorasae.core.cli import field, parse, parse_count
 from lorasae.core.errors import main_guard
 from lorasae.demo.readme import update_readme, write_results_page
@@ -76,7 +77,7 @@ class DemoConfig:
     sizes: EvalSizes = dataclasses.field(default_factory=EvalSizes)
     """How much of each evaluation the demo runs."""
 
-    sae_tokens: int = field(default=300_000, type=parse_count)
+    sae_tokens: int = field(default=DEMO_SAE_TOKENS, type=parse_count)
     """Training tokens of each SAE (TopK and e2e get the same budget)."""
 
     lora_examples: int = field(default=160, type=parse_count)

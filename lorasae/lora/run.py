@@ -30,7 +30,7 @@ from lorasae.lora.outputs import (
     write_run_records,
 )
 from lorasae.lora.plan import PlannedRun, make_run_id, plan_runs
-from lorasae.lora.target_cache import TargetCache
+from lorasae.lora.target_cache import TargetCache, shared_target_cache
 from lorasae.lora.trainer import (
     ChunkCE,
     LoraRunResult,
@@ -175,8 +175,8 @@ class LoraSession:
     """The original model's validation CE, per chunk (the gap's noise is measured from it)."""
     info: distributed.DistInfo
     device: torch.device
-    targets: TargetCache = field(default_factory=TargetCache)
-    """The original model's outputs on the training batches, shared by the session's runs."""
+    targets: TargetCache = field(default_factory=shared_target_cache)
+    """The original model's outputs on the training batches, shared by the process's runs."""
 
     @property
     def n_layers(self) -> int:

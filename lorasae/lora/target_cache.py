@@ -80,3 +80,12 @@ class TargetCache:
             return value
 
         return lookup
+
+
+_SHARED = TargetCache()
+
+
+def shared_target_cache() -> TargetCache:
+    """The process's store: every LoRA session of a process (the demo's stages one after another, a
+    sweep shard's runs) shares it; its keys tell models and batches apart."""
+    return _SHARED
