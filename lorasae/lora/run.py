@@ -30,7 +30,6 @@ from lorasae.lora.outputs import (
     write_run_records,
 )
 from lorasae.lora.plan import PlannedRun, make_run_id, plan_runs
-from lorasae.lora.target_cache import TargetCache, shared_target_cache
 from lorasae.lora.trainer import (
     ChunkCE,
     LoraRunResult,
@@ -40,6 +39,7 @@ from lorasae.lora.trainer import (
     validation_ce_chunks,
 )
 from lorasae.model.data import TokenSplit, load_token_split
+from lorasae.model.forward_cache import ForwardCache, shared_forward_cache
 from lorasae.model.load import ModelShape, d_model, load_model, special_token_ids
 from lorasae.sae.capabilities import TRAIN_LORA, sae_input_at
 from lorasae.sae.crosscoder import Crosscoder
@@ -175,7 +175,7 @@ class LoraSession:
     """The original model's validation CE, per chunk (the gap's noise is measured from it)."""
     info: distributed.DistInfo
     device: torch.device
-    targets: TargetCache = field(default_factory=shared_target_cache)
+    targets: ForwardCache = field(default_factory=shared_forward_cache)
     """The original model's outputs on the training batches, shared by the process's runs."""
 
     @property

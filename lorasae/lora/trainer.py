@@ -26,8 +26,8 @@ from torch import Tensor, nn
 from lorasae.core.gap import GapClosed, gap_closed, paired_gap_se
 from lorasae.kl import KL_IMPLS, LogitHead, chunked_kl, final_hidden, naive_kl, verify_head
 from lorasae.lora.base_view import BaseView
-from lorasae.lora.target_cache import Lookup, TargetCache
 from lorasae.model.ce import ce_per_chunk
+from lorasae.model.forward_cache import ForwardCache, Lookup
 from lorasae.model.hooks import SpliceFn, splice
 from lorasae.train.distributed import DistInfo, all_reduce_sum, shard
 
@@ -149,7 +149,7 @@ class KLObjective(nn.Module):
         self.head = LogitHead.from_model(model) if impl == "fused" else None
         self.base_view = BaseView(model)
         self.cached: Lookup | None = None
-        """The session's target store for this model (`TargetCache.for_model`), or None."""
+        """The process's store of targets for this model (`ForwardCache.for_model`), or None."""
 
     def check_fused(self, sample_ids: Tensor) -> None:
         """Fall back to `chunked` (with a warning) if the model's logits are not `head(final hidden)`."""
@@ -168,9 +168,9 @@ class KLObjective(nn.Module):
 
     def target(self, input_ids: Tensor) -> Tensor:
         """Final hidden states (fused) or logits of the original model: adapters and SAEs off (from the
-        session's `TargetCache` when one is attached)."""
+        session's `ForwardCache` when one is attached)."""
         if self.cached is not None:
-            return self.cached(self.impl, input_ids, lambda: self._target(input_ids))
+            return self.cached(f"kl-target:{self.impl}", input_ids, lambda: self._target(input_ids))
         return self._target(input_ids)
 
     def _target(self, input_ids: Tensor) -> Tensor:
@@ -254,12 +254,12 @@ def train_lora(
     settings: TrainSettings,
     base_ce: float | ChunkCE | None = None,
     info: DistInfo | None = None,
-    targets: TargetCache | None = None,
+    targets: ForwardCache | None = None,
 ) -> LoraRunResult:
     """Train the adapters of PeftModel `model` on `train_batches` (global batches [B, T]) for
     `settings.num_train_examples` sequences; returns CEs and the validation curve (first point before
-    training, cumulative training minutes with evaluation excluded). `targets`: the session's store of
-    the original model's outputs, shared by its runs (same results, one target forward fewer per step)."""
+    training, cumulative training minutes with evaluation excluded). `targets`: a store of the original
+    model's outputs shared by runs (`lorasae.model.forward_cache`; same results, a forward fewer a step)."""
     info = info or dist_info()
     device = _device(model)
     if settings.batch_size % info.world_size:

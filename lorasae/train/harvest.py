@@ -39,7 +39,8 @@ class ActivationBuffer:
     batches are read (none is harvested beyond the run's last step). `positions` (`--positions`) keeps one
     position of each chunk (None: all); `rows(hidden, ids)` then turns one step's residual [B, T, d] into
     the rows the SAE reconstructs (default: the residual itself; a `--hidden_modification` gives f(x),
-    `lorasae/train/modification.py`)."""
+    `lorasae/train/modification.py`). `residual(ids)` computes the residual after `layer` (default:
+    `residual_at`; `rows.LayerRows` passes its cached one)."""
 
     def __init__(
         self,
@@ -52,6 +53,7 @@ class ActivationBuffer:
         total: int | None = None,
         rows: Callable[[Tensor, Tensor], Tensor] = plain_rows,
         positions: Positions = None,
+        residual: Callable[[Tensor], Tensor] | None = None,
     ):
         if steps_per_forward < 1:
             raise ValueError(f"steps_per_forward must be >= 1, got {steps_per_forward}")
@@ -61,6 +63,7 @@ class ActivationBuffer:
         self.forwards = 0
         self.remaining = total
         self.positions = positions
+        self.residual = residual or (lambda ids: residual_at(self.model, ids, self.layer))
 
     def __iter__(self) -> ActivationBuffer:
         return self
@@ -82,7 +85,7 @@ class ActivationBuffer:
         sizes = [len(s) for s in shards]
         ids = torch.cat(shards).to(self.device)
         with torch.no_grad():
-            hidden = select_positions(residual_at(self.model, ids, self.layer), self.positions)
+            hidden = select_positions(self.residual(ids), self.positions)
         ids = select_positions(ids, self.positions)
         self.forwards += 1
         # one [B_i x T, d] float32 block per step, in the order the steps take them

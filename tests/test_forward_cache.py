@@ -1,6 +1,7 @@
-"""The LoRA session's KL-target store (`lorasae.lora.target_cache`): runs that reuse the original model's
-outputs train exactly as runs that recompute them, and a changed model or batch is never served a stored
-target."""
+"""The process's store of frozen-model outputs (`lorasae.model.forward_cache`): LoRA runs that reuse the
+original model's KL targets and SAE runs that reuse harvested residuals get exactly what recomputing
+gives, a changed model, computation or batch is never served a stored value, and no caller can alter
+what is stored."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import torch
 from conftest import VOCAB, make_tiny_model
 
 from lorasae.lora.adapters import attach_lora
-from lorasae.lora.target_cache import TargetCache, base_weights_digest
 from lorasae.lora.trainer import KLObjective, TrainSettings, train_lora
+from lorasae.model.forward_cache import ForwardCache, base_weights_digest
 from lorasae.sae import SaeConfig, TopKSAE
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -24,7 +25,7 @@ def _splices(sae: TopKSAE):
     return lambda _ids: {1: lambda h: sae.reconstruct(h).to(h.dtype)}
 
 
-def _run(targets: TargetCache | None, rank: int, impl: str = "fused"):
+def _run(targets: ForwardCache | None, rank: int, impl: str = "fused"):
     """One LoRA run on a fresh copy of the same tiny model: its result and trained adapter weights."""
     torch.manual_seed(0)
     model = make_tiny_model("llama")
@@ -42,7 +43,7 @@ def _run(targets: TargetCache | None, rank: int, impl: str = "fused"):
 
 @pytest.mark.parametrize("impl", ["fused", "chunked"])
 def test_runs_reusing_targets_train_bit_identically_to_recomputing_runs(impl):
-    cache = TargetCache()
+    cache = ForwardCache()
     for rank in (1, 4):  # the second run takes every target from the store the first filled
         expected, expected_weights = _run(None, rank, impl)
         got, got_weights = _run(cache, rank, impl)
@@ -54,7 +55,7 @@ def test_runs_reusing_targets_train_bit_identically_to_recomputing_runs(impl):
 
 
 def test_a_changed_model_or_batch_misses_and_adapter_weights_do_not_matter():
-    cache = TargetCache()
+    cache = ForwardCache()
     model = attach_lora(make_tiny_model("llama"), [0, 1], rank=2)
     objective = KLObjective(model, _splices(TopKSAE(SaeConfig.from_expansion(32, 4, 4, hook_layer=1))))
     objective.cached = cache.for_model(model)
@@ -79,9 +80,48 @@ def test_a_changed_model_or_batch_misses_and_adapter_weights_do_not_matter():
 
 def test_a_model_too_large_for_the_store_is_not_cached():
     model = attach_lora(make_tiny_model("llama"), [0], rank=2)
-    assert TargetCache(max_bytes=1000).for_model(model) is None
-    store = TargetCache(max_bytes=10 << 20)
+    assert ForwardCache(max_bytes=1000).for_model(model) is None
+    store = ForwardCache(max_bytes=10 << 20)
     lookup = store.for_model(model)
     big = torch.zeros(4 << 20)  # 16 MiB: computed and returned, not kept
-    assert lookup("fused", _ids(1, 8, 0), lambda: big) is big and store.bytes == 0
+    assert lookup("kl-target:fused", _ids(1, 8, 0), lambda: big) is big and store.bytes == 0
     assert (store.hits, store.misses) == (0, 1)
+
+
+def _harvest(model, cache: ForwardCache | None, layer: int, monkeypatch) -> list[torch.Tensor]:
+    """The rows of 4 harvested steps through `LayerRows` (with `cache` as the process's store; None: no
+    store at all)."""
+    from lorasae.train import rows as rows_module
+    from lorasae.train.distributed import DistInfo
+    from lorasae.train.modification import plain_rows
+
+    monkeypatch.setattr(rows_module, "shared_forward_cache", lambda: cache or ForwardCache(max_bytes=0))
+    rows = rows_module.LayerRows(model, layer, None, plain_rows, DistInfo(), torch.device("cpu"), 1)
+    batches = iter([_ids(2, 16, seed=s) for s in range(4)])
+    return list(rows.stream(batches, 4))
+
+
+def test_harvested_residuals_from_the_store_equal_a_fresh_harvest_and_other_layers_miss(monkeypatch):
+    model = make_tiny_model("llama")
+    fresh = _harvest(model, None, 1, monkeypatch)
+    cache = ForwardCache()
+    first = _harvest(model, cache, 1, monkeypatch)
+    again = _harvest(model, cache, 1, monkeypatch)  # another SAE run at the same layer
+    assert (cache.misses, cache.hits) == (4, 4)
+    assert all(torch.equal(a, b) and torch.equal(a, c) for a, b, c in zip(fresh, first, again))
+    other = _harvest(model, cache, 0, monkeypatch)
+    assert cache.misses == 8 and not torch.equal(other[0], fresh[0])
+
+
+def test_a_value_handed_out_cannot_alter_the_store():
+    model = make_tiny_model("llama")
+    cache = ForwardCache()
+    lookup = cache.for_model(model)
+    x = _ids(1, 8, seed=3)
+    value = torch.arange(6.0)
+    computed = lookup("t", x, lambda: value)
+    computed.mul_(0)  # a caller modifying the computed value in place
+    served = lookup("t", x, lambda: torch.full((6,), -1.0))
+    assert torch.equal(served, torch.arange(6.0))
+    served.add_(5)  # and the value it was served
+    assert torch.equal(lookup("t", x, lambda: torch.full((6,), -1.0)), torch.arange(6.0))
