@@ -102,8 +102,9 @@ class DemoConfig:
 
     sweep_shards: int | None = None
     """The scaling sweeps' LoRA runs go in this many shards at once (`python -m lorasae.sweep --shard i/n`
-    processes, the CPU threads split between them: a small model's LoRA step uses one core); 1 runs them
-    in this process. Default: on the CPU one shard per available core, on a GPU 1."""
+    processes, the CPU threads split between them: a small model's LoRA step uses one core), and the
+    other LoRA stages' runs in as many processes (`lorasae.lora.parallel`); 1 runs them in this process.
+    Default: on the CPU one shard per available core, on a GPU 1."""
 
     force: bool = False
     """Rerun every stage even when its outputs exist."""
@@ -154,7 +155,7 @@ def check_demo_config(cfg: DemoConfig) -> None:
 def run_demo(cfg: DemoConfig) -> None:
     from lorasae.core.layer_spec import format_layers
     from lorasae.lora.config import TrainLoraConfig
-    from lorasae.lora.run import main_many as train_lora_many
+    from lorasae.lora.parallel import run_parallel
     from lorasae.lora.run import plan_runs
     from lorasae.model.defaults import default_k, default_num_val_tokens
     from lorasae.model.load import model_shape
@@ -274,7 +275,7 @@ def run_demo(cfg: DemoConfig) -> None:
 
     def lora_stage(title: str, runs: list[TrainLoraConfig]) -> None:
         todo = [run for run in runs if cfg.force or not lora_done(run)]
-        stages.run(title, not todo, lambda: train_lora_many(todo))
+        stages.run(title, not todo, lambda: run_parallel(todo, sweep_shards(cfg, len(todo))))
 
     def lora(**changes) -> TrainLoraConfig:
         return dataclasses.replace(lora_base(), **changes)
