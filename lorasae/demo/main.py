@@ -94,7 +94,7 @@ class DemoConfig:
     ranks: tuple[int, ...] = (1, 4, 16)
     """LoRA ranks of the scaling sweeps (each on the final TopK SAE of every k, width and layer)."""
 
-    checkpoints: tuple[int, ...] = (20, 40, 60, 80, 100)
+    checkpoints: tuple[int, ...] = (20, 50, 80, 100)
     """TopK SAE checkpoints (percent of training) to adapt with LoRA."""
 
     sweep_k: tuple[int, ...] = (2, 8)
