@@ -90,6 +90,11 @@ class ForwardCache:
 
         return lookup
 
+    def clear(self) -> None:
+        """Forget every stored output (tests start from an empty store)."""
+        self._store.clear()
+        self.bytes = self.hits = self.misses = 0
+
 
 _SHARED = ForwardCache()
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor, nn
 
-from lorasae.model.forward_cache import Lookup, shared_forward_cache
+from lorasae.model.forward_cache import shared_forward_cache
 from lorasae.model.hooks import residual_at
 from lorasae.sae import geometric_median
 from lorasae.train import distributed as dist_utils
@@ -36,23 +36,16 @@ class LayerRows:
         harvest_steps: int | None,
     ):
         """`harvest_steps`: batches per harvesting forward; None streams token ids instead (--e2e). The
-        residuals come from the process's `ForwardCache` when another run of this model harvested the
-        same batch at this layer (the same numbers, one truncated forward fewer)."""
+        harvest takes a batch another run of this model harvested at this layer from the process's
+        `ForwardCache` (`lorasae.model.forward_cache`)."""
         self.model, self.layer, self.positions, self.rows_fn = model, layer, positions, rows_fn
         self.info, self.device, self.harvest_steps = info, device, harvest_steps
-        self.cached: Lookup | None = shared_forward_cache().for_model(model) if harvest_steps else None
-
-    def residual(self, ids: Tensor) -> Tensor:
-        """The residual after the layer on `ids` [B, T] (no grad)."""
-        if self.cached is None:
-            return residual_at(self.model, ids, self.layer)
-        return self.cached(f"residual:{self.layer}", ids, lambda: residual_at(self.model, ids, self.layer))
 
     @torch.no_grad()
     def init_b_dec(self, sae: nn.Module, first_local_batch: Tensor) -> None:
         """b_dec = geometric median of the first global batch's rows (gathered over ranks)."""
         ids = first_local_batch.to(self.device)
-        hidden = select_positions(self.residual(ids), self.positions)
+        hidden = select_positions(residual_at(self.model, ids, self.layer), self.positions)
         rows = dist_utils.all_gather_cat(self.rows_fn(hidden, select_positions(ids, self.positions)))
         sae.b_dec.data.copy_(geometric_median(rows).to(sae.dtype))
 
@@ -62,5 +55,5 @@ class LayerRows:
             return (dist_utils.shard(b, self.info).to(self.device) for b in batches)
         return ActivationBuffer(
             self.model, self.layer, batches, self.harvest_steps, self.info, self.device, steps,
-            rows=self.rows_fn, positions=self.positions, residual=self.residual,
+            rows=self.rows_fn, positions=self.positions, cached=shared_forward_cache().for_model(self.model),
         )  # fmt: skip
