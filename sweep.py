@@ -6,7 +6,11 @@ python sweep.py --device 0 --model_type gemma               # every sweep on Gem
 python sweep.py --device 0 --axes l0 width --ranks 16 64    # part of it
 CUDA_VISIBLE_DEVICES=$i python sweep.py --device 0 --shard $i/4   # one process per GPU, 4 GPUs
 python sweep.py --catalog ours --model_type tiny --device cpu --num_train_examples 160   # our own SAEs
-python sweep.py --config_file data/sweeps/tiny.config.json --shard 0/2   # the demo's sweep, shard 0 of 2
+python sweep.py --config_file data/sweeps/tiny.config.json --shard 0/2   # a shard of the demo's sweep
+
+A sweep's manifest (`data/sweeps/<model>[__<variant>].json`), shard config and the figures drawn from the
+manifest carry its settings off these defaults (`<variant>`; `--sweep_name` names it instead), so a sweep
+with other settings never replaces another's; `make demo`'s sweep takes the plain names (`--sweep_name ''`).
 """
 
 from __future__ import annotations

@@ -50,3 +50,12 @@ def test_script_help(path: str, capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage:") and len(out.splitlines()) > 5, out
+
+
+def test_demo_help_names_the_module_command_not_main_py():
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, "-m", "lorasae.demo", "--help"], capture_output=True, text=True, check=True, cwd=REPO
+    ).stdout
+    assert out.startswith("usage: python -m lorasae.demo "), out.splitlines()[0]

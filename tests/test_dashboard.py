@@ -198,6 +198,13 @@ def test_help_says_how_changed_latents_are_chosen_and_the_context_cap(capsys):
     assert "changed:N" in text and "log2((n_LoRA + 1) / (n_base + 1))" in text and "at most 100" in text
 
 
+def _fixture_argv(world_model) -> list[str]:
+    """The `dashboard` fixture's command line."""
+    argv = ["--model", str(world_model), "--device", "cpu", "--dataset", "builtin", "--num_tokens", "2048"]
+    argv += ["--ctx_len", "64", "--latents", "0,changed:3", "--contexts", "6", "--export", "neuronpedia"]
+    return [*argv, "--progress", "false"]
+
+
 @pytest.fixture(scope="module")
 def dashboard(world_model, tmp_path_factory):
     """An SAE and a rank-2 adapter saved where train_sae.py / train_lora.py would, then the script with no
@@ -227,18 +234,7 @@ def dashboard(world_model, tmp_path_factory):
                     param.normal_(0, 0.2, generator=torch.Generator().manual_seed(0))
         adapter = adapter_dir(world_model.name, sae_tag(8, k), list(range(n)), 2)
         peft_model.save_pretrained(str(adapter))
-        argv = [
-            "--model",
-            str(world_model),
-            "--device",
-            "cpu",
-            "--dataset",
-            "builtin",
-            "--num_tokens",
-            "2048",
-        ]
-        argv += ["--ctx_len", "64", "--latents", "0,changed:3", "--contexts", "6", "--export", "neuronpedia"]
-        assert cli([*argv, "--progress", "false"]) == 0
+        assert cli(_fixture_argv(world_model)) == 0
         (out,) = (root / "eval" / "dashboard" / world_model.name / f"expansion_8_L0_{k}").glob(
             "peft_0-1_rank_2-*"
         )
@@ -280,11 +276,39 @@ def test_script_writes_an_index_a_page_per_latent_the_data_and_its_record(dashbo
     assert chunks.shape == (32, 64)  # BOS, EOS and PAD are not counted as tokens
     assert data["num_tokens"] == int((~torch.isin(chunks, torch.tensor(special_token_ids(tokenizer)))).sum())
     rec = read_record(out)
-    assert rec is not None and rec.kind == "dashboard" and rec.get("adapter") == str(adapter)
+    assert (
+        rec is not None
+        and rec.kind == "dashboard"
+        and rec.get("adapter") == str(adapter.relative_to(dashboard[1]))
+    )
     assert rec.get("latents") == ids and rec.get("sae_digest") and rec.get("model_digest")
     page = (out / f"latent_{ids[1]}.html").read_text()
     assert 'id="change"' in page and "Base model" in page and "LoRA model" in page
     assert "http://" not in page and "https://" not in page and "<script" not in page  # opens offline
+
+
+def test_a_moved_output_root_finds_its_dashboards_done_and_leaves_them(
+    dashboard, world_model, tmp_path, monkeypatch, capsys
+):
+    """The run record names the SAE and the adapter relative to the output root: the root moved elsewhere
+    (copied here: the fixture is shared), the same command is an identical rerun and is skipped."""
+    import shutil
+    import time
+
+    out, root, _, _ = dashboard
+    moved = tmp_path / "moved_root"
+    shutil.copytree(root, moved)
+    monkeypatch.setenv("LORASAE_ROOT", str(moved))
+    out_moved = moved / out.relative_to(root)
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(out_moved.rglob("*")) if p.is_file()}
+    capsys.readouterr()
+    time.sleep(0.01)
+    assert _script().cli(_fixture_argv(world_model)) == 0
+    printed = capsys.readouterr().out
+    assert f"dashboard: {out_moved.relative_to(moved)} exists for these settings" in printed
+    assert {
+        p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(out_moved.rglob("*")) if p.is_file()
+    } == before
 
 
 def test_neuronpedia_export_is_exactly_what_the_neuronpedia_client_uploads(dashboard, monkeypatch):

@@ -101,6 +101,8 @@ def test_demo_end_to_end_at_test_size(small_world, small_world_s, out_root: Path
     assert read_record(dm_results).get("variant") == dm_results.name.removesuffix(".json").split("__", 1)[1]
     assert list((out_root / "plots" / "dark_matter").glob("tiny__*/decomposition.png"))
     manifest = json.loads((out_root / "data" / "sweeps" / "tiny.json").read_text())
+    # the shards read README's `--config_file data/sweeps/tiny.config.json` (issue 25: not a settings name)
+    assert f"--config_file {out_root / 'data' / 'sweeps' / 'tiny.config.json'} --shard 0/2" in out
     assert {"l0", "width", "layer", "single_layer"} <= set(manifest["axes"])
     # the model-size sweep: both built-in sizes, each on its own SAE, at every rank
     assert manifest["models"] == ["tiny-s", "tiny"] and set(manifest["model_size"]) == {"tiny-s", "tiny"}

@@ -70,6 +70,19 @@ def test_the_table_is_saved_with_its_columns_and_record_and_the_same_settings_ar
     assert "Skipped" in capsys.readouterr().out
 
 
+def test_an_explicit_k_equal_to_the_models_default_names_the_same_table_as_none(world_model, out_root):
+    # make demo passes --k 4 and README's command too; the default (None) is the model's k: one comparison
+    from lorasae.dictcompare.plan import matched_k
+    from lorasae.dictcompare.table import comparison_path, identity
+
+    implicit = _small(world_model, k=None)
+    explicit = _small(world_model, k=matched_k(implicit))
+    assert comparison_path(explicit) == comparison_path(implicit)
+    assert identity(explicit) == identity(implicit)
+    other = _small(world_model, k=matched_k(implicit) + 1)
+    assert comparison_path(other) != comparison_path(implicit)
+
+
 def test_the_plan_reuses_the_stores_topk_sae_only_when_its_record_is_this_run_and_finds_its_kl_fine_tune(
     world_model, out_root
 ):
@@ -89,9 +102,32 @@ def test_the_plan_reuses_the_stores_topk_sae_only_when_its_record_is_this_run_an
     assert seeded.reused is None
 
     tuned = fine_tune(cfg, topk.sae, topk.reused)
-    assert tuned.folder.parent.name == f"{topk.reused.parent.name}__kl-ft"
+    assert tuned.folder.parent.name == f"{topk.reused.parent.name}__kl-ft__n-2048"  # 50 % of 4096 tokens
     (found,) = find_kl_fine_tunes(None, model_key(str(world_model)), topk.reused.parent.name, 0)
     assert found.pct == 100.0 and found.tokens == cfg.kl_tokens and len(found.curve) == 2
+
+
+def test_the_default_comparisons_kl_fine_tunes_keep_the_plain_name_and_every_row_is_fine_tuned(world_model):
+    """Issue 28's last gaps: the default KL budget is train_sae.py's (its folder keeps `<tag>__kl-ft`, the
+    name the demo's fine-tunes had), the skip transcoder is a row after the transcoder, and both
+    transcoders now get the KL fine-tune (train_sae no longer refuses it)."""
+    from lorasae.dictcompare.plan import kl_budget, kl_config, plan_rows, resolve
+    from lorasae.dictcompare.run import kl_unsupported
+    from lorasae.model.defaults import SMALL_MODEL_KL_FINE_TUNE_TOKENS
+    from lorasae.train.state import checkpoint_dir
+
+    cfg = DictionariesConfig(model=str(world_model), dataset="builtin", layer=0, k=2, expansion_factor=4)
+    assert cfg.architectures[-2:] == ["transcoder", "skip_transcoder"]
+    assert kl_budget(cfg) == SMALL_MODEL_KL_FINE_TUNE_TOKENS
+    rows = plan_rows(cfg)
+    for row in rows:
+        parent = checkpoint_dir(row.sae)
+        tuned = resolve(kl_config(cfg, row.sae, parent))
+        assert checkpoint_dir(tuned).parent.name == f"{parent.parent.name}__kl-ft", row.architecture
+        assert kl_unsupported(cfg, row) == "", row.architecture
+    skip = rows[-1].sae
+    assert skip.architecture == "skip_transcoder" and skip.sae_kwargs.transcoder_activation == "topk"
+    assert skip.k == 2
 
 
 def test_the_timing_figures_kl_points_start_at_the_checkpoints_training_time_plus_the_fine_tune_time():
@@ -133,3 +169,11 @@ def test_a_dictionary_that_cannot_be_kl_fine_tuned_gets_no_kl_numbers_and_the_ta
     payload = {"columns": list(COLUMNS), "rows": [values], "caption": "c.",
                "not_fine_tuned": {"transcoder": row.kl_missing}}  # fmt: skip
     assert "transcoder: no KL fine-tune (--architecture transcoder does not support" in format_table(payload)
+
+
+def test_the_comparison_redoes_finished_work_with_overwrite_as_every_eval_and_keeps_force_as_an_alias():
+    from lorasae.core.cli import parse
+
+    assert parse(DictionariesConfig, ["--overwrite"]).overwrite is True
+    assert parse(DictionariesConfig, ["--force"]).overwrite is True  # the earlier spelling
+    assert parse(DictionariesConfig, []).overwrite is False

@@ -221,3 +221,35 @@ def test_an_all_done_sweep_leaves_its_manifest_and_record_untouched(out_root, mo
     assert sweep_run.unchanged_manifest(path, manifest)
     assert not sweep_run.unchanged_manifest(path, {**manifest, "axes": {"k": []}})
     assert _state(path) == before
+
+
+def test_an_identical_get_peft_dict_rerun_is_skipped_and_overwrite_or_another_dtype_redoes_it(
+    saved_setup,  # noqa: F811
+    out_root,
+    capsys,
+):
+    import importlib.util
+
+    script = Path(__file__).resolve().parent.parent / "eval" / "SAE-Bench" / "get_peft_dict.py"
+    spec = importlib.util.spec_from_file_location("get_peft_dict_script", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    argv = ["--model", saved_setup["model"], "--adapter", saved_setup["adapter"]]
+    assert module.cli(argv) in (0, None)
+    (path,) = (out_root / "eval" / "SAE-Bench" / "peft_dicts").glob("*.pt")
+    record = read_record(path)
+    assert record.kind == "peft_dict" and record.get("settings") == {"dtype": "float32"}
+    assert record.get("adapter_weights_digests") and record.get("model_weights_digest")
+    before = _state(path)
+    capsys.readouterr()
+    time.sleep(0.01)
+    assert module.cli(argv) in (0, None)
+    assert _state(path) == before  # bytes and mtimes of the state dict and its record untouched
+    out = capsys.readouterr().out
+    assert f"peft dict: {path.relative_to(out_root)} {SKIP_LINE}" in out and "--overwrite redoes it" in out
+
+    assert module.cli([*argv, "--overwrite"]) in (0, None)
+    assert _state(path)[3] != before[3] and SKIP_LINE not in capsys.readouterr().out  # redone
+    assert module.cli([*argv, "--dtype", "bfloat16"]) in (0, None)  # another merge: not skipped
+    assert SKIP_LINE not in capsys.readouterr().out
+    assert read_record(path).get("settings") == {"dtype": "bfloat16"}

@@ -40,7 +40,8 @@ def test_kl_fine_tune_lowers_spliced_ce_names_its_parent_and_takes_lora(world_mo
     )  # fmt: skip
     folder = Path(tuned.final_dir)
     assert (
-        folder.parent.name == f"{Path(parent.final_dir).parent.name}__kl-ft" and folder.parts[-3] == "normal"
+        folder.parent.name == f"{Path(parent.final_dir).parent.name}__kl-ft__n-8000"
+        and folder.parts[-3] == "normal"
     )
     # the curve's first point is the parent SAE spliced (same weights); the fine-tune lowers it
     assert tuned.val_loss[0] == pytest.approx(parent.val_loss[-1], abs=1e-4)
@@ -168,3 +169,37 @@ def test_kl_fine_tunes_of_two_checkpoints_of_one_sae_write_two_folders_each_name
     assert tuned_dir(at_20).parent.name == f"{at_20.parent.name}__kl-ft"
     # an SAE from elsewhere (not one of this family's folders) keeps the family's tag
     assert tuned_dir(Path("elsewhere/some_sae")).parent.name == f"{final.parent.name}__kl-ft"
+
+
+def test_kl_fine_tunes_of_one_parent_at_two_budgets_keep_two_folders_and_the_default_keeps_the_plain_name(
+    world_model, out_root
+):
+    """Issue 25: a KL fine-tune's folder named only its parent, so another budget or FVU weight of the same
+    parent was refused ("already holds an SAE trained with other settings"). A setting off train_sae.py's
+    default now appears in the name; the default fine-tune keeps `<parent>__kl-ft`."""
+    from lorasae.core.records import read_record
+    from lorasae.model.defaults import SMALL_MODEL_KL_FINE_TUNE_TOKENS
+    from lorasae.model.load import model_shape
+    from lorasae.train.sae_trainer import train_sae
+    from lorasae.train.state import checkpoint_dir
+
+    shape = model_shape(str(world_model))
+    parent = train_sae(_config(world_model, "--num_train_tokens", "8k"))
+    family = Path(parent.final_dir).parent.name
+    kl = ["--init_sae", str(parent.final_dir), "--objective", "kl", "--eval_every_pct", "100"]
+
+    def tuned(*flags: str) -> TrainSaeConfig:
+        return _config(world_model, *kl, *flags).resolved(shape.d_model, shape.max_positions, shape.n_layers)
+
+    assert tuned().num_train_tokens == SMALL_MODEL_KL_FINE_TUNE_TOKENS
+    assert checkpoint_dir(tuned()).parent.name == f"{family}__kl-ft"  # the default: the plain name
+    assert checkpoint_dir(tuned("--num_train_tokens", "32768", "--kl_mse_weight", "1")).parent.name == (
+        f"{family}__kl-ft"
+    )
+    assert checkpoint_dir(tuned("--kl_mse_weight", "0.5")).parent.name == f"{family}__kl-ft__w-0.5"
+    small = train_sae(tuned("--num_train_tokens", "2048"))
+    large = train_sae(tuned("--num_train_tokens", "4096"))  # was refused: the folder held the 2048-token one
+    assert Path(small.final_dir).parent.name == f"{family}__kl-ft__n-2048"
+    assert Path(large.final_dir).parent.name == f"{family}__kl-ft__n-4096"
+    for result, tokens in ((small, 2048), (large, 4096)):  # both kept, each with its own record
+        assert read_record(Path(result.final_dir)).get("settings")["num_train_tokens"] == tokens

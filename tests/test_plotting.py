@@ -127,10 +127,7 @@ def write_fake_outputs(root: Path, models: tuple[str, ...] = ("tiny", "google/ge
             l_sae = L_BASE + 0.4 * (1 + 20 / 82) * (1 + m_i)
             l_lora = _lora_files(root, model, tag, layer, layer, 64, 15000, l_sae, 0.25 / (k + 1))
             rows.append(_row(model, tag, "12", str(layer), 64, 15000, 16384, 82, None, l_sae, l_lora, stamp))
-    with open(root / "data" / "results.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(RESULTS_COLUMNS))
-        w.writeheader()
-        w.writerows(rows)
+    write_results_csv(root, rows)
     rng = np.random.default_rng(0)  # the steering eval's results file: Δs per model and example set
     deltas = {
         kind: {"positive": rng.normal(mu, 0.05, 50).tolist()}
@@ -143,6 +140,15 @@ def write_fake_outputs(root: Path, models: tuple[str, ...] = ("tiny", "google/ge
     )
     _dump(root / "eval" / "steering" / "results" / "notes.json", {"latent": 5})  # not Δs: ignored
     write_fake_interp_record(root)
+
+
+def write_results_csv(root: Path, rows: list[dict]) -> None:
+    """`data/results.csv` of `root` with `rows` (`_row`'s)."""
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    with open(root / "data" / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(RESULTS_COLUMNS))
+        w.writeheader()
+        w.writerows(rows)
 
 
 def write_fake_interp_record(root: Path, model: str = "tiny") -> Path:

@@ -18,7 +18,7 @@ from lorasae.plotting._common import width_label
 from lorasae.results import load_results_csv, load_sweep_manifest
 from lorasae.sae import SaeConfig, TopKSAE
 from lorasae.sweep.catalog import Catalog, SaeEntry, gemma_scope_catalog, our_catalog
-from lorasae.sweep.config import SweepConfig, parse_width
+from lorasae.sweep.config import SweepConfig, parse_width, sweep_variant
 from lorasae.sweep.plan import build_plan, evenly_spaced, shard
 from lorasae.sweep.run import is_done, main
 
@@ -208,9 +208,11 @@ def test_sweep_over_our_saes_end_to_end(our_world, capsys):
     assert df[["L_base", "L_SAE", "L_LoRA"]].notna().all().all()  # (a random model: no sign to expect)
     assert sorted(df["sae_layers"].value_counts().items()) == [("0", 2), ("1", 11), ("2", 2)]
 
+    variant = sweep_variant(cfg)  # the sweep's settings off sweep.py's defaults name its manifest
     manifest = load_sweep_manifest(None, "model")
-    record = read_record(paths.sweep_manifest("model"))  # the manifest's run record: what made it
+    record = read_record(paths.sweep_manifest("model", variant=variant))  # the run record: what made it
     assert record.kind == "sweep_manifest" and record.get("manifest") == manifest
+    assert record.get("variant") == variant
     assert record.get("settings")["ranks"] == [1, 4] and record.get("settings")["rank"] == 2
     assert "device" not in record.get("settings") and record.get("model_weights_digest")
     assert manifest["axes"]["width"] == ["expansion_2_L0_4", "expansion_4_L0_4", "expansion_8_L0_4"]
@@ -228,14 +230,14 @@ def test_sweep_over_our_saes_end_to_end(our_world, capsys):
     assert sorted(set(table["x"])) == [64, 128, 256] and len(table) == 6
     assert set(table[table["x"] == 128]["sae_tag"]) == {"expansion_4_L0_4"}
     for name in ("model_scaling", "model_single_layer_lora"):
-        assert (our_world / "plots" / f"{name}.png").stat().st_size > 0
+        assert (our_world / "plots" / f"{name}__{variant}.png").stat().st_size > 0
     assert "% gap closed" in out and "15 runs planned" in out
 
     # a rerun trains nothing and leaves the table as it was
     main(cfg)
     out = capsys.readouterr().out
     assert "15 done already, 0 to train" in out and len(load_results_csv(None)) == 15
-    assert json.loads(paths.sweep_manifest("model").read_text()) == manifest
+    assert json.loads(paths.sweep_manifest("model", variant=variant).read_text()) == manifest
 
 
 def test_model_size_over_our_catalog_leaves_out_models_without_saes(our_world, capsys):

@@ -38,12 +38,16 @@ class Config:
     dtype: str = "float32"
     """Weights dtype: float32 or bfloat16."""
 
+    overwrite: bool = False
+    """Merge again although the output exists with a run record of the same merge (the same model and its
+    weights, adapter and its weights, dtype); by default such an identical rerun is skipped, saying so."""
+
 
 @main_guard
 def cli(argv: list[str]) -> None:
     """The command line behind the error boundary (`lorasae.core.errors`)."""
     config = parse(Config, argv)
-    save_peft_dict(config.model, config.adapter, config.output, config.device, config.dtype)
+    save_peft_dict(config.model, config.adapter, config.output, config.device, config.dtype, config.overwrite)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ Per latent and model (base, and the LoRA model beside it): top-activating contex
 by the latent's activation (at most --contexts per latent, default 20, cap 100), the histogram of its
 activations, the logits its decoder direction pushes up and down; with an adapter, what changed (firing
 frequency, mean activation, overlap of the top contexts). Tokens: the trainers' validation chunks.
-Writes eval/dashboard/<model>/<sae tag>/<adapter label or base>/{index.html, latent_<i>.html, data.json,
-run.json} (and neuronpedia/{base,lora}/batch-<i>.json with --export neuronpedia).
+Writes eval/dashboard/<model>/<sae tag>/<adapter label or base>[__<variant>]/{index.html, latent_<i>.html,
+data.json, run.json} (and neuronpedia/{base,lora}/batch-<i>.json with --export neuronpedia); <variant> names
+the settings off the defaults (e.g. other --latents), so such pages never replace the default ones.
 """
 
 import sys

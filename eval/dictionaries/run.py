@@ -1,11 +1,12 @@
-"""Dictionaries compared at matched L0 (issue 28): TopK, BatchTopK, Matryoshka, JumpReLU and a TopK
-transcoder, each with the CE spliced, after LoRA, after a KL fine-tune and after both.
+"""Dictionaries compared at matched L0 (issue 28): TopK, BatchTopK, Matryoshka, JumpReLU and TopK
+transcoders (plain and skip), each with the CE spliced, after LoRA, after a KL fine-tune and after both.
 
     python eval/dictionaries/run.py                                   (the built-in model, demo budgets)
     python eval/dictionaries/run.py --architectures topk jumprelu --kl_tokens_pct 5
 
 Writes data/dictionaries/<model>/comparison[__<variant>].json (with its run record) and
-plots/<model>_dictionaries.{png,pdf}; every SAE, fine-tune and LoRA run writes its usual outputs.
+plots/<model>_dictionaries[__<variant>].{png,pdf} (the same variant); every SAE, fine-tune and LoRA run
+writes its usual outputs. A finished comparison is skipped; --overwrite (earlier: --force) redoes it.
 """
 
 import sys

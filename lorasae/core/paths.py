@@ -304,9 +304,21 @@ def results_csv(base: Path | None = None) -> Path:
     return _root(base) / "data" / "results.csv"
 
 
-def sweep_manifest(model: str, base: Path | None = None) -> Path:
-    """`data/sweeps/<model>.json`: which SAEs each of sweep.py's sweeps used (the figures read it)."""
-    return _root(base) / "data" / "sweeps" / f"{sanitize(model)}.json"
+def sweep_manifest(model: str, base: Path | None = None, variant: str = "") -> Path:
+    """`data/sweeps/<model>[__<variant>].json`: which SAEs each of sweep.py's sweeps used (the figures read
+    it); `variant`: the sweep's settings off sweep.py's defaults (`lorasae.sweep.config.sweep_variant`), so
+    a sweep with other settings never replaces another's manifest."""
+    return _root(base) / "data" / "sweeps" / f"{with_variant(sanitize(model), variant)}.json"
+
+
+SWEEP_CONFIG_SUFFIX = ".config.json"
+
+
+def sweep_config(model: str, base: Path | None = None, variant: str = "") -> Path:
+    """`data/sweeps/<model>[__<variant>].config.json`: the config every shard of that sweep reads (beside
+    its manifest)."""
+    manifest = sweep_manifest(model, base, variant)
+    return manifest.with_name(manifest.name.removesuffix(".json") + SWEEP_CONFIG_SUFFIX)
 
 
 def plots_dir(base: Path | None = None) -> Path:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from lorasae.core import paths
 from lorasae.evals.shape import DEMO_MODEL, DemoContext, EvalSizes, EvalSuite, Stage
+
+if TYPE_CHECKING:
+    from lorasae.darkmatter.cli import DarkMatterArgs
 
 MODEL = DEMO_MODEL
 
@@ -38,15 +42,10 @@ def dark_matter_stage(device: str, layer: int, ks: Sequence[int], sae_tokens: in
     """`eval/dark_matter/run.py --model_type tiny` over the demo's width sweep (×2…×16 at the main k) and
     k sweep (×8), and base vs LoRA for the main SAE with its rank-`rank` adapter on every layer."""
     from lorasae.core.result_choice import find_result
-    from lorasae.darkmatter.cli import DarkMatterArgs, result_variant
     from lorasae.darkmatter.cli import main as run_dark_matter
+    from lorasae.darkmatter.cli import result_variant
 
-    args = DarkMatterArgs(
-        device=device, model_type=MODEL, layer=layer, ks=list(ks), sae_tokens=sae_tokens,
-        lora_examples=lora_examples, rank=rank, seed=seed, num_tokens=sizes.dark_matter_tokens,
-        pursuit_tokens=sizes.dark_matter_pursuit_tokens, error_sae_steps=sizes.dark_matter_error_sae_steps,
-        ce_chunks=sizes.dark_matter_ce_chunks, overwrite=force,
-    )  # fmt: skip
+    args = demo_args(device, layer, ks, sae_tokens, lora_examples, rank, seed, force, sizes)
     what = f"Dark Matter results of {MODEL}"
     done = (
         not force
@@ -57,3 +56,16 @@ def dark_matter_stage(device: str, layer: int, ks: Sequence[int], sae_tokens: in
         not force and done,
         lambda: run_dark_matter(args),
     )
+
+
+def demo_args(device: str, layer: int, ks: Sequence[int], sae_tokens: int, lora_examples: int, rank: int,
+              seed: int, force: bool, sizes: EvalSizes) -> DarkMatterArgs:  # fmt: skip
+    """The settings `make demo` runs `eval/dark_matter/run.py` with (`dark_matter_stage`)."""
+    from lorasae.darkmatter.cli import DarkMatterArgs
+
+    return DarkMatterArgs(
+        device=device, model_type=MODEL, layer=layer, ks=list(ks), sae_tokens=sae_tokens,
+        lora_examples=lora_examples, rank=rank, seed=seed, num_tokens=sizes.dark_matter_tokens,
+        pursuit_tokens=sizes.dark_matter_pursuit_tokens, error_sae_steps=sizes.dark_matter_error_sae_steps,
+        ce_chunks=sizes.dark_matter_ce_chunks, overwrite=force,
+    )  # fmt: skip

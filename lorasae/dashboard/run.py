@@ -23,7 +23,7 @@ from lorasae.dashboard.neuronpedia import export_neuronpedia, neuronpedia_ids
 from lorasae.dashboard.ranking import parse_latents
 from lorasae.dashboard.render import index_page, latent_page
 from lorasae.evals.capabilities import consumer
-from lorasae.evals.identity import adapter_label, done_already
+from lorasae.evals.identity import adapter_label, done_already, portable_source
 from lorasae.evals.shape import DemoContext, Stage
 from lorasae.model.data import default_dataset, load_token_split
 from lorasae.model.defaults import (
@@ -134,6 +134,38 @@ def check_args(args: DashboardArgs) -> None:
         parse_latents(args.latents)
 
 
+SHORT_NAMES = {
+    "latents_spec": "latents", "dataset": "data", "num_tokens": "tokens", "ctx_len": "ctx",
+    "contexts": "contexts", "context_before": "before", "context_after": "after", "logits": "logits",
+    "seed": "seed",
+}  # fmt: skip
+
+
+def run_settings(args: DashboardArgs, adapter: Path | None) -> dict[str, Any]:
+    """The settings that decide the pages' numbers, defaults resolved (for the model of `args`)."""
+    shape = model_shape(args.model_name)
+    ctx_len = args.ctx_len or default_ctx_len(shape.max_positions)
+    return {
+        "latents_spec": args.latents or ("changed:10" if adapter is not None else "frequent:10"),
+        "dataset": args.dataset or default_dataset(args.model_name),
+        "num_tokens": args.num_tokens or default_num_val_tokens(shape.d_model), "ctx_len": ctx_len,
+        "contexts": args.contexts, "context_before": args.context_before, "context_after": args.context_after,
+        "logits": args.logits, "seed": args.seed,
+    }  # fmt: skip
+
+
+def output_folder(args: DashboardArgs, sae_tag_: str, label: str | None, adapter: Path | None) -> Path:
+    """`eval/dashboard/<model>/<sae tag>/<adapter label or 'base'>[__<variant>]/`: the variant names the
+    settings off the script's defaults (`lorasae.core.paths.settings_variant`), so dashboards of other
+    latents or sizes (the demo's: the steering latent and changed:8) never replace the default ones."""
+    defaults = DashboardArgs(model_type=args.model_type, model=args.model)
+    variant = paths.settings_variant(
+        run_settings(args, adapter), run_settings(defaults, adapter), SHORT_NAMES
+    )
+    folder = paths.dashboard_dir(model_key(args.model_name), sae_tag_)
+    return folder / paths.with_variant(label or "base", variant)
+
+
 def run_dashboard(args: DashboardArgs) -> Path:
     """The dashboards end to end; returns the output folder (holding index.html)."""
     check_args(args)
@@ -148,10 +180,9 @@ def run_dashboard(args: DashboardArgs) -> Path:
         name, [ref], adapter, device=parse_device(args.device), dtype=args.dtype, suite=consumer("dashboards")
     )
     layer, sae, model, tokenizer = bundle.layer, bundle.sae, bundle.model, bundle.tokenizer
-    ctx_len = args.ctx_len or default_ctx_len(shape.max_positions)
-    num_tokens = args.num_tokens or default_num_val_tokens(shape.d_model)
+    resolved = run_settings(args, adapter)
+    ctx_len, num_tokens, dataset = resolved["ctx_len"], resolved["num_tokens"], resolved["dataset"]
     batch_size = args.batch_size or default_val_batch_size(shape.d_model, ctx_len)
-    dataset = args.dataset or default_dataset(name)
     chunks = load_token_split(dataset, tokenizer, ctx_len, num_tokens, args.seed).val
     special = special_token_ids(tokenizer)
     tag = sae_tag(name, ref)
@@ -162,21 +193,17 @@ def run_dashboard(args: DashboardArgs) -> Path:
         f"{len(chunks)} chunks × {ctx_len} tokens of {dataset} (validation split)"
     )
 
-    spec = args.latents or ("changed:10" if adapter is not None else "frequent:10")
-    out = Path(args.out) if args.out else paths.dashboard_dir(model_key(name), tag) / (label or "base")
+    spec = resolved["latents_spec"]
+    out = Path(args.out) if args.out else output_folder(args, tag, label, adapter)
     identity = {
-        "model": name,
+        "model": portable_source(name),
         "model_digest": model_weights_digest(resolve_model_name(name)),
-        "sae": ref.source,
+        "sae": portable_source(ref.source),
         "sae_digest": weights_digest(ref.source),
         "layer": layer,
-        "adapter": str(adapter) if adapter is not None else None,
-        "settings": {
-            "latents_spec": spec, "dataset": dataset, "num_tokens": num_tokens, "ctx_len": ctx_len,
-            "contexts": args.contexts, "context_before": args.context_before,
-            "context_after": args.context_after, "logits": args.logits, "seed": args.seed,
-        },
-    }  # fmt: skip
+        "adapter": portable_source(adapter) if adapter is not None else None,
+        "settings": resolved,
+    }
     exported = args.export != "neuronpedia" or (out / "neuronpedia").is_dir()
     if exported and done_already("dashboard", out, identity, args.overwrite, ignore=("latents",)):
         return out
@@ -209,14 +236,14 @@ def run_dashboard(args: DashboardArgs) -> Path:
             logits = direct_logits(model, sae.W_dec, latents, args.logits)
         for i in latents:
             features[i][v] = feature(i, stats[v], contexts[i], logits[i], tokenizer)
-    shown_source = paths.portable(ref.source) if Path(ref.source).exists() else ref.source
+    shown_source = portable_source(ref.source)
     data = {
         "model": name,
         "model_label": model_key(name),
-        "sae": ref.source,
+        "sae": portable_source(ref.source),
         "sae_tag": tag,
         "layer": layer,
-        "adapter": str(adapter) if adapter is not None else None,
+        "adapter": portable_source(adapter) if adapter is not None else None,
         "adapter_label": label,
         "dataset": dataset,
         "num_tokens": stats["base"].num_tokens,
@@ -291,7 +318,7 @@ def demo_stage(ctx: DemoContext) -> Stage:
             adapter = resolve_adapter("tiny", ref, None, AdapterFilter(rank, lora_span))
         except FileNotFoundError:
             return False
-        folder = paths.dashboard_dir(model_key("tiny"), sae_tag("tiny", ref)) / adapter_label(adapter)
+        folder = output_folder(args(), sae_tag("tiny", ref), adapter_label(adapter), adapter)
         return (folder / "run.json").exists()
 
     title = "latent dashboards (steering latent and the latents the adapter changes most)"

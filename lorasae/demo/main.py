@@ -286,13 +286,14 @@ def run_demo(cfg: DemoConfig) -> None:
         [lora(checkpoint_percent=pct, eval_every=curve_every) for pct in cfg.checkpoints],
     )
     sweep = sweep_config(cfg, model, k_main, widths, layers)
+    from lorasae.sweep.config import sweep_variant
     from lorasae.sweep.run import pending_runs, plan_sweep
 
     pending = [] if cfg.force else pending_runs(sweep, plan_sweep(sweep)[0])
     stages.run(
         f"scaling sweeps: L0, width, layer, model size ({', '.join(sizes)}) at ranks {list(cfg.ranks)}; "
         f"one layer at a time (rank {cfg.rank})",
-        not cfg.force and not pending and paths.sweep_manifest(model).exists(),
+        not cfg.force and not pending and paths.sweep_manifest(model, variant=sweep_variant(sweep)).exists(),
         lambda: run_sweep(sweep, sweep_shards(cfg, len(pending) if not cfg.force else None)),
     )
     after = list(range(cfg.layer + 1, n_layers))
@@ -308,7 +309,7 @@ def run_demo(cfg: DemoConfig) -> None:
         )
         _eval_stages(stages, cfg, k_main, n_layers)
     figures: dict[str, list[Path]] = {}
-    stages.run("figures", False, lambda: figures.update(_figures(model)))
+    stages.run("figures", False, lambda: figures.update(_figures(model, sweep_variant(sweep))))
     from lorasae.results.summary import print_results_table
 
     print_results_table(model, speedup=True)
@@ -352,10 +353,12 @@ def stage_count(evals: bool) -> int:
     return BASE_STAGES + (EVAL_LORA_STAGES + len(demo_stage_refs()) if evals else 0)
 
 
-def _figures(model: str) -> dict[str, list[Path]]:
+def _figures(model: str, sweep_variant: str) -> dict[str, list[Path]]:
+    """Every figure, the sweep's from the demo's own sweep manifest (`sweep_variant`, even when a sweep with
+    other settings ran since) under README's names (`tiny_scaling.png`, `model_size_scaling.png`)."""
     from lorasae.plotting import plot_all
 
-    out = plot_all(None, model)
+    out = plot_all(None, model, sweep_variant=sweep_variant, figure_variant="")
     for name, files in out.items():
         for file in files:
             if file.suffix == ".png":
@@ -366,7 +369,7 @@ def _figures(model: str) -> dict[str, list[Path]]:
 @main_guard
 def cli(argv: list[str]) -> None:
     """The command line behind the error boundary (`lorasae.core.errors`)."""
-    run_demo(parse(DemoConfig, argv))
+    run_demo(parse(DemoConfig, argv, prog="python -m lorasae.demo"))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,9 @@ def run_sweep(sweep, shards: int) -> None:
 
 
 def sweep_config(cfg: Any, model: str, k: int, widths: list[int], layers: list[int]):
+    """The demo's sweep: `sweep.py --catalog ours` over the demo's SAEs, named '' (`--sweep_name`): its
+    manifest, shard config and figures take the plain names README shows, while a sweep.py run with other
+    settings (README's post-demo line) gets its own (`lorasae.sweep.config.sweep_variant`)."""
     from lorasae.model.load import model_shape
     from lorasae.sweep.config import SweepConfig
 
@@ -55,4 +58,5 @@ def sweep_config(cfg: Any, model: str, k: int, widths: list[int], layers: list[i
         progress=False,
         figures=False,
         overwrite=cfg.force,
+        sweep_name="",  # README's names: data/sweeps/<model>.json and .config.json, plots/<model>_scaling.png
     )

@@ -19,8 +19,8 @@ def run_comparison(cfg: DictionariesConfig) -> Path:
     if problems:
         raise PreflightError("eval/dictionaries/run.py: " + "; ".join(problems))
     path = comparison_path(cfg)
-    if not cfg.force and done(cfg):
-        print(f"Skipped: {path} holds this comparison (same settings); --force redoes it.")
+    if not cfg.overwrite and done(cfg):
+        print(f"Skipped: {path} holds this comparison (same settings); --overwrite redoes it.")
         return path
     began = time.perf_counter()
     workers = _workers(cfg)
@@ -35,7 +35,7 @@ def run_comparison(cfg: DictionariesConfig) -> Path:
     from lorasae.dictcompare.table import print_comparison
 
     print_comparison(_model_key(cfg))
-    for file in plot_comparison(None, _model_key(cfg)):
+    for file in plot_comparison(None, _model_key(cfg), comparison=path):
         print(f"  figure: {file}")
     return path
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from lorasae.core.cli import field, parse_count
 
-ARCHITECTURES = ("topk", "batchtopk", "matryoshka", "jumprelu", "transcoder")
-"""The rows of the comparison, in order (the transcoder uses a TopK activation: the same k, the same L0)."""
+ARCHITECTURES = ("topk", "batchtopk", "matryoshka", "jumprelu", "transcoder", "skip_transcoder")
+"""The rows of the comparison, in order (the transcoders use a TopK activation: the same k, the same L0)."""
 
 
 @dataclass
@@ -36,13 +36,15 @@ class DictionariesConfig:
     """Width of every dictionary, × d_model."""
 
     architectures: list[str] = field(default_factory=lambda: list(ARCHITECTURES))
-    """Rows: any of topk, batchtopk, matryoshka, jumprelu, transcoder."""
+    """Rows: any of topk, batchtopk, matryoshka, jumprelu, transcoder, skip_transcoder."""
 
     sae_tokens: int = field(default=200_000, type=parse_count)
     """Training tokens of each dictionary (the demo's main SAE's budget: its run is reused when it matches)."""
 
-    kl_tokens_pct: float = 10.0
-    """KL fine-tuning budget, in percent of --sae_tokens (Karvonen's fine-tune is a few percent of training)."""
+    kl_tokens_pct: float | None = None
+    """KL fine-tuning budget, in percent of --sae_tokens. Default: train_sae.py's --objective kl budget
+    (32,768 tokens on the built-in models, about 11 percent of the demo's 300k; Karvonen's 25M at d ≥ 1024), whose
+    folders keep the plain `<dictionary>__kl-ft` name; another budget is named in the folder (`__n-<tokens>`)."""
 
     kl_mse_weight: float = 1.0
     """Weight of the FVU term beside the KL in the fine-tune (Karvonen's KL+MSE mix)."""
@@ -72,8 +74,9 @@ class DictionariesConfig:
     seed: int = 42
     """Random seed."""
 
-    force: bool = False
-    """Redo every run and the table even when done."""
+    overwrite: bool = field(default=False, alias=["--force"])
+    """Redo every run and the table even when done, replacing them (as every eval's --overwrite; --force is
+    the earlier spelling)."""
 
     def problems(self) -> list[str]:
         out = [f"--architectures: {a!r} is not one of {', '.join(ARCHITECTURES)}" for a in self.architectures
@@ -82,7 +85,7 @@ class DictionariesConfig:
             out.append(f"--shards must be ≥ 1, got {self.shards}")
         if self.sae_tokens < 1 or self.lora_examples < 1 or self.rank < 1:
             out.append("--sae_tokens, --lora_examples and --rank must be ≥ 1")
-        if not 0 < self.kl_tokens_pct <= 100:
+        if self.kl_tokens_pct is not None and not 0 < self.kl_tokens_pct <= 100:
             out.append(f"--kl_tokens_pct must be in (0, 100], got {self.kl_tokens_pct}")
         if any(not 1 <= c <= 100 for c in self.kl_checkpoints):
             out.append("--kl_checkpoints are percentages in 1 … 100")
@@ -93,9 +96,12 @@ class DictionariesConfig:
         return self.model or self.model_type
 
     @property
-    def kl_tokens(self) -> int:
+    def kl_tokens(self) -> int | None:
+        """The KL fine-tune's tokens (--kl_tokens_pct of --sae_tokens); None: train_sae.py's default."""
+        if self.kl_tokens_pct is None:
+            return None
         return max(1, round(self.sae_tokens * self.kl_tokens_pct / 100))
 
 
-NOT_IDENTITY = frozenset({"device", "force", "model", "model_type", "shards"})
+NOT_IDENTITY = frozenset({"device", "overwrite", "model", "model_type", "shards"})
 """Settings that never change the comparison's numbers (left out of its identity and path)."""

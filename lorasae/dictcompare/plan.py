@@ -58,7 +58,7 @@ def sae_config(cfg: DictionariesConfig, architecture: str) -> TrainSaeConfig:
     k = matched_k(cfg)
     base = TrainSaeConfig(
         device=cfg.device, model_type=cfg.model_type, model=cfg.model, dataset=cfg.dataset, layer=cfg.layer, num_train_tokens=cfg.sae_tokens,
-        seed=cfg.seed, k=k, expansion_factor=cfg.expansion_factor, overwrite=cfg.force,
+        seed=cfg.seed, k=k, expansion_factor=cfg.expansion_factor, overwrite=cfg.overwrite,
         curve_val_tokens=default_num_val_tokens(_shape(cfg).d_model),
     )  # fmt: skip
     if architecture == "topk":
@@ -71,14 +71,15 @@ def sae_config(cfg: DictionariesConfig, architecture: str) -> TrainSaeConfig:
             l0_warmup_steps=50,
         )
         return replace(cheap, sae_kwargs=kwargs)
-    if architecture == "transcoder":  # TopK activation: the same k gives the same L0
+    if architecture in ("transcoder", "skip_transcoder"):  # TopK activation: the same k gives the same L0
         return replace(cheap, sae_kwargs=SaeKwargs(transcoder_activation="topk"))
     return cheap
 
 
 def kl_config(cfg: DictionariesConfig, parent: TrainSaeConfig, parent_dir: Path) -> TrainSaeConfig:
     """The KL fine-tune (`--objective kl --init_sae`) of the SAE in `parent_dir` trained by `parent`:
-    --kl_tokens_pct of the SAE's tokens, validated before and after on the parent's curve tokens."""
+    --kl_tokens_pct of the SAE's tokens (default: train_sae.py's), validated before and after on the
+    parent's curve tokens."""
     return replace(
         parent,
         init_sae=str(parent_dir),
@@ -91,13 +92,20 @@ def kl_config(cfg: DictionariesConfig, parent: TrainSaeConfig, parent_dir: Path)
     )
 
 
+def kl_budget(cfg: DictionariesConfig) -> int:
+    """The KL fine-tune's tokens: --kl_tokens_pct of --sae_tokens, else train_sae.py's default for the model."""
+    from lorasae.model.defaults import default_num_train_tokens
+
+    return cfg.kl_tokens or default_num_train_tokens(_shape(cfg).d_model, "kl")
+
+
 def lora_config(cfg: DictionariesConfig, folder: Path) -> TrainLoraConfig:
     """LoRA (rank --rank, every layer, --lora_examples sequences) on the SAE in `folder`, validated only
     at the end (validation never changes training; the scaling sweep's runs do the same)."""
     return TrainLoraConfig(
         device=cfg.device, model_type=cfg.model_type, model=cfg.model, dataset=cfg.dataset, sae=[str(folder)], sae_layer=str(cfg.layer),
         rank=cfg.rank, num_train_examples=cfg.lora_examples, save_model=True, seed=cfg.seed,
-        progress=False, skip_existing=not cfg.force, overwrite=cfg.force,
+        progress=False, skip_existing=not cfg.overwrite, overwrite=cfg.overwrite,
         eval_every=cfg.lora_examples,
     )  # fmt: skip
 
@@ -124,6 +132,6 @@ def plan_rows(cfg: DictionariesConfig) -> list[RowPlan]:
     rows = []
     for architecture in cfg.architectures:
         sae = resolve(sae_config(cfg, architecture))
-        reused = reusable_sae(sae) if architecture == "topk" and not cfg.force else None
+        reused = reusable_sae(sae) if architecture == "topk" and not cfg.overwrite else None
         rows.append(RowPlan(architecture, sae, reused))
     return rows

@@ -9,14 +9,14 @@ from lorasae.evals.shape import DEMO_MODEL, DemoContext, EvalSuite, Stage
 
 def demo_config(ctx: DemoContext):
     """The demo's comparison: the main SAE's layer, k and token budget, LoRA at the demo's rank and
-    sequences, KL fine-tunes at the default 10 % of the SAE's tokens, of each dictionary and of the
+    sequences, KL fine-tunes at train_sae.py's default budget (32,768 tokens), of each dictionary and of the
     checkpoints the timing experiment adapts with LoRA."""
     from lorasae.dictcompare.config import DictionariesConfig
 
     return DictionariesConfig(
         device=ctx.device, model_type=DEMO_MODEL, layer=ctx.layer, k=ctx.k, sae_tokens=ctx.sae_tokens,
         rank=ctx.rank, lora_examples=ctx.lora_examples, kl_checkpoints=list(ctx.checkpoints), seed=ctx.seed,
-        force=ctx.force,
+        overwrite=ctx.force,
     )  # fmt: skip
 
 

@@ -86,12 +86,19 @@ class Row:
 
 
 def settings(cfg: DictionariesConfig) -> dict[str, Any]:
-    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in IDENTITY_IGNORE}
+    """The table's settings as run: `k` resolved to the matched L0 (an explicit `--k` equal to the model's
+    default k is the same comparison as none)."""
+    from lorasae.dictcompare.plan import matched_k
+
+    out = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in IDENTITY_IGNORE}
+    return {**out, "k": matched_k(cfg)}
 
 
 def comparison_path(cfg: DictionariesConfig) -> Path:
-    """`data/dictionaries/<model>/comparison[__<variant>].json`: settings off the defaults name the file."""
-    variant = paths.settings_variant(settings(cfg), settings(DictionariesConfig()))
+    """`data/dictionaries/<model>/comparison[__<variant>].json`: settings off the defaults (for this model)
+    name the file."""
+    defaults = dataclasses.replace(DictionariesConfig(), model_type=cfg.model_type, model=cfg.model)
+    variant = paths.settings_variant(settings(cfg), settings(defaults))
     from lorasae.model.load import model_key
 
     folder = paths.dictionaries_dir(model_key(cfg.model_name))
@@ -117,11 +124,14 @@ def done(cfg: DictionariesConfig) -> bool:
 
 
 def caption(cfg: DictionariesConfig) -> str:
+    from lorasae.dictcompare.plan import kl_budget
+
+    share = f"{cfg.kl_tokens_pct:g} %" if cfg.kl_tokens_pct is not None else "train_sae.py's default"
     return (
         f"{cfg.model_name}, layer {cfg.layer}, ×{cfg.expansion_factor}, matched L0 (k={cfg.k or 'default'}; "
         f"JumpReLU θ₀={cfg.jumprelu_init_threshold:g}, λ={cfg.l0_coefficient:g}: its measured L0 "
-        f"shown). Budgets: each dictionary {cfg.sae_tokens:,} tokens; KL fine-tune {cfg.kl_tokens:,} tokens "
-        f"({cfg.kl_tokens_pct:g} %, KL + {cfg.kl_mse_weight:g}·FVU); LoRA rank {cfg.rank} on every layer, "
+        f"shown). Budgets: each dictionary {cfg.sae_tokens:,} tokens; KL fine-tune {kl_budget(cfg):,} tokens "
+        f"({share}, KL + {cfg.kl_mse_weight:g}·FVU); LoRA rank {cfg.rank} on every layer, "
         f"{cfg.lora_examples} sequences. CE in nats/token on the LoRA runs' validation tokens; gap closed = "
         "(CE spliced − CE after) / (CE spliced − CE clean); minutes are training time (validation excluded)."
     )

@@ -51,11 +51,13 @@ def result_slot(sae_tag: str, adapter: str | Path | None = None) -> str:
 def source_slot(sae_source: str, adapter: str | Path | None = None) -> str:
     """`result_slot` for an SAE known by its source (a folder: its path under the output root; a sae-lens
     `release/sae_id`: that id), one path component."""
-    return result_slot(sanitize(_source(sae_source)), adapter)
+    return result_slot(sanitize(portable_source(sae_source)), adapter)
 
 
-def _source(text: str) -> str:
-    return portable(text) if Path(text).expanduser().exists() else text
+def portable_source(text: str | Path) -> str:
+    """A source as run records name it: a folder or file by `portable` (relative to the output root when
+    inside it, so a moved root still matches), anything else (a hub id, `release/sae_id`) as given."""
+    return portable(text) if Path(text).expanduser().exists() else str(text)
 
 
 def eval_identity(
@@ -75,11 +77,11 @@ def eval_identity(
     model_path = local_model(model_name)
     return {
         "model": model_key(model_name),
-        "model_source": _source(model_path),
+        "model_source": portable_source(model_path),
         "model_weights_digest": model_weights_digest(model_path),
-        "sae_sources": [_source(s) for s in sae_sources],
+        "sae_sources": [portable_source(s) for s in sae_sources],
         "sae_weights_digests": [weights_digest(s) for s in sae_sources],
-        "adapter": _source(str(adapter)) if adapter is not None else None,
+        "adapter": portable_source(str(adapter)) if adapter is not None else None,
         "adapter_identity": adapter_record(adapter).identity_digest if adapter is not None else None,
         "settings": {k: v for k, v in sorted(settings.items()) if k not in NOT_IDENTITY},
         "variant": variant,

@@ -29,11 +29,12 @@ from lorasae.plotting.timing import plot_timing
 from lorasae.results import (
     MissingResultsError,
     find_steering_results,
+    find_sweep_manifest,
     load_steering_deltas,
-    load_sweep_manifest,
     resolve_root,
     steering_label,
 )
+from lorasae.results.files import read_result_file
 
 __all__ = [
     "X_VARS",
@@ -62,11 +63,26 @@ def try_plot(fn: Callable[..., list[Path]], *args, **kwargs) -> list[Path]:
         return []
 
 
-def plot_all(root: str | Path | None, model: str, out_dir: str | Path | None = None) -> dict[str, list[Path]]:
+def plot_all(
+    root: str | Path | None,
+    model: str,
+    out_dir: str | Path | None = None,
+    *,
+    sweep_variant: str | None = None,
+    figure_variant: str | None = None,
+) -> dict[str, list[Path]]:
     """Every figure of `model` its files allow (plus model size across all models and any steering
     deltas found); figures whose inputs are missing are skipped with a printed reason. When sweep.py
-    ran for `model`, its manifest says which SAEs each scaling figure shows."""
-    sweep = load_sweep_manifest(root, model) or {}
+    ran for `model`, its manifest says which SAEs the scaling, model-size and one-layer figures show:
+    the manifest of the settings `sweep_variant`, else `pick_result`'s (the default settings, else the
+    newest, saying which). Those three figures' names carry `figure_variant`, by default the manifest's
+    own variant (`<model>_scaling__<variant>.png`), so the figures of two sweeps never share a file; ''
+    keeps the original names."""
+    chosen = find_sweep_manifest(root, model, sweep_variant)
+    if chosen is None and sweep_variant is not None:
+        print(f"note: no sweep manifest of {model} with settings {sweep_variant or 'defaults'!r}")
+    sweep = read_result_file(chosen.path, "sweep manifest", "sweep.py") if chosen is not None else {}
+    named = figure_variant if figure_variant is not None else (chosen.variant if chosen is not None else "")
     axes = sweep.get("axes", {})
     single = axes.get("single_layer") or [None]
     out: dict[str, list[Path]] = {
@@ -78,8 +94,11 @@ def plot_all(root: str | Path | None, model: str, out_dir: str | Path | None = N
             sae_tags=axes or None,
             out_dir=out_dir,
             size_tags=sweep.get("model_size"),
+            variant=named,
         ),
-        "single_layer": try_plot(plot_single_layer_lora, root, model, sae_tag=single[0], out_dir=out_dir),
+        "single_layer": try_plot(
+            plot_single_layer_lora, root, model, sae_tag=single[0], out_dir=out_dir, variant=named
+        ),
         "multi_sae": try_plot(plot_multi_sae, root, model, out_dir=out_dir),
         "model_size": try_plot(
             plot_improvement_vs_model_size,
@@ -87,6 +106,7 @@ def plot_all(root: str | Path | None, model: str, out_dir: str | Path | None = N
             sweep.get("models"),
             sae_tags=sweep.get("model_size"),
             out_dir=out_dir,
+            variant=named,
         ),
     }
     target = Path(out_dir) if out_dir is not None else resolve_root(root) / "plots"

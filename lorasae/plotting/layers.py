@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lorasae.core.gap import GAP_EPSILON
+from lorasae.core.paths import with_variant
 from lorasae.plotting._common import (
     examples_label,
     grid,
@@ -31,8 +32,10 @@ def plot_single_layer_lora(
     rank: int | None = None,
     num_examples: int | None = None,
     out_dir: str | Path | None = None,
+    variant: str = "",
 ) -> list[Path]:
-    """Bars of CE improvement vs the one adapted layer; writes `<model>_single_layer_lora.{png,pdf}`."""
+    """Bars of CE improvement vs the one adapted layer; writes `<model>_single_layer_lora[__<variant>].{png,pdf}`
+    (`variant`: the settings variant of the sweep manifest that chose `sae_tag`)."""
     df = select_model(load_results_csv(root), model)
     df = df.assign(ce_improvement=df["ce_improvement"].fillna(df["L_SAE"] - df["L_LoRA"]))
     single = df[(df["lora_kind"] == "single") & (df["n_sae_layers"] <= 1) & df["ce_improvement"].notna()]
@@ -92,5 +95,8 @@ def plot_single_layer_lora(
     grid(ax)
     ax.legend(fontsize=7, framealpha=1, loc="upper right")
     return save_figure(
-        fig, plots_dir(root, out_dir), f"{sanitize(model)}_single_layer_lora", results_csv_input(root)
+        fig,
+        plots_dir(root, out_dir),
+        with_variant(f"{sanitize(model)}_single_layer_lora", variant),
+        results_csv_input(root),
     )

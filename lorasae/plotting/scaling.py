@@ -23,6 +23,7 @@ from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from lorasae.core.gap import gap_fractions
+from lorasae.core.paths import with_variant
 from lorasae.plotting._common import (
     examples_label,
     grid,
@@ -179,11 +180,13 @@ def plot_scaling_grid(
     sae_tags: Mapping[str, Collection[str]] | None = None,
     out_dir: str | Path | None = None,
     size_tags: Mapping[str, str] | None = None,
+    variant: str = "",
 ) -> list[Path]:
     """The paper's scaling figure (columns: L0, width, layer, and model size when `size_tags` names at
     least two models; rows: absolute, %); a sweep without runs shows "no runs"; `sae_tags` (by sweep:
     `l0`, `width`, `layer`) picks the SAEs of each sweep, `size_tags` (model → SAE tag, the sweep
-    manifest's `model_size`) the SAE of each model; writes `<model>_scaling.{png,pdf}`."""
+    manifest's `model_size`) the SAE of each model; writes `<model>_scaling[__<variant>].{png,pdf}`
+    (`variant`: the settings variant of the sweep manifest the tags come from)."""
     everything = load_results_csv(root)
     df = select_model(everything, model)
     sizes = size_tags if size_tags and len(size_tags) >= 2 else None
@@ -212,7 +215,12 @@ def plot_scaling_grid(
         raise MissingResultsError(f"No LoRA runs in data/results.csv for a scaling plot of {model!r}")
     what = "sparsity, width, layer and model size" if sizes else "sparsity, width and layer"
     fig.suptitle(f"{model}: CE improvement from LoRA vs SAE {what}")
-    return save_figure(fig, plots_dir(root, out_dir), f"{sanitize(model)}_scaling", results_csv_input(root))
+    return save_figure(
+        fig,
+        plots_dir(root, out_dir),
+        with_variant(f"{sanitize(model)}_scaling", variant),
+        results_csv_input(root),
+    )
 
 
 def plot_improvement_vs_model_size(
@@ -223,11 +231,13 @@ def plot_improvement_vs_model_size(
     ranks: Sequence[int] | None = None,
     sae_tags: Mapping[str, str] | None = None,
     out_dir: str | Path | None = None,
+    variant: str = "",
 ) -> list[Path]:
     """CE improvement vs model size across `models` (default: every model in results.csv), one SAE per
     model (`sae_tags[model]`, else the one with the most runs unless `where` picks); model sizes come
     from the names (`2b`), and models whose name has no size are placed in order on a categorical axis;
-    writes `model_size_scaling.{png,pdf}`."""
+    writes `model_size_scaling[__<variant>].{png,pdf}` (`variant`: that of the sweep manifest the models
+    and tags come from)."""
     df = load_results_csv(root)
     if models is not None:
         df = pd.concat([select_model(df, m) for m in models])
@@ -257,7 +267,9 @@ def plot_improvement_vs_model_size(
     else:
         ax_pct.set_xticklabels([f"{v:g}B" for v in ticks["x"]])
     ax_abs.set_title(f"CE improvement from LoRA vs model size\n{_describe(table, 'model_size')}", fontsize=10)
-    return save_figure(fig, plots_dir(root, out_dir), "model_size_scaling", results_csv_input(root))
+    return save_figure(
+        fig, plots_dir(root, out_dir), with_variant("model_size_scaling", variant), results_csv_input(root)
+    )
 
 
 def model_params_millions(model: str) -> float:

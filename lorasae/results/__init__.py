@@ -36,7 +36,7 @@ from lorasae.results.steering import (
     pick_steering_result,
     steering_label,
 )
-from lorasae.results.sweep import load_sweep_manifest
+from lorasae.results.sweep import find_sweep_manifest, load_sweep_manifest, sweep_manifests
 from lorasae.results.table import REGISTRY_SIZES_B, load_results_csv, model_size_billions, select_model
 from lorasae.results.timing import TimingData, load_base_ce, load_timing_data, select_checkpoint_runs
 
@@ -61,7 +61,9 @@ __all__ = [
     "load_results_csv",
     "load_sae_curve",
     "load_steering_deltas",
+    "find_sweep_manifest",
     "load_sweep_manifest",
+    "sweep_manifests",
     "load_timing_data",
     "model_size_billions",
     "parse_layers",

@@ -53,18 +53,36 @@ def merged_model(model: nn.Module, adapter: Path, peft_dict: Path | None) -> tup
 
 
 def save_peft_dict(model_name: str, adapter: str | Path | None, output: str | Path | None, device: Any = "cpu",
-                   dtype: str = "float32") -> Path:  # fmt: skip
-    """`get_peft_dict.py`: merge the adapter into the base weights and save the full state dict."""
+                   dtype: str = "float32", overwrite: bool = False) -> Path:  # fmt: skip
+    """`get_peft_dict.py`: merge the adapter into the base weights and save the full state dict, with a run
+    record (`peft_dict_identity`); an identical rerun (the file exists with a record of the same model,
+    adapter and dtype) is skipped, saying so, unless `overwrite`."""
+    from lorasae.evals.identity import done_already, write_eval_record
     from lorasae.model.adapters import merge_adapter
 
     adapter = Path(adapter) if adapter else default_adapter(model_name, resolve_sae(model_name))
     out = Path(output) if output else peft_dict_path(model_name, adapter)
+    identity = peft_dict_identity(model_name, adapter, dtype)
+    if done_already("peft dict", out, identity, overwrite):
+        return out
     model, _ = load_model(model_name, parse_device(device), dtype)
     merged = merge_adapter(model, adapter)
     state = {k: v.detach().cpu() for k, v in merged.state_dict().items()}
     atomic_save_file(out, lambda tmp: torch.save(state, tmp))
+    write_eval_record(out, "peft_dict", identity)
     print(f"Merged {adapter} into {model_name}: {len(state)} tensors saved to {out}")
     return out
+
+
+def peft_dict_identity(model_name: str, adapter: Path, dtype: str) -> dict[str, Any]:
+    """What decides a merged state dict's bytes: the model and its weights, the adapter (its run record and
+    its weights file's digest) and the dtype."""
+    from lorasae.core.fingerprint import file_digest
+    from lorasae.evals.identity import eval_identity
+
+    weights = sorted(adapter.glob("adapter_model.*"))
+    identity = eval_identity(model_name, [], adapter, {"dtype": dtype})
+    return {**identity, "adapter_weights_digests": [file_digest(w) for w in weights]}
 
 
 @dataclass

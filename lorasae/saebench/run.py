@@ -190,7 +190,10 @@ def run(args: SaeBenchArgs) -> dict[str, Path | None]:
         f"labelled data: {'built-in' if plan.builtin else 'hub'} | evals: {', '.join(evals)}"
     )
     out_dir = results_dir(args.model_name, args.model_variant, args.output_dir, slot)
+    # what was run, not how it was asked for: the layer the SAE reads (--layer or, by default, the SAE's
+    # own), so `make demo` (which passes --layer) and README's command (which does not) are one run
     settings = {k: v for k, v in vars(args).items() if k not in ("evals", "sae", "adapter", "model")}
+    settings["layer"] = loaded.layer
     identities = {
         name: eval_identity(
             args.model_name,

@@ -44,17 +44,7 @@ def steering_stage(device: str, layer: int, seed: int, force: bool, sizes: EvalS
     alpha tuned on the tuning split, the evaluation with its histograms and LoRA − base intervals."""
     from lorasae.steering import scripts
 
-    common = dict(
-        device=device,
-        model_type=MODEL,
-        layer=layer,
-        seed=seed,
-        num_negatives=sizes.steering_negatives,
-        overwrite=force,
-    )
-    positives = scripts.PositivesConfig(**common, max_snippets=sizes.steering_snippets)
-    tune = scripts.TuneConfig(**common, grid=sizes.steering_grid)
-    evaluate = scripts.EvalConfig(**common)
+    positives, tune, evaluate = demo_configs(device, layer, seed, force, sizes)
 
     def run() -> None:
         from dataclasses import replace
@@ -62,7 +52,9 @@ def steering_stage(device: str, layer: int, seed: int, force: bool, sizes: EvalS
         from lorasae.steering.context import load_context
         from lorasae.steering.latent import resolve_latent
 
-        ctx = load_context(scripts.PositivesConfig(**common), with_adapter=False)
+        ctx = load_context(
+            scripts.PositivesConfig(**_common(device, layer, seed, force, sizes)), with_adapter=False
+        )
         latent = resolve_latent(ctx, None)  # chosen once; the three steps then name it
         del ctx
         scripts.make_positives(replace(positives, neuron=latent))
@@ -71,6 +63,27 @@ def steering_stage(device: str, layer: int, seed: int, force: bool, sizes: EvalS
 
     done = steering_done(steering_variant(positives, tune, evaluate))
     return "steering (latent, positives, alpha, evaluation)", not force and done, run
+
+
+def _common(device: str, layer: int, seed: int, force: bool, sizes: EvalSizes) -> dict:
+    return dict(
+        device=device, model_type=MODEL, layer=layer, seed=seed, num_negatives=sizes.steering_negatives,
+        overwrite=force,
+    )  # fmt: skip
+
+
+def demo_configs(
+    device: str, layer: int, seed: int, force: bool, sizes: EvalSizes
+) -> tuple[PositivesConfig, TuneConfig, EvalConfig]:
+    """The settings `make demo` runs the three steering scripts with (before the latent is chosen)."""
+    from lorasae.steering import scripts
+
+    common = _common(device, layer, seed, force, sizes)
+    return (
+        scripts.PositivesConfig(**common, max_snippets=sizes.steering_snippets),
+        scripts.TuneConfig(**common, grid=sizes.steering_grid),
+        scripts.EvalConfig(**common),
+    )
 
 
 def steering_variant(positives: PositivesConfig, tune: TuneConfig, evaluate: EvalConfig) -> str:

@@ -3,12 +3,27 @@ on one layer at a time) over Gemma Scope SAEs, or over this project's own SAEs."
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from lorasae.core.cli import CommonArgs, field
+from lorasae.core.paths import LORA_NAME_KEYS, settings_variant
 from lorasae.lora.config import LoraHyperparams
 
 AXES = ("l0", "width", "layer", "model_size", "single_layer")
+
+# sweep settings that change no run and no tag: left out of the manifest's run record and its name
+MANIFEST_NOT_IDENTITY = frozenset(
+    {"device", "wandb", "progress", "overwrite", "shard", "dry_run", "figures", "save_model", "sweep_name"}
+)
+# ... and the model, which the manifest's name carries already
+NOT_IN_NAME = MANIFEST_NOT_IDENTITY | {"model_type", "model"}
+# short names of the settings in a manifest's name (the LoRA settings by train_lora.py's, `LORA_NAME_KEYS`)
+SHORT_NAMES = {
+    "catalog": "catalog", "axes": "axes", "layer": "layer", "width": "width", "l0": "l0", "layers": "layers",
+    "widths": "widths", "ranks": "ranks", "rank": "rank", "LoRA_layers": "lora", "single_layers": "single",
+    "models": "models",
+} | LORA_NAME_KEYS  # fmt: skip
 
 
 def parse_width(text: str | int) -> int:
@@ -80,6 +95,12 @@ class SweepConfig(LoraHyperparams, CommonArgs):
     figures: bool = True
     """Draw the scaling figures and print the results table at the end."""
 
+    sweep_name: str | None = None
+    """Name of this sweep's outputs: its manifest `data/sweeps/<model>[__<name>].json`, the shard config
+    beside it and the figures drawn from it (`<model>_scaling[__<name>].png` ...). Default: its settings off
+    these defaults (e.g. `catalog-ours_ranks-16_..._h-<digest>`), so a sweep with other settings never
+    replaces another's; '' takes the plain names (`make demo`'s sweep does)."""
+
     def shard_index(self) -> tuple[int, int]:
         try:
             i, n = (int(x) for x in self.shard.split("/"))
@@ -96,3 +117,21 @@ class SweepConfig(LoraHyperparams, CommonArgs):
         if not self.ranks or min(self.ranks) < 1 or self.rank < 1:
             raise ValueError("LoRA ranks must be positive")
         self.shard_index()
+        check_sweep_name(self.sweep_name)
+
+
+def sweep_variant(cfg: SweepConfig) -> str:
+    """What the manifest, shard config and figures of the sweep `cfg` carry after the model's name: its
+    `--sweep_name` when given ('' for the plain names: the demo's sweep), else its settings off sweep.py's
+    defaults (`lorasae.core.paths.settings_variant`; '' with the defaults: the original names). Every shard
+    of one sweep has the same (they read the sweep's config, its name included)."""
+    if cfg.sweep_name is not None:
+        check_sweep_name(cfg.sweep_name)
+        return cfg.sweep_name
+    return settings_variant(vars(cfg), vars(SweepConfig()), SHORT_NAMES, NOT_IN_NAME)
+
+
+def check_sweep_name(name: str | None) -> None:
+    """A ValueError unless `name` can stand in a file name after `<model>__` ('' and None can)."""
+    if name is not None and not re.fullmatch(r"([A-Za-z0-9.+-]+(_[A-Za-z0-9.+-]+)*)?", name):
+        raise ValueError(f"--sweep_name {name!r}: use letters, digits, '.', '+', '-' and single '_' only")

@@ -19,7 +19,7 @@ from lorasae.model.defaults import default_sae_layer
 from lorasae.model.load import model_key
 from lorasae.store import external_run
 from lorasae.sweep.catalog import Catalog, SaeEntry, load_catalog
-from lorasae.sweep.config import SweepConfig
+from lorasae.sweep.config import MANIFEST_NOT_IDENTITY, SweepConfig, sweep_variant
 from lorasae.sweep.plan import Plan, PlannedRun, build_plan, shard
 
 
@@ -74,15 +74,11 @@ def plan_table(runs: Sequence[PlannedRun], cfg: SweepConfig) -> str:
     return tabulate(rows, headers=headers)
 
 
-# sweep settings that change no run and no tag: left out of the manifest's run record
-MANIFEST_NOT_IDENTITY = frozenset(
-    {"device", "wandb", "progress", "overwrite", "shard", "dry_run", "figures", "save_model"}
-)
-
-
-def write_manifest(plan: Plan, cfg: SweepConfig, catalogs: dict[str, Catalog]) -> None:
-    """`data/sweeps/<model>.json`: the SAE tags of each sweep, which the figures select by; then its run
-    record (the model and its weights digest, the sweep's settings and the manifest itself)."""
+def write_manifest(plan: Plan, cfg: SweepConfig, catalogs: dict[str, Catalog]) -> Path:
+    """`data/sweeps/<model>[__<variant>].json` (`variant`: `sweep_variant`, its --sweep_name else its settings
+    off sweep.py's defaults, so a sweep with other settings writes its own): the SAE tags of each sweep, which the figures select by;
+    then its run record (the model and its weights digest, the variant, the sweep's settings and the
+    manifest itself). Returns its path."""
     from lorasae.core.records import model_weights_digest, write_record
     from lorasae.store.lora_identity import local_model
 
@@ -104,27 +100,35 @@ def write_manifest(plan: Plan, cfg: SweepConfig, catalogs: dict[str, Catalog]) -
         "models": [model_key(e.model) for e in plan.axis_saes.get("model_size", [])] or None,
         "model_size": {model_key(e.model): tag(e) for e in plan.axis_saes.get("model_size", [])} or None,
     }
-    path = paths.sweep_manifest(main)
-    if unchanged_manifest(path, manifest):
-        return  # the same tags: the manifest and the record of the sweep that wrote it stay as they are
-    atomic_write_json(path, manifest)
+    variant = sweep_variant(cfg)
+    path = paths.sweep_manifest(main, variant=variant)
     settings = {k: v for k, v in sorted(vars(cfg).items()) if k not in MANIFEST_NOT_IDENTITY}
+    if unchanged_manifest(path, manifest, settings):
+        return path  # the same sweep's rerun: the manifest and its record stay as they are
+    atomic_write_json(path, manifest)
     model_path = local_model(cfg.model_name)
     identity = {
         "model": main,
         "model_weights_digest": model_weights_digest(model_path),
+        "variant": variant,
         "settings": settings,
         "manifest": manifest,
     }
     write_record(path, "sweep_manifest", identity)
+    return path
 
 
-def unchanged_manifest(path: Path, manifest: dict) -> bool:
-    """True when `path` holds exactly `manifest` and has its run record (an all-done rerun of the sweep)."""
+def unchanged_manifest(path: Path, manifest: dict, settings: dict | None = None) -> bool:
+    """True when `path` holds exactly `manifest` and has its run record, which names `settings` when given
+    (an all-done rerun of the sweep; a sweep named by `--sweep_name` with other settings rewrites the record
+    even when its SAEs are the same)."""
     from lorasae.core.atomic import read_output_json
     from lorasae.core.records import read_record
 
-    if not path.is_file() or read_record(path) is None:
+    record = read_record(path) if path.is_file() else None
+    if record is None:
+        return False
+    if settings is not None and record.get("settings") != json.loads(json.dumps(settings)):
         return False
     return read_output_json(path) == json.loads(json.dumps(manifest))
 
@@ -196,11 +200,13 @@ def main(cfg: SweepConfig) -> Plan:
 
 
 def figures(cfg: SweepConfig) -> None:
+    """Every figure of the sweep's model; those drawn from its manifest (scaling, model size, one layer at a
+    time) carry the sweep's variant in their names, so a sweep with other settings never redraws them."""
     from lorasae.plotting import plot_all
     from lorasae.results.summary import print_results_table
 
     model = model_key(cfg.model_name)
-    for name, files in plot_all(None, model).items():
+    for name, files in plot_all(None, model, sweep_variant=sweep_variant(cfg)).items():
         for file in files:
             if file.suffix == ".png":
                 print(f"  {name}: {file}")

@@ -25,17 +25,17 @@ from lorasae.core import paths
 from lorasae.core.atomic import atomic_write_json
 from lorasae.core.errors import LorasaeError
 from lorasae.core.runtime import available_cpus
-from lorasae.sweep.config import SweepConfig
+from lorasae.sweep.config import SweepConfig, sweep_variant
 
 TAIL_LINES = 30  # lines of a failed shard's output repeated in the error
 
 
 def shard_config_path(cfg: SweepConfig) -> Path:
-    """`data/sweeps/<model>.config.json`: the config every shard reads (beside the sweep manifest)."""
+    """`data/sweeps/<model>[__<variant>].config.json`: the config every shard reads (beside the sweep's
+    manifest; `variant`: `sweep_variant`, the same for every shard)."""
     from lorasae.model.load import model_key
 
-    manifest = paths.sweep_manifest(model_key(cfg.model_name))
-    return manifest.with_name(f"{manifest.stem}.config.json")
+    return paths.sweep_config(model_key(cfg.model_name), variant=sweep_variant(cfg))
 
 
 def shard_command(config_file: Path, shard: str) -> list[str]:

@@ -154,13 +154,6 @@ def e2e_step(
     the head applied per chunk of `chunk_size` positions (default: about 128 MiB of logits); without it,
     from the full logits."""
 
-    def outputs() -> Tensor:
-        if head is not None:
-            return final_hidden(model, input_ids)
-        return model(input_ids=input_ids, use_cache=False).logits
-
-    with torch.no_grad():
-        original = outputs()
     seen: dict[str, object] = {}
 
     def reconstruct(hidden: Tensor) -> Tensor:
@@ -169,21 +162,59 @@ def e2e_step(
         seen["x"], seen["out"] = x, out
         return out.x_hat.reshape(hidden.shape).to(hidden.dtype)
 
-    with splice(model, {layer: reconstruct}):
-        spliced = outputs()
-    loss = chunked_kl(spliced, original, head=head, chunk_size=chunk_size)
+    loss = kl_to_original(model, input_ids, {layer: reconstruct}, head, chunk_size)
     x, out = seen["x"], seen["out"]
     assert isinstance(x, Tensor) and hasattr(out, "x_hat")  # a TopK SaeOutput or a ReLU SAE's ReluOutput
+    return kl_step_terms(loss, x, out, auxk_alpha, sparsity_coef, mse_weight)
+
+
+def kl_to_original(
+    model: nn.Module,
+    input_ids: Tensor,
+    fns: dict[int, Callable],
+    head: LogitHead | None = None,
+    chunk_size: int | None = None,
+) -> Tensor:
+    """KL(p_original ‖ p_spliced) summed over positions / batch size, the model spliced with `fns`
+    (`lorasae.model.hooks.splice`: a residual or, marked `splice_site = "mlp"`, an MLP-output splice);
+    with `head`, from final hidden states with the head applied per chunk of positions."""
+
+    def outputs() -> Tensor:
+        if head is not None:
+            return final_hidden(model, input_ids)
+        return model(input_ids=input_ids, use_cache=False).logits
+
     with torch.no_grad():
-        _, stats = _sae_losses(x, out, 0.0)
+        original = outputs()
+    with splice(model, fns):
+        spliced = outputs()
+    return chunked_kl(spliced, original, head=head, chunk_size=chunk_size)
+
+
+def kl_step_terms(
+    kl: Tensor,
+    x: Tensor,
+    out: Any,
+    auxk_alpha: float,
+    sparsity_coef: float,
+    mse_weight: float,
+    target: Tensor | None = None,
+) -> tuple[Tensor, Any, StepStats]:
+    """The KL step's loss: `kl` + weighted AuxK + λ·L1 + `mse_weight` · FVU of the dictionary's output
+    `out` on its rows (`x`, or `target` for a transcoder, whose input x is the MLP's input), the FVU and
+    AuxK with the global variance as denominator (× W) as the local objective's; and the step's sums."""
+    y = x if target is None else target
+    with torch.no_grad():
+        _, stats = _sae_losses(x, out, 0.0, target=target)
+    loss = kl
     if auxk_alpha > 0:
-        local_var, global_var, world = _variance_denominator(x)
+        local_var, global_var, world = _variance_denominator(y)
         loss = loss + auxk_alpha * out.auxk_loss * (local_var / global_var) * world
     if sparsity_coef > 0 and hasattr(out, "l1"):
         loss = loss + sparsity_coef * out.l1
-    if mse_weight > 0:  # the FVU with the global variance as denominator (× W), as the local objective's
-        local_var, global_var, world = _variance_denominator(x)
-        loss = loss + mse_weight * squared_error(x, out.x_hat) / global_var * world
+    if mse_weight > 0:
+        local_var, global_var, world = _variance_denominator(y)
+        loss = loss + mse_weight * squared_error(y, out.x_hat) / global_var * world
     stats.loss = loss.detach()
     return loss, out, stats
 

@@ -8,6 +8,7 @@ its architecture's registry entry (`lorasae.sae.registry`):
 | `--objective kl --init_sae S` | `LayerRows` (token ids) | `E2eObjective` (KL + w·FVU) from S | `SplicedCurve` |
 | `--hidden_modification` | `LayerRows` (f(x), harvested) | `ReconstructionObjective` | `TargetFvuCurve` |
 | registry `rows="mlp"` (transcoders) | `MlpRows` (MLP in, MLP out) | `ReconstructionObjective` | `TranscoderCurve` |
+| `rows="mlp"`, `--objective kl --init_sae T` | `MlpTokenIds` (token ids) | `E2eObjective` (`transcoder_kl_step`) | `TranscoderCurve` |
 | registry `rows="sources"` (crosscoder) | `Sources` | `CrosscoderObjective` | `CrosscoderCurve` |
 
 Persistence (`persistence.Persistence`) is the same for every run. A new architecture whose rows are one
@@ -113,8 +114,14 @@ def assemble(
         from lorasae.train import transcoder_parts as tc
 
         tc.check_supported(cfg)
-        rows = tc.MlpRows(ctx.model, cfg.layer, ctx.info, ctx.device)
-        objective = ReconstructionObjective(cfg.auxk_alpha, "fvu", sparsity, l1, autocast)
+        if cfg.trains_on_kl:  # --objective kl: the KL with the MLP output spliced + w·FVU of the MLP output
+            head = e2e_head(ctx.model, ctx.val[:1, :16].to(ctx.device))
+            rows = tc.MlpTokenIds(ctx.model, cfg.layer, ctx.info, ctx.device)
+            objective = E2eObjective(ctx.model, cfg.layer, head, cfg.auxk_alpha, sparsity, l1, autocast,
+                                     tc.transcoder_kl_step, cfg.mse_weight)  # fmt: skip
+        else:
+            rows = tc.MlpRows(ctx.model, cfg.layer, ctx.info, ctx.device)
+            objective = ReconstructionObjective(cfg.auxk_alpha, "fvu", sparsity, l1, autocast)
         curve_args = (cfg, ctx.model, ctx.sae, ctx.curve_val, ctx.val, ctx.special_ids, ctx.info)
         return Parts(rows, objective, tc.TranscoderCurve(*curve_args, plain_rows, ctx.entry.reuses_prefix))
     if ctx.entry.rows != "layer":

@@ -31,6 +31,8 @@ from lorasae.core.paths import (
     sae_curve_path,
     sae_dir,
     sae_tag,
+    settings_variant,
+    with_variant,
 )
 from lorasae.model.defaults import sae_defaults
 from lorasae.model.load import ModelShape, model_key
@@ -66,10 +68,40 @@ def checkpoint_dir(cfg: TrainSaeConfig, pct: int | None = None) -> Path:
         tag = sae_tag(cfg.expansion_factor, cfg.k, pct)
     if cfg.objective == "kl":  # a KL fine-tune: beside the SAEs of its kind, never taken for its parent
         base = _kl_parent_tag(cfg, tag if pct is None else tag.removesuffix(f"-{pct}pct"))
-        tag = f"{base}{KL_FT_SUFFIX}" + ("" if pct is None else f"-{pct}pct")
+        tuned = with_variant(f"{base}{KL_FT_SUFFIX}", kl_fine_tune_variant(cfg))
+        tag = tuned + ("" if pct is None else f"-{pct}pct")
     if cfg.hidden_modification != "none":  # saved_saes/<model>/modified/<modification>__<file>__<tag>/
         tag = modified_sae_tag(cfg.hidden_modification, Path(str(cfg.modification_file)).stem, tag)
     return sae_dir(cfg.model_key, cfg.kind, cfg.expansion_factor, cfg.k, cfg.layer, tag=tag)
+
+
+KL_FT_NAME_KEYS = {"num_train_tokens": "n", "kl_mse_weight": "w"}
+"""The KL fine-tune's settings its folder name carries when they differ from train_sae.py's defaults."""
+
+
+def kl_fine_tune_variant(cfg: TrainSaeConfig) -> str:
+    """What a KL fine-tune's folder name carries beside `<parent>__kl-ft` (issue 25's rule,
+    `paths.settings_variant`): its budget when not train_sae.py's default for the model
+    (`default_num_train_tokens(d_model, "kl")`) and its --kl_mse_weight when not 1.0, e.g.
+    `n-30000_w-0.5`; '' for the default fine-tune, whose folder keeps the plain name. So fine-tunes of one
+    parent at two budgets get two folders. The model's shape is read only for a budget that is one of the
+    defaults (`KL_FINE_TUNE_TOKENS`, `SMALL_MODEL_KL_FINE_TUNE_TOKENS`)."""
+    from lorasae.model.defaults import (
+        KL_FINE_TUNE_TOKENS,
+        SMALL_MODEL_KL_FINE_TUNE_TOKENS,
+        default_num_train_tokens,
+    )
+
+    tokens = cfg.num_train_tokens
+    if tokens in (KL_FINE_TUNE_TOKENS, SMALL_MODEL_KL_FINE_TUNE_TOKENS):
+        from lorasae.model.load import model_shape
+
+        default_tokens = default_num_train_tokens(model_shape(cfg.model_name).d_model, "kl")
+    else:
+        default_tokens = None  # any other budget differs from the default of every model
+    settings = {"num_train_tokens": tokens, "kl_mse_weight": cfg.mse_weight}
+    defaults = {"num_train_tokens": default_tokens, "kl_mse_weight": 1.0}
+    return settings_variant(settings, defaults, KL_FT_NAME_KEYS)
 
 
 def _kl_parent_tag(cfg: TrainSaeConfig, family_tag: str) -> str:

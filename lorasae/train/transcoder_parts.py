@@ -5,13 +5,19 @@ layer L's MLP input and reconstructs its MLP output (`lorasae.sae.transcoder`).
   (`lorasae.model.hooks.mlp_io_at`: the forward stops after that MLP), fed to the trainer's
   `ReconstructionObjective` as `sae(x, dead_mask, target=y)`; b_dec starts at the geometric median of the
   first global batch's MLP outputs (the space it lives in).
+- `--objective kl --init_sae T` (KL fine-tuning): `MlpTokenIds` (this rank's token ids) and
+  `transcoder_kl_step`, the LoRA trainer's KL to the original model (`objectives.kl_to_original`) with
+  layer L's MLP output replaced by the transcoder's prediction from the MLP input (`hooks.splice` at
+  the MLP, the splice of every CE and eval, given the transcoder's training forward so that AuxK and the
+  L1 see the step) + --kl_mse_weight × the FVU of that MLP output (`E2eObjective` runs it).
 - `TranscoderCurve`: a curve point is the validation CE with layer L's MLP output replaced by the
   transcoder's reconstruction (`lorasae.model.hooks.mlp_splice`; the attention and norms of layer L still run,
   so the clean residual is cached after layer L − 1, `lorasae/model/prefix.py`, and each point runs
   layers L… only; at layer 0 every point runs the full forward); the final
   statistics are the FVU of the MLP output, L0 and never-active latents over every validation token.
 
-Every position (no --positions), one forward per step (no harvesting), one process or DDP."""
+Every position (no --positions), one forward per step (no harvesting), one process or DDP; --e2e
+(a transcoder trained on the KL from scratch) is not supported."""
 
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
+from lorasae.kl import LogitHead
 from lorasae.model.ce import ce_sum_and_count
 from lorasae.model.hooks import MLP, mlp_io_at, splice
 from lorasae.model.prefix import reusable_prefix_layer
@@ -29,6 +36,7 @@ from lorasae.train import distributed as dist_utils
 from lorasae.train.config import TrainSaeConfig
 from lorasae.train.curve import FinalStats, SplicedCurve
 from lorasae.train.distributed import DistInfo
+from lorasae.train.objectives import StepStats, kl_step_terms, kl_to_original
 from lorasae.train.validation import rank_share
 
 TRANSCODERS = ("transcoder", "skip_transcoder")
@@ -41,7 +49,6 @@ def check_supported(cfg: TrainSaeConfig) -> None:
         for flag, on in [
             ("--positions", cfg.positions != "all"),
             ("--e2e", cfg.e2e),
-            ("--objective kl", cfg.objective == "kl"),
             ("--hidden_modification", cfg.hidden_modification != "none"),
         ]
         if on
@@ -75,6 +82,44 @@ class MlpRows:
         """The row pairs of the next `steps` steps from the global batches of token ids `batches`."""
         for _, batch in zip(range(steps), batches, strict=False):
             yield self.rows(dist_utils.shard(batch, self.info))
+
+
+class MlpTokenIds(MlpRows):
+    """The KL fine-tune's rows: this rank's token ids of each step (`transcoder_kl_step` runs the model)."""
+
+    def stream(self, batches: Iterator[Tensor], steps: int) -> Iterator[Tensor]:  # type: ignore[override]
+        for _, batch in zip(range(steps), batches, strict=False):
+            yield dist_utils.shard(batch, self.info).to(self.device)
+
+
+def transcoder_kl_step(
+    model: nn.Module,
+    sae: nn.Module,
+    input_ids: Tensor,
+    layer: int,
+    auxk_alpha: float,
+    dead_mask: Tensor | None,
+    head: LogitHead | None = None,
+    chunk_size: int | None = None,
+    sparsity_coef: float = 0.0,
+    mse_weight: float = 0.0,
+) -> tuple[Tensor, object, StepStats]:
+    """KL(p_original ‖ p_spliced) summed over positions / batch size, layer `layer`'s MLP output replaced
+    by the transcoder's prediction from its input, + `mse_weight` · the FVU of that prediction against
+    the MLP's own output (+ AuxK, + λ·L1): `objectives.e2e_step` at the MLP (its arguments)."""
+    seen: dict[str, object] = {}
+
+    def predict(mlp_in: Tensor, mlp_out: Tensor) -> Tensor:
+        x, y = _flat(mlp_in), _flat(mlp_out).detach()
+        out = sae(x, dead_mask, target=y)
+        seen["x"], seen["y"], seen["out"] = x, y, out
+        return out.x_hat.reshape(mlp_out.shape).to(mlp_out.dtype)
+
+    predict.splice_site = MLP  # type: ignore[attr-defined]
+    kl = kl_to_original(model, input_ids, {layer: predict}, head, chunk_size)
+    x, y, out = seen["x"], seen["y"], seen["out"]
+    assert isinstance(x, Tensor) and isinstance(y, Tensor)
+    return kl_step_terms(kl, x, out, auxk_alpha, sparsity_coef, mse_weight, target=y)
 
 
 class TranscoderCurve(SplicedCurve):
