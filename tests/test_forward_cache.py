@@ -78,9 +78,10 @@ def test_a_changed_model_or_batch_misses_and_adapter_weights_do_not_matter():
     assert torch.equal(changed, objective._target(x))
 
 
-def test_a_model_too_large_for_the_store_is_not_cached():
+def test_a_model_too_large_for_the_store_or_off_the_cpu_is_not_cached():
     model = attach_lora(make_tiny_model("llama"), [0], rank=2)
     assert ForwardCache(max_bytes=1000).for_model(model) is None
+    assert ForwardCache().for_model(make_tiny_model("llama").to("meta")) is None  # not on the CPU
     store = ForwardCache(max_bytes=10 << 20)
     lookup = store.for_model(model)
     big = torch.zeros(4 << 20)  # 16 MiB: computed and returned, not kept

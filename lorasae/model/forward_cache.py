@@ -9,8 +9,9 @@ forward per step, about a third of a built-in SAE's step). `ForwardCache` keeps 
 digest of the original model's weights (LoRA adapters excluded), a tag naming the computation (the KL
 implementation, the layer) and the batch's token ids, so a changed model, computation or batch is never
 served a stored value; a stored value is handed out as a copy, so no caller can alter it. Only small
-models use it (weights under `max_bytes`: the digest reads every weight), and it holds at most
-`max_bytes` of outputs (later ones are computed and not kept).
+models on the CPU use it (weights under `max_bytes`: the digest reads every weight; on a GPU these
+forwards cost little), and it holds at most `max_bytes` of outputs (later ones are computed and not
+kept).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def batch_digest(input_ids: Tensor) -> str:
 
 class ForwardCache:
     """Outputs by (original model's weights digest, tag, batch). `for_model` gives the lookup of one
-    model, or None when the model is too large to be digested cheaply."""
+    model, or None when the model is not on the CPU or too large to be digested cheaply."""
 
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES):
         self.max_bytes = max_bytes
@@ -70,8 +71,9 @@ class ForwardCache:
     def for_model(self, model: nn.Module) -> Lookup | None:
         """`lookup(tag, input_ids, compute)` for the original model inside `model` as it is now (its
         weights are digested here: the original model must not change while the lookup is used)."""
-        if _weights_bytes(model) > self.max_bytes:
-            return None
+        first = next(model.parameters(), None)
+        if first is None or first.device.type != "cpu" or _weights_bytes(model) > self.max_bytes:
+            return None  # a GPU recomputes faster than the digest and the store cost
         model_digest = base_weights_digest(model)
 
         def lookup(tag: str, input_ids: Tensor, compute: Callable[[], Tensor]) -> Tensor:
