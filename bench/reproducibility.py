@@ -28,6 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from lorasae.core.budget import DEMO_SAE_TOKENS  # noqa: E402
 from lorasae.core.cli import parse  # noqa: E402
 
 NUMBERS = ("L_base", "L_SAE", "L_LoRA")
@@ -47,7 +48,7 @@ class ReproducibilityBench:
     default to 1."""
     layer: int = 1
     """Layer of the SAE (the demo's main SAE)."""
-    sae_tokens: int = 300_000
+    sae_tokens: int = DEMO_SAE_TOKENS
     """Training tokens of the SAE (the demo's)."""
     lora_examples: int = 160
     """Training sequences of the LoRA run (the demo's)."""

@@ -141,3 +141,14 @@ def _no_deferred_records_across_tests():
     drop_deferred()
     yield
     drop_deferred()
+
+
+@pytest.fixture(autouse=True)
+def _no_forward_cache_across_tests():
+    """The process's store of frozen-model outputs (`lorasae.model.forward_cache`) starts empty in every
+    test: a test that patches a model function sees its patch, not a value another test stored."""
+    from lorasae.model.forward_cache import shared_forward_cache
+
+    shared_forward_cache().clear()
+    yield
+    shared_forward_cache().clear()

@@ -71,6 +71,8 @@ def test_demo_end_to_end_at_test_size(small_world, small_world_s, out_root: Path
     assert "e2e speed-up (e2e SAE time" in out
     # the sweep ran as two shard processes, each its half of the runs, every run in results.csv once
     assert "2 sweep shards at once" in out and "[shard 1/2] " in out
+    # the 2 checkpoint runs went to two LoRA worker processes at once (`lorasae.lora.parallel`)
+    assert "2 LoRA workers at once" in out and "[worker 1/2] " in out
     with open(out_root / "data" / "results.csv", newline="") as handle:
         runs = [
             (r["model"], r["sae_tag"], r["sae_layers"], r["lora_layers"], r["rank"])

@@ -16,8 +16,8 @@ PINNED_EVAL_STAGES = [
     "benchmarks (base / LoRA × without / with the SAE)",
     "interpretability analysis (activation distances, per-token loss)",
     "Dark Matter of SAEs (error prediction, power law, components, base vs LoRA)",
-    "dictionaries at matched L0 (k=4): topk, batchtopk, matryoshka, jumprelu, transcoder; LoRA, KL fine-tune, "
-    "both; KL fine-tunes of TopK checkpoints [20, 40, 60, 80, 100] %",
+    "dictionaries at matched L0 (k=4): topk, batchtopk, matryoshka, jumprelu, transcoder, skip_transcoder; LoRA, "
+    "KL fine-tune, both; KL fine-tunes of TopK checkpoints [20, 50, 80, 100] %",
     "latent dashboards (steering latent and the latents the adapter changes most)",
 ]
 """The demo's evaluation stages in order (`make demo`'s stages 9 … 15): those from before the registry,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lorasae.core import paths
+from lorasae.core.budget import DEMO_SAE_TOKENS
 from lorasae.core.cli import CommonArgs, field, parse_count
 from lorasae.core.paths import settings_variant
 from lorasae.core.runtime import parse_device
@@ -42,7 +43,7 @@ class DarkMatterArgs(AdapterChoiceArgs, CommonArgs):
     """Expansion factor of our k sweep."""
     train_missing: bool = True
     """Train any of our SAEs that is missing (train_sae with --sae_tokens tokens)."""
-    sae_tokens: int = field(default=300_000, type=parse_count)
+    sae_tokens: int = field(default=DEMO_SAE_TOKENS, type=parse_count)
     """Training tokens of each SAE trained here (the demo's budget)."""
     scope_l0: float = PAPER_L0
     """L0 that the Gemma Scope width sweep holds (the closest at each width)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from lorasae.core import paths
+from lorasae.core.budget import DEMO_SAE_TOKENS
 from lorasae.sweep.catalog import gemma_scope_catalog
 
 PAPER_L0 = 60
@@ -33,7 +34,7 @@ def our_sae_sources(
     ks: Sequence[int] = (),
     k_expansion: int = 8,
     train_missing: bool = False,
-    sae_tokens: int = 300_000,
+    sae_tokens: int = DEMO_SAE_TOKENS,
     device: str = "cpu",
     seed: int = 42,
     dataset: str | None = None,

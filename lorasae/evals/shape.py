@@ -69,7 +69,7 @@ class DemoContext:
     sweep_k: tuple[int, ...]
     sae_tokens: int
     lora_examples: int
-    checkpoints: tuple[int, ...] = (20, 40, 60, 80, 100)
+    checkpoints: tuple[int, ...] = (20, 50, 80, 100)
     """The main TopK SAE's checkpoints (percent) that the timing experiment adapts."""
 
     @property

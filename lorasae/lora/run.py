@@ -7,7 +7,7 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -39,6 +39,7 @@ from lorasae.lora.trainer import (
     validation_ce_chunks,
 )
 from lorasae.model.data import TokenSplit, load_token_split
+from lorasae.model.forward_cache import ForwardCache, shared_forward_cache
 from lorasae.model.load import ModelShape, d_model, load_model, special_token_ids
 from lorasae.sae.capabilities import TRAIN_LORA, sae_input_at
 from lorasae.sae.crosscoder import Crosscoder
@@ -174,6 +175,8 @@ class LoraSession:
     """The original model's validation CE, per chunk (the gap's noise is measured from it)."""
     info: distributed.DistInfo
     device: torch.device
+    targets: ForwardCache = field(default_factory=shared_forward_cache)
+    """The original model's outputs on the training batches, shared by the process's runs."""
 
     @property
     def n_layers(self) -> int:
@@ -271,6 +274,7 @@ def train_run(
             settings,
             base_ce=session.base_ce,
             info=info,
+            targets=session.targets,
         )
         paths: dict[str, str] = {}
         if info.is_main:

@@ -27,6 +27,7 @@ from lorasae.core.gap import GapClosed, gap_closed, paired_gap_se
 from lorasae.kl import KL_IMPLS, LogitHead, chunked_kl, final_hidden, naive_kl, verify_head
 from lorasae.lora.base_view import BaseView
 from lorasae.model.ce import ce_per_chunk
+from lorasae.model.forward_cache import ForwardCache, Lookup
 from lorasae.model.hooks import SpliceFn, splice
 from lorasae.train.distributed import DistInfo, all_reduce_sum, shard
 
@@ -147,6 +148,8 @@ class KLObjective(nn.Module):
         self.chunk_size = chunk_size or None
         self.head = LogitHead.from_model(model) if impl == "fused" else None
         self.base_view = BaseView(model)
+        self.cached: Lookup | None = None
+        """The process's store of targets for this model (`ForwardCache.for_model`), or None."""
 
     def check_fused(self, sample_ids: Tensor) -> None:
         """Fall back to `chunked` (with a warning) if the model's logits are not `head(final hidden)`."""
@@ -164,7 +167,13 @@ class KLObjective(nn.Module):
         return self.model(input_ids=input_ids, use_cache=False).logits
 
     def target(self, input_ids: Tensor) -> Tensor:
-        """Final hidden states (fused) or logits of the original model: adapters and SAEs off."""
+        """Final hidden states (fused) or logits of the original model: adapters and SAEs off (from the
+        session's `ForwardCache` when one is attached)."""
+        if self.cached is not None:
+            return self.cached(f"kl-target:{self.impl}", input_ids, lambda: self._target(input_ids))
+        return self._target(input_ids)
+
+    def _target(self, input_ids: Tensor) -> Tensor:
         with torch.no_grad(), self.base_view.base():
             return self._outputs(input_ids)
 
@@ -245,10 +254,12 @@ def train_lora(
     settings: TrainSettings,
     base_ce: float | ChunkCE | None = None,
     info: DistInfo | None = None,
+    targets: ForwardCache | None = None,
 ) -> LoraRunResult:
     """Train the adapters of PeftModel `model` on `train_batches` (global batches [B, T]) for
     `settings.num_train_examples` sequences; returns CEs and the validation curve (first point before
-    training, cumulative training minutes with evaluation excluded)."""
+    training, cumulative training minutes with evaluation excluded). `targets`: a store of the original
+    model's outputs shared by runs (`lorasae.model.forward_cache`; same results, a forward fewer a step)."""
     info = info or dist_info()
     device = _device(model)
     if settings.batch_size % info.world_size:
@@ -261,6 +272,7 @@ def train_lora(
     objective = KLObjective(model, splices, settings.kl_impl, settings.kl_chunk_size)
     first = next(train_batches)
     objective.check_fused(first[:1, : min(16, first.shape[1])].to(device))
+    objective.cached = targets.for_model(model) if targets is not None else None
     step_module: nn.Module = objective
     if info.enabled:
         from torch.nn.parallel import DistributedDataParallel

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lorasae.core.budget import DEMO_SAE_TOKENS
+
 PAPER_RANK_RATIO = 64 / 2304
 """The paper's LoRA rank over the model width: rank 64 on Gemma-2-2B's d_model 2304 (2.8 %)."""
 
@@ -48,7 +50,7 @@ class ScaleStudyConfig:
     lora_layers: str = "all"
     """Layers that get adapters (train_lora.py's --LoRA_layers)."""
 
-    sae_tokens: int = 300_000
+    sae_tokens: int = DEMO_SAE_TOKENS
     """Training tokens of each model's TopK SAE when it has none yet (the demo's budget)."""
 
     benchmark_limit: int | None = 100

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor, nn
 
+from lorasae.model.forward_cache import Lookup
 from lorasae.model.hooks import residual_at
 from lorasae.train import distributed as dist_utils
 from lorasae.train.distributed import DistInfo
@@ -39,7 +40,8 @@ class ActivationBuffer:
     batches are read (none is harvested beyond the run's last step). `positions` (`--positions`) keeps one
     position of each chunk (None: all); `rows(hidden, ids)` then turns one step's residual [B, T, d] into
     the rows the SAE reconstructs (default: the residual itself; a `--hidden_modification` gives f(x),
-    `lorasae/train/modification.py`)."""
+    `lorasae/train/modification.py`). `cached`: a `ForwardCache` lookup of the model; a batch another run
+    harvested at this layer is then taken from it (the same numbers, one truncated forward fewer)."""
 
     def __init__(
         self,
@@ -52,6 +54,7 @@ class ActivationBuffer:
         total: int | None = None,
         rows: Callable[[Tensor, Tensor], Tensor] = plain_rows,
         positions: Positions = None,
+        cached: Lookup | None = None,
     ):
         if steps_per_forward < 1:
             raise ValueError(f"steps_per_forward must be >= 1, got {steps_per_forward}")
@@ -61,6 +64,7 @@ class ActivationBuffer:
         self.forwards = 0
         self.remaining = total
         self.positions = positions
+        self.cached = cached
 
     def __iter__(self) -> ActivationBuffer:
         return self
@@ -82,11 +86,16 @@ class ActivationBuffer:
         sizes = [len(s) for s in shards]
         ids = torch.cat(shards).to(self.device)
         with torch.no_grad():
-            hidden = select_positions(residual_at(self.model, ids, self.layer), self.positions)
+            hidden = select_positions(self._residual(ids), self.positions)
         ids = select_positions(ids, self.positions)
         self.forwards += 1
         # one [B_i x T, d] float32 block per step, in the order the steps take them
         self.ready = [self.rows(h, i) for h, i in zip(hidden.split(sizes), ids.split(sizes))][::-1]
+
+    def _residual(self, ids: Tensor) -> Tensor:
+        if self.cached is None:
+            return residual_at(self.model, ids, self.layer)
+        return self.cached(f"residual:{self.layer}", ids, lambda: residual_at(self.model, ids, self.layer))
 
     def __next__(self) -> Tensor:
         if not self.ready:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor, nn
 
+from lorasae.model.forward_cache import shared_forward_cache
 from lorasae.model.hooks import residual_at
 from lorasae.sae import geometric_median
 from lorasae.train import distributed as dist_utils
@@ -34,7 +35,9 @@ class LayerRows:
         device: torch.device,
         harvest_steps: int | None,
     ):
-        """`harvest_steps`: batches per harvesting forward; None streams token ids instead (--e2e)."""
+        """`harvest_steps`: batches per harvesting forward; None streams token ids instead (--e2e). The
+        harvest takes a batch another run of this model harvested at this layer from the process's
+        `ForwardCache` (`lorasae.model.forward_cache`)."""
         self.model, self.layer, self.positions, self.rows_fn = model, layer, positions, rows_fn
         self.info, self.device, self.harvest_steps = info, device, harvest_steps
 
@@ -52,5 +55,5 @@ class LayerRows:
             return (dist_utils.shard(b, self.info).to(self.device) for b in batches)
         return ActivationBuffer(
             self.model, self.layer, batches, self.harvest_steps, self.info, self.device, steps,
-            rows=self.rows_fn, positions=self.positions,
+            rows=self.rows_fn, positions=self.positions, cached=shared_forward_cache().for_model(self.model),
         )  # fmt: skip
