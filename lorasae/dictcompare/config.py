@@ -43,7 +43,7 @@ class DictionariesConfig:
 
     kl_tokens_pct: float | None = None
     """KL fine-tuning budget, in percent of --sae_tokens. Default: train_sae.py's --objective kl budget
-    (32,768 tokens on the built-in models, about 11 percent of the demo's 300k; Karvonen's 25M at d ≥ 1024), whose
+    (32,768 tokens on the built-in models, about 16 percent of the demo's 200k; Karvonen's 25M at d ≥ 1024), whose
     folders keep the plain `<dictionary>__kl-ft` name; another budget is named in the folder (`__n-<tokens>`)."""
 
     kl_mse_weight: float = 1.0
@@ -64,7 +64,7 @@ class DictionariesConfig:
 
     kl_checkpoints: list[int] = field(default_factory=list)
     """Also KL fine-tune these checkpoints (percent) of the TopK SAE at the same budget, for the timing
-    figure's "TopK + KL fine-tune" (the demo: 20 40 60 80 100). Empty: none."""
+    figure's "TopK + KL fine-tune" (the demo: 20 50 80 100). Empty: none."""
 
     shards: int | None = None
     """Independent runs go in this many processes at once (`python -m lorasae.dictcompare.shards`, one
