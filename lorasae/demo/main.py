@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lorasae.core import paths
-from lorasae.core.budget import DEMO_SAE_TOKENS
+from lorasae.core.budget import DEMO_CURVE_EVERY_PCT, DEMO_SAE_TOKENS
 from lorasae.core.cli import field, parse, parse_count
 from lorasae.core.errors import main_guard
 from lorasae.demo.readme import update_readme, write_results_page
@@ -38,11 +38,6 @@ from lorasae.evals.shape import EvalSizes
 # the speed-up); the sweep runs report their final CE, so they validate only before and after training and
 # the sweep SAEs keep no intermediate checkpoints (validation does not change training: same final SAEs).
 SWEEP_EVAL_EVERY_PCT = 100.0
-E2E_EVAL_EVERY_PCT = 5.0
-"""The e2e SAE's validation curve every 5 % of training (21 points; the main TopK SAE keeps train_sae.py's
-1 %, the dictionary comparison reuses that very run): each point runs the model after the SAE on every
-validation token, about 0.4 CPU s on the built-in model, so 101 points were 40 % of the e2e stage. The
-e2e speed-up interpolates the time the curve reaches each target linearly between points."""
 TIMING_CURVE_POINTS = 5
 """Validation points (after the one before training) of each LoRA run from a TopK checkpoint: the timing
 figure's curves (train_lora.py's default for 160 sequences validates 10 times, half the run's time)."""
@@ -236,7 +231,7 @@ def run_demo(cfg: DemoConfig) -> None:
     # validation token, so their curve points use all of them too (train_sae.py's short-run default
     # validates on fewer).
     full_curve = default_num_val_tokens(shape.d_model)
-    main_sae = sae_config(k=k_main, curve_val_tokens=full_curve)
+    main_sae = sae_config(k=k_main, curve_val_tokens=full_curve, eval_every_pct=DEMO_CURVE_EVERY_PCT)
     main_curve = curve_path(
         main_sae.resolved(shape.d_model, shape.max_positions, n_layers), "val_loss", shape
     )
@@ -249,7 +244,7 @@ def run_demo(cfg: DemoConfig) -> None:
         f"e2e SAE (k={k_main}, {cfg.sae_tokens:,} tokens)",
         sae_done("e2e", k_main),
         lambda: train_sae(
-            sae_config(k=k_main, e2e=True, curve_val_tokens=full_curve, eval_every_pct=E2E_EVAL_EVERY_PCT)
+            sae_config(k=k_main, e2e=True, curve_val_tokens=full_curve, eval_every_pct=DEMO_CURVE_EVERY_PCT)
         ),
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lorasae.core.budget import DEMO_SAE_TOKENS
 from lorasae.core.cli import field, parse_count
 
 ARCHITECTURES = ("topk", "batchtopk", "matryoshka", "jumprelu", "transcoder", "skip_transcoder")
@@ -38,7 +39,7 @@ class DictionariesConfig:
     architectures: list[str] = field(default_factory=lambda: list(ARCHITECTURES))
     """Rows: any of topk, batchtopk, matryoshka, jumprelu, transcoder, skip_transcoder."""
 
-    sae_tokens: int = field(default=200_000, type=parse_count)
+    sae_tokens: int = field(default=DEMO_SAE_TOKENS, type=parse_count)
     """Training tokens of each dictionary (the demo's main SAE's budget: its run is reused when it matches)."""
 
     kl_tokens_pct: float | None = None

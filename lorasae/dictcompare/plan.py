@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from lorasae.core.budget import DEMO_CURVE_EVERY_PCT
 from lorasae.dictcompare.config import DictionariesConfig
 from lorasae.lora.config import TrainLoraConfig
 from lorasae.train.config import TrainSaeConfig
@@ -51,7 +52,7 @@ def _shape_of(model: str | None):
 
 def sae_config(cfg: DictionariesConfig, architecture: str) -> TrainSaeConfig:
     """The dictionary of one row (not resolved). TopK is the demo's main SAE (its curve validated on every
-    validation token, checkpoints every 10 %); the others validate only at the end (validation never
+    validation token every 5 % of training, checkpoints every 10 %); the others validate only at the end (validation never
     changes training) and keep only the final SAE."""
     from lorasae.model.defaults import default_num_val_tokens
 
@@ -59,7 +60,7 @@ def sae_config(cfg: DictionariesConfig, architecture: str) -> TrainSaeConfig:
     base = TrainSaeConfig(
         device=cfg.device, model_type=cfg.model_type, model=cfg.model, dataset=cfg.dataset, layer=cfg.layer, num_train_tokens=cfg.sae_tokens,
         seed=cfg.seed, k=k, expansion_factor=cfg.expansion_factor, overwrite=cfg.overwrite,
-        curve_val_tokens=default_num_val_tokens(_shape(cfg).d_model),
+        curve_val_tokens=default_num_val_tokens(_shape(cfg).d_model), eval_every_pct=DEMO_CURVE_EVERY_PCT,
     )  # fmt: skip
     if architecture == "topk":
         return base
