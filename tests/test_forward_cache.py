@@ -126,3 +126,19 @@ def test_a_value_handed_out_cannot_alter_the_store():
     assert torch.equal(served, torch.arange(6.0))
     served.add_(5)  # and the value it was served
     assert torch.equal(lookup("t", x, lambda: torch.full((6,), -1.0)), torch.arange(6.0))
+
+
+def test_the_process_store_serves_only_inside_reused_forwards_and_is_emptied_after():
+    # a served forward costs no time: a timed run (main SAE, checkpoint LoRAs, the dictionaries compared)
+    # must compute its own, so the shared store is off outside the sweep's block
+    from lorasae.model.forward_cache import reused_forwards, shared_forward_cache
+
+    model = make_tiny_model("llama")
+    shared = shared_forward_cache()
+    assert shared.for_model(model) is None
+    with reused_forwards() as store:
+        lookup = store.for_model(model)
+        ids = _ids(2, 8, seed=3)
+        lookup("t", ids, lambda: torch.ones(2))
+        assert shared.bytes > 0
+    assert shared.for_model(model) is None and shared.bytes == 0

@@ -460,3 +460,17 @@ def test_default_sae_and_adapter_resolution(out_root):
     adapter.mkdir(parents=True)
     (adapter / "adapter_config.json").write_text("{}")
     assert default_adapter(model, ref) == adapter
+
+
+def test_a_saebench_run_handed_to_a_worker_process_is_the_very_run(tmp_path):
+    # make demo runs base and LoRA-merged in two worker processes (lorasae/saebench/worker.py), each reading
+    # its run back from a config file: every setting must survive the trip
+    import dataclasses
+
+    from lorasae.core.atomic import atomic_write_json
+    from lorasae.saebench.args import SaeBenchArgs
+    from lorasae.saebench.worker import read_run
+
+    args = SaeBenchArgs(device="cpu", model="tiny", model_variant="base", evals="core,scr", seed=7, layer=1)
+    atomic_write_json(tmp_path / "run.json", dataclasses.asdict(args))
+    assert read_run(str(tmp_path / "run.json")) == args

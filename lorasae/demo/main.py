@@ -206,19 +206,22 @@ def run_demo(cfg: DemoConfig) -> None:
     # Every SAE run writes its own curve files (`paths.sae_curve_path`): the sweep SAEs' curves never
     # replace the main SAE's (the timing figure's).
     def train_sweep_saes() -> None:
+        from lorasae.model.forward_cache import reused_forwards
+
         points = [(model, *point) for point in sweep_saes] + [(m, other_k[m], 8, cfg.layer) for m in others]
-        for of, k, expansion, layer in points:
-            if not sae_done("normal", k, expansion, layer, of):
-                train_sae(
-                    sae_config(
-                        model_type=of,
-                        k=k,
-                        expansion_factor=expansion,
-                        layer=layer,
-                        eval_every_pct=SWEEP_EVAL_EVERY_PCT,
-                        checkpoint_every_pct=100,
+        with reused_forwards():  # their harvests shared (no figure reads their times; the main SAE's own)
+            for of, k, expansion, layer in points:
+                if not sae_done("normal", k, expansion, layer, of):
+                    train_sae(
+                        sae_config(
+                            model_type=of,
+                            k=k,
+                            expansion_factor=expansion,
+                            layer=layer,
+                            eval_every_pct=SWEEP_EVAL_EVERY_PCT,
+                            checkpoint_every_pct=100,
+                        )
                     )
-                )
 
     stages.run(
         f"TopK SAEs of the sweeps (k {ks}, expansion {widths}, layers {layers}; {', '.join(others)} k "

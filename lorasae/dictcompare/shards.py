@@ -3,7 +3,7 @@ LoRA step is a chain of small ops that one thread runs nearly as fast as two (`l
 two one-thread processes on two cores finish the independent jobs (one per row, one per extra checkpoint
 fine-tune) in about half the time and CPU. Each process is `python -m lorasae.dictcompare.shards
 <config.json> i/n` and runs every n-th job (`shard_jobs`); the processes are started by the sweep's runner
-(`lorasae.sweep.shards.run_processes`). The table is then gathered in the calling process, where every run
+(`lorasae.core.processes.run_processes`). The table is then gathered in the calling process, where every run
 is done and skipped by its own record."""
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def config_path(cfg: DictionariesConfig) -> Path:
 def run_sharded(cfg: DictionariesConfig, workers: int) -> None:
     """Run every job in `workers` processes at once (one thread each on the CPU)."""
     from lorasae.core.atomic import atomic_write_json
-    from lorasae.sweep.shards import run_processes
+    from lorasae.core.processes import run_processes
 
     config_file = config_path(cfg)
     atomic_write_json(config_file, dataclasses.asdict(cfg))

@@ -4,7 +4,7 @@ A LoRA step on a small model (one 128-token sequence through the built-in model)
 CPU threads to share: the demo's five runs from TopK checkpoints took 100 CPU s in 51 s at two threads,
 where one thread does the same run in half the CPU time. Two one-thread processes, each taking every
 other run, finish them in about half the time of one process; the sweep's shards do the same
-(`lorasae.sweep.shards`, whose process runner this uses). Each run's outputs and `results.csv` row are
+(`lorasae.sweep.shards`; the process runner is `lorasae.core.processes`). Each run's outputs and `results.csv` row are
 written as `train_lora.py` writes them (concurrent writers take turns on its lock)."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def run_parallel(cfgs: Sequence[TrainLoraConfig], workers: int) -> None:
         main_many(list(cfgs))
         return
     from lorasae.core.atomic import atomic_write_json
-    from lorasae.sweep.shards import run_processes
+    from lorasae.core.processes import run_processes
 
     with tempfile.TemporaryDirectory(prefix="lorasae-lora-") as folder:
         files = []

@@ -12,12 +12,19 @@ served a stored value; a stored value is handed out as a copy, so no caller can 
 models on the CPU use it (weights under `max_bytes`: the digest reads every weight; on a GPU these
 forwards cost little), and it holds at most `max_bytes` of outputs (later ones are computed and not
 kept).
+
+A cached forward costs no time, so a run served from the store records a shorter training time than it
+would alone: the process's store (`shared_forward_cache`) is therefore off except inside
+`reused_forwards()`, which the sweep and the demo's sweep SAEs use (runs whose times no figure or claim
+reads); the timed runs (the main TopK and e2e SAEs, the LoRA runs from checkpoints, the dictionaries
+compared) compute every forward themselves.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
@@ -63,8 +70,8 @@ class ForwardCache:
     """Outputs by (original model's weights digest, tag, batch). `for_model` gives the lookup of one
     model, or None when the model is not on the CPU or too large to be digested cheaply."""
 
-    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES):
-        self.max_bytes = max_bytes
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES, enabled: bool = True):
+        self.max_bytes, self.enabled = max_bytes, enabled
         self._store: dict[tuple[str, str, str], Tensor] = {}
         self.bytes = self.hits = self.misses = 0
 
@@ -72,7 +79,12 @@ class ForwardCache:
         """`lookup(tag, input_ids, compute)` for the original model inside `model` as it is now (its
         weights are digested here: the original model must not change while the lookup is used)."""
         first = next(model.parameters(), None)
-        if first is None or first.device.type != "cpu" or _weights_bytes(model) > self.max_bytes:
+        if (
+            not self.enabled
+            or first is None
+            or first.device.type != "cpu"
+            or _weights_bytes(model) > self.max_bytes
+        ):
             return None  # a GPU recomputes faster than the digest and the store cost
         model_digest = base_weights_digest(model)
 
@@ -98,10 +110,22 @@ class ForwardCache:
         self.bytes = self.hits = self.misses = 0
 
 
-_SHARED = ForwardCache()
+_SHARED = ForwardCache(enabled=False)
 
 
 def shared_forward_cache() -> ForwardCache:
     """The process's store: every LoRA session and SAE run of a process (the demo's stages one after
     another, a sweep shard's runs) shares it; its keys tell models, computations and batches apart."""
     return _SHARED
+
+
+@contextmanager
+def reused_forwards() -> Iterator[ForwardCache]:
+    """Within the block, the runs of this process share the process's store; at its end the store is
+    emptied and off again, so a later run's recorded time is what it costs alone."""
+    _SHARED.enabled = True
+    try:
+        yield _SHARED
+    finally:
+        _SHARED.enabled = False
+        _SHARED.clear()

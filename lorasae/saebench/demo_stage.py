@@ -27,8 +27,9 @@ def saebench_evals(spec: str = "offline") -> list[str]:
 
 
 def saebench_stage(device: str, layer: int, seed: int, force: bool, sizes: EvalSizes) -> Stage:
-    """`eval/SAE-Bench/run_eval.py --model tiny --model_type base`, then `--model_type peft` (the adapter
-    the store picks for the main SAE: every layer, highest rank); the comparison table and figure."""
+    """`eval/SAE-Bench/run_eval.py --model tiny --model_type base` and `--model_type peft` (the adapter the
+    store picks for the main SAE: every layer, highest rank), at once in two one-thread processes on a
+    multi-core CPU, else in turn; the comparison table and figure."""
     from lorasae.saebench.args import SaeBenchArgs, result_variant
 
     evals = saebench_evals(sizes.saebench_evals)
@@ -56,9 +57,17 @@ def saebench_stage(device: str, layer: int, seed: int, force: bool, sizes: EvalS
         return all(e in found.get(t, {}) for t in ("base", "peft") for e in evals)
 
     def run() -> None:
+        from lorasae.core.runtime import available_cpus, parse_device
+
+        runs = [args(variant) for variant in ("base", "peft")]
+        if parse_device(device).type == "cpu" and available_cpus() > 1:
+            from lorasae.saebench.worker import run_in_processes
+
+            run_in_processes(runs)  # one thread each, at once (lorasae/saebench/worker.py)
+            return
         from lorasae.saebench.run import run as run_eval
 
-        for variant in ("base", "peft"):
-            run_eval(args(variant))
+        for one in runs:
+            run_eval(one)
 
     return f"SAE-Bench ({', '.join(evals)}) on the base and the LoRA-merged model", not force and done(), run

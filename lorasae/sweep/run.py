@@ -193,7 +193,10 @@ def main(cfg: SweepConfig) -> Plan:
     # runs on one model after another, so consecutive runs share the loaded model and data
     todo.sort(key=lambda run: cfg.models.index(run.sae.model) if run.sae.model in cfg.models else -1)
     if todo:
-        train_lora_many([lora_config(cfg, run) for run in todo])
+        from lorasae.model.forward_cache import reused_forwards
+
+        with reused_forwards():  # the sweep's runs share the original model's targets (no time is read)
+            train_lora_many([lora_config(cfg, run) for run in todo])
     if cfg.figures:
         figures(cfg)
     return plan
