@@ -154,3 +154,19 @@ def test_two_adapters_benchmarked_at_the_same_settings_write_two_files(world_mod
     assert spliced.parent == second.parent and spliced.name == f"{key}_peft_sae__limit-3.json"
     (source,) = json.loads(spliced.read_text())["config"]["sae_source"]
     assert Path(source).resolve() == default_sae.resolve()
+
+
+def test_planned_paths_are_the_default_names_once_the_default_sae_exists(world_model, out_root, saved):
+    """What the demo's benchmark stage checks (`planned_paths`): the plain names of the default SAE and
+    adapter; another SAE's run plans its own folder; None while the SAE cannot be found."""
+    from lorasae.lmeval.pairing import planned_paths
+
+    key, default_sae, _, width = saved
+    demo = BenchmarkConfig(model=str(world_model), all_four=True, limit=3, tasks="tiny_facts", sae_layer=1)
+    assert planned_paths(demo) == [results_path(key, c, variant="limit-3") for c in ALL_FOUR]
+    other_sae = _random_sae(out_root / "elsewhere" / "model.layers.1", d=width, seed=1)
+    other = BenchmarkConfig(model=str(world_model), splice_sae=True, limit=3, sae_source=str(other_sae))
+    (path,) = planned_paths(other)
+    assert path.parent.name.startswith("sae-elsewhere--model.layers.1-")
+    missing = BenchmarkConfig(model=str(world_model), splice_sae=True, architecture="relu")
+    assert planned_paths(missing) is None  # no ReLU SAE saved
