@@ -6,8 +6,10 @@
     python eval/benchmarks/run_benchmarks.py --model tiny --model_type peft --sae --limit 50
 
 Default tasks: MMLU, HellaSwag, TruthfulQA (mc1, mc2); for --model tiny the built-in tasks of the same
-formats. Writes eval/benchmarks/results/<model>_<peft|base>_<sae|no_sae>.json and prints the table
-comparing the four combinations found there.
+formats. Writes eval/benchmarks/results/<model>_<peft|base>_<sae|no_sae>[__<variant>].json (`<variant>`: the
+settings off their defaults, e.g. `limit-50`) for the SAE and adapter picked by default; another SAE's or
+adapter's results go to a folder that names it (`results/sae-<tag>-<digest>/`, `results/adapter-<label>/`,
+`lorasae.lmeval.layout.Slot`); then prints the table comparing the four combinations of that SAE and adapter.
 """
 
 import sys

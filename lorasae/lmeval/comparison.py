@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from lorasae.core.atomic import read_output_json
-from lorasae.lmeval.layout import ALL_FOUR, picked_variant, results_dir, results_path
+from lorasae.lmeval.layout import ALL_FOUR, DEFAULT_SLOT, Slot, picked_variant, results_dir, results_path
 
 
 def load_results(path: str | Path) -> dict[str, dict[str, Any]]:
@@ -47,13 +47,16 @@ def comparison_table(
     base: Path | None = None,
     tablefmt: str = "github",
     variant: str | None = None,
+    slot: Slot = DEFAULT_SLOT,
 ) -> str:
     """One row per (task, metric), one column per combination found on disk (value ± stderr), of the
-    results with the settings `variant` (`layout.settings_variant`; None: `layout.picked_variant`, the default settings first, else the newest)."""
+    results with the settings `variant` (`layout.settings_variant`; None: `layout.picked_variant`, the
+    default settings first, else the newest) and of the SAE and adapter `slot` (default: the default
+    ones, the original names; `base_no_sae` is every slot's)."""
     from tabulate import tabulate
 
-    variant = picked_variant(model, base) if variant is None else variant
-    found = {c: results_path(model, c, base, variant) for c in ALL_FOUR}
+    variant = picked_variant(model, base, slot) if variant is None else variant
+    found = {c: results_path(model, c, base, variant, slot) for c in ALL_FOUR}
     records = {c: read_output_json(p) for c, p in found.items() if p.exists()}
     if not records:
         return f"(no benchmark results for {model} under {results_dir(base)})"

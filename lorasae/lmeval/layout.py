@@ -1,6 +1,7 @@
 """The four settings a benchmark run compares (`Combination`, `ALL_FOUR`: base or LoRA model, SAE spliced or
-not) and where their results live: `eval/benchmarks/results/<model>_<peft|base>_<sae|no_sae>.json`, and
-the built-in lm-eval tasks generated beside them."""
+not) and where their results live: `eval/benchmarks/results/[<slot folder>/]<model>_<peft|base>_<sae|no_sae>
+[__<variant>].json` (`Slot`: which SAE and adapter, named only when not the default ones; `variant`: the
+settings off their defaults), and the built-in lm-eval tasks generated beside them."""
 
 from __future__ import annotations
 
@@ -38,6 +39,33 @@ ALL_FOUR: tuple[Combination, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class Slot:
+    """Which SAE and adapter a run's results are of, as their paths say (issue 25): '' for the SAE and
+    the adapter the script picks by default (the store's `find_sae` and `default_adapter`, what
+    `run_benchmarks.py --model <m> --all_four` evaluates), whose results keep the original names; else
+    the label of the SAE (`pairing.sae_label`) or of the adapter (`evals.identity.adapter_label`), each
+    unique to its SAE sources or adapter."""
+
+    sae: str = ""
+    adapter: str = ""
+
+    def folder(self, combination: Combination) -> str:
+        """The results folder of `combination` under `results_dir`: `sae-<label>`, `adapter-<label>` or
+        `sae-<label>_adapter-<label>` (the naming rule's `<name>-<value>` joined by `_`) of the parts
+        the combination uses and that are not the default; '' (the results folder itself) otherwise.
+        `base_no_sae` uses neither: every run shares it."""
+        parts = [
+            ("sae", self.sae if combination.sae else ""),
+            ("adapter", self.adapter if combination.peft else ""),
+        ]
+        return "_".join(f"{name}-{label}" for name, label in parts if label)
+
+
+DEFAULT_SLOT = Slot()
+"""The default SAE and adapter: the original names."""
+
+
 # --- paths ----------------------------------------------------------------------------------------
 
 
@@ -55,23 +83,34 @@ def settings_variant(limit: float | None = None, num_fewshot: int | None = None,
     return name_variant(nondefault, {"limit": "limit", "num_fewshot": "fewshot", "max_length": "maxlen"})
 
 
-def results_path(model: str, combination: Combination, base: Path | None = None, variant: str = "") -> Path:
-    """`eval/benchmarks/results/<model>_<peft|base>_<sae|no_sae>[__<variant>].json` (`<model>`: the short
-    model key; `variant`: `settings_variant`, so a `--limit` run never replaces a full one)."""
+def results_path(
+    model: str,
+    combination: Combination,
+    base: Path | None = None,
+    variant: str = "",
+    slot: Slot = DEFAULT_SLOT,
+) -> Path:
+    """`eval/benchmarks/results/[<slot folder>/]<model>_<peft|base>_<sae|no_sae>[__<variant>].json`
+    (`<model>`: the short model key; `variant`: `settings_variant`, so a `--limit` run never replaces a
+    full one; `slot`: the SAE and adapter when not the default ones, `Slot.folder`, so another SAE's or
+    adapter's run never replaces the default one's)."""
     name = with_variant(f"{sanitize(model)}_{combination.label}", variant)
-    return results_dir(base) / f"{name}.json"
+    folder = slot.folder(combination)
+    return (results_dir(base) / folder if folder else results_dir(base)) / f"{name}.json"
 
 
-def picked_variant(model: str, base: Path | None = None) -> str:
-    """The settings variant of the model's results a reader shows, by `eval_identity.pick_result` (the
-    default settings first, else the newest; '' when there are none). Results whose records predate
-    named variants have theirs read from the file name (`results_path` has always carried it)."""
+def picked_variant(model: str, base: Path | None = None, slot: Slot = DEFAULT_SLOT) -> str:
+    """The settings variant of the model's results (of `slot`'s SAE and adapter: by default the default
+    ones) a reader shows, by `eval_identity.pick_result` (the default settings first, else the newest; ''
+    when there are none). Results whose records predate named variants have theirs read from the file
+    name (`results_path` has always carried it)."""
     from lorasae.core.result_choice import found, pick_result
 
     files = []
     for c in ALL_FOUR:
         stem = f"{sanitize(model)}_{c.label}"
-        for p in results_dir(base).glob(f"{stem}*.json"):
+        folder = results_path(model, c, base, slot=slot).parent
+        for p in folder.glob(f"{stem}*.json"):
             name = p.name.removesuffix(".json")
             if not p.name.endswith(".run.json") and (name == stem or name.startswith(f"{stem}__")):
                 files.append(found(p, name.removeprefix(stem).removeprefix("__")))

@@ -18,7 +18,7 @@ from lorasae.evals.identity import done_already, eval_identity, write_eval_recor
 from lorasae.lmeval.comparison import comparison_table, summary_line
 from lorasae.lmeval.config import BenchmarkConfig
 from lorasae.lmeval.layout import builtin_tasks_dir, results_path, settings_variant
-from lorasae.lmeval.pairing import resolve_pairing
+from lorasae.lmeval.pairing import resolve_pairing, run_slot
 from lorasae.lmeval.plan import plan_run, world_of
 from lorasae.lmeval.tasks import is_builtin_task, write_builtin_tasks
 from lorasae.lmeval.wrapper import benchmark_lm
@@ -109,7 +109,9 @@ def run_benchmarks(config: BenchmarkConfig) -> list[Path]:
     seed_everything(config.seed)
     plan = plan_run(config)
     device = parse_device(config.device)
-    resolve_pairing(config, plan, model_shape(plan.model_name).n_layers)  # before the weights load
+    n_layers = model_shape(plan.model_name).n_layers
+    resolve_pairing(config, plan, n_layers)  # before the weights load
+    slot = run_slot(config, plan, n_layers)  # the original names for the default SAE and adapter
     model, tokenizer = load_model(plan.model_name, device=device, dtype=config.model_dtype)
     for param in model.parameters():
         param.requires_grad_(False)
@@ -130,7 +132,7 @@ def run_benchmarks(config: BenchmarkConfig) -> list[Path]:
     written: list[Path] = []
     peft_model = None
     for combo in plan.combinations:
-        path = results_path(plan.model_key, combo, variant=variant)
+        path = results_path(plan.model_key, combo, variant=variant, slot=slot)
         settings = {
             "model_type": combo.model_type, "sae": combo.sae, "tasks": plan.tasks,
             "num_fewshot": config.num_fewshot, "limit": config.limit_value, "max_length": config.max_length,
@@ -198,5 +200,5 @@ def run_benchmarks(config: BenchmarkConfig) -> list[Path]:
             f"[benchmarks] {plan.model_key} {combo.label}: {summary_line(out['results'], plan.tasks)} "
             f"({seconds:.1f} s) -> {path}"
         )
-    print(comparison_table(plan.model_key, tasks=plan.tasks, variant=variant))
+    print(comparison_table(plan.model_key, tasks=plan.tasks, variant=variant, slot=slot))
     return written

@@ -31,25 +31,26 @@ SUITES = (
 def benchmarks_stage(device: str, layer: int, seed: int, force: bool, sizes: EvalSizes) -> Stage:
     """`eval/benchmarks/run_benchmarks.py --model tiny --all_four`: base / LoRA × without / with the SAE."""
     from lorasae.lmeval.config import BenchmarkConfig
-    from lorasae.lmeval.layout import ALL_FOUR, results_path, settings_variant
+
+    config = BenchmarkConfig(
+        device=device,
+        model=MODEL,
+        all_four=True,
+        seed=seed,
+        limit=sizes.benchmark_limit,
+        sae_layer=layer,
+        overwrite=force,
+    )  # fmt: skip
 
     def done() -> bool:
-        variant = settings_variant(limit=BenchmarkConfig(limit=sizes.benchmark_limit).limit_value)
-        return all(results_path(MODEL, combo, variant=variant).exists() for combo in ALL_FOUR)
+        from lorasae.lmeval.pairing import planned_paths
+
+        paths = planned_paths(config)  # the default SAE's and adapter's: the original names
+        return paths is not None and all(path.exists() for path in paths)
 
     def run() -> None:
         from lorasae.lmeval.run import run_benchmarks
 
-        run_benchmarks(
-            BenchmarkConfig(
-                device=device,
-                model=MODEL,
-                all_four=True,
-                seed=seed,
-                limit=sizes.benchmark_limit,
-                sae_layer=layer,
-                overwrite=force,
-            )  # fmt: skip
-        )
+        run_benchmarks(config)
 
     return "benchmarks (base / LoRA × without / with the SAE)", not force and done(), run
