@@ -22,6 +22,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 BASE_NO_SAE, BASE_SAE, PEFT_NO_SAE, PEFT_SAE = ALL_FOUR
 LIMIT = ["--tasks", "tiny_facts", "--limit", "3", "--batch_size", "8", "--device", "cpu"]
+VARIANT = (
+    "limit-3_tasks-tiny_facts"  # a --tasks subset is named (the default tasks are the four built-in ones)
+)
 
 
 def test_a_slot_names_only_the_parts_a_combination_uses():
@@ -116,7 +119,7 @@ def _snapshot(paths) -> dict:
 def test_two_saes_benchmarked_at_the_same_settings_write_two_files(world_model, saved, out_root, capsys):
     key, default_sae, _, width = saved
     first = _run(world_model, "--all_four")
-    assert first == [results_path(key, c, variant="limit-3") for c in ALL_FOUR]  # the default: plain names
+    assert first == [results_path(key, c, variant=VARIANT) for c in ALL_FOUR]  # the default: plain names
     before = _snapshot(first)
     table = comparison_table(key)
 
@@ -139,7 +142,7 @@ def test_two_adapters_benchmarked_at_the_same_settings_write_two_files(world_mod
 
     key, default_sae, default_adapter, _ = saved
     first = _run(world_model, "--model_variant", "peft")
-    assert first == [results_path(key, PEFT_NO_SAE, variant="limit-3")]
+    assert first == [results_path(key, PEFT_NO_SAE, variant=VARIANT)]
     assert json.loads(first[0].read_text())["config"]["adapter"] == str(default_adapter)
     before = _snapshot(first)
 
@@ -151,7 +154,7 @@ def test_two_adapters_benchmarked_at_the_same_settings_write_two_files(world_mod
     assert _snapshot(first) == before
     # the SAE column of that adapter: the default SAE (its adapter's), so only the adapter is named
     (spliced,) = _run(world_model, "--model_variant", "peft", "--sae", "--adapter", str(other))
-    assert spliced.parent == second.parent and spliced.name == f"{key}_peft_sae__limit-3.json"
+    assert spliced.parent == second.parent and spliced.name == f"{key}_peft_sae__{VARIANT}.json"
     (source,) = json.loads(spliced.read_text())["config"]["sae_source"]
     assert Path(source).resolve() == default_sae.resolve()
 
@@ -163,10 +166,31 @@ def test_planned_paths_are_the_default_names_once_the_default_sae_exists(world_m
 
     key, default_sae, _, width = saved
     demo = BenchmarkConfig(model=str(world_model), all_four=True, limit=3, tasks="tiny_facts", sae_layer=1)
-    assert planned_paths(demo) == [results_path(key, c, variant="limit-3") for c in ALL_FOUR]
+    assert planned_paths(demo) == [results_path(key, c, variant=VARIANT) for c in ALL_FOUR]
     other_sae = _random_sae(out_root / "elsewhere" / "model.layers.1", d=width, seed=1)
     other = BenchmarkConfig(model=str(world_model), splice_sae=True, limit=3, sae_source=str(other_sae))
     (path,) = planned_paths(other)
     assert path.parent.name.startswith("sae-elsewhere--model.layers.1-")
     missing = BenchmarkConfig(model=str(world_model), splice_sae=True, architecture="relu")
     assert planned_paths(missing) is None  # no ReLU SAE saved
+
+
+def test_tasks_dtype_and_bootstrap_off_their_defaults_name_the_result_and_an_explicit_default_does_not():
+    # a --tasks subset wrote the full run's file; --dtype / --bootstrap_iters were neither named nor in
+    # the run identity (a run differing only there was skipped as identical)
+    from lorasae.lmeval.config import BenchmarkConfig
+    from lorasae.lmeval.plan import default_tasks, result_variant
+
+    tasks = default_tasks("tiny")
+    plain = BenchmarkConfig(model="tiny")
+    assert result_variant(plain, tasks, "tiny") == ""
+    assert result_variant(BenchmarkConfig(model="tiny", dtype="float32"), tasks, "tiny") == ""
+    assert (
+        result_variant(BenchmarkConfig(model="tiny", limit=100), list(reversed(tasks)), "tiny") == "limit-100"
+    )
+    names = {
+        result_variant(plain, tasks[:1], "tiny"),
+        result_variant(BenchmarkConfig(model="tiny", dtype="bfloat16"), tasks, "tiny"),
+        result_variant(BenchmarkConfig(model="tiny", bootstrap_iters=1000), tasks, "tiny"),
+    }
+    assert "" not in names and len(names) == 3

@@ -26,6 +26,7 @@ from lorasae.store.adapter_flags import AdapterChoiceArgs
 from lorasae.store.saes import GEMMA_SCOPE_2B, GEMMA_SCOPE_9B
 
 MODEL_TYPES = MODEL_VARIANTS  # base | peft (`--model_variant`)
+DEFAULT_BOOTSTRAP_ITERS = 100_000
 
 # The original's two settings: model, Gemma Scope SAE (sae-lens release/id), its layer, the adapter rank.
 MODEL_SIZES: dict[int, dict[str, str | int]] = {
@@ -123,7 +124,7 @@ class BenchmarkConfig(AdapterChoiceArgs, SaeArchitectureArgs, CommonArgs):
     max_length: int | None = None
     """Maximum context length in tokens (default: the model's)."""
 
-    bootstrap_iters: int = 100_000
+    bootstrap_iters: int = DEFAULT_BOOTSTRAP_ITERS
     """Bootstrap iterations for the standard errors of metrics that need them (mean metrics use the
     closed form)."""
 

@@ -74,13 +74,18 @@ def results_dir(base: Path | None = None) -> Path:
 
 
 def settings_variant(limit: float | None = None, num_fewshot: int | None = None,
-                     max_length: int | None = None) -> str:  # fmt: skip
+                     max_length: int | None = None, tasks: list[str] | None = None,
+                     dtype: str | None = None, bootstrap_iters: int | None = None) -> str:  # fmt: skip
     """The settings off their defaults that change a benchmark's numbers, as they go into result names
-    (`limit-50`, `fewshot-5`, `maxlen-512`, joined by `_`); empty for a full run with the defaults, whose
-    names stay the original's."""
-    given = {"limit": limit, "num_fewshot": num_fewshot, "max_length": max_length}
+    (`limit-50`, `fewshot-5`, `maxlen-512`, `tasks-…`, `dtype-…`, `bootstrap-…`, joined by `_`); empty for a
+    full run with the defaults, whose names stay the original's. Pass only what differs from the defaults
+    (None: the default)."""
+    given = {"limit": limit, "num_fewshot": num_fewshot, "max_length": max_length,
+             "tasks": "+".join(tasks) if tasks else None, "dtype": dtype, "bootstrap_iters": bootstrap_iters}  # fmt: skip
     nondefault = {k: v for k, v in given.items() if v is not None}
-    return name_variant(nondefault, {"limit": "limit", "num_fewshot": "fewshot", "max_length": "maxlen"})
+    short = {"limit": "limit", "num_fewshot": "fewshot", "max_length": "maxlen", "tasks": "tasks",
+             "dtype": "dtype", "bootstrap_iters": "bootstrap"}  # fmt: skip
+    return name_variant(nondefault, short)
 
 
 def results_path(

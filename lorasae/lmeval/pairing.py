@@ -15,8 +15,8 @@ from pathlib import Path
 
 from lorasae.evals.identity import adapter_label, portable_source
 from lorasae.lmeval.config import BenchmarkConfig
-from lorasae.lmeval.layout import Combination, Slot, results_path, settings_variant
-from lorasae.lmeval.plan import Plan, plan_run
+from lorasae.lmeval.layout import Combination, Slot, results_path
+from lorasae.lmeval.plan import Plan, plan_run, result_variant
 from lorasae.model.defaults import default_sae_layer
 from lorasae.store import (
     AdapterFilter,
@@ -163,5 +163,5 @@ def planned_paths(config: BenchmarkConfig) -> list[Path] | None:
     plan.sae_sources = sources if plan.needs_sae else []
     plan.adapter = adapter if plan.needs_adapter else None
     slot = run_slot(config, plan, n_layers)
-    variant = settings_variant(config.limit_value, config.num_fewshot, config.max_length)
+    variant = result_variant(config, plan.tasks, plan.model_name)
     return [results_path(plan.model_key, c, variant=variant, slot=slot) for c in plan.combinations]

@@ -4,10 +4,11 @@ models of the built-in world, `world_of`), and the combinations; the SAE and ada
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lorasae.lmeval.config import HUB_TASKS, BenchmarkConfig
+from lorasae.lmeval.config import DEFAULT_BOOTSTRAP_ITERS, HUB_TASKS, BenchmarkConfig
 from lorasae.lmeval.layout import ALL_FOUR, Combination
 from lorasae.lmeval.tasks import BUILTIN_TASKS
 from lorasae.model.load import model_key
@@ -32,6 +33,20 @@ def is_builtin_world_model(model_name: str) -> bool:
 def default_tasks(model_name: str) -> list[str]:
     """The built-in tasks for models of the built-in world, MMLU/HellaSwag/TruthfulQA otherwise."""
     return list(BUILTIN_TASKS) if is_builtin_world_model(model_name) else list(HUB_TASKS)
+
+
+def result_variant(config: BenchmarkConfig, tasks: list[str], model_name: str) -> str:
+    """The result names' variant of a run (`layout.settings_variant`): its limit, few-shot and length, and
+    its tasks, dtype and bootstrap iterations where they differ from the defaults for the model."""
+    from lorasae.lmeval.layout import settings_variant
+
+    default_dtype = dataclasses.replace(config, dtype=None).model_dtype
+    return settings_variant(
+        config.limit_value, config.num_fewshot, config.max_length,
+        tasks=tasks if sorted(tasks) != sorted(default_tasks(model_name)) else None,
+        dtype=config.model_dtype if config.model_dtype != default_dtype else None,
+        bootstrap_iters=config.bootstrap_iters if config.bootstrap_iters != DEFAULT_BOOTSTRAP_ITERS else None,
+    )  # fmt: skip
 
 
 @dataclass

@@ -17,9 +17,9 @@ from lorasae.evals.capabilities import consumer
 from lorasae.evals.identity import done_already, eval_identity, write_eval_record
 from lorasae.lmeval.comparison import comparison_table, summary_line
 from lorasae.lmeval.config import BenchmarkConfig
-from lorasae.lmeval.layout import builtin_tasks_dir, results_path, settings_variant
+from lorasae.lmeval.layout import builtin_tasks_dir, results_path
 from lorasae.lmeval.pairing import resolve_pairing, run_slot
-from lorasae.lmeval.plan import plan_run, world_of
+from lorasae.lmeval.plan import plan_run, result_variant, world_of
 from lorasae.lmeval.tasks import is_builtin_task, write_builtin_tasks
 from lorasae.lmeval.wrapper import benchmark_lm
 from lorasae.model.load import load_model, model_shape
@@ -128,7 +128,7 @@ def run_benchmarks(config: BenchmarkConfig) -> list[Path]:
     seed, n_docs = world_of(plan.model_name) if any(map(is_builtin_task, plan.tasks)) else (0, None)
     task_manager = task_manager_for(plan.tasks, seed, n_docs)
     batch_size = config.batch
-    variant = settings_variant(config.limit_value, config.num_fewshot, config.max_length)
+    variant = result_variant(config, plan.tasks, plan.model_name)
     written: list[Path] = []
     peft_model = None
     for combo in plan.combinations:
@@ -136,6 +136,7 @@ def run_benchmarks(config: BenchmarkConfig) -> list[Path]:
         settings = {
             "model_type": combo.model_type, "sae": combo.sae, "tasks": plan.tasks,
             "num_fewshot": config.num_fewshot, "limit": config.limit_value, "max_length": config.max_length,
+            "dtype": config.model_dtype, "bootstrap_iters": config.bootstrap_iters,
         }  # fmt: skip
         sources = [src for src, _ in plan.sae_sources] if combo.sae else []
         identity = eval_identity(plan.model_name, sources, adapter if combo.peft else None, settings, variant)
