@@ -81,7 +81,11 @@ def test_readme_saebench_commands_after_the_demo_skip_every_eval_and_touch_nothi
     results, plots = demo_root / "eval" / "SAE-Bench" / "results", demo_root / "plots"
     written = [p for p in results.rglob("*.json") if p.name in {f"{e}.json" for e in evals}]
     assert len(written) == 4 and all(record_path(p).is_file() for p in written)  # base and peft
-    assert list(plots.glob("saebench_tiny.*"))
+    assert list(plots.glob("saebench_tiny.*"))  # README's figure, under the plain name
+    (peft_slot,) = [p.parent.name for p in written if "tiny_peft" in p.parent.parent.name][:1]
+    # the runs' own figure is named after the SAE and adapter it draws: another adapter's results (README's
+    # 300-sequence LoRA becomes the default adapter) go to another figure and never redraw the demo's
+    assert (plots / f"saebench_tiny__{peft_slot}.png").is_file()
     before = _files([results, plots])
     capsys.readouterr()
     time.sleep(0.01)

@@ -391,7 +391,9 @@ def test_run_eval_all_eight_on_base_and_peft(saved_setup, out_root, capsys, monk
     )
     assert json.loads(base["scr"].read_text())["eval_config"]["ablation_pooling"] == "saebench"
     variant = result_variant(_args(saved_setup, "base", "all", extra))  # the figure is named by the settings
-    assert variant and (out_root / "plots" / f"saebench_tinyrand__{variant}.png").exists()
+    assert variant and list(
+        (out_root / "plots").glob(f"saebench_tinyrand__*__{variant}.png")
+    )  # SAE, adapter, settings
     rows = comparison_rows(load_results(saved_setup["model"]))
     core_row = next(r for r in rows if r[1] == "CE clean")
     assert core_row[4] == pytest.approx(core_peft["ce_loss_without_sae"] - core_base["ce_loss_without_sae"])

@@ -7,7 +7,8 @@
 
 `--evals all` (the default) runs SAEBench's eight: core, sparse_probing, scr, tpp, absorption, autointerp,
 ravel, unlearning. Writes SAEBench's JSON schema per eval to eval/SAE-Bench/results/<model>_<base|peft>/
-<eval>.json, prints the base-vs-peft table and, once both exist, draws plots/saebench_<model>.png.
+<eval>.json, prints the base-vs-peft table and, once both exist, draws plots/saebench_<model>__<peft slot>.png (named after the SAE, adapter and settings it draws;
+`make demo` also draws its own under the plain plots/saebench_<model>.png).
 Autointerp needs an OpenAI-compatible judge (--judge_model, --judge_base_url, key in $OPENAI_API_KEY);
 without a key it is skipped with a message. RAVEL and unlearning use the built-in world's facts offline;
 with hub data RAVEL reads SAEBench's prompt files (adamkarvonen/ravel_prompts, cached under

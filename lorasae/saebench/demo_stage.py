@@ -58,16 +58,21 @@ def saebench_stage(device: str, layer: int, seed: int, force: bool, sizes: EvalS
 
     def run() -> None:
         from lorasae.core.runtime import available_cpus, parse_device
+        from lorasae.saebench.run import draw_comparison
+        from lorasae.store import resolve_sae
 
         runs = [args(variant) for variant in ("base", "peft")]
         if parse_device(device).type == "cpu" and available_cpus() > 1:
             from lorasae.saebench.worker import run_in_processes
 
             run_in_processes(runs)  # one thread each, at once (lorasae/saebench/worker.py)
-            return
-        from lorasae.saebench.run import run as run_eval
+        else:
+            from lorasae.saebench.run import run as run_eval
 
-        for one in runs:
-            run_eval(one)
+            for one in runs:
+                run_eval(one)
+        # README's figure under the plain name; the runs drew theirs named after the adapter
+        tag = resolve_sae(MODEL, None, layer).tag
+        draw_comparison(MODEL, None, tag, result_variant(args("base")), stem=f"saebench_{MODEL}")
 
     return f"SAE-Bench ({', '.join(evals)}) on the base and the LoRA-merged model", not force and done(), run

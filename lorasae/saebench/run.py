@@ -221,11 +221,23 @@ def run(args: SaeBenchArgs) -> dict[str, Path | None]:
     results = pair_results(found)[0]
     print(f"\nSAE-Bench results for {args.model_name} (base vs LoRA-merged):")
     print(comparison_table(results))
-    if args.plot and "base" in results and "peft" in results:
-        stem = with_variant(f"saebench_{sanitize(model_key(args.model_name))}", variant)  # per settings
-        folders = result_folders(args.model_name, args.output_dir, loaded.sae_tag, variant)
-        inputs = [folders[kind] / f"{name}.json" for kind in results for name in results[kind]]
-        paths = comparison_figure(results, plots_dir() / stem, inputs)
+    if args.plot:
+        paths = draw_comparison(args.model_name, args.output_dir, loaded.sae_tag, variant)
         if paths:
             print(f"figure: {paths[0]}")
     return written
+
+
+def draw_comparison(
+    model_name: str, output_dir: str | Path | None, sae_tag: str, variant: str, stem: str | None = None
+) -> list[Path]:
+    """The base-vs-LoRA-merged figure of one SAE's results of the settings `variant`, once both exist:
+    `plots/saebench_<model>__<peft slot>` — named after the results it draws (SAE, adapter, settings), so
+    another adapter's results never redraw it — or `plots/<stem>` (`make demo`'s plain `saebench_<model>`)."""
+    results = pair_results(load_results(model_name, output_dir, sae_tag=sae_tag, variant=variant))[0]
+    if "base" not in results or "peft" not in results:
+        return []
+    folders = result_folders(model_name, output_dir, sae_tag, variant)
+    stem = stem or f"saebench_{sanitize(model_key(model_name))}__{folders['peft'].name}"
+    inputs = [folders[kind] / f"{name}.json" for kind in results for name in results[kind]]
+    return comparison_figure(results, plots_dir() / stem, inputs)
