@@ -18,3 +18,18 @@ def test_gemma_scope_width_sweep_is_16k_to_1m_at_the_l0_closest_to_60():
         entry = next(e for e in catalog.entries if e.source == source)
         others = catalog.at(12, entry.width)
         assert abs(entry.l0 - 60) == min(abs(e.l0 - 60) for e in others)
+
+
+def test_a_cache_key_names_local_paths_relative_to_the_output_root(tmp_path, monkeypatch):
+    # the key hashed the absolute SAE path: the same demo in another folder got other linear-map file names
+    from lorasae.darkmatter.load import info_key
+
+    keys = []
+    for root in (tmp_path / "a", tmp_path / "b"):
+        sae = root / "saved_saes" / "tiny" / "normal" / "expansion_8_L0_4" / "model.layers.1"
+        adapter = root / "saved_models" / "tiny" / "peft_0-3" / "rank_16"
+        sae.mkdir(parents=True)
+        adapter.mkdir(parents=True)
+        monkeypatch.setenv("LORASAE_ROOT", str(root))
+        keys.append(info_key("tiny", str(sae), str(adapter), layer=1, num_tokens=100))
+    assert keys[0] == keys[1]

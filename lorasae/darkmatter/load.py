@@ -75,9 +75,13 @@ def _label(source: str) -> str:
 
 
 def info_key(model_name: str, sae_source: str, adapter: str | Path | None, **settings) -> str:
-    """Cache file stem: the SAE's label plus a hash of everything that determines the record."""
-    src = str(Path(sae_source).resolve()) if Path(sae_source).exists() else sae_source
-    ident = {"model": model_name, "sae": src, "adapter": str(adapter) if adapter else None, **settings}
+    """Cache file stem: the SAE's label plus a hash of everything that determines the record. Local paths
+    enter relative to the output root (`paths.portable`), so a moved root keeps its caches' names."""
+    from lorasae.core.paths import portable
+
+    src = portable(sae_source) if Path(sae_source).exists() else sae_source
+    lora = (portable(adapter) if Path(adapter).exists() else str(adapter)) if adapter else None
+    ident = {"model": model_name, "sae": src, "adapter": lora, **settings}
     digest = hashlib.sha1(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:10]
     return f"{_label(sae_source)}{'__lora' if adapter else ''}__{digest}"
 
