@@ -122,10 +122,13 @@ def shared_forward_cache() -> ForwardCache:
 @contextmanager
 def reused_forwards() -> Iterator[ForwardCache]:
     """Within the block, the runs of this process share the process's store; at its end the store is
-    emptied and off again, so a later run's recorded time is what it costs alone."""
+    emptied and off again, so a later run's recorded time is what it costs alone (a nested block leaves
+    the outer one's store as it was)."""
+    outer = _SHARED.enabled
     _SHARED.enabled = True
     try:
         yield _SHARED
     finally:
-        _SHARED.enabled = False
-        _SHARED.clear()
+        _SHARED.enabled = outer
+        if not outer:
+            _SHARED.clear()
