@@ -73,6 +73,13 @@ def test_demo_end_to_end_at_test_size(small_world, small_world_s, out_root: Path
     assert "2 sweep shards at once" in out and "[shard 1/2] " in out
     # the 2 checkpoint runs went to two LoRA worker processes at once (`lorasae.lora.parallel`)
     assert "2 LoRA workers at once" in out and "[worker 1/2] " in out
+    # the dictionaries' jobs in two processes taking jobs from one queue; Dark Matter in its own process,
+    # started when the evaluation stages began and waited for at its turn (`lorasae.demo.beside`)
+    assert "2 dictionaries shards at once" in out and "[shard 1/2] " in out
+    assert "1 stage beside the others at once, 1 thread(s) each" in out and "[Dark Matter of SAEs] " in out
+    assert re.search(
+        r"^Dark Matter of SAEs .*: started in a one-thread process beside the stages before it$", out, re.M
+    )
     with open(out_root / "data" / "results.csv", newline="") as handle:
         runs = [
             (r["model"], r["sae_tag"], r["sae_layers"], r["lora_layers"], r["rank"])

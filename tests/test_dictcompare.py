@@ -7,6 +7,7 @@ at x = checkpoint time + fine-tune time."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -144,18 +145,35 @@ def test_the_timing_figures_kl_points_start_at_the_checkpoints_training_time_plu
     np.testing.assert_allclose(ce100, [2.0, 1.9])
 
 
-def test_the_shards_run_every_job_once_and_the_topk_row_owns_the_100_percent_fine_tune():
-    from lorasae.dictcompare.shards import jobs, shard_jobs
+def test_the_shards_run_every_job_once_and_the_topk_row_owns_the_100_percent_fine_tune(tmp_path, monkeypatch):
+    from lorasae.dictcompare import shards
 
     cfg = DictionariesConfig(kl_checkpoints=[20, 40, 100])
-    every = jobs(cfg)
+    every = shards.jobs(cfg)
     assert ("checkpoint", 100) not in every and ("checkpoint", 20) in every and ("row", "topk") in every
-    parts = [shard_jobs(every, i, 2) for i in range(2)]
-    assert sorted(parts[0] + parts[1]) == sorted(every) and len(every) == len(set(every))
-    alone = jobs(dataclasses.replace(cfg, architectures=["jumprelu"]))
+    assert len(every) == len(set(every))
+    alone = shards.jobs(dataclasses.replace(cfg, architectures=["jumprelu"]))
     assert ("checkpoint", 100) in alone  # no TopK row to share it with
-    with pytest.raises(ValueError, match="shard 2/2"):
-        shard_jobs(every, 2, 2)
+    # two workers sharing one claims folder: whichever asks first gets a job, the other never runs it
+    ran: dict[str, list] = {"a": [], "b": []}
+    claims = tmp_path / "claims"
+    claims.mkdir()
+    for job in every:
+        for worker in ("a", "b") if len(ran["a"]) <= len(ran["b"]) else ("b", "a"):
+            if shards.claim(claims, job):
+                ran[worker].append(job)
+    assert sorted(ran["a"] + ran["b"]) == sorted(every) and ran["a"] and ran["b"]
+    assert not shards.claim(claims, every[0])
+    # the worker's own loop: jobs already claimed (by the other process) are skipped, the rest run in order
+    config_file = tmp_path / "c.json"
+    config_file.write_text(json.dumps(dataclasses.asdict(cfg)))
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    shards.claim(fresh, every[1])
+    done: list = []
+    monkeypatch.setattr(shards, "run_job", lambda c, job: done.append(job))
+    shards.main([str(config_file), str(fresh)])
+    assert done == [every[0], *every[2:]]
 
 
 def test_a_dictionary_that_cannot_be_kl_fine_tuned_gets_no_kl_numbers_and_the_table_says_why():

@@ -61,8 +61,21 @@ def test_the_demo_eval_stages_keep_their_order_and_titles(out_root, small_world,
     shutil.copytree(small_world, out_root / "saved_models" / "tiny")
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     recorder = _Recorder()
+    started: list[str] = []
+
+    class Started:  # stands in for the process `lorasae.demo.beside` would start
+        def wait(self) -> None: ...
+        def interrupt(self) -> None: ...
+
+    monkeypatch.setattr(
+        "lorasae.demo.beside.start_beside", lambda ref, ctx, label: started.append(label) or Started()
+    )
+    monkeypatch.setattr("lorasae.core.runtime.available_cpus", lambda: 2)
     demo._eval_stages(recorder, DemoConfig(), 4, 4)
     assert recorder.titles == PINNED_EVAL_STAGES
+    # Dark Matter (`EvalSuite.demo_beside`) was started before the first stage, in its own process, and its
+    # stage at its turn waits for it
+    assert started == ["Dark Matter of SAEs"]
 
 
 def test_the_demo_announces_sixteen_stages_with_evals_and_eight_without(out_root, monkeypatch):

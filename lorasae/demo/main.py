@@ -333,16 +333,37 @@ def run_demo(cfg: DemoConfig) -> None:
 
 def _eval_stages(stages: Stages, cfg: DemoConfig, k: int, n_layers: int) -> None:
     """The evaluation stages, as the registry lists them (`lorasae.evals`), each made when its turn
-    comes (its `done` check may need the stages before it)."""
-    from lorasae.evals import DemoContext, demo_stage_functions
+    comes (its `done` check may need the stages before it). On a CPU with two or more cores, the stages
+    that may run beside the others (`lorasae.demo.beside`) start first, each in a one-thread process, and
+    are waited for at their turn."""
+    from lorasae.core.runtime import available_cpus, parse_device
+    from lorasae.demo.beside import start_beside
+    from lorasae.evals import DemoContext, demo_beside_refs, demo_stage_refs, resolve
 
     ctx = DemoContext(
         device=cfg.device, layer=cfg.layer, seed=cfg.seed, force=cfg.force, sizes=cfg.sizes, k=k,
         n_layers=n_layers, rank=cfg.rank, sweep_k=tuple(cfg.sweep_k), sae_tokens=cfg.sae_tokens,
         lora_examples=cfg.lora_examples, checkpoints=tuple(cfg.checkpoints),
     )  # fmt: skip
-    for make_stage in demo_stage_functions():
-        stages.run(*make_stage(ctx))
+    refs = demo_stage_refs()
+    beside = {}
+    if parse_device(cfg.device).type == "cpu" and available_cpus() >= 2:
+        for ref in refs:
+            if ref in demo_beside_refs():
+                title, done, _ = resolve(ref)(ctx)
+                if not done:
+                    print(f"{title}: started in a one-thread process beside the stages before it", flush=True)
+                    beside[ref] = (title, start_beside(ref, ctx, title.split(" (")[0]))
+    try:
+        for ref in refs:
+            if ref in beside:
+                title, started = beside[ref]
+                stages.run(title, False, started.wait)  # its time: how long the demo waited for it here
+            else:
+                stages.run(*resolve(ref)(ctx))
+    finally:
+        for _, started in beside.values():
+            started.interrupt()  # after an error elsewhere; a finished process is left alone
 
 
 def stage_count(evals: bool) -> int:

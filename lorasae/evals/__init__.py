@@ -1,6 +1,13 @@
 """Evaluation suites: one shape (`shape.EvalSuite`) and one registry (`registry.suites`)."""
 
-from lorasae.evals.registry import demo_stage_functions, demo_stage_refs, family, suite, suites
+from lorasae.evals.registry import (
+    demo_beside_refs,
+    demo_stage_functions,
+    demo_stage_refs,
+    family,
+    suite,
+    suites,
+)
 from lorasae.evals.shape import DemoContext, EvalSuite, Headline, Stage, resolve
 
 __all__ = [
@@ -8,6 +15,7 @@ __all__ = [
     "EvalSuite",
     "Headline",
     "Stage",
+    "demo_beside_refs",
     "demo_stage_functions",
     "demo_stage_refs",
     "family",

@@ -50,9 +50,14 @@ def demo_stage_refs() -> list[str]:
     return list(dict.fromkeys(s.demo_stage for s in suites() if s.demo_stage))
 
 
+def demo_beside_refs() -> set[str]:
+    """The demo stages that may run beside the others (`EvalSuite.demo_beside`)."""
+    return {s.demo_stage for s in suites() if s.demo_stage and s.demo_beside}
+
+
 def demo_stage_functions() -> list[Callable[[DemoContext], Stage]]:
     """`demo_stage_refs`, loaded."""
     return [resolve(ref) for ref in demo_stage_refs()]
 
 
-__all__ = ["demo_stage_functions", "demo_stage_refs", "family", "suite", "suites"]
+__all__ = ["demo_beside_refs", "demo_stage_functions", "demo_stage_refs", "family", "suite", "suites"]

@@ -100,6 +100,9 @@ class EvalSuite:
     """`module:function` `(DemoContext) -> Stage`; suites sharing one (SAEBench's eight) are one stage."""
     order: int = 100
     """Its place in listings and in the demo (lower first)."""
+    demo_beside: bool = False
+    """Its demo stage may run in a one-thread process beside the stages before it (`lorasae.demo.beside`):
+    it reads only what the training stages made and nothing after it reads its outputs until the figures."""
     family: str = ""
     """Suites run by one script and reported in one table ("saebench": SAEBench's eight); '' for itself."""
     offline: bool = True
