@@ -1,5 +1,6 @@
-"""Merge a saved LoRA adapter into the base model's weights and save the full state dict, which
-`run_eval.py --model_type peft` loads (SPEC §4.1).
+"""Merge a saved LoRA adapter into the base model's weights and save the full state dict with its run
+record, which `run_eval.py --model_type peft` loads when that record names the adapter and model it
+evaluates (else it merges in memory; SPEC §4.1, `lorasae/saebench/peft_dict.py`).
 
     python eval/SAE-Bench/get_peft_dict.py
     python eval/SAE-Bench/get_peft_dict.py --model tiny --adapter saved_models/tiny/<sae_tag>/peft_0-3/rank_16

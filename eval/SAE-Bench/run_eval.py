@@ -5,7 +5,9 @@
     python eval/SAE-Bench/run_eval.py --device cpu --model tiny --model_type base
     python eval/SAE-Bench/run_eval.py --device cpu --model tiny --model_type peft --evals core,sparse_probing
 
-`--evals all` (the default) runs SAEBench's eight: core, sparse_probing, scr, tpp, absorption, autointerp,
+`--model_type peft` merges the adapter in memory, or loads get_peft_dict.py's merged file when its run record
+names that adapter (path and weights) and model (`lorasae/saebench/peft_dict.py`); the merge dtype is part of
+the result's identity. `--evals all` (the default) runs SAEBench's eight: core, sparse_probing, scr, tpp, absorption, autointerp,
 ravel, unlearning. Writes SAEBench's JSON schema per eval to eval/SAE-Bench/results/<model>_<base|peft>/
 <eval>.json, prints the base-vs-peft table and, once both exist, draws plots/saebench_<model>__<peft slot>.png (named after the SAE, adapter and settings it draws;
 `make demo` also draws its own under the plain plots/saebench_<model>.png).

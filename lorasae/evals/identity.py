@@ -22,9 +22,10 @@ from lorasae.core.fingerprint import weights_digest
 from lorasae.core.paths import portable, sanitize
 from lorasae.core.records import digest, read_record, write_record
 
-# settings that never change an eval's numbers
+# settings that never change an eval's numbers (`peft_dict`: which file carried the merged weights; what was
+# merged is the adapter and the merge dtype, and the file used is a parent in the result's record)
 NOT_IDENTITY = frozenset(
-    {"device", "wandb", "progress", "output_dir", "plot", "debug", "api_key_env", "overwrite"}
+    {"device", "wandb", "progress", "output_dir", "plot", "debug", "api_key_env", "overwrite", "peft_dict"}
 )
 
 
@@ -60,6 +61,19 @@ def portable_source(text: str | Path) -> str:
     return portable(text) if Path(text).expanduser().exists() else str(text)
 
 
+PATH_SETTINGS = frozenset({"dataset", "forget_corpus"})
+"""Eval settings that may name a local file or folder (else a hub name): recorded by `portable_source`."""
+
+
+def portable_settings(settings: Mapping[str, Any], keys: Collection[str] = PATH_SETTINGS) -> dict[str, Any]:
+    """`settings` with each text value of `keys` as records name it (`portable_source`: a local path inside
+    the output root relative to it, typed absolute or relative to the current folder, so a moved root still
+    finds its results; a hub name as typed)."""
+    return {
+        k: portable_source(v) if k in keys and isinstance(v, str) and v else v for k, v in settings.items()
+    }
+
+
 def eval_identity(
     model_name: str,
     sae_sources: Sequence[str],
@@ -83,13 +97,16 @@ def eval_identity(
         "sae_weights_digests": [weights_digest(s) for s in sae_sources],
         "adapter": portable_source(str(adapter)) if adapter is not None else None,
         "adapter_identity": adapter_record(adapter).identity_digest if adapter is not None else None,
-        "settings": {k: v for k, v in sorted(settings.items()) if k not in NOT_IDENTITY},
+        "settings": {k: v for k, v in sorted(portable_settings(settings).items()) if k not in NOT_IDENTITY},
         "variant": variant,
     }
 
 
-def write_eval_record(path: Path, kind: str, identity: Mapping[str, Any]) -> Path:
-    """The result's run record (after the result itself); parents: the SAEs' and the adapter's records."""
+def write_eval_record(
+    path: Path, kind: str, identity: Mapping[str, Any], inputs: Sequence[Path] = ()
+) -> Path:
+    """The result's run record (after the result itself); parents: the SAEs' and the adapter's records, and
+    those of the other output files `inputs` it was computed from (e.g. a merged state dict)."""
     from lorasae.core.paths import from_portable
     from lorasae.core.records import record_path
 
@@ -100,6 +117,9 @@ def write_eval_record(path: Path, kind: str, identity: Mapping[str, Any]) -> Pat
         local = from_portable(source)
         record = record_path(local) if local.is_dir() else None
         parents.append(str(record) if record is not None and record.is_file() else source)
+    for output in inputs:
+        record = record_path(output)
+        parents.append(str(record) if record.is_file() else portable_source(output))
     return write_record(path, kind, identity, parents)
 
 

@@ -49,8 +49,9 @@ class SaeBenchArgs(SaeChoiceArgs, CommonArgs):
     )
 
     peft_dict: str | None = None
-    """Merged state dict written by get_peft_dict.py, loaded instead of merging the adapter in memory.
-    Default: eval/SAE-Bench/peft_dicts/<name of the adapter>.pt when it exists and is newer than the adapter."""
+    """Merged state dict written by get_peft_dict.py, loaded instead of merging the adapter in memory; refused
+    unless its run record names this adapter (and its weights) and model. Default:
+    eval/SAE-Bench/peft_dicts/<name of the adapter>.pt when its run record says so, else an in-memory merge."""
 
     evals: str = field(
         default="all",
@@ -140,8 +141,12 @@ SHORT_NAMES = {
 
 def result_variant(args: SaeBenchArgs) -> str:
     """The settings of `args` off `run_eval.py`'s defaults, as its results' slot carries them
-    (`lorasae.core.paths.settings_variant`; '' with the defaults: `<sae_tag>[__<adapter>]` as before)."""
-    return settings_variant(vars(args), vars(SaeBenchArgs()), SHORT_NAMES, NOT_IN_NAME)
+    (`lorasae.core.paths.settings_variant`; '' with the defaults: `<sae_tag>[__<adapter>]` as before); local
+    paths (--dataset, --forget_corpus) as records name them (`evals.identity.portable_settings`), so the
+    name does not change when the output root moves."""
+    from lorasae.evals.identity import portable_settings
+
+    return settings_variant(portable_settings(vars(args)), vars(SaeBenchArgs()), SHORT_NAMES, NOT_IN_NAME)
 
 
 # --- paths ----------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from lorasae.core.atomic import atomic_save_file
 from lorasae.core.runtime import parse_device
 from lorasae.model.load import load_model, model_shape
 from lorasae.saebench.args import MODEL_TYPES, SaeBenchArgs, peft_dict_path
+from lorasae.saebench.peft_dict import choose_peft_dict, merge_dtype
 from lorasae.store import SaeRef, adapter_line, chosen_sae, load_bundle, resolve_adapter, resolve_sae
 
 # --- model, SAE, adapter --------------------------------------------------------------------------
@@ -55,10 +56,11 @@ def merged_model(model: nn.Module, adapter: Path, peft_dict: Path | None) -> tup
 def save_peft_dict(model_name: str, adapter: str | Path | None, output: str | Path | None, device: Any = "cpu",
                    dtype: str = "float32", overwrite: bool = False) -> Path:  # fmt: skip
     """`get_peft_dict.py`: merge the adapter into the base weights and save the full state dict, with a run
-    record (`peft_dict_identity`); an identical rerun (the file exists with a record of the same model,
+    record (`peft_dict.peft_dict_identity`); an identical rerun (the file exists with a record of the same model,
     adapter and dtype) is skipped, saying so, unless `overwrite`."""
     from lorasae.evals.identity import done_already, write_eval_record
     from lorasae.model.adapters import merge_adapter
+    from lorasae.saebench.peft_dict import PEFT_DICT_KIND, peft_dict_identity
 
     adapter = Path(adapter) if adapter else default_adapter(model_name, resolve_sae(model_name))
     out = Path(output) if output else peft_dict_path(model_name, adapter)
@@ -69,20 +71,9 @@ def save_peft_dict(model_name: str, adapter: str | Path | None, output: str | Pa
     merged = merge_adapter(model, adapter)
     state = {k: v.detach().cpu() for k, v in merged.state_dict().items()}
     atomic_save_file(out, lambda tmp: torch.save(state, tmp))
-    write_eval_record(out, "peft_dict", identity)
+    write_eval_record(out, PEFT_DICT_KIND, identity)
     print(f"Merged {adapter} into {model_name}: {len(state)} tensors saved to {out}")
     return out
-
-
-def peft_dict_identity(model_name: str, adapter: Path, dtype: str) -> dict[str, Any]:
-    """What decides a merged state dict's bytes: the model and its weights, the adapter (its run record and
-    its weights file's digest) and the dtype."""
-    from lorasae.core.fingerprint import file_digest
-    from lorasae.evals.identity import eval_identity
-
-    weights = sorted(adapter.glob("adapter_model.*"))
-    identity = eval_identity(model_name, [], adapter, {"dtype": dtype})
-    return {**identity, "adapter_weights_digests": [file_digest(w) for w in weights]}
 
 
 @dataclass
@@ -95,6 +86,8 @@ class Loaded:
     description: str
     sae_tag: str = ""
     adapter: Path | None = None
+    peft_dict: Path | None = None  # the merged state dict loaded (None: merged in memory, or base)
+    merge_dtype: str | None = None  # the dtype the adapter was merged in (None: base)
 
 
 def load_for_eval(args: SaeBenchArgs) -> Loaded:
@@ -111,20 +104,25 @@ def load_for_eval(args: SaeBenchArgs) -> Loaded:
         check_layer(model_shape(args.model_name), ref.layer)
     adapter = default_adapter(args.model_name, ref, args.adapter) if args.model_variant == "peft" else None
     print(adapter_line(adapter, f"SAE-Bench {args.model_variant}"))
+    peft_dict, merged_in = None, None
+    if adapter is not None:  # by the merged file's run record, before anything loads
+        default = peft_dict_path(args.model_name, adapter)
+        peft_dict = choose_peft_dict(args.model_name, adapter, ref.source, args.peft_dict, default)
     bundle = load_bundle(args.model_name, [ref], device=parse_device(args.device), dtype=args.dtype)
     model, description = bundle.model, "base model"
     if adapter is not None:
-        peft_dict = Path(args.peft_dict) if args.peft_dict else None
-        if peft_dict is None:
-            candidate = peft_dict_path(args.model_name, adapter)
-            weights = [p for p in adapter.glob("adapter_model.*")]
-            if candidate.exists() and all(candidate.stat().st_mtime >= w.stat().st_mtime for w in weights):
-                peft_dict = candidate
+        merged_in = merge_dtype(peft_dict) if peft_dict is not None else dtype_name(model)
         model, description = merged_model(model, adapter, peft_dict)
     model.requires_grad_(False)
     return Loaded(
-        model, bundle.tokenizer, bundle.sae, bundle.layer, ref.source, description, ref.tag, adapter
-    )
+        model, bundle.tokenizer, bundle.sae, bundle.layer, ref.source, description, ref.tag, adapter,
+        peft_dict, merged_in,
+    )  # fmt: skip
+
+
+def dtype_name(model: nn.Module) -> str:
+    """The dtype of the model's weights as flags spell it (`float32`, `bfloat16`)."""
+    return str(next(model.parameters()).dtype).removeprefix("torch.")
 
 
 def sae_identifier(source: str) -> tuple[str, str | None]:

@@ -32,7 +32,8 @@ from lorasae.saebench.comparison import (
     summary_line,
 )
 from lorasae.saebench.core import run_core
-from lorasae.saebench.load import Loaded, load_for_eval, sae_identifier
+from lorasae.saebench.load import Loaded, dtype_name, load_for_eval, sae_identifier
+from lorasae.saebench.peft_dict import merge_variant
 from lorasae.saebench.plan import EvalPlan, make_plan, selected_evals
 from lorasae.saebench.probing import run_sparse_probing
 from lorasae.saebench.ravel import run_ravel
@@ -181,7 +182,9 @@ def run(args: SaeBenchArgs) -> dict[str, Path | None]:
     for name in evals:  # a one-line refusal for an architecture an eval cannot take
         check_suite(name, loaded.sae, loaded.sae_source)
     variant = result_variant(args)
-    slot = with_variant(result_slot(loaded.sae_tag, loaded.adapter), variant)
+    # the merge dtype goes with the adapter (the base result of the same settings still pairs with it)
+    merge = merge_variant(loaded.merge_dtype, dtype_name(loaded.model))
+    slot = with_variant(with_variant(result_slot(loaded.sae_tag, loaded.adapter), merge), variant)
     device = next(loaded.model.parameters()).device
     plan = make_plan(args, loaded.model, device)
     print(
@@ -194,6 +197,9 @@ def run(args: SaeBenchArgs) -> dict[str, Path | None]:
     # own), so `make demo` (which passes --layer) and README's command (which does not) are one run
     settings = {k: v for k, v in vars(args).items() if k not in ("evals", "sae", "adapter", "model")}
     settings["layer"] = loaded.layer
+    # the dtype the adapter was merged in (the merged file used, if any, is a parent in the record)
+    if loaded.merge_dtype is not None:
+        settings["merge_dtype"] = loaded.merge_dtype
     identities = {
         name: eval_identity(
             args.model_name,
@@ -213,9 +219,10 @@ def run(args: SaeBenchArgs) -> dict[str, Path | None]:
         loaded, plan, todo, out_dir, args.seed, world_seed(args.model_name),
         forget_corpus=args.forget_corpus, world_docs=model_world_docs(args.model_name),
     )  # fmt: skip
+    inputs = [loaded.peft_dict] if loaded.peft_dict is not None else []  # the merged file used: a parent
     for name, path in written.items():
         if path is not None:
-            write_eval_record(path, "saebench_result", identities[name])
+            write_eval_record(path, "saebench_result", identities[name], inputs)
     written = {name: written.get(name, out_dir / f"{name}.json") for name in evals}  # skipped: kept
     found = load_results(args.model_name, args.output_dir, sae_tag=loaded.sae_tag, variant=variant)
     results = pair_results(found)[0]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lorasae.core.errors import LorasaeError
-from lorasae.core.fingerprint import weights_digest
+from lorasae.core.fingerprint import file_digest, weights_digest
 from lorasae.core.paths import results_csv, sanitize
 from lorasae.core.records import ADAPTER_RECORD_KIND, RunRecord, defer_inferred_record, read_record
 from lorasae.store.saes import saes_folder
@@ -114,8 +114,15 @@ def legacy_sae_sources(
     )
 
 
+def adapter_weights_digests(adapter: Path) -> list[str]:
+    """The digests of the adapter's weights files (`adapter_model.*`), in name order."""
+    return [file_digest(w) for w in sorted(Path(adapter).glob("adapter_model.*"))]
+
+
 def inferred_identity(adapter: Path, base: Path | None = None) -> dict[str, Any]:
-    """What can be read about a record-less adapter from the adapter itself and where it lies."""
+    """What can be read about a record-less adapter from the adapter itself and where it lies; its weights
+    files' digests among it, so two record-less adapters of the same shape never share an identity (nor the
+    eval result slots named after it)."""
     config = _adapter_config(adapter)
     rank = config.get("r")
     if rank is None and (m := _RANK.fullmatch(adapter.name)):
@@ -134,6 +141,7 @@ def inferred_identity(adapter: Path, base: Path | None = None) -> dict[str, Any]
         "sae_sources": [s for s, _ in sources],
         "sae_layers": [layer for _, layer in sources],
         "sae_weights_digests": [weights_digest(s) for s, _ in sources],
+        "adapter_weights_digests": adapter_weights_digests(adapter),
         "inferred_from": "adapter_config.json, the folder layout and results.csv, at first use",
     }
 
