@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from lorasae.core.cli import parse
 from lorasae.core.errors import main_guard
 from lorasae.saebench.load import save_peft_dict
+from lorasae.saebench.peft_dict import DEFAULT_MERGE_DTYPE
 
 
 @dataclass
@@ -36,8 +37,9 @@ class Config:
     device: str = "cpu"
     """Device used for merging ('cpu', a GPU index or 'cuda:N')."""
 
-    dtype: str = "float32"
-    """Weights dtype: float32 or bfloat16."""
+    dtype: str = DEFAULT_MERGE_DTYPE
+    """Weights dtype: float32 or bfloat16 (a peft result of a float32 merge keeps the plain name; of
+    bfloat16, `__merge-bfloat16`)."""
 
     overwrite: bool = False
     """Merge again although the output exists with a run record of the same merge (the same model and its

@@ -6,8 +6,8 @@ record's identity and its weights files' digests), the SAE(s) the adapter was tr
 The eval uses a merged file only when that record names exactly the adapter it resolved, the model's weights
 as they are, and an SAE whose weights are the SAE being evaluated (`mismatch`); otherwise it merges the
 adapter in memory, saying why, or — for a file passed with `--peft_dict` — refuses in one line. The merge
-dtype (the file's, or the model's own for an in-memory merge) is part of the result's identity and, off the
-model's dtype, of its slot name (`merge_variant`).
+dtype (the file's, or the model's own for an in-memory merge) is part of the result's identity and, when not
+float32 (get_peft_dict.py's default), of its slot name (`merge_variant`).
 """
 
 from __future__ import annotations
@@ -103,11 +103,17 @@ def choose_peft_dict(
     return None
 
 
-def merge_variant(merged_in: str | None, model_dtype: str) -> str:
-    """The merge dtype as the peft result's slot carries it (`settings_variant`): '' when the weights were
-    merged in the model's own dtype (in memory, or a file of that dtype), e.g. `merge-bfloat16` otherwise."""
+DEFAULT_MERGE_DTYPE = "float32"
+"""get_peft_dict.py's default --dtype: the paper's flow (get_peft_dict.py, then run_eval.py --model_type peft)
+merges in float32 on every device, so a float32 merge keeps the plain result name."""
+
+
+def merge_variant(merged_in: str | None) -> str:
+    """The merge dtype as the peft result's slot carries it (`settings_variant`): '' for a float32 merge
+    (`DEFAULT_MERGE_DTYPE`: README's get_peft_dict.py file on a GPU, an in-memory merge of the float32 model on
+    the CPU), e.g. `merge-bfloat16` otherwise (an in-memory merge into a bfloat16 model, or such a file)."""
     if merged_in is None:
         return ""
     return settings_variant(
-        {"merge_dtype": merged_in}, {"merge_dtype": model_dtype}, {"merge_dtype": "merge"}
+        {"merge_dtype": merged_in}, {"merge_dtype": DEFAULT_MERGE_DTYPE}, {"merge_dtype": "merge"}
     )

@@ -32,7 +32,7 @@ from lorasae.saebench.comparison import (
     summary_line,
 )
 from lorasae.saebench.core import run_core
-from lorasae.saebench.load import Loaded, dtype_name, load_for_eval, sae_identifier
+from lorasae.saebench.load import Loaded, load_for_eval, sae_identifier
 from lorasae.saebench.peft_dict import merge_variant
 from lorasae.saebench.plan import EvalPlan, make_plan, selected_evals
 from lorasae.saebench.probing import run_sparse_probing
@@ -183,7 +183,7 @@ def run(args: SaeBenchArgs) -> dict[str, Path | None]:
         check_suite(name, loaded.sae, loaded.sae_source)
     variant = result_variant(args)
     # the merge dtype goes with the adapter (the base result of the same settings still pairs with it)
-    merge = merge_variant(loaded.merge_dtype, dtype_name(loaded.model))
+    merge = merge_variant(loaded.merge_dtype)
     slot = with_variant(with_variant(result_slot(loaded.sae_tag, loaded.adapter), merge), variant)
     device = next(loaded.model.parameters()).device
     plan = make_plan(args, loaded.model, device)
