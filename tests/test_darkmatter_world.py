@@ -82,7 +82,14 @@ def test_run_end_to_end_on_the_small_world(small_world, out_root):
     """run.py over three widths at k=4, a k sweep, and base vs an adapter on layers 0-1: every number
     and figure written, the LoRA model's activations at layer 1 differ from the base model's."""
     from lorasae.core.cli import parse
-    from lorasae.core.paths import dark_matter_dir, dark_matter_plots_dir, dark_matter_results_path, sae_dir
+    from lorasae.core.fingerprint import file_digest
+    from lorasae.core.paths import (
+        dark_matter_dir,
+        dark_matter_plots_dir,
+        dark_matter_results_path,
+        portable,
+        sae_dir,
+    )
     from lorasae.darkmatter.cli import DarkMatterArgs, main, result_variant
     from lorasae.lora.adapters import attach_lora
 
@@ -150,6 +157,13 @@ def test_run_end_to_end_on_the_small_world(small_world, out_root):
         "synthetic",
         "base_vs_lora",
     }
+    assert written["figures"] == [str(dark_matter_plots_dir(key, variant=variant) / f"{stem}.{fmt}")
+                                  for stem in ("decomposition", "per_token_r2", "downstream_ce", "error_saes",
+                                               "synthetic", "base_vs_lora") for fmt in ("png", "pdf")]  # fmt: skip
+    for figure in written["figures"]:  # drawn once the results were written: each record names them
+        assert read_record(figure).get("inputs") == [
+            {"path": portable(results), "digest": file_digest(results)}
+        ]
     report = results.with_suffix(".md").read_text()
     assert "## power laws" in report and "Over every sweep: vector R²" in report
     # the analysed tokens start after the 44 chunks the ×2 SAE read; a random split; contexts of 64 < 256

@@ -8,7 +8,11 @@ from pathlib import Path
 from grok_helpers import small_grok_config
 
 from lorasae.core import grok_paths, paths
+from lorasae.core.fingerprint import file_digest
+from lorasae.core.paths import portable
+from lorasae.core.records import read_record
 from lorasae.grok.study import REPO, GrokStudyConfig, run_study
+from lorasae.grok_world.train import checkpoint_steps
 from lorasae.model.load import model_key
 from lorasae.sae import TopKSAE
 from lorasae.sae.crosscoder import Crosscoder
@@ -61,6 +65,23 @@ def test_study_on_a_small_prime_writes_saes_crosscoder_clamp_results_and_figures
     names = {p.name for p in paths.plots_dir().glob("*.png")}
     for what in ("accuracy", "crosscoder_norms", "clamp", "latent_grid", "attribution", "latents_t-sne"):
         assert f"grok_{run}_{what}.png" in names
+    # each figure's record names the run's files its numbers come from, with their digests
+    data, pre = grok_paths.grok_data_dir(run), grok_paths.grok_checkpoint_dir(run, study["train"]["pre_step"])
+    states = [grok_paths.grok_checkpoint_dir(run, s) / "state.json" for s in checkpoint_steps(run)]
+    states = states[: states.index(pre / "state.json") + 1]  # read up to the pre-generalization checkpoint
+    accuracy = read_record(paths.plots_dir() / f"grok_{run}_accuracy.png").get("inputs")
+    assert accuracy == [
+        {"path": portable(f), "digest": file_digest(f)}
+        for f in sorted([data / "curves.json", data / "train_summary.json", *states], key=portable)
+    ]
+    grid = {i["path"] for i in read_record(paths.plots_dir() / f"grok_{run}_latent_grid.png").get("inputs")}
+    loaded = [
+        f
+        for folder in (pre, grok_paths.grok_model_dir(run), post_folder)  # the models' and the post SAE's
+        for f in (*folder.glob("*.safetensors"), folder / "config.json", folder / "cfg.json")
+        if f.is_file()
+    ]
+    assert len(loaded) == 6 and grid == {portable(f) for f in [*states, *loaded]}
 
 
 def test_grok_notebook_is_valid_and_committed_without_outputs():

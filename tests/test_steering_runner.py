@@ -11,6 +11,7 @@ import torch
 from conftest import make_char_tokenizer, make_tiny_model
 
 from lorasae.core.atomic import atomic_write_json
+from lorasae.core.paths import portable
 from lorasae.core.records import read_record
 from lorasae.sae import SaeConfig, TopKSAE
 from lorasae.steering.alpha_sweep import recorded_alpha, tune_alpha
@@ -104,9 +105,12 @@ def test_runner_end_to_end(setup, out_root, capsys):
     diff = np.array(results["deltas"]["lora"]["positive"]) - np.array(results["deltas"]["base"]["positive"])
     assert iv["mean"] == pytest.approx(diff.mean()) and iv["low"] < iv["mean"] < iv["high"]
     figures = sorted(p.name for p in (out_root / f"eval/steering/distributions/5__{VARIANT}").iterdir())
-    assert figures == ["all.pdf", "all.png"]
+    assert figures == ["all.pdf", "all.pdf.run.json", "all.png", "all.png.run.json"]
     # one result per SAE, adapter and latent, with its run record
     (written,) = (out_root / "eval/steering/results").glob("*/latent_5.json")
+    figure = out_root / f"eval/steering/distributions/5__{VARIANT}" / "all.png"
+    assert [i["path"] for i in read_record(figure).get("inputs")] == [portable(written)]
+    assert results["histograms"] == [str(figure), str(figure.with_suffix(".pdf"))]
     assert written.parent.name.startswith("random-sae__adapter-") and written.parent.name.endswith(VARIANT)
     assert (
         read_record(written).kind == "steering_result" and read_record(written).get("settings")["latent"] == 5

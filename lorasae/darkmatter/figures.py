@@ -1,5 +1,6 @@
 """The dark-matter figures, one function each; every one writes `<out_dir>/<stem>.png` and `.pdf` through
-`plotting._common.save_figure` and returns the paths."""
+`plotting._common.save_figure` and returns the paths. `inputs`: the results file the numbers are written to
+(`data/dark_matter/<model>/results*.json`, written before the figures), named by each figure's run record."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def stacked_parts(rows: Sequence[dict], linear_fit: PowerLaw | None) -> dict[str
 
 
 def plot_decomposition(rows: Sequence[dict], fits: dict[str, PowerLaw], out_dir: Path, title: str,
-                       stem: str = "decomposition") -> list[Path]:  # fmt: skip
+                       stem: str = "decomposition", inputs: Sequence[Path] = ()) -> list[Path]:  # fmt: skip
     """Stacked FVU decomposition against SAE width (log x), with the measured FVU and its power law."""
     widths = np.array([r["width"] for r in rows], dtype=float)
     parts = stacked_parts(rows, fits.get("linear_fvu"))
@@ -57,11 +58,11 @@ def plot_decomposition(rows: Sequence[dict], fits: dict[str, PowerLaw], out_dir:
     ax.set_title(title, fontsize=10)
     fig.legend(fontsize=7, loc="outside right upper")
     grid(ax)
-    return save_figure(fig, out_dir, stem)
+    return save_figure(fig, out_dir, stem, inputs)
 
 
 def plot_token_r2(matrix: np.ndarray, labels: Sequence[str], out_dir: Path, title: str,
-                  stem: str = "per_token_r2") -> list[Path]:  # fmt: skip
+                  stem: str = "per_token_r2", inputs: Sequence[Path] = ()) -> list[Path]:  # fmt: skip
     """Heat map: R² of SAE j's per-token ‖e‖² from SAE i's (a linear fit on the same held-out tokens)."""
     fig, ax = new_figure(figsize=(5.2, 4.4))
     im = ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis")
@@ -75,7 +76,7 @@ def plot_token_r2(matrix: np.ndarray, labels: Sequence[str], out_dir: Path, titl
     ax.set_ylabel("predictor: ‖e‖² of SAE")
     ax.set_title(title, fontsize=10)
     fig.colorbar(im, ax=ax, label="R²")
-    return save_figure(fig, out_dir, stem)
+    return save_figure(fig, out_dir, stem, inputs)
 
 
 def _bars(ax, groups: Sequence[str], series: dict[str, Sequence[float]]) -> None:
@@ -88,7 +89,7 @@ def _bars(ax, groups: Sequence[str], series: dict[str, Sequence[float]]) -> None
 
 
 def plot_downstream(
-    rows: Sequence[dict], out_dir: Path, title: str, stem: str = "downstream_ce"
+    rows: Sequence[dict], out_dir: Path, title: str, stem: str = "downstream_ce", inputs: Sequence[Path] = ()
 ) -> list[Path]:
     """CE of the original model and with x̂, x̂ + linear error, x̂ + nonlinear error spliced, per SAE."""
     fig, ax = new_figure(figsize=(7, 4))
@@ -100,11 +101,16 @@ def plot_downstream(
     ax.set_ylabel("next-token CE (nats)")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7)
-    return save_figure(fig, out_dir, stem)
+    return save_figure(fig, out_dir, stem, inputs)
 
 
 def plot_base_vs_lora(
-    base: dict, lora: dict, out_dir: Path, title: str, stem: str = "base_vs_lora"
+    base: dict,
+    lora: dict,
+    out_dir: Path,
+    title: str,
+    stem: str = "base_vs_lora",
+    inputs: Sequence[Path] = (),
 ) -> list[Path]:
     """Left: the FVU split (linear, nonlinear) on the base and on the LoRA-adapted model; right: CE of
     each spliced variant on both."""
@@ -122,11 +128,11 @@ def plot_base_vs_lora(
     right.set_ylabel("next-token CE (nats)")
     right.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
-    return save_figure(fig, out_dir, stem)
+    return save_figure(fig, out_dir, stem, inputs)
 
 
 def plot_error_saes(
-    results: Sequence[dict], out_dir: Path, title: str, stem: str = "error_saes"
+    results: Sequence[dict], out_dir: Path, title: str, stem: str = "error_saes", inputs: Sequence[Path] = ()
 ) -> list[Path]:
     """Held-out FVU of SAEs trained on the linear and on the nonlinear error, against their width."""
     fig, ax = new_figure(figsize=(5.5, 3.8))
@@ -139,10 +145,12 @@ def plot_error_saes(
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     grid(ax)
-    return save_figure(fig, out_dir, stem)
+    return save_figure(fig, out_dir, stem, inputs)
 
 
-def plot_synthetic(rows: Sequence[dict], out_dir: Path, stem: str = "synthetic") -> list[Path]:
+def plot_synthetic(
+    rows: Sequence[dict], out_dir: Path, stem: str = "synthetic", inputs: Sequence[Path] = ()
+) -> list[Path]:
     """Injected vs recovered linear and nonlinear FVU on the synthetic data."""
     fig, ax = new_figure(figsize=(5, 4))
     for part, marker in (("nonlinear", "o"), ("linear", "s")):
@@ -155,4 +163,4 @@ def plot_synthetic(rows: Sequence[dict], out_dir: Path, stem: str = "synthetic")
     ax.set_title("Synthetic validation", fontsize=10)
     ax.legend(fontsize=8)
     grid(ax)
-    return save_figure(fig, out_dir, stem)
+    return save_figure(fig, out_dir, stem, inputs)

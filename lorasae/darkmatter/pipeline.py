@@ -5,7 +5,7 @@ plots/dark_matter/<model>/. `make demo` calls it on the built-in model's SAEs.""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -39,6 +39,7 @@ from lorasae.darkmatter.tokens import (
 )
 from lorasae.evals.identity import done_already, eval_identity, write_eval_record
 from lorasae.model.load import model_key, special_token_ids
+from lorasae.plotting._common import figure_paths
 
 
 @dataclass
@@ -200,6 +201,11 @@ def run_dark_matter(
     summary["split"] = {"kind": s.split, "seed": s.seed, "train_fraction": s.train_fraction}
     summary["downstream_protocol"] = first_row["ce"]["protocol"]
     title = f"{key}, layer {width_rows[0][1].meta['layer'] if width_rows else '?'}"
+    draws: list[tuple[str, Callable]] = []  # (stem, draw(inputs)): drawn once the results file is written
+
+    def later(draw: Callable, *args, stem: str) -> None:
+        draws.append((stem, lambda inputs: draw(*args, stem=stem, inputs=inputs)))
+
     if len(width_rows) >= 3:
         ws = [r["width"] for r, _, _ in width_rows]
         fits = {
@@ -207,11 +213,13 @@ def run_dark_matter(
             for q in ("fvu", "linear_fvu", "nonlinear_fvu")
         }
         summary["power_laws"] = {q: f.as_dict() for q, f in fits.items()}
-        summary["figures"] += figures.plot_decomposition(
+        later(
+            figures.plot_decomposition,
             [r for r, _, _ in width_rows],
             fits,
             plots,
             f"{title}: FVU decomposition at k={width_rows[0][0]['k']}",
+            stem="decomposition",
         )
     if len(width_rows) >= 2:
         matrix = token_r2_matrix([i for _, i, _ in width_rows], s.train_fraction, s.split, s.seed)
@@ -219,11 +227,17 @@ def run_dark_matter(
             "labels": [r["label"] for r, _, _ in width_rows],
             "matrix": matrix.tolist(),
         }
-        summary["figures"] += figures.plot_token_r2(matrix, summary["per_token_r2"]["labels"], plots,
-                                                    f"{title}: per-token ‖e‖² across widths")  # fmt: skip
+        later(figures.plot_token_r2, matrix, summary["per_token_r2"]["labels"], plots,
+              f"{title}: per-token ‖e‖² across widths", stem="per_token_r2")  # fmt: skip
     widths_seen = {r["source"] for r, _, _ in width_rows}
     all_rows = [r for r, _, _ in width_rows] + [r for r, _, _ in k_rows if r["source"] not in widths_seen]
-    summary["figures"] += figures.plot_downstream(all_rows, plots, f"{title}: CE with the error components")
+    later(
+        figures.plot_downstream,
+        all_rows,
+        plots,
+        f"{title}: CE with the error components",
+        stem="downstream_ce",
+    )
     # SAEs on the error components of the middle SAE of the width sweep (or the first SAE given)
     # (through train_sae.py with --hidden_modification, W* and the SAE from the file written here)
     ref_row, ref_info, ref_lin = (width_rows or k_rows)[len(width_rows or k_rows) // 2]
@@ -243,22 +257,22 @@ def run_dark_matter(
         "of": ref_row["label"], "map_file": str(map_file), "results": [asdict(r) for r in results],
         "seconds": round(time.perf_counter() - began_error_saes, 1),
     }  # fmt: skip
-    summary["figures"] += figures.plot_error_saes(
-        summary["error_saes"]["results"], plots, f"{title}: SAEs on the error parts of {ref_row['label']}"
-    )
+    later(figures.plot_error_saes, summary["error_saes"]["results"], plots,
+          f"{title}: SAEs on the error parts of {ref_row['label']}", stem="error_saes")  # fmt: skip
     summary["synthetic"] = validate()
-    summary["figures"] += figures.plot_synthetic(summary["synthetic"], plots)
+    later(figures.plot_synthetic, summary["synthetic"], plots, stem="synthetic")
     if lora_source is not None and adapter is not None:
         base_row = analyzed(lora_source)[0]
         lora_row = analyze_sae(model_name, lora_source, s, adapter, uses, chunks, forwards)[0]
         summary["base_vs_lora"] = {"base": base_row, "lora": lora_row}
-        summary["figures"] += figures.plot_base_vs_lora(
-            base_row, lora_row, plots, f"{title}: {base_row['label']} on the base vs LoRA model"
-        )
-    summary["figures"] = [str(p) for p in summary["figures"]]
+        later(figures.plot_base_vs_lora, base_row, lora_row, plots,
+              f"{title}: {base_row['label']} on the base vs LoRA model", stem="base_vs_lora")  # fmt: skip
+    summary["figures"] = [str(p) for stem, _ in draws for p in figure_paths(plots, stem)]
     summary["seconds"] = round(time.perf_counter() - began, 1)
     results = atomic_write_json(results_file, summary)
     atomic_write_text(results.with_suffix(".md"), report_markdown(summary))
+    for _, draw in draws:  # each figure's run record names the results file it shows
+        draw([results])
     write_eval_record(results, "dark_matter", identity)  # last: the run's record
     print(report_markdown(summary), flush=True)
     return summary

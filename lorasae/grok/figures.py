@@ -1,8 +1,11 @@
 """Figures of the grokking study (the seed's viz_*.ipynb), one function each, written as
-`plots/grok_<run>_<what>.{png,pdf}` with lorasae.plotting's headless helpers."""
+`plots/grok_<run>_<what>.{png,pdf}` with lorasae.plotting's headless helpers. `inputs`: the run's files the
+figure's numbers come from (curves, summaries, checkpoint states, model and SAE weights and configs, as
+`lorasae.grok.study` lists them), named by each figure's run record."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +20,9 @@ def _stem(run: str, what: str) -> str:
     return f"grok_{run}_{what}"
 
 
-def plot_accuracy(curves: Curves, run: str, out_dir: Path, marks: dict[str, int]) -> Path:
+def plot_accuracy(
+    curves: Curves, run: str, out_dir: Path, marks: dict[str, int], inputs: Sequence[Path] = ()
+) -> Path:
     """Train/test accuracy (and loss, log scale) against step; vertical lines at `marks` {label: step}."""
     fig, (acc, loss) = new_figure(1, 2, figsize=(10, 3.6))
     acc.plot(curves.step, curves.train_acc, label="train")
@@ -32,11 +37,17 @@ def plot_accuracy(curves: Curves, run: str, out_dir: Path, marks: dict[str, int]
     acc.set_ylabel("accuracy")
     loss.set_ylabel("cross-entropy")
     fig.suptitle(f"Grokking: {run}")
-    return save_figure(fig, out_dir, _stem(run, "accuracy"))[0]
+    return save_figure(fig, out_dir, _stem(run, "accuracy"), inputs)[0]
 
 
 def plot_latent_grid(
-    z_pre: Tensor, z_post: Tensor, latents: list[int], prime: int, run: str, out_dir: Path
+    z_pre: Tensor,
+    z_post: Tensor,
+    latents: list[int],
+    prime: int,
+    run: str,
+    out_dir: Path,
+    inputs: Sequence[Path] = (),
 ) -> Path:
     """Activation of each latent over the (a, b) grid, on the pre- (top row) and post-generalization
     (bottom row) activations; z_* are [p·p, d_sae] in row-major (a, b) order."""
@@ -53,11 +64,17 @@ def plot_latent_grid(
             ax.set_ylabel("a", fontsize=7)
             ax.tick_params(labelsize=6)
     fig.suptitle("Latent activation over the (a, b) grid: pre- vs post-generalization")
-    return save_figure(fig, out_dir, _stem(run, "latent_grid"))[0]
+    return save_figure(fig, out_dir, _stem(run, "latent_grid"), inputs)[0]
 
 
 def plot_attribution(
-    attr: Tensor, input_ids: Tensor, latents: list[int], prime: int, run: str, out_dir: Path
+    attr: Tensor,
+    input_ids: Tensor,
+    latents: list[int],
+    prime: int,
+    run: str,
+    out_dir: Path,
+    inputs: Sequence[Path] = (),
 ) -> Path:
     """Top: mean |attribution| to the a, b and "=" tokens per latent. Bottom: mean attribution to the a
     token as a function of a's value, and to the b token as a function of b's value."""
@@ -80,11 +97,16 @@ def plot_attribution(
     lines.set_ylabel("mean attribution")
     lines.legend(fontsize=7)
     fig.suptitle("Attribution of latents to the input tokens (post-generalization model)")
-    return save_figure(fig, out_dir, _stem(run, "attribution"))[0]
+    return save_figure(fig, out_dir, _stem(run, "attribution"), inputs)[0]
 
 
 def plot_embedding(
-    points: dict[str, np.ndarray], colors: np.ndarray, method: str, run: str, out_dir: Path
+    points: dict[str, np.ndarray],
+    colors: np.ndarray,
+    method: str,
+    run: str,
+    out_dir: Path,
+    inputs: Sequence[Path] = (),
 ) -> Path:
     """2-D embeddings {label: [n, 2]} of the latent codes, coloured by the answer c."""
     fig, axes = new_figure(1, len(points), figsize=(5 * len(points), 4.4), squeeze=False)
@@ -94,20 +116,22 @@ def plot_embedding(
         ax.set_xticks([])
         ax.set_yticks([])
     fig.colorbar(im, ax=axes[0].tolist(), label="answer c")
-    return save_figure(fig, out_dir, _stem(run, f"latents_{method.lower()}"))[0]
+    return save_figure(fig, out_dir, _stem(run, f"latents_{method.lower()}"), inputs)[0]
 
 
-def plot_relative_norms(rel: Tensor, run: str, out_dir: Path) -> Path:
+def plot_relative_norms(rel: Tensor, run: str, out_dir: Path, inputs: Sequence[Path] = ()) -> Path:
     """Histogram of the crosscoder latents' relative decoder norm (0: pre-only, 1: post-only)."""
     fig, ax = new_figure(figsize=(5.5, 3.6))
     ax.hist(rel.numpy(), bins=40, range=(0, 1), color="tab:purple")
     ax.set_xlabel("‖W_dec post‖ / (‖W_dec pre‖ + ‖W_dec post‖)")
     ax.set_ylabel("latents")
     ax.set_title("Crosscoder across the pre- and post-generalization checkpoints", fontsize=9)
-    return save_figure(fig, out_dir, _stem(run, "crosscoder_norms"))[0]
+    return save_figure(fig, out_dir, _stem(run, "crosscoder_norms"), inputs)[0]
 
 
-def plot_clamp(results: list[ClampResult], baseline: Curves, run: str, out_dir: Path) -> Path:
+def plot_clamp(
+    results: list[ClampResult], baseline: Curves, run: str, out_dir: Path, inputs: Sequence[Path] = ()
+) -> Path:
     """Test accuracy while training continues from the pre-generalization checkpoint: unclamped run,
     targeted latents clamped, random latents clamped (one thin line per seed)."""
     fig, ax = new_figure(figsize=(6.5, 4))
@@ -134,4 +158,4 @@ def plot_clamp(results: list[ClampResult], baseline: Curves, run: str, out_dir: 
     ax.set_ylabel("test accuracy (clamp in place)")
     ax.set_title(f"Clamping {len(results[-1].latents)} SAE latents to 0 while training continues", fontsize=9)
     ax.legend(fontsize=7)
-    return save_figure(fig, out_dir, _stem(run, "clamp"))[0]
+    return save_figure(fig, out_dir, _stem(run, "clamp"), inputs)[0]

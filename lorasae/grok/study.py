@@ -90,6 +90,13 @@ def _load(folder: Path) -> LlamaForCausalLM:
     return LlamaForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
 
 
+def _loaded_files(folder: str | Path) -> list[Path]:
+    """What loading a model or SAE folder reads for its numbers: its config (`config.json`, `cfg.json`)
+    and weights (`*.safetensors`)."""
+    files = Path(folder).iterdir()
+    return sorted(f for f in files if f.name in ("config.json", "cfg.json") or f.suffix == ".safetensors")
+
+
 def train_grok_sae(config: str, models: list[Path], tc: GrokTrainConfig, layer: int) -> TrainResult:
     """train_sae.py's run of `config` on `models` (one: --model; two: a crosscoder's --models), on the
     train problems of the run's task at `layer`: the same entry as `python train_sae.py --config_file`."""
@@ -159,18 +166,17 @@ def run_study(cfg: GrokStudyConfig, base: Path | None = None) -> dict:
     final_dir = ensure_grok_model(tc, base)
     out = grok_paths.grok_data_dir(run, base)
     plots = paths.plots_dir(base)
-    summary = read_output_json(out / "train_summary.json")
-    curves = Curves(**read_output_json(out / "curves.json"))
+    summary_file, curves_file = out / "train_summary.json", out / "curves.json"
+    summary = read_output_json(summary_file)
+    curves = Curves(**read_output_json(curves_file))
     steps = checkpoint_steps(run, base)
-    pre_step = next(
-        (
-            s
-            for s in steps
-            if read_output_json(grok_paths.grok_checkpoint_dir(run, s, base) / "state.json")["train_acc"]
-            >= cfg.pre_train_acc
-        ),
-        None,
-    )
+    states: list[Path] = []  # the checkpoint states read to pick the pre-generalization checkpoint
+
+    def reaches(step: int) -> bool:
+        states.append(state := grok_paths.grok_checkpoint_dir(run, step, base) / "state.json")
+        return read_output_json(state)["train_acc"] >= cfg.pre_train_acc
+
+    pre_step = next((s for s in steps if reaches(s)), None)
     if pre_step is None:
         raise RuntimeError(f"no checkpoint of {run} reached train accuracy {cfg.pre_train_acc}: train longer")
     pre_dir = grok_paths.grok_checkpoint_dir(run, pre_step, base)
@@ -267,18 +273,23 @@ def run_study(cfg: GrokStudyConfig, base: Path | None = None) -> dict:
         "final_model_test_acc_clamped": ablation,
     }
 
-    # --- figures -------------------------------------------------------------------------------------
+    # --- figures (each run record names the files its numbers come from) ------------------------------
     p = tc.task.prime
     show = [int(i) for i in order[:4]]
+    acts_files = [*states, *_loaded_files(pre_dir), *_loaded_files(final_dir)]
+    post_files = [*acts_files, *_loaded_files(folders["post"])]
+    from_dir = grok_paths.grok_checkpoint_dir(run, from_step, base)
+    from_files = [*_loaded_files(from_dir), from_dir / "optimizer.pt", from_dir / "state.json"]
+    marks = {"pre checkpoint": pre_step, "test acc > 0.95": grok_step}
     figs = [
-        figures.plot_accuracy(curves, run, plots, {"pre checkpoint": pre_step, "test acc > 0.95": grok_step}),
-        figures.plot_relative_norms(rel, run, plots),
-        figures.plot_clamp(clamp, curves, run, plots),
+        figures.plot_accuracy(curves, run, plots, marks, [curves_file, summary_file, *states]),
+        figures.plot_relative_norms(rel, run, plots, [*acts_files, *_loaded_files(folders["crosscoder"])]),
+        figures.plot_clamp(clamp, curves, run, plots, [curves_file, summary_file, *post_files, *from_files]),
     ]
     if tc.task.task not in DIVISIONS:  # the full p × p grid (the divisions have no b = 0 column)
-        figs.append(figures.plot_latent_grid(z_pre, z_post, show, p, run, plots))
+        figs.append(figures.plot_latent_grid(z_pre, z_post, show, p, run, plots, post_files))
     attr = token_attribution(post_model, post_sae, all_ids, cfg.layer, torch.tensor(show))
-    figs.append(figures.plot_attribution(attr, all_ids, show, p, run, plots))
+    figs.append(figures.plot_attribution(attr, all_ids, show, p, run, plots, post_files))
     pick = torch.randperm(len(all_ids), generator=torch.Generator().manual_seed(0))[: cfg.embedding_points]
     with torch.no_grad():
         codes = {
@@ -286,9 +297,12 @@ def run_study(cfg: GrokStudyConfig, base: Path | None = None) -> dict:
             "post (SAE on post)": z_post[pick],
         }
     embedded = {label: _embedding(z.numpy(), 0) for label, z in codes.items()}
+    embedded_files = [*post_files, *_loaded_files(folders["pre"])]
     for method in embedded["post (SAE on post)"]:
         points = {label: e[method] for label, e in embedded.items()}
-        figs.append(figures.plot_embedding(points, all_labels[pick].numpy(), method, run, plots))
+        figs.append(
+            figures.plot_embedding(points, all_labels[pick].numpy(), method, run, plots, embedded_files)
+        )
 
     study = {
         "run": run,

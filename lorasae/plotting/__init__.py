@@ -113,6 +113,6 @@ def plot_all(
     for path in find_steering_results(root):
         label = steering_label(path)  # one figure per result (slot and latent), never shared
         out[f"steering:{label}"] = plot_steering_histograms(
-            load_steering_deltas(path), target / f"steering_{label}", title=label
+            load_steering_deltas(path), target / f"steering_{label}", title=label, inputs=[path]
         )
     return out

@@ -8,7 +8,8 @@ GPU box, or a notebook kernel (which shows the saved PNGs). `save_figure` writes
 A figure's bytes are a function of its content only (no creation date in the PDF), and a file is written
 only when its bytes differ from the file there: redrawing a figure from the same inputs touches nothing.
 With `inputs`, each figure gets a run record (`<figure>.run.json`, `lorasae.core.records`) naming the files
-it was drawn from and their digests, written with the figure (kept while the figure is unchanged).
+it was drawn from and their digests, written with the figure (kept while the figure and those digests are
+unchanged; an input that changed without changing the figure still gets its new digest recorded).
 """
 
 from __future__ import annotations
@@ -66,19 +67,29 @@ def save_figure(
     fig: Figure, out_dir: str | Path, stem: str, inputs: Iterable[str | Path] = (), dpi: int = PNG_DPI
 ) -> list[Path]:
     """Write `<out_dir>/<stem>.png` and `.pdf` atomically, each only when its bytes changed; return both
-    paths. With `inputs` (the files the figure was drawn from), each figure written, or lacking one, gets a
-    run record naming them and their digests."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    paths. With `inputs` (the files the figure was drawn from), each figure written, lacking a record, or
+    whose record names other inputs or digests, gets a run record naming them and their digests."""
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
     sources = figure_inputs(inputs)
     paths = []
-    for fmt in ("png", "pdf"):
-        final = out / f"{stem}.{fmt}"
-        changed = write_if_changed(final, figure_bytes(fig, fmt, dpi))
-        if sources and (changed or read_record(final) is None):
+    for final in figure_paths(out_dir, stem):
+        changed = write_if_changed(final, figure_bytes(fig, final.suffix[1:], dpi))
+        if sources and (changed or _recorded_inputs(final) != sources):
             write_record(final, FIGURE_RECORD_KIND, {"figure": final.name, "inputs": sources})
         paths.append(final)
     return paths
+
+
+def _recorded_inputs(figure: Path) -> list[dict[str, str]] | None:
+    """The inputs `figure`'s record names (None without a record)."""
+    record = read_record(figure)
+    return record.get("inputs") if record is not None else None
+
+
+def figure_paths(out_dir: str | Path, stem: str) -> list[Path]:
+    """The files `save_figure(fig, out_dir, stem)` writes (PNG, then PDF), known before it draws (for a
+    result that lists its figures and is written before them, so their records can name it)."""
+    return [Path(out_dir) / f"{stem}.{fmt}" for fmt in ("png", "pdf")]
 
 
 def results_csv_input(root: str | Path | None) -> list[Path]:

@@ -2,13 +2,14 @@
 
 One panel per example set (positives: text the latent should make likelier; negatives: unrelated text),
 each overlaying the base model's and the LoRA model's distributions on shared bins, with their means
-as dashed lines. The steering eval calls `plot_steering_histograms(deltas, out_path)` with
-`deltas[model_kind in {"base", "lora"}][set in {"positive", "negative"}]`; missing entries are skipped.
+as dashed lines. The steering eval calls `plot_steering_histograms(deltas, out_path, inputs=[result])` with
+`deltas[model_kind in {"base", "lora"}][set in {"positive", "negative"}]` (missing entries are skipped) once
+its result file is written, so each figure's run record names that file and its digest.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +27,11 @@ def plot_steering_histograms(
     *,
     title: str | None = None,
     bins: int = 30,
+    inputs: Sequence[str | Path] = (),
 ) -> list[Path]:
     """Overlaid histograms (base vs LoRA) per set; writes `out_path` as PNG and PDF (a `.png`/`.pdf`
-    suffix is replaced by both) and returns the two paths."""
+    suffix is replaced by both) and returns the two paths. `inputs`: the steering result file(s) the
+    deltas come from, named by the figures' run records."""
     present = [s for d in deltas.values() for s in d]
     sets = [s for s in dict.fromkeys([*SET_TITLE, *present]) if s in present]
     if not sets:
@@ -56,4 +59,4 @@ def plot_steering_histograms(
         fig.suptitle(title)
     out = Path(out_path)
     stem = out.stem if out.suffix.lower() in (".png", ".pdf") else out.name
-    return save_figure(fig, out.parent, stem)
+    return save_figure(fig, out.parent, stem, inputs)

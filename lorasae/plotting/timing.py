@@ -34,7 +34,8 @@ def plot_timing(
 ) -> list[Path]:
     """Spliced CE vs training time for TopK SAE, e2e SAE, TopK+LoRA and TopK+KL fine-tune; writes `<model>_timing.{png,pdf}`.
 
-    The LoRA configuration (SAE tag, layers, rank, N) defaults to the one with the most checkpoints.
+    The LoRA configuration (SAE tag, layers, rank, N) defaults to the one with the most checkpoints. Its
+    run record names every file drawn (`TimingData.inputs`).
     """
     data = load_timing_data(
         root, model, sae_tag=sae_tag, rank=rank, lora_layers=lora_layers, num_examples=num_examples
@@ -89,7 +90,7 @@ def plot_timing(
     )
     grid(ax)
     ax.legend(loc="upper right", fontsize=8, framealpha=1)
-    return save_figure(fig, plots_dir(root, out_dir), f"{sanitize(model)}_timing")
+    return save_figure(fig, plots_dir(root, out_dir), f"{sanitize(model)}_timing", data.inputs)
 
 
 def _auto_ylim(data) -> tuple[float, float]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +21,12 @@ SAE_KINDS = ("normal", "e2e")
 
 @dataclass(frozen=True)
 class Curve:
-    """A validation curve: cumulative training minutes (first 0) and spliced CE (first = before training)."""
+    """A validation curve: cumulative training minutes (first 0) and spliced CE (first = before training),
+    and the files it was read from (for the run records of the figures drawn from it)."""
 
     minutes: np.ndarray
     ce: np.ndarray
+    files: tuple[Path, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         if len(self.minutes) != len(self.ce):
@@ -33,8 +35,8 @@ class Curve:
             raise ValueError("empty curve")
 
     @classmethod
-    def from_lists(cls, minutes: Sequence[float], ce: Sequence[float]) -> Curve:
-        return cls(np.asarray(minutes, dtype=float), np.asarray(ce, dtype=float))
+    def from_lists(cls, minutes: Sequence[float], ce: Sequence[float], files: Sequence[Path] = ()) -> Curve:
+        return cls(np.asarray(minutes, dtype=float), np.asarray(ce, dtype=float), tuple(files))
 
     def __len__(self) -> int:
         return len(self.ce)
@@ -54,7 +56,9 @@ class Curve:
         return float(np.interp(fraction, self.progress, self.minutes))
 
 
-def _paired_curve(minutes: Sequence[float], ce: Sequence[float], where: str) -> Curve:
+def _paired_curve(
+    minutes: Sequence[float], ce: Sequence[float], where: str, files: Sequence[Path] = ()
+) -> Curve:
     if len(minutes) != len(ce):
         n = min(len(minutes), len(ce))
         warnings.warn(
@@ -62,7 +66,7 @@ def _paired_curve(minutes: Sequence[float], ce: Sequence[float], where: str) -> 
             stacklevel=3,
         )
         minutes, ce = minutes[:n], ce[:n]
-    return Curve.from_lists(minutes, ce)
+    return Curve.from_lists(minutes, ce, files)
 
 
 _LAYER_PREFIX = re.compile(r"^layer_(?P<layer>\d+)__(?P<tag>.+)$")
@@ -120,4 +124,4 @@ def load_sae_curve(root: str | Path | None, model: str, kind: str, sae_tag: str 
     time_file = sae_curve_file(root, model, kind, "time", sae_tag)
     ce = read_result_file(ce_file, f"{kind} SAE CE curve", how)
     minutes = read_result_file(time_file, f"{kind} SAE time curve", how)
-    return _paired_curve(minutes, ce, f"{kind} SAE curve {ce_file.name} of {model}")
+    return _paired_curve(minutes, ce, f"{kind} SAE curve {ce_file.name} of {model}", (ce_file, time_file))

@@ -21,7 +21,8 @@ from lorasae.store.tags import parse_sae_tag
 @dataclass(frozen=True)
 class KlFineTune:
     """One fine-tune: its parent's checkpoint percentage (the final SAE: 100), its own curve (minutes
-    from 0; the first point is the parent spliced, the last the fine-tuned SAE) and its token budget."""
+    from 0; the first point is the parent spliced, the last the fine-tuned SAE) and its token budget; its
+    curve's files are the two records read: the fine-tune's (the curve) and its parent's (the percentage)."""
 
     pct: float
     curve: Curve
@@ -65,7 +66,7 @@ def find_kl_fine_tunes(
         if not result.get("minutes") or not result.get("val_loss"):
             continue
         pct = parent.get("checkpoint_pct")
-        curve = Curve.from_lists(result["minutes"], result["val_loss"])
+        curve = Curve.from_lists(result["minutes"], result["val_loss"], (record.path, parent.path))
         found.append(
             KlFineTune(
                 float(pct if pct is not None else 100), curve, int(settings.get("num_train_tokens", 0))

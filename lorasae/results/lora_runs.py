@@ -120,7 +120,7 @@ def load_lora_runs(root: str | Path | None, model: str) -> list[LoraRun]:
         curve = None
         if "val_loss" in files and "time" in files:
             ce, minutes = read_output_json(files["val_loss"], RERUN), read_output_json(files["time"], RERUN)
-            curve = _paired_curve(minutes, ce, str(files["val_loss"]))
+            curve = _paired_curve(minutes, ce, str(files["val_loss"]), (files["val_loss"], files["time"]))
         summary = read_output_json(files["CE_increase"], RERUN) if "CE_increase" in files else None
         runs.append(LoraRun(model, parse_sae_tag(tag), a, b, rank, n, curve, summary, files, variant))
 

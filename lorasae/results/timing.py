@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from lorasae.core.paths import sanitize
+from lorasae.core.paths import results_csv, sanitize
 from lorasae.results.curves import Curve, load_sae_curve
-from lorasae.results.files import MissingResultsError
+from lorasae.results.files import MissingResultsError, resolve_root
 from lorasae.results.kl_fine_tunes import KlFineTune, find_kl_fine_tunes
 from lorasae.results.lora_runs import LoraRun, load_lora_runs
 from lorasae.results.names import parse_layers, parse_sae_tag
@@ -33,6 +33,16 @@ class TimingData:
     L_base: float | None
     config: tuple  # (SAE base tag, LoRA layers, rank, N[, settings variant]): `LoraRun.config`
     kl_fine_tunes: list[KlFineTune] = field(default_factory=list)  # of the same TopK SAE's checkpoints
+    base_files: list[Path] = field(default_factory=list)  # what L_base was read from (`base_ce_sources`)
+
+    @property
+    def inputs(self) -> list[Path]:
+        """Every file the figure's numbers were read from: the SAE curves, the drawn LoRA runs' curves, the
+        KL fine-tunes' records and the files of L_base (for the figure's run record)."""
+        curves = [self.topk, self.e2e, *(run.curve for _, _, run in self.checkpoints)]
+        curves += [t.curve for t in self.kl_fine_tunes]
+        files = [f for c in curves if c is not None for f in c.files] + self.base_files
+        return sorted(set(files))
 
 
 def _pick(values: Sequence[Any], requested: Any, what: str, available_msg: str) -> Any:
@@ -91,20 +101,27 @@ def select_checkpoint_runs(
 
 def load_base_ce(root: str | Path | None, model: str, runs: Sequence[LoraRun] | None = None) -> float | None:
     """The original model's CE (L_base): median of the CE_increase `base` values, else results.csv."""
+    return base_ce_sources(root, model, runs)[0]
+
+
+def base_ce_sources(
+    root: str | Path | None, model: str, runs: Sequence[LoraRun] | None = None
+) -> tuple[float | None, list[Path]]:
+    """`load_base_ce`'s value and the files it came from (the CE_increase files, else results.csv)."""
     if runs is None:
         try:
             runs = load_lora_runs(root, model)
         except MissingResultsError:
             runs = []
-    values = [r.L_base for r in runs if r.L_base is not None]
-    if values:
-        return float(np.median(values))
+    with_base = [r for r in runs if r.L_base is not None]
+    if with_base:
+        return float(np.median([r.L_base for r in with_base])), [r.files["CE_increase"] for r in with_base]
     try:
         df = select_model(load_results_csv(root), model)
     except MissingResultsError:
-        return None
+        return None, []
     base = df["L_base"].dropna()
-    return float(base.median()) if len(base) else None
+    return (float(base.median()), [results_csv(resolve_root(root))]) if len(base) else (None, [])
 
 
 def load_timing_data(
@@ -131,7 +148,8 @@ def load_timing_data(
         e2e = None
     checkpoints = [(pct, topk.minutes_at_progress(pct / 100.0), run) for pct, run in chosen]
     tunes = find_kl_fine_tunes(root, model, *_family(model, config[0]))
-    return TimingData(model, topk, e2e, checkpoints, load_base_ce(root, model, runs), config, tunes)
+    base, base_files = base_ce_sources(root, model, runs)
+    return TimingData(model, topk, e2e, checkpoints, base, config, tunes, base_files)
 
 
 def _family(model: str, run_tag: str) -> tuple[str, int | None]:

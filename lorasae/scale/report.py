@@ -1,12 +1,14 @@
 """The scale study's table (`data/scale_study/table.csv`, `table.md`) and one figure per question
-(`plots/scale_study/{rank,examples,size,speed}.png`), each with a run record. Each (question, x) row is the
-mean over seeds; its error is the standard error over seeds when there are several, else the single run's
-own standard error (lm-eval's for accuracies, the paired per-example one for steering, and for % gap closed
-the gap's relative standard error times the percentage)."""
+(`plots/scale_study/{rank,examples,size,speed}.png`), each with a run record (a figure's names the result
+files it was drawn from). Each (question, x) row is the mean over seeds; its error is the standard error
+over seeds when there are several, else the single run's own standard error (lm-eval's for accuracies, the
+paired per-example one for steering, and for % gap closed the gap's relative standard error times the
+percentage)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -119,8 +121,9 @@ def _series(sub: pd.DataFrame, question: str) -> list[tuple[str, pd.DataFrame]]:
     return [(f"rank/d {100 * r:.1f}%", part) for r, part in sub.groupby(ratio)]
 
 
-def plot_question(table: pd.DataFrame, question: str, folder: Path) -> Path:
-    """Gap closed, benchmark accuracy (4 variants) and the steering difference against the question's x."""
+def plot_question(table: pd.DataFrame, question: str, folder: Path, inputs: Sequence[Path] = ()) -> Path:
+    """Gap closed, benchmark accuracy (4 variants) and the steering difference against the question's x;
+    `inputs`: the point and model result files the question's rows come from (`question_inputs`)."""
     from lorasae.plotting._common import new_figure, save_figure
 
     sub = table[table["question"] == question]
@@ -161,11 +164,12 @@ def plot_question(table: pd.DataFrame, question: str, folder: Path) -> Path:
     fig.suptitle(
         f"Scale study: {question} ({seeds} seed(s) per point; error bars: standard errors)", fontsize=11
     )
-    return save_figure(fig, folder, question)[0]
+    return save_figure(fig, folder, question, inputs)[0]
 
 
-def plot_speed(speed: dict[str, Any], folder: Path) -> Path:
-    """e2e / TopK per-token cost against the FLOPs of the layers after vs before the SAE."""
+def plot_speed(speed: dict[str, Any], folder: Path, inputs: Sequence[Path] = ()) -> Path:
+    """e2e / TopK per-token cost against the FLOPs of the layers after vs before the SAE; `inputs`: the
+    speed result file."""
     from lorasae.plotting._common import new_figure, save_figure
 
     fig, axes = new_figure(1, 1, figsize=(5.5, 4.0))
@@ -194,7 +198,15 @@ def plot_speed(speed: dict[str, Any], folder: Path) -> Path:
     ax.set_title("Why the e2e speed-up grows with the model", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    return save_figure(fig, folder, "speed")[0]
+    return save_figure(fig, folder, "speed", inputs)[0]
+
+
+def question_inputs(results: dict[str, Any], question: str) -> list[Path]:
+    """The result files of a question's rows: each of its points' and those points' models' (`run_study`'s
+    `results["files"]`)."""
+    files = results["files"]
+    points = results["plan"][question]
+    return [*(files["points"][p] for p in points), *(files["models"][p.model] for p in points)]
 
 
 def write_report(results: dict[str, Any], cfg: ScaleStudyConfig) -> dict[str, Path]:
@@ -210,11 +222,11 @@ def write_report(results: dict[str, Any], cfg: ScaleStudyConfig) -> dict[str, Pa
     md_path = data / "table.md"
     atomic_write_text(md_path, markdown_table(table) + "\n")
     out = {"table": csv_path, "table_md": md_path}
-    for question in ("rank", "examples", "size"):
-        out[question] = plot_question(table, question, folder)
-    out["speed"] = plot_speed(results["speed"], folder)
-    for path in out.values():
+    for path in (csv_path, md_path):
         write_record(path, "scale_study_report", identity)
+    for question in ("rank", "examples", "size"):  # each figure's record names its result files
+        out[question] = plot_question(table, question, folder, question_inputs(results, question))
+    out["speed"] = plot_speed(results["speed"], folder, [results["files"]["speed"]])
     print(markdown_table(table))
     for row in results["speed"]["rows"]:
         p, m = row["predicted"], row["measured"]

@@ -164,19 +164,20 @@ def run_study(cfg: ScaleStudyConfig) -> dict[str, Any]:
     setups = {m: model_setup(cfg, m) for m in cfg.models}
     plan = plan_points(cfg, {m: s.d_model for m, s in setups.items()})
     models = {}
+    files: dict[str, Any] = {"models": {}, "points": {}, "speed": out / "speed.json"}  # for the figures
     for name, setup in setups.items():
+        files["models"][name] = out / "models" / f"{paths.sanitize(setup.key)}.json"
         models[name] = cached(
-            out / "models" / f"{paths.sanitize(setup.key)}.json",
-            model_identity(cfg, setup),
-            lambda setup=setup: measure_model(cfg, setup),
+            files["models"][name], model_identity(cfg, setup), lambda setup=setup: measure_model(cfg, setup)
         )
     points = {}
     todo = unique_points(plan)
     for i, point in enumerate(todo, 1):
         setup = setups[point.model]
         print(f"[scale study {i}/{len(todo)}] {point.key}", flush=True)
+        files["points"][point] = out / "points" / f"{point.key}.json"
         points[point] = cached(
-            out / "points" / f"{point.key}.json",
+            files["points"][point],
             point_identity(cfg, setup, point),
             lambda setup=setup, point=point: measure_point(cfg, setup, models[point.model], point),
         )
@@ -187,8 +188,8 @@ def run_study(cfg: ScaleStudyConfig) -> dict[str, Any]:
         "steps": cfg.speed_steps,
         "clock": "process_time",
     }
-    speed = cached(out / "speed.json", speed_identity, lambda: measure_speed(cfg, setups))
-    results = {"plan": plan, "models": models, "points": points, "speed": speed}
+    speed = cached(files["speed"], speed_identity, lambda: measure_speed(cfg, setups))
+    results = {"plan": plan, "models": models, "points": points, "speed": speed, "files": files}
     if cfg.figures:
         from lorasae.scale.report import write_report
 

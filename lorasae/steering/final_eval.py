@@ -86,6 +86,7 @@ def run_steering_eval(
     """Steer the test split with `alpha` (default: the tuning record's choice) through the base and LoRA
     models; write `results/<SAE and adapter>/latent_<N>.json` (with its run record) and the histograms (`all` pools the negative sets; one per
     negative set too with `per_set_histograms`), print the table. Returns the results."""
+    from lorasae.plotting._common import figure_paths
     from lorasae.plotting.steering import plot_steering_histograms
 
     assert ctx.latent is not None
@@ -122,19 +123,10 @@ def run_steering_eval(
     summary = _summary(outcome, kinds, confidence)
 
     out_dir = distributions_dir(ctx.latent, variant=variant)
-    figures: list[str] = []
     negatives = [s for s in test_sets.negatives]
     panels = [(name, [name]) for name in negatives] if per_set_histograms else []
-    for label, members in [*panels, ("all", negatives)]:
-        deltas = {
-            kind: {
-                "positive": outcome.delta[kind]["positive"],
-                "negative": np.concatenate([outcome.delta[kind][m] for m in members]),
-            }
-            for kind in kinds
-        }
-        title = f"Latent {ctx.latent}, α={alpha:g} ({args.mode}); negatives: {label}"
-        figures += [str(p) for p in plot_steering_histograms(deltas, out_dir / f"{label}.png", title=title)]
+    histograms = [(label, members) for label, members in [*panels, ("all", negatives)]]
+    figures = [str(p) for label, _ in histograms for p in figure_paths(out_dir, label)]
 
     results = ctx.describe() | {
         "alpha": float(alpha),
@@ -157,7 +149,17 @@ def run_steering_eval(
         "histograms": figures,
     }
     atomic_write_json(path, results)
-    write_eval_record(path, "steering_result", identity)
+    for label, members in histograms:  # drawn once the result is written: each figure's record names it
+        deltas = {
+            kind: {
+                "positive": outcome.delta[kind]["positive"],
+                "negative": np.concatenate([outcome.delta[kind][m] for m in members]),
+            }
+            for kind in kinds
+        }
+        title = f"Latent {ctx.latent}, α={alpha:g} ({args.mode}); negatives: {label}"
+        plot_steering_histograms(deltas, out_dir / f"{label}.png", title=title, inputs=[path])
+    write_eval_record(path, "steering_result", identity)  # last: the run's record
 
     print(
         f"\nSteering latent {ctx.latent} at layer {ctx.layer}: α={alpha:g} ({args.mode}, from {source}); "
