@@ -75,12 +75,9 @@ def test_study_on_a_small_prime_writes_saes_crosscoder_clamp_results_and_figures
         for f in sorted([data / "curves.json", data / "train_summary.json", *states], key=portable)
     ]
     grid = {i["path"] for i in read_record(paths.plots_dir() / f"grok_{run}_latent_grid.png").get("inputs")}
-    loaded = [
-        f
-        for folder in (pre, grok_paths.grok_model_dir(run), post_folder)  # the models' and the post SAE's
-        for f in (*folder.glob("*.safetensors"), folder / "config.json", folder / "cfg.json")
-        if f.is_file()
-    ]
+    models = [pre, grok_paths.grok_model_dir(run)]
+    loaded = [f for folder in models for f in (*folder.glob("*.safetensors"), folder / "config.json")]
+    loaded += [*post_folder.glob("*.safetensors"), post_folder / "cfg.json"]  # the post SAE's
     assert len(loaded) == 6 and grid == {portable(f) for f in [*states, *loaded]}
 
 

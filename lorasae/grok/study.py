@@ -91,10 +91,11 @@ def _load(folder: Path) -> LlamaForCausalLM:
 
 
 def _loaded_files(folder: str | Path) -> list[Path]:
-    """What loading a model or SAE folder reads for its numbers: its config (`config.json`, `cfg.json`)
-    and weights (`*.safetensors`)."""
-    files = Path(folder).iterdir()
-    return sorted(f for f in files if f.name in ("config.json", "cfg.json") or f.suffix == ".safetensors")
+    """What loading a model or SAE folder reads for its numbers: its config (an SAE's `cfg.json`, else the
+    model's `config.json`) and weights (`*.safetensors`)."""
+    folder = Path(folder)
+    config = folder / "cfg.json" if (folder / "cfg.json").is_file() else folder / "config.json"
+    return sorted([config, *folder.glob("*.safetensors")])
 
 
 def train_grok_sae(config: str, models: list[Path], tc: GrokTrainConfig, layer: int) -> TrainResult:
