@@ -26,6 +26,7 @@ from lorasae.train.distributed import DistInfo
 from lorasae.train.existing import sae_provenance
 from lorasae.train.progress import Progress
 from lorasae.train.result import TrainResult
+from lorasae.train.sae_names import sae_variant
 from lorasae.train.sae_record import PATH_FIELDS, sae_run_identity, write_curve_record, write_sae_record
 from lorasae.train.state import (
     TrainingState,
@@ -166,7 +167,8 @@ class Persistence:
             )
             save_config(cfg, folder)  # `--config_file <folder>/config.json` reruns this run
             if pct is not None:  # the final SAE's record is written by `finish`, after the result
-                extra = {"step": p.step, "train_minutes": p.train_minutes, "curves": self._curve_names()}
+                extra = {"step": p.step, "train_minutes": p.train_minutes, "curves": self._curve_names(),
+                         "variant": sae_variant(cfg)}  # fmt: skip
                 write_sae_record(folder, self.run_identity, pct, checkpoint_dir(cfg), extra)
         return folder
 
@@ -180,7 +182,8 @@ class Persistence:
             points = len(self.progress.val_loss)
             write_curve_record(self.curve_file(quantity), self.run_identity, final, points)
         numbers = {k: v for k, v in asdict(result).items() if k not in PATH_FIELDS}
-        extra = {"result": numbers, "curves": self._curve_names(), "step": self.progress.step}
+        extra = {"result": numbers, "curves": self._curve_names(), "step": self.progress.step,
+                 "variant": sae_variant(self.cfg)}  # its folder name's (the store prefers '': defaults)  # fmt: skip
         write_sae_record(final, self.run_identity, None, final, extra)
 
     # --- the training state ----------------------------------------------------------------------------
