@@ -13,6 +13,7 @@ run's folder and is refused (`lorasae.train.existing`), since its weights would 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from lorasae.core.paths import portable, settings_variant
@@ -89,22 +90,47 @@ def naming_defaults(cfg: TrainSaeConfig, shape: ModelShape) -> dict[str, Any]:
     }
 
 
-def sae_variant(cfg: TrainSaeConfig, name_init: bool = True) -> str:
-    """The variant of a run's SAE folder name (of its settings resolved for its model) ('' with the naming defaults: the plain name).
-    `name_init`: whether --init_sae is named (a KL fine-tune's name carries its parent's folder instead,
-    when the parent is one of its family's SAEs)."""
+INHERITED = ("seed", "batch_size", "ctx_len", "num_val_tokens", "dataset", "text_field", "positions",
+             "auxk_alpha", "lr_warmup_steps", "lr_scheduler", "max_grad_norm")  # fmt: skip
+"""The named settings whose naming default, for a KL fine-tune named after its parent's folder, is the
+parent's recorded value (the parent's name shows them already), as are its `sae_kwargs`."""
+
+
+def sae_variant(cfg: TrainSaeConfig, parent_named: bool = False) -> str:
+    """The variant of a run's SAE folder name, its settings resolved for its model ('' with the naming
+    defaults: the plain name). `parent_named`: a KL fine-tune named after its parent's folder
+    (`state.checkpoint_dir`): --init_sae is not named again, and the settings it shares with the parent's
+    run record (`INHERITED`, `sae_kwargs`) are named only where they differ from the parent's (a parent
+    without a record: not named)."""
     shape = model_shape(cfg.model_name)
     cfg = cfg.resolved(shape.d_model, shape.max_positions, shape.n_layers)  # the same for a resolved one
     settings = {key: getattr(cfg, key) for key in SAE_NAME_KEYS if hasattr(cfg, key)}
     settings["kl_mse_weight"] = cfg.mse_weight
-    settings["init_sae"] = portable(cfg.init_sae) if cfg.init_sae and name_init else None
+    settings["init_sae"] = portable(cfg.init_sae) if cfg.init_sae and not parent_named else None
     defaults = naming_defaults(cfg, shape)
     kw_defaults = dataclasses.asdict(SaeKwargs())
+    parent = (_parent_settings(cfg) or _own(cfg)) if parent_named else {}
+    defaults |= {key: parent[key] for key in INHERITED if key in parent}
+    kw_defaults |= parent.get("sae_kwargs") or {}
     shown = _tag_kwargs(cfg)
     for key, value in dataclasses.asdict(cfg.sae_kwargs).items():
         if key not in shown:
-            settings[key], defaults[key] = value, kw_defaults[key]
+            settings[key], defaults[key] = value, kw_defaults.get(key)
     return settings_variant(settings, defaults, SAE_NAME_KEYS)
+
+
+def _own(cfg: TrainSaeConfig) -> dict[str, Any]:
+    """A parent without a run record: its shared settings taken as the fine-tune's (not named)."""
+    return {key: getattr(cfg, key) for key in INHERITED} | {"sae_kwargs": dataclasses.asdict(cfg.sae_kwargs)}
+
+
+def _parent_settings(cfg: TrainSaeConfig) -> dict[str, Any]:
+    """The settings --init_sae's run record names (empty without a record: a legacy or external SAE)."""
+    from lorasae.core.records import read_record
+
+    record = read_record(Path(str(cfg.init_sae))) if cfg.init_sae else None
+    settings = record.get("settings") if record is not None else None
+    return settings if isinstance(settings, dict) else {}
 
 
 __all__ = ["MEASUREMENT_SETTINGS", "SAE_NAME_KEYS", "naming_defaults", "sae_variant"]

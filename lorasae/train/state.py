@@ -56,7 +56,9 @@ def checkpoint_dir(cfg: TrainSaeConfig, pct: int | None = None) -> Path:
     tag = _family_tag(cfg)
     if cfg.objective == "kl":  # a KL fine-tune: beside the SAEs of its kind, never taken for its parent
         parent = _kl_parent_tag(cfg, tag)
-        tag = with_variant(f"{parent or tag}{KL_FT_SUFFIX}", sae_variant(cfg, name_init=parent is None))
+        tag = with_variant(
+            f"{parent or tag}{KL_FT_SUFFIX}", sae_variant(cfg, parent_named=parent is not None)
+        )
     else:
         tag = with_variant(tag, sae_variant(cfg))
     if pct is not None:
