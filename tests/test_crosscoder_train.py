@@ -22,7 +22,7 @@ from lorasae.train.config import TrainSaeConfig
 from lorasae.train.objectives import _sae_losses
 from lorasae.train.sae_trainer import train_sae
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_thread", "fast_names")  # fast runs keep plain names
 
 
 def test_crosscoder_with_zeroed_cross_terms_is_two_separate_saes():

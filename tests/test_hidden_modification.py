@@ -24,7 +24,7 @@ from lorasae.train.modification import (
     save_modification_file,
 )
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_thread", "fast_names")  # fast runs keep plain names
 
 LAYER = 1
 SPECIAL = [0, 1, 2]

@@ -21,7 +21,7 @@ from lorasae.train.objectives import _sae_losses
 from lorasae.train.sae_trainer import train_sae
 from lorasae.train.schedule import sparsity_coef
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_thread", "fast_names")  # fast runs keep plain names
 
 
 def _relu_sae(d_in: int = 8, d_sae: int = 24, seed: int = 0) -> ReluSAE:

@@ -22,6 +22,8 @@ from lorasae.sae.matryoshka import MatryoshkaSAE
 from lorasae.sae.transcoder import Transcoder
 from lorasae.train.config import TrainSaeConfig
 
+pytestmark = pytest.mark.usefixtures("fast_names")  # fast runs keep plain names
+
 REPO = Path(__file__).resolve().parent.parent
 SHORT = {"num_train_tokens": 640, "eval_every_pct": 50, "checkpoint_every_pct": 50}  # 10 steps
 CLASSES = {
