@@ -13,6 +13,7 @@ run's folder and is refused (`lorasae.train.existing`), since its weights would 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,8 @@ SAE_NAME_KEYS = {
 }
 """The weight-affecting settings an SAE folder's name carries when off their naming default, with their
 short names (`sae_kwargs` entries the tag does not show go by their own names). --num_val_tokens is one:
-training starts after the validation chunks (`lorasae.model.data.load_token_split`)."""
+training starts after the validation chunks (`lorasae.model.data.load_token_split`); --dead_after_tokens
+only with --auxk_alpha > 0 (dead latents feed the AuxK loss, else only a statistic)."""
 
 MEASUREMENT_SETTINGS = frozenset(
     {"eval_every_pct", "checkpoint_every_pct", "curve_val_tokens", "final_val_tokens", "val_batch_size"}
@@ -106,6 +108,10 @@ def sae_variant(cfg: TrainSaeConfig, parent_named: bool = False) -> str:
     cfg = cfg.resolved(shape.d_model, shape.max_positions, shape.n_layers)  # the same for a resolved one
     settings = {key: getattr(cfg, key) for key in SAE_NAME_KEYS if hasattr(cfg, key)}
     settings["kl_mse_weight"] = cfg.mse_weight
+    if cfg.auxk_alpha <= 0:  # dead latents only feed the AuxK loss: without it, only a statistic
+        del settings["dead_after_tokens"]
+    if cfg.dataset and Path(cfg.dataset).exists():  # a local file by its portable path (as its record)
+        settings["dataset"] = portable(cfg.dataset)
     settings["init_sae"] = portable(cfg.init_sae) if cfg.init_sae and not parent_named else None
     defaults = naming_defaults(cfg, shape)
     kw_defaults = dataclasses.asdict(SaeKwargs())
@@ -116,7 +122,19 @@ def sae_variant(cfg: TrainSaeConfig, parent_named: bool = False) -> str:
     for key, value in dataclasses.asdict(cfg.sae_kwargs).items():
         if key not in shown:
             settings[key], defaults[key] = value, kw_defaults.get(key)
-    return settings_variant(settings, defaults, SAE_NAME_KEYS)
+    return _capped(settings_variant(settings, defaults, SAE_NAME_KEYS))
+
+
+MAX_VARIANT = 64
+"""The longest variant written in full: a longer one keeps its first settings and ends in `_h-<digest>` of
+the whole, so folder and curve file names stay within the file system's 255 bytes."""
+
+
+def _capped(variant: str) -> str:
+    if len(variant) <= MAX_VARIANT:
+        return variant
+    digest = hashlib.sha256(variant.encode()).hexdigest()[:8]
+    return variant[: MAX_VARIANT - 11].rstrip("_-.") + "_h-" + digest
 
 
 def _own(cfg: TrainSaeConfig) -> dict[str, Any]:
