@@ -162,6 +162,7 @@ def fast_names(monkeypatch):
     the naming itself, with the real defaults)."""
     from pathlib import Path
 
+    from lorasae.core.paths import portable
     from lorasae.train import sae_names
 
     real = sae_names.naming_defaults
@@ -171,7 +172,7 @@ def fast_names(monkeypatch):
         if cfg.objective != "kl":
             out["num_train_tokens"] = 3840
         if cfg.dataset and Path(str(cfg.dataset)).name == "data.jsonl":
-            out["dataset"] = cfg.dataset
+            out["dataset"] = portable(cfg.dataset)  # as the name reads a local file
         return out
 
     monkeypatch.setattr(sae_names, "naming_defaults", fast)
