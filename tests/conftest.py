@@ -152,3 +152,27 @@ def _no_forward_cache_across_tests():
     shared_forward_cache().clear()
     yield
     shared_forward_cache().clear()
+
+
+@pytest.fixture
+def fast_names(monkeypatch):
+    """The fast test runs' settings (`sae_train_helpers.fast_args`: 3840 tokens of 2 × 32 of a local
+    `data.jsonl`, 128 validation tokens) taken as train_sae.py's naming defaults, so those runs keep the
+    plain folder names the tests read (`lorasae.train.sae_names`; tests/test_sae_variant_names.py tests
+    the naming itself, with the real defaults)."""
+    from pathlib import Path
+
+    from lorasae.core.paths import portable
+    from lorasae.train import sae_names
+
+    real = sae_names.naming_defaults
+
+    def fast(cfg, shape):
+        out = real(cfg, shape) | {"ctx_len": 32, "batch_size": 2, "num_val_tokens": 128}
+        if cfg.objective != "kl":
+            out["num_train_tokens"] = 3840
+        if cfg.dataset and Path(str(cfg.dataset)).name == "data.jsonl":
+            out["dataset"] = portable(cfg.dataset)  # as the name reads a local file
+        return out
+
+    monkeypatch.setattr(sae_names, "naming_defaults", fast)

@@ -19,8 +19,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from lorasae.core.paths import sae_dir
+from lorasae.core.cli import parse
 from lorasae.sae import SaeConfig, TopKSAE
+from lorasae.train.config import TrainSaeConfig
+from lorasae.train.state import planned_dir
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = {
@@ -85,23 +87,26 @@ def prepared(small_world, tmp_path_factory) -> Path:
     weights.write_bytes(weights.read_bytes()[:200])
     (saes / "no_weights").mkdir()
     (saes / "no_weights" / "cfg.json").write_text(json.dumps({"d_in": 32, "d_sae": 64}))
-    # our own SAE at train_sae.py's default folder for the small world (layer 1, expansion 8, k 1),
-    # recorded as trained with other settings
-    ours = sae_dir("model", "normal", 8, 1, 1, base=root)  # model_key of root/model
-    _save_sae(ours, 32, 256, 1)
-    cfg = json.loads((ours / "cfg.json").read_text())
-    cfg["metadata"]["lorasae"]["settings"] = {"num_train_tokens": 20_000}
-    (ours / "cfg.json").write_text(json.dumps(cfg))
     badcfg = _save_sae(saes / "badcfg", 32, 64, 1)
     (badcfg / "cfg.json").write_text('{"d_in": 32, "d_sae": ')
-    # a training state damaged on disk, where --expansion_factor 2 --layer 0 would resume from
-    state = sae_dir("model", "normal", 2, 1, 0, base=root)
-    state.parent.mkdir(parents=True)
-    (state.parent / f"training_state.{state.name}.pt").write_bytes(b"not a torch file")
     (root / "data").mkdir()
     (root / "data" / "results.csv").write_text("model,sae_tag,rank\ntiny,x,1\n")
     (root / "corrupt.json").write_text('{"not": json')
     (root / "model").symlink_to(Path(small_world))
+    with pytest.MonkeyPatch.context() as patch:  # where the cases' runs write (their settings in the name)
+        patch.setenv("LORASAE_ROOT", str(root))
+        planned = {case: planned_dir(parse(TrainSaeConfig, [a.format(root=root) for a in argv]))
+                   for case, _, argv, _ in CASES if case in ("sae-overwrite-different", "sae-resume-corrupt-state")}  # fmt: skip
+    # our own SAE (layer 1, expansion 8, k 1) where the first case writes, recorded as trained otherwise
+    ours = planned["sae-overwrite-different"]
+    _save_sae(ours, 32, 256, 1)
+    cfg = json.loads((ours / "cfg.json").read_text())
+    cfg["metadata"]["lorasae"]["settings"] = {"num_train_tokens": 20_000}
+    (ours / "cfg.json").write_text(json.dumps(cfg))
+    # a training state damaged on disk, where --expansion_factor 2 --layer 0 would resume from
+    state = planned["sae-resume-corrupt-state"]
+    state.parent.mkdir(parents=True)
+    (state.parent / f"training_state.{state.name}.pt").write_bytes(b"not a torch file")
     return root
 
 

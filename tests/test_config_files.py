@@ -17,7 +17,7 @@ from lorasae.train.sae_trainer import train_sae
 
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.[jy]*"))
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_thread", "fast_names")  # fast runs keep plain names
 
 
 def _read(path: Path) -> dict:

@@ -22,7 +22,7 @@ from lorasae.train.config import TrainSaeConfig
 from lorasae.train.objectives import _sae_losses
 from lorasae.train.sae_trainer import train_sae
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_thread", "fast_names")  # fast runs keep plain names
 
 
 def test_crosscoder_with_zeroed_cross_terms_is_two_separate_saes():
@@ -60,7 +60,7 @@ def test_crosscoder_run_per_source_metrics_and_spliced_ce(tmp_path, out_root):
     model_dir, data = write_tiny_world(tmp_path)
     args = fast_args(model_dir, data, architecture="crosscoder", lr=3e-3) + ["--layers", "0", "2"]
     result = train_sae(parse_with_config_file(TrainSaeConfig, args))
-    assert result.final_dir.parent.name == "crosscoder_layers_0+2_expansion_4_L0_4"
+    assert result.final_dir.parent.name == "crosscoder_layers_0+2_expansion_4_L0_4__lr-0.003"  # lr named
     assert (result.final_dir / "config.json").exists()
     assert set(result.per_source) == {0, 2} and {"fvu_L0", "fvu_L2"} <= set(result.train_metrics)
     coder = load_sae(result.final_dir)
@@ -106,7 +106,8 @@ def test_lora_with_a_crosscoder_spliced_at_both_layers(world_model, out_root, ca
     with capsys.disabled():
         print(f"\ncrosscoder (mean FVU {sae_run.val_fvu:.3f}): {summary.line()}")
     assert summary.sae_layers == [0, 1]
-    assert summary.run.sae_tag == "crosscoder_layers_0+1_expansion_4_L0_2"
+    assert summary.run.sae_tag == sae_run.final_dir.parent.name  # the folder, its settings named
+    assert summary.run.sae_tag.startswith("crosscoder_layers_0+1_expansion_4_L0_2__")
     assert summary.result.ce_gap > 0.01
     # measured 7.8 % here: the last source's reconstruction is what the LM head sees, and the adapters
     # act on it only through the latents read from the unspliced pass (lorasae/sae/crosscoder_splice.py)

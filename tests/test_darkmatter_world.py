@@ -78,18 +78,21 @@ def test_component_ce_with_a_zero_map_is_the_plain_splice_and_the_original(world
     assert ce["sae"] > ce["original"]
 
 
+def _planned(model, expansion: int, k: int):
+    """Where the analyses' SAE of this width and k is (`darkmatter.plan.sae_config`: the demo's budget on
+    the built-in data, named in the folder for this model folder, whose default data is another)."""
+    from lorasae.darkmatter.plan import sae_config
+    from lorasae.train.state import planned_dir
+
+    return planned_dir(sae_config(str(model), LAYER, expansion, k, dataset="builtin"))
+
+
 def test_run_end_to_end_on_the_small_world(small_world, out_root):
     """run.py over three widths at k=4, a k sweep, and base vs an adapter on layers 0-1: every number
     and figure written, the LoRA model's activations at layer 1 differ from the base model's."""
     from lorasae.core.cli import parse
     from lorasae.core.fingerprint import file_digest
-    from lorasae.core.paths import (
-        dark_matter_dir,
-        dark_matter_plots_dir,
-        dark_matter_results_path,
-        portable,
-        sae_dir,
-    )
+    from lorasae.core.paths import dark_matter_dir, dark_matter_plots_dir, dark_matter_results_path, portable
     from lorasae.darkmatter.cli import DarkMatterArgs, main, result_variant
     from lorasae.lora.adapters import attach_lora
 
@@ -97,7 +100,7 @@ def test_run_end_to_end_on_the_small_world(small_world, out_root):
     for width_x, k in ((1, 4), (2, 4), (4, 4), (4, 2)):
         # the ×2 SAE records that it read 4 validation and 40 training chunks of 64 tokens
         records = {"train_tokens": 40 * 64, "ctx_len": 64, "num_val_tokens": 4 * 64} if width_x == 2 else {}
-        _sae(32 * width_x, k, seed=width_x + k).save(sae_dir(key, "normal", width_x, k, LAYER), **records)
+        _sae(32 * width_x, k, seed=width_x + k).save(_planned(small_world, width_x, k), **records)
     fresh, _ = load_model(str(small_world), device="cpu")
     peft_model = attach_lora(fresh, layers=[0, 1], rank=2)
     torch.manual_seed(0)
@@ -141,9 +144,9 @@ def test_run_end_to_end_on_the_small_world(small_world, out_root):
     cfg = TrainSaeConfig(model=str(small_world), layer=LAYER, hidden_modification="nonlinear_error",
                          modification_file=error_saes["map_file"])  # fmt: skip
     mod = load_modification(cfg, 32)  # the file holds W*, b and names the SAE it splits
-    assert mod.meta["sae"] == str(sae_dir(key, "normal", 2, 4, LAYER)) and mod.skip_special
+    assert mod.meta["sae"] == str(_planned(small_world, 2, 4)) and mod.skip_special
     base, lora = written["base_vs_lora"]["base"], written["base_vs_lora"]["lora"]
-    assert base["source"] == lora["source"] == str(sae_dir(key, "normal", 4, 4, LAYER))
+    assert base["source"] == lora["source"] == str(_planned(small_world, 4, 4))
     assert lora["adapter"] == str(adapter) and base["fvu"] != lora["fvu"]
     assert base["ce"]["original"] != lora["ce"]["original"]
     infos = list((dark_matter_dir(key) / "info").glob("*.safetensors"))

@@ -13,7 +13,7 @@ from lorasae.model.hooks import splice
 from lorasae.sae import SaeConfig, TopKSAE
 from lorasae.train.objectives import e2e_head, e2e_step
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_thread", "fast_names")  # fast runs keep plain names
 
 LAYER = 1
 

@@ -139,25 +139,41 @@ def test_a_real_sigint_to_train_sae_exits_130_with_the_resume_command(world):
 
 
 # --- fingerprints: no silent overwrite ----------------------------------------------------------------
-def test_train_sae_refuses_a_different_sae_and_replaces_with_overwrite(world, capsys):
+def _planned(root: Path, *extra: str) -> Path:
+    """Where `train_sae.py <sae_argv(root, *extra)>` writes its final SAE (its settings in the name)."""
+    from lorasae.train.config import TrainSaeConfig
+    from lorasae.train.state import planned_dir
+
+    return planned_dir(parse(TrainSaeConfig, sae_argv(root, *extra)))
+
+
+def test_train_sae_writes_other_weights_beside_and_refuses_a_measurement_only_rerun(world, capsys):
     train_sae = script("train_sae")
     assert train_sae.cli(sae_argv(world)) == 0
-    final = sae_dir("model", "normal", 8, 1, 0)
+    final = _planned(world)
     recorded = recorded_provenance(final)
     assert recorded["fingerprint"] and recorded["settings"]["num_train_tokens"] == 2000
     before = (final / "sae_weights.safetensors").read_bytes()
-    capsys.readouterr()
-    assert train_sae.cli(sae_argv(world, "--num_train_tokens", "1_000")) == 1
-    err = capsys.readouterr().err
-    assert "--num_train_tokens" in err and "--overwrite" in err
+    # another budget: other weights, another folder (issue 25), the first untouched
+    assert train_sae.cli(sae_argv(world, "--num_train_tokens", "1_000")) == 0
+    other = _planned(world, "--num_train_tokens", "1_000")
+    assert other != final and (other / "run.json").is_file()
     assert (final / "sae_weights.safetensors").read_bytes() == before
-    assert train_sae.cli(sae_argv(world, "--num_train_tokens", "1_000", "--overwrite")) == 0
-    assert (final / "sae_weights.safetensors").read_bytes() != before
+    # only what is measured differs: the same folder, refused in one line naming --overwrite
+    capsys.readouterr()
+    assert train_sae.cli(sae_argv(world, "--eval_every_pct", "25")) == 1
+    err = capsys.readouterr().err
+    assert "--eval_every_pct" in err and "--overwrite" in err and "not the weights" in err
+    assert (final / "sae_weights.safetensors").read_bytes() == before
+    record = (final / "run.json").read_bytes()
+    assert train_sae.cli(sae_argv(world, "--eval_every_pct", "25", "--overwrite")) == 0
+    assert (final / "run.json").read_bytes() != record  # redone with these settings
 
 
 def test_unwritable_sae_folder_fails_before_training_and_writes_no_curves(world, capsys):
-    (world / "saved_saes" / "model" / "normal").mkdir(parents=True)
-    (world / "saved_saes" / "model" / "normal" / "expansion_8_L0_1").write_text("in the way")
+    blocked = _planned(world).parent
+    blocked.parent.mkdir(parents=True)
+    blocked.write_text("in the way")
     assert script("train_sae").cli(sae_argv(world)) == 1
     assert "cannot write" in capsys.readouterr().err
     assert not (world / "data" / "TopK").exists()  # no curves for an SAE that does not exist

@@ -10,7 +10,7 @@ from sae_train_helpers import fast_config, write_tiny_world
 
 from lorasae.sae import SaeConfig, TopKSAE
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_thread", "fast_names")  # fast runs keep plain names
 
 
 def _manual_fvu(model, sae: TopKSAE, chunks: torch.Tensor, layer: int) -> float:

@@ -14,7 +14,7 @@ from lorasae.model.hooks import residual_at
 from lorasae.train.distributed import DistInfo
 from lorasae.train.harvest import ActivationBuffer, default_harvest_steps
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_thread", "fast_names")  # fast runs keep plain names
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from lorasae.train.modification import (
     save_modification_file,
 )
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_thread", "fast_names")  # fast runs keep plain names
 
 LAYER = 1
 SPECIAL = [0, 1, 2]
@@ -175,13 +175,13 @@ def test_identity_map_trains_exactly_the_plain_sae_into_its_own_folder(small_wor
     assert mod.final_dir != plain.final_dir and mod.final_dir.parts[-3] == "modified"
     printed = capsys.readouterr()
     assert "val FVU of linear_error (no spliced CE)" in printed.out and "val_fvu=" in printed.err
-    assert mod.final_dir.parent.name == "linear_error__identity__expansion_4_L0_4"
+    assert mod.final_dir.parent.name == f"linear_error__identity__{plain.final_dir.parent.name}"
     ours, theirs = TopKSAE.load(mod.final_dir).state_dict(), TopKSAE.load(plain.final_dir).state_dict()
     for name, value in theirs.items():
         torch.testing.assert_close(ours[name], value, rtol=1e-5, atol=1e-6)
     assert mod.val_fvu == pytest.approx(plain.val_fvu, rel=1e-5) and mod.base_ce is None
     curve_file = mod.curve_files["val_loss"]
-    assert curve_file.name == "modified_linear_error__identity__expansion_4_L0_4__layer_1_SAE.json"
+    assert curve_file.name == f"modified_{mod.final_dir.parent.name}__layer_1_SAE.json"
     curve = json.loads(curve_file.read_text())
     assert curve == mod.val_loss and curve[-1] < curve[0]  # FVU on f(x) at each point, falling
     assert curve[-1] == pytest.approx(mod.val_fvu, rel=0.2)  # the curve's chunks are the first val chunks

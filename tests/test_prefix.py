@@ -17,7 +17,7 @@ from lorasae.model.prefix import PrefixCache, build_prefix_cache
 from lorasae.sae import SaeConfig, TopKSAE
 from lorasae.sae.splice import splice_fn
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_thread", "fast_names")  # fast runs keep plain names
 
 N_LAYERS, D, CTX = 3, 32, 40  # Gemma-2's sliding window (16, conftest) is shorter than the context
 SPECIAL = [1, 2]  # BOS, EOS of the tiny models

@@ -21,7 +21,7 @@ from lorasae.train.objectives import _sae_losses
 from lorasae.train.sae_trainer import train_sae
 from lorasae.train.schedule import sparsity_coef
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_thread", "fast_names")  # fast runs keep plain names
 
 
 def _relu_sae(d_in: int = 8, d_sae: int = 24, seed: int = 0) -> ReluSAE:
@@ -89,12 +89,12 @@ def test_relu_run_counts_dead_latents_and_saves_its_tag(tmp_path, out_root):
     model_dir, data = write_tiny_world(tmp_path)
     args = fast_args(model_dir, data, architecture="relu", sparsity=0.05, sparsity_warmup_steps=20, lr=3e-3)
     result = train_sae(parse_with_config_file(TrainSaeConfig, args + ["--dead_after_tokens", "640"]))
-    assert result.final_dir.parent.name == "expansion_4_relu_l1_0.05"
+    assert result.final_dir.parent.name == "expansion_4_relu_l1_0.05__lr-0.003_sparsity_warmup_steps-20"
     from lorasae.core.paths import sae_curve_path
 
     # its curve sits beside the TopK one, never in its place
     curve = result.curve_files["val_loss"]
-    assert curve.name == "normal_expansion_4_relu_l1_0.05__layer_1_SAE.json" and curve.exists()
+    assert curve.name == f"normal_{result.final_dir.parent.name}__layer_1_SAE.json" and curve.exists()
     assert not sae_curve_path("val_loss", "model", "normal").exists()
     assert result.train_metrics["l1_coef"] == 0.05 and result.train_metrics["l1"] > 0
     sae = ReluSAE.load(result.final_dir)
@@ -127,7 +127,9 @@ def test_lora_on_a_relu_sae_closes_part_of_the_gap(world_model, out_root, capsys
     (summary,) = train_lora_main(lora_cfg)
     with capsys.disabled():
         print(f"\nReLU SAE (FVU {sae_run.val_fvu:.3f}, L0 {sae_run.val_l0:.1f}): {summary.line()}")
-    assert summary.run.sae_tag == "layer_0__expansion_4_relu_l1_0.01"  # layer 0 is not the default 1
+    # layer 0 is not the default 1; the folder names the settings off the defaults
+    assert summary.run.sae_tag == f"layer_0__{sae_run.final_dir.parent.name}"
+    assert summary.run.sae_tag.startswith("layer_0__expansion_4_relu_l1_0.01__")
     assert summary.result.ce_gap > 0.01
     assert summary.result.frac_gap_closed > 0.05
 

@@ -14,6 +14,8 @@ from lorasae.core import paths
 from lorasae.core.records import model_weights_digest, read_record
 from lorasae.results import load_sae_curve
 
+pytestmark = pytest.mark.usefixtures("fast_names")  # fast runs keep plain names
+
 # 10 steps, 3 curve points, checkpoints at 50 % and 100 %
 SHORT = {"num_train_tokens": 640, "checkpoint_every_pct": 50, "eval_every_pct": 50}
 
@@ -100,10 +102,11 @@ def test_a_run_killed_before_its_record_is_trained_again(world, out_root, capsys
 
 def test_another_sae_keeps_the_default_sae_curve(world, out_root):
     # the test model (d=32, 3 layers): the default SAE is layer 1, expansion 8, k=round(64*32/2304)=1
-    default = _train(world, k=None, expansion_factor=8)
+    # train_sae.py's default budget (the fast runs' naming defaults, `fast_names`): the plain names
+    default = _train(world, k=None, expansion_factor=8, num_train_tokens=3840)
     default_file = paths.sae_curve_path("val_loss", "model", "normal")
     assert json.loads(default_file.read_text()) == default.val_loss
-    other = _train(world, k=4, expansion_factor=4)
+    other = _train(world, k=4, expansion_factor=4, num_train_tokens=3840)
     other_file = paths.sae_curve_path("val_loss", "model", "normal", sae="expansion_4_L0_4/model.layers.1")
     assert other_file.name == "normal_expansion_4_L0_4__layer_1_SAE.json"
     assert json.loads(other_file.read_text()) == other.val_loss

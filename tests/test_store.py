@@ -193,7 +193,12 @@ def test_bundle_checks_the_sae_width(small_world, tmp_path):
 
 
 def test_tags_round_trip_with_the_writer():
-    assert parse_our_tag(paths.sae_tag(8, 4, 30)).__dict__ == {"expansion_factor": 8, "k": 4, "pct": 30}
+    assert parse_our_tag(paths.sae_tag(8, 4, 30)).__dict__ == {
+        "expansion_factor": 8,
+        "k": 4,
+        "pct": 30,
+        "variant": "",
+    }
     assert parse_our_tag(paths.sae_tag(16, 64)).family == "expansion_16_L0_64"
     assert parse_our_tag("layer_12_width_16k_average_l0_82") is None
     assert parse_sae_tag("layer_12_width_16k_average_l0_82").width == 16384

@@ -23,6 +23,8 @@ from lorasae.train.logger import TrainLogger
 from lorasae.train.modification import save_modification_file
 from lorasae.train.sae_trainer import train_sae
 
+pytestmark = pytest.mark.usefixtures("fast_names")  # fast runs keep plain names
+
 PINNED = Path(__file__).parent / "data" / "train_equivalence.json"
 SHORT = {"num_train_tokens": 1280, "eval_every_pct": 25, "checkpoint_every_pct": 50}  # 20 steps
 VARIANTS: dict[str, dict[str, object]] = {

@@ -29,6 +29,8 @@ from lorasae.train.options import (
     TokenOptions,
 )
 
+pytestmark = pytest.mark.usefixtures("fast_names")  # fast runs keep plain names
+
 SHORT = {"num_train_tokens": 640, "eval_every_pct": 50, "checkpoint_every_pct": 50}  # 10 steps
 
 

@@ -23,6 +23,8 @@ from lorasae.train.optim import make_optimizer, resolve_optimizer_kind
 from lorasae.train.schedule import WarmupLinearDecay
 from lorasae.train.state import ResumeError, load_state, state_path
 
+pytestmark = pytest.mark.usefixtures("fast_names")  # fast runs keep plain names
+
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> tuple[Path, Path]:
@@ -263,8 +265,10 @@ def test_e2e_run_writes_e2e_outputs(world, out_root):
     from lorasae.train.sae_trainer import train_sae
 
     result = train_sae(fast_config(*world, e2e=True, num_train_tokens=640))
-    assert (paths.sae_dir("model", "e2e", 4, 4, 1) / "cfg.json").exists()
-    assert result.curve_files["val_loss"].name == "e2e_expansion_4_L0_4__layer_1_SAE.json"
+    tag = result.final_dir.parent.name  # its budget named: not the fast runs' default (issue 25)
+    assert tag == "expansion_4_L0_4__n-640" and result.final_dir.parts[-3] == "e2e"
+    assert (result.final_dir / "cfg.json").exists()
+    assert result.curve_files["val_loss"].name == f"e2e_{tag}__layer_1_SAE.json"
     assert json.loads(result.curve_files["val_loss"].read_text()) == result.val_loss
     assert not list(result.curve_files["val_loss"].parent.glob("normal_*"))
 

@@ -22,6 +22,8 @@ from lorasae.sae.matryoshka import MatryoshkaSAE
 from lorasae.sae.transcoder import Transcoder
 from lorasae.train.config import TrainSaeConfig
 
+pytestmark = pytest.mark.usefixtures("fast_names")  # fast runs keep plain names
+
 REPO = Path(__file__).resolve().parent.parent
 SHORT = {"num_train_tokens": 640, "eval_every_pct": 50, "checkpoint_every_pct": 50}  # 10 steps
 CLASSES = {
@@ -62,8 +64,14 @@ def test_architecture_trains_from_flags_saves_under_its_name_and_loads_in_sae_le
     extra = {"matryoshka": ["--matryoshka_widths", "16", "64"], "jumprelu": ["--l0_warmup_steps", "4"]}
     _, result = _train(world, tmp_path, monkeypatch, "--architecture", name, *extra.get(name, []))
     final = Path(result.final_dir)
-    assert result.steps == 10 and final.parent.name == FOLDERS[name] and final.parts[-3] == "normal"
-    assert (final.parent.parent / f"{FOLDERS[name]}-50pct").is_dir()  # checkpoints share the name
+    tag, _, variant = final.parent.name.partition("__")  # the short budget named after the tag
+    assert (
+        result.steps == 10
+        and tag == FOLDERS[name]
+        and variant.startswith("n-640")
+        and final.parts[-3] == "normal"
+    )
+    assert (final.parent.parent / f"{final.parent.name}-50pct").is_dir()  # checkpoints share the name
     assert read_record(final).get("architecture") == name  # the run record names it
     ours = load_sae(final)
     assert type(ours) is CLASSES[name]
@@ -193,7 +201,7 @@ def test_transcoder_curve_is_the_ce_with_the_mlp_output_replaced_and_its_fvu_tha
 def test_a_topk_transcoder_trains_under_its_k_name_and_reloads(world, tmp_path, monkeypatch):
     flags = ["--architecture", "transcoder", "--transcoder_activation", "topk"]
     _, result = _train(world, tmp_path, monkeypatch, *flags)
-    assert Path(result.final_dir).parent.name == "transcoder_expansion_4_L0_4"
+    assert Path(result.final_dir).parent.name.split("__")[0] == "transcoder_expansion_4_L0_4"
     back = load_sae(result.final_dir)
     assert type(back) is Transcoder and back.cfg.activation == "topk" and back.cfg.k == 4
     assert result.val_l0 == pytest.approx(4.0)

@@ -15,6 +15,7 @@ from sae_train_helpers import fast_args, fast_config, write_tiny_world
 from lorasae.core import paths
 from lorasae.sae import TopKSAE
 from lorasae.train.sae_trainer import train_sae
+from lorasae.train.state import checkpoint_dir
 
 REPO = Path(__file__).resolve().parent.parent
 RUN = {"num_train_tokens": 1920, "batch_size": 2}  # 30 steps of 2 sequences
@@ -40,11 +41,13 @@ def test_two_gloo_ranks_match_one_process(tmp_path, monkeypatch):
         torch.set_num_threads(threads)
 
     monkeypatch.setenv("LORASAE_ROOT", str(ddp_root))
-    ddp_sae = TopKSAE.load(paths.sae_dir("model", "normal", 4, 4, 1))
+    ddp_dir = checkpoint_dir(fast_config(model_dir, data, **RUN))  # its settings named (issue 25)
+    assert ddp_dir.parent.name == single.final_dir.parent.name
+    ddp_sae = TopKSAE.load(ddp_dir)
     one_sae = TopKSAE.load(single.final_dir)
     for name, weight in one_sae.state_dict().items():
         torch.testing.assert_close(ddp_sae.state_dict()[name], weight, atol=1e-5, rtol=1e-4, msg=name)
-    sae = "expansion_4_L0_4/model.layers.1"  # not the model's default SAE: its own curve file
+    sae = f"{ddp_dir.parent.name}/model.layers.1"  # not the model's default SAE: its own curve file
     curve = json.loads(paths.sae_curve_path("val_loss", "model", "normal", sae=sae).read_text())
     torch.testing.assert_close(torch.tensor(curve), torch.tensor(single.val_loss), atol=1e-5, rtol=1e-5)
-    assert (paths.sae_dir("model", "normal", 4, 4, 1, 50) / "cfg.json").exists()
+    assert (checkpoint_dir(fast_config(model_dir, data, **RUN), 50) / "cfg.json").exists()

@@ -14,10 +14,9 @@ from pathlib import Path
 import torch
 from sae_train_helpers import fast_args, fast_config, write_tiny_world
 
-from lorasae.core import paths
 from lorasae.sae import TopKSAE
 from lorasae.train.sae_trainer import train_sae
-from lorasae.train.state import load_state, state_path
+from lorasae.train.state import checkpoint_dir, load_state, state_path
 
 REPO = Path(__file__).resolve().parent.parent
 RUN = {"num_train_tokens": 12_800, "save_every_steps": 5}  # 200 steps
@@ -40,7 +39,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, monkeypatch):
     root = tmp_path / "killed"
     cfg = fast_config(model_dir, data, **RUN).resolved(32, 128)
     monkeypatch.setenv("LORASAE_ROOT", str(root))
-    state_file, final_dir = state_path(cfg), paths.sae_dir("model", "normal", 4, 4, 1)
+    state_file, final_dir = state_path(cfg), checkpoint_dir(cfg)
     env = os.environ | {"LORASAE_ROOT": str(root), "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
     proc = subprocess.Popen(
         [sys.executable, "train_sae.py", *fast_args(model_dir, data, **RUN)],

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from lorasae.core import paths
 from lorasae.core.cli import parse
 from lorasae.model.data import load_token_split
 from lorasae.model.hooks import residual_at
@@ -47,7 +46,8 @@ def test_local_sae_fvu_l0_and_checkpoints(runs, world_model):
     sae = TopKSAE.load(result.final_dir)
     assert sae.cfg.k == k and result.val_l0 == k
     for pct in range(10, 101, 10):
-        assert (paths.sae_dir(world_model.name, "normal", 8, k, 0, pct) / "sae_weights.safetensors").exists()
+        tag = f"{result.final_dir.parent.name}-{pct}pct"  # beside the final SAE, its settings named
+        assert (result.final_dir.parent.parent / tag / "model.layers.0" / "sae_weights.safetensors").exists()
     assert len(result.val_loss) == 11 and result.minutes[0] == 0.0
     # exactly k active latents on every validation token, not just on average
     val = load_token_split("builtin", tokenizer, 64, 8192).val

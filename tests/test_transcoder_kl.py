@@ -124,8 +124,8 @@ def test_a_transcoder_kl_fine_tune_lowers_its_spliced_ce_and_saves_one_that_load
     )  # fmt: skip
     folder = Path(tuned.final_dir)
     assert (
-        folder.parent.name == f"{Path(parent.final_dir).parent.name}__kl-ft__n-8000"
-    )  # not the default budget
+        folder.parent.name == f"{Path(parent.final_dir).parent.name}__kl-ft__n-8000_lr-0.001_warmup-1"
+    )  # not the default budget, lr or warm-up
     assert tuned.val_loss[0] == pytest.approx(parent.val_loss[-1], abs=1e-4)  # the parent, spliced
     assert tuned.val_loss[-1] < tuned.val_loss[0] - 0.005, tuned.val_loss
     assert tuned.val_l0 == pytest.approx(2.0)

@@ -9,7 +9,7 @@ from sae_train_helpers import fast_config, write_tiny_world
 
 from lorasae.train.validation import curve_chunks, curve_val_tokens
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_thread", "fast_names")  # fast runs keep plain names
 
 
 def test_long_runs_validate_on_every_token_and_short_runs_on_the_tokens_of_one_interval():

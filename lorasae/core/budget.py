@@ -1,7 +1,9 @@
 """The demo's SAE training budget, defined once: `make demo` trains every SAE of the built-in model on
 `DEMO_SAE_TOKENS` tokens, and the scripts that train the demo's SAEs when missing (the dictionary
 comparison, Dark Matter, the scale study, the benchmarks) default to the same budget, so that after the
-demo README's commands find the SAEs it trained instead of training others."""
+demo README's commands find the SAEs it trained instead of training others. It is also train_sae.py's
+default budget on small models (`lorasae.model.defaults.default_num_train_tokens`), so these SAEs keep
+the plain folder names (`expansion_8_L0_4`: no `__n-<tokens>` variant). This module imports nothing."""
 
 from __future__ import annotations
 

@@ -65,7 +65,9 @@ hidden-modification target (`train_sae.py --hidden_modification`)."""
 
 
 def sae_tag(expansion_factor: int, k: int, pct: int | None = None) -> str:
-    """`expansion_<E>_L0_<k>` for the final SAE, `expansion_<E>_L0_<k>-<pct>pct` for a checkpoint."""
+    """`expansion_<E>_L0_<k>` for the final SAE, `expansion_<E>_L0_<k>-<pct>pct` for a checkpoint (of a
+    run with the default settings: train_sae.py puts any other run's variant between the two,
+    `expansion_<E>_L0_<k>__<variant>-<pct>pct`; `lorasae.train.state.checkpoint_dir`)."""
     tag = f"expansion_{expansion_factor}_L0_{k}"
     return tag if pct is None else f"{tag}-{pct}pct"
 
@@ -129,7 +131,8 @@ def sae_dir(
     base: Path | None = None,
     tag: str | None = None,
 ) -> Path:
-    """`saved_saes/<model>/<normal|e2e|modified>/expansion_<E>_L0_<k>[-<pct>pct]/model.layers.<L>/`; `tag`
+    """`saved_saes/<model>/<normal|e2e|modified>/expansion_<E>_L0_<k>[-<pct>pct]/model.layers.<L>/`: the
+    folder of a run with default settings (any other run's: `lorasae.train.state.checkpoint_dir`); `tag`
     replaces the TopK tag (`relu_sae_tag`, `crosscoder_tag`, `modified_sae_tag`; it then carries the
     percentage itself). `modified` holds SAEs of a hidden-modification target (never spliced; the store
     looks under normal/ and e2e/ only)."""
@@ -216,7 +219,8 @@ def name_variant(nondefault: Mapping[str, Any], short_names: Mapping[str, str] |
         value = nondefault[key]
         if isinstance(value, bool) or not isinstance(value, int | float):
             text = sanitize(Path(str(value)).name)[:24]
-            lossy = lossy or text != str(value)
+            # a text ending like a checkpoint suffix (`-50pct`) would be read as one (`store.tags`)
+            lossy = lossy or text != str(value) or re.search(r"\d+pct$", text) is not None
         else:
             text = repr(value)
         parts.append(f"{short_names.get(key, sanitize(key))}-{text}")

@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from lorasae.core import paths
 from lorasae.core.budget import DEMO_SAE_TOKENS
 from lorasae.core.cli import CommonArgs, field, parse_count
 from lorasae.core.paths import settings_variant
@@ -164,7 +163,13 @@ def resolve_sources(args: DarkMatterArgs) -> tuple[list[str], list[str], str | N
             args.sae_tokens, _device(args), args.seed, args.dataset,
         )  # fmt: skip
         width, k_sweep = width or ours_w, k_sweep or ours_k
-        main_sae = paths.sae_dir(key, "normal", args.k_expansion, k, layer)  # the demo's main SAE
+        from lorasae.darkmatter.plan import sae_config
+        from lorasae.train.state import planned_dir
+
+        main = sae_config(
+            args.model_name, layer, args.k_expansion, k, args.sae_tokens, args.seed, args.dataset
+        )
+        main_sae = planned_dir(main)  # the demo's main SAE (with the demo's budget)
         return width, k_sweep, args.lora_sae or (str(main_sae) if (main_sae / "cfg.json").exists() else None)
     return width, k_sweep, args.lora_sae
 

@@ -5,10 +5,13 @@ offline from sae-lens's bundled directory (`sweep.catalog`)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from lorasae.core import paths
 from lorasae.core.budget import DEMO_SAE_TOKENS
 from lorasae.sweep.catalog import gemma_scope_catalog
+
+if TYPE_CHECKING:
+    from lorasae.train.config import TrainSaeConfig
 
 PAPER_L0 = 60
 """The paper's width sweep holds L0 ≈ 60 (Gemma Scope's average_l0 closest to it at each width)."""
@@ -24,6 +27,24 @@ def gemma_scope_width_sweep(model: str = "gemma", layer: int | None = None, l0: 
     layer = GEMMA_SCOPE[model].layer if layer is None else layer
     picks = [catalog.pick(layer, w, l0=l0) for w in catalog.widths(layer) if w >= min_width]
     return [p.source for p in picks if p is not None]
+
+
+def sae_config(
+    model: str,
+    layer: int,
+    expansion: int,
+    k: int,
+    sae_tokens: int = DEMO_SAE_TOKENS,
+    seed: int = 42,
+    dataset: str | None = None,
+    device: str = "cpu",
+) -> TrainSaeConfig:
+    """The train_sae.py run of one of our SAEs of the analyses (validated every 50 %): its folder is
+    `lorasae.train.state.planned_dir` of it (the budget, seed and data named there when not defaults)."""
+    from lorasae.train.config import TrainSaeConfig
+
+    return TrainSaeConfig(device=device, model=model, layer=layer, expansion_factor=expansion, k=k,
+                          num_train_tokens=sae_tokens, seed=seed, eval_every_pct=50.0, dataset=dataset)  # fmt: skip
 
 
 def our_sae_sources(
@@ -42,29 +63,31 @@ def our_sae_sources(
     """(width sweep: ×E at fixed `k` for each E in `expansions`, k sweep: ×`k_expansion` at each of `ks`)
     as folders under saved_saes/<model>/normal/; `train_missing` trains any that is absent with
     `train_sae` (`sae_tokens` tokens each of `dataset`), else a missing one raises FileNotFoundError."""
-    from lorasae.model.load import model_key
-    from lorasae.train.config import TrainSaeConfig, default_k
+    from lorasae.train.config import default_k
 
     if k is None:
         from lorasae.model.load import d_model, load_model
 
         k = default_k(d_model(load_model(model, device="cpu")[0]))
-    key = model_key(model)
+    from lorasae.train.state import planned_dir
+
+    def config(e: int, kk: int) -> TrainSaeConfig:
+        return sae_config(model, layer, e, kk, sae_tokens, seed, dataset, device)
+
     wanted = [(e, k) for e in expansions] + [(k_expansion, kk) for kk in ks]
     for e, kk in dict.fromkeys(wanted):
-        folder = paths.sae_dir(key, "normal", e, kk, layer)
+        folder = planned_dir(config(e, kk))  # where train_sae.py writes it (its settings in the name)
         if (folder / "cfg.json").exists():
             continue
         if not train_missing:
             raise FileNotFoundError(
                 f"No SAE at {folder}: train it (`python train_sae.py --model_type {model} --layer {layer} "
-                f"--expansion_factor {e} --k {kk}`) or pass --train_missing."
+                f"--expansion_factor {e} --k {kk} --num_train_tokens {sae_tokens} --seed {seed}`) or pass "
+                "--train_missing."
             )
         from lorasae.train.sae_trainer import train_sae
 
-        cfg = TrainSaeConfig(device=device, model=model, layer=layer, expansion_factor=e, k=kk,
-                             num_train_tokens=sae_tokens, seed=seed, eval_every_pct=50.0, dataset=dataset)  # fmt: skip
-        train_sae(cfg)
-    width = [str(paths.sae_dir(key, "normal", e, k, layer)) for e in expansions]
-    k_sweep = [str(paths.sae_dir(key, "normal", k_expansion, kk, layer)) for kk in ks]
+        train_sae(config(e, kk))
+    width = [str(planned_dir(config(e, k))) for e in expansions]
+    k_sweep = [str(planned_dir(config(k_expansion, kk))) for kk in ks]
     return width, k_sweep

@@ -158,7 +158,7 @@ def run_demo(cfg: DemoConfig) -> None:
     from lorasae.model.load import model_shape
     from lorasae.train.config import TrainSaeConfig
     from lorasae.train.sae_trainer import train_sae
-    from lorasae.train.state import curve_path
+    from lorasae.train.state import curve_path, planned_dir
     from lorasae.world.tiny_model import ensure_tiny_model
 
     check_demo_config(cfg)
@@ -190,8 +190,11 @@ def run_demo(cfg: DemoConfig) -> None:
         return dataclasses.replace(base, **changes)
 
     def sae_done(kind: str, k: int, expansion: int = 8, layer: int | None = None, of: str = model) -> bool:
-        folder = paths.sae_dir(of, kind, expansion, k, cfg.layer if layer is None else layer)
-        return not cfg.force and (folder / "cfg.json").exists()
+        """Whether the SAE exists where train_sae.py writes it (its folder names --sae_tokens when not the
+        default budget: `train.state.checkpoint_dir`)."""
+        layer = cfg.layer if layer is None else layer
+        planned = sae_config(model_type=of, k=k, expansion_factor=expansion, layer=layer, e2e=kind == "e2e")
+        return not cfg.force and (planned_dir(planned) / "cfg.json").exists()
 
     # the model-size sweep's other model: its main SAE (same layer, expansion and token budget, its own
     # default k), which the sweep adapts at every rank

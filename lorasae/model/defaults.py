@@ -10,13 +10,15 @@ trainers share one validation/train split.
 - expansion factor: 8 (the paper's).
 - context: 1024 tokens, capped at the model's context window; validation: 1M tokens for d_model ≥ 1024,
   8,192 for small models; validation batches of 4096 tokens (1024 for small models).
-- training tokens: 2B (the paper's SAE budget on Gemma-2-2B) for an SAE; for a KL fine-tune of one
+- training tokens: 2B (the paper's SAE budget on Gemma-2-2B) for an SAE on a model with d_model ≥ 1024,
+  200,000 (`lorasae.core.budget.DEMO_SAE_TOKENS`, the demo's) for small models; for a KL fine-tune of one
   (`--objective kl`), Karvonen's 25M (arXiv 2503.17272: "the final 25M training tokens") for d_model ≥
   1024, 32,768 for small models (the built-in ones: 32 steps, seconds on a CPU).
 """
 
 from __future__ import annotations
 
+from lorasae.core.budget import DEMO_SAE_TOKENS
 from lorasae.model.load import ModelShape
 
 PAPER_K = 64
@@ -55,10 +57,12 @@ def default_num_val_tokens(d_model: int) -> int:
 
 
 def default_num_train_tokens(d_model: int, objective: str = "reconstruction") -> int:
-    """Training tokens of train_sae.py: 2B for an SAE; for a KL fine-tune (`objective == "kl"`) 25M
+    """Training tokens of train_sae.py: for an SAE 2B (the paper's) for d_model ≥ 1024, the demo's 200,000
+    (`DEMO_SAE_TOKENS`) for small models (the built-in ones: every script and README command trains them
+    so, and their SAEs keep the plain folder names); for a KL fine-tune (`objective == "kl"`) 25M
     (Karvonen's) for d_model ≥ 1024, 32,768 for small models."""
     if objective != "kl":
-        return PAPER_SAE_TOKENS
+        return PAPER_SAE_TOKENS if not is_small(d_model) else DEMO_SAE_TOKENS
     return KL_FINE_TUNE_TOKENS if not is_small(d_model) else SMALL_MODEL_KL_FINE_TUNE_TOKENS
 
 

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from lorasae.core import paths
 from lorasae.scale.config import Point, ScaleStudyConfig
 
 SAE_EXPANSION = 8
@@ -39,10 +38,16 @@ def model_setup(cfg: ScaleStudyConfig, name: str) -> ModelSetup:
     `cfg.sae_tokens` tokens when it does not exist yet (a folder of a built-in world, e.g. in tests)."""
     from lorasae.model.defaults import default_k
     from lorasae.model.load import model_key, model_shape
+    from lorasae.train.config import TrainSaeConfig
+    from lorasae.train.state import planned_dir
 
     shape = model_shape(name)
     k, key = default_k(shape.d_model), model_key(name)
-    folder = paths.sae_dir(key, "normal", SAE_EXPANSION, k, cfg.layer)
+    sae_cfg = TrainSaeConfig(
+        device=cfg.device, model=name, dataset="builtin", layer=cfg.layer, k=k, expansion_factor=SAE_EXPANSION,
+        num_train_tokens=cfg.sae_tokens, seed=42, eval_every_pct=100, checkpoint_every_pct=100,
+    )  # fmt: skip
+    folder = planned_dir(sae_cfg)  # the demo's SAE at the demo's budget has the plain name
     if not (folder / "cfg.json").is_file():
         from lorasae.world.sizes import is_builtin_size
 
@@ -51,23 +56,9 @@ def model_setup(cfg: ScaleStudyConfig, name: str) -> ModelSetup:
                 f"{folder} does not exist: the scale study adapts the SAEs of `make demo` on the built-in "
                 "models; run `make demo` first (or `python -m lorasae.demo --evals false`)."
             )
-        from lorasae.train.config import TrainSaeConfig
         from lorasae.train.sae_trainer import train_sae
 
-        train_sae(
-            TrainSaeConfig(
-                device=cfg.device,
-                model=name,
-                dataset="builtin",
-                layer=cfg.layer,
-                k=k,
-                expansion_factor=SAE_EXPANSION,
-                num_train_tokens=cfg.sae_tokens,
-                seed=42,
-                eval_every_pct=100,
-                checkpoint_every_pct=100,
-            )  # fmt: skip
-        )
+        train_sae(sae_cfg)
     return ModelSetup(name, key, shape.d_model, shape.n_layers, cfg.layer, k, str(folder))
 
 

@@ -1,6 +1,7 @@
 """Families of our saved SAEs, by architecture, as their run records say (the store's `find_sae` and
 `our_sae_runs` choose among them): a family is one training run's final SAE and its checkpoints, known by
-its expansion factor and, where k sets its L0, its k; `--architecture` picks the architecture (train_sae.py's
+its expansion factor, where k sets its L0 its k, and the variant its record names (the weight-affecting
+settings off train_sae.py's defaults, `lorasae.train.sae_names`; '' for a default run); `--architecture` picks the architecture (train_sae.py's
 flag, read from each SAE's record or cfg.json, never from its folder name)."""
 
 from __future__ import annotations
@@ -40,6 +41,12 @@ class Family:
     k: int | None
     settings: str  # without k: every recorded setting (two coefficients are two families)
     name: str
+    variant: str = ""  # its record's name variant ('': trained with the naming defaults, a plain name)
+
+    @property
+    def plain(self) -> bool:
+        """Whether the family was trained with train_sae.py's naming defaults (its record says so)."""
+        return not self.variant
 
 
 def fixed_k(architecture: str, settings: dict) -> bool:
@@ -71,14 +78,27 @@ def families_in(folder: Path, layers: Sequence[int], architecture: str = "topk")
             k = None
         elif not isinstance(k, int):
             continue
-        # k names a TopK-like family (its folder holds the run); a threshold/penalty family by its settings
-        key = (expansion, k, "" if k is not None else json.dumps(settings, sort_keys=True, default=str))
-        found = next((f for f in families if (f.expansion, f.k, f.settings) == key), None)
+        # k names a TopK-like family (its folder holds the run); a threshold/penalty family by its settings;
+        # two runs of one (expansion, k) differing in weight-affecting settings by their records' variant
+        variant = str(records[0].extra.get("variant") or "")
+        same = "" if k is not None else json.dumps(settings, sort_keys=True, default=str)
+        key = (expansion, k, same, variant)
+        found = next((f for f in families if (f.expansion, f.k, f.settings, f.variant) == key), None)
         if found is None:
-            found = Family(*key, re.sub(r"-\d+pct$", "", tag_dir.name))
+            found = Family(expansion, k, same, re.sub(r"-\d+pct$", "", tag_dir.name), variant)
             families[found] = {}
         families[found][records[0].get("checkpoint_pct")] = tag_dir
     return families
 
 
-__all__ = ["Family", "check_architecture", "families_in", "fixed_k", "is_kl_fine_tune"]
+def plain_choice(families: dict[Family, dict]) -> tuple[Family | None, list[str]] | None:
+    """Of several families that differ only in their variants (their records' weight-affecting settings):
+    the one trained with train_sae.py's defaults (None when none was) and the names of the others; None
+    when they differ otherwise (expansion, k, recorded settings), for the caller to refuse."""
+    if len({(f.expansion, f.k, f.settings) for f in families}) > 1:
+        return None
+    plain = next((f for f in families if f.plain), None)
+    return plain, sorted(f.name for f in families if f is not plain)
+
+
+__all__ = ["Family", "check_architecture", "families_in", "fixed_k", "is_kl_fine_tune", "plain_choice"]

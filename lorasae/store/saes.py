@@ -21,7 +21,7 @@ from lorasae.core.records import RECORD_NAME, read_record
 from lorasae.model.defaults import PAPER_EXPANSION, default_k, default_sae_layer
 from lorasae.model.load import MODEL_REGISTRY, ModelShape, model_key, model_shape
 from lorasae.sae.sources import SaeNotFoundError, layer_from_hook_name
-from lorasae.store.families import Family, check_architecture, families_in, is_kl_fine_tune
+from lorasae.store.families import Family, check_architecture, families_in, is_kl_fine_tune, plain_choice
 from lorasae.store.sae_records import sae_record
 from lorasae.store.tags import (
     LAYER_DIR,
@@ -152,6 +152,15 @@ def _choose_family(
     if len(wanted) > 1 and k is None:
         k_default = default_k((shape or model_shape(model)).d_model)
         wanted = {f: v for f, v in wanted.items() if f.k == k_default} or wanted
+    if len(wanted) > 1 and (chosen := plain_choice(wanted)):  # runs differing only in training settings
+        plain, others, folder = chosen[0], ", ".join(chosen[1]), saes_folder(model, base) / kind
+        if plain is None:
+            raise _not_found(f"Several {what} differ only in their training settings ({others}) and none was trained with "
+                             f"train_sae.py's defaults: give one with --sae {folder}/<one of them>/model.layers.<L>.",
+                             model, base, kind, architecture)  # fmt: skip
+        print(f"Using {folder / plain.name} (train_sae.py's default settings); also saved with other training "
+              f"settings: {others} (give one with --sae <its folder>/model.layers.<L>).", flush=True)  # fmt: skip
+        wanted = {plain: wanted[plain]}
     if len(wanted) > 1:
         names = ", ".join(sorted(f.name for f in wanted))
         raise _not_found(

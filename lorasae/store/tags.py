@@ -1,6 +1,6 @@
 """What output names say, read back: the inverse of `lorasae/core/paths.py`'s names.
 
-- our SAE tags `expansion_<E>_L0_<k>[-<pct>pct]` (`parse_our_tag`), and any SAE tag in general
+- our SAE tags `expansion_<E>_L0_<k>[__<variant>][-<pct>pct]` (`parse_our_tag`), and any SAE tag in general
   (`parse_sae_tag`: Gemma Scope's `layer_12_width_16k_average_l0_82` too);
 - the tag of one LoRA run's SAEs in output paths (`run_tag`): one SAE spliced off the model's default SAE
   layer whose tag does not name its layer gets `layer_<L>__` in front, several SAEs get
@@ -18,28 +18,36 @@ from pathlib import Path
 
 from lorasae.core.paths import sanitize
 
-OUR_TAG = re.compile(r"^expansion_(?P<e>\d+)_L0_(?P<k>\d+)(?:-(?P<pct>\d+)pct)?$")
+VARIANT = r"(?:__(?P<variant>(?!kl-ft)(?:(?!__kl-ft)[A-Za-z0-9._+-])+?))?"
+"""The optional `__<variant>` after a tag (`lorasae.train.sae_names.sae_variant`: the weight-affecting
+settings off their defaults, e.g. `n-100000_lr-0.001`), before a checkpoint's `-<pct>pct`; never a KL
+fine-tune's `__kl-ft` (`paths.name_variant` never ends a variant in `<digits>pct`)."""
+OUR_TAG = re.compile(r"^expansion_(?P<e>\d+)_L0_(?P<k>\d+)" + VARIANT + r"(?:-(?P<pct>\d+)pct)?$")
 LAYER_DIR = re.compile(r"^(?:model\.)?layers?[._](?P<layer>\d+)$")
 ARCH_TAG = re.compile(
     r"^(?:crosscoder_(?:layers_(?P<layers>\d+(?:\+\d+)*)|models_(?P<models>[A-Za-z0-9._+-]+?))_)?"
     r"expansion_(?P<e>\d+)_"
-    r"(?:L0_(?P<k>\d+)|relu_l1_(?P<l1>\d[0-9.e+-]*?))(?:-(?P<pct>\d+)pct)?$"
+    r"(?:L0_(?P<k>\d+)|relu_l1_(?P<l1>\d[0-9.e+-]*?))" + VARIANT + r"(?:-(?P<pct>\d+)pct)?$"
 )
-"""Every tag train_sae.py writes (`paths.sae_tag`, `paths.relu_sae_tag`, `paths.crosscoder_tag`)."""
+"""Every tag train_sae.py writes (`paths.sae_tag`, `paths.relu_sae_tag`, `paths.crosscoder_tag`), with
+its variant."""
 _NAMES_LAYER = re.compile(r"(?:^|[^a-z])layers?_(\d+)")  # layers_: a crosscoder's or a joint run's tag
 
 
 @dataclass(frozen=True)
 class OurTag:
-    """`expansion_<E>_L0_<k>[-<pct>pct]`: what `paths.sae_tag` wrote."""
+    """`expansion_<E>_L0_<k>[__<variant>][-<pct>pct]`: what `paths.sae_tag` and train_sae.py wrote."""
 
     expansion_factor: int
     k: int
     pct: int | None
+    variant: str = ""
 
     @property
     def family(self) -> str:
-        return f"expansion_{self.expansion_factor}_L0_{self.k}"
+        """The final SAE's tag (without the checkpoint suffix)."""
+        tag = f"expansion_{self.expansion_factor}_L0_{self.k}"
+        return f"{tag}__{self.variant}" if self.variant else tag
 
 
 def parse_our_tag(tag: str) -> OurTag | None:
@@ -47,7 +55,8 @@ def parse_our_tag(tag: str) -> OurTag | None:
     m = OUR_TAG.match(tag)
     if not m:
         return None
-    return OurTag(int(m.group("e")), int(m.group("k")), int(m.group("pct")) if m.group("pct") else None)
+    pct = int(m.group("pct")) if m.group("pct") else None
+    return OurTag(int(m.group("e")), int(m.group("k")), pct, m.group("variant") or "")
 
 
 @dataclass(frozen=True)
@@ -120,7 +129,8 @@ def run_tag(tags: Sequence[str], layers: Sequence[int], default_layer: int | Non
 
 
 def source_tag(source: str) -> str:
-    """Tag of an SAE source: our folder → `expansion_<E>_L0_<k>[-<pct>pct]` (its parent folder); another
+    """Tag of an SAE source: our folder → `expansion_<E>_L0_<k>[__<variant>][-<pct>pct]` (its parent
+    folder, whatever its architecture); another
     local folder → its name (with the parent's when the name is just a layer); a release `release/sae_id`
     → the sanitized string."""
     path = Path(source).expanduser()

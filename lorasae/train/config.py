@@ -7,8 +7,12 @@ n_layers)`, with the rules of `lorasae/model/defaults.py` (shared by every scrip
   keep the paper's sparsity ratio k/d = 64/2304 ≈ 2.8 %, i.e. k = round(64·d/2304) (tiny: 4).
 - `ctx_len`: 1024 (the paper's), capped at the model's `max_position_embeddings`.
 - `batch_size`: the paper's 1024 tokens per step: 1 sequence of 1024 tokens; 8 of the tiny model's 128.
-- `num_train_tokens`: 2B (the paper's); with `--objective kl`, Karvonen's 25M for d_model ≥ 1024 and
-  32,768 for smaller models (the built-in ones).
+- `num_train_tokens`: 2B (the paper's) for d_model ≥ 1024, the demo's 200,000 for smaller models (the
+  built-in ones); with `--objective kl`, Karvonen's 25M for d_model ≥ 1024 and 32,768 for smaller models.
+
+A setting that changes the SAE's weights (budget, lr, seed, batch, context, data, ...) and differs from
+these defaults is named in the SAE's folder, `expansion_<E>_L0_<k>__<variant>` (`lorasae/train/sae_names.py`);
+settings that change only what is measured (curve points, checkpoints, validation of the statistics) are not.
 - `num_val_tokens`: 1,000,000 (the paper's) for models with d_model ≥ 1024; 8,192 (64 sequences of 128)
   for smaller ones. Short runs take their 101 curve points on fewer (`--curve_val_tokens`), each reusing
   the clean prefix (`lorasae/model/prefix.py`); differences between SAEs and checkpoints are paired (same

@@ -17,6 +17,7 @@ from lorasae.core.records import digest, read_record
 from lorasae.model.load import ModelShape
 from lorasae.sae.io import read_cfg
 from lorasae.train.config import TrainSaeConfig
+from lorasae.train.sae_names import MEASUREMENT_SETTINGS
 from lorasae.train.sae_record import sae_run_identity
 from lorasae.train.state import checkpoint_dir, curve_path, resume_settings, state_path
 
@@ -61,6 +62,15 @@ def _differences(saved: dict[str, Any], now: dict[str, Any]) -> str | None:
     return "trained with other settings or inputs (" + (", ".join(changed) or "see its run.json") + ")"
 
 
+def _measurement_only(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The flags that differ between a recorded run identity and this run's when every one of them only
+    changes what is measured, not the weights (`sae_names.MEASUREMENT_SETTINGS`: the folder name is then
+    the same); empty otherwise."""
+    top = [k for k in {*saved, *now} - {"settings", "checkpoint_pct"} if saved.get(k) != now.get(k)]
+    changed = sorted({*differing(saved.get("settings") or {}, now["settings"]), *top})
+    return [f"--{k}" for k in changed] if changed and set(changed) <= MEASUREMENT_SETTINGS else []
+
+
 def _legacy_differences(folder: Path, cfg: TrainSaeConfig) -> str | None:
     """What differs according to an SAE folder's cfg.json metadata (None: the same fingerprint)."""
     recorded, now = recorded_provenance(folder), sae_provenance(cfg)
@@ -87,7 +97,14 @@ def check_existing(cfg: TrainSaeConfig) -> str | None:
     records = [read_record(folder) for folder in folders]
     record = next((r for r in records if r is not None and r.kind == "sae" and not r.inferred), None)
     if record is not None:
-        why = _differences(record.identity, sae_run_identity(cfg))
+        now = sae_run_identity(cfg)
+        why = _differences(record.identity, now)
+        if only := _measurement_only(record.identity, now):
+            raise OutputExistsError(
+                f"{folders[0]} already holds an SAE whose weights this run would train again (only "
+                f"{', '.join(only)} differ, which change what is measured, not the weights, so the folder is "
+                "the same): pass --overwrite to redo it with these settings, or keep it."
+            )
         if why is None:  # a checkpoint of this very run, and no final record: it stopped before the end
             return f"Training the SAE at {final} again: an earlier run with the same settings stopped before it finished."
     else:  # saved before run records: what cfg.json's metadata says
@@ -104,7 +121,7 @@ def check_existing(cfg: TrainSaeConfig) -> str | None:
     raise OutputExistsError(
         f"{folders[0] if folders else found[0]} already holds an SAE {why}; this run would replace it, its "
         "checkpoints and its curves. Pass --overwrite to replace it, --resume to continue its training, or "
-        "change --layer/--expansion_factor/--k (or LORASAE_ROOT) to write elsewhere."
+        "change --layer/--expansion_factor/--k or a training setting (named in the folder) to write elsewhere."
     )
 
 

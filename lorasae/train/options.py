@@ -53,8 +53,10 @@ class TokenOptions:
 
     num_train_tokens: int | None = field(default=None, type=parse_count)
     """Training tokens; `300_000`, `2e9`, `15k` accepted. Default: 2B (the paper's Gemma budget; 4B for
-    Llama in the paper); with --objective kl, Karvonen's 25M-token fine-tune for models with d ≥ 1024 and
-    32,768 tokens (seconds) for small ones (the built-in models)."""
+    Llama in the paper) for models with d ≥ 1024, 200,000 (the demo's) for small ones (the built-in
+    models); with --objective kl, Karvonen's 25M-token fine-tune for d ≥ 1024 and 32,768 tokens (seconds)
+    for small models. Another budget is named in the SAE's folder (`expansion_8_L0_4__n-300000`), as is
+    every setting that changes the weights when off its default."""
 
     num_val_tokens: int | None = field(default=None, type=parse_count)
     """Validation tokens (the first chunks of the data). Default: 1M; 8,192 for small models (d < 1024)."""

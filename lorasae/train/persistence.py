@@ -26,6 +26,7 @@ from lorasae.train.distributed import DistInfo
 from lorasae.train.existing import sae_provenance
 from lorasae.train.progress import Progress
 from lorasae.train.result import TrainResult
+from lorasae.train.sae_names import sae_variant
 from lorasae.train.sae_record import PATH_FIELDS, sae_run_identity, write_curve_record, write_sae_record
 from lorasae.train.state import (
     TrainingState,
@@ -67,8 +68,12 @@ class Persistence:
     # --- starting points -------------------------------------------------------------------------------
     def restore(self, eval_points: Counter, device: Any) -> bool:
         """Load the latest training state (with --resume) into the SAE, optimiser, scheduler, progress and
-        RNGs; False if there is none."""
+        RNGs; False if there is none. With --resume and none at this run's folder, a state of the same SAE
+        saved with other weight-affecting settings (so in a sibling folder, `__<variant>`) is refused
+        naming what differs, rather than a fresh run starting beside it."""
         if not self.state_file.exists():
+            if self.cfg.resume:
+                self._refuse_a_sibling_state()
             return False
         state = load_state(self.state_file)
         check_compatible(state, self.cfg, self.shape.d_model, self.state_file)
@@ -87,6 +92,20 @@ class Persistence:
                 f"{self.state_file}: {len(p.val_loss)} curve points at step {p.step}, expected {expected}"
             )
         return True
+
+    def _refuse_a_sibling_state(self) -> None:
+        """`check_compatible` against the latest training state of this SAE's tag saved under another
+        variant (it raises `ResumeError` naming the settings that differ), if there is one."""
+        final = checkpoint_dir(self.cfg)
+        base = final.parent.name.split("__")[0]
+        found = [
+            p
+            for p in final.parent.parent.glob(f"{base}*/{self.state_file.name}")
+            if p.parent.name == base or p.parent.name.startswith(f"{base}__")
+        ]
+        if found:
+            latest = max(found, key=lambda p: p.stat().st_mtime_ns)
+            check_compatible(load_state(latest), self.cfg, self.shape.d_model, latest)
 
     def init_from(self, folder: str | Path, device: Any) -> None:
         """Start from the weights of an existing SAE (SAELens-format folder)."""
@@ -166,7 +185,8 @@ class Persistence:
             )
             save_config(cfg, folder)  # `--config_file <folder>/config.json` reruns this run
             if pct is not None:  # the final SAE's record is written by `finish`, after the result
-                extra = {"step": p.step, "train_minutes": p.train_minutes, "curves": self._curve_names()}
+                extra = {"step": p.step, "train_minutes": p.train_minutes, "curves": self._curve_names(),
+                         "variant": sae_variant(cfg)}  # fmt: skip
                 write_sae_record(folder, self.run_identity, pct, checkpoint_dir(cfg), extra)
         return folder
 
@@ -180,7 +200,8 @@ class Persistence:
             points = len(self.progress.val_loss)
             write_curve_record(self.curve_file(quantity), self.run_identity, final, points)
         numbers = {k: v for k, v in asdict(result).items() if k not in PATH_FIELDS}
-        extra = {"result": numbers, "curves": self._curve_names(), "step": self.progress.step}
+        extra = {"result": numbers, "curves": self._curve_names(), "step": self.progress.step,
+                 "variant": sae_variant(self.cfg)}  # its folder name's (the store prefers '': defaults)  # fmt: skip
         write_sae_record(final, self.run_identity, None, final, extra)
 
     # --- the training state ----------------------------------------------------------------------------

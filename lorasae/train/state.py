@@ -1,10 +1,11 @@
 """Checkpoints and the resumable training state.
 
 - SAE checkpoints (SAELens on-disk format, `cfg.json` + `sae_weights.safetensors`) at
-  `saved_saes/<model>/<normal|e2e>/expansion_<E>_L0_<k>[-<pct>pct]/model.layers.<L>/`; the training
+  `saved_saes/<model>/<normal|e2e>/expansion_<E>_L0_<k>[__<variant>][-<pct>pct]/model.layers.<L>/`
+  (`sae_names.sae_variant`: the weight-affecting settings off their defaults); the training
   position (step, tokens, minutes, validation CE) goes into the cfg's metadata.
 - The training state (SAE weights, optimiser, scheduler, step, curve, dead-latent counters, RNG) is one
-  file, `saved_saes/<model>/<kind>/expansion_<E>_L0_<k>/training_state.model.layers.<L>.pt`, beside the
+  file, `saved_saes/<model>/<kind>/expansion_<E>_L0_<k>[__<variant>]/training_state.model.layers.<L>.pt`, beside the
   final SAE's folder (not inside it, so no folder ever holds a half-finished SAE). It is replaced
   atomically at every checkpoint and, with `--save_every_steps N`, every N steps.
 """
@@ -31,13 +32,13 @@ from lorasae.core.paths import (
     sae_curve_path,
     sae_dir,
     sae_tag,
-    settings_variant,
     with_variant,
 )
 from lorasae.model.defaults import sae_defaults
-from lorasae.model.load import ModelShape, model_key
+from lorasae.model.load import ModelShape, model_key, model_shape
 from lorasae.train.config import SaeKwargs, TrainSaeConfig
 from lorasae.train.options import KL_FT_SUFFIX
+from lorasae.train.sae_names import sae_variant
 
 STATE_VERSION = 1
 
@@ -47,83 +48,77 @@ class ResumeError(LorasaeError, ValueError):
 
 
 def checkpoint_dir(cfg: TrainSaeConfig, pct: int | None = None) -> Path:
-    """Folder of the SAE checkpoint at `pct` percent (None: the final SAE)."""
+    """Folder of the SAE checkpoint at `pct` percent (None: the final SAE) of a resolved run:
+    `<tag>[__<variant>][-<pct>pct]`, the variant naming the weight-affecting settings off their naming
+    default (`lorasae.train.sae_names.sae_variant`; none for the paper's default run, whose folder keeps
+    the original's name)."""
     assert cfg.k is not None
-    if cfg.architecture == "crosscoder":
-        k = None if cfg.sae_kwargs.crosscoder_activation == "relu" else cfg.k
-        keys = [model_key(m) for m in cfg.models]
-        tag = crosscoder_tag(cfg.expansion_factor, cfg.layers, k, cfg.sae_kwargs.sparsity, pct, keys)
-        layers = cfg.layers or cfg.layer  # --models: every source reads --layer
-        return sae_dir(cfg.model_key, cfg.kind, cfg.expansion_factor, cfg.k, layers, tag=tag)
-    if cfg.architecture == "relu":
-        tag = relu_sae_tag(cfg.expansion_factor, cfg.sae_kwargs.sparsity, pct)
-    elif cfg.architecture != "topk":  # topk keeps the paper's names
-        kw = cfg.sae_kwargs
-        relu = cfg.architecture in ("transcoder", "skip_transcoder") and kw.transcoder_activation == "relu"
-        coefficient = kw.sparsity if relu else kw.l0_coefficient
-        tag = architecture_sae_tag(
-            cfg.architecture, cfg.expansion_factor, None if relu else cfg.k, coefficient, pct
+    tag = _family_tag(cfg)
+    if cfg.objective == "kl":  # a KL fine-tune: beside the SAEs of its kind, never taken for its parent
+        parent = _kl_parent_tag(cfg, tag)
+        tag = with_variant(
+            f"{parent or tag}{KL_FT_SUFFIX}", sae_variant(cfg, parent_named=parent is not None)
         )
     else:
-        tag = sae_tag(cfg.expansion_factor, cfg.k, pct)
-    if cfg.objective == "kl":  # a KL fine-tune: beside the SAEs of its kind, never taken for its parent
-        base = _kl_parent_tag(cfg, tag if pct is None else tag.removesuffix(f"-{pct}pct"))
-        tuned = with_variant(f"{base}{KL_FT_SUFFIX}", kl_fine_tune_variant(cfg))
-        tag = tuned + ("" if pct is None else f"-{pct}pct")
+        tag = with_variant(tag, sae_variant(cfg))
+    if pct is not None:
+        tag = f"{tag}-{pct}pct"
     if cfg.hidden_modification != "none":  # saved_saes/<model>/modified/<modification>__<file>__<tag>/
         tag = modified_sae_tag(cfg.hidden_modification, Path(str(cfg.modification_file)).stem, tag)
-    return sae_dir(cfg.model_key, cfg.kind, cfg.expansion_factor, cfg.k, cfg.layer, tag=tag)
+    layers = (cfg.layers or cfg.layer) if cfg.architecture == "crosscoder" else cfg.layer
+    return sae_dir(cfg.model_key, cfg.kind, cfg.expansion_factor, cfg.k, layers, tag=tag)
 
 
-KL_FT_NAME_KEYS = {"num_train_tokens": "n", "kl_mse_weight": "w"}
-"""The KL fine-tune's settings its folder name carries when they differ from train_sae.py's defaults."""
+def planned_dir(cfg: TrainSaeConfig, pct: int | None = None) -> Path:
+    """`checkpoint_dir` of a config not yet resolved: where train_sae.py would write it (for the scripts
+    that train an SAE when its folder is missing)."""
+    shape = model_shape(cfg.model_name)
+    return checkpoint_dir(cfg.resolved(shape.d_model, shape.max_positions, shape.n_layers), pct)
 
 
-def kl_fine_tune_variant(cfg: TrainSaeConfig) -> str:
-    """What a KL fine-tune's folder name carries beside `<parent>__kl-ft` (issue 25's rule,
-    `paths.settings_variant`): its budget when not train_sae.py's default for the model
-    (`default_num_train_tokens(d_model, "kl")`) and its --kl_mse_weight when not 1.0, e.g.
-    `n-30000_w-0.5`; '' for the default fine-tune, whose folder keeps the plain name. So fine-tunes of one
-    parent at two budgets get two folders. The model's shape is read only for a budget that is one of the
-    defaults (`KL_FINE_TUNE_TOKENS`, `SMALL_MODEL_KL_FINE_TUNE_TOKENS`)."""
-    from lorasae.model.defaults import (
-        KL_FINE_TUNE_TOKENS,
-        SMALL_MODEL_KL_FINE_TUNE_TOKENS,
-        default_num_train_tokens,
-    )
-
-    tokens = cfg.num_train_tokens
-    if tokens in (KL_FINE_TUNE_TOKENS, SMALL_MODEL_KL_FINE_TUNE_TOKENS):
-        from lorasae.model.load import model_shape
-
-        default_tokens = default_num_train_tokens(model_shape(cfg.model_name).d_model, "kl")
-    else:
-        default_tokens = None  # any other budget differs from the default of every model
-    settings = {"num_train_tokens": tokens, "kl_mse_weight": cfg.mse_weight}
-    defaults = {"num_train_tokens": default_tokens, "kl_mse_weight": 1.0}
-    return settings_variant(settings, defaults, KL_FT_NAME_KEYS)
+def _family_tag(cfg: TrainSaeConfig) -> str:
+    """The SAE's tag without variant or checkpoint suffix: the paper's `expansion_<E>_L0_<k>` for TopK,
+    the architecture's tag otherwise (`paths.relu_sae_tag`, `crosscoder_tag`, `architecture_sae_tag`)."""
+    assert cfg.k is not None
+    kw = cfg.sae_kwargs
+    if cfg.architecture == "crosscoder":  # --models: every source reads --layer
+        k = None if kw.crosscoder_activation == "relu" else cfg.k
+        keys = [model_key(m) for m in cfg.models]
+        return crosscoder_tag(cfg.expansion_factor, cfg.layers, k, kw.sparsity, None, keys)
+    if cfg.architecture == "relu":
+        return relu_sae_tag(cfg.expansion_factor, kw.sparsity)
+    if cfg.architecture != "topk":  # topk keeps the paper's names
+        relu = cfg.architecture in ("transcoder", "skip_transcoder") and kw.transcoder_activation == "relu"
+        coefficient = kw.sparsity if relu else kw.l0_coefficient
+        return architecture_sae_tag(
+            cfg.architecture, cfg.expansion_factor, None if relu else cfg.k, coefficient
+        )
+    return sae_tag(cfg.expansion_factor, cfg.k)
 
 
-def _kl_parent_tag(cfg: TrainSaeConfig, family_tag: str) -> str:
+def _kl_parent_tag(cfg: TrainSaeConfig, family_tag: str) -> str | None:
     """The tag a KL fine-tune is named after: its parent's folder when the parent is one of this family's
-    SAEs (`<tag>` or a checkpoint `<tag>-<pct>pct`, so fine-tunes of two checkpoints get two folders), else
-    the family's tag."""
+    SAEs (`<tag>[__<variant>]` or a checkpoint of one, `...-<pct>pct`, so fine-tunes of two checkpoints
+    or of two runs get two folders); None for any other parent (the fine-tune's variant then names it)."""
     parent = Path(str(cfg.init_sae)).parent.name if cfg.init_sae else ""
-    if parent == family_tag or re.fullmatch(re.escape(family_tag) + r"-\d+pct", parent):
+    pattern = re.escape(family_tag) + r"(?:__(?!kl-ft)[A-Za-z0-9._+-]+?)?(?:-\d+pct)?"
+    if re.fullmatch(pattern, parent) and KL_FT_SUFFIX not in parent:
         return parent
-    return family_tag
+    return None
 
 
 def is_default_sae(cfg: TrainSaeConfig, shape: ModelShape) -> bool:
     """Whether the run trains the model's default SAE (`model_defaults.sae_defaults`: layer, expansion,
     k), a TopK one (normal or e2e) on one model, not a KL fine-tune of another SAE (its folder is
-    `<tag>__kl-ft`): the SAE whose curves keep the original's file names."""
+    `<tag>__kl-ft`), with every weight-affecting setting at its naming default (a plain folder name): the
+    SAE whose curves keep the original's file names."""
     return (
         cfg.architecture == "topk"
         and cfg.objective != "kl"
         and cfg.kind in ("normal", "e2e")
         and not cfg.models
         and (cfg.layer, cfg.expansion_factor, cfg.k) == sae_defaults(shape)
+        and not sae_variant(cfg)
     )
 
 
