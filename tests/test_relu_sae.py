@@ -89,7 +89,7 @@ def test_relu_run_counts_dead_latents_and_saves_its_tag(tmp_path, out_root):
     model_dir, data = write_tiny_world(tmp_path)
     args = fast_args(model_dir, data, architecture="relu", sparsity=0.05, sparsity_warmup_steps=20, lr=3e-3)
     result = train_sae(parse_with_config_file(TrainSaeConfig, args + ["--dead_after_tokens", "640"]))
-    assert result.final_dir.parent.name == "expansion_4_relu_l1_0.05__lr-0.003_sparsity_warmup_steps-20"
+    assert result.final_dir.parent.name == "expansion_4_relu_l1_0.05__lr-0.003_l1warmup-20"
     from lorasae.core.paths import sae_curve_path
 
     # its curve sits beside the TopK one, never in its place

@@ -41,9 +41,26 @@ SAE_NAME_KEYS = {
     "init_sae": "init",
 }
 """The weight-affecting settings an SAE folder's name carries when off their naming default, with their
-short names (`sae_kwargs` entries the tag does not show go by their own names). --num_val_tokens is one:
+short names (`sae_kwargs` entries the tag does not show: `SAE_KWARG_NAME_KEYS`). --num_val_tokens is one:
 training starts after the validation chunks (`lorasae.model.data.load_token_split`); --dead_after_tokens
 only with --auxk_alpha > 0 (dead latents feed the AuxK loss, else only a statistic)."""
+
+SAE_KWARG_NAME_KEYS = {
+    "sparsity": "l1",
+    "recon_loss": "recon",
+    "sparsity_warmup_steps": "l1warmup",
+    "crosscoder_activation": "xact",
+    "threshold_lr": "thlr",
+    "matryoshka_widths": "widths",
+    "jumprelu_bandwidth": "bw",
+    "jumprelu_init_threshold": "theta0",
+    "jumprelu_sparsity_loss": "l0loss",
+    "l0_coefficient": "l0coef",
+    "l0_warmup_steps": "l0warmup",
+    "transcoder_activation": "tact",
+}
+"""Short names of the `sae_kwargs` an SAE folder's name carries when its tag does not show them and they are
+off their defaults (e.g. the demo's JumpReLU: `jumprelu_expansion_8_l0coef_0.01__theta0-10.5_l0warmup-50`)."""
 
 MEASUREMENT_SETTINGS = frozenset(
     {"eval_every_pct", "checkpoint_every_pct", "curve_val_tokens", "final_val_tokens", "val_batch_size"}
@@ -122,7 +139,7 @@ def sae_variant(cfg: TrainSaeConfig, parent_named: bool = False) -> str:
     for key, value in dataclasses.asdict(cfg.sae_kwargs).items():
         if key not in shown:
             settings[key], defaults[key] = value, kw_defaults.get(key)
-    return _capped(settings_variant(settings, defaults, SAE_NAME_KEYS))
+    return _capped(settings_variant(settings, defaults, SAE_NAME_KEYS | SAE_KWARG_NAME_KEYS))
 
 
 MAX_VARIANT = 64
@@ -151,4 +168,4 @@ def _parent_settings(cfg: TrainSaeConfig) -> dict[str, Any]:
     return settings if isinstance(settings, dict) else {}
 
 
-__all__ = ["MEASUREMENT_SETTINGS", "SAE_NAME_KEYS", "naming_defaults", "sae_variant"]
+__all__ = ["MEASUREMENT_SETTINGS", "SAE_KWARG_NAME_KEYS", "SAE_NAME_KEYS", "naming_defaults", "sae_variant"]
