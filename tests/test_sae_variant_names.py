@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from lorasae.core.cli import parse
 from lorasae.core.errors import OutputExistsError
@@ -185,3 +186,23 @@ def test_measurement_settings_are_not_in_the_name_and_weight_settings_are(in_roo
     for loud, part in ((dict(seed=3), "seed-3"), (dict(num_val_tokens=4096), "val-4096"),
                        (dict(batch_size=4), "bs-4"), (dict(auxk_alpha=0.5), "auxk-0.5")):  # fmt: skip
         assert planned_dir(replace(base, **loud)).parent.name == f"expansion_8_L0_1__{part}"
+
+
+def test_an_sae_folder_names_its_optimiser_only_when_it_is_not_what_auto_picks_on_its_device(monkeypatch):
+    from lorasae.train import optim
+    from lorasae.train.sae_names import optimizer_setting
+
+    # the CPU: auto is Adam, and an explicit adam8bit falls back to Adam, so none of them is named
+    assert optimizer_setting("auto", "cpu") == ("adam", "adam")
+    assert optimizer_setting("adam", "cpu") == ("adam", "adam")
+    assert optimizer_setting("adam8bit", "cpu") == ("adam", "adam")
+    # CUDA with bitsandbytes: auto is 8-bit Adam, so an explicit adam differs from it and is named
+    monkeypatch.setattr(optim, "bitsandbytes_available", lambda: True)
+    cuda = torch.device("cuda:0")  # a device object: no GPU is needed to name one
+    assert optimizer_setting("auto", cuda) == ("adam8bit", "adam8bit")
+    assert optimizer_setting("adam", cuda) == ("adam", "adam8bit")
+    from lorasae.core.paths import settings_variant
+    from lorasae.train.sae_names import SAE_NAME_KEYS
+
+    value, default = optimizer_setting("adam", cuda)
+    assert settings_variant({"optimizer": value}, {"optimizer": default}, SAE_NAME_KEYS) == "opt-adam"

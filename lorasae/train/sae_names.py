@@ -17,6 +17,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from lorasae.core.paths import portable, settings_variant
 from lorasae.model.load import ModelShape, model_shape
 from lorasae.train.config import TrainSaeConfig, default_batch_size, default_lr
@@ -39,6 +41,7 @@ SAE_NAME_KEYS = {
     "max_grad_norm": "clip",
     "dead_after_tokens": "dead",
     "init_sae": "init",
+    "optimizer": "opt",
 }
 """The weight-affecting settings an SAE folder's name carries when off their naming default, with their
 short names (`sae_kwargs` entries the tag does not show: `SAE_KWARG_NAME_KEYS`). --num_val_tokens is one:
@@ -125,12 +128,13 @@ def sae_variant(cfg: TrainSaeConfig, parent_named: bool = False) -> str:
     cfg = cfg.resolved(shape.d_model, shape.max_positions, shape.n_layers)  # the same for a resolved one
     settings = {key: getattr(cfg, key) for key in SAE_NAME_KEYS if hasattr(cfg, key)}
     settings["kl_mse_weight"] = cfg.mse_weight
+    settings["optimizer"], optimizer_default = optimizer_setting(cfg.optimizer, cfg.device)
     if cfg.auxk_alpha <= 0:  # dead latents only feed the AuxK loss: without it, only a statistic
         del settings["dead_after_tokens"]
     if cfg.dataset and Path(cfg.dataset).exists():  # a local file by its portable path (as its record)
         settings["dataset"] = portable(cfg.dataset)
     settings["init_sae"] = portable(cfg.init_sae) if cfg.init_sae and not parent_named else None
-    defaults = naming_defaults(cfg, shape)
+    defaults = naming_defaults(cfg, shape) | {"optimizer": optimizer_default}
     kw_defaults = dataclasses.asdict(SaeKwargs())
     parent = (_parent_settings(cfg) or _own(cfg)) if parent_named else {}
     defaults |= {key: parent[key] for key in INHERITED if key in parent}
@@ -140,6 +144,24 @@ def sae_variant(cfg: TrainSaeConfig, parent_named: bool = False) -> str:
         if key not in shown:
             settings[key], defaults[key] = value, kw_defaults.get(key)
     return _capped(settings_variant(settings, defaults, SAE_NAME_KEYS | SAE_KWARG_NAME_KEYS))
+
+
+def optimizer_setting(kind: str, device: str | torch.device) -> tuple[str, str]:
+    """(the optimiser --optimizer `kind` gives on `device`, the one `auto` gives there): a folder names
+    its optimiser only when it is not what `auto` picks on the device it trained on (8-bit Adam on CUDA with
+    bitsandbytes, else Adam), so `--optimizer adam` on the CPU keeps the plain name."""
+    import warnings
+
+    from lorasae.core.runtime import parse_device
+    from lorasae.train.optim import resolve_optimizer_kind
+
+    try:
+        where = parse_device(device)
+    except (ValueError, RuntimeError):  # a device this machine cannot name: the run itself refuses it
+        return "auto", "auto"
+    with warnings.catch_warnings():  # adam8bit without CUDA falls back to Adam: named as what runs
+        warnings.simplefilter("ignore")
+        return resolve_optimizer_kind(kind, where), resolve_optimizer_kind("auto", where)
 
 
 MAX_VARIANT = 64
@@ -168,4 +190,11 @@ def _parent_settings(cfg: TrainSaeConfig) -> dict[str, Any]:
     return settings if isinstance(settings, dict) else {}
 
 
-__all__ = ["MEASUREMENT_SETTINGS", "SAE_KWARG_NAME_KEYS", "SAE_NAME_KEYS", "naming_defaults", "sae_variant"]
+__all__ = [
+    "MEASUREMENT_SETTINGS",
+    "SAE_KWARG_NAME_KEYS",
+    "SAE_NAME_KEYS",
+    "naming_defaults",
+    "optimizer_setting",
+    "sae_variant",
+]
