@@ -90,21 +90,9 @@ def test_saebench_results_are_found_done_after_the_root_moved(
 
 
 def test_an_interp_result_is_found_done_after_the_root_moved(world_model, out_root, monkeypatch, capsys):
-    from lorasae.core.paths import adapter_dir, sae_dir, sae_tag
-    from lorasae.lora.adapters import attach_lora
-    from lorasae.model.defaults import default_k
-    from lorasae.model.load import d_model, load_model, num_layers
-    from lorasae.sae import SaeConfig, TopKSAE
+    from eval_setup_helpers import save_default_sae_and_adapter
 
-    model, _ = load_model(str(world_model), device="cpu")
-    d, n = d_model(model), num_layers(model)
-    k = default_k(d)
-    TopKSAE(SaeConfig(d_in=d, d_sae=8 * d, k=k, hook_layer=1), fast=False).save(
-        sae_dir(world_model.name, "normal", 8, k, 1)
-    )
-    attach_lora(model, layers=list(range(n)), rank=2).save_pretrained(
-        str(adapter_dir(world_model.name, sae_tag(8, k), list(range(n)), 2))
-    )
+    save_default_sae_and_adapter(world_model)
     corpus = out_root / "corpus.txt"
     corpus.write_text(
         "\n\n".join(f"the cat number {i} sat on the mat and looked at the dog." for i in range(400))

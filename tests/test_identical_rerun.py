@@ -119,23 +119,13 @@ def test_an_identical_interp_rerun_is_skipped_and_its_figures_are_named_after_th
     world_model, out_root, capsys
 ):
 
-    from lorasae.core.cli import parse
-    from lorasae.core.paths import adapter_dir, plots_dir, sae_dir, sae_tag
-    from lorasae.interp.run import InterpArgs, run_interp
-    from lorasae.lora.adapters import attach_lora
-    from lorasae.model.defaults import default_k
-    from lorasae.model.load import d_model, load_model, num_layers
-    from lorasae.sae import SaeConfig, TopKSAE
+    from eval_setup_helpers import save_default_sae_and_adapter
 
-    model, _ = load_model(str(world_model), device="cpu")
-    d, n = d_model(model), num_layers(model)
-    k = default_k(d)
-    TopKSAE(SaeConfig(d_in=d, d_sae=8 * d, k=k, hook_layer=1), fast=False).save(
-        sae_dir(world_model.name, "normal", 8, k, 1)
-    )
-    attach_lora(model, layers=list(range(n)), rank=2).save_pretrained(
-        str(adapter_dir(world_model.name, sae_tag(8, k), list(range(n)), 2))
-    )
+    from lorasae.core.cli import parse
+    from lorasae.core.paths import plots_dir
+    from lorasae.interp.run import InterpArgs, run_interp
+
+    save_default_sae_and_adapter(world_model)
     argv = ["--model", str(world_model), "--device", "cpu", "--dataset", "builtin", "--num_tokens", "256"]
     argv += ["--ctx_len", "64", "--batch_size", "4", "--resamples", "50", "--progress", "false"]
     out = run_interp(parse(InterpArgs, argv))
